@@ -1,0 +1,1 @@
+//! The pidcap packet library (placeholder while the crate is being written).
