@@ -1,1 +1,177 @@
-//! The pidcap packet library (placeholder while the crate is being written).
+//! The pidcap packet library: packets saved with their capture metadata, a
+//! name, a description and tags, in a SQLite database (bundled SQLite, WAL,
+//! FTS5 full-text search ranked by bm25), grouped into sequences, imported
+//! from pcap/pcapng and `.dpp` files and exported to pcapng, pcap and `.dpp`.
+//!
+//! Open one with [`Library::open`] (or [`Library::open_default`], which uses
+//! [`default_db_path`]). Every write is one transaction: a crash, a full disk
+//! or a malformed import leaves the database as it was before the call.
+//!
+//! Saving by a live capture's packet id goes through [`PacketSource`], the seam
+//! the daemon will implement.
+
+mod dpp;
+mod error;
+mod model;
+mod schema;
+mod search;
+mod store;
+mod transfer;
+
+pub use dpp::{
+    parse_dpp, write_dpp, DppFile, NewSequence, MAX_DESCRIPTION_CHARS, MAX_FILE_BYTES, MAX_NAME_CHARS, MAX_PACKETS,
+    MAX_PACKET_BYTES, MAX_SEQUENCES, MAX_TAGS, MAX_TAG_CHARS, MAX_V1_PAYLOAD_BYTES,
+};
+pub use error::{LibraryError, Result};
+pub use model::{
+    Filter, MetaEdit, NewPacket, PacketId, PacketMeta, SavedPacket, SearchHit, Selection, Sequence, SequenceId, TagCount,
+};
+pub use schema::{migration_sql, SCHEMA_VERSION};
+pub use search::build_match;
+pub use transfer::{parse_frames, ExportFormat, ImportReport, PacketSource};
+
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a writer waits for another process's lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default database: `$XDG_DATA_HOME/pidcap/library.db`, else
+/// `$HOME/.local/share/pidcap/library.db` (relative `XDG_DATA_HOME` is ignored,
+/// as the XDG spec says).
+pub fn default_db_path() -> Result<PathBuf> {
+    default_db_path_from(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
+}
+
+fn default_db_path_from(xdg: Option<std::ffi::OsString>, home: Option<std::ffi::OsString>) -> Result<PathBuf> {
+    let base = match xdg.map(PathBuf::from).filter(|p| p.is_absolute()) {
+        Some(p) => p,
+        None => match home.map(PathBuf::from).filter(|p| p.is_absolute()) {
+            Some(h) => h.join(".local/share"),
+            None => {
+                return Err(LibraryError::Invalid(
+                    "neither XDG_DATA_HOME nor HOME is set to an absolute path; pass --db PATH".into(),
+                ))
+            }
+        },
+    };
+    Ok(base.join("pidcap").join("library.db"))
+}
+
+/// An open packet library.
+pub struct Library {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Library {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Library").field("path", &self.path).finish()
+    }
+}
+
+impl Library {
+    /// Open (creating it and its directory if needed) the library at `path`,
+    /// migrating an older schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Library> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| LibraryError::io(format!("cannot create {}", dir.display()), e))?;
+        }
+        let conn = Connection::open(&path).map_err(|source| open_error(&path, source))?;
+        Library::setup(conn, path, true)
+    }
+
+    /// Open the library at [`default_db_path`].
+    pub fn open_default() -> Result<Library> {
+        Library::open(default_db_path()?)
+    }
+
+    /// Open an existing library read-only (listing, searching, exporting); any
+    /// write fails with [`LibraryError::ReadOnly`].
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Library> {
+        let path = path.as_ref().to_path_buf();
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(&path, flags).map_err(|source| open_error(&path, source))?;
+        Library::setup(conn, path, false)
+    }
+
+    fn setup(mut conn: Connection, path: PathBuf, writable: bool) -> Result<Library> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        if writable {
+            let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(LibraryError::Invalid(format!(
+                    "cannot put {} in WAL mode (got {mode}); is it on a network filesystem?",
+                    path.display()
+                )));
+            }
+            // FULL: a commit reported to the caller survives a power cut, not only a crash.
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            schema::migrate(&mut conn, &path)?;
+        } else {
+            let found = schema::version(&conn)?;
+            if found != SCHEMA_VERSION {
+                return Err(LibraryError::Invalid(format!(
+                    "{} has schema version {found}, this pidcap needs {SCHEMA_VERSION}; open it read-write once to migrate",
+                    path.display()
+                )));
+            }
+        }
+        Ok(Library { conn, path })
+    }
+
+    /// Where the database is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The underlying connection, for tests and diagnostics (integrity checks,
+    /// size limits). Writing through it bypasses the full-text index.
+    #[doc(hidden)]
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// `PRAGMA integrity_check`; `Ok(())` when the database is sound.
+    pub fn check_integrity(&self) -> Result<()> {
+        let res: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if res != "ok" {
+            return Err(LibraryError::Invalid(format!("integrity check failed: {res}")));
+        }
+        Ok(())
+    }
+}
+
+fn open_error(path: &Path, source: rusqlite::Error) -> LibraryError {
+    match LibraryError::from(source) {
+        LibraryError::Sqlite(source) => LibraryError::Open { path: path.to_path_buf(), source },
+        other => other,
+    }
+}
+
+/// Nanoseconds since the UNIX epoch, now.
+pub(crate) fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_path_follows_xdg() {
+        let p = default_db_path_from(Some("/x/data".into()), Some("/home/u".into())).unwrap();
+        assert_eq!(p, PathBuf::from("/x/data/pidcap/library.db"));
+        let p = default_db_path_from(Some("relative".into()), Some("/home/u".into())).unwrap();
+        assert_eq!(p, PathBuf::from("/home/u/.local/share/pidcap/library.db"));
+        let p = default_db_path_from(None, Some("/home/u".into())).unwrap();
+        assert_eq!(p, PathBuf::from("/home/u/.local/share/pidcap/library.db"));
+        assert!(default_db_path_from(None, None).is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! The library's error type: every failure names what went wrong in words a
+//! user can act on (which field of which file, a full disk, a read-only database).
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the packet library.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    /// The database file could not be opened or created.
+    #[error("cannot open the packet library {path}: {source}")]
+    Open { path: PathBuf, source: rusqlite::Error },
+    /// The database was written by a newer pidcap whose schema this one does not know.
+    #[error("the packet library {path} has schema version {found}, newer than this pidcap supports ({supported}); upgrade pidcap")]
+    TooNew { path: PathBuf, found: i64, supported: i64 },
+    /// The database (or its directory) is read-only; nothing was changed.
+    #[error("the packet library is read-only (check the permissions of the database file and its directory); nothing was changed")]
+    ReadOnly,
+    /// The disk (or the database's size limit) is full; the transaction was rolled back, nothing was changed.
+    #[error("the disk holding the packet library is full; the operation was rolled back and nothing was changed")]
+    DiskFull,
+    /// The database is locked by another process for longer than the busy timeout.
+    #[error("the packet library is busy (locked by another pidcap process); try again")]
+    Busy,
+    /// Any other SQLite failure.
+    #[error("packet library database error: {0}")]
+    Sqlite(rusqlite::Error),
+    /// A packet, tag or sequence id that does not exist.
+    #[error("no {what} with id {id} in the library")]
+    NotFound { what: &'static str, id: i64 },
+    /// A tag name that does not exist.
+    #[error("no tag named {0:?} in the library")]
+    NoSuchTag(String),
+    /// An argument that is not acceptable (empty tag, bad frame range...).
+    #[error("{0}")]
+    Invalid(String),
+    /// A `.dpp` file that is malformed, truncated, oversized or hostile; `field` is the JSON path.
+    #[error("invalid .dpp file: {field}: {message}")]
+    Dpp { field: String, message: String },
+    /// A pcap/pcapng file that could not be read or written.
+    #[error("pcap: {0}")]
+    Pcap(String),
+    /// An I/O failure on a file other than the database.
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+impl LibraryError {
+    /// A `.dpp` error about `field`.
+    pub(crate) fn dpp(field: impl Into<String>, message: impl Into<String>) -> LibraryError {
+        LibraryError::Dpp { field: field.into(), message: message.into() }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> LibraryError {
+        LibraryError::Io { context: context.into(), source }
+    }
+}
+
+impl From<rusqlite::Error> for LibraryError {
+    fn from(e: rusqlite::Error) -> LibraryError {
+        use rusqlite::ffi::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::ReadOnly) => LibraryError::ReadOnly,
+            Some(ErrorCode::DiskFull) => LibraryError::DiskFull,
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => LibraryError::Busy,
+            _ => LibraryError::Sqlite(e),
+        }
+    }
+}
+
+/// Result alias for the library.
+pub type Result<T, E = LibraryError> = std::result::Result<T, E>;

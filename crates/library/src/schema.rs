@@ -1,0 +1,102 @@
+//! The database schema and its versioned migrations (`PRAGMA user_version`).
+//!
+//! Migration `n` (1-based) turns a version `n-1` database into version `n`;
+//! each runs in its own transaction together with the `user_version` bump, so
+//! a crash mid-migration leaves the previous version intact. Never edit a
+//! released migration: append a new one.
+
+use crate::error::{LibraryError, Result};
+use rusqlite::Connection;
+use std::path::Path;
+
+/// Version 1: packets, tags and the full-text index.
+const V1: &str = r#"
+CREATE TABLE packets (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT    NOT NULL DEFAULT '',
+    description   TEXT    NOT NULL DEFAULT '',
+    saved_at_ns   INTEGER NOT NULL,
+    source        TEXT    NOT NULL DEFAULT '',
+    capture_id    INTEGER NOT NULL DEFAULT 0,
+    timestamp_ns  INTEGER NOT NULL,
+    pid           INTEGER NOT NULL,
+    comm          TEXT    NOT NULL,
+    socket_cookie INTEGER NOT NULL DEFAULT 0,
+    direction     TEXT    NOT NULL CHECK (direction IN ('in', 'out')),
+    verdict       TEXT    NOT NULL DEFAULT 'pass' CHECK (verdict IN ('pass', 'blocked')),
+    rule          INTEGER,
+    ip_version    INTEGER NOT NULL,
+    protocol      INTEGER NOT NULL,
+    local_addr    TEXT    NOT NULL,
+    local_port    INTEGER NOT NULL,
+    remote_addr   TEXT    NOT NULL,
+    remote_port   INTEGER NOT NULL,
+    orig_len      INTEGER NOT NULL,
+    data          BLOB    NOT NULL,
+    payload       BLOB    NOT NULL
+);
+CREATE INDEX packets_by_time ON packets(timestamp_ns);
+CREATE TABLE tags (
+    id   INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE
+);
+CREATE TABLE packet_tags (
+    packet_id INTEGER NOT NULL REFERENCES packets(id) ON DELETE CASCADE,
+    tag_id    INTEGER NOT NULL REFERENCES tags(id) ON DELETE CASCADE,
+    PRIMARY KEY (packet_id, tag_id)
+) WITHOUT ROWID;
+CREATE INDEX packet_tags_by_tag ON packet_tags(tag_id, packet_id);
+CREATE VIRTUAL TABLE packets_fts USING fts5(
+    name, description, tags, comm, payload_text, payload_hex,
+    content = '', contentless_delete = 1
+);
+"#;
+
+/// Version 2: synthesised packets (from DioProcess `.dpp` v1) and sequences.
+const V2: &str = r#"
+ALTER TABLE packets ADD COLUMN synthesized INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE sequences (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    name          TEXT    NOT NULL DEFAULT '',
+    description   TEXT    NOT NULL DEFAULT '',
+    created_at_ns INTEGER NOT NULL
+);
+CREATE TABLE sequence_packets (
+    sequence_id INTEGER NOT NULL REFERENCES sequences(id) ON DELETE CASCADE,
+    position    INTEGER NOT NULL,
+    packet_id   INTEGER NOT NULL REFERENCES packets(id) ON DELETE CASCADE,
+    PRIMARY KEY (sequence_id, position)
+) WITHOUT ROWID;
+CREATE INDEX sequence_packets_by_packet ON sequence_packets(packet_id);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2];
+
+/// The schema version this build writes; older databases are migrated on open.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The SQL of migration `version` (1-based), for tests that build old databases.
+#[doc(hidden)]
+pub fn migration_sql(version: i64) -> Option<&'static str> {
+    usize::try_from(version).ok()?.checked_sub(1).and_then(|i| MIGRATIONS.get(i)).copied()
+}
+
+/// The database's schema version.
+pub(crate) fn version(conn: &Connection) -> Result<i64> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
+/// Bring the database up to [`SCHEMA_VERSION`], one transaction per step.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let found = version(conn)?;
+    if found > SCHEMA_VERSION {
+        return Err(LibraryError::TooNew { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Getting packets in and out: saving frames of a pcap/pcapng file, importing
+//! `.dpp` files (one transaction each), exporting a selection to `.dpp` v2,
+//! pcapng or pcap, and the seam through which the daemon will hand over live
+//! packets by id.
+
+use crate::dpp::{parse_dpp, write_dpp};
+use crate::error::{LibraryError, Result};
+use crate::model::{NewPacket, PacketId, PacketMeta, SavedPacket, Selection, Sequence, SequenceId};
+use crate::store::{insert_packet, insert_sequence};
+use crate::Library;
+use pidcap_packet::CapturedPacket;
+use pidcap_pcapfile::{Format, PacketWriter, WriterOptions};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::ops::RangeInclusive;
+use std::path::Path;
+
+/// Where live packets come from when saved by their capture id. The daemon
+/// (not written yet) will implement this over its socket; tests can implement
+/// it over a `Vec`.
+pub trait PacketSource {
+    /// The packets with these capture ids, in the same order; an unknown id is an error.
+    fn packets_by_id(&self, ids: &[u64]) -> Result<Vec<CapturedPacket>>;
+}
+
+/// What an import added.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportReport {
+    /// `.dpp` version read (1 or 2); 0 for pcap files.
+    pub version: u64,
+    pub packet_ids: Vec<PacketId>,
+    pub sequence_ids: Vec<SequenceId>,
+}
+
+/// An export file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// `.dpp` version 2.
+    Dpp,
+    Pcapng,
+    Pcap,
+}
+
+impl ExportFormat {
+    /// From a file name's extension: `.dpp`, `.pcapng`/`.ntar`, `.pcap`/`.cap`.
+    pub fn from_path(path: &Path) -> Option<ExportFormat> {
+        if path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("dpp")) {
+            return Some(ExportFormat::Dpp);
+        }
+        Format::from_path(path).map(|f| match f {
+            Format::Pcap => ExportFormat::Pcap,
+            Format::Pcapng => ExportFormat::Pcapng,
+        })
+    }
+}
+
+impl std::str::FromStr for ExportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<ExportFormat, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "dpp" => Ok(ExportFormat::Dpp),
+            "pcapng" => Ok(ExportFormat::Pcapng),
+            "pcap" => Ok(ExportFormat::Pcap),
+            _ => Err(format!("unknown export format {s:?}: expected dpp, pcapng or pcap")),
+        }
+    }
+}
+
+/// Parse 1-based frame numbers and ranges: `1-5,9,12-`. An open range (`12-`) runs to the end.
+pub fn parse_frames(spec: &str) -> Result<Vec<RangeInclusive<usize>>> {
+    let bad = |part: &str| LibraryError::Invalid(format!("bad frame range {part:?} (expected e.g. 1-5,9)"));
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |s: &str| s.trim().parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| bad(part));
+        let r = match part.split_once('-') {
+            Some((a, "")) => num(a)?..=usize::MAX,
+            Some((a, b)) => num(a)?..=num(b)?,
+            None => num(part)?..=num(part)?,
+        };
+        if r.start() > r.end() {
+            return Err(bad(part));
+        }
+        out.push(r);
+    }
+    if out.is_empty() {
+        return Err(LibraryError::Invalid("no frames given".into()));
+    }
+    Ok(out)
+}
+
+fn file_label(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+}
+
+impl Library {
+    /// Save frames of a pcap or pcapng file (all, or those in `frames`, 1-based)
+    /// in one transaction. Packets without a name get `FILE #N`.
+    pub fn save_pcap(&mut self, path: &Path, frames: Option<&[RangeInclusive<usize>]>, meta: &PacketMeta) -> Result<Vec<PacketId>> {
+        let f = File::open(path).map_err(|e| LibraryError::io(format!("cannot open {}", path.display()), e))?;
+        let packets = pidcap_pcapfile::read_packets(BufReader::new(f))
+            .map_err(|e| LibraryError::Pcap(format!("{}: {e}", path.display())))?;
+        let label = file_label(path);
+        if let Some(ranges) = frames {
+            for r in ranges {
+                if *r.start() > packets.len() {
+                    return Err(LibraryError::Invalid(format!(
+                        "frame {} is past the end of {label} ({} frames)",
+                        r.start(),
+                        packets.len()
+                    )));
+                }
+            }
+        }
+        let new: Vec<NewPacket> = packets
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| frames.is_none_or(|rs| rs.iter().any(|r| r.contains(&(i + 1)))))
+            .map(|(i, p)| {
+                let mut n = NewPacket::new(p, meta, format!("pcap:{label}"));
+                if n.name.is_empty() {
+                    n.name = format!("{label} #{}", i + 1);
+                }
+                n
+            })
+            .collect();
+        self.save_many(&new)
+    }
+
+    /// Save live packets by their capture ids, fetched from `source` (the daemon).
+    pub fn save_from_source(&mut self, source: &dyn PacketSource, ids: &[u64], meta: &PacketMeta) -> Result<Vec<PacketId>> {
+        let packets = source.packets_by_id(ids)?;
+        let new: Vec<NewPacket> = packets.into_iter().map(|p| NewPacket::new(p, meta, "daemon")).collect();
+        self.save_many(&new)
+    }
+
+    /// Import a `.dpp` file (version 1 or 2): everything or nothing.
+    pub fn import_dpp(&mut self, path: &Path) -> Result<ImportReport> {
+        let f = File::open(path).map_err(|e| LibraryError::io(format!("cannot open {}", path.display()), e))?;
+        if let Ok(m) = f.metadata() {
+            if m.len() > crate::MAX_FILE_BYTES {
+                return Err(LibraryError::dpp("(file)", format!("larger than the {} MiB cap", crate::MAX_FILE_BYTES >> 20)));
+            }
+        }
+        let file = parse_dpp(BufReader::new(f), &file_label(path))?;
+        self.write(|tx| {
+            let mut report = ImportReport { version: file.version, ..ImportReport::default() };
+            for p in &file.packets {
+                report.packet_ids.push(insert_packet(tx, p)?);
+            }
+            for s in &file.sequences {
+                let ids: Vec<PacketId> = s.members.iter().map(|&i| report.packet_ids[i]).collect();
+                report.sequence_ids.push(insert_sequence(tx, &s.name, &s.description, s.created_at_ns, &ids)?);
+            }
+            Ok(report)
+        })
+    }
+
+    /// The packets (in order) and sequences a selection covers. A sequence is
+    /// included when the selection is that sequence, or the whole library.
+    pub fn select(&self, sel: &Selection) -> Result<(Vec<SavedPacket>, Vec<Sequence>)> {
+        Ok(match sel {
+            Selection::All => (self.list(&Default::default(), 0, 0)?, self.sequences()?),
+            Selection::Ids(ids) => (ids.iter().map(|&id| self.packet(id)).collect::<Result<_>>()?, Vec::new()),
+            Selection::Filter(f) => (self.list(f, 0, 0)?, Vec::new()),
+            Selection::Search { query, filter, limit } => {
+                (self.search(query, filter, *limit)?.into_iter().map(|h| h.packet).collect(), Vec::new())
+            }
+            Selection::Sequence(id) => {
+                let seq = self.sequence(*id)?;
+                let packets = seq.packet_ids.iter().map(|&id| self.packet(id)).collect::<Result<_>>()?;
+                (packets, vec![seq])
+            }
+        })
+    }
+
+    /// Write a selection to `w`; returns how many packets were written.
+    pub fn export_to(&self, sel: &Selection, format: ExportFormat, w: impl Write) -> Result<usize> {
+        let (packets, sequences) = self.select(sel)?;
+        match format {
+            ExportFormat::Dpp => write_dpp(w, &packets, &sequences)?,
+            ExportFormat::Pcapng | ExportFormat::Pcap => {
+                let f = if format == ExportFormat::Pcap { Format::Pcap } else { Format::Pcapng };
+                let opts = WriterOptions { snaplen: crate::MAX_PACKET_BYTES as u32, ..WriterOptions::default() };
+                let pcap = |e: pidcap_pcapfile::PcapError| LibraryError::Pcap(e.to_string());
+                let mut pw = PacketWriter::new(f, BufWriter::new(w), &opts).map_err(pcap)?;
+                for p in &packets {
+                    pw.write_packet(&p.packet).map_err(pcap)?;
+                }
+                pw.flush().map_err(pcap)?;
+                pw.into_inner().map_err(pcap)?.flush().map_err(|e| LibraryError::io("cannot write the export", e))?;
+            }
+        }
+        Ok(packets.len())
+    }
+
+    /// Write a selection to a file, created next to `path` and renamed into
+    /// place once complete (a failed export leaves no half-written file).
+    pub fn export(&self, sel: &Selection, format: ExportFormat, path: &Path) -> Result<usize> {
+        let tmp = path.with_file_name(format!(".{}.tmp{}", file_label(path), std::process::id()));
+        let ctx = |what: &str| format!("cannot {what} {}", path.display());
+        let result = (|| {
+            let f = File::create(&tmp).map_err(|e| LibraryError::io(ctx("create"), e))?;
+            let n = self.export_to(sel, format, &f)?;
+            f.sync_all().map_err(|e| LibraryError::io(ctx("write"), e))?;
+            std::fs::rename(&tmp, path).map_err(|e| LibraryError::io(ctx("write"), e))?;
+            Ok(n)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_ranges() {
+        assert_eq!(parse_frames("1-5,9").unwrap(), vec![1..=5, 9..=9]);
+        assert_eq!(parse_frames("3-").unwrap(), vec![3..=usize::MAX]);
+        assert!(parse_frames("0").is_err());
+        assert!(parse_frames("5-2").is_err());
+        assert!(parse_frames("x").is_err());
+        assert!(parse_frames("").is_err());
+    }
+}
