@@ -1,0 +1,64 @@
+//! The classic pcap writer: nanosecond magic `0xa1b23c4d`, version 2.4,
+//! `LINKTYPE_RAW`, little-endian.
+//!
+//! Classic pcap has no per-packet metadata, so a file written with
+//! `-F pcap` keeps only the timestamp, the lengths and the bytes: the
+//! process (pid, comm), the socket cookie, the verdict, the rule and the
+//! direction are lost. Use pcapng (the default) to keep them.
+
+use crate::{captured, PcapError, Sink, WriterOptions, LINKTYPE_RAW};
+use pidcap_packet::CapturedPacket;
+use std::io::Write;
+
+pub(crate) const MAGIC_NS: u32 = 0xa1b2_3c4d;
+pub(crate) const MAGIC_US: u32 = 0xa1b2_c3d4;
+
+/// Writes classic pcap with nanosecond timestamps.
+#[derive(Debug)]
+pub struct PcapWriter<W: Write> {
+    out: Sink<W>,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> PcapWriter<W> {
+    /// Write the 24-byte file header.
+    pub fn new(mut w: W, opts: &WriterOptions) -> Result<PcapWriter<W>, PcapError> {
+        let mut h = Vec::with_capacity(24);
+        h.extend_from_slice(&MAGIC_NS.to_le_bytes());
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&4u16.to_le_bytes());
+        h.extend_from_slice(&0i32.to_le_bytes()); // thiszone
+        h.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
+        h.extend_from_slice(&opts.snaplen.to_le_bytes());
+        h.extend_from_slice(&u32::from(LINKTYPE_RAW).to_le_bytes());
+        w.write_all(&h)?;
+        Ok(PcapWriter { out: Sink { w, snaplen: opts.snaplen }, buf: Vec::new() })
+    }
+
+    /// Append one record. Fails for timestamps after 2106 (32-bit seconds).
+    pub fn write_packet(&mut self, p: &CapturedPacket) -> Result<(), PcapError> {
+        let secs = u32::try_from(p.timestamp_ns / 1_000_000_000).map_err(|_| PcapError::Unwritable {
+            id: p.id,
+            reason: format!("timestamp {} ns does not fit classic pcap's 32-bit seconds", p.timestamp_ns),
+        })?;
+        let nanos = (p.timestamp_ns % 1_000_000_000) as u32;
+        let (data, orig_len) = captured(p, self.out.snaplen);
+        self.buf.clear();
+        for v in [secs, nanos, data.len() as u32, orig_len] {
+            self.buf.extend_from_slice(&v.to_le_bytes());
+        }
+        self.buf.extend_from_slice(data);
+        self.out.w.write_all(&self.buf)?;
+        Ok(())
+    }
+
+    /// Flush the underlying writer.
+    pub fn flush(&mut self) -> Result<(), PcapError> {
+        self.out.flush()
+    }
+
+    /// Flush and give back the underlying writer.
+    pub fn into_inner(self) -> Result<W, PcapError> {
+        self.out.into_inner()
+    }
+}
