@@ -120,12 +120,13 @@ impl Library {
 
 /// FTS5 syntax errors become a readable complaint about the query.
 fn bad_query(e: rusqlite::Error) -> LibraryError {
-    let msg = e.to_string();
-    if msg.contains("fts5") || msg.contains("syntax error") || msg.contains("no such column") {
-        LibraryError::Invalid(format!("bad search query: {msg}"))
-    } else {
-        e.into()
+    // SQLITE_ERROR (plain code 1) from a MATCH is the query's fault; busy, I/O... are not.
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        if f.extended_code == 1 {
+            return LibraryError::Invalid(format!("bad search query: {}", msg.as_deref().unwrap_or("syntax error")));
+        }
     }
+    e.into()
 }
 
 #[cfg(test)]
