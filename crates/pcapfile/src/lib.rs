@@ -205,7 +205,7 @@ impl<W: Write> Sink<W> {
 /// The captured bytes of `p` as written: cut to `snaplen`, with the original
 /// length never below the captured length. Shared by both writers.
 fn captured(p: &CapturedPacket, snaplen: u32) -> (&[u8], u32) {
-    let cap = p.data.len().min(snaplen as usize).min(MAX_BLOCK_LEN as usize - 64);
+    let cap = p.data.len().min(snaplen as usize).min(MAX_BLOCK_LEN as usize - 4096); // room for the EPB fields and options
     let data = &p.data[..cap];
     // `cap` is below MAX_BLOCK_LEN, so it fits in u32.
     let orig = p.orig_len.max(cap as u32);

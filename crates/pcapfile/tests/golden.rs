@@ -228,3 +228,16 @@ fn hostile_input_never_panics() {
         }
     }
 }
+
+#[test]
+fn a_packet_above_the_block_limit_is_cut_and_still_readable() {
+    let mut p = golden_packets().remove(0);
+    p.data.resize(17 << 20, 0x55);
+    p.orig_len = p.data.len() as u32;
+    let o = WriterOptions { snaplen: u32::MAX, application: String::new() };
+    let mut w = PcapngWriter::new(Vec::new(), &o).expect("header");
+    w.write_packet(&p).expect("packet");
+    let back = read_packets(&w.into_inner().expect("bytes")[..]).expect("own output reads back");
+    assert!(back[0].data.len() < 16 << 20);
+    assert_eq!(back[0].orig_len, p.orig_len);
+}
