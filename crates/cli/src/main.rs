@@ -1,1 +1,40 @@
-fn main() {}
+//! The `pidcap` command. `main` only parses and reports: the work is in the
+//! `cmd_*` modules, one per subcommand.
+
+mod cli;
+mod cmd_capture;
+mod output;
+mod spawn;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match run(cli::Cli::parse()) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            // `{:#}` prints the whole chain of causes on one line.
+            eprintln!("pidcap: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<u8> {
+    init_tracing(cli.verbose);
+    match cli.command {
+        cli::Command::Run(args) => cmd_capture::run(args),
+        cli::Command::Capture(args) => cmd_capture::capture(args),
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PIDCAP_LOG").unwrap_or_else(|_| level.into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

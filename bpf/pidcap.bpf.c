@@ -1,0 +1,569 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * pidcap kernel layer: per-process packet capture and filtering with cgroup
+ * eBPF programs attached to the cgroup2 root (so they see every process).
+ *
+ *  - Socket ownership (the part WFP's ALE layers play on Windows), recorded
+ *    in process context where "current" is the socket's user:
+ *      cgroup/sock_create, cgroup/post_bind4/6, cgroup/connect4/6,
+ *      cgroup/sendmsg4/6, cgroup/recvmsg4/6  -> owners[cookie] = {tgid, comm}
+ *    Accepted TCP sockets are born in softirq, where "current" is whoever was
+ *    interrupted; sockops PASSIVE_ESTABLISHED gives them the owner of their
+ *    listening port instead (port_owners, filled at post_bind).
+ *    cgroup/sock_release forgets a port's owner. Socket owners themselves
+ *    are kept (in an LRU map) past close(): a closed TCP socket still sends
+ *    its FIN and ACKs, and those belong to the capture too.
+ *  - Packets (the part of WFP's transport callouts): cgroup_skb/ingress and
+ *    egress look up the owner by socket cookie, check it against "targets",
+ *    evaluate the filter rules, push the packet into the "ring" ring buffer
+ *    and return 0 (drop) for a blocked packet.
+ *  - raw_tracepoint/sched_process_fork makes the children of a target that
+ *    asked for it targets too.
+ *
+ * Every outcome is counted in the per-CPU "counters" array (pidcap_abi.h).
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "pidcap_abi.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20); /* resized by the loader */
+} ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 18);
+	__type(key, __u64);
+	__type(value, struct pidcap_owner);
+} owners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, struct pidcap_port_key);
+	__type(value, struct pidcap_port_owner);
+} port_owners SEC(".maps");
+
+/* The port a socket bound (cookie -> port key), so that sock_release, which
+ * cannot read the port, can clear that socket's port_owners entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u64);
+	__type(value, struct pidcap_port_key);
+} bound_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct pidcap_target);
+} targets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, char[PIDCAP_COMM_LEN]);
+	__type(value, struct pidcap_target);
+} target_comms SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pidcap_config);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PIDCAP_MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct pidcap_rule);
+} rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PIDCAP_CNT__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += 1; /* per-CPU: no atomics needed */
+}
+
+static __always_inline struct pidcap_config *get_config(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&config, &zero);
+}
+
+/* ---- socket ownership, in process context ---- */
+
+static __always_inline void remember_owner(__u64 cookie)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct pidcap_owner *cur = bpf_map_lookup_elem(&owners, &cookie);
+	if (cur && cur->tgid == tgid)
+		return; /* hot path of sendmsg: nothing changed */
+
+	struct pidcap_owner o = { .tgid = tgid };
+	bpf_get_current_comm(o.comm, sizeof(o.comm));
+
+	/* A process whose name is a target becomes a target itself. */
+	struct pidcap_target *by_comm = bpf_map_lookup_elem(&target_comms, o.comm);
+	if (by_comm)
+		bpf_map_update_elem(&targets, &tgid, by_comm, BPF_NOEXIST);
+
+	if (bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY))
+		count(PIDCAP_CNT_OWNER_FULL);
+}
+
+SEC("cgroup/sock_create")
+int pidcap_sock_create(struct bpf_sock *sk)
+{
+	remember_owner(bpf_get_socket_cookie(sk));
+	return 1;
+}
+
+static __always_inline void remember_port(struct bpf_sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	remember_owner(cookie);
+	struct pidcap_owner *o = bpf_map_lookup_elem(&owners, &cookie);
+	if (!o)
+		return;
+	struct pidcap_port_key k = { .port = (__u16)sk->src_port, .proto = (__u8)sk->protocol };
+	struct pidcap_port_owner po = { .owner = *o, .cookie = cookie };
+	bpf_map_update_elem(&port_owners, &k, &po, BPF_ANY);
+	bpf_map_update_elem(&bound_ports, &cookie, &k, BPF_ANY);
+}
+
+SEC("cgroup/post_bind4")
+int pidcap_post_bind4(struct bpf_sock *sk)
+{
+	remember_port(sk);
+	return 1;
+}
+
+SEC("cgroup/post_bind6")
+int pidcap_post_bind6(struct bpf_sock *sk)
+{
+	remember_port(sk);
+	return 1;
+}
+
+SEC("cgroup/sock_release")
+int pidcap_sock_release(struct bpf_sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct pidcap_port_key *k = bpf_map_lookup_elem(&bound_ports, &cookie);
+	if (!k)
+		return 1;
+	struct pidcap_port_key key = *k;
+	bpf_map_delete_elem(&bound_ports, &cookie);
+	struct pidcap_port_owner *po = bpf_map_lookup_elem(&port_owners, &key);
+	if (po && po->cookie == cookie)
+		bpf_map_delete_elem(&port_owners, &key);
+	return 1;
+}
+
+/* Accepted TCP connections: owned by whoever owns the listening port. */
+SEC("sockops")
+int pidcap_sockops(struct bpf_sock_ops *skops)
+{
+	if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		return 1;
+	struct pidcap_port_key k = { .port = (__u16)skops->local_port, .proto = IPPROTO_TCP };
+	struct pidcap_port_owner *po = bpf_map_lookup_elem(&port_owners, &k);
+	if (!po)
+		return 1;
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	struct pidcap_owner o = po->owner;
+	if (bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY))
+		count(PIDCAP_CNT_OWNER_FULL);
+	return 1;
+}
+
+/* ---- the flow of a packet and the filter rules ---- */
+
+struct flow {
+	__u8 laddr[16]; /* IPv4 as ::ffff:a.b.c.d */
+	__u8 raddr[16];
+	__u16 lport;
+	__u16 rport;
+	__u8 proto;
+	__u8 dir;
+};
+
+static __always_inline void map_v4(__u8 *dst, __u32 addr_be)
+{
+	__builtin_memset(dst, 0, 10);
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(dst + 12, &addr_be, 4);
+}
+
+static __always_inline int prefix_match(const __u8 *a, const __u8 *b, __u32 prefix)
+{
+	if (prefix > 128)
+		prefix = 128;
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		__u32 bits = i * 8;
+		if (bits >= prefix)
+			return 1;
+		__u8 mask = 0xff;
+		if (prefix - bits < 8)
+			mask = (__u8)(0xff << (8 - (prefix - bits)));
+		if ((a[i] ^ b[i]) & mask)
+			return 0;
+	}
+	return 1;
+}
+
+static __always_inline int rule_matches(const struct pidcap_rule *r, const struct flow *f)
+{
+	if (!(r->flags & PIDCAP_RULE_ENABLED))
+		return 0;
+	if (f->dir == PIDCAP_DIR_IN && !(r->flags & PIDCAP_RULE_DIR_IN))
+		return 0;
+	if (f->dir == PIDCAP_DIR_OUT && !(r->flags & PIDCAP_RULE_DIR_OUT))
+		return 0;
+	if (r->proto && r->proto != f->proto)
+		return 0;
+	if (r->port) {
+		int local = (r->flags & PIDCAP_RULE_PORT_LOCAL) && r->port == f->lport;
+		int remote = (r->flags & PIDCAP_RULE_PORT_REMOTE) && r->port == f->rport;
+		if (!local && !remote)
+			return 0;
+	}
+	if ((r->flags & PIDCAP_RULE_HAS_ADDR) && !prefix_match(r->addr, f->raddr, r->prefix))
+		return 0;
+	return 1;
+}
+
+struct rule_ctx {
+	const struct flow *f;
+	__u32 n;
+	__u32 verdict;
+	__u32 rule;
+};
+
+static long rule_step(__u32 i, void *data)
+{
+	struct rule_ctx *c = data;
+	if (i >= c->n)
+		return 1;
+	struct pidcap_rule *r = bpf_map_lookup_elem(&rules, &i);
+	if (!r)
+		return 1;
+	if (!rule_matches(r, c->f))
+		return 0;
+	__sync_fetch_and_add(&r->hits, 1);
+	c->verdict = (r->flags & PIDCAP_RULE_BLOCK) ? PIDCAP_VERDICT_BLOCKED : PIDCAP_VERDICT_PASS;
+	c->rule = i;
+	return 1; /* first match decides */
+}
+
+/* Evaluate the rules in order; no match = pass. Sets *rule to the deciding rule. */
+static __always_inline __u32 evaluate(const struct flow *f, __u16 *rule)
+{
+	struct pidcap_config *cfg = get_config();
+	struct rule_ctx c = { .f = f, .n = cfg ? cfg->nrules : 0, .verdict = PIDCAP_VERDICT_PASS, .rule = PIDCAP_NO_RULE };
+	*rule = PIDCAP_NO_RULE;
+	if (c.n == 0)
+		return PIDCAP_VERDICT_PASS;
+	bpf_loop(PIDCAP_MAX_RULES, rule_step, &c, 0);
+	*rule = (__u16)c.rule;
+	return c.verdict;
+}
+
+/* Parse the IP and transport headers of a packet (skb data starts at IP). */
+static __always_inline int parse_flow(struct __sk_buff *skb, __u8 dir, struct flow *f)
+{
+	__u8 first;
+	__u32 l4off;
+	__u16 ports[2] = {0, 0};
+	__u8 src[16], dst[16];
+
+	if (bpf_skb_load_bytes(skb, 0, &first, 1))
+		return -1;
+	if ((first >> 4) == 4) {
+		__u8 h[20];
+		if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)))
+			return -1;
+		__u32 s, d;
+		__builtin_memcpy(&s, h + 12, 4);
+		__builtin_memcpy(&d, h + 16, 4);
+		map_v4(src, s);
+		map_v4(dst, d);
+		f->proto = h[9];
+		l4off = (h[0] & 0xf) * 4;
+		/* Non-first fragments carry no ports. */
+		if ((((__u16)h[6] & 0x1f) << 8 | h[7]) != 0)
+			f->proto = f->proto; /* keep the protocol, ports stay 0 */
+		else if (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP)
+			bpf_skb_load_bytes(skb, l4off, ports, 4);
+	} else if ((first >> 4) == 6) {
+		__u8 h[40];
+		if (bpf_skb_load_bytes(skb, 0, h, sizeof(h)))
+			return -1;
+		__builtin_memcpy(src, h + 8, 16);
+		__builtin_memcpy(dst, h + 24, 16);
+		f->proto = h[6];
+		if (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP)
+			bpf_skb_load_bytes(skb, 40, ports, 4);
+	} else {
+		return -1;
+	}
+	f->dir = dir;
+	if (dir == PIDCAP_DIR_OUT) {
+		__builtin_memcpy(f->laddr, src, 16);
+		__builtin_memcpy(f->raddr, dst, 16);
+		f->lport = bpf_ntohs(ports[0]);
+		f->rport = bpf_ntohs(ports[1]);
+	} else {
+		__builtin_memcpy(f->laddr, dst, 16);
+		__builtin_memcpy(f->raddr, src, 16);
+		f->lport = bpf_ntohs(ports[1]);
+		f->rport = bpf_ntohs(ports[0]);
+	}
+	return 0;
+}
+
+/* ---- pushing a packet into the ring buffer ---- */
+
+/*
+ * bpf_ringbuf_reserve() needs a constant size, so records come in size
+ * classes: the smallest class that holds the captured bytes is reserved and
+ * the bytes are read straight into it (one copy, no per-CPU scratch buffer,
+ * and snap lengths up to 64 KiB, the size of a loopback GSO packet).
+ */
+static __always_inline int emit_class(struct __sk_buff *skb, const struct pidcap_owner *o, __u64 cookie,
+				      __u8 dir, __u32 verdict, __u16 rule, __u64 len, const __u32 cap,
+				      __u32 wakeup_bytes)
+{
+	struct pidcap_pkt_hdr *h = bpf_ringbuf_reserve(&ring, sizeof(*h) + cap, 0);
+	if (!h) {
+		count(PIDCAP_CNT_RING_FULL);
+		return 0;
+	}
+	h->ts_ns = bpf_ktime_get_ns();
+	h->cookie = cookie;
+	h->tgid = o->tgid;
+	h->orig_len = skb->len;
+	h->ifindex = skb->ifindex;
+	h->direction = dir;
+	h->verdict = (__u8)verdict;
+	h->rule = rule;
+	h->_pad = 0;
+	__builtin_memcpy(h->comm, o->comm, PIDCAP_COMM_LEN);
+	if (len > cap)
+		len = cap;
+	if (len == 0 || bpf_skb_load_bytes(skb, 0, (void *)(h + 1), len)) {
+		count(PIDCAP_CNT_LOAD_FAILED);
+		bpf_ringbuf_discard(h, BPF_RB_NO_WAKEUP);
+		return 0;
+	}
+	h->cap_len = (__u32)len;
+	/* Wake the consumer only when a good amount is pending: it also drains
+	 * on a short timer. Per-record wakeups cost more than the capture. */
+	__u64 pending = bpf_ringbuf_query(&ring, BPF_RB_AVAIL_DATA);
+	bpf_ringbuf_submit(h, pending >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	count(PIDCAP_CNT_CAPTURED);
+	return 1;
+}
+
+static __always_inline void emit(struct __sk_buff *skb, const struct pidcap_owner *o, __u64 cookie, __u8 dir,
+				 __u32 verdict, __u16 rule, const struct pidcap_config *cfg)
+{
+	__u64 len = skb->len;
+	__u64 snap = cfg->snaplen;
+	__u32 wb = cfg->wakeup_bytes;
+	if (len > snap)
+		len = snap;
+	if (len <= 128)
+		emit_class(skb, o, cookie, dir, verdict, rule, len, 128, wb);
+	else if (len <= 256)
+		emit_class(skb, o, cookie, dir, verdict, rule, len, 256, wb);
+	else if (len <= 512)
+		emit_class(skb, o, cookie, dir, verdict, rule, len, 512, wb);
+	else if (len <= 1024)
+		emit_class(skb, o, cookie, dir, verdict, rule, len, 1024, wb);
+	else if (len <= 1536)
+		emit_class(skb, o, cookie, dir, verdict, rule, len, 1536, wb);
+	else if (len <= 2048)
+		emit_class(skb, o, cookie, dir, verdict, rule, len, 2048, wb);
+	else if (len <= 4096)
+		emit_class(skb, o, cookie, dir, verdict, rule, len, 4096, wb);
+	else if (len <= 9216)
+		emit_class(skb, o, cookie, dir, verdict, rule, len, 9216, wb);
+	else if (len <= 16384)
+		emit_class(skb, o, cookie, dir, verdict, rule, len, 16384, wb);
+	else if (len <= 32768)
+		emit_class(skb, o, cookie, dir, verdict, rule, len, 32768, wb);
+	else
+		emit_class(skb, o, cookie, dir, verdict, rule, len, PIDCAP_MAX_SNAPLEN + 1, wb);
+}
+
+/* A packet whose socket has no recorded owner (a SYN-ACK sent from a request
+ * socket, the handshake's last ACK) belongs to whoever owns its local port. */
+static __always_inline struct pidcap_owner *owner_by_port(const struct flow *f)
+{
+	if (f->proto != IPPROTO_TCP && f->proto != IPPROTO_UDP)
+		return 0;
+	struct pidcap_port_key k = { .port = f->lport, .proto = f->proto };
+	struct pidcap_port_owner *po = bpf_map_lookup_elem(&port_owners, &k);
+	if (!po)
+		return 0;
+	return &po->owner;
+}
+
+static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
+{
+	count(PIDCAP_CNT_SEEN);
+	struct flow f = {};
+	int parsed = -1;
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct pidcap_owner *o = bpf_map_lookup_elem(&owners, &cookie);
+	if (!o) {
+		parsed = parse_flow(skb, dir, &f);
+		if (parsed == 0)
+			o = owner_by_port(&f);
+		if (!o) {
+			count(PIDCAP_CNT_UNATTRIBUTED);
+			return 1;
+		}
+	}
+	if (!bpf_map_lookup_elem(&targets, &o->tgid))
+		return 1;
+	count(PIDCAP_CNT_TARGET);
+
+	struct pidcap_config *cfg = get_config();
+	if (!cfg)
+		return 1;
+	__u16 rule = PIDCAP_NO_RULE;
+	__u32 verdict = PIDCAP_VERDICT_PASS;
+	if (cfg->nrules) {
+		if (parsed != 0)
+			parsed = parse_flow(skb, dir, &f);
+		if (parsed == 0)
+			verdict = evaluate(&f, &rule);
+	}
+	if (cfg->capture)
+		emit(skb, o, cookie, dir, verdict, rule, cfg);
+	if (verdict == PIDCAP_VERDICT_BLOCKED) {
+		count(PIDCAP_CNT_BLOCKED);
+		return 0;
+	}
+	return 1;
+}
+
+SEC("cgroup_skb/ingress")
+int pidcap_ingress(struct __sk_buff *skb)
+{
+	return handle_skb(skb, PIDCAP_DIR_IN);
+}
+
+SEC("cgroup_skb/egress")
+int pidcap_egress(struct __sk_buff *skb)
+{
+	return handle_skb(skb, PIDCAP_DIR_OUT);
+}
+
+/* ---- connect() and sendmsg(): ownership, and an immediate EPERM for blocked flows ---- */
+
+static __always_inline int sock_addr_check(struct bpf_sock_addr *ctx, int v6)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	remember_owner(cookie);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!bpf_map_lookup_elem(&targets, &tgid))
+		return 1;
+	struct pidcap_config *cfg = get_config();
+	if (!cfg || !cfg->nrules)
+		return 1;
+	struct flow f = { .dir = PIDCAP_DIR_OUT, .proto = (__u8)ctx->protocol };
+	if (v6) {
+		__u32 a[4];
+		a[0] = ctx->user_ip6[0];
+		a[1] = ctx->user_ip6[1];
+		a[2] = ctx->user_ip6[2];
+		a[3] = ctx->user_ip6[3];
+		__builtin_memcpy(f.raddr, a, 16);
+	} else {
+		map_v4(f.raddr, ctx->user_ip4);
+	}
+	f.rport = bpf_ntohs((__u16)ctx->user_port);
+	__u16 rule;
+	if (evaluate(&f, &rule) == PIDCAP_VERDICT_BLOCKED) {
+		count(PIDCAP_CNT_CONNECT_BLOCKED);
+		return 0; /* EPERM to the caller */
+	}
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int pidcap_connect4(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, 0); }
+
+SEC("cgroup/connect6")
+int pidcap_connect6(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, 1); }
+
+SEC("cgroup/sendmsg4")
+int pidcap_sendmsg4(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, 0); }
+
+SEC("cgroup/sendmsg6")
+int pidcap_sendmsg6(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, 1); }
+
+SEC("cgroup/recvmsg4")
+int pidcap_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	remember_owner(bpf_get_socket_cookie(ctx));
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int pidcap_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	remember_owner(bpf_get_socket_cookie(ctx));
+	return 1;
+}
+
+/* ---- following children ---- */
+
+/* Only the two fields read here; clang records CO-RE relocations for them and
+ * the loader resolves their offsets against the running kernel's BTF. */
+struct task_struct {
+	int pid;
+	int tgid;
+} __attribute__((preserve_access_index));
+
+SEC("raw_tracepoint/sched_process_fork")
+int pidcap_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *parent = (struct task_struct *)ctx->args[0];
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	int ptgid = 0, ctgid = 0;
+	bpf_probe_read_kernel(&ptgid, sizeof(ptgid), &parent->tgid);
+	bpf_probe_read_kernel(&ctgid, sizeof(ctgid), &child->tgid);
+	if (ptgid == ctgid)
+		return 0; /* a new thread, not a new process */
+	__u32 key = ptgid;
+	struct pidcap_target *t = bpf_map_lookup_elem(&targets, &key);
+	if (!t || !(t->flags & PIDCAP_TARGET_FOLLOW_CHILDREN))
+		return 0;
+	struct pidcap_target nt = *t;
+	__u32 ckey = ctgid;
+	if (bpf_map_update_elem(&targets, &ckey, &nt, BPF_NOEXIST) == 0)
+		count(PIDCAP_CNT_FORKED);
+	return 0;
+}

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR MIT) */
+/*
+ * pidcap ABI: the one header shared by the eBPF programs (pidcap.bpf.c) and
+ * userspace. Its Rust mirror is crates/engine/src/abi.rs, which asserts the
+ * size and the field offsets of every struct below at compile time: change
+ * both together.
+ *
+ * All integers are in host byte order unless a field says otherwise.
+ */
+#ifndef PIDCAP_ABI_H
+#define PIDCAP_ABI_H
+
+#include <linux/types.h>
+
+#define PIDCAP_COMM_LEN 16
+#define PIDCAP_MAX_SNAPLEN 65535
+#define PIDCAP_MAX_RULES 128
+
+/* Direction of a packet relative to the target process. */
+#define PIDCAP_DIR_IN 0
+#define PIDCAP_DIR_OUT 1
+
+/* Verdict of the filter rules. */
+#define PIDCAP_VERDICT_PASS 0
+#define PIDCAP_VERDICT_BLOCKED 1
+/* pidcap_pkt_hdr.rule when no rule matched */
+#define PIDCAP_NO_RULE 0xffff
+
+/* Indexes of the per-CPU "counters" array. */
+enum pidcap_counter {
+	PIDCAP_CNT_SEEN = 0,         /* packets that reached the cgroup_skb programs */
+	PIDCAP_CNT_UNATTRIBUTED = 1, /* ... whose socket had no known owner */
+	PIDCAP_CNT_TARGET = 2,       /* ... owned by a target process */
+	PIDCAP_CNT_CAPTURED = 3,     /* ... written to the ring buffer */
+	PIDCAP_CNT_RING_FULL = 4,    /* ... lost because the ring buffer was full */
+	PIDCAP_CNT_LOAD_FAILED = 5,  /* ... lost because the bytes could not be read */
+	PIDCAP_CNT_BLOCKED = 6,      /* ... dropped by a block rule */
+	PIDCAP_CNT_OWNER_FULL = 7,   /* sockets whose owner could not be recorded */
+	PIDCAP_CNT_FORKED = 8,       /* child processes that became targets */
+	PIDCAP_CNT_CONNECT_BLOCKED = 9, /* connect()/sendmsg() refused by a block rule */
+	PIDCAP_CNT__MAX = 16,
+};
+
+/* Value of the "owners" map (key: socket cookie) and of "port_owners". */
+struct pidcap_owner {
+	__u32 tgid;
+	__u32 _pad;
+	char comm[PIDCAP_COMM_LEN];
+};
+
+/* Key of the "port_owners" map: a bound local port. */
+struct pidcap_port_key {
+	__u16 port;
+	__u8 proto; /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 _pad;
+};
+
+struct pidcap_port_owner {
+	struct pidcap_owner owner; /* first: the programs hand out &po->owner */
+	__u64 cookie;
+};
+
+/* Value of the "targets" map (key: tgid) and "target_comms" (key: comm[16]). */
+#define PIDCAP_TARGET_FOLLOW_CHILDREN 1
+struct pidcap_target {
+	__u32 flags;
+};
+
+/* The single entry of the "config" array map. */
+struct pidcap_config {
+	__u32 snaplen;      /* bytes kept per packet, 1..PIDCAP_MAX_SNAPLEN */
+	__u32 wakeup_bytes; /* wake the consumer when this much data is pending */
+	__u32 capture;      /* 0: attribute and enforce rules but push nothing */
+	__u32 nrules;       /* rules[0..nrules) are evaluated, in order */
+};
+
+/* A filter rule (entry of the "rules" array map). Addresses in network byte
+ * order; IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d). */
+#define PIDCAP_RULE_ENABLED 1
+#define PIDCAP_RULE_BLOCK 2
+#define PIDCAP_RULE_DIR_IN 4
+#define PIDCAP_RULE_DIR_OUT 8
+#define PIDCAP_RULE_PORT_LOCAL 16
+#define PIDCAP_RULE_PORT_REMOTE 32
+#define PIDCAP_RULE_HAS_ADDR 64
+struct pidcap_rule {
+	__u32 flags;
+	__u16 port;  /* 0: any */
+	__u8 proto;  /* 0: any, else IPPROTO_* */
+	__u8 prefix; /* prefix length over the 128-bit mapped address */
+	__u8 addr[16];
+	__u64 hits;  /* updated by the kernel (not atomically exact under races) */
+};
+
+/* Header of every ring buffer record; the packet bytes (from the IP header,
+ * cap_len of them) follow it. The record may be longer than
+ * sizeof(hdr) + cap_len: sizes are rounded up to a small set of classes. */
+struct pidcap_pkt_hdr {
+	__u64 ts_ns;  /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 cookie; /* socket cookie */
+	__u32 tgid;
+	__u32 orig_len; /* skb->len: the whole IP packet */
+	__u32 cap_len;  /* bytes that follow */
+	__u32 ifindex;
+	__u8 direction; /* PIDCAP_DIR_* */
+	__u8 verdict;   /* PIDCAP_VERDICT_* */
+	__u16 rule;     /* index of the deciding rule or PIDCAP_NO_RULE */
+	__u32 _pad;
+	char comm[PIDCAP_COMM_LEN];
+};
+
+#endif /* PIDCAP_ABI_H */

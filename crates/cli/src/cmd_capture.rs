@@ -1,0 +1,254 @@
+//! `pidcap run` and `pidcap capture`: load the kernel layer, register the
+//! targets, and stream packets to stdout or a capture file until the targets
+//! exit, -c COUNT is reached, or Ctrl-C/SIGTERM.
+
+use crate::cli::{CaptureArgs, CaptureOpts, RunArgs};
+use crate::output;
+use crate::spawn::{self, Child};
+use anyhow::{bail, Context, Result};
+use pidcap_engine::{Capture, CaptureOptions, EbpfBackend, EngineError, LoadOptions};
+use pidcap_packet::CapturedPacket;
+use pidcap_pcapfile::{Format, PacketWriter, WriterOptions};
+use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the kernel ring is drained when it does not wake us.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
+/// How often target liveness is checked.
+const LIVENESS_INTERVAL: Duration = Duration::from_millis(100);
+/// After the last target exits, packets still in flight (a FIN's ACK) get this long.
+const GRACE: Duration = Duration::from_millis(50);
+
+enum Sink {
+    Lines(BufWriter<std::io::Stdout>),
+    Json(BufWriter<std::io::Stdout>),
+    File(PacketWriter<BufWriter<Box<dyn Write>>>),
+    Quiet,
+}
+
+impl Sink {
+    fn open(opts: &CaptureOpts) -> Result<Sink> {
+        if let Some(path) = &opts.write {
+            let format = opts.format.or_else(|| Format::from_path(path)).unwrap_or(Format::Pcapng);
+            let out: Box<dyn Write> = if path.as_os_str() == "-" {
+                Box::new(std::io::stdout())
+            } else {
+                Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?)
+            };
+            let wopts = WriterOptions { snaplen: opts.snaplen, application: format!("pidcap {}", env!("CARGO_PKG_VERSION")) };
+            let w = PacketWriter::new(format, BufWriter::with_capacity(1 << 20, out), &wopts)
+                .with_context(|| format!("cannot write to {}", path.display()))?;
+            return Ok(Sink::File(w));
+        }
+        let stdout = BufWriter::with_capacity(1 << 16, std::io::stdout());
+        Ok(if opts.quiet {
+            Sink::Quiet
+        } else if opts.json {
+            Sink::Json(stdout)
+        } else {
+            Sink::Lines(stdout)
+        })
+    }
+
+    fn write(&mut self, p: &CapturedPacket) -> Result<()> {
+        match self {
+            Sink::Lines(w) => writeln!(w, "{}", output::packet_line(p))?,
+            Sink::Json(w) => writeln!(w, "{}", output::packet_json(p))?,
+            Sink::File(w) => w.write_packet(p).context("writing the capture file")?,
+            Sink::Quiet => {}
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        match self {
+            Sink::Lines(w) | Sink::Json(w) => w.flush()?,
+            Sink::File(w) => w.flush().context("writing the capture file")?,
+            Sink::Quiet => {}
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Sink::File(w) => {
+                w.into_inner().context("writing the capture file")?.flush()?;
+            }
+            mut other => other.flush()?,
+        }
+        Ok(())
+    }
+}
+
+/// Load the programs, with errors that say what to do.
+fn load_capture(opts: &CaptureOpts) -> Result<Capture> {
+    let backend = EbpfBackend::load(LoadOptions::default()).map_err(|e| match e {
+        EngineError::Permission { .. } => anyhow::Error::new(e),
+        e => anyhow::Error::new(e).context("cannot load the kernel layer"),
+    })?;
+    let copts = CaptureOptions { snaplen: opts.snaplen, ring_size: opts.ring_size as usize, follow_children: opts.follow_children };
+    Ok(Capture::new(Box::new(backend), copts)?)
+}
+
+/// SIGINT/SIGTERM/SIGHUP: the number received, read by the capture loop.
+fn install_signals() -> Result<Arc<AtomicUsize>> {
+    let count = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        let c = Arc::clone(&count);
+        // SAFETY: the handler only does an atomic increment, which is async-signal-safe.
+        unsafe { signal_hook::low_level::register(sig, move || { c.fetch_add(1, Ordering::SeqCst); }) }
+            .context("installing signal handlers")?;
+    }
+    Ok(count)
+}
+
+pub fn run(args: RunArgs) -> Result<u8> {
+    let mut cap = load_capture(&args.opts)?;
+    let gated = spawn::spawn_gated(&args.command).with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
+    if let Err(e) = cap.add_pid(gated.pid) {
+        gated.abort();
+        return Err(e).context("cannot register the command as a target");
+    }
+    let signals = install_signals()?;
+    let child = gated.release().with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
+    let mut ended = Ended::Child(child);
+    let code = capture_loop(&mut cap, &args.opts, &signals, &mut ended)?;
+    Ok(code)
+}
+
+pub fn capture(args: CaptureArgs) -> Result<u8> {
+    // Check the pids first: a typo should not need root to be reported.
+    let procfs = pidcap_engine::procfs::Procfs::default();
+    for &pid in &args.pids {
+        if !procfs.is_alive(pid) {
+            bail!("no process with pid {pid} (list processes with `ps -e`)");
+        }
+    }
+    let mut cap = load_capture(&args.opts)?;
+    for &pid in &args.pids {
+        cap.add_pid(pid).map_err(|e| match e {
+            EngineError::NoSuchProcess(pid) => anyhow::anyhow!("process {pid} exited before the capture started"),
+            e => anyhow::Error::new(e).context(format!("cannot capture pid {pid}")),
+        })?;
+    }
+    for name in &args.names {
+        cap.add_name(name).with_context(|| format!("cannot capture processes named {name}"))?;
+    }
+    let signals = install_signals()?;
+    let mut ended = if args.names.is_empty() { Ended::AllTargets } else { Ended::Never };
+    capture_loop(&mut cap, &args.opts, &signals, &mut ended)
+}
+
+/// When a capture ends by itself.
+enum Ended {
+    /// `run`: when the command (and, with -f, its children) have exited.
+    Child(Child),
+    /// `capture --pid`: when every target has exited.
+    AllTargets,
+    /// `capture --name`: only on a signal or -c (more may start).
+    Never,
+}
+
+fn capture_loop(cap: &mut Capture, opts: &CaptureOpts, signals: &AtomicUsize, ended: &mut Ended) -> Result<u8> {
+    let mut sink = Sink::open(opts)?;
+    let limit = opts.count.unwrap_or(u64::MAX);
+    let mut written = 0u64;
+    let mut sink_err: Option<anyhow::Error> = None;
+    let mut last_check = Instant::now();
+    let mut grace_until: Option<Instant> = None;
+    let mut signals_seen = 0;
+    let mut exit_code = 0u8;
+
+    loop {
+        cap.poll(DRAIN_INTERVAL, &mut |p| {
+            if written < limit && sink_err.is_none() {
+                match sink.write(p) {
+                    Ok(()) => written += 1,
+                    Err(e) => sink_err = Some(e),
+                }
+            }
+        })?;
+        if let Some(e) = sink_err.take() {
+            // stdout closed (`| head`) is a normal way to stop.
+            if is_broken_pipe(&e) {
+                break;
+            }
+            return Err(e);
+        }
+        if let Err(e) = sink.flush() {
+            if is_broken_pipe(&e) {
+                break;
+            }
+            return Err(e);
+        }
+        if written >= limit {
+            break;
+        }
+        let sigs = signals.load(Ordering::SeqCst);
+        if sigs > signals_seen {
+            signals_seen = sigs;
+            match ended {
+                // Pass the signal on, then wait for the command to exit; a
+                // second signal stops at once.
+                Ended::Child(child) if sigs == 1 => child.signal(libc::SIGTERM),
+                _ => break,
+            }
+        }
+        if let Some(t) = grace_until {
+            if Instant::now() >= t {
+                break;
+            }
+            continue;
+        }
+        if last_check.elapsed() >= LIVENESS_INTERVAL {
+            last_check = Instant::now();
+            let live = cap.live_targets()?;
+            let done = match ended {
+                Ended::Child(child) => match child.try_wait() {
+                    Some(code) => {
+                        exit_code = code;
+                        live.is_empty() || !opts.follow_children
+                    }
+                    None => false,
+                },
+                Ended::AllTargets => live.is_empty(),
+                Ended::Never => false,
+            };
+            if done {
+                grace_until = Some(Instant::now() + GRACE);
+            }
+        }
+    }
+    // Whatever the kernel already pushed belongs to this capture.
+    if written < limit {
+        cap.poll(Duration::ZERO, &mut |p| {
+            if written < limit && sink.write(p).is_ok() {
+                written += 1;
+            }
+        })?;
+    }
+    let stats = cap.stats()?;
+    cap.stop()?;
+    let finished = sink.finish();
+    if let Err(e) = finished {
+        if !is_broken_pipe(&e) {
+            return Err(e);
+        }
+    }
+    eprintln!("{}", output::summary(&stats, written));
+    if let Ended::Child(child) = ended {
+        if let Some(code) = child.try_wait() {
+            exit_code = code;
+        } else if written >= limit || signals_seen > 0 {
+            // We stop before the command does: leave it running, report success.
+            eprintln!("pidcap: capture ended; {} (pid {}) is still running", "the command", child.pid);
+        }
+    }
+    Ok(exit_code)
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}

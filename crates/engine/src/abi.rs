@@ -1,0 +1,253 @@
+//! Rust mirror of `bpf/pidcap_abi.h`, the one ABI between the eBPF programs and
+//! userspace. Sizes and field offsets are asserted at compile time, and a unit
+//! test reads the header itself to check the constants, so the two cannot
+//! drift apart silently.
+
+use std::mem::{offset_of, size_of};
+
+pub const COMM_LEN: usize = 16;
+pub const MAX_SNAPLEN: u32 = 65535;
+pub const MAX_RULES: u32 = 128;
+pub const DIR_IN: u8 = 0;
+pub const DIR_OUT: u8 = 1;
+pub const VERDICT_PASS: u8 = 0;
+pub const VERDICT_BLOCKED: u8 = 1;
+pub const NO_RULE: u16 = 0xffff;
+pub const TARGET_FOLLOW_CHILDREN: u32 = 1;
+
+pub const RULE_ENABLED: u32 = 1;
+pub const RULE_BLOCK: u32 = 2;
+pub const RULE_DIR_IN: u32 = 4;
+pub const RULE_DIR_OUT: u32 = 8;
+pub const RULE_PORT_LOCAL: u32 = 16;
+pub const RULE_PORT_REMOTE: u32 = 32;
+pub const RULE_HAS_ADDR: u32 = 64;
+
+/// Indexes of the per-CPU `counters` array (`enum pidcap_counter`).
+pub mod counter {
+    pub const SEEN: u32 = 0;
+    pub const UNATTRIBUTED: u32 = 1;
+    pub const TARGET: u32 = 2;
+    pub const CAPTURED: u32 = 3;
+    pub const RING_FULL: u32 = 4;
+    pub const LOAD_FAILED: u32 = 5;
+    pub const BLOCKED: u32 = 6;
+    pub const OWNER_FULL: u32 = 7;
+    pub const FORKED: u32 = 8;
+    pub const CONNECT_BLOCKED: u32 = 9;
+    pub const MAX: u32 = 16;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    pub tgid: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortKey {
+    pub port: u16,
+    pub proto: u8,
+    pub _pad: u8,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortOwner {
+    pub owner: Owner,
+    pub cookie: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Target {
+    pub flags: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    pub snaplen: u32,
+    pub wakeup_bytes: u32,
+    pub capture: u32,
+    pub nrules: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rule {
+    pub flags: u32,
+    pub port: u16,
+    pub proto: u8,
+    pub prefix: u8,
+    pub addr: [u8; 16],
+    pub hits: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PktHdr {
+    pub ts_ns: u64,
+    pub cookie: u64,
+    pub tgid: u32,
+    pub orig_len: u32,
+    pub cap_len: u32,
+    pub ifindex: u32,
+    pub direction: u8,
+    pub verdict: u8,
+    pub rule: u16,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+const _: () = {
+    assert!(size_of::<Owner>() == 24);
+    assert!(offset_of!(Owner, comm) == 8);
+    assert!(size_of::<PortKey>() == 4);
+    assert!(offset_of!(PortKey, proto) == 2);
+    assert!(size_of::<PortOwner>() == 32);
+    assert!(offset_of!(PortOwner, owner) == 0);
+    assert!(offset_of!(PortOwner, cookie) == 24);
+    assert!(size_of::<Target>() == 4);
+    assert!(size_of::<Config>() == 16);
+    assert!(offset_of!(Config, nrules) == 12);
+    assert!(size_of::<Rule>() == 32);
+    assert!(offset_of!(Rule, port) == 4);
+    assert!(offset_of!(Rule, proto) == 6);
+    assert!(offset_of!(Rule, prefix) == 7);
+    assert!(offset_of!(Rule, addr) == 8);
+    assert!(offset_of!(Rule, hits) == 24);
+    assert!(size_of::<PktHdr>() == 56);
+    assert!(offset_of!(PktHdr, cookie) == 8);
+    assert!(offset_of!(PktHdr, tgid) == 16);
+    assert!(offset_of!(PktHdr, orig_len) == 20);
+    assert!(offset_of!(PktHdr, cap_len) == 24);
+    assert!(offset_of!(PktHdr, ifindex) == 28);
+    assert!(offset_of!(PktHdr, direction) == 32);
+    assert!(offset_of!(PktHdr, verdict) == 33);
+    assert!(offset_of!(PktHdr, rule) == 34);
+    assert!(offset_of!(PktHdr, comm) == 40);
+};
+
+// SAFETY: every type above is `repr(C)`, `Copy`, made only of integers and
+// integer arrays, with explicit padding fields, so any bit pattern is valid
+// and there are no implicit padding bytes (the sizes asserted above equal the
+// sums of the field sizes).
+unsafe impl aya::Pod for Owner {}
+// SAFETY: as above.
+unsafe impl aya::Pod for PortKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for PortOwner {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Target {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Config {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Rule {}
+
+impl PktHdr {
+    /// Read a record header from the start of a ring buffer record.
+    pub fn read(record: &[u8]) -> Option<PktHdr> {
+        if record.len() < size_of::<PktHdr>() {
+            return None;
+        }
+        // SAFETY: the slice holds at least size_of::<PktHdr>() bytes,
+        // read_unaligned has no alignment requirement, and PktHdr is plain
+        // integers, valid for any bit pattern.
+        Some(unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<PktHdr>()) })
+    }
+}
+
+/// The bytes of a NUL-padded `comm` up to the first NUL.
+pub fn comm_str(comm: &[u8]) -> &[u8] {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+    &comm[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Every `#define NAME number` and enum `NAME = number` of the C header.
+    fn header_constants() -> HashMap<String, u64> {
+        let text = include_str!("../../../bpf/pidcap_abi.h");
+        let mut m = HashMap::new();
+        for line in text.lines() {
+            let line = line.trim().trim_end_matches(',');
+            let (name, value) = if let Some(rest) = line.strip_prefix("#define ") {
+                let mut it = rest.split_whitespace();
+                match (it.next(), it.next()) {
+                    (Some(n), Some(v)) => (n, v),
+                    _ => continue,
+                }
+            } else if let Some((n, v)) = line.split_once(" = ") {
+                (n.trim(), v.split_whitespace().next().unwrap_or(""))
+            } else {
+                continue;
+            };
+            let v = if let Some(h) = value.strip_prefix("0x") {
+                u64::from_str_radix(h, 16).ok()
+            } else {
+                value.parse().ok()
+            };
+            if let Some(v) = v {
+                m.insert(name.to_string(), v);
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn constants_match_the_c_header() {
+        let h = header_constants();
+        let expect: &[(&str, u64)] = &[
+            ("PIDCAP_COMM_LEN", COMM_LEN as u64),
+            ("PIDCAP_MAX_RULES", MAX_RULES.into()),
+            ("PIDCAP_MAX_SNAPLEN", MAX_SNAPLEN.into()),
+            ("PIDCAP_DIR_IN", DIR_IN.into()),
+            ("PIDCAP_DIR_OUT", DIR_OUT.into()),
+            ("PIDCAP_VERDICT_PASS", VERDICT_PASS.into()),
+            ("PIDCAP_VERDICT_BLOCKED", VERDICT_BLOCKED.into()),
+            ("PIDCAP_NO_RULE", NO_RULE.into()),
+            ("PIDCAP_TARGET_FOLLOW_CHILDREN", TARGET_FOLLOW_CHILDREN.into()),
+            ("PIDCAP_RULE_ENABLED", RULE_ENABLED.into()),
+            ("PIDCAP_RULE_BLOCK", RULE_BLOCK.into()),
+            ("PIDCAP_RULE_DIR_IN", RULE_DIR_IN.into()),
+            ("PIDCAP_RULE_DIR_OUT", RULE_DIR_OUT.into()),
+            ("PIDCAP_RULE_PORT_LOCAL", RULE_PORT_LOCAL.into()),
+            ("PIDCAP_RULE_PORT_REMOTE", RULE_PORT_REMOTE.into()),
+            ("PIDCAP_RULE_HAS_ADDR", RULE_HAS_ADDR.into()),
+            ("PIDCAP_CNT_SEEN", counter::SEEN.into()),
+            ("PIDCAP_CNT_UNATTRIBUTED", counter::UNATTRIBUTED.into()),
+            ("PIDCAP_CNT_TARGET", counter::TARGET.into()),
+            ("PIDCAP_CNT_CAPTURED", counter::CAPTURED.into()),
+            ("PIDCAP_CNT_RING_FULL", counter::RING_FULL.into()),
+            ("PIDCAP_CNT_LOAD_FAILED", counter::LOAD_FAILED.into()),
+            ("PIDCAP_CNT_BLOCKED", counter::BLOCKED.into()),
+            ("PIDCAP_CNT_OWNER_FULL", counter::OWNER_FULL.into()),
+            ("PIDCAP_CNT_FORKED", counter::FORKED.into()),
+            ("PIDCAP_CNT_CONNECT_BLOCKED", counter::CONNECT_BLOCKED.into()),
+            ("PIDCAP_CNT__MAX", counter::MAX.into()),
+        ];
+        for (name, value) in expect {
+            assert_eq!(h.get(*name), Some(value), "{name} differs between pidcap_abi.h and abi.rs");
+        }
+    }
+
+    #[test]
+    fn header_reads_from_unaligned_bytes() {
+        let mut rec = vec![0u8; 1 + 56 + 4];
+        rec[1 + 16..1 + 20].copy_from_slice(&1234u32.to_ne_bytes());
+        rec[1 + 32] = DIR_OUT;
+        rec[1 + 40..1 + 44].copy_from_slice(b"curl");
+        let h = PktHdr::read(&rec[1..]).unwrap();
+        assert_eq!(h.tgid, 1234);
+        assert_eq!(h.direction, DIR_OUT);
+        assert_eq!(comm_str(&h.comm), b"curl");
+        assert!(PktHdr::read(&rec[..10]).is_none());
+    }
+}

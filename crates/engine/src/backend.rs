@@ -1,0 +1,89 @@
+//! The one narrow interface between the engine and a kernel layer.
+//!
+//! Everything the engine needs from the OS to capture and filter by process
+//! goes through [`KernelBackend`]: the eBPF backend ([`crate::ebpf`]) is the
+//! Linux implementation; a WFP backend on Windows would be another, and the
+//! capture loop above ([`crate::capture`]) runs unchanged on either, or on a
+//! fake in tests.
+
+use crate::error::Result;
+use pidcap_packet::{Direction, Verdict};
+use std::time::Duration;
+
+/// One packet as the kernel layer hands it up, borrowed from its buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct RawPacket<'a> {
+    /// CLOCK_MONOTONIC nanoseconds (the capture loop converts to wall time).
+    pub ts_mono_ns: u64,
+    pub socket_cookie: u64,
+    pub pid: u32,
+    /// Process name as the kernel recorded it, without NUL padding.
+    pub comm: &'a [u8],
+    pub direction: Direction,
+    pub verdict: Verdict,
+    pub rule: Option<u16>,
+    /// Length of the whole IP packet.
+    pub orig_len: u32,
+    /// The captured bytes, from the IP header.
+    pub data: &'a [u8],
+}
+
+/// Counters kept by the kernel layer, summed over CPUs, since it was loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelCounters {
+    /// Packets the kernel layer saw (all processes).
+    pub seen: u64,
+    /// ... whose socket had no known owner.
+    pub unattributed: u64,
+    /// ... that belonged to a target process.
+    pub target: u64,
+    /// ... handed to userspace.
+    pub captured: u64,
+    /// ... lost because the kernel ring buffer was full.
+    pub ring_full: u64,
+    /// ... lost because their bytes could not be read.
+    pub load_failed: u64,
+    /// ... dropped by a block rule.
+    pub blocked: u64,
+    /// Sockets whose owner could not be recorded (owner table full).
+    pub owner_full: u64,
+    /// Child processes that became targets by following a target's forks.
+    pub forked: u64,
+    /// connect()/sendmsg() calls refused by a block rule.
+    pub connect_blocked: u64,
+}
+
+/// Settings of the kernel layer that may change while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelConfig {
+    /// Bytes kept of each packet (1..=65535).
+    pub snaplen: u32,
+    /// Push packets to userspace (false: attribute and enforce rules only).
+    pub capture: bool,
+}
+
+/// A kernel layer that attributes sockets to processes and captures their packets.
+pub trait KernelBackend: Send {
+    /// Apply `config`; takes effect on the next packet.
+    fn configure(&mut self, config: &KernelConfig) -> Result<()>;
+
+    /// Capture the packets of process `pid` (and of its future children when
+    /// `follow_children`), including sockets it already has open.
+    fn add_target(&mut self, pid: u32, follow_children: bool) -> Result<()>;
+
+    /// Stop capturing process `pid`.
+    fn remove_target(&mut self, pid: u32) -> Result<()>;
+
+    /// Capture every process named `comm` (its first 15 bytes) that opens or uses a socket.
+    fn add_target_name(&mut self, comm: &str, follow_children: bool) -> Result<()>;
+
+    /// The pids currently captured, including those the kernel added itself
+    /// (children, name matches).
+    fn targets(&self) -> Result<Vec<u32>>;
+
+    /// Wait up to `timeout` for packets and hand each to `sink`; returns how many.
+    fn poll(&mut self, timeout: Duration, sink: &mut dyn FnMut(RawPacket<'_>)) -> Result<usize>;
+
+    /// Current counters.
+    fn counters(&self) -> Result<KernelCounters>;
+}

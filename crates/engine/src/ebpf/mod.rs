@@ -1,0 +1,340 @@
+//! The Linux kernel layer: loads `bpf/pidcap.bpf.c` (compiled by build.rs),
+//! attaches its programs to the cgroup2 root with BPF links, and implements
+//! [`KernelBackend`] over its maps and ring buffer.
+//!
+//! Every attachment is a `bpf_link` owned by a file descriptor of this
+//! process: when pidcap exits, however it exits (SIGKILL included), the kernel
+//! closes the descriptors and detaches every program. Nothing is pinned.
+
+mod cgroup;
+pub mod sockdiag;
+
+use crate::abi::{self, Config, Owner, PktHdr, PortKey, PortOwner, Target};
+use crate::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket};
+use crate::error::{EngineError, Result};
+use crate::procfs::{truncate_comm, Procfs};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, Program, ProgramError};
+use aya::{Btf, Ebpf, EbpfLoader};
+use pidcap_packet::{Direction, Verdict};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+pub use cgroup::{cgroup2_root, find_cgroup2};
+
+/// The compiled eBPF object, aligned as aya requires.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pidcap.bpf.o"));
+
+/// Names of the programs in the object, all of which are attached. Integration
+/// tests look for these names in the kernel's program list.
+pub const PROGRAM_NAMES: &[&str] = &[
+    "pidcap_sock_create",
+    "pidcap_post_bind4",
+    "pidcap_post_bind6",
+    "pidcap_sock_release",
+    "pidcap_sockops",
+    "pidcap_connect4",
+    "pidcap_connect6",
+    "pidcap_sendmsg4",
+    "pidcap_sendmsg6",
+    "pidcap_recvmsg4",
+    "pidcap_recvmsg6",
+    "pidcap_ingress",
+    "pidcap_egress",
+    "pidcap_fork",
+];
+
+/// How the kernel layer is sized.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Size of the kernel ring buffer in bytes (a power of two, at least a page).
+    pub ring_bytes: u32,
+    /// Wake the consumer when this many bytes are pending (it also drains on a timer).
+    pub wakeup_bytes: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { ring_bytes: 16 << 20, wakeup_bytes: 1 << 20 }
+    }
+}
+
+/// The eBPF implementation of [`KernelBackend`].
+pub struct EbpfBackend {
+    ring: RingBuf<MapData>,
+    targets: HashMap<MapData, u32, Target>,
+    target_comms: HashMap<MapData, [u8; abi::COMM_LEN], Target>,
+    owners: HashMap<MapData, u64, Owner>,
+    port_owners: HashMap<MapData, PortKey, PortOwner>,
+    bound_ports: HashMap<MapData, u64, PortKey>,
+    config_map: Array<MapData, Config>,
+    counters: PerCpuArray<MapData, u64>,
+    config: Config,
+    procfs: Procfs,
+    /// Holds the programs and their links; dropping it detaches everything.
+    _ebpf: Ebpf,
+}
+
+/// Capabilities needed, by number, as in linux/capability.h.
+const NEEDED_CAPS: &[(u32, &str)] = &[(39, "CAP_BPF"), (38, "CAP_PERFMON"), (12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMIN")];
+
+/// Which of the needed capabilities this process lacks (from /proc/self/status CapEff).
+pub fn missing_capabilities() -> Vec<&'static str> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    NEEDED_CAPS.iter().filter(|(bit, _)| eff & (1u64 << bit) == 0).map(|(_, n)| *n).collect()
+}
+
+fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> EngineError {
+    move |source| EngineError::Map { map, source }
+}
+
+fn program_err(program: &str, e: ProgramError) -> EngineError {
+    match e {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            EngineError::Verifier { program: program.into(), source: io_error, verifier_log: verifier_log.to_string() }
+        }
+        source => EngineError::Program { program: program.into(), source },
+    }
+}
+
+impl EbpfBackend {
+    /// Load the programs, attach them to the cgroup2 root, and return the backend.
+    /// Nothing is captured until a target is added and capture is configured on.
+    pub fn load(opts: LoadOptions) -> Result<EbpfBackend> {
+        let missing = missing_capabilities();
+        if !missing.is_empty() {
+            return Err(EngineError::Permission { missing: missing.join(", ") });
+        }
+        if !opts.ring_bytes.is_power_of_two() || opts.ring_bytes < 4096 {
+            return Err(EngineError::Invalid(format!("ring size {} is not a power of two >= 4096", opts.ring_bytes)));
+        }
+        let btf = Btf::from_sys_fs()
+            .map_err(|e| EngineError::Unsupported(format!("no kernel BTF at /sys/kernel/btf/vmlinux ({e})")))?;
+        let mut ebpf = EbpfLoader::new().btf(Some(&btf)).map_max_entries("ring", opts.ring_bytes).load(OBJECT)?;
+
+        let root = cgroup2_root()?;
+        let cg = File::open(&root).map_err(|e| EngineError::Cgroup { what: "opening the root", path: root.clone(), source: e })?;
+
+        for name in PROGRAM_NAMES {
+            let prog = ebpf
+                .program_mut(name)
+                .ok_or_else(|| EngineError::Unsupported(format!("program {name} missing from the object")))?;
+            attach(name, prog, &cg).map_err(|e| program_err(name, e))?;
+        }
+
+        let mut take = |name: &'static str| {
+            ebpf.take_map(name).ok_or_else(|| EngineError::Unsupported(format!("map {name} missing from the object")))
+        };
+        let ring = RingBuf::try_from(take("ring")?).map_err(map_err("ring"))?;
+        let targets = HashMap::try_from(take("targets")?).map_err(map_err("targets"))?;
+        let target_comms = HashMap::try_from(take("target_comms")?).map_err(map_err("target_comms"))?;
+        let owners = HashMap::try_from(take("owners")?).map_err(map_err("owners"))?;
+        let port_owners = HashMap::try_from(take("port_owners")?).map_err(map_err("port_owners"))?;
+        let bound_ports = HashMap::try_from(take("bound_ports")?).map_err(map_err("bound_ports"))?;
+        let config_map = Array::try_from(take("config")?).map_err(map_err("config"))?;
+        let counters = PerCpuArray::try_from(take("counters")?).map_err(map_err("counters"))?;
+
+        let mut backend = EbpfBackend {
+            ring,
+            targets,
+            target_comms,
+            owners,
+            port_owners,
+            bound_ports,
+            config_map,
+            counters,
+            config: Config { snaplen: 1500, wakeup_bytes: opts.wakeup_bytes, capture: 0, nrules: 0 },
+            procfs: Procfs::default(),
+            _ebpf: ebpf,
+        };
+        backend.write_config()?;
+        Ok(backend)
+    }
+
+    fn write_config(&mut self) -> Result<()> {
+        self.config_map.set(0, self.config, 0).map_err(map_err("config"))
+    }
+
+    /// Record the owner of every socket `pid` already has open (found by
+    /// joining /proc/PID/fd with the sock_diag dump), and of the ports it
+    /// listens on, so its existing connections and accepted ones are captured.
+    fn seed_sockets(&mut self, pid: u32) -> Result<usize> {
+        let inodes = match self.procfs.socket_inodes(pid) {
+            Ok(i) => i,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(EngineError::NoSuchProcess(pid)),
+            Err(e) => return Err(EngineError::io(format!("reading /proc/{pid}/fd"), e)),
+        };
+        if inodes.is_empty() {
+            return Ok(0);
+        }
+        let comm = self.procfs.comm(pid).unwrap_or_default();
+        let owner = Owner { tgid: pid, _pad: 0, comm: comm_bytes(&comm) };
+        let sockets = sockdiag::dump_all().map_err(|e| EngineError::io("sock_diag dump", e))?;
+        let mut n = 0;
+        for s in sockets.iter().filter(|s| inodes.contains(&s.inode)) {
+            self.owners.insert(s.cookie, owner, 0).map_err(map_err("owners"))?;
+            let bound = s.src_port != 0 && (s.state == sockdiag::TCP_LISTEN || s.protocol == libc::IPPROTO_UDP as u8);
+            if bound {
+                let key = PortKey { port: s.src_port, proto: s.protocol, _pad: 0 };
+                self.port_owners.insert(key, PortOwner { owner, cookie: s.cookie }, 0).map_err(map_err("port_owners"))?;
+                self.bound_ports.insert(s.cookie, key, 0).map_err(map_err("bound_ports"))?;
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn attach(name: &str, prog: &mut Program, cg: &File) -> Result<(), ProgramError> {
+    let mode = CgroupAttachMode::Single; // with bpf_link this still coexists with other programs
+    match prog {
+        Program::CgroupSkb(p) => {
+            p.load()?;
+            let kind = if name.ends_with("ingress") { CgroupSkbAttachType::Ingress } else { CgroupSkbAttachType::Egress };
+            p.attach(cg, kind, mode)?;
+        }
+        Program::CgroupSock(p) => {
+            p.load()?;
+            p.attach(cg, mode)?;
+        }
+        Program::CgroupSockAddr(p) => {
+            p.load()?;
+            p.attach(cg, mode)?;
+        }
+        Program::SockOps(p) => {
+            p.load()?;
+            p.attach(cg, mode)?;
+        }
+        Program::RawTracePoint(p) => {
+            p.load()?;
+            p.attach("sched_process_fork")?;
+        }
+        _ => return Err(ProgramError::UnexpectedProgramType),
+    }
+    Ok(())
+}
+
+fn comm_bytes(comm: &str) -> [u8; abi::COMM_LEN] {
+    let mut out = [0u8; abi::COMM_LEN];
+    let c = truncate_comm(comm).as_bytes();
+    out[..c.len()].copy_from_slice(c);
+    out
+}
+
+impl KernelBackend for EbpfBackend {
+    fn configure(&mut self, config: &KernelConfig) -> Result<()> {
+        if config.snaplen == 0 || config.snaplen > abi::MAX_SNAPLEN {
+            return Err(EngineError::Invalid(format!("snap length {} is not in 1..={}", config.snaplen, abi::MAX_SNAPLEN)));
+        }
+        self.config.snaplen = config.snaplen;
+        self.config.capture = u32::from(config.capture);
+        self.write_config()
+    }
+
+    fn add_target(&mut self, pid: u32, follow_children: bool) -> Result<()> {
+        if !self.procfs.is_alive(pid) {
+            return Err(EngineError::NoSuchProcess(pid));
+        }
+        let flags = if follow_children { abi::TARGET_FOLLOW_CHILDREN } else { 0 };
+        // Target first, then seed: a socket created in between is recorded by
+        // the sock_create hook, so none falls between the two.
+        self.targets.insert(pid, Target { flags }, 0).map_err(map_err("targets"))?;
+        let seeded = self.seed_sockets(pid);
+        if let Err(EngineError::NoSuchProcess(_)) = seeded {
+            let _ = self.targets.remove(&pid);
+        }
+        let n = seeded?;
+        tracing::debug!(pid, sockets = n, "target added");
+        Ok(())
+    }
+
+    fn remove_target(&mut self, pid: u32) -> Result<()> {
+        match self.targets.remove(&pid) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err("targets")(e)),
+        }
+    }
+
+    fn add_target_name(&mut self, comm: &str, follow_children: bool) -> Result<()> {
+        if comm.is_empty() {
+            return Err(EngineError::Invalid("empty process name".into()));
+        }
+        let flags = if follow_children { abi::TARGET_FOLLOW_CHILDREN } else { 0 };
+        self.target_comms.insert(comm_bytes(comm), Target { flags }, 0).map_err(map_err("target_comms"))?;
+        // Processes of that name that already run, with their open sockets.
+        for pid in self.procfs.pids_named(comm) {
+            match self.add_target(pid, follow_children) {
+                Ok(()) | Err(EngineError::NoSuchProcess(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn targets(&self) -> Result<Vec<u32>> {
+        let mut v: Vec<u32> = self.targets.keys().filter_map(|k| k.ok()).collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    fn poll(&mut self, timeout: Duration, sink: &mut dyn FnMut(RawPacket<'_>)) -> Result<usize> {
+        let mut pfd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: `pfd` is a valid pollfd for the duration of the call and nfds is 1.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(EngineError::io("poll on the ring buffer", e));
+            }
+        }
+        // Drain whatever is there: the programs wake us only when a lot is
+        // pending, so the timeout is the usual way in.
+        let mut n = 0;
+        while let Some(item) = self.ring.next() {
+            let Some(h) = PktHdr::read(&item) else { continue };
+            let start = std::mem::size_of::<PktHdr>();
+            let end = start + h.cap_len as usize;
+            let Some(data) = item.get(start..end) else { continue };
+            sink(RawPacket {
+                ts_mono_ns: h.ts_ns,
+                socket_cookie: h.cookie,
+                pid: h.tgid,
+                comm: abi::comm_str(&h.comm),
+                direction: if h.direction == abi::DIR_OUT { Direction::Outbound } else { Direction::Inbound },
+                verdict: if h.verdict == abi::VERDICT_BLOCKED { Verdict::Blocked } else { Verdict::Pass },
+                rule: (h.rule != abi::NO_RULE).then_some(h.rule),
+                orig_len: h.orig_len,
+                data,
+            });
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn counters(&self) -> Result<KernelCounters> {
+        let get = |i: u32| -> Result<u64> {
+            let v = self.counters.get(&i, 0).map_err(map_err("counters"))?;
+            Ok(v.iter().copied().sum())
+        };
+        use abi::counter as c;
+        Ok(KernelCounters {
+            seen: get(c::SEEN)?,
+            unattributed: get(c::UNATTRIBUTED)?,
+            target: get(c::TARGET)?,
+            captured: get(c::CAPTURED)?,
+            ring_full: get(c::RING_FULL)?,
+            load_failed: get(c::LOAD_FAILED)?,
+            blocked: get(c::BLOCKED)?,
+            owner_full: get(c::OWNER_FULL)?,
+            forked: get(c::FORKED)?,
+            connect_blocked: get(c::CONNECT_BLOCKED)?,
+        })
+    }
+}
