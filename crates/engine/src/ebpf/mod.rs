@@ -175,7 +175,7 @@ impl EbpfBackend {
         }
         let comm = self.procfs.comm(pid).unwrap_or_default();
         let owner = Owner { tgid: pid, _pad: 0, comm: comm_bytes(&comm) };
-        let sockets = sockdiag::dump_all().map_err(|e| EngineError::io("sock_diag dump", e))?;
+        let sockets = sockdiag::dump_in_netns_of(pid).map_err(|e| EngineError::io(format!("sock_diag dump in the network namespace of pid {pid}"), e))?;
         let mut n = 0;
         for s in sockets.iter().filter(|s| inodes.contains(&s.inode)) {
             self.owners.insert(s.cookie, owner, 0).map_err(map_err("owners"))?;

@@ -139,6 +139,29 @@ pub fn dump_all() -> io::Result<Vec<DiagSocket>> {
     Ok(out)
 }
 
+/// Dump the sockets of the network namespace `pid` lives in (a container's,
+/// say), from a short-lived thread that joins that namespace: setns(2)
+/// changes only the calling thread, so the rest of pidcap stays where it is.
+pub fn dump_in_netns_of(pid: u32) -> io::Result<Vec<DiagSocket>> {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    let mine = std::fs::metadata("/proc/thread-self/ns/net")?;
+    let theirs = ns.metadata()?;
+    use std::os::unix::fs::MetadataExt;
+    if (mine.dev(), mine.ino()) == (theirs.dev(), theirs.ino()) {
+        return dump_all();
+    }
+    std::thread::spawn(move || {
+        // SAFETY: setns on a valid namespace fd, affecting only this thread,
+        // which exits right after the dump.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        dump_all()
+    })
+    .join()
+    .map_err(|_| io::Error::other("sock_diag thread panicked"))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
