@@ -31,14 +31,14 @@ fn make(i: u64, rng: &mut Rng) -> NewPacket {
     let port = 1024 + (i % 60_000) as u16;
     let mut data = Vec::new();
     etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, (i >> 8) as u8, i as u8], 64)
-        .tcp(port, if i % 3 == 0 { 443 } else { 80 }, i as u32, 512)
+        .tcp(port, if i.is_multiple_of(3) { 443 } else { 80 }, i as u32, 512)
         .write(&mut data, payload.as_bytes())
         .unwrap();
     let len = data.len() as u32;
     let comm = COMMS[(i % 5) as usize];
     let p = CapturedPacket::new(i, 1_700_000_000_000_000_000 + i * 1_000, 1000 + (i % 50) as u32, comm.into(), i, Direction::Outbound, Verdict::Pass, len, data);
     let mut tags = vec![res.to_string()];
-    if i % 100 == 0 {
+    if i.is_multiple_of(100) {
         tags.push("sampled".into());
     }
     NewPacket { name: format!("{res} request {i}"), description: String::new(), tags, saved_at_ns: None, source: "bench".into(), synthesized: false, packet: p }
@@ -72,7 +72,7 @@ fn main() {
         let ps: Vec<NewPacket> = (i..end).map(|k| make(k, &mut rng)).collect();
         lib.save_many(&ps).unwrap();
         i = end;
-        if i % 100_000 == 0 {
+        if i.is_multiple_of(100_000) {
             eprintln!("  {i} saved, {:.1} s", t.elapsed().as_secs_f64());
         }
     }

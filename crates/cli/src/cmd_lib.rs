@@ -1,0 +1,449 @@
+//! `pidcap lib`: the packet library from the command line (save, list, show,
+//! search, tag, untag, tags, edit, delete, import, export, seq), human output
+//! or `--json`. The database is `--db PATH`, else the XDG default
+//! (`$XDG_DATA_HOME/pidcap/library.db` or `~/.local/share/pidcap/library.db`).
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use pidcap_library::{
+    ExportFormat, Filter, Library, MetaEdit, PacketId, PacketMeta, SavedPacket, Selection, SequenceId,
+};
+use pidcap_packet::{Direction, Protocol};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct LibArgs {
+    /// Library database (default: $XDG_DATA_HOME/pidcap/library.db).
+    #[arg(long, global = true)]
+    db: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: LibCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum LibCmd {
+    /// Save packets from a pcap/pcapng file (all, or --frames).
+    Save {
+        /// The capture file.
+        #[arg(long)]
+        pcap: PathBuf,
+        /// 1-based frames: 1-5,9,12-
+        #[arg(long)]
+        frames: Option<String>,
+        #[command(flatten)]
+        meta: MetaArgs,
+        /// Also group the saved packets into a sequence with this name.
+        #[arg(long)]
+        sequence: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List saved packets.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show packets in full (metadata and a hex dump).
+    Show {
+        #[arg(required = true, value_delimiter = ',')]
+        ids: Vec<PacketId>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Full-text search (words, `tag:x`, `comm:x`, hex bytes `47 45 54` or `hex:474554`), best first.
+    Search {
+        query: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add tags to packets, or rename a tag everywhere (`tag --rename OLD NEW`).
+    Tag {
+        /// Rename tag OLD to NEW on every packet (merging if NEW exists).
+        #[arg(long, num_args = 2, value_names = ["OLD", "NEW"], conflicts_with_all = ["ids", "tags"])]
+        rename: Option<Vec<String>>,
+        /// Packet ids: 1,2,7-9
+        #[arg(value_parser = parse_ids, required_unless_present = "rename")]
+        ids: Option<Ids>,
+        #[arg(required_unless_present = "rename")]
+        tags: Vec<String>,
+    },
+    /// Remove tags from packets.
+    Untag {
+        /// Packet ids: 1,2,7-9
+        #[arg(value_parser = parse_ids)]
+        ids: Ids,
+        #[arg(required = true)]
+        tags: Vec<String>,
+    },
+    /// List tags with how many packets carry each.
+    Tags {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a packet's name or description.
+    Edit {
+        id: PacketId,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete packets.
+    Delete {
+        #[arg(required = true, value_delimiter = ',')]
+        ids: Vec<PacketId>,
+    },
+    /// Import `.dpp` files (DioProcess v1 or pidcap v2), each all-or-nothing.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export the library, or a selection, to .dpp (v2), pcapng or pcap.
+    Export {
+        /// Output file; the format comes from its extension unless --format is given.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long, value_parser = ["dpp", "pcapng", "pcap"])]
+        format: Option<String>,
+        /// Only these packets (comma-separated ids).
+        #[arg(long, value_delimiter = ',')]
+        ids: Vec<PacketId>,
+        /// Only packets matching this search.
+        #[arg(long)]
+        search: Option<String>,
+        /// Only this sequence (its packets in order, and the sequence itself).
+        #[arg(long)]
+        sequence: Option<SequenceId>,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Sequences: ordered groups of packets.
+    #[command(subcommand)]
+    Seq(SeqCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum SeqCmd {
+    /// Group packets, in this order, into a sequence.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(required = true, value_delimiter = ',')]
+        ids: Vec<PacketId>,
+    },
+    /// List sequences.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a sequence (and with --packets its packets).
+    Delete {
+        id: SequenceId,
+        #[arg(long)]
+        packets: bool,
+    },
+}
+
+/// Packet ids given as one argument: `1,2,7-9`.
+#[derive(Clone, Debug, Default)]
+struct Ids(Vec<PacketId>);
+
+fn parse_ids(s: &str) -> Result<Ids, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let num = |x: &str| x.trim().parse::<PacketId>().map_err(|_| format!("bad packet id {x:?} in {s:?}"));
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if b < a || b - a > 1_000_000 {
+                    return Err(format!("bad id range {part:?}"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    if out.is_empty() {
+        return Err("no packet ids".into());
+    }
+    Ok(Ids(out))
+}
+
+#[derive(Args, Debug, Default)]
+struct MetaArgs {
+    #[arg(long, default_value = "")]
+    name: String,
+    #[arg(long, default_value = "")]
+    description: String,
+    /// Tag (repeat, or comma-separated).
+    #[arg(long = "tag", value_delimiter = ',')]
+    tags: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+struct FilterArgs {
+    /// tcp, udp, icmp, icmpv6 or a protocol number.
+    #[arg(long)]
+    protocol: Option<String>,
+    /// Local or remote port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// in or out.
+    #[arg(long)]
+    direction: Option<String>,
+    #[arg(long)]
+    tag: Option<String>,
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Captured at or after this time (UNIX seconds, fractions allowed).
+    #[arg(long)]
+    since: Option<f64>,
+    /// Captured at or before this time (UNIX seconds, fractions allowed).
+    #[arg(long)]
+    until: Option<f64>,
+}
+
+impl FilterArgs {
+    fn to_filter(&self) -> anyhow::Result<Filter> {
+        let protocol = match self.protocol.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None => None,
+            Some("tcp") => Some(Protocol::Tcp),
+            Some("udp") => Some(Protocol::Udp),
+            Some("icmp") => Some(Protocol::Icmp),
+            Some("icmpv6") => Some(Protocol::Icmpv6),
+            Some(n) => Some(Protocol::from_number(n.parse().with_context(|| format!("unknown protocol {n:?}"))?)),
+        };
+        let direction = match self.direction.as_deref() {
+            None => None,
+            Some("in" | "inbound") => Some(Direction::Inbound),
+            Some("out" | "outbound") => Some(Direction::Outbound),
+            Some(d) => bail!("--direction must be in or out, not {d:?}"),
+        };
+        let ns = |s: f64| (s * 1e9) as u64;
+        Ok(Filter {
+            protocol,
+            port: self.port,
+            direction,
+            tag: self.tag.clone(),
+            pid: self.pid,
+            since_ns: self.since.map(ns),
+            until_ns: self.until.map(ns),
+        })
+    }
+}
+
+fn open(args: &LibArgs) -> anyhow::Result<Library> {
+    Ok(match &args.db {
+        Some(p) => Library::open(p)?,
+        None => Library::open_default()?,
+    })
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// `ID  TIME  DIR PROTO local -> remote  LEN  comm(pid)  name [tags]`.
+fn one_line(p: &SavedPacket) -> String {
+    let c = &p.packet;
+    let d = &c.decoded;
+    let secs = c.timestamp_ns as f64 / 1e9;
+    let tags = if p.tags.is_empty() { String::new() } else { format!(" [{}]", p.tags.join(", ")) };
+    format!(
+        "{:>6}  {secs:.6}  {:<3} {:<6} {}:{} -> {}:{}  {}B  {}({})  {}{tags}{}",
+        p.id,
+        c.direction.as_str(),
+        d.protocol.name(),
+        d.local_addr,
+        d.local_port,
+        d.remote_addr,
+        d.remote_port,
+        d.payload_size,
+        c.comm,
+        c.pid,
+        p.name,
+        if p.synthesized { " (synthesised)" } else { "" },
+    )
+}
+
+fn print_ids(what: &str, ids: &[PacketId], json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&ids);
+    }
+    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    println!("{what} {} packet(s): {}", ids.len(), list.join(" "));
+    Ok(())
+}
+
+/// Run `pidcap lib ...`; returns the process exit code.
+pub fn run(args: LibArgs) -> anyhow::Result<i32> {
+    let mut lib = open(&args)?;
+    match args.cmd {
+        LibCmd::Save { pcap, frames, meta, sequence, json } => {
+            let frames = frames.as_deref().map(pidcap_library::parse_frames).transpose()?;
+            let m = PacketMeta { name: meta.name, description: meta.description, tags: meta.tags };
+            let ids = lib.save_pcap(&pcap, frames.as_deref(), &m)?;
+            if let Some(name) = sequence {
+                let sid = lib.create_sequence(&name, &m.description, &ids)?;
+                if !json {
+                    println!("sequence {sid} {name:?}");
+                }
+            }
+            print_ids("saved", &ids, json)?;
+        }
+        LibCmd::List { filter, limit, offset, json } => {
+            let list = lib.list(&filter.to_filter()?, limit, offset)?;
+            if json {
+                print_json(&list)?;
+            } else {
+                for p in &list {
+                    println!("{}", one_line(p));
+                }
+            }
+        }
+        LibCmd::Show { ids, json } => {
+            let mut found = Vec::new();
+            let mut missing = false;
+            for id in ids {
+                match lib.get(id)? {
+                    Some(p) => found.push(p),
+                    None => {
+                        eprintln!("no packet with id {id}");
+                        missing = true;
+                    }
+                }
+            }
+            if json {
+                print_json(&found)?;
+            } else {
+                for p in &found {
+                    println!("{}", one_line(p));
+                    if !p.description.is_empty() {
+                        println!("  description: {}", p.description);
+                    }
+                    println!("  source: {}  saved: {:.6}  capture id: {}  socket cookie: {}", p.source, p.saved_at_ns as f64 / 1e9, p.packet.id, p.packet.socket_cookie);
+                    println!("  verdict: {:?}  orig_len: {}  tcp flags: {}", p.packet.verdict, p.packet.orig_len, p.packet.decoded.tcp_flags_str());
+                    print!("{}", pidcap_packet::hex_dump(&p.packet.data));
+                    println!();
+                }
+            }
+            return Ok(i32::from(missing));
+        }
+        LibCmd::Search { query, filter, limit, json } => {
+            let hits = lib.search(&query, &filter.to_filter()?, limit)?;
+            if json {
+                print_json(&hits)?;
+            } else {
+                for h in &hits {
+                    println!("{:>8.2}  {}", -h.score, one_line(&h.packet));
+                }
+                if hits.is_empty() {
+                    eprintln!("no match");
+                }
+            }
+        }
+        LibCmd::Tag { rename: Some(r), .. } => {
+            let n = lib.rename_tag(&r[0], &r[1])?;
+            println!("renamed {:?} to {:?} ({n} packet(s))", r[0], r[1]);
+        }
+        LibCmd::Tag { rename: None, ids, tags } => {
+            let ids = ids.unwrap_or_default().0;
+            lib.tag(&ids, &tags)?;
+            println!("tagged {} packet(s)", ids.len());
+        }
+        LibCmd::Untag { ids: Ids(ids), tags } => {
+            lib.untag(&ids, &tags)?;
+            println!("untagged {} packet(s)", ids.len());
+        }
+        LibCmd::Tags { json } => {
+            let tags = lib.tags()?;
+            if json {
+                print_json(&tags)?;
+            } else {
+                for t in tags {
+                    println!("{:>6}  {}", t.count, t.name);
+                }
+            }
+        }
+        LibCmd::Edit { id, name, description } => {
+            if name.is_none() && description.is_none() {
+                bail!("nothing to change: give --name and/or --description");
+            }
+            lib.edit(id, &MetaEdit { name, description })?;
+            println!("edited packet {id}");
+        }
+        LibCmd::Delete { ids } => {
+            let n = lib.delete(&ids)?;
+            println!("deleted {n} packet(s)");
+            if n < ids.len() {
+                return Ok(1);
+            }
+        }
+        LibCmd::Import { files, json } => {
+            let mut reports = Vec::new();
+            for f in &files {
+                let r = lib.import_dpp(f).with_context(|| format!("importing {}", f.display()))?;
+                if !json {
+                    println!("{}: .dpp v{}, {} packet(s), {} sequence(s)", f.display(), r.version, r.packet_ids.len(), r.sequence_ids.len());
+                }
+                reports.push(r);
+            }
+            if json {
+                print_json(&reports)?;
+            }
+        }
+        LibCmd::Export { output, format, ids, search, sequence, filter } => {
+            let format = match format {
+                Some(f) => f.parse::<ExportFormat>().map_err(anyhow::Error::msg)?,
+                None => ExportFormat::from_path(&output)
+                    .with_context(|| format!("cannot tell the format of {} from its extension; use --format", output.display()))?,
+            };
+            let f = filter.to_filter()?;
+            let sel = match (ids.is_empty(), search, sequence) {
+                (false, None, None) => Selection::Ids(ids),
+                (true, Some(query), None) => Selection::Search { query, filter: f, limit: 0 },
+                (true, None, Some(id)) => Selection::Sequence(id),
+                (true, None, None) if f == Filter::default() => Selection::All,
+                (true, None, None) => Selection::Filter(f),
+                _ => bail!("give only one of --ids, --search and --sequence"),
+            };
+            let n = lib.export(&sel, format, &output)?;
+            println!("exported {n} packet(s) to {}", output.display());
+        }
+        LibCmd::Seq(SeqCmd::Create { name, description, ids }) => {
+            let id = lib.create_sequence(&name, &description, &ids)?;
+            println!("sequence {id} {name:?}: {} packet(s)", ids.len());
+        }
+        LibCmd::Seq(SeqCmd::List { json }) => {
+            let seqs = lib.sequences()?;
+            if json {
+                print_json(&seqs)?;
+            } else {
+                for s in seqs {
+                    let ids: Vec<String> = s.packet_ids.iter().map(|i| i.to_string()).collect();
+                    println!("{:>6}  {}  [{}]", s.id, s.name, ids.join(" "));
+                }
+            }
+        }
+        LibCmd::Seq(SeqCmd::Delete { id, packets }) => {
+            lib.delete_sequence(id, packets)?;
+            println!("deleted sequence {id}");
+        }
+    }
+    Ok(0)
+}
