@@ -27,6 +27,8 @@ pub enum Command {
     /// Capture the traffic of running processes until Ctrl-C, -c COUNT, or
     /// until every target has exited.
     Capture(CaptureArgs),
+    /// The packet library: save, tag, search, import and export packets (SQLite).
+    Lib(crate::cmd_lib::LibArgs),
 }
 
 #[derive(Args, Debug)]

@@ -112,6 +112,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
         return Err(e).context("cannot register the command as a target");
     }
     let signals = install_signals()?;
+    announce(&args.opts, &format!("pid {} ({})", gated.pid, args.command[0].to_string_lossy()));
     let child = gated.release().with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
     let mut ended = Ended::Child(child);
     let code = capture_loop(&mut cap, &args.opts, &signals, &mut ended)?;
@@ -137,8 +138,20 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
         cap.add_name(name).with_context(|| format!("cannot capture processes named {name}"))?;
     }
     let signals = install_signals()?;
+    let what: Vec<String> = args.pids.iter().map(|p| format!("pid {p}")).chain(args.names.iter().map(|n| format!("name {n}"))).collect();
+    announce(&args.opts, &what.join(", "));
     let mut ended = if args.names.is_empty() { Ended::AllTargets } else { Ended::Never };
     capture_loop(&mut cap, &args.opts, &signals, &mut ended)
+}
+
+/// Say on stderr that the capture is live (tests wait for this line).
+fn announce(opts: &CaptureOpts, what: &str) {
+    let to = match &opts.write {
+        Some(p) if p.as_os_str() == "-" => "stdout".to_string(),
+        Some(p) => p.display().to_string(),
+        None => "stdout".to_string(),
+    };
+    eprintln!("pidcap: capturing {what}, snap length {}, to {to}", opts.snaplen);
 }
 
 /// When a capture ends by itself.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod cmd_capture;
+mod cmd_lib;
 mod output;
 mod spawn;
 
@@ -25,6 +26,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
     match cli.command {
         cli::Command::Run(args) => cmd_capture::run(args),
         cli::Command::Capture(args) => cmd_capture::capture(args),
+        cli::Command::Lib(args) => cmd_lib::run(args).map(|code| code.clamp(0, 255) as u8),
     }
 }
 

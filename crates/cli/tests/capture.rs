@@ -1,0 +1,211 @@
+//! Privileged integration tests of `pidcap run` and `pidcap capture` against
+//! the real kernel: each test makes its own network namespace, starts real
+//! servers and clients (tests/data/peer.py) and checks what pidcap wrote.
+//! They need root and skip, saying so, without it.
+
+mod common;
+
+use common::*;
+use pidcap_packet::{Direction, Protocol};
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+
+#[test]
+fn run_captures_only_the_target_from_its_first_syn_and_tshark_agrees() {
+    require_root!();
+    let ns = Netns::new("tcp");
+    let scratch = Scratch::new("tcp");
+    let server = ns.server(&["tcp-server", "127.0.0.1", "0"]);
+    let port = server.port.to_string();
+
+    // Another process talks to the same server at the same time: it must be absent.
+    let other = ns.peer(&["tcp-client-loop", "127.0.0.1", &port, "2"]).stdout(Stdio::piped()).spawn().unwrap();
+
+    let file = scratch.path("tcp.pcapng");
+    let out = pidcap()
+        .args(["run", "-w"])
+        .arg(&file)
+        .arg("--")
+        .args(["ip", "netns", "exec", &ns.name, "python3"])
+        .arg(peer_script())
+        .args(["tcp-client", "127.0.0.1", &port, "5", "target-says-hi"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pidcap run failed: {}", String::from_utf8_lossy(&out.stderr));
+    let client = peer_report(&out.stdout);
+    let client_pid = client["pid"].as_u64().unwrap() as u32;
+    let client_ports: HashSet<u16> = client["ports"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u16).collect();
+    let other_report = peer_report(&other.wait_with_output().unwrap().stdout);
+    assert!(!other_report["ports"].as_array().unwrap().is_empty(), "the other client made connections");
+
+    let packets = read_capture(&file);
+    // 5 connections of at least SYN, SYN-ACK, ACK, data, FIN each.
+    assert!(packets.len() >= 25, "only {} packets", packets.len());
+    for p in &packets {
+        assert_eq!(p.pid, client_pid, "packet {} attributed to pid {} ({})", p.id, p.pid, p.comm);
+        assert_eq!(p.comm, "python3");
+        assert_eq!(p.decoded.protocol, Protocol::Tcp);
+        assert_eq!(p.decoded.remote_port, server.port);
+        assert!(client_ports.contains(&p.decoded.local_port), "port {} is not the target's", p.decoded.local_port);
+    }
+    // The very first packet is the command's first SYN, outbound.
+    let first = &packets[0];
+    assert_eq!(first.direction, Direction::Outbound);
+    assert_eq!(first.decoded.tcp_flags.map(|f| f & (TCP_SYN | TCP_ACK)), Some(TCP_SYN));
+    // Both directions, and the payload the client sent.
+    assert!(packets.iter().any(|p| p.direction == Direction::Inbound));
+    assert!(packets.iter().any(|p| p.payload().starts_with(b"target-says-hi 0")));
+    assert!(packets.iter().any(|p| p.payload().starts_with(b"echo:target-says-hi 4")));
+
+    assert_eq!(tshark_frames(&file), packets.len(), "tshark reads every packet pidcap wrote");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("pidcap: {} packets captured", packets.len())), "summary: {stderr}");
+    assert!(stderr.contains("0 dropped in the kernel ring"), "summary: {stderr}");
+}
+
+#[test]
+fn udp_over_ipv6_in_both_directions_as_json() {
+    require_root!();
+    let ns = Netns::new("udp6");
+    let server = ns.server(&["udp-server", "::1", "0"]);
+    let port = server.port.to_string();
+    let out = pidcap()
+        .args(["run", "--json", "--", "ip", "netns", "exec", &ns.name, "python3"])
+        .arg(peer_script())
+        .args(["udp-client", "::1", &port, "3", "dgram"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let packets: Vec<serde_json::Value> =
+        stdout.lines().filter(|l| l.contains("\"timestamp_ns\"")).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let client = peer_report(&out.stdout);
+    assert_eq!(packets.len(), 6, "3 datagrams out, 3 echoes in: {stdout}");
+    for p in &packets {
+        assert_eq!(p["pid"], client["pid"]);
+        assert_eq!(p["protocol"], "udp");
+        assert_eq!(p["ip_version"], 6);
+        assert_eq!(p["local_addr"], "::1");
+        assert_eq!(p["remote_port"].as_u64(), Some(u64::from(server.port)));
+    }
+    let dirs: Vec<&str> = packets.iter().map(|p| p["direction"].as_str().unwrap()).collect();
+    assert_eq!(dirs, ["outbound", "inbound", "outbound", "inbound", "outbound", "inbound"]);
+    // The payload is in the hex bytes: "dgram 0" after a 40-byte IPv6 and 8-byte UDP header.
+    let hex = packets[0]["data"].as_str().unwrap();
+    assert!(hex.ends_with(&pidcap_packet::to_hex(b"dgram 0")), "{hex}");
+}
+
+#[test]
+fn a_server_listening_before_the_capture_gets_its_accepted_connections() {
+    require_root!();
+    let ns = Netns::new("listen");
+    let scratch = Scratch::new("listen");
+    let server = ns.server(&["tcp-server", "127.0.0.1", "0"]);
+    let port = server.port.to_string();
+    let file = scratch.path("server.pcapng");
+    let (child, _stderr) = start_pidcap(pidcap().args(["capture", "--pid", &server.pid.to_string(), "-w"]).arg(&file));
+
+    let client = run_ok(&mut ns.peer(&["tcp-client", "127.0.0.1", &port, "3", "to-server"]));
+    let client_ports: HashSet<u16> =
+        peer_report(&client.stdout)["ports"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u16).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+
+    let packets = read_capture(&file);
+    assert!(packets.len() >= 15, "only {} packets", packets.len());
+    for p in &packets {
+        assert_eq!(p.pid, server.pid, "packet {} attributed to {} ({})", p.id, p.pid, p.comm);
+        assert_eq!(p.decoded.local_port, server.port);
+        assert!(client_ports.contains(&p.decoded.remote_port));
+    }
+    // Each connection's SYN arrives at the listener, and its data at the accepted socket.
+    let syns = packets.iter().filter(|p| p.direction == Direction::Inbound && p.decoded.tcp_flags == Some(TCP_SYN)).count();
+    assert_eq!(syns, 3);
+    let synacks = packets.iter().filter(|p| p.direction == Direction::Outbound && p.decoded.tcp_flags == Some(TCP_SYN | TCP_ACK)).count();
+    assert_eq!(synacks, 3, "SYN-ACKs leave from request sockets and are attributed by port");
+    assert!(packets.iter().any(|p| p.payload().starts_with(b"to-server 2")));
+    assert_eq!(tshark_frames(&file), packets.len());
+}
+
+#[test]
+fn the_capture_ends_with_a_summary_when_the_target_exits() {
+    require_root!();
+    // Long enough for a debug build to load the programs, short enough to end the capture.
+    let mut sleeper = std::process::Command::new("sleep").arg("3").spawn().unwrap();
+    let started = std::time::Instant::now();
+    let out = pidcap().args(["capture", "-q", "--pid", &sleeper.id().to_string()]).output().unwrap();
+    sleeper.wait().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pidcap: 0 packets captured"), "{stderr}");
+}
+
+#[test]
+fn sigkill_leaves_no_program_attached() {
+    require_root!();
+    let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let (mut child, _stderr) = start_pidcap(pidcap().args(["capture", "-q", "--pid", &sleeper.id().to_string()]));
+    let held = programs_held_by(child.id());
+    let names: HashSet<String> = held.iter().map(|(_, n)| n.clone()).collect();
+    for want in pidcap_engine::ebpf::PROGRAM_NAMES {
+        assert!(names.contains(*want), "{want} is not loaded by pidcap: {names:?}");
+    }
+    let attached_before = attached_program_ids();
+    assert!(held.iter().any(|(id, _)| attached_before.contains(id)), "pidcap's programs are attached");
+
+    signal(&child, libc::SIGKILL);
+    child.wait().unwrap();
+    let ids: HashSet<u64> = held.iter().map(|(id, _)| *id).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let attached = attached_program_ids();
+        let loaded = all_program_ids();
+        let left: Vec<_> = ids.iter().filter(|id| attached.contains(id) || loaded.contains(id)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "programs {left:?} outlived a SIGKILLed pidcap");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
+
+/// (id, name) of the BPF programs `pid` holds through a program or link file
+/// descriptor: the kernel lists `prog_id:` in /proc/PID/fdinfo for both.
+fn programs_held_by(pid: u32) -> Vec<(u64, String)> {
+    let mut ids = HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let info = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        ids.extend(info.lines().filter_map(|l| l.strip_prefix("prog_id:")).filter_map(|v| v.trim().parse::<u64>().ok()));
+    }
+    bpftool_json(&["prog", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["id"].as_u64().is_some_and(|id| ids.contains(&id)))
+        .map(|p| (p["id"].as_u64().unwrap(), p["name"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+fn all_program_ids() -> HashSet<u64> {
+    bpftool_json(&["prog", "show"]).as_array().unwrap().iter().filter_map(|p| p["id"].as_u64()).collect()
+}
+
+/// Programs attached through links (cgroup, tracepoint...), as the kernel lists them.
+fn attached_program_ids() -> HashSet<u64> {
+    bpftool_json(&["link", "show"]).as_array().unwrap().iter().filter_map(|l| l["prog_id"].as_u64()).collect()
+}
+
+fn bpftool_json(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new("bpftool").arg("--json").args(args).output().expect("bpftool is needed (apt-get install bpftool)");
+    assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}

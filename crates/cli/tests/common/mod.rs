@@ -1,0 +1,194 @@
+//! Helpers for pidcap's integration tests: root checks, network namespaces
+//! made per test, the peer fixture (tests/data/peer.py), and running the real
+//! `pidcap` binary.
+#![allow(dead_code)]
+
+use pidcap_packet::CapturedPacket;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Return early from a test that needs root, saying why.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !common::is_root() {
+            eprintln!("SKIPPED: this test loads eBPF programs and creates network namespaces: it needs root");
+            return;
+        }
+    };
+}
+
+pub fn pidcap() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pidcap"))
+}
+
+pub fn peer_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/peer.py")
+}
+
+/// A scratch directory under the target dir, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!("pidcap-test-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A network namespace of the test's own, with loopback up; deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("pidcap-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        run_ok(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]));
+        Netns { name }
+    }
+
+    /// `program args...` inside the namespace.
+    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+
+    /// python3 tests/data/peer.py ARGS inside the namespace.
+    pub fn peer(&self, args: &[&str]) -> Command {
+        let mut c = self.cmd("python3");
+        c.arg(peer_script()).args(args);
+        c
+    }
+
+    /// Start a server mode of the peer and wait until it listens.
+    pub fn server(&self, args: &[&str]) -> Server {
+        let mut child = self.peer(args).stdout(Stdio::piped()).spawn().expect("start peer server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("peer said {line:?}: {e}"));
+        Server { pid: v["pid"].as_u64().unwrap() as u32, port: v["port"].as_u64().unwrap() as u16, child }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+pub struct Server {
+    pub pid: u32,
+    pub port: u16,
+    child: Child,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// The JSON line a peer client printed on stdout.
+pub fn peer_report(stdout: &[u8]) -> serde_json::Value {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON in {text:?}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// Lines of a child's stderr, delivered through a channel by a reader thread.
+pub struct StderrLines {
+    rx: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl StderrLines {
+    pub fn new(stderr: ChildStderr) -> StderrLines {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        StderrLines { rx, seen: vec![] }
+    }
+
+    /// Wait for a line containing `needle`.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no stderr line containing {needle:?} within {timeout:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+}
+
+/// Start `pidcap ARGS` with piped stderr and wait until it says it is capturing.
+pub fn start_pidcap(cmd: &mut Command) -> (Child, StderrLines) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("start pidcap");
+    let mut lines = StderrLines::new(child.stderr.take().unwrap());
+    lines.wait_for("pidcap: capturing", Duration::from_secs(30));
+    (child, lines)
+}
+
+pub fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on a child we started and have not reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+}
+
+pub fn read_capture(path: &Path) -> Vec<CapturedPacket> {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    pidcap_pcapfile::read_packets(std::io::BufReader::new(f)).unwrap()
+}
+
+/// Frames tshark reads in `path`, failing on any warning tshark prints.
+pub fn tshark_frames(path: &Path) -> usize {
+    let out = Command::new("tshark").arg("-r").arg(path).arg("-T").arg("fields").arg("-e").arg("frame.number").output().expect(
+        "tshark is needed by this test (apt-get install tshark)",
+    );
+    assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines() {
+        assert!(line.starts_with("Running as user \"root\""), "tshark warned: {line}");
+    }
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).count()
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what pidcap needs to build and test on a fresh Debian machine:
+# clang + libbpf headers (the eBPF programs are compiled by build.rs),
+# tshark/tcpdump/bpftool/iproute2/python3 (the tests use them), and a Rust
+# toolchain if there is none. Idempotent: installs only what is missing.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have clang || need+=(clang llvm)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+[ -f /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
+have tshark || need+=(tshark)
+have tcpdump || need+=(tcpdump)
+have bpftool || need+=(bpftool)
+have ip || need+=(iproute2)
+have python3 || need+=(python3)
+have curl || need+=(curl)
+have setpriv || need+=(util-linux)
+have pgrep || need+=(procps)
+have gcc || need+=(gcc libc6-dev)
+
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  echo "installing: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! have cargo; then
+  [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! have cargo; then
+  echo "installing Rust from Debian (cargo, rustc)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cargo rustc >/dev/null
+fi
