@@ -253,6 +253,7 @@ static __always_inline int rule_matches(const struct pidcap_rule *r, const struc
 
 struct rule_ctx {
 	const struct flow *f;
+	__u32 base;
 	__u32 n;
 	__u32 verdict;
 	__u32 rule;
@@ -263,26 +264,39 @@ static long rule_step(__u32 i, void *data)
 	struct rule_ctx *c = data;
 	if (i >= c->n)
 		return 1;
-	struct pidcap_rule *r = bpf_map_lookup_elem(&rules, &i);
+	__u32 slot = c->base + i;
+	struct pidcap_rule *r = bpf_map_lookup_elem(&rules, &slot);
 	if (!r)
 		return 1;
 	if (!rule_matches(r, c->f))
 		return 0;
 	__sync_fetch_and_add(&r->hits, 1);
 	c->verdict = (r->flags & PIDCAP_RULE_BLOCK) ? PIDCAP_VERDICT_BLOCKED : PIDCAP_VERDICT_PASS;
-	c->rule = i;
+	c->rule = i; /* the index in the list, not the slot */
 	return 1; /* first match decides */
+}
+
+/* The active rule list, read once (one 32-bit load: see pidcap_config.ruleset). */
+static __always_inline __u32 ruleset(const struct pidcap_config *cfg)
+{
+	return cfg ? *(volatile const __u32 *)&cfg->ruleset : 0;
 }
 
 /* Evaluate the rules in order; no match = pass. Sets *rule to the deciding rule. */
 static __always_inline __u32 evaluate(const struct flow *f, __u16 *rule)
 {
-	struct pidcap_config *cfg = get_config();
-	struct rule_ctx c = { .f = f, .n = cfg ? cfg->nrules : 0, .verdict = PIDCAP_VERDICT_PASS, .rule = PIDCAP_NO_RULE };
+	__u32 rs = ruleset(get_config());
+	struct rule_ctx c = {
+		.f = f,
+		.base = rs >> PIDCAP_RULESET_BASE_SHIFT,
+		.n = rs & PIDCAP_RULESET_COUNT_MASK,
+		.verdict = PIDCAP_VERDICT_PASS,
+		.rule = PIDCAP_NO_RULE,
+	};
 	*rule = PIDCAP_NO_RULE;
 	if (c.n == 0)
 		return PIDCAP_VERDICT_PASS;
-	bpf_loop(PIDCAP_MAX_RULES, rule_step, &c, 0);
+	bpf_loop(PIDCAP_RULES_PER_BANK, rule_step, &c, 0);
 	*rule = (__u16)c.rule;
 	return c.verdict;
 }
@@ -453,7 +467,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
 		return 1;
 	__u16 rule = PIDCAP_NO_RULE;
 	__u32 verdict = PIDCAP_VERDICT_PASS;
-	if (cfg->nrules) {
+	if (ruleset(cfg) & PIDCAP_RULESET_COUNT_MASK) {
 		if (parsed != 0)
 			parsed = parse_flow(skb, dir, &f);
 		if (parsed == 0)
@@ -490,7 +504,7 @@ static __always_inline int sock_addr_check(struct bpf_sock_addr *ctx, int v6)
 	if (!bpf_map_lookup_elem(&targets, &tgid))
 		return 1;
 	struct pidcap_config *cfg = get_config();
-	if (!cfg || !cfg->nrules)
+	if (!(ruleset(cfg) & PIDCAP_RULESET_COUNT_MASK))
 		return 1;
 	struct flow f = { .dir = PIDCAP_DIR_OUT, .proto = (__u8)ctx->protocol };
 	if (v6) {

@@ -15,6 +15,11 @@
 #define PIDCAP_COMM_LEN 16
 #define PIDCAP_MAX_SNAPLEN 65535
 #define PIDCAP_MAX_RULES 128
+/* The rules map holds two banks of PIDCAP_RULES_PER_BANK: userspace writes a
+ * new list into the bank not in use, then switches to it with one 32-bit
+ * store (pidcap_config.ruleset), so a packet sees the old list or the new
+ * one, never a half-written one. */
+#define PIDCAP_RULES_PER_BANK 64
 
 /* Direction of a packet relative to the target process. */
 #define PIDCAP_DIR_IN 0
@@ -71,8 +76,13 @@ struct pidcap_config {
 	__u32 snaplen;      /* bytes kept per packet, 1..PIDCAP_MAX_SNAPLEN */
 	__u32 wakeup_bytes; /* wake the consumer when this much data is pending */
 	__u32 capture;      /* 0: attribute and enforce rules but push nothing */
-	__u32 nrules;       /* rules[0..nrules) are evaluated, in order */
+	/* The active rule list, in one word so that it switches atomically:
+	 * rules[base .. base + n) are evaluated in order, where
+	 * n = ruleset & 0xffff (<= PIDCAP_RULES_PER_BANK), base = ruleset >> 16. */
+	__u32 ruleset;
 };
+#define PIDCAP_RULESET_COUNT_MASK 0xffff
+#define PIDCAP_RULESET_BASE_SHIFT 16
 
 /* A filter rule (entry of the "rules" array map). Addresses in network byte
  * order; IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d). */

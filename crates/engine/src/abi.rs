@@ -8,6 +8,10 @@ use std::mem::{offset_of, size_of};
 pub const COMM_LEN: usize = 16;
 pub const MAX_SNAPLEN: u32 = 65535;
 pub const MAX_RULES: u32 = 128;
+/// Rules per bank of the double-buffered `rules` map: the longest list.
+pub const RULES_PER_BANK: u32 = 64;
+pub const RULESET_COUNT_MASK: u32 = 0xffff;
+pub const RULESET_BASE_SHIFT: u32 = 16;
 pub const DIR_IN: u8 = 0;
 pub const DIR_OUT: u8 = 1;
 pub const VERDICT_PASS: u8 = 0;
@@ -73,7 +77,8 @@ pub struct Config {
     pub snaplen: u32,
     pub wakeup_bytes: u32,
     pub capture: u32,
-    pub nrules: u32,
+    /// The active rule list: `base << RULESET_BASE_SHIFT | n`.
+    pub ruleset: u32,
 }
 
 #[repr(C)]
@@ -113,7 +118,7 @@ const _: () = {
     assert!(offset_of!(PortOwner, cookie) == 24);
     assert!(size_of::<Target>() == 4);
     assert!(size_of::<Config>() == 16);
-    assert!(offset_of!(Config, nrules) == 12);
+    assert!(offset_of!(Config, ruleset) == 12);
     assert!(size_of::<Rule>() == 32);
     assert!(offset_of!(Rule, port) == 4);
     assert!(offset_of!(Rule, proto) == 6);
@@ -185,7 +190,7 @@ mod tests {
                     _ => continue,
                 }
             } else if let Some((n, v)) = line.split_once(" = ") {
-                (n.trim(), v.split_whitespace().next().unwrap_or(""))
+                (n.trim(), v.split_whitespace().next().unwrap_or("").trim_end_matches(','))
             } else {
                 continue;
             };
@@ -207,6 +212,9 @@ mod tests {
         let expect: &[(&str, u64)] = &[
             ("PIDCAP_COMM_LEN", COMM_LEN as u64),
             ("PIDCAP_MAX_RULES", MAX_RULES.into()),
+            ("PIDCAP_RULES_PER_BANK", RULES_PER_BANK.into()),
+            ("PIDCAP_RULESET_COUNT_MASK", RULESET_COUNT_MASK.into()),
+            ("PIDCAP_RULESET_BASE_SHIFT", RULESET_BASE_SHIFT.into()),
             ("PIDCAP_MAX_SNAPLEN", MAX_SNAPLEN.into()),
             ("PIDCAP_DIR_IN", DIR_IN.into()),
             ("PIDCAP_DIR_OUT", DIR_OUT.into()),

@@ -7,6 +7,7 @@
 //! fake in tests.
 
 use crate::error::Result;
+use crate::rules::Rule;
 use pidcap_packet::{Direction, Verdict};
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ pub struct RawPacket<'a> {
 }
 
 /// Counters kept by the kernel layer, summed over CPUs, since it was loaded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KernelCounters {
     /// Packets the kernel layer saw (all processes).
     pub seen: u64,
@@ -86,4 +87,13 @@ pub trait KernelBackend: Send {
 
     /// Current counters.
     fn counters(&self) -> Result<KernelCounters>;
+
+    /// Replace the filter rules (at most [`crate::rules::MAX_RULES`]), in
+    /// order; they apply to the targets' next packet. A packet is judged by
+    /// the old list or the new one, never by a mix. Hit counts restart at 0.
+    fn set_rules(&mut self, rules: &[Rule]) -> Result<()>;
+
+    /// How many packets (and connect/send calls) each rule of the current
+    /// list decided, in list order, since the last [`KernelBackend::set_rules`].
+    fn rule_hits(&self) -> Result<Vec<u64>>;
 }

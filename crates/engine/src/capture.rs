@@ -8,6 +8,7 @@ use crate::backend::{KernelBackend, KernelConfig, KernelCounters};
 use crate::error::{EngineError, Result};
 use crate::procfs::Procfs;
 use crate::ring::{PacketRing, DEFAULT_RING_SIZE};
+use crate::rules::Rule;
 use pidcap_packet::CapturedPacket;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +30,7 @@ impl Default for CaptureOptions {
 }
 
 /// Counters at every stage, from the kernel hook to the user ring.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CaptureStats {
     /// Kernel counters since this capture started.
     pub kernel: KernelCounters,
@@ -70,6 +71,16 @@ impl WallClock {
     }
 }
 
+fn check_options(opts: &CaptureOptions) -> Result<()> {
+    if opts.snaplen == 0 || opts.snaplen > crate::abi::MAX_SNAPLEN {
+        return Err(EngineError::Invalid(format!("snap length {} is not in 1..=65535", opts.snaplen)));
+    }
+    if opts.ring_size == 0 {
+        return Err(EngineError::Invalid("ring size must be at least 1".into()));
+    }
+    Ok(())
+}
+
 pub struct Capture {
     backend: Box<dyn KernelBackend>,
     ring: PacketRing,
@@ -85,12 +96,7 @@ pub struct Capture {
 impl Capture {
     /// Start capturing on `backend` (nothing is captured until targets are added).
     pub fn new(mut backend: Box<dyn KernelBackend>, opts: CaptureOptions) -> Result<Capture> {
-        if opts.snaplen == 0 || opts.snaplen > crate::abi::MAX_SNAPLEN {
-            return Err(EngineError::Invalid(format!("snap length {} is not in 1..=65535", opts.snaplen)));
-        }
-        if opts.ring_size == 0 {
-            return Err(EngineError::Invalid("ring size must be at least 1".into()));
-        }
+        check_options(&opts)?;
         backend.configure(&KernelConfig { snaplen: opts.snaplen, capture: true })?;
         let baseline = backend.counters()?;
         Ok(Capture {
@@ -104,6 +110,34 @@ impl Capture {
             follow_children: opts.follow_children,
             snaplen: opts.snaplen,
         })
+    }
+
+    /// Start over on the same kernel layer with new options (a daemon's next
+    /// capture): an empty ring, counters from now on, packet ids continuing.
+    pub fn restart(&mut self, opts: CaptureOptions) -> Result<()> {
+        check_options(&opts)?;
+        self.backend.configure(&KernelConfig { snaplen: opts.snaplen, capture: true })?;
+        self.baseline = self.backend.counters()?;
+        self.ring = PacketRing::new(opts.ring_size);
+        self.received = 0;
+        self.follow_children = opts.follow_children;
+        self.snaplen = opts.snaplen;
+        Ok(())
+    }
+
+    /// The id the next packet will get.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Replace the filter rules; see [`KernelBackend::set_rules`].
+    pub fn set_rules(&mut self, rules: &[Rule]) -> Result<()> {
+        self.backend.set_rules(rules)
+    }
+
+    /// Hits of each current rule; see [`KernelBackend::rule_hits`].
+    pub fn rule_hits(&self) -> Result<Vec<u64>> {
+        self.backend.rule_hits()
     }
 
     /// Use another clock or /proc (tests).
@@ -229,6 +263,7 @@ mod tests {
         targets: BTreeMap<u32, bool>,
         counters: KernelCounters,
         config: Option<KernelConfig>,
+        rules: Vec<Rule>,
     }
 
     impl KernelBackend for FakeKernel {
@@ -271,6 +306,14 @@ mod tests {
         fn counters(&self) -> Result<KernelCounters> {
             Ok(self.counters)
         }
+        fn set_rules(&mut self, rules: &[Rule]) -> Result<()> {
+            crate::rules::check_list(rules).map_err(EngineError::Invalid)?;
+            self.rules = rules.to_vec();
+            Ok(())
+        }
+        fn rule_hits(&self) -> Result<Vec<u64>> {
+            Ok(vec![0; self.rules.len()])
+        }
     }
 
     fn udp(payload: &[u8]) -> Vec<u8> {
@@ -305,6 +348,21 @@ mod tests {
         let mut cap = Capture::new(Box::new(fake), CaptureOptions::default()).unwrap();
         assert_eq!(cap.live_targets().unwrap(), [std::process::id()]);
         assert!(matches!(cap.add_pid(u32::MAX - 3), Err(EngineError::NoSuchProcess(_))));
+    }
+
+    #[test]
+    fn rules_pass_through_and_too_many_are_refused() {
+        let fake = FakeKernel { pending: vec![(7, udp(b"a"))], ..Default::default() };
+        let mut cap = Capture::new(Box::new(fake), CaptureOptions::default()).unwrap();
+        let rules: Vec<Rule> = ["tcp:443", "allow:udp:53"].iter().map(|s| s.parse().unwrap()).collect();
+        cap.set_rules(&rules).unwrap();
+        assert_eq!(cap.rule_hits().unwrap(), [0, 0]);
+        assert!(cap.set_rules(&vec![rules[0]; crate::rules::MAX_RULES + 1]).is_err());
+        // A restart keeps the kernel layer and continues the ids.
+        cap.poll(Duration::ZERO, &mut |_| {}).unwrap();
+        cap.restart(CaptureOptions { ring_size: 5, ..Default::default() }).unwrap();
+        assert_eq!((cap.next_id(), cap.ring().len(), cap.ring().capacity()), (2, 0, 5));
+        assert!(cap.restart(CaptureOptions { snaplen: 0, ..Default::default() }).is_err());
     }
 
     #[test]

@@ -13,13 +13,14 @@ use crate::abi::{self, Config, Owner, PktHdr, PortKey, PortOwner, Target};
 use crate::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket};
 use crate::error::{EngineError, Result};
 use crate::procfs::{truncate_comm, Procfs};
+use crate::rules::{self, Rule};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, Program, ProgramError};
 use aya::{Btf, Ebpf, EbpfLoader};
 use pidcap_packet::{Direction, Verdict};
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use cgroup::{cgroup2_root, find_cgroup2};
 
@@ -70,6 +71,9 @@ pub struct EbpfBackend {
     bound_ports: HashMap<MapData, u64, PortKey>,
     config_map: Array<MapData, Config>,
     counters: PerCpuArray<MapData, u64>,
+    rules: Array<MapData, abi::Rule>,
+    /// When the active rule bank last changed (see [`EbpfBackend::set_rules`]).
+    rules_switched: Option<Instant>,
     config: Config,
     procfs: Procfs,
     /// Holds the programs and their links; dropping it detaches everything.
@@ -139,6 +143,7 @@ impl EbpfBackend {
         let bound_ports = HashMap::try_from(take("bound_ports")?).map_err(map_err("bound_ports"))?;
         let config_map = Array::try_from(take("config")?).map_err(map_err("config"))?;
         let counters = PerCpuArray::try_from(take("counters")?).map_err(map_err("counters"))?;
+        let rules = Array::try_from(take("rules")?).map_err(map_err("rules"))?;
 
         let mut backend = EbpfBackend {
             ring,
@@ -149,7 +154,9 @@ impl EbpfBackend {
             bound_ports,
             config_map,
             counters,
-            config: Config { snaplen: 1500, wakeup_bytes: opts.wakeup_bytes, capture: 0, nrules: 0 },
+            rules,
+            rules_switched: None,
+            config: Config { snaplen: 1500, wakeup_bytes: opts.wakeup_bytes, capture: 0, ruleset: 0 },
             procfs: Procfs::default(),
             _ebpf: ebpf,
         };
@@ -337,4 +344,40 @@ impl KernelBackend for EbpfBackend {
             connect_blocked: get(c::CONNECT_BLOCKED)?,
         })
     }
+
+    /// Double buffering: the map holds two banks of [`abi::RULES_PER_BANK`]
+    /// rules. The new list is written into the bank not in use, then one
+    /// 32-bit store of `config.ruleset` (base and count) switches to it; a
+    /// program reads that word once per evaluation, so it judges a packet
+    /// by the old list or the new one, never by a half-written one. The
+    /// bank written next may still be read by a program that loaded the
+    /// previous word just before the switch: a change less than
+    /// [`BANK_REUSE_DELAY`] after the previous one waits out the rest (a
+    /// program runs for microseconds).
+    fn set_rules(&mut self, list: &[Rule]) -> Result<()> {
+        rules::check_list(list).map_err(EngineError::Invalid)?;
+        if let Some(t) = self.rules_switched {
+            if let Some(rest) = BANK_REUSE_DELAY.checked_sub(t.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        let active_base = self.config.ruleset >> abi::RULESET_BASE_SHIFT;
+        let base = if active_base == 0 { abi::RULES_PER_BANK } else { 0 };
+        for (i, r) in list.iter().enumerate() {
+            self.rules.set(base + i as u32, r.to_abi(), 0).map_err(map_err("rules"))?;
+        }
+        self.config.ruleset = base << abi::RULESET_BASE_SHIFT | list.len() as u32;
+        self.write_config()?;
+        self.rules_switched = Some(Instant::now());
+        Ok(())
+    }
+
+    fn rule_hits(&self) -> Result<Vec<u64>> {
+        let base = self.config.ruleset >> abi::RULESET_BASE_SHIFT;
+        let n = self.config.ruleset & abi::RULESET_COUNT_MASK;
+        (base..base + n).map(|i| Ok(self.rules.get(&i, 0).map_err(map_err("rules"))?.hits)).collect()
+    }
 }
+
+/// How long a rule bank stays untouched after it stopped being the active one.
+const BANK_REUSE_DELAY: Duration = Duration::from_millis(5);

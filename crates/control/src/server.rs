@@ -1,0 +1,401 @@
+//! The daemon: one kernel layer, served on a Unix socket.
+//!
+//! Access: the socket is mode 0660, owned by root and the `pidcap` group
+//! when that group exists (else root's group); a directory the daemon
+//! creates for it (and always the default /run/pidcap) is mode 0750 with the
+//! same group. On top of the file permissions, every client's credentials
+//! (SO_PEERCRED) are checked: root, the daemon's own user, and members of
+//! the group get in; anyone else gets a `permission_denied` error.
+//!
+//! One daemon per socket: a socket file someone answers on means a live
+//! daemon (refused); one nobody answers on is stale (removed).
+//!
+//! Lifetime: every kernel attachment is a BPF link held by this process;
+//! when it dies, however it dies, programs, maps and rules go with it.
+
+use crate::engine::{self, Command, Msg, Published};
+use crate::error::{ControlError, Result};
+use crate::protocol::{
+    parse_request, ApiError, ErrorCode, Event, Op, Reply, DEFAULT_GROUP, DEFAULT_SOCKET, MAX_REQUEST_BYTES, VERSION,
+};
+use pidcap_engine::{EbpfBackend, KernelBackend, LoadOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, oneshot};
+
+/// Events a subscriber may fall behind by before it is told it missed some.
+pub const SUBSCRIBER_QUEUE: usize = 8192;
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub socket: PathBuf,
+    /// The group allowed in besides root (None: root only). Ignored when it does not exist.
+    pub group: Option<String>,
+    pub load: LoadOptions,
+    /// Stop cleanly on SIGINT/SIGTERM (the `pidcap daemon` command); tests say no.
+    pub handle_signals: bool,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            socket: DEFAULT_SOCKET.into(),
+            group: Some(DEFAULT_GROUP.into()),
+            load: LoadOptions::default(),
+            handle_signals: true,
+        }
+    }
+}
+
+/// A bound daemon, ready to [`Daemon::serve`].
+pub struct Daemon {
+    listener: std::os::unix::net::UnixListener,
+    socket: PathBuf,
+    gid: Option<u32>,
+    shared: Arc<Shared>,
+    engine: std::thread::JoinHandle<()>,
+    handle_signals: bool,
+}
+
+struct Shared {
+    cmd: mpsc::Sender<Msg>,
+    tx: broadcast::Sender<Published>,
+    subscribers: Arc<AtomicUsize>,
+    gid: Option<u32>,
+}
+
+/// The gid of group `name`, from /etc/group.
+pub fn group_gid(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.nth(1)?.parse().ok()
+    })
+}
+
+fn chown_group(path: &Path, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::chown(path, None, Some(gid))
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| ControlError::io(format!("chmod {mode:o} {}", path.display()), e))
+}
+
+/// Refuse a live daemon on `path`, remove a stale socket file.
+fn claim_socket_path(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => Err(ControlError::AlreadyRunning(path.into())),
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                tracing::info!("removing the stale socket {}", path.display());
+                std::fs::remove_file(path).map_err(|e| ControlError::io(format!("removing the stale socket {}", path.display()), e))
+            }
+            Err(e) => Err(ControlError::io(format!("checking for a daemon on {}", path.display()), e)),
+        },
+        Ok(_) => Err(ControlError::NotASocket(path.into())),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ControlError::io(format!("checking {}", path.display()), e)),
+    }
+}
+
+/// Create the socket's directory (0750, group `gid`) if missing; the default
+/// directory gets those permissions even if it exists.
+fn prepare_dir(path: &Path, gid: Option<u32>) -> Result<()> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
+    let ours = !dir.exists() || Some(dir) == Path::new(DEFAULT_SOCKET).parent();
+    std::fs::create_dir_all(dir).map_err(|e| ControlError::io(format!("creating {}", dir.display()), e))?;
+    if ours {
+        set_mode(dir, 0o750)?;
+        if let Some(gid) = gid {
+            chown_group(dir, gid).map_err(|e| ControlError::io(format!("chgrp {}", dir.display()), e))?;
+        }
+    }
+    Ok(())
+}
+
+impl Daemon {
+    /// Check the socket path, load the kernel layer, bind the socket.
+    pub fn bind(config: DaemonConfig) -> Result<Daemon> {
+        claim_socket_path(&config.socket)?;
+        let backend = EbpfBackend::load(config.load)?;
+        Daemon::bind_with_backend(config, Box::new(backend))
+    }
+
+    /// As [`Daemon::bind`], on a kernel layer already loaded (or a fake).
+    pub fn bind_with_backend(config: DaemonConfig, backend: Box<dyn KernelBackend>) -> Result<Daemon> {
+        let path = config.socket;
+        claim_socket_path(&path)?;
+        let gid = config.group.as_deref().and_then(group_gid);
+        if let (Some(g), None) = (&config.group, gid) {
+            tracing::info!("group {g} does not exist: only root may use the daemon");
+        }
+        prepare_dir(&path, gid)?;
+        let listener = std::os::unix::net::UnixListener::bind(&path).map_err(|e| {
+            if e.kind() == ErrorKind::AddrInUse {
+                ControlError::AlreadyRunning(path.clone())
+            } else {
+                ControlError::io(format!("binding {}", path.display()), e)
+            }
+        })?;
+        set_mode(&path, 0o660)?;
+        if let Some(gid) = gid {
+            chown_group(&path, gid).map_err(|e| ControlError::io(format!("chgrp {}", path.display()), e))?;
+        }
+        let (tx, _) = broadcast::channel(SUBSCRIBER_QUEUE);
+        let subscribers = Arc::new(AtomicUsize::new(0));
+        let (cmd, engine) = engine::spawn(backend, tx.clone(), Arc::clone(&subscribers))?;
+        Ok(Daemon {
+            listener,
+            socket: path,
+            gid,
+            shared: Arc::new(Shared { cmd, tx, subscribers, gid }),
+            engine,
+            handle_signals: config.handle_signals,
+        })
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The group allowed in, if any.
+    pub fn gid(&self) -> Option<u32> {
+        self.gid
+    }
+
+    /// Serve clients until `stop` fires (or is dropped), or SIGINT/SIGTERM
+    /// when handling signals. Then stop the capture, unload and remove the socket.
+    pub fn serve(self, stop: oneshot::Receiver<()>) -> Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ControlError::io("starting the async runtime", e))?;
+        let Daemon { listener, socket, shared, engine, handle_signals, .. } = self;
+        let result = rt.block_on(async {
+            listener.set_nonblocking(true).map_err(|e| ControlError::io("socket", e))?;
+            let listener = UnixListener::from_std(listener).map_err(|e| ControlError::io("socket", e))?;
+            let signals = async {
+                if !handle_signals {
+                    return std::future::pending::<()>().await;
+                }
+                use tokio::signal::unix::{signal, SignalKind};
+                match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+                    (Ok(mut i), Ok(mut t)) => {
+                        tokio::select! { _ = i.recv() => {}, _ = t.recv() => {} }
+                    }
+                    _ => std::future::pending::<()>().await,
+                }
+            };
+            tokio::pin!(signals);
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut signals => break,
+                    _ = &mut stop => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            tokio::spawn(connection(stream, Arc::clone(&shared)));
+                        }
+                        Err(e) => {
+                            tracing::warn!("accept: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+        drop(rt); // ends every connection task
+        drop(shared); // the engine thread sees its channel close, stops and unloads
+        let _ = engine.join();
+        let _ = std::fs::remove_file(&socket);
+        result
+    }
+}
+
+/// Is the peer root, the daemon's user, or in the allowed group?
+fn peer_allowed(stream: &UnixStream, gid: Option<u32>) -> bool {
+    let Ok(cred) = stream.peer_cred() else { return false };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if cred.uid() == 0 || cred.uid() == me {
+        return true;
+    }
+    let Some(gid) = gid else { return false };
+    if cred.gid() == gid {
+        return true;
+    }
+    let Some(pid) = cred.pid() else { return false };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+}
+
+enum Frame {
+    Line(Vec<u8>),
+    TooLarge,
+    Eof,
+}
+
+/// Reads request lines of at most [`MAX_REQUEST_BYTES`]; cancel-safe (its
+/// state lives here, and the only await is `fill_buf`).
+#[derive(Default)]
+struct LineReader {
+    buf: Vec<u8>,
+    discarding: bool,
+}
+
+impl LineReader {
+    async fn next<R: AsyncBufRead + Unpin>(&mut self, rd: &mut R) -> std::io::Result<Frame> {
+        loop {
+            let avail = rd.fill_buf().await?;
+            if avail.is_empty() {
+                return Ok(if self.discarding || self.buf.is_empty() { Frame::Eof } else { Frame::Line(std::mem::take(&mut self.buf)) });
+            }
+            let (chunk, end) = match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => (&avail[..i], Some(i + 1)),
+                None => (avail, None),
+            };
+            let n = end.unwrap_or(chunk.len());
+            if !self.discarding {
+                if self.buf.len() + chunk.len() > MAX_REQUEST_BYTES {
+                    self.discarding = true;
+                    self.buf = Vec::new();
+                } else {
+                    self.buf.extend_from_slice(chunk);
+                }
+            }
+            rd.consume(n);
+            if end.is_some() {
+                if std::mem::take(&mut self.discarding) {
+                    return Ok(Frame::TooLarge);
+                }
+                return Ok(Frame::Line(std::mem::take(&mut self.buf)));
+            }
+        }
+    }
+}
+
+async fn write_reply<W: AsyncWrite + Unpin>(wr: &mut W, reply: &Reply) -> std::io::Result<()> {
+    let mut bytes = serde_json::to_vec(reply).unwrap_or_else(|e| {
+        serde_json::to_vec(&Reply::err(reply.id, ApiError::new(ErrorCode::Internal, e.to_string()))).unwrap_or_default()
+    });
+    bytes.push(b'\n');
+    wr.write_all(&bytes).await
+}
+
+struct Subscription {
+    id: u64,
+    rx: broadcast::Receiver<Published>,
+    /// Packets up to this id were sent as the backlog.
+    sent_upto: u64,
+    _guard: SubscriberGuard,
+}
+
+struct SubscriberGuard(Arc<AtomicUsize>);
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn next_published(sub: &mut Option<Subscription>) -> std::result::Result<Published, broadcast::error::RecvError> {
+    match sub {
+        Some(s) => s.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn ask_engine(shared: &Shared, op: Op) -> std::result::Result<serde_json::Value, ApiError> {
+    let (reply, rx) = oneshot::channel();
+    shared
+        .cmd
+        .send(Msg::Op(Command { op, reply }))
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "the engine thread has stopped"))?;
+    rx.await.map_err(|_| ApiError::new(ErrorCode::Internal, "the engine thread has stopped"))?
+}
+
+async fn connection(stream: UnixStream, shared: Arc<Shared>) {
+    let allowed = peer_allowed(&stream, shared.gid);
+    let (rd, mut wr) = stream.into_split();
+    if !allowed {
+        let e = ApiError::new(ErrorCode::PermissionDenied, "only root and members of the daemon's group may use it");
+        let _ = write_reply(&mut wr, &Reply::err(None, e)).await;
+        return;
+    }
+    let mut rd = BufReader::new(rd);
+    let mut lines = LineReader::default();
+    let mut sub: Option<Subscription> = None;
+    loop {
+        tokio::select! {
+            frame = lines.next(&mut rd) => {
+                let reply = match frame {
+                    Err(_) | Ok(Frame::Eof) => break,
+                    Ok(Frame::TooLarge) => Reply::err(None, ApiError::new(ErrorCode::TooLarge,
+                        format!("request longer than {MAX_REQUEST_BYTES} bytes; ignored"))),
+                    Ok(Frame::Line(line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
+                    Ok(Frame::Line(line)) => match parse_request(&line) {
+                        Err((id, e)) => Reply::err(id, e),
+                        Ok(req) => match req.op {
+                            Op::Subscribe { since } => match subscribe(&shared, &mut wr, req.id, since).await {
+                                Ok(s) => { sub = Some(s); continue }
+                                Err(_) => break,
+                            },
+                            op => match ask_engine(&shared, op).await {
+                                Ok(v) => Reply::ok(req.id, v),
+                                Err(e) => Reply::err(Some(req.id), e),
+                            },
+                        },
+                    },
+                };
+                if write_reply(&mut wr, &reply).await.is_err() {
+                    break;
+                }
+            }
+            published = next_published(&mut sub) => {
+                let Some(s) = sub.as_mut() else { continue };
+                let event = match published {
+                    Ok(Published::Packet(p)) if p.id <= s.sent_upto => continue,
+                    Ok(Published::Packet(p)) => Event::Packet { packet: Box::new(pidcap_packet::CapturedPacket::clone(&p)) },
+                    Ok(Published::Counters(c)) => *c,
+                    Err(broadcast::error::RecvError::Lagged(n)) => Event::Missed { count: n },
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                if write_reply(&mut wr, &Reply::event(s.id, event)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Start a subscription: receiver first, then the backlog, so nothing falls between.
+async fn subscribe<W: AsyncWrite + Unpin>(shared: &Shared, wr: &mut W, id: u64, since: Option<u64>) -> std::io::Result<Subscription> {
+    let rx = shared.tx.subscribe();
+    shared.subscribers.fetch_add(1, Ordering::Relaxed);
+    let mut s = Subscription { id, rx, sent_upto: 0, _guard: SubscriberGuard(Arc::clone(&shared.subscribers)) };
+    let backlog = match since {
+        Some(since) => {
+            let (reply, rx) = oneshot::channel();
+            let _ = shared.cmd.send(Msg::Backlog { since, reply });
+            rx.await.map(|b| b.0).unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    let result = serde_json::json!({ "subscribed": true, "backlog": backlog.len(), "protocol": VERSION });
+    write_reply(wr, &Reply::ok(id, result)).await?;
+    for p in backlog {
+        s.sent_upto = p.id;
+        write_reply(wr, &Reply::event(id, Event::Packet { packet: Box::new(pidcap_packet::CapturedPacket::clone(&p)) })).await?;
+    }
+    Ok(s)
+}

@@ -1,0 +1,206 @@
+//! Helpers of the kernel tests: root check, a private network namespace with
+//! a TCP/UDP server on its loopback, and "prober" processes that connect or
+//! send on demand and report the outcome (so one process can be tried again
+//! and again while rules change around it). No traffic leaves the namespace.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// True when the test may use the kernel; else prints why it is skipped.
+pub fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED {test}: needs root (loads eBPF programs, creates network namespaces)");
+        return false;
+    }
+    for tool in ["ip", "python3"] {
+        if Command::new(tool).arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err()
+            && Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err()
+        {
+            eprintln!("SKIPPED {test}: `{tool}` is not installed");
+            return false;
+        }
+    }
+    true
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace with only `lo`, up; deleted on drop.
+pub struct NetNs {
+    pub name: String,
+}
+
+impl NetNs {
+    pub fn new() -> NetNs {
+        let name = format!("pidcap-t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        run("ip", &["netns", "add", &name]);
+        run("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        NetNs { name }
+    }
+
+    /// A command that runs inside the namespace (exec'd: its pid is the program's).
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+fn run(program: &str, args: &[&str]) {
+    let st = Command::new(program).args(args).status().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(st.success(), "{program} {args:?} failed: {st}");
+}
+
+const SERVER: &str = r#"
+import socket, sys, threading
+port = int(sys.argv[1])
+def tcp(fam, addr):
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if fam == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((addr, port)); s.listen(64)
+    def loop():
+        while True:
+            c, _ = s.accept()
+            try: c.sendall(b"hi\n")
+            except OSError: pass
+            c.close()
+    threading.Thread(target=loop, daemon=True).start()
+tcp(socket.AF_INET, "127.0.0.1"); tcp(socket.AF_INET6, "::1")
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", port))
+def uloop():
+    while True:
+        d, a = u.recvfrom(4096); u.sendto(d, a)
+threading.Thread(target=uloop, daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+
+const PROBER: &str = r#"
+import socket, sys, time
+print("ready", flush=True)
+for line in sys.stdin:
+    kind, port = line.split(); port = int(port)
+    t = time.monotonic()
+    try:
+        if kind == "tcp4":
+            s = socket.socket(socket.AF_INET); s.settimeout(3); s.connect(("127.0.0.1", port)); s.recv(3); s.close()
+        elif kind == "tcp6":
+            s = socket.socket(socket.AF_INET6); s.settimeout(3); s.connect(("::1", port)); s.recv(3); s.close()
+        elif kind == "udp4":
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1)
+            s.sendto(b"ping", ("127.0.0.1", port)); s.recv(16); s.close()
+        print("ok", flush=True)
+    except OSError as e:
+        print("err %d %d" % (e.errno or 0, int((time.monotonic() - t) * 1000)), flush=True)
+"#;
+
+/// A python process with a line protocol on stdin/stdout; killed on drop.
+pub struct Py {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Py {
+    fn start(mut cmd: Command, script: &str, args: &[&str]) -> Py {
+        let mut child = cmd
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "helper did not start");
+        Py { child, stdin, stdout }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Py {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The outcome of one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// errno (0: timeout) and how long it took.
+    Err(i32, Duration),
+}
+
+impl Outcome {
+    /// Refused at once with EPERM.
+    pub fn is_eperm_at_once(&self) -> bool {
+        matches!(self, Outcome::Err(1, d) if *d < Duration::from_millis(500))
+    }
+}
+
+pub struct Prober(Py);
+
+impl Prober {
+    pub fn start(ns: &NetNs) -> Prober {
+        Prober(Py::start(ns.command("python3"), PROBER, &[]))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.pid()
+    }
+
+    /// `kind`: tcp4, tcp6 or udp4.
+    pub fn try_(&mut self, kind: &str, port: u16) -> Outcome {
+        writeln!(self.0.stdin, "{kind} {port}").unwrap();
+        self.0.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.0.stdout.read_line(&mut line).unwrap();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            ["ok"] => Outcome::Ok,
+            ["err", errno, ms] => Outcome::Err(errno.parse().unwrap(), Duration::from_millis(ms.parse().unwrap())),
+            _ => panic!("prober said {line:?}"),
+        }
+    }
+}
+
+/// The server in the namespace, on `port` (TCP v4+v6, UDP v4 echo).
+pub struct Server(Py);
+
+impl Server {
+    pub fn start(ns: &NetNs, port: u16) -> Server {
+        Server(Py::start(ns.command("python3"), SERVER, &[&port.to_string()]))
+    }
+}
+
+/// Wait until `f` is true or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
