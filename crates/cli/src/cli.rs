@@ -2,6 +2,7 @@
 //! what `pidcap help` shows.
 
 use clap::{Args, Parser, Subcommand};
+use pidcap_engine::rules::{Action, Rule};
 use pidcap_pcapfile::Format;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -29,6 +30,18 @@ pub enum Command {
     Capture(CaptureArgs),
     /// The packet library: save, tag, search, import and export packets (SQLite).
     Lib(crate::cmd_lib::LibArgs),
+    /// Serve the kernel layer to clients (`pidcap ctl`, the UI) on a Unix socket.
+    ///
+    /// Loads the eBPF programs once (needs root) and listens on
+    /// /run/pidcap/pidcap.sock (mode 0660; group `pidcap` if that group
+    /// exists, whose members may then use the daemon; directory mode 0750).
+    /// Refuses to start if another daemon answers on the socket; removes a
+    /// stale one. When it exits, however it exits, every program, rule and
+    /// target goes with it. The API is documented in docs/API.md.
+    Daemon(crate::cmd_daemon::DaemonArgs),
+    /// Talk to a running `pidcap daemon`: start/stop a capture, read packets,
+    /// manage filter rules, see the state.
+    Ctl(crate::cmd_ctl::CtlArgs),
 }
 
 #[derive(Args, Debug)]
@@ -93,4 +106,55 @@ pub struct CaptureOpts {
     /// Use it for commands that run others (shells, scripts, build tools).
     #[arg(short = 'f', long)]
     pub follow_children: bool,
+
+    /// Drop the targets' packets that match SPEC (repeatable; see --help).
+    #[arg(long = "block", value_name = "SPEC", value_parser = parse_block, help_heading = "Filter rules",
+          long_help = RULE_HELP)]
+    pub block: Vec<Rule>,
+
+    /// Let the targets' packets that match SPEC through (repeatable); it
+    /// decides before any later rule, e.g. `--allow [::1] --block tcp`.
+    #[arg(long = "allow", value_name = "SPEC", value_parser = parse_allow, help_heading = "Filter rules")]
+    pub allow: Vec<Rule>,
+
+    /// --block and --allow merged in command-line order (filled by main).
+    #[arg(skip)]
+    pub rules: Vec<Rule>,
+}
+
+const RULE_HELP: &str = "Drop the targets' packets that match SPEC (repeatable).
+
+Rules are evaluated in command-line order across --block and --allow; the \
+first enabled rule that matches decides; no match = allow. A blocked packet \
+is dropped in the kernel but still captured (verdict `blocked`; pcapng \
+comment `verdict=blocked rule=N`, N counting rules from 0); a blocked \
+outgoing connect() or UDP send fails at once with EPERM. The address is the \
+remote one. At most 64 rules.
+
+SPEC = PART[:PART]...  (each kind of part at most once, in any order)
+  direction:  in | out | both                 (default both)
+  protocol:   tcp | udp | any                 (default any)
+  address:    IPv4 or IPv4/len, [IPv6] or [IPv6]/len   (default any)
+  port side:  local | remote                  (default either; needs a port)
+  port:       0..65535                        (0 or absent = any)
+examples: tcp:443  udp:53  10.0.0.0/8  [::1]:8080  out:tcp:80  in:udp:10.0.0.0/8:53  tcp:local:8080";
+
+fn parse_block(s: &str) -> Result<Rule, String> {
+    Rule::parse_spec(s, Action::Block).map_err(|e| e.to_string())
+}
+
+fn parse_allow(s: &str) -> Result<Rule, String> {
+    Rule::parse_spec(s, Action::Allow).map_err(|e| e.to_string())
+}
+
+/// The rules of --block/--allow in `m` (a run/capture subcommand's matches), in command-line order.
+pub fn ordered_rules(m: &clap::ArgMatches) -> Vec<Rule> {
+    let mut v: Vec<(usize, Rule)> = Vec::new();
+    for id in ["block", "allow"] {
+        if let (Some(idx), Some(vals)) = (m.indices_of(id), m.get_many::<Rule>(id)) {
+            v.extend(idx.zip(vals.copied()));
+        }
+    }
+    v.sort_by_key(|(i, _)| *i);
+    v.into_iter().map(|(_, r)| r).collect()
 }

@@ -89,7 +89,9 @@ fn load_capture(opts: &CaptureOpts) -> Result<Capture> {
         e => anyhow::Error::new(e).context("cannot load the kernel layer"),
     })?;
     let copts = CaptureOptions { snaplen: opts.snaplen, ring_size: opts.ring_size as usize, follow_children: opts.follow_children };
-    Ok(Capture::new(Box::new(backend), copts)?)
+    let mut cap = Capture::new(Box::new(backend), copts)?;
+    cap.set_rules(&opts.rules).context("cannot install the filter rules")?;
+    Ok(cap)
 }
 
 /// SIGINT/SIGTERM/SIGHUP: the number received, read by the capture loop.

@@ -3,15 +3,25 @@
 
 mod cli;
 mod cmd_capture;
+mod cmd_ctl;
+mod cmd_daemon;
 mod cmd_lib;
 mod output;
 mod spawn;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match run(cli::Cli::parse()) {
+    let matches = cli::Cli::command().get_matches();
+    let mut cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // --block and --allow interleave: their order comes from the raw matches.
+    if let (Some((_, sub)), cli::Command::Run(cli::RunArgs { opts, .. }) | cli::Command::Capture(cli::CaptureArgs { opts, .. })) =
+        (matches.subcommand(), &mut cli.command)
+    {
+        opts.rules = cli::ordered_rules(sub);
+    }
+    match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             // `{:#}` prints the whole chain of causes on one line.
@@ -26,6 +36,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
     match cli.command {
         cli::Command::Run(args) => cmd_capture::run(args),
         cli::Command::Capture(args) => cmd_capture::capture(args),
+        cli::Command::Daemon(args) => cmd_daemon::run(args),
+        cli::Command::Ctl(args) => cmd_ctl::run(args),
         cli::Command::Lib(args) => cmd_lib::run(args).map(|code| code.clamp(0, 255) as u8),
     }
 }

@@ -170,6 +170,12 @@ impl Daemon {
         self.gid
     }
 
+    /// Serve clients until SIGINT/SIGTERM (with `handle_signals`), then clean up.
+    pub fn run(self) -> Result<()> {
+        let (_keep, stop) = oneshot::channel();
+        self.serve(stop)
+    }
+
     /// Serve clients until `stop` fires (or is dropped), or SIGINT/SIGTERM
     /// when handling signals. Then stop the capture, unload and remove the socket.
     pub fn serve(self, stop: oneshot::Receiver<()>) -> Result<()> {

@@ -1,0 +1,261 @@
+//! `pidcap ctl ...`: the daemon's command-line client.
+
+use crate::output;
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use pidcap_control::protocol::{Event, FilterInfo, State, DEFAULT_SOCKET};
+use pidcap_control::{Client, Op};
+use pidcap_engine::rules::Action;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct CtlArgs {
+    /// The daemon's socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET, global = true)]
+    pub socket: PathBuf,
+
+    /// Print the daemon's JSON results (one object per line) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CtlCommand {
+    /// Start capturing processes (by pid and/or name).
+    Start {
+        #[arg(short, long = "pid", value_name = "PID")]
+        pids: Vec<u32>,
+        #[arg(long = "name", value_name = "COMM")]
+        names: Vec<String>,
+        /// Bytes kept of each packet (1..=65535).
+        #[arg(short = 's', long)]
+        snaplen: Option<u32>,
+        /// Packets the daemon keeps.
+        #[arg(long)]
+        ring_size: Option<usize>,
+        /// Also capture the targets' children.
+        #[arg(short = 'f', long)]
+        follow_children: bool,
+    },
+    /// Stop the capture (packets stay readable).
+    Stop,
+    /// Print held packets with an id greater than --since, oldest first.
+    Packets {
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// Most packets to print (default: all, fetched page by page).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Follow new packets (and counters with --json) until interrupted.
+    Watch {
+        /// First replay the packets held with an id greater than this.
+        #[arg(long)]
+        since: Option<u64>,
+    },
+    /// Manage the filter rules.
+    Filter {
+        #[command(subcommand)]
+        command: FilterCommand,
+    },
+    /// Drop the packets the daemon holds.
+    Clear,
+    /// Show whether a capture runs, its targets, counters, ring and rules.
+    State,
+    /// Resend a packet (not implemented yet).
+    Inject {
+        #[arg(long)]
+        packet: Option<u64>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FilterCommand {
+    /// Add a rule (see `pidcap capture --help` for SPEC).
+    #[command(group = clap::ArgGroup::new("action").required(true))]
+    Add {
+        #[arg(long, value_name = "SPEC", group = "action")]
+        block: Option<String>,
+        #[arg(long, value_name = "SPEC", group = "action")]
+        allow: Option<String>,
+        /// Insert at this position (default: last).
+        #[arg(long)]
+        index: Option<usize>,
+    },
+    /// Remove the rule with this id.
+    Rm { id: u64 },
+    /// Remove every rule.
+    Clear,
+    /// Enable the rule with this id.
+    Enable { id: u64 },
+    /// Disable the rule with this id (kept in place, skipped).
+    Disable { id: u64 },
+    /// List the rules with their hit counts.
+    List,
+}
+
+pub fn run(args: CtlArgs) -> Result<u8> {
+    let mut c = Client::connect(&args.socket)?;
+    let json = args.json;
+    let print_json = |v: &serde_json::Value| println!("{v}");
+    match args.command {
+        CtlCommand::Start { pids, names, snaplen, ring_size, follow_children } => {
+            if pids.is_empty() && names.is_empty() {
+                bail!("give --pid PID and/or --name COMM");
+            }
+            let v = c.call(Op::StartCapture { pids, names, snaplen, ring_size, follow_children })?;
+            if json {
+                print_json(&v);
+            } else {
+                let s: pidcap_control::protocol::Started = serde_json::from_value(v)?;
+                println!("capture {} started on {:?}; first packet id {}", s.session, s.targets, s.first_id);
+            }
+        }
+        CtlCommand::Stop => {
+            let v = c.call(Op::StopCapture)?;
+            if json {
+                print_json(&v);
+            } else {
+                let s: State = serde_json::from_value(v)?;
+                println!("capture stopped: {} packets received, {} held", s.stats.received, s.stats.ring_len);
+            }
+        }
+        CtlCommand::Packets { since, limit } => {
+            let mut since = since;
+            let mut left = limit.unwrap_or(usize::MAX);
+            let mut out = std::io::stdout().lock();
+            while left > 0 {
+                let page = c.get_packets(since, Some(left.min(pidcap_control::protocol::MAX_PAGE)))?;
+                if page.missed > 0 && !json {
+                    eprintln!("pidcap: {} packets after id {since} are no longer held", page.missed);
+                }
+                for p in &page.packets {
+                    if json {
+                        writeln!(out, "{}", output::packet_json(p))?;
+                    } else {
+                        writeln!(out, "{:>6} {}", p.id, output::packet_line(p))?;
+                    }
+                }
+                left = left.saturating_sub(page.packets.len());
+                since = page.next_since;
+                if !page.more || page.packets.is_empty() {
+                    break;
+                }
+            }
+        }
+        CtlCommand::Watch { since } => {
+            let v = c.subscribe(since)?;
+            if json {
+                print_json(&v);
+            }
+            loop {
+                let e = c.next_event()?;
+                let mut out = std::io::stdout().lock();
+                if json {
+                    writeln!(out, "{}", serde_json::to_string(&e)?)?;
+                } else {
+                    match e {
+                        Event::Packet { packet } => writeln!(out, "{:>6} {}", packet.id, output::packet_line(&packet))?,
+                        Event::Missed { count } => eprintln!("pidcap: this client missed {count} packets (reading too slowly)"),
+                        Event::Counters { .. } => {}
+                    }
+                }
+                out.flush()?;
+            }
+        }
+        CtlCommand::Filter { command } => {
+            let (op, action) = match command {
+                FilterCommand::Add { block: Some(spec), index, .. } => (Op::AddFilter { rule: spec, action: Some(Action::Block), index }, "added"),
+                FilterCommand::Add { allow: Some(spec), index, .. } => (Op::AddFilter { rule: spec, action: Some(Action::Allow), index }, "added"),
+                FilterCommand::Add { .. } => bail!("give --block SPEC or --allow SPEC"),
+                FilterCommand::Rm { id } => (Op::RemoveFilter { filter: id }, "removed"),
+                FilterCommand::Clear => (Op::ClearFilters, "cleared"),
+                FilterCommand::Enable { id } => (Op::SetFilterEnabled { filter: id, enabled: true }, "enabled"),
+                FilterCommand::Disable { id } => (Op::SetFilterEnabled { filter: id, enabled: false }, "disabled"),
+                FilterCommand::List => (Op::GetState, "list"),
+            };
+            let v = c.call(op)?;
+            if json {
+                print_json(&v);
+            } else {
+                let filters: Vec<FilterInfo> = serde_json::from_value(v["filters"].clone())?;
+                if let Some(f) = v.get("filter").filter(|f| !f.is_null()) {
+                    let f: FilterInfo = serde_json::from_value(f.clone())?;
+                    println!("{action} {f}");
+                } else if action != "list" {
+                    println!("{action}");
+                }
+                print_filters(&filters);
+            }
+        }
+        CtlCommand::Clear => {
+            let v = c.clear_buffer()?;
+            if json {
+                print_json(&v);
+            } else {
+                println!("cleared {} packets", v["cleared"]);
+            }
+        }
+        CtlCommand::State => {
+            let v = c.call(Op::GetState)?;
+            if json {
+                print_json(&v);
+            } else {
+                print_state(&serde_json::from_value(v)?);
+            }
+        }
+        CtlCommand::Inject { packet } => {
+            c.call(Op::Inject { packet, data: None })?;
+        }
+    }
+    Ok(0)
+}
+
+fn print_filters(filters: &[FilterInfo]) {
+    if filters.is_empty() {
+        println!("no filter rules (everything is allowed)");
+    }
+    for f in filters {
+        println!("  {f}");
+    }
+}
+
+fn print_state(s: &State) {
+    let k = &s.stats.kernel;
+    println!("capture:  {} (session {})", if s.running { "running" } else { "stopped" }, s.session);
+    if let Some(o) = &s.settings {
+        println!("settings: snap length {}, ring {}, follow children {}", o.snaplen, o.ring_size, o.follow_children);
+    }
+    for t in &s.targets {
+        println!(
+            "target:   pid {} {} {}{}",
+            t.pid,
+            t.comm.as_deref().unwrap_or("?"),
+            if t.alive { "alive" } else { "exited" },
+            if t.requested { "" } else { " (child or name match)" }
+        );
+    }
+    for n in &s.names {
+        println!("target:   name {n}");
+    }
+    println!(
+        "kernel:   seen {} unattributed {} target {} captured {} ring-full {} load-failed {} blocked {} connect-blocked {}",
+        k.seen, k.unattributed, k.target, k.captured, k.ring_full, k.load_failed, k.blocked, k.connect_blocked
+    );
+    println!(
+        "user:     received {} held {}/{} evicted {} (ids {}..{})",
+        s.stats.received,
+        s.stats.ring_len,
+        s.stats.ring_capacity,
+        s.stats.evicted,
+        s.oldest_id.map_or("-".into(), |i| i.to_string()),
+        s.newest_id.map_or("-".into(), |i| i.to_string())
+    );
+    println!("clients:  {} subscribed", s.subscribers);
+    println!("rules:");
+    print_filters(&s.filters);
+}

@@ -1,0 +1,31 @@
+//! `pidcap daemon`: load the kernel layer once and serve it on a Unix socket.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use pidcap_control::protocol::{DEFAULT_GROUP, DEFAULT_SOCKET};
+use pidcap_control::{Daemon, DaemonConfig};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// The socket to serve on.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
+    /// Members of this group may use the daemon (besides root), when it exists.
+    #[arg(long, value_name = "GROUP", default_value = DEFAULT_GROUP)]
+    pub group: String,
+}
+
+pub fn run(args: DaemonArgs) -> Result<u8> {
+    let config = DaemonConfig { socket: args.socket.clone(), group: Some(args.group.clone()), ..Default::default() };
+    let daemon = Daemon::bind(config).with_context(|| format!("cannot start the daemon on {}", args.socket.display()))?;
+    let access = match daemon.gid() {
+        Some(_) => format!("root and group {}", args.group),
+        None => format!("root only (group {} does not exist)", args.group),
+    };
+    eprintln!("pidcap daemon: listening on {} ({access}), pid {}", daemon.socket().display(), std::process::id());
+    daemon.run().context("daemon")?;
+    eprintln!("pidcap daemon: stopped");
+    Ok(0)
+}
