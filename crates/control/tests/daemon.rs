@@ -1,0 +1,341 @@
+//! The daemon over its socket (real kernel, as root): capture, paging,
+//! state, filters, several clients, bad input, permissions, SIGKILL.
+
+mod common;
+
+use common::{root_or_skip, wait_for, NetNs, Outcome, Prober, Server};
+use pidcap_control::protocol::{ErrorCode, Event};
+use pidcap_control::{Client, ControlError, Daemon, DaemonConfig};
+use pidcap_engine::rules::Action;
+use pidcap_engine::LoadOptions;
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+const PORT: u16 = 8080;
+static N: AtomicU32 = AtomicU32::new(0);
+
+fn socket_path() -> PathBuf {
+    let base = std::env::temp_dir().join(format!("pidcap-ctl-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A directory the daemon creates itself (so it sets its mode and group).
+    base.join("run").join("pidcap.sock")
+}
+
+fn config(socket: &Path, group: Option<&str>) -> DaemonConfig {
+    DaemonConfig {
+        socket: socket.into(),
+        group: group.map(Into::into),
+        load: LoadOptions { ring_bytes: 1 << 20, ..Default::default() },
+        handle_signals: false,
+    }
+}
+
+/// A daemon in this process; stopped on drop.
+struct InProcess {
+    socket: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcess {
+    fn start(group: Option<&str>) -> InProcess {
+        let socket = socket_path();
+        let daemon = Daemon::bind(config(&socket, group)).expect("daemon");
+        let (stop, rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn(move || daemon.serve(rx).unwrap());
+        InProcess { socket, stop: Some(stop), thread: Some(thread) }
+    }
+
+    fn client(&self) -> Client {
+        let c = Client::connect(&self.socket).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn api_code(e: ControlError) -> ErrorCode {
+    match e {
+        ControlError::Api(e) => e.code,
+        e => panic!("expected an API error, got {e}"),
+    }
+}
+
+#[test]
+fn capture_paging_state_filters_clear_and_stop_through_the_socket() {
+    if !root_or_skip("capture_paging_state_filters_clear_and_stop_through_the_socket") {
+        return;
+    }
+    let ns = NetNs::new();
+    let _server = Server::start(&ns, PORT);
+    let mut target = Prober::start(&ns);
+    let d = InProcess::start(None);
+    let mut c = d.client();
+    let mut sub1 = d.client();
+    let mut sub2 = d.client();
+    sub1.subscribe(None).unwrap();
+    sub2.subscribe(None).unwrap();
+
+    let started = c.start_capture(vec![target.pid()], vec![], Some(200), Some(10_000), false).unwrap();
+    assert_eq!(started.targets, [target.pid()]);
+    assert_eq!(api_code(c.start_capture(vec![target.pid()], vec![], None, None, false).unwrap_err()), ErrorCode::AlreadyRunning);
+    for _ in 0..5 {
+        assert_eq!(target.try_("tcp4", PORT), Outcome::Ok);
+    }
+    // Page through everything, 7 at a time: no gap, no duplicate.
+    let mut ids = vec![];
+    let mut since = 0;
+    assert!(wait_for(Duration::from_secs(3), || c.get_state().unwrap().stats.received >= 25));
+    loop {
+        let page = c.get_packets(since, Some(7)).unwrap();
+        assert_eq!(page.missed, 0);
+        ids.extend(page.packets.iter().map(|p| p.id));
+        assert!(page.packets.iter().all(|p| p.pid == target.pid() && p.data.len() <= 200));
+        since = page.next_since;
+        if !page.more {
+            break;
+        }
+    }
+    let n = ids.len() as u64;
+    assert!(n >= 25, "5 TCP connections make at least 25 packets, got {n}");
+    assert_eq!(ids, (started.first_id..started.first_id + n).collect::<Vec<_>>());
+    let s = c.get_state().unwrap();
+    assert!(s.running);
+    assert_eq!((s.stats.received, s.stats.ring_len as u64, s.stats.kernel.captured), (n, n, n));
+    assert_eq!((s.oldest_id, s.newest_id), (Some(started.first_id), Some(started.first_id + n - 1)));
+    assert_eq!(s.targets.len(), 1);
+    assert!(s.targets[0].alive && s.targets[0].requested);
+    assert_eq!(s.subscribers, 2);
+
+    // Both subscribers saw the same packets.
+    let collect = |cl: &mut Client| {
+        let mut got = BTreeSet::new();
+        while got.len() < n as usize {
+            if let Event::Packet { packet } = cl.next_event().unwrap() {
+                got.insert(packet.id);
+            }
+        }
+        got
+    };
+    let (a, b) = (collect(&mut sub1), collect(&mut sub2));
+    assert_eq!(a, b);
+    assert_eq!(a, ids.iter().copied().collect());
+
+    // Filters, live: block, see it refused and counted, disable, remove.
+    let f = c.add_filter("tcp:8080", Action::Block, None).unwrap();
+    assert!(target.try_("tcp4", PORT).is_eperm_at_once());
+    let s = c.get_state().unwrap();
+    assert_eq!(s.filters[0].hits, 1);
+    assert_eq!(s.filters[0].spec, "block:tcp:8080");
+    assert_eq!(s.stats.kernel.connect_blocked, 1);
+    c.set_filter_enabled(f.id, false).unwrap();
+    assert_eq!(target.try_("tcp4", PORT), Outcome::Ok);
+    c.set_filter_enabled(f.id, true).unwrap();
+    let allow = c.add_filter("[::1]", Action::Allow, Some(0)).unwrap();
+    assert_eq!(allow.index, 0);
+    assert!(target.try_("tcp4", PORT).is_eperm_at_once());
+    assert_eq!(target.try_("tcp6", PORT), Outcome::Ok);
+    let s = c.get_state().unwrap();
+    // [allow [::1], block tcp:8080]: the block's hits survived the list changes.
+    assert_eq!(s.filters[1].hits, 2, "{:?}", s.filters);
+    assert!(s.filters[0].hits >= 1, "{:?}", s.filters);
+    c.remove_filter(f.id).unwrap();
+    assert_eq!(target.try_("tcp4", PORT), Outcome::Ok);
+    assert_eq!(api_code(c.remove_filter(f.id).unwrap_err()), ErrorCode::NoSuchFilter);
+    assert_eq!(api_code(c.add_filter("tcp:http", Action::Block, None).unwrap_err()), ErrorCode::InvalidRule);
+    c.clear_filters().unwrap();
+    assert!(c.get_state().unwrap().filters.is_empty());
+
+    // clear_buffer empties the ring; ids go on.
+    let before = c.get_state().unwrap().newest_id.unwrap();
+    let v = c.clear_buffer().unwrap();
+    assert!(v["cleared"].as_u64().unwrap() > 0);
+    let page = c.get_packets(before, None).unwrap();
+    assert!(page.packets.is_empty());
+    assert_eq!(target.try_("tcp4", PORT), Outcome::Ok);
+    assert!(wait_for(Duration::from_secs(2), || !c.get_packets(before, None).unwrap().packets.is_empty()));
+    let page = c.get_packets(0, None).unwrap();
+    assert_eq!(page.packets[0].id, before + 1, "ids continue after a clear");
+    assert_eq!(page.missed, before, "a client that asks from 0 is told what it missed");
+
+    // inject: a clear error, never a fake success.
+    assert_eq!(api_code(c.call(pidcap_control::Op::Inject { packet: Some(1), data: None }).unwrap_err()), ErrorCode::NotImplemented);
+
+    let s = c.stop_capture().unwrap();
+    assert!(!s.running);
+    assert_eq!(api_code(c.stop_capture().unwrap_err()), ErrorCode::NotRunning);
+    // Packets stay readable after stop.
+    assert!(!c.get_packets(0, None).unwrap().packets.is_empty());
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_the_daemon_keeps_going() {
+    if !root_or_skip("bad_input_gets_a_clear_error_and_the_daemon_keeps_going") {
+        return;
+    }
+    let d = InProcess::start(None);
+    let mut c = d.client();
+    c.add_filter("udp:53", Action::Block, None).unwrap();
+    let mut expect = |line: &[u8], code: ErrorCode| {
+        c.send_line(line).unwrap();
+        let r = c.read_reply().unwrap();
+        assert_eq!(r.ok, Some(false));
+        assert_eq!(r.error.as_ref().map(|e| e.code), Some(code), "{}: {r:?}", String::from_utf8_lossy(&line[..line.len().min(80)]));
+    };
+    expect(b"{not json", ErrorCode::BadRequest);
+    expect(br#"{"v":1,"id":1,"op":"reboot"}"#, ErrorCode::UnknownOp);
+    expect(br#"{"v":9,"id":1,"op":"get_state"}"#, ErrorCode::UnsupportedVersion);
+    expect(br#"{"v":1,"id":1,"op":"add_filter","rule":"tcp:99999"}"#, ErrorCode::InvalidRule);
+    expect(br#"{"v":1,"id":1,"op":"start_capture","pids":[4294967290]}"#, ErrorCode::NoSuchProcess);
+    expect(br#"{"v":1,"id":1,"op":"start_capture","snaplen":0,"pids":[1]}"#, ErrorCode::InvalidArgument);
+    let mut big = br#"{"v":1,"id":1,"op":"get_state","pad":""#.to_vec();
+    big.extend(std::iter::repeat_n(b'x', 2 << 20));
+    big.extend_from_slice(b"\"}");
+    expect(&big, ErrorCode::TooLarge);
+    // Still the same daemon, still holding its rule.
+    let s = c.get_state().unwrap();
+    assert_eq!(s.filters.len(), 1);
+    assert_eq!(s.filters[0].spec, "block:udp:53");
+
+    // A second daemon on the same socket is refused; the first keeps serving.
+    match Daemon::bind(config(&d.socket, None)) {
+        Err(ControlError::AlreadyRunning(_)) => {}
+        Err(e) => panic!("expected AlreadyRunning, got {e}"),
+        Ok(_) => panic!("a second daemon started on a live socket"),
+    }
+    assert_eq!(c.get_state().unwrap().filters.len(), 1);
+
+    // A stale socket file (nobody listening) is replaced.
+    let stale = socket_path();
+    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let d2 = Daemon::bind(config(&stale, None)).expect("a stale socket is removed");
+    drop(d2);
+}
+
+/// Run a python client as `uid:gid` (with `groups`) that connects and says what happened.
+fn connect_as(socket: &Path, uid: u32, gid: u32, groups: &[u32]) -> String {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}")).arg(format!("--regid={gid}"));
+    if groups.is_empty() {
+        cmd.arg("--clear-groups");
+    } else {
+        cmd.arg(format!("--groups={}", groups.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(",")));
+    }
+    let script = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    print("denied", e.errno); sys.exit()
+s.sendall(b'{"v":1,"id":1,"op":"get_state"}\n')
+print(s.makefile().readline().strip())
+"#;
+    // The system python: a per-user one (pyenv under /root) is out of the user's reach.
+    let python = if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" };
+    let out = cmd.args([python, "-c", script]).arg(socket).stderr(Stdio::inherit()).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn ensure(cmd: &[&str]) {
+    let _ = Command::new(cmd[0]).args(&cmd[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+}
+
+fn id_of(flag: &str, name: &str) -> u32 {
+    let out = Command::new("id").args([flag, name]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or_else(|_| panic!("id {flag} {name}"))
+}
+
+#[test]
+fn only_root_and_the_group_may_connect() {
+    if !root_or_skip("only_root_and_the_group_may_connect") {
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIPPED only_root_and_the_group_may_connect: setpriv is not installed");
+        return;
+    }
+    ensure(&["groupadd", "--system", "pidcap-test"]);
+    ensure(&["useradd", "--system", "--no-create-home", "pidcap-test-nobody"]);
+    let (uid, ugid, group) = (id_of("-u", "pidcap-test-nobody"), id_of("-g", "pidcap-test-nobody"), pidcap_control::server::group_gid("pidcap-test").unwrap());
+    let d = InProcess::start(Some("pidcap-test"));
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    let dir = std::fs::metadata(d.socket.parent().unwrap()).unwrap();
+    assert_eq!(dir.permissions().mode() & 0o777, 0o750);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.gid(), dir.gid()), (group, group));
+
+    let outsider = connect_as(&d.socket, uid, ugid, &[]);
+    assert!(outsider.starts_with("denied 13"), "a user outside the group is refused: {outsider}");
+    let member = connect_as(&d.socket, uid, ugid, &[group]);
+    assert!(member.contains(r#""ok":true"#), "a member of the group gets in: {member}");
+    // The daemon is unaffected.
+    assert!(!d.client().get_state().unwrap().running);
+}
+
+const CHILD_ENV: &str = "PIDCAP_TEST_DAEMON_SOCKET";
+
+/// Not a test by itself: the daemon process of the SIGKILL test (this test
+/// binary, run again with CHILD_ENV set).
+#[test]
+fn daemon_child_process() {
+    let Some(socket) = std::env::var_os(CHILD_ENV) else { return };
+    let daemon = Daemon::bind(config(Path::new(&socket), None)).expect("daemon");
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    daemon.run().unwrap();
+}
+
+#[test]
+fn sigkill_of_the_daemon_leaves_no_rule_in_force() {
+    if !root_or_skip("sigkill_of_the_daemon_leaves_no_rule_in_force") {
+        return;
+    }
+    let ns = NetNs::new();
+    let _server = Server::start(&ns, PORT);
+    let mut target = Prober::start(&ns);
+    let socket = socket_path();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "daemon_child_process", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, &socket)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("ready") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the daemon process exited early");
+    }
+    let mut c = Client::connect(&socket).unwrap();
+    c.start_capture(vec![target.pid()], vec![], None, None, false).unwrap();
+    c.add_filter("tcp:8080", Action::Block, None).unwrap();
+    assert!(target.try_("tcp4", PORT).is_eperm_at_once());
+
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(target.try_("tcp4", PORT), Outcome::Ok, "no block rule outlives the daemon");
+    // Its programs are gone from the kernel too (no link left holding them).
+    let pid = child.id();
+    assert!(wait_for(Duration::from_secs(2), || !Path::new(&format!("/proc/{pid}")).exists()));
+    // The stale socket does not stop the next daemon.
+    let d = Daemon::bind(config(&socket, None)).expect("restart after SIGKILL");
+    drop(d);
+}
