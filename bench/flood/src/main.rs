@@ -1,0 +1,251 @@
+//! flood: a bounded loopback traffic generator for bench/capture-bench.sh.
+//!
+//!   flood udp --size N --secs S --port P [--senders K] [--batch B]
+//!   flood tcp --secs S --port P [--write-size N]
+//!   flood sink udp|tcp --port P        (started by the modes above)
+//!
+//! The udp and tcp modes start the sink as a separate process (this binary,
+//! `sink` mode) so that a capture tool following the sender sees only the
+//! sender's own sockets: the sink's receive side is another process.
+//! Traffic goes only to 127.0.0.1; every mode is bounded in time.
+//!
+//! At the end, one JSON line on stdout:
+//!   {"mode":..,"sent_packets":..,"sent_bytes":..,"secs":..,"pps":..,"bytes_per_sec":..}
+//! UDP: packets = datagrams accepted by sendmmsg, bytes = UDP payload bytes.
+//! TCP: packets = the socket's tcpi_segs_out (segments it sent, data + ACKs),
+//!      bytes = bytes written; tcpi_segs_in (segments it received) is also printed.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const MAX_SECS: f64 = 120.0;
+
+fn usage() -> ! {
+    eprintln!(
+        "usage:\n  flood udp --size N --secs S --port P [--senders K] [--batch B]\n  flood tcp --secs S --port P [--write-size N]\n  flood sink udp|tcp --port P"
+    );
+    std::process::exit(2)
+}
+
+struct Opts {
+    size: usize,
+    secs: f64,
+    port: u16,
+    senders: usize,
+    batch: usize,
+    write_size: usize,
+}
+
+fn parse(args: &[String]) -> Opts {
+    let mut o = Opts { size: 64, secs: 3.0, port: 0, senders: 1, batch: 64, write_size: 128 * 1024 };
+    let mut i = 0;
+    while i < args.len() {
+        let v = args.get(i + 1).unwrap_or_else(|| usage());
+        match args[i].as_str() {
+            "--size" => o.size = v.parse().unwrap_or_else(|_| usage()),
+            "--secs" => o.secs = v.parse().unwrap_or_else(|_| usage()),
+            "--port" => o.port = v.parse().unwrap_or_else(|_| usage()),
+            "--senders" => o.senders = v.parse().unwrap_or_else(|_| usage()),
+            "--batch" => o.batch = v.parse().unwrap_or_else(|_| usage()),
+            "--write-size" => o.write_size = v.parse().unwrap_or_else(|_| usage()),
+            _ => usage(),
+        }
+        i += 2;
+    }
+    if o.port == 0 || !(o.secs > 0.0 && o.secs <= MAX_SECS) || o.senders == 0 || o.senders > 64 {
+        usage()
+    }
+    o.batch = o.batch.clamp(1, 1024);
+    o.size = o.size.min(65507);
+    o.write_size = o.write_size.max(1);
+    o
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("udp") => udp(parse(&args[1..])),
+        Some("tcp") => tcp(parse(&args[1..])),
+        Some("sink") => match args.get(1).map(String::as_str) {
+            Some(proto @ ("udp" | "tcp")) => sink(proto, parse(&args[2..]).port),
+            _ => usage(),
+        },
+        _ => usage(),
+    }
+}
+
+/// Start `flood sink PROTO --port P` and wait until it is bound (it prints "ready").
+fn start_sink(proto: &str, port: u16) -> Child {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut child = Command::new(exe)
+        .args(["sink", proto, "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting the sink");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("sink");
+    if line.trim() != "ready" {
+        let _ = child.kill();
+        eprintln!("flood: sink failed to start");
+        std::process::exit(1);
+    }
+    child
+}
+
+fn stop_sink(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The sink: UDP binds and never reads (the kernel drops what does not fit in
+/// its receive buffer: the cheapest possible receiver, the same in every
+/// configuration); TCP accepts one connection and reads and discards.
+/// It exits on its own after MAX_SECS in any case.
+fn sink(proto: &str, port: u16) {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let deadline = Instant::now() + Duration::from_secs_f64(MAX_SECS + 5.0);
+    match proto {
+        "udp" => {
+            let _s = UdpSocket::bind(addr).expect("binding the UDP sink");
+            println!("ready");
+            std::io::stdout().flush().unwrap();
+            while Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        _ => {
+            let l = TcpListener::bind(addr).expect("binding the TCP sink");
+            println!("ready");
+            std::io::stdout().flush().unwrap();
+            let (mut c, _) = l.accept().expect("accept");
+            c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            let mut buf = vec![0u8; 256 * 1024];
+            while Instant::now() < deadline {
+                match c.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+fn report(mode: &str, packets: u64, bytes: u64, secs: f64, extra: &str) {
+    println!(
+        "{{\"mode\":\"{mode}\",\"sent_packets\":{packets},\"sent_bytes\":{bytes},\"secs\":{secs:.6},\"pps\":{:.1},\"bytes_per_sec\":{:.1}{extra}}}",
+        packets as f64 / secs,
+        bytes as f64 / secs
+    );
+}
+
+fn udp(o: Opts) {
+    let sink = start_sink("udp", o.port);
+    let stop = Arc::new(AtomicBool::new(false));
+    let packets = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut threads = Vec::new();
+    for _ in 0..o.senders {
+        let (stop, packets, errors) = (stop.clone(), packets.clone(), errors.clone());
+        let (size, batch, port) = (o.size, o.batch, o.port);
+        threads.push(std::thread::spawn(move || {
+            let s = UdpSocket::bind(("127.0.0.1", 0)).expect("bind");
+            s.connect(("127.0.0.1", port)).expect("connect");
+            let fd = s.as_raw_fd();
+            let payload = vec![0x5au8; size];
+            let mut iov: Vec<libc::iovec> =
+                (0..batch).map(|_| libc::iovec { iov_base: payload.as_ptr() as *mut _, iov_len: size }).collect();
+            // SAFETY: mmsghdr is plain data; all-zero is a valid value.
+            let mut msgs: Vec<libc::mmsghdr> = (0..batch).map(|_| unsafe { std::mem::zeroed() }).collect();
+            for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+                m.msg_hdr.msg_iov = v as *mut libc::iovec;
+                m.msg_hdr.msg_iovlen = 1;
+            }
+            let (mut n, mut err) = (0u64, 0u64);
+            let mut iter = 0u32;
+            loop {
+                // SAFETY: msgs/iov/payload outlive the call; the socket is connected.
+                let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), batch as u32, 0) };
+                if r > 0 {
+                    n += r as u64;
+                } else {
+                    err += 1;
+                }
+                iter = iter.wrapping_add(1);
+                if iter % 16 == 0 && stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            packets.fetch_add(n, Ordering::Relaxed);
+            errors.fetch_add(err, Ordering::Relaxed);
+        }));
+    }
+    std::thread::sleep(Duration::from_secs_f64(o.secs));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    stop_sink(sink);
+    let n = packets.load(Ordering::Relaxed);
+    let extra = format!(
+        ",\"size\":{},\"senders\":{},\"send_errors\":{}",
+        o.size,
+        o.senders,
+        errors.load(Ordering::Relaxed)
+    );
+    report("udp", n, n * o.size as u64, secs, &extra);
+}
+
+/// tcpi_segs_out and tcpi_segs_in from TCP_INFO (offsets 136 and 140 of
+/// struct tcp_info, stable since Linux 4.2).
+fn tcp_segs(s: &TcpStream) -> (u64, u64) {
+    let mut buf = [0u8; 256];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: buf is writable for len bytes; the kernel writes at most len.
+    let r = unsafe { libc::getsockopt(s.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, buf.as_mut_ptr() as *mut _, &mut len) };
+    if r != 0 || len < 144 {
+        return (0, 0);
+    }
+    let u = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().unwrap()) as u64;
+    (u(136), u(140))
+}
+
+fn tcp(o: Opts) {
+    let sink = start_sink("tcp", o.port);
+    let mut s = TcpStream::connect(("127.0.0.1", o.port)).expect("connect to the TCP sink");
+    s.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+    let buf = vec![0x5au8; o.write_size];
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(o.secs);
+    let mut bytes = 0u64;
+    let mut iter = 0u32;
+    loop {
+        match s.write(&buf) {
+            Ok(n) => bytes += n as u64,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
+            Err(e) => {
+                eprintln!("flood: tcp write: {e}");
+                break;
+            }
+        }
+        iter = iter.wrapping_add(1);
+        if iter % 8 == 0 && Instant::now() >= deadline {
+            break;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (segs_out, segs_in) = tcp_segs(&s);
+    drop(s);
+    stop_sink(sink);
+    report("tcp", segs_out, bytes, secs, &format!(",\"segs_in\":{segs_in},\"write_size\":{}", o.write_size));
+}
