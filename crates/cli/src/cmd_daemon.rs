@@ -22,7 +22,7 @@ pub fn run(args: DaemonArgs) -> Result<u8> {
     let daemon = Daemon::bind(config).with_context(|| format!("cannot start the daemon on {}", args.socket.display()))?;
     let access = match daemon.gid() {
         Some(_) => format!("root and group {}", args.group),
-        None => format!("root only (group {} does not exist)", args.group),
+        None => format!("root only: group {} does not exist", args.group),
     };
     eprintln!("pidcap daemon: listening on {} ({access}), pid {}", daemon.socket().display(), std::process::id());
     daemon.run().context("daemon")?;

@@ -28,7 +28,7 @@ pub enum ControlError {
     Engine(#[from] pidcap_engine::EngineError),
 
     /// The daemon answered with an error.
-    #[error("the daemon refused: {0}")]
+    #[error(transparent)]
     Api(#[from] ApiError),
 
     /// The daemon sent something this client does not understand.

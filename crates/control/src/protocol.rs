@@ -155,10 +155,15 @@ pub enum ErrorCode {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{message} [{code:?}]")]
+#[error("{message} ({})", code_name(*.code))]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+}
+
+/// The code as it appears on the wire (`not_implemented`).
+pub fn code_name(code: ErrorCode) -> String {
+    serde_json::to_value(code).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
 impl ApiError {
