@@ -114,7 +114,7 @@ fn a_server_listening_before_the_capture_gets_its_accepted_connections() {
         peer_report(&client.stdout)["ports"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u16).collect();
     std::thread::sleep(Duration::from_millis(200));
     signal(&child, libc::SIGINT);
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait_with_output();
     assert!(out.status.success());
 
     let packets = read_capture(&file);
@@ -151,7 +151,7 @@ fn the_capture_ends_with_a_summary_when_the_target_exits() {
 fn sigkill_leaves_no_program_attached() {
     require_root!();
     let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-    let (mut child, _stderr) = start_pidcap(pidcap().args(["capture", "-q", "--pid", &sleeper.id().to_string()]));
+    let (child, _stderr) = start_pidcap(pidcap().args(["capture", "-q", "--pid", &sleeper.id().to_string()]));
     let held = programs_held_by(child.id());
     let names: HashSet<String> = held.iter().map(|(_, n)| n.clone()).collect();
     for want in pidcap_engine::ebpf::PROGRAM_NAMES {
@@ -161,7 +161,7 @@ fn sigkill_leaves_no_program_attached() {
     assert!(held.iter().any(|(id, _)| attached_before.contains(id)), "pidcap's programs are attached");
 
     signal(&child, libc::SIGKILL);
-    child.wait().unwrap();
+    child.wait();
     let ids: HashSet<u64> = held.iter().map(|(id, _)| *id).collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -208,4 +208,67 @@ fn bpftool_json(args: &[&str]) -> serde_json::Value {
     let out = std::process::Command::new("bpftool").arg("--json").args(args).output().expect("bpftool is needed (apt-get install bpftool)");
     assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn follow_children_captures_what_a_shell_starts_and_only_with_f() {
+    require_root!();
+    let ns = Netns::new("fork");
+    let server = ns.server(&["tcp-server", "127.0.0.1", "0"]);
+    let script = format!(
+        "python3 {peer} tcp-client 127.0.0.1 {port} 1 first; python3 {peer} tcp-client 127.0.0.1 {port} 1 second",
+        peer = peer_script().display(),
+        port = server.port
+    );
+    let run = |follow: bool| {
+        let mut cmd = pidcap();
+        cmd.args(["run", "--json"]);
+        if follow {
+            cmd.arg("-f");
+        }
+        let out = cmd.args(["--", "ip", "netns", "exec", &ns.name, "sh", "-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let reports: Vec<u64> = stdout.lines().filter(|l| l.starts_with("{\"pid\"")).map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["pid"].as_u64().unwrap()).collect();
+        let packet_pids: Vec<u64> = stdout
+            .lines()
+            .filter(|l| l.contains("\"timestamp_ns\""))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["pid"].as_u64().unwrap())
+            .collect();
+        (reports, packet_pids, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (children, pids, stderr) = run(true);
+    assert_eq!(children.len(), 2);
+    let distinct: HashSet<u64> = pids.iter().copied().collect();
+    assert_eq!(distinct, children.iter().copied().collect(), "packets come from both children: {pids:?}");
+    assert!(stderr.contains("2 child processes followed") || stderr.contains("child processes followed"), "{stderr}");
+
+    let (_, pids, _) = run(false);
+    assert!(pids.is_empty(), "without -f the shell's children are not captured: {pids:?}");
+}
+
+#[test]
+fn capture_by_name_takes_processes_started_later() {
+    require_root!();
+    let ns = Netns::new("name");
+    let scratch = Scratch::new("name");
+    let server = ns.server(&["udp-server", "127.0.0.1", "0"]);
+    // The kernel names a process after the file it executes: a symlink gives python a name of its own.
+    let python = python_executable();
+    let named = scratch.path("pidcap-named");
+    std::os::unix::fs::symlink(&python, &named).unwrap();
+    let file = scratch.path("named.pcapng");
+    let (child, _stderr) = start_pidcap(pidcap().args(["capture", "--name", "pidcap-named", "-w"]).arg(&file));
+
+    let port = server.port.to_string();
+    let target = run_ok(ns.cmd(&named).arg(peer_script()).args(["udp-client", "127.0.0.1", &port, "2"]));
+    run_ok(&mut ns.peer(&["udp-client", "127.0.0.1", &port, "2"])); // plain python3: not captured
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&child, libc::SIGINT);
+    assert!(child.wait_with_output().status.success());
+
+    let want_pid = peer_report(&target.stdout)["pid"].as_u64().unwrap() as u32;
+    let packets = read_capture(&file);
+    assert_eq!(packets.len(), 4, "2 datagrams and 2 echoes of the named process only");
+    assert!(packets.iter().all(|p| p.pid == want_pid && p.comm == "pidcap-named"));
 }

@@ -63,7 +63,7 @@ pub struct Netns {
 impl Netns {
     pub fn new(tag: &str) -> Netns {
         let name = format!("pidcap-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
         run_ok(Command::new("ip").args(["netns", "add", &name]));
         run_ok(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]));
         Netns { name }
@@ -162,17 +162,59 @@ impl StderrLines {
     }
 }
 
-/// Start `pidcap ARGS` with piped stderr and wait until it says it is capturing.
-pub fn start_pidcap(cmd: &mut Command) -> (Child, StderrLines) {
-    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("start pidcap");
-    let mut lines = StderrLines::new(child.stderr.take().unwrap());
-    lines.wait_for("pidcap: capturing", Duration::from_secs(30));
-    (child, lines)
+/// A process started by a test, killed if the test ends (or panics) before
+/// waiting for it, so no orphan outlives a failed test.
+pub struct Running {
+    child: Option<Child>,
 }
 
-pub fn signal(child: &Child, sig: libc::c_int) {
-    // SAFETY: kill(2) on a child we started and have not reaped.
-    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+impl Running {
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on a child we started and have not reaped.
+            unsafe { libc::kill(c.id() as libc::pid_t, sig) };
+        }
+    }
+
+    pub fn wait_with_output(mut self) -> std::process::Output {
+        self.child.take().unwrap().wait_with_output().unwrap()
+    }
+
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.child.take().unwrap().wait().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Start `pidcap ARGS` with piped stderr and wait until it says it is capturing.
+pub fn start_pidcap(cmd: &mut Command) -> (Running, StderrLines) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("start pidcap");
+    let mut lines = StderrLines::new(child.stderr.take().unwrap());
+    let running = Running { child: Some(child) };
+    lines.wait_for("pidcap: capturing", Duration::from_secs(30));
+    (running, lines)
+}
+
+pub fn signal(child: &Running, sig: libc::c_int) {
+    child.signal(sig);
+}
+
+/// The real python3 executable (not a pyenv shim script).
+pub fn python_executable() -> std::path::PathBuf {
+    let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().expect("python3");
+    std::fs::canonicalize(String::from_utf8_lossy(&out.stdout).trim()).unwrap()
 }
 
 pub fn read_capture(path: &Path) -> Vec<CapturedPacket> {
