@@ -30,7 +30,7 @@ pub use pcap::PcapWriter;
 pub use pcapng::PcapngWriter;
 pub use reader::{read_packets, PacketReader};
 
-use pidcap_packet::CapturedPacket;
+use pidcap_packet::{CapturedPacket, Direction, Verdict};
 use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
@@ -135,6 +135,39 @@ pub enum PcapError {
     Unwritable { id: u64, reason: String },
 }
 
+/// What a writer needs of one packet, borrowed: lets a capture loop write
+/// straight from the kernel's buffer without building a [`CapturedPacket`].
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub id: u64,
+    pub timestamp_ns: u64,
+    pub pid: u32,
+    pub comm: &'a str,
+    pub socket_cookie: u64,
+    pub direction: Direction,
+    pub verdict: Verdict,
+    pub rule: Option<u16>,
+    pub orig_len: u32,
+    pub data: &'a [u8],
+}
+
+impl<'a> From<&'a CapturedPacket> for RecordRef<'a> {
+    fn from(p: &'a CapturedPacket) -> RecordRef<'a> {
+        RecordRef {
+            id: p.id,
+            timestamp_ns: p.timestamp_ns,
+            pid: p.pid,
+            comm: &p.comm,
+            socket_cookie: p.socket_cookie,
+            direction: p.direction,
+            verdict: p.verdict,
+            rule: p.rule,
+            orig_len: p.orig_len,
+            data: &p.data,
+        }
+    }
+}
+
 /// A writer of either format, chosen at run time.
 #[derive(Debug)]
 pub enum PacketWriter<W: Write> {
@@ -161,9 +194,14 @@ impl<W: Write> PacketWriter<W> {
 
     /// Append one packet.
     pub fn write_packet(&mut self, p: &CapturedPacket) -> Result<(), PcapError> {
+        self.write_record(&RecordRef::from(p))
+    }
+
+    /// Append one packet given by its borrowed fields.
+    pub fn write_record(&mut self, r: &RecordRef<'_>) -> Result<(), PcapError> {
         match self {
-            PacketWriter::Pcap(w) => w.write_packet(p),
-            PacketWriter::Pcapng(w) => w.write_packet(p),
+            PacketWriter::Pcap(w) => w.write_record(r),
+            PacketWriter::Pcapng(w) => w.write_record(r),
         }
     }
 
@@ -204,7 +242,7 @@ impl<W: Write> Sink<W> {
 
 /// The captured bytes of `p` as written: cut to `snaplen`, with the original
 /// length never below the captured length. Shared by both writers.
-fn captured(p: &CapturedPacket, snaplen: u32) -> (&[u8], u32) {
+fn captured<'a>(p: &RecordRef<'a>, snaplen: u32) -> (&'a [u8], u32) {
     let cap = p.data.len().min(snaplen as usize).min(MAX_BLOCK_LEN as usize - 4096); // room for the EPB fields and options
     let data = &p.data[..cap];
     // `cap` is below MAX_BLOCK_LEN, so it fits in u32.

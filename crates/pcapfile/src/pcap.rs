@@ -6,7 +6,7 @@
 //! process (pid, comm), the socket cookie, the verdict, the rule and the
 //! direction are lost. Use pcapng (the default) to keep them.
 
-use crate::{captured, PcapError, Sink, WriterOptions, LINKTYPE_RAW};
+use crate::{captured, PcapError, RecordRef, Sink, WriterOptions, LINKTYPE_RAW};
 use pidcap_packet::CapturedPacket;
 use std::io::Write;
 
@@ -37,6 +37,11 @@ impl<W: Write> PcapWriter<W> {
 
     /// Append one record. Fails for timestamps after 2106 (32-bit seconds).
     pub fn write_packet(&mut self, p: &CapturedPacket) -> Result<(), PcapError> {
+        self.write_record(&RecordRef::from(p))
+    }
+
+    /// Append one record given by its borrowed fields.
+    pub fn write_record(&mut self, p: &RecordRef<'_>) -> Result<(), PcapError> {
         let secs = u32::try_from(p.timestamp_ns / 1_000_000_000).map_err(|_| PcapError::Unwritable {
             id: p.id,
             reason: format!("timestamp {} ns does not fit classic pcap's 32-bit seconds", p.timestamp_ns),

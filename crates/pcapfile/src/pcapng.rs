@@ -13,7 +13,7 @@
 //! The verdict travels only in the comment: the flags stay honest.
 
 use crate::comment::{format_comment, ProcessInfo};
-use crate::{captured, PcapError, Sink, WriterOptions, LINKTYPE_RAW};
+use crate::{captured, PcapError, RecordRef, Sink, WriterOptions, LINKTYPE_RAW};
 use pidcap_packet::{CapturedPacket, Direction};
 use std::io::Write;
 
@@ -41,7 +41,12 @@ struct Block {
 
 impl Block {
     fn new(block_type: u32) -> Block {
-        let mut buf = Vec::with_capacity(128);
+        Block::reuse(Vec::with_capacity(128), block_type)
+    }
+
+    /// Start a block in a buffer kept from an earlier one (no allocation per packet).
+    fn reuse(mut buf: Vec<u8>, block_type: u32) -> Block {
+        buf.clear();
         buf.extend_from_slice(&block_type.to_le_bytes());
         buf.extend_from_slice(&0u32.to_le_bytes()); // length, patched in finish()
         Block { buf }
@@ -93,6 +98,11 @@ fn host_os() -> Option<String> {
 #[derive(Debug)]
 pub struct PcapngWriter<W: Write> {
     out: Sink<W>,
+    /// The EPB buffer, kept between packets.
+    block: Vec<u8>,
+    /// The last comment written and the process fields it says: consecutive
+    /// packets of one socket share it, so it is formatted once, not per packet.
+    comment: Option<(ProcessInfo, String)>,
 }
 
 impl<W: Write> PcapngWriter<W> {
@@ -118,26 +128,42 @@ impl<W: Write> PcapngWriter<W> {
         idb.u16(LINKTYPE_RAW).u16(0).u32(opts.snaplen);
         idb.option(IF_NAME, b"pidcap").option(IF_TSRESOL, &[9]);
         w.write_all(idb.finish())?;
-        Ok(PcapngWriter { out: Sink { w, snaplen: opts.snaplen } })
+        Ok(PcapngWriter { out: Sink { w, snaplen: opts.snaplen }, block: Vec::new(), comment: None })
     }
 
     /// Append one Enhanced Packet Block.
     pub fn write_packet(&mut self, p: &CapturedPacket) -> Result<(), PcapError> {
+        self.write_record(&RecordRef::from(p))
+    }
+
+    /// Append one Enhanced Packet Block for a packet given by its borrowed fields.
+    pub fn write_record(&mut self, p: &RecordRef<'_>) -> Result<(), PcapError> {
+        let same = self.comment.as_ref().is_some_and(|(i, _)| {
+            i.pid == p.pid && i.socket_cookie == p.socket_cookie && i.verdict == p.verdict && i.rule == p.rule && i.comm == p.comm
+        });
+        if !same {
+            let info = ProcessInfo { pid: p.pid, comm: p.comm.to_string(), socket_cookie: p.socket_cookie, verdict: p.verdict, rule: p.rule };
+            let text = format_comment(&info);
+            self.comment = Some((info, text));
+        }
+        let comment = self.comment.as_ref().map_or("", |(_, c)| c.as_str());
         let (data, orig_len) = captured(p, self.out.snaplen);
         let flags = match p.direction {
             Direction::Inbound => FLAG_INBOUND,
             Direction::Outbound => FLAG_OUTBOUND,
         };
-        let mut epb = Block::new(BT_EPB);
+        let mut epb = Block::reuse(std::mem::take(&mut self.block), BT_EPB);
         epb.u32(0) // interface id
             .u32((p.timestamp_ns >> 32) as u32)
             .u32(p.timestamp_ns as u32)
             .u32(data.len() as u32)
             .u32(orig_len)
             .padded(data)
-            .option(OPT_COMMENT, format_comment(&ProcessInfo::of(p)).as_bytes())
+            .option(OPT_COMMENT, comment.as_bytes())
             .option(EPB_FLAGS, &flags.to_le_bytes());
-        self.out.w.write_all(epb.finish())?;
+        let written = self.out.w.write_all(epb.finish());
+        self.block = epb.buf;
+        written?;
         Ok(())
     }
 
