@@ -1,0 +1,1 @@
+//! Edit and resend packets (work in progress).
