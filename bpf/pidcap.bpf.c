@@ -389,10 +389,14 @@ static __always_inline int emit_class(struct __sk_buff *skb, const struct pidcap
 		return 0;
 	}
 	h->cap_len = (__u32)len;
-	/* Wake the consumer only when a good amount is pending: it also drains
-	 * on a short timer. Per-record wakeups cost more than the capture. */
+	/* Wake the consumer only when this record takes the pending data across
+	 * the threshold: it also drains on a short timer. A wakeup per record
+	 * costs more than the capture, and once the consumer lags, "pending >=
+	 * threshold" would be true for every record (an IPI per packet). */
 	__u64 pending = bpf_ringbuf_query(&ring, BPF_RB_AVAIL_DATA);
-	bpf_ringbuf_submit(h, pending >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	__u64 rec = sizeof(*h) + cap + 8; /* + the ring's own record header */
+	int crossing = pending >= wakeup_bytes && pending < (__u64)wakeup_bytes + rec;
+	bpf_ringbuf_submit(h, crossing ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 	count(PIDCAP_CNT_CAPTURED);
 	return 1;
 }

@@ -102,6 +102,12 @@ pub struct CaptureOpts {
     #[arg(long, default_value_t = pidcap_engine::DEFAULT_RING_SIZE as u64, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub ring_size: u64,
 
+    /// Kernel ring buffer size in MiB (a power of two): what absorbs bursts
+    /// while pidcap is not scheduled. Drops here are counted in the summary.
+    #[arg(short = 'B', long = "buffer-size", value_name = "MIB", default_value_t = 64,
+          value_parser = parse_buffer_mib)]
+    pub buffer_mib: u32,
+
     /// Also capture the processes the targets start (fork), and theirs.
     /// Use it for commands that run others (shells, scripts, build tools).
     #[arg(short = 'f', long)]
@@ -157,4 +163,12 @@ pub fn ordered_rules(m: &clap::ArgMatches) -> Vec<Rule> {
     }
     v.sort_by_key(|(i, _)| *i);
     v.into_iter().map(|(_, r)| r).collect()
+}
+
+fn parse_buffer_mib(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|_| format!("{s:?} is not a number of MiB"))?;
+    if !(1..=1024).contains(&n) || !n.is_power_of_two() {
+        return Err(format!("{n} MiB: the kernel ring buffer must be a power of two between 1 and 1024 MiB"));
+    }
+    Ok(n)
 }

@@ -8,7 +8,8 @@ use crate::spawn::{self, Child};
 use anyhow::{bail, Context, Result};
 use pidcap_engine::{Capture, CaptureOptions, EbpfBackend, EngineError, LoadOptions};
 use pidcap_packet::CapturedPacket;
-use pidcap_pcapfile::{Format, PacketWriter, WriterOptions};
+use pidcap_engine::RawPacket;
+use pidcap_pcapfile::{Format, PacketWriter, RecordRef, WriterOptions};
 use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -56,8 +57,34 @@ impl Sink {
         match self {
             Sink::Lines(w) => writeln!(w, "{}", output::packet_line(p))?,
             Sink::Json(w) => writeln!(w, "{}", output::packet_json(p))?,
-            Sink::File(w) => w.write_packet(p).context("writing the capture file")?,
+            Sink::File(w) => w.write_packet(p).context("writing the capture file")?, // (poll_raw is the usual way in)
             Sink::Quiet => {}
+        }
+        Ok(())
+    }
+
+    /// Sinks that need decoded packets (lines, JSON) get them from
+    /// `Capture::poll`; the others take the kernel's bytes as they are.
+    fn needs_decoding(&self) -> bool {
+        matches!(self, Sink::Lines(_) | Sink::Json(_))
+    }
+
+    fn write_raw(&mut self, id: u64, timestamp_ns: u64, raw: &RawPacket<'_>) -> Result<()> {
+        if let Sink::File(w) = self {
+            let comm = String::from_utf8_lossy(raw.comm);
+            let rec = RecordRef {
+                id,
+                timestamp_ns,
+                pid: raw.pid,
+                comm: &comm,
+                socket_cookie: raw.socket_cookie,
+                direction: raw.direction,
+                verdict: raw.verdict,
+                rule: raw.rule,
+                orig_len: raw.orig_len,
+                data: raw.data,
+            };
+            w.write_record(&rec).context("writing the capture file")?;
         }
         Ok(())
     }
@@ -84,7 +111,8 @@ impl Sink {
 
 /// Load the programs, with errors that say what to do.
 fn load_capture(opts: &CaptureOpts) -> Result<Capture> {
-    let backend = EbpfBackend::load(LoadOptions::default()).map_err(|e| match e {
+    let load = LoadOptions { ring_bytes: opts.buffer_mib << 20, ..LoadOptions::default() };
+    let backend = EbpfBackend::load(load).map_err(|e| match e {
         EngineError::Permission { .. } => anyhow::Error::new(e),
         e => anyhow::Error::new(e).context("cannot load the kernel layer"),
     })?;
@@ -177,14 +205,19 @@ fn capture_loop(cap: &mut Capture, opts: &CaptureOpts, signals: &AtomicUsize, en
     let mut exit_code = 0u8;
 
     loop {
-        cap.poll(DRAIN_INTERVAL, &mut |p| {
-            if written < limit && sink_err.is_none() {
-                match sink.write(p) {
-                    Ok(()) => written += 1,
-                    Err(e) => sink_err = Some(e),
+        if sink.needs_decoding() {
+            cap.poll(DRAIN_INTERVAL, &mut |p| {
+                if written < limit && sink_err.is_none() {
+                    tally(sink.write(p), &mut written, &mut sink_err);
                 }
-            }
-        })?;
+            })?;
+        } else {
+            cap.poll_raw(DRAIN_INTERVAL, &mut |id, ts, raw| {
+                if written < limit && sink_err.is_none() {
+                    tally(sink.write_raw(id, ts, raw), &mut written, &mut sink_err);
+                }
+            })?;
+        }
         if let Some(e) = sink_err.take() {
             // stdout closed (`| head`) is a normal way to stop.
             if is_broken_pipe(&e) {
@@ -238,11 +271,19 @@ fn capture_loop(cap: &mut Capture, opts: &CaptureOpts, signals: &AtomicUsize, en
     }
     // Whatever the kernel already pushed belongs to this capture.
     if written < limit {
-        cap.poll(Duration::ZERO, &mut |p| {
-            if written < limit && sink.write(p).is_ok() {
-                written += 1;
-            }
-        })?;
+        if sink.needs_decoding() {
+            cap.poll(Duration::ZERO, &mut |p| {
+                if written < limit && sink.write(p).is_ok() {
+                    written += 1;
+                }
+            })?;
+        } else {
+            cap.poll_raw(Duration::ZERO, &mut |id, ts, raw| {
+                if written < limit && sink.write_raw(id, ts, raw).is_ok() {
+                    written += 1;
+                }
+            })?;
+        }
     }
     let stats = cap.stats()?;
     cap.stop()?;
@@ -262,6 +303,14 @@ fn capture_loop(cap: &mut Capture, opts: &CaptureOpts, signals: &AtomicUsize, en
         }
     }
     Ok(exit_code)
+}
+
+/// Count a written packet, or keep the first error.
+fn tally(r: Result<()>, written: &mut u64, err: &mut Option<anyhow::Error>) {
+    match r {
+        Ok(()) => *written += 1,
+        Err(e) => *err = Some(e),
+    }
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
