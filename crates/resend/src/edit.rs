@@ -1,0 +1,274 @@
+//! Payload editing, pure: hex and escaped-ASCII parsers, byte patches,
+//! find/replace, and durations. Errors name the position of the bad input.
+
+use std::time::Duration;
+
+/// A bad payload, patch, replacement or duration; the message says where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EditError(pub String);
+
+fn bad<T>(msg: impl Into<String>) -> Result<T, EditError> {
+    Err(EditError(msg.into()))
+}
+
+/// Parse hex bytes: `47 45 54`, `474554`, `0x47 0x45`, `47:45:54`, `47-45,54`
+/// (spaces, tabs, newlines, `:` `,` `-` separate; a `0x`/`0X` prefix may start
+/// each group). Digits pair up within a group, so a group needs an even number
+/// of digits; the error names the 0-based character position.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, EditError> {
+    let mut out = Vec::with_capacity(s.len() / 2);
+    let chars: Vec<(usize, char)> = s.char_indices().collect();
+    let mut i = 0;
+    let sep = |c: char| c.is_whitespace() || matches!(c, ':' | ',' | '-');
+    while i < chars.len() {
+        let (pos, c) = chars[i];
+        if sep(c) {
+            i += 1;
+            continue;
+        }
+        // A group: optional 0x, then hex digits up to the next separator.
+        if c == '0' && matches!(chars.get(i + 1), Some((_, 'x' | 'X'))) {
+            i += 2;
+        }
+        let start = i;
+        while i < chars.len() && !sep(chars[i].1) {
+            let (p, d) = chars[i];
+            if !d.is_ascii_hexdigit() {
+                return bad(format!("invalid hex digit {d:?} at position {p}"));
+            }
+            i += 1;
+        }
+        let group = &chars[start..i];
+        if group.is_empty() {
+            return bad(format!("`0x` without digits at position {pos}"));
+        }
+        if !group.len().is_multiple_of(2) {
+            return bad(format!(
+                "odd number of hex digits ({}) in the group at position {}: write each byte as two digits",
+                group.len(),
+                group[0].0
+            ));
+        }
+        for pair in group.chunks(2) {
+            let hi = pair[0].1.to_digit(16).unwrap_or(0) as u8;
+            let lo = pair[1].1.to_digit(16).unwrap_or(0) as u8;
+            out.push(hi << 4 | lo);
+        }
+    }
+    Ok(out)
+}
+
+/// Parse text with C-like escapes: `\r \n \t \0 \\ \" \' \xHH`; any other
+/// character stands for its UTF-8 bytes. The error names the position.
+pub fn parse_ascii(s: &str) -> Result<Vec<u8>, EditError> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut it = s.char_indices().peekable();
+    while let Some((pos, c)) = it.next() {
+        if c != '\\' {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        let Some((_, e)) = it.next() else { return bad(format!("lone backslash at the end (position {pos}); write \\\\ for one")) };
+        match e {
+            'r' => out.push(b'\r'),
+            'n' => out.push(b'\n'),
+            't' => out.push(b'\t'),
+            '0' => out.push(0),
+            '\\' => out.push(b'\\'),
+            '"' => out.push(b'"'),
+            '\'' => out.push(b'\''),
+            'x' => {
+                let h: String = (0..2).filter_map(|_| it.next_if(|(_, d)| d.is_ascii_hexdigit()).map(|(_, d)| d)).collect();
+                if h.len() != 2 {
+                    return bad(format!("\\x at position {pos} needs two hex digits"));
+                }
+                out.push(u8::from_str_radix(&h, 16).unwrap_or(0));
+            }
+            other => return bad(format!("unknown escape \\{other} at position {pos} (known: \\r \\n \\t \\0 \\\\ \\\" \\' \\xHH)")),
+        }
+    }
+    Ok(out)
+}
+
+/// An offset: decimal, or hex with `0x`.
+fn parse_offset(s: &str) -> Result<usize, EditError> {
+    let s = s.trim();
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => usize::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|_| EditError(format!("invalid offset {s:?}: a decimal number or 0x-prefixed hex")))
+}
+
+/// One edit of a payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    /// Overwrite bytes from `offset` (may extend the payload; `offset` at most its length).
+    Patch { offset: usize, bytes: Vec<u8> },
+    /// Replace every occurrence of `from` (non-empty) by `to`, left to right, not overlapping.
+    Replace { from: Vec<u8>, to: Vec<u8> },
+}
+
+impl Edit {
+    /// `OFF:HEX`, e.g. `0:50`, `0x10:0d 0a`.
+    pub fn parse_patch(s: &str) -> Result<Edit, EditError> {
+        let (off, hex) = s.split_once(':').ok_or_else(|| EditError(format!("patch {s:?}: expected OFF:HEX, e.g. 4:2f61")))?;
+        let bytes = parse_hex(hex).map_err(|e| EditError(format!("patch {s:?}: {e} (after the colon)")))?;
+        if bytes.is_empty() {
+            return bad(format!("patch {s:?}: no bytes after the colon"));
+        }
+        Ok(Edit::Patch { offset: parse_offset(off).map_err(|e| EditError(format!("patch {s:?}: {e}")))?, bytes })
+    }
+
+    /// `FROM_HEX:TO_HEX`, e.g. `474554:504f5354`; TO may be empty (delete).
+    pub fn parse_replace(s: &str) -> Result<Edit, EditError> {
+        let (from, to) = s.split_once(':').ok_or_else(|| EditError(format!("replace {s:?}: expected FROM_HEX:TO_HEX")))?;
+        let from = parse_hex(from).map_err(|e| EditError(format!("replace {s:?}: {e} (in FROM)")))?;
+        let to = parse_hex(to).map_err(|e| EditError(format!("replace {s:?}: {e} (in TO)")))?;
+        if from.is_empty() {
+            return bad(format!("replace {s:?}: FROM is empty"));
+        }
+        Ok(Edit::Replace { from, to })
+    }
+
+    /// Apply to `payload`.
+    pub fn apply(&self, payload: &mut Vec<u8>) -> Result<(), EditError> {
+        match self {
+            Edit::Patch { offset, bytes } => {
+                if *offset > payload.len() {
+                    return bad(format!("patch at offset {offset} is past the end of the {}-byte payload", payload.len()));
+                }
+                let end = offset + bytes.len();
+                if end > payload.len() {
+                    payload.resize(end, 0);
+                }
+                payload[*offset..end].copy_from_slice(bytes);
+            }
+            Edit::Replace { from, to } => {
+                let mut out = Vec::with_capacity(payload.len());
+                let mut i = 0;
+                while i < payload.len() {
+                    if payload[i..].starts_with(from) {
+                        out.extend_from_slice(to);
+                        i += from.len();
+                    } else {
+                        out.push(payload[i]);
+                        i += 1;
+                    }
+                }
+                *payload = out;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Apply `edits` in order to a copy of `payload`.
+pub fn apply_edits(payload: &[u8], edits: &[Edit]) -> Result<Vec<u8>, EditError> {
+    let mut p = payload.to_vec();
+    for e in edits {
+        e.apply(&mut p)?;
+    }
+    Ok(p)
+}
+
+/// `100ms`, `1s`, `2.5s`, `1m`, `500us`, or a bare number of milliseconds.
+pub fn parse_duration(s: &str) -> Result<Duration, EditError> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| EditError(format!("invalid duration {s:?}: e.g. 100ms, 1s, 2.5s")))?;
+    let secs = match unit.trim() {
+        "" | "ms" => n / 1e3,
+        "us" | "µs" => n / 1e6,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        u => return bad(format!("invalid duration unit {u:?} in {s:?}: us, ms, s, m or h")),
+    };
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return bad(format!("duration {s:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_forms() {
+        assert_eq!(parse_hex("47 45 54").unwrap(), b"GET");
+        assert_eq!(parse_hex("474554").unwrap(), b"GET");
+        assert_eq!(parse_hex("0x47 0x45 0X54").unwrap(), b"GET");
+        assert_eq!(parse_hex("0x474554").unwrap(), b"GET");
+        assert_eq!(parse_hex("47:45-54,\n0a").unwrap(), b"GET\n");
+        assert_eq!(parse_hex("  ").unwrap(), b"");
+        assert_eq!(parse_hex("fF").unwrap(), [0xff]);
+    }
+
+    #[test]
+    fn hex_errors_name_the_position() {
+        assert_eq!(parse_hex("47 4g").unwrap_err().0, "invalid hex digit 'g' at position 4");
+        assert!(parse_hex("474").unwrap_err().0.contains("odd number of hex digits (3) in the group at position 0"));
+        assert!(parse_hex("47 0x").unwrap_err().0.contains("position 3"));
+        assert!(parse_hex("zz").unwrap_err().0.contains("position 0"));
+        assert!(parse_hex("00 é").unwrap_err().0.contains("position 3"));
+    }
+
+    #[test]
+    fn ascii_escapes() {
+        assert_eq!(parse_ascii("GET / HTTP/1.1\\r\\n").unwrap(), b"GET / HTTP/1.1\r\n");
+        assert_eq!(parse_ascii("a\\x00b\\\\c\\t\\0\\\"").unwrap(), b"a\x00b\\c\t\x00\"");
+        assert_eq!(parse_ascii("é").unwrap(), "é".as_bytes());
+        assert!(parse_ascii("ab\\").unwrap_err().0.contains("position 2"));
+        assert!(parse_ascii("a\\q").unwrap_err().0.contains("\\q at position 1"));
+        assert!(parse_ascii("\\x4").unwrap_err().0.contains("two hex digits"));
+        assert!(parse_ascii("\\xzz").unwrap_err().0.contains("position 0"));
+    }
+
+    #[test]
+    fn patches() {
+        let e = Edit::parse_patch("0:50").unwrap();
+        assert_eq!(e, Edit::Patch { offset: 0, bytes: vec![0x50] });
+        assert_eq!(apply_edits(b"GET", &[e]).unwrap(), b"PET");
+        assert_eq!(apply_edits(b"GET", &[Edit::parse_patch("0x2:5453").unwrap()]).unwrap(), b"GETS");
+        assert_eq!(apply_edits(b"GET", &[Edit::parse_patch("3:21").unwrap()]).unwrap(), b"GET!");
+        assert!(apply_edits(b"GET", &[Edit::parse_patch("4:21").unwrap()]).unwrap_err().0.contains("past the end"));
+        assert!(Edit::parse_patch("x:21").unwrap_err().0.contains("invalid offset"));
+        assert!(Edit::parse_patch("21").unwrap_err().0.contains("OFF:HEX"));
+        assert!(Edit::parse_patch("1:2g").unwrap_err().0.contains("position 1"));
+        assert!(Edit::parse_patch("1:").unwrap_err().0.contains("no bytes"));
+    }
+
+    #[test]
+    fn replaces() {
+        let r = Edit::parse_replace("474554:504f5354").unwrap();
+        assert_eq!(apply_edits(b"GET /a GET /b", &[r]).unwrap(), b"POST /a POST /b");
+        let del = Edit::parse_replace("20:").unwrap();
+        assert_eq!(apply_edits(b"a b c", &[del]).unwrap(), b"abc");
+        // Non-overlapping, left to right.
+        assert_eq!(apply_edits(b"aaa", &[Edit::parse_replace("6161:62").unwrap()]).unwrap(), b"ba");
+        assert!(Edit::parse_replace(":41").unwrap_err().0.contains("FROM is empty"));
+        assert!(Edit::parse_replace("4x:41").unwrap_err().0.contains("in FROM"));
+        assert!(Edit::parse_replace("41").unwrap_err().0.contains("FROM_HEX:TO_HEX"));
+        // Patches then replaces, in the order given.
+        let edits = [Edit::parse_patch("0:48").unwrap(), Edit::parse_replace("48:4a4a").unwrap()];
+        assert_eq!(apply_edits(b"GET", &edits).unwrap(), b"JJET");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
+        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("2.5s").unwrap(), Duration::from_millis(2500));
+        assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("1 parsec").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

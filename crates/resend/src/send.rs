@@ -1,0 +1,421 @@
+//! The three ways to send: the owning process's socket, a raw socket, a new connection.
+
+use crate::sys;
+use crate::{ErrorKind, Proto, ReplyInfo, SendError, Target};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// What one successful send did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub bytes: usize,
+    pub reply: Option<ReplyInfo>,
+}
+
+/// A way to send a payload, opened once per job and used for every send.
+pub trait Sender: Send {
+    /// Send one payload. `wait`: how long to wait for a reply (connect mode).
+    fn send(&mut self, payload: &[u8], wait: Duration) -> Result<Sent, SendError>;
+    /// Describe the socket in use (`fd 5 of pid 1234, cookie 8812`).
+    fn describe(&self) -> String;
+}
+
+fn classify(e: &io::Error) -> ErrorKind {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => ErrorKind::Blocked,
+        Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN | libc::ESHUTDOWN | libc::EBADF) => ErrorKind::SocketClosed,
+        Some(libc::ECONNREFUSED) => ErrorKind::Refused,
+        Some(libc::ETIMEDOUT | libc::EAGAIN) => ErrorKind::Timeout,
+        Some(libc::EACCES) => ErrorKind::Permission,
+        _ => ErrorKind::Io,
+    }
+}
+
+/// A send error from an OS error, explained.
+pub(crate) fn os_error(what: &str, e: &io::Error) -> SendError {
+    let kind = classify(e);
+    let hint = match kind {
+        ErrorKind::Blocked => " (EPERM: a pidcap block rule, or a firewall, refused it)",
+        ErrorKind::SocketClosed => " (the connection is closed)",
+        ErrorKind::Refused => " (nothing listens there)",
+        _ => "",
+    };
+    SendError::new(kind, format!("{what}: {e}{hint}"))
+}
+
+/// Write all of `buf` on a socket we share with its process, without ever
+/// changing its flags: MSG_DONTWAIT, and poll while its send buffer is full.
+fn send_all(fd: i32, buf: &[u8], to: Option<&SocketAddr>, timeout: Duration) -> Result<usize, SendError> {
+    let deadline = Instant::now() + timeout;
+    let mut off = 0;
+    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+    while off < buf.len() || (buf.is_empty() && off == 0) {
+        let r = match to {
+            Some(a) => sys::send_to(fd, &buf[off..], flags, a),
+            None => sys::send(fd, &buf[off..], flags),
+        };
+        match r {
+            Ok(n) => {
+                off += n;
+                if buf.is_empty() || to.is_some() {
+                    break; // a datagram goes whole or not at all
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || !sys::wait_writable(fd, left.as_millis().min(i32::MAX as u128) as i32) {
+                    return Err(SendError::new(ErrorKind::Timeout, format!("send buffer full for {timeout:?}: {off} of {} bytes sent", buf.len())));
+                }
+            }
+            Err(e) => return Err(os_error("send", &e)),
+        }
+    }
+    Ok(off)
+}
+
+// ---------------------------------------------------------------- socket mode
+
+/// The owning process's own socket, duplicated with pidfd_getfd.
+pub struct SocketSender {
+    pid: u32,
+    pidfd: OwnedFd,
+    sock: OwnedFd,
+    /// The descriptor number in the process, and the socket's inode.
+    their_fd: i32,
+    inode: u64,
+    cookie: u64,
+    proto: Proto,
+    remote: SocketAddr,
+    /// UDP: connected to `remote`, so plain send() (no sendmsg hook, no re-attribution).
+    connected: bool,
+}
+
+fn socket_inode(pid: u32, fd: &str) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    let s = link.to_str()?;
+    s.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+fn same_addr(a: &SocketAddr, b: &SocketAddr) -> bool {
+    fn canon(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        }
+    }
+    a.port() == b.port() && (canon(a.ip()) == canon(b.ip()) || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+impl SocketSender {
+    /// Find the socket of `t.pid` that matches `t` (cookie first, else local and remote address) and duplicate it.
+    pub fn open(t: &Target) -> Result<SocketSender, SendError> {
+        let pid = t.pid.ok_or_else(|| SendError::new(ErrorKind::NoSocket, "socket mode needs the process: a captured packet, or --pid"))?;
+        let pidfd = sys::pidfd_open(pid).map_err(|e| match e.raw_os_error() {
+            Some(libc::ESRCH) => SendError::new(ErrorKind::ProcessGone, format!("process {pid} does not exist (it has exited)")),
+            _ => os_error(&format!("pidfd_open({pid})"), &e),
+        })?;
+        let want_ty = match t.proto {
+            Proto::Tcp => libc::SOCK_STREAM,
+            Proto::Udp => libc::SOCK_DGRAM,
+        };
+        let dir = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map_err(|e| SendError::new(ErrorKind::ProcessGone, format!("cannot list /proc/{pid}/fd: {e}")))?;
+        let mut by_addr: Option<(OwnedFd, i32, u64)> = None;
+        let mut seen = 0;
+        for ent in dir.flatten() {
+            let name = ent.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(inode) = socket_inode(pid, name) else { continue };
+            let Ok(their_fd) = name.parse::<i32>() else { continue };
+            let fd = match sys::pidfd_getfd(&pidfd, their_fd) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                    return Err(SendError::new(
+                        ErrorKind::Permission,
+                        format!("pidfd_getfd on process {pid}: {e} (needs root, or CAP_SYS_PTRACE over that process)"),
+                    ))
+                }
+                Err(_) => continue, // closed meanwhile
+            };
+            let raw = fd.as_raw_fd();
+            if sys::getsockopt_int(raw, libc::SOL_SOCKET, libc::SO_TYPE).ok() != Some(want_ty) {
+                continue;
+            }
+            seen += 1;
+            let cookie = sys::socket_cookie(raw).unwrap_or(0);
+            if t.cookie.is_some_and(|c| c != 0 && c == cookie) {
+                return Ok(SocketSender::new(pid, pidfd, fd, their_fd, inode, cookie, t));
+            }
+            let local_ok = t.local.is_none_or(|l| sys::local_addr(raw).is_some_and(|a| same_addr(&a, &l)));
+            let peer = sys::peer_addr(raw);
+            let remote_ok = match (t.proto, peer) {
+                (Proto::Tcp, Some(p)) => same_addr(&p, &t.remote),
+                (Proto::Tcp, None) => false, // listening, or not connected
+                (Proto::Udp, Some(p)) => same_addr(&p, &t.remote),
+                (Proto::Udp, None) => t.local.is_some(), // unconnected: the local address must say which
+            };
+            if local_ok && remote_ok && by_addr.is_none() {
+                by_addr = Some((fd, their_fd, inode));
+            }
+        }
+        match by_addr {
+            Some((fd, their_fd, inode)) => {
+                let cookie = sys::socket_cookie(fd.as_raw_fd()).unwrap_or(0);
+                Ok(SocketSender::new(pid, pidfd, fd, their_fd, inode, cookie, t))
+            }
+            None => {
+                let what = match (t.cookie, t.local) {
+                    (Some(c), Some(l)) => format!("with cookie {c} or local {l} and remote {}", t.remote),
+                    (Some(c), None) => format!("with cookie {c} or remote {}", t.remote),
+                    (None, Some(l)) => format!("with local {l} and remote {}", t.remote),
+                    (None, None) => format!("with remote {}", t.remote),
+                };
+                Err(SendError::new(
+                    ErrorKind::NoSocket,
+                    format!("process {pid} has no {} socket {what} ({seen} {} sockets looked at; closed?)", t.proto, t.proto),
+                ))
+            }
+        }
+    }
+
+    fn new(pid: u32, pidfd: OwnedFd, sock: OwnedFd, their_fd: i32, inode: u64, cookie: u64, t: &Target) -> SocketSender {
+        let connected = sys::peer_addr(sock.as_raw_fd()).is_some_and(|p| same_addr(&p, &t.remote));
+        SocketSender { pid, pidfd, sock, their_fd, inode, cookie, proto: t.proto, remote: t.remote, connected }
+    }
+
+    /// The socket cookie of the socket in use.
+    pub fn cookie(&self) -> u64 {
+        self.cookie
+    }
+}
+
+impl Sender for SocketSender {
+    fn send(&mut self, payload: &[u8], wait: Duration) -> Result<Sent, SendError> {
+        if sys::pidfd_exited(&self.pidfd) {
+            return Err(SendError::new(ErrorKind::ProcessGone, format!("process {} has exited", self.pid)));
+        }
+        if socket_inode(self.pid, &self.their_fd.to_string()) != Some(self.inode) {
+            return Err(SendError::new(
+                ErrorKind::SocketClosed,
+                format!("process {} closed the socket (fd {} is no longer socket:[{}])", self.pid, self.their_fd, self.inode),
+            ));
+        }
+        let fd = self.sock.as_raw_fd();
+        let to = match self.proto {
+            Proto::Udp if !self.connected => Some(&self.remote),
+            _ => None,
+        };
+        let bytes = send_all(fd, payload, to, wait.max(Duration::from_secs(1)))?;
+        Ok(Sent { bytes, reply: None })
+    }
+
+    fn describe(&self) -> String {
+        format!("fd {} of pid {} ({} socket:[{}], cookie {})", self.their_fd, self.pid, self.proto, self.inode, self.cookie)
+    }
+}
+
+// ---------------------------------------------------------------- raw mode
+
+/// A raw socket (header included): the whole IP packet is ours.
+pub struct RawSender {
+    sock: OwnedFd,
+    t: Target,
+}
+
+/// Build the IP packet for `payload` from `t` (src = `t.local`, dst = `t.remote`):
+/// lengths and checksums computed by etherparse.
+pub fn build_packet(t: &Target, payload: &[u8]) -> Result<Vec<u8>, SendError> {
+    use etherparse::PacketBuilder;
+    let src = t.local.ok_or_else(|| SendError::new(ErrorKind::Io, "raw mode needs a source address (--from ADDR:PORT)"))?;
+    let dst = t.remote;
+    let ttl = t.ttl.unwrap_or(64);
+    let ip = match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), ttl),
+        (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s.octets(), d.octets(), ttl),
+        _ => return Err(SendError::new(ErrorKind::Io, format!("raw mode: source {src} and destination {dst} are not the same IP version"))),
+    };
+    let mut out = Vec::new();
+    let r = match t.proto {
+        Proto::Udp => ip.udp(src.port(), dst.port()).write(&mut out, payload),
+        Proto::Tcp => {
+            let tcp = t.tcp.unwrap_or_default();
+            let mut b = ip.tcp(src.port(), dst.port(), tcp.seq, tcp.window);
+            let f = tcp.flags;
+            if f & 0x10 != 0 {
+                b = b.ack(tcp.ack);
+            }
+            if f & 0x01 != 0 {
+                b = b.fin();
+            }
+            if f & 0x02 != 0 {
+                b = b.syn();
+            }
+            if f & 0x04 != 0 {
+                b = b.rst();
+            }
+            if f & 0x08 != 0 {
+                b = b.psh();
+            }
+            b.write(&mut out, payload)
+        }
+    };
+    r.map_err(|e| SendError::new(ErrorKind::Io, format!("building the packet: {e}")))?;
+    Ok(out)
+}
+
+impl RawSender {
+    pub fn open(t: &Target) -> Result<RawSender, SendError> {
+        let domain = sys::domain_of(&t.remote.ip());
+        let sock = sys::socket(domain, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EPERM) {
+                SendError::new(ErrorKind::Permission, format!("raw socket: {e} (needs root or CAP_NET_RAW)"))
+            } else {
+                os_error("raw socket", &e)
+            }
+        })?;
+        build_packet(t, b"")?; // check the addresses now, not at the first send
+        Ok(RawSender { sock, t: t.clone() })
+    }
+}
+
+impl Sender for RawSender {
+    fn send(&mut self, payload: &[u8], _wait: Duration) -> Result<Sent, SendError> {
+        let pkt = build_packet(&self.t, payload)?;
+        let to = SocketAddr::new(self.t.remote.ip(), 0);
+        sys::send_to(self.sock.as_raw_fd(), &pkt, 0, &to).map_err(|e| os_error("raw sendto", &e))?;
+        Ok(Sent { bytes: payload.len(), reply: None })
+    }
+
+    fn describe(&self) -> String {
+        format!("raw {} {} -> {}", self.t.proto, self.t.local.map_or("?".into(), |a| a.to_string()), self.t.remote)
+    }
+}
+
+// ---------------------------------------------------------------- connect mode
+
+enum Conn {
+    Tcp(TcpStream),
+    Udp(UdpSocket),
+}
+
+/// A new TCP connection (kept for the whole job, reopened after an error) or UDP socket.
+pub struct ConnectSender {
+    t: Target,
+    timeout: Duration,
+    conn: Option<Conn>,
+}
+
+impl ConnectSender {
+    /// Connect now, so that a refused connection fails the job at once.
+    pub fn open(t: &Target, timeout: Duration) -> Result<ConnectSender, SendError> {
+        let mut s = ConnectSender { t: t.clone(), timeout, conn: None };
+        s.conn = Some(s.connect()?);
+        Ok(s)
+    }
+
+    fn connect(&self) -> Result<Conn, SendError> {
+        let t = &self.t;
+        let domain = sys::domain_of(&t.remote.ip());
+        match t.proto {
+            Proto::Tcp => {
+                let stream = match t.local {
+                    None => TcpStream::connect_timeout(&t.remote, self.timeout).map_err(|e| os_error(&format!("connect to {}", t.remote), &e))?,
+                    Some(local) => {
+                        let fd = sys::socket(domain, libc::SOCK_STREAM, 0).map_err(|e| os_error("socket", &e))?;
+                        let _ = sys::setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
+                        sys::bind(fd.as_raw_fd(), &local).map_err(|e| os_error(&format!("bind {local}"), &e))?;
+                        let (ss, len) = sys::to_sockaddr(&t.remote);
+                        // SAFETY: the address is valid for len bytes; blocking connect on our own socket.
+                        let r = unsafe { libc::connect(fd.as_raw_fd(), (&ss as *const libc::sockaddr_storage).cast(), len) };
+                        if r < 0 {
+                            return Err(os_error(&format!("connect to {}", t.remote), &io::Error::last_os_error()));
+                        }
+                        // SAFETY: fd is a connected TCP socket we own; ownership moves to the stream.
+                        unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                Ok(Conn::Tcp(stream))
+            }
+            Proto::Udp => {
+                let local = t.local.unwrap_or_else(|| SocketAddr::new(if t.remote.is_ipv4() { [0, 0, 0, 0].into() } else { IpAddr::V6(0.into()) }, 0));
+                let s = UdpSocket::bind(local).map_err(|e| os_error(&format!("bind {local}"), &e))?;
+                s.connect(t.remote).map_err(|e| os_error(&format!("connect to {}", t.remote), &e))?;
+                Ok(Conn::Udp(s))
+            }
+        }
+    }
+}
+
+/// Read what comes back within `wait`: the first chunk, then what is already there.
+fn read_reply<R: Read>(r: &mut R, set_timeout: &dyn Fn(Option<Duration>) -> io::Result<()>, wait: Duration) -> io::Result<Option<Vec<u8>>> {
+    if wait.is_zero() {
+        return Ok(None);
+    }
+    set_timeout(Some(wait))?;
+    let mut buf = vec![0u8; 65536];
+    let mut got = Vec::new();
+    match r.read(&mut buf) {
+        Ok(0) => return Ok(Some(got)),
+        Ok(n) => got.extend_from_slice(&buf[..n]),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    set_timeout(Some(Duration::from_millis(20)))?;
+    while got.len() < 1 << 20 {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    Ok(Some(got))
+}
+
+impl Sender for ConnectSender {
+    fn send(&mut self, payload: &[u8], wait: Duration) -> Result<Sent, SendError> {
+        if self.conn.is_none() {
+            self.conn = Some(self.connect()?);
+        }
+        let result = match self.conn.as_mut() {
+            Some(Conn::Tcp(s)) => s.write_all(payload).map_err(|e| os_error("send", &e)).and_then(|_| {
+                let st = s.try_clone().map_err(|e| os_error("socket", &e))?;
+                read_reply(s, &|d| st.set_read_timeout(d), wait).map_err(|e| os_error("receive", &e))
+            }),
+            Some(Conn::Udp(s)) => s.send(payload).map_err(|e| os_error("send", &e)).and_then(|_| {
+                let mut buf = vec![0u8; 65536];
+                if wait.is_zero() {
+                    return Ok(None);
+                }
+                s.set_read_timeout(Some(wait)).map_err(|e| os_error("socket", &e))?;
+                match s.recv(&mut buf) {
+                    Ok(n) => Ok(Some(buf[..n].to_vec())),
+                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(None),
+                    Err(e) => Err(os_error("receive", &e)),
+                }
+            }),
+            None => unreachable!("connected above"),
+        };
+        match result {
+            Ok(reply) => Ok(Sent { bytes: payload.len(), reply: reply.map(|r| ReplyInfo::new(&r)) }),
+            Err(e) => {
+                if matches!(self.t.proto, Proto::Tcp) {
+                    self.conn = None; // reconnect at the next send
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        let local = match &self.conn {
+            Some(Conn::Tcp(s)) => s.local_addr().ok(),
+            Some(Conn::Udp(s)) => s.local_addr().ok(),
+            None => None,
+        };
+        format!("new {} socket {} -> {}", self.t.proto, local.map_or("?".into(), |a| a.to_string()), self.t.remote)
+    }
+}
