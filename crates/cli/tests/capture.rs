@@ -272,3 +272,67 @@ fn capture_by_name_takes_processes_started_later() {
     assert_eq!(packets.len(), 4, "2 datagrams and 2 echoes of the named process only");
     assert!(packets.iter().all(|p| p.pid == want_pid && p.comm == "pidcap-named"));
 }
+
+#[test]
+fn blocked_packets_are_in_the_pcapng_with_their_verdict_and_rule() {
+    require_root!();
+    let ns = Netns::new("blockpcap");
+    let scratch = Scratch::new("blockpcap");
+    let file = scratch.path("blocked.pcapng");
+    // The target is a UDP server; rule 1 blocks what comes in on its port, so a
+    // datagram from another process is captured (verdict blocked) and dropped.
+    let server = "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('127.0.0.1',47001))\n\
+                  print('ready',flush=True)\ns.settimeout(2)\ntry:\n  print('got',s.recv(100))\nexcept OSError:\n  print('nothing')\n";
+    let mut child = pidcap()
+        .args(["run", "-w"])
+        .arg(&file)
+        .args(["--allow", "udp:9", "--block", "in:udp:local:47001", "--"])
+        .args(["ip", "netns", "exec", &ns.name, "python3", "-c", server])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    let send = "import socket\nsocket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'blocked-payload',('127.0.0.1',47001))";
+    run_ok(ns.cmd("python3").args(["-c", send]));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(rest.trim(), "nothing", "the blocked datagram never reached the server");
+
+    let packets = read_capture(&file);
+    assert_eq!(packets.len(), 1, "{packets:?}");
+    assert_eq!(packets[0].direction, Direction::Inbound);
+    assert_eq!(packets[0].verdict, pidcap_packet::Verdict::Blocked);
+    assert_eq!(packets[0].rule, Some(1));
+    assert!(packets[0].payload().starts_with(b"blocked-payload"));
+    // And tshark shows it in the comment.
+    let t = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(&file)
+        .args(["-Y", "frame.comment contains \"verdict=blocked rule=1\"", "-T", "fields", "-e", "frame.number"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&t.stdout).trim(), "1");
+}
+
+#[test]
+fn daemon_and_ctl_smoke() {
+    require_root!();
+    let scratch = Scratch::new("daemon");
+    let sock = scratch.path("pidcap.sock");
+    let mut daemon = pidcap().args(["daemon", "--socket"]).arg(&sock).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !sock.exists() {
+        assert!(std::time::Instant::now() < deadline, "the daemon never made its socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = run_ok(pidcap().args(["ctl", "--json", "--socket"]).arg(&sock).arg("state"));
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(state["running"], false, "{state}");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}

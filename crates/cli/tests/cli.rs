@@ -65,3 +65,14 @@ fn a_command_that_does_not_exist_is_reported() {
     assert_ne!(code, 0);
     assert!(err.contains("command not found: pidcap-no-such-command"), "{err}");
 }
+
+#[test]
+fn a_malformed_rule_names_the_bad_part_and_shows_the_grammar() {
+    let (code, err) = stderr_of(&["capture", "--pid", "1", "--block", "tcp:70000"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("70000"), "{err}");
+    assert!(err.contains("SPEC"), "the grammar is shown: {err}");
+    let (code, err) = stderr_of(&["run", "--allow", "10.0.0.0/33", "--", "true"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("/33") || err.contains("33"), "{err}");
+}
