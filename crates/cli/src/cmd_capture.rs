@@ -136,7 +136,8 @@ fn install_signals() -> Result<Arc<AtomicUsize>> {
 
 pub fn run(args: RunArgs) -> Result<u8> {
     let mut cap = load_capture(&args.opts)?;
-    let gated = spawn::spawn_gated(&args.command).with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
+    let to_stdout = args.opts.write.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    let gated = spawn::spawn_gated(&args.command, to_stdout).with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
     if let Err(e) = cap.add_pid(gated.pid) {
         gated.abort();
         return Err(e).context("cannot register the command as a target");

@@ -5,11 +5,16 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use pidcap_control::protocol::{State, DEFAULT_SOCKET};
+use pidcap_control::Client;
 use pidcap_library::{
-    ExportFormat, Filter, Library, MetaEdit, PacketId, PacketMeta, SavedPacket, Selection, SequenceId,
+    ExportFormat, Filter, Library, LibraryError, MetaEdit, PacketId, PacketMeta, PacketSource, SavedPacket, Selection,
+    SequenceId,
 };
-use pidcap_packet::{Direction, Protocol};
-use std::path::PathBuf;
+use pidcap_packet::{CapturedPacket, Direction, Protocol};
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct LibArgs {
@@ -22,14 +27,22 @@ pub struct LibArgs {
 
 #[derive(Subcommand, Debug)]
 enum LibCmd {
-    /// Save packets from a pcap/pcapng file (all, or --frames).
+    /// Save packets from a pcap/pcapng file (all, or --frames), or from the
+    /// running daemon by packet id (--packet).
+    #[command(group = clap::ArgGroup::new("from").required(true).args(["pcap", "packet"]))]
     Save {
         /// The capture file.
         #[arg(long)]
-        pcap: PathBuf,
+        pcap: Option<PathBuf>,
         /// 1-based frames: 1-5,9,12-
-        #[arg(long)]
+        #[arg(long, requires = "pcap")]
         frames: Option<String>,
+        /// Packet ids of the daemon's capture (as `pidcap ctl packets` shows them): 12,15,20-30
+        #[arg(long, value_parser = parse_ids)]
+        packet: Option<Ids>,
+        /// The daemon's socket (with --packet).
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
         #[command(flatten)]
         meta: MetaArgs,
         /// Also group the saved packets into a sequence with this name.
@@ -246,6 +259,57 @@ impl FilterArgs {
     }
 }
 
+/// The running daemon as a [`PacketSource`]: packets fetched by capture id
+/// with `get_packets`, paging only over the id ranges asked for.
+struct DaemonSource {
+    client: RefCell<Client>,
+}
+
+impl DaemonSource {
+    fn connect(socket: &Path) -> anyhow::Result<DaemonSource> {
+        Ok(DaemonSource { client: RefCell::new(Client::connect(socket)?) })
+    }
+}
+
+impl PacketSource for DaemonSource {
+    fn packets_by_id(&self, ids: &[u64]) -> pidcap_library::Result<Vec<CapturedPacket>> {
+        let daemon = |e: pidcap_control::ControlError| LibraryError::Source(format!("the daemon: {e}"));
+        let want: BTreeSet<u64> = ids.iter().copied().collect();
+        let Some(&hi) = want.last() else { return Ok(Vec::new()) };
+        let mut client = self.client.borrow_mut();
+        let mut found: HashMap<u64, CapturedPacket> = HashMap::new();
+        // The smallest wanted id not asked for yet; a page starts just before it.
+        let mut cursor = 0u64;
+        while let Some(&id) = want.range(cursor..).next() {
+            let since = id.saturating_sub(1);
+            let limit = (hi - since).min(1000) as usize;
+            let page = client.get_packets(since, Some(limit)).map_err(daemon)?;
+            let Some(last) = page.packets.last().map(|p| p.id) else { break };
+            for p in page.packets {
+                if want.contains(&p.id) {
+                    found.insert(p.id, p);
+                }
+            }
+            if !page.more {
+                break;
+            }
+            cursor = last.max(page.next_since) + 1;
+        }
+        let missing: Vec<String> = want.iter().filter(|i| !found.contains_key(i)).map(u64::to_string).collect();
+        if !missing.is_empty() {
+            let held = match client.get_state().map_err(daemon)? {
+                State { oldest_id: Some(a), newest_id: Some(b), .. } => format!("it holds ids {a} to {b}"),
+                _ => "it holds no packets".to_string(),
+            };
+            return Err(LibraryError::Source(format!(
+                "the daemon does not hold packet(s) {} ({held}; older packets are evicted from its ring or cleared)",
+                missing.join(", ")
+            )));
+        }
+        Ok(ids.iter().map(|i| found[i].clone()).collect())
+    }
+}
+
 fn open(args: &LibArgs) -> anyhow::Result<Library> {
     Ok(match &args.db {
         Some(p) => Library::open(p)?,
@@ -294,10 +358,20 @@ fn print_ids(what: &str, ids: &[PacketId], json: bool) -> anyhow::Result<()> {
 pub fn run(args: LibArgs) -> anyhow::Result<i32> {
     let mut lib = open(&args)?;
     match args.cmd {
-        LibCmd::Save { pcap, frames, meta, sequence, json } => {
-            let frames = frames.as_deref().map(pidcap_library::parse_frames).transpose()?;
+        LibCmd::Save { pcap, frames, packet, socket, meta, sequence, json } => {
             let m = PacketMeta { name: meta.name, description: meta.description, tags: meta.tags };
-            let ids = lib.save_pcap(&pcap, frames.as_deref(), &m)?;
+            let ids = match (pcap, packet) {
+                (Some(pcap), _) => {
+                    let frames = frames.as_deref().map(pidcap_library::parse_frames).transpose()?;
+                    lib.save_pcap(&pcap, frames.as_deref(), &m)?
+                }
+                (None, Some(Ids(ids))) => {
+                    let source = DaemonSource::connect(&socket)?;
+                    let ids: Vec<u64> = ids.iter().map(|&i| i as u64).collect();
+                    lib.save_from_source(&source, &ids, &m)?
+                }
+                (None, None) => bail!("give --pcap FILE or --packet IDS"),
+            };
             if let Some(name) = sequence {
                 let sid = lib.create_sequence(&name, &m.description, &ids)?;
                 if !json {

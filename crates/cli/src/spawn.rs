@@ -51,7 +51,9 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Fork a child that will exec `argv` once [`GatedChild::release`] is called.
-pub fn spawn_gated(argv: &[OsString]) -> io::Result<GatedChild> {
+/// With `stdout_to_stderr`, the command's stdout is our stderr (when our
+/// stdout carries the capture file, `-w -`).
+pub fn spawn_gated(argv: &[OsString], stdout_to_stderr: bool) -> io::Result<GatedChild> {
     let program = resolve(argv.first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command given"))?)?;
     let cstr = |s: &OsStr| CString::new(s.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in command"));
     let path = cstr(program.as_os_str())?;
@@ -81,6 +83,9 @@ pub fn spawn_gated(argv: &[OsString]) -> io::Result<GatedChild> {
                     continue;
                 }
                 libc::_exit(127); // the parent went away before releasing us
+            }
+            if stdout_to_stderr {
+                libc::dup2(2, 1);
             }
             libc::execv(path.as_ptr(), arg_ptrs.as_ptr());
             let errno = *libc::__errno_location();
@@ -177,7 +182,7 @@ mod tests {
 
     #[test]
     fn runs_after_release_and_reports_the_exit_code() {
-        let g = spawn_gated(&["sh".into(), "-c".into(), "exit 7".into()]).unwrap();
+        let g = spawn_gated(&["sh".into(), "-c".into(), "exit 7".into()], false).unwrap();
         let mut c = g.release().unwrap();
         assert_eq!(c.wait_blocking(), 7);
     }
@@ -186,7 +191,7 @@ mod tests {
     fn child_waits_at_the_gate() {
         let dir = std::env::temp_dir().join(format!("pidcap-gate-{}", std::process::id()));
         let _ = std::fs::remove_file(&dir);
-        let g = spawn_gated(&["touch".into(), dir.clone().into()]).unwrap();
+        let g = spawn_gated(&["touch".into(), dir.clone().into()], false).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(100));
         assert!(!dir.exists(), "the command must not run before release");
         let mut c = g.release().unwrap();
@@ -197,16 +202,16 @@ mod tests {
 
     #[test]
     fn missing_commands_are_reported() {
-        let e = spawn_gated(&["pidcap-no-such-command".into()]).err().unwrap();
+        let e = spawn_gated(&["pidcap-no-such-command".into()], false).err().unwrap();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         // A path that exists but cannot be executed fails at exec.
-        let g = spawn_gated(&["/etc/hostname".into()]);
+        let g = spawn_gated(&["/etc/hostname".into()], false);
         assert!(g.is_err() || g.unwrap().release().is_err());
     }
 
     #[test]
     fn killed_children_report_128_plus_signal() {
-        let g = spawn_gated(&["sleep".into(), "10".into()]).unwrap();
+        let g = spawn_gated(&["sleep".into(), "10".into()], false).unwrap();
         let mut c = g.release().unwrap();
         c.signal(libc::SIGKILL);
         assert_eq!(c.wait_blocking(), 128 + 9);

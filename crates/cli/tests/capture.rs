@@ -336,3 +336,72 @@ fn daemon_and_ctl_smoke() {
     let _ = daemon.kill();
     let _ = daemon.wait();
 }
+
+#[test]
+fn a_connection_opened_before_the_capture_is_attributed() {
+    require_root!();
+    let ns = Netns::new("hold");
+    let scratch = Scratch::new("hold");
+    let server = ns.server(&["tcp-server", "127.0.0.1", "0"]);
+    let mut client = ns
+        .peer(&["tcp-hold", "127.0.0.1", &server.port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(client.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let pid = ready["pid"].as_u64().unwrap() as u32;
+
+    let file = scratch.path("hold.pcapng");
+    let (cap, _stderr) = start_pidcap(pidcap().args(["capture", "--pid", &pid.to_string(), "-w"]).arg(&file));
+    std::io::Write::write_all(client.stdin.as_mut().unwrap(), b"sent-after-start\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(rest.contains("echo:sent-after-start"), "{rest}");
+    client.wait().unwrap();
+    let done = cap.wait_with_output();
+    assert!(done.status.success(), "the capture ends when its target exits");
+
+    let packets = read_capture(&file);
+    assert!(packets.iter().all(|p| p.pid == pid));
+    assert!(packets.iter().any(|p| p.direction == Direction::Outbound && p.payload() == b"sent-after-start\n"));
+    assert!(packets.iter().any(|p| p.direction == Direction::Inbound && p.payload().starts_with(b"echo:sent-after-start")));
+}
+
+#[test]
+fn count_limit_pcap_format_and_pcapng_on_stdout() {
+    require_root!();
+    let ns = Netns::new("fmt");
+    let scratch = Scratch::new("fmt");
+    let server = ns.server(&["udp-server", "127.0.0.1", "0"]);
+    let port = server.port.to_string();
+    let client = |extra: &[&str]| {
+        let mut c = pidcap();
+        c.arg("run").args(extra).args(["--", "ip", "netns", "exec", &ns.name, "python3"]).arg(peer_script());
+        c.args(["udp-client", "127.0.0.1", &port, "5"]);
+        c.output().unwrap()
+    };
+    // -c 3: exactly three packets, even though the client makes ten.
+    let out = client(&["--json", "-c", "3"]);
+    assert!(out.status.success());
+    let lines = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("\"timestamp_ns\"")).count();
+    assert_eq!(lines, 3);
+
+    // -F pcap by extension: classic pcap that tshark reads.
+    let pcap = scratch.path("x.pcap");
+    let out = client(&["-w", pcap.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_eq!(&std::fs::read(&pcap).unwrap()[..4], &0xa1b2_3c4du32.to_le_bytes(), "nanosecond pcap magic");
+    assert_eq!(tshark_frames(&pcap), 10);
+
+    // -w -: the pcapng stream on stdout stays clean (the command's own stdout goes to stderr).
+    let out = client(&["-w", "-"]);
+    assert!(out.status.success());
+    let stream = scratch.path("stdout.pcapng");
+    std::fs::write(&stream, &out.stdout).unwrap();
+    assert_eq!(read_capture(&stream).len(), 10);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"ports\""), "the client's report went to stderr");
+}

@@ -9,6 +9,7 @@ once they listen, and run until killed. Traffic only goes where told
   peer.py tcp-server HOST PORT
   peer.py tcp-client HOST PORT COUNT [MESSAGE]
   peer.py tcp-client-loop HOST PORT SECONDS      (connect repeatedly)
+  peer.py tcp-hold HOST PORT                     (connect, wait for a line on stdin, send it)
   peer.py udp-server HOST PORT                   (echoes each datagram)
   peer.py udp-client HOST PORT COUNT [MESSAGE]
 """
@@ -78,6 +79,20 @@ def tcp_client_loop(host, port, seconds):
     say(pid=os.getpid(), ports=ports)
 
 
+def tcp_hold(host, port):
+    c = socket.create_connection((host, port), timeout=10)
+    say(ready=True, pid=os.getpid(), port=c.getsockname()[1])
+    line = sys.stdin.readline()
+    c.sendall(line.encode())
+    reply = b""
+    while True:
+        chunk = c.recv(65536)
+        if not chunk:
+            break
+        reply += chunk
+    say(pid=os.getpid(), reply=reply.decode())
+
+
 def udp_server(host, port):
     s = socket.socket(family(host), socket.SOCK_DGRAM)
     s.bind((host, port))
@@ -105,6 +120,8 @@ def main(argv):
         tcp_client(host, port, int(argv[4]), argv[5] if len(argv) > 5 else "hello")
     elif mode == "tcp-client-loop":
         tcp_client_loop(host, port, float(argv[4]))
+    elif mode == "tcp-hold":
+        tcp_hold(host, port)
     elif mode == "udp-server":
         udp_server(host, port)
     elif mode == "udp-client":
