@@ -4,7 +4,8 @@
 
 use crate::error::{ControlError, Result};
 use crate::protocol::{
-    Event, FilterInfo, Filters, Op, PacketPage, Reply, Request, Started, State, MAX_REPLY_BYTES, VERSION,
+    Event, FilterInfo, Filters, InjectArgs, JobInfo, JobReply, Jobs, Op, PacketPage, Reply, Request, Started, State,
+    MAX_REPLY_BYTES, VERSION,
 };
 use pidcap_engine::rules::Action;
 use serde::de::DeserializeOwned;
@@ -127,6 +128,27 @@ impl Client {
 
     pub fn clear_buffer(&mut self) -> Result<serde_json::Value> {
         self.call(Op::ClearBuffer)
+    }
+
+    /// Start a send job (`inject`); follow it with [`Client::watch_job`].
+    pub fn inject(&mut self, args: InjectArgs) -> Result<JobInfo> {
+        self.call_as::<JobReply>(Op::Inject(Box::new(args))).map(|r| r.job)
+    }
+
+    pub fn list_jobs(&mut self) -> Result<Vec<JobInfo>> {
+        self.call_as::<Jobs>(Op::ListJobs).map(|j| j.jobs)
+    }
+
+    /// Stream a job's statuses on this connection: then read
+    /// [`Event::SendStatus`] and finally [`Event::JobDone`] with [`Client::next_event`].
+    pub fn watch_job(&mut self, job: u64) -> Result<JobInfo> {
+        let v = self.call(Op::WatchJob { job })?;
+        serde_json::from_value(v["job"].clone()).map_err(|e| ControlError::Protocol(e.to_string()))
+    }
+
+    /// Stop a job; returns it once stopped.
+    pub fn stop_job(&mut self, job: u64) -> Result<JobInfo> {
+        self.call_as::<JobReply>(Op::StopJob { job }).map(|r| r.job)
     }
 
     /// Subscribe this connection to packets (and counters); then read them

@@ -203,11 +203,9 @@ impl Engine {
                 }
                 to_value(&self.page(since, limit.unwrap_or(DEFAULT_PAGE)))
             }
-            Op::Subscribe { .. } => Err(err(ErrorCode::Internal, "subscribe is handled by the connection")),
-            Op::Inject { .. } => Err(err(
-                ErrorCode::NotImplemented,
-                "inject is not implemented yet: packets cannot be sent by the daemon in this version",
-            )),
+            Op::Subscribe { .. } | Op::Inject(_) | Op::ListJobs | Op::WatchJob { .. } | Op::StopJob { .. } => {
+                Err(err(ErrorCode::Internal, format!("{} is handled by the connection", op.name())))
+            }
             Op::AddFilter { rule, action, index } => {
                 let rule = Rule::parse_spec(&rule, action.unwrap_or(Action::Block))
                     .map_err(|e| err(ErrorCode::InvalidRule, e.to_string()))?;

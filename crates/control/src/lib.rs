@@ -5,12 +5,14 @@
 //! newline-delimited JSON ([`protocol`], documented in docs/API.md):
 //! - [`protocol`]: request, reply and event types, shared by both sides;
 //! - [`server`]: the socket, its permissions, one task per client;
+//! - [`jobs`]: the send jobs of `inject` (pidcap-resend), one thread each;
 //! - [`engine`]: the thread that owns the kernel layer and the filter list;
 //! - [`client`]: a small blocking client.
 
 pub mod client;
 pub mod engine;
 pub mod error;
+pub mod jobs;
 pub mod protocol;
 pub mod server;
 

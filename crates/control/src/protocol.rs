@@ -10,6 +10,7 @@
 use pidcap_engine::rules::{Action, Rule};
 use pidcap_engine::CaptureStats;
 use pidcap_packet::CapturedPacket;
+pub use pidcap_resend::{InjectArgs, JobInfo, SendStatus, Summary};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -43,6 +44,9 @@ pub const OPS: &[&str] = &[
     "clear_filters",
     "clear_buffer",
     "get_state",
+    "list_jobs",
+    "watch_job",
+    "stop_job",
 ];
 
 /// A request: the envelope (`v`, `id`) and the operation with its arguments.
@@ -86,13 +90,8 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<u64>,
     },
-    /// Send a packet (not implemented yet: always an error).
-    Inject {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        packet: Option<u64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        data: Option<String>,
-    },
+    /// Start a send job (one packet, once or in a loop); answered with the job.
+    Inject(Box<InjectArgs>),
     /// Add a filter rule; `rule` is a SPEC (`tcp:443`, `block:in:udp:53`).
     AddFilter {
         rule: String,
@@ -109,6 +108,12 @@ pub enum Op {
     /// Drop every packet held by the daemon (ids keep increasing).
     ClearBuffer,
     GetState,
+    /// Running jobs and the last finished ones.
+    ListJobs,
+    /// Stream a job's statuses (the ones made so far first) on this connection.
+    WatchJob { job: u64 },
+    /// Stop a job; answered once it has stopped.
+    StopJob { job: u64 },
 }
 
 impl Op {
@@ -125,6 +130,9 @@ impl Op {
             Op::ClearFilters => "clear_filters",
             Op::ClearBuffer => "clear_buffer",
             Op::GetState => "get_state",
+            Op::ListJobs => "list_jobs",
+            Op::WatchJob { .. } => "watch_job",
+            Op::StopJob { .. } => "stop_job",
         }
     }
 }
@@ -147,6 +155,10 @@ pub enum ErrorCode {
     AlreadyRunning,
     NoSuchProcess,
     NoSuchFilter,
+    /// A job id that does not exist (or was forgotten).
+    NoSuchJob,
+    /// `inject`: bad hex, patch, replacement or address (the message says where).
+    InvalidPayload,
     NotImplemented,
     PermissionDenied,
     /// The kernel layer refused an operation.
@@ -209,6 +221,10 @@ pub enum Event {
     /// This subscriber read too slowly: `count` packets were skipped for it
     /// (they are still in the daemon's ring, see get_packets).
     Missed { count: u64 },
+    /// One send of a watched job.
+    SendStatus { job: u64, status: SendStatus },
+    /// A watched job ended.
+    JobDone { job: u64, summary: Summary },
 }
 
 /// `start_capture`'s result.
@@ -281,6 +297,18 @@ pub struct State {
     pub subscribers: usize,
     pub daemon_pid: u32,
     pub protocol: u32,
+}
+
+/// `inject`'s and `stop_job`'s result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobReply {
+    pub job: JobInfo,
+}
+
+/// `list_jobs`' result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Jobs {
+    pub jobs: Vec<JobInfo>,
 }
 
 /// Results of the filter operations.
@@ -402,7 +430,10 @@ mod tests {
         for op in [
             Op::StartCapture { pids: vec![1], names: vec!["curl".into()], snaplen: Some(100), ring_size: None, follow_children: true },
             Op::Subscribe { since: Some(3) },
-            Op::Inject { packet: Some(1), data: None },
+            Op::Inject(Box::new(InjectArgs { packet: Some(1), data: Some("4142".into()), count: Some(3), ..Default::default() })),
+            Op::ListJobs,
+            Op::WatchJob { job: 2 },
+            Op::StopJob { job: 2 },
             Op::AddFilter { rule: "tcp:443".into(), action: Some(Action::Allow), index: Some(0) },
             Op::SetFilterEnabled { filter: 2, enabled: false },
             Op::ClearFilters,

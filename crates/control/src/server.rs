@@ -14,9 +14,11 @@
 //! when it dies, however it dies, programs, maps and rules go with it.
 
 use crate::engine::{self, Command, Msg, Published};
+use crate::jobs::{JobEvent, Jobs};
 use crate::error::{ControlError, Result};
 use crate::protocol::{
-    parse_request, ApiError, ErrorCode, Event, Op, Reply, DEFAULT_GROUP, DEFAULT_SOCKET, MAX_REQUEST_BYTES, VERSION,
+    parse_request, ApiError, ErrorCode, Event, InjectArgs, JobReply, Op, PacketPage, Reply, DEFAULT_GROUP, DEFAULT_SOCKET,
+    MAX_REQUEST_BYTES, VERSION,
 };
 use pidcap_engine::{EbpfBackend, KernelBackend, LoadOptions};
 use std::io::ErrorKind;
@@ -26,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc as tmpsc, oneshot};
 
 /// Events a subscriber may fall behind by before it is told it missed some.
 pub const SUBSCRIBER_QUEUE: usize = 8192;
@@ -67,6 +69,7 @@ struct Shared {
     tx: broadcast::Sender<Published>,
     subscribers: Arc<AtomicUsize>,
     gid: Option<u32>,
+    jobs: Jobs,
 }
 
 /// The gid of group `name`, from /etc/group.
@@ -155,7 +158,7 @@ impl Daemon {
             listener,
             socket: path,
             gid,
-            shared: Arc::new(Shared { cmd, tx, subscribers, gid }),
+            shared: Arc::new(Shared { cmd, tx, subscribers, gid, jobs: Jobs::default() }),
             engine,
             handle_signals: config.handle_signals,
         })
@@ -219,6 +222,7 @@ impl Daemon {
             Ok(())
         });
         drop(rt); // ends every connection task
+        shared.jobs.stop_all();
         drop(shared); // the engine thread sees its channel close, stops and unloads
         let _ = engine.join();
         let _ = std::fs::remove_file(&socket);
@@ -341,6 +345,8 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
     let mut rd = BufReader::new(rd);
     let mut lines = LineReader::default();
     let mut sub: Option<Subscription> = None;
+    // Events of watched jobs, forwarded by one task per watch.
+    let (watch_tx, mut watch_rx) = tmpsc::channel::<Reply>(1024);
     loop {
         tokio::select! {
             frame = lines.next(&mut rd) => {
@@ -356,6 +362,20 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
                                 Ok(s) => { sub = Some(s); continue }
                                 Err(_) => break,
                             },
+                            Op::Inject(args) => match inject(&shared, *args).await {
+                                Ok(v) => Reply::ok(req.id, v),
+                                Err(e) => Reply::err(Some(req.id), e),
+                            },
+                            Op::ListJobs => Reply::ok(req.id, serde_json::json!({ "jobs": shared.jobs.list() })),
+                            Op::StopJob { job } => match stop_job(&shared, job).await {
+                                Ok(v) => Reply::ok(req.id, v),
+                                Err(e) => Reply::err(Some(req.id), e),
+                            },
+                            Op::WatchJob { job } => match watch_job(&shared, &mut wr, req.id, job, watch_tx.clone()).await {
+                                Ok(true) => continue,
+                                Ok(false) => Reply::err(Some(req.id), no_such_job(job)),
+                                Err(_) => break,
+                            },
                             op => match ask_engine(&shared, op).await {
                                 Ok(v) => Reply::ok(req.id, v),
                                 Err(e) => Reply::err(Some(req.id), e),
@@ -363,6 +383,11 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
                         },
                     },
                 };
+                if write_reply(&mut wr, &reply).await.is_err() {
+                    break;
+                }
+            }
+            Some(reply) = watch_rx.recv() => {
                 if write_reply(&mut wr, &reply).await.is_err() {
                     break;
                 }
@@ -404,4 +429,79 @@ async fn subscribe<W: AsyncWrite + Unpin>(shared: &Shared, wr: &mut W, id: u64, 
         write_reply(wr, &Reply::event(id, Event::Packet { packet: Box::new(pidcap_packet::CapturedPacket::clone(&p)) })).await?;
     }
     Ok(s)
+}
+
+fn no_such_job(job: u64) -> ApiError {
+    ApiError::new(ErrorCode::NoSuchJob, format!("no job {job} (see list_jobs)"))
+}
+
+/// `inject`: resolve the packet id, check everything, start the job.
+async fn inject(shared: &Shared, mut args: InjectArgs) -> std::result::Result<serde_json::Value, ApiError> {
+    if let Some(id) = args.packet.take() {
+        let page = ask_engine(shared, Op::GetPackets { since: id.saturating_sub(1), limit: Some(1) }).await?;
+        let page: PacketPage = serde_json::from_value(page).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        let p = page.packets.into_iter().find(|p| p.id == id).ok_or_else(|| {
+            ApiError::new(ErrorCode::InvalidArgument, format!("packet {id} is not held by the daemon (evicted, cleared, or never captured)"))
+        })?;
+        args.template = Some(Box::new(p));
+    }
+    let prepared = pidcap_resend::prepare(&args).map_err(|e| ApiError::new(ErrorCode::InvalidPayload, e.0))?;
+    let job = shared.jobs.start(prepared).map_err(|e| ApiError::new(ErrorCode::Internal, format!("starting the job thread: {e}")))?;
+    serde_json::to_value(JobReply { job }).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+}
+
+/// `stop_job`: ask, then wait until the job has ended.
+async fn stop_job(shared: &Shared, job: u64) -> std::result::Result<serde_json::Value, ApiError> {
+    if !shared.jobs.request_stop(job) {
+        return Err(no_such_job(job));
+    }
+    loop {
+        match shared.jobs.get(job) {
+            Some(info) if info.summary.is_none() => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+            Some(info) => return serde_json::to_value(JobReply { job: info }).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string())),
+            None => return Err(no_such_job(job)),
+        }
+    }
+}
+
+/// `watch_job`: reply, statuses so far, then a task forwards the live ones. Ok(false): no such job.
+async fn watch_job<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    wr: &mut W,
+    id: u64,
+    job: u64,
+    out: tmpsc::Sender<Reply>,
+) -> std::io::Result<bool> {
+    let Some(w) = shared.jobs.watch(job) else { return Ok(false) };
+    let summary = w.info.summary.clone();
+    write_reply(wr, &Reply::ok(id, serde_json::json!({ "watching": job, "job": w.info }))).await?;
+    let mut last_seq = 0;
+    for status in w.history {
+        last_seq = status.seq;
+        write_reply(wr, &Reply::event(id, Event::SendStatus { job, status })).await?;
+    }
+    match (w.rx, summary) {
+        (_, Some(summary)) => {
+            write_reply(wr, &Reply::event(id, Event::JobDone { job, summary })).await?;
+        }
+        (Some(mut rx), None) => {
+            tokio::spawn(async move {
+                loop {
+                    let event = match rx.recv().await {
+                        Ok(JobEvent::Status(status)) if status.seq <= last_seq => continue,
+                        Ok(JobEvent::Status(status)) => Event::SendStatus { job, status },
+                        Ok(JobEvent::Done(summary)) => Event::JobDone { job, summary },
+                        Err(broadcast::error::RecvError::Lagged(n)) => Event::Missed { count: n },
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    };
+                    let done = matches!(event, Event::JobDone { .. });
+                    if out.send(Reply::event(id, event)).await.is_err() || done {
+                        break;
+                    }
+                }
+            });
+        }
+        (None, None) => {}
+    }
+    Ok(true)
 }

@@ -172,8 +172,9 @@ fn capture_paging_state_filters_clear_and_stop_through_the_socket() {
     assert_eq!(page.packets[0].id, before + 1, "ids continue after a clear");
     assert_eq!(page.missed, before, "a client that asks from 0 is told what it missed");
 
-    // inject: a clear error, never a fake success.
-    assert_eq!(api_code(c.call(pidcap_control::Op::Inject { packet: Some(1), data: None }).unwrap_err()), ErrorCode::NotImplemented);
+    // inject of a packet no longer held: a clear error (jobs are tested in tests/jobs.rs).
+    let args = pidcap_control::protocol::InjectArgs { packet: Some(1), ..Default::default() };
+    assert_eq!(api_code(c.call(pidcap_control::Op::Inject(Box::new(args))).unwrap_err()), ErrorCode::InvalidArgument);
 
     let s = c.stop_capture().unwrap();
     assert!(!s.running);

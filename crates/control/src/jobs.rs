@@ -1,0 +1,150 @@
+//! The daemon's send jobs (`inject`, `list_jobs`, `watch_job`, `stop_job`):
+//! one thread per job running [`pidcap_resend::run_job`], its statuses kept
+//! (the last [`HISTORY`]) and broadcast to watchers. Every job stops when
+//! the daemon stops.
+
+use pidcap_resend::{JobInfo, Prepared, SendStatus, Summary};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::broadcast;
+
+/// Statuses kept per job for watchers that come late.
+pub const HISTORY: usize = 1000;
+/// Finished jobs remembered for `list_jobs`.
+pub const FINISHED_KEPT: usize = 64;
+
+/// What a watcher receives.
+#[derive(Debug, Clone)]
+pub enum JobEvent {
+    Status(SendStatus),
+    Done(Summary),
+}
+
+struct Entry {
+    info: JobInfo,
+    history: VecDeque<SendStatus>,
+    stop: Arc<AtomicBool>,
+    tx: broadcast::Sender<JobEvent>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next: u64,
+    jobs: BTreeMap<u64, Entry>,
+}
+
+/// All jobs of a daemon.
+#[derive(Default, Clone)]
+pub struct Jobs {
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// A watch: the job now, its statuses so far, then live events (None: it had ended).
+pub struct Watch {
+    pub info: JobInfo,
+    pub history: Vec<SendStatus>,
+    pub rx: Option<broadcast::Receiver<JobEvent>>,
+}
+
+impl Jobs {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Start a job; returns it as it stands (running).
+    pub fn start(&self, p: Prepared) -> std::io::Result<JobInfo> {
+        let mut g = self.lock();
+        g.next += 1;
+        let id = g.next;
+        let info = JobInfo::new(id, &p);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, _) = broadcast::channel(HISTORY);
+        let jobs = self.clone();
+        let stop2 = Arc::clone(&stop);
+        let thread = std::thread::Builder::new().name(format!("pidcap-job-{id}")).spawn(move || {
+            let summary = pidcap_resend::run_job(&p, &stop2, &mut |s| jobs.record(id, s));
+            jobs.finish(id, summary);
+        })?;
+        g.jobs.insert(id, Entry { info: info.clone(), history: VecDeque::new(), stop, tx, thread: Some(thread) });
+        prune(&mut g);
+        Ok(info)
+    }
+
+    fn record(&self, id: u64, s: &SendStatus) {
+        let mut g = self.lock();
+        if let Some(e) = g.jobs.get_mut(&id) {
+            e.info.record(s);
+            if e.history.len() == HISTORY {
+                e.history.pop_front();
+            }
+            e.history.push_back(s.clone());
+            let _ = e.tx.send(JobEvent::Status(s.clone()));
+        }
+    }
+
+    fn finish(&self, id: u64, summary: Summary) {
+        let mut g = self.lock();
+        if let Some(e) = g.jobs.get_mut(&id) {
+            e.info.finish(summary.clone());
+            let _ = e.tx.send(JobEvent::Done(summary));
+        }
+    }
+
+    pub fn list(&self) -> Vec<JobInfo> {
+        self.lock().jobs.values().map(|e| e.info.clone()).collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<JobInfo> {
+        self.lock().jobs.get(&id).map(|e| e.info.clone())
+    }
+
+    /// Snapshot and subscription under one lock: no status is missed or repeated.
+    pub fn watch(&self, id: u64) -> Option<Watch> {
+        let g = self.lock();
+        let e = g.jobs.get(&id)?;
+        let running = e.info.summary.is_none();
+        Some(Watch { info: e.info.clone(), history: e.history.iter().cloned().collect(), rx: running.then(|| e.tx.subscribe()) })
+    }
+
+    /// Ask a job to stop; false when there is no such job.
+    pub fn request_stop(&self, id: u64) -> bool {
+        match self.lock().jobs.get(&id) {
+            Some(e) => {
+                e.stop.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stop every job and wait for their threads (the daemon is stopping).
+    pub fn stop_all(&self) {
+        let threads: Vec<_> = {
+            let mut g = self.lock();
+            g.jobs
+                .values_mut()
+                .filter_map(|e| {
+                    e.stop.store(true, Ordering::Relaxed);
+                    e.thread.take()
+                })
+                .collect()
+        };
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Forget the oldest finished jobs beyond [`FINISHED_KEPT`].
+fn prune(g: &mut Inner) {
+    let finished: Vec<u64> = g.jobs.iter().filter(|(_, e)| e.info.summary.is_some()).map(|(&id, _)| id).collect();
+    for id in finished.iter().take(finished.len().saturating_sub(FINISHED_KEPT)) {
+        if let Some(mut e) = g.jobs.remove(id) {
+            if let Some(t) = e.thread.take() {
+                let _ = t.join(); // already finished: returns at once
+            }
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Send jobs through the daemon (real kernel, as root): inject + watch_job
+//! streams one status per send, stop_job ends a --forever job, inject by
+//! captured packet id uses the process's own socket, a block rule's EPERM
+//! is reported, and stopping the daemon stops its jobs. Loopback only.
+
+use pidcap_control::protocol::{ErrorCode, Event, InjectArgs};
+use pidcap_control::{Client, ControlError, Daemon, DaemonConfig};
+use pidcap_engine::rules::Action;
+use pidcap_engine::LoadOptions;
+use pidcap_resend::{EndReason, ErrorKind, Mode};
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("SKIPPED {test}: needs root (loads eBPF programs, pidfd_getfd)");
+    }
+    root
+}
+
+struct InProcess {
+    socket: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcess {
+    fn start(tag: &str) -> InProcess {
+        let dir = std::env::temp_dir().join(format!("pidcap-jobs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let socket = dir.join("pidcap.sock");
+        let config = DaemonConfig {
+            socket: socket.clone(),
+            group: None,
+            load: LoadOptions { ring_bytes: 1 << 20, ..Default::default() },
+            handle_signals: false,
+        };
+        let daemon = Daemon::bind(config).expect("daemon");
+        let (stop, rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn(move || daemon.serve(rx).unwrap());
+        InProcess { socket, stop: Some(stop), thread: Some(thread) }
+    }
+
+    fn client(&self) -> Client {
+        let c = Client::connect(&self.socket).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn udp_listener() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s
+}
+
+fn count_datagrams(s: &UdpSocket, quiet: Duration) -> Vec<Vec<u8>> {
+    s.set_read_timeout(Some(quiet)).unwrap();
+    let mut v = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok(n) = s.recv(&mut buf) {
+        v.push(buf[..n].to_vec());
+    }
+    v
+}
+
+/// Statuses and the summary of a watched job.
+fn watch_to_end(c: &mut Client, job: u64) -> (Vec<pidcap_resend::SendStatus>, pidcap_resend::Summary) {
+    c.watch_job(job).unwrap();
+    let mut statuses = Vec::new();
+    loop {
+        match c.next_event().unwrap() {
+            Event::SendStatus { job: j, status } => {
+                assert_eq!(j, job);
+                statuses.push(status);
+            }
+            Event::JobDone { job: j, summary } => {
+                assert_eq!(j, job);
+                return (statuses, summary);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn inject_jobs_through_the_daemon() {
+    if !root_or_skip("inject_jobs_through_the_daemon") {
+        return;
+    }
+    let d = InProcess::start("jobs");
+    let mut c = d.client();
+    let srv = udp_listener();
+    let to = srv.local_addr().unwrap().to_string();
+
+    // count 3 -> 3 statuses streamed, then the summary.
+    let args = InjectArgs {
+        ascii: Some("ping\\n".into()),
+        mode: Some(Mode::Connect),
+        proto: Some("udp".parse().unwrap()),
+        to: Some(to.clone()),
+        count: Some(3),
+        interval_ms: Some(100),
+        timeout_ms: Some(10),
+        ..Default::default()
+    };
+    let job = c.inject(args.clone()).unwrap();
+    assert_eq!((job.state.as_str(), job.count, job.mode), ("running", 3, Mode::Connect));
+    let (st, summary) = watch_to_end(&mut c, job.id);
+    assert_eq!(st.iter().map(|s| (s.seq, s.ok, s.bytes)).collect::<Vec<_>>(), [(1, true, 5), (2, true, 5), (3, true, 5)]);
+    assert_eq!((summary.sent, summary.failed, summary.bytes, summary.reason), (3, 0, 15, EndReason::Done));
+    assert!(summary.duration_ms >= 200, "{summary:?}");
+    assert_eq!(count_datagrams(&srv, Duration::from_millis(200)), vec![b"ping\n".to_vec(); 3]);
+    // Watching a finished job replays it.
+    let (st2, s2) = watch_to_end(&mut c, job.id);
+    assert_eq!((st2.len(), s2.reason), (3, EndReason::Done));
+
+    // --forever until stop_job; another job runs at the same time.
+    let forever = c.inject(InjectArgs { forever: true, interval_ms: Some(20), count: None, ..args.clone() }).unwrap();
+    let other = c.inject(InjectArgs { count: Some(2), interval_ms: Some(50), ..args.clone() }).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let jobs = c.list_jobs().unwrap();
+    assert!(jobs.iter().any(|j| j.id == forever.id && j.state == "running" && j.sent >= 5), "{jobs:?}");
+    let stopped = c.stop_job(forever.id).unwrap();
+    assert_eq!(stopped.state, "stopped");
+    assert_eq!(stopped.summary.as_ref().unwrap().reason, EndReason::Stopped);
+    let n = stopped.sent;
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(c.list_jobs().unwrap().iter().find(|j| j.id == forever.id).unwrap().sent, n, "nothing sent after stop_job");
+    let (_, s) = watch_to_end(&mut c, other.id);
+    assert_eq!(s.sent, 2);
+    let got = count_datagrams(&srv, Duration::from_millis(200));
+    assert_eq!(got.len() as u64, n + 2);
+
+    // Bad input: refused before anything is sent.
+    let e = c.inject(InjectArgs { data: Some("12 3z".into()), ascii: None, ..args.clone() }).unwrap_err();
+    match e {
+        ControlError::Api(e) => {
+            assert_eq!(e.code, ErrorCode::InvalidPayload);
+            assert!(e.message.contains("position 4"), "{}", e.message);
+        }
+        e => panic!("{e}"),
+    }
+    assert!(matches!(c.stop_job(999), Err(ControlError::Api(e)) if e.code == ErrorCode::NoSuchJob));
+    assert!(matches!(c.watch_job(999), Err(ControlError::Api(e)) if e.code == ErrorCode::NoSuchJob));
+
+    // Stopping the daemon stops its jobs.
+    c.inject(InjectArgs { forever: true, interval_ms: Some(10), count: None, ..args }).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(c);
+    drop(d);
+    let _ = count_datagrams(&srv, Duration::from_millis(50));
+    assert!(count_datagrams(&srv, Duration::from_millis(300)).is_empty(), "a job outlived the daemon");
+}
+
+/// UDP client: a socket connected to the server sends "hello", prints its port, waits.
+const UDP_CLIENT: &str = r#"
+import socket, sys
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.connect(("127.0.0.1", int(sys.argv[1])))
+print(c.getsockname()[1], flush=True)
+sys.stdin.readline()
+c.send(b"hello")
+print("sent", flush=True)
+sys.stdin.readline()
+"#;
+
+#[test]
+fn inject_by_packet_id_uses_the_process_socket_and_reports_blocks() {
+    if !root_or_skip("inject_by_packet_id_uses_the_process_socket_and_reports_blocks") {
+        return;
+    }
+    let d = InProcess::start("sock");
+    let mut c = d.client();
+    let srv = udp_listener();
+    let port = srv.local_addr().unwrap().port();
+    let mut py = Command::new("python3")
+        .args(["-c", UDP_CLIENT, &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(py.stdout.take().unwrap());
+    let mut stdin = py.stdin.take().unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let client_port: u16 = line.trim().parse().unwrap();
+    c.start_capture(vec![py.id()], vec![], None, None, false).unwrap();
+    use std::io::Write;
+    writeln!(stdin, "go").unwrap();
+    stdin.flush().unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = srv.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from.port()), (&b"hello"[..], client_port));
+    let mut packet = None;
+    for _ in 0..100 {
+        packet = c.get_packets(0, None).unwrap().packets.into_iter().find(|p| p.payload() == b"hello");
+        if packet.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let packet = packet.expect("the client's datagram was captured");
+
+    // By id, edited, default mode (socket: the process is alive).
+    let args = InjectArgs { packet: Some(packet.id), patches: vec!["0:4a".into()], count: Some(2), interval_ms: Some(10), ..Default::default() };
+    let job = c.inject(args.clone()).unwrap();
+    assert_eq!((job.mode, job.pid), (Mode::Socket, Some(py.id())));
+    let (st, s) = watch_to_end(&mut c, job.id);
+    assert_eq!((s.sent, s.failed), (2, 0), "{st:?}");
+    for _ in 0..2 {
+        let (n, from) = srv.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from.port()), (&b"Jello"[..], client_port), "from the client's own socket");
+    }
+    // A block rule on the flow: the send is refused with EPERM, reported as `blocked`.
+    c.add_filter(&format!("out:udp:{port}"), Action::Block, None).unwrap();
+    let job = c.inject(InjectArgs { count: Some(1), ..args }).unwrap();
+    let (st, s) = watch_to_end(&mut c, job.id);
+    assert_eq!((s.sent, s.failed), (0, 1), "{st:?}");
+    assert_eq!(st[0].error_kind, Some(ErrorKind::Blocked), "{st:?}");
+    assert!(st[0].error.as_deref().unwrap().contains("EPERM"), "{st:?}");
+    assert!(count_datagrams(&srv, Duration::from_millis(200)).is_empty());
+    let _ = py.kill();
+    let _ = py.wait();
+}
