@@ -1,0 +1,721 @@
+//! The Dioxus components. They only render an [`App`] and dispatch
+//! [`Action`]s; [`Root`] owns the state, the action loop and the runner.
+
+use crate::editor::{format_ascii, format_hex};
+use crate::runner::{spawn_feed, Context, Runner};
+use crate::state::{update, Action, App, Level, ResendMode, Tab, VISIBLE_ROWS};
+use dioxus::prelude::*;
+use pidcap_engine::rules::Action as RuleAction;
+use pidcap_packet::{CapturedPacket, Direction, Verdict};
+use std::sync::Arc;
+
+type D = Callback<Action>;
+
+#[derive(Props, Clone)]
+pub struct RootProps {
+    pub ctx: Context,
+}
+
+impl PartialEq for RootProps {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// The whole UI, one per browser tab (or window).
+#[allow(non_snake_case)]
+pub fn Root(props: RootProps) -> Element {
+    let mut app = use_signal(App::new);
+    let ctx = props.ctx.clone();
+    let (tx, rx) = use_hook(|| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Action>();
+        let _ = tx.send(Action::Init);
+        (tx, std::rc::Rc::new(std::cell::RefCell::new(Some(rx))))
+    });
+    let d: D = use_callback({
+        let tx = tx.clone();
+        move |a: Action| {
+            let _ = tx.send(a);
+        }
+    });
+    // The action loop: apply actions in batches, hand effects to the runner thread.
+    use_future({
+        let (ctx, tx) = (ctx.clone(), tx.clone());
+        move || {
+            let rx = rx.borrow_mut().take();
+            let (ctx, tx) = (ctx.clone(), tx.clone());
+            async move {
+                let Some(mut rx) = rx else { return };
+                let runner = Runner::new(ctx.clone(), tx.clone());
+                let (etx, erx) = std::sync::mpsc::channel::<crate::state::Effect>();
+                std::thread::Builder::new()
+                    .name("pidcap-ui-effects".into())
+                    .spawn(move || {
+                        while let Ok(e) = erx.recv() {
+                            runner.run(e);
+                        }
+                    })
+                    .ok();
+                spawn_feed(ctx.clone(), tx.clone());
+                while let Some(first) = rx.recv().await {
+                    let mut batch = vec![first];
+                    while let Ok(a) = rx.try_recv() {
+                        batch.push(a);
+                        if batch.len() >= 20_000 {
+                            break;
+                        }
+                    }
+                    let mut effects = Vec::new();
+                    {
+                        let mut st = app.write();
+                        let mut packets = Vec::new();
+                        for a in batch {
+                            match a {
+                                Action::Packets(p) => packets.extend(p),
+                                other => {
+                                    if !packets.is_empty() {
+                                        effects.extend(update(&mut st, Action::Packets(std::mem::take(&mut packets))));
+                                    }
+                                    effects.extend(update(&mut st, other));
+                                }
+                            }
+                        }
+                        if !packets.is_empty() {
+                            effects.extend(update(&mut st, Action::Packets(packets)));
+                        }
+                    }
+                    for e in effects {
+                        let _ = etx.send(e);
+                    }
+                }
+            }
+        }
+    });
+    // Once a second: the chart moves on, counters and rule hits refresh.
+    use_future({
+        let tx = tx.clone();
+        move || {
+            let tx = tx.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    if tx.send(Action::Tick { now_ns: now_ns() }).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    // Imports made through the upload route.
+    use_future({
+        let (ctx, tx) = (ctx.clone(), tx.clone());
+        move || {
+            let mut sub = ctx.imports.subscribe();
+            let tx = tx.clone();
+            async move {
+                while let Ok(msg) = sub.recv().await {
+                    let _ = tx.send(Action::Imported(msg));
+                }
+            }
+        }
+    });
+
+    let app = app.read();
+    rsx! {
+        {header(&app, d)}
+        if let Some(e) = &app.daemon_error {
+            div { class: "banner", id: "daemon-error", "⚠ {e}" }
+        }
+        main {
+            match app.tab {
+                Tab::Processes => processes_tab(&app, d),
+                Tab::Capture => capture_tab(&app, d),
+                Tab::Filters => filters_tab(&app, d),
+                Tab::Library => library_tab(&app, d),
+            }
+        }
+        div { class: "notices",
+            for n in app.notices.iter() {
+                div {
+                    key: "{n.id}",
+                    class: if n.level == Level::Error { "notice error" } else { "notice info" },
+                    title: "click to dismiss",
+                    onclick: { let id = n.id; move |_| d.call(Action::DismissNotice(id)) },
+                    "{n.text}"
+                }
+            }
+        }
+    }
+}
+
+fn header(app: &App, d: D) -> Element {
+    let tabs = [(Tab::Processes, "Processes"), (Tab::Capture, "Capture"), (Tab::Filters, "Filters"), (Tab::Library, "Library")];
+    let status = if app.running {
+        let t: Vec<String> = app.targets.iter().filter(|t| t.alive).map(|t| format!("{} {}", t.pid, t.comm.clone().unwrap_or_default())).collect();
+        format!("● capturing {} — {} packets", t.join(", "), app.stats.received)
+    } else {
+        "○ idle".to_string()
+    };
+    rsx! {
+        header {
+            h1 { "pidcap" }
+            nav {
+                for (t, name) in tabs {
+                    button {
+                        id: "tab-{name.to_lowercase()}",
+                        class: if app.tab == t { "active" } else { "" },
+                        onclick: move |_| d.call(Action::SetTab(t)),
+                        "{name}"
+                    }
+                }
+            }
+            span { class: "status", id: "status", "{status}" }
+        }
+    }
+}
+
+fn processes_tab(app: &App, d: D) -> Element {
+    let procs = app.visible_procs();
+    let shown = procs.len().min(500);
+    rsx! {
+        div { class: "panel",
+            h2 { "Capture a running process" }
+            div { class: "row",
+                input { id: "proc-search", placeholder: "search: name, pid, user, command line", value: "{app.proc_query}",
+                    oninput: move |e: FormEvent| d.call(Action::SetProcQuery(e.value())) }
+                button { onclick: move |_| d.call(Action::RefreshProcesses), "Refresh" }
+                label { input { r#type: "checkbox", checked: app.follow_children,
+                    onchange: move |e: FormEvent| d.call(Action::SetFollowChildren(e.checked())) } " also the processes they start" }
+                button { id: "start-capture", class: "primary", disabled: app.proc_selected.is_empty(),
+                    onclick: move |_| d.call(Action::StartCapture),
+                    "Capture {app.proc_selected.len()} selected" }
+                if app.running {
+                    button { id: "stop-capture", class: "danger", onclick: move |_| d.call(Action::StopCapture), "Stop capture" }
+                }
+            }
+            div { class: "procs",
+                table {
+                    thead { tr { th {} th { "PID" } th { "Name" } th { "User" } th { "Sockets" } th { "Command line" } } }
+                    tbody {
+                        for p in procs.into_iter().take(500) {
+                            tr { key: "{p.pid}", class: if app.proc_selected.contains(&p.pid) { "sel" } else { "" },
+                                "data-pid": "{p.pid}",
+                                onclick: { let pid = p.pid; move |_| d.call(Action::ToggleProc(pid)) },
+                                td { input { r#type: "checkbox", checked: app.proc_selected.contains(&p.pid) } }
+                                td { "{p.pid}" }
+                                td { "{p.name}" }
+                                td { "{p.user}" }
+                                td { {p.sockets.map_or("?".to_string(), |s| s.to_string())} }
+                                td { class: "muted", {p.cmdline.chars().take(90).collect::<String>()} }
+                            }
+                        }
+                    }
+                }
+            }
+            p { class: "muted", "{shown} of {app.procs.len()} processes shown." }
+        }
+        div { class: "panel",
+            h2 { "Or run a command and capture it from its first packet" }
+            div { class: "row",
+                input { id: "run-command", style: "flex:1", placeholder: "curl -s http://127.0.0.1:8080/", value: "{app.run_command}",
+                    oninput: move |e: FormEvent| d.call(Action::SetRunCommand(e.value())) }
+                button { id: "run-capture", class: "primary", onclick: move |_| d.call(Action::RunCommand), "Run and capture" }
+            }
+        }
+    }
+}
+
+fn counters(app: &App) -> Element {
+    let k = &app.stats.kernel;
+    let items = [
+        ("captured", app.stats.received, "packets read from the kernel"),
+        ("shown", app.shown.len() as u64, "packets the display filter lets through"),
+        ("dropped", k.ring_full + k.load_failed, "lost in the kernel ring (userspace too slow)"),
+        ("evicted", app.stats.evicted + app.ui_missed, "pushed out of the 10,000-packet ring"),
+        ("blocked", k.blocked + k.connect_blocked, "packets and connects refused by a block rule"),
+        ("not attributed", k.unattributed, "packets of sockets with no known owner (system-wide)"),
+    ];
+    rsx! {
+        div { class: "counters", id: "counters",
+            for (name, v, help) in items {
+                div { class: "counter", title: "{help}", id: "counter-{name.replace(' ', \"-\")}", b { "{v}" } span { "{name}" } }
+            }
+        }
+    }
+}
+
+fn chart(app: &App) -> Element {
+    let series = app.rate.series();
+    let (w, h) = (360.0f64, 70.0f64);
+    let max = series.iter().map(|(i, o)| (*i).max(*o)).max().unwrap_or(0).max(1) as f64;
+    let n = series.len().max(2) as f64;
+    let pts = |f: &dyn Fn(&(u32, u32)) -> u32| {
+        series.iter().enumerate().map(|(i, s)| format!("{:.1},{:.1}", i as f64 * w / (n - 1.0), h - 2.0 - f64::from(f(s)) * (h - 6.0) / max)).collect::<Vec<_>>().join(" ")
+    };
+    let (pin, pout) = (pts(&|s| s.0), pts(&|s| s.1));
+    let last = series.last().copied().unwrap_or((0, 0));
+    rsx! {
+        div {
+            svg { class: "chart", id: "rate-chart", width: "{w}", height: "{h}", view_box: "0 0 {w} {h}",
+                polyline { points: "{pin}", fill: "none", stroke: "#2f6fde", stroke_width: "1.5" }
+                polyline { points: "{pout}", fill: "none", stroke: "#e07b16", stroke_width: "1.5" }
+            }
+            div { class: "legend", span { style: "color:#2f6fde", "■ in {last.0}/s" } "  " span { style: "color:#e07b16", "■ out {last.1}/s" } "  (max {max}/s, last 60 s)" }
+        }
+    }
+}
+
+fn fmt_time(ns: u64) -> String {
+    let s = ns / 1_000_000_000;
+    let (h, m, sec) = ((s / 3600) % 24, (s / 60) % 60, s % 60);
+    format!("{h:02}:{m:02}:{sec:02}.{:06}", (ns / 1000) % 1_000_000)
+}
+
+fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
+    match addr {
+        std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
+        a => format!("{a}:{port}"),
+    }
+}
+
+fn packet_row(i: usize, p: &Arc<CapturedPacket>, selected: bool, d: D) -> Element {
+    let id = p.id;
+    let dec = &p.decoded;
+    let mut class = String::from("pkt");
+    if selected {
+        class.push_str(" sel");
+    }
+    if p.verdict == Verdict::Blocked {
+        class.push_str(" blocked");
+    }
+    let verdict = match p.verdict {
+        Verdict::Pass => "pass",
+        Verdict::Blocked => "BLOCK",
+    };
+    rsx! {
+        div { key: "{id}", class: "{class}", "data-id": "{id}", "data-ts": "{p.timestamp_ns}", "data-row": "{i}",
+            onclick: move |e: MouseEvent| {
+                let m = e.modifiers();
+                d.call(Action::SelectPacket { id, extend: m.ctrl() || m.shift() || m.meta() })
+            },
+            span { {fmt_time(p.timestamp_ns)} }
+            span { "{p.pid}/{p.comm}" }
+            span { {p.direction.as_str()} }
+            span { {dec.protocol.name()} }
+            span { {endpoint(dec.local_addr, dec.local_port)} }
+            span { {endpoint(dec.remote_addr, dec.remote_port)} }
+            span { "{p.orig_len}" }
+            span { "{verdict}" }
+        }
+    }
+}
+
+fn packet_list(app: &App, d: D) -> Element {
+    let rows = app.visible_rows();
+    let max = app.max_scroll();
+    rsx! {
+        div { class: "list",
+            div { class: "rows", id: "packet-list", tabindex: "0",
+                onwheel: move |e: WheelEvent| {
+                    let dy = e.delta().strip_units().y;
+                    let rows = if dy.abs() < 1.0 { 0 } else if dy.abs() < 10.0 { dy as i64 * 3 } else { (dy / 22.0).round() as i64 };
+                    d.call(Action::Scroll(if rows == 0 { dy.signum() as i64 } else { rows }))
+                },
+                onkeydown: move |e: KeyboardEvent| {
+                    let step = match e.key() {
+                        Key::ArrowDown => 1,
+                        Key::ArrowUp => -1,
+                        Key::PageDown => VISIBLE_ROWS as i64,
+                        Key::PageUp => -(VISIBLE_ROWS as i64),
+                        Key::Home => i64::MIN / 2,
+                        Key::End => i64::MAX / 2,
+                        _ => 0,
+                    };
+                    if step != 0 { d.call(Action::Scroll(step)) }
+                },
+                div { class: "pkthead", span { "time" } span { "pid/comm" } span { "dir" } span { "proto" } span { "local" } span { "remote" } span { "len" } span { "verdict" } }
+                for (i, p) in rows.iter() {
+                    {packet_row(*i, p, app.selected.contains(&p.id), d)}
+                }
+                if app.shown.is_empty() {
+                    div { class: "muted", style: "padding:12px", if app.running { "Waiting for packets…" } else { "No packets. Start a capture on the Processes tab." } }
+                }
+            }
+            input { class: "vscroll", r#type: "range", min: "0", max: "{max}", value: "{app.scroll}", title: "scroll",
+                oninput: move |e: FormEvent| d.call(Action::ScrollTo(e.value().parse().unwrap_or(0))) }
+        }
+        div { class: "muted", id: "list-info", "rows {app.scroll + 1}–{(app.scroll + VISIBLE_ROWS).min(app.shown.len())} of {app.shown.len()} shown ({app.packets.len()} held)" }
+    }
+}
+
+fn header_fields(p: &CapturedPacket) -> Vec<(&'static str, Vec<(&'static str, String)>)> {
+    use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
+    let mut out = Vec::new();
+    let Ok(s) = LaxSlicedPacket::from_ip(&p.data) else { return out };
+    match &s.net {
+        Some(LaxNetSlice::Ipv4(v4)) => {
+            let h = v4.header();
+            out.push((
+                "IPv4",
+                vec![
+                    ("source", h.source_addr().to_string()),
+                    ("destination", h.destination_addr().to_string()),
+                    ("header length", format!("{} bytes", h.ihl() * 4)),
+                    ("total length", h.total_len().to_string()),
+                    ("id", format!("0x{:04x}", h.identification())),
+                    ("flags", format!("{}{}", if h.dont_fragment() { "DF " } else { "" }, if h.more_fragments() { "MF" } else { "" })),
+                    ("TTL", h.ttl().to_string()),
+                    ("protocol", format!("{} ({})", p.decoded.protocol.name(), h.protocol().0)),
+                    ("checksum", format!("0x{:04x}", h.header_checksum())),
+                ],
+            ));
+        }
+        Some(LaxNetSlice::Ipv6(v6)) => {
+            let h = v6.header();
+            out.push((
+                "IPv6",
+                vec![
+                    ("source", h.source_addr().to_string()),
+                    ("destination", h.destination_addr().to_string()),
+                    ("payload length", h.payload_length().to_string()),
+                    ("next header", format!("{} ({})", p.decoded.protocol.name(), h.next_header().0)),
+                    ("hop limit", h.hop_limit().to_string()),
+                    ("flow label", format!("0x{:05x}", h.flow_label().value())),
+                ],
+            ));
+        }
+        _ => {}
+    }
+    match &s.transport {
+        Some(TransportSlice::Tcp(t)) => out.push((
+            "TCP",
+            vec![
+                ("source port", t.source_port().to_string()),
+                ("destination port", t.destination_port().to_string()),
+                ("sequence", t.sequence_number().to_string()),
+                ("acknowledgment", t.acknowledgment_number().to_string()),
+                ("flags", p.decoded.tcp_flags_str()),
+                ("window", t.window_size().to_string()),
+                ("header length", format!("{} bytes", t.data_offset() * 4)),
+                ("checksum", format!("0x{:04x}", t.checksum())),
+            ],
+        )),
+        Some(TransportSlice::Udp(u)) => out.push((
+            "UDP",
+            vec![
+                ("source port", u.source_port().to_string()),
+                ("destination port", u.destination_port().to_string()),
+                ("length", u.length().to_string()),
+                ("checksum", format!("0x{:04x}", u.checksum())),
+            ],
+        )),
+        _ => {}
+    }
+    out
+}
+
+/// Offsets + hex, and ASCII, side by side (16 bytes a line).
+fn hex_view(bytes: &[u8], payload_offset: usize) -> Element {
+    let mut hex = String::new();
+    let mut ascii = String::new();
+    for (n, chunk) in bytes.chunks(16).enumerate() {
+        let line: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+        hex.push_str(&format!("{:04x}  {:<47}\n", n * 16, line.join(" ")));
+        ascii.push_str(&format_ascii(chunk));
+        ascii.push('\n');
+    }
+    rsx! {
+        div { class: "hex", id: "hex-view",
+            pre { class: "hexcol", "{hex}" }
+            pre { class: "asciicol", "{ascii}" }
+        }
+        div { class: "muted", "{bytes.len()} bytes captured; payload from offset {payload_offset}" }
+    }
+}
+
+fn detail(app: &App, d: D) -> Element {
+    let Some(p) = app.focused_packet() else {
+        return rsx! { div { class: "panel", h2 { "Packet" } p { class: "muted", "Click a packet to see its headers and bytes." } } };
+    };
+    let fields = header_fields(p);
+    let dir = if p.direction == Direction::Inbound { "received by" } else { "sent by" };
+    rsx! {
+        div { class: "panel", id: "packet-detail",
+            h2 { "Packet #{p.id} — {dir} {p.pid}/{p.comm}" }
+            for (name, f) in fields {
+                b { "{name}" }
+                dl { class: "hdr",
+                    for (k, v) in f {
+                        dt { "{k}" } dd { "{v}" }
+                    }
+                }
+            }
+            {hex_view(&p.data, p.decoded.payload_offset as usize)}
+            div { class: "row", style: "margin-top:6px",
+                button { id: "edit-packet", onclick: move |_| d.call(Action::OpenEditor), "Edit payload" }
+                button { id: "export-pcapng", onclick: move |_| d.call(Action::ExportPcapng), "Export selection to pcapng" }
+            }
+        }
+    }
+}
+
+fn editor(app: &App, d: D) -> Element {
+    let Some(e) = &app.editor else { return rsx! {} };
+    let hex_class = if e.hex_error.is_some() { "bad" } else { "" };
+    let modified = if e.is_modified() { "modified" } else { "as captured" };
+    let from = if e.packet_id == 0 { "library entry".to_string() } else { format!("packet #{}", e.packet_id) };
+    rsx! {
+        div { class: "panel", id: "editor",
+            h2 { "Edit payload of {from} — {e.payload.len()} bytes, {modified}" }
+            div { class: "editor",
+                div { b { "hex" }
+                    textarea { id: "edit-hex", class: "{hex_class}", spellcheck: "false", value: "{e.hex_text}",
+                        oninput: move |ev: FormEvent| d.call(Action::EditHex(ev.value())) } }
+                div { b { "ASCII" } span { class: "muted", "  (\\r \\n \\t \\0 \\xHH escapes)" }
+                    textarea { id: "edit-ascii", spellcheck: "false", value: "{e.ascii_text}",
+                        oninput: move |ev: FormEvent| d.call(Action::EditAscii(ev.value())) } }
+            }
+            if let Some(err) = &e.hex_error {
+                div { class: "err", id: "hex-error", "Invalid hex, not sent: {err}" }
+            }
+            div { class: "row",
+                button { onclick: move |_| d.call(Action::ResetEditor), "Reset" }
+                button { onclick: move |_| d.call(Action::CloseEditor), "Close" }
+            }
+        }
+    }
+}
+
+fn resend(app: &App, d: D) -> Element {
+    let r = &app.resend;
+    let can = (app.focused.is_some() || app.editor.is_some()) && app.editor.as_ref().is_none_or(|e| e.is_valid());
+    let modes = [ResendMode::Socket, ResendMode::Raw, ResendMode::Connect];
+    let job_line = r.job.as_ref().map(|j| {
+        format!(
+            "job {} {}: {} {} {} → {}; sent {}, failed {}, {} bytes",
+            j.id,
+            j.state,
+            j.mode,
+            j.proto,
+            j.local.clone().unwrap_or_default(),
+            j.remote.clone().unwrap_or_default(),
+            j.sent,
+            j.failed,
+            j.bytes
+        )
+    });
+    rsx! {
+        div { class: "panel", id: "resend",
+            h2 { "Resend" }
+            div { class: "row",
+                label { "mode " select { id: "resend-mode",
+                    onchange: move |e: FormEvent| d.call(Action::SetResendMode(ResendMode::parse(&e.value()))),
+                    for m in modes { option { value: "{m.as_str()}", selected: r.form.mode == m, "{m.as_str()}" } } } }
+                label { "count " input { id: "resend-count", size: "4", value: "{r.form.count}", disabled: r.form.forever,
+                    oninput: move |e: FormEvent| d.call(Action::SetResendCount(e.value())) } }
+                label { input { r#type: "checkbox", checked: r.form.forever,
+                    onchange: move |e: FormEvent| d.call(Action::SetResendForever(e.checked())) } " loop until stopped" }
+                label { "every " input { id: "resend-interval", size: "5", value: "{r.form.interval_ms}",
+                    oninput: move |e: FormEvent| d.call(Action::SetResendInterval(e.value())) } " ms" }
+                button { id: "resend-start", class: "primary", disabled: !can || r.running(), onclick: move |_| d.call(Action::StartResend),
+                    if app.editor.as_ref().is_some_and(|e| e.is_modified()) { "Send edited" } else { "Send" } }
+                button { id: "resend-stop", disabled: !r.running(), onclick: move |_| d.call(Action::StopResend), "Stop" }
+            }
+            if let Some(e) = &r.error { div { class: "err", "{e}" } }
+            if let Some(l) = job_line { div { id: "resend-job", "{l}" } }
+            if let Some(s) = &r.summary {
+                div { id: "resend-summary", class: if s.failed == 0 { "ok" } else { "err" },
+                    "Summary: {s.sent} sent, {s.failed} failed, {s.bytes} bytes in {s.duration_ms} ms ({s.reason})" }
+            }
+            div { class: "statuses", id: "resend-statuses",
+                for s in r.statuses.iter().rev().take(50) {
+                    div { key: "{s.seq}", class: if s.ok { "ok" } else { "err" },
+                        {format!("#{} {} {} bytes {}µs{}{}", s.seq, if s.ok { "ok" } else { "FAILED" }, s.bytes, s.elapsed_us,
+                            s.error.as_ref().map(|e| format!(" — {} ({})", e, s.error_kind.clone().unwrap_or_default())).unwrap_or_default(),
+                            s.reply.as_ref().map(|r| format!(" — reply {} bytes: {}", r.bytes, r.ascii)).unwrap_or_default())}
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn save_form(app: &App, d: D) -> Element {
+    let n = if app.selected.is_empty() { usize::from(app.focused.is_some()) } else { app.selected.len() };
+    let s = &app.library.save;
+    rsx! {
+        div { class: "panel", id: "save-form",
+            h2 { "Save {n} packet(s) to the library" }
+            div { class: "row",
+                input { id: "save-name", placeholder: "name", value: "{s.name}", oninput: move |e: FormEvent| d.call(Action::SetSaveName(e.value())) }
+                input { id: "save-tags", placeholder: "tags, comma separated", value: "{s.tags}", oninput: move |e: FormEvent| d.call(Action::SetSaveTags(e.value())) }
+            }
+            div { class: "row", style: "margin-top:4px",
+                input { id: "save-description", style: "flex:1", placeholder: "description", value: "{s.description}",
+                    oninput: move |e: FormEvent| d.call(Action::SetSaveDescription(e.value())) }
+                button { id: "save-library", class: "primary", disabled: n == 0, onclick: move |_| d.call(Action::SaveSelected), "Save" }
+            }
+        }
+    }
+}
+
+fn capture_tab(app: &App, d: D) -> Element {
+    rsx! {
+        div { class: "panel",
+            div { class: "row",
+                if app.running {
+                    button { id: "stop-capture", class: "danger", onclick: move |_| d.call(Action::StopCapture), "Stop capture" }
+                } else {
+                    button { id: "goto-processes", class: "primary", onclick: move |_| d.call(Action::SetTab(Tab::Processes)), "Start a capture…" }
+                }
+                button { id: "clear-buffer", onclick: move |_| d.call(Action::ClearBuffer), "Clear buffer" }
+                label { input { id: "autoscroll", r#type: "checkbox", checked: app.autoscroll, onchange: move |_| d.call(Action::ToggleAutoscroll) } " auto-scroll" }
+                input { id: "display-filter", style: "flex:1; min-width: 260px", class: if app.filter_error.is_some() { "bad" } else { "" },
+                    placeholder: "display filter: tcp udp in out blocked port:80 10.0.0.0/8 pid:123 text…", value: "{app.filter_text}",
+                    oninput: move |e: FormEvent| d.call(Action::SetDisplayFilter(e.value())) }
+                button { onclick: move |_| d.call(Action::SelectAllShown), "Select all shown" }
+            }
+            if let Some(e) = &app.filter_error { div { class: "err", "{e}" } }
+            div { class: "row", style: "margin-top:8px; justify-content: space-between",
+                {counters(app)}
+                {chart(app)}
+            }
+        }
+        div { class: "grid",
+            div { {packet_list(app, d)} }
+            div {
+                {detail(app, d)}
+                {editor(app, d)}
+                {resend(app, d)}
+                {save_form(app, d)}
+                {downloads(app)}
+            }
+        }
+    }
+}
+
+fn filters_tab(app: &App, d: D) -> Element {
+    let f = &app.rule_form;
+    let sel = |v: &str, cur: &str| v == cur;
+    rsx! {
+        div { class: "panel",
+            h2 { "Add a rule (applies to the captured processes; the first enabled match decides)" }
+            div { class: "row",
+                select { id: "rule-action", onchange: move |e: FormEvent| d.call(Action::SetRuleAction(if e.value() == "allow" { RuleAction::Allow } else { RuleAction::Block })),
+                    option { value: "block", selected: f.action == RuleAction::Block, "block" }
+                    option { value: "allow", selected: f.action == RuleAction::Allow, "allow" } }
+                select { id: "rule-protocol", onchange: move |e: FormEvent| d.call(Action::SetRuleProtocol(e.value())),
+                    for p in ["any", "tcp", "udp"] { option { value: "{p}", selected: sel(p, &f.protocol), "{p}" } } }
+                input { id: "rule-port", size: "6", placeholder: "port", value: "{f.port}", oninput: move |e: FormEvent| d.call(Action::SetRulePort(e.value())) }
+                input { id: "rule-address", placeholder: "remote IP or CIDR", value: "{f.address}", oninput: move |e: FormEvent| d.call(Action::SetRuleAddress(e.value())) }
+                select { id: "rule-direction", onchange: move |e: FormEvent| d.call(Action::SetRuleDirection(e.value())),
+                    for p in ["both", "in", "out"] { option { value: "{p}", selected: sel(p, &f.direction), "{p}" } } }
+                button { id: "rule-add", class: "primary", onclick: move |_| d.call(Action::AddRule), "Add rule" }
+                button { id: "rule-clear", class: "danger", disabled: app.filters.is_empty(), onclick: move |_| d.call(Action::ClearRules), "Clear all" }
+            }
+            if let Some(e) = &f.error { div { class: "err", id: "rule-error", "{e}" } }
+        }
+        div { class: "panel", id: "rules",
+            h2 { "Rules ({app.filters.len()})" }
+            if app.filters.is_empty() { p { class: "muted", "No rules: every packet passes." } }
+            for r in app.filters.iter() {
+                {
+                    let (id, en) = (r.id, r.rule.enabled);
+                    let class = if !en { "tag disabled" } else if r.rule.action == RuleAction::Block { "tag block" } else { "tag allow" };
+                    rsx! {
+                        span { key: "{id}", class: "{class}", "data-rule": "{r.spec}",
+                            "#{r.index} {r.spec}"
+                            b { title: "hits", "{r.hits} hits" }
+                            button { title: if en { "disable" } else { "enable" }, onclick: move |_| d.call(Action::SetRuleEnabled(id, !en)), if en { "off" } else { "on" } }
+                            button { title: "remove", onclick: move |_| d.call(Action::RemoveRule(id)), "✕" }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn downloads(app: &App) -> Element {
+    rsx! {
+        if !app.library.downloads.is_empty() {
+            div { class: "panel", id: "downloads",
+                h2 { "Downloads" }
+                for dl in app.library.downloads.iter() {
+                    div { a { class: "download", href: "{dl.url}", download: "{dl.name}", "⬇ {dl.name}" } }
+                }
+            }
+        }
+    }
+}
+
+fn library_tab(app: &App, d: D) -> Element {
+    let l = &app.library;
+    rsx! {
+        div { class: "panel",
+            h2 { "Packet library" }
+            div { class: "row",
+                input { id: "lib-search", style: "flex:1", placeholder: "full-text search: name, description, tags, payload text", value: "{l.query}",
+                    oninput: move |e: FormEvent| d.call(Action::SetLibQuery(e.value())) }
+                button { id: "lib-export", onclick: move |_| d.call(Action::LibExportDpp),
+                    if l.checked.is_empty() { "Export all to .dpp" } else { "Export {l.checked.len()} to .dpp" } }
+                button { class: "danger", disabled: l.checked.is_empty(), onclick: { let ids: Vec<i64> = l.checked.iter().copied().collect(); move |_| d.call(Action::LibDelete(ids.clone())) }, "Delete checked" }
+                span { "Import .dpp: " }
+                span { dangerous_inner_html: r#"<input id="lib-import" type="file" accept=".dpp" onchange="pidcapUpload(this)">"# }
+            }
+            div { style: "margin-top:6px",
+                for t in l.tags.iter() {
+                    span { key: "{t.name}", class: if l.tag.as_deref() == Some(t.name.as_str()) { "chip on" } else { "chip" },
+                        onclick: { let n = t.name.clone(); move |_| d.call(Action::SetLibTag(Some(n.clone()))) },
+                        "{t.name} ({t.count})" }
+                }
+            }
+        }
+        div { class: "grid",
+            div { class: "panel", id: "lib-list",
+                table {
+                    thead { tr { th {} th { "name" } th { "tags" } th { "proto" } th { "remote" } th { "bytes" } th { "saved from" } } }
+                    tbody {
+                        for it in l.items.iter() {
+                            tr { key: "{it.id}", class: "lib-item", "data-lib-id": "{it.id}",
+                                td { input { r#type: "checkbox", checked: l.checked.contains(&it.id),
+                                    onchange: { let id = it.id; move |_| d.call(Action::ToggleLibChecked(id)) } } }
+                                td { a { href: "#", onclick: { let id = it.id; move |e: MouseEvent| { e.prevent_default(); d.call(Action::LibOpen(id)) } }, "{it.name}" } }
+                                td { for t in it.tags.iter() { span { class: "chip", "{t}" } } }
+                                td { {it.packet.decoded.protocol.name()} }
+                                td { {endpoint(it.packet.decoded.remote_addr, it.packet.decoded.remote_port)} }
+                                td { "{it.packet.data.len()}" }
+                                td { class: "muted", "{it.packet.pid}/{it.packet.comm}" }
+                            }
+                        }
+                    }
+                }
+                if l.loaded && l.items.is_empty() { p { class: "muted", "Nothing here yet: select packets on the Capture tab and save them." } }
+            }
+            div {
+                if let Some(e) = &l.open {
+                    div { class: "panel", id: "lib-edit",
+                        h2 { "Library entry #{e.id}" }
+                        div { class: "row", input { id: "lib-edit-name", value: "{e.name}", oninput: move |ev: FormEvent| d.call(Action::SetLibEditName(ev.value())) } }
+                        div { class: "row", style: "margin-top:4px", input { id: "lib-edit-tags", style: "flex:1", value: "{e.tags}", oninput: move |ev: FormEvent| d.call(Action::SetLibEditTags(ev.value())) } }
+                        div { class: "row", style: "margin-top:4px",
+                            textarea { id: "lib-edit-description", style: "flex:1", value: "{e.description}", oninput: move |ev: FormEvent| d.call(Action::SetLibEditDescription(ev.value())) } }
+                        {hex_view(&e.packet.data, e.packet.decoded.payload_offset as usize)}
+                        div { class: "row", style: "margin-top:6px",
+                            button { id: "lib-save-edit", class: "primary", onclick: move |_| d.call(Action::LibSaveEdit), "Save changes" }
+                            button { onclick: move |_| d.call(Action::LibEditPayload), "Edit payload and resend…" }
+                            button { class: "danger", onclick: { let id = e.id; move |_| d.call(Action::LibDelete(vec![id])) }, "Delete" }
+                            button { onclick: move |_| d.call(Action::LibClose), "Close" }
+                        }
+                        div { class: "muted", {format!("payload: {}", format_hex(e.packet.payload()).replace('\n', " ").chars().take(200).collect::<String>())} }
+                    }
+                }
+                {downloads(app)}
+            }
+        }
+    }
+}
