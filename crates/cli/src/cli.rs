@@ -42,6 +42,15 @@ pub enum Command {
     /// Talk to a running `pidcap daemon`: start/stop a capture, read packets,
     /// manage filter rules, see the state.
     Ctl(crate::cmd_ctl::CtlArgs),
+    /// Edit a packet's payload and send it, once or in a loop: through the
+    /// owning process's own socket, a raw socket, or a new connection.
+    ///
+    /// The payload comes from a daemon packet (--packet), the library (--lib),
+    /// a capture file (--pcap FILE --frame N), or is given (--hex, --ascii);
+    /// --patch and --replace edit it; --dry-run shows it without sending.
+    /// Every send prints a status; a summary ends the run. Exit status: 0 all
+    /// sent, 1 some failed, 2 nothing could be sent.
+    Send(crate::cmd_send::SendArgs),
 }
 
 #[derive(Args, Debug)]

@@ -66,7 +66,8 @@ pub enum CtlCommand {
     Clear,
     /// Show whether a capture runs, its targets, counters, ring and rules.
     State,
-    /// Resend a packet (not implemented yet).
+    /// Resend a captured packet once, as it was (`pidcap send --packet ID`
+    /// edits, loops and shows the statuses); prints the daemon's job.
     Inject {
         #[arg(long)]
         packet: Option<u64>,
@@ -161,7 +162,7 @@ pub fn run(args: CtlArgs) -> Result<u8> {
                     match e {
                         Event::Packet { packet } => writeln!(out, "{:>6} {}", packet.id, output::packet_line(&packet))?,
                         Event::Missed { count } => eprintln!("pidcap: this client missed {count} packets (reading too slowly)"),
-                        Event::Counters { .. } => {}
+                        Event::Counters { .. } | Event::SendStatus { .. } | Event::JobDone { .. } => {}
                     }
                 }
                 out.flush()?;
@@ -209,7 +210,9 @@ pub fn run(args: CtlArgs) -> Result<u8> {
             }
         }
         CtlCommand::Inject { packet } => {
-            c.call(Op::Inject { packet, data: None })?;
+            let args = pidcap_control::protocol::InjectArgs { packet, ..Default::default() };
+            let v = c.call(Op::Inject(Box::new(args)))?;
+            println!("{}", serde_json::to_string(&v)?);
         }
     }
     Ok(0)

@@ -6,6 +6,7 @@ mod cmd_capture;
 mod cmd_ctl;
 mod cmd_daemon;
 mod cmd_lib;
+mod cmd_send;
 mod output;
 mod spawn;
 
@@ -39,6 +40,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Daemon(args) => cmd_daemon::run(args),
         cli::Command::Ctl(args) => cmd_ctl::run(args),
         cli::Command::Lib(args) => cmd_lib::run(args).map(|code| code.clamp(0, 255) as u8),
+        cli::Command::Send(args) => cmd_send::run(args),
     }
 }
 
