@@ -1,0 +1,171 @@
+//! `pidcap send` end to end: the real binary, real sockets in a network
+//! namespace of each test's own (loopback only). Root needed for namespaces,
+//! raw sockets and pidfd_getfd; without it the tests print why they skip.
+
+mod common;
+
+use common::{pidcap, Netns, Scratch};
+use pidcap_packet::{CapturedPacket, Direction, Verdict};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(out).lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn dry_run_shows_the_edited_payload_and_bad_hex_is_named() {
+    let out = pidcap()
+        .args(["send", "--ascii", "GET / HTTP/1.1\\r\\n", "--patch", "0:50", "--replace", "2f:2f78", "--to", "127.0.0.1:80", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("would send 18 bytes via connect, TCP * -> 127.0.0.1:80"), "{text}");
+    assert!(text.contains("00000000  50 45 54 20 2f 78 20 48  54 54 50 2f 78 31 2e 31  |PET /x HTTP/x1.1|"), "{text}");
+    let out = pidcap().args(["send", "--hex", "47 4g", "--to", "127.0.0.1:80"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid hex digit 'g' at position 4"), "{err}");
+    let out = pidcap().args(["send", "--hex", "41", "--to", "127.0.0.1:80", "--patch", "7:00", "--dry-run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("past the end"));
+}
+
+#[test]
+fn connect_mode_through_the_cli_reports_the_reply() {
+    require_root!();
+    let ns = Netns::new("send-conn");
+    let srv = ns.server(&["tcp-server", "127.0.0.1", "0"]);
+    let out = ns
+        .cmd(env!("CARGO_BIN_EXE_pidcap"))
+        .args(["send", "--ascii", "hi\\n", "--mode", "connect", "--to", &format!("127.0.0.1:{}", srv.port), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_lines(&out.stdout);
+    assert_eq!(v[0]["ok"], true, "{v:?}");
+    assert_eq!(v[0]["reply"]["ascii"], "echo:hi.", "{v:?}");
+    assert_eq!(v[1]["summary"]["sent"], 1);
+}
+
+/// UDP listener in the namespace: prints `PORT` then one `hex srcport` line per datagram.
+const UDP_SINK: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+while True:
+    d, a = s.recvfrom(65536)
+    print(d.hex(), a[1], flush=True)
+"#;
+
+/// UDP client connected to argv[1], prints its port, then waits.
+const UDP_HOLD: &str = r#"
+import socket, sys
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.connect(("127.0.0.1", int(sys.argv[1])))
+print(c.getsockname()[1], flush=True)
+sys.stdin.readline()
+"#;
+
+#[test]
+fn pcapng_frame_in_socket_mode_without_a_daemon() {
+    require_root!();
+    let ns = Netns::new("send-pcap");
+    let scratch = Scratch::new("send-pcap");
+    let mut sink = ns.cmd("python3").args(["-c", UDP_SINK]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut sink_out = BufReader::new(sink.stdout.take().unwrap());
+    let mut line = String::new();
+    sink_out.read_line(&mut line).unwrap();
+    let sport: u16 = line.trim().parse().unwrap();
+    let mut client = ns.cmd("python3").args(["-c", UDP_HOLD, &sport.to_string()]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    line.clear();
+    BufReader::new(client.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let cport: u16 = line.trim().parse().unwrap();
+    // `ip netns exec` execs python: the child's pid is python's.
+    let pid = client.id();
+
+    // A pidcap pcapng with the client's packet: pid and 5-tuple (as `pidcap run -w` writes them).
+    let mut data = Vec::new();
+    etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64).udp(cport, sport).write(&mut data, b"hello").unwrap();
+    let p = CapturedPacket::new(1, 1, pid, "python3".into(), 0, Direction::Outbound, Verdict::Pass, data.len() as u32, data);
+    let file = scratch.path("c.pcapng");
+    let mut w = pidcap_pcapfile::PcapngWriter::new(std::fs::File::create(&file).unwrap(), &Default::default()).unwrap();
+    w.write_packet(&p).unwrap();
+    w.into_inner().unwrap();
+
+    let out = ns
+        .cmd(env!("CARGO_BIN_EXE_pidcap"))
+        .arg("send")
+        .arg("--pcap")
+        .arg(&file)
+        .args(["--frame", "1", "--patch", "0:4a", "--count", "3", "--interval", "100ms", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_lines(&out.stdout);
+    assert_eq!(v.len(), 4, "{v:?}");
+    assert!(v[..3].iter().all(|s| s["ok"] == true && s["bytes"] == 5), "{v:?}");
+    for _ in 0..3 {
+        line.clear();
+        sink_out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), format!("{} {cport}", pidcap_packet::to_hex(b"Jello")), "from the client's own socket");
+    }
+    // The client exits: a clear status, exit status 2.
+    client.stdin.take().unwrap().write_all(b"bye\n").unwrap();
+    client.wait().unwrap();
+    let out = ns.cmd(env!("CARGO_BIN_EXE_pidcap")).arg("send").arg("--pcap").arg(&file).args(["--frame", "1", "--mode", "socket"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAILED [process_gone]"), "{text}");
+    let _ = sink.kill();
+    let _ = sink.wait();
+}
+
+#[test]
+fn raw_mode_checksums_are_right_on_the_wire() {
+    require_root!();
+    if Command::new("tshark").arg("-v").output().is_err() {
+        eprintln!("SKIPPED raw_mode_checksums_are_right_on_the_wire: tshark is not installed");
+        return;
+    }
+    let ns = Netns::new("send-raw");
+    let port = "47001";
+    let mut tshark = ns
+        .cmd("tshark")
+        .args(["-i", "lo", "-f", &format!("port {port}"), "-a", "duration:4", "-l"])
+        .args(["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"])
+        .args(["-T", "fields", "-e", "ip.checksum.status", "-e", "udp.checksum.status", "-e", "tcp.checksum.status", "-e", "udp.srcport", "-e", "tcp.srcport"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(tshark.stderr.take().unwrap());
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 && !line.contains("Capturing on") {
+        line.clear();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for proto in ["udp", "tcp"] {
+        let out = ns
+            .cmd(env!("CARGO_BIN_EXE_pidcap"))
+            .args(["send", "--mode", "raw", "--proto", proto, "--from", "127.0.0.1:40000", "--to", &format!("127.0.0.1:{port}")])
+            .args(["--ascii", "raw payload\\x00", "--count", "2", "--interval", "50ms"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{proto}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = tshark.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ours: Vec<Vec<&str>> =
+        text.lines().map(|l| l.split('\t').collect::<Vec<_>>()).filter(|f| f.len() == 5 && (f[3] == "40000" || f[4] == "40000")).collect();
+    assert_eq!(ours.len(), 4, "two UDP and two TCP packets from port 40000: {text}");
+    for f in &ours {
+        // 1 = Good (0 Bad, 2 Unverified).
+        assert_eq!(f[0], "1", "IP checksum: {text}");
+        let transport = if f[3] == "40000" { f[1] } else { f[2] };
+        assert_eq!(transport, "1", "UDP/TCP checksum: {text}");
+    }
+}
