@@ -163,6 +163,28 @@ enum SeqCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Add packets at the end of a sequence, in this order.
+    Add {
+        id: SequenceId,
+        /// Packet ids: 1,2,7-9
+        #[arg(value_parser = parse_ids)]
+        packets: Ids,
+    },
+    /// Replace a sequence's packets by these, in this order (reorder, drop).
+    Set {
+        id: SequenceId,
+        /// Packet ids: 4,1,2
+        #[arg(value_parser = parse_ids)]
+        packets: Ids,
+    },
+    /// Change a sequence's name or description.
+    Edit {
+        id: SequenceId,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
     /// Delete a sequence (and with --packets its packets).
     Delete {
         id: SequenceId,
@@ -419,16 +441,24 @@ pub fn run(args: LibArgs) -> anyhow::Result<i32> {
             return Ok(i32::from(missing));
         }
         LibCmd::Search { query, filter, limit, json } => {
-            let hits = lib.search(&query, &filter.to_filter()?, limit)?;
+            let r = lib.search_results(&query, &filter.to_filter()?, limit)?;
             if json {
-                print_json(&hits)?;
+                print_json(&r.hits)?;
             } else {
-                for h in &hits {
+                for h in &r.hits {
                     println!("{:>8.2}  {}", -h.score, one_line(&h.packet));
                 }
-                if hits.is_empty() {
+                if r.hits.is_empty() {
                     eprintln!("no match");
                 }
+            }
+            match (r.window, r.ranked) {
+                (Some(w), true) => eprintln!("note: {} packets match; ranked among the newest {w} of them", r.matches),
+                (Some(w), false) => eprintln!(
+                    "note: more than {} packets match; showing the newest first (among the newest {w}), not ranked; add words or filters to narrow the search",
+                    r.matches.saturating_sub(1)
+                ),
+                (None, _) => {}
             }
         }
         LibCmd::Tag { rename: Some(r), .. } => {
@@ -513,6 +543,21 @@ pub fn run(args: LibArgs) -> anyhow::Result<i32> {
                     println!("{:>6}  {}  [{}]", s.id, s.name, ids.join(" "));
                 }
             }
+        }
+        LibCmd::Seq(SeqCmd::Add { id, packets: Ids(ids) }) => {
+            lib.append_to_sequence(id, &ids)?;
+            println!("sequence {id}: {} packet(s) now", lib.sequence(id)?.packet_ids.len());
+        }
+        LibCmd::Seq(SeqCmd::Set { id, packets: Ids(ids) }) => {
+            lib.set_sequence_packets(id, &ids)?;
+            println!("sequence {id}: {} packet(s) now", ids.len());
+        }
+        LibCmd::Seq(SeqCmd::Edit { id, name, description }) => {
+            if name.is_none() && description.is_none() {
+                bail!("nothing to change: give --name and/or --description");
+            }
+            lib.edit_sequence(id, &MetaEdit { name, description })?;
+            println!("edited sequence {id}");
         }
         LibCmd::Seq(SeqCmd::Delete { id, packets }) => {
             lib.delete_sequence(id, packets)?;

@@ -61,7 +61,12 @@ fn main() {
     let n: u64 = args.get(1).map(|s| s.parse().expect("N")).unwrap_or(1_000_000);
     let tmp = std::env::temp_dir().join(format!("pidcap-bench-{}.db", std::process::id()));
     let path = args.get(2).map(Into::into).unwrap_or(tmp.clone());
+    let t = Instant::now();
     let mut lib = Library::open(&path).unwrap();
+    let open_secs = t.elapsed().as_secs_f64();
+    if open_secs > 1.0 {
+        println!("opened in {open_secs:.1} s (schema migration)");
+    }
     let have = lib.count(&Filter::default()).unwrap();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let t = Instant::now();
@@ -98,8 +103,13 @@ fn main() {
     ];
     println!("{:<28} {:>10} {:>9}", "query (limit 50)", "best of 5", "results");
     for (label, q, f) in queries {
-        let (ms, hits) = time(|| lib.search(q, &f, 50).unwrap().len());
-        println!("{label:<28} {ms:>7.1} ms {hits:>9}");
+        let (ms, r) = time(|| lib.search_results(q, &f, 50).unwrap());
+        let how = match (r.window, r.ranked) {
+            (None, _) => format!("bm25 over all {} matches", r.matches),
+            (Some(w), true) => format!("bm25 over newest {w} of {} matches", r.matches),
+            (Some(w), false) => format!("newest first (window {w}, >{} matches)", r.matches - 1),
+        };
+        println!("{label:<28} {ms:>7.1} ms {:>9}  {how}", r.hits.len());
     }
     let (ms, k) = time(|| lib.list(&Filter { tag: Some("sampled".into()), ..Default::default() }, 50, 0).unwrap().len());
     println!("{:<28} {ms:>7.1} ms {k:>9}", "list by tag (no FTS)");

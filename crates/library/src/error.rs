@@ -39,6 +39,9 @@ pub enum LibraryError {
     /// A pcap/pcapng file that could not be read or written.
     #[error("pcap: {0}")]
     Pcap(String),
+    /// A [`crate::PacketSource`] (the daemon) could not hand over the packets asked for.
+    #[error("{0}")]
+    Source(String),
     /// An I/O failure on a file other than the database.
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },

@@ -7,8 +7,8 @@
 //! [`default_db_path`]). Every write is one transaction: a crash, a full disk
 //! or a malformed import leaves the database as it was before the call.
 //!
-//! Saving by a live capture's packet id goes through [`PacketSource`], the seam
-//! the daemon will implement.
+//! Saving by a live capture's packet id goes through [`PacketSource`], which
+//! the CLI implements over the daemon's socket (`pidcap lib save --packet`).
 
 mod dpp;
 mod error;
@@ -27,7 +27,7 @@ pub use model::{
     Filter, MetaEdit, NewPacket, PacketId, PacketMeta, SavedPacket, SearchHit, Selection, Sequence, SequenceId, TagCount,
 };
 pub use schema::{migration_sql, SCHEMA_VERSION};
-pub use search::build_match;
+pub use search::{build_match, SearchResults, RANKED_MATCHES_MAX, SEARCH_WINDOW};
 pub use transfer::{parse_frames, ExportFormat, ImportReport, PacketSource};
 
 use rusqlite::{Connection, OpenFlags};
@@ -63,6 +63,8 @@ fn default_db_path_from(xdg: Option<std::ffi::OsString>, home: Option<std::ffi::
 pub struct Library {
     conn: Connection,
     path: PathBuf,
+    /// [`SEARCH_WINDOW`] and [`RANKED_MATCHES_MAX`], changeable by tests.
+    search_limits: (usize, usize),
 }
 
 impl std::fmt::Debug for Library {
@@ -120,7 +122,7 @@ impl Library {
                 )));
             }
         }
-        Ok(Library { conn, path })
+        Ok(Library { conn, path, search_limits: (SEARCH_WINDOW, RANKED_MATCHES_MAX) })
     }
 
     /// Where the database is.
@@ -133,6 +135,13 @@ impl Library {
     #[doc(hidden)]
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Use other values than [`SEARCH_WINDOW`] and [`RANKED_MATCHES_MAX`] (tests
+    /// of the large-result paths on a small library).
+    #[doc(hidden)]
+    pub fn set_search_limits(&mut self, window: usize, ranked_matches_max: usize) {
+        self.search_limits = (window.max(1), ranked_matches_max.max(window.max(1)));
     }
 
     /// `PRAGMA integrity_check`; `Ok(())` when the database is sound.

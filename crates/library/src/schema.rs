@@ -70,7 +70,23 @@ CREATE TABLE sequence_packets (
 CREATE INDEX sequence_packets_by_packet ON sequence_packets(packet_id);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2];
+/// Version 3: the hex column indexes overlapping byte trigrams (`474554` for
+/// the bytes at offset i, i+1, i+2; shorter at the end of the payload) instead
+/// of single bytes, so that a byte-sequence search starts from rare tokens.
+/// The index is contentless, so it is rebuilt from the packets
+/// ([`crate::store::rebuild_index`]) in the migration's transaction.
+const V3: &str = r#"
+DROP TABLE packets_fts;
+CREATE VIRTUAL TABLE packets_fts USING fts5(
+    name, description, tags, comm, payload_text, payload_hex,
+    content = '', contentless_delete = 1
+);
+"#;
+
+/// Work a migration does after its SQL (rebuilding derived data).
+type Step = fn(&rusqlite::Transaction<'_>) -> Result<()>;
+
+const MIGRATIONS: &[(&str, Option<Step>)] = &[(V1, None), (V2, None), (V3, Some(crate::store::rebuild_index))];
 
 /// The schema version this build writes; older databases are migrated on open.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -78,7 +94,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// The SQL of migration `version` (1-based), for tests that build old databases.
 #[doc(hidden)]
 pub fn migration_sql(version: i64) -> Option<&'static str> {
-    usize::try_from(version).ok()?.checked_sub(1).and_then(|i| MIGRATIONS.get(i)).copied()
+    usize::try_from(version).ok()?.checked_sub(1).and_then(|i| MIGRATIONS.get(i)).map(|m| m.0)
 }
 
 /// The database's schema version.
@@ -92,9 +108,16 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     if found > SCHEMA_VERSION {
         return Err(LibraryError::TooNew { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
-        let tx = conn.transaction()?;
+    for (i, (sql, step)) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Another process may have migrated while this one waited for the lock.
+        if version(&tx)? > i as i64 {
+            continue;
+        }
         tx.execute_batch(sql)?;
+        if let Some(step) = step {
+            step(&tx)?;
+        }
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
         tx.commit()?;
     }

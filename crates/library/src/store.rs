@@ -76,13 +76,50 @@ fn payload_text(payload: &[u8]) -> String {
         .collect()
 }
 
-/// `47 45 54`: each byte a token, so that a byte sequence is a phrase query.
-fn payload_hex(payload: &[u8]) -> String {
-    let mut s = String::with_capacity(payload.len().min(FTS_HEX_BYTES) * 3);
-    for b in &payload[..payload.len().min(FTS_HEX_BYTES)] {
-        let _ = write!(s, "{b:02x} ");
+/// Bytes per hex token: each token is the payload's bytes at offsets i, i+1
+/// and i+2 (`474554`), the last two tokens shorter, so that a sequence of n >= 3
+/// bytes is a phrase of n-2 tokens (each one rare next to a single byte value)
+/// and a sequence of 1 or 2 bytes is a prefix query.
+pub(crate) const HEX_GRAM: usize = 3;
+
+/// `474554 455420 5420 20`: one token per payload offset (see [`HEX_GRAM`]).
+pub(crate) fn payload_hex(payload: &[u8]) -> String {
+    let p = &payload[..payload.len().min(FTS_HEX_BYTES)];
+    let mut s = String::with_capacity(p.len() * (2 * HEX_GRAM + 1));
+    for i in 0..p.len() {
+        for b in &p[i..(i + HEX_GRAM).min(p.len())] {
+            let _ = write!(s, "{b:02x}");
+        }
+        s.push(' ');
     }
     s
+}
+
+/// Refill the (empty) full-text index from every packet; used by the schema
+/// migration that changes the index layout.
+pub(crate) fn rebuild_index(tx: &Transaction<'_>) -> Result<()> {
+    let mut read = tx.prepare(
+        "SELECT p.id, p.name, p.description, p.comm, p.payload, \
+         (SELECT group_concat(t.name, ' ') FROM packet_tags pt JOIN tags t ON t.id = pt.tag_id WHERE pt.packet_id = p.id) \
+         FROM packets p ORDER BY p.id",
+    )?;
+    let mut write = tx.prepare(
+        "INSERT INTO packets_fts(rowid, name, description, tags, comm, payload_text, payload_hex) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    let mut rows = read.query([])?;
+    while let Some(r) = rows.next()? {
+        let payload: Vec<u8> = r.get(4)?;
+        write.execute(params![
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+            r.get::<_, String>(3)?,
+            payload_text(&payload),
+            payload_hex(&payload)
+        ])?;
+    }
+    Ok(())
 }
 
 /// SQL conditions (on alias `p`) and their parameters for a filter.
@@ -217,14 +254,20 @@ pub(crate) fn insert_sequence(
         params![name, description, created_at_ns.unwrap_or_else(now_ns) as i64],
     )?;
     let sid = tx.last_insert_rowid();
+    insert_members(tx, sid, 0, ids)?;
+    Ok(sid)
+}
+
+/// Put packets into a sequence at positions `first`, `first + 1`...
+fn insert_members(tx: &Transaction<'_>, sid: SequenceId, first: i64, ids: &[PacketId]) -> Result<()> {
     let mut st = tx.prepare_cached("INSERT INTO sequence_packets(sequence_id, position, packet_id) VALUES (?, ?, ?)")?;
     for (pos, id) in ids.iter().enumerate() {
-        st.execute(params![sid, pos as i64, id]).map_err(|e| match e.sqlite_error_code() {
+        st.execute(params![sid, first + pos as i64, id]).map_err(|e| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::ConstraintViolation) => LibraryError::NotFound { what: "packet", id: *id },
             _ => e.into(),
         })?;
     }
-    Ok(sid)
+    Ok(())
 }
 
 impl Library {
@@ -318,7 +361,7 @@ impl Library {
         let tags = tags.iter().map(|t| clean_tag(t)).collect::<Result<Vec<_>>>()?;
         self.write(|tx| {
             for &id in ids {
-                ensure_packet(tx, id)?;
+                ensure(tx, "packet", id)?;
                 for t in &tags {
                     attach_tag(tx, id, t)?;
                 }
@@ -332,7 +375,7 @@ impl Library {
     pub fn untag(&mut self, ids: &[PacketId], tags: &[String]) -> Result<()> {
         self.write(|tx| {
             for &id in ids {
-                ensure_packet(tx, id)?;
+                ensure(tx, "packet", id)?;
                 for t in tags {
                     tx.prepare_cached(
                         "DELETE FROM packet_tags WHERE packet_id = ? AND tag_id IN (SELECT id FROM tags WHERE name = ?)",
@@ -401,6 +444,26 @@ impl Library {
         self.write(|tx| insert_sequence(tx, name, description, None, ids))
     }
 
+    /// Add existing packets at the end of a sequence, in this order.
+    pub fn append_to_sequence(&mut self, id: SequenceId, ids: &[PacketId]) -> Result<()> {
+        self.write(|tx| {
+            ensure(tx, "sequence", id)?;
+            let next: i64 =
+                tx.query_row("SELECT coalesce(max(position) + 1, 0) FROM sequence_packets WHERE sequence_id = ?", [id], |r| r.get(0))?;
+            insert_members(tx, id, next, ids)
+        })
+    }
+
+    /// Replace a sequence's members by `ids`, in this order (to reorder, drop
+    /// or repeat packets); the packets themselves are not touched.
+    pub fn set_sequence_packets(&mut self, id: SequenceId, ids: &[PacketId]) -> Result<()> {
+        self.write(|tx| {
+            ensure(tx, "sequence", id)?;
+            tx.execute("DELETE FROM sequence_packets WHERE sequence_id = ?", [id])?;
+            insert_members(tx, id, 0, ids)
+        })
+    }
+
     /// One sequence, or [`LibraryError::NotFound`].
     pub fn sequence(&self, id: SequenceId) -> Result<Sequence> {
         let (name, description, created): (String, String, i64) = self
@@ -458,9 +521,11 @@ fn update_meta(tx: &Transaction<'_>, table: &str, what: &'static str, id: i64, e
     Ok(())
 }
 
-fn ensure_packet(tx: &Transaction<'_>, id: PacketId) -> Result<()> {
-    let found: Option<i64> = tx.prepare_cached("SELECT 1 FROM packets WHERE id = ?")?.query_row([id], |r| r.get(0)).optional()?;
-    found.map(|_| ()).ok_or(LibraryError::NotFound { what: "packet", id })
+/// [`LibraryError::NotFound`] unless the row `id` of `{what}s` (packets, sequences) exists.
+fn ensure(tx: &Transaction<'_>, what: &'static str, id: i64) -> Result<()> {
+    let sql = format!("SELECT 1 FROM {what}s WHERE id = ?");
+    let found: Option<i64> = tx.prepare_cached(&sql)?.query_row([id], |r| r.get(0)).optional()?;
+    found.map(|_| ()).ok_or(LibraryError::NotFound { what, id })
 }
 
 pub(crate) fn check_len(field: &str, value: Option<&str>, max: usize) -> Result<()> {

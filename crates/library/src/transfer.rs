@@ -15,9 +15,9 @@ use std::io::{BufReader, BufWriter, Write};
 use std::ops::RangeInclusive;
 use std::path::Path;
 
-/// Where live packets come from when saved by their capture id. The daemon
-/// (not written yet) will implement this over its socket; tests can implement
-/// it over a `Vec`.
+/// Where live packets come from when saved by their capture id. The CLI
+/// implements it over the daemon's socket (`pidcap lib save --packet`); tests
+/// can implement it over a `Vec`.
 pub trait PacketSource {
     /// The packets with these capture ids, in the same order; an unknown id is an error.
     fn packets_by_id(&self, ids: &[u64]) -> Result<Vec<CapturedPacket>>;
@@ -129,7 +129,20 @@ impl Library {
     /// Save live packets by their capture ids, fetched from `source` (the daemon).
     pub fn save_from_source(&mut self, source: &dyn PacketSource, ids: &[u64], meta: &PacketMeta) -> Result<Vec<PacketId>> {
         let packets = source.packets_by_id(ids)?;
-        let new: Vec<NewPacket> = packets.into_iter().map(|p| NewPacket::new(p, meta, "daemon")).collect();
+        if packets.len() != ids.len() || packets.iter().zip(ids).any(|(p, id)| p.id != *id) {
+            return Err(LibraryError::Source("the packet source returned other packets than the ones asked for".into()));
+        }
+        let new: Vec<NewPacket> = packets
+            .into_iter()
+            .map(|p| {
+                let id = p.id;
+                let mut n = NewPacket::new(p, meta, "daemon");
+                if n.name.is_empty() {
+                    n.name = format!("capture #{id}");
+                }
+                n
+            })
+            .collect();
         self.save_many(&new)
     }
 

@@ -97,28 +97,7 @@ fn kill_9_while_saving_loses_nothing_reported() {
 fn a_version_1_database_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("old.db");
-    {
-        // What pidcap with schema 1 wrote.
-        let c = rusqlite::Connection::open(&db).unwrap();
-        c.execute_batch(pidcap_library::migration_sql(1).unwrap()).unwrap();
-        c.pragma_update(None, "user_version", 1).unwrap();
-        let p = packet(5, 77, "oldproc", Direction::Outbound, false, 1234, 80, b"GET /legacy HTTP/1.0\r\n\r\n");
-        c.execute(
-            "INSERT INTO packets(name, description, saved_at_ns, source, capture_id, timestamp_ns, pid, comm, direction, \
-             ip_version, protocol, local_addr, local_port, remote_addr, remote_port, orig_len, data, payload) \
-             VALUES ('legacy', 'from v1', 1, 'old', 5, ?, 77, 'oldproc', 'out', 4, 6, '10.0.0.1', 1234, '10.0.0.2', 80, ?, ?, ?)",
-            rusqlite::params![p.timestamp_ns as i64, p.orig_len, p.data, p.payload()],
-        )
-        .unwrap();
-        c.execute("INSERT INTO tags(name) VALUES ('old')", []).unwrap();
-        c.execute("INSERT INTO packet_tags VALUES (1, 1)", []).unwrap();
-        c.execute(
-            "INSERT INTO packets_fts(rowid, name, description, tags, comm, payload_text, payload_hex) \
-             VALUES (1, 'legacy', 'from v1', 'old', 'oldproc', 'GET /legacy HTTP/1.0', '47 45 54')",
-            [],
-        )
-        .unwrap();
-    }
+    legacy_db(&db, 1, b"GET /legacy HTTP/1.0\r\n\r\n");
     let mut lib = Library::open(&db).unwrap();
     let v: i64 = lib.connection().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(v, SCHEMA_VERSION);

@@ -72,3 +72,33 @@ pub fn fingerprint(lib: &Library) -> Vec<(String, i64, u64)> {
     }
     out
 }
+
+/// A database as pidcap with schema `version` (1 or 2) wrote it: one outbound
+/// TCP packet 10.0.0.1:1234 -> 10.0.0.2:80 named `legacy` (description
+/// `from v1`, pid 77, comm `oldproc`, tag `old`) carrying `payload`, indexed
+/// the old way (one hex token per byte).
+pub fn legacy_db(path: &Path, version: i64, payload: &[u8]) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    for v in 1..=version {
+        c.execute_batch(pidcap_library::migration_sql(v).unwrap()).unwrap();
+    }
+    c.pragma_update(None, "user_version", version).unwrap();
+    let p = packet(5, 77, "oldproc", Direction::Outbound, false, 1234, 80, payload);
+    c.execute(
+        "INSERT INTO packets(name, description, saved_at_ns, source, capture_id, timestamp_ns, pid, comm, direction, \
+         ip_version, protocol, local_addr, local_port, remote_addr, remote_port, orig_len, data, payload) \
+         VALUES ('legacy', 'from v1', 1, 'old', 5, ?, 77, 'oldproc', 'out', 4, 6, '10.0.0.1', 1234, '10.0.0.2', 80, ?, ?, ?)",
+        rusqlite::params![p.timestamp_ns as i64, p.orig_len, p.data, p.payload()],
+    )
+    .unwrap();
+    c.execute("INSERT INTO tags(name) VALUES ('old')", []).unwrap();
+    c.execute("INSERT INTO packet_tags VALUES (1, 1)", []).unwrap();
+    let text: String = payload.iter().map(|&b| if b.is_ascii_graphic() { b as char } else { ' ' }).collect();
+    let hex: Vec<String> = payload.iter().map(|b| format!("{b:02x}")).collect();
+    c.execute(
+        "INSERT INTO packets_fts(rowid, name, description, tags, comm, payload_text, payload_hex) \
+         VALUES (1, 'legacy', 'from v1', 'old', 'oldproc', ?, ?)",
+        rusqlite::params![text, hex.join(" ")],
+    )
+    .unwrap();
+}

@@ -1,0 +1,353 @@
+//! `pidcap lib` through the real binary: saving from a pcapng file and from a
+//! running daemon, listing, searching, tagging, editing, deleting, importing
+//! `.dpp` files and exporting to `.dpp`, pcapng and pcap (checked by tshark).
+//! Fixtures are in tests/data/lib/. The daemon test needs root.
+
+mod common;
+
+use common::{is_root, Netns, Scratch, StderrLines};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lib").join(name)
+}
+
+/// `pidcap lib --db DB ARGS`, its output (not checked).
+fn lib(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pidcap")).arg("lib").arg("--db").arg(db).args(args).output().expect("run pidcap")
+}
+
+/// `pidcap lib --db DB ARGS`, which must succeed; its stdout.
+fn lib_ok(db: &Path, args: &[&str]) -> String {
+    let out = lib(db, args);
+    assert!(
+        out.status.success(),
+        "pidcap lib {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `pidcap lib --db DB ARGS --json`, parsed.
+fn lib_json(db: &Path, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let out = lib_ok(db, &a);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} printed {out:?}: {e}"))
+}
+
+fn ids(v: &Value) -> Vec<i64> {
+    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect()
+}
+
+fn tshark_frames(path: &Path) -> usize {
+    let out = Command::new("tshark").arg("-r").arg(path).args(["-T", "fields", "-e", "frame.number"]).output().expect(
+        "tshark is needed by this test (apt-get install tshark)",
+    );
+    assert!(out.status.success(), "tshark -r {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).count()
+}
+
+#[test]
+fn save_list_search_tag_edit_delete() {
+    let dir = Scratch::new("lib-crud");
+    let db = dir.path("lib.db");
+    let saved = ids(&lib_json(&db, &["save", "--pcap", fixture("capture.pcapng").to_str().unwrap(), "--tag", "golden,web"]));
+    assert_eq!(saved, [1, 2, 3, 4, 5, 6]);
+    let frames =
+        ids(&lib_json(&db, &["save", "--pcap", fixture("capture.pcapng").to_str().unwrap(), "--frames", "1,5-6", "--name", "again"]));
+    assert_eq!(frames.len(), 3);
+
+    let list = lib_json(&db, &["list"]);
+    assert_eq!(list.as_array().unwrap().len(), 9);
+    assert_eq!(list[0]["name"], "capture.pcapng #1");
+    assert_eq!(list[0]["tags"], serde_json::json!(["golden", "web"]));
+    assert_eq!(list[0]["source"], "pcap:capture.pcapng");
+    assert_eq!(names(&lib_json(&db, &["list", "--protocol", "udp", "--limit", "2"])), ["capture.pcapng #2", "capture.pcapng #3"]);
+    assert_eq!(lib_json(&db, &["list", "--port", "443"]).as_array().unwrap().len(), 4);
+
+    // Words, hex bytes (3 and 2 bytes), a tag, a filter.
+    let hits = lib_json(&db, &["search", "GET"]);
+    let hit_ids: Vec<i64> = hits.as_array().unwrap().iter().map(|h| h["packet"]["id"].as_i64().unwrap()).collect();
+    assert!(hit_ids.contains(&1) && hit_ids.contains(&7), "{hits}");
+    assert!(hits[0]["score"].as_f64().unwrap() < 0.0);
+    assert_eq!(lib_json(&db, &["search", "47 45 54"]).as_array().unwrap().len(), 2);
+    assert_eq!(lib_json(&db, &["search", "hex:4745"]).as_array().unwrap().len(), 2);
+    assert_eq!(lib_json(&db, &["search", "again", "--protocol", "udp"]).as_array().unwrap().len(), 1);
+    let none = lib(&db, &["search", "nosuchword"]);
+    assert!(none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no match"));
+    let bad = lib(&db, &["search", "fts:\"unbalanced"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bad search query"), "{bad:?}");
+
+    // Tags.
+    lib_ok(&db, &["tag", "1-3", "interesting", "todo"]);
+    lib_ok(&db, &["untag", "2", "todo"]);
+    let tags = lib_json(&db, &["tags"]);
+    let count = |name: &str| tags.as_array().unwrap().iter().find(|t| t["name"] == name).map(|t| t["count"].as_u64().unwrap());
+    assert_eq!((count("interesting"), count("todo"), count("golden")), (Some(3), Some(2), Some(6)));
+    assert_eq!(lib_json(&db, &["search", "tag:todo"]).as_array().unwrap().len(), 2);
+    assert_eq!(names(&lib_json(&db, &["list", "--tag", "todo"])), ["capture.pcapng #1", "capture.pcapng #3"]);
+    lib_ok(&db, &["tag", "--rename", "todo", "done"]);
+    let tags = lib_json(&db, &["tags"]);
+    assert!(tags.as_array().unwrap().iter().any(|t| t["name"] == "done" && t["count"] == 2), "{tags}");
+    let missing = lib(&db, &["tag", "99", "x"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no packet with id 99"), "{missing:?}");
+
+    // Edit, then find it by the new words.
+    lib_ok(&db, &["edit", "4", "--name", "big upload", "--description", "a thousand bytes"]);
+    let shown = lib_json(&db, &["show", "4"]);
+    assert_eq!((shown[0]["name"].as_str(), shown[0]["description"].as_str()), (Some("big upload"), Some("a thousand bytes")));
+    assert_eq!(lib_json(&db, &["search", "thousand"])[0]["packet"]["id"], 4);
+    assert!(!lib(&db, &["edit", "4"]).status.success(), "an edit without changes is refused");
+
+    // Delete: gone from list, search and tags.
+    let out = lib_ok(&db, &["delete", "1,4"]);
+    assert!(out.contains("deleted 2 packet(s)"), "{out}");
+    assert_eq!(lib_json(&db, &["list"]).as_array().unwrap().len(), 7);
+    assert!(lib_json(&db, &["search", "thousand"]).as_array().unwrap().is_empty());
+    assert_eq!(lib(&db, &["delete", "1"]).status.code(), Some(1), "deleting a missing packet is reported");
+    assert_eq!(lib(&db, &["show", "1"]).status.code(), Some(1));
+}
+
+#[test]
+fn import_v1_and_export_dpp_pcapng_pcap() {
+    let dir = Scratch::new("lib-export");
+    let db = dir.path("lib.db");
+    let report = lib_json(&db, &["import", fixture("login_v1.dpp").to_str().unwrap()]);
+    assert_eq!(report[0]["version"], 1);
+    let login = report[0]["packet_ids"][0].as_i64().unwrap();
+    let p = &lib_json(&db, &["show", &login.to_string()])[0];
+    assert_eq!(p["name"], "login request");
+    assert_eq!(p["synthesized"], true);
+    assert_eq!(p["source"], "dpp-v1:login_v1.dpp");
+    assert_eq!((p["packet"]["pid"].as_u64(), p["packet"]["comm"].as_str()), (Some(0), Some("")));
+    assert_eq!(p["tags"], serde_json::json!(["auth", "http"]));
+    assert!(lib_ok(&db, &["list"]).contains("(synthesised)"));
+    assert_eq!(lib_json(&db, &["search", "login"])[0]["packet"]["id"], login);
+
+    lib_ok(&db, &["save", "--pcap", fixture("capture.pcapng").to_str().unwrap(), "--sequence", "golden run"]);
+    let seqs = lib_json(&db, &["seq", "list"]);
+    assert_eq!(seqs[0]["packet_ids"].as_array().unwrap().len(), 6);
+
+    for (file, frames) in [("all.pcapng", 7), ("all.pcap", 7)] {
+        let out = dir.path(file);
+        lib_ok(&db, &["export", "-o", out.to_str().unwrap()]);
+        assert_eq!(tshark_frames(&out), frames, "{file}");
+    }
+    let udp = dir.path("udp.pcap");
+    lib_ok(&db, &["export", "-o", udp.to_str().unwrap(), "--protocol", "udp"]);
+    assert_eq!(tshark_frames(&udp), 3);
+    let searched = dir.path("found.out");
+    lib_ok(&db, &["export", "-o", searched.to_str().unwrap(), "--format", "pcapng", "--search", "login"]);
+    assert_eq!(tshark_frames(&searched), 1);
+    assert!(!lib(&db, &["export", "-o", dir.path("x.bin").to_str().unwrap()]).status.success(), "unknown extension");
+
+    // .dpp v2 round trip into another library keeps packets, tags and the sequence.
+    let dpp = dir.path("all.dpp");
+    lib_ok(&db, &["export", "-o", dpp.to_str().unwrap()]);
+    let db2 = dir.path("other.db");
+    let r = lib_json(&db2, &["import", dpp.to_str().unwrap()]);
+    assert_eq!((r[0]["version"].as_u64(), r[0]["packet_ids"].as_array().unwrap().len()), (Some(2), 7));
+    let strip = |mut v: Value| {
+        for p in v.as_array_mut().unwrap() {
+            let o = p.as_object_mut().unwrap();
+            o.remove("id");
+            o.remove("saved_at_ns");
+        }
+        v
+    };
+    assert_eq!(strip(lib_json(&db, &["list"])), strip(lib_json(&db2, &["list"])));
+    assert_eq!(lib_json(&db2, &["seq", "list"])[0]["name"], "golden run");
+    let seq_pcap = dir.path("seq.pcapng");
+    lib_ok(&db2, &["export", "-o", seq_pcap.to_str().unwrap(), "--sequence", "1"]);
+    assert_eq!(tshark_frames(&seq_pcap), 6);
+
+    // Sequences: reorder, append, rename.
+    lib_ok(&db2, &["seq", "set", "1", "3,1"]);
+    lib_ok(&db2, &["seq", "add", "1", "7,2"]);
+    lib_ok(&db2, &["seq", "edit", "1", "--name", "short run"]);
+    let seq = &lib_json(&db2, &["seq", "list"])[0];
+    assert_eq!((seq["name"].as_str(), ids(&seq["packet_ids"])), (Some("short run"), vec![3, 1, 7, 2]));
+    assert!(!lib(&db2, &["seq", "add", "1", "99"]).status.success());
+    assert!(!lib(&db2, &["seq", "add", "5", "1"]).status.success());
+    assert_eq!(ids(&lib_json(&db2, &["seq", "list"])[0]["packet_ids"]), [3, 1, 7, 2]);
+}
+
+#[test]
+fn a_malformed_dpp_is_refused_and_changes_nothing() {
+    let dir = Scratch::new("lib-bad");
+    let db = dir.path("lib.db");
+    lib_ok(&db, &["save", "--pcap", fixture("capture.pcapng").to_str().unwrap(), "--tag", "t"]);
+    let snapshot = |db: &Path| (lib_ok(db, &["list", "--json"]), lib_ok(db, &["tags", "--json"]), lib_ok(db, &["seq", "list", "--json"]));
+    let before = snapshot(&db);
+    let out = lib(&db, &["import", fixture("login_v1.dpp").to_str().unwrap(), fixture("bad_port_v1.dpp").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad_port_v1.dpp") && err.contains("remote_port"), "the error names the file and the field: {err}");
+    // The good file given first was imported (each file is its own transaction); undo it and compare.
+    let after = lib_json(&db, &["list"]);
+    let extra: Vec<String> =
+        after.as_array().unwrap().iter().filter(|p| p["name"] == "login request").map(|p| p["id"].to_string()).collect();
+    assert_eq!(extra.len(), 1);
+    lib_ok(&db, &["delete", &extra.join(",")]);
+    assert_eq!(snapshot(&db), before);
+
+    // A file that is not JSON at all, and one that is truncated.
+    let junk = dir.path("junk.dpp");
+    std::fs::write(&junk, b"\x00\x01 not json").unwrap();
+    let truncated = dir.path("truncated.dpp");
+    let text = std::fs::read(fixture("login_v1.dpp")).unwrap();
+    std::fs::write(&truncated, &text[..text.len() / 2]).unwrap();
+    for f in [&junk, &truncated] {
+        let out = lib(&db, &["import", f.to_str().unwrap()]);
+        assert!(!out.status.success(), "{}", f.display());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("invalid .dpp file"), "{out:?}");
+    }
+    assert_eq!(snapshot(&db), before);
+}
+
+#[test]
+fn save_by_packet_id_needs_a_running_daemon() {
+    let dir = Scratch::new("lib-nodaemon");
+    let db = dir.path("lib.db");
+    let sock = dir.path("none.sock");
+    let out = lib(&db, &["save", "--packet", "1-3", "--socket", sock.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("start one with `sudo pidcap daemon`"), "{err}");
+    assert!(!lib(&db, &["save"]).status.success(), "--pcap or --packet is required");
+    assert!(!lib(&db, &["save", "--packet", "x"]).status.success());
+}
+
+/// The python3 peer of the daemon test: prints its pid, waits for a line on
+/// stdin, then sends three marked UDP datagrams to a socket of its own on
+/// loopback and receives them.
+const UDP_PEER: &str = "import os,socket,sys
+r=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); r.bind(('127.0.0.1',0))
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)
+print(os.getpid(),flush=True); sys.stdin.readline()
+for i in range(3):
+    s.sendto(b'pidcap-lib-marker-%d' % i, r.getsockname()); r.recv(100)
+print('done',flush=True)";
+
+/// The daemon, stopped when the test ends (or fails).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on a child this test started and has not reaped.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn save_by_packet_id_from_the_daemon() {
+    if !is_root() {
+        eprintln!("SKIPPED: this test starts the daemon (eBPF) and a network namespace: it needs root");
+        return;
+    }
+    let dir = Scratch::new("lib-daemon");
+    let db = dir.path("lib.db");
+    let sock = dir.path("pidcap.sock");
+    let ns = Netns::new("lib");
+
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_pidcap"))
+        .args(["daemon", "--socket", sock.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the daemon");
+    let mut lines = StderrLines::new(daemon.stderr.take().unwrap());
+    let _daemon = KillOnDrop(daemon);
+    lines.wait_for("pidcap daemon: listening", Duration::from_secs(30));
+
+    let mut peer = ns.cmd("python3").args(["-c", UDP_PEER]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut peer_out = BufReader::new(peer.stdout.take().unwrap());
+    let mut line = String::new();
+    peer_out.read_line(&mut line).unwrap();
+    let pid: u32 = line.trim().parse().unwrap_or_else(|_| panic!("peer said {line:?}"));
+
+    let mut client = pidcap_control::Client::connect(&sock).unwrap();
+    client.start_capture(vec![pid], vec![], None, None, false).unwrap();
+    peer.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    line.clear();
+    peer_out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "done");
+    assert!(peer.wait().unwrap().success());
+
+    // The marked datagrams as the daemon holds them (out and in: 6 packets).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let held = loop {
+        let page = client.get_packets(0, Some(1000)).unwrap();
+        let marked: Vec<_> = page
+            .packets
+            .into_iter()
+            .filter(|p| p.payload().starts_with(b"pidcap-lib-marker-"))
+            .collect();
+        if marked.len() >= 6 || Instant::now() > deadline {
+            break marked;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(held.len(), 6, "the daemon did not capture the 6 datagrams: {held:?}");
+    let outbound: Vec<u64> = held.iter().filter(|p| p.direction.as_str() == "out").map(|p| p.id).collect();
+    assert_eq!(outbound.len(), 3);
+
+    // By a list of ids...
+    let list = format!("{},{}", outbound[2], outbound[0]);
+    let saved = ids(&lib_json(
+        &db,
+        &["save", "--packet", &list, "--socket", sock.to_str().unwrap(), "--name", "marker", "--description", "from the daemon", "--tag", "live"],
+    ));
+    assert_eq!(saved.len(), 2);
+    let shown = lib_json(&db, &["show", &format!("{},{}", saved[0], saved[1])]);
+    for (p, (want_id, want_payload)) in shown.as_array().unwrap().iter().zip([(outbound[2], "2"), (outbound[0], "0")]) {
+        let held = held.iter().find(|h| h.id == want_id).unwrap();
+        assert_eq!(p["packet"]["id"].as_u64(), Some(want_id));
+        assert_eq!(p["packet"]["pid"].as_u64(), Some(u64::from(pid)));
+        assert_eq!(p["packet"]["comm"].as_str(), Some(held.comm.as_str()));
+        assert!(held.comm.starts_with("python"), "comm {:?}", held.comm);
+        assert_eq!((p["name"].as_str(), p["source"].as_str()), (Some("marker"), Some("daemon")));
+        assert_eq!(p["tags"], serde_json::json!(["live"]));
+        let payload = format!("pidcap-lib-marker-{want_payload}");
+        let data = p["packet"]["data"].as_str().unwrap().to_string();
+        assert!(data.ends_with(&pidcap_packet::to_hex(payload.as_bytes())), "payload of {want_id}: {data}");
+    }
+    let hits = lib_json(&db, &["search", "from the daemon", "--pid", &pid.to_string()]);
+    assert_eq!(hits.as_array().unwrap().len(), 2);
+
+    // ... and by a range (every packet of the capture between the first and last marked one).
+    let (lo, hi) = (held.iter().map(|p| p.id).min().unwrap(), held.iter().map(|p| p.id).max().unwrap());
+    let saved = ids(&lib_json(&db, &["save", "--packet", &format!("{lo}-{hi}"), "--socket", sock.to_str().unwrap()]));
+    assert_eq!(saved.len() as u64, hi - lo + 1);
+    let first = &lib_json(&db, &["show", &saved[0].to_string()])[0];
+    assert_eq!(first["name"], format!("capture #{lo}"));
+
+    // An id the daemon does not hold: an error, nothing saved.
+    let before = lib_ok(&db, &["list", "--json"]);
+    let out = lib(&db, &["save", "--packet", &format!("{lo},{}", hi + 1000), "--socket", sock.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("does not hold packet(s) {}", hi + 1000)), "{err}");
+    assert_eq!(lib_ok(&db, &["list", "--json"]), before);
+}
