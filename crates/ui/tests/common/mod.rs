@@ -1,0 +1,357 @@
+//! Test helpers: a tiny blocking HTTP client, a minimal WebDriver client for
+//! chromedriver (no extra dependencies), a network namespace, and a daemon +
+//! UI server started in this process.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One HTTP/1.1 request; (status, headers, body).
+pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nContent-Length: {}\r\n", body.len());
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("connection")) {
+        req.push_str("Connection: close\r\n");
+    }
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut buf = Vec::new();
+    // A websocket upgrade answer never closes: read what comes, up to a timeout.
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut chunk = [0u8; 65536];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => break,
+        }
+        if buf.starts_with(b"HTTP/1.1 101") && buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut body = buf[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { break };
+        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+    out
+}
+
+pub fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for v in s.bytes().filter_map(val) {
+        acc = acc << 6 | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+pub fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Chromium and its driver, or why not. With CI set, a missing browser fails the test.
+pub fn browser() -> Option<(PathBuf, PathBuf)> {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].iter().map(PathBuf::from).find(|p| p.exists());
+    let driver = PathBuf::from("/usr/bin/chromedriver");
+    match chromium {
+        Some(c) if driver.exists() => Some((c, driver)),
+        _ => {
+            if std::env::var_os("CI").is_some() {
+                panic!("CI is set and chromium / chromedriver are missing: apt-get install -y chromium chromium-driver");
+            }
+            eprintln!("skipped: chromium or /usr/bin/chromedriver missing (apt-get install -y chromium chromium-driver)");
+            None
+        }
+    }
+}
+
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// A chromedriver session with a headless Chromium.
+pub struct Browser {
+    driver: Child,
+    addr: SocketAddr,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    pub fn start(chromium: &Path, driver: &Path) -> Browser {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let child = Command::new(driver).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("chromedriver");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_for("chromedriver", Duration::from_secs(20), || TcpStream::connect(addr).ok());
+        let profile = tempfile::tempdir().unwrap();
+        let mut b = Browser { driver: child, addr, session: String::new(), _profile: profile };
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1600,1100",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("--user-data-dir={}", b._profile.path().display())])
+        .collect::<Vec<_>>();
+        let caps = json!({"capabilities":{"alwaysMatch":{"browserName":"chrome","goog:chromeOptions":{"binary":chromium,"args":args}}}});
+        let v = b.call("POST", "/session", Some(caps));
+        b.session = v["sessionId"].as_str().expect("a session").to_string();
+        b
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let body = body.map(|b| serde_json::to_vec(&b).unwrap()).unwrap_or_default();
+        let (status, _, resp) = http(self.addr, method, path, &[("Content-Type", "application/json")], &body);
+        let v: Value = serde_json::from_slice(&resp).unwrap_or(Value::Null);
+        assert!(status < 300, "webdriver {method} {path}: {status} {v}");
+        v["value"].clone()
+    }
+
+    fn s(&self, rest: &str) -> String {
+        format!("/session/{}{rest}", self.session)
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.call("POST", &self.s("/url"), Some(json!({ "url": url })));
+    }
+
+    pub fn find(&self, css: &str) -> Option<String> {
+        let body = serde_json::to_vec(&json!({"using":"css selector","value":css})).unwrap();
+        let (status, _, resp) = http(self.addr, "POST", &self.s("/element"), &[("Content-Type", "application/json")], &body);
+        if status >= 300 {
+            return None;
+        }
+        let v: Value = serde_json::from_slice(&resp).ok()?;
+        v["value"][ELEMENT].as_str().map(String::from)
+    }
+
+    pub fn wait_find(&self, css: &str) -> String {
+        wait_for(css, Duration::from_secs(20), || self.find(css))
+    }
+
+    pub fn click(&self, css: &str) {
+        let el = self.wait_find(css);
+        self.call("POST", &self.s(&format!("/element/{el}/click")), Some(json!({})));
+    }
+
+    /// Type a file path into a file input (or keys into anything).
+    pub fn send_keys(&self, css: &str, text: &str) {
+        let el = self.wait_find(css);
+        self.call("POST", &self.s(&format!("/element/{el}/value")), Some(json!({ "text": text })));
+    }
+
+    /// Set an input's value and fire `input` and `change`, as typing would (at once).
+    pub fn fill(&self, css: &str, text: &str) {
+        self.wait_find(css);
+        self.js(
+            "const e = document.querySelector(arguments[0]); e.value = arguments[1];
+             e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true}));",
+            json!([css, text]),
+        );
+    }
+
+    pub fn js(&self, script: &str, args: Value) -> Value {
+        self.call("POST", &self.s("/execute/sync"), Some(json!({"script": script, "args": args})))
+    }
+
+    pub fn text(&self, css: &str) -> String {
+        self.js("const e = document.querySelector(arguments[0]); return e ? e.innerText : null;", json!([css])).as_str().unwrap_or("").to_string()
+    }
+
+    pub fn count(&self, css: &str) -> u64 {
+        self.js("return document.querySelectorAll(arguments[0]).length;", json!([css])).as_u64().unwrap_or(0)
+    }
+
+    pub fn screenshot(&self, name: &str) -> PathBuf {
+        let v = self.call("GET", &self.s("/screenshot"), None);
+        let png = base64_decode(v.as_str().unwrap_or(""));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ui-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = http(self.addr, "DELETE", &self.s(""), &[], b"");
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A network namespace with lo up, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("pidcap-ui-{tag}-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success(), "ip netns add");
+        assert!(Command::new("ip").args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"]).status().unwrap().success());
+        Netns { name }
+    }
+
+    /// python3 tests/data/target.py ARGS in the namespace.
+    pub fn python(&self, args: &[&str]) -> KillOnDrop {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/target.py");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "python3"])
+            .arg(script)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        KillOnDrop(child)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+    /// Wait for a line on its stdout ("ready").
+    pub fn wait_line(&mut self) -> String {
+        use std::io::BufRead;
+        let out = self.0.stdout.as_mut().unwrap();
+        let mut r = std::io::BufReader::new(out);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        line
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real daemon (kernel layer loaded) served in this process, and the UI server.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub library: PathBuf,
+    pub ui: pidcap_ui::Running,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Stack {
+    pub fn start() -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("pidcap.sock");
+        let library = dir.path().join("library.db");
+        let config = pidcap_control::DaemonConfig { socket: socket.clone(), group: None, handle_signals: false, ..Default::default() };
+        let daemon = pidcap_control::Daemon::bind(config).expect("daemon (root, BTF, cgroup2)");
+        let (stop, rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::spawn(move || {
+            daemon.serve(rx).expect("daemon");
+        });
+        let ui = pidcap_ui::start(pidcap_ui::ServeConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            socket: socket.clone(),
+            library: library.clone(),
+            token: None,
+        })
+        .unwrap();
+        Stack { dir, socket, library, ui, stop: Some(stop), thread: Some(thread) }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[i.clamp(1, sorted.len()) - 1]
+}
