@@ -70,6 +70,10 @@ enum LibCmd {
         json: bool,
     },
     /// Full-text search (words, `tag:x`, `comm:x`, hex bytes `47 45 54` or `hex:474554`), best first.
+    ///
+    /// A query matching more than 4,000 packets is ranked among its newest
+    /// 4,000 matches only (newest first, unranked, above 150,000 matches);
+    /// a note on stderr says so. `--limit 0` ranks every match, however slow.
     Search {
         query: String,
         #[command(flatten)]

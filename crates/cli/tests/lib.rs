@@ -351,3 +351,44 @@ fn save_by_packet_id_from_the_daemon() {
     assert!(err.contains(&format!("does not hold packet(s) {}", hi + 1000)), "{err}");
     assert_eq!(lib_ok(&db, &["list", "--json"]), before);
 }
+
+#[test]
+fn a_word_in_thousands_of_packets_is_ranked_among_the_newest_and_says_so() {
+    let dir = Scratch::new("lib-window");
+    let db = dir.path("lib.db");
+    let pcap = dir.path("many.pcapng");
+    let n = pidcap_library::SEARCH_WINDOW as u64 + 100;
+    {
+        let f = std::io::BufWriter::new(std::fs::File::create(&pcap).unwrap());
+        let mut w = pidcap_pcapfile::PacketWriter::new(pidcap_pcapfile::Format::Pcapng, f, &Default::default()).unwrap();
+        for i in 1..=n {
+            let mut data = Vec::new();
+            let payload = format!("everywhere item{i}");
+            etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(1000, 2000).write(&mut data, payload.as_bytes()).unwrap();
+            let len = data.len() as u32;
+            let p = pidcap_packet::CapturedPacket::new(
+                i,
+                i * 1000,
+                1,
+                "gen".into(),
+                0,
+                pidcap_packet::Direction::Outbound,
+                pidcap_packet::Verdict::Pass,
+                len,
+                data,
+            );
+            w.write_packet(&p).unwrap();
+        }
+        w.flush().unwrap();
+    }
+    lib_ok(&db, &["save", "--pcap", pcap.to_str().unwrap()]);
+    let out = lib(&db, &["search", "everywhere", "--limit", "3"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{n} packets match; ranked among the newest {}", pidcap_library::SEARCH_WINDOW)), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    // Every match, ranked, with --limit 0; a selective query says nothing.
+    assert_eq!(lib_json(&db, &["search", "everywhere", "--limit", "0"]).as_array().unwrap().len() as u64, n);
+    let out = lib(&db, &["search", "item77"]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+}
