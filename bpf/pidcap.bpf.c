@@ -72,6 +72,16 @@ struct {
 	__type(value, struct pidcap_target);
 } target_comms SEC(".maps");
 
+/* Processes that use other processes' sockets on their behalf: pidcap itself,
+ * resending through a target's duplicated socket (pidfd_getfd). Their use of a
+ * socket does not make them its owner. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16);
+	__type(key, __u32);
+	__type(value, __u32);
+} injectors SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -114,6 +124,8 @@ static __always_inline void remember_owner(__u64 cookie)
 	struct pidcap_owner *cur = bpf_map_lookup_elem(&owners, &cookie);
 	if (cur && cur->tgid == tgid)
 		return; /* hot path of sendmsg: nothing changed */
+	if (bpf_map_lookup_elem(&injectors, &tgid))
+		return; /* pidcap resending on a target's socket: the owner stays */
 
 	struct pidcap_owner o = { .tgid = tgid };
 	bpf_get_current_comm(o.comm, sizeof(o.comm));

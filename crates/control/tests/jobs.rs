@@ -228,6 +228,18 @@ fn inject_by_packet_id_uses_the_process_socket_and_reports_blocks() {
         let (n, from) = srv.recv_from(&mut buf).unwrap();
         assert_eq!((&buf[..n], from.port()), (&b"Jello"[..], client_port), "from the client's own socket");
     }
+    // Resending through the process's socket does not make the daemon its
+    // owner: the injected datagrams are captured as the client's.
+    let mut injected = vec![];
+    for _ in 0..100 {
+        injected = c.get_packets(0, None).unwrap().packets.into_iter().filter(|p| p.payload() == b"Jello").collect::<Vec<_>>();
+        if injected.len() == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(injected.len(), 2, "both resends were captured");
+    assert!(injected.iter().all(|p| p.pid == py.id() && p.decoded.local_port == client_port), "{injected:?}");
     // A block rule on the flow: the send is refused with EPERM, reported as `blocked`.
     c.add_filter(&format!("out:udp:{port}"), Action::Block, None).unwrap();
     let job = c.inject(InjectArgs { count: Some(1), ..args }).unwrap();
@@ -236,6 +248,74 @@ fn inject_by_packet_id_uses_the_process_socket_and_reports_blocks() {
     assert_eq!(st[0].error_kind, Some(ErrorKind::Blocked), "{st:?}");
     assert!(st[0].error.as_deref().unwrap().contains("EPERM"), "{st:?}");
     assert!(count_datagrams(&srv, Duration::from_millis(200)).is_empty());
+    let _ = py.kill();
+    let _ = py.wait();
+}
+
+/// An unconnected UDP client: every send is a sendto(), so the kernel's
+/// sendmsg hook sees it, and sees pidcap's resends through the same socket.
+const UDP_SENDTO_CLIENT: &str = r#"
+import socket, sys
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.bind(("127.0.0.1", 0))
+print(c.getsockname()[1], flush=True)
+sys.stdin.readline()
+c.sendto(b"hello", ("127.0.0.1", int(sys.argv[1])))
+print("sent", flush=True)
+sys.stdin.readline()
+"#;
+
+#[test]
+fn resending_on_an_unconnected_udp_socket_keeps_its_owner() {
+    if !root_or_skip("resending_on_an_unconnected_udp_socket_keeps_its_owner") {
+        return;
+    }
+    let d = InProcess::start("sendto");
+    let mut c = d.client();
+    let srv = udp_listener();
+    let port = srv.local_addr().unwrap().port();
+    let mut py = Command::new("python3")
+        .args(["-c", UDP_SENDTO_CLIENT, &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(py.stdout.take().unwrap());
+    let mut stdin = py.stdin.take().unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let client_port: u16 = line.trim().parse().unwrap();
+    c.start_capture(vec![py.id()], vec![], None, None, false).unwrap();
+    use std::io::Write;
+    writeln!(stdin, "go").unwrap();
+    stdin.flush().unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let mut buf = [0u8; 64];
+    srv.recv_from(&mut buf).unwrap();
+    let find = |c: &mut Client, payload: &[u8], n: usize| {
+        for _ in 0..100 {
+            let found: Vec<_> = c.get_packets(0, None).unwrap().packets.into_iter().filter(|p| p.payload() == payload).collect();
+            if found.len() >= n {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{n} packets with payload {payload:?} were not captured");
+    };
+    let original = find(&mut c, b"hello", 1).remove(0);
+
+    let args = InjectArgs { packet: Some(original.id), patches: vec!["0:4a".into()], count: Some(2), interval_ms: Some(10), ..Default::default() };
+    let job = c.inject(args).unwrap();
+    assert_eq!(job.mode, Mode::Socket);
+    let (st, s) = watch_to_end(&mut c, job.id);
+    assert_eq!((s.sent, s.failed), (2, 0), "{st:?}");
+    // The resends went out through the client's socket and are the client's packets:
+    // the daemon's own sendto() did not make it the socket's owner.
+    let injected = find(&mut c, b"Jello", 2);
+    for p in &injected {
+        assert_eq!((p.pid, p.decoded.local_port, p.socket_cookie), (py.id(), client_port, original.socket_cookie), "{p:?}");
+    }
     let _ = py.kill();
     let _ = py.wait();
 }

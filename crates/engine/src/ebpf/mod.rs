@@ -142,6 +142,11 @@ impl EbpfBackend {
         let port_owners = HashMap::try_from(take("port_owners")?).map_err(map_err("port_owners"))?;
         let bound_ports = HashMap::try_from(take("bound_ports")?).map_err(map_err("bound_ports"))?;
         let config_map = Array::try_from(take("config")?).map_err(map_err("config"))?;
+        // This process resends through targets' sockets (resend's socket mode):
+        // that must not make it their owner.
+        let mut injectors: HashMap<MapData, u32, u32> =
+            HashMap::try_from(take("injectors")?).map_err(map_err("injectors"))?;
+        injectors.insert(std::process::id(), 1, 0).map_err(map_err("injectors"))?;
         let counters = PerCpuArray::try_from(take("counters")?).map_err(map_err("counters"))?;
         let rules = Array::try_from(take("rules")?).map_err(map_err("rules"))?;
 
