@@ -382,9 +382,14 @@ fn print_ids(what: &str, ids: &[PacketId], json: bool) -> anyhow::Result<()> {
 
 /// Run `pidcap lib ...`; returns the process exit code.
 pub fn run(args: LibArgs) -> anyhow::Result<i32> {
+    // The daemon first: without one, fail before creating a database.
+    let source = match &args.cmd {
+        LibCmd::Save { packet: Some(_), socket, .. } => Some(DaemonSource::connect(socket)?),
+        _ => None,
+    };
     let mut lib = open(&args)?;
     match args.cmd {
-        LibCmd::Save { pcap, frames, packet, socket, meta, sequence, json } => {
+        LibCmd::Save { pcap, frames, packet, meta, sequence, json, .. } => {
             let m = PacketMeta { name: meta.name, description: meta.description, tags: meta.tags };
             let ids = match (pcap, packet) {
                 (Some(pcap), _) => {
@@ -392,9 +397,8 @@ pub fn run(args: LibArgs) -> anyhow::Result<i32> {
                     lib.save_pcap(&pcap, frames.as_deref(), &m)?
                 }
                 (None, Some(Ids(ids))) => {
-                    let source = DaemonSource::connect(&socket)?;
                     let ids: Vec<u64> = ids.iter().map(|&i| i as u64).collect();
-                    lib.save_from_source(&source, &ids, &m)?
+                    lib.save_from_source(source.as_ref().context("no daemon connection")?, &ids, &m)?
                 }
                 (None, None) => bail!("give --pcap FILE or --packet IDS"),
             };

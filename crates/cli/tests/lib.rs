@@ -227,6 +227,7 @@ fn save_by_packet_id_needs_a_running_daemon() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("start one with `sudo pidcap daemon`"), "{err}");
+    assert!(!db.exists(), "no database is created when there is nothing to save");
     assert!(!lib(&db, &["save"]).status.success(), "--pcap or --packet is required");
     assert!(!lib(&db, &["save", "--packet", "x"]).status.success());
 }
