@@ -187,7 +187,7 @@ fn processes_tab(app: &App, d: D) -> Element {
             div { class: "row",
                 input { id: "proc-search", placeholder: "search: name, pid, user, command line", value: "{app.proc_query}",
                     oninput: move |e: FormEvent| d.call(Action::SetProcQuery(e.value())) }
-                button { onclick: move |_| d.call(Action::RefreshProcesses), "Refresh" }
+                button { id: "refresh-procs", onclick: move |_| d.call(Action::RefreshProcesses), "Refresh" }
                 label { input { r#type: "checkbox", checked: app.follow_children,
                     onchange: move |e: FormEvent| d.call(Action::SetFollowChildren(e.checked())) } " also the processes they start" }
                 button { id: "start-capture", class: "primary", disabled: app.proc_selected.is_empty(),

@@ -193,9 +193,10 @@ impl Browser {
         wait_for(css, Duration::from_secs(20), || self.find(css))
     }
 
+    /// Click the first element `css` matches (in the page: rows re-render under the driver's feet).
     pub fn click(&self, css: &str) {
-        let el = self.wait_find(css);
-        self.call("POST", &self.s(&format!("/element/{el}/click")), Some(json!({})));
+        self.wait_find(css);
+        self.js("document.querySelector(arguments[0]).click(); return true;", json!([css]));
     }
 
     /// Type a file path into a file input (or keys into anything).
