@@ -300,7 +300,7 @@ fn capture_loop(cap: &mut Capture, opts: &CaptureOpts, signals: &AtomicUsize, en
             exit_code = code;
         } else if written >= limit || signals_seen > 0 {
             // We stop before the command does: leave it running, report success.
-            eprintln!("pidcap: capture ended; {} (pid {}) is still running", "the command", child.pid);
+            eprintln!("pidcap: capture ended; the command (pid {}) is still running", child.pid);
         }
     }
     Ok(exit_code)

@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn header_reads_from_unaligned_bytes() {
-        let mut rec = vec![0u8; 1 + 56 + 4];
+        let mut rec = [0u8; 1 + 56 + 4];
         rec[1 + 16..1 + 20].copy_from_slice(&1234u32.to_ne_bytes());
         rec[1 + 32] = DIR_OUT;
         rec[1 + 40..1 + 44].copy_from_slice(b"curl");

@@ -14,7 +14,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 
 /// Parse contiguous hex (as written by [`to_hex`]).
 pub fn from_hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(format!("odd number of hex digits ({})", s.len()));
     }
     (0..s.len())
