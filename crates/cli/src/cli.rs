@@ -51,6 +51,15 @@ pub enum Command {
     /// Every send prints a status; a summary ends the run. Exit status: 0 all
     /// sent, 1 some failed, 2 nothing could be sent.
     Send(crate::cmd_send::SendArgs),
+    /// The UI in a browser: pick a process, watch its packets, block a port,
+    /// edit and resend a packet, keep it in the library.
+    ///
+    /// Serves on http://127.0.0.1:PORT (a random free port unless --listen)
+    /// and prints the URL to open, with its access token; requests without
+    /// the token or from another site are refused. Starts a daemon in this
+    /// process when none runs and it has the rights.
+    #[cfg(feature = "ui")]
+    Ui(crate::cmd_ui::UiArgs),
 }
 
 #[derive(Args, Debug)]

@@ -7,6 +7,8 @@ mod cmd_ctl;
 mod cmd_daemon;
 mod cmd_lib;
 mod cmd_send;
+#[cfg(feature = "ui")]
+mod cmd_ui;
 mod output;
 mod spawn;
 
@@ -41,6 +43,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
         cli::Command::Ctl(args) => cmd_ctl::run(args),
         cli::Command::Lib(args) => cmd_lib::run(args).map(|code| code.clamp(0, 255) as u8),
         cli::Command::Send(args) => cmd_send::run(args),
+        #[cfg(feature = "ui")]
+        cli::Command::Ui(args) => cmd_ui::run(args),
     }
 }
 
