@@ -78,6 +78,64 @@ fn count_datagrams(s: &UdpSocket, quiet: Duration) -> Vec<Vec<u8>> {
     v
 }
 
+/// A python UDP client (one of the scripts below) that has sent "hello" to
+/// `port` while captured by the daemon; it waits on stdin until killed.
+struct UdpClient {
+    child: std::process::Child,
+    port: u16,
+    _stdin: std::process::ChildStdin,
+}
+
+impl UdpClient {
+    fn start_captured(c: &mut Client, script: &str, srv: &UdpSocket) -> UdpClient {
+        let port = srv.local_addr().unwrap().port();
+        let mut child = Command::new("python3")
+            .args(["-c", script, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut stdin = child.stdin.take().unwrap();
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let client_port: u16 = line.trim().parse().unwrap();
+        c.start_capture(vec![child.id()], vec![], None, None, false).unwrap();
+        use std::io::Write;
+        writeln!(stdin, "go").unwrap();
+        stdin.flush().unwrap();
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = srv.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from.port()), (&b"hello"[..], client_port));
+        UdpClient { child, port: client_port, _stdin: stdin }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for UdpClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wait until the daemon holds at least `n` packets with this payload.
+fn captured_with_payload(c: &mut Client, payload: &[u8], n: usize) -> Vec<pidcap_packet::CapturedPacket> {
+    for _ in 0..100 {
+        let found: Vec<_> = c.get_packets(0, None).unwrap().packets.into_iter().filter(|p| p.payload() == payload).collect();
+        if found.len() >= n {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{n} packets with payload {payload:?} were not captured");
+}
+
 /// Statuses and the summary of a watched job.
 fn watch_to_end(c: &mut Client, job: u64) -> (Vec<pidcap_resend::SendStatus>, pidcap_resend::Summary) {
     c.watch_job(job).unwrap();
@@ -188,40 +246,15 @@ fn inject_by_packet_id_uses_the_process_socket_and_reports_blocks() {
     let mut c = d.client();
     let srv = udp_listener();
     let port = srv.local_addr().unwrap().port();
-    let mut py = Command::new("python3")
-        .args(["-c", UDP_CLIENT, &port.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(py.stdout.take().unwrap());
-    let mut stdin = py.stdin.take().unwrap();
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let client_port: u16 = line.trim().parse().unwrap();
-    c.start_capture(vec![py.id()], vec![], None, None, false).unwrap();
-    use std::io::Write;
-    writeln!(stdin, "go").unwrap();
-    stdin.flush().unwrap();
-    line.clear();
-    out.read_line(&mut line).unwrap();
+    let py = UdpClient::start_captured(&mut c, UDP_CLIENT, &srv);
+    let client_port = py.port;
     let mut buf = [0u8; 64];
-    let (n, from) = srv.recv_from(&mut buf).unwrap();
-    assert_eq!((&buf[..n], from.port()), (&b"hello"[..], client_port));
-    let mut packet = None;
-    for _ in 0..100 {
-        packet = c.get_packets(0, None).unwrap().packets.into_iter().find(|p| p.payload() == b"hello");
-        if packet.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let packet = packet.expect("the client's datagram was captured");
+    let packet = captured_with_payload(&mut c, b"hello", 1).remove(0);
 
     // By id, edited, default mode (socket: the process is alive).
     let args = InjectArgs { packet: Some(packet.id), patches: vec!["0:4a".into()], count: Some(2), interval_ms: Some(10), ..Default::default() };
     let job = c.inject(args.clone()).unwrap();
-    assert_eq!((job.mode, job.pid), (Mode::Socket, Some(py.id())));
+    assert_eq!((job.mode, job.pid), (Mode::Socket, Some(py.pid())));
     let (st, s) = watch_to_end(&mut c, job.id);
     assert_eq!((s.sent, s.failed), (2, 0), "{st:?}");
     for _ in 0..2 {
@@ -230,16 +263,8 @@ fn inject_by_packet_id_uses_the_process_socket_and_reports_blocks() {
     }
     // Resending through the process's socket does not make the daemon its
     // owner: the injected datagrams are captured as the client's.
-    let mut injected = vec![];
-    for _ in 0..100 {
-        injected = c.get_packets(0, None).unwrap().packets.into_iter().filter(|p| p.payload() == b"Jello").collect::<Vec<_>>();
-        if injected.len() == 2 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(injected.len(), 2, "both resends were captured");
-    assert!(injected.iter().all(|p| p.pid == py.id() && p.decoded.local_port == client_port), "{injected:?}");
+    let injected = captured_with_payload(&mut c, b"Jello", 2);
+    assert!(injected.iter().all(|p| p.pid == py.pid() && p.decoded.local_port == client_port), "{injected:?}");
     // A block rule on the flow: the send is refused with EPERM, reported as `blocked`.
     c.add_filter(&format!("out:udp:{port}"), Action::Block, None).unwrap();
     let job = c.inject(InjectArgs { count: Some(1), ..args }).unwrap();
@@ -248,8 +273,6 @@ fn inject_by_packet_id_uses_the_process_socket_and_reports_blocks() {
     assert_eq!(st[0].error_kind, Some(ErrorKind::Blocked), "{st:?}");
     assert!(st[0].error.as_deref().unwrap().contains("EPERM"), "{st:?}");
     assert!(count_datagrams(&srv, Duration::from_millis(200)).is_empty());
-    let _ = py.kill();
-    let _ = py.wait();
 }
 
 /// An unconnected UDP client: every send is a sendto(), so the kernel's
@@ -273,37 +296,8 @@ fn resending_on_an_unconnected_udp_socket_keeps_its_owner() {
     let d = InProcess::start("sendto");
     let mut c = d.client();
     let srv = udp_listener();
-    let port = srv.local_addr().unwrap().port();
-    let mut py = Command::new("python3")
-        .args(["-c", UDP_SENDTO_CLIENT, &port.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(py.stdout.take().unwrap());
-    let mut stdin = py.stdin.take().unwrap();
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let client_port: u16 = line.trim().parse().unwrap();
-    c.start_capture(vec![py.id()], vec![], None, None, false).unwrap();
-    use std::io::Write;
-    writeln!(stdin, "go").unwrap();
-    stdin.flush().unwrap();
-    line.clear();
-    out.read_line(&mut line).unwrap();
-    let mut buf = [0u8; 64];
-    srv.recv_from(&mut buf).unwrap();
-    let find = |c: &mut Client, payload: &[u8], n: usize| {
-        for _ in 0..100 {
-            let found: Vec<_> = c.get_packets(0, None).unwrap().packets.into_iter().filter(|p| p.payload() == payload).collect();
-            if found.len() >= n {
-                return found;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("{n} packets with payload {payload:?} were not captured");
-    };
-    let original = find(&mut c, b"hello", 1).remove(0);
+    let py = UdpClient::start_captured(&mut c, UDP_SENDTO_CLIENT, &srv);
+    let original = captured_with_payload(&mut c, b"hello", 1).remove(0);
 
     let args = InjectArgs { packet: Some(original.id), patches: vec!["0:4a".into()], count: Some(2), interval_ms: Some(10), ..Default::default() };
     let job = c.inject(args).unwrap();
@@ -312,10 +306,7 @@ fn resending_on_an_unconnected_udp_socket_keeps_its_owner() {
     assert_eq!((s.sent, s.failed), (2, 0), "{st:?}");
     // The resends went out through the client's socket and are the client's packets:
     // the daemon's own sendto() did not make it the socket's owner.
-    let injected = find(&mut c, b"Jello", 2);
-    for p in &injected {
-        assert_eq!((p.pid, p.decoded.local_port, p.socket_cookie), (py.id(), client_port, original.socket_cookie), "{p:?}");
+    for p in &captured_with_payload(&mut c, b"Jello", 2) {
+        assert_eq!((p.pid, p.decoded.local_port, p.socket_cookie), (py.pid(), py.port, original.socket_cookie), "{p:?}");
     }
-    let _ = py.kill();
-    let _ = py.wait();
 }
