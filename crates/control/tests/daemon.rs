@@ -340,3 +340,70 @@ fn sigkill_of_the_daemon_leaves_no_rule_in_force() {
     let d = Daemon::bind(config(&socket, None)).expect("restart after SIGKILL");
     drop(d);
 }
+
+/// Sends this many datagrams to 127.0.0.1:PORT as fast as it can, then waits for stdin.
+const FLOOD: &str = r#"
+import socket, sys
+n, port = int(sys.argv[1]), int(sys.argv[2])
+sys.stdin.readline()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(n):
+    s.sendto(b"x" * 32, ("127.0.0.1", port))
+print("done", flush=True)
+sys.stdin.readline()
+"#;
+
+#[test]
+fn a_subscriber_that_does_not_read_never_blocks_capture_and_is_told_what_it_missed() {
+    if !root_or_skip("a_subscriber_that_does_not_read_never_blocks_capture_and_is_told_what_it_missed") {
+        return;
+    }
+    const SENT: u64 = 30_000;
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap(); // never read: the kernel drops what overflows
+    let port = sink.local_addr().unwrap().port();
+    let mut flood = Command::new("python3")
+        .args(["-c", FLOOD, &SENT.to_string(), &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let d = InProcess::start(None);
+    let mut c = d.client();
+    let mut slow = d.client();
+    slow.subscribe(None).unwrap(); // ... and then does not read for a while
+    c.start_capture(vec![flood.id()], vec![], Some(64), Some(100_000), false).unwrap();
+    let mut stdin = flood.stdin.take().unwrap();
+    writeln!(stdin, "go").unwrap();
+    let mut line = String::new();
+    BufReader::new(flood.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "done");
+
+    // The capture kept up: every datagram reached the daemon's ring.
+    assert!(
+        wait_for(Duration::from_secs(10), || c.get_state().unwrap().stats.received >= SENT),
+        "capture stalled behind a subscriber that does not read: {:?}",
+        c.get_state().unwrap().stats
+    );
+    let s = c.get_state().unwrap();
+    assert_eq!((s.stats.kernel.ring_full, s.stats.evicted), (0, 0));
+    let last = s.newest_id.unwrap();
+
+    // The slow subscriber is told how much it missed, then gets the newest packets.
+    let (mut packets, mut missed) = (0u64, 0u64);
+    loop {
+        match slow.next_event().unwrap() {
+            Event::Packet { packet } => {
+                packets += 1;
+                if packet.id == last {
+                    break;
+                }
+            }
+            Event::Missed { count } => missed += count,
+            _ => {}
+        }
+    }
+    assert!(missed > 0, "a subscriber {SENT} packets behind must be told it missed some");
+    assert!(packets < SENT && packets + missed >= SENT, "seen {packets} + missed {missed} accounts for {SENT}");
+    let _ = flood.kill();
+    let _ = flood.wait();
+}
