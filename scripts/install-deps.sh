@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pidcap needs to build and test on a fresh Debian machine:
 # clang + libbpf headers (the eBPF programs are compiled by build.rs),
-# tshark/tcpdump/bpftool/iproute2/python3 (the tests use them), and a Rust
+# tshark/tcpdump/bpftool/iproute2/python3/chromium (the tests use them), and a Rust
 # toolchain if there is none. Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -19,6 +19,9 @@ have curl || need+=(curl)
 have setpriv || need+=(util-linux)
 have pgrep || need+=(procps)
 have gcc || need+=(gcc libc6-dev)
+# The UI's end-to-end tests drive Debian's Chromium through chromedriver.
+have chromium || need+=(chromium)
+have chromedriver || need+=(chromium-driver)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
