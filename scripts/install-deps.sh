@@ -20,7 +20,7 @@ have setpriv || need+=(util-linux)
 have pgrep || need+=(procps)
 have gcc || need+=(gcc libc6-dev)
 # The UI's end-to-end tests drive Debian's Chromium through chromedriver.
-have chromium || need+=(chromium)
+have chromium || need+=(chromium fonts-dejavu-core)
 have chromedriver || need+=(chromium-driver)
 
 if [ ${#need[@]} -gt 0 ]; then
