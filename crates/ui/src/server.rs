@@ -67,11 +67,9 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        // Graceful shutdown waits for open websockets: signal it, do not wait.
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }
