@@ -40,6 +40,9 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
         if buf.starts_with(b"HTTP/1.1 101") && buf.windows(4).any(|w| w == b"\r\n\r\n") {
             break;
         }
+        if response_complete(&buf) {
+            break; // servers that keep the connection open (chromedriver) would cost a read timeout per call
+        }
     }
     let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
     let head = String::from_utf8_lossy(&buf[..split]).to_string();
@@ -49,6 +52,21 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
         body = dechunk(&body);
     }
     (status, head, body)
+}
+
+/// True once `buf` holds a whole response: its head and, by Content-Length or
+/// the last chunk of a chunked body, all of its body.
+fn response_complete(buf: &[u8]) -> bool {
+    let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+    let head = String::from_utf8_lossy(&buf[..split]).to_ascii_lowercase();
+    let body = &buf[split + 4..];
+    if let Some(len) = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok()) {
+        return body.len() >= len;
+    }
+    if head.contains("transfer-encoding: chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    false
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
