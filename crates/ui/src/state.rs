@@ -332,6 +332,9 @@ pub struct App {
     pub stats: CaptureStats,
     /// Packets the daemon skipped for this UI (it read too slowly).
     pub ui_missed: u64,
+    /// Packets this view has received live since the capture started: the
+    /// daemon's counters come once a second, the packets as they happen.
+    pub live_received: u64,
     pub autoscroll: bool,
 
     // Packets.
@@ -373,6 +376,7 @@ impl Default for App {
             targets: Vec::new(),
             stats: CaptureStats::default(),
             ui_missed: 0,
+            live_received: 0,
             autoscroll: true,
             packets: VecDeque::new(),
             capacity: DEFAULT_CAPACITY,
@@ -582,11 +586,18 @@ impl App {
         self.follow();
     }
 
+    /// The "captured" counter: the daemon's count, never behind what this view
+    /// has already received (or been told it missed) since the last refresh.
+    pub fn captured_count(&self) -> u64 {
+        self.stats.received.max(self.live_received + self.ui_missed)
+    }
+
     fn push_packets(&mut self, packets: Vec<CapturedPacket>) {
         for p in packets {
             if self.packets.back().is_some_and(|last| last.id >= p.id) {
                 continue; // already have it (a backlog overlapping a page)
             }
+            self.live_received += 1;
             self.rate.add(&p);
             if self.filter.matches(&p) {
                 self.shown.push_back(p.id);
@@ -702,6 +713,7 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
         }
         A::CaptureStarted { targets } => {
             app.running = true;
+            app.live_received = 0;
             app.clear_packets();
             app.tab = Tab::Capture;
             let list = targets.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ");

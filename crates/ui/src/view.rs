@@ -232,7 +232,7 @@ fn processes_tab(app: &App, d: D) -> Element {
 fn counters(app: &App) -> Element {
     let k = &app.stats.kernel;
     let items = [
-        ("captured", app.stats.received, "packets read from the kernel"),
+        ("captured", app.captured_count(), "packets read from the kernel"),
         ("shown", app.shown.len() as u64, "packets the display filter lets through"),
         ("dropped", k.ring_full + k.load_failed, "lost in the kernel ring (userspace too slow)"),
         ("evicted", app.stats.evicted + app.ui_missed, "pushed out of the 10,000-packet ring"),

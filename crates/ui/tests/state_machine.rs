@@ -206,3 +206,19 @@ fn errors_become_plain_notices_and_never_a_blank_screen() {
     update(&mut app, Action::DaemonConnected);
     assert!(app.daemon_error.is_none());
 }
+
+#[test]
+fn the_captured_counter_never_lags_the_packets_shown() {
+    let mut app = App::new();
+    update(&mut app, Action::CaptureStarted { targets: vec![42] });
+    update(&mut app, Action::Packets((1..=5).map(|i| udp(i, 53, Direction::Outbound, b"x")).collect()));
+    // A counters refresh taken before the last packets arrived.
+    let mut stats = app.stats;
+    stats.received = 3;
+    update(&mut app, Action::Counters { stats, running: true });
+    assert_eq!(app.captured_count(), 5);
+    // A newer refresh wins.
+    stats.received = 9;
+    update(&mut app, Action::Counters { stats, running: true });
+    assert_eq!(app.captured_count(), 9);
+}
