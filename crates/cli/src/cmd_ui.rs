@@ -28,6 +28,11 @@ pub struct UiArgs {
     /// none answers on the socket and we are root).
     #[arg(long)]
     pub no_daemon: bool,
+
+    /// Open the UI in a native window (system webview) instead of serving it.
+    #[cfg(feature = "desktop")]
+    #[arg(long)]
+    pub desktop: bool,
 }
 
 pub fn run(args: UiArgs) -> Result<u8> {
@@ -46,6 +51,12 @@ pub fn run(args: UiArgs) -> Result<u8> {
         }
         // Not fatal: the UI says what is wrong and retries.
         Err(e) => eprintln!("pidcap ui: {e}"),
+    }
+    #[cfg(feature = "desktop")]
+    if args.desktop {
+        // Blocks until the window closes; an in-process daemon stops with us.
+        pidcap_ui::run_desktop(args.socket, library);
+        return Ok(0);
     }
     let running = pidcap_ui::start(pidcap_ui::ServeConfig { bind: args.listen, socket: args.socket, library, token: None })
         .with_context(|| format!("cannot listen on {}", args.listen))?;
