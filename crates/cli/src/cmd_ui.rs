@@ -43,6 +43,7 @@ pub fn run(args: UiArgs) -> Result<u8> {
     let mut daemon_thread = None;
     match Client::connect(&args.socket) {
         Ok(_) => {}
+        // SAFETY: geteuid has no preconditions and cannot fail.
         Err(ControlError::NotRunning(_)) if !args.no_daemon && unsafe { libc::geteuid() } == 0 => {
             let config = DaemonConfig { socket: args.socket.clone(), group: Some(DEFAULT_GROUP.into()), ..Default::default() };
             let daemon = Daemon::bind(config).with_context(|| format!("cannot start a daemon on {}", args.socket.display()))?;

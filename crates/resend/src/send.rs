@@ -4,7 +4,7 @@ use crate::sys;
 use crate::{ErrorKind, Proto, ReplyInfo, SendError, Target};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// What one successful send did.
@@ -47,7 +47,7 @@ pub(crate) fn os_error(what: &str, e: &io::Error) -> SendError {
 
 /// Write all of `buf` on a socket we share with its process, without ever
 /// changing its flags: MSG_DONTWAIT, and poll while its send buffer is full.
-fn send_all(fd: i32, buf: &[u8], to: Option<&SocketAddr>, timeout: Duration) -> Result<usize, SendError> {
+fn send_all(fd: BorrowedFd<'_>, buf: &[u8], to: Option<&SocketAddr>, timeout: Duration) -> Result<usize, SendError> {
     let deadline = Instant::now() + timeout;
     let mut off = 0;
     let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
@@ -140,7 +140,7 @@ impl SocketSender {
                 }
                 Err(_) => continue, // closed meanwhile
             };
-            let raw = fd.as_raw_fd();
+            let raw = fd.as_fd();
             if sys::getsockopt_int(raw, libc::SOL_SOCKET, libc::SO_TYPE).ok() != Some(want_ty) {
                 continue;
             }
@@ -163,7 +163,7 @@ impl SocketSender {
         }
         match by_addr {
             Some((fd, their_fd, inode)) => {
-                let cookie = sys::socket_cookie(fd.as_raw_fd()).unwrap_or(0);
+                let cookie = sys::socket_cookie(fd.as_fd()).unwrap_or(0);
                 Ok(SocketSender::new(pid, pidfd, fd, their_fd, inode, cookie, t))
             }
             None => {
@@ -182,7 +182,7 @@ impl SocketSender {
     }
 
     fn new(pid: u32, pidfd: OwnedFd, sock: OwnedFd, their_fd: i32, inode: u64, cookie: u64, t: &Target) -> SocketSender {
-        let connected = sys::peer_addr(sock.as_raw_fd()).is_some_and(|p| same_addr(&p, &t.remote));
+        let connected = sys::peer_addr(sock.as_fd()).is_some_and(|p| same_addr(&p, &t.remote));
         SocketSender { pid, pidfd, sock, their_fd, inode, cookie, proto: t.proto, remote: t.remote, connected }
     }
 
@@ -203,7 +203,7 @@ impl Sender for SocketSender {
                 format!("process {} closed the socket (fd {} is no longer socket:[{}])", self.pid, self.their_fd, self.inode),
             ));
         }
-        let fd = self.sock.as_raw_fd();
+        let fd = self.sock.as_fd();
         let to = match self.proto {
             Proto::Udp if !self.connected => Some(&self.remote),
             _ => None,
@@ -285,7 +285,7 @@ impl Sender for RawSender {
     fn send(&mut self, payload: &[u8], _wait: Duration) -> Result<Sent, SendError> {
         let pkt = build_packet(&self.t, payload)?;
         let to = SocketAddr::new(self.t.remote.ip(), 0);
-        sys::send_to(self.sock.as_raw_fd(), &pkt, 0, &to).map_err(|e| os_error("raw sendto", &e))?;
+        sys::send_to(self.sock.as_fd(), &pkt, 0, &to).map_err(|e| os_error("raw sendto", &e))?;
         Ok(Sent { bytes: payload.len(), reply: None })
     }
 
@@ -325,8 +325,8 @@ impl ConnectSender {
                     None => TcpStream::connect_timeout(&t.remote, self.timeout).map_err(|e| os_error(&format!("connect to {}", t.remote), &e))?,
                     Some(local) => {
                         let fd = sys::socket(domain, libc::SOCK_STREAM, 0).map_err(|e| os_error("socket", &e))?;
-                        let _ = sys::setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
-                        sys::bind(fd.as_raw_fd(), &local).map_err(|e| os_error(&format!("bind {local}"), &e))?;
+                        let _ = sys::setsockopt_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
+                        sys::bind(fd.as_fd(), &local).map_err(|e| os_error(&format!("bind {local}"), &e))?;
                         let (ss, len) = sys::to_sockaddr(&t.remote);
                         // SAFETY: the address is valid for len bytes; blocking connect on our own socket.
                         let r = unsafe { libc::connect(fd.as_raw_fd(), (&ss as *const libc::sockaddr_storage).cast(), len) };

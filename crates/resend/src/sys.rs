@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
     if r < 0 {
@@ -37,27 +37,27 @@ pub fn pidfd_exited(pidfd: &OwnedFd) -> bool {
 }
 
 /// Wait until `fd` is writable, at most `ms` milliseconds. True when it is.
-pub fn wait_writable(fd: RawFd, ms: i32) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+pub fn wait_writable(fd: BorrowedFd<'_>, ms: i32) -> bool {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 };
     // SAFETY: one valid pollfd.
     let n = unsafe { libc::poll(&mut p, 1, ms) };
     n > 0 && p.revents & libc::POLLOUT != 0
 }
 
-pub fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
+pub fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> {
     let mut v: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: v and len are valid for writing and sized for a c_int.
-    let r = unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut libc::c_int).cast(), &mut len) };
+    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, (&mut v as *mut libc::c_int).cast(), &mut len) };
     cvt(r as libc::c_long).map(|_| v)
 }
 
 /// SO_COOKIE: the kernel's socket cookie (the one the capture records).
-pub fn socket_cookie(fd: RawFd) -> io::Result<u64> {
+pub fn socket_cookie(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let mut v: u64 = 0;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
     // SAFETY: v and len are valid for writing and sized for a u64.
-    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_COOKIE, (&mut v as *mut u64).cast(), &mut len) };
+    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_COOKIE, (&mut v as *mut u64).cast(), &mut len) };
     cvt(r as libc::c_long).map(|_| v)
 }
 
@@ -110,39 +110,39 @@ fn from_sockaddr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
     }
 }
 
-fn name_of(fd: RawFd, peer: bool) -> Option<SocketAddr> {
+fn name_of(fd: BorrowedFd<'_>, peer: bool) -> Option<SocketAddr> {
     // SAFETY: sockaddr_storage is plain data.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     let p = (&mut ss as *mut libc::sockaddr_storage).cast();
     // SAFETY: ss/len describe a writable buffer of the right size.
-    let r = unsafe { if peer { libc::getpeername(fd, p, &mut len) } else { libc::getsockname(fd, p, &mut len) } };
+    let r = unsafe { if peer { libc::getpeername(fd.as_raw_fd(), p, &mut len) } else { libc::getsockname(fd.as_raw_fd(), p, &mut len) } };
     if r < 0 {
         return None;
     }
     from_sockaddr(&ss)
 }
 
-pub fn local_addr(fd: RawFd) -> Option<SocketAddr> {
+pub fn local_addr(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
     name_of(fd, false)
 }
 
-pub fn peer_addr(fd: RawFd) -> Option<SocketAddr> {
+pub fn peer_addr(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
     name_of(fd, true)
 }
 
 /// `send(fd, buf, flags)`.
-pub fn send(fd: RawFd, buf: &[u8], flags: i32) -> io::Result<usize> {
+pub fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: i32) -> io::Result<usize> {
     // SAFETY: buf is valid for reading buf.len() bytes.
-    let r = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) };
+    let r = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
     cvt(r as libc::c_long).map(|n| n as usize)
 }
 
 /// `sendto(fd, buf, flags, to)`.
-pub fn send_to(fd: RawFd, buf: &[u8], flags: i32, to: &SocketAddr) -> io::Result<usize> {
+pub fn send_to(fd: BorrowedFd<'_>, buf: &[u8], flags: i32, to: &SocketAddr) -> io::Result<usize> {
     let (ss, len) = to_sockaddr(to);
     // SAFETY: buf and the address are valid for the lengths given.
-    let r = unsafe { libc::sendto(fd, buf.as_ptr().cast(), buf.len(), flags, (&ss as *const libc::sockaddr_storage).cast(), len) };
+    let r = unsafe { libc::sendto(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags, (&ss as *const libc::sockaddr_storage).cast(), len) };
     cvt(r as libc::c_long).map(|n| n as usize)
 }
 
@@ -155,16 +155,16 @@ pub fn socket(domain: i32, ty: i32, proto: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-pub fn bind(fd: RawFd, a: &SocketAddr) -> io::Result<()> {
+pub fn bind(fd: BorrowedFd<'_>, a: &SocketAddr) -> io::Result<()> {
     let (ss, len) = to_sockaddr(a);
     // SAFETY: the address is valid for len bytes.
-    let r = unsafe { libc::bind(fd, (&ss as *const libc::sockaddr_storage).cast(), len) };
+    let r = unsafe { libc::bind(fd.as_raw_fd(), (&ss as *const libc::sockaddr_storage).cast(), len) };
     cvt(r as libc::c_long).map(|_| ())
 }
 
-pub fn setsockopt_int(fd: RawFd, level: i32, name: i32, v: i32) -> io::Result<()> {
+pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32, v: i32) -> io::Result<()> {
     // SAFETY: v is a valid c_int for the option's length.
-    let r = unsafe { libc::setsockopt(fd, level, name, (&v as *const i32).cast(), std::mem::size_of::<i32>() as libc::socklen_t) };
+    let r = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, (&v as *const i32).cast(), std::mem::size_of::<i32>() as libc::socklen_t) };
     cvt(r as libc::c_long).map(|_| ())
 }
 

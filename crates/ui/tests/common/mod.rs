@@ -106,6 +106,7 @@ pub fn base64_decode(s: &str) -> Vec<u8> {
 }
 
 pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
