@@ -3,71 +3,18 @@
 
 mod common;
 
-use common::{root_or_skip, wait_for, NetNs, Outcome, Prober, Server};
+use common::{config, root_or_skip, socket_path, wait_for, InProcess, NetNs, Outcome, Prober, Server};
 use pidcap_control::protocol::{ErrorCode, Event};
-use pidcap_control::{Client, ControlError, Daemon, DaemonConfig};
+use pidcap_control::{Client, ControlError, Daemon};
 use pidcap_engine::rules::Action;
-use pidcap_engine::LoadOptions;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 const PORT: u16 = 8080;
-static N: AtomicU32 = AtomicU32::new(0);
-
-fn socket_path() -> PathBuf {
-    let base = std::env::temp_dir().join(format!("pidcap-ctl-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
-    std::fs::create_dir_all(&base).unwrap();
-    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
-    // A directory the daemon creates itself (so it sets its mode and group).
-    base.join("run").join("pidcap.sock")
-}
-
-fn config(socket: &Path, group: Option<&str>) -> DaemonConfig {
-    DaemonConfig {
-        socket: socket.into(),
-        group: group.map(Into::into),
-        load: LoadOptions { ring_bytes: 1 << 20, ..Default::default() },
-        handle_signals: false,
-    }
-}
-
-/// A daemon in this process; stopped on drop.
-struct InProcess {
-    socket: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl InProcess {
-    fn start(group: Option<&str>) -> InProcess {
-        let socket = socket_path();
-        let daemon = Daemon::bind(config(&socket, group)).expect("daemon");
-        let (stop, rx) = tokio::sync::oneshot::channel();
-        let thread = std::thread::spawn(move || daemon.serve(rx).unwrap());
-        InProcess { socket, stop: Some(stop), thread: Some(thread) }
-    }
-
-    fn client(&self) -> Client {
-        let c = Client::connect(&self.socket).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn api_code(e: ControlError) -> ErrorCode {
     match e {
         ControlError::Api(e) => e.code,

@@ -3,64 +3,17 @@
 //! captured packet id uses the process's own socket, a block rule's EPERM
 //! is reported, and stopping the daemon stops its jobs. Loopback only.
 
+mod common;
+
+use common::{root_or_skip, InProcess};
 use pidcap_control::protocol::{ErrorCode, Event, InjectArgs};
-use pidcap_control::{Client, ControlError, Daemon, DaemonConfig};
+use pidcap_control::{Client, ControlError};
 use pidcap_engine::rules::Action;
-use pidcap_engine::LoadOptions;
 use pidcap_resend::{EndReason, ErrorKind, Mode};
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("SKIPPED {test}: needs root (loads eBPF programs, pidfd_getfd)");
-    }
-    root
-}
-
-struct InProcess {
-    socket: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl InProcess {
-    fn start(tag: &str) -> InProcess {
-        let dir = std::env::temp_dir().join(format!("pidcap-jobs-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let socket = dir.join("pidcap.sock");
-        let config = DaemonConfig {
-            socket: socket.clone(),
-            group: None,
-            load: LoadOptions { ring_bytes: 1 << 20, ..Default::default() },
-            handle_signals: false,
-        };
-        let daemon = Daemon::bind(config).expect("daemon");
-        let (stop, rx) = tokio::sync::oneshot::channel();
-        let thread = std::thread::spawn(move || daemon.serve(rx).unwrap());
-        InProcess { socket, stop: Some(stop), thread: Some(thread) }
-    }
-
-    fn client(&self) -> Client {
-        let c = Client::connect(&self.socket).unwrap();
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        c
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 fn udp_listener() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -160,7 +113,7 @@ fn inject_jobs_through_the_daemon() {
     if !root_or_skip("inject_jobs_through_the_daemon") {
         return;
     }
-    let d = InProcess::start("jobs");
+    let d = InProcess::start(None);
     let mut c = d.client();
     let srv = udp_listener();
     let to = srv.local_addr().unwrap().to_string();
@@ -242,7 +195,7 @@ fn inject_by_packet_id_uses_the_process_socket_and_reports_blocks() {
     if !root_or_skip("inject_by_packet_id_uses_the_process_socket_and_reports_blocks") {
         return;
     }
-    let d = InProcess::start("sock");
+    let d = InProcess::start(None);
     let mut c = d.client();
     let srv = udp_listener();
     let port = srv.local_addr().unwrap().port();
@@ -293,7 +246,7 @@ fn resending_on_an_unconnected_udp_socket_keeps_its_owner() {
     if !root_or_skip("resending_on_an_unconnected_udp_socket_keeps_its_owner") {
         return;
     }
-    let d = InProcess::start("sendto");
+    let d = InProcess::start(None);
     let mut c = d.client();
     let srv = udp_listener();
     let py = UdpClient::start_captured(&mut c, UDP_SENDTO_CLIENT, &srv);
