@@ -13,6 +13,7 @@ use pidcap_packet::CapturedPacket;
 pub use pidcap_resend::{InjectArgs, JobInfo, SendStatus, Summary};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// The protocol version this crate speaks.
 pub const VERSION: u32 = 1;
@@ -215,7 +216,9 @@ impl Reply {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Packet { packet: Box<CapturedPacket> },
+    /// Shared with the capture's ring and every other subscriber: serialized
+    /// from there, never copied per subscriber.
+    Packet { packet: Arc<CapturedPacket> },
     /// Sent about once a second while subscribed.
     Counters { stats: CaptureStats, running: bool },
     /// This subscriber read too slowly: `count` packets were skipped for it

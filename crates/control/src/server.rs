@@ -396,7 +396,7 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
                 let Some(s) = sub.as_mut() else { continue };
                 let event = match published {
                     Ok(Published::Packet(p)) if p.id <= s.sent_upto => continue,
-                    Ok(Published::Packet(p)) => Event::Packet { packet: Box::new(pidcap_packet::CapturedPacket::clone(&p)) },
+                    Ok(Published::Packet(p)) => Event::Packet { packet: Arc::clone(&p) },
                     Ok(Published::Counters(c)) => *c,
                     Err(broadcast::error::RecvError::Lagged(n)) => Event::Missed { count: n },
                     Err(broadcast::error::RecvError::Closed) => break,
@@ -426,7 +426,7 @@ async fn subscribe<W: AsyncWrite + Unpin>(shared: &Shared, wr: &mut W, id: u64, 
     write_reply(wr, &Reply::ok(id, result)).await?;
     for p in backlog {
         s.sent_upto = p.id;
-        write_reply(wr, &Reply::event(id, Event::Packet { packet: Box::new(pidcap_packet::CapturedPacket::clone(&p)) })).await?;
+        write_reply(wr, &Reply::event(id, Event::Packet { packet: Arc::clone(&p) })).await?;
     }
     Ok(s)
 }
