@@ -7,7 +7,6 @@ use crate::output;
 use crate::spawn::{self, Child};
 use anyhow::{bail, Context, Result};
 use pidcap_engine::{Capture, CaptureOptions, EbpfBackend, EngineError, LoadOptions};
-use pidcap_packet::CapturedPacket;
 use pidcap_engine::RawPacket;
 use pidcap_pcapfile::{Format, PacketWriter, RecordRef, WriterOptions};
 use std::io::{BufWriter, Write};
@@ -22,9 +21,10 @@ const LIVENESS_INTERVAL: Duration = Duration::from_millis(100);
 /// After the last target exits, packets still in flight (a FIN's ACK) get this long.
 const GRACE: Duration = Duration::from_millis(50);
 
+/// Where packets go. Text sinks need decoded packets (`Capture::poll`); a
+/// capture file takes the kernel's bytes as they are (`Capture::poll_raw`).
 enum Sink {
-    Lines(BufWriter<std::io::Stdout>),
-    Json(BufWriter<std::io::Stdout>),
+    Text { out: BufWriter<std::io::Stdout>, json: bool },
     File(PacketWriter<BufWriter<Box<dyn Write>>>),
     Quiet,
 }
@@ -43,55 +43,41 @@ impl Sink {
                 .with_context(|| format!("cannot write to {}", path.display()))?;
             return Ok(Sink::File(w));
         }
-        let stdout = BufWriter::with_capacity(1 << 16, std::io::stdout());
-        Ok(if opts.quiet {
-            Sink::Quiet
-        } else if opts.json {
-            Sink::Json(stdout)
-        } else {
-            Sink::Lines(stdout)
-        })
+        if opts.quiet {
+            return Ok(Sink::Quiet);
+        }
+        Ok(Sink::Text { out: BufWriter::with_capacity(1 << 16, std::io::stdout()), json: opts.json })
     }
 
-    fn write(&mut self, p: &CapturedPacket) -> Result<()> {
+    /// Wait up to `timeout` for packets and write them, up to `limit` in all
+    /// (`written` counts them). A write error stops writing and is returned
+    /// once the kernel's batch has been taken.
+    fn drain(&mut self, cap: &mut Capture, timeout: Duration, limit: u64, written: &mut u64) -> Result<()> {
+        let mut err = None;
+        let mut accept = |write: &mut dyn FnMut() -> Result<()>| {
+            if *written < limit && err.is_none() {
+                match write() {
+                    Ok(()) => *written += 1,
+                    Err(e) => err = Some(e),
+                }
+            }
+        };
         match self {
-            Sink::Lines(w) => writeln!(w, "{}", output::packet_line(p))?,
-            Sink::Json(w) => writeln!(w, "{}", output::packet_json(p))?,
-            Sink::File(w) => w.write_packet(p).context("writing the capture file")?, // (poll_raw is the usual way in)
-            Sink::Quiet => {}
-        }
-        Ok(())
-    }
-
-    /// Sinks that need decoded packets (lines, JSON) get them from
-    /// `Capture::poll`; the others take the kernel's bytes as they are.
-    fn needs_decoding(&self) -> bool {
-        matches!(self, Sink::Lines(_) | Sink::Json(_))
-    }
-
-    fn write_raw(&mut self, id: u64, timestamp_ns: u64, raw: &RawPacket<'_>) -> Result<()> {
-        if let Sink::File(w) = self {
-            let comm = String::from_utf8_lossy(raw.comm);
-            let rec = RecordRef {
-                id,
-                timestamp_ns,
-                pid: raw.pid,
-                comm: &comm,
-                socket_cookie: raw.socket_cookie,
-                direction: raw.direction,
-                verdict: raw.verdict,
-                rule: raw.rule,
-                orig_len: raw.orig_len,
-                data: raw.data,
-            };
-            w.write_record(&rec).context("writing the capture file")?;
-        }
-        Ok(())
+            Sink::Text { out, json } => cap.poll(timeout, &mut |p| {
+                accept(&mut || {
+                    let line = if *json { output::packet_json(p) } else { output::packet_line(p) };
+                    Ok(writeln!(out, "{line}")?)
+                })
+            })?,
+            Sink::File(w) => cap.poll_raw(timeout, &mut |id, timestamp_ns, raw| accept(&mut || write_record(w, id, timestamp_ns, raw)))?,
+            Sink::Quiet => cap.poll_raw(timeout, &mut |_, _, _| accept(&mut || Ok(())))?,
+        };
+        err.map_or(Ok(()), Err)
     }
 
     fn flush(&mut self) -> Result<()> {
         match self {
-            Sink::Lines(w) | Sink::Json(w) => w.flush()?,
+            Sink::Text { out, .. } => out.flush()?,
             Sink::File(w) => w.flush().context("writing the capture file")?,
             Sink::Quiet => {}
         }
@@ -107,6 +93,24 @@ impl Sink {
         }
         Ok(())
     }
+}
+
+/// One packet, borrowed from the kernel's buffer, into the capture file.
+fn write_record(w: &mut PacketWriter<BufWriter<Box<dyn Write>>>, id: u64, timestamp_ns: u64, raw: &RawPacket<'_>) -> Result<()> {
+    let comm = String::from_utf8_lossy(raw.comm);
+    let rec = RecordRef {
+        id,
+        timestamp_ns,
+        pid: raw.pid,
+        comm: &comm,
+        socket_cookie: raw.socket_cookie,
+        direction: raw.direction,
+        verdict: raw.verdict,
+        rule: raw.rule,
+        orig_len: raw.orig_len,
+        data: raw.data,
+    };
+    w.write_record(&rec).context("writing the capture file")
 }
 
 /// Load the programs, with errors that say what to do.
@@ -199,34 +203,14 @@ fn capture_loop(cap: &mut Capture, opts: &CaptureOpts, signals: &AtomicUsize, en
     let mut sink = Sink::open(opts)?;
     let limit = opts.count.unwrap_or(u64::MAX);
     let mut written = 0u64;
-    let mut sink_err: Option<anyhow::Error> = None;
     let mut last_check = Instant::now();
     let mut grace_until: Option<Instant> = None;
     let mut signals_seen = 0;
     let mut exit_code = 0u8;
 
     loop {
-        if sink.needs_decoding() {
-            cap.poll(DRAIN_INTERVAL, &mut |p| {
-                if written < limit && sink_err.is_none() {
-                    tally(sink.write(p), &mut written, &mut sink_err);
-                }
-            })?;
-        } else {
-            cap.poll_raw(DRAIN_INTERVAL, &mut |id, ts, raw| {
-                if written < limit && sink_err.is_none() {
-                    tally(sink.write_raw(id, ts, raw), &mut written, &mut sink_err);
-                }
-            })?;
-        }
-        if let Some(e) = sink_err.take() {
+        if let Err(e) = sink.drain(cap, DRAIN_INTERVAL, limit, &mut written).and_then(|()| sink.flush()) {
             // stdout closed (`| head`) is a normal way to stop.
-            if is_broken_pipe(&e) {
-                break;
-            }
-            return Err(e);
-        }
-        if let Err(e) = sink.flush() {
             if is_broken_pipe(&e) {
                 break;
             }
@@ -270,22 +254,9 @@ fn capture_loop(cap: &mut Capture, opts: &CaptureOpts, signals: &AtomicUsize, en
             }
         }
     }
-    // Whatever the kernel already pushed belongs to this capture.
-    if written < limit {
-        if sink.needs_decoding() {
-            cap.poll(Duration::ZERO, &mut |p| {
-                if written < limit && sink.write(p).is_ok() {
-                    written += 1;
-                }
-            })?;
-        } else {
-            cap.poll_raw(Duration::ZERO, &mut |id, ts, raw| {
-                if written < limit && sink.write_raw(id, ts, raw).is_ok() {
-                    written += 1;
-                }
-            })?;
-        }
-    }
+    // Whatever the kernel already pushed belongs to this capture; a write
+    // error here (stdout closed) only ends it.
+    let _ = sink.drain(cap, Duration::ZERO, limit, &mut written);
     let stats = cap.stats()?;
     cap.stop()?;
     let finished = sink.finish();
@@ -304,14 +275,6 @@ fn capture_loop(cap: &mut Capture, opts: &CaptureOpts, signals: &AtomicUsize, en
         }
     }
     Ok(exit_code)
-}
-
-/// Count a written packet, or keep the first error.
-fn tally(r: Result<()>, written: &mut u64, err: &mut Option<anyhow::Error>) {
-    match r {
-        Ok(()) => *written += 1,
-        Err(e) => *err = Some(e),
-    }
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
