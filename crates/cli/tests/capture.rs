@@ -405,3 +405,27 @@ fn count_limit_pcap_format_and_pcapng_on_stdout() {
     assert_eq!(read_capture(&stream).len(), 10);
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"ports\""), "the client's report went to stderr");
 }
+
+#[test]
+fn without_a_cgroup2_mount_pidcap_mounts_its_own() {
+    require_root!();
+    let ns = Netns::new("nocg");
+    let server = ns.server(&["udp-server", "127.0.0.1", "0"]);
+    // In a mount namespace of its own, take every cgroup2 mount away, then capture.
+    let script = format!(
+        "set -e; for m in $(findmnt -n -t cgroup2 -o TARGET); do umount -l \"$m\"; done\n\
+         test -z \"$(findmnt -n -t cgroup2 -o TARGET)\"\n\
+         {pidcap} run --json -- ip netns exec {ns} python3 {peer} udp-client 127.0.0.1 {port} 2\n\
+         echo \"cgroup2 at: $(findmnt -n -t cgroup2 -o TARGET)\"",
+        pidcap = env!("CARGO_BIN_EXE_pidcap"),
+        ns = ns.name,
+        peer = peer_script().display(),
+        port = server.port
+    );
+    let out = std::process::Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("cgroup2 at: /run/pidcap/cgroup2"), "pidcap mounted its own hierarchy: {stdout}");
+    let packets = stdout.lines().filter(|l| l.contains("\"timestamp_ns\"")).count();
+    assert_eq!(packets, 4, "2 datagrams and 2 echoes captured through that mount: {stdout}");
+}
