@@ -28,6 +28,16 @@ def say(**kw):
     print(json.dumps(kw), flush=True)
 
 
+def read_to_end(c):
+    """Everything the peer sends until it closes."""
+    reply = b""
+    while True:
+        chunk = c.recv(65536)
+        if not chunk:
+            return reply
+        reply += chunk
+
+
 def tcp_server(host, port):
     s = socket.socket(family(host), socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -52,12 +62,7 @@ def tcp_client(host, port, count, message):
         c = socket.create_connection((host, port), timeout=5)
         ports.append(c.getsockname()[1])
         c.sendall(message.encode() + b" %d\n" % i)
-        reply = b""
-        while True:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
+        read_to_end(c)
         c.close()
     say(pid=os.getpid(), ports=ports)
 
@@ -84,13 +89,7 @@ def tcp_hold(host, port):
     say(ready=True, pid=os.getpid(), port=c.getsockname()[1])
     line = sys.stdin.readline()
     c.sendall(line.encode())
-    reply = b""
-    while True:
-        chunk = c.recv(65536)
-        if not chunk:
-            break
-        reply += chunk
-    say(pid=os.getpid(), reply=reply.decode())
+    say(pid=os.getpid(), reply=read_to_end(c).decode())
 
 
 def udp_server(host, port):
