@@ -1,5 +1,6 @@
 //! Running processes, from /proc: pid, name, user, open sockets.
 
+use pidcap_engine::procfs::Procfs;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -7,7 +8,7 @@ pub struct ProcInfo {
     pub pid: u32,
     pub name: String,
     pub user: String,
-    /// Open socket file descriptors (`socket:[inode]`); None when /proc/PID/fd is not readable.
+    /// Open sockets (distinct `socket:[inode]`s among its descriptors); None when /proc/PID/fd is not readable.
     pub sockets: Option<u32>,
     pub cmdline: String,
 }
@@ -31,20 +32,18 @@ fn uid_of(status: &str) -> Option<u32> {
 /// Every process (threads excluded), sorted by pid.
 pub fn list_processes() -> Vec<ProcInfo> {
     let users = users();
+    let procfs = Procfs::default();
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     let mut out: Vec<ProcInfo> = dir
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter_map(|pid| {
             let base = format!("/proc/{pid}");
-            let name = std::fs::read_to_string(format!("{base}/comm")).ok()?.trim_end().to_string();
+            let name = procfs.comm(pid)?;
             let status = std::fs::read_to_string(format!("{base}/status")).unwrap_or_default();
             let user = uid_of(&status).map(|u| users.get(&u).cloned().unwrap_or_else(|| u.to_string())).unwrap_or_default();
-            let sockets = std::fs::read_dir(format!("{base}/fd")).ok().map(|fds| {
-                fds.filter_map(|f| f.ok())
-                    .filter(|f| std::fs::read_link(f.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")))
-                    .count() as u32
-            });
+            // Distinct sockets (a socket open on two descriptors counts once).
+            let sockets = procfs.socket_inodes(pid).ok().map(|s| s.len() as u32);
             let cmdline = std::fs::read(format!("{base}/cmdline"))
                 .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim_end().to_string())
                 .unwrap_or_default();
