@@ -6,8 +6,9 @@ use crate::cli::{CaptureArgs, CaptureOpts, RunArgs};
 use crate::output;
 use crate::spawn::{self, Child};
 use anyhow::{bail, Context, Result};
-use pidcap_engine::{Capture, CaptureOptions, EbpfBackend, EngineError, LoadOptions};
+use pidcap_ebpf::{EbpfBackend, LoadOptions};
 use pidcap_engine::RawPacket;
+use pidcap_engine::{Capture, CaptureOptions, EngineError};
 use pidcap_pcapfile::{Format, PacketWriter, RecordRef, WriterOptions};
 use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,7 +39,8 @@ impl Sink {
             } else {
                 Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?)
             };
-            let wopts = WriterOptions { snaplen: opts.snaplen, application: format!("pidcap {}", env!("CARGO_PKG_VERSION")) };
+            let wopts =
+                WriterOptions { snaplen: opts.snaplen, application: format!("pidcap {}", env!("CARGO_PKG_VERSION")) };
             let w = PacketWriter::new(format, BufWriter::with_capacity(1 << 20, out), &wopts)
                 .with_context(|| format!("cannot write to {}", path.display()))?;
             return Ok(Sink::File(w));
@@ -69,7 +71,9 @@ impl Sink {
                     Ok(writeln!(out, "{line}")?)
                 })
             })?,
-            Sink::File(w) => cap.poll_raw(timeout, &mut |id, timestamp_ns, raw| accept(&mut || write_record(w, id, timestamp_ns, raw)))?,
+            Sink::File(w) => cap.poll_raw(timeout, &mut |id, timestamp_ns, raw| {
+                accept(&mut || write_record(w, id, timestamp_ns, raw))
+            })?,
             Sink::Quiet => cap.poll_raw(timeout, &mut |_, _, _| accept(&mut || Ok(())))?,
         };
         err.map_or(Ok(()), Err)
@@ -96,7 +100,12 @@ impl Sink {
 }
 
 /// One packet, borrowed from the kernel's buffer, into the capture file.
-fn write_record(w: &mut PacketWriter<BufWriter<Box<dyn Write>>>, id: u64, timestamp_ns: u64, raw: &RawPacket<'_>) -> Result<()> {
+fn write_record(
+    w: &mut PacketWriter<BufWriter<Box<dyn Write>>>,
+    id: u64,
+    timestamp_ns: u64,
+    raw: &RawPacket<'_>,
+) -> Result<()> {
     let comm = String::from_utf8_lossy(raw.comm);
     let rec = RecordRef {
         id,
@@ -120,7 +129,11 @@ fn load_capture(opts: &CaptureOpts) -> Result<Capture> {
         EngineError::Permission { .. } => anyhow::Error::new(e),
         e => anyhow::Error::new(e).context("cannot load the kernel layer"),
     })?;
-    let copts = CaptureOptions { snaplen: opts.snaplen, ring_size: opts.ring_size as usize, follow_children: opts.follow_children };
+    let copts = CaptureOptions {
+        snaplen: opts.snaplen,
+        ring_size: opts.ring_size as usize,
+        follow_children: opts.follow_children,
+    };
     let mut cap = Capture::new(Box::new(backend), copts)?;
     cap.set_rules(&opts.rules).context("cannot install the filter rules")?;
     Ok(cap)
@@ -132,8 +145,12 @@ fn install_signals() -> Result<Arc<AtomicUsize>> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
         let c = Arc::clone(&count);
         // SAFETY: the handler only does an atomic increment, which is async-signal-safe.
-        unsafe { signal_hook::low_level::register(sig, move || { c.fetch_add(1, Ordering::SeqCst); }) }
-            .context("installing signal handlers")?;
+        unsafe {
+            signal_hook::low_level::register(sig, move || {
+                c.fetch_add(1, Ordering::SeqCst);
+            })
+        }
+        .context("installing signal handlers")?;
     }
     Ok(count)
 }
@@ -141,7 +158,8 @@ fn install_signals() -> Result<Arc<AtomicUsize>> {
 pub fn run(args: RunArgs) -> Result<u8> {
     let mut cap = load_capture(&args.opts)?;
     let to_stdout = args.opts.write.as_ref().is_some_and(|p| p.as_os_str() == "-");
-    let gated = spawn::spawn_gated(&args.command, to_stdout).with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
+    let gated = spawn::spawn_gated(&args.command, to_stdout)
+        .with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
     if let Err(e) = cap.add_pid(gated.pid) {
         gated.abort();
         return Err(e).context("cannot register the command as a target");
@@ -173,7 +191,8 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
         cap.add_name(name).with_context(|| format!("cannot capture processes named {name}"))?;
     }
     let signals = install_signals()?;
-    let what: Vec<String> = args.pids.iter().map(|p| format!("pid {p}")).chain(args.names.iter().map(|n| format!("name {n}"))).collect();
+    let what: Vec<String> =
+        args.pids.iter().map(|p| format!("pid {p}")).chain(args.names.iter().map(|n| format!("name {n}"))).collect();
     announce(&args.opts, &what.join(", "));
     let mut ended = if args.names.is_empty() { Ended::AllTargets } else { Ended::Never };
     capture_loop(&mut cap, &args.opts, &signals, &mut ended)

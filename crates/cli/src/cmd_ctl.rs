@@ -3,8 +3,8 @@
 use crate::output;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use pidcap_control::protocol::{Event, FilterInfo, State, DEFAULT_SOCKET};
-use pidcap_control::{Client, Op};
+use pidcap_api::protocol::{Event, FilterInfo, State, DEFAULT_SOCKET};
+use pidcap_api::{Client, Op};
 use pidcap_engine::rules::Action;
 use std::io::Write;
 use std::path::PathBuf;
@@ -112,7 +112,7 @@ pub fn run(args: CtlArgs) -> Result<u8> {
             if json {
                 print_json(&v);
             } else {
-                let s: pidcap_control::protocol::Started = serde_json::from_value(v)?;
+                let s: pidcap_api::protocol::Started = serde_json::from_value(v)?;
                 println!("capture {} started on {:?}; first packet id {}", s.session, s.targets, s.first_id);
             }
         }
@@ -130,7 +130,7 @@ pub fn run(args: CtlArgs) -> Result<u8> {
             let mut left = limit.unwrap_or(usize::MAX);
             let mut out = std::io::stdout().lock();
             while left > 0 {
-                let page = c.get_packets(since, Some(left.min(pidcap_control::protocol::MAX_PAGE)))?;
+                let page = c.get_packets(since, Some(left.min(pidcap_api::protocol::MAX_PAGE)))?;
                 if page.missed > 0 && !json {
                     eprintln!("pidcap: {} packets after id {since} are no longer held", page.missed);
                 }
@@ -161,7 +161,9 @@ pub fn run(args: CtlArgs) -> Result<u8> {
                 } else {
                     match e {
                         Event::Packet { packet } => writeln!(out, "{:>6} {}", packet.id, output::packet_line(&packet))?,
-                        Event::Missed { count } => eprintln!("pidcap: this client missed {count} packets (reading too slowly)"),
+                        Event::Missed { count } => {
+                            eprintln!("pidcap: this client missed {count} packets (reading too slowly)")
+                        }
                         Event::Counters { .. } | Event::SendStatus { .. } | Event::JobDone { .. } => {}
                     }
                 }
@@ -170,8 +172,12 @@ pub fn run(args: CtlArgs) -> Result<u8> {
         }
         CtlCommand::Filter { command } => {
             let (op, action) = match command {
-                FilterCommand::Add { block: Some(spec), index, .. } => (Op::AddFilter { rule: spec, action: Some(Action::Block), index }, "added"),
-                FilterCommand::Add { allow: Some(spec), index, .. } => (Op::AddFilter { rule: spec, action: Some(Action::Allow), index }, "added"),
+                FilterCommand::Add { block: Some(spec), index, .. } => {
+                    (Op::AddFilter { rule: spec, action: Some(Action::Block), index }, "added")
+                }
+                FilterCommand::Add { allow: Some(spec), index, .. } => {
+                    (Op::AddFilter { rule: spec, action: Some(Action::Allow), index }, "added")
+                }
                 FilterCommand::Add { .. } => bail!("give --block SPEC or --allow SPEC"),
                 FilterCommand::Rm { id } => (Op::RemoveFilter { filter: id }, "removed"),
                 FilterCommand::Clear => (Op::ClearFilters, "cleared"),
@@ -210,7 +216,7 @@ pub fn run(args: CtlArgs) -> Result<u8> {
             }
         }
         CtlCommand::Inject { packet } => {
-            let args = pidcap_control::protocol::InjectArgs { packet, ..Default::default() };
+            let args = pidcap_api::protocol::InjectArgs { packet, ..Default::default() };
             let v = c.call(Op::Inject(Box::new(args)))?;
             println!("{}", serde_json::to_string(&v)?);
         }

@@ -2,8 +2,8 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use pidcap_control::protocol::{DEFAULT_GROUP, DEFAULT_SOCKET};
-use pidcap_control::{Daemon, DaemonConfig};
+use pidcap_api::protocol::{DEFAULT_GROUP, DEFAULT_SOCKET};
+use pidcap_daemon::{Daemon, DaemonConfig};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -17,9 +17,15 @@ pub struct DaemonArgs {
     pub group: String,
 }
 
+/// The kernel layer of `pidcap daemon` (and of the daemon `pidcap ui` starts).
+pub fn load_ebpf() -> Result<Box<dyn pidcap_engine::KernelBackend>, pidcap_engine::EngineError> {
+    Ok(Box::new(pidcap_ebpf::EbpfBackend::load(pidcap_ebpf::LoadOptions::default())?))
+}
+
 pub fn run(args: DaemonArgs) -> Result<u8> {
     let config = DaemonConfig { socket: args.socket.clone(), group: Some(args.group.clone()), ..Default::default() };
-    let daemon = Daemon::bind(config).with_context(|| format!("cannot start the daemon on {}", args.socket.display()))?;
+    let daemon = Daemon::bind(config, load_ebpf)
+        .with_context(|| format!("cannot start the daemon on {}", args.socket.display()))?;
     let access = match daemon.gid() {
         Some(_) => format!("root and group {}", args.group),
         None => format!("root only: group {} does not exist", args.group),

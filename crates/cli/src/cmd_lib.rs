@@ -5,8 +5,8 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use pidcap_control::protocol::{State, DEFAULT_SOCKET};
-use pidcap_control::Client;
+use pidcap_api::protocol::{State, DEFAULT_SOCKET};
+use pidcap_api::Client;
 use pidcap_library::{
     ExportFormat, Filter, Library, LibraryError, MetaEdit, PacketId, PacketMeta, PacketSource, SavedPacket, Selection,
     SequenceId,
@@ -299,7 +299,7 @@ impl DaemonSource {
 
 impl PacketSource for DaemonSource {
     fn packets_by_id(&self, ids: &[u64]) -> pidcap_library::Result<Vec<CapturedPacket>> {
-        let daemon = |e: pidcap_control::ControlError| LibraryError::Source(format!("the daemon: {e}"));
+        let daemon = |e: pidcap_api::ClientError| LibraryError::Source(format!("the daemon: {e}"));
         let want: BTreeSet<u64> = ids.iter().copied().collect();
         let Some(&hi) = want.last() else { return Ok(Vec::new()) };
         let mut client = self.client.borrow_mut();
@@ -440,8 +440,19 @@ pub fn run(args: LibArgs) -> anyhow::Result<i32> {
                     if !p.description.is_empty() {
                         println!("  description: {}", p.description);
                     }
-                    println!("  source: {}  saved: {:.6}  capture id: {}  socket cookie: {}", p.source, p.saved_at_ns as f64 / 1e9, p.packet.id, p.packet.socket_cookie);
-                    println!("  verdict: {:?}  orig_len: {}  tcp flags: {}", p.packet.verdict, p.packet.orig_len, p.packet.decoded.tcp_flags_str());
+                    println!(
+                        "  source: {}  saved: {:.6}  capture id: {}  socket cookie: {}",
+                        p.source,
+                        p.saved_at_ns as f64 / 1e9,
+                        p.packet.id,
+                        p.packet.socket_cookie
+                    );
+                    println!(
+                        "  verdict: {:?}  orig_len: {}  tcp flags: {}",
+                        p.packet.verdict,
+                        p.packet.orig_len,
+                        p.packet.decoded.tcp_flags_str()
+                    );
                     print!("{}", pidcap_packet::hex_dump(&p.packet.data));
                     println!();
                 }
@@ -511,7 +522,13 @@ pub fn run(args: LibArgs) -> anyhow::Result<i32> {
             for f in &files {
                 let r = lib.import_dpp(f).with_context(|| format!("importing {}", f.display()))?;
                 if !json {
-                    println!("{}: .dpp v{}, {} packet(s), {} sequence(s)", f.display(), r.version, r.packet_ids.len(), r.sequence_ids.len());
+                    println!(
+                        "{}: .dpp v{}, {} packet(s), {} sequence(s)",
+                        f.display(),
+                        r.version,
+                        r.packet_ids.len(),
+                        r.sequence_ids.len()
+                    );
                 }
                 reports.push(r);
             }
@@ -522,8 +539,9 @@ pub fn run(args: LibArgs) -> anyhow::Result<i32> {
         LibCmd::Export { output, format, ids, search, sequence, filter } => {
             let format = match format {
                 Some(f) => f.parse::<ExportFormat>().map_err(anyhow::Error::msg)?,
-                None => ExportFormat::from_path(&output)
-                    .with_context(|| format!("cannot tell the format of {} from its extension; use --format", output.display()))?,
+                None => ExportFormat::from_path(&output).with_context(|| {
+                    format!("cannot tell the format of {} from its extension; use --format", output.display())
+                })?,
             };
             let f = filter.to_filter()?;
             let sel = match (ids.is_empty(), search, sequence) {

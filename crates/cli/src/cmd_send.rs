@@ -5,8 +5,8 @@
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use pidcap_control::protocol::Event;
-use pidcap_control::{Client, DEFAULT_SOCKET};
+use pidcap_api::protocol::Event;
+use pidcap_api::{Client, DEFAULT_SOCKET};
 use pidcap_packet::CapturedPacket;
 use pidcap_resend::edit::parse_duration;
 use pidcap_resend::{EndReason, InjectArgs, Mode, Prepared, Proto, SendStatus, Summary};
@@ -112,7 +112,8 @@ fn pcap_frame(path: &PathBuf, n: u64) -> anyhow::Result<CapturedPacket> {
         bail!("--frame counts from 1");
     }
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let reader = pidcap_pcapfile::PacketReader::new(std::io::BufReader::new(f)).with_context(|| format!("reading {}", path.display()))?;
+    let reader = pidcap_pcapfile::PacketReader::new(std::io::BufReader::new(f))
+        .with_context(|| format!("reading {}", path.display()))?;
     let mut seen = 0;
     for p in reader {
         let p = p.with_context(|| format!("reading {}", path.display()))?;
@@ -235,7 +236,11 @@ fn via_the_daemon(c: &mut Client, a: &SendArgs, args: InjectArgs, stop: &Arc<Ato
 
 fn plan_line(p: &Prepared) -> String {
     let times = if p.forever { "forever (Ctrl-C stops)".to_string() } else { format!("{}x", p.count) };
-    let every = if p.forever || p.count > 1 { format!(" every {:?}", pidcap_resend::effective_interval(p)) } else { String::new() };
+    let every = if p.forever || p.count > 1 {
+        format!(" every {:?}", pidcap_resend::effective_interval(p))
+    } else {
+        String::new()
+    };
     let pid = p.target.pid.filter(|_| p.mode == Mode::Socket).map_or(String::new(), |pid| format!(" (pid {pid})"));
     format!(
         "pidcap: sending {} bytes via {}{pid}, {} {} -> {}, {times}{every}",

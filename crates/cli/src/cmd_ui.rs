@@ -4,8 +4,9 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use pidcap_control::protocol::{DEFAULT_GROUP, DEFAULT_SOCKET};
-use pidcap_control::{Client, ControlError, Daemon, DaemonConfig};
+use pidcap_api::protocol::{DEFAULT_GROUP, DEFAULT_SOCKET};
+use pidcap_api::{Client, ClientError};
+use pidcap_daemon::{Daemon, DaemonConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -44,9 +45,11 @@ pub fn run(args: UiArgs) -> Result<u8> {
     match Client::connect(&args.socket) {
         Ok(_) => {}
         // SAFETY: geteuid has no preconditions and cannot fail.
-        Err(ControlError::NotRunning(_)) if !args.no_daemon && unsafe { libc::geteuid() } == 0 => {
-            let config = DaemonConfig { socket: args.socket.clone(), group: Some(DEFAULT_GROUP.into()), ..Default::default() };
-            let daemon = Daemon::bind(config).with_context(|| format!("cannot start a daemon on {}", args.socket.display()))?;
+        Err(ClientError::NotRunning(_)) if !args.no_daemon && unsafe { libc::geteuid() } == 0 => {
+            let config =
+                DaemonConfig { socket: args.socket.clone(), group: Some(DEFAULT_GROUP.into()), ..Default::default() };
+            let daemon = Daemon::bind(config, crate::cmd_daemon::load_ebpf)
+                .with_context(|| format!("cannot start a daemon on {}", args.socket.display()))?;
             eprintln!("pidcap ui: started a daemon on {} (it stops with this command)", args.socket.display());
             daemon_thread = Some(std::thread::spawn(move || daemon.run()));
         }
@@ -59,11 +62,15 @@ pub fn run(args: UiArgs) -> Result<u8> {
         pidcap_ui::run_desktop(args.socket, library);
         return Ok(0);
     }
-    let running = pidcap_ui::start(pidcap_ui::ServeConfig { bind: args.listen, socket: args.socket, library, token: None })
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let running =
+        pidcap_ui::start(pidcap_ui::ServeConfig { bind: args.listen, socket: args.socket, library, token: None })
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("pidcap ui: open {}", running.url);
     if !running.addr.ip().is_loopback() {
-        eprintln!("pidcap ui: warning: listening on {} — reachable from the network, guarded by the token only", running.addr);
+        eprintln!(
+            "pidcap ui: warning: listening on {} — reachable from the network, guarded by the token only",
+            running.addr
+        );
     }
     match daemon_thread {
         // The daemon handles Ctrl-C: when it stops, so does the UI.

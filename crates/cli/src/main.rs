@@ -19,8 +19,10 @@ fn main() -> ExitCode {
     let matches = cli::Cli::command().get_matches();
     let mut cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // --block and --allow interleave: their order comes from the raw matches.
-    if let (Some((_, sub)), cli::Command::Run(cli::RunArgs { opts, .. }) | cli::Command::Capture(cli::CaptureArgs { opts, .. })) =
-        (matches.subcommand(), &mut cli.command)
+    if let (
+        Some((_, sub)),
+        cli::Command::Run(cli::RunArgs { opts, .. }) | cli::Command::Capture(cli::CaptureArgs { opts, .. }),
+    ) = (matches.subcommand(), &mut cli.command)
     {
         opts.rules = cli::ordered_rules(sub);
     }

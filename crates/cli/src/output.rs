@@ -30,10 +30,18 @@ fn endpoint(addr: IpAddr, port: u16, proto: Protocol) -> String {
 pub fn packet_line(p: &CapturedPacket) -> String {
     let d = &p.decoded;
     let mut s = String::with_capacity(120);
-    let _ = write!(s, "{} {}/{} {:<3} {} {} {} {}", clock_time(p.timestamp_ns), p.pid, p.comm, p.direction.as_str(),
-        d.protocol.name(), endpoint(d.local_addr, d.local_port, d.protocol),
+    let _ = write!(
+        s,
+        "{} {}/{} {:<3} {} {} {} {}",
+        clock_time(p.timestamp_ns),
+        p.pid,
+        p.comm,
+        p.direction.as_str(),
+        d.protocol.name(),
+        endpoint(d.local_addr, d.local_port, d.protocol),
         if p.direction == pidcap_packet::Direction::Outbound { ">" } else { "<" },
-        endpoint(d.remote_addr, d.remote_port, d.protocol));
+        endpoint(d.remote_addr, d.remote_port, d.protocol)
+    );
     if d.tcp_flags.is_some() {
         let _ = write!(s, " [{}]", d.tcp_flags_str());
     }
@@ -87,9 +95,13 @@ mod tests {
         let ts = (3600 * 13 + 60 * 5 + 7) * 1_000_000_000 + 123_456_789;
         let p = CapturedPacket::new(1, ts, 42, "curl".into(), 1, Direction::Outbound, Verdict::Pass, 40, tcp_syn());
         assert_eq!(packet_line(&p), "13:05:07.123456 42/curl out TCP 127.0.0.1:40000 > 127.0.0.2:80 [S] len 0");
-        let mut p = CapturedPacket::new(1, ts, 42, "curl".into(), 1, Direction::Inbound, Verdict::Blocked, 40, tcp_syn());
+        let mut p =
+            CapturedPacket::new(1, ts, 42, "curl".into(), 1, Direction::Inbound, Verdict::Blocked, 40, tcp_syn());
         p.rule = Some(3);
-        assert_eq!(packet_line(&p), "13:05:07.123456 42/curl in  TCP 127.0.0.2:80 < 127.0.0.1:40000 [S] len 0 BLOCKED (rule 3)");
+        assert_eq!(
+            packet_line(&p),
+            "13:05:07.123456 42/curl in  TCP 127.0.0.2:80 < 127.0.0.1:40000 [S] len 0 BLOCKED (rule 3)"
+        );
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub struct Child {
 
 /// Resolve `program` the way a shell would: as a path if it has a `/`, else in $PATH.
 pub fn resolve(program: &OsStr) -> io::Result<PathBuf> {
-    let not_found = || io::Error::new(io::ErrorKind::NotFound, format!("command not found: {}", program.to_string_lossy()));
+    let not_found =
+        || io::Error::new(io::ErrorKind::NotFound, format!("command not found: {}", program.to_string_lossy()));
     if program.as_bytes().contains(&b'/') {
         let p = PathBuf::from(program);
         return if p.exists() { Ok(p) } else { Err(not_found()) };
@@ -54,8 +55,11 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// With `stdout_to_stderr`, the command's stdout is our stderr (when our
 /// stdout carries the capture file, `-w -`).
 pub fn spawn_gated(argv: &[OsString], stdout_to_stderr: bool) -> io::Result<GatedChild> {
-    let program = resolve(argv.first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command given"))?)?;
-    let cstr = |s: &OsStr| CString::new(s.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in command"));
+    let program =
+        resolve(argv.first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command given"))?)?;
+    let cstr = |s: &OsStr| {
+        CString::new(s.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in command"))
+    };
     let path = cstr(program.as_os_str())?;
     let args: Vec<CString> = argv.iter().map(|a| cstr(a)).collect::<io::Result<_>>()?;
     let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
@@ -70,7 +74,8 @@ pub fn spawn_gated(argv: &[OsString], stdout_to_stderr: bool) -> io::Result<Gate
         return Err(io::Error::last_os_error());
     }
     if pid == 0 {
-        // Child. SAFETY (whole block): raw fds and pointers prepared above stay
+        // Child.
+        // SAFETY: (whole block) raw fds and pointers prepared above stay
         // valid in the child's copy of the address space; no allocation happens.
         unsafe {
             let mut b = 0u8;

@@ -38,7 +38,8 @@ fn run_captures_only_the_target_from_its_first_syn_and_tshark_agrees() {
     assert!(out.status.success(), "pidcap run failed: {}", String::from_utf8_lossy(&out.stderr));
     let client = peer_report(&out.stdout);
     let client_pid = client["pid"].as_u64().unwrap() as u32;
-    let client_ports: HashSet<u16> = client["ports"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u16).collect();
+    let client_ports: HashSet<u16> =
+        client["ports"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u16).collect();
     let other_report = peer_report(&other.wait_with_output().unwrap().stdout);
     assert!(!other_report["ports"].as_array().unwrap().is_empty(), "the other client made connections");
 
@@ -125,9 +126,13 @@ fn a_server_listening_before_the_capture_gets_its_accepted_connections() {
         assert!(client_ports.contains(&p.decoded.remote_port));
     }
     // Each connection's SYN arrives at the listener, and its data at the accepted socket.
-    let syns = packets.iter().filter(|p| p.direction == Direction::Inbound && p.decoded.tcp_flags == Some(TCP_SYN)).count();
+    let syns =
+        packets.iter().filter(|p| p.direction == Direction::Inbound && p.decoded.tcp_flags == Some(TCP_SYN)).count();
     assert_eq!(syns, 3);
-    let synacks = packets.iter().filter(|p| p.direction == Direction::Outbound && p.decoded.tcp_flags == Some(TCP_SYN | TCP_ACK)).count();
+    let synacks = packets
+        .iter()
+        .filter(|p| p.direction == Direction::Outbound && p.decoded.tcp_flags == Some(TCP_SYN | TCP_ACK))
+        .count();
     assert_eq!(synacks, 3, "SYN-ACKs leave from request sockets and are attributed by port");
     assert!(packets.iter().any(|p| p.payload().starts_with(b"to-server 2")));
     assert_eq!(tshark_frames(&file), packets.len());
@@ -154,7 +159,7 @@ fn sigkill_leaves_no_program_attached() {
     let (child, _stderr) = start_pidcap(pidcap().args(["capture", "-q", "--pid", &sleeper.id().to_string()]));
     let held = programs_held_by(child.id());
     let names: HashSet<String> = held.iter().map(|(_, n)| n.clone()).collect();
-    for want in pidcap_engine::ebpf::PROGRAM_NAMES {
+    for want in pidcap_ebpf::PROGRAM_NAMES {
         assert!(names.contains(*want), "{want} is not loaded by pidcap: {names:?}");
     }
     let attached_before = attached_program_ids();
@@ -184,7 +189,9 @@ fn programs_held_by(pid: u32) -> Vec<(u64, String)> {
     let mut ids = HashSet::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
         let info = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
-        ids.extend(info.lines().filter_map(|l| l.strip_prefix("prog_id:")).filter_map(|v| v.trim().parse::<u64>().ok()));
+        ids.extend(
+            info.lines().filter_map(|l| l.strip_prefix("prog_id:")).filter_map(|v| v.trim().parse::<u64>().ok()),
+        );
     }
     bpftool_json(&["prog", "show"])
         .as_array()
@@ -205,7 +212,11 @@ fn attached_program_ids() -> HashSet<u64> {
 }
 
 fn bpftool_json(args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new("bpftool").arg("--json").args(args).output().expect("bpftool is needed (apt-get install bpftool)");
+    let out = std::process::Command::new("bpftool")
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("bpftool is needed (apt-get install bpftool)");
     assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -229,7 +240,11 @@ fn follow_children_captures_what_a_shell_starts_and_only_with_f() {
         let out = cmd.args(["--", "ip", "netns", "exec", &ns.name, "sh", "-c", &script]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let reports: Vec<u64> = stdout.lines().filter(|l| l.starts_with("{\"pid\"")).map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["pid"].as_u64().unwrap()).collect();
+        let reports: Vec<u64> = stdout
+            .lines()
+            .filter(|l| l.starts_with("{\"pid\""))
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["pid"].as_u64().unwrap())
+            .collect();
         let packet_pids: Vec<u64> = stdout
             .lines()
             .filter(|l| l.contains("\"timestamp_ns\""))
@@ -296,7 +311,8 @@ fn blocked_packets_are_in_the_pcapng_with_their_verdict_and_rule() {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
     assert_eq!(line.trim(), "ready");
-    let send = "import socket\nsocket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'blocked-payload',('127.0.0.1',47001))";
+    let send =
+        "import socket\nsocket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'blocked-payload',('127.0.0.1',47001))";
     run_ok(ns.cmd("python3").args(["-c", send]));
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
@@ -368,7 +384,9 @@ fn a_connection_opened_before_the_capture_is_attributed() {
     let packets = read_capture(&file);
     assert!(packets.iter().all(|p| p.pid == pid));
     assert!(packets.iter().any(|p| p.direction == Direction::Outbound && p.payload() == b"sent-after-start\n"));
-    assert!(packets.iter().any(|p| p.direction == Direction::Inbound && p.payload().starts_with(b"echo:sent-after-start")));
+    assert!(packets
+        .iter()
+        .any(|p| p.direction == Direction::Inbound && p.payload().starts_with(b"echo:sent-after-start")));
 }
 
 #[test]
@@ -422,7 +440,10 @@ fn without_a_cgroup2_mount_pidcap_mounts_its_own() {
         peer = peer_script().display(),
         port = server.port
     );
-    let out = std::process::Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("cgroup2 at: /run/pidcap/cgroup2"), "pidcap mounted its own hierarchy: {stdout}");

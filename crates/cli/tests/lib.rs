@@ -50,9 +50,12 @@ fn names(list: &Value) -> Vec<String> {
 }
 
 fn tshark_frames(path: &Path) -> usize {
-    let out = Command::new("tshark").arg("-r").arg(path).args(["-T", "fields", "-e", "frame.number"]).output().expect(
-        "tshark is needed by this test (apt-get install tshark)",
-    );
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(path)
+        .args(["-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("tshark is needed by this test (apt-get install tshark)");
     assert!(out.status.success(), "tshark -r {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).count()
 }
@@ -61,10 +64,13 @@ fn tshark_frames(path: &Path) -> usize {
 fn save_list_search_tag_edit_delete() {
     let dir = Scratch::new("lib-crud");
     let db = dir.path("lib.db");
-    let saved = ids(&lib_json(&db, &["save", "--pcap", fixture("capture.pcapng").to_str().unwrap(), "--tag", "golden,web"]));
+    let saved =
+        ids(&lib_json(&db, &["save", "--pcap", fixture("capture.pcapng").to_str().unwrap(), "--tag", "golden,web"]));
     assert_eq!(saved, [1, 2, 3, 4, 5, 6]);
-    let frames =
-        ids(&lib_json(&db, &["save", "--pcap", fixture("capture.pcapng").to_str().unwrap(), "--frames", "1,5-6", "--name", "again"]));
+    let frames = ids(&lib_json(
+        &db,
+        &["save", "--pcap", fixture("capture.pcapng").to_str().unwrap(), "--frames", "1,5-6", "--name", "again"],
+    ));
     assert_eq!(frames.len(), 3);
 
     let list = lib_json(&db, &["list"]);
@@ -72,7 +78,10 @@ fn save_list_search_tag_edit_delete() {
     assert_eq!(list[0]["name"], "capture.pcapng #1");
     assert_eq!(list[0]["tags"], serde_json::json!(["golden", "web"]));
     assert_eq!(list[0]["source"], "pcap:capture.pcapng");
-    assert_eq!(names(&lib_json(&db, &["list", "--protocol", "udp", "--limit", "2"])), ["capture.pcapng #2", "capture.pcapng #3"]);
+    assert_eq!(
+        names(&lib_json(&db, &["list", "--protocol", "udp", "--limit", "2"])),
+        ["capture.pcapng #2", "capture.pcapng #3"]
+    );
     assert_eq!(lib_json(&db, &["list", "--port", "443"]).as_array().unwrap().len(), 4);
 
     // Words, hex bytes (3 and 2 bytes), a tag, a filter.
@@ -94,7 +103,8 @@ fn save_list_search_tag_edit_delete() {
     lib_ok(&db, &["tag", "1-3", "interesting", "todo"]);
     lib_ok(&db, &["untag", "2", "todo"]);
     let tags = lib_json(&db, &["tags"]);
-    let count = |name: &str| tags.as_array().unwrap().iter().find(|t| t["name"] == name).map(|t| t["count"].as_u64().unwrap());
+    let count =
+        |name: &str| tags.as_array().unwrap().iter().find(|t| t["name"] == name).map(|t| t["count"].as_u64().unwrap());
     assert_eq!((count("interesting"), count("todo"), count("golden")), (Some(3), Some(2), Some(6)));
     assert_eq!(lib_json(&db, &["search", "tag:todo"]).as_array().unwrap().len(), 2);
     assert_eq!(names(&lib_json(&db, &["list", "--tag", "todo"])), ["capture.pcapng #1", "capture.pcapng #3"]);
@@ -108,7 +118,10 @@ fn save_list_search_tag_edit_delete() {
     // Edit, then find it by the new words.
     lib_ok(&db, &["edit", "4", "--name", "big upload", "--description", "a thousand bytes"]);
     let shown = lib_json(&db, &["show", "4"]);
-    assert_eq!((shown[0]["name"].as_str(), shown[0]["description"].as_str()), (Some("big upload"), Some("a thousand bytes")));
+    assert_eq!(
+        (shown[0]["name"].as_str(), shown[0]["description"].as_str()),
+        (Some("big upload"), Some("a thousand bytes"))
+    );
     assert_eq!(lib_json(&db, &["search", "thousand"])[0]["packet"]["id"], 4);
     assert!(!lib(&db, &["edit", "4"]).status.success(), "an edit without changes is refused");
 
@@ -190,16 +203,27 @@ fn a_malformed_dpp_is_refused_and_changes_nothing() {
     let dir = Scratch::new("lib-bad");
     let db = dir.path("lib.db");
     lib_ok(&db, &["save", "--pcap", fixture("capture.pcapng").to_str().unwrap(), "--tag", "t"]);
-    let snapshot = |db: &Path| (lib_ok(db, &["list", "--json"]), lib_ok(db, &["tags", "--json"]), lib_ok(db, &["seq", "list", "--json"]));
+    let snapshot = |db: &Path| {
+        (lib_ok(db, &["list", "--json"]), lib_ok(db, &["tags", "--json"]), lib_ok(db, &["seq", "list", "--json"]))
+    };
     let before = snapshot(&db);
-    let out = lib(&db, &["import", fixture("login_v1.dpp").to_str().unwrap(), fixture("bad_port_v1.dpp").to_str().unwrap()]);
+    let out =
+        lib(&db, &["import", fixture("login_v1.dpp").to_str().unwrap(), fixture("bad_port_v1.dpp").to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad_port_v1.dpp") && err.contains("remote_port"), "the error names the file and the field: {err}");
+    assert!(
+        err.contains("bad_port_v1.dpp") && err.contains("remote_port"),
+        "the error names the file and the field: {err}"
+    );
     // The good file given first was imported (each file is its own transaction); undo it and compare.
     let after = lib_json(&db, &["list"]);
-    let extra: Vec<String> =
-        after.as_array().unwrap().iter().filter(|p| p["name"] == "login request").map(|p| p["id"].to_string()).collect();
+    let extra: Vec<String> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == "login request")
+        .map(|p| p["id"].to_string())
+        .collect();
     assert_eq!(extra.len(), 1);
     lib_ok(&db, &["delete", &extra.join(",")]);
     assert_eq!(snapshot(&db), before);
@@ -282,13 +306,14 @@ fn save_by_packet_id_from_the_daemon() {
     let _daemon = KillOnDrop(daemon);
     lines.wait_for("pidcap daemon: listening", Duration::from_secs(30));
 
-    let mut peer = ns.cmd("python3").args(["-c", UDP_PEER]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut peer =
+        ns.cmd("python3").args(["-c", UDP_PEER]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     let mut peer_out = BufReader::new(peer.stdout.take().unwrap());
     let mut line = String::new();
     peer_out.read_line(&mut line).unwrap();
     let pid: u32 = line.trim().parse().unwrap_or_else(|_| panic!("peer said {line:?}"));
 
-    let mut client = pidcap_control::Client::connect(&sock).unwrap();
+    let mut client = pidcap_api::Client::connect(&sock).unwrap();
     client.start_capture(vec![pid], vec![], None, None, false).unwrap();
     peer.stdin.take().unwrap().write_all(b"go\n").unwrap();
     line.clear();
@@ -300,11 +325,8 @@ fn save_by_packet_id_from_the_daemon() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let held = loop {
         let page = client.get_packets(0, Some(1000)).unwrap();
-        let marked: Vec<_> = page
-            .packets
-            .into_iter()
-            .filter(|p| p.payload().starts_with(b"pidcap-lib-marker-"))
-            .collect();
+        let marked: Vec<_> =
+            page.packets.into_iter().filter(|p| p.payload().starts_with(b"pidcap-lib-marker-")).collect();
         if marked.len() >= 6 || Instant::now() > deadline {
             break marked;
         }
@@ -318,7 +340,19 @@ fn save_by_packet_id_from_the_daemon() {
     let list = format!("{},{}", outbound[2], outbound[0]);
     let saved = ids(&lib_json(
         &db,
-        &["save", "--packet", &list, "--socket", sock.to_str().unwrap(), "--name", "marker", "--description", "from the daemon", "--tag", "live"],
+        &[
+            "save",
+            "--packet",
+            &list,
+            "--socket",
+            sock.to_str().unwrap(),
+            "--name",
+            "marker",
+            "--description",
+            "from the daemon",
+            "--tag",
+            "live",
+        ],
     ));
     assert_eq!(saved.len(), 2);
     let shown = lib_json(&db, &["show", &format!("{},{}", saved[0], saved[1])]);
@@ -361,11 +395,15 @@ fn a_word_in_thousands_of_packets_is_ranked_among_the_newest_and_says_so() {
     let n = pidcap_library::SEARCH_WINDOW as u64 + 100;
     {
         let f = std::io::BufWriter::new(std::fs::File::create(&pcap).unwrap());
-        let mut w = pidcap_pcapfile::PacketWriter::new(pidcap_pcapfile::Format::Pcapng, f, &Default::default()).unwrap();
+        let mut w =
+            pidcap_pcapfile::PacketWriter::new(pidcap_pcapfile::Format::Pcapng, f, &Default::default()).unwrap();
         for i in 1..=n {
             let mut data = Vec::new();
             let payload = format!("everywhere item{i}");
-            etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).udp(1000, 2000).write(&mut data, payload.as_bytes()).unwrap();
+            etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                .udp(1000, 2000)
+                .write(&mut data, payload.as_bytes())
+                .unwrap();
             let len = data.len() as u32;
             let p = pidcap_packet::CapturedPacket::new(
                 i,
@@ -386,7 +424,10 @@ fn a_word_in_thousands_of_packets_is_ranked_among_the_newest_and_says_so() {
     let out = lib(&db, &["search", "everywhere", "--limit", "3"]);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("{n} packets match; ranked among the newest {}", pidcap_library::SEARCH_WINDOW)), "{err}");
+    assert!(
+        err.contains(&format!("{n} packets match; ranked among the newest {}", pidcap_library::SEARCH_WINDOW)),
+        "{err}"
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
     // Every match, ranked, with --limit 0; a selective query says nothing.
     assert_eq!(lib_json(&db, &["search", "everywhere", "--limit", "0"]).as_array().unwrap().len() as u64, n);

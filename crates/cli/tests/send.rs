@@ -11,13 +11,28 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(out).lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect()
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
 fn dry_run_shows_the_edited_payload_and_bad_hex_is_named() {
     let out = pidcap()
-        .args(["send", "--ascii", "GET / HTTP/1.1\\r\\n", "--patch", "0:50", "--replace", "2f:2f78", "--to", "127.0.0.1:80", "--dry-run"])
+        .args([
+            "send",
+            "--ascii",
+            "GET / HTTP/1.1\\r\\n",
+            "--patch",
+            "0:50",
+            "--replace",
+            "2f:2f78",
+            "--to",
+            "127.0.0.1:80",
+            "--dry-run",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -28,7 +43,10 @@ fn dry_run_shows_the_edited_payload_and_bad_hex_is_named() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("invalid hex digit 'g' at position 4"), "{err}");
-    let out = pidcap().args(["send", "--hex", "41", "--to", "127.0.0.1:80", "--patch", "7:00", "--dry-run"]).output().unwrap();
+    let out = pidcap()
+        .args(["send", "--hex", "41", "--to", "127.0.0.1:80", "--patch", "7:00", "--dry-run"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("past the end"));
 }
@@ -80,7 +98,13 @@ fn pcapng_frame_in_socket_mode_without_a_daemon() {
     let mut line = String::new();
     sink_out.read_line(&mut line).unwrap();
     let sport: u16 = line.trim().parse().unwrap();
-    let mut client = ns.cmd("python3").args(["-c", UDP_HOLD, &sport.to_string()]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut client = ns
+        .cmd("python3")
+        .args(["-c", UDP_HOLD, &sport.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     line.clear();
     BufReader::new(client.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let cport: u16 = line.trim().parse().unwrap();
@@ -89,8 +113,21 @@ fn pcapng_frame_in_socket_mode_without_a_daemon() {
 
     // A pidcap pcapng with the client's packet: pid and 5-tuple (as `pidcap run -w` writes them).
     let mut data = Vec::new();
-    etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64).udp(cport, sport).write(&mut data, b"hello").unwrap();
-    let p = CapturedPacket::new(1, 1, pid, "python3".into(), 0, Direction::Outbound, Verdict::Pass, data.len() as u32, data);
+    etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64)
+        .udp(cport, sport)
+        .write(&mut data, b"hello")
+        .unwrap();
+    let p = CapturedPacket::new(
+        1,
+        1,
+        pid,
+        "python3".into(),
+        0,
+        Direction::Outbound,
+        Verdict::Pass,
+        data.len() as u32,
+        data,
+    );
     let file = scratch.path("c.pcapng");
     let mut w = pidcap_pcapfile::PcapngWriter::new(std::fs::File::create(&file).unwrap(), &Default::default()).unwrap();
     w.write_packet(&p).unwrap();
@@ -116,7 +153,14 @@ fn pcapng_frame_in_socket_mode_without_a_daemon() {
     // The client exits: a clear status, exit status 2.
     client.stdin.take().unwrap().write_all(b"bye\n").unwrap();
     client.wait().unwrap();
-    let out = ns.cmd(env!("CARGO_BIN_EXE_pidcap")).arg("send").arg("--pcap").arg(&file).args(["--frame", "1", "--mode", "socket"]).output().unwrap();
+    let out = ns
+        .cmd(env!("CARGO_BIN_EXE_pidcap"))
+        .arg("send")
+        .arg("--pcap")
+        .arg(&file)
+        .args(["--frame", "1", "--mode", "socket"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("FAILED [process_gone]"), "{text}");
@@ -137,7 +181,20 @@ fn raw_mode_checksums_are_right_on_the_wire() {
         .cmd("tshark")
         .args(["-i", "lo", "-f", &format!("port {port}"), "-a", "duration:4", "-l"])
         .args(["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"])
-        .args(["-T", "fields", "-e", "ip.checksum.status", "-e", "udp.checksum.status", "-e", "tcp.checksum.status", "-e", "udp.srcport", "-e", "tcp.srcport"])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "ip.checksum.status",
+            "-e",
+            "udp.checksum.status",
+            "-e",
+            "tcp.checksum.status",
+            "-e",
+            "udp.srcport",
+            "-e",
+            "tcp.srcport",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -151,7 +208,17 @@ fn raw_mode_checksums_are_right_on_the_wire() {
     for proto in ["udp", "tcp"] {
         let out = ns
             .cmd(env!("CARGO_BIN_EXE_pidcap"))
-            .args(["send", "--mode", "raw", "--proto", proto, "--from", "127.0.0.1:40000", "--to", &format!("127.0.0.1:{port}")])
+            .args([
+                "send",
+                "--mode",
+                "raw",
+                "--proto",
+                proto,
+                "--from",
+                "127.0.0.1:40000",
+                "--to",
+                &format!("127.0.0.1:{port}"),
+            ])
             .args(["--ascii", "raw payload\\x00", "--count", "2", "--interval", "50ms"])
             .output()
             .unwrap();
@@ -159,8 +226,11 @@ fn raw_mode_checksums_are_right_on_the_wire() {
     }
     let out = tshark.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let ours: Vec<Vec<&str>> =
-        text.lines().map(|l| l.split('\t').collect::<Vec<_>>()).filter(|f| f.len() == 5 && (f[3] == "40000" || f[4] == "40000")).collect();
+    let ours: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .filter(|f| f.len() == 5 && (f[3] == "40000" || f[4] == "40000"))
+        .collect();
     assert_eq!(ours.len(), 4, "two UDP and two TCP packets from port 40000: {text}");
     for f in &ours {
         // 1 = Good (0 Bad, 2 Unverified).

@@ -1,7 +1,7 @@
 //! The one narrow interface between the engine and a kernel layer.
 //!
 //! Everything the engine needs from the OS to capture and filter by process
-//! goes through [`KernelBackend`]: the eBPF backend ([`crate::ebpf`]) is the
+//! goes through [`KernelBackend`]: the eBPF backend (crate `pidcap-ebpf`) is the
 //! Linux implementation; a WFP backend on Windows would be another, and the
 //! capture loop above ([`crate::capture`]) runs unchanged on either, or on a
 //! fake in tests.

@@ -15,6 +15,16 @@ use std::time::Duration;
 
 /// Default snap length, as in the seed (MAX_PACKET_PAYLOAD_SIZE).
 pub const DEFAULT_SNAPLEN: u32 = 1500;
+/// The largest snap length: an IP packet's maximum size.
+pub const MAX_SNAPLEN: u32 = 65535;
+
+/// The one check of a snap length, for every caller (CLI, daemon, kernel layer).
+pub fn check_snaplen(snaplen: u32) -> Result<()> {
+    if snaplen == 0 || snaplen > MAX_SNAPLEN {
+        return Err(EngineError::Invalid(format!("snap length {snaplen} is not in 1..={MAX_SNAPLEN}")));
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct CaptureOptions {
@@ -72,9 +82,7 @@ impl WallClock {
 }
 
 fn check_options(opts: &CaptureOptions) -> Result<()> {
-    if opts.snaplen == 0 || opts.snaplen > crate::abi::MAX_SNAPLEN {
-        return Err(EngineError::Invalid(format!("snap length {} is not in 1..=65535", opts.snaplen)));
-    }
+    check_snaplen(opts.snaplen)?;
     if opts.ring_size == 0 {
         return Err(EngineError::Invalid("ring size must be at least 1".into()));
     }
@@ -198,7 +206,11 @@ impl Capture {
     /// file, a counter): each packet is handed over borrowed from the kernel's
     /// buffer with its id and wall-clock time, without decoding, copying or
     /// keeping it in the ring. Ids and the `received` counter advance as with `poll`.
-    pub fn poll_raw(&mut self, timeout: Duration, on_packet: &mut dyn FnMut(u64, u64, &RawPacket<'_>)) -> Result<usize> {
+    pub fn poll_raw(
+        &mut self,
+        timeout: Duration,
+        on_packet: &mut dyn FnMut(u64, u64, &RawPacket<'_>),
+    ) -> Result<usize> {
         let Capture { backend, clock, next_id, received, .. } = self;
         backend.poll(timeout, &mut |raw| {
             on_packet(*next_id, clock.to_unix_ns(raw.ts_mono_ns), &raw);
@@ -265,79 +277,24 @@ impl Capture {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::RawPacket;
-    use pidcap_packet::{Direction, Protocol, Verdict};
-    use std::collections::BTreeMap;
-
-    /// A kernel layer that hands up prepared packets.
-    #[derive(Default)]
-    struct FakeKernel {
-        pending: Vec<(u32, Vec<u8>)>,
-        targets: BTreeMap<u32, bool>,
-        counters: KernelCounters,
-        config: Option<KernelConfig>,
-        rules: Vec<Rule>,
-    }
-
-    impl KernelBackend for FakeKernel {
-        fn configure(&mut self, c: &KernelConfig) -> Result<()> {
-            self.config = Some(*c);
-            Ok(())
-        }
-        fn add_target(&mut self, pid: u32, follow: bool) -> Result<()> {
-            self.targets.insert(pid, follow);
-            Ok(())
-        }
-        fn remove_target(&mut self, pid: u32) -> Result<()> {
-            self.targets.remove(&pid);
-            Ok(())
-        }
-        fn add_target_name(&mut self, _: &str, _: bool) -> Result<()> {
-            Ok(())
-        }
-        fn targets(&self) -> Result<Vec<u32>> {
-            Ok(self.targets.keys().copied().collect())
-        }
-        fn poll(&mut self, _: Duration, sink: &mut dyn FnMut(RawPacket<'_>)) -> Result<usize> {
-            let n = self.pending.len();
-            for (pid, data) in self.pending.drain(..) {
-                self.counters.captured += 1;
-                sink(RawPacket {
-                    ts_mono_ns: 1_000,
-                    socket_cookie: 5,
-                    pid,
-                    comm: b"fake",
-                    direction: Direction::Outbound,
-                    verdict: Verdict::Pass,
-                    rule: None,
-                    orig_len: data.len() as u32,
-                    data: &data,
-                });
-            }
-            Ok(n)
-        }
-        fn counters(&self) -> Result<KernelCounters> {
-            Ok(self.counters)
-        }
-        fn set_rules(&mut self, rules: &[Rule]) -> Result<()> {
-            crate::rules::check_list(rules).map_err(EngineError::Invalid)?;
-            self.rules = rules.to_vec();
-            Ok(())
-        }
-        fn rule_hits(&self) -> Result<Vec<u64>> {
-            Ok(vec![0; self.rules.len()])
-        }
-    }
+    use crate::fake::FakeKernel;
+    use pidcap_packet::Protocol;
 
     fn udp(payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64).udp(1000, 53).write(&mut out, payload).unwrap();
+        etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
+            .udp(1000, 53)
+            .write(&mut out, payload)
+            .unwrap();
         out
     }
 
     #[test]
     fn packets_get_ids_wall_time_and_decoded_fields_and_land_in_the_ring() {
-        let fake = FakeKernel { pending: vec![(7, udp(b"a")), (7, udp(b"bb")), (7, udp(b"ccc"))], ..Default::default() };
+        let fake = FakeKernel::default();
+        for p in [udp(b"a"), udp(b"bb"), udp(b"ccc")] {
+            fake.handle().push(7, p);
+        }
         let mut cap = Capture::new(Box::new(fake), CaptureOptions { ring_size: 2, ..Default::default() })
             .unwrap()
             .with_env(WallClock::with_offset(1_000_000), Procfs::default());
@@ -355,12 +312,15 @@ mod tests {
 
     #[test]
     fn poll_raw_numbers_packets_without_keeping_them() {
-        let fake = FakeKernel { pending: vec![(7, udp(b"a")), (7, udp(b"bb"))], ..Default::default() };
+        let fake = FakeKernel::default();
+        fake.handle().push(7, udp(b"a"));
+        fake.handle().push(7, udp(b"bb"));
         let mut cap = Capture::new(Box::new(fake), CaptureOptions::default())
             .unwrap()
             .with_env(WallClock::with_offset(5), Procfs::default());
         let mut seen = vec![];
-        cap.poll_raw(Duration::ZERO, &mut |id, ts, raw| seen.push((id, ts, raw.data.len(), raw.comm.to_vec()))).unwrap();
+        cap.poll_raw(Duration::ZERO, &mut |id, ts, raw| seen.push((id, ts, raw.data.len(), raw.comm.to_vec())))
+            .unwrap();
         assert_eq!(seen, [(1, 1_005, 29, b"fake".to_vec()), (2, 1_005, 30, b"fake".to_vec())]);
         let s = cap.stats().unwrap();
         assert_eq!((s.received, s.ring_len), (2, 0));
@@ -368,9 +328,9 @@ mod tests {
 
     #[test]
     fn dead_targets_are_pruned_and_a_missing_pid_is_an_error() {
-        let mut fake = FakeKernel::default();
-        fake.targets.insert(std::process::id(), false);
-        fake.targets.insert(u32::MAX - 3, false);
+        let fake = FakeKernel::default();
+        fake.handle().insert_target(std::process::id());
+        fake.handle().insert_target(u32::MAX - 3);
         let mut cap = Capture::new(Box::new(fake), CaptureOptions::default()).unwrap();
         assert_eq!(cap.live_targets().unwrap(), [std::process::id()]);
         assert!(matches!(cap.add_pid(u32::MAX - 3), Err(EngineError::NoSuchProcess(_))));
@@ -378,7 +338,8 @@ mod tests {
 
     #[test]
     fn rules_pass_through_and_too_many_are_refused() {
-        let fake = FakeKernel { pending: vec![(7, udp(b"a"))], ..Default::default() };
+        let fake = FakeKernel::default();
+        fake.handle().push(7, udp(b"a"));
         let mut cap = Capture::new(Box::new(fake), CaptureOptions::default()).unwrap();
         let rules: Vec<Rule> = ["tcp:443", "allow:udp:53"].iter().map(|s| s.parse().unwrap()).collect();
         cap.set_rules(&rules).unwrap();

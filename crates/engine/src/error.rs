@@ -19,21 +19,12 @@ pub enum EngineError {
         verifier_log: String,
     },
 
-    #[error("eBPF program `{program}`: {source}")]
-    Program {
-        program: String,
+    /// An error of the kernel layer's own library (aya for eBPF), with its source.
+    #[error("{what}: {source}")]
+    Kernel {
+        what: String,
         #[source]
-        source: aya::programs::ProgramError,
-    },
-
-    #[error("loading the eBPF object: {0}")]
-    Load(#[from] aya::EbpfError),
-
-    #[error("eBPF map `{map}`: {source}")]
-    Map {
-        map: &'static str,
-        #[source]
-        source: aya::maps::MapError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     #[error("this kernel lacks what pidcap needs: {0}")]
@@ -59,8 +50,12 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> EngineError {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> EngineError {
         EngineError::Io { what: what.into(), source }
+    }
+
+    pub fn kernel(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> EngineError {
+        EngineError::Kernel { what: what.into(), source: Box::new(source) }
     }
 }
 

@@ -33,7 +33,9 @@ impl Procfs {
 
     /// The process name (`comm`), without the trailing newline.
     pub fn comm(&self, pid: u32) -> Option<String> {
-        fs::read_to_string(self.root.join(pid.to_string()).join("comm")).ok().map(|s| s.trim_end_matches('\n').to_string())
+        fs::read_to_string(self.root.join(pid.to_string()).join("comm"))
+            .ok()
+            .map(|s| s.trim_end_matches('\n').to_string())
     }
 
     /// The thread group id of a task id (a thread's process), from `status`.

@@ -10,13 +10,12 @@
 //! - a blocked packet is dropped and still captured with verdict `blocked`;
 //!   a blocked outgoing connect() or UDP send fails at once with EPERM.
 
-use crate::abi;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 /// The longest rule list the kernel layer holds (one bank of the double-buffered map).
-pub const MAX_RULES: usize = abi::RULES_PER_BANK as usize;
+pub const MAX_RULES: usize = 64;
 
 /// The SPEC grammar, shown in `--help` and in every parse error.
 pub const GRAMMAR: &str = "\
@@ -166,44 +165,6 @@ impl Rule {
     /// (`--block SPEC` passes Block, `--allow SPEC` Allow).
     pub fn parse_spec(spec: &str, default_action: Action) -> Result<Rule, RuleError> {
         parse(spec, default_action)
-    }
-
-    /// The kernel's representation (hits zero).
-    pub fn to_abi(&self) -> abi::Rule {
-        let mut flags = 0;
-        if self.enabled {
-            flags |= abi::RULE_ENABLED;
-        }
-        if self.action == Action::Block {
-            flags |= abi::RULE_BLOCK;
-        }
-        flags |= match self.direction {
-            RuleDirection::In => abi::RULE_DIR_IN,
-            RuleDirection::Out => abi::RULE_DIR_OUT,
-            RuleDirection::Both => abi::RULE_DIR_IN | abi::RULE_DIR_OUT,
-        };
-        flags |= match self.port_side {
-            PortSide::Either => abi::RULE_PORT_LOCAL | abi::RULE_PORT_REMOTE,
-            PortSide::Local => abi::RULE_PORT_LOCAL,
-            PortSide::Remote => abi::RULE_PORT_REMOTE,
-        };
-        let proto = match self.protocol {
-            RuleProtocol::Any => 0,
-            RuleProtocol::Tcp => libc::IPPROTO_TCP as u8,
-            RuleProtocol::Udp => libc::IPPROTO_UDP as u8,
-        };
-        let (addr, prefix) = match self.net {
-            None => ([0u8; 16], 0),
-            Some(n) => {
-                flags |= abi::RULE_HAS_ADDR;
-                match n.addr {
-                    // The kernel compares IPv4 as ::ffff:a.b.c.d, so the prefix covers the 96 bits before it.
-                    IpAddr::V4(a) => (a.to_ipv6_mapped().octets(), 96 + n.prefix),
-                    IpAddr::V6(a) => (a.octets(), n.prefix),
-                }
-            }
-        };
-        abi::Rule { flags, port: self.port, proto, prefix, addr, hits: 0 }
     }
 }
 
@@ -372,7 +333,9 @@ fn parse(spec: &str, default_action: Action) -> Result<Rule, RuleError> {
     let mut rule = Rule::any(default_action);
     let (mut dir, mut proto, mut net, mut side, mut port, mut action, mut state) =
         (false, false, false, false, false, false, false);
-    let dup = |part: &str, what: &str| RuleError::new(spec, Some(part), format!("is a second {what}; give each at most once"));
+    let dup = |part: &str, what: &str| {
+        RuleError::new(spec, Some(part), format!("is a second {what}; give each at most once"))
+    };
     for part in split_parts(trimmed)? {
         let p = part.trim();
         let lower = p.to_ascii_lowercase();
@@ -420,9 +383,7 @@ fn parse(spec: &str, default_action: Action) -> Result<Rule, RuleError> {
                 if std::mem::replace(&mut port, true) {
                     return Err(dup(p, "port"));
                 }
-                rule.port = p
-                    .parse::<u16>()
-                    .map_err(|_| RuleError::new(spec, Some(p), "is not a port (0..=65535)"))?;
+                rule.port = p.parse::<u16>().map_err(|_| RuleError::new(spec, Some(p), "is not a port (0..=65535)"))?;
             }
             _ if looks_like_address(p) => {
                 if std::mem::replace(&mut net, true) {
@@ -467,7 +428,10 @@ mod tests {
     #[test]
     fn the_issue_examples_parse() {
         let x = r("tcp:443");
-        assert_eq!((x.protocol, x.port, x.port_side, x.action), (RuleProtocol::Tcp, 443, PortSide::Either, Action::Block));
+        assert_eq!(
+            (x.protocol, x.port, x.port_side, x.action),
+            (RuleProtocol::Tcp, 443, PortSide::Either, Action::Block)
+        );
         assert_eq!(r("udp:53").protocol, RuleProtocol::Udp);
         let x = r("10.0.0.0/8");
         assert_eq!(x.net.unwrap().to_string(), "10.0.0.0/8");
@@ -509,21 +473,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn to_abi_maps_ipv4_into_the_mapped_range() {
-        let a = r("out:tcp:10.0.0.0/8:remote:443").to_abi();
-        assert_eq!(a.prefix, 104);
-        assert_eq!(&a.addr[10..13], &[0xff, 0xff, 10]);
-        assert_eq!(a.port, 443);
-        assert_eq!(a.proto, 6);
-        assert_eq!(a.flags, abi::RULE_ENABLED | abi::RULE_BLOCK | abi::RULE_DIR_OUT | abi::RULE_PORT_REMOTE | abi::RULE_HAS_ADDR);
-        let a = Rule::parse_spec("[::1]", Action::Allow).unwrap().to_abi();
-        assert_eq!((a.prefix, a.addr[15], a.flags & abi::RULE_BLOCK), (128, 1, 0));
-        let a = r("disabled:udp").to_abi();
-        assert_eq!(a.flags & abi::RULE_ENABLED, 0);
-        assert_eq!(a.flags & (abi::RULE_DIR_IN | abi::RULE_DIR_OUT), abi::RULE_DIR_IN | abi::RULE_DIR_OUT);
-    }
-
     /// A small deterministic generator (xorshift), so the property tests need no crate.
     struct Gen(u64);
     impl Gen {
@@ -540,7 +489,10 @@ mod tests {
             let net = match self.below(3) {
                 0 => None,
                 1 => IpNet::new(IpAddr::V4(Ipv4Addr::from(self.next() as u32)), self.below(33) as u8),
-                _ => IpNet::new(IpAddr::V6(Ipv6Addr::from(u128::from(self.next()) << 64 | u128::from(self.next()))), self.below(129) as u8),
+                _ => IpNet::new(
+                    IpAddr::V6(Ipv6Addr::from(u128::from(self.next()) << 64 | u128::from(self.next()))),
+                    self.below(129) as u8,
+                ),
             };
             let port = if self.below(3) == 0 { 0 } else { self.next() as u16 };
             Rule {
@@ -548,7 +500,11 @@ mod tests {
                 action: if self.below(2) == 0 { Action::Allow } else { Action::Block },
                 protocol: [RuleProtocol::Any, RuleProtocol::Tcp, RuleProtocol::Udp][self.below(3) as usize],
                 port,
-                port_side: if port == 0 { PortSide::Either } else { [PortSide::Either, PortSide::Local, PortSide::Remote][self.below(3) as usize] },
+                port_side: if port == 0 {
+                    PortSide::Either
+                } else {
+                    [PortSide::Either, PortSide::Local, PortSide::Remote][self.below(3) as usize]
+                },
                 net,
                 direction: [RuleDirection::In, RuleDirection::Out, RuleDirection::Both][self.below(3) as usize],
             }
@@ -568,7 +524,8 @@ mod tests {
     #[test]
     fn arbitrary_strings_never_panic() {
         let alphabet: Vec<char> = "0123456789abcdeflnoprtuABx:./[]-+ \u{e9}".chars().collect();
-        let words = ["tcp", "udp", "in", "out", "local", "remote", "any", "::", "[::1]", "10.0.0.0", "/", "65536", "block"];
+        let words =
+            ["tcp", "udp", "in", "out", "local", "remote", "any", "::", "[::1]", "10.0.0.0", "/", "65536", "block"];
         let mut g = Gen(12345);
         for _ in 0..50_000 {
             let mut s = String::new();

@@ -8,7 +8,8 @@ use pidcap_library::{Filter, Library, NewPacket};
 use pidcap_packet::{CapturedPacket, Direction, Protocol, Verdict};
 use std::time::Instant;
 
-const RESOURCES: [&str; 10] = ["users", "orders", "items", "carts", "search", "login", "logout", "images", "videos", "stats"];
+const RESOURCES: [&str; 10] =
+    ["users", "orders", "items", "carts", "search", "login", "logout", "images", "videos", "stats"];
 const COMMS: [&str; 5] = ["curl", "firefox", "wget", "python3", "node"];
 
 struct Rng(u64);
@@ -36,12 +37,30 @@ fn make(i: u64, rng: &mut Rng) -> NewPacket {
         .unwrap();
     let len = data.len() as u32;
     let comm = COMMS[(i % 5) as usize];
-    let p = CapturedPacket::new(i, 1_700_000_000_000_000_000 + i * 1_000, 1000 + (i % 50) as u32, comm.into(), i, Direction::Outbound, Verdict::Pass, len, data);
+    let p = CapturedPacket::new(
+        i,
+        1_700_000_000_000_000_000 + i * 1_000,
+        1000 + (i % 50) as u32,
+        comm.into(),
+        i,
+        Direction::Outbound,
+        Verdict::Pass,
+        len,
+        data,
+    );
     let mut tags = vec![res.to_string()];
     if i.is_multiple_of(100) {
         tags.push("sampled".into());
     }
-    NewPacket { name: format!("{res} request {i}"), description: String::new(), tags, saved_at_ns: None, source: "bench".into(), synthesized: false, packet: p }
+    NewPacket {
+        name: format!("{res} request {i}"),
+        description: String::new(),
+        tags,
+        saved_at_ns: None,
+        source: "bench".into(),
+        synthesized: false,
+        packet: p,
+    }
 }
 
 fn time<T>(f: impl Fn() -> T) -> (f64, T) {
@@ -83,7 +102,11 @@ fn main() {
     }
     let secs = t.elapsed().as_secs_f64();
     if n > have {
-        println!("saved {} packets in {secs:.1} s ({:.0} packets/s, 10,000 per transaction)", n - have, (n - have) as f64 / secs);
+        println!(
+            "saved {} packets in {secs:.1} s ({:.0} packets/s, 10,000 per transaction)",
+            n - have,
+            (n - have) as f64 / secs
+        );
     }
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     println!("database: {} packets, {:.0} MiB", lib.count(&Filter::default()).unwrap(), size as f64 / 1048576.0);
@@ -102,7 +125,11 @@ fn main() {
         ("hex, 1 byte (prefix query)", "hex:2f", all.clone()),
         ("process name", "comm:wget", all.clone()),
         ("word + tag filter", "orders", Filter { tag: Some("sampled".into()), ..Default::default() }),
-        ("word + port + protocol", "host42", Filter { port: Some(443), protocol: Some(Protocol::Tcp), ..Default::default() }),
+        (
+            "word + port + protocol",
+            "host42",
+            Filter { port: Some(443), protocol: Some(Protocol::Tcp), ..Default::default() },
+        ),
     ];
     println!("{:<28} {:>10} {:>9}", "query (limit 50)", "best of 5", "results");
     for (label, q, f) in queries {
@@ -114,7 +141,8 @@ fn main() {
         };
         println!("{label:<28} {ms:>7.1} ms {:>9}  {how}", r.hits.len());
     }
-    let (ms, k) = time(|| lib.list(&Filter { tag: Some("sampled".into()), ..Default::default() }, 50, 0).unwrap().len());
+    let (ms, k) =
+        time(|| lib.list(&Filter { tag: Some("sampled".into()), ..Default::default() }, 50, 0).unwrap().len());
     println!("{:<28} {ms:>7.1} ms {k:>9}", "list by tag (no FTS)");
     if args.get(2).is_none() {
         drop(lib);

@@ -68,7 +68,8 @@ pub fn parse_dpp(mut r: impl Read, origin: &str) -> Result<DppFile> {
     if text.trim().is_empty() {
         return Err(LibraryError::dpp("(file)", "empty"));
     }
-    let v: Value = serde_json::from_str(text).map_err(|e| LibraryError::dpp("(file)", format!("not valid JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_str(text).map_err(|e| LibraryError::dpp("(file)", format!("not valid JSON: {e}")))?;
     let top = Obj::new(String::new(), &v)?;
     match top.u64("version")? {
         1 => parse_v1(&top, origin),
@@ -171,7 +172,8 @@ impl<'a> Obj<'a> {
         let mut out = Vec::new();
         for (i, t) in self.array(k, MAX_TAGS)?.iter().enumerate() {
             let field = format!("{}[{i}]", self.at(k));
-            let s = t.as_str().ok_or_else(|| LibraryError::dpp(&field, format!("expected a string, found {}", kind(t))))?;
+            let s =
+                t.as_str().ok_or_else(|| LibraryError::dpp(&field, format!("expected a string, found {}", kind(t))))?;
             out.push(crate::store::clean_tag(s).map_err(|e| LibraryError::dpp(&field, e.to_string()))?);
         }
         Ok(out)
@@ -271,7 +273,14 @@ fn parse_v1(o: &Obj<'_>, origin: &str) -> Result<DppFile> {
 
 /// Build an IPv4/IPv6 + TCP/UDP packet around `payload` with correct checksums.
 /// TCP segments get PSH|ACK, sequence and acknowledgement numbers 1, window 65535.
-pub(crate) fn synthesize(udp: bool, src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn synthesize(
+    udp: bool,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+    payload: &[u8],
+) -> Result<Vec<u8>> {
     use etherparse::PacketBuilder;
     let ip = match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), 64),
@@ -306,7 +315,10 @@ fn parse_v2(o: &Obj<'_>, origin: &str) -> Result<DppFile> {
                     .as_u64()
                     .ok_or_else(|| LibraryError::dpp(&field, format!("expected a packet index, found {}", kind(m))))?;
                 if idx >= packets.len() as u64 {
-                    return Err(LibraryError::dpp(field, format!("index {idx} past the {} packets of the file", packets.len())));
+                    return Err(LibraryError::dpp(
+                        field,
+                        format!("index {idx} past the {} packets of the file", packets.len()),
+                    ));
                 }
                 members.push(idx as usize);
             }
@@ -328,7 +340,10 @@ fn parse_v2_packet(p: &Obj<'_>, origin: &str) -> Result<NewPacket> {
     }
     let orig_len = p.u64_or("orig_len", data.len() as u64)?;
     if orig_len < data.len() as u64 || orig_len > u32::MAX as u64 {
-        return Err(LibraryError::dpp(p.at("orig_len"), format!("{orig_len} is not between the data length {} and 2^32-1", data.len())));
+        return Err(LibraryError::dpp(
+            p.at("orig_len"),
+            format!("{orig_len} is not between the data length {} and 2^32-1", data.len()),
+        ));
     }
     let verdict = match p.str_or("verdict", 16, "pass")? {
         "pass" => Verdict::Pass,

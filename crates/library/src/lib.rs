@@ -24,7 +24,8 @@ pub use dpp::{
 };
 pub use error::{LibraryError, Result};
 pub use model::{
-    Filter, MetaEdit, NewPacket, PacketId, PacketMeta, SavedPacket, SearchHit, Selection, Sequence, SequenceId, TagCount,
+    Filter, MetaEdit, NewPacket, PacketId, PacketMeta, SavedPacket, SearchHit, Selection, Sequence, SequenceId,
+    TagCount,
 };
 pub use schema::{migration_sql, SCHEMA_VERSION};
 pub use search::{build_match, SearchResults, RANKED_MATCHES_MAX, SEARCH_WINDOW};
@@ -79,7 +80,8 @@ impl Library {
     pub fn open(path: impl AsRef<Path>) -> Result<Library> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| LibraryError::io(format!("cannot create {}", dir.display()), e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| LibraryError::io(format!("cannot create {}", dir.display()), e))?;
         }
         let conn = Connection::open(&path).map_err(|source| open_error(&path, source))?;
         Library::setup(conn, path, true)
@@ -163,10 +165,7 @@ fn open_error(path: &Path, source: rusqlite::Error) -> LibraryError {
 
 /// Nanoseconds since the UNIX epoch, now.
 pub(crate) fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]

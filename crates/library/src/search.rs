@@ -69,7 +69,9 @@ pub fn build_match(query: &str) -> Result<String> {
     }
     let words: Vec<&str> = q.split_whitespace().collect();
     // `47 45 54`: at least two byte-sized hex tokens, one of them with a digit.
-    if words.len() >= 2 && words.iter().all(|w| is_hex_byte(w)) && words.iter().any(|w| w.bytes().any(|b| b.is_ascii_digit()))
+    if words.len() >= 2
+        && words.iter().all(|w| is_hex_byte(w))
+        && words.iter().any(|w| w.bytes().any(|b| b.is_ascii_digit()))
     {
         return Ok(hex_match(&hex_bytes(q).unwrap_or_default()));
     }
@@ -157,7 +159,9 @@ impl Library {
         } else {
             let n: i64 = self
                 .conn
-                .prepare_cached("SELECT count(*) FROM (SELECT rowid FROM packets_fts WHERE packets_fts MATCH ? LIMIT ?)")?
+                .prepare_cached(
+                    "SELECT count(*) FROM (SELECT rowid FROM packets_fts WHERE packets_fts MATCH ? LIMIT ?)",
+                )?
                 .query_row(params![m, ranked_max as i64 + 1], |r| r.get(0))
                 .map_err(bad_query)?;
             let n = n as u64;
@@ -168,7 +172,9 @@ impl Library {
         let lowest: Option<i64> = match window {
             Some(w) => self
                 .conn
-                .prepare_cached("SELECT rowid FROM packets_fts WHERE packets_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?")?
+                .prepare_cached(
+                    "SELECT rowid FROM packets_fts WHERE packets_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+                )?
                 .query_row(params![m, w as i64 - 1], |r| r.get(0))
                 .optional()
                 .map_err(bad_query)?,
@@ -192,7 +198,8 @@ impl Library {
         args.push(Value::Integer(if limit == 0 { -1 } else { limit as i64 }));
         let scored: Vec<(i64, f64)> = {
             let mut st = self.conn.prepare(&sql)?;
-            let rows = st.query_map(rusqlite::params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?))).map_err(bad_query)?;
+            let rows =
+                st.query_map(rusqlite::params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?))).map_err(bad_query)?;
             rows.collect::<rusqlite::Result<_>>().map_err(bad_query)?
         };
         let hits = scored

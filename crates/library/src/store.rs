@@ -179,7 +179,9 @@ fn reindex(tx: &Transaction<'_>, id: PacketId) -> Result<()> {
     tx.prepare_cached("DELETE FROM packets_fts WHERE rowid = ?")?.execute([id])?;
     let row = tx
         .prepare_cached("SELECT name, description, comm, payload FROM packets WHERE id = ?")?
-        .query_row([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Vec<u8>>(3)?)))
+        .query_row([id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Vec<u8>>(3)?))
+        })
         .optional()?;
     let Some((name, description, comm, payload)) = row else { return Ok(()) };
     let tags = tags_of(tx, id)?.join(" ");
@@ -260,7 +262,8 @@ pub(crate) fn insert_sequence(
 
 /// Put packets into a sequence at positions `first`, `first + 1`...
 fn insert_members(tx: &Transaction<'_>, sid: SequenceId, first: i64, ids: &[PacketId]) -> Result<()> {
-    let mut st = tx.prepare_cached("INSERT INTO sequence_packets(sequence_id, position, packet_id) VALUES (?, ?, ?)")?;
+    let mut st =
+        tx.prepare_cached("INSERT INTO sequence_packets(sequence_id, position, packet_id) VALUES (?, ?, ?)")?;
     for (pos, id) in ids.iter().enumerate() {
         st.execute(params![sid, first + pos as i64, id]).map_err(|e| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::ConstraintViolation) => LibraryError::NotFound { what: "packet", id: *id },
@@ -328,7 +331,8 @@ impl Library {
 
     pub(crate) fn query_packets(&self, sql: &str, args: Vec<Value>) -> Result<Vec<SavedPacket>> {
         let mut st = self.conn.prepare(sql)?;
-        let mut out = st.query_map(rusqlite::params_from_iter(args), row_to_packet)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut out =
+            st.query_map(rusqlite::params_from_iter(args), row_to_packet)?.collect::<rusqlite::Result<Vec<_>>>()?;
         for p in &mut out {
             p.tags = tags_of(&self.conn, p.id)?;
         }
@@ -448,8 +452,11 @@ impl Library {
     pub fn append_to_sequence(&mut self, id: SequenceId, ids: &[PacketId]) -> Result<()> {
         self.write(|tx| {
             ensure(tx, "sequence", id)?;
-            let next: i64 =
-                tx.query_row("SELECT coalesce(max(position) + 1, 0) FROM sequence_packets WHERE sequence_id = ?", [id], |r| r.get(0))?;
+            let next: i64 = tx.query_row(
+                "SELECT coalesce(max(position) + 1, 0) FROM sequence_packets WHERE sequence_id = ?",
+                [id],
+                |r| r.get(0),
+            )?;
             insert_members(tx, id, next, ids)
         })
     }
@@ -473,7 +480,9 @@ impl Library {
             })
             .optional()?
             .ok_or(LibraryError::NotFound { what: "sequence", id })?;
-        let mut st = self.conn.prepare_cached("SELECT packet_id FROM sequence_packets WHERE sequence_id = ? ORDER BY position")?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT packet_id FROM sequence_packets WHERE sequence_id = ? ORDER BY position")?;
         let packet_ids = st.query_map([id], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
         Ok(Sequence { id, name, description, created_at_ns: created as u64, packet_ids })
     }
@@ -514,7 +523,8 @@ impl Library {
 fn update_meta(tx: &Transaction<'_>, table: &str, what: &'static str, id: i64, edit: &MetaEdit) -> Result<()> {
     check_len("name", edit.name.as_deref(), crate::MAX_NAME_CHARS)?;
     check_len("description", edit.description.as_deref(), crate::MAX_DESCRIPTION_CHARS)?;
-    let sql = format!("UPDATE {table} SET name = coalesce(?, name), description = coalesce(?, description) WHERE id = ?");
+    let sql =
+        format!("UPDATE {table} SET name = coalesce(?, name), description = coalesce(?, description) WHERE id = ?");
     if tx.execute(&sql, params![edit.name, edit.description, id])? == 0 {
         return Err(LibraryError::NotFound { what, id });
     }
@@ -530,7 +540,9 @@ fn ensure(tx: &Transaction<'_>, what: &'static str, id: i64) -> Result<()> {
 
 pub(crate) fn check_len(field: &str, value: Option<&str>, max: usize) -> Result<()> {
     match value {
-        Some(v) if v.chars().count() > max => Err(LibraryError::Invalid(format!("{field} is longer than {max} characters"))),
+        Some(v) if v.chars().count() > max => {
+            Err(LibraryError::Invalid(format!("{field} is longer than {max} characters")))
+        }
         _ => Ok(()),
     }
 }

@@ -95,7 +95,12 @@ fn file_label(path: &Path) -> String {
 impl Library {
     /// Save frames of a pcap or pcapng file (all, or those in `frames`, 1-based)
     /// in one transaction. Packets without a name get `FILE #N`.
-    pub fn save_pcap(&mut self, path: &Path, frames: Option<&[RangeInclusive<usize>]>, meta: &PacketMeta) -> Result<Vec<PacketId>> {
+    pub fn save_pcap(
+        &mut self,
+        path: &Path,
+        frames: Option<&[RangeInclusive<usize>]>,
+        meta: &PacketMeta,
+    ) -> Result<Vec<PacketId>> {
         let f = File::open(path).map_err(|e| LibraryError::io(format!("cannot open {}", path.display()), e))?;
         let packets = pidcap_pcapfile::read_packets(BufReader::new(f))
             .map_err(|e| LibraryError::Pcap(format!("{}: {e}", path.display())))?;
@@ -127,10 +132,17 @@ impl Library {
     }
 
     /// Save live packets by their capture ids, fetched from `source` (the daemon).
-    pub fn save_from_source(&mut self, source: &dyn PacketSource, ids: &[u64], meta: &PacketMeta) -> Result<Vec<PacketId>> {
+    pub fn save_from_source(
+        &mut self,
+        source: &dyn PacketSource,
+        ids: &[u64],
+        meta: &PacketMeta,
+    ) -> Result<Vec<PacketId>> {
         let packets = source.packets_by_id(ids)?;
         if packets.len() != ids.len() || packets.iter().zip(ids).any(|(p, id)| p.id != *id) {
-            return Err(LibraryError::Source("the packet source returned other packets than the ones asked for".into()));
+            return Err(LibraryError::Source(
+                "the packet source returned other packets than the ones asked for".into(),
+            ));
         }
         let new: Vec<NewPacket> = packets
             .into_iter()
@@ -151,7 +163,10 @@ impl Library {
         let f = File::open(path).map_err(|e| LibraryError::io(format!("cannot open {}", path.display()), e))?;
         if let Ok(m) = f.metadata() {
             if m.len() > crate::MAX_FILE_BYTES {
-                return Err(LibraryError::dpp("(file)", format!("larger than the {} MiB cap", crate::MAX_FILE_BYTES >> 20)));
+                return Err(LibraryError::dpp(
+                    "(file)",
+                    format!("larger than the {} MiB cap", crate::MAX_FILE_BYTES >> 20),
+                ));
             }
         }
         let file = parse_dpp(BufReader::new(f), &file_label(path))?;

@@ -43,7 +43,9 @@ fn kill_9_while_saving_loses_nothing_reported() {
     {
         let mut src = Library::open(dir.path().join("src.db")).unwrap();
         let ps: Vec<_> = (0..20)
-            .map(|i| new_packet(packet(i, 2, "batch", Direction::Inbound, true, 3, 4, &[i as u8; 200]), "batch", &["batch"]))
+            .map(|i| {
+                new_packet(packet(i, 2, "batch", Direction::Inbound, true, 3, 4, &[i as u8; 200]), "batch", &["batch"])
+            })
             .collect();
         src.save_many(&ps).unwrap();
         src.export(&Selection::All, ExportFormat::Dpp, &dpp).unwrap();
@@ -71,7 +73,7 @@ fn kill_9_while_saving_loses_nothing_reported() {
         }
     }
     child.kill().unwrap(); // SIGKILL
-    // Lines printed before death are committed too.
+                           // Lines printed before death are committed too.
     for l in reader.lines() {
         let Ok(l) = l else { break };
         if let Some(ids) = l.trim().strip_prefix("SAVED ") {
@@ -102,12 +104,16 @@ fn a_version_1_database_is_migrated() {
     let v: i64 = lib.connection().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(v, SCHEMA_VERSION);
     let p = lib.packet(1).unwrap();
-    assert_eq!((p.name.as_str(), p.packet.comm.as_str(), p.packet.pid, p.synthesized), ("legacy", "oldproc", 77, false));
+    assert_eq!(
+        (p.name.as_str(), p.packet.comm.as_str(), p.packet.pid, p.synthesized),
+        ("legacy", "oldproc", 77, false)
+    );
     assert_eq!(p.tags, ["old"]);
     assert_eq!(p.payload(), b"GET /legacy HTTP/1.0\r\n\r\n");
     assert_eq!(lib.search("legacy", &Filter::default(), 0).unwrap().len(), 1);
     // New features work on the migrated database.
-    let id = lib.save(&new_packet(packet(6, 1, "new", Direction::Inbound, false, 80, 1234, b"ok"), "new", &[])).unwrap();
+    let id =
+        lib.save(&new_packet(packet(6, 1, "new", Direction::Inbound, false, 80, 1234, b"ok"), "new", &[])).unwrap();
     let seq = lib.create_sequence("both", "", &[1, id]).unwrap();
     assert_eq!(lib.sequence(seq).unwrap().packet_ids, [1, id]);
     lib.check_integrity().unwrap();
@@ -136,7 +142,12 @@ fn a_read_only_database_refuses_writes_and_keeps_everything() {
     assert_eq!(ro.count(&Filter::default()).unwrap(), 4);
     assert_eq!(ro.search("curl", &Filter::default(), 0).unwrap().len(), 2);
     let p = new_packet(packet(1, 1, "x", Direction::Outbound, false, 1, 2, b"x"), "x", &[]);
-    for err in [ro.save(&p).unwrap_err(), ro.import_dpp(&dpp).unwrap_err(), ro.tag(&[1], &["t".into()]).unwrap_err(), ro.delete(&[1]).unwrap_err()] {
+    for err in [
+        ro.save(&p).unwrap_err(),
+        ro.import_dpp(&dpp).unwrap_err(),
+        ro.tag(&[1], &["t".into()]).unwrap_err(),
+        ro.delete(&[1]).unwrap_err(),
+    ] {
         assert!(matches!(err, LibraryError::ReadOnly), "{err:?}");
         assert!(err.to_string().contains("read-only"), "{err}");
     }
@@ -154,7 +165,13 @@ fn a_full_disk_rolls_back_the_whole_import() {
     {
         let mut src = Library::open(dir.path().join("src.db")).unwrap();
         let ps: Vec<_> = (0..300)
-            .map(|i| new_packet(packet(i, 2, "big", Direction::Outbound, false, 3, 4, &[b'a' + (i % 26) as u8; 1000]), "big", &["big"]))
+            .map(|i| {
+                new_packet(
+                    packet(i, 2, "big", Direction::Outbound, false, 3, 4, &[b'a' + (i % 26) as u8; 1000]),
+                    "big",
+                    &["big"],
+                )
+            })
             .collect();
         src.save_many(&ps).unwrap();
         src.export(&Selection::All, ExportFormat::Dpp, &big).unwrap();

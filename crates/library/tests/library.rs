@@ -18,7 +18,12 @@ fn open() -> (tempfile::TempDir, Library) {
 }
 
 fn tshark_frames(path: &Path) -> usize {
-    let out = Command::new("/usr/bin/tshark").arg("-r").arg(path).args(["-T", "fields", "-e", "frame.number"]).output().unwrap();
+    let out = Command::new("/usr/bin/tshark")
+        .arg("-r")
+        .arg(path)
+        .args(["-T", "fields", "-e", "frame.number"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "tshark failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count()
 }
@@ -27,10 +32,22 @@ fn tshark_frames(path: &Path) -> usize {
 fn pcapng_to_library_to_pcapng_keeps_every_packet() {
     let (dir, mut lib) = open();
     let originals: Vec<_> = (1..=6)
-        .map(|i| packet(i, 100 + i as u32, "curl", if i % 2 == 0 { Direction::Inbound } else { Direction::Outbound }, i == 3, 40000, 80, format!("payload number {i}").as_bytes()))
+        .map(|i| {
+            packet(
+                i,
+                100 + i as u32,
+                "curl",
+                if i % 2 == 0 { Direction::Inbound } else { Direction::Outbound },
+                i == 3,
+                40000,
+                80,
+                format!("payload number {i}").as_bytes(),
+            )
+        })
         .collect();
     let input = dir.path().join("in.pcapng");
-    let mut w = PacketWriter::new(Format::Pcapng, std::fs::File::create(&input).unwrap(), &WriterOptions::default()).unwrap();
+    let mut w =
+        PacketWriter::new(Format::Pcapng, std::fs::File::create(&input).unwrap(), &WriterOptions::default()).unwrap();
     for p in &originals {
         w.write_packet(p).unwrap();
     }
@@ -66,7 +83,8 @@ fn pcapng_to_library_to_pcapng_keeps_every_packet() {
     let ids = lib.save_pcap(&input, Some(&frames), &PacketMeta::default()).unwrap();
     let names: Vec<String> = ids.iter().map(|&i| lib.packet(i).unwrap().name).collect();
     assert_eq!(names, ["in.pcapng #1", "in.pcapng #2", "in.pcapng #5"]);
-    let err = lib.save_pcap(&input, Some(&pidcap_library::parse_frames("9").unwrap()), &PacketMeta::default()).unwrap_err();
+    let err =
+        lib.save_pcap(&input, Some(&pidcap_library::parse_frames("9").unwrap()), &PacketMeta::default()).unwrap_err();
     assert!(err.to_string().contains("past the end"), "{err}");
 }
 
@@ -190,7 +208,10 @@ fn search_finds_words_hex_tags_processes_and_combines_filters() {
     assert!(s("example", &Filter { protocol: Some(Protocol::Tcp), port: Some(53), ..Default::default() }).is_empty());
     let t0 = 1_700_000_000_000_000_000u64;
     let window = Filter { since_ns: Some(t0 + 2_000_000), until_ns: Some(t0 + 3_000_000), ..Default::default() };
-    assert_eq!(lib.list(&window, 0, 0).unwrap().iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["response", "dns query"]);
+    assert_eq!(
+        lib.list(&window, 0, 0).unwrap().iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["response", "dns query"]
+    );
     assert_eq!(s("http", &Filter { pid: Some(100), ..Default::default() }).len(), 2);
 
     // Ranking: a match in the name beats one in the payload only.
@@ -254,7 +275,8 @@ fn malformed_dpp_files_are_rejected_and_change_nothing() {
     let good_v2 = dir.path().join("good.dpp");
     lib.export(&Selection::All, ExportFormat::Dpp, &good_v2).unwrap();
     let good: serde_json::Value = serde_json::from_slice(&std::fs::read(&good_v2).unwrap()).unwrap();
-    let v1: serde_json::Value = serde_json::from_slice(&std::fs::read(data_dir().join("dioprocess_http.dpp")).unwrap()).unwrap();
+    let v1: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data_dir().join("dioprocess_http.dpp")).unwrap()).unwrap();
     let before = fingerprint(&lib);
 
     let with = |base: &serde_json::Value, path: &[&str], v: serde_json::Value| {
@@ -299,14 +321,34 @@ fn malformed_dpp_files_are_rejected_and_change_nothing() {
         ("v1 long name", with(&v1, &["name"], json!("n".repeat(2000))), "name: longer than 1024"),
         ("v2 packets not array", with(&good, &["packets"], json!("x")), "packets: expected an array"),
         ("v2 bad data", with(&good, &["packets", &last_s, "data_hex"], json!("45zz")), &bad_data_field),
-        ("v2 timestamp float", with(&good, &["packets", "1", "timestamp_ns"], json!(1.5)), "packets[1].timestamp_ns: expected a non-negative integer"),
-        ("v2 missing timestamp", with(&good, &["packets", "0", "timestamp_ns"], json!(null)), "packets[0].timestamp_ns: missing"),
-        ("v2 pid too big", with(&good, &["packets", "0", "pid"], json!(1u64 << 40)), "packets[0].pid: 1099511627776 is larger"),
+        (
+            "v2 timestamp float",
+            with(&good, &["packets", "1", "timestamp_ns"], json!(1.5)),
+            "packets[1].timestamp_ns: expected a non-negative integer",
+        ),
+        (
+            "v2 missing timestamp",
+            with(&good, &["packets", "0", "timestamp_ns"], json!(null)),
+            "packets[0].timestamp_ns: missing",
+        ),
+        (
+            "v2 pid too big",
+            with(&good, &["packets", "0", "pid"], json!(1u64 << 40)),
+            "packets[0].pid: 1099511627776 is larger",
+        ),
         ("v2 orig_len short", with(&good, &["packets", "0", "orig_len"], json!(3)), "packets[0].orig_len"),
         ("v2 verdict", with(&good, &["packets", "2", "verdict"], json!("maybe")), "packets[2].verdict"),
         ("v2 packet not object", with(&good, &["packets", "2"], json!(7)), "packets[2]: expected an object"),
-        ("v2 huge tags", serde_json::to_vec(&huge_tags).unwrap(), "packets[0].tags: 10000 entries, more than the cap of 256"),
-        ("v2 sequence index", with(&good, &["sequences"], json!([{"name": "s", "packets": [0, 99]}])), "sequences[0].packets[1]: index 99"),
+        (
+            "v2 huge tags",
+            serde_json::to_vec(&huge_tags).unwrap(),
+            "packets[0].tags: 10000 entries, more than the cap of 256",
+        ),
+        (
+            "v2 sequence index",
+            with(&good, &["sequences"], json!([{"name": "s", "packets": [0, 99]}])),
+            "sequences[0].packets[1]: index 99",
+        ),
         ("v2 bad tag", with(&good, &["packets", "3", "tags"], json!(["a,b"])), "packets[3].tags[0]"),
         ("v2 empty data", with(&good, &["packets", "0", "data_hex"], json!("")), "packets[0].data_hex: no bytes"),
     ];

@@ -108,7 +108,11 @@ impl PacketSource for Held {
     fn packets_by_id(&self, ids: &[u64]) -> pidcap_library::Result<Vec<CapturedPacket>> {
         ids.iter()
             .map(|id| {
-                self.0.iter().find(|p| p.id == *id).cloned().ok_or_else(|| LibraryError::Source(format!("no packet {id}")))
+                self.0
+                    .iter()
+                    .find(|p| p.id == *id)
+                    .cloned()
+                    .ok_or_else(|| LibraryError::Source(format!("no packet {id}")))
             })
             .collect()
     }
@@ -126,7 +130,9 @@ impl PacketSource for Wrong {
 #[test]
 fn saving_through_a_packet_source_keeps_ids_order_and_metadata() {
     let (_d, mut lib) = open();
-    let held: Vec<_> = (10..15u64).map(|i| packet(i, 4242, "svc", Direction::Outbound, true, 5000, 53, format!("q{i}").as_bytes())).collect();
+    let held: Vec<_> = (10..15u64)
+        .map(|i| packet(i, 4242, "svc", Direction::Outbound, true, 5000, 53, format!("q{i}").as_bytes()))
+        .collect();
     let meta = PacketMeta { name: String::new(), description: "live".into(), tags: vec!["dns".into()] };
     let ids = lib.save_from_source(&Held(held.clone()), &[13, 11], &meta).unwrap();
     let saved: Vec<_> = ids.iter().map(|&i| lib.packet(i).unwrap()).collect();
@@ -158,7 +164,10 @@ fn sequences_grow_and_reorder() {
     lib.append_to_sequence(seq, &[ids[9]]).unwrap();
     assert_eq!(lib.sequence(seq).unwrap().packet_ids, [ids[3], ids[0], ids[9]]);
     // Unknown packets or sequences change nothing.
-    assert!(matches!(lib.append_to_sequence(seq, &[ids[1], 9999]), Err(LibraryError::NotFound { what: "packet", id: 9999 })));
+    assert!(matches!(
+        lib.append_to_sequence(seq, &[ids[1], 9999]),
+        Err(LibraryError::NotFound { what: "packet", id: 9999 })
+    ));
     assert!(matches!(lib.set_sequence_packets(seq, &[9999]), Err(LibraryError::NotFound { what: "packet", .. })));
     assert!(matches!(lib.append_to_sequence(77, &[ids[1]]), Err(LibraryError::NotFound { what: "sequence", id: 77 })));
     assert_eq!(lib.sequence(seq).unwrap().packet_ids, [ids[3], ids[0], ids[9]]);
@@ -173,6 +182,9 @@ fn a_version_2_database_gets_the_trigram_index() {
     let v: i64 = lib.connection().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(v, SCHEMA_VERSION);
     let n = |q: &str| lib.search(q, &Filter::default(), 0).unwrap().len();
-    assert_eq!((n("hex:4745542f"), n("hex:474554"), n("47 45 54 20 2f 76 32"), n("tag:old"), n("comm:oldproc"), n("v2")), (0, 1, 1, 1, 1, 1));
+    assert_eq!(
+        (n("hex:4745542f"), n("hex:474554"), n("47 45 54 20 2f 76 32"), n("tag:old"), n("comm:oldproc"), n("v2")),
+        (0, 1, 1, 1, 1, 1)
+    );
     lib.check_integrity().unwrap();
 }

@@ -140,10 +140,7 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn tcp4(payload: &[u8]) -> Vec<u8> {
-        let b = PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-            .tcp(40000, 80, 1000, 65535)
-            .syn()
-            .ack(7);
+        let b = PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).tcp(40000, 80, 1000, 65535).syn().ack(7);
         let mut out = Vec::new();
         b.write(&mut out, payload).unwrap();
         out

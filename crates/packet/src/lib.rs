@@ -182,11 +182,18 @@ mod tests {
     #[test]
     fn json_round_trip_keeps_everything() {
         let mut data = Vec::new();
-        etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64)
-            .udp(1, 2)
-            .write(&mut data, b"abc")
-            .unwrap();
-        let p = CapturedPacket::new(7, 1_700_000_000_000_000_000, 42, "curl".into(), 99, Direction::Outbound, Verdict::Pass, 31, data);
+        etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64).udp(1, 2).write(&mut data, b"abc").unwrap();
+        let p = CapturedPacket::new(
+            7,
+            1_700_000_000_000_000_000,
+            42,
+            "curl".into(),
+            99,
+            Direction::Outbound,
+            Verdict::Pass,
+            31,
+            data,
+        );
         let j = serde_json::to_string(&p).unwrap();
         assert!(j.contains("\"protocol\":\"udp\""), "{j}");
         let back: CapturedPacket = serde_json::from_str(&j).unwrap();

@@ -37,7 +37,13 @@ pub struct ProcessInfo {
 impl ProcessInfo {
     /// The process fields of a packet.
     pub fn of(p: &CapturedPacket) -> ProcessInfo {
-        ProcessInfo { pid: p.pid, comm: p.comm.clone(), socket_cookie: p.socket_cookie, verdict: p.verdict, rule: p.rule }
+        ProcessInfo {
+            pid: p.pid,
+            comm: p.comm.clone(),
+            socket_cookie: p.socket_cookie,
+            verdict: p.verdict,
+            rule: p.rule,
+        }
     }
 }
 
@@ -88,7 +94,8 @@ pub fn format_comment(info: &ProcessInfo) -> String {
         Verdict::Pass => "pass",
         Verdict::Blocked => "blocked",
     };
-    let mut s = format!("pid={} comm={} cookie={} verdict={verdict}", info.pid, escape_comm(&info.comm), info.socket_cookie);
+    let mut s =
+        format!("pid={} comm={} cookie={} verdict={verdict}", info.pid, escape_comm(&info.comm), info.socket_cookie);
     if let Some(rule) = info.rule {
         s.push_str(&format!(" rule={rule}"));
     }
@@ -140,7 +147,18 @@ mod tests {
 
     #[test]
     fn round_trips_odd_names() {
-        for comm in ["", "curl", "Web Content", "a=b", "back\\slash", "x\\x20y", "tab\there", "\u{1}\u{7f}", "ünïcode", "kworker/0:1+ev"] {
+        for comm in [
+            "",
+            "curl",
+            "Web Content",
+            "a=b",
+            "back\\slash",
+            "x\\x20y",
+            "tab\there",
+            "\u{1}\u{7f}",
+            "ünïcode",
+            "kworker/0:1+ev",
+        ] {
             for rule in [None, Some(0), Some(u16::MAX)] {
                 let i = info(comm, Verdict::Blocked, rule);
                 assert_eq!(parse_comment(&format_comment(&i)), Some(i.clone()), "{comm:?}");

@@ -139,10 +139,20 @@ impl<W: Write> PcapngWriter<W> {
     /// Append one Enhanced Packet Block for a packet given by its borrowed fields.
     pub fn write_record(&mut self, p: &RecordRef<'_>) -> Result<(), PcapError> {
         let same = self.comment.as_ref().is_some_and(|(i, _)| {
-            i.pid == p.pid && i.socket_cookie == p.socket_cookie && i.verdict == p.verdict && i.rule == p.rule && i.comm == p.comm
+            i.pid == p.pid
+                && i.socket_cookie == p.socket_cookie
+                && i.verdict == p.verdict
+                && i.rule == p.rule
+                && i.comm == p.comm
         });
         if !same {
-            let info = ProcessInfo { pid: p.pid, comm: p.comm.to_string(), socket_cookie: p.socket_cookie, verdict: p.verdict, rule: p.rule };
+            let info = ProcessInfo {
+                pid: p.pid,
+                comm: p.comm.to_string(),
+                socket_cookie: p.socket_cookie,
+                verdict: p.verdict,
+                rule: p.rule,
+            };
             let text = format_comment(&info);
             self.comment = Some((info, text));
         }

@@ -260,7 +260,11 @@ impl<R: Read> PacketReader<R> {
         let Kind::Pcap { endian, linktype, .. } = &mut self.kind else { return Ok(()) };
         let (major, minor) = (endian.u16(&h, 4).unwrap_or(0), endian.u16(&h, 6).unwrap_or(0));
         if major != 2 {
-            return Err(PcapError::Malformed { what: what(), offset: 0, reason: format!("unsupported version {major}.{minor} (expected 2.x)") });
+            return Err(PcapError::Malformed {
+                what: what(),
+                offset: 0,
+                reason: format!("unsupported version {major}.{minor} (expected 2.x)"),
+            });
         }
         // The upper 16 bits of the link-type field carry FCS information.
         *linktype = endian.u32(&h, 20).unwrap_or(0) as u16;
@@ -420,17 +424,23 @@ impl<R: Read> PacketReader<R> {
                 };
                 let left = body.len() - data_at;
                 if caplen as usize > left {
-                    return Err(malformed(format!("captured length {caplen} exceeds the {left} bytes left in the block")));
+                    return Err(malformed(format!(
+                        "captured length {caplen} exceeds the {left} bytes left in the block"
+                    )));
                 }
                 let data = &body[data_at..data_at + caplen as usize];
                 let Some(iface) = interfaces.get(iface_id as usize) else {
                     let n = interfaces.len();
-                    return Err(malformed(format!("interface id {iface_id} is not defined ({n} interfaces in this section)")));
+                    return Err(malformed(format!(
+                        "interface id {iface_id} is not defined ({n} interfaces in this section)"
+                    )));
                 };
                 let (mut info, mut flags) = (None, None);
                 if block_type != BT_SPB {
                     let opts_at = (data_at + (caplen as usize).next_multiple_of(4)).min(body.len());
-                    for (code, value) in options(endian, &body[opts_at..], body_offset + opts_at as u64).map_err(malformed)? {
+                    for (code, value) in
+                        options(endian, &body[opts_at..], body_offset + opts_at as u64).map_err(malformed)?
+                    {
                         match code {
                             1 if info.is_none() => info = std::str::from_utf8(value).ok().and_then(parse_comment),
                             2 => flags = endian.u32(value, 0),
@@ -438,7 +448,8 @@ impl<R: Read> PacketReader<R> {
                         }
                     }
                 }
-                let frame = Frame { linktype: iface.linktype, timestamp_ns: iface.to_ns(ts), orig_len, data, info, flags };
+                let frame =
+                    Frame { linktype: iface.linktype, timestamp_ns: iface.to_ns(ts), orig_len, data, info, flags };
                 Ok(self.packet(frame))
             }
             _ => Ok(None),
@@ -458,7 +469,13 @@ impl<R: Read> PacketReader<R> {
             Some(FLAG_OUTBOUND) => Direction::Outbound,
             _ => l2_direction.unwrap_or(Direction::Outbound),
         };
-        let info = f.info.unwrap_or(ProcessInfo { pid: 0, comm: String::new(), socket_cookie: 0, verdict: Verdict::Pass, rule: None });
+        let info = f.info.unwrap_or(ProcessInfo {
+            pid: 0,
+            comm: String::new(),
+            socket_cookie: 0,
+            verdict: Verdict::Pass,
+            rule: None,
+        });
         let orig_len = f.orig_len.saturating_sub(header_len as u32);
         let mut p = CapturedPacket::new(
             self.frames,
@@ -525,7 +542,10 @@ fn options(endian: Endian, b: &[u8], base: u64) -> Result<Vec<(u16, &[u8])>, Str
         let end = start + usize::from(len);
         let Some(value) = b.get(start..end) else {
             let left = b.len() - start;
-            return Err(format!("option {code} at byte offset {} claims {len} bytes, only {left} left in the block", base + i as u64));
+            return Err(format!(
+                "option {code} at byte offset {} claims {len} bytes, only {left} left in the block",
+                base + i as u64
+            ));
         };
         out.push((code, value));
         i = end.next_multiple_of(4);

@@ -14,7 +14,9 @@ mod common;
 
 use common::{golden_packets, golden_path, GOLDEN_OS};
 use pidcap_packet::Direction;
-use pidcap_pcapfile::{read_packets, Format, PacketReader, PacketWriter, PcapError, PcapWriter, PcapngWriter, WriterOptions};
+use pidcap_pcapfile::{
+    read_packets, Format, PacketReader, PacketWriter, PcapError, PcapWriter, PcapngWriter, WriterOptions,
+};
 
 fn opts() -> WriterOptions {
     WriterOptions { snaplen: 65535, application: "pidcap 0.1.0".into() }
@@ -42,7 +44,8 @@ fn check_golden(name: &str, bytes: &[u8]) {
         std::fs::write(&path, bytes).expect("writing golden file");
         return;
     }
-    let golden = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (regenerate with PIDCAP_BLESS=1)", path.display()));
+    let golden =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (regenerate with PIDCAP_BLESS=1)", path.display()));
     if golden != bytes {
         let at = golden.iter().zip(bytes).position(|(a, b)| a != b).unwrap_or(golden.len().min(bytes.len()));
         panic!(
@@ -161,7 +164,10 @@ fn errors_name_the_block_and_offset() {
     let mut bad = b.clone();
     bad[third_epb + 4] = 0x03; // length no longer a multiple of 4
     let msg = read_packets(&bad[..]).expect_err("malformed").to_string();
-    assert!(msg.starts_with(&format!("malformed pcapng Enhanced Packet Block at byte offset {third_epb}: block length")), "{msg}");
+    assert!(
+        msg.starts_with(&format!("malformed pcapng Enhanced Packet Block at byte offset {third_epb}: block length")),
+        "{msg}"
+    );
 
     assert!(matches!(read_packets(&b""[..]), Err(PcapError::Empty)));
     let msg = read_packets(&b"GIF89a"[..]).expect_err("not pcap").to_string();
@@ -211,7 +217,11 @@ fn hostile_input_never_panics() {
             for _ in 0..flips {
                 let at = (rng.next() % b.len() as u64) as usize;
                 // Half the time a random byte, otherwise an extreme one (lengths!).
-                b[at] = if rng.next().is_multiple_of(2) { rng.next() as u8 } else { [0x00, 0xff, 0x7f, 0x80][(rng.next() % 4) as usize] };
+                b[at] = if rng.next().is_multiple_of(2) {
+                    rng.next() as u8
+                } else {
+                    [0x00, 0xff, 0x7f, 0x80][(rng.next() % 4) as usize]
+                };
             }
             let cut = if rng.next().is_multiple_of(8) { (rng.next() % b.len() as u64) as usize } else { b.len() };
             let _ = read_all(&b[..cut]);
@@ -219,7 +229,9 @@ fn hostile_input_never_panics() {
     }
     // Pure noise behind each magic.
     let mut rng = XorShift(42);
-    for magic in [[0x0a, 0x0d, 0x0d, 0x0a], [0xd4, 0xc3, 0xb2, 0xa1], [0x4d, 0x3c, 0xb2, 0xa1], [0xa1, 0xb2, 0xc3, 0xd4]] {
+    for magic in
+        [[0x0a, 0x0d, 0x0d, 0x0a], [0xd4, 0xc3, 0xb2, 0xa1], [0x4d, 0x3c, 0xb2, 0xa1], [0xa1, 0xb2, 0xc3, 0xd4]]
+    {
         for _ in 0..2_000 {
             let len = (rng.next() % 200) as usize;
             let mut b = magic.to_vec();

@@ -16,11 +16,19 @@ struct Ng {
 
 impl Ng {
     fn u16(&self, v: u16) -> [u8; 2] {
-        if self.big { v.to_be_bytes() } else { v.to_le_bytes() }
+        if self.big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
     }
 
     fn u32(&self, v: u32) -> [u8; 4] {
-        if self.big { v.to_be_bytes() } else { v.to_le_bytes() }
+        if self.big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
     }
 
     fn opt(&self, code: u16, value: &[u8]) -> Vec<u8> {
@@ -53,7 +61,8 @@ impl Ng {
         data.resize(data.len().next_multiple_of(4), 0);
         let (hi, lo) = ((ts >> 32) as u32, ts as u32);
         let len = frame.len() as u32;
-        let body = [&self.u32(iface)[..], &self.u32(hi), &self.u32(lo), &self.u32(len), &self.u32(len), &data, options].concat();
+        let body = [&self.u32(iface)[..], &self.u32(hi), &self.u32(lo), &self.u32(len), &self.u32(len), &data, options]
+            .concat();
         self.block(6, &body);
     }
 }
@@ -89,7 +98,10 @@ fn big_endian_sections_interfaces_and_resolutions() {
     let ps = read_packets(&bytes[..]).expect("read");
     assert_eq!(ps.len(), 3);
     assert_eq!((ps[0].id, ps[0].timestamp_ns, ps[0].pid, ps[0].comm.as_str()), (1, 1_500_000_000, 7, "sh"));
-    assert_eq!((ps[0].socket_cookie, ps[0].verdict, ps[0].rule, ps[0].direction), (3, Verdict::Blocked, Some(9), Direction::Inbound));
+    assert_eq!(
+        (ps[0].socket_cookie, ps[0].verdict, ps[0].rule, ps[0].direction),
+        (3, Verdict::Blocked, Some(9), Direction::Inbound)
+    );
     assert_eq!(ps[0].data, ip);
     assert_eq!(ps[1].timestamp_ns, 100_000_000_000 + 2_000_000_000, "2^-10 resolution plus if_tsoffset");
     assert_eq!((ps[1].pid, ps[1].direction), (0, Direction::Outbound));

@@ -17,7 +17,10 @@ const ROOT_NOTE: &str = "Running as user \"root\" and group \"root\". This could
 fn tshark_available(test: &str) -> bool {
     let found = Command::new("tshark").arg("--version").output().is_ok_and(|o| o.status.success());
     if !found {
-        assert!(std::env::var_os("CI").is_none(), "{test}: tshark is not installed (apt-get install tshark), and CI is set");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: tshark is not installed (apt-get install tshark), and CI is set"
+        );
         eprintln!("{test}: SKIPPED, tshark is not installed");
     }
     found
@@ -47,10 +50,14 @@ fn tshark_filters_by_pid_in_the_comment() {
     if !tshark_available("tshark_filters_by_pid_in_the_comment") {
         return;
     }
-    let frames = tshark("golden.pcapng", &["-Y", "frame.comment contains \"pid=4242\"", "-T", "fields", "-e", "frame.number"]);
+    let frames =
+        tshark("golden.pcapng", &["-Y", "frame.comment contains \"pid=4242\"", "-T", "fields", "-e", "frame.number"]);
     let want: Vec<String> = golden_packets().iter().filter(|p| p.pid == 4242).map(|p| p.id.to_string()).collect();
     assert_eq!(frames, want);
-    let blocked = tshark("golden.pcapng", &["-Y", "frame.comment contains \"verdict=blocked\"", "-T", "fields", "-e", "frame.number"]);
+    let blocked = tshark(
+        "golden.pcapng",
+        &["-Y", "frame.comment contains \"verdict=blocked\"", "-T", "fields", "-e", "frame.number"],
+    );
     assert_eq!(blocked, ["5"]);
     let comments = tshark("golden.pcapng", &["-T", "fields", "-e", "frame.comment"]);
     assert_eq!(comments[5], "pid=9001 comm=Web\\x20Content cookie=1 verdict=pass rule=0");
@@ -70,7 +77,8 @@ fn tshark_sees_the_direction() {
         })
         .collect();
     assert_eq!(dirs, want);
-    let inbound = tshark("golden.pcapng", &["-Y", "frame.packet_flags_direction == 1", "-T", "fields", "-e", "frame.number"]);
+    let inbound =
+        tshark("golden.pcapng", &["-Y", "frame.packet_flags_direction == 1", "-T", "fields", "-e", "frame.number"]);
     assert_eq!(inbound, ["2"]);
 }
 
@@ -83,7 +91,11 @@ fn expected_fields() -> Vec<String> {
                 Direction::Outbound => (&p.decoded.local_addr, p.decoded.local_port),
                 Direction::Inbound => (&p.decoded.remote_addr, p.decoded.remote_port),
             };
-            let (v4, v6) = if p.decoded.ip_version == 4 { (src.to_string(), String::new()) } else { (String::new(), src.to_string()) };
+            let (v4, v6) = if p.decoded.ip_version == 4 {
+                (src.to_string(), String::new())
+            } else {
+                (String::new(), src.to_string())
+            };
             let (tcp, udp) = match p.decoded.protocol {
                 pidcap_packet::Protocol::Tcp => (dst.to_string(), String::new()),
                 _ => (String::new(), dst.to_string()),
@@ -95,7 +107,21 @@ fn expected_fields() -> Vec<String> {
 }
 
 const FIELDS: &[&str] = &[
-    "-T", "fields", "-e", "ip.src", "-e", "ipv6.src", "-e", "tcp.srcport", "-e", "udp.srcport", "-e", "frame.len", "-e", "frame.cap_len", "-e",
+    "-T",
+    "fields",
+    "-e",
+    "ip.src",
+    "-e",
+    "ipv6.src",
+    "-e",
+    "tcp.srcport",
+    "-e",
+    "udp.srcport",
+    "-e",
+    "frame.len",
+    "-e",
+    "frame.cap_len",
+    "-e",
     "frame.time_epoch",
 ];
 

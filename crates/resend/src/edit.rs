@@ -70,7 +70,9 @@ pub fn parse_ascii(s: &str) -> Result<Vec<u8>, EditError> {
             out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
             continue;
         }
-        let Some((_, e)) = it.next() else { return bad(format!("lone backslash at the end (position {pos}); write \\\\ for one")) };
+        let Some((_, e)) = it.next() else {
+            return bad(format!("lone backslash at the end (position {pos}); write \\\\ for one"));
+        };
         match e {
             'r' => out.push(b'\r'),
             'n' => out.push(b'\n'),
@@ -80,13 +82,18 @@ pub fn parse_ascii(s: &str) -> Result<Vec<u8>, EditError> {
             '"' => out.push(b'"'),
             '\'' => out.push(b'\''),
             'x' => {
-                let h: String = (0..2).filter_map(|_| it.next_if(|(_, d)| d.is_ascii_hexdigit()).map(|(_, d)| d)).collect();
+                let h: String =
+                    (0..2).filter_map(|_| it.next_if(|(_, d)| d.is_ascii_hexdigit()).map(|(_, d)| d)).collect();
                 if h.len() != 2 {
                     return bad(format!("\\x at position {pos} needs two hex digits"));
                 }
                 out.push(u8::from_str_radix(&h, 16).unwrap_or(0));
             }
-            other => return bad(format!("unknown escape \\{other} at position {pos} (known: \\r \\n \\t \\0 \\\\ \\\" \\' \\xHH)")),
+            other => {
+                return bad(format!(
+                    "unknown escape \\{other} at position {pos} (known: \\r \\n \\t \\0 \\\\ \\\" \\' \\xHH)"
+                ))
+            }
         }
     }
     Ok(out)
@@ -114,7 +121,8 @@ pub enum Edit {
 impl Edit {
     /// `OFF:HEX`, e.g. `0:50`, `0x10:0d 0a`.
     pub fn parse_patch(s: &str) -> Result<Edit, EditError> {
-        let (off, hex) = s.split_once(':').ok_or_else(|| EditError(format!("patch {s:?}: expected OFF:HEX, e.g. 4:2f61")))?;
+        let (off, hex) =
+            s.split_once(':').ok_or_else(|| EditError(format!("patch {s:?}: expected OFF:HEX, e.g. 4:2f61")))?;
         let bytes = parse_hex(hex).map_err(|e| EditError(format!("patch {s:?}: {e} (after the colon)")))?;
         if bytes.is_empty() {
             return bad(format!("patch {s:?}: no bytes after the colon"));
@@ -124,7 +132,8 @@ impl Edit {
 
     /// `FROM_HEX:TO_HEX`, e.g. `474554:504f5354`; TO may be empty (delete).
     pub fn parse_replace(s: &str) -> Result<Edit, EditError> {
-        let (from, to) = s.split_once(':').ok_or_else(|| EditError(format!("replace {s:?}: expected FROM_HEX:TO_HEX")))?;
+        let (from, to) =
+            s.split_once(':').ok_or_else(|| EditError(format!("replace {s:?}: expected FROM_HEX:TO_HEX")))?;
         let from = parse_hex(from).map_err(|e| EditError(format!("replace {s:?}: {e} (in FROM)")))?;
         let to = parse_hex(to).map_err(|e| EditError(format!("replace {s:?}: {e} (in TO)")))?;
         if from.is_empty() {
@@ -138,7 +147,10 @@ impl Edit {
         match self {
             Edit::Patch { offset, bytes } => {
                 if *offset > payload.len() {
-                    return bad(format!("patch at offset {offset} is past the end of the {}-byte payload", payload.len()));
+                    return bad(format!(
+                        "patch at offset {offset} is past the end of the {}-byte payload",
+                        payload.len()
+                    ));
                 }
                 let end = offset + bytes.len();
                 if end > payload.len() {

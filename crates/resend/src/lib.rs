@@ -319,7 +319,9 @@ pub fn prepare(args: &InjectArgs) -> Result<Prepared, EditError> {
         (Some(p), _) => p,
         (None, Some(Protocol::Tcp)) => Proto::Tcp,
         (None, Some(Protocol::Udp)) => Proto::Udp,
-        (None, Some(other)) => return Err(EditError(format!("the packet is {}, not TCP or UDP; give --proto", other.name()))),
+        (None, Some(other)) => {
+            return Err(EditError(format!("the packet is {}, not TCP or UDP; give --proto", other.name())))
+        }
         (None, None) => Proto::Tcp,
     };
     // The packet's ends: the process's and the peer's; raw mode keeps the packet's own direction.
@@ -453,7 +455,9 @@ impl fmt::Display for SendStatus {
             }
             Ok(())
         } else {
-            let kind = self.error_kind.map(|k| serde_json::to_value(k).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default());
+            let kind = self
+                .error_kind
+                .map(|k| serde_json::to_value(k).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default());
             write!(f, "#{} FAILED [{}]: {}", self.seq, kind.unwrap_or_default(), self.error.as_deref().unwrap_or("?"))
         }
     }
@@ -484,8 +488,13 @@ pub struct Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let reason = serde_json::to_value(self.reason).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-        write!(f, "{} sent, {} failed, {} bytes in {} ms ({reason})", self.sent, self.failed, self.bytes, self.duration_ms)
+        let reason =
+            serde_json::to_value(self.reason).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        write!(
+            f,
+            "{} sent, {} failed, {} bytes in {} ms ({reason})",
+            self.sent, self.failed, self.bytes, self.duration_ms
+        )
     }
 }
 
@@ -507,13 +516,24 @@ pub fn run_job(p: &Prepared, stop: &AtomicBool, on_status: &mut dyn FnMut(&SendS
         Ok(mut s) => run_loop(s.as_mut(), p, stop, on_status),
         Err(e) => {
             on_status(&SendStatus::failed(1, &e, SystemTime::now(), started.elapsed()));
-            Summary { sent: 0, failed: 1, bytes: 0, duration_ms: started.elapsed().as_millis() as u64, reason: EndReason::Failed }
+            Summary {
+                sent: 0,
+                failed: 1,
+                bytes: 0,
+                duration_ms: started.elapsed().as_millis() as u64,
+                reason: EndReason::Failed,
+            }
         }
     }
 }
 
 /// The loop on an open sender.
-pub fn run_loop(sender: &mut dyn Sender, p: &Prepared, stop: &AtomicBool, on_status: &mut dyn FnMut(&SendStatus)) -> Summary {
+pub fn run_loop(
+    sender: &mut dyn Sender,
+    p: &Prepared,
+    stop: &AtomicBool,
+    on_status: &mut dyn FnMut(&SendStatus),
+) -> Summary {
     let start = Instant::now();
     let every = effective_interval(p);
     let (mut sent, mut failed, mut bytes) = (0u64, 0u64, 0u64);
@@ -655,14 +675,22 @@ mod tests {
 
     fn udp_packet(dir: Direction) -> CapturedPacket {
         let mut data = Vec::new();
-        etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 2], 33).udp(4000, 53).write(&mut data, b"hello").unwrap();
+        etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 2], 33)
+            .udp(4000, 53)
+            .write(&mut data, b"hello")
+            .unwrap();
         CapturedPacket::new(1, 0, 4242, "x".into(), 77, dir, Verdict::Pass, data.len() as u32, data)
     }
 
     #[test]
     fn prepare_from_a_packet() {
         let t = Some(Box::new(udp_packet(Direction::Outbound)));
-        let args = InjectArgs { template: t.clone(), mode: Some(Mode::Socket), patches: vec!["0:4a".into()], ..Default::default() };
+        let args = InjectArgs {
+            template: t.clone(),
+            mode: Some(Mode::Socket),
+            patches: vec!["0:4a".into()],
+            ..Default::default()
+        };
         let p = prepare(&args).unwrap();
         assert_eq!(p.payload, b"Jello");
         assert_eq!(p.target.proto, Proto::Udp);
@@ -671,7 +699,11 @@ mod tests {
         assert_eq!((p.target.pid, p.target.cookie, p.target.ttl), (Some(4242), Some(77), Some(33)));
         assert_eq!((p.count, p.forever), (1, false));
         // Raw mode on an inbound packet replays it towards the process.
-        let args = InjectArgs { template: Some(Box::new(udp_packet(Direction::Inbound))), mode: Some(Mode::Raw), ..Default::default() };
+        let args = InjectArgs {
+            template: Some(Box::new(udp_packet(Direction::Inbound))),
+            mode: Some(Mode::Raw),
+            ..Default::default()
+        };
         let p = prepare(&args).unwrap();
         // Inbound: decoded local is the destination (127.0.0.2:53), remote the source.
         assert_eq!(p.target.remote, "127.0.0.2:53".parse().unwrap());
@@ -690,7 +722,8 @@ mod tests {
         assert!(e(InjectArgs::default()).contains("no payload"));
         assert!(e(InjectArgs { data: Some("4x".into()), ..Default::default() }).contains("position 1"));
         assert!(e(InjectArgs { data: Some("41".into()), ..Default::default() }).contains("no destination"));
-        assert!(e(InjectArgs { data: Some("41".into()), to: Some("nowhere".into()), ..Default::default() }).contains("invalid address"));
+        assert!(e(InjectArgs { data: Some("41".into()), to: Some("nowhere".into()), ..Default::default() })
+            .contains("invalid address"));
         let base = InjectArgs { data: Some("41".into()), to: Some("127.0.0.1:1".into()), ..Default::default() };
         assert!(e(InjectArgs { mode: Some(Mode::Socket), ..base.clone() }).contains("--pid"));
         assert!(e(InjectArgs { mode: Some(Mode::Raw), ..base.clone() }).contains("--from"));
@@ -721,19 +754,30 @@ mod tests {
                     etherparse::TransportSlice::Udp(u) => {
                         let h = u.to_header();
                         let want = match s.net.as_ref().unwrap() {
-                            etherparse::NetSlice::Ipv4(v4) => h.calc_checksum_ipv4(&v4.header().to_header(), u.payload()).unwrap(),
-                            etherparse::NetSlice::Ipv6(v6) => h.calc_checksum_ipv6(&v6.header().to_header(), u.payload()).unwrap(),
+                            etherparse::NetSlice::Ipv4(v4) => {
+                                h.calc_checksum_ipv4(&v4.header().to_header(), u.payload()).unwrap()
+                            }
+                            etherparse::NetSlice::Ipv6(v6) => {
+                                h.calc_checksum_ipv6(&v6.header().to_header(), u.payload()).unwrap()
+                            }
                             _ => unreachable!(),
                         };
                         assert_eq!(h.checksum, want);
                         assert_eq!(u.payload(), b"payload!");
                     }
                     etherparse::TransportSlice::Tcp(tc) => {
-                        assert_eq!((tc.sequence_number(), tc.acknowledgment_number(), tc.psh(), tc.ack()), (7, 9, true, true));
+                        assert_eq!(
+                            (tc.sequence_number(), tc.acknowledgment_number(), tc.psh(), tc.ack()),
+                            (7, 9, true, true)
+                        );
                         let h = tc.to_header();
                         let want = match s.net.as_ref().unwrap() {
-                            etherparse::NetSlice::Ipv4(v4) => h.calc_checksum_ipv4(&v4.header().to_header(), tc.payload()).unwrap(),
-                            etherparse::NetSlice::Ipv6(v6) => h.calc_checksum_ipv6(&v6.header().to_header(), tc.payload()).unwrap(),
+                            etherparse::NetSlice::Ipv4(v4) => {
+                                h.calc_checksum_ipv4(&v4.header().to_header(), tc.payload()).unwrap()
+                            }
+                            etherparse::NetSlice::Ipv6(v6) => {
+                                h.calc_checksum_ipv6(&v6.header().to_header(), tc.payload()).unwrap()
+                            }
                             _ => unreachable!(),
                         };
                         assert_eq!(h.checksum, want);
@@ -785,7 +829,10 @@ mod tests {
         let s = run_loop(&mut Fake { fail_at: Some(2), n: 0 }, &job(4, false), &stop, &mut |st| seen.push(st.clone()));
         assert!(t.elapsed() >= Duration::from_millis(30), "{:?}", t.elapsed());
         assert_eq!((s.sent, s.failed, s.bytes, s.reason), (3, 1, 9, EndReason::Done));
-        assert_eq!(seen.iter().map(|s| (s.seq, s.ok)).collect::<Vec<_>>(), [(1, true), (2, false), (3, true), (4, true)]);
+        assert_eq!(
+            seen.iter().map(|s| (s.seq, s.ok)).collect::<Vec<_>>(),
+            [(1, true), (2, false), (3, true), (4, true)]
+        );
         assert_eq!(seen[1].error_kind, Some(ErrorKind::SocketClosed));
         let s = run_loop(&mut Fake { fail_at: Some(2), n: 0 }, &job(4, true), &stop, &mut |_| {});
         assert_eq!((s.sent, s.failed, s.reason), (1, 1, EndReason::Error));
@@ -806,10 +853,21 @@ mod tests {
 
     #[test]
     fn wire_format() {
-        let a: InjectArgs = serde_json::from_str(r#"{"packet":5,"patches":["0:41"],"mode":"raw","count":3,"interval_ms":100}"#).unwrap();
+        let a: InjectArgs =
+            serde_json::from_str(r#"{"packet":5,"patches":["0:41"],"mode":"raw","count":3,"interval_ms":100}"#)
+                .unwrap();
         assert_eq!((a.packet, a.mode, a.count), (Some(5), Some(Mode::Raw), Some(3)));
         assert!(serde_json::from_str::<InjectArgs>(r#"{"pakcet":5}"#).is_err());
-        let st = SendStatus { seq: 1, ok: false, bytes: 0, time_ns: 1, elapsed_us: 2, error: Some("x".into()), error_kind: Some(ErrorKind::Blocked), reply: None };
+        let st = SendStatus {
+            seq: 1,
+            ok: false,
+            bytes: 0,
+            time_ns: 1,
+            elapsed_us: 2,
+            error: Some("x".into()),
+            error_kind: Some(ErrorKind::Blocked),
+            reply: None,
+        };
         let j = serde_json::to_string(&st).unwrap();
         assert!(j.contains(r#""error_kind":"blocked""#), "{j}");
         assert_eq!(st.to_string(), "#1 FAILED [blocked]: x");

@@ -25,7 +25,9 @@ pub trait Sender: Send {
 fn classify(e: &io::Error) -> ErrorKind {
     match e.raw_os_error() {
         Some(libc::EPERM) => ErrorKind::Blocked,
-        Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN | libc::ESHUTDOWN | libc::EBADF) => ErrorKind::SocketClosed,
+        Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN | libc::ESHUTDOWN | libc::EBADF) => {
+            ErrorKind::SocketClosed
+        }
         Some(libc::ECONNREFUSED) => ErrorKind::Refused,
         Some(libc::ETIMEDOUT | libc::EAGAIN) => ErrorKind::Timeout,
         Some(libc::EACCES) => ErrorKind::Permission,
@@ -67,7 +69,10 @@ fn send_all(fd: BorrowedFd<'_>, buf: &[u8], to: Option<&SocketAddr>, timeout: Du
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() || !sys::wait_writable(fd, left.as_millis().min(i32::MAX as u128) as i32) {
-                    return Err(SendError::new(ErrorKind::Timeout, format!("send buffer full for {timeout:?}: {off} of {} bytes sent", buf.len())));
+                    return Err(SendError::new(
+                        ErrorKind::Timeout,
+                        format!("send buffer full for {timeout:?}: {off} of {} bytes sent", buf.len()),
+                    ));
                 }
             }
             Err(e) => return Err(os_error("send", &e)),
@@ -112,9 +117,13 @@ fn same_addr(a: &SocketAddr, b: &SocketAddr) -> bool {
 impl SocketSender {
     /// Find the socket of `t.pid` that matches `t` (cookie first, else local and remote address) and duplicate it.
     pub fn open(t: &Target) -> Result<SocketSender, SendError> {
-        let pid = t.pid.ok_or_else(|| SendError::new(ErrorKind::NoSocket, "socket mode needs the process: a captured packet, or --pid"))?;
+        let pid = t.pid.ok_or_else(|| {
+            SendError::new(ErrorKind::NoSocket, "socket mode needs the process: a captured packet, or --pid")
+        })?;
         let pidfd = sys::pidfd_open(pid).map_err(|e| match e.raw_os_error() {
-            Some(libc::ESRCH) => SendError::new(ErrorKind::ProcessGone, format!("process {pid} does not exist (it has exited)")),
+            Some(libc::ESRCH) => {
+                SendError::new(ErrorKind::ProcessGone, format!("process {pid} does not exist (it has exited)"))
+            }
             _ => os_error(&format!("pidfd_open({pid})"), &e),
         })?;
         let want_ty = match t.proto {
@@ -175,13 +184,24 @@ impl SocketSender {
                 };
                 Err(SendError::new(
                     ErrorKind::NoSocket,
-                    format!("process {pid} has no {} socket {what} ({seen} {} sockets looked at; closed?)", t.proto, t.proto),
+                    format!(
+                        "process {pid} has no {} socket {what} ({seen} {} sockets looked at; closed?)",
+                        t.proto, t.proto
+                    ),
                 ))
             }
         }
     }
 
-    fn new(pid: u32, pidfd: OwnedFd, sock: OwnedFd, their_fd: i32, inode: u64, cookie: u64, t: &Target) -> SocketSender {
+    fn new(
+        pid: u32,
+        pidfd: OwnedFd,
+        sock: OwnedFd,
+        their_fd: i32,
+        inode: u64,
+        cookie: u64,
+        t: &Target,
+    ) -> SocketSender {
         let connected = sys::peer_addr(sock.as_fd()).is_some_and(|p| same_addr(&p, &t.remote));
         SocketSender { pid, pidfd, sock, their_fd, inode, cookie, proto: t.proto, remote: t.remote, connected }
     }
@@ -200,7 +220,10 @@ impl Sender for SocketSender {
         if socket_inode(self.pid, &self.their_fd.to_string()) != Some(self.inode) {
             return Err(SendError::new(
                 ErrorKind::SocketClosed,
-                format!("process {} closed the socket (fd {} is no longer socket:[{}])", self.pid, self.their_fd, self.inode),
+                format!(
+                    "process {} closed the socket (fd {} is no longer socket:[{}])",
+                    self.pid, self.their_fd, self.inode
+                ),
             ));
         }
         let fd = self.sock.as_fd();
@@ -213,7 +236,10 @@ impl Sender for SocketSender {
     }
 
     fn describe(&self) -> String {
-        format!("fd {} of pid {} ({} socket:[{}], cookie {})", self.their_fd, self.pid, self.proto, self.inode, self.cookie)
+        format!(
+            "fd {} of pid {} ({} socket:[{}], cookie {})",
+            self.their_fd, self.pid, self.proto, self.inode, self.cookie
+        )
     }
 }
 
@@ -229,13 +255,19 @@ pub struct RawSender {
 /// lengths and checksums computed by etherparse.
 pub fn build_packet(t: &Target, payload: &[u8]) -> Result<Vec<u8>, SendError> {
     use etherparse::PacketBuilder;
-    let src = t.local.ok_or_else(|| SendError::new(ErrorKind::Io, "raw mode needs a source address (--from ADDR:PORT)"))?;
+    let src =
+        t.local.ok_or_else(|| SendError::new(ErrorKind::Io, "raw mode needs a source address (--from ADDR:PORT)"))?;
     let dst = t.remote;
     let ttl = t.ttl.unwrap_or(64);
     let ip = match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), ttl),
         (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s.octets(), d.octets(), ttl),
-        _ => return Err(SendError::new(ErrorKind::Io, format!("raw mode: source {src} and destination {dst} are not the same IP version"))),
+        _ => {
+            return Err(SendError::new(
+                ErrorKind::Io,
+                format!("raw mode: source {src} and destination {dst} are not the same IP version"),
+            ))
+        }
     };
     let mut out = Vec::new();
     let r = match t.proto {
@@ -322,14 +354,17 @@ impl ConnectSender {
         match t.proto {
             Proto::Tcp => {
                 let stream = match t.local {
-                    None => TcpStream::connect_timeout(&t.remote, self.timeout).map_err(|e| os_error(&format!("connect to {}", t.remote), &e))?,
+                    None => TcpStream::connect_timeout(&t.remote, self.timeout)
+                        .map_err(|e| os_error(&format!("connect to {}", t.remote), &e))?,
                     Some(local) => {
                         let fd = sys::socket(domain, libc::SOCK_STREAM, 0).map_err(|e| os_error("socket", &e))?;
                         let _ = sys::setsockopt_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
                         sys::bind(fd.as_fd(), &local).map_err(|e| os_error(&format!("bind {local}"), &e))?;
                         let (ss, len) = sys::to_sockaddr(&t.remote);
                         // SAFETY: the address is valid for len bytes; blocking connect on our own socket.
-                        let r = unsafe { libc::connect(fd.as_raw_fd(), (&ss as *const libc::sockaddr_storage).cast(), len) };
+                        let r = unsafe {
+                            libc::connect(fd.as_raw_fd(), (&ss as *const libc::sockaddr_storage).cast(), len)
+                        };
                         if r < 0 {
                             return Err(os_error(&format!("connect to {}", t.remote), &io::Error::last_os_error()));
                         }
@@ -341,7 +376,9 @@ impl ConnectSender {
                 Ok(Conn::Tcp(stream))
             }
             Proto::Udp => {
-                let local = t.local.unwrap_or_else(|| SocketAddr::new(if t.remote.is_ipv4() { [0, 0, 0, 0].into() } else { IpAddr::V6(0.into()) }, 0));
+                let local = t.local.unwrap_or_else(|| {
+                    SocketAddr::new(if t.remote.is_ipv4() { [0, 0, 0, 0].into() } else { IpAddr::V6(0.into()) }, 0)
+                });
                 let s = UdpSocket::bind(local).map_err(|e| os_error(&format!("bind {local}"), &e))?;
                 s.connect(t.remote).map_err(|e| os_error(&format!("connect to {}", t.remote), &e))?;
                 Ok(Conn::Udp(s))
@@ -351,7 +388,11 @@ impl ConnectSender {
 }
 
 /// Read what comes back within `wait`: the first chunk, then what is already there.
-fn read_reply<R: Read>(r: &mut R, set_timeout: &dyn Fn(Option<Duration>) -> io::Result<()>, wait: Duration) -> io::Result<Option<Vec<u8>>> {
+fn read_reply<R: Read>(
+    r: &mut R,
+    set_timeout: &dyn Fn(Option<Duration>) -> io::Result<()>,
+    wait: Duration,
+) -> io::Result<Option<Vec<u8>>> {
     if wait.is_zero() {
         return Ok(None);
     }

@@ -23,7 +23,9 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 /// `pidfd_getfd(pidfd, fd, 0)`: a duplicate of another process's descriptor.
 pub fn pidfd_getfd(pidfd: &OwnedFd, fd: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall; a returned fd is ours.
-    let r = cvt(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd() as libc::c_long, fd as libc::c_long, 0 as libc::c_long) })?;
+    let r = cvt(unsafe {
+        libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd() as libc::c_long, fd as libc::c_long, 0 as libc::c_long)
+    })?;
     // SAFETY: the kernel just gave us this descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
 }
@@ -57,7 +59,9 @@ pub fn socket_cookie(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let mut v: u64 = 0;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
     // SAFETY: v and len are valid for writing and sized for a u64.
-    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_COOKIE, (&mut v as *mut u64).cast(), &mut len) };
+    let r = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_COOKIE, (&mut v as *mut u64).cast(), &mut len)
+    };
     cvt(r as libc::c_long).map(|_| v)
 }
 
@@ -104,7 +108,12 @@ fn from_sockaddr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
             // SAFETY: the family says it is a sockaddr_in6.
             let sin6: &libc::sockaddr_in6 = unsafe { &*(ss as *const libc::sockaddr_storage).cast() };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(sin6.sin6_port), sin6.sin6_flowinfo, sin6.sin6_scope_id)))
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
         }
         _ => None,
     }
@@ -116,7 +125,13 @@ fn name_of(fd: BorrowedFd<'_>, peer: bool) -> Option<SocketAddr> {
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     let p = (&mut ss as *mut libc::sockaddr_storage).cast();
     // SAFETY: ss/len describe a writable buffer of the right size.
-    let r = unsafe { if peer { libc::getpeername(fd.as_raw_fd(), p, &mut len) } else { libc::getsockname(fd.as_raw_fd(), p, &mut len) } };
+    let r = unsafe {
+        if peer {
+            libc::getpeername(fd.as_raw_fd(), p, &mut len)
+        } else {
+            libc::getsockname(fd.as_raw_fd(), p, &mut len)
+        }
+    };
     if r < 0 {
         return None;
     }
@@ -142,7 +157,16 @@ pub fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: i32) -> io::Result<usize> {
 pub fn send_to(fd: BorrowedFd<'_>, buf: &[u8], flags: i32, to: &SocketAddr) -> io::Result<usize> {
     let (ss, len) = to_sockaddr(to);
     // SAFETY: buf and the address are valid for the lengths given.
-    let r = unsafe { libc::sendto(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags, (&ss as *const libc::sockaddr_storage).cast(), len) };
+    let r = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            flags,
+            (&ss as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
     cvt(r as libc::c_long).map(|n| n as usize)
 }
 
@@ -164,7 +188,15 @@ pub fn bind(fd: BorrowedFd<'_>, a: &SocketAddr) -> io::Result<()> {
 
 pub fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32, v: i32) -> io::Result<()> {
     // SAFETY: v is a valid c_int for the option's length.
-    let r = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, (&v as *const i32).cast(), std::mem::size_of::<i32>() as libc::socklen_t) };
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&v as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
     cvt(r as libc::c_long).map(|_| ())
 }
 

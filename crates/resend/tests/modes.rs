@@ -270,7 +270,12 @@ fn connect_mode_tcp_and_udp() {
 
     // Nobody listening: refused, clearly.
     let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let (st, s) = run(&InjectArgs { data: Some("00".into()), mode: Some(Mode::Connect), to: Some(free.to_string()), ..Default::default() });
+    let (st, s) = run(&InjectArgs {
+        data: Some("00".into()),
+        mode: Some(Mode::Connect),
+        to: Some(free.to_string()),
+        ..Default::default()
+    });
     assert_eq!((s.reason, st[0].error_kind), (EndReason::Failed, Some(ErrorKind::Refused)), "{st:?}");
 }
 

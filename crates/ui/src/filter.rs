@@ -158,7 +158,10 @@ mod tests {
 
     fn pkt(port: u16, payload: &[u8]) -> CapturedPacket {
         let mut data = Vec::new();
-        etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [10, 1, 2, 3], 64).udp(5000, port).write(&mut data, payload).unwrap();
+        etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [10, 1, 2, 3], 64)
+            .udp(5000, port)
+            .write(&mut data, payload)
+            .unwrap();
         let len = data.len() as u32;
         CapturedPacket::new(1, 0, 42, "curl".into(), 1, Direction::Outbound, Verdict::Pass, len, data)
     }

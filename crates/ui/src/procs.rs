@@ -26,7 +26,11 @@ fn users() -> HashMap<u32, String> {
 }
 
 fn uid_of(status: &str) -> Option<u32> {
-    status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok())
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Every process (threads excluded), sorted by pid.
@@ -41,7 +45,8 @@ pub fn list_processes() -> Vec<ProcInfo> {
             let base = format!("/proc/{pid}");
             let name = procfs.comm(pid)?;
             let status = std::fs::read_to_string(format!("{base}/status")).unwrap_or_default();
-            let user = uid_of(&status).map(|u| users.get(&u).cloned().unwrap_or_else(|| u.to_string())).unwrap_or_default();
+            let user =
+                uid_of(&status).map(|u| users.get(&u).cloned().unwrap_or_else(|| u.to_string())).unwrap_or_default();
             // Distinct sockets (a socket open on two descriptors counts once).
             let sockets = procfs.socket_inodes(pid).ok().map(|s| s.len() as u32);
             let cmdline = std::fs::read(format!("{base}/cmdline"))

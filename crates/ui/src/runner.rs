@@ -4,8 +4,8 @@
 //! subscribed to the daemon's packets and counters, per UI session.
 
 use crate::state::{Action, Download, Effect, InjectRequest, JobView, SendStatusView, SummaryView};
-use pidcap_control::protocol::{code_name, ErrorCode, FilterInfo, State, MAX_REPLY_BYTES};
-use pidcap_control::{ApiError, Client, ControlError};
+use pidcap_api::protocol::{code_name, ErrorCode, FilterInfo, State, MAX_REPLY_BYTES};
+use pidcap_api::{ApiError, Client, ClientError};
 use pidcap_engine::rules::Action as RuleAction;
 use pidcap_engine::CaptureStats;
 use pidcap_library::{ExportFormat, Filter, Library, MetaEdit, NewPacket, PacketMeta, Selection};
@@ -56,14 +56,14 @@ pub struct Context {
 }
 
 /// A daemon error in plain words.
-pub fn plain(e: &ControlError) -> String {
+pub fn plain(e: &ClientError) -> String {
     match e {
-        ControlError::Api(a) => plain_api(a),
-        ControlError::NotRunning(p) => format!(
+        ClientError::Api(a) => plain_api(a),
+        ClientError::NotRunning(p) => format!(
             "No pidcap daemon is running on {}. Start one with `sudo pidcap daemon` (or run `sudo pidcap ui`).",
             p.display()
         ),
-        ControlError::PermissionDenied(p) => format!(
+        ClientError::PermissionDenied(p) => format!(
             "You do not have the rights to use the pidcap daemon ({}): run as root, or join the `pidcap` group.",
             p.display()
         ),
@@ -73,7 +73,9 @@ pub fn plain(e: &ControlError) -> String {
 
 fn plain_api(a: &ApiError) -> String {
     match a.code {
-        ErrorCode::PermissionDenied => "you do not have the rights to use the pidcap daemon: run as root, or join the `pidcap` group".into(),
+        ErrorCode::PermissionDenied => {
+            "you do not have the rights to use the pidcap daemon: run as root, or join the `pidcap` group".into()
+        }
         ErrorCode::NoSuchProcess => format!("that process is gone ({})", a.message),
         ErrorCode::InvalidRule => format!("the rule was rejected: {}", a.message),
         ErrorCode::NotRunning => "no capture is running".into(),
@@ -94,8 +96,10 @@ pub struct RawConn {
 impl RawConn {
     pub fn connect(path: &std::path::Path) -> Result<RawConn, String> {
         let s = UnixStream::connect(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => plain(&ControlError::NotRunning(path.into())),
-            std::io::ErrorKind::PermissionDenied => plain(&ControlError::PermissionDenied(path.into())),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                plain(&ClientError::NotRunning(path.into()))
+            }
+            std::io::ErrorKind::PermissionDenied => plain(&ClientError::PermissionDenied(path.into())),
             _ => format!("cannot reach the daemon on {}: {e}", path.display()),
         })?;
         let writer = s.try_clone().map_err(|e| e.to_string())?;
@@ -153,7 +157,9 @@ impl RawConn {
 /// Turn one subscription event into an action.
 pub fn event_action(v: &Value) -> Option<Action> {
     match v.get("event")?.as_str()? {
-        "packet" => serde_json::from_value::<CapturedPacket>(v.get("packet")?.clone()).ok().map(|p| Action::Packets(vec![p])),
+        "packet" => {
+            serde_json::from_value::<CapturedPacket>(v.get("packet")?.clone()).ok().map(|p| Action::Packets(vec![p]))
+        }
         "counters" => Some(Action::Counters {
             stats: serde_json::from_value::<CaptureStats>(v.get("stats")?.clone()).ok()?,
             running: v.get("running").and_then(Value::as_bool).unwrap_or(false),
@@ -239,7 +245,7 @@ impl Runner {
         let _ = self.tx.send(a);
     }
 
-    fn daemon<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, ControlError>) -> Result<T, String> {
+    fn daemon<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, ClientError>) -> Result<T, String> {
         let mut guard = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
             *guard = Some(Client::connect(&self.ctx.socket).map_err(|e| plain(&e))?);
@@ -247,7 +253,7 @@ impl Runner {
         let client = guard.as_mut().expect("connected above");
         let r = f(client);
         if let Err(e) = &r {
-            if !matches!(e, ControlError::Api(_)) {
+            if !matches!(e, ClientError::Api(_)) {
                 *guard = None; // broken connection: reconnect next time
             }
         }
@@ -255,7 +261,8 @@ impl Runner {
     }
 
     fn library(&self) -> Result<Library, String> {
-        Library::open(&self.ctx.library).map_err(|e| format!("cannot open the library {}: {e}", self.ctx.library.display()))
+        Library::open(&self.ctx.library)
+            .map_err(|e| format!("cannot open the library {}: {e}", self.ctx.library.display()))
     }
 
     fn failed(&self, what: &str, error: String) {
@@ -287,13 +294,18 @@ impl Runner {
                 Ok(_) => self.send(Action::BufferCleared),
                 Err(e) => self.failed("clear the buffer", e),
             },
-            Effect::AddFilter { spec } => self.filters("add the rule", |c| c.add_filter(&spec, RuleAction::Block, None).and_then(|_| c.get_state()).map(|s| s.filters)),
+            Effect::AddFilter { spec } => self.filters("add the rule", |c| {
+                c.add_filter(&spec, RuleAction::Block, None).and_then(|_| c.get_state()).map(|s| s.filters)
+            }),
             Effect::RemoveFilter(id) => self.filters("remove the rule", |c| c.remove_filter(id).map(|f| f.filters)),
-            Effect::SetFilterEnabled(id, en) => self.filters("change the rule", |c| c.set_filter_enabled(id, en).map(|f| f.filters)),
+            Effect::SetFilterEnabled(id, en) => {
+                self.filters("change the rule", |c| c.set_filter_enabled(id, en).map(|f| f.filters))
+            }
             Effect::ClearFilters => self.filters("clear the rules", |c| c.clear_filters().map(|f| f.filters)),
             Effect::Inject(req) => self.inject(req),
             Effect::StopJob(job) => {
-                let r = RawConn::connect(&self.ctx.socket).and_then(|mut c| c.call(json!({"op":"stop_job","job":job}), &mut |_| {}));
+                let r = RawConn::connect(&self.ctx.socket)
+                    .and_then(|mut c| c.call(json!({"op":"stop_job","job":job}), &mut |_| {}));
                 match r.and_then(|v| serde_json::from_value::<JobView>(v["job"].clone()).map_err(|e| e.to_string())) {
                     Ok(j) => self.send(Action::JobStarted(j)),
                     Err(e) => self.failed("stop the resend", e),
@@ -334,7 +346,9 @@ impl Runner {
             }
             Effect::LibraryExportDpp(ids) => {
                 let mut buf = Vec::new();
-                match self.library().and_then(|l| l.export_to(&Selection::Ids(ids), ExportFormat::Dpp, &mut buf).map_err(|e| e.to_string())) {
+                match self.library().and_then(|l| {
+                    l.export_to(&Selection::Ids(ids), ExportFormat::Dpp, &mut buf).map_err(|e| e.to_string())
+                }) {
                     Ok(_) => {
                         let name = "pidcap-library.dpp";
                         let url = self.ctx.downloads.put(name, buf);
@@ -354,14 +368,18 @@ impl Runner {
         }
     }
 
-    fn filters(&self, what: &str, f: impl FnOnce(&mut Client) -> Result<Vec<FilterInfo>, ControlError>) {
+    fn filters(&self, what: &str, f: impl FnOnce(&mut Client) -> Result<Vec<FilterInfo>, ClientError>) {
         match self.daemon(f) {
             Ok(list) => self.send(Action::FiltersChanged(list)),
             Err(e) => self.failed(what, e),
         }
     }
 
-    fn query_library(&self, query: &str, tag: Option<String>) -> Result<(Vec<pidcap_library::SavedPacket>, Vec<pidcap_library::TagCount>), String> {
+    fn query_library(
+        &self,
+        query: &str,
+        tag: Option<String>,
+    ) -> Result<(Vec<pidcap_library::SavedPacket>, Vec<pidcap_library::TagCount>), String> {
         let lib = self.library()?;
         let filter = Filter { tag, ..Filter::default() };
         let items = if query.trim().is_empty() {
@@ -419,9 +437,9 @@ impl Runner {
         } else {
             op["count"] = json!(req.count);
         }
-        let started = RawConn::connect(&self.ctx.socket)
-            .and_then(|mut c| c.call(op, &mut |_| {}))
-            .and_then(|v| serde_json::from_value::<JobView>(v["job"].clone()).map_err(|e| format!("unexpected reply: {e}")));
+        let started = RawConn::connect(&self.ctx.socket).and_then(|mut c| c.call(op, &mut |_| {})).and_then(|v| {
+            serde_json::from_value::<JobView>(v["job"].clone()).map_err(|e| format!("unexpected reply: {e}"))
+        });
         let job = match started {
             Ok(j) => j,
             Err(e) => return self.failed("resend", e),

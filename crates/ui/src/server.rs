@@ -123,11 +123,16 @@ async fn guard(State((g, unspecified)): State<(Arc<Guard>, bool)>, req: Request,
     if !g.host_ok(host, unspecified) {
         return deny(StatusCode::FORBIDDEN, "unknown Host");
     }
-    let is_ws = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let is_ws =
+        headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     match origin {
-        Some(o) if !g.origin_ok(o) => return deny(StatusCode::FORBIDDEN, "requests from another site (Origin) are refused"),
-        None if is_ws || req.method() != Method::GET => return deny(StatusCode::FORBIDDEN, "an Origin header is required"),
+        Some(o) if !g.origin_ok(o) => {
+            return deny(StatusCode::FORBIDDEN, "requests from another site (Origin) are refused")
+        }
+        None if is_ws || req.method() != Method::GET => {
+            return deny(StatusCode::FORBIDDEN, "an Origin header is required")
+        }
         _ => {}
     }
     if cookie_value(headers, &g.cookie).is_some_and(|c| same(c, &g.token)) {
@@ -136,8 +141,18 @@ async fn guard(State((g, unspecified)): State<(Arc<Guard>, bool)>, req: Request,
     let query_token = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=")));
     if !is_ws && req.method() == Method::GET && query_token.is_some_and(|t| same(t, &g.token)) {
         // Trade the token in the URL for a cookie, and drop it from the address bar.
-        let rest: Vec<&str> = req.uri().query().unwrap_or("").split('&').filter(|kv| !kv.starts_with("token=") && !kv.is_empty()).collect();
-        let location = if rest.is_empty() { req.uri().path().to_string() } else { format!("{}?{}", req.uri().path(), rest.join("&")) };
+        let rest: Vec<&str> = req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|kv| !kv.starts_with("token=") && !kv.is_empty())
+            .collect();
+        let location = if rest.is_empty() {
+            req.uri().path().to_string()
+        } else {
+            format!("{}?{}", req.uri().path(), rest.join("&"))
+        };
         let cookie = format!("{}={}; HttpOnly; SameSite=Strict; Path=/", g.cookie, g.token);
         let mut r = StatusCode::SEE_OTHER.into_response();
         if let (Ok(l), Ok(c)) = (HeaderValue::from_str(&location), HeaderValue::from_str(&cookie)) {
@@ -177,12 +192,17 @@ pub fn start(cfg: ServeConfig) -> std::io::Result<Running> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let token = cfg.token.clone().unwrap_or_else(|| random_token(16));
-    let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
+    let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
     let url = format!("http://{host}/?token={token}");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let guard_state = (Arc::new(Guard::new(token.clone(), addr)), addr.ip().is_unspecified());
     let (imports, _) = tokio::sync::broadcast::channel(16);
-    let ctx = Context { socket: cfg.socket.clone(), library: cfg.library.clone(), downloads: Downloads::default(), imports };
+    let ctx =
+        Context { socket: cfg.socket.clone(), library: cfg.library.clone(), downloads: Downloads::default(), imports };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
     let thread = std::thread::Builder::new().name("pidcap-ui-http".into()).spawn(move || {
         let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
@@ -221,7 +241,8 @@ fn router(ctx: Context) -> Router {
                 let (pool, ctx) = (pool.clone(), ws_ctx.clone());
                 async move {
                     ws.on_upgrade(move |socket| async move {
-                        let _ = pool.launch_with_props(dioxus_liveview::axum_socket(socket), Root, RootProps { ctx }).await;
+                        let _ =
+                            pool.launch_with_props(dioxus_liveview::axum_socket(socket), Root, RootProps { ctx }).await;
                     })
                 }
             }),

@@ -8,7 +8,7 @@
 use crate::editor::Editor;
 use crate::filter::DisplayFilter;
 use crate::procs::ProcInfo;
-use pidcap_control::protocol::{FilterInfo, State, TargetInfo};
+use pidcap_api::protocol::{FilterInfo, State, TargetInfo};
 use pidcap_engine::rules::{Action as RuleAction, Rule};
 use pidcap_engine::CaptureStats;
 use pidcap_library::{SavedPacket, TagCount};
@@ -304,9 +304,7 @@ impl Rate {
     /// The last [`CHART_SECONDS`] seconds, zeros included: (in, out) per second, oldest first.
     pub fn series(&self) -> Vec<(u32, u32)> {
         let start = self.now_s.saturating_sub(CHART_SECONDS as u64 - 1);
-        (start..=self.now_s)
-            .map(|s| self.buckets.iter().find(|b| b.0 == s).map_or((0, 0), |b| (b.1, b.2)))
-            .collect()
+        (start..=self.now_s).map(|s| self.buckets.iter().find(|b| b.0 == s).map_or((0, 0), |b| (b.1, b.2))).collect()
     }
 }
 
@@ -405,7 +403,9 @@ pub enum Action {
     SetTab(Tab),
     DismissNotice(u64),
     /// Once a second: the chart advances, the counters/filters refresh.
-    Tick { now_ns: u64 },
+    Tick {
+        now_ns: u64,
+    },
 
     // Processes.
     RefreshProcesses,
@@ -423,13 +423,21 @@ pub enum Action {
     // Daemon results and events.
     DaemonConnected,
     DaemonState(Box<State>),
-    CaptureStarted { targets: Vec<u32> },
+    CaptureStarted {
+        targets: Vec<u32>,
+    },
     BufferCleared,
     Packets(Vec<CapturedPacket>),
-    Counters { stats: CaptureStats, running: bool },
+    Counters {
+        stats: CaptureStats,
+        running: bool,
+    },
     Missed(u64),
     /// A call failed: `what` was being done, `error` says why in plain words.
-    Failed { what: String, error: String },
+    Failed {
+        what: String,
+        error: String,
+    },
     /// The daemon cannot be reached.
     Disconnected(String),
 
@@ -437,7 +445,10 @@ pub enum Action {
     SetDisplayFilter(String),
     Scroll(i64),
     ScrollTo(usize),
-    SelectPacket { id: u64, extend: bool },
+    SelectPacket {
+        id: u64,
+        extend: bool,
+    },
     SelectAllShown,
 
     // Editor.
@@ -455,8 +466,14 @@ pub enum Action {
     StartResend,
     StopResend,
     JobStarted(JobView),
-    SendStatus { job: u64, status: SendStatusView },
-    JobDone { job: u64, summary: SummaryView },
+    SendStatus {
+        job: u64,
+        status: SendStatusView,
+    },
+    JobDone {
+        job: u64,
+        summary: SummaryView,
+    },
 
     // Filter rules.
     SetRuleAction(RuleAction),
@@ -478,7 +495,10 @@ pub enum Action {
     Saved(usize),
     SetLibQuery(String),
     SetLibTag(Option<String>),
-    LibraryLoaded { items: Vec<SavedPacket>, tags: Vec<TagCount> },
+    LibraryLoaded {
+        items: Vec<SavedPacket>,
+        tags: Vec<TagCount>,
+    },
     ToggleLibChecked(i64),
     LibOpen(i64),
     SetLibEditName(String),
@@ -627,7 +647,11 @@ impl App {
 
     /// Selected packets in capture order (the focused one when none is selected).
     pub fn selection(&self) -> Vec<CapturedPacket> {
-        let ids: Vec<u64> = if self.selected.is_empty() { self.focused.into_iter().collect() } else { self.selected.iter().copied().collect() };
+        let ids: Vec<u64> = if self.selected.is_empty() {
+            self.focused.into_iter().collect()
+        } else {
+            self.selected.iter().copied().collect()
+        };
         ids.iter().filter_map(|id| self.packet(*id)).map(|p| (**p).clone()).collect()
     }
 
@@ -686,7 +710,10 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
             if app.proc_selected.is_empty() {
                 app.notify(Level::Error, "Pick at least one process to capture (tick it in the list).");
             } else {
-                fx.push(Effect::StartCapture { pids: app.proc_selected.iter().copied().collect(), follow_children: app.follow_children });
+                fx.push(Effect::StartCapture {
+                    pids: app.proc_selected.iter().copied().collect(),
+                    follow_children: app.follow_children,
+                });
             }
         }
         A::RunCommand => {
@@ -816,10 +843,12 @@ pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
                 app.notify(Level::Error, e.to_string());
             };
             let (packet, template, payload) = match &app.editor {
-                Some(e) if !e.is_valid() => return {
-                    err(app, "The hex payload is not valid; fix it before sending.");
-                    fx
-                },
+                Some(e) if !e.is_valid() => {
+                    return {
+                        err(app, "The hex payload is not valid; fix it before sending.");
+                        fx
+                    }
+                }
                 Some(e) if e.packet_id != 0 => (Some(e.packet_id), None, e.payload.clone()),
                 Some(e) => match &app.library.open {
                     Some(l) => (None, Some(l.packet.clone()), e.payload.clone()),

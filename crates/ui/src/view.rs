@@ -153,9 +153,19 @@ pub fn Root(props: RootProps) -> Element {
 }
 
 fn header(app: &App, d: D) -> Element {
-    let tabs = [(Tab::Processes, "Processes"), (Tab::Capture, "Capture"), (Tab::Filters, "Filters"), (Tab::Library, "Library")];
+    let tabs = [
+        (Tab::Processes, "Processes"),
+        (Tab::Capture, "Capture"),
+        (Tab::Filters, "Filters"),
+        (Tab::Library, "Library"),
+    ];
     let status = if app.running {
-        let t: Vec<String> = app.targets.iter().filter(|t| t.alive).map(|t| format!("{} {}", t.pid, t.comm.clone().unwrap_or_default())).collect();
+        let t: Vec<String> = app
+            .targets
+            .iter()
+            .filter(|t| t.alive)
+            .map(|t| format!("{} {}", t.pid, t.comm.clone().unwrap_or_default()))
+            .collect();
         format!("● capturing {} — {} packets", t.join(", "), app.stats.received)
     } else {
         "○ idle".to_string()
@@ -254,7 +264,12 @@ fn chart(app: &App) -> Element {
     let max = series.iter().map(|(i, o)| (*i).max(*o)).max().unwrap_or(0).max(1) as f64;
     let n = series.len().max(2) as f64;
     let pts = |f: &dyn Fn(&(u32, u32)) -> u32| {
-        series.iter().enumerate().map(|(i, s)| format!("{:.1},{:.1}", i as f64 * w / (n - 1.0), h - 2.0 - f64::from(f(s)) * (h - 6.0) / max)).collect::<Vec<_>>().join(" ")
+        series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{:.1},{:.1}", i as f64 * w / (n - 1.0), h - 2.0 - f64::from(f(s)) * (h - 6.0) / max))
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     let (pin, pout) = (pts(&|s| s.0), pts(&|s| s.1));
     let last = series.last().copied().unwrap_or((0, 0));
@@ -367,7 +382,14 @@ fn header_fields(p: &CapturedPacket) -> Vec<(&'static str, Vec<(&'static str, St
                     ("header length", format!("{} bytes", h.ihl() * 4)),
                     ("total length", h.total_len().to_string()),
                     ("id", format!("0x{:04x}", h.identification())),
-                    ("flags", format!("{}{}", if h.dont_fragment() { "DF " } else { "" }, if h.more_fragments() { "MF" } else { "" })),
+                    (
+                        "flags",
+                        format!(
+                            "{}{}",
+                            if h.dont_fragment() { "DF " } else { "" },
+                            if h.more_fragments() { "MF" } else { "" }
+                        ),
+                    ),
                     ("TTL", h.ttl().to_string()),
                     ("protocol", format!("{} ({})", p.decoded.protocol.name(), h.protocol().0)),
                     ("checksum", format!("0x{:04x}", h.header_checksum())),

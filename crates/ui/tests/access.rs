@@ -16,8 +16,12 @@ fn server() -> (tempfile::TempDir, pidcap_ui::Running) {
     (dir, ui)
 }
 
-const WS: [(&str, &str); 4] =
-    [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")];
+const WS: [(&str, &str); 4] = [
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Version", "13"),
+    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+];
 
 #[test]
 fn token_cookie_host_and_origin_are_checked() {
@@ -37,7 +41,8 @@ fn token_cookie_host_and_origin_are_checked() {
     assert_eq!(status, 303, "{head}");
     let lower = head.to_ascii_lowercase();
     assert!(lower.contains("location: /\r\n"), "{head}");
-    let cookie_line = head.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).expect(&head).to_string();
+    let cookie_line =
+        head.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).expect(&head).to_string();
     assert!(cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Strict"), "{cookie_line}");
     let cookie = cookie_line.split_once(':').unwrap().1.trim().split(';').next().unwrap().to_string();
 
@@ -47,7 +52,10 @@ fn token_cookie_host_and_origin_are_checked() {
     assert!(String::from_utf8_lossy(&body).contains("id=\"main\""));
 
     // Another Host (DNS rebinding) is refused, even with the cookie.
-    assert_eq!(http(addr, "GET", "/", &[("Host", &format!("evil.example:{}", addr.port())), ("Cookie", &cookie)], b"").0, 403);
+    assert_eq!(
+        http(addr, "GET", "/", &[("Host", &format!("evil.example:{}", addr.port())), ("Cookie", &cookie)], b"").0,
+        403
+    );
 
     // Websocket: from another Origin, or with no Origin, refused; without the cookie refused; ours accepted.
     let mut h: Vec<(&str, &str)> = WS.to_vec();
@@ -66,7 +74,11 @@ fn token_cookie_host_and_origin_are_checked() {
     assert_eq!(status, 101, "{head}");
 
     // POST (import) from another origin is refused before anything is read.
-    assert_eq!(http(addr, "POST", "/import?name=x.dpp", &[("Cookie", &cookie), ("Origin", "http://evil.example")], b"junk").0, 403);
-    let (status, _, body) = http(addr, "POST", "/import?name=x.dpp", &[("Cookie", &cookie), ("Origin", &ours)], b"junk");
+    assert_eq!(
+        http(addr, "POST", "/import?name=x.dpp", &[("Cookie", &cookie), ("Origin", "http://evil.example")], b"junk").0,
+        403
+    );
+    let (status, _, body) =
+        http(addr, "POST", "/import?name=x.dpp", &[("Cookie", &cookie), ("Origin", &ours)], b"junk");
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
 }

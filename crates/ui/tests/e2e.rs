@@ -78,7 +78,12 @@ fn capture_block_edit_resend_and_library() {
     assert!(read(&status).lines().last().unwrap_or("").starts_with("fail"), "the target's connect fails once blocked");
     wait_for("hits on the rule", Duration::from_secs(10), || {
         let t = b.text("#rules .tag.block");
-        let hits: u64 = t.split_whitespace().zip(t.split_whitespace().skip(1)).find(|(_, w)| *w == "hits").and_then(|(n, _)| n.parse().ok()).unwrap_or(0);
+        let hits: u64 = t
+            .split_whitespace()
+            .zip(t.split_whitespace().skip(1))
+            .find(|(_, w)| *w == "hits")
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or(0);
         (hits > 0).then_some(())
     });
     b.screenshot("3-filters");
@@ -99,7 +104,13 @@ fn capture_block_edit_resend_and_library() {
     b.wait_find("#packet-detail");
     b.click("#edit-packet");
     b.fill("#edit-ascii", "EDITED-BY-UI");
-    wait_for("the hex view to follow", Duration::from_secs(10), || b.js("return document.querySelector('#edit-hex').value", json!([])).as_str().unwrap_or("").starts_with("45 44 49 54").then_some(()));
+    wait_for("the hex view to follow", Duration::from_secs(10), || {
+        b.js("return document.querySelector('#edit-hex').value", json!([]))
+            .as_str()
+            .unwrap_or("")
+            .starts_with("45 44 49 54")
+            .then_some(())
+    });
     b.fill("#edit-hex", "45 44 zz");
     b.wait_find("#hex-error");
     b.fill("#edit-hex", "45 44 49 54 45 44 2d 42 59 2d 55 49");
@@ -142,9 +153,24 @@ fn capture_block_edit_resend_and_library() {
     b.fill("#lib-search", "");
     wait_for("the entry again", Duration::from_secs(10), || (b.count("#lib-list .lib-item") == 1).then_some(()));
     b.click("#lib-export");
-    let href = wait_for("the download link", Duration::from_secs(10), || b.js("const a = document.querySelector('a.download'); return a ? a.getAttribute('href') : null", json!([])).as_str().map(String::from));
+    let href = wait_for("the download link", Duration::from_secs(10), || {
+        b.js("const a = document.querySelector('a.download'); return a ? a.getAttribute('href') : null", json!([]))
+            .as_str()
+            .map(String::from)
+    });
     let (_, head, _) = http(stack.ui.addr, "GET", &format!("/?token={}", stack.ui.token), &[], b"");
-    let cookie = head.lines().find(|l| l.to_ascii_lowercase().starts_with("set-cookie:")).unwrap().split_once(':').unwrap().1.trim().split(';').next().unwrap().to_string();
+    let cookie = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .unwrap()
+        .split_once(':')
+        .unwrap()
+        .1
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     let (st, _, dpp) = http(stack.ui.addr, "GET", &href, &[("Cookie", &cookie)], b"");
     assert_eq!(st, 200);
     assert!(!dpp.is_empty());

@@ -1,22 +1,48 @@
 //! The UI's state machine, without a browser: actions in, state and effects out.
 
-use pidcap_control::protocol::FilterInfo;
+use pidcap_api::protocol::FilterInfo;
 use pidcap_engine::rules::{Action as RuleAction, Rule};
 use pidcap_packet::{CapturedPacket, Direction, Verdict};
 use pidcap_ui::state::{update, Action, App, Effect, ResendMode, SendStatusView, SummaryView, Tab, VISIBLE_ROWS};
 
 fn udp(id: u64, port: u16, dir: Direction, payload: &[u8]) -> CapturedPacket {
     let mut data = Vec::new();
-    etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64).udp(40000, port).write(&mut data, payload).unwrap();
+    etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
+        .udp(40000, port)
+        .write(&mut data, payload)
+        .unwrap();
     let len = data.len() as u32;
-    CapturedPacket::new(id, 1_700_000_000_000_000_000 + id * 1_000_000, 42, "target".into(), 7, dir, Verdict::Pass, len, data)
+    CapturedPacket::new(
+        id,
+        1_700_000_000_000_000_000 + id * 1_000_000,
+        42,
+        "target".into(),
+        7,
+        dir,
+        Verdict::Pass,
+        len,
+        data,
+    )
 }
 
 fn tcp(id: u64, port: u16) -> CapturedPacket {
     let mut data = Vec::new();
-    etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [10, 0, 0, 9], 64).tcp(40000, port, 1, 100).write(&mut data, b"GET /").unwrap();
+    etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [10, 0, 0, 9], 64)
+        .tcp(40000, port, 1, 100)
+        .write(&mut data, b"GET /")
+        .unwrap();
     let len = data.len() as u32;
-    CapturedPacket::new(id, 1_700_000_000_000_000_000 + id * 1_000_000, 42, "target".into(), 7, Direction::Outbound, Verdict::Pass, len, data)
+    CapturedPacket::new(
+        id,
+        1_700_000_000_000_000_000 + id * 1_000_000,
+        42,
+        "target".into(),
+        7,
+        Direction::Outbound,
+        Verdict::Pass,
+        len,
+        data,
+    )
 }
 
 #[test]
@@ -37,21 +63,28 @@ fn capture_needs_a_process_and_starts_with_the_picked_ones() {
     update(&mut app, Action::ToggleProc(20));
     update(&mut app, Action::ToggleProc(10));
     update(&mut app, Action::SetFollowChildren(true));
-    assert_eq!(update(&mut app, Action::StartCapture), vec![Effect::StartCapture { pids: vec![20], follow_children: true }]);
+    assert_eq!(
+        update(&mut app, Action::StartCapture),
+        vec![Effect::StartCapture { pids: vec![20], follow_children: true }]
+    );
     update(&mut app, Action::CaptureStarted { targets: vec![20] });
     assert!(app.running);
     assert_eq!(app.tab, Tab::Capture);
     // Run a command: empty is refused, otherwise follows children.
     assert!(update(&mut app, Action::RunCommand).is_empty());
     update(&mut app, Action::SetRunCommand("  curl x ".into()));
-    assert_eq!(update(&mut app, Action::RunCommand), vec![Effect::RunCommand { command: "curl x".into(), follow_children: true }]);
+    assert_eq!(
+        update(&mut app, Action::RunCommand),
+        vec![Effect::RunCommand { command: "curl x".into(), follow_children: true }]
+    );
 }
 
 #[test]
 fn packets_arrive_filter_scroll_and_evict() {
     let mut app = App::new();
     app.capacity = 100;
-    let packets: Vec<_> = (1..=150).map(|i| if i % 2 == 0 { tcp(i, 80) } else { udp(i, 53, Direction::Inbound, b"dns") }).collect();
+    let packets: Vec<_> =
+        (1..=150).map(|i| if i % 2 == 0 { tcp(i, 80) } else { udp(i, 53, Direction::Inbound, b"dns") }).collect();
     update(&mut app, Action::Packets(packets));
     assert_eq!(app.packets.len(), 100, "the ring keeps the newest");
     assert_eq!(app.packets.front().unwrap().id, 51);
@@ -92,7 +125,10 @@ fn packets_arrive_filter_scroll_and_evict() {
 #[test]
 fn select_edit_and_resend() {
     let mut app = App::new();
-    update(&mut app, Action::Packets(vec![udp(1, 9000, Direction::Outbound, b"hello"), udp(2, 9000, Direction::Outbound, b"x")]));
+    update(
+        &mut app,
+        Action::Packets(vec![udp(1, 9000, Direction::Outbound, b"hello"), udp(2, 9000, Direction::Outbound, b"x")]),
+    );
     // Nothing picked: resend refuses.
     assert!(update(&mut app, Action::StartResend).is_empty());
     assert!(app.resend.error.is_some());
@@ -112,17 +148,30 @@ fn select_edit_and_resend() {
     update(&mut app, Action::SetResendInterval("50".into()));
     let fx = update(&mut app, Action::StartResend);
     let [Effect::Inject(req)] = fx.as_slice() else { panic!("{fx:?}") };
-    assert_eq!((req.packet, req.data_hex.as_str(), req.mode, req.count, req.interval_ms), (Some(1), "4849", ResendMode::Connect, 3, 50));
+    assert_eq!(
+        (req.packet, req.data_hex.as_str(), req.mode, req.count, req.interval_ms),
+        (Some(1), "4849", ResendMode::Connect, 3, 50)
+    );
     assert!(app.resend.running());
-    let job = serde_json::from_str(r#"{"id":5,"state":"running","mode":"connect","proto":"udp","sent":0,"extra":1}"#).unwrap();
+    let job = serde_json::from_str(r#"{"id":5,"state":"running","mode":"connect","proto":"udp","sent":0,"extra":1}"#)
+        .unwrap();
     update(&mut app, Action::JobStarted(job));
     for seq in 1..=3 {
-        update(&mut app, Action::SendStatus { job: 5, status: SendStatusView { seq, ok: true, bytes: 2, ..Default::default() } });
+        update(
+            &mut app,
+            Action::SendStatus { job: 5, status: SendStatusView { seq, ok: true, bytes: 2, ..Default::default() } },
+        );
     }
     update(&mut app, Action::SendStatus { job: 99, status: SendStatusView::default() });
     assert_eq!(app.resend.statuses.len(), 3);
     assert_eq!(update(&mut app, Action::StopResend), vec![Effect::StopJob(5)]);
-    update(&mut app, Action::JobDone { job: 5, summary: SummaryView { sent: 3, failed: 0, bytes: 6, duration_ms: 100, reason: "done".into() } });
+    update(
+        &mut app,
+        Action::JobDone {
+            job: 5,
+            summary: SummaryView { sent: 3, failed: 0, bytes: 6, duration_ms: 100, reason: "done".into() },
+        },
+    );
     assert!(!app.resend.running());
     assert_eq!(app.resend.job.as_ref().unwrap().sent, 3);
     // A daemon refusal is shown on the resend panel.
@@ -138,7 +187,10 @@ fn rules_form_builds_checked_specs() {
     update(&mut app, Action::SetRulePort("8080".into()));
     update(&mut app, Action::SetRuleDirection("out".into()));
     update(&mut app, Action::SetRuleAddress("10.1.2.3/8".into()));
-    assert_eq!(update(&mut app, Action::AddRule), vec![Effect::AddFilter { spec: "block:out:tcp:10.1.2.3/8:8080".into() }]);
+    assert_eq!(
+        update(&mut app, Action::AddRule),
+        vec![Effect::AddFilter { spec: "block:out:tcp:10.1.2.3/8:8080".into() }]
+    );
     update(&mut app, Action::SetRuleAddress("::1".into()));
     update(&mut app, Action::SetRuleAction(RuleAction::Allow));
     assert_eq!(update(&mut app, Action::AddRule), vec![Effect::AddFilter { spec: "allow:out:tcp:[::1]:8080".into() }]);
@@ -162,7 +214,10 @@ fn rules_form_builds_checked_specs() {
 #[test]
 fn library_save_search_edit_export() {
     let mut app = App::new();
-    update(&mut app, Action::Packets(vec![udp(1, 9000, Direction::Outbound, b"hello"), udp(2, 9000, Direction::Inbound, b"world")]));
+    update(
+        &mut app,
+        Action::Packets(vec![udp(1, 9000, Direction::Outbound, b"hello"), udp(2, 9000, Direction::Inbound, b"world")]),
+    );
     assert!(update(&mut app, Action::SaveSelected).is_empty());
     update(&mut app, Action::SelectPacket { id: 1, extend: false });
     update(&mut app, Action::SelectPacket { id: 2, extend: true });
@@ -171,7 +226,10 @@ fn library_save_search_edit_export() {
     update(&mut app, Action::SetSaveTags("demo, udp ,".into()));
     let fx = update(&mut app, Action::SaveSelected);
     let [Effect::LibrarySave { packets, name, tags, .. }] = fx.as_slice() else { panic!("{fx:?}") };
-    assert_eq!((packets.len(), name.as_str(), tags.clone()), (2, "greeting", vec!["demo".to_string(), "udp".to_string()]));
+    assert_eq!(
+        (packets.len(), name.as_str(), tags.clone()),
+        (2, "greeting", vec!["demo".to_string(), "udp".to_string()])
+    );
     // Saving an edited packet saves the edited bytes.
     update(&mut app, Action::SelectPacket { id: 1, extend: false });
     update(&mut app, Action::OpenEditor);
@@ -181,9 +239,18 @@ fn library_save_search_edit_export() {
     let [Effect::LibrarySave { packets, .. }] = fx.as_slice() else { panic!("{fx:?}") };
     assert_eq!(packets[0].payload(), b"HELLO!");
     // Search and tag chips query the library.
-    assert_eq!(update(&mut app, Action::SetLibQuery("hello".into())), vec![Effect::LibraryQuery { query: "hello".into(), tag: None }]);
-    assert_eq!(update(&mut app, Action::SetLibTag(Some("demo".into()))), vec![Effect::LibraryQuery { query: "hello".into(), tag: Some("demo".into()) }]);
-    assert_eq!(update(&mut app, Action::SetLibTag(Some("demo".into()))), vec![Effect::LibraryQuery { query: "hello".into(), tag: None }]);
+    assert_eq!(
+        update(&mut app, Action::SetLibQuery("hello".into())),
+        vec![Effect::LibraryQuery { query: "hello".into(), tag: None }]
+    );
+    assert_eq!(
+        update(&mut app, Action::SetLibTag(Some("demo".into()))),
+        vec![Effect::LibraryQuery { query: "hello".into(), tag: Some("demo".into()) }]
+    );
+    assert_eq!(
+        update(&mut app, Action::SetLibTag(Some("demo".into()))),
+        vec![Effect::LibraryQuery { query: "hello".into(), tag: None }]
+    );
     // Export with nothing loaded is refused; pcapng export takes the selection.
     assert!(update(&mut app, Action::LibExportDpp).is_empty());
     assert!(matches!(update(&mut app, Action::ExportPcapng).as_slice(), [Effect::ExportPcapng(p)] if p.len() == 1));

@@ -224,9 +224,15 @@ pub fn read_capture(path: &Path) -> Vec<CapturedPacket> {
 
 /// Frames tshark reads in `path`, failing on any warning tshark prints.
 pub fn tshark_frames(path: &Path) -> usize {
-    let out = Command::new("tshark").arg("-r").arg(path).arg("-T").arg("fields").arg("-e").arg("frame.number").output().expect(
-        "tshark is needed by this test (apt-get install tshark)",
-    );
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(path)
+        .arg("-T")
+        .arg("fields")
+        .arg("-e")
+        .arg("frame.number")
+        .output()
+        .expect("tshark is needed by this test (apt-get install tshark)");
     assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for line in stderr.lines() {

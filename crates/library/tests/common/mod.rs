@@ -14,7 +14,16 @@ pub fn data_dir() -> PathBuf {
 
 /// An IPv4 TCP (or UDP) packet from 10.0.0.1:sport to 10.0.0.2:dport.
 #[allow(clippy::too_many_arguments)]
-pub fn packet(id: u64, pid: u32, comm: &str, dir: Direction, udp: bool, sport: u16, dport: u16, payload: &[u8]) -> CapturedPacket {
+pub fn packet(
+    id: u64,
+    pid: u32,
+    comm: &str,
+    dir: Direction,
+    udp: bool,
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> CapturedPacket {
     let b = etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64);
     let mut data = Vec::new();
     if udp {
@@ -23,21 +32,87 @@ pub fn packet(id: u64, pid: u32, comm: &str, dir: Direction, udp: bool, sport: u
         b.tcp(sport, dport, 1000 + id as u32, 512).psh().ack(7).write(&mut data, payload).unwrap();
     }
     let len = data.len() as u32;
-    CapturedPacket::new(id, 1_700_000_000_000_000_000 + id * 1_000_000, pid, comm.into(), 4242 + id, dir, Verdict::Pass, len, data)
+    CapturedPacket::new(
+        id,
+        1_700_000_000_000_000_000 + id * 1_000_000,
+        pid,
+        comm.into(),
+        4242 + id,
+        dir,
+        Verdict::Pass,
+        len,
+        data,
+    )
 }
 
 pub fn new_packet(p: CapturedPacket, name: &str, tags: &[&str]) -> NewPacket {
-    let meta = PacketMeta { name: name.into(), description: format!("about {name}"), tags: tags.iter().map(|t| t.to_string()).collect() };
+    let meta = PacketMeta {
+        name: name.into(),
+        description: format!("about {name}"),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+    };
     NewPacket::new(p, &meta, "test")
 }
 
 /// A small library: HTTP, DNS and TLS-ish packets from curl and dig.
 pub fn sample(lib: &mut Library) -> Vec<i64> {
     let ps = vec![
-        new_packet(packet(1, 100, "curl", Direction::Outbound, false, 40000, 80, b"GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n"), "get index", &["http", "web"]),
-        new_packet(packet(2, 100, "curl", Direction::Inbound, false, 80, 40000, b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\nhello"), "response", &["http"]),
-        new_packet(packet(3, 200, "dig", Direction::Outbound, true, 50000, 53, b"\x12\x34\x01\x00\x00\x01\x07example\x03com\x00"), "dns query", &["dns"]),
-        new_packet(packet(4, 300, "openssl", Direction::Outbound, false, 40001, 443, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), "client hello", &["tls", "web"]),
+        new_packet(
+            packet(
+                1,
+                100,
+                "curl",
+                Direction::Outbound,
+                false,
+                40000,
+                80,
+                b"GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            ),
+            "get index",
+            &["http", "web"],
+        ),
+        new_packet(
+            packet(
+                2,
+                100,
+                "curl",
+                Direction::Inbound,
+                false,
+                80,
+                40000,
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\nhello",
+            ),
+            "response",
+            &["http"],
+        ),
+        new_packet(
+            packet(
+                3,
+                200,
+                "dig",
+                Direction::Outbound,
+                true,
+                50000,
+                53,
+                b"\x12\x34\x01\x00\x00\x01\x07example\x03com\x00",
+            ),
+            "dns query",
+            &["dns"],
+        ),
+        new_packet(
+            packet(
+                4,
+                300,
+                "openssl",
+                Direction::Outbound,
+                false,
+                40001,
+                443,
+                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            ),
+            "client hello",
+            &["tls", "web"],
+        ),
     ];
     lib.save_many(&ps).unwrap()
 }

@@ -25,7 +25,17 @@ macro_rules! build {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn packet(id: u64, pid: u32, comm: &str, cookie: u64, dir: Direction, verdict: Verdict, rule: Option<u16>, data: Vec<u8>, orig_len: u32) -> CapturedPacket {
+fn packet(
+    id: u64,
+    pid: u32,
+    comm: &str,
+    cookie: u64,
+    dir: Direction,
+    verdict: Verdict,
+    rule: Option<u16>,
+    data: Vec<u8>,
+    orig_len: u32,
+) -> CapturedPacket {
     let ts = 1_700_000_000_123_456_789 + (id - 1) * 1_000_001;
     let mut p = CapturedPacket::new(id, ts, pid, comm.into(), cookie, dir, verdict, orig_len, data);
     p.rule = rule;
@@ -47,7 +57,10 @@ pub fn golden_packets() -> Vec<CapturedPacket> {
     );
     let udp_in = build!(PacketBuilder::ipv4([9, 9, 9, 9], [10, 0, 0, 1], 57).udp(7777, 51000), b"pong");
     let lo6 = std::net::Ipv6Addr::LOCALHOST.octets();
-    let udp6 = build!(PacketBuilder::ipv6(lo6, [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 64).udp(5000, 6000), b"v6");
+    let udp6 = build!(
+        PacketBuilder::ipv6(lo6, [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 64).udp(5000, 6000),
+        b"v6"
+    );
     let big = build!(
         PacketBuilder::ipv4([10, 0, 0, 1], [93, 184, 216, 34], 64).tcp(40000, 80, 1016, 64240).ack(1).psh(),
         &[0x41; 1000],

@@ -11,7 +11,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// One HTTP/1.1 request; (status, headers, body).
-pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, Vec<u8>) {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nContent-Length: {}\r\n", body.len());
@@ -60,7 +66,9 @@ fn response_complete(buf: &[u8]) -> bool {
     let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
     let head = String::from_utf8_lossy(&buf[..split]).to_ascii_lowercase();
     let body = &buf[split + 4..];
-    if let Some(len) = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok()) {
+    if let Some(len) =
+        head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok())
+    {
         return body.len() >= len;
     }
     if head.contains("transfer-encoding: chunked") {
@@ -71,8 +79,7 @@ fn response_complete(buf: &[u8]) -> bool {
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
         let n = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
         if n == 0 {
             break;
@@ -118,9 +125,13 @@ pub fn browser() -> Option<(PathBuf, PathBuf)> {
         Some(c) if driver.exists() => Some((c, driver)),
         _ => {
             if std::env::var_os("CI").is_some() {
-                panic!("CI is set and chromium / chromedriver are missing: apt-get install -y chromium chromium-driver");
+                panic!(
+                    "CI is set and chromium / chromedriver are missing: apt-get install -y chromium chromium-driver"
+                );
             }
-            eprintln!("skipped: chromium or /usr/bin/chromedriver missing (apt-get install -y chromium chromium-driver)");
+            eprintln!(
+                "skipped: chromium or /usr/bin/chromedriver missing (apt-get install -y chromium chromium-driver)"
+            );
             None
         }
     }
@@ -155,7 +166,12 @@ impl Browser {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let child = Command::new(driver).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("chromedriver");
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         wait_for("chromedriver", Duration::from_secs(20), || TcpStream::connect(addr).ok());
         let profile = tempfile::tempdir().unwrap();
@@ -200,7 +216,8 @@ impl Browser {
 
     pub fn find(&self, css: &str) -> Option<String> {
         let body = serde_json::to_vec(&json!({"using":"css selector","value":css})).unwrap();
-        let (status, _, resp) = http(self.addr, "POST", &self.s("/element"), &[("Content-Type", "application/json")], &body);
+        let (status, _, resp) =
+            http(self.addr, "POST", &self.s("/element"), &[("Content-Type", "application/json")], &body);
         if status >= 300 {
             return None;
         }
@@ -239,7 +256,10 @@ impl Browser {
     }
 
     pub fn text(&self, css: &str) -> String {
-        self.js("const e = document.querySelector(arguments[0]); return e ? e.innerText : null;", json!([css])).as_str().unwrap_or("").to_string()
+        self.js("const e = document.querySelector(arguments[0]); return e ? e.innerText : null;", json!([css]))
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     pub fn count(&self, css: &str) -> u64 {
@@ -275,7 +295,11 @@ impl Netns {
         let name = format!("pidcap-ui-{tag}-{}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).status();
         assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success(), "ip netns add");
-        assert!(Command::new("ip").args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"]).status().unwrap().success());
+        assert!(Command::new("ip")
+            .args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"])
+            .status()
+            .unwrap()
+            .success());
         Netns { name }
     }
 
@@ -324,14 +348,31 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A real daemon (kernel layer loaded) served in this process, and the UI server.
+/// The `pidcap` binary of this build (the UI crate does not depend on the
+/// daemon or the kernel layer, so its tests run the real one as a process).
+/// `PIDCAP_BIN` overrides; `scripts/test.sh` builds the workspace first.
+pub fn pidcap_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PIDCAP_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("test executable");
+    // target/<profile>/deps/e2e-HASH -> target/<profile>/pidcap
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("pidcap");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace), or set PIDCAP_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A real daemon (`pidcap daemon`, kernel layer loaded) in its own process, and the UI server.
 pub struct Stack {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub library: PathBuf,
     pub ui: pidcap_ui::Running,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    daemon: Option<Child>,
 }
 
 impl Stack {
@@ -339,12 +380,25 @@ impl Stack {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("pidcap.sock");
         let library = dir.path().join("library.db");
-        let config = pidcap_control::DaemonConfig { socket: socket.clone(), group: None, handle_signals: false, ..Default::default() };
-        let daemon = pidcap_control::Daemon::bind(config).expect("daemon (root, BTF, cgroup2)");
-        let (stop, rx) = tokio::sync::oneshot::channel();
-        let thread = std::thread::spawn(move || {
-            daemon.serve(rx).expect("daemon");
-        });
+        let mut daemon = Command::new(pidcap_bin())
+            .args(["daemon", "--socket"])
+            .arg(&socket)
+            .args(["--group", "pidcap-ui-test-nogroup"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("pidcap daemon");
+        // Ready when it answers: the socket is bound only after the kernel layer is loaded.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if pidcap_api::Client::connect(&socket).is_ok() {
+                break;
+            }
+            if let Ok(Some(st)) = daemon.try_wait() {
+                panic!("pidcap daemon exited before serving ({st}): root, BTF and cgroup2 are needed");
+            }
+            assert!(Instant::now() < deadline, "pidcap daemon did not start serving {} in 30 s", socket.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let ui = pidcap_ui::start(pidcap_ui::ServeConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
             socket: socket.clone(),
@@ -352,17 +406,22 @@ impl Stack {
             token: None,
         })
         .unwrap();
-        Stack { dir, socket, library, ui, stop: Some(stop), thread: Some(thread) }
+        Stack { dir, socket, library, ui, daemon: Some(daemon) }
     }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(mut d) = self.daemon.take() {
+            // SIGTERM: the daemon stops its capture and removes its socket.
+            // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+            unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while d.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = d.kill();
+            let _ = d.wait();
         }
     }
 }

@@ -3,7 +3,9 @@
 //! test reads the header itself to check the constants, so the two cannot
 //! drift apart silently.
 
+use pidcap_engine::rules;
 use std::mem::{offset_of, size_of};
+use std::net::IpAddr;
 
 pub const COMM_LEN: usize = 16;
 pub const MAX_SNAPLEN: u32 = 65535;
@@ -109,6 +111,9 @@ pub struct PktHdr {
 }
 
 const _: () = {
+    // The engine's limits are the kernel's.
+    assert!(RULES_PER_BANK as usize == rules::MAX_RULES);
+    assert!(MAX_SNAPLEN == pidcap_engine::MAX_SNAPLEN);
     assert!(size_of::<Owner>() == 24);
     assert!(offset_of!(Owner, comm) == 8);
     assert!(size_of::<PortKey>() == 4);
@@ -170,6 +175,46 @@ impl PktHdr {
 pub fn comm_str(comm: &[u8]) -> &[u8] {
     let end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
     &comm[..end]
+}
+
+/// The kernel's representation of a rule (hits zero).
+impl From<&rules::Rule> for Rule {
+    fn from(r: &rules::Rule) -> Rule {
+        let mut flags = 0;
+        if r.enabled {
+            flags |= RULE_ENABLED;
+        }
+        if r.action == rules::Action::Block {
+            flags |= RULE_BLOCK;
+        }
+        flags |= match r.direction {
+            rules::RuleDirection::In => RULE_DIR_IN,
+            rules::RuleDirection::Out => RULE_DIR_OUT,
+            rules::RuleDirection::Both => RULE_DIR_IN | RULE_DIR_OUT,
+        };
+        flags |= match r.port_side {
+            rules::PortSide::Either => RULE_PORT_LOCAL | RULE_PORT_REMOTE,
+            rules::PortSide::Local => RULE_PORT_LOCAL,
+            rules::PortSide::Remote => RULE_PORT_REMOTE,
+        };
+        let proto = match r.protocol {
+            rules::RuleProtocol::Any => 0,
+            rules::RuleProtocol::Tcp => libc::IPPROTO_TCP as u8,
+            rules::RuleProtocol::Udp => libc::IPPROTO_UDP as u8,
+        };
+        let (addr, prefix) = match r.net {
+            None => ([0u8; 16], 0),
+            Some(n) => {
+                flags |= RULE_HAS_ADDR;
+                match n.addr() {
+                    // The kernel compares IPv4 as ::ffff:a.b.c.d, so the prefix covers the 96 bits before it.
+                    IpAddr::V4(a) => (a.to_ipv6_mapped().octets(), 96 + n.prefix()),
+                    IpAddr::V6(a) => (a.octets(), n.prefix()),
+                }
+            }
+        };
+        Rule { flags, port: r.port, proto, prefix, addr, hits: 0 }
+    }
 }
 
 #[cfg(test)]
@@ -257,5 +302,24 @@ mod tests {
         assert_eq!(h.direction, DIR_OUT);
         assert_eq!(comm_str(&h.comm), b"curl");
         assert!(PktHdr::read(&rec[..10]).is_none());
+    }
+
+    #[test]
+    fn to_abi_maps_ipv4_into_the_mapped_range() {
+        let a = Rule::from(&r("out:tcp:10.0.0.0/8:remote:443"));
+        assert_eq!(a.prefix, 104);
+        assert_eq!(&a.addr[10..13], &[0xff, 0xff, 10]);
+        assert_eq!(a.port, 443);
+        assert_eq!(a.proto, 6);
+        assert_eq!(a.flags, RULE_ENABLED | RULE_BLOCK | RULE_DIR_OUT | RULE_PORT_REMOTE | RULE_HAS_ADDR);
+        let a = Rule::from(&rules::Rule::parse_spec("[::1]", rules::Action::Allow).unwrap());
+        assert_eq!((a.prefix, a.addr[15], a.flags & RULE_BLOCK), (128, 1, 0));
+        let a = Rule::from(&r("disabled:udp"));
+        assert_eq!(a.flags & RULE_ENABLED, 0);
+        assert_eq!(a.flags & (RULE_DIR_IN | RULE_DIR_OUT), RULE_DIR_IN | RULE_DIR_OUT);
+    }
+
+    fn r(spec: &str) -> rules::Rule {
+        spec.parse().unwrap()
     }
 }

@@ -6,8 +6,9 @@
 mod common;
 
 use common::{root_or_skip, NetNs, Outcome, Prober, Server};
+use pidcap_ebpf::{EbpfBackend, LoadOptions};
 use pidcap_engine::rules::Rule;
-use pidcap_engine::{Capture, CaptureOptions, EbpfBackend, LoadOptions};
+use pidcap_engine::{Capture, CaptureOptions};
 use pidcap_packet::{Direction, Verdict};
 use std::time::Duration;
 
@@ -22,7 +23,8 @@ fn setup() -> (NetNs, Server, Prober, Prober, Capture) {
     let server = Server::start(&ns, PORT);
     let target = Prober::start(&ns);
     let other = Prober::start(&ns);
-    let backend = EbpfBackend::load(LoadOptions { ring_bytes: 1 << 20, ..Default::default() }).expect("load the kernel layer");
+    let backend =
+        EbpfBackend::load(LoadOptions { ring_bytes: 1 << 20, ..Default::default() }).expect("load the kernel layer");
     let mut cap = Capture::new(Box::new(backend), CaptureOptions::default()).unwrap();
     cap.add_pid(target.pid()).unwrap();
     (ns, server, target, other, cap)

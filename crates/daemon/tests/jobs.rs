@@ -6,8 +6,8 @@
 mod common;
 
 use common::{root_or_skip, InProcess};
-use pidcap_control::protocol::{ErrorCode, Event, InjectArgs};
-use pidcap_control::{Client, ControlError};
+use pidcap_api::protocol::{ErrorCode, Event, InjectArgs};
+use pidcap_api::{Client, ClientError};
 use pidcap_engine::rules::Action;
 use pidcap_resend::{EndReason, ErrorKind, Mode};
 use std::io::{BufRead, BufReader};
@@ -80,7 +80,8 @@ impl Drop for UdpClient {
 /// Wait until the daemon holds at least `n` packets with this payload.
 fn captured_with_payload(c: &mut Client, payload: &[u8], n: usize) -> Vec<pidcap_packet::CapturedPacket> {
     for _ in 0..100 {
-        let found: Vec<_> = c.get_packets(0, None).unwrap().packets.into_iter().filter(|p| p.payload() == payload).collect();
+        let found: Vec<_> =
+            c.get_packets(0, None).unwrap().packets.into_iter().filter(|p| p.payload() == payload).collect();
         if found.len() >= n {
             return found;
         }
@@ -132,7 +133,10 @@ fn inject_jobs_through_the_daemon() {
     let job = c.inject(args.clone()).unwrap();
     assert_eq!((job.state.as_str(), job.count, job.mode), ("running", 3, Mode::Connect));
     let (st, summary) = watch_to_end(&mut c, job.id);
-    assert_eq!(st.iter().map(|s| (s.seq, s.ok, s.bytes)).collect::<Vec<_>>(), [(1, true, 5), (2, true, 5), (3, true, 5)]);
+    assert_eq!(
+        st.iter().map(|s| (s.seq, s.ok, s.bytes)).collect::<Vec<_>>(),
+        [(1, true, 5), (2, true, 5), (3, true, 5)]
+    );
     assert_eq!((summary.sent, summary.failed, summary.bytes, summary.reason), (3, 0, 15, EndReason::Done));
     assert!(summary.duration_ms >= 200, "{summary:?}");
     assert_eq!(count_datagrams(&srv, Duration::from_millis(200)), vec![b"ping\n".to_vec(); 3]);
@@ -151,7 +155,11 @@ fn inject_jobs_through_the_daemon() {
     assert_eq!(stopped.summary.as_ref().unwrap().reason, EndReason::Stopped);
     let n = stopped.sent;
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(c.list_jobs().unwrap().iter().find(|j| j.id == forever.id).unwrap().sent, n, "nothing sent after stop_job");
+    assert_eq!(
+        c.list_jobs().unwrap().iter().find(|j| j.id == forever.id).unwrap().sent,
+        n,
+        "nothing sent after stop_job"
+    );
     let (_, s) = watch_to_end(&mut c, other.id);
     assert_eq!(s.sent, 2);
     let got = count_datagrams(&srv, Duration::from_millis(200));
@@ -160,14 +168,14 @@ fn inject_jobs_through_the_daemon() {
     // Bad input: refused before anything is sent.
     let e = c.inject(InjectArgs { data: Some("12 3z".into()), ascii: None, ..args.clone() }).unwrap_err();
     match e {
-        ControlError::Api(e) => {
+        ClientError::Api(e) => {
             assert_eq!(e.code, ErrorCode::InvalidPayload);
             assert!(e.message.contains("position 4"), "{}", e.message);
         }
         e => panic!("{e}"),
     }
-    assert!(matches!(c.stop_job(999), Err(ControlError::Api(e)) if e.code == ErrorCode::NoSuchJob));
-    assert!(matches!(c.watch_job(999), Err(ControlError::Api(e)) if e.code == ErrorCode::NoSuchJob));
+    assert!(matches!(c.stop_job(999), Err(ClientError::Api(e)) if e.code == ErrorCode::NoSuchJob));
+    assert!(matches!(c.watch_job(999), Err(ClientError::Api(e)) if e.code == ErrorCode::NoSuchJob));
 
     // Stopping the daemon stops its jobs.
     c.inject(InjectArgs { forever: true, interval_ms: Some(10), count: None, ..args }).unwrap();
@@ -205,7 +213,13 @@ fn inject_by_packet_id_uses_the_process_socket_and_reports_blocks() {
     let packet = captured_with_payload(&mut c, b"hello", 1).remove(0);
 
     // By id, edited, default mode (socket: the process is alive).
-    let args = InjectArgs { packet: Some(packet.id), patches: vec!["0:4a".into()], count: Some(2), interval_ms: Some(10), ..Default::default() };
+    let args = InjectArgs {
+        packet: Some(packet.id),
+        patches: vec!["0:4a".into()],
+        count: Some(2),
+        interval_ms: Some(10),
+        ..Default::default()
+    };
     let job = c.inject(args.clone()).unwrap();
     assert_eq!((job.mode, job.pid), (Mode::Socket, Some(py.pid())));
     let (st, s) = watch_to_end(&mut c, job.id);
@@ -252,7 +266,13 @@ fn resending_on_an_unconnected_udp_socket_keeps_its_owner() {
     let py = UdpClient::start_captured(&mut c, UDP_SENDTO_CLIENT, &srv);
     let original = captured_with_payload(&mut c, b"hello", 1).remove(0);
 
-    let args = InjectArgs { packet: Some(original.id), patches: vec!["0:4a".into()], count: Some(2), interval_ms: Some(10), ..Default::default() };
+    let args = InjectArgs {
+        packet: Some(original.id),
+        patches: vec!["0:4a".into()],
+        count: Some(2),
+        interval_ms: Some(10),
+        ..Default::default()
+    };
     let job = c.inject(args).unwrap();
     assert_eq!(job.mode, Mode::Socket);
     let (st, s) = watch_to_end(&mut c, job.id);
@@ -260,6 +280,10 @@ fn resending_on_an_unconnected_udp_socket_keeps_its_owner() {
     // The resends went out through the client's socket and are the client's packets:
     // the daemon's own sendto() did not make it the socket's owner.
     for p in &captured_with_payload(&mut c, b"Jello", 2) {
-        assert_eq!((p.pid, p.decoded.local_port, p.socket_cookie), (py.pid(), py.port, original.socket_cookie), "{p:?}");
+        assert_eq!(
+            (p.pid, p.decoded.local_port, p.socket_cookie),
+            (py.pid(), py.port, original.socket_cookie),
+            "{p:?}"
+        );
     }
 }

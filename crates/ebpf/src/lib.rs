@@ -1,22 +1,28 @@
-//! The Linux kernel layer: loads `bpf/pidcap.bpf.c` (compiled by build.rs),
-//! attaches its programs to the cgroup2 root with BPF links, and implements
-//! [`KernelBackend`] over its maps and ring buffer.
+//! The Linux kernel layer of pidcap: loads `bpf/pidcap.bpf.c` (compiled by
+//! build.rs), attaches its programs to the cgroup2 root with BPF links, and
+//! implements the engine's [`KernelBackend`] over its maps and ring buffer.
+//! The only crate of the workspace that depends on aya (and needs clang).
+//!
+//! - [`abi`]: the Rust mirror of `bpf/pidcap_abi.h`, with compile-time size asserts;
+//! - [`sockdiag`]: NETLINK_SOCK_DIAG, for sockets opened before capture started;
+//! - `cgroup`: finding (or mounting) the cgroup2 root.
 //!
 //! Every attachment is a `bpf_link` owned by a file descriptor of this
 //! process: when pidcap exits, however it exits (SIGKILL included), the kernel
 //! closes the descriptors and detaches every program. Nothing is pinned.
 
+pub mod abi;
 mod cgroup;
 pub mod sockdiag;
 
-use crate::abi::{self, Config, Owner, PktHdr, PortKey, PortOwner, Target};
-use crate::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket};
-use crate::error::{EngineError, Result};
-use crate::procfs::{truncate_comm, Procfs};
-use crate::rules::{self, Rule};
+use crate::abi::{Config, Owner, PktHdr, PortKey, PortOwner, Target};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, Program, ProgramError};
 use aya::{Btf, Ebpf, EbpfLoader};
+use pidcap_engine::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket};
+use pidcap_engine::error::{EngineError, Result};
+use pidcap_engine::procfs::{truncate_comm, Procfs};
+use pidcap_engine::rules::{self, Rule};
 use pidcap_packet::{Direction, Verdict};
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -81,7 +87,8 @@ pub struct EbpfBackend {
 }
 
 /// Capabilities needed, by number, as in linux/capability.h.
-const NEEDED_CAPS: &[(u32, &str)] = &[(39, "CAP_BPF"), (38, "CAP_PERFMON"), (12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMIN")];
+const NEEDED_CAPS: &[(u32, &str)] =
+    &[(39, "CAP_BPF"), (38, "CAP_PERFMON"), (12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMIN")];
 
 /// Which of the needed capabilities this process lacks (from /proc/self/status CapEff).
 pub fn missing_capabilities() -> Vec<&'static str> {
@@ -95,7 +102,7 @@ pub fn missing_capabilities() -> Vec<&'static str> {
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> EngineError {
-    move |source| EngineError::Map { map, source }
+    move |source| EngineError::kernel(format!("eBPF map `{map}`"), source)
 }
 
 fn program_err(program: &str, e: ProgramError) -> EngineError {
@@ -103,7 +110,7 @@ fn program_err(program: &str, e: ProgramError) -> EngineError {
         ProgramError::LoadError { io_error, verifier_log } => {
             EngineError::Verifier { program: program.into(), source: io_error, verifier_log: verifier_log.to_string() }
         }
-        source => EngineError::Program { program: program.into(), source },
+        source => EngineError::kernel(format!("eBPF program `{program}`"), source),
     }
 }
 
@@ -120,10 +127,18 @@ impl EbpfBackend {
         }
         let btf = Btf::from_sys_fs()
             .map_err(|e| EngineError::Unsupported(format!("no kernel BTF at /sys/kernel/btf/vmlinux ({e})")))?;
-        let mut ebpf = EbpfLoader::new().btf(Some(&btf)).map_max_entries("ring", opts.ring_bytes).load(OBJECT)?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .map_max_entries("ring", opts.ring_bytes)
+            .load(OBJECT)
+            .map_err(|e| EngineError::kernel("loading the eBPF object", e))?;
 
         let root = cgroup2_root()?;
-        let cg = File::open(&root).map_err(|e| EngineError::Cgroup { what: "opening the root", path: root.clone(), source: e })?;
+        let cg = File::open(&root).map_err(|e| EngineError::Cgroup {
+            what: "opening the root",
+            path: root.clone(),
+            source: e,
+        })?;
 
         for name in PROGRAM_NAMES {
             let prog = ebpf
@@ -187,14 +202,17 @@ impl EbpfBackend {
         }
         let comm = self.procfs.comm(pid).unwrap_or_default();
         let owner = Owner { tgid: pid, _pad: 0, comm: comm_bytes(&comm) };
-        let sockets = sockdiag::dump_in_netns_of(pid).map_err(|e| EngineError::io(format!("sock_diag dump in the network namespace of pid {pid}"), e))?;
+        let sockets = sockdiag::dump_in_netns_of(pid)
+            .map_err(|e| EngineError::io(format!("sock_diag dump in the network namespace of pid {pid}"), e))?;
         let mut n = 0;
         for s in sockets.iter().filter(|s| inodes.contains(&s.inode)) {
             self.owners.insert(s.cookie, owner, 0).map_err(map_err("owners"))?;
             let bound = s.src_port != 0 && (s.state == sockdiag::TCP_LISTEN || s.protocol == libc::IPPROTO_UDP as u8);
             if bound {
                 let key = PortKey { port: s.src_port, proto: s.protocol, _pad: 0 };
-                self.port_owners.insert(key, PortOwner { owner, cookie: s.cookie }, 0).map_err(map_err("port_owners"))?;
+                self.port_owners
+                    .insert(key, PortOwner { owner, cookie: s.cookie }, 0)
+                    .map_err(map_err("port_owners"))?;
                 self.bound_ports.insert(s.cookie, key, 0).map_err(map_err("bound_ports"))?;
             }
             n += 1;
@@ -208,7 +226,8 @@ fn attach(name: &str, prog: &mut Program, cg: &File) -> Result<(), ProgramError>
     match prog {
         Program::CgroupSkb(p) => {
             p.load()?;
-            let kind = if name.ends_with("ingress") { CgroupSkbAttachType::Ingress } else { CgroupSkbAttachType::Egress };
+            let kind =
+                if name.ends_with("ingress") { CgroupSkbAttachType::Ingress } else { CgroupSkbAttachType::Egress };
             p.attach(cg, kind, mode)?;
         }
         Program::CgroupSock(p) => {
@@ -242,7 +261,11 @@ fn comm_bytes(comm: &str) -> [u8; abi::COMM_LEN] {
 impl KernelBackend for EbpfBackend {
     fn configure(&mut self, config: &KernelConfig) -> Result<()> {
         if config.snaplen == 0 || config.snaplen > abi::MAX_SNAPLEN {
-            return Err(EngineError::Invalid(format!("snap length {} is not in 1..={}", config.snaplen, abi::MAX_SNAPLEN)));
+            return Err(EngineError::Invalid(format!(
+                "snap length {} is not in 1..={}",
+                config.snaplen,
+                abi::MAX_SNAPLEN
+            )));
         }
         self.config.snaplen = config.snaplen;
         self.config.capture = u32::from(config.capture);
@@ -369,7 +392,7 @@ impl KernelBackend for EbpfBackend {
         let active_base = self.config.ruleset >> abi::RULESET_BASE_SHIFT;
         let base = if active_base == 0 { abi::RULES_PER_BANK } else { 0 };
         for (i, r) in list.iter().enumerate() {
-            self.rules.set(base + i as u32, r.to_abi(), 0).map_err(map_err("rules"))?;
+            self.rules.set(base + i as u32, abi::Rule::from(r), 0).map_err(map_err("rules"))?;
         }
         self.config.ruleset = base << abi::RULESET_BASE_SHIFT | list.len() as u32;
         self.write_config()?;

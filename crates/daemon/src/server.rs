@@ -14,13 +14,13 @@
 //! when it dies, however it dies, programs, maps and rules go with it.
 
 use crate::engine::{self, Command, Msg, Published};
+use crate::error::{DaemonError, Result};
 use crate::jobs::{JobEvent, Jobs};
-use crate::error::{ControlError, Result};
-use crate::protocol::{
-    parse_request, ApiError, ErrorCode, Event, InjectArgs, JobReply, Op, PacketPage, Reply, DEFAULT_GROUP, DEFAULT_SOCKET,
-    MAX_REQUEST_BYTES, VERSION,
+use pidcap_api::protocol::{
+    parse_request, ApiError, ErrorCode, Event, InjectArgs, JobReply, Op, PacketPage, Reply, DEFAULT_GROUP,
+    DEFAULT_SOCKET, MAX_REQUEST_BYTES, VERSION,
 };
-use pidcap_engine::{EbpfBackend, KernelBackend, LoadOptions};
+use pidcap_engine::{EngineError, KernelBackend};
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -38,19 +38,13 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     /// The group allowed in besides root (None: root only). Ignored when it does not exist.
     pub group: Option<String>,
-    pub load: LoadOptions,
     /// Stop cleanly on SIGINT/SIGTERM (the `pidcap daemon` command); tests say no.
     pub handle_signals: bool,
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
-        DaemonConfig {
-            socket: DEFAULT_SOCKET.into(),
-            group: Some(DEFAULT_GROUP.into()),
-            load: LoadOptions::default(),
-            handle_signals: true,
-        }
+        DaemonConfig { socket: DEFAULT_SOCKET.into(), group: Some(DEFAULT_GROUP.into()), handle_signals: true }
     }
 }
 
@@ -88,23 +82,24 @@ fn chown_group(path: &Path, gid: u32) -> std::io::Result<()> {
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| ControlError::io(format!("chmod {mode:o} {}", path.display()), e))
+        .map_err(|e| DaemonError::io(format!("chmod {mode:o} {}", path.display()), e))
 }
 
 /// Refuse a live daemon on `path`, remove a stale socket file.
 fn claim_socket_path(path: &Path) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => Err(ControlError::AlreadyRunning(path.into())),
+            Ok(_) => Err(DaemonError::AlreadyRunning(path.into())),
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
                 tracing::info!("removing the stale socket {}", path.display());
-                std::fs::remove_file(path).map_err(|e| ControlError::io(format!("removing the stale socket {}", path.display()), e))
+                std::fs::remove_file(path)
+                    .map_err(|e| DaemonError::io(format!("removing the stale socket {}", path.display()), e))
             }
-            Err(e) => Err(ControlError::io(format!("checking for a daemon on {}", path.display()), e)),
+            Err(e) => Err(DaemonError::io(format!("checking for a daemon on {}", path.display()), e)),
         },
-        Ok(_) => Err(ControlError::NotASocket(path.into())),
+        Ok(_) => Err(DaemonError::NotASocket(path.into())),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ControlError::io(format!("checking {}", path.display()), e)),
+        Err(e) => Err(DaemonError::io(format!("checking {}", path.display()), e)),
     }
 }
 
@@ -113,22 +108,25 @@ fn claim_socket_path(path: &Path) -> Result<()> {
 fn prepare_dir(path: &Path, gid: Option<u32>) -> Result<()> {
     let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
     let ours = !dir.exists() || Some(dir) == Path::new(DEFAULT_SOCKET).parent();
-    std::fs::create_dir_all(dir).map_err(|e| ControlError::io(format!("creating {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir).map_err(|e| DaemonError::io(format!("creating {}", dir.display()), e))?;
     if ours {
         set_mode(dir, 0o750)?;
         if let Some(gid) = gid {
-            chown_group(dir, gid).map_err(|e| ControlError::io(format!("chgrp {}", dir.display()), e))?;
+            chown_group(dir, gid).map_err(|e| DaemonError::io(format!("chgrp {}", dir.display()), e))?;
         }
     }
     Ok(())
 }
 
 impl Daemon {
-    /// Check the socket path, load the kernel layer, bind the socket.
-    pub fn bind(config: DaemonConfig) -> Result<Daemon> {
+    /// Check the socket path (a second daemon is refused before anything is
+    /// loaded), load the kernel layer with `load`, bind the socket.
+    pub fn bind(
+        config: DaemonConfig,
+        load: impl FnOnce() -> Result<Box<dyn KernelBackend>, EngineError>,
+    ) -> Result<Daemon> {
         claim_socket_path(&config.socket)?;
-        let backend = EbpfBackend::load(config.load)?;
-        Daemon::bind_with_backend(config, Box::new(backend))
+        Daemon::bind_with_backend(config, load()?)
     }
 
     /// As [`Daemon::bind`], on a kernel layer already loaded (or a fake).
@@ -142,14 +140,14 @@ impl Daemon {
         prepare_dir(&path, gid)?;
         let listener = std::os::unix::net::UnixListener::bind(&path).map_err(|e| {
             if e.kind() == ErrorKind::AddrInUse {
-                ControlError::AlreadyRunning(path.clone())
+                DaemonError::AlreadyRunning(path.clone())
             } else {
-                ControlError::io(format!("binding {}", path.display()), e)
+                DaemonError::io(format!("binding {}", path.display()), e)
             }
         })?;
         set_mode(&path, 0o660)?;
         if let Some(gid) = gid {
-            chown_group(&path, gid).map_err(|e| ControlError::io(format!("chgrp {}", path.display()), e))?;
+            chown_group(&path, gid).map_err(|e| DaemonError::io(format!("chgrp {}", path.display()), e))?;
         }
         let (tx, _) = broadcast::channel(SUBSCRIBER_QUEUE);
         let subscribers = Arc::new(AtomicUsize::new(0));
@@ -185,11 +183,11 @@ impl Daemon {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| ControlError::io("starting the async runtime", e))?;
+            .map_err(|e| DaemonError::io("starting the async runtime", e))?;
         let Daemon { listener, socket, shared, engine, handle_signals, .. } = self;
         let result = rt.block_on(async {
-            listener.set_nonblocking(true).map_err(|e| ControlError::io("socket", e))?;
-            let listener = UnixListener::from_std(listener).map_err(|e| ControlError::io("socket", e))?;
+            listener.set_nonblocking(true).map_err(|e| DaemonError::io("socket", e))?;
+            let listener = UnixListener::from_std(listener).map_err(|e| DaemonError::io("socket", e))?;
             let signals = async {
                 if !handle_signals {
                     return std::future::pending::<()>().await;
@@ -269,7 +267,11 @@ impl LineReader {
         loop {
             let avail = rd.fill_buf().await?;
             if avail.is_empty() {
-                return Ok(if self.discarding || self.buf.is_empty() { Frame::Eof } else { Frame::Line(std::mem::take(&mut self.buf)) });
+                return Ok(if self.discarding || self.buf.is_empty() {
+                    Frame::Eof
+                } else {
+                    Frame::Line(std::mem::take(&mut self.buf))
+                });
             }
             let (chunk, end) = match avail.iter().position(|&b| b == b'\n') {
                 Some(i) => (&avail[..i], Some(i + 1)),
@@ -410,7 +412,12 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
 }
 
 /// Start a subscription: receiver first, then the backlog, so nothing falls between.
-async fn subscribe<W: AsyncWrite + Unpin>(shared: &Shared, wr: &mut W, id: u64, since: Option<u64>) -> std::io::Result<Subscription> {
+async fn subscribe<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    wr: &mut W,
+    id: u64,
+    since: Option<u64>,
+) -> std::io::Result<Subscription> {
     let rx = shared.tx.subscribe();
     shared.subscribers.fetch_add(1, Ordering::Relaxed);
     let mut s = Subscription { id, rx, sent_upto: 0, _guard: SubscriberGuard(Arc::clone(&shared.subscribers)) };
@@ -439,14 +446,21 @@ fn no_such_job(job: u64) -> ApiError {
 async fn inject(shared: &Shared, mut args: InjectArgs) -> std::result::Result<serde_json::Value, ApiError> {
     if let Some(id) = args.packet.take() {
         let page = ask_engine(shared, Op::GetPackets { since: id.saturating_sub(1), limit: Some(1) }).await?;
-        let page: PacketPage = serde_json::from_value(page).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        let page: PacketPage =
+            serde_json::from_value(page).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
         let p = page.packets.into_iter().find(|p| p.id == id).ok_or_else(|| {
-            ApiError::new(ErrorCode::InvalidArgument, format!("packet {id} is not held by the daemon (evicted, cleared, or never captured)"))
+            ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("packet {id} is not held by the daemon (evicted, cleared, or never captured)"),
+            )
         })?;
         args.template = Some(Box::new(p));
     }
     let prepared = pidcap_resend::prepare(&args).map_err(|e| ApiError::new(ErrorCode::InvalidPayload, e.0))?;
-    let job = shared.jobs.start(prepared).map_err(|e| ApiError::new(ErrorCode::Internal, format!("starting the job thread: {e}")))?;
+    let job = shared
+        .jobs
+        .start(prepared)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("starting the job thread: {e}")))?;
     serde_json::to_value(JobReply { job }).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
 }
 
@@ -458,7 +472,10 @@ async fn stop_job(shared: &Shared, job: u64) -> std::result::Result<serde_json::
     loop {
         match shared.jobs.get(job) {
             Some(info) if info.summary.is_none() => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
-            Some(info) => return serde_json::to_value(JobReply { job: info }).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string())),
+            Some(info) => {
+                return serde_json::to_value(JobReply { job: info })
+                    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+            }
             None => return Err(no_such_job(job)),
         }
     }

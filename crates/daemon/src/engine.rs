@@ -4,9 +4,9 @@
 //! over a channel and are answered between two drains, so a slow client
 //! never holds up capture.
 
-use crate::protocol::{
+use pidcap_api::protocol::{
     ApiError, CaptureSettings, ErrorCode, Event, FilterInfo, Filters, Op, PacketPage, Started, State, TargetInfo,
-    MAX_PAGE, DEFAULT_PAGE, PAGE_BYTES, VERSION,
+    DEFAULT_PAGE, MAX_PAGE, PAGE_BYTES, VERSION,
 };
 use pidcap_engine::procfs::Procfs;
 use pidcap_engine::rules::{self, Action, Rule};
@@ -145,7 +145,9 @@ impl Engine {
                 last_counters = Instant::now();
                 if self.subscribers.load(Ordering::Relaxed) > 0 {
                     if let Ok(stats) = self.cap.stats() {
-                        let _ = self.tx.send(Published::Counters(Box::new(Event::Counters { stats, running: self.running })));
+                        let _ = self
+                            .tx
+                            .send(Published::Counters(Box::new(Event::Counters { stats, running: self.running })));
                     }
                 }
             }
@@ -210,11 +212,17 @@ impl Engine {
                 let rule = Rule::parse_spec(&rule, action.unwrap_or(Action::Block))
                     .map_err(|e| err(ErrorCode::InvalidRule, e.to_string()))?;
                 if self.filters.len() >= rules::MAX_RULES {
-                    return Err(err(ErrorCode::InvalidArgument, format!("the list is full ({} rules)", rules::MAX_RULES)));
+                    return Err(err(
+                        ErrorCode::InvalidArgument,
+                        format!("the list is full ({} rules)", rules::MAX_RULES),
+                    ));
                 }
                 let index = index.unwrap_or(self.filters.len());
                 if index > self.filters.len() {
-                    return Err(err(ErrorCode::InvalidArgument, format!("index {index} is past the end of the list ({} rules)", self.filters.len())));
+                    return Err(err(
+                        ErrorCode::InvalidArgument,
+                        format!("index {index} is past the end of the list ({} rules)", self.filters.len()),
+                    ));
                 }
                 let id = self.next_filter;
                 self.next_filter += 1;
@@ -254,7 +262,14 @@ impl Engine {
         }
     }
 
-    fn start(&mut self, pids: Vec<u32>, names: Vec<String>, snaplen: Option<u32>, ring_size: Option<usize>, follow: bool) -> Reply {
+    fn start(
+        &mut self,
+        pids: Vec<u32>,
+        names: Vec<String>,
+        snaplen: Option<u32>,
+        ring_size: Option<usize>,
+        follow: bool,
+    ) -> Reply {
         if self.running {
             return Err(err(ErrorCode::AlreadyRunning, "a capture is already running; stop_capture first"));
         }
@@ -271,11 +286,12 @@ impl Engine {
             ring_size: ring_size.unwrap_or(pidcap_engine::DEFAULT_RING_SIZE),
             follow_children: follow,
         };
-        if settings.snaplen == 0 || settings.snaplen > pidcap_engine::abi::MAX_SNAPLEN {
-            return Err(err(ErrorCode::InvalidArgument, format!("snaplen {} is not in 1..=65535", settings.snaplen)));
-        }
+        pidcap_engine::capture::check_snaplen(settings.snaplen).map_err(engine_err)?;
         if settings.ring_size == 0 || settings.ring_size > 10_000_000 {
-            return Err(err(ErrorCode::InvalidArgument, format!("ring_size {} is not in 1..=10000000", settings.ring_size)));
+            return Err(err(
+                ErrorCode::InvalidArgument,
+                format!("ring_size {} is not in 1..=10000000", settings.ring_size),
+            ));
         }
         // Same kernel layer: fresh ring and counters, ids continuing where
         // the previous capture stopped.
@@ -375,7 +391,12 @@ impl Engine {
             .requested
             .iter()
             .filter(|_| self.running)
-            .map(|&pid| TargetInfo { pid, comm: self.procfs.comm(pid), alive: self.procfs.is_alive(pid), requested: true })
+            .map(|&pid| TargetInfo {
+                pid,
+                comm: self.procfs.comm(pid),
+                alive: self.procfs.is_alive(pid),
+                requested: true,
+            })
             .collect();
         for pid in kernel_targets {
             if !self.requested.contains(&pid) {

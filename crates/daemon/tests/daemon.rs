@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::{config, root_or_skip, socket_path, wait_for, InProcess, NetNs, Outcome, Prober, Server};
-use pidcap_control::protocol::{ErrorCode, Event};
-use pidcap_control::{Client, ControlError, Daemon};
+use common::{config, ebpf, root_or_skip, socket_path, wait_for, InProcess, NetNs, Outcome, Prober, Server};
+use pidcap_api::protocol::{ErrorCode, Event};
+use pidcap_api::{Client, ClientError};
+use pidcap_daemon::Daemon;
 use pidcap_engine::rules::Action;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -15,9 +16,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const PORT: u16 = 8080;
-fn api_code(e: ControlError) -> ErrorCode {
+fn api_code(e: ClientError) -> ErrorCode {
     match e {
-        ControlError::Api(e) => e.code,
+        ClientError::Api(e) => e.code,
         e => panic!("expected an API error, got {e}"),
     }
 }
@@ -39,7 +40,10 @@ fn capture_paging_state_filters_clear_and_stop_through_the_socket() {
 
     let started = c.start_capture(vec![target.pid()], vec![], Some(200), Some(10_000), false).unwrap();
     assert_eq!(started.targets, [target.pid()]);
-    assert_eq!(api_code(c.start_capture(vec![target.pid()], vec![], None, None, false).unwrap_err()), ErrorCode::AlreadyRunning);
+    assert_eq!(
+        api_code(c.start_capture(vec![target.pid()], vec![], None, None, false).unwrap_err()),
+        ErrorCode::AlreadyRunning
+    );
     for _ in 0..5 {
         assert_eq!(target.try_("tcp4", PORT), Outcome::Ok);
     }
@@ -120,8 +124,8 @@ fn capture_paging_state_filters_clear_and_stop_through_the_socket() {
     assert_eq!(page.missed, before, "a client that asks from 0 is told what it missed");
 
     // inject of a packet no longer held: a clear error (jobs are tested in tests/jobs.rs).
-    let args = pidcap_control::protocol::InjectArgs { packet: Some(1), ..Default::default() };
-    assert_eq!(api_code(c.call(pidcap_control::Op::Inject(Box::new(args))).unwrap_err()), ErrorCode::InvalidArgument);
+    let args = pidcap_api::protocol::InjectArgs { packet: Some(1), ..Default::default() };
+    assert_eq!(api_code(c.call(pidcap_api::Op::Inject(Box::new(args))).unwrap_err()), ErrorCode::InvalidArgument);
 
     let s = c.stop_capture().unwrap();
     assert!(!s.running);
@@ -142,7 +146,12 @@ fn bad_input_gets_a_clear_error_and_the_daemon_keeps_going() {
         c.send_line(line).unwrap();
         let r = c.read_reply().unwrap();
         assert_eq!(r.ok, Some(false));
-        assert_eq!(r.error.as_ref().map(|e| e.code), Some(code), "{}: {r:?}", String::from_utf8_lossy(&line[..line.len().min(80)]));
+        assert_eq!(
+            r.error.as_ref().map(|e| e.code),
+            Some(code),
+            "{}: {r:?}",
+            String::from_utf8_lossy(&line[..line.len().min(80)])
+        );
     };
     expect(b"{not json", ErrorCode::BadRequest);
     expect(br#"{"v":1,"id":1,"op":"reboot"}"#, ErrorCode::UnknownOp);
@@ -160,8 +169,8 @@ fn bad_input_gets_a_clear_error_and_the_daemon_keeps_going() {
     assert_eq!(s.filters[0].spec, "block:udp:53");
 
     // A second daemon on the same socket is refused; the first keeps serving.
-    match Daemon::bind(config(&d.socket, None)) {
-        Err(ControlError::AlreadyRunning(_)) => {}
+    match Daemon::bind(config(&d.socket, None), ebpf) {
+        Err(pidcap_daemon::DaemonError::AlreadyRunning(_)) => {}
         Err(e) => panic!("expected AlreadyRunning, got {e}"),
         Ok(_) => panic!("a second daemon started on a live socket"),
     }
@@ -172,7 +181,7 @@ fn bad_input_gets_a_clear_error_and_the_daemon_keeps_going() {
     std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     assert!(stale.exists());
-    let d2 = Daemon::bind(config(&stale, None)).expect("a stale socket is removed");
+    let d2 = Daemon::bind(config(&stale, None), ebpf).expect("a stale socket is removed");
     drop(d2);
 }
 
@@ -221,7 +230,11 @@ fn only_root_and_the_group_may_connect() {
     }
     ensure(&["groupadd", "--system", "pidcap-test"]);
     ensure(&["useradd", "--system", "--no-create-home", "pidcap-test-nobody"]);
-    let (uid, ugid, group) = (id_of("-u", "pidcap-test-nobody"), id_of("-g", "pidcap-test-nobody"), pidcap_control::server::group_gid("pidcap-test").unwrap());
+    let (uid, ugid, group) = (
+        id_of("-u", "pidcap-test-nobody"),
+        id_of("-g", "pidcap-test-nobody"),
+        pidcap_daemon::server::group_gid("pidcap-test").unwrap(),
+    );
     let d = InProcess::start(Some("pidcap-test"));
     let meta = std::fs::metadata(&d.socket).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
@@ -245,7 +258,7 @@ const CHILD_ENV: &str = "PIDCAP_TEST_DAEMON_SOCKET";
 #[test]
 fn daemon_child_process() {
     let Some(socket) = std::env::var_os(CHILD_ENV) else { return };
-    let daemon = Daemon::bind(config(Path::new(&socket), None)).expect("daemon");
+    let daemon = Daemon::bind(config(Path::new(&socket), None), ebpf).expect("daemon");
     println!("ready");
     std::io::stdout().flush().unwrap();
     daemon.run().unwrap();
@@ -284,7 +297,7 @@ fn sigkill_of_the_daemon_leaves_no_rule_in_force() {
     let pid = child.id();
     assert!(wait_for(Duration::from_secs(2), || !Path::new(&format!("/proc/{pid}")).exists()));
     // The stale socket does not stop the next daemon.
-    let d = Daemon::bind(config(&socket, None)).expect("restart after SIGKILL");
+    let d = Daemon::bind(config(&socket, None), ebpf).expect("restart after SIGKILL");
     drop(d);
 }
 

@@ -2,7 +2,7 @@
 //! a UI thread). One request at a time; events of a subscription that
 //! arrive while a call waits for its reply are kept for [`Client::next_event`].
 
-use crate::error::{ControlError, Result};
+use crate::error::{ClientError, Result};
 use crate::protocol::{
     Event, FilterInfo, Filters, InjectArgs, JobInfo, JobReply, Jobs, Op, PacketPage, Reply, Request, Started, State,
     MAX_REPLY_BYTES, VERSION,
@@ -27,11 +27,11 @@ impl Client {
     /// Connect to the daemon on `path`, with errors that say what to do.
     pub fn connect(path: &Path) -> Result<Client> {
         let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
-            ErrorKind::NotFound | ErrorKind::ConnectionRefused => ControlError::NotRunning(path.into()),
-            ErrorKind::PermissionDenied => ControlError::PermissionDenied(path.into()),
-            _ => ControlError::io(format!("connecting to {}", path.display()), e),
+            ErrorKind::NotFound | ErrorKind::ConnectionRefused => ClientError::NotRunning(path.into()),
+            ErrorKind::PermissionDenied => ClientError::PermissionDenied(path.into()),
+            _ => ClientError::io(format!("connecting to {}", path.display()), e),
         })?;
-        let writer = stream.try_clone().map_err(|e| ControlError::io("socket", e))?;
+        let writer = stream.try_clone().map_err(|e| ClientError::io("socket", e))?;
         Ok(Client { reader: BufReader::new(stream), writer, next_id: 1, path: path.into(), events: VecDeque::new() })
     }
 
@@ -41,7 +41,7 @@ impl Client {
 
     /// Give up a read after `timeout` (None: wait forever).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<()> {
-        self.writer.set_read_timeout(timeout).map_err(|e| ControlError::io("socket", e))
+        self.writer.set_read_timeout(timeout).map_err(|e| ClientError::io("socket", e))
     }
 
     /// Send one raw line (tests of malformed input); a newline is added.
@@ -49,7 +49,7 @@ impl Client {
         let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line);
         buf.push(b'\n');
-        self.writer.write_all(&buf).map_err(|e| ControlError::io("writing to the daemon", e))
+        self.writer.write_all(&buf).map_err(|e| ClientError::io("writing to the daemon", e))
     }
 
     /// Read the next line the daemon sends.
@@ -58,18 +58,20 @@ impl Client {
         let n = (&mut self.reader)
             .take(MAX_REPLY_BYTES as u64)
             .read_until(b'\n', &mut line)
-            .map_err(|e| ControlError::io("reading from the daemon", e))?;
+            .map_err(|e| ClientError::io("reading from the daemon", e))?;
         if n == 0 {
-            return Err(ControlError::Protocol("the daemon closed the connection".into()));
+            return Err(ClientError::Protocol("the daemon closed the connection".into()));
         }
-        serde_json::from_slice(&line).map_err(|e| ControlError::Protocol(format!("{e}: {}", String::from_utf8_lossy(&line))))
+        serde_json::from_slice(&line)
+            .map_err(|e| ClientError::Protocol(format!("{e}: {}", String::from_utf8_lossy(&line))))
     }
 
     /// Send `op`, wait for its reply; the result, or the daemon's error.
     pub fn call(&mut self, op: Op) -> Result<serde_json::Value> {
         let id = self.next_id;
         self.next_id += 1;
-        let req = serde_json::to_vec(&Request { v: VERSION, id, op }).map_err(|e| ControlError::Protocol(e.to_string()))?;
+        let req =
+            serde_json::to_vec(&Request { v: VERSION, id, op }).map_err(|e| ClientError::Protocol(e.to_string()))?;
         self.send_line(&req)?;
         loop {
             let reply = self.read_reply()?;
@@ -81,7 +83,7 @@ impl Client {
                 continue;
             }
             if let Some(e) = reply.error {
-                return Err(ControlError::Api(e));
+                return Err(ClientError::Api(e));
             }
             return Ok(reply.result.unwrap_or(serde_json::Value::Null));
         }
@@ -90,10 +92,17 @@ impl Client {
     /// [`Client::call`], the result decoded as `T`.
     pub fn call_as<T: DeserializeOwned>(&mut self, op: Op) -> Result<T> {
         let v = self.call(op)?;
-        serde_json::from_value(v).map_err(|e| ControlError::Protocol(e.to_string()))
+        serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
-    pub fn start_capture(&mut self, pids: Vec<u32>, names: Vec<String>, snaplen: Option<u32>, ring_size: Option<usize>, follow_children: bool) -> Result<Started> {
+    pub fn start_capture(
+        &mut self,
+        pids: Vec<u32>,
+        names: Vec<String>,
+        snaplen: Option<u32>,
+        ring_size: Option<usize>,
+        follow_children: bool,
+    ) -> Result<Started> {
         self.call_as(Op::StartCapture { pids, names, snaplen, ring_size, follow_children })
     }
 
@@ -111,7 +120,7 @@ impl Client {
 
     pub fn add_filter(&mut self, spec: &str, action: Action, index: Option<usize>) -> Result<FilterInfo> {
         let f: Filters = self.call_as(Op::AddFilter { rule: spec.into(), action: Some(action), index })?;
-        f.filter.ok_or_else(|| ControlError::Protocol("add_filter returned no filter".into()))
+        f.filter.ok_or_else(|| ClientError::Protocol("add_filter returned no filter".into()))
     }
 
     pub fn remove_filter(&mut self, id: u64) -> Result<Filters> {
@@ -143,7 +152,7 @@ impl Client {
     /// [`Event::SendStatus`] and finally [`Event::JobDone`] with [`Client::next_event`].
     pub fn watch_job(&mut self, job: u64) -> Result<JobInfo> {
         let v = self.call(Op::WatchJob { job })?;
-        serde_json::from_value(v["job"].clone()).map_err(|e| ControlError::Protocol(e.to_string()))
+        serde_json::from_value(v["job"].clone()).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// Stop a job; returns it once stopped.

@@ -103,8 +103,13 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         index: Option<usize>,
     },
-    RemoveFilter { filter: u64 },
-    SetFilterEnabled { filter: u64, enabled: bool },
+    RemoveFilter {
+        filter: u64,
+    },
+    SetFilterEnabled {
+        filter: u64,
+        enabled: bool,
+    },
     ClearFilters,
     /// Drop every packet held by the daemon (ids keep increasing).
     ClearBuffer,
@@ -112,9 +117,13 @@ pub enum Op {
     /// Running jobs and the last finished ones.
     ListJobs,
     /// Stream a job's statuses (the ones made so far first) on this connection.
-    WatchJob { job: u64 },
+    WatchJob {
+        job: u64,
+    },
     /// Stop a job; answered once it has stopped.
-    StopJob { job: u64 },
+    StopJob {
+        job: u64,
+    },
 }
 
 impl Op {
@@ -327,9 +336,8 @@ pub struct Filters {
 pub fn parse_request(line: &[u8]) -> Result<Request, (Option<u64>, ApiError)> {
     let value: serde_json::Value = serde_json::from_slice(line)
         .map_err(|e| (None, ApiError::new(ErrorCode::BadRequest, format!("not JSON: {e}"))))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| (None, ApiError::new(ErrorCode::BadRequest, "a request is a JSON object")))?;
+    let obj =
+        value.as_object().ok_or_else(|| (None, ApiError::new(ErrorCode::BadRequest, "a request is a JSON object")))?;
     let id = obj.get("id").and_then(|v| v.as_u64());
     let bad = |code, msg: String| Err((id, ApiError::new(code, msg)));
     if id.is_none() {
@@ -341,7 +349,10 @@ pub fn parse_request(line: &[u8]) -> Result<Request, (Option<u64>, ApiError)> {
         Some(v) => {
             return bad(
                 ErrorCode::UnsupportedVersion,
-                format!("protocol version {} is not supported; this daemon speaks v{VERSION}", v.map_or("?".into(), |v| v.to_string())),
+                format!(
+                    "protocol version {} is not supported; this daemon speaks v{VERSION}",
+                    v.map_or("?".into(), |v| v.to_string())
+                ),
             )
         }
     }
@@ -408,8 +419,29 @@ mod tests {
     #[test]
     fn arbitrary_input_never_panics() {
         let pieces: &[&str] = &[
-            "{", "}", "[", "]", "\"v\":1", "\"id\":", "\"op\":", "\"get_packets\"", "\"add_filter\"", "\"rule\":", "\"tcp:443\"",
-            ",", ":", "1", "-1", "1e99", "null", "true", "\"\\u0000\"", "\"since\":", "18446744073709551616", "\u{ff}", " ",
+            "{",
+            "}",
+            "[",
+            "]",
+            "\"v\":1",
+            "\"id\":",
+            "\"op\":",
+            "\"get_packets\"",
+            "\"add_filter\"",
+            "\"rule\":",
+            "\"tcp:443\"",
+            ",",
+            ":",
+            "1",
+            "-1",
+            "1e99",
+            "null",
+            "true",
+            "\"\\u0000\"",
+            "\"since\":",
+            "18446744073709551616",
+            "\u{ff}",
+            " ",
         ];
         let mut x: u64 = 0x2545_F491_4F6C_DD1D;
         let mut next = || {
@@ -431,9 +463,20 @@ mod tests {
         }
         // And every well-formed request of each op parses back to itself.
         for op in [
-            Op::StartCapture { pids: vec![1], names: vec!["curl".into()], snaplen: Some(100), ring_size: None, follow_children: true },
+            Op::StartCapture {
+                pids: vec![1],
+                names: vec!["curl".into()],
+                snaplen: Some(100),
+                ring_size: None,
+                follow_children: true,
+            },
             Op::Subscribe { since: Some(3) },
-            Op::Inject(Box::new(InjectArgs { packet: Some(1), data: Some("4142".into()), count: Some(3), ..Default::default() })),
+            Op::Inject(Box::new(InjectArgs {
+                packet: Some(1),
+                data: Some("4142".into()),
+                count: Some(3),
+                ..Default::default()
+            })),
             Op::ListJobs,
             Op::WatchJob { job: 2 },
             Op::StopJob { job: 2 },

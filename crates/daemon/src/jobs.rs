@@ -105,7 +105,11 @@ impl Jobs {
         let g = self.lock();
         let e = g.jobs.get(&id)?;
         let running = e.info.summary.is_none();
-        Some(Watch { info: e.info.clone(), history: e.history.iter().cloned().collect(), rx: running.then(|| e.tx.subscribe()) })
+        Some(Watch {
+            info: e.info.clone(),
+            history: e.history.iter().cloned().collect(),
+            rx: running.then(|| e.tx.subscribe()),
+        })
     }
 
     /// Ask a job to stop; false when there is no such job.

@@ -37,7 +37,6 @@ pub struct DiagSocket {
     pub cookie: u64,
 }
 
-
 fn dump(family: u8, protocol: u8, out: &mut Vec<DiagSocket>) -> io::Result<()> {
     // SAFETY: socket(2) with constant arguments; the result is checked.
     let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, NETLINK_SOCK_DIAG) };
@@ -56,7 +55,7 @@ fn dump(family: u8, protocol: u8, out: &mut Vec<DiagSocket>) -> io::Result<()> {
     req.extend_from_slice(&[family, protocol, 0, 0]); // family, protocol, ext, pad
     req.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
     req.extend_from_slice(&[0u8; 48]); // inet_diag_sockid: match anything
-    // SAFETY: `req` is a valid buffer of `req.len()` bytes for the whole call.
+                                       // SAFETY: `req` is a valid buffer of `req.len()` bytes for the whole call.
     let sent = unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
     if sent < 0 {
         return Err(io::Error::last_os_error());

@@ -4,8 +4,9 @@
 //! and again while rules change around it). No traffic leaves the namespace.
 #![allow(dead_code)]
 
-use pidcap_control::{Client, Daemon, DaemonConfig};
-use pidcap_engine::LoadOptions;
+use pidcap_api::Client;
+use pidcap_daemon::{Daemon, DaemonConfig};
+use pidcap_ebpf::{EbpfBackend, LoadOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -119,14 +120,8 @@ pub struct Py {
 
 impl Py {
     fn start(mut cmd: Command, script: &str, args: &[&str]) -> Py {
-        let mut child = cmd
-            .arg("-c")
-            .arg(script)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
+        let mut child =
+            cmd.arg("-c").arg(script).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("python3");
         let stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
@@ -212,7 +207,8 @@ pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 static N: AtomicU32 = AtomicU32::new(0);
 
 pub fn socket_path() -> PathBuf {
-    let base = std::env::temp_dir().join(format!("pidcap-ctl-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let base =
+        std::env::temp_dir().join(format!("pidcap-ctl-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
     std::fs::create_dir_all(&base).unwrap();
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
     // A directory the daemon creates itself (so it sets its mode and group).
@@ -220,12 +216,12 @@ pub fn socket_path() -> PathBuf {
 }
 
 pub fn config(socket: &Path, group: Option<&str>) -> DaemonConfig {
-    DaemonConfig {
-        socket: socket.into(),
-        group: group.map(Into::into),
-        load: LoadOptions { ring_bytes: 1 << 20, ..Default::default() },
-        handle_signals: false,
-    }
+    DaemonConfig { socket: socket.into(), group: group.map(Into::into), handle_signals: false }
+}
+
+/// The real kernel layer, with a small (1 MiB) ring.
+pub fn ebpf() -> Result<Box<dyn pidcap_engine::KernelBackend>, pidcap_engine::EngineError> {
+    Ok(Box::new(EbpfBackend::load(LoadOptions { ring_bytes: 1 << 20, ..Default::default() })?))
 }
 
 /// A daemon in this process; stopped on drop.
@@ -238,7 +234,7 @@ pub struct InProcess {
 impl InProcess {
     pub fn start(group: Option<&str>) -> InProcess {
         let socket = socket_path();
-        let daemon = Daemon::bind(config(&socket, group)).expect("daemon");
+        let daemon = Daemon::bind(config(&socket, group), ebpf).expect("daemon");
         let (stop, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::spawn(move || daemon.serve(rx).unwrap());
         InProcess { socket, stop: Some(stop), thread: Some(thread) }

@@ -1,16 +1,10 @@
-//! Errors of the daemon and of its client.
+//! Errors of the daemon's client.
 
 use crate::protocol::ApiError;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error("another pidcap daemon is already serving {0}")]
-    AlreadyRunning(PathBuf),
-
-    #[error("{0} exists and is not a socket; remove it or choose another --socket")]
-    NotASocket(PathBuf),
-
+pub enum ClientError {
     #[error("no pidcap daemon is listening on {0} (start one with `sudo pidcap daemon`)")]
     NotRunning(PathBuf),
 
@@ -24,9 +18,6 @@ pub enum ControlError {
         source: std::io::Error,
     },
 
-    #[error(transparent)]
-    Engine(#[from] pidcap_engine::EngineError),
-
     /// The daemon answered with an error.
     #[error(transparent)]
     Api(#[from] ApiError),
@@ -36,10 +27,10 @@ pub enum ControlError {
     Protocol(String),
 }
 
-impl ControlError {
-    pub fn io(what: impl Into<String>, source: std::io::Error) -> ControlError {
-        ControlError::Io { what: what.into(), source }
+impl ClientError {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> ClientError {
+        ClientError::Io { what: what.into(), source }
     }
 }
 
-pub type Result<T, E = ControlError> = std::result::Result<T, E>;
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
