@@ -4,12 +4,13 @@
 
 use crate::cli::{CaptureArgs, CaptureOpts, RunArgs};
 use crate::output;
+use crate::output::{LineFormat, Lines};
 use anyhow::{bail, Context, Result};
 use pidcap_ebpf::{EbpfBackend, LoadOptions};
 use pidcap_engine::spawn::{self, Child, Output, Stdio};
 use pidcap_engine::RawPacket;
 use pidcap_engine::{Capture, CaptureOptions, Drain, EngineError, Schedule, Session};
-use pidcap_pcapfile::{Format, PacketWriter, RecordRef, WriterOptions};
+use pidcap_pcapfile::{Format, PacketOutput, PacketWriter, PcapError, RecordRef, WriterOptions};
 use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,12 +19,11 @@ use std::time::Duration;
 /// After the last target exits, packets still in flight (a FIN's ACK) get this long.
 const GRACE: Duration = Duration::from_millis(50);
 
-/// Where packets go. Text sinks need decoded packets (`Capture::poll`); a
-/// capture file takes the kernel's bytes as they are (`Capture::poll_raw`).
-enum Sink {
-    Text { out: BufWriter<std::io::Stdout>, json: bool },
-    File(PacketWriter<BufWriter<Box<dyn Write>>>),
-    Quiet,
+/// Where packets go: one [`PacketOutput`] (a capture file, text or JSON
+/// lines, nothing), and what to call it in errors.
+struct Sink {
+    out: Box<dyn PacketOutput>,
+    what: String,
 }
 
 impl Sink {
@@ -39,18 +39,21 @@ impl Sink {
                 WriterOptions { snaplen: opts.snaplen, application: format!("pidcap {}", env!("CARGO_PKG_VERSION")) };
             let w = PacketWriter::new(format, BufWriter::with_capacity(1 << 20, out), &wopts)
                 .with_context(|| format!("cannot write to {}", path.display()))?;
-            return Ok(Sink::File(w));
+            return Ok(Sink { out: Box::new(w), what: "writing the capture file".into() });
         }
-        if opts.quiet {
-            return Ok(Sink::Quiet);
-        }
-        Ok(Sink::Text { out: BufWriter::with_capacity(1 << 16, std::io::stdout()), json: opts.json })
+        let out: Box<dyn PacketOutput> = if opts.quiet {
+            Box::new(output::Discard)
+        } else {
+            let format = if opts.json { LineFormat::Json } else { LineFormat::Text };
+            Box::new(Lines::new(BufWriter::with_capacity(1 << 16, std::io::stdout()), format))
+        };
+        Ok(Sink { out, what: "writing to stdout".into() })
     }
 
     /// Run `drain` (a session step, or its end) with this sink taking the
-    /// packets, up to `limit` in all (`written` counts them). A write error
-    /// stops writing and is returned beside `drain`'s result, once the
-    /// kernel's batch has been taken.
+    /// packets, decoded or raw as the output prefers, up to `limit` in all
+    /// (`written` counts them). A write error stops writing and is returned
+    /// beside `drain`'s result, once the kernel's batch has been taken.
     fn drain<R>(
         &mut self,
         limit: u64,
@@ -58,70 +61,49 @@ impl Sink {
         drain: impl FnOnce(Drain<'_>) -> R,
     ) -> (R, Option<anyhow::Error>) {
         let mut err = None;
-        let mut accept = |write: &mut dyn FnMut() -> Result<()>| {
+        let decoded = self.out.wants_decoded();
+        let out = &mut self.out;
+        let mut accept = |write: &mut dyn FnMut(&mut dyn PacketOutput) -> Result<(), PcapError>| {
             if *written < limit && err.is_none() {
-                match write() {
+                match write(out.as_mut()) {
                     Ok(()) => *written += 1,
                     Err(e) => err = Some(e),
                 }
             }
         };
-        let r = match self {
-            Sink::Text { out, json } => drain(Drain::Decoded(&mut |p| {
-                accept(&mut || {
-                    let line = if *json { output::packet_json(p) } else { output::packet_line(p) };
-                    Ok(writeln!(out, "{line}")?)
-                })
-            })),
-            Sink::File(w) => {
-                drain(Drain::Raw(&mut |id, timestamp_ns, raw| accept(&mut || write_record(w, id, timestamp_ns, raw))))
-            }
-            Sink::Quiet => drain(Drain::Raw(&mut |_, _, _| accept(&mut || Ok(())))),
+        let r = if decoded {
+            drain(Drain::Decoded(&mut |p| accept(&mut |out| out.write_packet(p))))
+        } else {
+            drain(Drain::Raw(&mut |id, timestamp_ns, raw| {
+                accept(&mut |out| out.write_record(&record(id, timestamp_ns, raw, &String::from_utf8_lossy(raw.comm))))
+            }))
         };
-        (r, err)
+        (r, err.map(|e| anyhow::Error::new(e).context(self.what.clone())))
     }
 
     fn flush(&mut self) -> Result<()> {
-        match self {
-            Sink::Text { out, .. } => out.flush()?,
-            Sink::File(w) => w.flush().context("writing the capture file")?,
-            Sink::Quiet => {}
-        }
-        Ok(())
+        self.out.flush().with_context(|| self.what.clone())
     }
 
     fn finish(self) -> Result<()> {
-        match self {
-            Sink::File(w) => {
-                w.into_inner().context("writing the capture file")?.flush()?;
-            }
-            mut other => other.flush()?,
-        }
-        Ok(())
+        self.out.finish().context(self.what)
     }
 }
 
-/// One packet, borrowed from the kernel's buffer, into the capture file.
-fn write_record(
-    w: &mut PacketWriter<BufWriter<Box<dyn Write>>>,
-    id: u64,
-    timestamp_ns: u64,
-    raw: &RawPacket<'_>,
-) -> Result<()> {
-    let comm = String::from_utf8_lossy(raw.comm);
-    let rec = RecordRef {
+/// One packet as the output sees it, borrowed from the kernel's buffer.
+fn record<'a>(id: u64, timestamp_ns: u64, raw: &RawPacket<'a>, comm: &'a str) -> RecordRef<'a> {
+    RecordRef {
         id,
         timestamp_ns,
         pid: raw.pid,
-        comm: &comm,
+        comm,
         socket_cookie: raw.socket_cookie,
         direction: raw.direction,
         verdict: raw.verdict,
         rule: raw.rule,
         orig_len: raw.orig_len,
         data: raw.data,
-    };
-    w.write_record(&rec).context("writing the capture file")
+    }
 }
 
 /// Load the programs, with errors that say what to do.
