@@ -12,91 +12,17 @@ fn bad<T>(msg: impl Into<String>) -> Result<T, EditError> {
     Err(EditError(msg.into()))
 }
 
-/// Parse hex bytes: `47 45 54`, `474554`, `0x47 0x45`, `47:45:54`, `47-45,54`
-/// (spaces, tabs, newlines, `:` `,` `-` separate; a `0x`/`0X` prefix may start
-/// each group). Digits pair up within a group, so a group needs an even number
-/// of digits; the error names the 0-based character position.
+/// Parse hex bytes with [`pidcap_packet::hex::parse`]: `47 45 54`, `474554`,
+/// `0x47 0x45`, `47:45:54`, `47-45,54`; the error names the 0-based position.
 pub fn parse_hex(s: &str) -> Result<Vec<u8>, EditError> {
-    let mut out = Vec::with_capacity(s.len() / 2);
-    let chars: Vec<(usize, char)> = s.char_indices().collect();
-    let mut i = 0;
-    let sep = |c: char| c.is_whitespace() || matches!(c, ':' | ',' | '-');
-    while i < chars.len() {
-        let (pos, c) = chars[i];
-        if sep(c) {
-            i += 1;
-            continue;
-        }
-        // A group: optional 0x, then hex digits up to the next separator.
-        if c == '0' && matches!(chars.get(i + 1), Some((_, 'x' | 'X'))) {
-            i += 2;
-        }
-        let start = i;
-        while i < chars.len() && !sep(chars[i].1) {
-            let (p, d) = chars[i];
-            if !d.is_ascii_hexdigit() {
-                return bad(format!("invalid hex digit {d:?} at position {p}"));
-            }
-            i += 1;
-        }
-        let group = &chars[start..i];
-        if group.is_empty() {
-            return bad(format!("`0x` without digits at position {pos}"));
-        }
-        if !group.len().is_multiple_of(2) {
-            return bad(format!(
-                "odd number of hex digits ({}) in the group at position {}: write each byte as two digits",
-                group.len(),
-                group[0].0
-            ));
-        }
-        for pair in group.chunks(2) {
-            let hi = pair[0].1.to_digit(16).unwrap_or(0) as u8;
-            let lo = pair[1].1.to_digit(16).unwrap_or(0) as u8;
-            out.push(hi << 4 | lo);
-        }
-    }
-    Ok(out)
+    pidcap_packet::hex::parse(s).map_err(|e| EditError(e.to_string()))
 }
 
-/// Parse text with C-like escapes: `\r \n \t \0 \\ \" \' \xHH`; any other
-/// character stands for its UTF-8 bytes. The error names the position.
+/// Parse text with C-like escapes ([`pidcap_packet::ascii::unescape`]):
+/// `\r \n \t \0 \\ \" \' \xHH`; any other character stands for its
+/// UTF-8 bytes. The error names the position.
 pub fn parse_ascii(s: &str) -> Result<Vec<u8>, EditError> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut it = s.char_indices().peekable();
-    while let Some((pos, c)) = it.next() {
-        if c != '\\' {
-            let mut buf = [0u8; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            continue;
-        }
-        let Some((_, e)) = it.next() else {
-            return bad(format!("lone backslash at the end (position {pos}); write \\\\ for one"));
-        };
-        match e {
-            'r' => out.push(b'\r'),
-            'n' => out.push(b'\n'),
-            't' => out.push(b'\t'),
-            '0' => out.push(0),
-            '\\' => out.push(b'\\'),
-            '"' => out.push(b'"'),
-            '\'' => out.push(b'\''),
-            'x' => {
-                let h: String =
-                    (0..2).filter_map(|_| it.next_if(|(_, d)| d.is_ascii_hexdigit()).map(|(_, d)| d)).collect();
-                if h.len() != 2 {
-                    return bad(format!("\\x at position {pos} needs two hex digits"));
-                }
-                out.push(u8::from_str_radix(&h, 16).unwrap_or(0));
-            }
-            other => {
-                return bad(format!(
-                    "unknown escape \\{other} at position {pos} (known: \\r \\n \\t \\0 \\\\ \\\" \\' \\xHH)"
-                ))
-            }
-        }
-    }
-    Ok(out)
+    pidcap_packet::ascii::unescape(s).map_err(|e| EditError(e.to_string()))
 }
 
 /// An offset: decimal, or hex with `0x`.

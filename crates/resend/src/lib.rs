@@ -156,29 +156,12 @@ pub struct ReplyInfo {
 impl ReplyInfo {
     pub fn new(b: &[u8]) -> ReplyInfo {
         let head = &b[..b.len().min(64)];
-        ReplyInfo {
-            bytes: b.len(),
-            hex: pidcap_packet::to_hex(head),
-            ascii: head.iter().map(|&c| if c.is_ascii_graphic() || c == b' ' { c as char } else { '.' }).collect(),
-        }
+        ReplyInfo { bytes: b.len(), hex: pidcap_packet::to_hex(head), ascii: pidcap_packet::ascii::dots(head) }
     }
 }
 
-/// TCP header fields for raw mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TcpFields {
-    pub seq: u32,
-    pub ack: u32,
-    pub flags: u8,
-    pub window: u16,
-}
-
-impl Default for TcpFields {
-    /// PSH|ACK, sequence numbers 0, window 65535: for packets made from scratch.
-    fn default() -> TcpFields {
-        TcpFields { seq: 0, ack: 0, flags: 0x18, window: 65535 }
-    }
-}
+/// TCP header fields for raw mode (the one definition is pidcap-packet's builder's).
+pub use pidcap_packet::build::TcpFields;
 
 /// Where a job sends, resolved. Socket and connect modes: `local` is our
 /// (the process's) end, `remote` the peer. Raw mode: `local` is the source
@@ -254,7 +237,7 @@ pub struct Prepared {
     pub mode: Mode,
     pub target: Target,
     /// The payload after the edits.
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "pidcap_packet::hex::serde_hex")]
     pub payload: Vec<u8>,
     pub count: u64,
     pub forever: bool,
@@ -262,16 +245,6 @@ pub struct Prepared {
     pub max_rate: f64,
     pub stop_on_error: bool,
     pub timeout: Duration,
-}
-
-mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&pidcap_packet::to_hex(b))
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        pidcap_packet::from_hex(&String::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
 }
 
 /// Parse `ADDR:PORT` or `[V6]:PORT`.
@@ -382,24 +355,11 @@ pub fn prepare(args: &InjectArgs) -> Result<Prepared, EditError> {
 }
 
 fn tcp_fields(p: &CapturedPacket) -> Option<TcpFields> {
-    let s = etherparse::LaxSlicedPacket::from_ip(&p.data).ok()?;
-    match s.transport? {
-        etherparse::TransportSlice::Tcp(t) => Some(TcpFields {
-            seq: t.sequence_number(),
-            ack: t.acknowledgment_number(),
-            flags: p.decoded.tcp_flags.unwrap_or(0x18),
-            window: t.window_size(),
-        }),
-        _ => None,
-    }
+    pidcap_packet::headers(&p.data).tcp().map(|t| t.fields())
 }
 
 fn ttl_of(p: &CapturedPacket) -> Option<u8> {
-    match etherparse::LaxSlicedPacket::from_ip(&p.data).ok()?.net? {
-        etherparse::LaxNetSlice::Ipv4(v4) => Some(v4.header().ttl()),
-        etherparse::LaxNetSlice::Ipv6(v6) => Some(v6.header().hop_limit()),
-        _ => None,
-    }
+    pidcap_packet::headers(&p.data).ip.map(|ip| ip.hop_limit())
 }
 
 /// Open the sender for a prepared job (finds/duplicates the socket, connects...).

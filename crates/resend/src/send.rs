@@ -251,51 +251,24 @@ pub struct RawSender {
     t: Target,
 }
 
-/// Build the IP packet for `payload` from `t` (src = `t.local`, dst = `t.remote`):
-/// lengths and checksums computed by etherparse.
+/// Build the IP packet for `payload` from `t` (src = `t.local`, dst = `t.remote`)
+/// with [`pidcap_packet::build::build`]: lengths and checksums computed.
 pub fn build_packet(t: &Target, payload: &[u8]) -> Result<Vec<u8>, SendError> {
-    use etherparse::PacketBuilder;
+    use pidcap_packet::build::{build, BuildError, Transport, DEFAULT_TTL};
     let src =
         t.local.ok_or_else(|| SendError::new(ErrorKind::Io, "raw mode needs a source address (--from ADDR:PORT)"))?;
     let dst = t.remote;
-    let ttl = t.ttl.unwrap_or(64);
-    let ip = match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), ttl),
-        (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s.octets(), d.octets(), ttl),
-        _ => {
-            return Err(SendError::new(
-                ErrorKind::Io,
-                format!("raw mode: source {src} and destination {dst} are not the same IP version"),
-            ))
-        }
+    let transport = match t.proto {
+        Proto::Udp => Transport::Udp,
+        Proto::Tcp => Transport::Tcp(t.tcp.unwrap_or_default()),
     };
-    let mut out = Vec::new();
-    let r = match t.proto {
-        Proto::Udp => ip.udp(src.port(), dst.port()).write(&mut out, payload),
-        Proto::Tcp => {
-            let tcp = t.tcp.unwrap_or_default();
-            let mut b = ip.tcp(src.port(), dst.port(), tcp.seq, tcp.window);
-            let f = tcp.flags;
-            if f & 0x10 != 0 {
-                b = b.ack(tcp.ack);
-            }
-            if f & 0x01 != 0 {
-                b = b.fin();
-            }
-            if f & 0x02 != 0 {
-                b = b.syn();
-            }
-            if f & 0x04 != 0 {
-                b = b.rst();
-            }
-            if f & 0x08 != 0 {
-                b = b.psh();
-            }
-            b.write(&mut out, payload)
-        }
-    };
-    r.map_err(|e| SendError::new(ErrorKind::Io, format!("building the packet: {e}")))?;
-    Ok(out)
+    build(src, dst, t.ttl.unwrap_or(DEFAULT_TTL), transport, payload).map_err(|e| match e {
+        BuildError::MixedVersions { .. } => SendError::new(
+            ErrorKind::Io,
+            format!("raw mode: source {src} and destination {dst} are not the same IP version"),
+        ),
+        BuildError::Write(e) => SendError::new(ErrorKind::Io, format!("building the packet: {e}")),
+    })
 }
 
 impl RawSender {
