@@ -114,7 +114,17 @@ fn a_server_listening_before_the_capture_gets_its_accepted_connections() {
     let client = run_ok(&mut ns.peer(&["tcp-client", "127.0.0.1", &port, "3", "to-server"]));
     let client_ports: HashSet<u16> =
         peer_report(&client.stdout)["ports"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u16).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    let syn =
+        |p: &pidcap_packet::CapturedPacket| p.direction == Direction::Inbound && p.decoded.tcp_flags == Some(TCP_SYN);
+    let synack = |p: &pidcap_packet::CapturedPacket| {
+        p.direction == Direction::Outbound && p.decoded.tcp_flags == Some(TCP_SYN | TCP_ACK)
+    };
+    wait_for_capture(&file, "the 3 connections", |p| {
+        p.len() >= 15
+            && p.iter().filter(|p| syn(p)).count() >= 3
+            && p.iter().filter(|p| synack(p)).count() >= 3
+            && p.iter().any(|p| p.payload().starts_with(b"to-server 2"))
+    });
     signal(&child, libc::SIGINT);
     let out = child.wait_with_output();
     assert!(out.status.success());
@@ -127,13 +137,9 @@ fn a_server_listening_before_the_capture_gets_its_accepted_connections() {
         assert!(client_ports.contains(&p.decoded.remote_port));
     }
     // Each connection's SYN arrives at the listener, and its data at the accepted socket.
-    let syns =
-        packets.iter().filter(|p| p.direction == Direction::Inbound && p.decoded.tcp_flags == Some(TCP_SYN)).count();
+    let syns = packets.iter().filter(|p| syn(p)).count();
     assert_eq!(syns, 3);
-    let synacks = packets
-        .iter()
-        .filter(|p| p.direction == Direction::Outbound && p.decoded.tcp_flags == Some(TCP_SYN | TCP_ACK))
-        .count();
+    let synacks = packets.iter().filter(|p| synack(p)).count();
     assert_eq!(synacks, 3, "SYN-ACKs leave from request sockets and are attributed by port");
     assert!(packets.iter().any(|p| p.payload().starts_with(b"to-server 2")));
     assert_eq!(tshark_frames(&file), packets.len());
@@ -279,7 +285,9 @@ fn capture_by_name_takes_processes_started_later() {
     let port = server.port.to_string();
     let target = run_ok(ns.command(&named).arg(peer_script()).args(["udp-client", "127.0.0.1", &port, "2"]));
     run_ok(&mut ns.peer(&["udp-client", "127.0.0.1", &port, "2"])); // plain python3: not captured
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_capture(&file, "the named process's 4 packets", |p| p.len() >= 4);
+    // Whatever the kernel took of the plain python3 (it has exited) is in its
+    // ring now, and pidcap drains the ring when it stops: it would show.
     signal(&child, libc::SIGINT);
     assert!(child.wait_with_output().status.success());
 

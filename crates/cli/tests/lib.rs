@@ -331,7 +331,8 @@ fn save_by_packet_id_from_the_daemon() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(held.len(), 6, "the daemon did not capture the 6 datagrams: {held:?}");
-    let outbound: Vec<u64> = held.iter().filter(|p| p.direction.as_str() == "out").map(|p| p.id).collect();
+    let outbound: Vec<u64> =
+        held.iter().filter(|p| p.direction == pidcap_packet::Direction::Outbound).map(|p| p.id).collect();
     assert_eq!(outbound.len(), 3);
 
     // By a list of ids...

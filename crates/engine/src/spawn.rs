@@ -259,7 +259,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pidcap-gate-{}", std::process::id()));
         let _ = std::fs::remove_file(&dir);
         let g = spawn_gated(&["touch".into(), dir.clone().into()], &Stdio::default()).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        // Wait until the child sleeps reading the gate pipe: from then on it
+        // can only go on when released.
+        let proc = std::path::PathBuf::from(format!("/proc/{}", g.pid));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(proc.join("wchan")).is_ok_and(|w| !w.contains("pipe")) {
+            assert!(std::time::Instant::now() < deadline, "the child never blocked at the gate");
+            std::thread::yield_now();
+        }
+        assert_eq!(std::fs::read_link(proc.join("exe")).unwrap(), std::env::current_exe().unwrap(), "not executed");
         assert!(!dir.exists(), "the command must not run before release");
         let mut c = g.release().unwrap();
         assert_eq!(c.wait_blocking(), 0);

@@ -190,6 +190,33 @@ pub fn read_capture(path: &Path) -> Vec<CapturedPacket> {
     pidcap_pcapfile::read_packets(std::io::BufReader::new(f)).unwrap()
 }
 
+/// The packets of a capture file that pidcap is still writing: those of
+/// the whole blocks written so far (a read may end inside the last one).
+pub fn packets_so_far(path: &Path) -> Vec<CapturedPacket> {
+    let Ok(f) = std::fs::File::open(path) else { return Vec::new() };
+    let Ok(reader) = pidcap_pcapfile::PacketReader::new(std::io::BufReader::new(f)) else { return Vec::new() };
+    reader.map_while(Result::ok).collect()
+}
+
+/// Wait (at most 30 s) until the capture file `path` that pidcap is writing
+/// holds what `done` wants.
+pub fn wait_for_capture(path: &Path, what: &str, mut done: impl FnMut(&[CapturedPacket]) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let packets = packets_so_far(path);
+        if done(&packets) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never held {what}: {} packets",
+            path.display(),
+            packets.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Frames tshark reads in `path`, failing on any warning tshark prints.
 pub fn tshark_frames(path: &Path) -> usize {
     let out = Command::new("tshark")
