@@ -10,7 +10,7 @@
 use crate::error::{LibraryError, Result};
 use crate::model::{NewPacket, SavedPacket, Sequence};
 use crate::now_ns;
-use pidcap_packet::{to_hex, CapturedPacket, Direction, Verdict};
+use pidcap_packet::{to_hex, CapturedPacket, Direction, Protocol, Verdict};
 use serde_json::{json, Map, Value};
 use std::io::{Read, Write};
 use std::net::IpAddr;
@@ -236,9 +236,9 @@ fn parse_v1(o: &Obj<'_>, origin: &str) -> Result<DppFile> {
     let description = o.str_or("description", MAX_DESCRIPTION_CHARS, "")?.to_string();
     let tags = o.tags("tags")?;
     let proto = o.str("protocol", 16)?;
-    let udp = match proto.to_ascii_lowercase().as_str() {
-        "tcp" => false,
-        "udp" => true,
+    let udp = match proto.parse() {
+        Ok(Protocol::Tcp) => false,
+        Ok(Protocol::Udp) => true,
         _ => return Err(LibraryError::dpp("protocol", format!("{proto:?} is neither \"Tcp\" nor \"Udp\""))),
     };
     let direction = o.direction("direction")?;
