@@ -11,6 +11,7 @@
 //! - `desktop` (cargo feature): the same components in a native window.
 
 pub mod editor;
+pub mod error;
 pub mod filter;
 pub mod procs;
 pub mod runner;
