@@ -199,7 +199,7 @@ impl Runner {
             }
             Effect::LibraryQuery { query, tag } => {
                 let r = self.query_library(&query, tag);
-                self.reply(Task::ReadLibrary, r, |(items, tags)| LibraryMsg::Loaded { items, tags })
+                self.reply(Task::ReadLibrary, r, |(items, tags)| LibraryMsg::Loaded { query, items, tags })
             }
             Effect::LibrarySave { packets, name, description, tags } => {
                 let meta = PacketMeta { name, description, tags };

@@ -1,5 +1,9 @@
 //! The Dioxus components. They only render an [`App`] and dispatch
 //! [`Msg`]s; [`Root`] owns the state, the message loop and the runner.
+//!
+//! Every form field also carries the value the state machine holds as
+//! `data-value` (the library list: the query it answers as `data-query`),
+//! so that a test can wait for what it typed to have arrived.
 
 use crate::editor::{format_ascii, format_hex};
 use crate::runner::{spawn_feed, Context, Runner};
@@ -209,7 +213,7 @@ fn processes_tab(app: &App, d: D) -> Element {
         div { class: "panel",
             h2 { "Capture a running process" }
             div { class: "row",
-                input { id: "proc-search", placeholder: "search: name, pid, user, command line", value: "{app.processes.query}",
+                input { id: "proc-search", placeholder: "search: name, pid, user, command line", value: "{app.processes.query}", "data-value": "{app.processes.query}",
                     oninput: move |e: FormEvent| d.call(ProcessesMsg::SetQuery(e.value())) }
                 button { id: "refresh-procs", onclick: move |_| d.call(ProcessesMsg::Refresh), "Refresh" }
                 label { input { r#type: "checkbox", checked: app.processes.follow_children,
@@ -245,7 +249,7 @@ fn processes_tab(app: &App, d: D) -> Element {
         div { class: "panel",
             h2 { "Or run a command and capture it from its first packet" }
             div { class: "row",
-                input { id: "run-command", style: "flex:1", placeholder: "curl -s http://127.0.0.1:8080/", value: "{app.processes.run_command}",
+                input { id: "run-command", style: "flex:1", placeholder: "curl -s http://127.0.0.1:8080/", value: "{app.processes.run_command}", "data-value": "{app.processes.run_command}",
                     oninput: move |e: FormEvent| d.call(ProcessesMsg::SetRunCommand(e.value())) }
                 button { id: "run-capture", class: "primary", onclick: move |_| d.call(CaptureMsg::Run), "Run and capture" }
             }
@@ -509,10 +513,10 @@ fn editor(app: &App, d: D) -> Element {
             h2 { "Edit payload of {from} — {e.payload.len()} bytes, {modified}" }
             div { class: "editor",
                 div { b { "hex" }
-                    textarea { id: "edit-hex", class: "{hex_class}", spellcheck: "false", value: "{e.hex_text}",
+                    textarea { id: "edit-hex", class: "{hex_class}", spellcheck: "false", value: "{e.hex_text}", "data-value": "{e.hex_text}",
                         oninput: move |ev: FormEvent| d.call(EditorMsg::Hex(ev.value())) } }
                 div { b { "ASCII" } span { class: "muted", "  (\\r \\n \\t \\0 \\xHH escapes)" }
-                    textarea { id: "edit-ascii", spellcheck: "false", value: "{e.ascii_text}",
+                    textarea { id: "edit-ascii", spellcheck: "false", value: "{e.ascii_text}", "data-value": "{e.ascii_text}",
                         oninput: move |ev: FormEvent| d.call(EditorMsg::Ascii(ev.value())) } }
             }
             if let Some(err) = &e.hex_error {
@@ -549,14 +553,14 @@ fn resend(app: &App, d: D) -> Element {
         div { class: "panel", id: "resend",
             h2 { "Resend" }
             div { class: "row",
-                label { "mode " select { id: "resend-mode",
+                label { "mode " select { id: "resend-mode", "data-value": "{r.form.mode}",
                     onchange: move |e: FormEvent| d.call(ResendMsg::SetMode(e.value().parse().unwrap_or(Mode::Socket))),
                     for m in modes { option { value: "{m}", selected: r.form.mode == m, "{m}" } } } }
-                label { "count " input { id: "resend-count", size: "4", value: "{r.form.count}", disabled: r.form.forever,
+                label { "count " input { id: "resend-count", size: "4", value: "{r.form.count}", "data-value": "{r.form.count}", disabled: r.form.forever,
                     oninput: move |e: FormEvent| d.call(ResendMsg::SetCount(e.value())) } }
                 label { input { r#type: "checkbox", checked: r.form.forever,
                     onchange: move |e: FormEvent| d.call(ResendMsg::SetForever(e.checked())) } " loop until stopped" }
-                label { "every " input { id: "resend-interval", size: "5", value: "{r.form.interval_ms}",
+                label { "every " input { id: "resend-interval", size: "5", value: "{r.form.interval_ms}", "data-value": "{r.form.interval_ms}",
                     oninput: move |e: FormEvent| d.call(ResendMsg::SetInterval(e.value())) } " ms" }
                 button { id: "resend-start", class: "primary", disabled: !can || r.running(), onclick: move |_| d.call(ResendMsg::Start),
                     if app.editor.as_ref().is_some_and(|e| e.is_modified()) { "Send edited" } else { "Send" } }
@@ -588,11 +592,11 @@ fn save_form(app: &App, d: D) -> Element {
         div { class: "panel", id: "save-form",
             h2 { "Save {n} packet(s) to the library" }
             div { class: "row",
-                input { id: "save-name", placeholder: "name", value: "{s.name}", oninput: move |e: FormEvent| d.call(LibraryMsg::SetSaveName(e.value())) }
-                input { id: "save-tags", placeholder: "tags, comma separated", value: "{s.tags}", oninput: move |e: FormEvent| d.call(LibraryMsg::SetSaveTags(e.value())) }
+                input { id: "save-name", placeholder: "name", value: "{s.name}", "data-value": "{s.name}", oninput: move |e: FormEvent| d.call(LibraryMsg::SetSaveName(e.value())) }
+                input { id: "save-tags", placeholder: "tags, comma separated", value: "{s.tags}", "data-value": "{s.tags}", oninput: move |e: FormEvent| d.call(LibraryMsg::SetSaveTags(e.value())) }
             }
             div { class: "row", style: "margin-top:4px",
-                input { id: "save-description", style: "flex:1", placeholder: "description", value: "{s.description}",
+                input { id: "save-description", style: "flex:1", placeholder: "description", value: "{s.description}", "data-value": "{s.description}",
                     oninput: move |e: FormEvent| d.call(LibraryMsg::SetSaveDescription(e.value())) }
                 button { id: "save-library", class: "primary", disabled: n == 0, onclick: move |_| d.call(LibraryMsg::SaveSelected), "Save" }
             }
@@ -612,7 +616,7 @@ fn capture_tab(app: &App, d: D) -> Element {
                 button { id: "clear-buffer", onclick: move |_| d.call(PacketsMsg::Clear), "Clear buffer" }
                 label { input { id: "autoscroll", r#type: "checkbox", checked: app.packets.autoscroll, onchange: move |_| d.call(PacketsMsg::ToggleAutoscroll) } " auto-scroll" }
                 input { id: "display-filter", style: "flex:1; min-width: 260px", class: if app.packets.filter_error.is_some() { "bad" } else { "" },
-                    placeholder: "display filter: tcp udp in out blocked port:80 10.0.0.0/8 pid:123 text…", value: "{app.packets.filter_text}",
+                    placeholder: "display filter: tcp udp in out blocked port:80 10.0.0.0/8 pid:123 text…", value: "{app.packets.filter_text}", "data-value": "{app.packets.filter_text}",
                     oninput: move |e: FormEvent| d.call(PacketsMsg::SetFilter(e.value())) }
                 button { onclick: move |_| d.call(PacketsMsg::SelectAllShown), "Select all shown" }
             }
@@ -642,14 +646,14 @@ fn filters_tab(app: &App, d: D) -> Element {
         div { class: "panel",
             h2 { "Add a rule (applies to the captured processes; the first enabled match decides)" }
             div { class: "row",
-                select { id: "rule-action", onchange: move |e: FormEvent| d.call(RulesMsg::SetAction(if e.value() == "allow" { RuleAction::Allow } else { RuleAction::Block })),
+                select { id: "rule-action", "data-value": if f.action == RuleAction::Allow { "allow" } else { "block" }, onchange: move |e: FormEvent| d.call(RulesMsg::SetAction(if e.value() == "allow" { RuleAction::Allow } else { RuleAction::Block })),
                     option { value: "block", selected: f.action == RuleAction::Block, "block" }
                     option { value: "allow", selected: f.action == RuleAction::Allow, "allow" } }
-                select { id: "rule-protocol", onchange: move |e: FormEvent| d.call(RulesMsg::SetProtocol(e.value())),
+                select { id: "rule-protocol", "data-value": "{f.protocol}", onchange: move |e: FormEvent| d.call(RulesMsg::SetProtocol(e.value())),
                     for p in ["any", "tcp", "udp"] { option { value: "{p}", selected: sel(p, &f.protocol), "{p}" } } }
-                input { id: "rule-port", size: "6", placeholder: "port", value: "{f.port}", oninput: move |e: FormEvent| d.call(RulesMsg::SetPort(e.value())) }
-                input { id: "rule-address", placeholder: "remote IP or CIDR", value: "{f.address}", oninput: move |e: FormEvent| d.call(RulesMsg::SetAddress(e.value())) }
-                select { id: "rule-direction", onchange: move |e: FormEvent| d.call(RulesMsg::SetDirection(e.value())),
+                input { id: "rule-port", size: "6", placeholder: "port", value: "{f.port}", "data-value": "{f.port}", oninput: move |e: FormEvent| d.call(RulesMsg::SetPort(e.value())) }
+                input { id: "rule-address", placeholder: "remote IP or CIDR", value: "{f.address}", "data-value": "{f.address}", oninput: move |e: FormEvent| d.call(RulesMsg::SetAddress(e.value())) }
+                select { id: "rule-direction", "data-value": "{f.direction}", onchange: move |e: FormEvent| d.call(RulesMsg::SetDirection(e.value())),
                     for p in ["both", "in", "out"] { option { value: "{p}", selected: sel(p, &f.direction), "{p}" } } }
                 button { id: "rule-add", class: "primary", onclick: move |_| d.call(RulesMsg::Add), "Add rule" }
                 button { id: "rule-clear", class: "danger", disabled: app.rules.filters.is_empty(), onclick: move |_| d.call(RulesMsg::Clear), "Clear all" }
@@ -696,7 +700,7 @@ fn library_tab(app: &App, d: D) -> Element {
         div { class: "panel",
             h2 { "Packet library" }
             div { class: "row",
-                input { id: "lib-search", style: "flex:1", placeholder: "full-text search: name, description, tags, payload text", value: "{l.query}",
+                input { id: "lib-search", style: "flex:1", placeholder: "full-text search: name, description, tags, payload text", value: "{l.query}", "data-value": "{l.query}",
                     oninput: move |e: FormEvent| d.call(LibraryMsg::SetQuery(e.value())) }
                 button { id: "lib-export", onclick: move |_| d.call(LibraryMsg::ExportDpp),
                     if l.checked.is_empty() { "Export all to .dpp" } else { "Export {l.checked.len()} to .dpp" } }
@@ -713,7 +717,7 @@ fn library_tab(app: &App, d: D) -> Element {
             }
         }
         div { class: "grid",
-            div { class: "panel", id: "lib-list",
+            div { class: "panel", id: "lib-list", "data-query": l.listed.clone().unwrap_or_default(),
                 table {
                     thead { tr { th {} th { "name" } th { "tags" } th { "proto" } th { "remote" } th { "bytes" } th { "saved from" } } }
                     tbody {
@@ -731,16 +735,16 @@ fn library_tab(app: &App, d: D) -> Element {
                         }
                     }
                 }
-                if l.loaded && l.items.is_empty() { p { class: "muted", "Nothing here yet: select packets on the Capture tab and save them." } }
+                if l.listed.is_some() && l.items.is_empty() { p { class: "muted", "Nothing here yet: select packets on the Capture tab and save them." } }
             }
             div {
                 if let Some(e) = &l.open {
                     div { class: "panel", id: "lib-edit",
                         h2 { "Library entry #{e.id}" }
-                        div { class: "row", input { id: "lib-edit-name", value: "{e.name}", oninput: move |ev: FormEvent| d.call(LibraryMsg::SetEditName(ev.value())) } }
-                        div { class: "row", style: "margin-top:4px", input { id: "lib-edit-tags", style: "flex:1", value: "{e.tags}", oninput: move |ev: FormEvent| d.call(LibraryMsg::SetEditTags(ev.value())) } }
+                        div { class: "row", input { id: "lib-edit-name", value: "{e.name}", "data-value": "{e.name}", oninput: move |ev: FormEvent| d.call(LibraryMsg::SetEditName(ev.value())) } }
+                        div { class: "row", style: "margin-top:4px", input { id: "lib-edit-tags", style: "flex:1", value: "{e.tags}", "data-value": "{e.tags}", oninput: move |ev: FormEvent| d.call(LibraryMsg::SetEditTags(ev.value())) } }
                         div { class: "row", style: "margin-top:4px",
-                            textarea { id: "lib-edit-description", style: "flex:1", value: "{e.description}", oninput: move |ev: FormEvent| d.call(LibraryMsg::SetEditDescription(ev.value())) } }
+                            textarea { id: "lib-edit-description", style: "flex:1", value: "{e.description}", "data-value": "{e.description}", oninput: move |ev: FormEvent| d.call(LibraryMsg::SetEditDescription(ev.value())) } }
                         {hex_view(&e.packet.data, e.packet.decoded.payload_offset as usize)}
                         div { class: "row", style: "margin-top:6px",
                             button { id: "lib-save-edit", class: "primary", onclick: move |_| d.call(LibraryMsg::SaveEdit), "Save changes" }

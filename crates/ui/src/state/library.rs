@@ -52,8 +52,8 @@ pub struct Library {
     pub open: Option<LibEdit>,
     pub save: SaveForm,
     pub downloads: Vec<Download>,
-    /// The first query has answered.
-    pub loaded: bool,
+    /// The search text `items` answer (None until the first answer).
+    pub listed: Option<String>,
 }
 
 /// What happens to the library.
@@ -70,8 +70,9 @@ pub enum LibraryMsg {
     SetQuery(String),
     /// A tag chip was clicked (again: unpicked).
     SetTag(Option<String>),
-    /// The query's answer.
+    /// The answer to the search for `query`.
     Loaded {
+        query: String,
         items: Vec<SavedPacket>,
         tags: Vec<TagCount>,
     },
@@ -148,12 +149,12 @@ pub(super) fn update(app: &mut App, msg: LibraryMsg) -> Vec<Effect> {
             lib.tag = if lib.tag == t { None } else { t };
             fx.push(lib.query());
         }
-        LibraryMsg::Loaded { items, tags } => {
+        LibraryMsg::Loaded { query, items, tags } => {
             let ids: BTreeSet<i64> = items.iter().map(|i| i.id).collect();
             lib.checked.retain(|id| ids.contains(id));
             lib.items = items;
             lib.tags = tags;
-            lib.loaded = true;
+            lib.listed = Some(query);
         }
         LibraryMsg::ToggleChecked(id) => {
             if !lib.checked.remove(&id) {
