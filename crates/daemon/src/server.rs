@@ -456,7 +456,8 @@ async fn inject(shared: &Shared, mut args: InjectArgs) -> std::result::Result<se
         })?;
         args.template = Some(Box::new(p));
     }
-    let prepared = pidcap_resend::prepare(&args).map_err(|e| ApiError::new(ErrorCode::InvalidPayload, e.0))?;
+    let prepared =
+        pidcap_resend::prepare(&args).map_err(|e| ApiError::new(ErrorCode::InvalidPayload, e.to_string()))?;
     let job = shared
         .jobs
         .start(prepared)
