@@ -77,7 +77,7 @@ fn err(code: ErrorCode, msg: impl Into<String>) -> ApiError {
 fn engine_err(e: EngineError) -> ApiError {
     match e {
         EngineError::NoSuchProcess(pid) => err(ErrorCode::NoSuchProcess, format!("no process with pid {pid}")),
-        EngineError::Invalid(m) => err(ErrorCode::InvalidArgument, m),
+        EngineError::Invalid(m) => err(ErrorCode::InvalidArgument, m.to_string()),
         e => err(ErrorCode::Kernel, e.to_string()),
     }
 }

@@ -20,7 +20,7 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, Program, ProgramError};
 use aya::{Btf, Ebpf, EbpfLoader};
 use pidcap_engine::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket};
-use pidcap_engine::error::{EngineError, Result};
+use pidcap_engine::error::{EngineError, InvalidInput, Result};
 use pidcap_engine::procfs::{truncate_comm, Procfs};
 use pidcap_engine::rules::{self, Rule};
 use pidcap_packet::{Direction, Verdict};
@@ -123,7 +123,7 @@ impl EbpfBackend {
             return Err(EngineError::Permission { missing: missing.join(", ") });
         }
         if !opts.ring_bytes.is_power_of_two() || opts.ring_bytes < 4096 {
-            return Err(EngineError::Invalid(format!("ring size {} is not a power of two >= 4096", opts.ring_bytes)));
+            return Err(EngineError::Invalid(InvalidInput::KernelRingBytes(opts.ring_bytes)));
         }
         let btf = Btf::from_sys_fs()
             .map_err(|e| EngineError::Unsupported(format!("no kernel BTF at /sys/kernel/btf/vmlinux ({e})")))?;
@@ -260,13 +260,8 @@ fn comm_bytes(comm: &str) -> [u8; abi::COMM_LEN] {
 
 impl KernelBackend for EbpfBackend {
     fn configure(&mut self, config: &KernelConfig) -> Result<()> {
-        if config.snaplen == 0 || config.snaplen > abi::MAX_SNAPLEN {
-            return Err(EngineError::Invalid(format!(
-                "snap length {} is not in 1..={}",
-                config.snaplen,
-                abi::MAX_SNAPLEN
-            )));
-        }
+        // abi::MAX_SNAPLEN is the engine's (asserted in abi.rs).
+        pidcap_engine::capture::check_snaplen(config.snaplen)?;
         self.config.snaplen = config.snaplen;
         self.config.capture = u32::from(config.capture);
         self.write_config()
@@ -298,7 +293,7 @@ impl KernelBackend for EbpfBackend {
 
     fn add_target_name(&mut self, comm: &str, follow_children: bool) -> Result<()> {
         if comm.is_empty() {
-            return Err(EngineError::Invalid("empty process name".into()));
+            return Err(EngineError::Invalid(InvalidInput::EmptyProcessName));
         }
         let flags = if follow_children { abi::TARGET_FOLLOW_CHILDREN } else { 0 };
         self.target_comms.insert(comm_bytes(comm), Target { flags }, 0).map_err(map_err("target_comms"))?;

@@ -302,9 +302,9 @@ fn parse(spec: &str, default_action: Action) -> Result<Rule, RuleError> {
 }
 
 /// Check a list before it goes to the kernel.
-pub fn check_list(rules: &[Rule]) -> Result<(), String> {
+pub fn check_list(rules: &[Rule]) -> Result<(), crate::error::InvalidInput> {
     if rules.len() > MAX_RULES {
-        return Err(format!("{} rules given; the kernel layer holds at most {MAX_RULES}", rules.len()));
+        return Err(crate::error::InvalidInput::TooManyRules(rules.len()));
     }
     Ok(())
 }
