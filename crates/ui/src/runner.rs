@@ -17,7 +17,7 @@ use pidcap_library::{
 use pidcap_packet::CapturedPacket;
 use pidcap_pcapfile::PcapError;
 use std::collections::HashMap;
-use std::io::Write;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -265,40 +265,32 @@ impl Runner {
         Ok((items, lib.tags()?))
     }
 
-    /// Start `command` held at a gate, make it a target, then let it run.
+    /// Start `command` (`/bin/sh -c`, stdin from /dev/null) held before it
+    /// executes, make it a target, then let it run: its first packet is captured.
     fn run_command(&self, command: &str, follow_children: bool) {
-        use std::process::{Command, Stdio};
-        let child = Command::new("/bin/sh")
-            .arg("-c")
-            .arg("read -r _gate; exec /bin/sh -c \"$0\"")
-            .arg(command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                let error = Problem::Spawn { program: "/bin/sh".into(), source: Arc::new(e) };
-                return self.failed(Task::RunCommand, error);
-            }
+        use pidcap_engine::spawn::{spawn_gated, Output, Stdio};
+        let spawn_failed = |e| Problem::Spawn { program: "/bin/sh".into(), source: Arc::new(e) };
+        // The held shell execs a second one with stdin from /dev/null: the
+        // command does not read the UI server's terminal. Same pid throughout.
+        let argv: [OsString; 4] =
+            ["/bin/sh".into(), "-c".into(), "exec /bin/sh -c \"$0\" </dev/null".into(), command.into()];
+        let held = match spawn_gated(&argv, &Stdio { stdout: Output::Null, stderr: Output::Null }) {
+            Ok(h) => h,
+            Err(e) => return self.failed(Task::RunCommand, spawn_failed(e)),
         };
-        let pid = child.id();
-        match self.daemon(|c| c.start_capture(vec![pid], vec![], None, None, follow_children)) {
-            Ok(s) => {
-                if let Some(mut gate) = child.stdin.take() {
-                    let _ = gate.write_all(b"go\n");
+        match self.daemon(|c| c.start_capture(vec![held.pid], vec![], None, None, follow_children)) {
+            Ok(started) => match held.release() {
+                Ok(mut child) => {
+                    self.send(CaptureMsg::Started(started));
+                    std::thread::spawn(move || child.wait_blocking());
                 }
-                self.send(CaptureMsg::Started(s));
-            }
+                Err(e) => self.failed(Task::RunCommand, spawn_failed(e)),
+            },
             Err(e) => {
-                let _ = child.kill();
+                held.abort();
                 self.failed(Task::StartCapture, e);
             }
         }
-        std::thread::spawn(move || {
-            let _ = child.wait();
-        });
     }
 
     /// Start a send job, then follow it on a connection of its own until it ends.

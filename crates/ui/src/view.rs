@@ -5,7 +5,7 @@
 //! `data-value` (the library list: the query it answers as `data-query`),
 //! so that a test can wait for what it typed to have arrived.
 
-use crate::editor::{format_ascii, format_hex};
+use crate::editor::format_hex;
 use crate::runner::{spawn_feed, Context, Runner};
 use crate::state::{
     update, App, AppMsg, CaptureMsg, EditorMsg, Level, LibraryMsg, Msg, PacketsMsg, ProcessesMsg, ResendMsg, RulesMsg,
@@ -184,7 +184,7 @@ fn header(app: &App, d: D) -> Element {
             .filter(|t| t.alive)
             .map(|t| format!("{} {}", t.pid, t.comm.clone().unwrap_or_default()))
             .collect();
-        format!("● capturing {} — {} packets", t.join(", "), app.capture.stats.received)
+        format!("● capturing {} — {} packets", t.join(", "), app.captured_count())
     } else {
         "○ idle".to_string()
     };
@@ -325,10 +325,6 @@ fn packet_row(i: usize, p: &Arc<CapturedPacket>, selected: bool, d: D) -> Elemen
     if p.verdict == Verdict::Blocked {
         class.push_str(" blocked");
     }
-    let verdict = match p.verdict {
-        Verdict::Pass => "pass",
-        Verdict::Blocked => "BLOCK",
-    };
     rsx! {
         div { key: "{id}", class: "{class}", "data-id": "{id}", "data-ts": "{p.timestamp_ns}", "data-row": "{i}",
             onclick: move |e: MouseEvent| {
@@ -337,12 +333,12 @@ fn packet_row(i: usize, p: &Arc<CapturedPacket>, selected: bool, d: D) -> Elemen
             },
             span { {fmt_time(p.timestamp_ns)} }
             span { "{p.pid}/{p.comm}" }
-            span { {p.direction.as_str()} }
-            span { {dec.protocol.name()} }
+            span { "{p.direction}" }
+            span { "{dec.protocol}" }
             span { {endpoint(dec.local_addr, dec.local_port)} }
             span { {endpoint(dec.remote_addr, dec.remote_port)} }
             span { "{p.orig_len}" }
-            span { "{verdict}" }
+            span { "{p.verdict}" }
         }
     }
 }
@@ -385,75 +381,71 @@ fn packet_list(app: &App, d: D) -> Element {
     }
 }
 
+/// The packet's headers, field by field (from [`pidcap_packet::headers`]).
 fn header_fields(p: &CapturedPacket) -> Vec<(&'static str, Vec<(&'static str, String)>)> {
-    use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
+    use pidcap_packet::decode::{IpHeader, TransportHeader};
+    let h = pidcap_packet::headers(&p.data);
+    let proto = p.decoded.protocol;
     let mut out = Vec::new();
-    let Ok(s) = LaxSlicedPacket::from_ip(&p.data) else { return out };
-    match &s.net {
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let h = v4.header();
-            out.push((
-                "IPv4",
-                vec![
-                    ("source", h.source_addr().to_string()),
-                    ("destination", h.destination_addr().to_string()),
-                    ("header length", format!("{} bytes", h.ihl() * 4)),
-                    ("total length", h.total_len().to_string()),
-                    ("id", format!("0x{:04x}", h.identification())),
-                    (
-                        "flags",
-                        format!(
-                            "{}{}",
-                            if h.dont_fragment() { "DF " } else { "" },
-                            if h.more_fragments() { "MF" } else { "" }
-                        ),
+    match h.ip {
+        Some(IpHeader::V4(ip)) => out.push((
+            "IPv4",
+            vec![
+                ("source", ip.source.to_string()),
+                ("destination", ip.destination.to_string()),
+                ("header length", format!("{} bytes", ip.header_len)),
+                ("total length", ip.total_len.to_string()),
+                ("id", format!("0x{:04x}", ip.identification)),
+                (
+                    "flags",
+                    format!(
+                        "{}{}",
+                        if ip.dont_fragment { "DF " } else { "" },
+                        if ip.more_fragments { "MF" } else { "" }
                     ),
-                    ("TTL", h.ttl().to_string()),
-                    ("protocol", format!("{} ({})", p.decoded.protocol.name(), h.protocol().0)),
-                    ("checksum", format!("0x{:04x}", h.header_checksum())),
-                ],
-            ));
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let h = v6.header();
-            out.push((
-                "IPv6",
-                vec![
-                    ("source", h.source_addr().to_string()),
-                    ("destination", h.destination_addr().to_string()),
-                    ("payload length", h.payload_length().to_string()),
-                    ("next header", format!("{} ({})", p.decoded.protocol.name(), h.next_header().0)),
-                    ("hop limit", h.hop_limit().to_string()),
-                    ("flow label", format!("0x{:05x}", h.flow_label().value())),
-                ],
-            ));
-        }
-        _ => {}
+                ),
+                ("TTL", ip.ttl.to_string()),
+                ("protocol", format!("{proto} ({})", ip.protocol)),
+                ("checksum", format!("0x{:04x}", ip.checksum)),
+            ],
+        )),
+        Some(IpHeader::V6(ip)) => out.push((
+            "IPv6",
+            vec![
+                ("source", ip.source.to_string()),
+                ("destination", ip.destination.to_string()),
+                ("payload length", ip.payload_len.to_string()),
+                ("next header", format!("{proto} ({})", ip.next_header)),
+                ("hop limit", ip.hop_limit.to_string()),
+                ("flow label", format!("0x{:05x}", ip.flow_label)),
+            ],
+        )),
+        None => {}
     }
-    match &s.transport {
-        Some(TransportSlice::Tcp(t)) => out.push((
+    match h.transport {
+        Some(TransportHeader::Tcp(t)) => out.push((
             "TCP",
             vec![
-                ("source port", t.source_port().to_string()),
-                ("destination port", t.destination_port().to_string()),
-                ("sequence", t.sequence_number().to_string()),
-                ("acknowledgment", t.acknowledgment_number().to_string()),
+                ("source port", t.source_port.to_string()),
+                ("destination port", t.destination_port.to_string()),
+                ("sequence", t.seq.to_string()),
+                ("acknowledgment", t.ack.to_string()),
                 ("flags", p.decoded.tcp_flags_str()),
-                ("window", t.window_size().to_string()),
-                ("header length", format!("{} bytes", t.data_offset() * 4)),
-                ("checksum", format!("0x{:04x}", t.checksum())),
+                ("window", t.window.to_string()),
+                ("header length", format!("{} bytes", t.header_len)),
+                ("checksum", format!("0x{:04x}", t.checksum)),
             ],
         )),
-        Some(TransportSlice::Udp(u)) => out.push((
+        Some(TransportHeader::Udp(u)) => out.push((
             "UDP",
             vec![
-                ("source port", u.source_port().to_string()),
-                ("destination port", u.destination_port().to_string()),
-                ("length", u.length().to_string()),
-                ("checksum", format!("0x{:04x}", u.checksum())),
+                ("source port", u.source_port.to_string()),
+                ("destination port", u.destination_port.to_string()),
+                ("length", u.length.to_string()),
+                ("checksum", format!("0x{:04x}", u.checksum)),
             ],
         )),
-        _ => {}
+        Some(TransportHeader::Icmp { .. }) | None => {}
     }
     out
 }
@@ -465,7 +457,7 @@ fn hex_view(bytes: &[u8], payload_offset: usize) -> Element {
     for (n, chunk) in bytes.chunks(16).enumerate() {
         let line: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
         hex.push_str(&format!("{:04x}  {:<47}\n", n * 16, line.join(" ")));
-        ascii.push_str(&format_ascii(chunk));
+        ascii.push_str(&pidcap_packet::ascii::dots(chunk));
         ascii.push('\n');
     }
     rsx! {
@@ -506,6 +498,7 @@ fn detail(app: &App, d: D) -> Element {
 fn editor(app: &App, d: D) -> Element {
     let Some(e) = &app.editor else { return rsx! {} };
     let hex_class = if e.hex_error.is_some() { "bad" } else { "" };
+    let ascii_class = if e.ascii_error.is_some() { "bad" } else { "" };
     let modified = if e.is_modified() { "modified" } else { "as captured" };
     let from = if e.packet_id == 0 { "library entry".to_string() } else { format!("packet #{}", e.packet_id) };
     rsx! {
@@ -515,12 +508,15 @@ fn editor(app: &App, d: D) -> Element {
                 div { b { "hex" }
                     textarea { id: "edit-hex", class: "{hex_class}", spellcheck: "false", value: "{e.hex_text}", "data-value": "{e.hex_text}",
                         oninput: move |ev: FormEvent| d.call(EditorMsg::Hex(ev.value())) } }
-                div { b { "ASCII" } span { class: "muted", "  (\\r \\n \\t \\0 \\xHH escapes)" }
-                    textarea { id: "edit-ascii", spellcheck: "false", value: "{e.ascii_text}", "data-value": "{e.ascii_text}",
+                div { b { "ASCII" } span { class: "muted", "  (\\r \\n \\t \\0 \\\\ \\xHH escapes)" }
+                    textarea { id: "edit-ascii", class: "{ascii_class}", spellcheck: "false", value: "{e.ascii_text}", "data-value": "{e.ascii_text}",
                         oninput: move |ev: FormEvent| d.call(EditorMsg::Ascii(ev.value())) } }
             }
             if let Some(err) = &e.hex_error {
                 div { class: "err", id: "hex-error", "Invalid hex, not sent: {err}" }
+            }
+            if let Some(err) = &e.ascii_error {
+                div { class: "err", id: "ascii-error", "Invalid escape, not sent: {err}" }
             }
             div { class: "row",
                 button { onclick: move |_| d.call(EditorMsg::Reset), "Reset" }
@@ -727,7 +723,7 @@ fn library_tab(app: &App, d: D) -> Element {
                                     onchange: { let id = it.id; move |_| d.call(LibraryMsg::ToggleChecked(id)) } } }
                                 td { a { href: "#", onclick: { let id = it.id; move |e: MouseEvent| { e.prevent_default(); d.call(LibraryMsg::Open(id)) } }, "{it.name}" } }
                                 td { for t in it.tags.iter() { span { class: "chip", "{t}" } } }
-                                td { {it.packet.decoded.protocol.name()} }
+                                td { "{it.packet.decoded.protocol}" }
                                 td { {endpoint(it.packet.decoded.remote_addr, it.packet.decoded.remote_port)} }
                                 td { "{it.packet.data.len()}" }
                                 td { class: "muted", "{it.packet.pid}/{it.packet.comm}" }

@@ -14,11 +14,17 @@ use std::time::Duration;
 
 fn setup(tag: &str) -> (NetNs, Stack, Browser) {
     let ns = NetNs::new(tag);
+    let (stack, b) = open_ui();
+    (ns, stack, b)
+}
+
+/// The daemon, the UI server and a browser on it.
+fn open_ui() -> (Stack, Browser) {
     let stack = Stack::start();
     let b = Browser::start();
     b.goto(&stack.ui.url);
     b.wait_find("#tab-processes");
-    (ns, stack, b)
+    (stack, b)
 }
 
 /// Tick the process in the list and start capturing it.
@@ -48,8 +54,54 @@ fn wait_library(b: &Browser, query: &str, n: u64) {
     });
 }
 
+/// The id of the newest row of the packet list once every row shown passes
+/// `check` (the display filter typed has been applied).
+fn newest_row(b: &Browser, what: &str, check: impl Fn(&str) -> bool) -> String {
+    wait_for(what, STEP, || {
+        let rows = b.js(
+            "return [...document.querySelectorAll('#packet-list .pkt')].map(r => [r.dataset.id, r.innerText])",
+            json!([]),
+        );
+        let rows = rows.as_array().cloned().unwrap_or_default();
+        for r in &rows {
+            let text = r[1].as_str().unwrap_or("");
+            assert!(check(text), "a row the display filter should hide: {text}");
+        }
+        // The newest row: it stays in view longest while the list follows new packets.
+        rows.last().and_then(|r| r[0].as_str().map(String::from))
+    })
+}
+
+/// Show packet `id` and open the editor on its payload.
+fn open_editor(b: &Browser, id: &str) {
+    b.click(&format!("#packet-list .pkt[data-id='{id}']"));
+    wait_for("the packet's details", STEP, || b.text("#packet-detail h2").contains(&format!("#{id} ")).then_some(()));
+    b.click("#edit-packet");
+    // (h2 are shown in capitals: compare in lower case)
+    wait_for("the editor", STEP, || {
+        b.text("#editor h2").to_lowercase().contains(&format!("packet #{id} ")).then_some(())
+    });
+}
+
+/// Start the resend and wait for its summary (Err: what the resend panel says went wrong).
+fn resend(b: &Browser) -> Result<String, String> {
+    b.click("#resend-start");
+    wait_for("the resend to finish", STEP, || {
+        let s = b.text("#resend-summary");
+        let e = b.text("#resend .err");
+        if !e.is_empty() {
+            return Some(Err(e));
+        }
+        (!s.is_empty()).then_some(Ok(s))
+    })
+}
+
 fn read(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn holds(path: &std::path::Path, bytes: &[u8]) -> bool {
+    std::fs::read(path).unwrap_or_default().windows(bytes.len()).any(|w| w == bytes)
 }
 
 #[test]
@@ -108,27 +160,8 @@ fn capture_block_edit_resend_and_library() {
     // 3. Edit a UDP packet's payload and resend it three times: the listener gets it.
     b.tab("capture");
     b.fill("#display-filter", "udp out 7002");
-    // The filter is applied in the render that shows it held: every row is one of those datagrams.
-    let id = wait_for("a filtered row", STEP, || {
-        let rows = b.js(
-            "return [...document.querySelectorAll('#packet-list .pkt')].map(r => [r.dataset.id, r.innerText])",
-            json!([]),
-        );
-        let rows = rows.as_array().cloned().unwrap_or_default();
-        for r in &rows {
-            let text = r[1].as_str().unwrap_or("");
-            assert!(text.contains("UDP") && text.contains(":7002"), "a row the filter should hide: {text}");
-        }
-        // The newest row: it stays in view longest while the list follows new packets.
-        rows.last().and_then(|r| r[0].as_str().map(String::from))
-    });
-    b.click(&format!("#packet-list .pkt[data-id='{id}']"));
-    wait_for("the packet's details", STEP, || b.text("#packet-detail h2").contains(&format!("#{id} ")).then_some(()));
-    b.click("#edit-packet");
-    // (h2 are shown in capitals: compare in lower case)
-    wait_for("the editor", STEP, || {
-        b.text("#editor h2").to_lowercase().contains(&format!("packet #{id} ")).then_some(())
-    });
+    let id = newest_row(&b, "a filtered row", |row| row.contains("UDP") && row.contains(":7002"));
+    open_editor(&b, &id);
     b.fill("#edit-ascii", "EDITED-BY-UI");
     b.wait_value("#edit-hex", "45 44 49 54 45 44 2d 42 59 2d 55 49");
     b.fill("#edit-hex", "45 44 zz");
@@ -139,15 +172,7 @@ fn capture_block_edit_resend_and_library() {
     b.fill("#resend-count", "3");
     b.fill("#resend-interval", "100");
     b.screenshot("4-editor");
-    b.click("#resend-start");
-    let resend = wait_for("the resend to finish", STEP, || {
-        let s = b.text("#resend-summary");
-        let e = b.text("#resend .err");
-        if !e.is_empty() {
-            return Some(Err(e));
-        }
-        (!s.is_empty()).then_some(Ok(s))
-    });
+    let resend = resend(&b);
     b.screenshot("5-resend");
     match resend {
         Ok(summary) => {
@@ -246,4 +271,55 @@ fn latency_packet_to_row() {
         lat.last().copied().unwrap_or(f64::NAN)
     );
     assert!(lat.len() > 100, "rows appeared: {}", lat.len());
+}
+
+/// The editor's ASCII pane showed CR and LF as dots and sent dots back: an
+/// HTTP request edited there lost its CRLFs. Shown as `\r\n`, edited and
+/// resent, it reaches the server with them.
+#[test]
+fn an_http_request_edited_in_the_ascii_pane_is_resent_with_its_crlfs() {
+    pidcap_testkit::require!(Root, Tool("chromium"), Tool("chromedriver"), Tool("ip"), Tool("python3"));
+    let (ns, stack, b) = setup("ui-http");
+    let log = stack.dir.path().join("http.log");
+    let mut server = python(&ns, &["http-server", "7201", log.to_str().unwrap()]);
+    assert_eq!(server.wait_line().trim(), "ready");
+    let client = python(&ns, &["http-client", "7201"]);
+    let request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:7201\r\n\r\n";
+    wait_for("the client's first request at the server", STEP, || holds(&log, request).then_some(()));
+
+    capture_pid(&b, client.pid());
+    b.tab("capture");
+    b.fill("#display-filter", "tcp out 7201 get");
+    let id = newest_row(&b, "a request row", |row| row.contains("TCP") && row.contains(":7201"));
+    open_editor(&b, &id);
+    let shown = b.value("#edit-ascii").unwrap_or_default();
+    assert_eq!(shown, r"GET / HTTP/1.1\r\nHost: 127.0.0.1:7201\r\n\r\n", "CR and LF are shown as escapes");
+    b.fill("#edit-ascii", &shown.replacen("GET / ", "GET /edited-by-ui ", 1));
+    let edited = b"GET /edited-by-ui HTTP/1.1\r\nHost: 127.0.0.1:7201\r\n\r\n";
+    b.wait_value("#edit-hex", &pidcap_ui::editor::format_hex(edited));
+    b.fill("#resend-mode", "socket");
+    b.fill("#resend-count", "1");
+    b.screenshot("8-http-editor");
+    let summary = resend(&b).unwrap_or_else(|e| panic!("the daemon refused the resend: {e}"));
+    eprintln!("resend: {summary}");
+    wait_for("the edited request, CRLFs and all, at the server", STEP, || holds(&log, edited).then_some(()));
+    drop(client);
+}
+
+/// "Run and capture": the command is held until it is a target, so its very
+/// first datagram is captured.
+#[test]
+fn run_a_command_and_capture_it_from_its_first_packet() {
+    pidcap_testkit::require!(Root, Tool("chromium"), Tool("chromedriver"), Tool("python3"));
+    let (_stack, b) = open_ui();
+    // Three datagrams to the discard port, at once on start, then it exits.
+    let command = "python3 -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+                   [s.sendto(b'from-the-start-%d' % i, ('127.0.0.1', 9)) for i in range(3)]\"";
+    b.fill("#run-command", command);
+    b.click("#run-capture");
+    wait_for("the capture of the command", STEP, || b.text(".notices").contains("Capturing process").then_some(()));
+    b.tab("capture");
+    b.fill("#display-filter", "udp out from-the-start-0");
+    // The filter matches the payload's text: that row is the first datagram.
+    newest_row(&b, "the command's first datagram", |row| row.contains("UDP") && row.contains("127.0.0.1:9"));
 }

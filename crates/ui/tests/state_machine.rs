@@ -1,8 +1,9 @@
-//! The UI's state machine, without a browser: actions in, state and effects out.
+//! The UI's state machine, without a browser: messages in, state and effects out.
 
 use pidcap_api::protocol::{ApiError, ErrorCode, FilterInfo, SendStatus, Started, Summary};
 use pidcap_api::ClientError;
 use pidcap_engine::rules::{Action as RuleAction, Rule};
+use pidcap_packet::build::{build, flags, TcpFields, Transport};
 use pidcap_packet::{CapturedPacket, Direction, Verdict};
 use pidcap_resend::{EndReason, Mode};
 use pidcap_ui::error::{Problem, Task};
@@ -12,12 +13,9 @@ use pidcap_ui::state::{
 };
 use std::sync::Arc;
 
-fn udp(id: u64, port: u16, dir: Direction, payload: &[u8]) -> CapturedPacket {
-    let mut data = Vec::new();
-    etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
-        .udp(40000, port)
-        .write(&mut data, payload)
-        .unwrap();
+/// A captured packet from 127.0.0.1:40000 to `dst` (built by pidcap_packet::build).
+fn packet(id: u64, dst: &str, transport: Transport, dir: Direction, payload: &[u8]) -> CapturedPacket {
+    let data = build("127.0.0.1:40000".parse().unwrap(), dst.parse().unwrap(), 64, transport, payload).unwrap();
     let len = data.len() as u32;
     CapturedPacket::new(
         id,
@@ -32,24 +30,17 @@ fn udp(id: u64, port: u16, dir: Direction, payload: &[u8]) -> CapturedPacket {
     )
 }
 
+fn udp(id: u64, port: u16, dir: Direction, payload: &[u8]) -> CapturedPacket {
+    packet(id, &format!("127.0.0.2:{port}"), Transport::Udp, dir, payload)
+}
+
+fn tcp_with(id: u64, port: u16, payload: &[u8]) -> CapturedPacket {
+    let fields = TcpFields { seq: 1, ack: 0, flags: flags::PSH, window: 100 };
+    packet(id, &format!("10.0.0.9:{port}"), Transport::Tcp(fields), Direction::Outbound, payload)
+}
+
 fn tcp(id: u64, port: u16) -> CapturedPacket {
-    let mut data = Vec::new();
-    etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [10, 0, 0, 9], 64)
-        .tcp(40000, port, 1, 100)
-        .write(&mut data, b"GET /")
-        .unwrap();
-    let len = data.len() as u32;
-    CapturedPacket::new(
-        id,
-        1_700_000_000_000_000_000 + id * 1_000_000,
-        42,
-        "target".into(),
-        7,
-        Direction::Outbound,
-        Verdict::Pass,
-        len,
-        data,
-    )
+    tcp_with(id, port, b"GET /")
 }
 
 /// Packets as the live feed hands them over.
@@ -324,4 +315,35 @@ fn the_captured_counter_never_lags_the_packets_shown() {
     stats.received = 9;
     update(&mut app, CaptureMsg::Counters { stats, running: true });
     assert_eq!(app.captured_count(), 9);
+}
+
+/// The editor's ASCII pane shows CR and LF as `\r` `\n`: an HTTP request edited
+/// there is resent (and saved) with its CRLFs, not with dots.
+#[test]
+fn an_http_request_edited_in_the_ascii_pane_keeps_its_crlfs() {
+    let request = b"GET / HTTP/1.1\r\nHost: 10.0.0.9\r\nAccept: */*\r\n\r\n";
+    let edited = b"GET /edited HTTP/1.1\r\nHost: 10.0.0.9\r\nAccept: */*\r\n\r\n";
+    let mut app = App::new();
+    update(&mut app, arrived(vec![tcp_with(1, 80, request)]));
+    update(&mut app, PacketsMsg::Select { id: 1, extend: false });
+    update(&mut app, EditorMsg::Open);
+    let shown = app.editor.as_ref().unwrap().ascii_text.clone();
+    assert_eq!(shown, r"GET / HTTP/1.1\r\nHost: 10.0.0.9\r\nAccept: */*\r\n\r\n");
+    // The user changes the path in the text, leaving the rest as shown.
+    update(&mut app, EditorMsg::Ascii(shown.replacen("GET / ", "GET /edited ", 1)));
+    let e = app.editor.as_ref().unwrap();
+    assert!(e.is_valid(), "{:?}", e.ascii_error);
+    assert_eq!(e.payload, edited);
+    assert!(e.hex_text.starts_with("47 45 54 20 2f 65 64 69 74 65 64 20"), "{}", e.hex_text);
+    assert_eq!(e.hex_text.matches("0d 0a").count(), 4, "{}", e.hex_text);
+    // Resent with its CRLFs...
+    let fx = update(&mut app, ResendMsg::Start);
+    let [Effect::Inject(req)] = fx.as_slice() else { panic!("{fx:?}") };
+    assert_eq!(req.packet, Some(1));
+    assert_eq!(pidcap_packet::hex::parse(req.data.as_deref().unwrap()).unwrap(), edited);
+    // ...and saved with them.
+    update(&mut app, LibraryMsg::SetSaveName("edited request".into()));
+    let fx = update(&mut app, LibraryMsg::SaveSelected);
+    let [Effect::LibrarySave { packets, .. }] = fx.as_slice() else { panic!("{fx:?}") };
+    assert_eq!(packets[0].payload(), edited);
 }

@@ -5,7 +5,7 @@
 use super::{App, Effect, Level};
 use crate::error::Problem;
 use pidcap_api::protocol::{InjectArgs, JobInfo, SendStatus, Summary};
-use pidcap_resend::Mode;
+use pidcap_resend::{JobState, Mode};
 use std::collections::VecDeque;
 
 /// Send statuses kept for the resend view.
@@ -67,7 +67,7 @@ pub enum ResendMsg {
 impl Resend {
     /// Being started, or running and not yet summed up.
     pub fn running(&self) -> bool {
-        self.starting || self.job.as_ref().is_some_and(|j| j.summary.is_none() && self.summary.is_none())
+        self.starting || self.job.as_ref().is_some_and(|j| j.state == JobState::Running && self.summary.is_none())
     }
 
     /// The daemon refused the resend.
@@ -120,7 +120,8 @@ pub(super) fn update(app: &mut App, msg: ResendMsg) -> Vec<Effect> {
             if let Some(j) = r.job.as_mut().filter(|j| j.id == job) {
                 j.sent = summary.sent;
                 j.failed = summary.failed;
-                j.finish(summary.clone());
+                j.state = summary.reason.into();
+                j.summary = Some(summary.clone());
                 r.summary = Some(summary);
             }
         }
@@ -135,7 +136,7 @@ fn start(app: &mut App) -> Vec<Effect> {
     let interval = form.interval_ms.trim().parse::<u64>().ok();
     let (packet, template, payload) = match &app.editor {
         Some(e) if !e.is_valid() => {
-            Resend::refuse(app, "The hex payload is not valid; fix it before sending.");
+            Resend::refuse(app, "The edited payload is not valid; fix it before sending.");
             return Vec::new();
         }
         Some(e) if e.packet_id != 0 => (Some(e.packet_id), None, e.payload.clone()),
