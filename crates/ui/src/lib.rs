@@ -1,16 +1,23 @@
 //! The pidcap UI (Dioxus).
 //!
-//! - [`state`]: the state machine: [`state::App`], [`state::Action`],
-//!   [`state::update`] → [`state::Effect`]s. Plain Rust, unit-tested.
-//! - [`view`]: the components; they render an `App` and dispatch actions.
-//! - [`runner`]: runs effects (daemon over its socket, library in SQLite) and
-//!   the live packet feed, feeding results back as actions.
+//! - [`state`]: the state machine, split by area (processes, capture,
+//!   packets, editor, resend, rules, library): [`state::App`], one message
+//!   enum per area in [`state::Msg`], [`state::update`] → [`state::Effect`]s.
+//!   Plain Rust, unit-tested.
+//! - [`editor`]: the payload editor's hex and escaped-ASCII views; [`filter`]:
+//!   the packet list's display filter; [`procs`]: the process list;
+//!   [`error`]: what failed ([`error::Task`]) and why ([`error::Problem`]).
+//! - [`view`]: the components; they render an `App` and dispatch messages.
+//! - [`runner`]: runs effects (the daemon through `pidcap_api::Client`, the
+//!   library in SQLite) and the live feed, whose protocol events come back as
+//!   messages.
 //! - [`server`]: `pidcap ui`: axum + Dioxus liveview on loopback, guarded by
 //!   an access token (query once, then an HttpOnly SameSite=Strict cookie),
 //!   the Host header and the Origin of websockets and POSTs.
 //! - `desktop` (cargo feature): the same components in a native window.
 
 pub mod editor;
+pub mod error;
 pub mod filter;
 pub mod procs;
 pub mod runner;

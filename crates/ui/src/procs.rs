@@ -25,14 +25,6 @@ fn users() -> HashMap<u32, String> {
         .collect()
 }
 
-fn uid_of(status: &str) -> Option<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Every process (threads excluded), sorted by pid.
 pub fn list_processes() -> Vec<ProcInfo> {
     let users = users();
@@ -44,9 +36,10 @@ pub fn list_processes() -> Vec<ProcInfo> {
         .filter_map(|pid| {
             let base = format!("/proc/{pid}");
             let name = procfs.comm(pid)?;
-            let status = std::fs::read_to_string(format!("{base}/status")).unwrap_or_default();
-            let user =
-                uid_of(&status).map(|u| users.get(&u).cloned().unwrap_or_else(|| u.to_string())).unwrap_or_default();
+            let user = procfs
+                .status(pid)
+                .map(|s| users.get(&s.uid.real).cloned().unwrap_or_else(|| s.uid.real.to_string()))
+                .unwrap_or_default();
             // Distinct sockets (a socket open on two descriptors counts once).
             let sockets = procfs.socket_inodes(pid).ok().map(|s| s.len() as u32);
             let cmdline = std::fs::read(format!("{base}/cmdline"))

@@ -1,15 +1,31 @@
 //! The Dioxus components. They only render an [`App`] and dispatch
-//! [`Action`]s; [`Root`] owns the state, the action loop and the runner.
+//! [`Msg`]s; [`Root`] owns the state, the message loop and the runner.
+//!
+//! Every form field also carries the value the state machine holds as
+//! `data-value` (the library list: the query it answers as `data-query`),
+//! so that a test can wait for what it typed to have arrived.
 
-use crate::editor::{format_ascii, format_hex};
+use crate::editor::format_hex;
 use crate::runner::{spawn_feed, Context, Runner};
-use crate::state::{update, Action, App, Level, ResendMode, Tab, VISIBLE_ROWS};
+use crate::state::{
+    update, App, AppMsg, CaptureMsg, EditorMsg, Level, LibraryMsg, Msg, PacketsMsg, ProcessesMsg, ResendMsg, RulesMsg,
+    Tab, VISIBLE_ROWS,
+};
 use dioxus::prelude::*;
 use pidcap_engine::rules::Action as RuleAction;
 use pidcap_packet::{CapturedPacket, Direction, Verdict};
+use pidcap_resend::Mode;
 use std::sync::Arc;
 
-type D = Callback<Action>;
+/// Dispatches a message of any area.
+#[derive(Clone, Copy)]
+struct D(Callback<Msg>);
+
+impl D {
+    fn call(&self, m: impl Into<Msg>) {
+        self.0.call(m.into())
+    }
+}
 
 #[derive(Props, Clone)]
 pub struct RootProps {
@@ -32,17 +48,17 @@ pub fn Root(props: RootProps) -> Element {
     let mut app = use_signal(App::new);
     let ctx = props.ctx.clone();
     let (tx, rx) = use_hook(|| {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Action>();
-        let _ = tx.send(Action::Init);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Msg>();
+        let _ = tx.send(AppMsg::Init.into());
         (tx, std::rc::Rc::new(std::cell::RefCell::new(Some(rx))))
     });
-    let d: D = use_callback({
+    let d = D(use_callback({
         let tx = tx.clone();
-        move |a: Action| {
-            let _ = tx.send(a);
+        move |m: Msg| {
+            let _ = tx.send(m);
         }
-    });
-    // The action loop: apply actions in batches, hand effects to the runner thread.
+    }));
+    // The message loop: apply messages in batches (consecutive packets as one), hand effects to the runner thread.
     use_future({
         let (ctx, tx) = (ctx.clone(), tx.clone());
         move || {
@@ -73,19 +89,20 @@ pub fn Root(props: RootProps) -> Element {
                     {
                         let mut st = app.write();
                         let mut packets = Vec::new();
-                        for a in batch {
-                            match a {
-                                Action::Packets(p) => packets.extend(p),
+                        for m in batch {
+                            match m {
+                                Msg::Packets(PacketsMsg::Arrived(p)) => packets.extend(p),
                                 other => {
                                     if !packets.is_empty() {
-                                        effects.extend(update(&mut st, Action::Packets(std::mem::take(&mut packets))));
+                                        let arrived = PacketsMsg::Arrived(std::mem::take(&mut packets));
+                                        effects.extend(update(&mut st, arrived));
                                     }
                                     effects.extend(update(&mut st, other));
                                 }
                             }
                         }
                         if !packets.is_empty() {
-                            effects.extend(update(&mut st, Action::Packets(packets)));
+                            effects.extend(update(&mut st, PacketsMsg::Arrived(packets)));
                         }
                     }
                     for e in effects {
@@ -103,7 +120,7 @@ pub fn Root(props: RootProps) -> Element {
             async move {
                 loop {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    if tx.send(Action::Tick { now_ns: now_ns() }).is_err() {
+                    if tx.send(AppMsg::Tick { now_ns: now_ns() }.into()).is_err() {
                         break;
                     }
                 }
@@ -118,7 +135,7 @@ pub fn Root(props: RootProps) -> Element {
             let tx = tx.clone();
             async move {
                 while let Ok(msg) = sub.recv().await {
-                    let _ = tx.send(Action::Imported(msg));
+                    let _ = tx.send(LibraryMsg::Imported(msg).into());
                 }
             }
         }
@@ -144,7 +161,7 @@ pub fn Root(props: RootProps) -> Element {
                     key: "{n.id}",
                     class: if n.level == Level::Error { "notice error" } else { "notice info" },
                     title: "click to dismiss",
-                    onclick: { let id = n.id; move |_| d.call(Action::DismissNotice(id)) },
+                    onclick: { let id = n.id; move |_| d.call(AppMsg::DismissNotice(id)) },
                     "{n.text}"
                 }
             }
@@ -159,14 +176,15 @@ fn header(app: &App, d: D) -> Element {
         (Tab::Filters, "Filters"),
         (Tab::Library, "Library"),
     ];
-    let status = if app.running {
+    let status = if app.capture.running {
         let t: Vec<String> = app
+            .capture
             .targets
             .iter()
             .filter(|t| t.alive)
             .map(|t| format!("{} {}", t.pid, t.comm.clone().unwrap_or_default()))
             .collect();
-        format!("● capturing {} — {} packets", t.join(", "), app.stats.received)
+        format!("● capturing {} — {} packets", t.join(", "), app.captured_count())
     } else {
         "○ idle".to_string()
     };
@@ -178,7 +196,7 @@ fn header(app: &App, d: D) -> Element {
                     button {
                         id: "tab-{name.to_lowercase()}",
                         class: if app.tab == t { "active" } else { "" },
-                        onclick: move |_| d.call(Action::SetTab(t)),
+                        onclick: move |_| d.call(AppMsg::SetTab(t)),
                         "{name}"
                     }
                 }
@@ -189,22 +207,22 @@ fn header(app: &App, d: D) -> Element {
 }
 
 fn processes_tab(app: &App, d: D) -> Element {
-    let procs = app.visible_procs();
+    let procs = app.processes.visible();
     let shown = procs.len().min(500);
     rsx! {
         div { class: "panel",
             h2 { "Capture a running process" }
             div { class: "row",
-                input { id: "proc-search", placeholder: "search: name, pid, user, command line", value: "{app.proc_query}",
-                    oninput: move |e: FormEvent| d.call(Action::SetProcQuery(e.value())) }
-                button { id: "refresh-procs", onclick: move |_| d.call(Action::RefreshProcesses), "Refresh" }
-                label { input { r#type: "checkbox", checked: app.follow_children,
-                    onchange: move |e: FormEvent| d.call(Action::SetFollowChildren(e.checked())) } " also the processes they start" }
-                button { id: "start-capture", class: "primary", disabled: app.proc_selected.is_empty(),
-                    onclick: move |_| d.call(Action::StartCapture),
-                    "Capture {app.proc_selected.len()} selected" }
-                if app.running {
-                    button { id: "stop-capture", class: "danger", onclick: move |_| d.call(Action::StopCapture), "Stop capture" }
+                input { id: "proc-search", placeholder: "search: name, pid, user, command line", value: "{app.processes.query}", "data-value": "{app.processes.query}",
+                    oninput: move |e: FormEvent| d.call(ProcessesMsg::SetQuery(e.value())) }
+                button { id: "refresh-procs", onclick: move |_| d.call(ProcessesMsg::Refresh), "Refresh" }
+                label { input { r#type: "checkbox", checked: app.processes.follow_children,
+                    onchange: move |e: FormEvent| d.call(ProcessesMsg::SetFollowChildren(e.checked())) } " also the processes they start" }
+                button { id: "start-capture", class: "primary", disabled: app.processes.selected.is_empty(),
+                    onclick: move |_| d.call(CaptureMsg::Start),
+                    "Capture {app.processes.selected.len()} selected" }
+                if app.capture.running {
+                    button { id: "stop-capture", class: "danger", onclick: move |_| d.call(CaptureMsg::Stop), "Stop capture" }
                 }
             }
             div { class: "procs",
@@ -212,10 +230,10 @@ fn processes_tab(app: &App, d: D) -> Element {
                     thead { tr { th {} th { "PID" } th { "Name" } th { "User" } th { "Sockets" } th { "Command line" } } }
                     tbody {
                         for p in procs.into_iter().take(500) {
-                            tr { key: "{p.pid}", class: if app.proc_selected.contains(&p.pid) { "sel" } else { "" },
+                            tr { key: "{p.pid}", class: if app.processes.selected.contains(&p.pid) { "sel" } else { "" },
                                 "data-pid": "{p.pid}",
-                                onclick: { let pid = p.pid; move |_| d.call(Action::ToggleProc(pid)) },
-                                td { input { r#type: "checkbox", checked: app.proc_selected.contains(&p.pid) } }
+                                onclick: { let pid = p.pid; move |_| d.call(ProcessesMsg::Toggle(pid)) },
+                                td { input { r#type: "checkbox", checked: app.processes.selected.contains(&p.pid) } }
                                 td { "{p.pid}" }
                                 td { "{p.name}" }
                                 td { "{p.user}" }
@@ -226,26 +244,26 @@ fn processes_tab(app: &App, d: D) -> Element {
                     }
                 }
             }
-            p { class: "muted", "{shown} of {app.procs.len()} processes shown." }
+            p { class: "muted", "{shown} of {app.processes.list.len()} processes shown." }
         }
         div { class: "panel",
             h2 { "Or run a command and capture it from its first packet" }
             div { class: "row",
-                input { id: "run-command", style: "flex:1", placeholder: "curl -s http://127.0.0.1:8080/", value: "{app.run_command}",
-                    oninput: move |e: FormEvent| d.call(Action::SetRunCommand(e.value())) }
-                button { id: "run-capture", class: "primary", onclick: move |_| d.call(Action::RunCommand), "Run and capture" }
+                input { id: "run-command", style: "flex:1", placeholder: "curl -s http://127.0.0.1:8080/", value: "{app.processes.run_command}", "data-value": "{app.processes.run_command}",
+                    oninput: move |e: FormEvent| d.call(ProcessesMsg::SetRunCommand(e.value())) }
+                button { id: "run-capture", class: "primary", onclick: move |_| d.call(CaptureMsg::Run), "Run and capture" }
             }
         }
     }
 }
 
 fn counters(app: &App) -> Element {
-    let k = &app.stats.kernel;
+    let k = &app.capture.stats.kernel;
     let items = [
         ("captured", app.captured_count(), "packets read from the kernel"),
-        ("shown", app.shown.len() as u64, "packets the display filter lets through"),
+        ("shown", app.packets.shown.len() as u64, "packets the display filter lets through"),
         ("dropped", k.ring_full + k.load_failed, "lost in the kernel ring (userspace too slow)"),
-        ("evicted", app.stats.evicted + app.ui_missed, "pushed out of the 10,000-packet ring"),
+        ("evicted", app.capture.stats.evicted + app.packets.ui_missed, "pushed out of the 10,000-packet ring"),
         ("blocked", k.blocked + k.connect_blocked, "packets and connects refused by a block rule"),
         ("not attributed", k.unattributed, "packets of sockets with no known owner (system-wide)"),
     ];
@@ -259,7 +277,7 @@ fn counters(app: &App) -> Element {
 }
 
 fn chart(app: &App) -> Element {
-    let series = app.rate.series();
+    let series = app.packets.rate.series();
     let (w, h) = (360.0f64, 70.0f64);
     let max = series.iter().map(|(i, o)| (*i).max(*o)).max().unwrap_or(0).max(1) as f64;
     let n = series.len().max(2) as f64;
@@ -307,38 +325,34 @@ fn packet_row(i: usize, p: &Arc<CapturedPacket>, selected: bool, d: D) -> Elemen
     if p.verdict == Verdict::Blocked {
         class.push_str(" blocked");
     }
-    let verdict = match p.verdict {
-        Verdict::Pass => "pass",
-        Verdict::Blocked => "BLOCK",
-    };
     rsx! {
         div { key: "{id}", class: "{class}", "data-id": "{id}", "data-ts": "{p.timestamp_ns}", "data-row": "{i}",
             onclick: move |e: MouseEvent| {
                 let m = e.modifiers();
-                d.call(Action::SelectPacket { id, extend: m.ctrl() || m.shift() || m.meta() })
+                d.call(PacketsMsg::Select { id, extend: m.ctrl() || m.shift() || m.meta() })
             },
             span { {fmt_time(p.timestamp_ns)} }
             span { "{p.pid}/{p.comm}" }
-            span { {p.direction.as_str()} }
-            span { {dec.protocol.name()} }
+            span { "{p.direction}" }
+            span { "{dec.protocol}" }
             span { {endpoint(dec.local_addr, dec.local_port)} }
             span { {endpoint(dec.remote_addr, dec.remote_port)} }
             span { "{p.orig_len}" }
-            span { "{verdict}" }
+            span { "{p.verdict}" }
         }
     }
 }
 
 fn packet_list(app: &App, d: D) -> Element {
-    let rows = app.visible_rows();
-    let max = app.max_scroll();
+    let rows = app.packets.visible_rows();
+    let max = app.packets.max_scroll();
     rsx! {
         div { class: "list",
             div { class: "rows", id: "packet-list", tabindex: "0",
                 onwheel: move |e: WheelEvent| {
                     let dy = e.delta().strip_units().y;
                     let rows = if dy.abs() < 1.0 { 0 } else if dy.abs() < 10.0 { dy as i64 * 3 } else { (dy / 22.0).round() as i64 };
-                    d.call(Action::Scroll(if rows == 0 { dy.signum() as i64 } else { rows }))
+                    d.call(PacketsMsg::Scroll(if rows == 0 { dy.signum() as i64 } else { rows }))
                 },
                 onkeydown: move |e: KeyboardEvent| {
                     let step = match e.key() {
@@ -350,92 +364,88 @@ fn packet_list(app: &App, d: D) -> Element {
                         Key::End => i64::MAX / 2,
                         _ => 0,
                     };
-                    if step != 0 { d.call(Action::Scroll(step)) }
+                    if step != 0 { d.call(PacketsMsg::Scroll(step)) }
                 },
                 div { class: "pkthead", span { "time" } span { "pid/comm" } span { "dir" } span { "proto" } span { "local" } span { "remote" } span { "len" } span { "verdict" } }
                 for (i, p) in rows.iter() {
-                    {packet_row(*i, p, app.selected.contains(&p.id), d)}
+                    {packet_row(*i, p, app.packets.selected.contains(&p.id), d)}
                 }
-                if app.shown.is_empty() {
-                    div { class: "muted", style: "padding:12px", if app.running { "Waiting for packets…" } else { "No packets. Start a capture on the Processes tab." } }
+                if app.packets.shown.is_empty() {
+                    div { class: "muted", style: "padding:12px", if app.capture.running { "Waiting for packets…" } else { "No packets. Start a capture on the Processes tab." } }
                 }
             }
-            input { class: "vscroll", r#type: "range", min: "0", max: "{max}", value: "{app.scroll}", title: "scroll",
-                oninput: move |e: FormEvent| d.call(Action::ScrollTo(e.value().parse().unwrap_or(0))) }
+            input { class: "vscroll", r#type: "range", min: "0", max: "{max}", value: "{app.packets.scroll}", title: "scroll",
+                oninput: move |e: FormEvent| d.call(PacketsMsg::ScrollTo(e.value().parse().unwrap_or(0))) }
         }
-        div { class: "muted", id: "list-info", "rows {app.scroll + 1}–{(app.scroll + VISIBLE_ROWS).min(app.shown.len())} of {app.shown.len()} shown ({app.packets.len()} held)" }
+        div { class: "muted", id: "list-info", "rows {app.packets.scroll + 1}–{(app.packets.scroll + VISIBLE_ROWS).min(app.packets.shown.len())} of {app.packets.shown.len()} shown ({app.packets.held.len()} held)" }
     }
 }
 
+/// The packet's headers, field by field (from [`pidcap_packet::headers`]).
 fn header_fields(p: &CapturedPacket) -> Vec<(&'static str, Vec<(&'static str, String)>)> {
-    use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
+    use pidcap_packet::decode::{IpHeader, TransportHeader};
+    let h = pidcap_packet::headers(&p.data);
+    let proto = p.decoded.protocol;
     let mut out = Vec::new();
-    let Ok(s) = LaxSlicedPacket::from_ip(&p.data) else { return out };
-    match &s.net {
-        Some(LaxNetSlice::Ipv4(v4)) => {
-            let h = v4.header();
-            out.push((
-                "IPv4",
-                vec![
-                    ("source", h.source_addr().to_string()),
-                    ("destination", h.destination_addr().to_string()),
-                    ("header length", format!("{} bytes", h.ihl() * 4)),
-                    ("total length", h.total_len().to_string()),
-                    ("id", format!("0x{:04x}", h.identification())),
-                    (
-                        "flags",
-                        format!(
-                            "{}{}",
-                            if h.dont_fragment() { "DF " } else { "" },
-                            if h.more_fragments() { "MF" } else { "" }
-                        ),
+    match h.ip {
+        Some(IpHeader::V4(ip)) => out.push((
+            "IPv4",
+            vec![
+                ("source", ip.source.to_string()),
+                ("destination", ip.destination.to_string()),
+                ("header length", format!("{} bytes", ip.header_len)),
+                ("total length", ip.total_len.to_string()),
+                ("id", format!("0x{:04x}", ip.identification)),
+                (
+                    "flags",
+                    format!(
+                        "{}{}",
+                        if ip.dont_fragment { "DF " } else { "" },
+                        if ip.more_fragments { "MF" } else { "" }
                     ),
-                    ("TTL", h.ttl().to_string()),
-                    ("protocol", format!("{} ({})", p.decoded.protocol.name(), h.protocol().0)),
-                    ("checksum", format!("0x{:04x}", h.header_checksum())),
-                ],
-            ));
-        }
-        Some(LaxNetSlice::Ipv6(v6)) => {
-            let h = v6.header();
-            out.push((
-                "IPv6",
-                vec![
-                    ("source", h.source_addr().to_string()),
-                    ("destination", h.destination_addr().to_string()),
-                    ("payload length", h.payload_length().to_string()),
-                    ("next header", format!("{} ({})", p.decoded.protocol.name(), h.next_header().0)),
-                    ("hop limit", h.hop_limit().to_string()),
-                    ("flow label", format!("0x{:05x}", h.flow_label().value())),
-                ],
-            ));
-        }
-        _ => {}
+                ),
+                ("TTL", ip.ttl.to_string()),
+                ("protocol", format!("{proto} ({})", ip.protocol)),
+                ("checksum", format!("0x{:04x}", ip.checksum)),
+            ],
+        )),
+        Some(IpHeader::V6(ip)) => out.push((
+            "IPv6",
+            vec![
+                ("source", ip.source.to_string()),
+                ("destination", ip.destination.to_string()),
+                ("payload length", ip.payload_len.to_string()),
+                ("next header", format!("{proto} ({})", ip.next_header)),
+                ("hop limit", ip.hop_limit.to_string()),
+                ("flow label", format!("0x{:05x}", ip.flow_label)),
+            ],
+        )),
+        None => {}
     }
-    match &s.transport {
-        Some(TransportSlice::Tcp(t)) => out.push((
+    match h.transport {
+        Some(TransportHeader::Tcp(t)) => out.push((
             "TCP",
             vec![
-                ("source port", t.source_port().to_string()),
-                ("destination port", t.destination_port().to_string()),
-                ("sequence", t.sequence_number().to_string()),
-                ("acknowledgment", t.acknowledgment_number().to_string()),
+                ("source port", t.source_port.to_string()),
+                ("destination port", t.destination_port.to_string()),
+                ("sequence", t.seq.to_string()),
+                ("acknowledgment", t.ack.to_string()),
                 ("flags", p.decoded.tcp_flags_str()),
-                ("window", t.window_size().to_string()),
-                ("header length", format!("{} bytes", t.data_offset() * 4)),
-                ("checksum", format!("0x{:04x}", t.checksum())),
+                ("window", t.window.to_string()),
+                ("header length", format!("{} bytes", t.header_len)),
+                ("checksum", format!("0x{:04x}", t.checksum)),
             ],
         )),
-        Some(TransportSlice::Udp(u)) => out.push((
+        Some(TransportHeader::Udp(u)) => out.push((
             "UDP",
             vec![
-                ("source port", u.source_port().to_string()),
-                ("destination port", u.destination_port().to_string()),
-                ("length", u.length().to_string()),
-                ("checksum", format!("0x{:04x}", u.checksum())),
+                ("source port", u.source_port.to_string()),
+                ("destination port", u.destination_port.to_string()),
+                ("length", u.length.to_string()),
+                ("checksum", format!("0x{:04x}", u.checksum)),
             ],
         )),
-        _ => {}
+        Some(TransportHeader::Icmp { .. }) | None => {}
     }
     out
 }
@@ -447,7 +457,7 @@ fn hex_view(bytes: &[u8], payload_offset: usize) -> Element {
     for (n, chunk) in bytes.chunks(16).enumerate() {
         let line: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
         hex.push_str(&format!("{:04x}  {:<47}\n", n * 16, line.join(" ")));
-        ascii.push_str(&format_ascii(chunk));
+        ascii.push_str(&pidcap_packet::ascii::dots(chunk));
         ascii.push('\n');
     }
     rsx! {
@@ -460,7 +470,7 @@ fn hex_view(bytes: &[u8], payload_offset: usize) -> Element {
 }
 
 fn detail(app: &App, d: D) -> Element {
-    let Some(p) = app.focused_packet() else {
+    let Some(p) = app.packets.focused_packet() else {
         return rsx! { div { class: "panel", h2 { "Packet" } p { class: "muted", "Click a packet to see its headers and bytes." } } };
     };
     let fields = header_fields(p);
@@ -478,8 +488,8 @@ fn detail(app: &App, d: D) -> Element {
             }
             {hex_view(&p.data, p.decoded.payload_offset as usize)}
             div { class: "row", style: "margin-top:6px",
-                button { id: "edit-packet", onclick: move |_| d.call(Action::OpenEditor), "Edit payload" }
-                button { id: "export-pcapng", onclick: move |_| d.call(Action::ExportPcapng), "Export selection to pcapng" }
+                button { id: "edit-packet", onclick: move |_| d.call(EditorMsg::Open), "Edit payload" }
+                button { id: "export-pcapng", onclick: move |_| d.call(PacketsMsg::ExportPcapng), "Export selection to pcapng" }
             }
         }
     }
@@ -488,6 +498,7 @@ fn detail(app: &App, d: D) -> Element {
 fn editor(app: &App, d: D) -> Element {
     let Some(e) = &app.editor else { return rsx! {} };
     let hex_class = if e.hex_error.is_some() { "bad" } else { "" };
+    let ascii_class = if e.ascii_error.is_some() { "bad" } else { "" };
     let modified = if e.is_modified() { "modified" } else { "as captured" };
     let from = if e.packet_id == 0 { "library entry".to_string() } else { format!("packet #{}", e.packet_id) };
     rsx! {
@@ -495,18 +506,21 @@ fn editor(app: &App, d: D) -> Element {
             h2 { "Edit payload of {from} — {e.payload.len()} bytes, {modified}" }
             div { class: "editor",
                 div { b { "hex" }
-                    textarea { id: "edit-hex", class: "{hex_class}", spellcheck: "false", value: "{e.hex_text}",
-                        oninput: move |ev: FormEvent| d.call(Action::EditHex(ev.value())) } }
-                div { b { "ASCII" } span { class: "muted", "  (\\r \\n \\t \\0 \\xHH escapes)" }
-                    textarea { id: "edit-ascii", spellcheck: "false", value: "{e.ascii_text}",
-                        oninput: move |ev: FormEvent| d.call(Action::EditAscii(ev.value())) } }
+                    textarea { id: "edit-hex", class: "{hex_class}", spellcheck: "false", value: "{e.hex_text}", "data-value": "{e.hex_text}",
+                        oninput: move |ev: FormEvent| d.call(EditorMsg::Hex(ev.value())) } }
+                div { b { "ASCII" } span { class: "muted", "  (\\r \\n \\t \\0 \\\\ \\xHH escapes)" }
+                    textarea { id: "edit-ascii", class: "{ascii_class}", spellcheck: "false", value: "{e.ascii_text}", "data-value": "{e.ascii_text}",
+                        oninput: move |ev: FormEvent| d.call(EditorMsg::Ascii(ev.value())) } }
             }
             if let Some(err) = &e.hex_error {
                 div { class: "err", id: "hex-error", "Invalid hex, not sent: {err}" }
             }
+            if let Some(err) = &e.ascii_error {
+                div { class: "err", id: "ascii-error", "Invalid escape, not sent: {err}" }
+            }
             div { class: "row",
-                button { onclick: move |_| d.call(Action::ResetEditor), "Reset" }
-                button { onclick: move |_| d.call(Action::CloseEditor), "Close" }
+                button { onclick: move |_| d.call(EditorMsg::Reset), "Reset" }
+                button { onclick: move |_| d.call(EditorMsg::Close), "Close" }
             }
         }
     }
@@ -514,8 +528,9 @@ fn editor(app: &App, d: D) -> Element {
 
 fn resend(app: &App, d: D) -> Element {
     let r = &app.resend;
-    let can = (app.focused.is_some() || app.editor.is_some()) && app.editor.as_ref().is_none_or(|e| e.is_valid());
-    let modes = [ResendMode::Socket, ResendMode::Raw, ResendMode::Connect];
+    let can =
+        (app.packets.focused.is_some() || app.editor.is_some()) && app.editor.as_ref().is_none_or(|e| e.is_valid());
+    let modes = [Mode::Socket, Mode::Raw, Mode::Connect];
     let job_line = r.job.as_ref().map(|j| {
         format!(
             "job {} {}: {} {} {} → {}; sent {}, failed {}, {} bytes",
@@ -523,8 +538,8 @@ fn resend(app: &App, d: D) -> Element {
             j.state,
             j.mode,
             j.proto,
-            j.local.clone().unwrap_or_default(),
-            j.remote.clone().unwrap_or_default(),
+            j.local.map(|a| a.to_string()).unwrap_or_default(),
+            j.remote,
             j.sent,
             j.failed,
             j.bytes
@@ -534,32 +549,28 @@ fn resend(app: &App, d: D) -> Element {
         div { class: "panel", id: "resend",
             h2 { "Resend" }
             div { class: "row",
-                label { "mode " select { id: "resend-mode",
-                    onchange: move |e: FormEvent| d.call(Action::SetResendMode(ResendMode::parse(&e.value()))),
-                    for m in modes { option { value: "{m.as_str()}", selected: r.form.mode == m, "{m.as_str()}" } } } }
-                label { "count " input { id: "resend-count", size: "4", value: "{r.form.count}", disabled: r.form.forever,
-                    oninput: move |e: FormEvent| d.call(Action::SetResendCount(e.value())) } }
+                label { "mode " select { id: "resend-mode", "data-value": "{r.form.mode}",
+                    onchange: move |e: FormEvent| d.call(ResendMsg::SetMode(e.value().parse().unwrap_or(Mode::Socket))),
+                    for m in modes { option { value: "{m}", selected: r.form.mode == m, "{m}" } } } }
+                label { "count " input { id: "resend-count", size: "4", value: "{r.form.count}", "data-value": "{r.form.count}", disabled: r.form.forever,
+                    oninput: move |e: FormEvent| d.call(ResendMsg::SetCount(e.value())) } }
                 label { input { r#type: "checkbox", checked: r.form.forever,
-                    onchange: move |e: FormEvent| d.call(Action::SetResendForever(e.checked())) } " loop until stopped" }
-                label { "every " input { id: "resend-interval", size: "5", value: "{r.form.interval_ms}",
-                    oninput: move |e: FormEvent| d.call(Action::SetResendInterval(e.value())) } " ms" }
-                button { id: "resend-start", class: "primary", disabled: !can || r.running(), onclick: move |_| d.call(Action::StartResend),
+                    onchange: move |e: FormEvent| d.call(ResendMsg::SetForever(e.checked())) } " loop until stopped" }
+                label { "every " input { id: "resend-interval", size: "5", value: "{r.form.interval_ms}", "data-value": "{r.form.interval_ms}",
+                    oninput: move |e: FormEvent| d.call(ResendMsg::SetInterval(e.value())) } " ms" }
+                button { id: "resend-start", class: "primary", disabled: !can || r.running(), onclick: move |_| d.call(ResendMsg::Start),
                     if app.editor.as_ref().is_some_and(|e| e.is_modified()) { "Send edited" } else { "Send" } }
-                button { id: "resend-stop", disabled: !r.running(), onclick: move |_| d.call(Action::StopResend), "Stop" }
+                button { id: "resend-stop", disabled: !r.running(), onclick: move |_| d.call(ResendMsg::Stop), "Stop" }
             }
             if let Some(e) = &r.error { div { class: "err", "{e}" } }
             if let Some(l) = job_line { div { id: "resend-job", "{l}" } }
             if let Some(s) = &r.summary {
                 div { id: "resend-summary", class: if s.failed == 0 { "ok" } else { "err" },
-                    "Summary: {s.sent} sent, {s.failed} failed, {s.bytes} bytes in {s.duration_ms} ms ({s.reason})" }
+                    "Summary: {s}" }
             }
             div { class: "statuses", id: "resend-statuses",
                 for s in r.statuses.iter().rev().take(50) {
-                    div { key: "{s.seq}", class: if s.ok { "ok" } else { "err" },
-                        {format!("#{} {} {} bytes {}µs{}{}", s.seq, if s.ok { "ok" } else { "FAILED" }, s.bytes, s.elapsed_us,
-                            s.error.as_ref().map(|e| format!(" — {} ({})", e, s.error_kind.clone().unwrap_or_default())).unwrap_or_default(),
-                            s.reply.as_ref().map(|r| format!(" — reply {} bytes: {}", r.bytes, r.ascii)).unwrap_or_default())}
-                    }
+                    div { key: "{s.seq}", class: if s.ok { "ok" } else { "err" }, "{s}" }
                 }
             }
         }
@@ -567,19 +578,23 @@ fn resend(app: &App, d: D) -> Element {
 }
 
 fn save_form(app: &App, d: D) -> Element {
-    let n = if app.selected.is_empty() { usize::from(app.focused.is_some()) } else { app.selected.len() };
+    let n = if app.packets.selected.is_empty() {
+        usize::from(app.packets.focused.is_some())
+    } else {
+        app.packets.selected.len()
+    };
     let s = &app.library.save;
     rsx! {
         div { class: "panel", id: "save-form",
             h2 { "Save {n} packet(s) to the library" }
             div { class: "row",
-                input { id: "save-name", placeholder: "name", value: "{s.name}", oninput: move |e: FormEvent| d.call(Action::SetSaveName(e.value())) }
-                input { id: "save-tags", placeholder: "tags, comma separated", value: "{s.tags}", oninput: move |e: FormEvent| d.call(Action::SetSaveTags(e.value())) }
+                input { id: "save-name", placeholder: "name", value: "{s.name}", "data-value": "{s.name}", oninput: move |e: FormEvent| d.call(LibraryMsg::SetSaveName(e.value())) }
+                input { id: "save-tags", placeholder: "tags, comma separated", value: "{s.tags}", "data-value": "{s.tags}", oninput: move |e: FormEvent| d.call(LibraryMsg::SetSaveTags(e.value())) }
             }
             div { class: "row", style: "margin-top:4px",
-                input { id: "save-description", style: "flex:1", placeholder: "description", value: "{s.description}",
-                    oninput: move |e: FormEvent| d.call(Action::SetSaveDescription(e.value())) }
-                button { id: "save-library", class: "primary", disabled: n == 0, onclick: move |_| d.call(Action::SaveSelected), "Save" }
+                input { id: "save-description", style: "flex:1", placeholder: "description", value: "{s.description}", "data-value": "{s.description}",
+                    oninput: move |e: FormEvent| d.call(LibraryMsg::SetSaveDescription(e.value())) }
+                button { id: "save-library", class: "primary", disabled: n == 0, onclick: move |_| d.call(LibraryMsg::SaveSelected), "Save" }
             }
         }
     }
@@ -589,19 +604,19 @@ fn capture_tab(app: &App, d: D) -> Element {
     rsx! {
         div { class: "panel",
             div { class: "row",
-                if app.running {
-                    button { id: "stop-capture", class: "danger", onclick: move |_| d.call(Action::StopCapture), "Stop capture" }
+                if app.capture.running {
+                    button { id: "stop-capture", class: "danger", onclick: move |_| d.call(CaptureMsg::Stop), "Stop capture" }
                 } else {
-                    button { id: "goto-processes", class: "primary", onclick: move |_| d.call(Action::SetTab(Tab::Processes)), "Start a capture…" }
+                    button { id: "goto-processes", class: "primary", onclick: move |_| d.call(AppMsg::SetTab(Tab::Processes)), "Start a capture…" }
                 }
-                button { id: "clear-buffer", onclick: move |_| d.call(Action::ClearBuffer), "Clear buffer" }
-                label { input { id: "autoscroll", r#type: "checkbox", checked: app.autoscroll, onchange: move |_| d.call(Action::ToggleAutoscroll) } " auto-scroll" }
-                input { id: "display-filter", style: "flex:1; min-width: 260px", class: if app.filter_error.is_some() { "bad" } else { "" },
-                    placeholder: "display filter: tcp udp in out blocked port:80 10.0.0.0/8 pid:123 text…", value: "{app.filter_text}",
-                    oninput: move |e: FormEvent| d.call(Action::SetDisplayFilter(e.value())) }
-                button { onclick: move |_| d.call(Action::SelectAllShown), "Select all shown" }
+                button { id: "clear-buffer", onclick: move |_| d.call(PacketsMsg::Clear), "Clear buffer" }
+                label { input { id: "autoscroll", r#type: "checkbox", checked: app.packets.autoscroll, onchange: move |_| d.call(PacketsMsg::ToggleAutoscroll) } " auto-scroll" }
+                input { id: "display-filter", style: "flex:1; min-width: 260px", class: if app.packets.filter_error.is_some() { "bad" } else { "" },
+                    placeholder: "display filter: tcp udp in out blocked port:80 10.0.0.0/8 pid:123 text…", value: "{app.packets.filter_text}", "data-value": "{app.packets.filter_text}",
+                    oninput: move |e: FormEvent| d.call(PacketsMsg::SetFilter(e.value())) }
+                button { onclick: move |_| d.call(PacketsMsg::SelectAllShown), "Select all shown" }
             }
-            if let Some(e) = &app.filter_error { div { class: "err", "{e}" } }
+            if let Some(e) = &app.packets.filter_error { div { class: "err", "{e}" } }
             div { class: "row", style: "margin-top:8px; justify-content: space-between",
                 {counters(app)}
                 {chart(app)}
@@ -621,30 +636,30 @@ fn capture_tab(app: &App, d: D) -> Element {
 }
 
 fn filters_tab(app: &App, d: D) -> Element {
-    let f = &app.rule_form;
+    let f = &app.rules.form;
     let sel = |v: &str, cur: &str| v == cur;
     rsx! {
         div { class: "panel",
             h2 { "Add a rule (applies to the captured processes; the first enabled match decides)" }
             div { class: "row",
-                select { id: "rule-action", onchange: move |e: FormEvent| d.call(Action::SetRuleAction(if e.value() == "allow" { RuleAction::Allow } else { RuleAction::Block })),
+                select { id: "rule-action", "data-value": if f.action == RuleAction::Allow { "allow" } else { "block" }, onchange: move |e: FormEvent| d.call(RulesMsg::SetAction(if e.value() == "allow" { RuleAction::Allow } else { RuleAction::Block })),
                     option { value: "block", selected: f.action == RuleAction::Block, "block" }
                     option { value: "allow", selected: f.action == RuleAction::Allow, "allow" } }
-                select { id: "rule-protocol", onchange: move |e: FormEvent| d.call(Action::SetRuleProtocol(e.value())),
+                select { id: "rule-protocol", "data-value": "{f.protocol}", onchange: move |e: FormEvent| d.call(RulesMsg::SetProtocol(e.value())),
                     for p in ["any", "tcp", "udp"] { option { value: "{p}", selected: sel(p, &f.protocol), "{p}" } } }
-                input { id: "rule-port", size: "6", placeholder: "port", value: "{f.port}", oninput: move |e: FormEvent| d.call(Action::SetRulePort(e.value())) }
-                input { id: "rule-address", placeholder: "remote IP or CIDR", value: "{f.address}", oninput: move |e: FormEvent| d.call(Action::SetRuleAddress(e.value())) }
-                select { id: "rule-direction", onchange: move |e: FormEvent| d.call(Action::SetRuleDirection(e.value())),
+                input { id: "rule-port", size: "6", placeholder: "port", value: "{f.port}", "data-value": "{f.port}", oninput: move |e: FormEvent| d.call(RulesMsg::SetPort(e.value())) }
+                input { id: "rule-address", placeholder: "remote IP or CIDR", value: "{f.address}", "data-value": "{f.address}", oninput: move |e: FormEvent| d.call(RulesMsg::SetAddress(e.value())) }
+                select { id: "rule-direction", "data-value": "{f.direction}", onchange: move |e: FormEvent| d.call(RulesMsg::SetDirection(e.value())),
                     for p in ["both", "in", "out"] { option { value: "{p}", selected: sel(p, &f.direction), "{p}" } } }
-                button { id: "rule-add", class: "primary", onclick: move |_| d.call(Action::AddRule), "Add rule" }
-                button { id: "rule-clear", class: "danger", disabled: app.filters.is_empty(), onclick: move |_| d.call(Action::ClearRules), "Clear all" }
+                button { id: "rule-add", class: "primary", onclick: move |_| d.call(RulesMsg::Add), "Add rule" }
+                button { id: "rule-clear", class: "danger", disabled: app.rules.filters.is_empty(), onclick: move |_| d.call(RulesMsg::Clear), "Clear all" }
             }
             if let Some(e) = &f.error { div { class: "err", id: "rule-error", "{e}" } }
         }
         div { class: "panel", id: "rules",
-            h2 { "Rules ({app.filters.len()})" }
-            if app.filters.is_empty() { p { class: "muted", "No rules: every packet passes." } }
-            for r in app.filters.iter() {
+            h2 { "Rules ({app.rules.filters.len()})" }
+            if app.rules.filters.is_empty() { p { class: "muted", "No rules: every packet passes." } }
+            for r in app.rules.filters.iter() {
                 {
                     let (id, en) = (r.id, r.rule.enabled);
                     let class = if !en { "tag disabled" } else if r.rule.action == RuleAction::Block { "tag block" } else { "tag allow" };
@@ -652,8 +667,8 @@ fn filters_tab(app: &App, d: D) -> Element {
                         span { key: "{id}", class: "{class}", "data-rule": "{r.spec}",
                             "#{r.index} {r.spec}"
                             b { title: "hits", "{r.hits} hits" }
-                            button { title: if en { "disable" } else { "enable" }, onclick: move |_| d.call(Action::SetRuleEnabled(id, !en)), if en { "off" } else { "on" } }
-                            button { title: "remove", onclick: move |_| d.call(Action::RemoveRule(id)), "✕" }
+                            button { title: if en { "disable" } else { "enable" }, onclick: move |_| d.call(RulesMsg::SetEnabled(id, !en)), if en { "off" } else { "on" } }
+                            button { title: "remove", onclick: move |_| d.call(RulesMsg::Remove(id)), "✕" }
                         }
                     }
                 }
@@ -681,34 +696,34 @@ fn library_tab(app: &App, d: D) -> Element {
         div { class: "panel",
             h2 { "Packet library" }
             div { class: "row",
-                input { id: "lib-search", style: "flex:1", placeholder: "full-text search: name, description, tags, payload text", value: "{l.query}",
-                    oninput: move |e: FormEvent| d.call(Action::SetLibQuery(e.value())) }
-                button { id: "lib-export", onclick: move |_| d.call(Action::LibExportDpp),
+                input { id: "lib-search", style: "flex:1", placeholder: "full-text search: name, description, tags, payload text", value: "{l.query}", "data-value": "{l.query}",
+                    oninput: move |e: FormEvent| d.call(LibraryMsg::SetQuery(e.value())) }
+                button { id: "lib-export", onclick: move |_| d.call(LibraryMsg::ExportDpp),
                     if l.checked.is_empty() { "Export all to .dpp" } else { "Export {l.checked.len()} to .dpp" } }
-                button { class: "danger", disabled: l.checked.is_empty(), onclick: { let ids: Vec<i64> = l.checked.iter().copied().collect(); move |_| d.call(Action::LibDelete(ids.clone())) }, "Delete checked" }
+                button { class: "danger", disabled: l.checked.is_empty(), onclick: { let ids: Vec<i64> = l.checked.iter().copied().collect(); move |_| d.call(LibraryMsg::Delete(ids.clone())) }, "Delete checked" }
                 span { "Import .dpp: " }
                 span { dangerous_inner_html: r#"<input id="lib-import" type="file" accept=".dpp" onchange="pidcapUpload(this)">"# }
             }
             div { style: "margin-top:6px",
                 for t in l.tags.iter() {
                     span { key: "{t.name}", class: if l.tag.as_deref() == Some(t.name.as_str()) { "chip on" } else { "chip" },
-                        onclick: { let n = t.name.clone(); move |_| d.call(Action::SetLibTag(Some(n.clone()))) },
+                        onclick: { let n = t.name.clone(); move |_| d.call(LibraryMsg::SetTag(Some(n.clone()))) },
                         "{t.name} ({t.count})" }
                 }
             }
         }
         div { class: "grid",
-            div { class: "panel", id: "lib-list",
+            div { class: "panel", id: "lib-list", "data-query": l.listed.clone().unwrap_or_default(),
                 table {
                     thead { tr { th {} th { "name" } th { "tags" } th { "proto" } th { "remote" } th { "bytes" } th { "saved from" } } }
                     tbody {
                         for it in l.items.iter() {
                             tr { key: "{it.id}", class: "lib-item", "data-lib-id": "{it.id}",
                                 td { input { r#type: "checkbox", checked: l.checked.contains(&it.id),
-                                    onchange: { let id = it.id; move |_| d.call(Action::ToggleLibChecked(id)) } } }
-                                td { a { href: "#", onclick: { let id = it.id; move |e: MouseEvent| { e.prevent_default(); d.call(Action::LibOpen(id)) } }, "{it.name}" } }
+                                    onchange: { let id = it.id; move |_| d.call(LibraryMsg::ToggleChecked(id)) } } }
+                                td { a { href: "#", onclick: { let id = it.id; move |e: MouseEvent| { e.prevent_default(); d.call(LibraryMsg::Open(id)) } }, "{it.name}" } }
                                 td { for t in it.tags.iter() { span { class: "chip", "{t}" } } }
-                                td { {it.packet.decoded.protocol.name()} }
+                                td { "{it.packet.decoded.protocol}" }
                                 td { {endpoint(it.packet.decoded.remote_addr, it.packet.decoded.remote_port)} }
                                 td { "{it.packet.data.len()}" }
                                 td { class: "muted", "{it.packet.pid}/{it.packet.comm}" }
@@ -716,22 +731,22 @@ fn library_tab(app: &App, d: D) -> Element {
                         }
                     }
                 }
-                if l.loaded && l.items.is_empty() { p { class: "muted", "Nothing here yet: select packets on the Capture tab and save them." } }
+                if l.listed.is_some() && l.items.is_empty() { p { class: "muted", "Nothing here yet: select packets on the Capture tab and save them." } }
             }
             div {
                 if let Some(e) = &l.open {
                     div { class: "panel", id: "lib-edit",
                         h2 { "Library entry #{e.id}" }
-                        div { class: "row", input { id: "lib-edit-name", value: "{e.name}", oninput: move |ev: FormEvent| d.call(Action::SetLibEditName(ev.value())) } }
-                        div { class: "row", style: "margin-top:4px", input { id: "lib-edit-tags", style: "flex:1", value: "{e.tags}", oninput: move |ev: FormEvent| d.call(Action::SetLibEditTags(ev.value())) } }
+                        div { class: "row", input { id: "lib-edit-name", value: "{e.name}", "data-value": "{e.name}", oninput: move |ev: FormEvent| d.call(LibraryMsg::SetEditName(ev.value())) } }
+                        div { class: "row", style: "margin-top:4px", input { id: "lib-edit-tags", style: "flex:1", value: "{e.tags}", "data-value": "{e.tags}", oninput: move |ev: FormEvent| d.call(LibraryMsg::SetEditTags(ev.value())) } }
                         div { class: "row", style: "margin-top:4px",
-                            textarea { id: "lib-edit-description", style: "flex:1", value: "{e.description}", oninput: move |ev: FormEvent| d.call(Action::SetLibEditDescription(ev.value())) } }
+                            textarea { id: "lib-edit-description", style: "flex:1", value: "{e.description}", "data-value": "{e.description}", oninput: move |ev: FormEvent| d.call(LibraryMsg::SetEditDescription(ev.value())) } }
                         {hex_view(&e.packet.data, e.packet.decoded.payload_offset as usize)}
                         div { class: "row", style: "margin-top:6px",
-                            button { id: "lib-save-edit", class: "primary", onclick: move |_| d.call(Action::LibSaveEdit), "Save changes" }
-                            button { onclick: move |_| d.call(Action::LibEditPayload), "Edit payload and resend…" }
-                            button { class: "danger", onclick: { let id = e.id; move |_| d.call(Action::LibDelete(vec![id])) }, "Delete" }
-                            button { onclick: move |_| d.call(Action::LibClose), "Close" }
+                            button { id: "lib-save-edit", class: "primary", onclick: move |_| d.call(LibraryMsg::SaveEdit), "Save changes" }
+                            button { onclick: move |_| d.call(EditorMsg::OpenLibraryEntry), "Edit payload and resend…" }
+                            button { class: "danger", onclick: { let id = e.id; move |_| d.call(LibraryMsg::Delete(vec![id])) }, "Delete" }
+                            button { onclick: move |_| d.call(LibraryMsg::Close), "Close" }
                         }
                         div { class: "muted", {format!("payload: {}", format_hex(e.packet.payload()).replace('\n', " ").chars().take(200).collect::<String>())} }
                     }

@@ -1,64 +1,125 @@
-//! End to end, in headless Chromium, against a real daemon (root: the kernel
-//! layer is loaded) and real processes in a network namespace of the test's own.
-//! Skips with a reason when not root or when Chromium is missing (fails on a
-//! missing Chromium when CI is set). Screenshots go to target/ui-screenshots/.
+//! End to end, in headless Chromium, against a real daemon (`pidcap daemon`,
+//! root: the kernel layer is loaded) and real processes in a network
+//! namespace of the test's own. Every step waits for the state it acts on
+//! (the element there and enabled, the text typed held by the state machine,
+//! the row selected, the tab shown), never for time. Without root or a tool
+//! a test is skipped, and fails under CI=true. Screenshots go to
+//! target/ui-screenshots/.
 
 mod common;
 use common::*;
+use pidcap_testkit::NetNs;
 use serde_json::json;
 use std::time::Duration;
 
-fn setup(tag: &str) -> Option<(Netns, Stack, Browser)> {
-    if !is_root() {
-        eprintln!("skipped: not root (the daemon loads eBPF programs)");
-        let _ = browser();
-        return None;
-    }
-    let (chromium, driver) = browser()?;
-    let ns = Netns::new(tag);
-    let stack = Stack::start();
-    let b = Browser::start(&chromium, &driver);
-    b.goto(&stack.ui.url);
-    b.wait_find("#tab-processes");
-    Some((ns, stack, b))
+fn setup(tag: &str) -> (NetNs, Stack, Browser) {
+    let ns = NetNs::new(tag);
+    let (stack, b) = open_ui();
+    (ns, stack, b)
 }
 
+/// The daemon, the UI server and a browser on it.
+fn open_ui() -> (Stack, Browser) {
+    let stack = Stack::start();
+    let b = Browser::start();
+    b.goto(&stack.ui.url);
+    b.wait_find("#tab-processes");
+    (stack, b)
+}
+
+/// Tick the process in the list and start capturing it.
 fn capture_pid(b: &Browser, pid: u32) {
-    b.click("#tab-processes");
+    b.tab("processes");
     b.fill("#proc-search", &pid.to_string());
     b.click("#refresh-procs");
-    wait_for("the process in the list", Duration::from_secs(10), || b.find(&format!("tr[data-pid='{pid}']")));
-    b.click(&format!("tr[data-pid='{pid}']"));
+    let row = format!("tr[data-pid='{pid}']");
+    b.click(&row);
+    b.wait_find(&format!("{row}.sel"));
     b.click("#start-capture");
-    for _ in 0..100 {
-        if b.text("#status").contains("capturing") {
-            return;
+    let started = std::time::Instant::now();
+    while !b.text("#status").contains("capturing") {
+        if started.elapsed() > STEP {
+            b.screenshot("failed-capture-start");
+            panic!("the capture did not start: {}", b.text(".notices"));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    b.screenshot("failed-capture-start");
-    panic!("the capture did not start: {}", b.text(".notices"));
+}
+
+/// Wait until the library list answers the search `query` with `n` entries.
+fn wait_library(b: &Browser, query: &str, n: u64) {
+    wait_for(&format!("{n} library entries for {query:?}"), STEP, || {
+        let listed = b.js("return document.querySelector('#lib-list').dataset.query", json!([]));
+        (listed.as_str() == Some(query) && b.count("#lib-list .lib-item") == n).then_some(())
+    });
+}
+
+/// The id of the newest row of the packet list once every row shown passes
+/// `check` (the display filter typed has been applied).
+fn newest_row(b: &Browser, what: &str, check: impl Fn(&str) -> bool) -> String {
+    wait_for(what, STEP, || {
+        let rows = b.js(
+            "return [...document.querySelectorAll('#packet-list .pkt')].map(r => [r.dataset.id, r.innerText])",
+            json!([]),
+        );
+        let rows = rows.as_array().cloned().unwrap_or_default();
+        for r in &rows {
+            let text = r[1].as_str().unwrap_or("");
+            assert!(check(text), "a row the display filter should hide: {text}");
+        }
+        // The newest row: it stays in view longest while the list follows new packets.
+        rows.last().and_then(|r| r[0].as_str().map(String::from))
+    })
+}
+
+/// Show packet `id` and open the editor on its payload.
+fn open_editor(b: &Browser, id: &str) {
+    b.click(&format!("#packet-list .pkt[data-id='{id}']"));
+    wait_for("the packet's details", STEP, || b.text("#packet-detail h2").contains(&format!("#{id} ")).then_some(()));
+    b.click("#edit-packet");
+    // (h2 are shown in capitals: compare in lower case)
+    wait_for("the editor", STEP, || {
+        b.text("#editor h2").to_lowercase().contains(&format!("packet #{id} ")).then_some(())
+    });
+}
+
+/// Start the resend and wait for its summary (Err: what the resend panel says went wrong).
+fn resend(b: &Browser) -> Result<String, String> {
+    b.click("#resend-start");
+    wait_for("the resend to finish", STEP, || {
+        let s = b.text("#resend-summary");
+        let e = b.text("#resend .err");
+        if !e.is_empty() {
+            return Some(Err(e));
+        }
+        (!s.is_empty()).then_some(Ok(s))
+    })
 }
 
 fn read(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+fn holds(path: &std::path::Path, bytes: &[u8]) -> bool {
+    std::fs::read(path).unwrap_or_default().windows(bytes.len()).any(|w| w == bytes)
+}
+
 #[test]
 fn capture_block_edit_resend_and_library() {
-    let Some((ns, stack, b)) = setup("main") else { return };
+    pidcap_testkit::require!(Root, Tool("chromium"), Tool("chromedriver"), Tool("ip"), Tool("python3"));
+    let (ns, stack, b) = setup("ui-main");
     let dir = stack.dir.path().to_path_buf();
     let (recv_log, status) = (dir.join("received.log"), dir.join("status.log"));
-    let mut peer = ns.python(&["listen", "7001", "7002", recv_log.to_str().unwrap()]);
+    let mut peer = python(&ns, &["listen", "7001", "7002", recv_log.to_str().unwrap()]);
     assert_eq!(peer.wait_line().trim(), "ready");
-    let target = ns.python(&["talk", "7001", "7002", status.to_str().unwrap()]);
-    std::thread::sleep(Duration::from_millis(300));
+    let target = python(&ns, &["talk", "7001", "7002", status.to_str().unwrap()]);
+    wait_for("the target's first exchange", STEP, || read(&status).lines().next().map(|_| ()));
     b.screenshot("1-processes");
 
     // 1. Capture: the target's packets appear.
     capture_pid(&b, target.pid());
-    wait_for("packets in the list", Duration::from_secs(15), || (b.count("#packet-list .pkt") >= 10).then_some(()));
-    let udp_rows = wait_for("a UDP row", Duration::from_secs(10), || {
+    wait_for("packets in the list", STEP, || (b.count("#packet-list .pkt") >= 10).then_some(()));
+    let udp_rows = wait_for("a UDP row", STEP, || {
         let n = b.js("return [...document.querySelectorAll('#packet-list .pkt')].filter(r => r.innerText.includes('UDP') && r.innerText.includes(':7002')).length", json!([]));
         (n.as_u64().unwrap_or(0) > 0).then_some(n)
     });
@@ -66,17 +127,17 @@ fn capture_block_edit_resend_and_library() {
     b.screenshot("2-capture");
 
     // 2. Block rule: the target's connections fail, the counters move.
-    b.click("#tab-filters");
+    b.tab("filters");
     b.fill("#rule-protocol", "tcp");
     b.fill("#rule-port", "7001");
     b.click("#rule-add");
-    wait_for("the rule tag", Duration::from_secs(10), || (b.count("#rules .tag.block") == 1).then_some(()));
+    wait_for("the rule tag", STEP, || (b.count("#rules .tag.block") == 1).then_some(()));
     let fails_before = read(&status).lines().filter(|l| l.starts_with("fail")).count();
-    wait_for("a refused connect", Duration::from_secs(10), || {
+    wait_for("a refused connect", STEP, || {
         (read(&status).lines().filter(|l| l.starts_with("fail")).count() >= fails_before + 2).then_some(())
     });
     assert!(read(&status).lines().last().unwrap_or("").starts_with("fail"), "the target's connect fails once blocked");
-    wait_for("hits on the rule", Duration::from_secs(10), || {
+    wait_for("hits on the rule", STEP, || {
         let t = b.text("#rules .tag.block");
         let hits: u64 = t
             .split_whitespace()
@@ -87,52 +148,36 @@ fn capture_block_edit_resend_and_library() {
         (hits > 0).then_some(())
     });
     b.screenshot("3-filters");
-    b.click("#tab-capture");
-    wait_for("the blocked counter to move", Duration::from_secs(10), || {
+    b.tab("capture");
+    wait_for("the blocked counter to move", STEP, || {
         let t = b.text("#counter-blocked b");
         (t.trim().parse::<u64>().unwrap_or(0) > 0).then_some(())
     });
-    b.click("#tab-filters");
+    b.tab("filters");
     b.click("#rule-clear");
-    wait_for("the rules cleared", Duration::from_secs(10), || (b.count("#rules .tag") == 0).then_some(()));
+    wait_for("the rules cleared", STEP, || (b.count("#rules .tag") == 0).then_some(()));
 
     // 3. Edit a UDP packet's payload and resend it three times: the listener gets it.
-    b.click("#tab-capture");
+    b.tab("capture");
     b.fill("#display-filter", "udp out 7002");
-    wait_for("filtered rows", Duration::from_secs(10), || (b.count("#packet-list .pkt") > 0).then_some(()));
-    b.click("#packet-list .pkt");
-    b.wait_find("#packet-detail");
-    b.click("#edit-packet");
+    let id = newest_row(&b, "a filtered row", |row| row.contains("UDP") && row.contains(":7002"));
+    open_editor(&b, &id);
     b.fill("#edit-ascii", "EDITED-BY-UI");
-    wait_for("the hex view to follow", Duration::from_secs(10), || {
-        b.js("return document.querySelector('#edit-hex').value", json!([]))
-            .as_str()
-            .unwrap_or("")
-            .starts_with("45 44 49 54")
-            .then_some(())
-    });
+    b.wait_value("#edit-hex", "45 44 49 54 45 44 2d 42 59 2d 55 49");
     b.fill("#edit-hex", "45 44 zz");
     b.wait_find("#hex-error");
     b.fill("#edit-hex", "45 44 49 54 45 44 2d 42 59 2d 55 49");
-    wait_for("the hex error to go", Duration::from_secs(10), || b.find("#hex-error").is_none().then_some(()));
+    wait_for("the hex error to go", STEP, || b.find("#hex-error").is_none().then_some(()));
     b.fill("#resend-mode", "socket");
     b.fill("#resend-count", "3");
     b.fill("#resend-interval", "100");
     b.screenshot("4-editor");
-    b.click("#resend-start");
-    let resend = wait_for("the resend to finish", Duration::from_secs(20), || {
-        let s = b.text("#resend-summary");
-        let e = b.text("#resend .err");
-        if !e.is_empty() {
-            return Some(Err(e));
-        }
-        (!s.is_empty()).then_some(Ok(s))
-    });
+    let resend = resend(&b);
     b.screenshot("5-resend");
     match resend {
         Ok(summary) => {
             eprintln!("resend: {summary}");
-            wait_for("three edited datagrams at the listener", Duration::from_secs(10), || {
+            wait_for("three edited datagrams at the listener", STEP, || {
                 (read(&recv_log).lines().filter(|l| *l == "EDITED-BY-UI").count() == 3).then_some(())
             });
         }
@@ -144,16 +189,17 @@ fn capture_block_edit_resend_and_library() {
     b.fill("#save-tags", "ui-test, udp");
     b.fill("#save-description", "saved by the UI end-to-end test");
     b.click("#save-library");
-    b.click("#tab-library");
-    wait_for("the saved entry", Duration::from_secs(10), || (b.count("#lib-list .lib-item") == 1).then_some(()));
+    wait_for("the saved notice", STEP, || b.text(".notices").contains("Saved 1 packet").then_some(()));
+    b.tab("library");
+    wait_library(&b, "", 1);
     b.fill("#lib-search", "EDITED");
-    wait_for("the search hit", Duration::from_secs(10), || (b.count("#lib-list .lib-item") == 1).then_some(()));
+    wait_library(&b, "EDITED", 1);
     b.fill("#lib-search", "nothing-matches-this");
-    wait_for("no hit", Duration::from_secs(10), || (b.count("#lib-list .lib-item") == 0).then_some(()));
+    wait_library(&b, "nothing-matches-this", 0);
     b.fill("#lib-search", "");
-    wait_for("the entry again", Duration::from_secs(10), || (b.count("#lib-list .lib-item") == 1).then_some(()));
+    wait_library(&b, "", 1);
     b.click("#lib-export");
-    let href = wait_for("the download link", Duration::from_secs(10), || {
+    let href = wait_for("the download link", STEP, || {
         b.js("const a = document.querySelector('a.download'); return a ? a.getAttribute('href') : null", json!([]))
             .as_str()
             .map(String::from)
@@ -177,7 +223,7 @@ fn capture_block_edit_resend_and_library() {
     let file = dir.join("export.dpp");
     std::fs::write(&file, &dpp).unwrap();
     b.send_keys("#lib-import", file.to_str().unwrap());
-    wait_for("the re-imported entry", Duration::from_secs(15), || (b.count("#lib-list .lib-item") == 2).then_some(()));
+    wait_library(&b, "", 2);
     b.click("#lib-list .lib-item a");
     b.wait_find("#lib-edit");
     b.screenshot("6-library");
@@ -187,13 +233,14 @@ fn capture_block_edit_resend_and_library() {
 /// Packet leaving the target → its row in the browser, at 1,000 packets/s.
 #[test]
 fn latency_packet_to_row() {
-    let Some((ns, _stack, b)) = setup("lat") else { return };
-    let mut peer = ns.python(&["listen", "7101", "7102", "/dev/null"]);
+    pidcap_testkit::require!(Root, Tool("chromium"), Tool("chromedriver"), Tool("ip"), Tool("python3"));
+    let (ns, _stack, b) = setup("ui-lat");
+    let mut peer = python(&ns, &["listen", "7101", "7102", "/dev/null"]);
     assert_eq!(peer.wait_line().trim(), "ready");
-    // The flooder waits a little so the capture is on before it sends.
-    let flood = ns.python(&["flood", "7102", "1000", "8"]);
+    // 8 s of datagrams: the capture starts while it sends, the rows are timed until it ends.
+    let mut flood = python(&ns, &["flood", "7102", "1000", "8"]);
     capture_pid(&b, flood.pid());
-    b.click("#tab-capture");
+    b.tab("capture");
     b.js(
         // A row's first insertion is when its packet appears; the list re-creates
         // rows as its window slides, and those later insertions are not arrivals.
@@ -204,9 +251,14 @@ fn latency_packet_to_row() {
            .observe(list, {childList: true, subtree: true}); return true;",
         json!([]),
     );
-    std::thread::sleep(Duration::from_secs(6));
-    let v = b.js("return window.__lat", json!([]));
-    let mut lat: Vec<f64> = v.as_array().unwrap().iter().filter_map(|x| x.as_f64()).collect();
+    assert!(flood.wait_exit(Duration::from_secs(30)).success(), "the flooder failed");
+    // Its last packets reach the page after it exits: wait for the rows, not for time.
+    let lat = wait_for("rows of the flood to appear", STEP, || {
+        let v = b.js("return window.__lat", json!([]));
+        let lat: Vec<f64> = v.as_array().unwrap().iter().filter_map(|x| x.as_f64()).collect();
+        (lat.len() > 100).then_some(lat)
+    });
+    let mut lat = lat;
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let held = b.text("#list-info");
     b.screenshot("7-latency");
@@ -219,5 +271,55 @@ fn latency_packet_to_row() {
         lat.last().copied().unwrap_or(f64::NAN)
     );
     assert!(lat.len() > 100, "rows appeared: {}", lat.len());
-    drop(flood);
+}
+
+/// The editor's ASCII pane showed CR and LF as dots and sent dots back: an
+/// HTTP request edited there lost its CRLFs. Shown as `\r\n`, edited and
+/// resent, it reaches the server with them.
+#[test]
+fn an_http_request_edited_in_the_ascii_pane_is_resent_with_its_crlfs() {
+    pidcap_testkit::require!(Root, Tool("chromium"), Tool("chromedriver"), Tool("ip"), Tool("python3"));
+    let (ns, stack, b) = setup("ui-http");
+    let log = stack.dir.path().join("http.log");
+    let mut server = python(&ns, &["http-server", "7201", log.to_str().unwrap()]);
+    assert_eq!(server.wait_line().trim(), "ready");
+    let client = python(&ns, &["http-client", "7201"]);
+    let request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:7201\r\n\r\n";
+    wait_for("the client's first request at the server", STEP, || holds(&log, request).then_some(()));
+
+    capture_pid(&b, client.pid());
+    b.tab("capture");
+    b.fill("#display-filter", "tcp out 7201 get");
+    let id = newest_row(&b, "a request row", |row| row.contains("TCP") && row.contains(":7201"));
+    open_editor(&b, &id);
+    let shown = b.value("#edit-ascii").unwrap_or_default();
+    assert_eq!(shown, r"GET / HTTP/1.1\r\nHost: 127.0.0.1:7201\r\n\r\n", "CR and LF are shown as escapes");
+    b.fill("#edit-ascii", &shown.replacen("GET / ", "GET /edited-by-ui ", 1));
+    let edited = b"GET /edited-by-ui HTTP/1.1\r\nHost: 127.0.0.1:7201\r\n\r\n";
+    b.wait_value("#edit-hex", &pidcap_ui::editor::format_hex(edited));
+    b.fill("#resend-mode", "socket");
+    b.fill("#resend-count", "1");
+    b.screenshot("8-http-editor");
+    let summary = resend(&b).unwrap_or_else(|e| panic!("the daemon refused the resend: {e}"));
+    eprintln!("resend: {summary}");
+    wait_for("the edited request, CRLFs and all, at the server", STEP, || holds(&log, edited).then_some(()));
+    drop(client);
+}
+
+/// "Run and capture": the command is held until it is a target, so its very
+/// first datagram is captured.
+#[test]
+fn run_a_command_and_capture_it_from_its_first_packet() {
+    pidcap_testkit::require!(Root, Tool("chromium"), Tool("chromedriver"), Tool("python3"));
+    let (_stack, b) = open_ui();
+    // Three datagrams to the discard port, at once on start, then it exits.
+    let command = "python3 -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+                   [s.sendto(b'from-the-start-%d' % i, ('127.0.0.1', 9)) for i in range(3)]\"";
+    b.fill("#run-command", command);
+    b.click("#run-capture");
+    wait_for("the capture of the command", STEP, || b.text(".notices").contains("Capturing process").then_some(()));
+    b.tab("capture");
+    b.fill("#display-filter", "udp out from-the-start-0");
+    // The filter matches the payload's text: that row is the first datagram.
+    newest_row(&b, "the command's first datagram", |row| row.contains("UDP") && row.contains("127.0.0.1:9"));
 }

@@ -1,6 +1,7 @@
 //! Test helpers: a tiny blocking HTTP client, a minimal WebDriver client for
-//! chromedriver (no extra dependencies), a network namespace, and a daemon +
-//! UI server started in this process.
+//! chromedriver (no extra dependencies) whose steps wait for the state they
+//! act on, the test peer in a network namespace, and the real daemon (a
+//! process) + the UI server (in this process).
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
@@ -34,8 +35,8 @@ pub fn http(
     s.write_all(req.as_bytes()).unwrap();
     s.write_all(body).unwrap();
     let mut buf = Vec::new();
-    // A websocket upgrade answer never closes: read what comes, up to a timeout.
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Read until the response is complete (a websocket upgrade: its head); the
+    // timeout only bounds a server that stops answering (a slow screenshot is not one).
     let mut chunk = [0u8; 65536];
     loop {
         match s.read(&mut chunk) {
@@ -112,31 +113,7 @@ pub fn base64_decode(s: &str) -> Vec<u8> {
     out
 }
 
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Chromium and its driver, or why not. With CI set, a missing browser fails the test.
-pub fn browser() -> Option<(PathBuf, PathBuf)> {
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].iter().map(PathBuf::from).find(|p| p.exists());
-    let driver = PathBuf::from("/usr/bin/chromedriver");
-    match chromium {
-        Some(c) if driver.exists() => Some((c, driver)),
-        _ => {
-            if std::env::var_os("CI").is_some() {
-                panic!(
-                    "CI is set and chromium / chromedriver are missing: apt-get install -y chromium chromium-driver"
-                );
-            }
-            eprintln!(
-                "skipped: chromium or /usr/bin/chromedriver missing (apt-get install -y chromium chromium-driver)"
-            );
-            None
-        }
-    }
-}
-
+/// Poll `f` every 50 ms until it gives a value; panic naming `what` after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
@@ -146,13 +123,20 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if start.elapsed() > timeout {
             panic!("timed out after {timeout:?} waiting for {what}");
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
+/// How long one UI step may take to show its result.
+pub const STEP: Duration = Duration::from_secs(20);
+
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// A chromedriver session with a headless Chromium.
+/// A chromedriver session with a headless Chromium. Its steps wait for the
+/// state they act on (the liveview renders asynchronously): [`Browser::click`]
+/// waits for the element to be there and enabled, [`Browser::fill`] for the
+/// state machine to hold the text (the field's `data-value`), and callers
+/// wait for each click's consequence before the next step.
 pub struct Browser {
     driver: Child,
     addr: SocketAddr,
@@ -161,7 +145,10 @@ pub struct Browser {
 }
 
 impl Browser {
-    pub fn start(chromium: &Path, driver: &Path) -> Browser {
+    /// Chromium and chromedriver from PATH (the test has `require!`d them).
+    pub fn start() -> Browser {
+        let chromium = pidcap_testkit::find_tool("chromium").expect("chromium on PATH");
+        let driver = pidcap_testkit::find_tool("chromedriver").expect("chromedriver on PATH");
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -225,14 +212,30 @@ impl Browser {
         v["value"][ELEMENT].as_str().map(String::from)
     }
 
+    /// Wait for an element `css` matches.
     pub fn wait_find(&self, css: &str) -> String {
-        wait_for(css, Duration::from_secs(20), || self.find(css))
+        wait_for(css, STEP, || self.find(css))
     }
 
-    /// Click the first element `css` matches (in the page: rows re-render under the driver's feet).
+    /// Click the first element `css` matches, once it is there and enabled (a
+    /// click on a button the liveview has not enabled yet does nothing). The
+    /// check and the click are one script: rows re-render under the driver's feet.
     pub fn click(&self, css: &str) {
-        self.wait_find(css);
-        self.js("document.querySelector(arguments[0]).click(); return true;", json!([css]));
+        wait_for(&format!("{css} to be there and enabled"), STEP, || {
+            self.js(
+                "const e = document.querySelector(arguments[0]);
+                 if (!e || e.disabled) return false; e.click(); return true;",
+                json!([css]),
+            )
+            .as_bool()
+            .filter(|clicked| *clicked)
+        });
+    }
+
+    /// Go to a tab (`processes`, `capture`, `filters`, `library`) and wait until it is the one shown.
+    pub fn tab(&self, name: &str) {
+        self.click(&format!("#tab-{name}"));
+        self.wait_find(&format!("#tab-{name}.active"));
     }
 
     /// Type a file path into a file input (or keys into anything).
@@ -241,14 +244,41 @@ impl Browser {
         self.call("POST", &self.s(&format!("/element/{el}/value")), Some(json!({ "text": text })));
     }
 
-    /// Set an input's value and fire `input` and `change`, as typing would (at once).
+    /// Set a form field's value and fire `input` and `change`, as typing would
+    /// (at once), then wait until the state machine holds it (`data-value`).
     pub fn fill(&self, css: &str, text: &str) {
-        self.wait_find(css);
-        self.js(
-            "const e = document.querySelector(arguments[0]); e.value = arguments[1];
-             e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true}));",
-            json!([css, text]),
-        );
+        wait_for(&format!("{css} to be there and enabled"), STEP, || {
+            self.js(
+                "const e = document.querySelector(arguments[0]); if (!e || e.disabled) return false;
+                 e.value = arguments[1];
+                 e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true}));
+                 return true;",
+                json!([css, text]),
+            )
+            .as_bool()
+            .filter(|typed| *typed)
+        });
+        self.wait_value(css, text);
+    }
+
+    /// What the state machine holds for a form field (its `data-value`).
+    pub fn value(&self, css: &str) -> Option<String> {
+        self.js("const e = document.querySelector(arguments[0]); return e ? e.dataset.value : null;", json!([css]))
+            .as_str()
+            .map(String::from)
+    }
+
+    /// Wait until the state machine holds `text` for the field `css`.
+    pub fn wait_value(&self, css: &str, text: &str) {
+        let start = Instant::now();
+        loop {
+            let held = self.value(css);
+            if held.as_deref() == Some(text) {
+                return;
+            }
+            assert!(start.elapsed() < STEP, "timed out waiting for {css} to hold {text:?}; it holds {held:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn js(&self, script: &str, args: Value) -> Value {
@@ -285,43 +315,18 @@ impl Drop for Browser {
     }
 }
 
-/// A network namespace with lo up, deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(tag: &str) -> Netns {
-        let name = format!("pidcap-ui-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success(), "ip netns add");
-        assert!(Command::new("ip")
-            .args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"])
-            .status()
-            .unwrap()
-            .success());
-        Netns { name }
-    }
-
-    /// python3 tests/data/target.py ARGS in the namespace.
-    pub fn python(&self, args: &[&str]) -> KillOnDrop {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/target.py");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.name, "python3"])
-            .arg(script)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3");
-        KillOnDrop(child)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
+/// python3 tests/data/target.py ARGS in the namespace `ns`.
+pub fn python(ns: &pidcap_testkit::NetNs, args: &[&str]) -> KillOnDrop {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/target.py");
+    let child = ns
+        .command("python3")
+        .arg(script)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3");
+    KillOnDrop(child)
 }
 
 pub struct KillOnDrop(pub Child);
@@ -338,6 +343,13 @@ impl KillOnDrop {
         let mut line = String::new();
         r.read_line(&mut line).unwrap();
         line
+    }
+}
+
+impl KillOnDrop {
+    /// Wait for it to exit on its own (at most `timeout`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        wait_for("the process to exit", timeout, || self.0.try_wait().expect("try_wait"))
     }
 }
 

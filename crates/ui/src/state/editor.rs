@@ -1,0 +1,54 @@
+//! The payload editor: opened on the focused packet or on a library entry,
+//! edited as hex or as ASCII (see [`crate::editor::Editor`]), reset, closed.
+//! Its state is `App::editor` (None when closed).
+
+use super::{App, Effect, Level, Tab};
+use crate::editor::Editor;
+
+/// What happens in the payload editor.
+#[derive(Debug, Clone)]
+pub enum EditorMsg {
+    /// Edit the focused packet's payload.
+    Open,
+    /// Edit the open library entry's payload (to resend it).
+    OpenLibraryEntry,
+    /// The hex text changed.
+    Hex(String),
+    /// The ASCII text changed.
+    Ascii(String),
+    /// Back to the payload it was opened with.
+    Reset,
+    Close,
+}
+
+pub(super) fn update(app: &mut App, msg: EditorMsg) -> Vec<Effect> {
+    match msg {
+        EditorMsg::Open => match app.packets.focused_packet() {
+            Some(p) => app.editor = Some(Editor::new(p.id, p.payload())),
+            None => app.notify(Level::Error, "Pick a packet in the list first."),
+        },
+        EditorMsg::OpenLibraryEntry => {
+            if let Some(e) = &app.library.open {
+                app.editor = Some(Editor::new(0, e.packet.payload()));
+                app.tab = Tab::Capture;
+            }
+        }
+        EditorMsg::Hex(t) => {
+            if let Some(e) = &mut app.editor {
+                e.edit_hex(t)
+            }
+        }
+        EditorMsg::Ascii(t) => {
+            if let Some(e) = &mut app.editor {
+                e.edit_ascii(t)
+            }
+        }
+        EditorMsg::Reset => {
+            if let Some(e) = &mut app.editor {
+                e.reset()
+            }
+        }
+        EditorMsg::Close => app.editor = None,
+    }
+    Vec::new()
+}
