@@ -1,21 +1,22 @@
 //! The daemon's engine thread: owns the kernel layer (through a [`Capture`])
 //! and the filter list, drains the kernel ring every few milliseconds, and
-//! publishes packets and counters on a broadcast channel. Requests reach it
-//! over a channel and are answered between two drains, so a slow client
-//! never holds up capture.
+//! publishes packets and counters on a broadcast channel. Requests
+//! ([`EngineOp`]s, nothing else) reach it over a channel and are answered
+//! between two drains with a typed [`EngineReply`], so a slow client never
+//! holds up capture.
 
 use pidcap_api::protocol::{
-    ApiError, CaptureSettings, ErrorCode, Event, FilterInfo, Filters, Op, PacketPage, Started, State, TargetInfo,
-    DEFAULT_PAGE, MAX_PAGE, PAGE_BYTES, VERSION,
+    ApiError, CaptureSettings, Cleared, EngineOp, ErrorCode, FilterInfo, Filters, PacketPage, Started, State,
+    TargetInfo, DEFAULT_PAGE, MAX_PAGE, PAGE_BYTES, VERSION,
 };
 use pidcap_engine::procfs::Procfs;
 use pidcap_engine::rules::{self, Action, Rule};
-use pidcap_engine::{Capture, CaptureOptions, EngineError, KernelBackend};
+use pidcap_engine::{Capture, CaptureOptions, CaptureStats, EngineError, KernelBackend};
 use pidcap_packet::CapturedPacket;
 use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
 
@@ -29,15 +30,48 @@ const COUNTERS_INTERVAL: Duration = Duration::from_secs(1);
 /// What goes out on the broadcast channel.
 #[derive(Debug, Clone)]
 pub enum Published {
-    Packet(Arc<CapturedPacket>),
-    Counters(Box<Event>),
+    Packet(Arc<SharedPacket>),
+    Counters { stats: CaptureStats, running: bool },
 }
 
-pub type Reply = Result<serde_json::Value, ApiError>;
+/// A packet as every subscriber receives it: the ring's packet, and its JSON,
+/// made once by the first connection that writes it.
+#[derive(Debug)]
+pub struct SharedPacket {
+    pub packet: Arc<CapturedPacket>,
+    json: OnceLock<Result<Vec<u8>, Arc<serde_json::Error>>>,
+}
+
+impl SharedPacket {
+    pub fn new(packet: Arc<CapturedPacket>) -> SharedPacket {
+        SharedPacket { packet, json: OnceLock::new() }
+    }
+
+    /// The packet's JSON (as in [`pidcap_api::protocol::Event::Packet`]), serialized on first use.
+    pub fn json(&self) -> Result<&[u8], Arc<serde_json::Error>> {
+        match self.json.get_or_init(|| serde_json::to_vec(&*self.packet).map_err(Arc::new)) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) => Err(Arc::clone(e)),
+        }
+    }
+}
+
+/// The engine thread's answer to each [`EngineOp`] (see each op for which).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum EngineReply {
+    Started(Started),
+    State(Box<State>),
+    Packets(PacketPage),
+    Filters(Filters),
+    Cleared(Cleared),
+}
+
+pub type Reply = Result<EngineReply, ApiError>;
 
 /// A request for the engine thread.
 pub struct Command {
-    pub op: Op,
+    pub op: EngineOp,
     pub reply: oneshot::Sender<Reply>,
 }
 
@@ -46,7 +80,16 @@ pub struct Backlog(pub Vec<Arc<CapturedPacket>>);
 
 pub enum Msg {
     Op(Command),
-    Backlog { since: u64, reply: oneshot::Sender<Backlog> },
+    /// A subscription's backlog.
+    Backlog {
+        since: u64,
+        reply: oneshot::Sender<Backlog>,
+    },
+    /// One held packet, by id (`inject` of a captured packet).
+    Packet {
+        id: u64,
+        reply: oneshot::Sender<Option<Arc<CapturedPacket>>>,
+    },
 }
 
 struct Filter {
@@ -74,16 +117,23 @@ fn err(code: ErrorCode, msg: impl Into<String>) -> ApiError {
     ApiError::new(code, msg)
 }
 
+/// The API's code for each kind of engine error.
 fn engine_err(e: EngineError) -> ApiError {
+    let code = match &e {
+        EngineError::NoSuchProcess(_) => ErrorCode::NoSuchProcess,
+        EngineError::Invalid(_) => ErrorCode::InvalidArgument,
+        EngineError::Permission { .. }
+        | EngineError::Verifier { .. }
+        | EngineError::Kernel { .. }
+        | EngineError::Unsupported(_)
+        | EngineError::Cgroup { .. }
+        | EngineError::Io { .. } => ErrorCode::Kernel,
+    };
     match e {
-        EngineError::NoSuchProcess(pid) => err(ErrorCode::NoSuchProcess, format!("no process with pid {pid}")),
-        EngineError::Invalid(m) => err(ErrorCode::InvalidArgument, m),
-        e => err(ErrorCode::Kernel, e.to_string()),
+        // The message alone: the code says it is an argument.
+        EngineError::Invalid(m) => err(code, m),
+        e => err(code, e.to_string()),
     }
-}
-
-fn to_value<T: Serialize>(v: &T) -> Reply {
-    serde_json::to_value(v).map_err(|e| err(ErrorCode::Internal, e.to_string()))
 }
 
 /// Start the engine thread on `backend`. Returns the request channel.
@@ -145,9 +195,7 @@ impl Engine {
                 last_counters = Instant::now();
                 if self.subscribers.load(Ordering::Relaxed) > 0 {
                     if let Ok(stats) = self.cap.stats() {
-                        let _ = self
-                            .tx
-                            .send(Published::Counters(Box::new(Event::Counters { stats, running: self.running })));
+                        let _ = self.tx.send(Published::Counters { stats, running: self.running });
                     }
                 }
             }
@@ -162,8 +210,12 @@ impl Engine {
 
     fn drain(&mut self, timeout: Duration) {
         let tx = &self.tx;
+        // Nobody to tell: no per-packet work beyond the ring's.
+        let publish = tx.receiver_count() > 0;
         if let Err(e) = self.cap.poll(timeout, &mut |p| {
-            let _ = tx.send(Published::Packet(Arc::clone(p)));
+            if publish {
+                let _ = tx.send(Published::Packet(Arc::new(SharedPacket::new(Arc::clone(p)))));
+            }
         }) {
             tracing::error!("reading the kernel ring: {e}");
             std::thread::sleep(timeout);
@@ -182,33 +234,37 @@ impl Engine {
                 }
                 let _ = reply.send(Backlog(self.cap.ring().since(since, usize::MAX)));
             }
+            Msg::Packet { id, reply } => {
+                if self.running {
+                    self.drain(Duration::ZERO);
+                }
+                let held = self.cap.ring().since(id.saturating_sub(1), 1).into_iter().find(|p| p.id == id);
+                let _ = reply.send(held);
+            }
         }
     }
 
-    fn op(&mut self, op: Op) -> Reply {
+    fn op(&mut self, op: EngineOp) -> Reply {
         match op {
-            Op::StartCapture { pids, names, snaplen, ring_size, follow_children } => {
-                self.start(pids, names, snaplen, ring_size, follow_children)
+            EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children } => {
+                self.start(pids, names, snaplen, ring_size, follow_children).map(EngineReply::Started)
             }
-            Op::StopCapture => {
+            EngineOp::StopCapture => {
                 if !self.running {
                     return Err(err(ErrorCode::NotRunning, "no capture is running"));
                 }
                 self.drain(Duration::ZERO);
                 self.cap.stop().map_err(engine_err)?;
                 self.running = false;
-                to_value(&self.state()?)
+                Ok(EngineReply::State(Box::new(self.state()?)))
             }
-            Op::GetPackets { since, limit } => {
+            EngineOp::GetPackets { since, limit } => {
                 if self.running {
                     self.drain(Duration::ZERO);
                 }
-                to_value(&self.page(since, limit.unwrap_or(DEFAULT_PAGE)))
+                Ok(EngineReply::Packets(self.page(since, limit.unwrap_or(DEFAULT_PAGE))))
             }
-            Op::Subscribe { .. } | Op::Inject(_) | Op::ListJobs | Op::WatchJob { .. } | Op::StopJob { .. } => {
-                Err(err(ErrorCode::Internal, format!("{} is handled by the connection", op.name())))
-            }
-            Op::AddFilter { rule, action, index } => {
+            EngineOp::AddFilter { rule, action, index } => {
                 let rule = Rule::parse_spec(&rule, action.unwrap_or(Action::Block))
                     .map_err(|e| err(ErrorCode::InvalidRule, e.to_string()))?;
                 if self.filters.len() >= rules::MAX_RULES {
@@ -229,35 +285,35 @@ impl Engine {
                 self.change_filters(|f| f.insert(index, Filter { id, rule, hits_before: 0 }))?;
                 self.filters_reply(Some(id))
             }
-            Op::RemoveFilter { filter } => {
+            EngineOp::RemoveFilter { filter } => {
                 let i = self.filter_index(filter)?;
                 self.change_filters(|f| {
                     f.remove(i);
                 })?;
                 self.filters_reply(None)
             }
-            Op::SetFilterEnabled { filter, enabled } => {
+            EngineOp::SetFilterEnabled { filter, enabled } => {
                 let i = self.filter_index(filter)?;
                 self.change_filters(|f| f[i].rule.enabled = enabled)?;
                 self.filters_reply(Some(filter))
             }
-            Op::ClearFilters => {
+            EngineOp::ClearFilters => {
                 self.change_filters(|f| f.clear())?;
                 self.filters_reply(None)
             }
-            Op::ClearBuffer => {
+            EngineOp::ClearBuffer => {
                 if self.running {
                     self.drain(Duration::ZERO);
                 }
-                let n = self.cap.ring().len();
+                let cleared = self.cap.ring().len();
                 self.cap.clear_ring();
-                to_value(&serde_json::json!({ "cleared": n, "next_id": self.cap.next_id() }))
+                Ok(EngineReply::Cleared(Cleared { cleared, next_id: self.cap.next_id() }))
             }
-            Op::GetState => {
+            EngineOp::GetState => {
                 if self.running {
                     self.drain(Duration::ZERO);
                 }
-                to_value(&self.state()?)
+                Ok(EngineReply::State(Box::new(self.state()?)))
             }
         }
     }
@@ -269,7 +325,7 @@ impl Engine {
         snaplen: Option<u32>,
         ring_size: Option<usize>,
         follow: bool,
-    ) -> Reply {
+    ) -> Result<Started, ApiError> {
         if self.running {
             return Err(err(ErrorCode::AlreadyRunning, "a capture is already running; stop_capture first"));
         }
@@ -312,7 +368,7 @@ impl Engine {
         self.requested = pids;
         self.names = names;
         let targets = self.cap.live_targets().map_err(engine_err)?;
-        to_value(&Started { session: self.session, first_id, targets })
+        Ok(Started { session: self.session, first_id, targets })
     }
 
     fn filter_index(&self, id: u64) -> Result<usize, ApiError> {
@@ -360,7 +416,7 @@ impl Engine {
     fn filters_reply(&self, id: Option<u64>) -> Reply {
         let filters = self.filter_infos();
         let filter = id.and_then(|id| filters.iter().find(|f| f.id == id).cloned());
-        to_value(&Filters { filter, filters })
+        Ok(EngineReply::Filters(Filters { filter, filters }))
     }
 
     fn page(&self, since: u64, limit: usize) -> PacketPage {

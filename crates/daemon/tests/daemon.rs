@@ -114,7 +114,7 @@ fn capture_paging_state_filters_clear_and_stop_through_the_socket() {
     // clear_buffer empties the ring; ids go on.
     let before = c.get_state().unwrap().newest_id.unwrap();
     let v = c.clear_buffer().unwrap();
-    assert!(v["cleared"].as_u64().unwrap() > 0);
+    assert!(v.cleared > 0);
     let page = c.get_packets(before, None).unwrap();
     assert!(page.packets.is_empty());
     assert_eq!(target.try_("tcp4", PORT), Outcome::Ok);
@@ -125,7 +125,10 @@ fn capture_paging_state_filters_clear_and_stop_through_the_socket() {
 
     // inject of a packet no longer held: a clear error (jobs are tested in tests/jobs.rs).
     let args = pidcap_api::protocol::InjectArgs { packet: Some(1), ..Default::default() };
-    assert_eq!(api_code(c.call(pidcap_api::Op::Inject(Box::new(args))).unwrap_err()), ErrorCode::InvalidArgument);
+    assert_eq!(
+        api_code(c.call(pidcap_api::ConnectionOp::Inject(Box::new(args))).unwrap_err()),
+        ErrorCode::InvalidArgument
+    );
 
     let s = c.stop_capture().unwrap();
     assert!(!s.running);
