@@ -199,11 +199,27 @@ impl Op {
     /// with the error of the one type its `op` belongs to.
     pub fn from_value(value: serde_json::Value) -> Result<Op, serde_json::Error> {
         let connection = value.get("op").and_then(|o| o.as_str()).is_some_and(|o| ConnectionOp::NAMES.contains(&o));
-        if connection {
-            ConnectionOp::deserialize(value).map(Op::Connection)
+        // serde lets a unit variant ignore other fields, whatever deny_unknown_fields says.
+        let extra = value.as_object().and_then(|o| o.keys().find(|k| *k != "op").cloned());
+        let op = if connection {
+            ConnectionOp::deserialize(value).map(Op::Connection)?
         } else {
-            EngineOp::deserialize(value).map(Op::Engine)
+            EngineOp::deserialize(value).map(Op::Engine)?
+        };
+        match extra {
+            Some(field) if op.takes_no_arguments() => {
+                Err(serde::de::Error::custom(format!("unknown field `{field}`: `{}` takes no arguments", op.name())))
+            }
+            _ => Ok(op),
         }
+    }
+
+    fn takes_no_arguments(&self) -> bool {
+        matches!(
+            self,
+            Op::Engine(EngineOp::StopCapture | EngineOp::ClearFilters | EngineOp::ClearBuffer | EngineOp::GetState)
+                | Op::Connection(ConnectionOp::ListJobs)
+        )
     }
 }
 
@@ -527,6 +543,8 @@ mod tests {
         assert_eq!(code(r#"{"v":1,"id":1,"op":"format_disk"}"#), ErrorCode::UnknownOp);
         assert_eq!(code(r#"{"v":1,"id":1,"op":"remove_filter"}"#), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"v":1,"id":1,"op":"get_packets","sincе":1}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"v":1,"id":1,"op":"get_state","x":1}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"v":1,"id":1,"op":"list_jobs","job":1}"#), ErrorCode::BadRequest);
         let (id, e) = parse_request(br#"{"v":1,"id":9,"op":"remove_filter","filter":"x"}"#).unwrap_err();
         assert_eq!(id, Some(9));
         assert!(e.message.contains("remove_filter"), "{}", e.message);

@@ -304,9 +304,9 @@ impl LineReader {
 #[serde(untagged)]
 enum ConnectionReply {
     Subscribed(Subscribed),
-    Job(JobReply),
+    Job(Box<JobReply>),
     Jobs(JobList),
-    Watching(Watching),
+    Watching(Box<Watching>),
 }
 
 /// Every result a connection writes.
@@ -424,7 +424,7 @@ async fn ask_engine(shared: &Shared, op: EngineOp) -> std::result::Result<Engine
 
 /// What a request line comes to.
 enum Handled {
-    Reply(Line),
+    Reply(Box<Line>),
     /// The connection wrote its answer itself (a subscription or a watch started).
     Written,
     /// The connection is gone.
@@ -462,7 +462,7 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
                             },
                             Op::Connection(op) => {
                                 match connection_op(&shared, &mut wr, &mut sub, req.id, op, &watch_tx).await {
-                                    Handled::Reply(r) => r,
+                                    Handled::Reply(r) => *r,
                                     Handled::Written => continue,
                                     Handled::Closed => break,
                                 }
@@ -504,8 +504,8 @@ async fn connection_op<W: AsyncWrite + Unpin>(
     watch_tx: &tmpsc::Sender<(u64, Event)>,
 ) -> Handled {
     let answer = |r: std::result::Result<ConnectionReply, ApiError>| match r {
-        Ok(r) => Handled::Reply(Line::ok(id, Answer::Connection(r))),
-        Err(e) => Handled::Reply(Line::err(Some(id), e)),
+        Ok(r) => Handled::Reply(Box::new(Line::ok(id, Answer::Connection(r)))),
+        Err(e) => Handled::Reply(Box::new(Line::err(Some(id), e))),
     };
     match op {
         ConnectionOp::Subscribe { since } => match subscribe(shared, wr, id, since).await {
@@ -515,9 +515,9 @@ async fn connection_op<W: AsyncWrite + Unpin>(
             }
             Err(_) => Handled::Closed,
         },
-        ConnectionOp::Inject(args) => answer(inject(shared, *args).await.map(ConnectionReply::Job)),
+        ConnectionOp::Inject(args) => answer(inject(shared, *args).await.map(|j| ConnectionReply::Job(Box::new(j)))),
         ConnectionOp::ListJobs => answer(Ok(ConnectionReply::Jobs(JobList { jobs: shared.jobs.list() }))),
-        ConnectionOp::StopJob { job } => answer(stop_job(shared, job).await.map(ConnectionReply::Job)),
+        ConnectionOp::StopJob { job } => answer(stop_job(shared, job).await.map(|j| ConnectionReply::Job(Box::new(j)))),
         ConnectionOp::WatchJob { job } => match watch_job(shared, wr, id, job, watch_tx.clone()).await {
             Ok(true) => Handled::Written,
             Ok(false) => answer(Err(no_such_job(job))),
@@ -615,7 +615,7 @@ async fn watch_job<W: AsyncWrite + Unpin>(
     let Some(w) = shared.jobs.watch(job) else { return Ok(false) };
     let summary = w.info.summary.clone();
     let watching = Watching { watching: job, job: w.info };
-    write_reply(wr, &Line::ok(id, Answer::Connection(ConnectionReply::Watching(watching)))).await?;
+    write_reply(wr, &Line::ok(id, Answer::Connection(ConnectionReply::Watching(Box::new(watching))))).await?;
     let mut last_seq = 0;
     for status in w.history {
         last_seq = status.seq;
