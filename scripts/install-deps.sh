@@ -2,7 +2,8 @@
 # Installs what pidcap needs to build and test on a fresh Debian machine:
 # clang + libbpf headers (the eBPF programs are compiled by build.rs),
 # tshark/tcpdump/bpftool/iproute2/python3/chromium (the tests use them); checks
-# that a Rust toolchain (1.87+) is there. Idempotent: installs only what is missing.
+# that a Rust toolchain (1.87+) with rustfmt and clippy is there (it does not
+# install Rust: it says how). Idempotent: installs only what is missing.
 set -euo pipefail
 
 need=()
@@ -37,5 +38,19 @@ fi
 if ! have cargo; then
   # Debian 12's own rustc (1.63) is too old for this workspace (1.87+).
   echo "pidcap needs a Rust toolchain, 1.87 or newer (rustup: https://rustup.rs); none found on PATH" >&2
+  exit 1
+fi
+# The test command runs `cargo fmt --check` and `cargo clippy`: both are
+# rustup components, missing from a minimal toolchain.
+missing=()
+cargo fmt --version >/dev/null 2>&1 || missing+=(rustfmt)
+cargo clippy --version >/dev/null 2>&1 || missing+=(clippy)
+if [ ${#missing[@]} -gt 0 ]; then
+  if have rustup; then
+    echo "the Rust toolchain lacks ${missing[*]}: rustup component add ${missing[*]}" >&2
+  else
+    echo "the Rust toolchain lacks ${missing[*]} and rustup is not installed: install Rust with rustup" \
+      "(https://rustup.rs), then rustup component add ${missing[*]}" >&2
+  fi
   exit 1
 fi

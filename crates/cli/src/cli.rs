@@ -101,7 +101,7 @@ pub struct CaptureOpts {
 
     /// Bytes kept of each packet, from its IP header (1..=65535).
     #[arg(short = 's', long = "snaplen", default_value_t = pidcap_engine::DEFAULT_SNAPLEN,
-          value_parser = clap::value_parser!(u32).range(1..=65535))]
+          value_parser = parse_snaplen)]
     pub snaplen: u32,
 
     /// Stop after COUNT packets.
@@ -117,8 +117,8 @@ pub struct CaptureOpts {
     pub quiet: bool,
 
     /// Packets kept in memory (the newest; older ones are evicted and counted).
-    #[arg(long, default_value_t = pidcap_engine::DEFAULT_RING_SIZE as u64, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-    pub ring_size: u64,
+    #[arg(long, default_value_t = pidcap_engine::DEFAULT_RING_SIZE, value_parser = parse_ring_size)]
+    pub ring_size: usize,
 
     /// Kernel ring buffer size in MiB (a power of two): what absorbs bursts
     /// while pidcap is not scheduled. Drops here are counted in the summary.
@@ -181,6 +181,28 @@ pub fn ordered_rules(m: &clap::ArgMatches) -> Vec<Rule> {
     }
     v.sort_by_key(|(i, _)| *i);
     v.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Clap already says "invalid value": keep only what was wrong.
+fn what_is_invalid(e: pidcap_engine::EngineError) -> String {
+    match e {
+        pidcap_engine::EngineError::Invalid(what) => what.to_string(),
+        e => e.to_string(),
+    }
+}
+
+/// -s: the engine's one snap-length check.
+fn parse_snaplen(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|_| format!("{s:?} is not a number of bytes"))?;
+    pidcap_engine::capture::check_snaplen(n).map_err(what_is_invalid)?;
+    Ok(n)
+}
+
+/// --ring-size: the engine's one ring-size check.
+fn parse_ring_size(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|_| format!("{s:?} is not a number of packets"))?;
+    pidcap_engine::capture::check_ring_size(n).map_err(what_is_invalid)?;
+    Ok(n)
 }
 
 fn parse_buffer_mib(s: &str) -> Result<u32, String> {

@@ -4,30 +4,26 @@
 
 use crate::cli::{CaptureArgs, CaptureOpts, RunArgs};
 use crate::output;
-use crate::spawn::{self, Child};
+use crate::output::{LineFormat, Lines};
 use anyhow::{bail, Context, Result};
 use pidcap_ebpf::{EbpfBackend, LoadOptions};
+use pidcap_engine::spawn::{self, Child, Output, Stdio};
 use pidcap_engine::RawPacket;
-use pidcap_engine::{Capture, CaptureOptions, EngineError};
-use pidcap_pcapfile::{Format, PacketWriter, RecordRef, WriterOptions};
+use pidcap_engine::{Capture, CaptureOptions, Drain, EngineError, Schedule, Session};
+use pidcap_pcapfile::{Format, PacketOutput, PacketWriter, PcapError, RecordRef, WriterOptions};
 use std::io::{BufWriter, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// How often the kernel ring is drained when it does not wake us.
-const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
-/// How often target liveness is checked.
-const LIVENESS_INTERVAL: Duration = Duration::from_millis(100);
 /// After the last target exits, packets still in flight (a FIN's ACK) get this long.
 const GRACE: Duration = Duration::from_millis(50);
 
-/// Where packets go. Text sinks need decoded packets (`Capture::poll`); a
-/// capture file takes the kernel's bytes as they are (`Capture::poll_raw`).
-enum Sink {
-    Text { out: BufWriter<std::io::Stdout>, json: bool },
-    File(PacketWriter<BufWriter<Box<dyn Write>>>),
-    Quiet,
+/// Where packets go: one [`PacketOutput`] (a capture file, text or JSON
+/// lines, nothing), and what to call it in errors.
+struct Sink {
+    out: Box<dyn PacketOutput>,
+    what: String,
 }
 
 impl Sink {
@@ -43,100 +39,85 @@ impl Sink {
                 WriterOptions { snaplen: opts.snaplen, application: format!("pidcap {}", env!("CARGO_PKG_VERSION")) };
             let w = PacketWriter::new(format, BufWriter::with_capacity(1 << 20, out), &wopts)
                 .with_context(|| format!("cannot write to {}", path.display()))?;
-            return Ok(Sink::File(w));
+            return Ok(Sink { out: Box::new(w), what: "writing the capture file".into() });
         }
-        if opts.quiet {
-            return Ok(Sink::Quiet);
-        }
-        Ok(Sink::Text { out: BufWriter::with_capacity(1 << 16, std::io::stdout()), json: opts.json })
+        let out: Box<dyn PacketOutput> = if opts.quiet {
+            Box::new(output::Discard)
+        } else {
+            let format = if opts.json { LineFormat::Json } else { LineFormat::Text };
+            Box::new(Lines::new(BufWriter::with_capacity(1 << 16, std::io::stdout()), format))
+        };
+        Ok(Sink { out, what: "writing to stdout".into() })
     }
 
-    /// Wait up to `timeout` for packets and write them, up to `limit` in all
+    /// Run `drain` (a session step, or its end) with this sink taking the
+    /// packets, decoded or raw as the output prefers, up to `limit` in all
     /// (`written` counts them). A write error stops writing and is returned
-    /// once the kernel's batch has been taken.
-    fn drain(&mut self, cap: &mut Capture, timeout: Duration, limit: u64, written: &mut u64) -> Result<()> {
+    /// beside `drain`'s result, once the kernel's batch has been taken.
+    fn drain<R>(
+        &mut self,
+        limit: u64,
+        written: &mut u64,
+        drain: impl FnOnce(Drain<'_>) -> R,
+    ) -> (R, Option<anyhow::Error>) {
         let mut err = None;
-        let mut accept = |write: &mut dyn FnMut() -> Result<()>| {
+        let decoded = self.out.wants_decoded();
+        let out = &mut self.out;
+        let mut accept = |write: &mut dyn FnMut(&mut dyn PacketOutput) -> Result<(), PcapError>| {
             if *written < limit && err.is_none() {
-                match write() {
+                match write(out.as_mut()) {
                     Ok(()) => *written += 1,
                     Err(e) => err = Some(e),
                 }
             }
         };
-        match self {
-            Sink::Text { out, json } => cap.poll(timeout, &mut |p| {
-                accept(&mut || {
-                    let line = if *json { output::packet_json(p) } else { output::packet_line(p) };
-                    Ok(writeln!(out, "{line}")?)
-                })
-            })?,
-            Sink::File(w) => cap.poll_raw(timeout, &mut |id, timestamp_ns, raw| {
-                accept(&mut || write_record(w, id, timestamp_ns, raw))
-            })?,
-            Sink::Quiet => cap.poll_raw(timeout, &mut |_, _, _| accept(&mut || Ok(())))?,
+        let r = if decoded {
+            drain(Drain::Decoded(&mut |p| accept(&mut |out| out.write_packet(p))))
+        } else {
+            drain(Drain::Raw(&mut |id, timestamp_ns, raw| {
+                accept(&mut |out| out.write_record(&record(id, timestamp_ns, raw, &String::from_utf8_lossy(raw.comm))))
+            }))
         };
-        err.map_or(Ok(()), Err)
+        (r, err.map(|e| anyhow::Error::new(e).context(self.what.clone())))
     }
 
     fn flush(&mut self) -> Result<()> {
-        match self {
-            Sink::Text { out, .. } => out.flush()?,
-            Sink::File(w) => w.flush().context("writing the capture file")?,
-            Sink::Quiet => {}
-        }
-        Ok(())
+        self.out.flush().with_context(|| self.what.clone())
     }
 
     fn finish(self) -> Result<()> {
-        match self {
-            Sink::File(w) => {
-                w.into_inner().context("writing the capture file")?.flush()?;
-            }
-            mut other => other.flush()?,
-        }
-        Ok(())
+        self.out.finish().context(self.what)
     }
 }
 
-/// One packet, borrowed from the kernel's buffer, into the capture file.
-fn write_record(
-    w: &mut PacketWriter<BufWriter<Box<dyn Write>>>,
-    id: u64,
-    timestamp_ns: u64,
-    raw: &RawPacket<'_>,
-) -> Result<()> {
-    let comm = String::from_utf8_lossy(raw.comm);
-    let rec = RecordRef {
+/// One packet as the output sees it, borrowed from the kernel's buffer.
+fn record<'a>(id: u64, timestamp_ns: u64, raw: &RawPacket<'a>, comm: &'a str) -> RecordRef<'a> {
+    RecordRef {
         id,
         timestamp_ns,
         pid: raw.pid,
-        comm: &comm,
+        comm,
         socket_cookie: raw.socket_cookie,
         direction: raw.direction,
         verdict: raw.verdict,
         rule: raw.rule,
         orig_len: raw.orig_len,
         data: raw.data,
-    };
-    w.write_record(&rec).context("writing the capture file")
+    }
 }
 
 /// Load the programs, with errors that say what to do.
-fn load_capture(opts: &CaptureOpts) -> Result<Capture> {
+fn load_capture(opts: &CaptureOpts) -> Result<Session> {
     let load = LoadOptions { ring_bytes: opts.buffer_mib << 20, ..LoadOptions::default() };
     let backend = EbpfBackend::load(load).map_err(|e| match e {
         EngineError::Permission { .. } => anyhow::Error::new(e),
         e => anyhow::Error::new(e).context("cannot load the kernel layer"),
     })?;
-    let copts = CaptureOptions {
-        snaplen: opts.snaplen,
-        ring_size: opts.ring_size as usize,
-        follow_children: opts.follow_children,
-    };
+    let copts =
+        CaptureOptions { snaplen: opts.snaplen, ring_size: opts.ring_size, follow_children: opts.follow_children };
     let mut cap = Capture::new(Box::new(backend), copts)?;
     cap.set_rules(&opts.rules).context("cannot install the filter rules")?;
-    Ok(cap)
+    Ok(Session::new(cap, Schedule::CLI))
 }
 
 /// SIGINT/SIGTERM/SIGHUP: the number received, read by the capture loop.
@@ -156,11 +137,13 @@ fn install_signals() -> Result<Arc<AtomicUsize>> {
 }
 
 pub fn run(args: RunArgs) -> Result<u8> {
-    let mut cap = load_capture(&args.opts)?;
+    let mut session = load_capture(&args.opts)?;
     let to_stdout = args.opts.write.as_ref().is_some_and(|p| p.as_os_str() == "-");
-    let gated = spawn::spawn_gated(&args.command, to_stdout)
+    // When our stdout carries the capture file, the command's goes to stderr.
+    let stdio = Stdio { stdout: if to_stdout { Output::Stderr } else { Output::Inherit }, ..Stdio::default() };
+    let gated = spawn::spawn_gated(&args.command, &stdio)
         .with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
-    if let Err(e) = cap.add_pid(gated.pid) {
+    if let Err(e) = session.capture_mut().add_pid(gated.pid) {
         gated.abort();
         return Err(e).context("cannot register the command as a target");
     }
@@ -168,8 +151,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
     announce(&args.opts, &format!("pid {} ({})", gated.pid, args.command[0].to_string_lossy()));
     let child = gated.release().with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
     let mut ended = Ended::Child(child);
-    let code = capture_loop(&mut cap, &args.opts, &signals, &mut ended)?;
-    Ok(code)
+    capture_loop(session, &args.opts, &signals, &mut ended)
 }
 
 pub fn capture(args: CaptureArgs) -> Result<u8> {
@@ -180,7 +162,8 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
             bail!("no process with pid {pid} (list processes with `ps -e`)");
         }
     }
-    let mut cap = load_capture(&args.opts)?;
+    let mut session = load_capture(&args.opts)?;
+    let cap = session.capture_mut();
     for &pid in &args.pids {
         cap.add_pid(pid).map_err(|e| match e {
             EngineError::NoSuchProcess(pid) => anyhow::anyhow!("process {pid} exited before the capture started"),
@@ -195,7 +178,7 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
         args.pids.iter().map(|p| format!("pid {p}")).chain(args.names.iter().map(|n| format!("name {n}"))).collect();
     announce(&args.opts, &what.join(", "));
     let mut ended = if args.names.is_empty() { Ended::AllTargets } else { Ended::Never };
-    capture_loop(&mut cap, &args.opts, &signals, &mut ended)
+    capture_loop(session, &args.opts, &signals, &mut ended)
 }
 
 /// Say on stderr that the capture is live (tests wait for this line).
@@ -218,24 +201,24 @@ enum Ended {
     Never,
 }
 
-fn capture_loop(cap: &mut Capture, opts: &CaptureOpts, signals: &AtomicUsize, ended: &mut Ended) -> Result<u8> {
+fn capture_loop(mut session: Session, opts: &CaptureOpts, signals: &AtomicUsize, ended: &mut Ended) -> Result<u8> {
     let mut sink = Sink::open(opts)?;
     let limit = opts.count.unwrap_or(u64::MAX);
     let mut written = 0u64;
-    let mut last_check = Instant::now();
-    let mut grace_until: Option<Instant> = None;
     let mut signals_seen = 0;
     let mut exit_code = 0u8;
 
     loop {
-        if let Err(e) = sink.drain(cap, DRAIN_INTERVAL, limit, &mut written).and_then(|()| sink.flush()) {
+        let (tick, write_err) = sink.drain(limit, &mut written, |d| session.step(d));
+        tick.drained?;
+        if let Some(e) = write_err.map_or_else(|| sink.flush().err(), Some) {
             // stdout closed (`| head`) is a normal way to stop.
             if is_broken_pipe(&e) {
                 break;
             }
             return Err(e);
         }
-        if written >= limit {
+        if written >= limit || tick.finished {
             break;
         }
         let sigs = signals.load(Ordering::SeqCst);
@@ -248,15 +231,8 @@ fn capture_loop(cap: &mut Capture, opts: &CaptureOpts, signals: &AtomicUsize, en
                 _ => break,
             }
         }
-        if let Some(t) = grace_until {
-            if Instant::now() >= t {
-                break;
-            }
-            continue;
-        }
-        if last_check.elapsed() >= LIVENESS_INTERVAL {
-            last_check = Instant::now();
-            let live = cap.live_targets()?;
+        if let Some(live) = tick.live {
+            let live = live?;
             let done = match ended {
                 Ended::Child(child) => match child.try_wait() {
                     Some(code) => {
@@ -269,15 +245,14 @@ fn capture_loop(cap: &mut Capture, opts: &CaptureOpts, signals: &AtomicUsize, en
                 Ended::Never => false,
             };
             if done {
-                grace_until = Some(Instant::now() + GRACE);
+                session.wind_down(GRACE);
             }
         }
     }
     // Whatever the kernel already pushed belongs to this capture; a write
     // error here (stdout closed) only ends it.
-    let _ = sink.drain(cap, Duration::ZERO, limit, &mut written);
-    let stats = cap.stats()?;
-    cap.stop()?;
+    let (stats, _) = sink.drain(limit, &mut written, |d| session.finish(d));
+    let stats = stats?;
     let finished = sink.finish();
     if let Err(e) = finished {
         if !is_broken_pipe(&e) {

@@ -266,11 +266,10 @@ impl FilterArgs {
             Some("icmpv6") => Some(Protocol::Icmpv6),
             Some(n) => Some(Protocol::from_number(n.parse().with_context(|| format!("unknown protocol {n:?}"))?)),
         };
-        let direction = match self.direction.as_deref() {
+        let direction = match self.direction.as_deref().map(str::parse::<Direction>) {
             None => None,
-            Some("in" | "inbound") => Some(Direction::Inbound),
-            Some("out" | "outbound") => Some(Direction::Outbound),
-            Some(d) => bail!("--direction must be in or out, not {d:?}"),
+            Some(Ok(d)) => Some(d),
+            Some(Err(e)) => bail!("--direction must be in or out, not {:?}", e.found),
         };
         let ns = |s: f64| (s * 1e9) as u64;
         Ok(Filter {
@@ -448,7 +447,7 @@ pub fn run(args: LibArgs) -> anyhow::Result<i32> {
                         p.packet.socket_cookie
                     );
                     println!(
-                        "  verdict: {:?}  orig_len: {}  tcp flags: {}",
+                        "  verdict: {}  orig_len: {}  tcp flags: {}",
                         p.packet.verdict,
                         p.packet.orig_len,
                         p.packet.decoded.tcp_flags_str()

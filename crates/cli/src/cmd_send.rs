@@ -99,7 +99,7 @@ pub struct SendArgs {
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
-    parse_duration(s).map_err(|e| e.0)
+    parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn millis(d: Option<Duration>) -> Option<u64> {

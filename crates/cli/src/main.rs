@@ -10,7 +10,6 @@ mod cmd_send;
 #[cfg(feature = "ui")]
 mod cmd_ui;
 mod output;
-mod spawn;
 
 use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;

@@ -1,10 +1,78 @@
 //! What `run` and `capture` print: one line per packet (tcpdump-like), one JSON
-//! object per packet, and the closing summary.
+//! object per packet, and the closing summary. [`Lines`] and [`Discard`] are
+//! the CLI's [`PacketOutput`]s, beside pcapfile's capture-file writers.
 
 use pidcap_engine::CaptureStats;
 use pidcap_packet::{CapturedPacket, Protocol, Verdict};
+use pidcap_pcapfile::{PacketOutput, PcapError, RecordRef};
 use std::fmt::Write as _;
+use std::io::Write;
 use std::net::IpAddr;
+
+/// The format of [`Lines`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFormat {
+    /// [`packet_line`].
+    Text,
+    /// [`packet_json`].
+    Json,
+}
+
+/// One line per packet on a stream (stdout): text or JSON.
+pub struct Lines<W: Write> {
+    out: W,
+    format: LineFormat,
+}
+
+impl<W: Write> Lines<W> {
+    pub fn new(out: W, format: LineFormat) -> Lines<W> {
+        Lines { out, format }
+    }
+}
+
+impl<W: Write> PacketOutput for Lines<W> {
+    fn write_record(&mut self, r: &RecordRef<'_>) -> Result<(), PcapError> {
+        self.write_packet(&r.to_packet())
+    }
+
+    fn write_packet(&mut self, p: &CapturedPacket) -> Result<(), PcapError> {
+        let line = match self.format {
+            LineFormat::Text => packet_line(p),
+            LineFormat::Json => packet_json(p),
+        };
+        Ok(writeln!(self.out, "{line}")?)
+    }
+
+    /// Lines show decoded headers.
+    fn wants_decoded(&self) -> bool {
+        true
+    }
+
+    fn flush(&mut self) -> Result<(), PcapError> {
+        Ok(self.out.flush()?)
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<(), PcapError> {
+        self.flush()
+    }
+}
+
+/// `-q`: packets are counted by the capture loop, nothing is written.
+pub struct Discard;
+
+impl PacketOutput for Discard {
+    fn write_record(&mut self, _: &RecordRef<'_>) -> Result<(), PcapError> {
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), PcapError> {
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), PcapError> {
+        Ok(())
+    }
+}
 
 /// `HH:MM:SS.micros` in UTC, like tcpdump's default timestamp.
 pub fn clock_time(unix_ns: u64) -> String {
@@ -113,5 +181,49 @@ mod tests {
         assert_eq!(v["pid"], 42);
         assert_eq!(v["remote_port"], 80);
         assert!(v["data"].as_str().unwrap().starts_with("45"));
+    }
+
+    #[test]
+    fn lines_write_the_same_line_from_a_record_or_a_decoded_packet() {
+        let mut p =
+            CapturedPacket::new(9, 5, 42, "curl".into(), 1, Direction::Outbound, Verdict::Blocked, 40, tcp_syn());
+        p.rule = Some(1);
+        for format in [LineFormat::Text, LineFormat::Json] {
+            let mut out = Lines::new(Vec::new(), format);
+            assert!(out.wants_decoded());
+            out.write_packet(&p).unwrap();
+            out.write_record(&RecordRef::from(&p)).unwrap();
+            out.flush().unwrap();
+            let text = String::from_utf8(out.out).unwrap();
+            let want = match format {
+                LineFormat::Text => packet_line(&p),
+                LineFormat::Json => packet_json(&p),
+            };
+            assert_eq!(text, format!("{want}\n{want}\n"), "{format:?}");
+        }
+        assert!(packet_line(&p).ends_with("BLOCKED (rule 1)"));
+    }
+
+    #[test]
+    fn a_write_error_is_an_io_error_of_the_output() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let p = CapturedPacket::new(1, 0, 42, "curl".into(), 1, Direction::Outbound, Verdict::Pass, 40, tcp_syn());
+        let mut out: Box<dyn PacketOutput> = Box::new(Lines::new(Closed, LineFormat::Text));
+        match out.write_packet(&p) {
+            Err(PcapError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe),
+            other => panic!("{other:?}"),
+        }
+        let mut quiet: Box<dyn PacketOutput> = Box::new(Discard);
+        assert!(!quiet.wants_decoded());
+        quiet.write_record(&RecordRef::from(&p)).unwrap();
+        quiet.finish().unwrap();
     }
 }

@@ -1,7 +1,8 @@
 //! Privileged integration tests of `pidcap run` and `pidcap capture` against
 //! the real kernel: each test makes its own network namespace, starts real
 //! servers and clients (tests/data/peer.py) and checks what pidcap wrote.
-//! They need root and skip, saying so, without it.
+//! They need root and tools (`require!`): without them they skip, saying
+//! so, or fail under CI=true.
 
 mod common;
 
@@ -16,8 +17,8 @@ const TCP_ACK: u8 = 0x10;
 
 #[test]
 fn run_captures_only_the_target_from_its_first_syn_and_tshark_agrees() {
-    require_root!();
-    let ns = Netns::new("tcp");
+    require!(Root, Tool("ip"), Tool("python3"), Tool("tshark"));
+    let ns = NetNs::new("tcp");
     let scratch = Scratch::new("tcp");
     let server = ns.server(&["tcp-server", "127.0.0.1", "0"]);
     let port = server.port.to_string();
@@ -70,8 +71,8 @@ fn run_captures_only_the_target_from_its_first_syn_and_tshark_agrees() {
 
 #[test]
 fn udp_over_ipv6_in_both_directions_as_json() {
-    require_root!();
-    let ns = Netns::new("udp6");
+    require!(Root, Tool("ip"), Tool("python3"));
+    let ns = NetNs::new("udp6");
     let server = ns.server(&["udp-server", "::1", "0"]);
     let port = server.port.to_string();
     let out = pidcap()
@@ -102,8 +103,8 @@ fn udp_over_ipv6_in_both_directions_as_json() {
 
 #[test]
 fn a_server_listening_before_the_capture_gets_its_accepted_connections() {
-    require_root!();
-    let ns = Netns::new("listen");
+    require!(Root, Tool("ip"), Tool("python3"), Tool("tshark"));
+    let ns = NetNs::new("listen");
     let scratch = Scratch::new("listen");
     let server = ns.server(&["tcp-server", "127.0.0.1", "0"]);
     let port = server.port.to_string();
@@ -113,7 +114,17 @@ fn a_server_listening_before_the_capture_gets_its_accepted_connections() {
     let client = run_ok(&mut ns.peer(&["tcp-client", "127.0.0.1", &port, "3", "to-server"]));
     let client_ports: HashSet<u16> =
         peer_report(&client.stdout)["ports"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u16).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    let syn =
+        |p: &pidcap_packet::CapturedPacket| p.direction == Direction::Inbound && p.decoded.tcp_flags == Some(TCP_SYN);
+    let synack = |p: &pidcap_packet::CapturedPacket| {
+        p.direction == Direction::Outbound && p.decoded.tcp_flags == Some(TCP_SYN | TCP_ACK)
+    };
+    wait_for_capture(&file, "the 3 connections", |p| {
+        p.len() >= 15
+            && p.iter().filter(|p| syn(p)).count() >= 3
+            && p.iter().filter(|p| synack(p)).count() >= 3
+            && p.iter().any(|p| p.payload().starts_with(b"to-server 2"))
+    });
     signal(&child, libc::SIGINT);
     let out = child.wait_with_output();
     assert!(out.status.success());
@@ -126,13 +137,9 @@ fn a_server_listening_before_the_capture_gets_its_accepted_connections() {
         assert!(client_ports.contains(&p.decoded.remote_port));
     }
     // Each connection's SYN arrives at the listener, and its data at the accepted socket.
-    let syns =
-        packets.iter().filter(|p| p.direction == Direction::Inbound && p.decoded.tcp_flags == Some(TCP_SYN)).count();
+    let syns = packets.iter().filter(|p| syn(p)).count();
     assert_eq!(syns, 3);
-    let synacks = packets
-        .iter()
-        .filter(|p| p.direction == Direction::Outbound && p.decoded.tcp_flags == Some(TCP_SYN | TCP_ACK))
-        .count();
+    let synacks = packets.iter().filter(|p| synack(p)).count();
     assert_eq!(synacks, 3, "SYN-ACKs leave from request sockets and are attributed by port");
     assert!(packets.iter().any(|p| p.payload().starts_with(b"to-server 2")));
     assert_eq!(tshark_frames(&file), packets.len());
@@ -140,7 +147,7 @@ fn a_server_listening_before_the_capture_gets_its_accepted_connections() {
 
 #[test]
 fn the_capture_ends_with_a_summary_when_the_target_exits() {
-    require_root!();
+    require!(Root, Tool("sleep"));
     // Long enough for a debug build to load the programs, short enough to end the capture.
     let mut sleeper = std::process::Command::new("sleep").arg("3").spawn().unwrap();
     let started = std::time::Instant::now();
@@ -154,7 +161,7 @@ fn the_capture_ends_with_a_summary_when_the_target_exits() {
 
 #[test]
 fn sigkill_leaves_no_program_attached() {
-    require_root!();
+    require!(Root, Tool("sleep"), Tool("bpftool"));
     let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
     let (child, _stderr) = start_pidcap(pidcap().args(["capture", "-q", "--pid", &sleeper.id().to_string()]));
     let held = programs_held_by(child.id());
@@ -223,8 +230,8 @@ fn bpftool_json(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn follow_children_captures_what_a_shell_starts_and_only_with_f() {
-    require_root!();
-    let ns = Netns::new("fork");
+    require!(Root, Tool("ip"), Tool("python3"), Tool("sh"));
+    let ns = NetNs::new("fork");
     let server = ns.server(&["tcp-server", "127.0.0.1", "0"]);
     let script = format!(
         "python3 {peer} tcp-client 127.0.0.1 {port} 1 first; python3 {peer} tcp-client 127.0.0.1 {port} 1 second",
@@ -264,8 +271,8 @@ fn follow_children_captures_what_a_shell_starts_and_only_with_f() {
 
 #[test]
 fn capture_by_name_takes_processes_started_later() {
-    require_root!();
-    let ns = Netns::new("name");
+    require!(Root, Tool("ip"), Tool("python3"));
+    let ns = NetNs::new("name");
     let scratch = Scratch::new("name");
     let server = ns.server(&["udp-server", "127.0.0.1", "0"]);
     // The kernel names a process after the file it executes: a symlink gives python a name of its own.
@@ -276,9 +283,11 @@ fn capture_by_name_takes_processes_started_later() {
     let (child, _stderr) = start_pidcap(pidcap().args(["capture", "--name", "pidcap-named", "-w"]).arg(&file));
 
     let port = server.port.to_string();
-    let target = run_ok(ns.cmd(&named).arg(peer_script()).args(["udp-client", "127.0.0.1", &port, "2"]));
+    let target = run_ok(ns.command(&named).arg(peer_script()).args(["udp-client", "127.0.0.1", &port, "2"]));
     run_ok(&mut ns.peer(&["udp-client", "127.0.0.1", &port, "2"])); // plain python3: not captured
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_capture(&file, "the named process's 4 packets", |p| p.len() >= 4);
+    // Whatever the kernel took of the plain python3 (it has exited) is in its
+    // ring now, and pidcap drains the ring when it stops: it would show.
     signal(&child, libc::SIGINT);
     assert!(child.wait_with_output().status.success());
 
@@ -290,8 +299,8 @@ fn capture_by_name_takes_processes_started_later() {
 
 #[test]
 fn blocked_packets_are_in_the_pcapng_with_their_verdict_and_rule() {
-    require_root!();
-    let ns = Netns::new("blockpcap");
+    require!(Root, Tool("ip"), Tool("python3"), Tool("tshark"));
+    let ns = NetNs::new("blockpcap");
     let scratch = Scratch::new("blockpcap");
     let file = scratch.path("blocked.pcapng");
     // The target is a UDP server; rule 1 blocks what comes in on its port, so a
@@ -313,7 +322,7 @@ fn blocked_packets_are_in_the_pcapng_with_their_verdict_and_rule() {
     assert_eq!(line.trim(), "ready");
     let send =
         "import socket\nsocket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b'blocked-payload',('127.0.0.1',47001))";
-    run_ok(ns.cmd("python3").args(["-c", send]));
+    run_ok(ns.command("python3").args(["-c", send]));
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
     assert!(child.wait().unwrap().success());
@@ -337,7 +346,7 @@ fn blocked_packets_are_in_the_pcapng_with_their_verdict_and_rule() {
 
 #[test]
 fn daemon_and_ctl_smoke() {
-    require_root!();
+    require!(Root);
     let scratch = Scratch::new("daemon");
     let sock = scratch.path("pidcap.sock");
     let mut daemon = pidcap().args(["daemon", "--socket"]).arg(&sock).stderr(Stdio::piped()).spawn().unwrap();
@@ -355,8 +364,8 @@ fn daemon_and_ctl_smoke() {
 
 #[test]
 fn a_connection_opened_before_the_capture_is_attributed() {
-    require_root!();
-    let ns = Netns::new("hold");
+    require!(Root, Tool("ip"), Tool("python3"));
+    let ns = NetNs::new("hold");
     let scratch = Scratch::new("hold");
     let server = ns.server(&["tcp-server", "127.0.0.1", "0"]);
     let mut client = ns
@@ -391,8 +400,8 @@ fn a_connection_opened_before_the_capture_is_attributed() {
 
 #[test]
 fn count_limit_pcap_format_and_pcapng_on_stdout() {
-    require_root!();
-    let ns = Netns::new("fmt");
+    require!(Root, Tool("ip"), Tool("python3"), Tool("tshark"));
+    let ns = NetNs::new("fmt");
     let scratch = Scratch::new("fmt");
     let server = ns.server(&["udp-server", "127.0.0.1", "0"]);
     let port = server.port.to_string();
@@ -426,8 +435,8 @@ fn count_limit_pcap_format_and_pcapng_on_stdout() {
 
 #[test]
 fn without_a_cgroup2_mount_pidcap_mounts_its_own() {
-    require_root!();
-    let ns = Netns::new("nocg");
+    require!(Root, Tool("ip"), Tool("python3"), Tool("unshare"), Tool("findmnt"));
+    let ns = NetNs::new("nocg");
     let server = ns.server(&["udp-server", "127.0.0.1", "0"]);
     // In a mount namespace of its own, take every cgroup2 mount away, then capture.
     let script = format!(

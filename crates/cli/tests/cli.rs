@@ -36,7 +36,7 @@ fn bad_options_are_refused_before_anything_runs() {
 
 #[test]
 fn without_privileges_the_error_names_the_missing_capabilities() {
-    if !is_root() {
+    if !pidcap_testkit::is_root() {
         // Already unprivileged: run directly.
         let (code, err) = stderr_of(&["capture", "--pid", &std::process::id().to_string()]);
         assert_ne!(code, 0);
@@ -44,6 +44,7 @@ fn without_privileges_the_error_names_the_missing_capabilities() {
         return;
     }
     // As root: drop to nobody with no capabilities.
+    require!(Tool("setpriv"));
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
         .arg(env!("CARGO_BIN_EXE_pidcap"))
@@ -57,10 +58,8 @@ fn without_privileges_the_error_names_the_missing_capabilities() {
 
 #[test]
 fn a_command_that_does_not_exist_is_reported() {
-    if !is_root() {
-        eprintln!("SKIPPED: `pidcap run` loads the kernel layer before starting the command: it needs root");
-        return;
-    }
+    // `pidcap run` loads the kernel layer before starting the command.
+    require!(Root);
     let (code, err) = stderr_of(&["run", "--", "pidcap-no-such-command"]);
     assert_ne!(code, 0);
     assert!(err.contains("command not found: pidcap-no-such-command"), "{err}");

@@ -1,11 +1,11 @@
 //! `pidcap lib` through the real binary: saving from a pcapng file and from a
 //! running daemon, listing, searching, tagging, editing, deleting, importing
 //! `.dpp` files and exporting to `.dpp`, pcapng and pcap (checked by tshark).
-//! Fixtures are in tests/data/lib/. The daemon test needs root.
+//! Fixtures are in tests/data/lib/. The daemon test needs root, the exports tshark (`require!`).
 
 mod common;
 
-use common::{is_root, Netns, Scratch, StderrLines};
+use common::{require, NetNs, Scratch, StderrLines};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -55,7 +55,7 @@ fn tshark_frames(path: &Path) -> usize {
         .arg(path)
         .args(["-T", "fields", "-e", "frame.number"])
         .output()
-        .expect("tshark is needed by this test (apt-get install tshark)");
+        .expect("tshark is needed by this test (apt-get install tshark; the test must require! it)");
     assert!(out.status.success(), "tshark -r {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).count()
 }
@@ -136,6 +136,7 @@ fn save_list_search_tag_edit_delete() {
 
 #[test]
 fn import_v1_and_export_dpp_pcapng_pcap() {
+    require!(Tool("tshark"));
     let dir = Scratch::new("lib-export");
     let db = dir.path("lib.db");
     let report = lib_json(&db, &["import", fixture("login_v1.dpp").to_str().unwrap()]);
@@ -288,14 +289,11 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn save_by_packet_id_from_the_daemon() {
-    if !is_root() {
-        eprintln!("SKIPPED: this test starts the daemon (eBPF) and a network namespace: it needs root");
-        return;
-    }
+    require!(Root, Tool("ip"), Tool("python3"));
     let dir = Scratch::new("lib-daemon");
     let db = dir.path("lib.db");
     let sock = dir.path("pidcap.sock");
-    let ns = Netns::new("lib");
+    let ns = NetNs::new("lib");
 
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_pidcap"))
         .args(["daemon", "--socket", sock.to_str().unwrap()])
@@ -307,7 +305,7 @@ fn save_by_packet_id_from_the_daemon() {
     lines.wait_for("pidcap daemon: listening", Duration::from_secs(30));
 
     let mut peer =
-        ns.cmd("python3").args(["-c", UDP_PEER]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        ns.command("python3").args(["-c", UDP_PEER]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     let mut peer_out = BufReader::new(peer.stdout.take().unwrap());
     let mut line = String::new();
     peer_out.read_line(&mut line).unwrap();
@@ -333,7 +331,8 @@ fn save_by_packet_id_from_the_daemon() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(held.len(), 6, "the daemon did not capture the 6 datagrams: {held:?}");
-    let outbound: Vec<u64> = held.iter().filter(|p| p.direction.as_str() == "out").map(|p| p.id).collect();
+    let outbound: Vec<u64> =
+        held.iter().filter(|p| p.direction == pidcap_packet::Direction::Outbound).map(|p| p.id).collect();
     assert_eq!(outbound.len(), 3);
 
     // By a list of ids...

@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{pidcap, Netns, Scratch};
+use common::{pidcap, require, NetNs, Peer, Scratch};
 use pidcap_packet::{CapturedPacket, Direction, Verdict};
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {
@@ -53,11 +53,11 @@ fn dry_run_shows_the_edited_payload_and_bad_hex_is_named() {
 
 #[test]
 fn connect_mode_through_the_cli_reports_the_reply() {
-    require_root!();
-    let ns = Netns::new("send-conn");
+    require!(Root, Tool("ip"), Tool("python3"));
+    let ns = NetNs::new("send-conn");
     let srv = ns.server(&["tcp-server", "127.0.0.1", "0"]);
     let out = ns
-        .cmd(env!("CARGO_BIN_EXE_pidcap"))
+        .command(env!("CARGO_BIN_EXE_pidcap"))
         .args(["send", "--ascii", "hi\\n", "--mode", "connect", "--to", &format!("127.0.0.1:{}", srv.port), "--json"])
         .output()
         .unwrap();
@@ -90,16 +90,16 @@ sys.stdin.readline()
 
 #[test]
 fn pcapng_frame_in_socket_mode_without_a_daemon() {
-    require_root!();
-    let ns = Netns::new("send-pcap");
+    require!(Root, Tool("ip"), Tool("python3"));
+    let ns = NetNs::new("send-pcap");
     let scratch = Scratch::new("send-pcap");
-    let mut sink = ns.cmd("python3").args(["-c", UDP_SINK]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut sink = ns.command("python3").args(["-c", UDP_SINK]).stdout(Stdio::piped()).spawn().unwrap();
     let mut sink_out = BufReader::new(sink.stdout.take().unwrap());
     let mut line = String::new();
     sink_out.read_line(&mut line).unwrap();
     let sport: u16 = line.trim().parse().unwrap();
     let mut client = ns
-        .cmd("python3")
+        .command("python3")
         .args(["-c", UDP_HOLD, &sport.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -134,7 +134,7 @@ fn pcapng_frame_in_socket_mode_without_a_daemon() {
     w.into_inner().unwrap();
 
     let out = ns
-        .cmd(env!("CARGO_BIN_EXE_pidcap"))
+        .command(env!("CARGO_BIN_EXE_pidcap"))
         .arg("send")
         .arg("--pcap")
         .arg(&file)
@@ -154,7 +154,7 @@ fn pcapng_frame_in_socket_mode_without_a_daemon() {
     client.stdin.take().unwrap().write_all(b"bye\n").unwrap();
     client.wait().unwrap();
     let out = ns
-        .cmd(env!("CARGO_BIN_EXE_pidcap"))
+        .command(env!("CARGO_BIN_EXE_pidcap"))
         .arg("send")
         .arg("--pcap")
         .arg(&file)
@@ -170,15 +170,11 @@ fn pcapng_frame_in_socket_mode_without_a_daemon() {
 
 #[test]
 fn raw_mode_checksums_are_right_on_the_wire() {
-    require_root!();
-    if Command::new("tshark").arg("-v").output().is_err() {
-        eprintln!("SKIPPED raw_mode_checksums_are_right_on_the_wire: tshark is not installed");
-        return;
-    }
-    let ns = Netns::new("send-raw");
+    require!(Root, Tool("ip"), Tool("python3"), Tool("tshark"));
+    let ns = NetNs::new("send-raw");
     let port = "47001";
     let mut tshark = ns
-        .cmd("tshark")
+        .command("tshark")
         .args(["-i", "lo", "-f", &format!("port {port}"), "-a", "duration:4", "-l"])
         .args(["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE"])
         .args([
@@ -207,7 +203,7 @@ fn raw_mode_checksums_are_right_on_the_wire() {
     std::thread::sleep(Duration::from_millis(300));
     for proto in ["udp", "tcp"] {
         let out = ns
-            .cmd(env!("CARGO_BIN_EXE_pidcap"))
+            .command(env!("CARGO_BIN_EXE_pidcap"))
             .args([
                 "send",
                 "--mode",

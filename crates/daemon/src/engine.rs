@@ -136,8 +136,8 @@ fn engine_err(e: EngineError) -> ApiError {
         | EngineError::Io { .. } => ErrorCode::Kernel,
     };
     match e {
-        // The message alone: the code says it is an argument.
-        EngineError::Invalid(m) => err(code, m),
+        // The input's own message: the code says it is an argument.
+        EngineError::Invalid(m) => err(code, m.to_string()),
         e => err(code, e.to_string()),
     }
 }

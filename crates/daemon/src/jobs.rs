@@ -1,12 +1,14 @@
 //! The daemon's send jobs (`inject`, `list_jobs`, `watch_job`, `stop_job`):
 //! one thread per job running [`pidcap_resend::run_job`], its statuses kept
-//! (the last [`HISTORY`]) and broadcast to watchers. Every job stops when
-//! the daemon stops.
+//! (the last [`HISTORY`]) and broadcast to watchers, and each job's
+//! [`JobInfo`] kept up to date (counts, last status, state). Every job stops
+//! when the daemon stops.
 
-use pidcap_resend::{JobInfo, Prepared, SendStatus, Summary};
+use pidcap_resend::{JobInfo, JobState, Prepared, SendStatus, Summary};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
 /// Statuses kept per job for watchers that come late.
@@ -58,7 +60,7 @@ impl Jobs {
         let mut g = self.lock();
         g.next += 1;
         let id = g.next;
-        let info = JobInfo::new(id, &p);
+        let info = started(id, &p);
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, _) = broadcast::channel(HISTORY);
         let jobs = self.clone();
@@ -75,7 +77,7 @@ impl Jobs {
     fn record(&self, id: u64, s: &SendStatus) {
         let mut g = self.lock();
         if let Some(e) = g.jobs.get_mut(&id) {
-            e.info.record(s);
+            record(&mut e.info, s);
             if e.history.len() == HISTORY {
                 e.history.pop_front();
             }
@@ -87,7 +89,7 @@ impl Jobs {
     fn finish(&self, id: u64, summary: Summary) {
         let mut g = self.lock();
         if let Some(e) = g.jobs.get_mut(&id) {
-            e.info.finish(summary.clone());
+            finish(&mut e.info, summary.clone());
             let _ = e.tx.send(JobEvent::Done(summary));
         }
     }
@@ -141,6 +143,46 @@ impl Jobs {
     }
 }
 
+/// The info of a job that has just started.
+fn started(id: u64, p: &Prepared) -> JobInfo {
+    JobInfo {
+        id,
+        state: JobState::Running,
+        mode: p.mode,
+        proto: p.target.proto,
+        local: p.target.local,
+        remote: p.target.remote,
+        pid: p.target.pid,
+        payload_len: p.payload.len(),
+        count: p.count,
+        forever: p.forever,
+        interval_ms: p.interval.as_millis() as u64,
+        sent: 0,
+        failed: 0,
+        bytes: 0,
+        started_ns: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
+        last: None,
+        summary: None,
+    }
+}
+
+/// Count one status.
+fn record(info: &mut JobInfo, s: &SendStatus) {
+    if s.ok {
+        info.sent += 1;
+        info.bytes += s.bytes as u64;
+    } else {
+        info.failed += 1;
+    }
+    info.last = Some(s.clone());
+}
+
+/// The job ended.
+fn finish(info: &mut JobInfo, s: Summary) {
+    info.state = s.reason.into();
+    info.summary = Some(s);
+}
+
 /// Forget the oldest finished jobs beyond [`FINISHED_KEPT`].
 fn prune(g: &mut Inner) {
     let finished: Vec<u64> = g.jobs.iter().filter(|(_, e)| e.info.summary.is_some()).map(|(&id, _)| id).collect();
@@ -149,6 +191,50 @@ fn prune(g: &mut Inner) {
             if let Some(t) = e.thread.take() {
                 let _ = t.join(); // already finished: returns at once
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pidcap_resend::{prepare, EndReason, InjectArgs};
+
+    fn status(seq: u64, ok: bool, bytes: usize) -> SendStatus {
+        SendStatus { seq, ok, bytes, time_ns: 0, elapsed_us: 0, error: None, error_kind: None, reply: None }
+    }
+
+    #[test]
+    fn info_counts_statuses_and_takes_the_end_state() {
+        let args = InjectArgs {
+            data: Some("414243".into()),
+            to: Some("127.0.0.1:9".into()),
+            count: Some(3),
+            interval_ms: Some(5),
+            ..Default::default()
+        };
+        let p = prepare(&args).unwrap();
+        let mut info = started(7, &p);
+        assert_eq!(
+            (info.id, info.state, info.count, info.payload_len, info.interval_ms),
+            (7, JobState::Running, 3, 3, 5)
+        );
+        assert!(info.started_ns > 0);
+        record(&mut info, &status(1, true, 3));
+        record(&mut info, &status(2, false, 0));
+        record(&mut info, &status(3, true, 3));
+        assert_eq!((info.sent, info.failed, info.bytes), (2, 1, 6));
+        assert_eq!(info.last.as_ref().map(|s| s.seq), Some(3));
+        for (reason, state) in [
+            (EndReason::Done, JobState::Done),
+            (EndReason::Stopped, JobState::Stopped),
+            (EndReason::Error, JobState::Stopped),
+            (EndReason::Failed, JobState::Failed),
+        ] {
+            let mut i = info.clone();
+            finish(&mut i, Summary { sent: 2, failed: 1, bytes: 6, duration_ms: 1, reason });
+            assert_eq!(i.state, state);
+            assert_eq!(i.summary.map(|s| s.reason), Some(reason));
         }
     }
 }

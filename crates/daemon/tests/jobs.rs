@@ -9,7 +9,7 @@ use common::{root_or_skip, InProcess};
 use pidcap_api::protocol::{ErrorCode, Event, InjectArgs};
 use pidcap_api::{Client, ClientError};
 use pidcap_engine::rules::Action;
-use pidcap_resend::{EndReason, ErrorKind, Mode};
+use pidcap_resend::{EndReason, ErrorKind, JobState, Mode};
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
@@ -131,7 +131,7 @@ fn inject_jobs_through_the_daemon() {
         ..Default::default()
     };
     let job = c.inject(args.clone()).unwrap();
-    assert_eq!((job.state.as_str(), job.count, job.mode), ("running", 3, Mode::Connect));
+    assert_eq!((job.state, job.count, job.mode), (JobState::Running, 3, Mode::Connect));
     let (st, summary) = watch_to_end(&mut c, job.id);
     assert_eq!(
         st.iter().map(|s| (s.seq, s.ok, s.bytes)).collect::<Vec<_>>(),
@@ -149,9 +149,9 @@ fn inject_jobs_through_the_daemon() {
     let other = c.inject(InjectArgs { count: Some(2), interval_ms: Some(50), ..args.clone() }).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let jobs = c.list_jobs().unwrap();
-    assert!(jobs.iter().any(|j| j.id == forever.id && j.state == "running" && j.sent >= 5), "{jobs:?}");
+    assert!(jobs.iter().any(|j| j.id == forever.id && j.state == JobState::Running && j.sent >= 5), "{jobs:?}");
     let stopped = c.stop_job(forever.id).unwrap();
-    assert_eq!(stopped.state, "stopped");
+    assert_eq!(stopped.state, JobState::Stopped);
     assert_eq!(stopped.summary.as_ref().unwrap().reason, EndReason::Stopped);
     let n = stopped.sent;
     std::thread::sleep(Duration::from_millis(100));

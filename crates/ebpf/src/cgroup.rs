@@ -61,8 +61,11 @@ fn mount_cgroup2(dir: &Path) -> Result<()> {
         path: dir.into(),
         source: e,
     })?;
-    let target = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-        .map_err(|_| EngineError::Invalid("NUL in path".into()))?;
+    let target = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|e| EngineError::Cgroup {
+        what: "the mount point has a NUL byte in its path",
+        path: dir.into(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+    })?;
     // SAFETY: every pointer is a valid NUL-terminated C string that outlives the call; data is NULL.
     let rc = unsafe { libc::mount(c"none".as_ptr(), target.as_ptr(), c"cgroup2".as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {

@@ -20,7 +20,7 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, Program, ProgramError};
 use aya::{Btf, Ebpf, EbpfLoader};
 use pidcap_engine::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket};
-use pidcap_engine::error::{EngineError, Result};
+use pidcap_engine::error::{EngineError, InvalidInput, Result};
 use pidcap_engine::procfs::{truncate_comm, Procfs};
 use pidcap_engine::rules::{self, Rule};
 use pidcap_packet::{Direction, Verdict};
@@ -92,14 +92,11 @@ impl LoadOptions {
 
     fn check(&self) -> Result<()> {
         if !self.ring_bytes.is_power_of_two() || self.ring_bytes < 4096 {
-            return Err(EngineError::Invalid(format!("ring size {} is not a power of two >= 4096", self.ring_bytes)));
+            return Err(EngineError::Invalid(InvalidInput::KernelRingBytes(self.ring_bytes)));
         }
         let wakeup = self.wakeup_threshold();
         if wakeup == 0 || wakeup >= self.ring_bytes {
-            return Err(EngineError::Invalid(format!(
-                "wakeup threshold {wakeup} is not in 1..{} (the ring size): the consumer would never be woken",
-                self.ring_bytes
-            )));
+            return Err(EngineError::Invalid(InvalidInput::WakeupBytes { wakeup, ring: self.ring_bytes }));
         }
         Ok(())
     }
@@ -296,13 +293,8 @@ fn comm_bytes(comm: &str) -> [u8; abi::COMM_LEN] {
 
 impl KernelBackend for EbpfBackend {
     fn configure(&mut self, config: &KernelConfig) -> Result<()> {
-        if config.snaplen == 0 || config.snaplen > abi::MAX_SNAPLEN {
-            return Err(EngineError::Invalid(format!(
-                "snap length {} is not in 1..={}",
-                config.snaplen,
-                abi::MAX_SNAPLEN
-            )));
-        }
+        // abi::MAX_SNAPLEN is the engine's (asserted in abi.rs).
+        pidcap_engine::capture::check_snaplen(config.snaplen)?;
         self.config.snaplen = config.snaplen;
         self.config.capture = u32::from(config.capture);
         self.write_config()
@@ -334,7 +326,7 @@ impl KernelBackend for EbpfBackend {
 
     fn add_target_name(&mut self, comm: &str, follow_children: bool) -> Result<()> {
         if comm.is_empty() {
-            return Err(EngineError::Invalid("empty process name".into()));
+            return Err(EngineError::Invalid(InvalidInput::EmptyProcessName));
         }
         let flags = if follow_children { abi::TARGET_FOLLOW_CHILDREN } else { 0 };
         self.target_comms.insert(comm_bytes(comm), Target { flags }, 0).map_err(map_err("target_comms"))?;
@@ -467,9 +459,12 @@ mod tests {
         assert_eq!(LoadOptions { ring_bytes: 1 << 20, wakeup_bytes: Some(4096) }.wakeup_threshold(), 4096);
         for bad in [Some(1 << 20), Some(2 << 20), Some(0)] {
             let o = LoadOptions { ring_bytes: 1 << 20, wakeup_bytes: bad };
-            assert!(matches!(o.check(), Err(EngineError::Invalid(_))), "{o:?}");
+            assert!(matches!(o.check(), Err(EngineError::Invalid(InvalidInput::WakeupBytes { .. }))), "{o:?}");
             assert!(matches!(EbpfBackend::load(o), Err(EngineError::Invalid(_))), "{o:?} is refused before loading");
         }
-        assert!(LoadOptions::with_ring(3 << 20).check().is_err());
+        assert!(matches!(
+            LoadOptions::with_ring(3 << 20).check(),
+            Err(EngineError::Invalid(InvalidInput::KernelRingBytes(_)))
+        ));
     }
 }

@@ -5,9 +5,9 @@
 //! It knows nothing of eBPF: tests run it on a fake backend.
 
 use crate::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket};
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, InvalidInput, Result};
 use crate::procfs::Procfs;
-use crate::ring::{PacketRing, DEFAULT_RING_SIZE};
+use crate::ring::{PacketRing, DEFAULT_RING_SIZE, MAX_RING_SIZE};
 use crate::rules::Rule;
 use pidcap_packet::CapturedPacket;
 use std::sync::Arc;
@@ -21,7 +21,15 @@ pub const MAX_SNAPLEN: u32 = 65535;
 /// The one check of a snap length, for every caller (CLI, daemon, kernel layer).
 pub fn check_snaplen(snaplen: u32) -> Result<()> {
     if snaplen == 0 || snaplen > MAX_SNAPLEN {
-        return Err(EngineError::Invalid(format!("snap length {snaplen} is not in 1..={MAX_SNAPLEN}")));
+        return Err(EngineError::Invalid(InvalidInput::SnapLength(snaplen)));
+    }
+    Ok(())
+}
+
+/// The one check of a packet ring's capacity (1..=[`MAX_RING_SIZE`]), for every caller.
+pub fn check_ring_size(size: usize) -> Result<()> {
+    if size == 0 || size > MAX_RING_SIZE {
+        return Err(EngineError::Invalid(InvalidInput::RingSize(size)));
     }
     Ok(())
 }
@@ -83,9 +91,7 @@ impl WallClock {
 
 fn check_options(opts: &CaptureOptions) -> Result<()> {
     check_snaplen(opts.snaplen)?;
-    if opts.ring_size == 0 {
-        return Err(EngineError::Invalid("ring size must be at least 1".into()));
-    }
+    check_ring_size(opts.ring_size)?;
     Ok(())
 }
 
@@ -344,19 +350,33 @@ mod tests {
         let rules: Vec<Rule> = ["tcp:443", "allow:udp:53"].iter().map(|s| s.parse().unwrap()).collect();
         cap.set_rules(&rules).unwrap();
         assert_eq!(cap.rule_hits().unwrap(), [0, 0]);
-        assert!(cap.set_rules(&vec![rules[0]; crate::rules::MAX_RULES + 1]).is_err());
+        assert!(matches!(
+            cap.set_rules(&vec![rules[0]; crate::rules::MAX_RULES + 1]),
+            Err(EngineError::Invalid(InvalidInput::TooManyRules(65)))
+        ));
         // A restart keeps the kernel layer and continues the ids.
         cap.poll(Duration::ZERO, &mut |_| {}).unwrap();
         cap.restart(CaptureOptions { ring_size: 5, ..Default::default() }).unwrap();
         assert_eq!((cap.next_id(), cap.ring().len(), cap.ring().capacity()), (2, 0, 5));
-        assert!(cap.restart(CaptureOptions { snaplen: 0, ..Default::default() }).is_err());
+        assert!(matches!(
+            cap.restart(CaptureOptions { snaplen: 0, ..Default::default() }),
+            Err(EngineError::Invalid(InvalidInput::SnapLength(0)))
+        ));
     }
 
     #[test]
     fn bad_options_are_refused() {
-        let bad = CaptureOptions { snaplen: 0, ..Default::default() };
-        assert!(Capture::new(Box::new(FakeKernel::default()), bad).is_err());
-        let bad = CaptureOptions { snaplen: 70_000, ..Default::default() };
-        assert!(Capture::new(Box::new(FakeKernel::default()), bad).is_err());
+        let refused = |opts| match Capture::new(Box::new(FakeKernel::default()), opts) {
+            Err(EngineError::Invalid(what)) => what,
+            Err(e) => panic!("not an invalid option: {e}"),
+            Ok(_) => panic!("accepted"),
+        };
+        assert_eq!(refused(CaptureOptions { snaplen: 0, ..Default::default() }), InvalidInput::SnapLength(0));
+        let e = refused(CaptureOptions { snaplen: 70_000, ..Default::default() });
+        assert_eq!(e.to_string(), "snap length 70000 is not in 1..=65535");
+        assert_eq!(refused(CaptureOptions { ring_size: 0, ..Default::default() }), InvalidInput::RingSize(0));
+        let e = refused(CaptureOptions { ring_size: MAX_RING_SIZE + 1, ..Default::default() });
+        assert_eq!(e.to_string(), "ring size 10000001 is not in 1..=10000000");
+        assert!(check_snaplen(MAX_SNAPLEN).is_ok() && check_ring_size(MAX_RING_SIZE).is_ok());
     }
 }

@@ -45,8 +45,39 @@ pub enum EngineError {
         source: std::io::Error,
     },
 
+    /// An option or argument out of range: which one, and what was given.
     #[error("invalid option: {0}")]
-    Invalid(String),
+    Invalid(InvalidInput),
+}
+
+/// What was invalid in a request to the engine or a kernel layer, typed so
+/// that clients can map it (the daemon answers `invalid_argument`) and say
+/// what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidInput {
+    #[error("snap length {0} is not in 1..={max}", max = crate::capture::MAX_SNAPLEN)]
+    SnapLength(u32),
+    /// The user-space packet ring's capacity, in packets.
+    #[error("ring size {0} is not in 1..={max}", max = crate::ring::MAX_RING_SIZE)]
+    RingSize(usize),
+    /// The kernel ring buffer's size, in bytes.
+    #[error("kernel ring buffer of {0} bytes is not a power of two >= 4096")]
+    KernelRingBytes(u32),
+    /// A kernel ring wakeup threshold the ring could never reach (or zero).
+    #[error("a wakeup threshold of {wakeup} bytes is not in 1..{ring} (below the kernel ring's size)")]
+    WakeupBytes { wakeup: u32, ring: u32 },
+    /// A rule list longer than [`crate::rules::MAX_RULES`].
+    #[error("{0} rules given; the kernel layer holds at most {max}", max = crate::rules::MAX_RULES)]
+    TooManyRules(usize),
+    /// A target process name that is empty.
+    #[error("empty process name")]
+    EmptyProcessName,
+}
+
+impl From<InvalidInput> for EngineError {
+    fn from(e: InvalidInput) -> EngineError {
+        EngineError::Invalid(e)
+    }
 }
 
 impl EngineError {

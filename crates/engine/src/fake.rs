@@ -117,7 +117,7 @@ impl KernelBackend for FakeKernel {
 
     fn add_target_name(&mut self, comm: &str, _follow: bool) -> Result<()> {
         if comm.is_empty() {
-            return Err(EngineError::Invalid("empty process name".into()));
+            return Err(EngineError::Invalid(crate::error::InvalidInput::EmptyProcessName));
         }
         lock(&self.state).names.push(comm.to_string());
         Ok(())

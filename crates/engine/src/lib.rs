@@ -5,10 +5,12 @@
 //! - [`backend`]: the narrow interface to a kernel layer ([`KernelBackend`]);
 //!   `pidcap-ebpf` is its Linux implementation, [`fake`] (feature `fake`) a
 //!   scripted one for tests;
-//! - [`capture`]: the loop that turns kernel records into [`pidcap_packet::CapturedPacket`]s;
+//! - [`capture`]: turns kernel records into [`pidcap_packet::CapturedPacket`]s;
+//! - [`session`]: the one capture loop (drain, liveness, counters, grace) of the CLI and the daemon;
 //! - [`ring`]: the bounded packet ring (10,000 by default) that counts evictions;
 //! - [`rules`]: filter rules (allow/block) and their SPEC grammar;
-//! - [`procfs`]: what the engine reads about processes.
+//! - [`procfs`]: the one reader of `/proc` (status, comm, sockets);
+//! - [`spawn`]: the one way to start a command held until it is a target.
 
 pub mod backend;
 pub mod capture;
@@ -18,9 +20,12 @@ pub mod fake;
 pub mod procfs;
 pub mod ring;
 pub mod rules;
+pub mod session;
+pub mod spawn;
 
 pub use backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket};
 pub use capture::{Capture, CaptureOptions, CaptureStats, WallClock, DEFAULT_SNAPLEN, MAX_SNAPLEN};
-pub use error::{EngineError, Result};
-pub use ring::{PacketRing, DEFAULT_RING_SIZE};
+pub use error::{EngineError, InvalidInput, Result};
+pub use ring::{PacketRing, DEFAULT_RING_SIZE, MAX_RING_SIZE};
 pub use rules::{Action, Rule, RuleError};
+pub use session::{Drain, Schedule, Session, Tick};

@@ -1,9 +1,87 @@
-//! What the engine reads about processes from `/proc`: existence, name,
-//! socket inodes of open file descriptors, processes by name.
+//! The one reader of `/proc` for every crate: existence, name, the fields of
+//! `/proc/PID/status` ([`Status`]: ids, uids, groups, capabilities), socket
+//! inodes of open file descriptors, processes by name. The root is a
+//! parameter ([`Procfs::at`]) so tests run on a fake tree.
 
 use std::collections::HashSet;
 use std::fs;
+use std::io;
 use std::path::PathBuf;
+
+/// The four ids of a `Uid:` or `Gid:` line of `/proc/PID/status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ids {
+    pub real: u32,
+    pub effective: u32,
+    pub saved: u32,
+    pub filesystem: u32,
+}
+
+/// What the engine and its clients read of `/proc/PID/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// `Name:` (the kernel's `comm`, at most 15 bytes).
+    pub name: String,
+    /// `State:`'s letter (`R`, `S`, `Z`...).
+    pub state: char,
+    /// `Tgid:`: the process a task id belongs to.
+    pub tgid: u32,
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: Ids,
+    pub gid: Ids,
+    /// `Groups:`, the supplementary groups.
+    pub groups: Vec<u32>,
+    /// `CapEff:`, the effective capability set (bit N = capability N).
+    pub cap_eff: u64,
+}
+
+impl Status {
+    /// Parse the text of a status file. `Name`, `Tgid`, `Pid`, `PPid`, `Uid`
+    /// and `Gid` are required; the other fields default when absent.
+    pub fn parse(text: &str) -> io::Result<Status> {
+        let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("/proc status: {what}"));
+        let field = |name: &str| {
+            text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(':')).map(|v| v.trim_start_matches('\t'))
+        };
+        let need = |name: &str| field(name).ok_or_else(|| bad(&format!("no {name} line")));
+        let num = |name: &str| -> io::Result<u32> {
+            need(name)?.trim().parse().map_err(|_| bad(&format!("{name} is not a number")))
+        };
+        let ids = |name: &str| -> io::Result<Ids> {
+            let v: Vec<u32> = need(name)?
+                .split_whitespace()
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad(&format!("{name} is not a list of numbers")))?;
+            match v[..] {
+                [real, effective, saved, filesystem] => Ok(Ids { real, effective, saved, filesystem }),
+                _ => Err(bad(&format!("{name} does not have four ids"))),
+            }
+        };
+        Ok(Status {
+            name: need("Name")?.trim_end_matches('\n').to_string(),
+            state: field("State").and_then(|v| v.trim().chars().next()).unwrap_or('?'),
+            tgid: num("Tgid")?,
+            pid: num("Pid")?,
+            ppid: num("PPid")?,
+            uid: ids("Uid")?,
+            gid: ids("Gid")?,
+            groups: field("Groups")
+                .map(|v| v.split_whitespace().filter_map(|g| g.parse().ok()).collect())
+                .unwrap_or_default(),
+            cap_eff: match field("CapEff") {
+                Some(v) => u64::from_str_radix(v.trim(), 16).map_err(|_| bad("CapEff is not hexadecimal"))?,
+                None => 0,
+            },
+        })
+    }
+
+    /// Is capability number `cap` (as in linux/capability.h) effective?
+    pub fn has_capability(&self, cap: u32) -> bool {
+        cap < 64 && self.cap_eff & (1u64 << cap) != 0
+    }
+}
 
 /// The `/proc` root (a parameter so tests can point it elsewhere).
 #[derive(Debug, Clone)]
@@ -38,10 +116,19 @@ impl Procfs {
             .map(|s| s.trim_end_matches('\n').to_string())
     }
 
+    /// `/proc/PID/status`, parsed.
+    pub fn status(&self, pid: u32) -> io::Result<Status> {
+        Status::parse(&fs::read_to_string(self.root.join(pid.to_string()).join("status"))?)
+    }
+
+    /// `/proc/self/status`: this process's (e.g. its effective capabilities).
+    pub fn self_status(&self) -> io::Result<Status> {
+        Status::parse(&fs::read_to_string(self.root.join("self").join("status"))?)
+    }
+
     /// The thread group id of a task id (a thread's process), from `status`.
     pub fn tgid(&self, pid: u32) -> Option<u32> {
-        let status = fs::read_to_string(self.root.join(pid.to_string()).join("status")).ok()?;
-        status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
+        self.status(pid).ok().map(|s| s.tgid)
     }
 
     /// Inodes of the sockets among `pid`'s open file descriptors.
@@ -91,6 +178,110 @@ pub fn truncate_comm(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    const STATUS: &str = "Name:\tmy proc\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t42\nNgid:\t0\nPid:\t43\n\
+        PPid:\t1\nTracerPid:\t0\nUid:\t1000\t1001\t1002\t1003\nGid:\t100\t101\t102\t103\nFDSize:\t64\n\
+        Groups:\t4 27 1000 \nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\n\
+        CapEff:\t000001c000001000\nCapBnd:\t000001ffffffffff\n";
+
+    /// A fake /proc under the temp dir, removed on drop.
+    struct FakeProc(PathBuf);
+
+    impl FakeProc {
+        fn new(tag: &str) -> FakeProc {
+            let root = std::env::temp_dir().join(format!("pidcap-procfs-{tag}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&root);
+            fs::create_dir_all(&root).unwrap();
+            FakeProc(root)
+        }
+
+        /// A process `pid` with these files (`fd/N` entries are symlinks to their text).
+        fn process(&self, pid: &str, files: &[(&str, &str)]) -> &FakeProc {
+            let dir = self.0.join(pid);
+            fs::create_dir_all(dir.join("fd")).unwrap();
+            for (name, text) in files {
+                match name.strip_prefix("fd/") {
+                    Some(_) => std::os::unix::fs::symlink(text, dir.join(name)).unwrap(),
+                    None => fs::write(dir.join(name), text).unwrap(),
+                }
+            }
+            self
+        }
+
+        fn procfs(&self) -> Procfs {
+            Procfs::at(&self.0)
+        }
+    }
+
+    impl Drop for FakeProc {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn status_fields_are_parsed() {
+        let s = Status::parse(STATUS).unwrap();
+        assert_eq!((s.name.as_str(), s.state, s.tgid, s.pid, s.ppid), ("my proc", 'S', 42, 43, 1));
+        assert_eq!(s.uid, Ids { real: 1000, effective: 1001, saved: 1002, filesystem: 1003 });
+        assert_eq!(s.gid, Ids { real: 100, effective: 101, saved: 102, filesystem: 103 });
+        assert_eq!(s.groups, [4, 27, 1000]);
+        // 0x1c000001000: bits 12 (CAP_NET_ADMIN), 38, 39 and 40.
+        assert_eq!(s.cap_eff, 0x1c0_0000_1000);
+        assert!(s.has_capability(12) && s.has_capability(38) && s.has_capability(39));
+        assert!(!s.has_capability(21) && !s.has_capability(64));
+    }
+
+    #[test]
+    fn a_status_without_required_fields_is_an_error_naming_the_field() {
+        let e = Status::parse("Name:\tx\nPid:\t1\n").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("Tgid"), "{e}");
+        let e = Status::parse(&STATUS.replace("Uid:\t1000\t1001\t1002\t1003", "Uid:\t1000")).unwrap_err();
+        assert!(e.to_string().contains("Uid"), "{e}");
+        let e = Status::parse(&STATUS.replace("000001c000001000", "zz")).unwrap_err();
+        assert!(e.to_string().contains("CapEff"), "{e}");
+        // Optional fields default.
+        let s = Status::parse("Name:\tx\nTgid:\t1\nPid:\t1\nPPid:\t0\nUid:\t0 0 0 0\nGid:\t0 0 0 0\n").unwrap();
+        assert_eq!((s.state, s.groups.len(), s.cap_eff), ('?', 0, 0));
+    }
+
+    #[test]
+    fn every_reader_works_on_a_fake_tree() {
+        let fake = FakeProc::new("tree");
+        fake.process(
+            "42",
+            &[
+                ("status", STATUS),
+                ("stat", "42 (my proc) S 1 42 42 0 -1"),
+                ("comm", "my proc\n"),
+                ("fd/0", "/dev/null"),
+                ("fd/3", "socket:[777]"),
+                ("fd/4", "socket:[778]"),
+                ("fd/5", "pipe:[779]"),
+            ],
+        )
+        .process("7", &[("stat", "7 (a) b) Z 1"), ("comm", "zombie\n")])
+        .process("8", &[("stat", "8 (my proc) R 1"), ("comm", "my proc\n")])
+        .process("self", &[("status", &STATUS.replace("Tgid:\t42", "Tgid:\t9"))]);
+        fs::create_dir_all(fake.0.join("sys")).unwrap();
+        let p = fake.procfs();
+        assert!(p.is_alive(42) && p.is_alive(8));
+        assert!(!p.is_alive(7), "a zombie, even with a ) in its name");
+        assert!(!p.is_alive(9), "no such directory");
+        assert_eq!(p.comm(42).as_deref(), Some("my proc"));
+        assert_eq!(p.tgid(42), Some(42));
+        assert_eq!(p.tgid(8), None, "no status file");
+        assert_eq!(p.status(42).unwrap().uid.real, 1000);
+        assert_eq!(p.status(9).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(p.self_status().unwrap().tgid, 9);
+        assert_eq!(p.socket_inodes(42).unwrap(), HashSet::from([777, 778]));
+        assert!(p.socket_inodes(9).is_err());
+        assert_eq!(p.pids_named("my proc"), [8, 42]);
+        assert!(p.pids_named("nobody").is_empty());
+        assert!(Procfs::at(Path::new("/nonexistent")).pids_named("x").is_empty());
+    }
 
     #[test]
     fn socket_links() {
@@ -112,6 +303,11 @@ mod tests {
         let me = std::process::id();
         assert!(p.is_alive(me));
         assert_eq!(p.tgid(me), Some(me));
+        let status = p.status(me).unwrap();
+        assert_eq!((status.pid, status.ppid), (me, std::os::unix::process::parent_id()));
+        assert_eq!(p.self_status().unwrap().tgid, me);
+        // SAFETY: getuid has no preconditions.
+        assert_eq!(status.uid.real, unsafe { libc::getuid() });
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let inodes = p.socket_inodes(me).unwrap();
         assert!(!inodes.is_empty(), "a bound UDP socket shows up in /proc/self/fd");

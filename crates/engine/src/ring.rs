@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 /// Default capacity, as in the seed's kernel ring.
 pub const DEFAULT_RING_SIZE: usize = 10_000;
+/// The largest capacity a client may ask for.
+pub const MAX_RING_SIZE: usize = 10_000_000;
 
 #[derive(Debug)]
 pub struct PacketRing {

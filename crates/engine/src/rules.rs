@@ -10,8 +10,8 @@
 //! - a blocked packet is dropped and still captured with verdict `blocked`;
 //!   a blocked outgoing connect() or UDP send fails at once with EPERM.
 
+pub use pidcap_packet::net::{parse_net, IpNet};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 /// The longest rule list the kernel layer holds (one bank of the double-buffered map).
@@ -64,73 +64,6 @@ pub enum PortSide {
     Either,
     Local,
     Remote,
-}
-
-/// An address and a prefix length; host bits are always zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    /// The network of `addr`/`prefix` (host bits cleared); None if the prefix is too long.
-    pub fn new(addr: IpAddr, prefix: u8) -> Option<IpNet> {
-        let addr = match addr {
-            IpAddr::V4(a) if prefix <= 32 => {
-                let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
-                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
-            }
-            IpAddr::V6(a) if prefix <= 128 => {
-                let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
-                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
-            }
-            _ => return None,
-        };
-        Some(IpNet { addr, prefix })
-    }
-
-    pub fn addr(&self) -> IpAddr {
-        self.addr
-    }
-
-    pub fn prefix(&self) -> u8 {
-        self.prefix
-    }
-
-    fn max_prefix(&self) -> u8 {
-        if self.addr.is_ipv4() {
-            32
-        } else {
-            128
-        }
-    }
-}
-
-impl fmt::Display for IpNet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.addr {
-            IpAddr::V4(a) => write!(f, "{a}")?,
-            IpAddr::V6(a) => write!(f, "[{a}]")?,
-        }
-        if self.prefix != self.max_prefix() {
-            write!(f, "/{}", self.prefix)?;
-        }
-        Ok(())
-    }
-}
-
-impl serde::Serialize for IpNet {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for IpNet {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<IpNet, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_net(&s).map_err(serde::de::Error::custom)
-    }
 }
 
 /// One filter rule.
@@ -280,47 +213,6 @@ fn split_parts(spec: &str) -> Result<Vec<&str>, RuleError> {
     Ok(parts)
 }
 
-/// `1.2.3.4`, `10.0.0.0/8`, `[::1]`, `[2001:db8::]/32`, `[2001:db8::/32]`.
-pub fn parse_net(s: &str) -> Result<IpNet, String> {
-    let (addr_s, prefix_s) = if let Some(rest) = s.strip_prefix('[') {
-        let (inside, after) = rest.split_once(']').ok_or("has no closing `]`")?;
-        match (inside.split_once('/'), after) {
-            (Some((a, p)), "") => (a, Some(p)),
-            (None, "") => (inside, None),
-            (None, after) => match after.strip_prefix('/') {
-                Some(p) => (inside, Some(p)),
-                None => return Err(format!("has `{after}` after `]` (expected /LEN)")),
-            },
-            (Some(_), _) => return Err("has two prefix lengths".into()),
-        }
-    } else {
-        match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        }
-    };
-    let addr: IpAddr = if s.starts_with('[') {
-        addr_s.parse::<Ipv6Addr>().map(IpAddr::V6).map_err(|_| format!("`{addr_s}` is not an IPv6 address"))?
-    } else {
-        addr_s.parse::<Ipv4Addr>().map(IpAddr::V4).map_err(|_| {
-            if addr_s.contains(':') {
-                "is not an IPv4 address (write IPv6 addresses in brackets: [::1], [fd00::]/8)".to_string()
-            } else {
-                format!("`{addr_s}` is not an IPv4 address")
-            }
-        })?
-    };
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    let prefix = match prefix_s {
-        None => max,
-        Some(p) => match p.parse::<u8>() {
-            Ok(n) if n <= max && !p.starts_with('+') => n,
-            _ => return Err(format!("has prefix length `{p}`, expected 0..={max}")),
-        },
-    };
-    IpNet::new(addr, prefix).ok_or_else(|| "has a bad prefix".into())
-}
-
 fn looks_like_address(p: &str) -> bool {
     p.starts_with('[') || p.contains('/') || p.contains('.')
 }
@@ -389,7 +281,7 @@ fn parse(spec: &str, default_action: Action) -> Result<Rule, RuleError> {
                 if std::mem::replace(&mut net, true) {
                     return Err(dup(p, "address"));
                 }
-                rule.net = Some(parse_net(p).map_err(|why| RuleError::new(spec, Some(p), why))?);
+                rule.net = Some(parse_net(p).map_err(|why| RuleError::new(spec, Some(p), why.to_string()))?);
             }
             _ => {
                 return Err(RuleError::new(
@@ -410,9 +302,9 @@ fn parse(spec: &str, default_action: Action) -> Result<Rule, RuleError> {
 }
 
 /// Check a list before it goes to the kernel.
-pub fn check_list(rules: &[Rule]) -> Result<(), String> {
+pub fn check_list(rules: &[Rule]) -> Result<(), crate::error::InvalidInput> {
     if rules.len() > MAX_RULES {
-        return Err(format!("{} rules given; the kernel layer holds at most {MAX_RULES}", rules.len()));
+        return Err(crate::error::InvalidInput::TooManyRules(rules.len()));
     }
     Ok(())
 }
@@ -420,6 +312,7 @@ pub fn check_list(rules: &[Rule]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     fn r(s: &str) -> Rule {
         s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))

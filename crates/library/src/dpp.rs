@@ -186,11 +186,9 @@ impl<'a> Obj<'a> {
 
     fn direction(&self, k: &str) -> Result<Direction> {
         let s = self.str(k, 16)?;
-        match s.to_ascii_lowercase().as_str() {
-            "outbound" | "out" => Ok(Direction::Outbound),
-            "inbound" | "in" => Ok(Direction::Inbound),
-            _ => Err(LibraryError::dpp(self.at(k), format!("{s:?} is neither \"Outbound\" nor \"Inbound\""))),
-        }
+        s.to_ascii_lowercase()
+            .parse()
+            .map_err(|_| LibraryError::dpp(self.at(k), format!("{s:?} is neither \"Outbound\" nor \"Inbound\"")))
     }
 
     fn wrong(&self, k: &str, expected: &str, found: &Value) -> LibraryError {
@@ -209,23 +207,25 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// Hex bytes, separated by whitespace (DioProcess) or contiguous (pidcap).
+/// Hex bytes, separated by whitespace (DioProcess) or contiguous (pidcap), at
+/// most `max` of them ([`pidcap_packet::hex::parse_max`]); the error names `field`.
 fn parse_hex(field: &str, s: &str, max: usize) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity((s.len() / 2).min(max));
-    let mut digits = s.char_indices().filter(|(_, c)| !c.is_whitespace());
-    while let Some((i, hi)) = digits.next() {
-        let (_, lo) = digits
-            .next()
-            .ok_or_else(|| LibraryError::dpp(field, format!("odd number of hex digits (lone {hi:?} at offset {i})")))?;
-        let byte = hi.to_digit(16).zip(lo.to_digit(16)).map(|(h, l)| (h * 16 + l) as u8).ok_or_else(|| {
-            LibraryError::dpp(field, format!("{:?} at offset {i} is not a hex byte", format!("{hi}{lo}")))
-        })?;
-        if out.len() == max {
-            return Err(LibraryError::dpp(field, format!("more than the cap of {max} bytes")));
-        }
-        out.push(byte);
-    }
-    Ok(out)
+    use pidcap_packet::hex::{parse_max, HexErrorKind};
+    parse_max(s, max).map_err(|e| {
+        let at = e.at.offset;
+        LibraryError::dpp(
+            field,
+            match e.kind {
+                HexErrorKind::OddDigits { digits, .. } => {
+                    format!("odd number of hex digits ({digits} in {:?} at offset {at})", e.group(s))
+                }
+                HexErrorKind::TooLong { max } => format!("more than the cap of {max} bytes"),
+                HexErrorKind::InvalidDigit(_) | HexErrorKind::EmptyPrefix => {
+                    format!("{:?} at offset {at} is not a hex byte", e.group(s))
+                }
+            },
+        )
+    })
 }
 
 /// DioProcess version 1: one payload-only entry; the IP and TCP/UDP headers are synthesised.
@@ -271,8 +271,9 @@ fn parse_v1(o: &Obj<'_>, origin: &str) -> Result<DppFile> {
     })
 }
 
-/// Build an IPv4/IPv6 + TCP/UDP packet around `payload` with correct checksums.
-/// TCP segments get PSH|ACK, sequence and acknowledgement numbers 1, window 65535.
+/// Build an IPv4/IPv6 + TCP/UDP packet around `payload` with correct checksums
+/// ([`pidcap_packet::build::build`], TTL 64). TCP segments get PSH|ACK,
+/// sequence and acknowledgement numbers 1, window 65535.
 pub(crate) fn synthesize(
     udp: bool,
     src: IpAddr,
@@ -281,20 +282,16 @@ pub(crate) fn synthesize(
     dport: u16,
     payload: &[u8],
 ) -> Result<Vec<u8>> {
-    use etherparse::PacketBuilder;
-    let ip = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), 64),
-        (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s.octets(), d.octets(), 64),
-        _ => return Err(LibraryError::dpp("remote_addr", "not the same IP version as local_addr")),
-    };
-    let mut out = Vec::new();
-    let res = if udp {
-        ip.udp(sport, dport).write(&mut out, payload)
+    use pidcap_packet::build::{build, flags, BuildError, TcpFields, Transport, DEFAULT_TTL};
+    let transport = if udp {
+        Transport::Udp
     } else {
-        ip.tcp(sport, dport, 1, 65_535).psh().ack(1).write(&mut out, payload)
+        Transport::Tcp(TcpFields { seq: 1, ack: 1, flags: flags::PSH | flags::ACK, window: 65_535 })
     };
-    res.map_err(|e| LibraryError::dpp("payload_hex", format!("cannot build a packet around it: {e}")))?;
-    Ok(out)
+    build((src, sport).into(), (dst, dport).into(), DEFAULT_TTL, transport, payload).map_err(|e| match e {
+        BuildError::MixedVersions { .. } => LibraryError::dpp("remote_addr", "not the same IP version as local_addr"),
+        BuildError::Write(e) => LibraryError::dpp("payload_hex", format!("cannot build a packet around it: {e}")),
+    })
 }
 
 /// pidcap version 2: packets with everything, and sequences.
@@ -345,11 +342,10 @@ fn parse_v2_packet(p: &Obj<'_>, origin: &str) -> Result<NewPacket> {
             format!("{orig_len} is not between the data length {} and 2^32-1", data.len()),
         ));
     }
-    let verdict = match p.str_or("verdict", 16, "pass")? {
-        "pass" => Verdict::Pass,
-        "blocked" => Verdict::Blocked,
-        s => return Err(LibraryError::dpp(p.at("verdict"), format!("{s:?} is neither \"pass\" nor \"blocked\""))),
-    };
+    let verdict = p.str_or("verdict", 16, "pass")?;
+    let verdict: Verdict = verdict
+        .parse()
+        .map_err(|_| LibraryError::dpp(p.at("verdict"), format!("{verdict:?} is neither \"pass\" nor \"blocked\"")))?;
     let rule = match p.get("rule") {
         None => None,
         Some(_) => Some(p.bounded("rule", u16::MAX.into())? as u16),
@@ -399,8 +395,8 @@ pub fn write_dpp(w: impl Write, packets: &[SavedPacket], sequences: &[Sequence])
                 "pid": c.pid,
                 "comm": c.comm,
                 "socket_cookie": c.socket_cookie,
-                "direction": match c.direction { Direction::Outbound => "outbound", Direction::Inbound => "inbound" },
-                "verdict": match c.verdict { Verdict::Pass => "pass", Verdict::Blocked => "blocked" },
+                "direction": c.direction.long_str(),
+                "verdict": c.verdict.as_str(),
                 "rule": c.rule,
                 "orig_len": c.orig_len,
                 "summary": format!("{} {}:{} -> {}:{}", d.protocol.name(), d.local_addr, d.local_port, d.remote_addr, d.remote_port),
@@ -442,6 +438,7 @@ mod tests {
         assert!(e.contains("f: odd"), "{e}");
         let e = parse_hex("f", "47 zz", 10).unwrap_err().to_string();
         assert!(e.contains("\"zz\""), "{e}");
+        assert!(e.contains("offset 3"), "{e}");
         assert!(parse_hex("f", "00 00 00", 2).is_err());
     }
 

@@ -31,13 +31,9 @@ fn is_hex_byte(s: &str) -> bool {
     s.len() == 2 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The bytes of a contiguous hex string (`474554`, `47:45:54`, `47 45 54`).
+/// The bytes of a hex string (`474554`, `47:45:54`, `47 45 54`: [`pidcap_packet::hex::parse`]); None when empty.
 fn hex_bytes(s: &str) -> Option<Vec<u8>> {
-    let s: String = s.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
-    if s.is_empty() || !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
+    pidcap_packet::hex::parse(s).ok().filter(|b| !b.is_empty())
 }
 
 /// The FTS5 query for a byte sequence in the hex column (see

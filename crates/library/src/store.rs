@@ -20,14 +20,9 @@ pub(crate) const COLS: &str = "p.id, p.name, p.description, p.saved_at_ns, p.sou
      p.timestamp_ns, p.pid, p.comm, p.socket_cookie, p.direction, p.verdict, p.rule, p.orig_len, p.data";
 
 pub(crate) fn row_to_packet(r: &Row<'_>) -> rusqlite::Result<SavedPacket> {
-    let direction = match r.get_ref(11)?.as_str()? {
-        "in" => Direction::Inbound,
-        _ => Direction::Outbound,
-    };
-    let verdict = match r.get_ref(12)?.as_str()? {
-        "blocked" => Verdict::Blocked,
-        _ => Verdict::Pass,
-    };
+    // Written by `insert_packet` as `Direction::as_str` / `Verdict::as_str`; anything else reads as the default.
+    let direction = r.get_ref(11)?.as_str()?.parse().unwrap_or(Direction::Outbound);
+    let verdict = r.get_ref(12)?.as_str()?.parse().unwrap_or(Verdict::Pass);
     let mut packet = CapturedPacket::new(
         r.get::<_, i64>(6)? as u64,
         r.get::<_, i64>(7)? as u64,
@@ -68,12 +63,9 @@ pub(crate) fn clean_tag(tag: &str) -> Result<String> {
     Ok(t.to_string())
 }
 
-/// Printable ASCII of the payload, everything else turned into spaces.
+/// Printable ASCII of the payload, everything else turned into spaces (word breaks for the index).
 fn payload_text(payload: &[u8]) -> String {
-    payload[..payload.len().min(FTS_TEXT_BYTES)]
-        .iter()
-        .map(|&b| if b.is_ascii_graphic() { b as char } else { ' ' })
-        .collect()
+    pidcap_packet::ascii::lossy(&payload[..payload.len().min(FTS_TEXT_BYTES)], ' ')
 }
 
 /// Bytes per hex token: each token is the payload's bytes at offsets i, i+1
@@ -220,10 +212,7 @@ pub(crate) fn insert_packet(tx: &Transaction<'_>, p: &NewPacket) -> Result<Packe
         c.comm,
         c.socket_cookie as i64,
         c.direction.as_str(),
-        match c.verdict {
-            Verdict::Pass => "pass",
-            Verdict::Blocked => "blocked",
-        },
+        c.verdict.as_str(),
         c.rule,
         d.ip_version,
         d.protocol.number(),

@@ -9,15 +9,25 @@
 //!
 //! Nothing here touches the OS: the pcap writer, the library, the daemon and
 //! the UI all use this crate without pulling in the kernel layer.
+//!
+//! It is also the one home of the small concepts every layer shares: hex
+//! ([`hex`]), bytes as text ([`ascii`]), CIDR networks ([`net`]), building
+//! a packet ([`build`]), decoding one ([`decode()`], [`headers`]), and the
+//! names of [`Direction`] and [`Verdict`] (`Display` / `FromStr`).
 
-mod decode;
-mod hex;
+pub mod ascii;
+pub mod build;
+pub mod decode;
+pub mod hex;
+pub mod net;
 
-pub use decode::{decode, Decoded};
-pub use hex::{from_hex, hex_dump, to_hex};
+pub use decode::{decode, headers, Decoded, Headers};
+pub use hex::{hex_dump, to_hex};
 
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
 
 /// Which way a packet crossed the target process's socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -30,11 +40,50 @@ pub enum Direction {
 }
 
 impl Direction {
-    /// Short form used in one-line output: `in` / `out`.
+    /// Short form used in one-line output and in the library's database: `in` / `out`
+    /// (also what `Display` writes).
     pub fn as_str(self) -> &'static str {
         match self {
             Direction::Inbound => "in",
             Direction::Outbound => "out",
+        }
+    }
+
+    /// Long form, as serde writes it (JSON, `.dpp` files): `inbound` / `outbound`.
+    pub fn long_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    /// `in` / `out`; `{:#}` writes `inbound` / `outbound`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if f.alternate() { self.long_str() } else { self.as_str() })
+    }
+}
+
+/// A direction or verdict name that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{found:?} is not {expected}")]
+pub struct ParseNameError {
+    /// The text that did not parse.
+    pub found: String,
+    /// What would have (`in, out, inbound or outbound`).
+    pub expected: &'static str,
+}
+
+impl FromStr for Direction {
+    type Err = ParseNameError;
+    /// `in`, `out`, `inbound`, `outbound` (lower case, as written everywhere;
+    /// callers that accept other cases lower it first).
+    fn from_str(s: &str) -> Result<Direction, ParseNameError> {
+        match s {
+            "in" | "inbound" => Ok(Direction::Inbound),
+            "out" | "outbound" => Ok(Direction::Outbound),
+            _ => Err(ParseNameError { found: s.into(), expected: "in, out, inbound or outbound" }),
         }
     }
 }
@@ -95,6 +144,34 @@ pub enum Verdict {
     Pass,
     /// Dropped in the kernel by a block rule.
     Blocked,
+}
+
+impl Verdict {
+    /// `pass` / `blocked`, as serde, pcapng comments, `.dpp` files and the library write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Blocked => "blocked",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Verdict {
+    type Err = ParseNameError;
+    /// `pass` or `blocked`.
+    fn from_str(s: &str) -> Result<Verdict, ParseNameError> {
+        match s {
+            "pass" => Ok(Verdict::Pass),
+            "blocked" => Ok(Verdict::Blocked),
+            _ => Err(ParseNameError { found: s.into(), expected: "pass or blocked" }),
+        }
+    }
 }
 
 /// One captured packet, as every layer above the kernel sees it.
@@ -200,5 +277,26 @@ mod tests {
         assert_eq!(back, p);
         assert_eq!(back.payload(), b"abc");
         assert_eq!(back.process_comment(), "pid=42 comm=curl");
+    }
+
+    #[test]
+    fn names_round_trip_and_match_serde() {
+        for d in [Direction::Inbound, Direction::Outbound] {
+            assert_eq!(d.to_string().parse::<Direction>().unwrap(), d);
+            assert_eq!(format!("{d:#}").parse::<Direction>().unwrap(), d);
+            assert_eq!(serde_json::to_string(&d).unwrap(), format!("\"{d:#}\""));
+        }
+        assert_eq!(Direction::Inbound.to_string(), "in");
+        assert_eq!(format!("{:#}", Direction::Outbound), "outbound");
+        assert_eq!("inbound".parse::<Direction>().unwrap(), Direction::Inbound);
+        assert_eq!("out".parse::<Direction>().unwrap(), Direction::Outbound);
+        let e = "sideways".parse::<Direction>().unwrap_err();
+        assert_eq!(e.to_string(), "\"sideways\" is not in, out, inbound or outbound");
+        for v in [Verdict::Pass, Verdict::Blocked] {
+            assert_eq!(v.to_string().parse::<Verdict>().unwrap(), v);
+            assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{v}\""));
+        }
+        assert!("block".parse::<Verdict>().is_err());
+        assert!("Pass".parse::<Verdict>().is_err());
     }
 }

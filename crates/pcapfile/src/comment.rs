@@ -90,10 +90,7 @@ pub fn unescape_comm(s: &str) -> Option<String> {
 
 /// The comment written on a packet: `pid=1234 comm=curl cookie=8812 verdict=pass`.
 pub fn format_comment(info: &ProcessInfo) -> String {
-    let verdict = match info.verdict {
-        Verdict::Pass => "pass",
-        Verdict::Blocked => "blocked",
-    };
+    let verdict = info.verdict;
     let mut s =
         format!("pid={} comm={} cookie={} verdict={verdict}", info.pid, escape_comm(&info.comm), info.socket_cookie);
     if let Some(rule) = info.rule {
@@ -112,13 +109,7 @@ pub fn parse_comment(s: &str) -> Option<ProcessInfo> {
         let (key, value) = tok.split_once('=').unwrap_or((tok, ""));
         match key {
             "cookie" => info.socket_cookie = value.parse().ok()?,
-            "verdict" => {
-                info.verdict = match value {
-                    "pass" => Verdict::Pass,
-                    "blocked" => Verdict::Blocked,
-                    _ => return None,
-                }
-            }
+            "verdict" => info.verdict = value.parse().ok()?,
             "rule" => info.rule = Some(value.parse().ok()?),
             _ => {}
         }

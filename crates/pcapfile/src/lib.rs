@@ -12,6 +12,8 @@
 //!   the socket cookie, the verdict, the rule and the direction**; only
 //!   pcapng keeps them.
 //! * [`PacketWriter`] picks one of the two at run time.
+//! * [`PacketOutput`] is the one interface of every output of packets (these
+//!   writers, the CLI's text and JSON lines, ...), see the [`output`] module.
 //! * [`PacketReader`] / [`read_packets`] read either format (auto-detected by
 //!   magic number), see the [`reader`] module for what is accepted.
 //!
@@ -22,10 +24,12 @@
 //! `tshark -r` user can see and filter on.
 
 pub mod comment;
+pub mod output;
 mod pcap;
 mod pcapng;
 pub mod reader;
 
+pub use output::PacketOutput;
 pub use pcap::PcapWriter;
 pub use pcapng::PcapngWriter;
 pub use reader::{read_packets, PacketReader};
@@ -151,6 +155,27 @@ pub struct RecordRef<'a> {
     pub data: &'a [u8],
 }
 
+impl RecordRef<'_> {
+    /// An owned [`CapturedPacket`] of this record, its headers decoded (for
+    /// outputs that show them).
+    pub fn to_packet(&self) -> CapturedPacket {
+        CapturedPacket {
+            rule: self.rule,
+            ..CapturedPacket::new(
+                self.id,
+                self.timestamp_ns,
+                self.pid,
+                self.comm.to_string(),
+                self.socket_cookie,
+                self.direction,
+                self.verdict,
+                self.orig_len,
+                self.data.to_vec(),
+            )
+        }
+    }
+}
+
 impl<'a> From<&'a CapturedPacket> for RecordRef<'a> {
     fn from(p: &'a CapturedPacket) -> RecordRef<'a> {
         RecordRef {
@@ -267,5 +292,16 @@ mod tests {
         assert!("json".parse::<Format>().is_err());
         assert_eq!(WriterOptions::default().snaplen, 65535);
         assert!(WriterOptions::default().application.starts_with("pidcap "));
+    }
+
+    #[test]
+    fn a_record_becomes_the_packet_it_came_from() {
+        let data = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 2, 0, 53, 4, 0, 0, 8, 0, 0];
+        let mut p =
+            CapturedPacket::new(9, 123, 42, "dig".into(), 77, Direction::Outbound, Verdict::Blocked, 1500, data);
+        p.rule = Some(2);
+        let back = RecordRef::from(&p).to_packet();
+        assert_eq!(back, p);
+        assert_eq!(back.decoded.remote_port, 1024);
     }
 }

@@ -2,8 +2,8 @@
 //! golden files must open without any warning and expose the process,
 //! direction, addresses and ports the way users will query them.
 //!
-//! Without tshark these tests print a skip reason and pass, unless the
-//! `CI` environment variable is set: then they fail.
+//! Each test starts with `require!(Tool("tshark"))`: without tshark it
+//! prints a skip reason and passes, unless `CI=true`: then it fails.
 
 mod common;
 
@@ -13,18 +13,6 @@ use std::process::Command;
 
 /// tshark's own note when run as root; it is about the environment, not the file.
 const ROOT_NOTE: &str = "Running as user \"root\" and group \"root\". This could be dangerous.";
-
-fn tshark_available(test: &str) -> bool {
-    let found = Command::new("tshark").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: tshark is not installed (apt-get install tshark), and CI is set"
-        );
-        eprintln!("{test}: SKIPPED, tshark is not installed");
-    }
-    found
-}
 
 /// Run `tshark -r <golden file> <args>`: it must succeed with nothing on stderr.
 fn tshark(file: &str, args: &[&str]) -> Vec<String> {
@@ -39,17 +27,13 @@ fn tshark(file: &str, args: &[&str]) -> Vec<String> {
 
 #[test]
 fn tshark_reads_pcapng_cleanly_with_every_frame() {
-    if !tshark_available("tshark_reads_pcapng_cleanly_with_every_frame") {
-        return;
-    }
+    pidcap_testkit::require!(Tool("tshark"));
     assert_eq!(tshark("golden.pcapng", &[]).len(), golden_packets().len());
 }
 
 #[test]
 fn tshark_filters_by_pid_in_the_comment() {
-    if !tshark_available("tshark_filters_by_pid_in_the_comment") {
-        return;
-    }
+    pidcap_testkit::require!(Tool("tshark"));
     let frames =
         tshark("golden.pcapng", &["-Y", "frame.comment contains \"pid=4242\"", "-T", "fields", "-e", "frame.number"]);
     let want: Vec<String> = golden_packets().iter().filter(|p| p.pid == 4242).map(|p| p.id.to_string()).collect();
@@ -65,9 +49,7 @@ fn tshark_filters_by_pid_in_the_comment() {
 
 #[test]
 fn tshark_sees_the_direction() {
-    if !tshark_available("tshark_sees_the_direction") {
-        return;
-    }
+    pidcap_testkit::require!(Tool("tshark"));
     let dirs = tshark("golden.pcapng", &["-T", "fields", "-e", "frame.packet_flags_direction"]);
     let want: Vec<&str> = golden_packets()
         .iter()
@@ -127,17 +109,13 @@ const FIELDS: &[&str] = &[
 
 #[test]
 fn tshark_decodes_the_same_addresses_ports_and_times() {
-    if !tshark_available("tshark_decodes_the_same_addresses_ports_and_times") {
-        return;
-    }
+    pidcap_testkit::require!(Tool("tshark"));
     assert_eq!(tshark("golden.pcapng", FIELDS), expected_fields());
 }
 
 #[test]
 fn tshark_reads_classic_pcap() {
-    if !tshark_available("tshark_reads_classic_pcap") {
-        return;
-    }
+    pidcap_testkit::require!(Tool("tshark"));
     assert_eq!(tshark("golden.pcap", &[]).len(), golden_packets().len());
     assert_eq!(tshark("golden.pcap", FIELDS), expected_fields());
 }

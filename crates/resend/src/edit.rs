@@ -1,102 +1,107 @@
-//! Payload editing, pure: hex and escaped-ASCII parsers, byte patches,
-//! find/replace, and durations. Errors name the position of the bad input.
+//! Payload editing, pure: hex and escaped-ASCII parsers (pidcap-packet's),
+//! byte patches, find/replace, and durations. Errors name the position of
+//! the bad input.
 
+use pidcap_packet::ascii::EscapeError;
+use pidcap_packet::hex::HexError;
+use std::fmt;
+use std::net::AddrParseError;
+use std::num::{ParseFloatError, ParseIntError};
 use std::time::Duration;
 
-/// A bad payload, patch, replacement or duration; the message says where.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct EditError(pub String);
+/// A bad payload, patch, replacement, duration, address or job argument; the
+/// message says where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EditError {
+    /// Bad hex (the position is in the error).
+    Hex(HexError),
+    /// Bad escaped text (the position is in the error).
+    Escape(EscapeError),
+    /// An offset that is neither decimal nor `0x` hex.
+    Offset { text: String, source: ParseIntError },
+    /// A duration whose number does not parse.
+    Duration { text: String, source: ParseFloatError },
+    /// An address that is not `ADDR:PORT` / `[IPv6]:PORT`.
+    Address { text: String, source: AddrParseError },
+    /// An error inside a larger argument: `{context}: {error}{hint}`, e.g.
+    /// `patch "1:2g": invalid hex digit 'g' at position 1 (after the colon)`.
+    In { context: String, error: Box<EditError>, hint: &'static str },
+    /// Anything else, in words (there is no error underneath).
+    Invalid(String),
+}
+
+impl EditError {
+    /// `error` inside `context`, followed by `hint`.
+    pub fn within(context: impl Into<String>, error: EditError, hint: &'static str) -> EditError {
+        EditError::In { context: context.into(), error: Box::new(error), hint }
+    }
+
+    /// The innermost error (under every [`EditError::In`]).
+    pub fn innermost(&self) -> &EditError {
+        match self {
+            EditError::In { error, .. } => error.innermost(),
+            e => e,
+        }
+    }
+}
+
+impl fmt::Display for EditError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EditError::Hex(e) => write!(f, "{e}"),
+            EditError::Escape(e) => write!(f, "{e}"),
+            EditError::Offset { text, .. } => write!(f, "invalid offset {text:?}: a decimal number or 0x-prefixed hex"),
+            EditError::Duration { text, .. } => write!(f, "invalid duration {text:?}: e.g. 100ms, 1s, 2.5s"),
+            EditError::Address { text, .. } => write!(f, "invalid address {text:?}: ADDR:PORT or [IPv6]:PORT"),
+            EditError::In { context, error, hint } => write!(f, "{context}: {error}{hint}"),
+            EditError::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for EditError {
+    /// The parse error underneath, if any. [`EditError::Hex`], [`EditError::Escape`]
+    /// and [`EditError::In`] already show the error they hold in their message,
+    /// so they pass on *its* source (as `#[error(transparent)]` does) and a
+    /// chain of causes does not repeat it.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EditError::Offset { source, .. } => Some(source),
+            EditError::Duration { source, .. } => Some(source),
+            EditError::Address { source, .. } => Some(source),
+            EditError::In { error, .. } => error.source(),
+            EditError::Hex(_) | EditError::Escape(_) | EditError::Invalid(_) => None,
+        }
+    }
+}
+
+impl From<HexError> for EditError {
+    fn from(e: HexError) -> EditError {
+        EditError::Hex(e)
+    }
+}
+
+impl From<EscapeError> for EditError {
+    fn from(e: EscapeError) -> EditError {
+        EditError::Escape(e)
+    }
+}
 
 fn bad<T>(msg: impl Into<String>) -> Result<T, EditError> {
-    Err(EditError(msg.into()))
+    Err(EditError::Invalid(msg.into()))
 }
 
-/// Parse hex bytes: `47 45 54`, `474554`, `0x47 0x45`, `47:45:54`, `47-45,54`
-/// (spaces, tabs, newlines, `:` `,` `-` separate; a `0x`/`0X` prefix may start
-/// each group). Digits pair up within a group, so a group needs an even number
-/// of digits; the error names the 0-based character position.
+/// Parse hex bytes with [`pidcap_packet::hex::parse`]: `47 45 54`, `474554`,
+/// `0x47 0x45`, `47:45:54`, `47-45,54`; the error names the 0-based position.
 pub fn parse_hex(s: &str) -> Result<Vec<u8>, EditError> {
-    let mut out = Vec::with_capacity(s.len() / 2);
-    let chars: Vec<(usize, char)> = s.char_indices().collect();
-    let mut i = 0;
-    let sep = |c: char| c.is_whitespace() || matches!(c, ':' | ',' | '-');
-    while i < chars.len() {
-        let (pos, c) = chars[i];
-        if sep(c) {
-            i += 1;
-            continue;
-        }
-        // A group: optional 0x, then hex digits up to the next separator.
-        if c == '0' && matches!(chars.get(i + 1), Some((_, 'x' | 'X'))) {
-            i += 2;
-        }
-        let start = i;
-        while i < chars.len() && !sep(chars[i].1) {
-            let (p, d) = chars[i];
-            if !d.is_ascii_hexdigit() {
-                return bad(format!("invalid hex digit {d:?} at position {p}"));
-            }
-            i += 1;
-        }
-        let group = &chars[start..i];
-        if group.is_empty() {
-            return bad(format!("`0x` without digits at position {pos}"));
-        }
-        if !group.len().is_multiple_of(2) {
-            return bad(format!(
-                "odd number of hex digits ({}) in the group at position {}: write each byte as two digits",
-                group.len(),
-                group[0].0
-            ));
-        }
-        for pair in group.chunks(2) {
-            let hi = pair[0].1.to_digit(16).unwrap_or(0) as u8;
-            let lo = pair[1].1.to_digit(16).unwrap_or(0) as u8;
-            out.push(hi << 4 | lo);
-        }
-    }
-    Ok(out)
+    Ok(pidcap_packet::hex::parse(s)?)
 }
 
-/// Parse text with C-like escapes: `\r \n \t \0 \\ \" \' \xHH`; any other
-/// character stands for its UTF-8 bytes. The error names the position.
+/// Parse text with C-like escapes ([`pidcap_packet::ascii::unescape`]):
+/// `\r \n \t \0 \\ \" \' \xHH`; any other character stands for its
+/// UTF-8 bytes. The error names the position.
 pub fn parse_ascii(s: &str) -> Result<Vec<u8>, EditError> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut it = s.char_indices().peekable();
-    while let Some((pos, c)) = it.next() {
-        if c != '\\' {
-            let mut buf = [0u8; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            continue;
-        }
-        let Some((_, e)) = it.next() else {
-            return bad(format!("lone backslash at the end (position {pos}); write \\\\ for one"));
-        };
-        match e {
-            'r' => out.push(b'\r'),
-            'n' => out.push(b'\n'),
-            't' => out.push(b'\t'),
-            '0' => out.push(0),
-            '\\' => out.push(b'\\'),
-            '"' => out.push(b'"'),
-            '\'' => out.push(b'\''),
-            'x' => {
-                let h: String =
-                    (0..2).filter_map(|_| it.next_if(|(_, d)| d.is_ascii_hexdigit()).map(|(_, d)| d)).collect();
-                if h.len() != 2 {
-                    return bad(format!("\\x at position {pos} needs two hex digits"));
-                }
-                out.push(u8::from_str_radix(&h, 16).unwrap_or(0));
-            }
-            other => {
-                return bad(format!(
-                    "unknown escape \\{other} at position {pos} (known: \\r \\n \\t \\0 \\\\ \\\" \\' \\xHH)"
-                ))
-            }
-        }
-    }
-    Ok(out)
+    Ok(pidcap_packet::ascii::unescape(s)?)
 }
 
 /// An offset: decimal, or hex with `0x`.
@@ -106,7 +111,7 @@ fn parse_offset(s: &str) -> Result<usize, EditError> {
         Some(h) => usize::from_str_radix(h, 16),
         None => s.parse(),
     };
-    r.map_err(|_| EditError(format!("invalid offset {s:?}: a decimal number or 0x-prefixed hex")))
+    r.map_err(|source| EditError::Offset { text: s.into(), source })
 }
 
 /// One edit of a payload.
@@ -121,21 +126,23 @@ pub enum Edit {
 impl Edit {
     /// `OFF:HEX`, e.g. `0:50`, `0x10:0d 0a`.
     pub fn parse_patch(s: &str) -> Result<Edit, EditError> {
-        let (off, hex) =
-            s.split_once(':').ok_or_else(|| EditError(format!("patch {s:?}: expected OFF:HEX, e.g. 4:2f61")))?;
-        let bytes = parse_hex(hex).map_err(|e| EditError(format!("patch {s:?}: {e} (after the colon)")))?;
+        let (off, hex) = s
+            .split_once(':')
+            .ok_or_else(|| EditError::Invalid(format!("patch {s:?}: expected OFF:HEX, e.g. 4:2f61")))?;
+        let bytes = parse_hex(hex).map_err(|e| EditError::within(format!("patch {s:?}"), e, " (after the colon)"))?;
         if bytes.is_empty() {
             return bad(format!("patch {s:?}: no bytes after the colon"));
         }
-        Ok(Edit::Patch { offset: parse_offset(off).map_err(|e| EditError(format!("patch {s:?}: {e}")))?, bytes })
+        let offset = parse_offset(off).map_err(|e| EditError::within(format!("patch {s:?}"), e, ""))?;
+        Ok(Edit::Patch { offset, bytes })
     }
 
     /// `FROM_HEX:TO_HEX`, e.g. `474554:504f5354`; TO may be empty (delete).
     pub fn parse_replace(s: &str) -> Result<Edit, EditError> {
         let (from, to) =
-            s.split_once(':').ok_or_else(|| EditError(format!("replace {s:?}: expected FROM_HEX:TO_HEX")))?;
-        let from = parse_hex(from).map_err(|e| EditError(format!("replace {s:?}: {e} (in FROM)")))?;
-        let to = parse_hex(to).map_err(|e| EditError(format!("replace {s:?}: {e} (in TO)")))?;
+            s.split_once(':').ok_or_else(|| EditError::Invalid(format!("replace {s:?}: expected FROM_HEX:TO_HEX")))?;
+        let from = parse_hex(from).map_err(|e| EditError::within(format!("replace {s:?}"), e, " (in FROM)"))?;
+        let to = parse_hex(to).map_err(|e| EditError::within(format!("replace {s:?}"), e, " (in TO)"))?;
         if from.is_empty() {
             return bad(format!("replace {s:?}: FROM is empty"));
         }
@@ -191,7 +198,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, EditError> {
     let t = s.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| EditError(format!("invalid duration {s:?}: e.g. 100ms, 1s, 2.5s")))?;
+    let n: f64 = num.parse().map_err(|source| EditError::Duration { text: s.into(), source })?;
     let secs = match unit.trim() {
         "" | "ms" => n / 1e3,
         "us" | "µs" => n / 1e6,
@@ -223,11 +230,14 @@ mod tests {
 
     #[test]
     fn hex_errors_name_the_position() {
-        assert_eq!(parse_hex("47 4g").unwrap_err().0, "invalid hex digit 'g' at position 4");
-        assert!(parse_hex("474").unwrap_err().0.contains("odd number of hex digits (3) in the group at position 0"));
-        assert!(parse_hex("47 0x").unwrap_err().0.contains("position 3"));
-        assert!(parse_hex("zz").unwrap_err().0.contains("position 0"));
-        assert!(parse_hex("00 é").unwrap_err().0.contains("position 3"));
+        assert_eq!(parse_hex("47 4g").unwrap_err().to_string(), "invalid hex digit 'g' at position 4");
+        assert!(parse_hex("474")
+            .unwrap_err()
+            .to_string()
+            .contains("odd number of hex digits (3) in the group at position 0"));
+        assert!(parse_hex("47 0x").unwrap_err().to_string().contains("position 3"));
+        assert!(parse_hex("zz").unwrap_err().to_string().contains("position 0"));
+        assert!(parse_hex("00 é").unwrap_err().to_string().contains("position 3"));
     }
 
     #[test]
@@ -235,10 +245,10 @@ mod tests {
         assert_eq!(parse_ascii("GET / HTTP/1.1\\r\\n").unwrap(), b"GET / HTTP/1.1\r\n");
         assert_eq!(parse_ascii("a\\x00b\\\\c\\t\\0\\\"").unwrap(), b"a\x00b\\c\t\x00\"");
         assert_eq!(parse_ascii("é").unwrap(), "é".as_bytes());
-        assert!(parse_ascii("ab\\").unwrap_err().0.contains("position 2"));
-        assert!(parse_ascii("a\\q").unwrap_err().0.contains("\\q at position 1"));
-        assert!(parse_ascii("\\x4").unwrap_err().0.contains("two hex digits"));
-        assert!(parse_ascii("\\xzz").unwrap_err().0.contains("position 0"));
+        assert!(parse_ascii("ab\\").unwrap_err().to_string().contains("position 2"));
+        assert!(parse_ascii("a\\q").unwrap_err().to_string().contains("\\q at position 1"));
+        assert!(parse_ascii("\\x4").unwrap_err().to_string().contains("two hex digits"));
+        assert!(parse_ascii("\\xzz").unwrap_err().to_string().contains("position 0"));
     }
 
     #[test]
@@ -248,11 +258,14 @@ mod tests {
         assert_eq!(apply_edits(b"GET", &[e]).unwrap(), b"PET");
         assert_eq!(apply_edits(b"GET", &[Edit::parse_patch("0x2:5453").unwrap()]).unwrap(), b"GETS");
         assert_eq!(apply_edits(b"GET", &[Edit::parse_patch("3:21").unwrap()]).unwrap(), b"GET!");
-        assert!(apply_edits(b"GET", &[Edit::parse_patch("4:21").unwrap()]).unwrap_err().0.contains("past the end"));
-        assert!(Edit::parse_patch("x:21").unwrap_err().0.contains("invalid offset"));
-        assert!(Edit::parse_patch("21").unwrap_err().0.contains("OFF:HEX"));
-        assert!(Edit::parse_patch("1:2g").unwrap_err().0.contains("position 1"));
-        assert!(Edit::parse_patch("1:").unwrap_err().0.contains("no bytes"));
+        assert!(apply_edits(b"GET", &[Edit::parse_patch("4:21").unwrap()])
+            .unwrap_err()
+            .to_string()
+            .contains("past the end"));
+        assert!(Edit::parse_patch("x:21").unwrap_err().to_string().contains("invalid offset"));
+        assert!(Edit::parse_patch("21").unwrap_err().to_string().contains("OFF:HEX"));
+        assert!(Edit::parse_patch("1:2g").unwrap_err().to_string().contains("position 1"));
+        assert!(Edit::parse_patch("1:").unwrap_err().to_string().contains("no bytes"));
     }
 
     #[test]
@@ -263,12 +276,29 @@ mod tests {
         assert_eq!(apply_edits(b"a b c", &[del]).unwrap(), b"abc");
         // Non-overlapping, left to right.
         assert_eq!(apply_edits(b"aaa", &[Edit::parse_replace("6161:62").unwrap()]).unwrap(), b"ba");
-        assert!(Edit::parse_replace(":41").unwrap_err().0.contains("FROM is empty"));
-        assert!(Edit::parse_replace("4x:41").unwrap_err().0.contains("in FROM"));
-        assert!(Edit::parse_replace("41").unwrap_err().0.contains("FROM_HEX:TO_HEX"));
+        assert!(Edit::parse_replace(":41").unwrap_err().to_string().contains("FROM is empty"));
+        assert!(Edit::parse_replace("4x:41").unwrap_err().to_string().contains("in FROM"));
+        assert!(Edit::parse_replace("41").unwrap_err().to_string().contains("FROM_HEX:TO_HEX"));
         // Patches then replaces, in the order given.
         let edits = [Edit::parse_patch("0:48").unwrap(), Edit::parse_replace("48:4a4a").unwrap()];
         assert_eq!(apply_edits(b"GET", &edits).unwrap(), b"JJET");
+    }
+
+    #[test]
+    fn errors_are_typed_and_keep_their_sources() {
+        use pidcap_packet::hex::HexErrorKind;
+        use std::error::Error;
+        let e = Edit::parse_patch("1:2g").unwrap_err();
+        assert!(
+            matches!(e.innermost(), EditError::Hex(h) if h.kind == HexErrorKind::InvalidDigit('g') && h.at.offset == 1)
+        );
+        assert!(e.source().is_none(), "the hex error is in the message, not repeated as a cause");
+        let e = Edit::parse_patch("x:21").unwrap_err();
+        assert!(matches!(e.innermost(), EditError::Offset { text, .. } if text == "x"));
+        assert!(e.source().is_some_and(|s| s.is::<ParseIntError>()));
+        let e = parse_duration("fast").unwrap_err();
+        assert!(e.source().is_some_and(|s| s.is::<ParseFloatError>()), "{e:?}");
+        assert!(matches!(parse_ascii("\\q").unwrap_err(), EditError::Escape(_)));
     }
 
     #[test]

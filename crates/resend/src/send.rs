@@ -1,11 +1,37 @@
-//! The three ways to send: the owning process's socket, a raw socket, a new connection.
+//! The three ways to send ([`Sender`]): the owning process's socket, a raw
+//! socket, a new connection; and why a send failed ([`SendError`]).
 
 use crate::sys;
-use crate::{ErrorKind, Proto, ReplyInfo, SendError, Target};
+use crate::{ErrorKind, Proto, ReplyInfo, Target};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Why a send (or opening a sender) failed: the kind for programs, the
+/// message for people (it goes into [`crate::SendStatus::error`]), and the
+/// OS error behind it when there is one.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SendError {
+    pub kind: ErrorKind,
+    pub message: String,
+    #[source]
+    pub source: Option<Arc<io::Error>>,
+}
+
+impl SendError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> SendError {
+        SendError { kind, message: message.into(), source: None }
+    }
+
+    /// The same error, caused by `e`.
+    pub fn with_source(mut self, e: io::Error) -> SendError {
+        self.source = Some(Arc::new(e));
+        self
+    }
+}
 
 /// What one successful send did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,15 +62,16 @@ fn classify(e: &io::Error) -> ErrorKind {
 }
 
 /// A send error from an OS error, explained.
-pub(crate) fn os_error(what: &str, e: &io::Error) -> SendError {
-    let kind = classify(e);
+pub(crate) fn os_error(what: &str, e: io::Error) -> SendError {
+    let kind = classify(&e);
     let hint = match kind {
         ErrorKind::Blocked => " (EPERM: a pidcap block rule, or a firewall, refused it)",
         ErrorKind::SocketClosed => " (the connection is closed)",
         ErrorKind::Refused => " (nothing listens there)",
         _ => "",
     };
-    SendError::new(kind, format!("{what}: {e}{hint}"))
+    let message = format!("{what}: {e}{hint}");
+    SendError::new(kind, message).with_source(e)
 }
 
 /// Write all of `buf` on a socket we share with its process, without ever
@@ -75,7 +102,7 @@ fn send_all(fd: BorrowedFd<'_>, buf: &[u8], to: Option<&SocketAddr>, timeout: Du
                     ));
                 }
             }
-            Err(e) => return Err(os_error("send", &e)),
+            Err(e) => return Err(os_error("send", e)),
         }
     }
     Ok(off)
@@ -123,15 +150,17 @@ impl SocketSender {
         let pidfd = sys::pidfd_open(pid).map_err(|e| match e.raw_os_error() {
             Some(libc::ESRCH) => {
                 SendError::new(ErrorKind::ProcessGone, format!("process {pid} does not exist (it has exited)"))
+                    .with_source(e)
             }
-            _ => os_error(&format!("pidfd_open({pid})"), &e),
+            _ => os_error(&format!("pidfd_open({pid})"), e),
         })?;
         let want_ty = match t.proto {
             Proto::Tcp => libc::SOCK_STREAM,
             Proto::Udp => libc::SOCK_DGRAM,
         };
-        let dir = std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .map_err(|e| SendError::new(ErrorKind::ProcessGone, format!("cannot list /proc/{pid}/fd: {e}")))?;
+        let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).map_err(|e| {
+            SendError::new(ErrorKind::ProcessGone, format!("cannot list /proc/{pid}/fd: {e}")).with_source(e)
+        })?;
         let mut by_addr: Option<(OwnedFd, i32, u64)> = None;
         let mut seen = 0;
         for ent in dir.flatten() {
@@ -145,7 +174,8 @@ impl SocketSender {
                     return Err(SendError::new(
                         ErrorKind::Permission,
                         format!("pidfd_getfd on process {pid}: {e} (needs root, or CAP_SYS_PTRACE over that process)"),
-                    ))
+                    )
+                    .with_source(e))
                 }
                 Err(_) => continue, // closed meanwhile
             };
@@ -251,51 +281,24 @@ pub struct RawSender {
     t: Target,
 }
 
-/// Build the IP packet for `payload` from `t` (src = `t.local`, dst = `t.remote`):
-/// lengths and checksums computed by etherparse.
+/// Build the IP packet for `payload` from `t` (src = `t.local`, dst = `t.remote`)
+/// with [`pidcap_packet::build::build`]: lengths and checksums computed.
 pub fn build_packet(t: &Target, payload: &[u8]) -> Result<Vec<u8>, SendError> {
-    use etherparse::PacketBuilder;
+    use pidcap_packet::build::{build, BuildError, Transport, DEFAULT_TTL};
     let src =
         t.local.ok_or_else(|| SendError::new(ErrorKind::Io, "raw mode needs a source address (--from ADDR:PORT)"))?;
     let dst = t.remote;
-    let ttl = t.ttl.unwrap_or(64);
-    let ip = match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), ttl),
-        (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s.octets(), d.octets(), ttl),
-        _ => {
-            return Err(SendError::new(
-                ErrorKind::Io,
-                format!("raw mode: source {src} and destination {dst} are not the same IP version"),
-            ))
-        }
+    let transport = match t.proto {
+        Proto::Udp => Transport::Udp,
+        Proto::Tcp => Transport::Tcp(t.tcp.unwrap_or_default()),
     };
-    let mut out = Vec::new();
-    let r = match t.proto {
-        Proto::Udp => ip.udp(src.port(), dst.port()).write(&mut out, payload),
-        Proto::Tcp => {
-            let tcp = t.tcp.unwrap_or_default();
-            let mut b = ip.tcp(src.port(), dst.port(), tcp.seq, tcp.window);
-            let f = tcp.flags;
-            if f & 0x10 != 0 {
-                b = b.ack(tcp.ack);
-            }
-            if f & 0x01 != 0 {
-                b = b.fin();
-            }
-            if f & 0x02 != 0 {
-                b = b.syn();
-            }
-            if f & 0x04 != 0 {
-                b = b.rst();
-            }
-            if f & 0x08 != 0 {
-                b = b.psh();
-            }
-            b.write(&mut out, payload)
-        }
-    };
-    r.map_err(|e| SendError::new(ErrorKind::Io, format!("building the packet: {e}")))?;
-    Ok(out)
+    build(src, dst, t.ttl.unwrap_or(DEFAULT_TTL), transport, payload).map_err(|e| match e {
+        BuildError::MixedVersions { .. } => SendError::new(
+            ErrorKind::Io,
+            format!("raw mode: source {src} and destination {dst} are not the same IP version"),
+        ),
+        BuildError::Write(e) => SendError::new(ErrorKind::Io, format!("building the packet: {e}")),
+    })
 }
 
 impl RawSender {
@@ -304,8 +307,9 @@ impl RawSender {
         let sock = sys::socket(domain, libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| {
             if e.raw_os_error() == Some(libc::EPERM) {
                 SendError::new(ErrorKind::Permission, format!("raw socket: {e} (needs root or CAP_NET_RAW)"))
+                    .with_source(e)
             } else {
-                os_error("raw socket", &e)
+                os_error("raw socket", e)
             }
         })?;
         build_packet(t, b"")?; // check the addresses now, not at the first send
@@ -317,7 +321,7 @@ impl Sender for RawSender {
     fn send(&mut self, payload: &[u8], _wait: Duration) -> Result<Sent, SendError> {
         let pkt = build_packet(&self.t, payload)?;
         let to = SocketAddr::new(self.t.remote.ip(), 0);
-        sys::send_to(self.sock.as_fd(), &pkt, 0, &to).map_err(|e| os_error("raw sendto", &e))?;
+        sys::send_to(self.sock.as_fd(), &pkt, 0, &to).map_err(|e| os_error("raw sendto", e))?;
         Ok(Sent { bytes: payload.len(), reply: None })
     }
 
@@ -355,18 +359,18 @@ impl ConnectSender {
             Proto::Tcp => {
                 let stream = match t.local {
                     None => TcpStream::connect_timeout(&t.remote, self.timeout)
-                        .map_err(|e| os_error(&format!("connect to {}", t.remote), &e))?,
+                        .map_err(|e| os_error(&format!("connect to {}", t.remote), e))?,
                     Some(local) => {
-                        let fd = sys::socket(domain, libc::SOCK_STREAM, 0).map_err(|e| os_error("socket", &e))?;
+                        let fd = sys::socket(domain, libc::SOCK_STREAM, 0).map_err(|e| os_error("socket", e))?;
                         let _ = sys::setsockopt_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
-                        sys::bind(fd.as_fd(), &local).map_err(|e| os_error(&format!("bind {local}"), &e))?;
+                        sys::bind(fd.as_fd(), &local).map_err(|e| os_error(&format!("bind {local}"), e))?;
                         let (ss, len) = sys::to_sockaddr(&t.remote);
                         // SAFETY: the address is valid for len bytes; blocking connect on our own socket.
                         let r = unsafe {
                             libc::connect(fd.as_raw_fd(), (&ss as *const libc::sockaddr_storage).cast(), len)
                         };
                         if r < 0 {
-                            return Err(os_error(&format!("connect to {}", t.remote), &io::Error::last_os_error()));
+                            return Err(os_error(&format!("connect to {}", t.remote), io::Error::last_os_error()));
                         }
                         // SAFETY: fd is a connected TCP socket we own; ownership moves to the stream.
                         unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
@@ -379,8 +383,8 @@ impl ConnectSender {
                 let local = t.local.unwrap_or_else(|| {
                     SocketAddr::new(if t.remote.is_ipv4() { [0, 0, 0, 0].into() } else { IpAddr::V6(0.into()) }, 0)
                 });
-                let s = UdpSocket::bind(local).map_err(|e| os_error(&format!("bind {local}"), &e))?;
-                s.connect(t.remote).map_err(|e| os_error(&format!("connect to {}", t.remote), &e))?;
+                let s = UdpSocket::bind(local).map_err(|e| os_error(&format!("bind {local}"), e))?;
+                s.connect(t.remote).map_err(|e| os_error(&format!("connect to {}", t.remote), e))?;
                 Ok(Conn::Udp(s))
             }
         }
@@ -422,20 +426,20 @@ impl Sender for ConnectSender {
             self.conn = Some(self.connect()?);
         }
         let result = match self.conn.as_mut() {
-            Some(Conn::Tcp(s)) => s.write_all(payload).map_err(|e| os_error("send", &e)).and_then(|_| {
-                let st = s.try_clone().map_err(|e| os_error("socket", &e))?;
-                read_reply(s, &|d| st.set_read_timeout(d), wait).map_err(|e| os_error("receive", &e))
+            Some(Conn::Tcp(s)) => s.write_all(payload).map_err(|e| os_error("send", e)).and_then(|_| {
+                let st = s.try_clone().map_err(|e| os_error("socket", e))?;
+                read_reply(s, &|d| st.set_read_timeout(d), wait).map_err(|e| os_error("receive", e))
             }),
-            Some(Conn::Udp(s)) => s.send(payload).map_err(|e| os_error("send", &e)).and_then(|_| {
+            Some(Conn::Udp(s)) => s.send(payload).map_err(|e| os_error("send", e)).and_then(|_| {
                 let mut buf = vec![0u8; 65536];
                 if wait.is_zero() {
                     return Ok(None);
                 }
-                s.set_read_timeout(Some(wait)).map_err(|e| os_error("socket", &e))?;
+                s.set_read_timeout(Some(wait)).map_err(|e| os_error("socket", e))?;
                 match s.recv(&mut buf) {
                     Ok(n) => Ok(Some(buf[..n].to_vec())),
                     Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(None),
-                    Err(e) => Err(os_error("receive", &e)),
+                    Err(e) => Err(os_error("receive", e)),
                 }
             }),
             None => unreachable!("connected above"),
@@ -458,5 +462,68 @@ impl Sender for ConnectSender {
             None => None,
         };
         format!("new {} socket {} -> {}", self.t.proto, local.map_or("?".into(), |a| a.to_string()), self.t.remote)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TcpFields;
+
+    #[test]
+    fn raw_packets_have_correct_checksums() {
+        for (src, dst) in [("127.0.0.1:4000", "127.0.0.2:53"), ("[::1]:4000", "[::1]:53")] {
+            for proto in [Proto::Udp, Proto::Tcp] {
+                let t = Target {
+                    proto,
+                    local: Some(src.parse().unwrap()),
+                    remote: dst.parse().unwrap(),
+                    pid: None,
+                    cookie: None,
+                    tcp: Some(TcpFields { seq: 7, ack: 9, flags: 0x18, window: 512 }),
+                    ttl: None,
+                };
+                let pkt = build_packet(&t, b"payload!").unwrap();
+                let s = etherparse::SlicedPacket::from_ip(&pkt).unwrap();
+                match s.transport.unwrap() {
+                    etherparse::TransportSlice::Udp(u) => {
+                        let h = u.to_header();
+                        let want = match s.net.as_ref().unwrap() {
+                            etherparse::NetSlice::Ipv4(v4) => {
+                                h.calc_checksum_ipv4(&v4.header().to_header(), u.payload()).unwrap()
+                            }
+                            etherparse::NetSlice::Ipv6(v6) => {
+                                h.calc_checksum_ipv6(&v6.header().to_header(), u.payload()).unwrap()
+                            }
+                            _ => unreachable!(),
+                        };
+                        assert_eq!(h.checksum, want);
+                        assert_eq!(u.payload(), b"payload!");
+                    }
+                    etherparse::TransportSlice::Tcp(tc) => {
+                        assert_eq!(
+                            (tc.sequence_number(), tc.acknowledgment_number(), tc.psh(), tc.ack()),
+                            (7, 9, true, true)
+                        );
+                        let h = tc.to_header();
+                        let want = match s.net.as_ref().unwrap() {
+                            etherparse::NetSlice::Ipv4(v4) => {
+                                h.calc_checksum_ipv4(&v4.header().to_header(), tc.payload()).unwrap()
+                            }
+                            etherparse::NetSlice::Ipv6(v6) => {
+                                h.calc_checksum_ipv6(&v6.header().to_header(), tc.payload()).unwrap()
+                            }
+                            _ => unreachable!(),
+                        };
+                        assert_eq!(h.checksum, want);
+                    }
+                    _ => unreachable!(),
+                }
+                if let Some(etherparse::NetSlice::Ipv4(v4)) = &s.net {
+                    let h = v4.header().to_header();
+                    assert_eq!(h.header_checksum, h.calc_header_checksum());
+                }
+            }
+        }
     }
 }

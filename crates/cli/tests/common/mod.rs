@@ -1,7 +1,10 @@
-//! Helpers for pidcap's integration tests: root checks, network namespaces
-//! made per test, the peer fixture (tests/data/peer.py), and running the real
-//! `pidcap` binary.
+//! Helpers for pidcap's integration tests: the peer fixture
+//! (tests/data/peer.py) in a test's network namespace, and running the real
+//! `pidcap` binary. What a test needs (root, tools) it states with
+//! `require!(...)` and its namespace is a [`NetNs`], both from pidcap-testkit.
 #![allow(dead_code)]
+
+pub use pidcap_testkit::{require, NetNs};
 
 use pidcap_packet::CapturedPacket;
 use std::io::{BufRead, BufReader};
@@ -9,22 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
-
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Return early from a test that needs root, saying why.
-#[macro_export]
-macro_rules! require_root {
-    () => {
-        if !common::is_root() {
-            eprintln!("SKIPPED: this test loads eBPF programs and creates network namespaces: it needs root");
-            return;
-        }
-    };
-}
 
 pub fn pidcap() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pidcap"))
@@ -55,47 +42,28 @@ impl Drop for Scratch {
     }
 }
 
-/// A network namespace of the test's own, with loopback up; deleted on drop.
-pub struct Netns {
-    pub name: String,
+/// The peer fixture in a test's network namespace.
+pub trait Peer {
+    /// python3 tests/data/peer.py ARGS inside the namespace.
+    fn peer(&self, args: &[&str]) -> Command;
+
+    /// Start a server mode of the peer and wait until it listens.
+    fn server(&self, args: &[&str]) -> Server;
 }
 
-impl Netns {
-    pub fn new(tag: &str) -> Netns {
-        let name = format!("pidcap-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
-        run_ok(Command::new("ip").args(["netns", "add", &name]));
-        run_ok(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]));
-        Netns { name }
-    }
-
-    /// `program args...` inside the namespace.
-    pub fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program);
-        c
-    }
-
-    /// python3 tests/data/peer.py ARGS inside the namespace.
-    pub fn peer(&self, args: &[&str]) -> Command {
-        let mut c = self.cmd("python3");
+impl Peer for NetNs {
+    fn peer(&self, args: &[&str]) -> Command {
+        let mut c = self.command("python3");
         c.arg(peer_script()).args(args);
         c
     }
 
-    /// Start a server mode of the peer and wait until it listens.
-    pub fn server(&self, args: &[&str]) -> Server {
+    fn server(&self, args: &[&str]) -> Server {
         let mut child = self.peer(args).stdout(Stdio::piped()).spawn().expect("start peer server");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("peer said {line:?}: {e}"));
         Server { pid: v["pid"].as_u64().unwrap() as u32, port: v["port"].as_u64().unwrap() as u16, child }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
 
@@ -222,6 +190,33 @@ pub fn read_capture(path: &Path) -> Vec<CapturedPacket> {
     pidcap_pcapfile::read_packets(std::io::BufReader::new(f)).unwrap()
 }
 
+/// The packets of a capture file that pidcap is still writing: those of
+/// the whole blocks written so far (a read may end inside the last one).
+pub fn packets_so_far(path: &Path) -> Vec<CapturedPacket> {
+    let Ok(f) = std::fs::File::open(path) else { return Vec::new() };
+    let Ok(reader) = pidcap_pcapfile::PacketReader::new(std::io::BufReader::new(f)) else { return Vec::new() };
+    reader.map_while(Result::ok).collect()
+}
+
+/// Wait (at most 30 s) until the capture file `path` that pidcap is writing
+/// holds what `done` wants.
+pub fn wait_for_capture(path: &Path, what: &str, mut done: impl FnMut(&[CapturedPacket]) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let packets = packets_so_far(path);
+        if done(&packets) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never held {what}: {} packets",
+            path.display(),
+            packets.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Frames tshark reads in `path`, failing on any warning tshark prints.
 pub fn tshark_frames(path: &Path) -> usize {
     let out = Command::new("tshark")
@@ -232,7 +227,7 @@ pub fn tshark_frames(path: &Path) -> usize {
         .arg("-e")
         .arg("frame.number")
         .output()
-        .expect("tshark is needed by this test (apt-get install tshark)");
+        .expect("tshark is needed by this test (apt-get install tshark; the test must require! it)");
     assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for line in stderr.lines() {

@@ -1,9 +1,17 @@
-//! Starting the command of `pidcap run` so that it is a capture target before
-//! it executes: fork, hold the child at a gate (a pipe) until the parent has
-//! registered its pid with the kernel layer, then exec.
+//! The one way to start a held process: a command that is a capture target
+//! before it executes (`pidcap run`, the UI's "run a command"). Fork, hold the
+//! child at a gate (a pipe) until the parent has registered its pid with the
+//! kernel layer, then exec.
 //!
 //! `std::process::Command` cannot do this: its `spawn` waits for the exec to
 //! succeed or fail, and the exec is exactly what must wait for us.
+//!
+//! ```ignore
+//! let gated = spawn_gated(&argv, &Stdio::default())?;   // forked, held
+//! capture.add_pid(gated.pid)?;                          // on failure: gated.abort()
+//! let mut child = gated.release()?;                     // exec; Err if it failed
+//! let code = child.wait_blocking();
+//! ```
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -11,14 +19,35 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// A forked child waiting at the gate, not yet executing the command.
-pub struct GatedChild {
-    pub pid: u32,
-    gate: OwnedFd,
-    exec_err: OwnedFd,
+/// Where a held command's standard output and error go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Output {
+    /// This process's own (the default).
+    #[default]
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// This process's stderr (for stdout, when ours carries a capture file: `-w -`).
+    Stderr,
 }
 
-/// A running command.
+/// The command's standard streams; stdin is always inherited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stdio {
+    pub stdout: Output,
+    pub stderr: Output,
+}
+
+/// A forked child waiting at the gate, not yet executing the command.
+/// Dropping it without [`Gated::release`] kills and reaps the child.
+pub struct Gated {
+    pub pid: u32,
+    /// None once released or aborted.
+    fds: Option<(OwnedFd, OwnedFd)>,
+}
+
+/// A running command. Dropping it leaves the command running (unreaped).
+#[derive(Debug)]
 pub struct Child {
     pub pid: u32,
     status: Option<u8>,
@@ -51,10 +80,9 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Fork a child that will exec `argv` once [`GatedChild::release`] is called.
-/// With `stdout_to_stderr`, the command's stdout is our stderr (when our
-/// stdout carries the capture file, `-w -`).
-pub fn spawn_gated(argv: &[OsString], stdout_to_stderr: bool) -> io::Result<GatedChild> {
+/// Fork a child that will exec `argv` (`argv[0]` resolved like a shell does)
+/// once [`Gated::release`] is called, with its output where `stdio` says.
+pub fn spawn_gated(argv: &[OsString], stdio: &Stdio) -> io::Result<Gated> {
     let program =
         resolve(argv.first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command given"))?)?;
     let cstr = |s: &OsStr| {
@@ -65,6 +93,18 @@ pub fn spawn_gated(argv: &[OsString], stdout_to_stderr: bool) -> io::Result<Gate
     let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     arg_ptrs.push(std::ptr::null());
 
+    // Every descriptor the child needs is opened before the fork.
+    let null = match (stdio.stdout, stdio.stderr) {
+        (Output::Null, _) | (_, Output::Null) => Some(std::fs::OpenOptions::new().write(true).open("/dev/null")?),
+        _ => None,
+    };
+    let target = |o: Output, own: libc::c_int| match (o, &null) {
+        (Output::Inherit, _) => own,
+        (Output::Stderr, _) => 2,
+        (Output::Null, Some(n)) => n.as_raw_fd(),
+        (Output::Null, None) => own, // unreachable: opened above
+    };
+    let (out_fd, err_fd) = (target(stdio.stdout, 1), target(stdio.stderr, 2));
     let (gate_r, gate_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     // SAFETY: fork has no preconditions; in the child only async-signal-safe
@@ -89,8 +129,12 @@ pub fn spawn_gated(argv: &[OsString], stdout_to_stderr: bool) -> io::Result<Gate
                 }
                 libc::_exit(127); // the parent went away before releasing us
             }
-            if stdout_to_stderr {
-                libc::dup2(2, 1);
+            // stdout first: when it goes to our stderr, it must be the original one.
+            if out_fd != 1 {
+                libc::dup2(out_fd, 1);
+            }
+            if err_fd != 2 {
+                libc::dup2(err_fd, 2);
             }
             libc::execv(path.as_ptr(), arg_ptrs.as_ptr());
             let errno = *libc::__errno_location();
@@ -100,24 +144,29 @@ pub fn spawn_gated(argv: &[OsString], stdout_to_stderr: bool) -> io::Result<Gate
     }
     drop(gate_r);
     drop(err_w);
-    Ok(GatedChild { pid: pid as u32, gate: gate_w, exec_err: err_r })
+    Ok(Gated { pid: pid as u32, fds: Some((gate_w, err_r)) })
 }
 
-impl GatedChild {
-    /// Let the child exec; Err if the exec failed (the child has then exited).
-    pub fn release(self) -> io::Result<Child> {
+impl Gated {
+    /// Let the child exec; Err if the exec failed (the child has then exited and is reaped).
+    pub fn release(mut self) -> io::Result<Child> {
+        let Some((gate, exec_err)) = self.fds.take() else {
+            return Err(io::Error::other("the held child is gone"));
+        };
         let b = 1u8;
         // SAFETY: writing one byte from a valid local to a pipe we own.
-        let n = unsafe { libc::write(self.gate.as_raw_fd(), (&b as *const u8).cast(), 1) };
+        let n = unsafe { libc::write(gate.as_raw_fd(), (&b as *const u8).cast(), 1) };
         if n != 1 {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            self.kill_and_reap();
+            return Err(e);
         }
-        drop(self.gate);
+        drop(gate);
         let mut errno = [0u8; 4];
         let mut got = 0;
         while got < 4 {
             // SAFETY: reading into the valid remainder of a local 4-byte buffer.
-            let n = unsafe { libc::read(self.exec_err.as_raw_fd(), errno[got..].as_mut_ptr().cast(), 4 - got) };
+            let n = unsafe { libc::read(exec_err.as_raw_fd(), errno[got..].as_mut_ptr().cast(), 4 - got) };
             if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;
             }
@@ -134,11 +183,24 @@ impl GatedChild {
         Ok(child)
     }
 
-    /// Kill the held child (when registering it failed).
-    pub fn abort(self) {
+    /// Kill and reap the held child (when registering it failed).
+    pub fn abort(mut self) {
+        self.kill_and_reap();
+    }
+
+    fn kill_and_reap(&mut self) {
+        self.fds = None;
         let mut child = Child { pid: self.pid, status: None };
         child.signal(libc::SIGKILL);
         child.wait_blocking();
+    }
+}
+
+impl Drop for Gated {
+    fn drop(&mut self) {
+        if self.fds.is_some() {
+            self.kill_and_reap();
+        }
     }
 }
 
@@ -187,7 +249,7 @@ mod tests {
 
     #[test]
     fn runs_after_release_and_reports_the_exit_code() {
-        let g = spawn_gated(&["sh".into(), "-c".into(), "exit 7".into()], false).unwrap();
+        let g = spawn_gated(&["sh".into(), "-c".into(), "exit 7".into()], &Stdio::default()).unwrap();
         let mut c = g.release().unwrap();
         assert_eq!(c.wait_blocking(), 7);
     }
@@ -196,8 +258,16 @@ mod tests {
     fn child_waits_at_the_gate() {
         let dir = std::env::temp_dir().join(format!("pidcap-gate-{}", std::process::id()));
         let _ = std::fs::remove_file(&dir);
-        let g = spawn_gated(&["touch".into(), dir.clone().into()], false).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        let g = spawn_gated(&["touch".into(), dir.clone().into()], &Stdio::default()).unwrap();
+        // Wait until the child sleeps reading the gate pipe: from then on it
+        // can only go on when released.
+        let proc = std::path::PathBuf::from(format!("/proc/{}", g.pid));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(proc.join("wchan")).is_ok_and(|w| !w.contains("pipe")) {
+            assert!(std::time::Instant::now() < deadline, "the child never blocked at the gate");
+            std::thread::yield_now();
+        }
+        assert_eq!(std::fs::read_link(proc.join("exe")).unwrap(), std::env::current_exe().unwrap(), "not executed");
         assert!(!dir.exists(), "the command must not run before release");
         let mut c = g.release().unwrap();
         assert_eq!(c.wait_blocking(), 0);
@@ -207,16 +277,48 @@ mod tests {
 
     #[test]
     fn missing_commands_are_reported() {
-        let e = spawn_gated(&["pidcap-no-such-command".into()], false).err().unwrap();
+        let e = spawn_gated(&["pidcap-no-such-command".into()], &Stdio::default()).err().unwrap();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         // A path that exists but cannot be executed fails at exec.
-        let g = spawn_gated(&["/etc/hostname".into()], false);
+        let g = spawn_gated(&["/etc/hostname".into()], &Stdio::default());
         assert!(g.is_err() || g.unwrap().release().is_err());
     }
 
     #[test]
+    fn output_goes_where_it_is_asked() {
+        let sh = |script: &str, stdio: Stdio| {
+            let g = spawn_gated(&["sh".into(), "-c".into(), script.into()], &stdio).unwrap();
+            g.release().unwrap().wait_blocking()
+        };
+        // With stdout on /dev/null a write still succeeds; a closed stdout would fail it.
+        let null = Stdio { stdout: Output::Null, stderr: Output::Null };
+        assert_eq!(sh("echo hidden && echo hidden >&2", null), 0);
+        let to_stderr = Stdio { stdout: Output::Stderr, ..Stdio::default() };
+        // stdout is now the same open file as stderr.
+        assert_eq!(sh("[ \"$(readlink /proc/$$/fd/1)\" = \"$(readlink /proc/$$/fd/2)\" ]", to_stderr), 0);
+        assert_eq!(sh("[ \"$(readlink /proc/$$/fd/1)\" = /dev/null ]", null), 0);
+        assert_eq!(sh("[ \"$(readlink /proc/$$/fd/1)\" = /dev/null ]", Stdio::default()), 1);
+    }
+
+    #[test]
+    fn a_held_child_that_is_dropped_or_aborted_is_killed_and_reaped() {
+        for abort in [true, false] {
+            let g = spawn_gated(&["sleep".into(), "10".into()], &Stdio::default()).unwrap();
+            let pid = g.pid as libc::pid_t;
+            if abort {
+                g.abort();
+            } else {
+                drop(g);
+            }
+            // SAFETY: kill with signal 0 only checks whether the pid exists.
+            let exists = unsafe { libc::kill(pid, 0) } == 0;
+            assert!(!exists, "pid {pid} is gone (reaped), abort={abort}");
+        }
+    }
+
+    #[test]
     fn killed_children_report_128_plus_signal() {
-        let g = spawn_gated(&["sleep".into(), "10".into()], false).unwrap();
+        let g = spawn_gated(&["sleep".into(), "10".into()], &Stdio::default()).unwrap();
         let mut c = g.release().unwrap();
         c.signal(libc::SIGKILL);
         assert_eq!(c.wait_blocking(), 128 + 9);
