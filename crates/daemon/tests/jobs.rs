@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{root_or_skip, InProcess};
+use common::InProcess;
 use pidcap_api::protocol::{ErrorCode, Event, InjectArgs};
 use pidcap_api::{Client, ClientError};
 use pidcap_engine::rules::Action;
@@ -111,9 +111,7 @@ fn watch_to_end(c: &mut Client, job: u64) -> (Vec<pidcap_resend::SendStatus>, pi
 
 #[test]
 fn inject_jobs_through_the_daemon() {
-    if !root_or_skip("inject_jobs_through_the_daemon") {
-        return;
-    }
+    pidcap_testkit::require!(Root, Tool("ip"), Tool("python3"));
     let d = InProcess::start(None);
     let mut c = d.client();
     let srv = udp_listener();
@@ -200,9 +198,7 @@ sys.stdin.readline()
 
 #[test]
 fn inject_by_packet_id_uses_the_process_socket_and_reports_blocks() {
-    if !root_or_skip("inject_by_packet_id_uses_the_process_socket_and_reports_blocks") {
-        return;
-    }
+    pidcap_testkit::require!(Root, Tool("ip"), Tool("python3"));
     let d = InProcess::start(None);
     let mut c = d.client();
     let srv = udp_listener();
@@ -257,9 +253,7 @@ sys.stdin.readline()
 
 #[test]
 fn resending_on_an_unconnected_udp_socket_keeps_its_owner() {
-    if !root_or_skip("resending_on_an_unconnected_udp_socket_keeps_its_owner") {
-        return;
-    }
+    pidcap_testkit::require!(Root, Tool("ip"), Tool("python3"));
     let d = InProcess::start(None);
     let mut c = d.client();
     let srv = udp_listener();

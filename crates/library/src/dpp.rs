@@ -10,7 +10,7 @@
 use crate::error::{LibraryError, Result};
 use crate::model::{NewPacket, SavedPacket, Sequence};
 use crate::now_ns;
-use pidcap_packet::{to_hex, CapturedPacket, Direction, Verdict};
+use pidcap_packet::{to_hex, CapturedPacket, Direction, Protocol, Verdict};
 use serde_json::{json, Map, Value};
 use std::io::{Read, Write};
 use std::net::IpAddr;
@@ -59,17 +59,18 @@ pub fn parse_dpp(mut r: impl Read, origin: &str) -> Result<DppFile> {
     r.by_ref()
         .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| LibraryError::dpp("(file)", format!("cannot read: {e}")))?;
+        .map_err(|e| LibraryError::dpp_caused("(file)", format!("cannot read: {e}"), e))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(LibraryError::dpp("(file)", format!("larger than the {} MiB cap", MAX_FILE_BYTES >> 20)));
     }
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|e| LibraryError::dpp("(file)", format!("not UTF-8 text (bad byte at offset {})", e.valid_up_to())))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        LibraryError::dpp_caused("(file)", format!("not UTF-8 text (bad byte at offset {})", e.valid_up_to()), e)
+    })?;
     if text.trim().is_empty() {
         return Err(LibraryError::dpp("(file)", "empty"));
     }
-    let v: Value =
-        serde_json::from_str(text).map_err(|e| LibraryError::dpp("(file)", format!("not valid JSON: {e}")))?;
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| LibraryError::dpp_caused("(file)", format!("not valid JSON: {e}"), e))?;
     let top = Obj::new(String::new(), &v)?;
     match top.u64("version")? {
         1 => parse_v1(&top, origin),
@@ -174,7 +175,7 @@ impl<'a> Obj<'a> {
             let field = format!("{}[{i}]", self.at(k));
             let s =
                 t.as_str().ok_or_else(|| LibraryError::dpp(&field, format!("expected a string, found {}", kind(t))))?;
-            out.push(crate::store::clean_tag(s).map_err(|e| LibraryError::dpp(&field, e.to_string()))?);
+            out.push(crate::store::clean_tag(s).map_err(|e| LibraryError::dpp_caused(&field, e.to_string(), e))?);
         }
         Ok(out)
     }
@@ -213,7 +214,7 @@ fn parse_hex(field: &str, s: &str, max: usize) -> Result<Vec<u8>> {
     use pidcap_packet::hex::{parse_max, HexErrorKind};
     parse_max(s, max).map_err(|e| {
         let at = e.at.offset;
-        LibraryError::dpp(
+        LibraryError::dpp_caused(
             field,
             match e.kind {
                 HexErrorKind::OddDigits { digits, .. } => {
@@ -224,6 +225,7 @@ fn parse_hex(field: &str, s: &str, max: usize) -> Result<Vec<u8>> {
                     format!("{:?} at offset {at} is not a hex byte", e.group(s))
                 }
             },
+            e,
         )
     })
 }
@@ -234,9 +236,9 @@ fn parse_v1(o: &Obj<'_>, origin: &str) -> Result<DppFile> {
     let description = o.str_or("description", MAX_DESCRIPTION_CHARS, "")?.to_string();
     let tags = o.tags("tags")?;
     let proto = o.str("protocol", 16)?;
-    let udp = match proto.to_ascii_lowercase().as_str() {
-        "tcp" => false,
-        "udp" => true,
+    let udp = match proto.parse() {
+        Ok(Protocol::Tcp) => false,
+        Ok(Protocol::Udp) => true,
         _ => return Err(LibraryError::dpp("protocol", format!("{proto:?} is neither \"Tcp\" nor \"Udp\""))),
     };
     let direction = o.direction("direction")?;
@@ -290,7 +292,9 @@ pub(crate) fn synthesize(
     };
     build((src, sport).into(), (dst, dport).into(), DEFAULT_TTL, transport, payload).map_err(|e| match e {
         BuildError::MixedVersions { .. } => LibraryError::dpp("remote_addr", "not the same IP version as local_addr"),
-        BuildError::Write(e) => LibraryError::dpp("payload_hex", format!("cannot build a packet around it: {e}")),
+        BuildError::Write(e) => {
+            LibraryError::dpp_caused("payload_hex", format!("cannot build a packet around it: {e}"), e)
+        }
     })
 }
 

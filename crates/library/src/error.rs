@@ -23,7 +23,7 @@ pub enum LibraryError {
     Busy,
     /// Any other SQLite failure.
     #[error("packet library database error: {0}")]
-    Sqlite(rusqlite::Error),
+    Sqlite(#[source] rusqlite::Error),
     /// A packet, tag or sequence id that does not exist.
     #[error("no {what} with id {id} in the library")]
     NotFound { what: &'static str, id: i64 },
@@ -33,15 +33,24 @@ pub enum LibraryError {
     /// An argument that is not acceptable (empty tag, bad frame range...).
     #[error("{0}")]
     Invalid(String),
-    /// A `.dpp` file that is malformed, truncated, oversized or hostile; `field` is the JSON path.
+    /// A `.dpp` file that is malformed, truncated, oversized or hostile; `field`
+    /// is the JSON path, `source` the error underneath (I/O, JSON, hex...) if any.
     #[error("invalid .dpp file: {field}: {message}")]
-    Dpp { field: String, message: String },
-    /// A pcap/pcapng file that could not be read or written.
-    #[error("pcap: {0}")]
-    Pcap(String),
+    Dpp {
+        field: String,
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A pcap/pcapng file (`path`, when it is one) that could not be read or written.
+    #[error("pcap: {}{source}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Pcap { path: Option<PathBuf>, source: pidcap_pcapfile::PcapError },
     /// A [`crate::PacketSource`] (the daemon) could not hand over the packets asked for.
     #[error("{0}")]
     Source(String),
+    /// A [`crate::PacketSource`] failed on an error of its own (`the daemon: connection refused`).
+    #[error("{context}: {source}")]
+    SourceFailed { context: String, source: Box<dyn std::error::Error + Send + Sync> },
     /// An I/O failure on a file other than the database.
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
@@ -50,7 +59,24 @@ pub enum LibraryError {
 impl LibraryError {
     /// A `.dpp` error about `field`.
     pub(crate) fn dpp(field: impl Into<String>, message: impl Into<String>) -> LibraryError {
-        LibraryError::Dpp { field: field.into(), message: message.into() }
+        LibraryError::Dpp { field: field.into(), message: message.into(), source: None }
+    }
+
+    /// A `.dpp` error about `field`, caused by `source`.
+    pub(crate) fn dpp_caused(
+        field: impl Into<String>,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> LibraryError {
+        LibraryError::Dpp { field: field.into(), message: message.into(), source: Some(Box::new(source)) }
+    }
+
+    /// A [`crate::PacketSource`] failure caused by `source` (for implementors).
+    pub fn source_failed(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> LibraryError {
+        LibraryError::SourceFailed { context: context.into(), source: Box::new(source) }
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> LibraryError {

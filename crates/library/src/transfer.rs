@@ -103,7 +103,7 @@ impl Library {
     ) -> Result<Vec<PacketId>> {
         let f = File::open(path).map_err(|e| LibraryError::io(format!("cannot open {}", path.display()), e))?;
         let packets = pidcap_pcapfile::read_packets(BufReader::new(f))
-            .map_err(|e| LibraryError::Pcap(format!("{}: {e}", path.display())))?;
+            .map_err(|source| LibraryError::Pcap { path: Some(path.to_path_buf()), source })?;
         let label = file_label(path);
         if let Some(ranges) = frames {
             for r in ranges {
@@ -209,7 +209,7 @@ impl Library {
             ExportFormat::Pcapng | ExportFormat::Pcap => {
                 let f = if format == ExportFormat::Pcap { Format::Pcap } else { Format::Pcapng };
                 let opts = WriterOptions { snaplen: crate::MAX_PACKET_BYTES as u32, ..WriterOptions::default() };
-                let pcap = |e: pidcap_pcapfile::PcapError| LibraryError::Pcap(e.to_string());
+                let pcap = |source| LibraryError::Pcap { path: None, source };
                 let mut pw = PacketWriter::new(f, BufWriter::new(w), &opts).map_err(pcap)?;
                 for p in &packets {
                     pw.write_packet(&p.packet).map_err(pcap)?;

@@ -11,29 +11,6 @@ use pidcap_packet::Direction;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-const CHILD_DB: &str = "PIDCAP_LIB_KILL9_DB";
-const CHILD_DPP: &str = "PIDCAP_LIB_KILL9_DPP";
-
-/// Not a test on its own: the body of the child process of
-/// [`kill_9_while_saving_loses_nothing_reported`] (does nothing unless the env var is set).
-#[test]
-fn kill9_child() {
-    let Ok(db) = std::env::var(CHILD_DB) else { return };
-    let dpp = std::env::var(CHILD_DPP).unwrap();
-    let mut lib = Library::open(db).unwrap();
-    for i in 0..1_000_000u64 {
-        if i % 2 == 0 {
-            let p = packet(i, 1, "child", Direction::Outbound, false, 1, 2, format!("child payload {i}").as_bytes());
-            let id = lib.save(&new_packet(p, "single", &["kill9"])).unwrap();
-            println!("SAVED {id}");
-        } else {
-            let r = lib.import_dpp(std::path::Path::new(&dpp)).unwrap();
-            let ids: Vec<String> = r.packet_ids.iter().map(|i| i.to_string()).collect();
-            println!("SAVED {}", ids.join(" "));
-        }
-    }
-}
-
 #[test]
 fn kill_9_while_saving_loses_nothing_reported() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,10 +27,11 @@ fn kill_9_while_saving_loses_nothing_reported() {
         src.save_many(&ps).unwrap();
         src.export(&Selection::All, ExportFormat::Dpp, &dpp).unwrap();
     }
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["kill9_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DB, &db)
-        .env(CHILD_DPP, &dpp)
+    // The child (src/bin/kill9_helper.rs) saves packets and imports the file
+    // in a loop, printing `SAVED <ids>` after each commit, until killed.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pidcap-library-kill9-helper"))
+        .arg(&db)
+        .arg(&dpp)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -18,18 +18,14 @@ fn open() -> (tempfile::TempDir, Library) {
 }
 
 fn tshark_frames(path: &Path) -> usize {
-    let out = Command::new("/usr/bin/tshark")
-        .arg("-r")
-        .arg(path)
-        .args(["-T", "fields", "-e", "frame.number"])
-        .output()
-        .unwrap();
+    let out = Command::new("tshark").arg("-r").arg(path).args(["-T", "fields", "-e", "frame.number"]).output().unwrap();
     assert!(out.status.success(), "tshark failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim().is_empty()).count()
 }
 
 #[test]
 fn pcapng_to_library_to_pcapng_keeps_every_packet() {
+    pidcap_testkit::require!(Tool("tshark"));
     let (dir, mut lib) = open();
     let originals: Vec<_> = (1..=6)
         .map(|i| {
@@ -86,6 +82,20 @@ fn pcapng_to_library_to_pcapng_keeps_every_packet() {
     let err =
         lib.save_pcap(&input, Some(&pidcap_library::parse_frames("9").unwrap()), &PacketMeta::default()).unwrap_err();
     assert!(err.to_string().contains("past the end"), "{err}");
+
+    // A file that is not a capture: the pcap reader's error, kept as the source.
+    let junk = dir.path().join("junk.pcap");
+    std::fs::write(&junk, b"not a capture file").unwrap();
+    let err = lib.save_pcap(&junk, None, &PacketMeta::default()).unwrap_err();
+    assert!(err.to_string().starts_with(&format!("pcap: {}: not a pcap or pcapng file", junk.display())), "{err}");
+    match &err {
+        LibraryError::Pcap { path, source } => {
+            assert_eq!(path.as_deref(), Some(junk.as_path()));
+            assert!(matches!(source, pidcap_pcapfile::PcapError::UnknownMagic { .. }), "{source:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(std::error::Error::source(&err).is_some());
 }
 
 fn comparable(p: &SavedPacket) -> SavedPacket {
@@ -133,6 +143,7 @@ fn dpp_v2_round_trip_loses_nothing() {
 
 #[test]
 fn dioprocess_v1_imports_with_the_right_fields() {
+    pidcap_testkit::require!(Tool("tshark"));
     let (_dir, mut lib) = open();
     let r = lib.import_dpp(&data_dir().join("dioprocess_http.dpp")).unwrap();
     assert_eq!(r.version, 1);

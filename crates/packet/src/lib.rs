@@ -65,7 +65,7 @@ impl fmt::Display for Direction {
     }
 }
 
-/// A direction or verdict name that is not one.
+/// A direction, verdict or protocol name that is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{found:?} is not {expected}")]
 pub struct ParseNameError {
@@ -132,6 +132,31 @@ impl Protocol {
             Protocol::Icmpv6 => "ICMPv6".into(),
             Protocol::Other(n) => format!("IP/{n}"),
         }
+    }
+}
+
+impl fmt::Display for Protocol {
+    /// [`Protocol::name`]: `TCP`, `UDP`, `ICMP`, `ICMPv6`, `IP/47`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = ParseNameError;
+    /// `tcp`, `udp`, `icmp`, `icmpv6` in any case, or `IP/N` (what `Display` writes).
+    fn from_str(s: &str) -> Result<Protocol, ParseNameError> {
+        let p = match s.to_ascii_lowercase().as_str() {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            "icmp" => Protocol::Icmp,
+            "icmpv6" => Protocol::Icmpv6,
+            l => match l.strip_prefix("ip/").and_then(|n| n.parse().ok()) {
+                Some(n) => Protocol::from_number(n),
+                None => return Err(ParseNameError { found: s.into(), expected: "tcp, udp, icmp, icmpv6 or IP/N" }),
+            },
+        };
+        Ok(p)
     }
 }
 
@@ -297,6 +322,14 @@ mod tests {
             assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{v}\""));
         }
         assert!("block".parse::<Verdict>().is_err());
+        for p in [Protocol::Tcp, Protocol::Udp, Protocol::Icmp, Protocol::Icmpv6, Protocol::Other(47)] {
+            assert_eq!(p.to_string().parse::<Protocol>().unwrap(), p);
+        }
+        assert_eq!("tcp".parse::<Protocol>().unwrap(), Protocol::Tcp);
+        assert_eq!("Udp".parse::<Protocol>().unwrap(), Protocol::Udp);
+        assert_eq!("IP/6".parse::<Protocol>().unwrap(), Protocol::Tcp);
+        assert!("sctp".parse::<Protocol>().is_err());
+        assert!("IP/300".parse::<Protocol>().is_err());
         assert!("Pass".parse::<Verdict>().is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! The three send modes on real sockets, on loopback (127.0.0.1 only), with
 //! python3 clients as the "other process". Socket and raw modes need root
-//! (pidfd_getfd of another process, raw sockets): without it they print why
-//! they skip.
+//! (pidfd_getfd of another process, raw sockets): without it they skip
+//! (`pidcap_testkit::require!`), and fail under `CI=true`.
 
 use pidcap_resend::{prepare, run_job, EndReason, ErrorKind, InjectArgs, Mode, SendStatus};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -9,15 +9,6 @@ use std::net::{TcpListener, UdpSocket};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
-
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("SKIPPED {test}: needs root (pidfd_getfd of another process, raw sockets)");
-    }
-    root
-}
 
 /// A python3 client: runs `script`, says its first stdout line, then obeys stdin.
 struct Py {
@@ -116,9 +107,7 @@ fn socket_args(pid: u32, proto: &str, local_port: u16, server_port: u16, ascii: 
 
 #[test]
 fn socket_mode_tcp_goes_through_the_live_connection() {
-    if !root_or_skip("socket_mode_tcp_goes_through_the_live_connection") {
-        return;
-    }
+    pidcap_testkit::require!(Root, Tool("python3"));
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let mut py = Py::start(TCP_CLIENT, &[port.to_string()]);
@@ -142,9 +131,7 @@ fn socket_mode_tcp_goes_through_the_live_connection() {
 
 #[test]
 fn socket_mode_udp_and_its_errors() {
-    if !root_or_skip("socket_mode_udp_and_its_errors") {
-        return;
-    }
+    pidcap_testkit::require!(Root, Tool("python3"));
     let srv = UdpSocket::bind("127.0.0.1:0").unwrap();
     srv.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let port = srv.local_addr().unwrap().port();
@@ -185,9 +172,7 @@ fn socket_mode_udp_and_its_errors() {
 
 #[test]
 fn socket_mode_tcp_process_exits_mid_loop() {
-    if !root_or_skip("socket_mode_tcp_process_exits_mid_loop") {
-        return;
-    }
+    pidcap_testkit::require!(Root, Tool("python3"));
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let mut py = Py::start(TCP_CLIENT, &[port.to_string()]);
@@ -281,9 +266,7 @@ fn connect_mode_tcp_and_udp() {
 
 #[test]
 fn raw_mode_udp_reaches_a_listener() {
-    if !root_or_skip("raw_mode_udp_reaches_a_listener") {
-        return;
-    }
+    pidcap_testkit::require!(Root);
     for (any, host) in [("127.0.0.1:0", "127.0.0.1"), ("[::1]:0", "[::1]")] {
         let srv = UdpSocket::bind(any).unwrap();
         srv.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
