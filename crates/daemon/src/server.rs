@@ -20,6 +20,7 @@ use pidcap_api::protocol::{
     packet_event_line, parse_request, ApiError, ConnectionOp, EngineOp, ErrorCode, Event, InjectArgs, JobReply,
     Jobs as JobList, Op, Reply, Subscribed, Watching, DEFAULT_GROUP, DEFAULT_SOCKET, MAX_REQUEST_BYTES, VERSION,
 };
+use pidcap_engine::procfs::Procfs;
 use pidcap_engine::{EngineError, KernelBackend};
 use pidcap_packet::CapturedPacket;
 use serde::Serialize;
@@ -242,12 +243,9 @@ fn peer_allowed(stream: &UnixStream, gid: Option<u32>) -> bool {
     if cred.gid() == gid {
         return true;
     }
-    let Some(pid) = cred.pid() else { return false };
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
-        .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+    // A supplementary group: SO_PEERCRED has only the primary one.
+    let Some(pid) = cred.pid().and_then(|p| u32::try_from(p).ok()) else { return false };
+    Procfs::default().status(pid).is_ok_and(|s| s.groups.contains(&gid))
 }
 
 enum Frame {

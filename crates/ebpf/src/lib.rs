@@ -21,7 +21,7 @@ use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, Program, ProgramError
 use aya::{Btf, Ebpf, EbpfLoader};
 use pidcap_engine::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket};
 use pidcap_engine::error::{EngineError, InvalidInput, Result};
-use pidcap_engine::procfs::{truncate_comm, Procfs};
+use pidcap_engine::procfs::{truncate_comm, Procfs, Status};
 use pidcap_engine::rules::{self, Rule};
 use pidcap_packet::{Direction, Verdict};
 use std::fs::File;
@@ -127,13 +127,12 @@ const NEEDED_CAPS: &[(u32, &str)] =
 
 /// Which of the needed capabilities this process lacks (from /proc/self/status CapEff).
 pub fn missing_capabilities() -> Vec<&'static str> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    NEEDED_CAPS.iter().filter(|(bit, _)| eff & (1u64 << bit) == 0).map(|(_, n)| *n).collect()
+    missing_in(Procfs::default().self_status().ok().as_ref())
+}
+
+/// The needed capabilities `status` lacks (all of them without a status).
+fn missing_in(status: Option<&Status>) -> Vec<&'static str> {
+    NEEDED_CAPS.iter().filter(|(cap, _)| !status.is_some_and(|s| s.has_capability(*cap))).map(|(_, n)| *n).collect()
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> EngineError {
@@ -441,6 +440,17 @@ const BANK_REUSE_DELAY: Duration = Duration::from_millis(5);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_capabilities_are_read_from_the_status() {
+        let status = |eff: &str| {
+            Status::parse(&format!("Name:\tx\nState:\tR\nTgid:\t1\nPid:\t1\nPPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\nCapEff:\t{eff}\n")).unwrap()
+        };
+        assert!(missing_in(Some(&status("000001ffffffffff"))).is_empty());
+        // CAP_BPF (39) and CAP_PERFMON (38) missing: an older kernel's root, or a container.
+        assert_eq!(missing_in(Some(&status("0000003fffffffff"))), ["CAP_BPF", "CAP_PERFMON"]);
+        assert_eq!(missing_in(None).len(), NEEDED_CAPS.len());
+    }
 
     #[test]
     fn the_wakeup_threshold_follows_the_ring_size() {

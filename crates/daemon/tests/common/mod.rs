@@ -12,7 +12,6 @@ use pidcap_daemon::{Daemon, DaemonConfig};
 use pidcap_ebpf::{EbpfBackend, LoadOptions};
 use pidcap_engine::fake::{FakeHandle, FakeKernel};
 use pidcap_engine::{EngineError, KernelBackend};
-use pidcap_testkit::Need;
 pub use pidcap_testkit::NetNs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -20,16 +19,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-/// What the kernel tests need: root (eBPF, network namespaces), `ip` and `python3`.
-pub const KERNEL: &[Need] = &[Need::Root, Need::Tool("ip"), Need::Tool("python3")];
-
-/// True when `test` may use the kernel ([`KERNEL`]); else it is skipped, or
-/// fails under `CI=true` (see [`pidcap_testkit::require`]). Tests of this
-/// crate say `pidcap_testkit::require!(Root, Tool("ip"), Tool("python3"))`.
-pub fn root_or_skip(test: &str) -> bool {
-    pidcap_testkit::require(test, KERNEL)
-}
 
 const SERVER: &str = r#"
 import socket, sys, threading
