@@ -13,12 +13,13 @@ use std::time::Duration;
 
 static N: AtomicU32 = AtomicU32::new(0);
 
+/// What the peer writes back for one request.
+type Answer = Box<dyn Fn(&serde_json::Value) -> Vec<String> + Send>;
+
 /// A peer on a fresh socket that reads one request per entry of `answers`,
 /// hands it to the entry, and writes the lines it returns. Returns the
 /// socket and a handle yielding the requests it read.
-fn peer(
-    answers: Vec<Box<dyn Fn(&serde_json::Value) -> Vec<String> + Send>>,
-) -> (PathBuf, std::thread::JoinHandle<Vec<serde_json::Value>>) {
+fn peer(answers: Vec<Answer>) -> (PathBuf, std::thread::JoinHandle<Vec<serde_json::Value>>) {
     let dir =
         std::env::temp_dir().join(format!("pidcap-api-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
     std::fs::create_dir_all(&dir).unwrap();
