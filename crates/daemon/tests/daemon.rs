@@ -295,6 +295,8 @@ fn a_subscriber_that_does_not_read_never_blocks_capture_and_is_told_what_it_miss
         c.get_state().unwrap().stats
     );
     let s = c.get_state().unwrap();
+    // For the record (visible with --nocapture): what the kernel lost, if anything.
+    println!("flood: received {} of {SENT}, ring_full {}", s.stats.received, s.stats.kernel.ring_full);
     assert_eq!((s.stats.kernel.ring_full, s.stats.evicted), (0, 0));
     let last = s.newest_id.unwrap();
 
