@@ -1,13 +1,16 @@
 //! A small blocking client of the daemon (the CLI's `pidcap ctl`, tests, and
 //! a UI thread). One request at a time; events of a subscription that
 //! arrive while a call waits for its reply are kept for [`Client::next_event`].
+//! Every operation has a method that returns its typed result;
+//! [`Client::call`] gives the raw JSON (`pidcap ctl --json`).
 
 use crate::error::{ClientError, Result};
 use crate::protocol::{
-    Event, FilterInfo, Filters, InjectArgs, JobInfo, JobReply, Jobs, Op, PacketPage, Reply, Request, Started, State,
-    MAX_REPLY_BYTES, VERSION,
+    Cleared, ConnectionOp, EngineOp, Event, FilterInfo, Filters, InjectArgs, JobInfo, JobReply, Jobs, Op, PacketPage,
+    Reply, Request, Started, State, Subscribed, Watching, MAX_REPLY_BYTES, VERSION,
 };
 use pidcap_engine::rules::Action;
+use pidcap_packet::CapturedPacket;
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -60,18 +63,19 @@ impl Client {
             .read_until(b'\n', &mut line)
             .map_err(|e| ClientError::io("reading from the daemon", e))?;
         if n == 0 {
-            return Err(ClientError::Protocol("the daemon closed the connection".into()));
+            return Err(ClientError::Closed);
         }
-        serde_json::from_slice(&line)
-            .map_err(|e| ClientError::Protocol(format!("{e}: {}", String::from_utf8_lossy(&line))))
+        serde_json::from_slice(&line).map_err(|source| ClientError::BadReply { line: excerpt(&line), source })
     }
 
-    /// Send `op`, wait for its reply; the result, or the daemon's error.
-    pub fn call(&mut self, op: Op) -> Result<serde_json::Value> {
+    /// Send `op`, wait for its reply; the result as JSON, or the daemon's error.
+    pub fn call(&mut self, op: impl Into<Op>) -> Result<serde_json::Value> {
+        let op = op.into();
+        let name = op.name();
         let id = self.next_id;
         self.next_id += 1;
-        let req =
-            serde_json::to_vec(&Request { v: VERSION, id, op }).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let req = serde_json::to_vec(&Request { v: VERSION, id, op })
+            .map_err(|source| ClientError::Encode { op: name, source })?;
         self.send_line(&req)?;
         loop {
             let reply = self.read_reply()?;
@@ -90,9 +94,11 @@ impl Client {
     }
 
     /// [`Client::call`], the result decoded as `T`.
-    pub fn call_as<T: DeserializeOwned>(&mut self, op: Op) -> Result<T> {
+    pub fn call_as<T: DeserializeOwned>(&mut self, op: impl Into<Op>) -> Result<T> {
+        let op = op.into();
+        let name = op.name();
         let v = self.call(op)?;
-        serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
+        serde_json::from_value(v).map_err(|source| ClientError::BadResult { op: name, source })
     }
 
     pub fn start_capture(
@@ -103,67 +109,76 @@ impl Client {
         ring_size: Option<usize>,
         follow_children: bool,
     ) -> Result<Started> {
-        self.call_as(Op::StartCapture { pids, names, snaplen, ring_size, follow_children })
+        self.call_as(EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children })
     }
 
     pub fn stop_capture(&mut self) -> Result<State> {
-        self.call_as(Op::StopCapture)
+        self.call_as(EngineOp::StopCapture)
     }
 
     pub fn get_packets(&mut self, since: u64, limit: Option<usize>) -> Result<PacketPage> {
-        self.call_as(Op::GetPackets { since, limit })
+        self.call_as(EngineOp::GetPackets { since, limit })
+    }
+
+    /// The packet with this id, if the daemon still holds it (None: evicted,
+    /// cleared, or not captured yet).
+    pub fn get_packet(&mut self, id: u64) -> Result<Option<CapturedPacket>> {
+        if id == 0 {
+            return Ok(None); // ids start at 1
+        }
+        let page = self.get_packets(id - 1, Some(1))?;
+        Ok(page.packets.into_iter().find(|p| p.id == id))
     }
 
     pub fn get_state(&mut self) -> Result<State> {
-        self.call_as(Op::GetState)
+        self.call_as(EngineOp::GetState)
     }
 
     pub fn add_filter(&mut self, spec: &str, action: Action, index: Option<usize>) -> Result<FilterInfo> {
-        let f: Filters = self.call_as(Op::AddFilter { rule: spec.into(), action: Some(action), index })?;
-        f.filter.ok_or_else(|| ClientError::Protocol("add_filter returned no filter".into()))
+        let f: Filters = self.call_as(EngineOp::AddFilter { rule: spec.into(), action: Some(action), index })?;
+        f.filter.ok_or(ClientError::Incomplete { op: "add_filter", missing: "the filter added" })
     }
 
     pub fn remove_filter(&mut self, id: u64) -> Result<Filters> {
-        self.call_as(Op::RemoveFilter { filter: id })
+        self.call_as(EngineOp::RemoveFilter { filter: id })
     }
 
     pub fn set_filter_enabled(&mut self, id: u64, enabled: bool) -> Result<Filters> {
-        self.call_as(Op::SetFilterEnabled { filter: id, enabled })
+        self.call_as(EngineOp::SetFilterEnabled { filter: id, enabled })
     }
 
     pub fn clear_filters(&mut self) -> Result<Filters> {
-        self.call_as(Op::ClearFilters)
+        self.call_as(EngineOp::ClearFilters)
     }
 
-    pub fn clear_buffer(&mut self) -> Result<serde_json::Value> {
-        self.call(Op::ClearBuffer)
+    pub fn clear_buffer(&mut self) -> Result<Cleared> {
+        self.call_as(EngineOp::ClearBuffer)
     }
 
     /// Start a send job (`inject`); follow it with [`Client::watch_job`].
     pub fn inject(&mut self, args: InjectArgs) -> Result<JobInfo> {
-        self.call_as::<JobReply>(Op::Inject(Box::new(args))).map(|r| r.job)
+        self.call_as::<JobReply>(ConnectionOp::Inject(Box::new(args))).map(|r| r.job)
     }
 
     pub fn list_jobs(&mut self) -> Result<Vec<JobInfo>> {
-        self.call_as::<Jobs>(Op::ListJobs).map(|j| j.jobs)
+        self.call_as::<Jobs>(ConnectionOp::ListJobs).map(|j| j.jobs)
     }
 
     /// Stream a job's statuses on this connection: then read
     /// [`Event::SendStatus`] and finally [`Event::JobDone`] with [`Client::next_event`].
     pub fn watch_job(&mut self, job: u64) -> Result<JobInfo> {
-        let v = self.call(Op::WatchJob { job })?;
-        serde_json::from_value(v["job"].clone()).map_err(|e| ClientError::Protocol(e.to_string()))
+        self.call_as::<Watching>(ConnectionOp::WatchJob { job }).map(|w| w.job)
     }
 
     /// Stop a job; returns it once stopped.
     pub fn stop_job(&mut self, job: u64) -> Result<JobInfo> {
-        self.call_as::<JobReply>(Op::StopJob { job }).map(|r| r.job)
+        self.call_as::<JobReply>(ConnectionOp::StopJob { job }).map(|r| r.job)
     }
 
     /// Subscribe this connection to packets (and counters); then read them
     /// with [`Client::next_event`].
-    pub fn subscribe(&mut self, since: Option<u64>) -> Result<serde_json::Value> {
-        self.call(Op::Subscribe { since })
+    pub fn subscribe(&mut self, since: Option<u64>) -> Result<Subscribed> {
+        self.call_as(ConnectionOp::Subscribe { since })
     }
 
     /// The next event of the subscription (blocks; see [`Client::set_read_timeout`]).
@@ -177,5 +192,17 @@ impl Client {
                 return Ok(e);
             }
         }
+    }
+}
+
+/// The start of a line, for an error message.
+fn excerpt(line: &[u8]) -> String {
+    const MAX: usize = 300;
+    let text = String::from_utf8_lossy(&line[..line.len().min(MAX)]);
+    let text = text.trim_end();
+    if line.len() > MAX {
+        format!("{text}...")
+    } else {
+        text.to_string()
     }
 }

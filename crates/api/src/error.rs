@@ -22,9 +22,38 @@ pub enum ClientError {
     #[error(transparent)]
     Api(#[from] ApiError),
 
-    /// The daemon sent something this client does not understand.
-    #[error("unexpected reply from the daemon: {0}")]
-    Protocol(String),
+    /// The daemon closed the connection before answering.
+    #[error("the daemon closed the connection")]
+    Closed,
+
+    /// A line from the daemon that is not a reply or an event of this protocol.
+    #[error("unexpected reply from the daemon: {source}: {line}")]
+    BadReply {
+        /// The line, cut to its first few hundred bytes.
+        line: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A result that does not have the shape the operation promises.
+    #[error("unexpected result of `{op}` from the daemon: {source}")]
+    BadResult {
+        op: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A request this client could not encode.
+    #[error("encoding the `{op}` request: {source}")]
+    Encode {
+        op: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A successful reply that lacks what the operation promises.
+    #[error("unexpected result of `{op}` from the daemon: {missing}")]
+    Incomplete { op: &'static str, missing: &'static str },
 }
 
 impl ClientError {

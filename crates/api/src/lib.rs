@@ -12,4 +12,6 @@ pub mod protocol;
 
 pub use client::Client;
 pub use error::ClientError;
-pub use protocol::{ApiError, ErrorCode, Event, Op, Reply, Request, DEFAULT_GROUP, DEFAULT_SOCKET, VERSION};
+pub use protocol::{
+    ApiError, ConnectionOp, EngineOp, ErrorCode, Event, Op, Reply, Request, DEFAULT_GROUP, DEFAULT_SOCKET, VERSION,
+};

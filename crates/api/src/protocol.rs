@@ -6,6 +6,10 @@
 //!          `{"v":1,"id":7,"ok":false,"error":{"code":"unknown_op","message":"..."}}`
 //! Event (after `subscribe`, carrying the subscribe request's id):
 //!          `{"v":1,"id":7,"event":"packet","packet":{...}}`
+//!
+//! An [`Op`] is either an [`EngineOp`] (answered by the daemon's engine
+//! thread) or a [`ConnectionOp`] (answered by the client's connection); each
+//! operation's result is a type of this module ([`Started`], [`State`]...).
 
 use pidcap_engine::rules::{Action, Rule};
 use pidcap_engine::CaptureStats;
@@ -32,7 +36,8 @@ pub const DEFAULT_PAGE: usize = 100;
 /// A `get_packets` page stops growing past this many captured bytes (hex doubles it).
 pub const PAGE_BYTES: usize = 2 << 20;
 
-/// The operations, named after the seed's IOCTLs.
+/// The operations, named after the seed's IOCTLs: [`EngineOp::NAMES`] and
+/// [`ConnectionOp::NAMES`].
 pub const OPS: &[&str] = &[
     "start_capture",
     "stop_capture",
@@ -59,10 +64,22 @@ pub struct Request {
     pub op: Op,
 }
 
+/// Any operation. On the wire one flat object whose `op` names it
+/// (`{"op":"get_packets","since":0}`); in Rust, who answers it: the daemon's
+/// engine thread ([`EngineOp`]) or the client's connection ([`ConnectionOp`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Op {
+    Engine(EngineOp),
+    Connection(ConnectionOp),
+}
+
+/// What the daemon's engine thread answers: the capture, its packets, the
+/// filter list and the state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Op {
-    /// Start capturing the given processes (IOCTL_..._START_CAPTURE).
+pub enum EngineOp {
+    /// Start capturing the given processes (IOCTL_..._START_CAPTURE). Result: [`Started`].
     StartCapture {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         pids: Vec<u32>,
@@ -76,24 +93,16 @@ pub enum Op {
         #[serde(default)]
         follow_children: bool,
     },
-    /// Stop capturing; targets are forgotten, captured packets are kept.
+    /// Stop capturing; targets are forgotten, captured packets are kept. Result: [`State`].
     StopCapture,
-    /// Up to `limit` packets with an id greater than `since`, oldest first.
+    /// Up to `limit` packets with an id greater than `since`, oldest first. Result: [`PacketPage`].
     GetPackets {
         #[serde(default)]
         since: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
     },
-    /// Stream packets and counters on this connection. With `since`, the
-    /// packets still held with a greater id come first.
-    Subscribe {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        since: Option<u64>,
-    },
-    /// Start a send job (one packet, once or in a loop); answered with the job.
-    Inject(Box<InjectArgs>),
-    /// Add a filter rule; `rule` is a SPEC (`tcp:443`, `block:in:udp:53`).
+    /// Add a filter rule; `rule` is a SPEC (`tcp:443`, `block:in:udp:53`). Result: [`Filters`].
     AddFilter {
         rule: String,
         /// Action when the SPEC names none (default block).
@@ -103,47 +112,133 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         index: Option<usize>,
     },
-    RemoveFilter {
-        filter: u64,
-    },
-    SetFilterEnabled {
-        filter: u64,
-        enabled: bool,
-    },
+    /// Result: [`Filters`].
+    RemoveFilter { filter: u64 },
+    /// Result: [`Filters`].
+    SetFilterEnabled { filter: u64, enabled: bool },
+    /// Result: [`Filters`].
     ClearFilters,
-    /// Drop every packet held by the daemon (ids keep increasing).
+    /// Drop every packet held by the daemon (ids keep increasing). Result: [`Cleared`].
     ClearBuffer,
+    /// Result: [`State`].
     GetState,
-    /// Running jobs and the last finished ones.
+}
+
+/// What a client's connection answers itself: its subscription and the
+/// send jobs (which stream events on that connection).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ConnectionOp {
+    /// Stream packets and counters on this connection. With `since`, the
+    /// packets still held with a greater id come first. Result: [`Subscribed`].
+    Subscribe {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+    },
+    /// Start a send job (one packet, once or in a loop). Result: [`JobReply`].
+    Inject(Box<InjectArgs>),
+    /// Running jobs and the last finished ones. Result: [`Jobs`].
     ListJobs,
-    /// Stream a job's statuses (the ones made so far first) on this connection.
-    WatchJob {
-        job: u64,
-    },
-    /// Stop a job; answered once it has stopped.
-    StopJob {
-        job: u64,
-    },
+    /// Stream a job's statuses (the ones made so far first) on this connection. Result: [`Watching`].
+    WatchJob { job: u64 },
+    /// Stop a job; answered once it has stopped. Result: [`JobReply`].
+    StopJob { job: u64 },
+}
+
+impl EngineOp {
+    pub const NAMES: &[&str] = &[
+        "start_capture",
+        "stop_capture",
+        "get_packets",
+        "add_filter",
+        "remove_filter",
+        "set_filter_enabled",
+        "clear_filters",
+        "clear_buffer",
+        "get_state",
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            EngineOp::StartCapture { .. } => "start_capture",
+            EngineOp::StopCapture => "stop_capture",
+            EngineOp::GetPackets { .. } => "get_packets",
+            EngineOp::AddFilter { .. } => "add_filter",
+            EngineOp::RemoveFilter { .. } => "remove_filter",
+            EngineOp::SetFilterEnabled { .. } => "set_filter_enabled",
+            EngineOp::ClearFilters => "clear_filters",
+            EngineOp::ClearBuffer => "clear_buffer",
+            EngineOp::GetState => "get_state",
+        }
+    }
+}
+
+impl ConnectionOp {
+    pub const NAMES: &[&str] = &["subscribe", "inject", "list_jobs", "watch_job", "stop_job"];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConnectionOp::Subscribe { .. } => "subscribe",
+            ConnectionOp::Inject(_) => "inject",
+            ConnectionOp::ListJobs => "list_jobs",
+            ConnectionOp::WatchJob { .. } => "watch_job",
+            ConnectionOp::StopJob { .. } => "stop_job",
+        }
+    }
 }
 
 impl Op {
     pub fn name(&self) -> &'static str {
         match self {
-            Op::StartCapture { .. } => "start_capture",
-            Op::StopCapture => "stop_capture",
-            Op::GetPackets { .. } => "get_packets",
-            Op::Subscribe { .. } => "subscribe",
-            Op::Inject { .. } => "inject",
-            Op::AddFilter { .. } => "add_filter",
-            Op::RemoveFilter { .. } => "remove_filter",
-            Op::SetFilterEnabled { .. } => "set_filter_enabled",
-            Op::ClearFilters => "clear_filters",
-            Op::ClearBuffer => "clear_buffer",
-            Op::GetState => "get_state",
-            Op::ListJobs => "list_jobs",
-            Op::WatchJob { .. } => "watch_job",
-            Op::StopJob { .. } => "stop_job",
+            Op::Engine(op) => op.name(),
+            Op::Connection(op) => op.name(),
         }
+    }
+
+    /// Decode an operation object (`op` and its arguments, no envelope),
+    /// with the error of the one type its `op` belongs to.
+    pub fn from_value(value: serde_json::Value) -> Result<Op, serde_json::Error> {
+        let connection = value.get("op").and_then(|o| o.as_str()).is_some_and(|o| ConnectionOp::NAMES.contains(&o));
+        // serde lets a unit variant ignore other fields, whatever deny_unknown_fields says.
+        let extra = value.as_object().and_then(|o| o.keys().find(|k| *k != "op").cloned());
+        let op = if connection {
+            ConnectionOp::deserialize(value).map(Op::Connection)?
+        } else {
+            EngineOp::deserialize(value).map(Op::Engine)?
+        };
+        match extra {
+            Some(field) if op.takes_no_arguments() => {
+                Err(serde::de::Error::custom(format!("unknown field `{field}`: `{}` takes no arguments", op.name())))
+            }
+            _ => Ok(op),
+        }
+    }
+
+    fn takes_no_arguments(&self) -> bool {
+        matches!(
+            self,
+            Op::Engine(EngineOp::StopCapture | EngineOp::ClearFilters | EngineOp::ClearBuffer | EngineOp::GetState)
+                | Op::Connection(ConnectionOp::ListJobs)
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for Op {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Op, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Op::from_value(value).map_err(serde::de::Error::custom)
+    }
+}
+
+impl From<EngineOp> for Op {
+    fn from(op: EngineOp) -> Op {
+        Op::Engine(op)
+    }
+}
+
+impl From<ConnectionOp> for Op {
+    fn from(op: ConnectionOp) -> Op {
+        Op::Connection(op)
     }
 }
 
@@ -194,32 +289,47 @@ impl ApiError {
     }
 }
 
-/// Everything the daemon writes: a reply to a request, or an event of a subscription.
+/// Everything the daemon writes: a reply to a request, or an event of a
+/// subscription. `R` is the result's type: the daemon writes typed results,
+/// a client reads them as JSON values and decodes each as its call expects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Reply {
+pub struct Reply<R = serde_json::Value> {
     pub v: u32,
     /// The request's id (null when the request was too broken to have one).
     pub id: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ok: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<serde_json::Value>,
+    pub result: Option<R>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ApiError>,
     #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
     pub event: Option<Event>,
 }
 
-impl Reply {
-    pub fn ok(id: u64, result: serde_json::Value) -> Reply {
+impl<R> Reply<R> {
+    pub fn ok(id: u64, result: R) -> Reply<R> {
         Reply { v: VERSION, id: Some(id), ok: Some(true), result: Some(result), error: None, event: None }
     }
-    pub fn err(id: Option<u64>, error: ApiError) -> Reply {
+    pub fn err(id: Option<u64>, error: ApiError) -> Reply<R> {
         Reply { v: VERSION, id, ok: Some(false), result: None, error: Some(error), event: None }
     }
-    pub fn event(id: u64, event: Event) -> Reply {
+    pub fn event(id: u64, event: Event) -> Reply<R> {
         Reply { v: VERSION, id: Some(id), ok: None, result: None, error: None, event: Some(event) }
     }
+}
+
+/// The line of a packet event, built around the packet's JSON (`packet_json`,
+/// as `serde_json` writes a [`CapturedPacket`]) so that a daemon serializes
+/// each packet once for all its subscribers. The same bytes as
+/// [`Reply::event`] with [`Event::Packet`], newline included.
+pub fn packet_event_line(id: u64, packet_json: &[u8]) -> Vec<u8> {
+    let head = format!(r#"{{"v":{VERSION},"id":{id},"event":"packet","packet":"#);
+    let mut line = Vec::with_capacity(head.len() + packet_json.len() + 2);
+    line.extend_from_slice(head.as_bytes());
+    line.extend_from_slice(packet_json);
+    line.extend_from_slice(b"}\n");
+    line
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -311,6 +421,31 @@ pub struct State {
     pub protocol: u32,
 }
 
+/// `clear_buffer`'s result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cleared {
+    /// Packets dropped.
+    pub cleared: usize,
+    /// The id the next packet gets (ids go on after a clear).
+    pub next_id: u64,
+}
+
+/// `subscribe`'s result; the backlog's packets follow as events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscribed {
+    pub subscribed: bool,
+    /// Held packets sent first (those with an id greater than `since`).
+    pub backlog: usize,
+    pub protocol: u32,
+}
+
+/// `watch_job`'s result; the job's statuses follow as events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Watching {
+    pub watching: u64,
+    pub job: JobInfo,
+}
+
 /// `inject`'s and `stop_job`'s result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobReply {
@@ -338,11 +473,10 @@ pub fn parse_request(line: &[u8]) -> Result<Request, (Option<u64>, ApiError)> {
         .map_err(|e| (None, ApiError::new(ErrorCode::BadRequest, format!("not JSON: {e}"))))?;
     let obj =
         value.as_object().ok_or_else(|| (None, ApiError::new(ErrorCode::BadRequest, "a request is a JSON object")))?;
-    let id = obj.get("id").and_then(|v| v.as_u64());
-    let bad = |code, msg: String| Err((id, ApiError::new(code, msg)));
-    if id.is_none() {
-        return bad(ErrorCode::BadRequest, "`id` (an unsigned integer) is required".into());
-    }
+    let Some(id) = obj.get("id").and_then(|v| v.as_u64()) else {
+        return Err((None, ApiError::new(ErrorCode::BadRequest, "`id` (an unsigned integer) is required")));
+    };
+    let bad = |code, msg: String| Err((Some(id), ApiError::new(code, msg)));
     match obj.get("v").map(|v| v.as_u64()) {
         None => return bad(ErrorCode::BadRequest, format!("`v` is required (this daemon speaks v{VERSION})")),
         Some(Some(v)) if v == u64::from(VERSION) => {}
@@ -356,16 +490,22 @@ pub fn parse_request(line: &[u8]) -> Result<Request, (Option<u64>, ApiError)> {
             )
         }
     }
-    let op = match obj.get("op") {
+    let name = match obj.get("op") {
         Some(serde_json::Value::String(s)) => s.as_str(),
         Some(_) => return bad(ErrorCode::BadRequest, "`op` must be a string".into()),
         None => return bad(ErrorCode::BadRequest, format!("`op` is required, one of: {}", OPS.join(", "))),
     };
-    if !OPS.contains(&op) {
-        return bad(ErrorCode::UnknownOp, format!("unknown operation `{op}`; known: {}", OPS.join(", ")));
+    let Some(op) = OPS.iter().copied().find(|&o| o == name) else {
+        return bad(ErrorCode::UnknownOp, format!("unknown operation `{name}`; known: {}", OPS.join(", ")));
+    };
+    let mut fields = value;
+    if let Some(obj) = fields.as_object_mut() {
+        obj.remove("v");
+        obj.remove("id");
     }
-    serde_json::from_value::<Request>(value.clone())
-        .map_err(|e| (id, ApiError::new(ErrorCode::BadRequest, format!("bad arguments for `{op}`: {e}"))))
+    let op = Op::from_value(fields)
+        .map_err(|e| (Some(id), ApiError::new(ErrorCode::BadRequest, format!("bad arguments for `{op}`: {e}"))))?;
+    Ok(Request { v: VERSION, id, op })
 }
 
 impl fmt::Display for FilterInfo {
@@ -385,10 +525,17 @@ mod tests {
     #[test]
     fn requests_round_trip_and_bad_ones_get_precise_codes() {
         let r = parse_request(br#"{"v":1,"id":3,"op":"get_packets","since":5,"limit":10}"#).unwrap();
-        assert_eq!(r, Request { v: 1, id: 3, op: Op::GetPackets { since: 5, limit: Some(10) } });
+        assert_eq!(r, Request { v: 1, id: 3, op: EngineOp::GetPackets { since: 5, limit: Some(10) }.into() });
         let back = serde_json::to_vec(&r).unwrap();
         assert_eq!(parse_request(&back).unwrap(), r);
-        assert_eq!(parse_request(br#"{"v":1,"id":1,"op":"stop_capture"}"#).unwrap().op, Op::StopCapture);
+        assert_eq!(
+            parse_request(br#"{"v":1,"id":1,"op":"stop_capture"}"#).unwrap().op,
+            Op::Engine(EngineOp::StopCapture)
+        );
+        assert_eq!(
+            parse_request(br#"{"v":1,"id":1,"op":"watch_job","job":4}"#).unwrap().op,
+            Op::Connection(ConnectionOp::WatchJob { job: 4 })
+        );
         assert_eq!(code("nope"), ErrorCode::BadRequest);
         assert_eq!(code("[1]"), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"v":1,"op":"get_state"}"#), ErrorCode::BadRequest);
@@ -396,9 +543,56 @@ mod tests {
         assert_eq!(code(r#"{"v":1,"id":1,"op":"format_disk"}"#), ErrorCode::UnknownOp);
         assert_eq!(code(r#"{"v":1,"id":1,"op":"remove_filter"}"#), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"v":1,"id":1,"op":"get_packets","sincе":1}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"v":1,"id":1,"op":"get_state","x":1}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"v":1,"id":1,"op":"list_jobs","job":1}"#), ErrorCode::BadRequest);
         let (id, e) = parse_request(br#"{"v":1,"id":9,"op":"remove_filter","filter":"x"}"#).unwrap_err();
         assert_eq!(id, Some(9));
         assert!(e.message.contains("remove_filter"), "{}", e.message);
+        // The argument errors of either kind of operation name the field.
+        let (_, e) = parse_request(br#"{"v":1,"id":9,"op":"watch_job","jb":1}"#).unwrap_err();
+        assert!(e.message.contains("bad arguments for `watch_job`") && e.message.contains("jb"), "{}", e.message);
+        let (_, e) = parse_request(br#"{"v":1,"id":9,"op":"get_packets","since":"x"}"#).unwrap_err();
+        assert!(e.message.contains("bad arguments for `get_packets`"), "{}", e.message);
+    }
+
+    #[test]
+    fn every_op_belongs_to_one_kind_and_is_known() {
+        let mut names: Vec<&str> = EngineOp::NAMES.iter().chain(ConnectionOp::NAMES).copied().collect();
+        names.sort_unstable();
+        let mut ops = OPS.to_vec();
+        ops.sort_unstable();
+        assert_eq!(names, ops);
+        for name in EngineOp::NAMES {
+            assert!(!ConnectionOp::NAMES.contains(name), "{name}");
+        }
+        // Names match what serde writes.
+        let check = |op: Op| {
+            let v = serde_json::to_value(&op).unwrap();
+            assert_eq!(v["op"], op.name(), "{v}");
+            assert_eq!(Op::from_value(v).unwrap(), op);
+        };
+        check(EngineOp::ClearBuffer.into());
+        check(ConnectionOp::ListJobs.into());
+        check(ConnectionOp::Inject(Box::new(InjectArgs { data: Some("41".into()), ..Default::default() })).into());
+    }
+
+    #[test]
+    fn a_packet_event_line_is_the_event_serde_writes() {
+        let p = CapturedPacket::new(
+            9,
+            1_700_000_000_000_000_000,
+            42,
+            "curl".into(),
+            7,
+            pidcap_packet::Direction::Outbound,
+            pidcap_packet::Verdict::Pass,
+            3,
+            vec![0x45, 0, 3],
+        );
+        let json = serde_json::to_vec(&p).unwrap();
+        let mut want = serde_json::to_vec(&Reply::<()>::event(12, Event::Packet { packet: Arc::new(p) })).unwrap();
+        want.push(b'\n');
+        assert_eq!(String::from_utf8(packet_event_line(12, &json)).unwrap(), String::from_utf8(want).unwrap());
     }
 
     #[test]
@@ -412,6 +606,12 @@ mod tests {
         assert_eq!(j, r#"{"v":1,"id":2,"event":"missed","count":3}"#);
         assert_eq!(serde_json::from_str::<Reply>(&j).unwrap(), e);
         let ok = Reply::ok(1, serde_json::json!({"a":1}));
+        // A typed result is written as its JSON.
+        let typed = Reply::ok(1, Cleared { cleared: 2, next_id: 9 });
+        assert_eq!(
+            serde_json::to_string(&typed).unwrap(),
+            r#"{"v":1,"id":1,"ok":true,"result":{"cleared":2,"next_id":9}}"#
+        );
         assert_eq!(serde_json::from_str::<Reply>(&serde_json::to_string(&ok).unwrap()).unwrap(), ok);
     }
 
@@ -462,30 +662,35 @@ mod tests {
             let _ = parse_request(&s);
         }
         // And every well-formed request of each op parses back to itself.
-        for op in [
-            Op::StartCapture {
+        let ops: [Op; 13] = [
+            EngineOp::StartCapture {
                 pids: vec![1],
                 names: vec!["curl".into()],
                 snaplen: Some(100),
                 ring_size: None,
                 follow_children: true,
-            },
-            Op::Subscribe { since: Some(3) },
-            Op::Inject(Box::new(InjectArgs {
+            }
+            .into(),
+            ConnectionOp::Subscribe { since: Some(3) }.into(),
+            ConnectionOp::Inject(Box::new(InjectArgs {
                 packet: Some(1),
                 data: Some("4142".into()),
                 count: Some(3),
                 ..Default::default()
-            })),
-            Op::ListJobs,
-            Op::WatchJob { job: 2 },
-            Op::StopJob { job: 2 },
-            Op::AddFilter { rule: "tcp:443".into(), action: Some(Action::Allow), index: Some(0) },
-            Op::SetFilterEnabled { filter: 2, enabled: false },
-            Op::ClearFilters,
-            Op::ClearBuffer,
-            Op::GetState,
-        ] {
+            }))
+            .into(),
+            ConnectionOp::ListJobs.into(),
+            ConnectionOp::WatchJob { job: 2 }.into(),
+            ConnectionOp::StopJob { job: 2 }.into(),
+            EngineOp::AddFilter { rule: "tcp:443".into(), action: Some(Action::Allow), index: Some(0) }.into(),
+            EngineOp::SetFilterEnabled { filter: 2, enabled: false }.into(),
+            EngineOp::ClearFilters.into(),
+            EngineOp::ClearBuffer.into(),
+            EngineOp::GetState.into(),
+            EngineOp::GetPackets { since: 0, limit: None }.into(),
+            EngineOp::RemoveFilter { filter: 1 }.into(),
+        ];
+        for op in ops {
             let r = Request { v: 1, id: 1, op };
             assert_eq!(parse_request(&serde_json::to_vec(&r).unwrap()).unwrap(), r);
         }

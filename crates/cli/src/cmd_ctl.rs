@@ -3,8 +3,9 @@
 use crate::output;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
+use pidcap_api::protocol::{ConnectionOp, EngineOp};
 use pidcap_api::protocol::{Event, FilterInfo, State, DEFAULT_SOCKET};
-use pidcap_api::{Client, Op};
+use pidcap_api::Client;
 use pidcap_engine::rules::Action;
 use std::io::Write;
 use std::path::PathBuf;
@@ -108,7 +109,7 @@ pub fn run(args: CtlArgs) -> Result<u8> {
             if pids.is_empty() && names.is_empty() {
                 bail!("give --pid PID and/or --name COMM");
             }
-            let v = c.call(Op::StartCapture { pids, names, snaplen, ring_size, follow_children })?;
+            let v = c.call(EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children })?;
             if json {
                 print_json(&v);
             } else {
@@ -117,7 +118,7 @@ pub fn run(args: CtlArgs) -> Result<u8> {
             }
         }
         CtlCommand::Stop => {
-            let v = c.call(Op::StopCapture)?;
+            let v = c.call(EngineOp::StopCapture)?;
             if json {
                 print_json(&v);
             } else {
@@ -151,7 +152,7 @@ pub fn run(args: CtlArgs) -> Result<u8> {
         CtlCommand::Watch { since } => {
             let v = c.subscribe(since)?;
             if json {
-                print_json(&v);
+                print_json(&serde_json::to_value(v)?);
             }
             loop {
                 let e = c.next_event()?;
@@ -173,17 +174,19 @@ pub fn run(args: CtlArgs) -> Result<u8> {
         CtlCommand::Filter { command } => {
             let (op, action) = match command {
                 FilterCommand::Add { block: Some(spec), index, .. } => {
-                    (Op::AddFilter { rule: spec, action: Some(Action::Block), index }, "added")
+                    (EngineOp::AddFilter { rule: spec, action: Some(Action::Block), index }, "added")
                 }
                 FilterCommand::Add { allow: Some(spec), index, .. } => {
-                    (Op::AddFilter { rule: spec, action: Some(Action::Allow), index }, "added")
+                    (EngineOp::AddFilter { rule: spec, action: Some(Action::Allow), index }, "added")
                 }
                 FilterCommand::Add { .. } => bail!("give --block SPEC or --allow SPEC"),
-                FilterCommand::Rm { id } => (Op::RemoveFilter { filter: id }, "removed"),
-                FilterCommand::Clear => (Op::ClearFilters, "cleared"),
-                FilterCommand::Enable { id } => (Op::SetFilterEnabled { filter: id, enabled: true }, "enabled"),
-                FilterCommand::Disable { id } => (Op::SetFilterEnabled { filter: id, enabled: false }, "disabled"),
-                FilterCommand::List => (Op::GetState, "list"),
+                FilterCommand::Rm { id } => (EngineOp::RemoveFilter { filter: id }, "removed"),
+                FilterCommand::Clear => (EngineOp::ClearFilters, "cleared"),
+                FilterCommand::Enable { id } => (EngineOp::SetFilterEnabled { filter: id, enabled: true }, "enabled"),
+                FilterCommand::Disable { id } => {
+                    (EngineOp::SetFilterEnabled { filter: id, enabled: false }, "disabled")
+                }
+                FilterCommand::List => (EngineOp::GetState, "list"),
             };
             let v = c.call(op)?;
             if json {
@@ -202,13 +205,13 @@ pub fn run(args: CtlArgs) -> Result<u8> {
         CtlCommand::Clear => {
             let v = c.clear_buffer()?;
             if json {
-                print_json(&v);
+                print_json(&serde_json::to_value(v)?);
             } else {
-                println!("cleared {} packets", v["cleared"]);
+                println!("cleared {} packets", v.cleared);
             }
         }
         CtlCommand::State => {
-            let v = c.call(Op::GetState)?;
+            let v = c.call(EngineOp::GetState)?;
             if json {
                 print_json(&v);
             } else {
@@ -217,7 +220,7 @@ pub fn run(args: CtlArgs) -> Result<u8> {
         }
         CtlCommand::Inject { packet } => {
             let args = pidcap_api::protocol::InjectArgs { packet, ..Default::default() };
-            let v = c.call(Op::Inject(Box::new(args)))?;
+            let v = c.call(ConnectionOp::Inject(Box::new(args)))?;
             println!("{}", serde_json::to_string(&v)?);
         }
     }

@@ -1,43 +1,81 @@
-//! The daemon's engine thread: owns the kernel layer (through a [`Capture`])
-//! and the filter list, drains the kernel ring every few milliseconds, and
-//! publishes packets and counters on a broadcast channel. Requests reach it
-//! over a channel and are answered between two drains, so a slow client
-//! never holds up capture.
+//! The daemon's engine thread: owns the kernel layer (a [`Capture`] in the
+//! capture [`Session`] loop it shares with the CLI) and the filter list,
+//! drains the kernel ring every few milliseconds (at a raised priority, see
+//! [`ENGINE_NICE`]), and publishes packets and counters on a broadcast
+//! channel. Requests ([`EngineOp`]s, nothing else) reach it over a channel
+//! and are answered between two drains with a typed [`EngineReply`], so a
+//! slow client never holds up capture.
 
 use pidcap_api::protocol::{
-    ApiError, CaptureSettings, ErrorCode, Event, FilterInfo, Filters, Op, PacketPage, Started, State, TargetInfo,
-    DEFAULT_PAGE, MAX_PAGE, PAGE_BYTES, VERSION,
+    ApiError, CaptureSettings, Cleared, EngineOp, ErrorCode, FilterInfo, Filters, PacketPage, Started, State,
+    TargetInfo, DEFAULT_PAGE, MAX_PAGE, PAGE_BYTES, VERSION,
 };
 use pidcap_engine::procfs::Procfs;
 use pidcap_engine::rules::{self, Action, Rule};
-use pidcap_engine::{Capture, CaptureOptions, EngineError, KernelBackend};
+use pidcap_engine::{Capture, CaptureOptions, CaptureStats, Drain, EngineError, KernelBackend, Schedule, Session};
 use pidcap_packet::CapturedPacket;
 use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
 
-/// How often the kernel ring is drained.
-const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
-/// How often dead targets are pruned.
-const LIVENESS_INTERVAL: Duration = Duration::from_millis(200);
-/// How often subscribers get counters.
-const COUNTERS_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the engine waits for a request while no capture runs (the
+/// session's timers, counters included, run after each wait).
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// The engine thread's nice value. It is woken when a quarter of the kernel
+/// ring is full; if the scheduler then keeps it waiting behind other work
+/// for as long as the rest takes to fill (tens of milliseconds on a busy
+/// two-core machine), packets are lost. It uses little CPU (it sleeps while
+/// the ring fills), so running it before the rest costs others little.
+pub const ENGINE_NICE: i32 = -10;
 
 /// What goes out on the broadcast channel.
 #[derive(Debug, Clone)]
 pub enum Published {
-    Packet(Arc<CapturedPacket>),
-    Counters(Box<Event>),
+    Packet(Arc<SharedPacket>),
+    Counters { stats: CaptureStats, running: bool },
 }
 
-pub type Reply = Result<serde_json::Value, ApiError>;
+/// A packet as every subscriber receives it: the ring's packet, and its JSON,
+/// made once by the first connection that writes it.
+#[derive(Debug)]
+pub struct SharedPacket {
+    pub packet: Arc<CapturedPacket>,
+    json: OnceLock<Result<Vec<u8>, Arc<serde_json::Error>>>,
+}
+
+impl SharedPacket {
+    pub fn new(packet: Arc<CapturedPacket>) -> SharedPacket {
+        SharedPacket { packet, json: OnceLock::new() }
+    }
+
+    /// The packet's JSON (as in [`pidcap_api::protocol::Event::Packet`]), serialized on first use.
+    pub fn json(&self) -> Result<&[u8], Arc<serde_json::Error>> {
+        match self.json.get_or_init(|| serde_json::to_vec(&*self.packet).map_err(Arc::new)) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) => Err(Arc::clone(e)),
+        }
+    }
+}
+
+/// The engine thread's answer to each [`EngineOp`] (see each op for which).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum EngineReply {
+    Started(Started),
+    State(Box<State>),
+    Packets(PacketPage),
+    Filters(Filters),
+    Cleared(Cleared),
+}
+
+pub type Reply = Result<EngineReply, ApiError>;
 
 /// A request for the engine thread.
 pub struct Command {
-    pub op: Op,
+    pub op: EngineOp,
     pub reply: oneshot::Sender<Reply>,
 }
 
@@ -46,7 +84,16 @@ pub struct Backlog(pub Vec<Arc<CapturedPacket>>);
 
 pub enum Msg {
     Op(Command),
-    Backlog { since: u64, reply: oneshot::Sender<Backlog> },
+    /// A subscription's backlog.
+    Backlog {
+        since: u64,
+        reply: oneshot::Sender<Backlog>,
+    },
+    /// One held packet, by id (`inject` of a captured packet).
+    Packet {
+        id: u64,
+        reply: oneshot::Sender<Option<Arc<CapturedPacket>>>,
+    },
 }
 
 struct Filter {
@@ -57,9 +104,11 @@ struct Filter {
 }
 
 struct Engine {
-    cap: Capture,
+    /// The capture and its loop's timing, shared with the CLI.
+    session: Session,
     running: bool,
-    session: u64,
+    /// Captures started since the daemon started (`Started::session`).
+    captures: u64,
     settings: Option<CaptureSettings>,
     requested: Vec<u32>,
     names: Vec<String>,
@@ -74,16 +123,23 @@ fn err(code: ErrorCode, msg: impl Into<String>) -> ApiError {
     ApiError::new(code, msg)
 }
 
+/// The API's code for each kind of engine error.
 fn engine_err(e: EngineError) -> ApiError {
+    let code = match &e {
+        EngineError::NoSuchProcess(_) => ErrorCode::NoSuchProcess,
+        EngineError::Invalid(_) => ErrorCode::InvalidArgument,
+        EngineError::Permission { .. }
+        | EngineError::Verifier { .. }
+        | EngineError::Kernel { .. }
+        | EngineError::Unsupported(_)
+        | EngineError::Cgroup { .. }
+        | EngineError::Io { .. } => ErrorCode::Kernel,
+    };
     match e {
-        EngineError::NoSuchProcess(pid) => err(ErrorCode::NoSuchProcess, format!("no process with pid {pid}")),
-        EngineError::Invalid(m) => err(ErrorCode::InvalidArgument, m.to_string()),
-        e => err(ErrorCode::Kernel, e.to_string()),
+        // The input's own message: the code says it is an argument.
+        EngineError::Invalid(m) => err(code, m.to_string()),
+        e => err(code, e.to_string()),
     }
-}
-
-fn to_value<T: Serialize>(v: &T) -> Reply {
-    serde_json::to_value(v).map_err(|e| err(ErrorCode::Internal, e.to_string()))
 }
 
 /// Start the engine thread on `backend`. Returns the request channel.
@@ -92,12 +148,12 @@ pub fn spawn(
     tx: broadcast::Sender<Published>,
     subscribers: Arc<AtomicUsize>,
 ) -> Result<(mpsc::Sender<Msg>, std::thread::JoinHandle<()>), EngineError> {
-    let cap = Capture::new(backend, CaptureOptions::default())?;
+    let session = Session::new(Capture::new(backend, CaptureOptions::default())?, Schedule::DAEMON);
     let (cmd_tx, cmd_rx) = mpsc::channel();
     let mut engine = Engine {
-        cap,
+        session,
         running: false,
-        session: 0,
+        captures: 0,
         settings: None,
         requested: Vec::new(),
         names: Vec::new(),
@@ -109,15 +165,43 @@ pub fn spawn(
     };
     let handle = std::thread::Builder::new()
         .name("pidcap-engine".into())
-        .spawn(move || engine.run(cmd_rx))
+        .spawn(move || {
+            raise_priority();
+            engine.run(cmd_rx)
+        })
         .map_err(|e| EngineError::Io { what: "starting the engine thread".into(), source: e })?;
     Ok((cmd_tx, handle))
 }
 
+/// Give the calling thread [`ENGINE_NICE`], when allowed (root, CAP_SYS_NICE).
+fn raise_priority() {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: setpriority only reads its integer arguments; PRIO_PROCESS with a
+    // thread id changes that thread alone on Linux.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, ENGINE_NICE) } != 0 {
+        let e = std::io::Error::last_os_error();
+        tracing::debug!("the engine thread keeps its priority (nice {ENGINE_NICE} refused: {e})");
+    }
+}
+
+/// What a drain does with each packet besides keeping it in the ring:
+/// publish it to the subscribers, if there are any.
+fn publisher(tx: &broadcast::Sender<Published>) -> impl FnMut(&Arc<CapturedPacket>) + '_ {
+    // Nobody to tell: no per-packet work beyond the ring's.
+    let publish = tx.receiver_count() > 0;
+    move |p| {
+        if publish {
+            let _ = tx.send(Published::Packet(Arc::new(SharedPacket::new(Arc::clone(p)))));
+        }
+    }
+}
+
 impl Engine {
+    /// The session loop: answer what is pending, then one step (drain for up
+    /// to [`Schedule::drain`] while capturing, else wait for a request), then
+    /// what the step says is due.
     fn run(&mut self, rx: mpsc::Receiver<Msg>) {
-        let mut last_live = Instant::now();
-        let mut last_counters = Instant::now();
         loop {
             loop {
                 match rx.try_recv() {
@@ -126,29 +210,28 @@ impl Engine {
                     Err(mpsc::TryRecvError::Disconnected) => return self.shutdown(),
                 }
             }
-            if self.running {
-                self.drain(DRAIN_INTERVAL);
+            let tick = if self.running {
+                let tx = &self.tx;
+                let mut publish = publisher(tx);
+                self.session.step(Drain::Decoded(&mut publish))
             } else {
-                match rx.recv_timeout(DRAIN_INTERVAL * 20) {
+                match rx.recv_timeout(IDLE_WAIT) {
                     Ok(msg) => self.handle(msg),
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     Err(mpsc::RecvTimeoutError::Disconnected) => return self.shutdown(),
                 }
+                self.session.idle()
+            };
+            if let Err(e) = tick.drained {
+                tracing::error!("reading the kernel ring: {e}");
+                std::thread::sleep(self.session.schedule().drain);
             }
-            if self.running && last_live.elapsed() >= LIVENESS_INTERVAL {
-                last_live = Instant::now();
-                if let Err(e) = self.cap.live_targets() {
-                    tracing::warn!("pruning dead targets: {e}");
-                }
+            if let Some(Err(e)) = tick.live {
+                tracing::warn!("pruning dead targets: {e}");
             }
-            if last_counters.elapsed() >= COUNTERS_INTERVAL {
-                last_counters = Instant::now();
-                if self.subscribers.load(Ordering::Relaxed) > 0 {
-                    if let Ok(stats) = self.cap.stats() {
-                        let _ = self
-                            .tx
-                            .send(Published::Counters(Box::new(Event::Counters { stats, running: self.running })));
-                    }
+            if tick.counters_due && self.subscribers.load(Ordering::Relaxed) > 0 {
+                if let Ok(stats) = self.session.capture().stats() {
+                    let _ = self.tx.send(Published::Counters { stats, running: self.running });
                 }
             }
         }
@@ -156,17 +239,18 @@ impl Engine {
 
     fn shutdown(&mut self) {
         if self.running {
-            let _ = self.cap.stop();
+            let _ = self.session.capture_mut().stop();
         }
     }
 
-    fn drain(&mut self, timeout: Duration) {
-        let tx = &self.tx;
-        if let Err(e) = self.cap.poll(timeout, &mut |p| {
-            let _ = tx.send(Published::Packet(Arc::clone(p)));
-        }) {
+    /// Take what the kernel has pushed so far (before answering a request).
+    fn drain_now(&mut self) {
+        if !self.running {
+            return;
+        }
+        let mut publish = publisher(&self.tx);
+        if let Err(e) = self.session.drain_now(Drain::Decoded(&mut publish)) {
             tracing::error!("reading the kernel ring: {e}");
-            std::thread::sleep(timeout);
         }
     }
 
@@ -177,38 +261,39 @@ impl Engine {
                 let _ = reply.send(r);
             }
             Msg::Backlog { since, reply } => {
-                if self.running {
-                    self.drain(Duration::ZERO);
-                }
-                let _ = reply.send(Backlog(self.cap.ring().since(since, usize::MAX)));
+                self.drain_now();
+                let _ = reply.send(Backlog(self.session.capture().ring().since(since, usize::MAX)));
+            }
+            Msg::Packet { id, reply } => {
+                self.drain_now();
+                let held =
+                    self.session.capture().ring().since(id.saturating_sub(1), 1).into_iter().find(|p| p.id == id);
+                let _ = reply.send(held);
             }
         }
     }
 
-    fn op(&mut self, op: Op) -> Reply {
+    fn op(&mut self, op: EngineOp) -> Reply {
         match op {
-            Op::StartCapture { pids, names, snaplen, ring_size, follow_children } => {
-                self.start(pids, names, snaplen, ring_size, follow_children)
+            EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children } => {
+                self.start(pids, names, snaplen, ring_size, follow_children).map(EngineReply::Started)
             }
-            Op::StopCapture => {
+            EngineOp::StopCapture => {
                 if !self.running {
                     return Err(err(ErrorCode::NotRunning, "no capture is running"));
                 }
-                self.drain(Duration::ZERO);
-                self.cap.stop().map_err(engine_err)?;
+                let mut publish = publisher(&self.tx);
+                let finished = self.session.finish(Drain::Decoded(&mut publish));
+                drop(publish);
+                finished.map_err(engine_err)?;
                 self.running = false;
-                to_value(&self.state()?)
+                Ok(EngineReply::State(Box::new(self.state()?)))
             }
-            Op::GetPackets { since, limit } => {
-                if self.running {
-                    self.drain(Duration::ZERO);
-                }
-                to_value(&self.page(since, limit.unwrap_or(DEFAULT_PAGE)))
+            EngineOp::GetPackets { since, limit } => {
+                self.drain_now();
+                Ok(EngineReply::Packets(self.page(since, limit.unwrap_or(DEFAULT_PAGE))))
             }
-            Op::Subscribe { .. } | Op::Inject(_) | Op::ListJobs | Op::WatchJob { .. } | Op::StopJob { .. } => {
-                Err(err(ErrorCode::Internal, format!("{} is handled by the connection", op.name())))
-            }
-            Op::AddFilter { rule, action, index } => {
+            EngineOp::AddFilter { rule, action, index } => {
                 let rule = Rule::parse_spec(&rule, action.unwrap_or(Action::Block))
                     .map_err(|e| err(ErrorCode::InvalidRule, e.to_string()))?;
                 if self.filters.len() >= rules::MAX_RULES {
@@ -229,35 +314,31 @@ impl Engine {
                 self.change_filters(|f| f.insert(index, Filter { id, rule, hits_before: 0 }))?;
                 self.filters_reply(Some(id))
             }
-            Op::RemoveFilter { filter } => {
+            EngineOp::RemoveFilter { filter } => {
                 let i = self.filter_index(filter)?;
                 self.change_filters(|f| {
                     f.remove(i);
                 })?;
                 self.filters_reply(None)
             }
-            Op::SetFilterEnabled { filter, enabled } => {
+            EngineOp::SetFilterEnabled { filter, enabled } => {
                 let i = self.filter_index(filter)?;
                 self.change_filters(|f| f[i].rule.enabled = enabled)?;
                 self.filters_reply(Some(filter))
             }
-            Op::ClearFilters => {
+            EngineOp::ClearFilters => {
                 self.change_filters(|f| f.clear())?;
                 self.filters_reply(None)
             }
-            Op::ClearBuffer => {
-                if self.running {
-                    self.drain(Duration::ZERO);
-                }
-                let n = self.cap.ring().len();
-                self.cap.clear_ring();
-                to_value(&serde_json::json!({ "cleared": n, "next_id": self.cap.next_id() }))
+            EngineOp::ClearBuffer => {
+                self.drain_now();
+                let cleared = self.session.capture().ring().len();
+                self.session.capture_mut().clear_ring();
+                Ok(EngineReply::Cleared(Cleared { cleared, next_id: self.session.capture().next_id() }))
             }
-            Op::GetState => {
-                if self.running {
-                    self.drain(Duration::ZERO);
-                }
-                to_value(&self.state()?)
+            EngineOp::GetState => {
+                self.drain_now();
+                Ok(EngineReply::State(Box::new(self.state()?)))
             }
         }
     }
@@ -269,7 +350,7 @@ impl Engine {
         snaplen: Option<u32>,
         ring_size: Option<usize>,
         follow: bool,
-    ) -> Reply {
+    ) -> Result<Started, ApiError> {
         if self.running {
             return Err(err(ErrorCode::AlreadyRunning, "a capture is already running; stop_capture first"));
         }
@@ -287,32 +368,28 @@ impl Engine {
             follow_children: follow,
         };
         pidcap_engine::capture::check_snaplen(settings.snaplen).map_err(engine_err)?;
-        if settings.ring_size == 0 || settings.ring_size > 10_000_000 {
-            return Err(err(
-                ErrorCode::InvalidArgument,
-                format!("ring_size {} is not in 1..=10000000", settings.ring_size),
-            ));
-        }
+        pidcap_engine::capture::check_ring_size(settings.ring_size).map_err(engine_err)?;
         // Same kernel layer: fresh ring and counters, ids continuing where
         // the previous capture stopped.
-        let first_id = self.cap.next_id();
+        let first_id = self.session.capture().next_id();
         let opts = CaptureOptions { snaplen: settings.snaplen, ring_size: settings.ring_size, follow_children: follow };
-        self.cap.restart(opts).map_err(engine_err)?;
+        self.session.capture_mut().restart(opts).map_err(engine_err)?;
+        self.session.resume();
         let added = pids
             .iter()
-            .try_for_each(|&pid| self.cap.add_pid(pid))
-            .and_then(|()| names.iter().try_for_each(|n| self.cap.add_name(n)));
+            .try_for_each(|&pid| self.session.capture_mut().add_pid(pid))
+            .and_then(|()| names.iter().try_for_each(|n| self.session.capture_mut().add_name(n)));
         if let Err(e) = added {
-            let _ = self.cap.stop();
+            let _ = self.session.capture_mut().stop();
             return Err(engine_err(e));
         }
-        self.session += 1;
+        self.captures += 1;
         self.running = true;
         self.settings = Some(settings);
         self.requested = pids;
         self.names = names;
-        let targets = self.cap.live_targets().map_err(engine_err)?;
-        to_value(&Started { session: self.session, first_id, targets })
+        let targets = self.session.capture_mut().live_targets().map_err(engine_err)?;
+        Ok(Started { session: self.captures, first_id, targets })
     }
 
     fn filter_index(&self, id: u64) -> Result<usize, ApiError> {
@@ -325,25 +402,25 @@ impl Engine {
     /// Apply `change` to the list and write the whole list to the kernel,
     /// carrying the hit counts over (the kernel's restart at 0).
     fn change_filters(&mut self, change: impl FnOnce(&mut Vec<Filter>)) -> Result<(), ApiError> {
-        let hits = self.cap.rule_hits().map_err(engine_err)?;
+        let hits = self.session.capture().rule_hits().map_err(engine_err)?;
         for (f, h) in self.filters.iter_mut().zip(&hits) {
             f.hits_before += h;
         }
         let before: Vec<(u64, Rule, u64)> = self.filters.iter().map(|f| (f.id, f.rule, f.hits_before)).collect();
         change(&mut self.filters);
         let list: Vec<Rule> = self.filters.iter().map(|f| f.rule).collect();
-        if let Err(e) = self.cap.set_rules(&list) {
+        if let Err(e) = self.session.capture_mut().set_rules(&list) {
             // Keep what the kernel enforces and what we report the same.
             self.filters = before.into_iter().map(|(id, rule, hits_before)| Filter { id, rule, hits_before }).collect();
             let list: Vec<Rule> = self.filters.iter().map(|f| f.rule).collect();
-            let _ = self.cap.set_rules(&list);
+            let _ = self.session.capture_mut().set_rules(&list);
             return Err(engine_err(e));
         }
         Ok(())
     }
 
     fn filter_infos(&self) -> Vec<FilterInfo> {
-        let hits = self.cap.rule_hits().unwrap_or_default();
+        let hits = self.session.capture().rule_hits().unwrap_or_default();
         self.filters
             .iter()
             .enumerate()
@@ -360,11 +437,11 @@ impl Engine {
     fn filters_reply(&self, id: Option<u64>) -> Reply {
         let filters = self.filter_infos();
         let filter = id.and_then(|id| filters.iter().find(|f| f.id == id).cloned());
-        to_value(&Filters { filter, filters })
+        Ok(EngineReply::Filters(Filters { filter, filters }))
     }
 
     fn page(&self, since: u64, limit: usize) -> PacketPage {
-        let ring = self.cap.ring();
+        let ring = self.session.capture().ring();
         let mut packets = Vec::new();
         let mut bytes = 0;
         for p in ring.since(since, limit.clamp(1, MAX_PAGE)) {
@@ -374,7 +451,7 @@ impl Engine {
             bytes += p.data.len();
             packets.push(CapturedPacket::clone(&p));
         }
-        let newest = self.cap.next_id().saturating_sub(1);
+        let newest = self.session.capture().next_id().saturating_sub(1);
         let (missed, next_since) = match (packets.first(), packets.last()) {
             (Some(first), Some(last)) => (first.id.saturating_sub(since.saturating_add(1)), last.id),
             // Nothing held after `since`: whatever came up to the newest id is gone.
@@ -385,8 +462,9 @@ impl Engine {
     }
 
     fn state(&mut self) -> Result<State, ApiError> {
-        let stats = self.cap.stats().map_err(engine_err)?;
-        let kernel_targets = if self.running { self.cap.live_targets().map_err(engine_err)? } else { Vec::new() };
+        let stats = self.session.capture().stats().map_err(engine_err)?;
+        let kernel_targets =
+            if self.running { self.session.capture_mut().live_targets().map_err(engine_err)? } else { Vec::new() };
         let mut targets: Vec<TargetInfo> = self
             .requested
             .iter()
@@ -403,10 +481,10 @@ impl Engine {
                 targets.push(TargetInfo { pid, comm: self.procfs.comm(pid), alive: true, requested: false });
             }
         }
-        let ring = self.cap.ring();
+        let ring = self.session.capture().ring();
         Ok(State {
             running: self.running,
-            session: self.session,
+            session: self.captures,
             settings: self.settings,
             targets,
             names: if self.running { self.names.clone() } else { Vec::new() },

@@ -13,14 +13,17 @@
 //! Lifetime: every kernel attachment is a BPF link held by this process;
 //! when it dies, however it dies, programs, maps and rules go with it.
 
-use crate::engine::{self, Command, Msg, Published};
+use crate::engine::{self, Command, EngineReply, Msg, Published, SharedPacket};
 use crate::error::{DaemonError, Result};
 use crate::jobs::{JobEvent, Jobs};
 use pidcap_api::protocol::{
-    parse_request, ApiError, ErrorCode, Event, InjectArgs, JobReply, Op, PacketPage, Reply, DEFAULT_GROUP,
-    DEFAULT_SOCKET, MAX_REQUEST_BYTES, VERSION,
+    packet_event_line, parse_request, ApiError, ConnectionOp, EngineOp, ErrorCode, Event, InjectArgs, JobReply,
+    Jobs as JobList, Op, Reply, Subscribed, Watching, DEFAULT_GROUP, DEFAULT_SOCKET, MAX_REQUEST_BYTES, VERSION,
 };
+use pidcap_engine::procfs::Procfs;
 use pidcap_engine::{EngineError, KernelBackend};
+use pidcap_packet::CapturedPacket;
+use serde::Serialize;
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -240,12 +243,9 @@ fn peer_allowed(stream: &UnixStream, gid: Option<u32>) -> bool {
     if cred.gid() == gid {
         return true;
     }
-    let Some(pid) = cred.pid() else { return false };
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
-        .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+    // A supplementary group: SO_PEERCRED has only the primary one.
+    let Some(pid) = cred.pid().and_then(|p| u32::try_from(p).ok()) else { return false };
+    Procfs::default().status(pid).is_ok_and(|s| s.groups.contains(&gid))
 }
 
 enum Frame {
@@ -297,11 +297,50 @@ impl LineReader {
     }
 }
 
-async fn write_reply<W: AsyncWrite + Unpin>(wr: &mut W, reply: &Reply) -> std::io::Result<()> {
-    let mut bytes = serde_json::to_vec(reply).unwrap_or_else(|e| {
-        serde_json::to_vec(&Reply::err(reply.id, ApiError::new(ErrorCode::Internal, e.to_string()))).unwrap_or_default()
-    });
-    bytes.push(b'\n');
+/// A connection's own results (see [`ConnectionOp`]).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ConnectionReply {
+    Subscribed(Subscribed),
+    Job(Box<JobReply>),
+    Jobs(JobList),
+    Watching(Box<Watching>),
+}
+
+/// Every result a connection writes.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Answer {
+    Engine(EngineReply),
+    Connection(ConnectionReply),
+}
+
+/// A line the daemon writes.
+type Line = Reply<Answer>;
+
+/// Append `reply`'s line to `out`.
+fn encode(out: &mut Vec<u8>, reply: &Line) {
+    if let Err(e) = serde_json::to_writer(&mut *out, reply) {
+        let e = ApiError::new(ErrorCode::Internal, format!("encoding the reply: {e}"));
+        // An error reply of plain strings always encodes.
+        let _ = serde_json::to_writer(&mut *out, &Line::err(reply.id, e));
+    }
+    out.push(b'\n');
+}
+
+/// Append a packet event's line to `out`, from the packet's shared JSON.
+fn encode_packet(out: &mut Vec<u8>, id: u64, json: std::result::Result<&[u8], Arc<serde_json::Error>>) {
+    match json {
+        Ok(json) => out.extend_from_slice(&packet_event_line(id, json)),
+        Err(e) => {
+            encode(out, &Line::err(Some(id), ApiError::new(ErrorCode::Internal, format!("encoding a packet: {e}"))))
+        }
+    }
+}
+
+async fn write_reply<W: AsyncWrite + Unpin>(wr: &mut W, reply: &Line) -> std::io::Result<()> {
+    let mut bytes = Vec::new();
+    encode(&mut bytes, reply);
     wr.write_all(&bytes).await
 }
 
@@ -311,6 +350,50 @@ struct Subscription {
     /// Packets up to this id were sent as the backlog.
     sent_upto: u64,
     _guard: SubscriberGuard,
+}
+
+/// Events written to a subscriber in one write, at most (a lagging one
+/// catches up in big writes, a live one gets each event at once).
+const EVENTS_PER_WRITE: usize = 256;
+/// ... and at most about this many bytes.
+const BYTES_PER_WRITE: usize = 256 << 10;
+
+impl Subscription {
+    /// Append one published item's line to `out`; false when there is nothing to write.
+    fn encode(
+        &mut self,
+        out: &mut Vec<u8>,
+        published: std::result::Result<Published, broadcast::error::RecvError>,
+    ) -> bool {
+        match published {
+            Ok(Published::Packet(p)) if p.packet.id <= self.sent_upto => return false,
+            Ok(Published::Packet(p)) => encode_packet(out, self.id, p.json()),
+            Ok(Published::Counters { stats, running }) => {
+                encode(out, &Line::event(self.id, Event::Counters { stats, running }))
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                encode(out, &Line::event(self.id, Event::Missed { count: n }))
+            }
+            Err(broadcast::error::RecvError::Closed) => return false,
+        }
+        true
+    }
+
+    /// After `first`, whatever else is already queued, up to one write's worth.
+    fn encode_batch(&mut self, out: &mut Vec<u8>, first: std::result::Result<Published, broadcast::error::RecvError>) {
+        self.encode(out, first);
+        for _ in 1..EVENTS_PER_WRITE {
+            if out.len() >= BYTES_PER_WRITE {
+                break;
+            }
+            let next = match self.rx.try_recv() {
+                Ok(p) => Ok(p),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => Err(broadcast::error::RecvError::Lagged(n)),
+                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => break,
+            };
+            self.encode(out, next);
+        }
+    }
 }
 
 struct SubscriberGuard(Arc<AtomicUsize>);
@@ -327,13 +410,23 @@ async fn next_published(sub: &mut Option<Subscription>) -> std::result::Result<P
     }
 }
 
-async fn ask_engine(shared: &Shared, op: Op) -> std::result::Result<serde_json::Value, ApiError> {
+fn engine_stopped() -> ApiError {
+    ApiError::new(ErrorCode::Internal, "the engine thread has stopped")
+}
+
+async fn ask_engine(shared: &Shared, op: EngineOp) -> std::result::Result<EngineReply, ApiError> {
     let (reply, rx) = oneshot::channel();
-    shared
-        .cmd
-        .send(Msg::Op(Command { op, reply }))
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "the engine thread has stopped"))?;
-    rx.await.map_err(|_| ApiError::new(ErrorCode::Internal, "the engine thread has stopped"))?
+    shared.cmd.send(Msg::Op(Command { op, reply })).map_err(|_| engine_stopped())?;
+    rx.await.map_err(|_| engine_stopped())?
+}
+
+/// What a request line comes to.
+enum Handled {
+    Reply(Box<Line>),
+    /// The connection wrote its answer itself (a subscription or a watch started).
+    Written,
+    /// The connection is gone.
+    Closed,
 }
 
 async fn connection(stream: UnixStream, shared: Arc<Shared>) {
@@ -341,47 +434,37 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
     let (rd, mut wr) = stream.into_split();
     if !allowed {
         let e = ApiError::new(ErrorCode::PermissionDenied, "only root and members of the daemon's group may use it");
-        let _ = write_reply(&mut wr, &Reply::err(None, e)).await;
+        let _ = write_reply(&mut wr, &Line::err(None, e)).await;
         return;
     }
     let mut rd = BufReader::new(rd);
     let mut lines = LineReader::default();
     let mut sub: Option<Subscription> = None;
-    // Events of watched jobs, forwarded by one task per watch.
-    let (watch_tx, mut watch_rx) = tmpsc::channel::<Reply>(1024);
+    // Events of watched jobs (request id, event), forwarded by one task per watch.
+    let (watch_tx, mut watch_rx) = tmpsc::channel::<(u64, Event)>(1024);
+    let mut out = Vec::new();
     loop {
         tokio::select! {
             frame = lines.next(&mut rd) => {
                 let reply = match frame {
                     Err(_) | Ok(Frame::Eof) => break,
-                    Ok(Frame::TooLarge) => Reply::err(None, ApiError::new(ErrorCode::TooLarge,
+                    Ok(Frame::TooLarge) => Line::err(None, ApiError::new(ErrorCode::TooLarge,
                         format!("request longer than {MAX_REQUEST_BYTES} bytes; ignored"))),
                     Ok(Frame::Line(line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
                     Ok(Frame::Line(line)) => match parse_request(&line) {
-                        Err((id, e)) => Reply::err(id, e),
+                        Err((id, e)) => Line::err(id, e),
                         Ok(req) => match req.op {
-                            Op::Subscribe { since } => match subscribe(&shared, &mut wr, req.id, since).await {
-                                Ok(s) => { sub = Some(s); continue }
-                                Err(_) => break,
+                            Op::Engine(op) => match ask_engine(&shared, op).await {
+                                Ok(r) => Line::ok(req.id, Answer::Engine(r)),
+                                Err(e) => Line::err(Some(req.id), e),
                             },
-                            Op::Inject(args) => match inject(&shared, *args).await {
-                                Ok(v) => Reply::ok(req.id, v),
-                                Err(e) => Reply::err(Some(req.id), e),
-                            },
-                            Op::ListJobs => Reply::ok(req.id, serde_json::json!({ "jobs": shared.jobs.list() })),
-                            Op::StopJob { job } => match stop_job(&shared, job).await {
-                                Ok(v) => Reply::ok(req.id, v),
-                                Err(e) => Reply::err(Some(req.id), e),
-                            },
-                            Op::WatchJob { job } => match watch_job(&shared, &mut wr, req.id, job, watch_tx.clone()).await {
-                                Ok(true) => continue,
-                                Ok(false) => Reply::err(Some(req.id), no_such_job(job)),
-                                Err(_) => break,
-                            },
-                            op => match ask_engine(&shared, op).await {
-                                Ok(v) => Reply::ok(req.id, v),
-                                Err(e) => Reply::err(Some(req.id), e),
-                            },
+                            Op::Connection(op) => {
+                                match connection_op(&shared, &mut wr, &mut sub, req.id, op, &watch_tx).await {
+                                    Handled::Reply(r) => *r,
+                                    Handled::Written => continue,
+                                    Handled::Closed => break,
+                                }
+                            }
                         },
                     },
                 };
@@ -389,25 +472,55 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
                     break;
                 }
             }
-            Some(reply) = watch_rx.recv() => {
-                if write_reply(&mut wr, &reply).await.is_err() {
+            Some((id, event)) = watch_rx.recv() => {
+                if write_reply(&mut wr, &Line::event(id, event)).await.is_err() {
                     break;
                 }
             }
             published = next_published(&mut sub) => {
                 let Some(s) = sub.as_mut() else { continue };
-                let event = match published {
-                    Ok(Published::Packet(p)) if p.id <= s.sent_upto => continue,
-                    Ok(Published::Packet(p)) => Event::Packet { packet: Arc::clone(&p) },
-                    Ok(Published::Counters(c)) => *c,
-                    Err(broadcast::error::RecvError::Lagged(n)) => Event::Missed { count: n },
-                    Err(broadcast::error::RecvError::Closed) => break,
-                };
-                if write_reply(&mut wr, &Reply::event(s.id, event)).await.is_err() {
+                if let Err(broadcast::error::RecvError::Closed) = published {
+                    break;
+                }
+                out.clear();
+                s.encode_batch(&mut out, published);
+                if !out.is_empty() && wr.write_all(&out).await.is_err() {
                     break;
                 }
             }
         }
+    }
+}
+
+/// Answer a [`ConnectionOp`] on this connection.
+async fn connection_op<W: AsyncWrite + Unpin>(
+    shared: &Shared,
+    wr: &mut W,
+    sub: &mut Option<Subscription>,
+    id: u64,
+    op: ConnectionOp,
+    watch_tx: &tmpsc::Sender<(u64, Event)>,
+) -> Handled {
+    let answer = |r: std::result::Result<ConnectionReply, ApiError>| match r {
+        Ok(r) => Handled::Reply(Box::new(Line::ok(id, Answer::Connection(r)))),
+        Err(e) => Handled::Reply(Box::new(Line::err(Some(id), e))),
+    };
+    match op {
+        ConnectionOp::Subscribe { since } => match subscribe(shared, wr, id, since).await {
+            Ok(s) => {
+                *sub = Some(s);
+                Handled::Written
+            }
+            Err(_) => Handled::Closed,
+        },
+        ConnectionOp::Inject(args) => answer(inject(shared, *args).await.map(|j| ConnectionReply::Job(Box::new(j)))),
+        ConnectionOp::ListJobs => answer(Ok(ConnectionReply::Jobs(JobList { jobs: shared.jobs.list() }))),
+        ConnectionOp::StopJob { job } => answer(stop_job(shared, job).await.map(|j| ConnectionReply::Job(Box::new(j)))),
+        ConnectionOp::WatchJob { job } => match watch_job(shared, wr, id, job, watch_tx.clone()).await {
+            Ok(true) => Handled::Written,
+            Ok(false) => answer(Err(no_such_job(job))),
+            Err(_) => Handled::Closed,
+        },
     }
 }
 
@@ -429,12 +542,18 @@ async fn subscribe<W: AsyncWrite + Unpin>(
         }
         None => Vec::new(),
     };
-    let result = serde_json::json!({ "subscribed": true, "backlog": backlog.len(), "protocol": VERSION });
-    write_reply(wr, &Reply::ok(id, result)).await?;
+    let result = Subscribed { subscribed: true, backlog: backlog.len(), protocol: VERSION };
+    write_reply(wr, &Line::ok(id, Answer::Connection(ConnectionReply::Subscribed(result)))).await?;
+    let mut out = Vec::new();
     for p in backlog {
         s.sent_upto = p.id;
-        write_reply(wr, &Reply::event(id, Event::Packet { packet: Arc::clone(&p) })).await?;
+        encode_packet(&mut out, id, SharedPacket::new(p).json());
+        if out.len() >= BYTES_PER_WRITE {
+            wr.write_all(&out).await?;
+            out.clear();
+        }
     }
+    wr.write_all(&out).await?;
     Ok(s)
 }
 
@@ -442,19 +561,23 @@ fn no_such_job(job: u64) -> ApiError {
     ApiError::new(ErrorCode::NoSuchJob, format!("no job {job} (see list_jobs)"))
 }
 
+/// A held packet, by id.
+async fn held_packet(shared: &Shared, id: u64) -> std::result::Result<Option<Arc<CapturedPacket>>, ApiError> {
+    let (reply, rx) = oneshot::channel();
+    shared.cmd.send(Msg::Packet { id, reply }).map_err(|_| engine_stopped())?;
+    rx.await.map_err(|_| engine_stopped())
+}
+
 /// `inject`: resolve the packet id, check everything, start the job.
-async fn inject(shared: &Shared, mut args: InjectArgs) -> std::result::Result<serde_json::Value, ApiError> {
+async fn inject(shared: &Shared, mut args: InjectArgs) -> std::result::Result<JobReply, ApiError> {
     if let Some(id) = args.packet.take() {
-        let page = ask_engine(shared, Op::GetPackets { since: id.saturating_sub(1), limit: Some(1) }).await?;
-        let page: PacketPage =
-            serde_json::from_value(page).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-        let p = page.packets.into_iter().find(|p| p.id == id).ok_or_else(|| {
+        let p = held_packet(shared, id).await?.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidArgument,
                 format!("packet {id} is not held by the daemon (evicted, cleared, or never captured)"),
             )
         })?;
-        args.template = Some(Box::new(p));
+        args.template = Some(Box::new(CapturedPacket::clone(&p)));
     }
     let prepared =
         pidcap_resend::prepare(&args).map_err(|e| ApiError::new(ErrorCode::InvalidPayload, e.to_string()))?;
@@ -462,21 +585,18 @@ async fn inject(shared: &Shared, mut args: InjectArgs) -> std::result::Result<se
         .jobs
         .start(prepared)
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("starting the job thread: {e}")))?;
-    serde_json::to_value(JobReply { job }).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+    Ok(JobReply { job })
 }
 
 /// `stop_job`: ask, then wait until the job has ended.
-async fn stop_job(shared: &Shared, job: u64) -> std::result::Result<serde_json::Value, ApiError> {
+async fn stop_job(shared: &Shared, job: u64) -> std::result::Result<JobReply, ApiError> {
     if !shared.jobs.request_stop(job) {
         return Err(no_such_job(job));
     }
     loop {
         match shared.jobs.get(job) {
             Some(info) if info.summary.is_none() => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
-            Some(info) => {
-                return serde_json::to_value(JobReply { job: info })
-                    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
-            }
+            Some(info) => return Ok(JobReply { job: info }),
             None => return Err(no_such_job(job)),
         }
     }
@@ -488,19 +608,20 @@ async fn watch_job<W: AsyncWrite + Unpin>(
     wr: &mut W,
     id: u64,
     job: u64,
-    out: tmpsc::Sender<Reply>,
+    out: tmpsc::Sender<(u64, Event)>,
 ) -> std::io::Result<bool> {
     let Some(w) = shared.jobs.watch(job) else { return Ok(false) };
     let summary = w.info.summary.clone();
-    write_reply(wr, &Reply::ok(id, serde_json::json!({ "watching": job, "job": w.info }))).await?;
+    let watching = Watching { watching: job, job: w.info };
+    write_reply(wr, &Line::ok(id, Answer::Connection(ConnectionReply::Watching(Box::new(watching))))).await?;
     let mut last_seq = 0;
     for status in w.history {
         last_seq = status.seq;
-        write_reply(wr, &Reply::event(id, Event::SendStatus { job, status })).await?;
+        write_reply(wr, &Line::event(id, Event::SendStatus { job, status })).await?;
     }
     match (w.rx, summary) {
         (_, Some(summary)) => {
-            write_reply(wr, &Reply::event(id, Event::JobDone { job, summary })).await?;
+            write_reply(wr, &Line::event(id, Event::JobDone { job, summary })).await?;
         }
         (Some(mut rx), None) => {
             tokio::spawn(async move {
@@ -513,7 +634,7 @@ async fn watch_job<W: AsyncWrite + Unpin>(
                         Err(broadcast::error::RecvError::Closed) => break,
                     };
                     let done = matches!(event, Event::JobDone { .. });
-                    if out.send(Reply::event(id, event)).await.is_err() || done {
+                    if out.send((id, event)).await.is_err() || done {
                         break;
                     }
                 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{root_or_skip, NetNs, Outcome, Prober, Server};
+use common::{NetNs, Outcome, Prober, Server};
 use pidcap_ebpf::{EbpfBackend, LoadOptions};
 use pidcap_engine::rules::Rule;
 use pidcap_engine::{Capture, CaptureOptions};
@@ -19,12 +19,11 @@ fn rules(specs: &[&str]) -> Vec<Rule> {
 }
 
 fn setup() -> (NetNs, Server, Prober, Prober, Capture) {
-    let ns = NetNs::new();
+    let ns = NetNs::new("rules");
     let server = Server::start(&ns, PORT);
     let target = Prober::start(&ns);
     let other = Prober::start(&ns);
-    let backend =
-        EbpfBackend::load(LoadOptions { ring_bytes: 1 << 20, ..Default::default() }).expect("load the kernel layer");
+    let backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).expect("load the kernel layer");
     let mut cap = Capture::new(Box::new(backend), CaptureOptions::default()).unwrap();
     cap.add_pid(target.pid()).unwrap();
     (ns, server, target, other, cap)
@@ -32,9 +31,7 @@ fn setup() -> (NetNs, Server, Prober, Prober, Capture) {
 
 #[test]
 fn a_port_block_refuses_the_target_at_once_and_removing_it_lets_it_through() {
-    if !root_or_skip("a_port_block_refuses_the_target_at_once_and_removing_it_lets_it_through") {
-        return;
-    }
+    pidcap_testkit::require!(Root, Tool("ip"), Tool("python3"));
     let (_ns, _server, mut target, mut other, mut cap) = setup();
     assert_eq!(target.try_("tcp4", PORT), Outcome::Ok, "no rules yet");
 
@@ -53,9 +50,7 @@ fn a_port_block_refuses_the_target_at_once_and_removing_it_lets_it_through() {
 
 #[test]
 fn a_udp_send_block_is_an_error_to_the_sender() {
-    if !root_or_skip("a_udp_send_block_is_an_error_to_the_sender") {
-        return;
-    }
+    pidcap_testkit::require!(Root, Tool("ip"), Tool("python3"));
     let (_ns, _server, mut target, mut other, mut cap) = setup();
     assert_eq!(target.try_("udp4", PORT), Outcome::Ok);
     cap.set_rules(&rules(&["out:udp:8080"])).unwrap();
@@ -66,9 +61,7 @@ fn a_udp_send_block_is_an_error_to_the_sender() {
 
 #[test]
 fn first_match_decides_allow_before_block_and_ipv6_cidrs() {
-    if !root_or_skip("first_match_decides_allow_before_block_and_ipv6_cidrs") {
-        return;
-    }
+    pidcap_testkit::require!(Root, Tool("ip"), Tool("python3"));
     let (_ns, _server, mut target, _other, mut cap) = setup();
     // allow [::1] first, then block the port: IPv6 passes, IPv4 is refused.
     cap.set_rules(&rules(&["allow:[::1]", "tcp:8080"])).unwrap();
@@ -102,9 +95,7 @@ fn first_match_decides_allow_before_block_and_ipv6_cidrs() {
 
 #[test]
 fn blocked_packets_are_dropped_but_captured_with_the_verdict_and_rule() {
-    if !root_or_skip("blocked_packets_are_dropped_but_captured_with_the_verdict_and_rule") {
-        return;
-    }
+    pidcap_testkit::require!(Root, Tool("ip"), Tool("python3"));
     let (_ns, _server, mut target, _other, mut cap) = setup();
     // Inbound UDP from the server is dropped: the echo never arrives.
     cap.set_rules(&rules(&["allow:out", "in:udp:127.0.0.1:8080"])).unwrap();

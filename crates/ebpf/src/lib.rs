@@ -21,7 +21,7 @@ use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, Program, ProgramError
 use aya::{Btf, Ebpf, EbpfLoader};
 use pidcap_engine::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket};
 use pidcap_engine::error::{EngineError, InvalidInput, Result};
-use pidcap_engine::procfs::{truncate_comm, Procfs};
+use pidcap_engine::procfs::{truncate_comm, Procfs, Status};
 use pidcap_engine::rules::{self, Rule};
 use pidcap_packet::{Direction, Verdict};
 use std::fs::File;
@@ -57,13 +57,48 @@ pub const PROGRAM_NAMES: &[&str] = &[
 pub struct LoadOptions {
     /// Size of the kernel ring buffer in bytes (a power of two, at least a page).
     pub ring_bytes: u32,
-    /// Wake the consumer when this many bytes are pending (it also drains on a timer).
-    pub wakeup_bytes: u32,
+    /// Wake the consumer when this many bytes are pending (it also drains on
+    /// a timer). None: [`LoadOptions::wakeup_threshold`] picks a share of
+    /// the ring. A threshold at or above the ring's size would never be
+    /// reached, leaving only the timer, so it must be smaller.
+    pub wakeup_bytes: Option<u32>,
 }
+
+/// The wakeup threshold of a large ring: about 5,000 small records or 650
+/// MTU-sized ones, a few milliseconds of a flood.
+pub const MAX_WAKEUP_BYTES: u32 = 1 << 20;
+/// The default threshold is this fraction of the ring (up to
+/// [`MAX_WAKEUP_BYTES`]): the consumer is woken while three quarters of the
+/// ring are still free, however small the ring (`pidcap run -B 1`).
+pub const WAKEUP_SHARE: u32 = 4;
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { ring_bytes: 16 << 20, wakeup_bytes: 1 << 20 }
+        LoadOptions { ring_bytes: 16 << 20, wakeup_bytes: None }
+    }
+}
+
+impl LoadOptions {
+    /// A kernel ring of `ring_bytes`, with the default wakeup threshold.
+    pub fn with_ring(ring_bytes: u32) -> LoadOptions {
+        LoadOptions { ring_bytes, wakeup_bytes: None }
+    }
+
+    /// The threshold in force: `wakeup_bytes`, or a quarter of the ring
+    /// capped at [`MAX_WAKEUP_BYTES`]. Always below the ring's size.
+    pub fn wakeup_threshold(&self) -> u32 {
+        self.wakeup_bytes.unwrap_or((self.ring_bytes / WAKEUP_SHARE).min(MAX_WAKEUP_BYTES))
+    }
+
+    fn check(&self) -> Result<()> {
+        if !self.ring_bytes.is_power_of_two() || self.ring_bytes < 4096 {
+            return Err(EngineError::Invalid(InvalidInput::KernelRingBytes(self.ring_bytes)));
+        }
+        let wakeup = self.wakeup_threshold();
+        if wakeup == 0 || wakeup >= self.ring_bytes {
+            return Err(EngineError::Invalid(InvalidInput::WakeupBytes { wakeup, ring: self.ring_bytes }));
+        }
+        Ok(())
     }
 }
 
@@ -92,13 +127,12 @@ const NEEDED_CAPS: &[(u32, &str)] =
 
 /// Which of the needed capabilities this process lacks (from /proc/self/status CapEff).
 pub fn missing_capabilities() -> Vec<&'static str> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    NEEDED_CAPS.iter().filter(|(bit, _)| eff & (1u64 << bit) == 0).map(|(_, n)| *n).collect()
+    missing_in(Procfs::default().self_status().ok().as_ref())
+}
+
+/// The needed capabilities `status` lacks (all of them without a status).
+fn missing_in(status: Option<&Status>) -> Vec<&'static str> {
+    NEEDED_CAPS.iter().filter(|(cap, _)| !status.is_some_and(|s| s.has_capability(*cap))).map(|(_, n)| *n).collect()
 }
 
 fn map_err(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> EngineError {
@@ -118,12 +152,10 @@ impl EbpfBackend {
     /// Load the programs, attach them to the cgroup2 root, and return the backend.
     /// Nothing is captured until a target is added and capture is configured on.
     pub fn load(opts: LoadOptions) -> Result<EbpfBackend> {
+        opts.check()?;
         let missing = missing_capabilities();
         if !missing.is_empty() {
             return Err(EngineError::Permission { missing: missing.join(", ") });
-        }
-        if !opts.ring_bytes.is_power_of_two() || opts.ring_bytes < 4096 {
-            return Err(EngineError::Invalid(InvalidInput::KernelRingBytes(opts.ring_bytes)));
         }
         let btf = Btf::from_sys_fs()
             .map_err(|e| EngineError::Unsupported(format!("no kernel BTF at /sys/kernel/btf/vmlinux ({e})")))?;
@@ -176,7 +208,7 @@ impl EbpfBackend {
             counters,
             rules,
             rules_switched: None,
-            config: Config { snaplen: 1500, wakeup_bytes: opts.wakeup_bytes, capture: 0, ruleset: 0 },
+            config: Config { snaplen: 1500, wakeup_bytes: opts.wakeup_threshold(), capture: 0, ruleset: 0 },
             procfs: Procfs::default(),
             _ebpf: ebpf,
         };
@@ -404,3 +436,45 @@ impl KernelBackend for EbpfBackend {
 
 /// How long a rule bank stays untouched after it stopped being the active one.
 const BANK_REUSE_DELAY: Duration = Duration::from_millis(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_capabilities_are_read_from_the_status() {
+        let status = |eff: &str| {
+            Status::parse(&format!("Name:\tx\nState:\tR\nTgid:\t1\nPid:\t1\nPPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\nCapEff:\t{eff}\n")).unwrap()
+        };
+        assert!(missing_in(Some(&status("000001ffffffffff"))).is_empty());
+        // CAP_BPF (39) and CAP_PERFMON (38) missing: an older kernel's root, or a container.
+        assert_eq!(missing_in(Some(&status("0000003fffffffff"))), ["CAP_BPF", "CAP_PERFMON"]);
+        assert_eq!(missing_in(None).len(), NEEDED_CAPS.len());
+    }
+
+    #[test]
+    fn the_wakeup_threshold_follows_the_ring_size() {
+        // A quarter of a small ring: woken with three quarters still free.
+        assert_eq!(LoadOptions::with_ring(1 << 20).wakeup_threshold(), 256 << 10);
+        assert_eq!(LoadOptions::with_ring(4096).wakeup_threshold(), 1024);
+        // Capped for large rings (the 16 MiB default, `-B 64`).
+        assert_eq!(LoadOptions::default().wakeup_threshold(), MAX_WAKEUP_BYTES);
+        assert_eq!(LoadOptions::with_ring(64 << 20).wakeup_threshold(), MAX_WAKEUP_BYTES);
+        for shift in 12..=30 {
+            let o = LoadOptions::with_ring(1 << shift);
+            assert!(o.wakeup_threshold() < o.ring_bytes, "{o:?}");
+            o.check().unwrap();
+        }
+        // An explicit threshold is kept, and refused when the ring could never reach it.
+        assert_eq!(LoadOptions { ring_bytes: 1 << 20, wakeup_bytes: Some(4096) }.wakeup_threshold(), 4096);
+        for bad in [Some(1 << 20), Some(2 << 20), Some(0)] {
+            let o = LoadOptions { ring_bytes: 1 << 20, wakeup_bytes: bad };
+            assert!(matches!(o.check(), Err(EngineError::Invalid(InvalidInput::WakeupBytes { .. }))), "{o:?}");
+            assert!(matches!(EbpfBackend::load(o), Err(EngineError::Invalid(_))), "{o:?} is refused before loading");
+        }
+        assert!(matches!(
+            LoadOptions::with_ring(3 << 20).check(),
+            Err(EngineError::Invalid(InvalidInput::KernelRingBytes(_)))
+        ));
+    }
+}

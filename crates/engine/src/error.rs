@@ -63,6 +63,9 @@ pub enum InvalidInput {
     /// The kernel ring buffer's size, in bytes.
     #[error("kernel ring buffer of {0} bytes is not a power of two >= 4096")]
     KernelRingBytes(u32),
+    /// A kernel ring wakeup threshold the ring could never reach (or zero).
+    #[error("a wakeup threshold of {wakeup} bytes is not in 1..{ring} (below the kernel ring's size)")]
+    WakeupBytes { wakeup: u32, ring: u32 },
     /// A rule list longer than [`crate::rules::MAX_RULES`].
     #[error("{0} rules given; the kernel layer holds at most {max}", max = crate::rules::MAX_RULES)]
     TooManyRules(usize),

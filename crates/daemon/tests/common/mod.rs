@@ -1,70 +1,24 @@
-//! Helpers of the kernel tests: root check, a private network namespace with
-//! a TCP/UDP server on its loopback, and "prober" processes that connect or
-//! send on demand and report the outcome (so one process can be tried again
-//! and again while rules change around it). No traffic leaves the namespace.
+//! Helpers of the daemon's tests: a daemon in this process on the fake
+//! kernel ([`InProcess::fake`], no root) or on the real one
+//! ([`InProcess::start`], as root); for the kernel tests, a TCP/UDP server in
+//! a private network namespace ([`NetNs`] from pidcap-testkit) and "prober"
+//! processes that connect or send on demand and report the outcome (so one
+//! process can be tried again and again while rules change around it). No
+//! traffic leaves the namespace.
 #![allow(dead_code)]
 
 use pidcap_api::Client;
 use pidcap_daemon::{Daemon, DaemonConfig};
 use pidcap_ebpf::{EbpfBackend, LoadOptions};
+use pidcap_engine::fake::{FakeHandle, FakeKernel};
+use pidcap_engine::{EngineError, KernelBackend};
+pub use pidcap_testkit::NetNs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-/// True when the test may use the kernel; else prints why it is skipped.
-pub fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED {test}: needs root (loads eBPF programs, creates network namespaces)");
-        return false;
-    }
-    for tool in ["ip", "python3"] {
-        if Command::new(tool).arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err()
-            && Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err()
-        {
-            eprintln!("SKIPPED {test}: `{tool}` is not installed");
-            return false;
-        }
-    }
-    true
-}
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A network namespace with only `lo`, up; deleted on drop.
-pub struct NetNs {
-    pub name: String,
-}
-
-impl NetNs {
-    pub fn new() -> NetNs {
-        let name = format!("pidcap-t{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
-        run("ip", &["netns", "add", &name]);
-        run("ip", &["-n", &name, "link", "set", "lo", "up"]);
-        NetNs { name }
-    }
-
-    /// A command that runs inside the namespace (exec'd: its pid is the program's).
-    pub fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}
-
-fn run(program: &str, args: &[&str]) {
-    let st = Command::new(program).args(args).status().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(st.success(), "{program} {args:?} failed: {st}");
-}
 
 const SERVER: &str = r#"
 import socket, sys, threading
@@ -192,7 +146,7 @@ impl Server {
     }
 }
 
-/// Wait until `f` is true or `timeout` passes.
+/// Wait until `f` is true or `timeout` passes (checking every 20 ms).
 pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
@@ -220,8 +174,8 @@ pub fn config(socket: &Path, group: Option<&str>) -> DaemonConfig {
 }
 
 /// The real kernel layer, with a small (1 MiB) ring.
-pub fn ebpf() -> Result<Box<dyn pidcap_engine::KernelBackend>, pidcap_engine::EngineError> {
-    Ok(Box::new(EbpfBackend::load(LoadOptions { ring_bytes: 1 << 20, ..Default::default() })?))
+pub fn ebpf() -> Result<Box<dyn KernelBackend>, EngineError> {
+    Ok(Box::new(EbpfBackend::load(LoadOptions::with_ring(1 << 20))?))
 }
 
 /// A daemon in this process; stopped on drop.
@@ -232,9 +186,23 @@ pub struct InProcess {
 }
 
 impl InProcess {
+    /// On the real kernel layer ([`ebpf`]).
     pub fn start(group: Option<&str>) -> InProcess {
         let socket = socket_path();
-        let daemon = Daemon::bind(config(&socket, group), ebpf).expect("daemon");
+        InProcess::serve(socket.clone(), Daemon::bind(config(&socket, group), ebpf).expect("daemon"))
+    }
+
+    /// On the scripted kernel: no root needed. The handle pushes packets in
+    /// and shows what the daemon asked the kernel for.
+    pub fn fake(group: Option<&str>) -> (InProcess, FakeHandle) {
+        let socket = socket_path();
+        let kernel = FakeKernel::default();
+        let handle = kernel.handle();
+        let daemon = Daemon::bind_with_backend(config(&socket, group), Box::new(kernel)).expect("daemon");
+        (InProcess::serve(socket, daemon), handle)
+    }
+
+    fn serve(socket: PathBuf, daemon: Daemon) -> InProcess {
         let (stop, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::spawn(move || daemon.serve(rx).unwrap());
         InProcess { socket, stop: Some(stop), thread: Some(thread) }
@@ -254,4 +222,17 @@ impl Drop for InProcess {
             let _ = t.join();
         }
     }
+}
+
+/// An IPv4 UDP packet from 127.0.0.1:`sport` to 127.0.0.2:53 carrying `payload`
+/// (checksums zero: nothing checks them).
+pub fn udp_packet(sport: u16, payload: &[u8]) -> Vec<u8> {
+    let total = 20 + 8 + payload.len();
+    let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 2];
+    let udp_len = 8 + payload.len();
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&53u16.to_be_bytes());
+    p.extend_from_slice(&[(udp_len >> 8) as u8, udp_len as u8, 0, 0]);
+    p.extend_from_slice(payload);
+    p
 }
