@@ -148,8 +148,7 @@ fn inject_args(a: &SendArgs, template: Option<CapturedPacket>) -> InjectArgs {
 }
 
 fn daemon_packet(client: &mut Client, id: u64) -> anyhow::Result<CapturedPacket> {
-    let page = client.get_packets(id.saturating_sub(1), Some(1))?;
-    page.packets.into_iter().find(|p| p.id == id).ok_or_else(|| anyhow!("the daemon holds no packet {id}"))
+    client.get_packet(id)?.ok_or_else(|| anyhow!("the daemon holds no packet {id}"))
 }
 
 pub fn run(a: SendArgs) -> anyhow::Result<u8> {
