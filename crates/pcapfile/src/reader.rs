@@ -85,7 +85,6 @@ fn linktype_name(linktype: u16) -> Option<&'static str> {
         108 => "LOOP",
         113 => "LINUX_SLL",
         127 => "IEEE802_11_RADIOTAP",
-        147..=162 => "USERn",
         187 => "BLUETOOTH_HCI_H4",
         189 | 220 => "USB_LINUX",
         195 => "IEEE802_15_4",
@@ -117,9 +116,10 @@ fn ethertype_name(t: u32) -> Option<&'static str> {
 
 impl std::fmt::Display for SkipReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let lt = |f: &mut std::fmt::Formatter<'_>, linktype: u16| match linktype_name(linktype) {
-            Some(name) => write!(f, "link type {linktype} ({name})"),
-            None => write!(f, "link type {linktype}"),
+        let lt = |f: &mut std::fmt::Formatter<'_>, linktype: u16| match (linktype, linktype_name(linktype)) {
+            (_, Some(name)) => write!(f, "link type {linktype} ({name})"),
+            (147..=162, None) => write!(f, "link type {linktype} (USER{})", linktype - 147),
+            (_, None) => write!(f, "link type {linktype}"),
         };
         match *self {
             SkipReason::LinkType(linktype) => {

@@ -166,7 +166,7 @@ fn link_layers_are_stripped_and_non_ip_frames_skipped() {
         [
             "frame 2 skipped: not an IPv4 or IPv6 packet (ethertype 0x0806, ARP)",
             "frame 7 skipped: not an IPv4 or IPv6 packet (IP version 1)",
-            "frame 8 skipped: link type 147 (USERn) is not one pidcap reads (it reads RAW, IPV4, IPV6, ETHERNET, \
+            "frame 8 skipped: link type 147 (USER0) is not one pidcap reads (it reads RAW, IPV4, IPV6, ETHERNET, \
              LINUX_SLL, LINUX_SLL2, NULL and LOOP)",
         ]
     );
