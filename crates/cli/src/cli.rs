@@ -106,7 +106,9 @@ pub struct CaptureOpts {
     /// refused. If writing fails (a full disk), the capture stops: the file is
     /// cut back to its last complete packet (it reads without a warning), the
     /// summary is printed, `run` stops the command (SIGTERM, SIGKILL after 5
-    /// s: its block rules would not outlive pidcap), and pidcap exits with 2.
+    /// s: its block rules would not outlive pidcap), `capture` leaves its
+    /// targets running and says they are no longer captured, and pidcap exits
+    /// with 2.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<PathBuf>,
 

@@ -10,7 +10,9 @@ use pidcap_ebpf::{EbpfBackend, LoadOptions};
 use pidcap_engine::spawn::{self, Child, Output, Stdio};
 use pidcap_engine::RawPacket;
 use pidcap_engine::{Capture, CaptureOptions, Drain, EngineError, Schedule, Session};
-use pidcap_pcapfile::{CaptureFile, FileOutput, Format, PacketOutput, PacketWriter, PcapError, RecordRef, WriterOptions};
+use pidcap_pcapfile::{
+    CaptureFile, FileOutput, Format, PacketOutput, PacketWriter, PcapError, RecordRef, WriterOptions,
+};
 use std::io::BufWriter;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,14 +50,23 @@ impl Sink {
             if path.as_os_str() == "-" {
                 let w = PacketWriter::new(format, BufWriter::with_capacity(1 << 20, std::io::stdout()), &wopts)
                     .context("cannot write to stdout")?;
-                return Ok(Sink { out: Box::new(w), what: "cannot write to stdout".into(), created: None, failed: false });
+                return Ok(Sink {
+                    out: Box::new(w),
+                    what: "cannot write to stdout".into(),
+                    created: None,
+                    failed: false,
+                });
             }
             let file = CaptureFile::create(path, opts.file_mode)
                 .with_context(|| format!("cannot create {}", path.display()))?;
             let what = format!("cannot write the capture file {}", path.display());
             // Made first, so that a file it created goes if its headers cannot be written.
-            let mut sink =
-                Sink { out: Box::new(output::Discard), what, created: file.created().then(|| path.clone()), failed: false };
+            let mut sink = Sink {
+                out: Box::new(output::Discard),
+                what,
+                created: file.created().then(|| path.clone()),
+                failed: false,
+            };
             sink.out = Box::new(FileOutput::new(format, file, &wopts).with_context(|| sink.what.clone())?);
             return Ok(sink);
         }
@@ -309,7 +320,9 @@ fn capture_loop(
         written = kept.map_or(written, |kept| kept.min(written));
         match ended {
             Ended::Child(child) => stop_command(&mut session, child),
-            _ => eprintln!("pidcap: the output failed: the capture stops; its targets keep running, no longer captured"),
+            _ => {
+                eprintln!("pidcap: the output failed: the capture stops; its targets keep running, no longer captured")
+            }
         }
     }
     // Whatever the kernel already pushed belongs to this capture; a write
@@ -352,7 +365,10 @@ fn stop_command(session: &mut Session, child: &mut Child) {
     if child.try_wait().is_some() {
         return;
     }
-    eprintln!("pidcap: the output failed: stopping the command (pid {}), whose traffic can no longer be captured", child.pid);
+    eprintln!(
+        "pidcap: the output failed: stopping the command (pid {}), whose traffic can no longer be captured",
+        child.pid
+    );
     child.signal(libc::SIGTERM);
     let deadline = Instant::now() + STOP_GRACE;
     let mut killed = false;

@@ -1,7 +1,9 @@
 //! `pidcap lib`: the packet library from the command line (save, list, show,
 //! search, tag, untag, tags, edit, delete, import, export, seq), human output
-//! or `--json`. The database is `--db PATH`, else the XDG default
-//! (`$XDG_DATA_HOME/pidcap/library.db` or `~/.local/share/pidcap/library.db`).
+//! or `--json`. The database is `--db PATH` (its directory must exist), else
+//! the XDG default (`$XDG_DATA_HOME/pidcap/library.db` or
+//! `~/.local/share/pidcap/library.db`, its directories created 0700); the
+//! database is created 0600, exports too unless `--file-mode` says otherwise.
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -18,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct LibArgs {
-    /// Library database (default: $XDG_DATA_HOME/pidcap/library.db).
+    /// Library database (default: $XDG_DATA_HOME/pidcap/library.db). Created
+    /// (mode 0600) if missing; its directory must exist, and it must be a
+    /// regular file (not /dev/null).
     #[arg(long, global = true)]
     db: Option<PathBuf>,
     #[command(subcommand)]
@@ -34,7 +38,8 @@ enum LibCmd {
         /// The capture file.
         #[arg(long)]
         pcap: Option<PathBuf>,
-        /// 1-based frames: 1-5,9,12-
+        /// Frames, numbered from 1 as Wireshark does (non-IP frames count too,
+        /// and are not saved: a note says which and why): 1-5,9,12-
         #[arg(long, requires = "pcap")]
         frames: Option<String>,
         /// Packet ids of the daemon's capture (as `pidcap ctl packets` shows them): 12,15,20-30
@@ -305,7 +310,7 @@ impl DaemonSource {
 
 impl PacketSource for DaemonSource {
     fn packets_by_id(&self, ids: &[u64]) -> pidcap_library::Result<Vec<CapturedPacket>> {
-        let daemon = |e: pidcap_api::ClientError| LibraryError::Source(format!("the daemon: {e}"));
+        let daemon = |e: pidcap_api::ClientError| LibraryError::source_failed("the daemon", e);
         let want: BTreeSet<u64> = ids.iter().copied().collect();
         let Some(&hi) = want.last() else { return Ok(Vec::new()) };
         let mut client = self.client.borrow_mut();
@@ -571,7 +576,10 @@ pub fn run(args: LibArgs) -> anyhow::Result<i32> {
                 print_json(&reports)?;
             }
             if failed > 0 {
-                eprintln!("pidcap: {failed} of {} file(s) could not be imported (nothing of them was kept)", files.len());
+                eprintln!(
+                    "pidcap: {failed} of {} file(s) could not be imported (nothing of them was kept)",
+                    files.len()
+                );
                 return Ok(if failed == files.len() { 2 } else { 1 });
             }
         }

@@ -31,7 +31,7 @@ pub struct SendArgs {
     /// A packet of a pcap/pcapng file (pidcap's pcapng carries pid and socket: socket mode works).
     #[arg(long, value_name = "FILE", group = "source", requires = "frame", help_heading = "Payload")]
     pub pcap: Option<PathBuf>,
-    /// Frame number in --pcap, from 1 (as Wireshark counts).
+    /// Frame number in --pcap, from 1, as Wireshark numbers frames (every record counts, non-IP ones too).
     #[arg(long, value_name = "N", requires = "pcap", help_heading = "Payload")]
     pub frame: Option<u64>,
     /// The payload as hex (`47 45 54`, `474554`, `0x47 0x45`); replaces the packet's.
@@ -131,7 +131,9 @@ fn pcap_frame(path: &PathBuf, n: u64) -> anyhow::Result<CapturedPacket> {
     }
     let frames = reader.frames();
     match cut {
-        Some(cut) => bail!("{} has {frames} complete frames, no frame {n}: the file was cut short ({cut})", path.display()),
+        Some(cut) => {
+            bail!("{} has {frames} complete frames, no frame {n}: the file was cut short ({cut})", path.display())
+        }
         None => bail!("{} has {frames} frames, no frame {n}", path.display()),
     }
 }

@@ -93,7 +93,7 @@ fn capture_files_are_private_unless_the_user_asks() {
     let file = scratch.path("private.pcapng");
     let run = |extra: &[&str], file: &Path| {
         let mut args: Vec<&std::ffi::OsStr> = vec!["run".as_ref()];
-        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(a)));
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
         args.extend(["-w".as_ref(), file.as_os_str(), "--".as_ref(), "true".as_ref()]);
         let out = pidcap_umask_022(&args);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

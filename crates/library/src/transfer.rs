@@ -123,7 +123,8 @@ impl Library {
     ) -> Result<PcapSaved> {
         let f = File::open(path).map_err(|e| LibraryError::io(format!("cannot open {}", path.display()), e))?;
         let pcap = |source| LibraryError::Pcap { path: Some(path.to_path_buf()), source };
-        let contents = pidcap_pcapfile::PacketReader::new(BufReader::new(f)).and_then(|r| r.read_to_end()).map_err(pcap)?;
+        let contents =
+            pidcap_pcapfile::PacketReader::new(BufReader::new(f)).and_then(|r| r.read_to_end()).map_err(pcap)?;
         let label = file_label(path);
         let wanted = |frame: u64| {
             let frame = usize::try_from(frame).unwrap_or(usize::MAX);

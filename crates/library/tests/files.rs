@@ -63,7 +63,8 @@ fn exports_are_private_unless_asked_and_never_through_a_link() {
     let dir = tempfile::tempdir().unwrap();
     let mut lib = Library::open(dir.path().join("lib.db")).unwrap();
     common::sample(&mut lib);
-    for (name, format) in [("a.pcapng", ExportFormat::Pcapng), ("a.pcap", ExportFormat::Pcap), ("a.dpp", ExportFormat::Dpp)]
+    for (name, format) in
+        [("a.pcapng", ExportFormat::Pcapng), ("a.pcap", ExportFormat::Pcap), ("a.dpp", ExportFormat::Dpp)]
     {
         let out = dir.path().join(name);
         lib.export(&Selection::All, format, &out).unwrap();
@@ -145,7 +146,10 @@ fn frames_are_numbered_as_wireshark_does_and_skipped_ones_said() {
     let before = lib.count(&Default::default()).unwrap();
     let err =
         lib.save_pcap(&file, Some(&pidcap_library::parse_frames("2-3").unwrap()), &PacketMeta::default()).unwrap_err();
-    assert!(err.to_string().contains("frames 2-3 skipped: not an IPv4 or IPv6 packet (ethertype 0x0806, ARP)"), "{err}");
+    assert!(
+        err.to_string().contains("frames 2-3 skipped: not an IPv4 or IPv6 packet (ethertype 0x0806, ARP)"),
+        "{err}"
+    );
     assert!(lib.save_pcap(&file, Some(&pidcap_library::parse_frames("6").unwrap()), &PacketMeta::default()).is_err());
 
     // A link type pidcap does not read: not "0 frames", but why.

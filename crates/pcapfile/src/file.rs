@@ -61,13 +61,7 @@ fn refused(kind: ErrorKind, why: String) -> io::Error {
 pub fn create(path: &Path, mode: u32) -> io::Result<(File, bool)> {
     // A path that disappears between the two opens is tried again, a few times.
     for _ in 0..8 {
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-        {
+        match OpenOptions::new().write(true).create_new(true).mode(mode).custom_flags(libc::O_NOFOLLOW).open(path) {
             Ok(f) => {
                 f.set_permissions(Permissions::from_mode(mode))?;
                 return Ok((f, true));
@@ -100,10 +94,7 @@ fn existing(path: &Path, f: File, mode: u32) -> io::Result<File> {
         return Ok(f);
     }
     if !kind.is_file() {
-        return Err(refused(
-            ErrorKind::InvalidInput,
-            "it is not a regular file, a FIFO or a character device".into(),
-        ));
+        return Err(refused(ErrorKind::InvalidInput, "it is not a regular file, a FIFO or a character device".into()));
     }
     if meta.nlink() > 1 {
         return Err(refused(

@@ -386,7 +386,8 @@ impl<R: Read> PacketReader<R> {
         } else {
             return Err(PcapError::UnknownMagic { magic });
         };
-        let mut reader = PacketReader { src, format, kind, frames: 0, skipped: 0, skipped_frames: Vec::new(), done: false };
+        let mut reader =
+            PacketReader { src, format, kind, frames: 0, skipped: 0, skipped_frames: Vec::new(), done: false };
         match reader.format {
             Format::Pcap => reader.read_pcap_header()?,
             Format::Pcapng => {
