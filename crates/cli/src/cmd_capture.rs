@@ -1,6 +1,8 @@
-//! `pidcap run` and `pidcap capture`: load the kernel layer, register the
-//! targets, and stream packets to stdout or a capture file until the targets
-//! exit, -c COUNT is reached, or Ctrl-C/SIGTERM.
+//! `pidcap run` and `pidcap capture`: load the kernel layer, open the output
+//! (before `run`'s command exists), register the targets, and stream packets
+//! to stdout or a capture file until the targets exit, -c COUNT is reached,
+//! Ctrl-C/SIGTERM, or the output fails (then the capture stops cleanly:
+//! summary, file cut back to its last complete block, `run`'s command stopped).
 
 use crate::cli::{CaptureArgs, CaptureOpts, RunArgs};
 use crate::output;

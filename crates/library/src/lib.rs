@@ -4,7 +4,8 @@
 //! from pcap/pcapng and `.dpp` files and exported to pcapng, pcap and `.dpp`.
 //!
 //! Open one with [`Library::open`] (or [`Library::open_default`], which uses
-//! [`default_db_path`]). Every write is one transaction: a crash, a full disk
+//! [`default_db_path`]): the database is created 0600 in an existing
+//! directory (only the default one is created, 0700); exports are 0600. Every write is one transaction: a crash, a full disk
 //! or a malformed import leaves the database as it was before the call.
 //!
 //! Saving by a live capture's packet id goes through [`PacketSource`], which
