@@ -22,8 +22,15 @@ pub struct Cli {
 pub enum Command {
     /// Start a command and capture its traffic from its very first packet.
     ///
-    /// The kernel hooks are attached and the command registered as a target
-    /// before it executes. pidcap exits with the command's exit status.
+    /// The kernel hooks are attached, the output opened and the command
+    /// registered as a target before it executes: if the output cannot be
+    /// created, the command does not run. pidcap exits with the command's
+    /// exit status.
+    ///
+    /// If writing the output fails while the command runs (a full disk),
+    /// pidcap stops the command (SIGTERM, then SIGKILL after 5 s; its block
+    /// rules would not outlive pidcap), says so, prints the summary, leaves
+    /// the file cut back to its last complete packet, and exits with 2.
     Run(RunArgs),
     /// Capture the traffic of running processes until Ctrl-C, -c COUNT, or
     /// until every target has exited.
@@ -91,8 +98,24 @@ pub struct CaptureArgs {
 #[derive(Args, Debug, Clone)]
 pub struct CaptureOpts {
     /// Write packets to FILE (pcapng by default; `-` for stdout) instead of printing them.
+    ///
+    /// The file is opened before the capture starts (for `run`: before the
+    /// command exists), created with mode 0600 (--file-mode), and never
+    /// written through a symbolic link: a link at FILE, a file with other hard
+    /// links, or another user's file in a sticky directory such as /tmp is
+    /// refused. If writing fails (a full disk), the capture stops: the file is
+    /// cut back to its last complete packet (it reads without a warning), the
+    /// summary is printed, `run` stops the command (SIGTERM, SIGKILL after 5
+    /// s: its block rules would not outlive pidcap), `capture` leaves its
+    /// targets running and says they are no longer captured, and pidcap exits
+    /// with 2.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<PathBuf>,
+
+    /// Mode of the file -w creates, in octal (default 600: captured traffic is private).
+    #[arg(long = "file-mode", value_name = "MODE", default_value = "600",
+          value_parser = pidcap_pcapfile::file::parse_file_mode)]
+    pub file_mode: u32,
 
     /// File format for -w: pcapng (keeps the process on every packet) or pcap.
     /// Default: from the file's extension, else pcapng.

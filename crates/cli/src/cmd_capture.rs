@@ -1,6 +1,8 @@
-//! `pidcap run` and `pidcap capture`: load the kernel layer, register the
-//! targets, and stream packets to stdout or a capture file until the targets
-//! exit, -c COUNT is reached, or Ctrl-C/SIGTERM.
+//! `pidcap run` and `pidcap capture`: load the kernel layer, open the output
+//! (before `run`'s command exists), register the targets, and stream packets
+//! to stdout or a capture file until the targets exit, -c COUNT is reached,
+//! Ctrl-C/SIGTERM, or the output fails (then the capture stops cleanly:
+//! summary, file cut back to its last complete block, `run`'s command stopped).
 
 use crate::cli::{CaptureArgs, CaptureOpts, RunArgs};
 use crate::output;
@@ -10,36 +12,65 @@ use pidcap_ebpf::{EbpfBackend, LoadOptions};
 use pidcap_engine::spawn::{self, Child, Output, Stdio};
 use pidcap_engine::RawPacket;
 use pidcap_engine::{Capture, CaptureOptions, Drain, EngineError, Schedule, Session};
-use pidcap_pcapfile::{Format, PacketOutput, PacketWriter, PcapError, RecordRef, WriterOptions};
-use std::io::{BufWriter, Write};
+use pidcap_pcapfile::{
+    CaptureFile, FileOutput, Format, PacketOutput, PacketWriter, PcapError, RecordRef, WriterOptions,
+};
+use std::io::BufWriter;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// After the last target exits, packets still in flight (a FIN's ACK) get this long.
 const GRACE: Duration = Duration::from_millis(50);
+
+/// When the output fails, how long `run`'s command has between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Where packets go: one [`PacketOutput`] (a capture file, text or JSON
 /// lines, nothing), and what to call it in errors.
 struct Sink {
     out: Box<dyn PacketOutput>,
     what: String,
+    /// The capture file this sink created: removed if the capture never
+    /// starts (the command could not run), kept once it does ([`Sink::keep`]).
+    created: Option<PathBuf>,
+    /// A write failed: nothing more is written (a file was cut back to its
+    /// last complete block).
+    failed: bool,
 }
 
 impl Sink {
+    /// Open the output: for a file, create it (refusing links, see
+    /// pidcap_pcapfile::file) and write its headers to the disk, so that an
+    /// output that cannot be written is an error before anything runs.
     fn open(opts: &CaptureOpts) -> Result<Sink> {
         if let Some(path) = &opts.write {
             let format = opts.format.or_else(|| Format::from_path(path)).unwrap_or(Format::Pcapng);
-            let out: Box<dyn Write> = if path.as_os_str() == "-" {
-                Box::new(std::io::stdout())
-            } else {
-                Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?)
-            };
             let wopts =
                 WriterOptions { snaplen: opts.snaplen, application: format!("pidcap {}", env!("CARGO_PKG_VERSION")) };
-            let w = PacketWriter::new(format, BufWriter::with_capacity(1 << 20, out), &wopts)
-                .with_context(|| format!("cannot write to {}", path.display()))?;
-            return Ok(Sink { out: Box::new(w), what: "writing the capture file".into() });
+            if path.as_os_str() == "-" {
+                let w = PacketWriter::new(format, BufWriter::with_capacity(1 << 20, std::io::stdout()), &wopts)
+                    .context("cannot write to stdout")?;
+                return Ok(Sink {
+                    out: Box::new(w),
+                    what: "cannot write to stdout".into(),
+                    created: None,
+                    failed: false,
+                });
+            }
+            let file = CaptureFile::create(path, opts.file_mode)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let what = format!("cannot write the capture file {}", path.display());
+            // Made first, so that a file it created goes if its headers cannot be written.
+            let mut sink = Sink {
+                out: Box::new(output::Discard),
+                what,
+                created: file.created().then(|| path.clone()),
+                failed: false,
+            };
+            sink.out = Box::new(FileOutput::new(format, file, &wopts).with_context(|| sink.what.clone())?);
+            return Ok(sink);
         }
         let out: Box<dyn PacketOutput> = if opts.quiet {
             Box::new(output::Discard)
@@ -47,7 +78,12 @@ impl Sink {
             let format = if opts.json { LineFormat::Json } else { LineFormat::Text };
             Box::new(Lines::new(BufWriter::with_capacity(1 << 16, std::io::stdout()), format))
         };
-        Ok(Sink { out, what: "writing to stdout".into() })
+        Ok(Sink { out, what: "cannot write to stdout".into(), created: None, failed: false })
+    }
+
+    /// The capture has started: its file stays, whatever happens next.
+    fn keep(&mut self) {
+        self.created = None;
     }
 
     /// Run `drain` (a session step, or its end) with this sink taking the
@@ -62,9 +98,10 @@ impl Sink {
     ) -> (R, Option<anyhow::Error>) {
         let mut err = None;
         let decoded = self.out.wants_decoded();
+        let failed = self.failed;
         let out = &mut self.out;
         let mut accept = |write: &mut dyn FnMut(&mut dyn PacketOutput) -> Result<(), PcapError>| {
-            if *written < limit && err.is_none() {
+            if *written < limit && err.is_none() && !failed {
                 match write(out.as_mut()) {
                     Ok(()) => *written += 1,
                     Err(e) => err = Some(e),
@@ -78,15 +115,34 @@ impl Sink {
                 accept(&mut |out| out.write_record(&record(id, timestamp_ns, raw, &String::from_utf8_lossy(raw.comm))))
             }))
         };
+        self.failed |= err.is_some();
         (r, err.map(|e| anyhow::Error::new(e).context(self.what.clone())))
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.out.flush().with_context(|| self.what.clone())
+        if self.failed {
+            return Ok(());
+        }
+        let r = self.out.flush().with_context(|| self.what.clone());
+        self.failed |= r.is_err();
+        r
     }
 
-    fn finish(self) -> Result<()> {
-        self.out.finish().context(self.what)
+    /// Flush and close (after a failed write: close only, nothing more can be written).
+    fn finish(mut self) -> Result<()> {
+        let out = std::mem::replace(&mut self.out, Box::new(output::Discard));
+        if self.failed {
+            return Ok(());
+        }
+        out.finish().with_context(|| self.what.clone())
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if let Some(path) = self.created.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -138,6 +194,8 @@ fn install_signals() -> Result<Arc<AtomicUsize>> {
 
 pub fn run(args: RunArgs) -> Result<u8> {
     let mut session = load_capture(&args.opts)?;
+    // Every output is open before the command exists: if one cannot be written, the command never runs.
+    let sink = Sink::open(&args.opts)?;
     let to_stdout = args.opts.write.as_ref().is_some_and(|p| p.as_os_str() == "-");
     // When our stdout carries the capture file, the command's goes to stderr.
     let stdio = Stdio { stdout: if to_stdout { Output::Stderr } else { Output::Inherit }, ..Stdio::default() };
@@ -151,7 +209,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
     announce(&args.opts, &format!("pid {} ({})", gated.pid, args.command[0].to_string_lossy()));
     let child = gated.release().with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
     let mut ended = Ended::Child(child);
-    capture_loop(session, &args.opts, &signals, &mut ended)
+    capture_loop(session, sink, &args.opts, &signals, &mut ended)
 }
 
 pub fn capture(args: CaptureArgs) -> Result<u8> {
@@ -163,6 +221,7 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
         }
     }
     let mut session = load_capture(&args.opts)?;
+    let sink = Sink::open(&args.opts)?;
     let cap = session.capture_mut();
     for &pid in &args.pids {
         cap.add_pid(pid).map_err(|e| match e {
@@ -178,7 +237,7 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
         args.pids.iter().map(|p| format!("pid {p}")).chain(args.names.iter().map(|n| format!("name {n}"))).collect();
     announce(&args.opts, &what.join(", "));
     let mut ended = if args.names.is_empty() { Ended::AllTargets } else { Ended::Never };
-    capture_loop(session, &args.opts, &signals, &mut ended)
+    capture_loop(session, sink, &args.opts, &signals, &mut ended)
 }
 
 /// Say on stderr that the capture is live (tests wait for this line).
@@ -201,22 +260,30 @@ enum Ended {
     Never,
 }
 
-fn capture_loop(mut session: Session, opts: &CaptureOpts, signals: &AtomicUsize, ended: &mut Ended) -> Result<u8> {
-    let mut sink = Sink::open(opts)?;
+fn capture_loop(
+    mut session: Session,
+    mut sink: Sink,
+    opts: &CaptureOpts,
+    signals: &AtomicUsize,
+    ended: &mut Ended,
+) -> Result<u8> {
+    sink.keep();
     let limit = opts.count.unwrap_or(u64::MAX);
     let mut written = 0u64;
     let mut signals_seen = 0;
     let mut exit_code = 0u8;
+    // A write error that ends the capture: reported after the summary.
+    let mut failure = None;
 
     loop {
         let (tick, write_err) = sink.drain(limit, &mut written, |d| session.step(d));
         tick.drained?;
         if let Some(e) = write_err.map_or_else(|| sink.flush().err(), Some) {
             // stdout closed (`| head`) is a normal way to stop.
-            if is_broken_pipe(&e) {
-                break;
+            if !is_broken_pipe(&e) {
+                failure = Some(e);
             }
-            return Err(e);
+            break;
         }
         if written >= limit || tick.finished {
             break;
@@ -249,6 +316,17 @@ fn capture_loop(mut session: Session, opts: &CaptureOpts, signals: &AtomicUsize,
             }
         }
     }
+    // A file keeps the packets of its complete blocks (it was cut back to the last one).
+    let kept = failure.as_ref().and_then(|_| sink.out.packets_kept());
+    if failure.is_some() {
+        written = kept.map_or(written, |kept| kept.min(written));
+        match ended {
+            Ended::Child(child) => stop_command(&mut session, child),
+            _ => {
+                eprintln!("pidcap: the output failed: the capture stops; its targets keep running, no longer captured")
+            }
+        }
+    }
     // Whatever the kernel already pushed belongs to this capture; a write
     // error here (stdout closed) only ends it.
     let (stats, _) = sink.drain(limit, &mut written, |d| session.finish(d));
@@ -260,6 +338,16 @@ fn capture_loop(mut session: Session, opts: &CaptureOpts, signals: &AtomicUsize,
         }
     }
     eprintln!("{}", output::summary(&stats, written));
+    if let Some(failure) = failure {
+        eprintln!("pidcap: {}", output::error_text(&failure));
+        if let (Some(kept), Some(path)) = (kept, &opts.write) {
+            eprintln!(
+                "pidcap: {} holds the {kept} packets written before, cut back to its last complete block",
+                path.display()
+            );
+        }
+        return Ok(2);
+    }
     if let Ended::Child(child) = ended {
         if let Some(code) = child.try_wait() {
             exit_code = code;
@@ -269,6 +357,31 @@ fn capture_loop(mut session: Session, opts: &CaptureOpts, signals: &AtomicUsize,
         }
     }
     Ok(exit_code)
+}
+
+/// The output failed while `run`'s command runs: stop the command (SIGTERM,
+/// then SIGKILL after [`STOP_GRACE`]) rather than let it run uncaptured, and
+/// without its block rules once pidcap exits. The kernel layer stays until
+/// it is gone; its packets are let go.
+fn stop_command(session: &mut Session, child: &mut Child) {
+    if child.try_wait().is_some() {
+        return;
+    }
+    eprintln!(
+        "pidcap: the output failed: stopping the command (pid {}), whose traffic can no longer be captured",
+        child.pid
+    );
+    child.signal(libc::SIGTERM);
+    let deadline = Instant::now() + STOP_GRACE;
+    let mut killed = false;
+    while child.try_wait().is_none() {
+        let _ = session.step(Drain::Raw(&mut |_, _, _| {}));
+        if !killed && Instant::now() >= deadline {
+            eprintln!("pidcap: the command (pid {}) did not stop on SIGTERM within {STOP_GRACE:?}: SIGKILL", child.pid);
+            child.signal(libc::SIGKILL);
+            killed = true;
+        }
+    }
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

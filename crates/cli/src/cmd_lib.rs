@@ -1,7 +1,9 @@
 //! `pidcap lib`: the packet library from the command line (save, list, show,
 //! search, tag, untag, tags, edit, delete, import, export, seq), human output
-//! or `--json`. The database is `--db PATH`, else the XDG default
-//! (`$XDG_DATA_HOME/pidcap/library.db` or `~/.local/share/pidcap/library.db`).
+//! or `--json`. The database is `--db PATH` (its directory must exist), else
+//! the XDG default (`$XDG_DATA_HOME/pidcap/library.db` or
+//! `~/.local/share/pidcap/library.db`, its directories created 0700); the
+//! database is created 0600, exports too unless `--file-mode` says otherwise.
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
@@ -18,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct LibArgs {
-    /// Library database (default: $XDG_DATA_HOME/pidcap/library.db).
+    /// Library database (default: $XDG_DATA_HOME/pidcap/library.db). Created
+    /// (mode 0600) if missing; its directory must exist, and it must be a
+    /// regular file (not /dev/null).
     #[arg(long, global = true)]
     db: Option<PathBuf>,
     #[command(subcommand)]
@@ -34,7 +38,8 @@ enum LibCmd {
         /// The capture file.
         #[arg(long)]
         pcap: Option<PathBuf>,
-        /// 1-based frames: 1-5,9,12-
+        /// Frames, numbered from 1 as Wireshark does (non-IP frames count too,
+        /// and are not saved: a note says which and why): 1-5,9,12-
         #[arg(long, requires = "pcap")]
         frames: Option<String>,
         /// Packet ids of the daemon's capture (as `pidcap ctl packets` shows them): 12,15,20-30
@@ -121,6 +126,9 @@ enum LibCmd {
         ids: Vec<PacketId>,
     },
     /// Import `.dpp` files (DioProcess v1 or pidcap v2), each all-or-nothing.
+    ///
+    /// Every file is tried and reported; a file that cannot be imported adds
+    /// nothing, and makes the exit status 1 (2 when none could).
     Import {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -143,6 +151,10 @@ enum LibCmd {
         /// Only this sequence (its packets in order, and the sequence itself).
         #[arg(long)]
         sequence: Option<SequenceId>,
+        /// Mode of the exported file, in octal (default 600: saved traffic is private).
+        #[arg(long = "file-mode", value_name = "MODE", default_value = "600",
+              value_parser = pidcap_pcapfile::file::parse_file_mode)]
+        file_mode: u32,
         #[command(flatten)]
         filter: FilterArgs,
     },
@@ -298,7 +310,7 @@ impl DaemonSource {
 
 impl PacketSource for DaemonSource {
     fn packets_by_id(&self, ids: &[u64]) -> pidcap_library::Result<Vec<CapturedPacket>> {
-        let daemon = |e: pidcap_api::ClientError| LibraryError::Source(format!("the daemon: {e}"));
+        let daemon = |e: pidcap_api::ClientError| LibraryError::source_failed("the daemon", e);
         let want: BTreeSet<u64> = ids.iter().copied().collect();
         let Some(&hi) = want.last() else { return Ok(Vec::new()) };
         let mut client = self.client.borrow_mut();
@@ -393,7 +405,18 @@ pub fn run(args: LibArgs) -> anyhow::Result<i32> {
             let ids = match (pcap, packet) {
                 (Some(pcap), _) => {
                     let frames = frames.as_deref().map(pidcap_library::parse_frames).transpose()?;
-                    lib.save_pcap(&pcap, frames.as_deref(), &m)?
+                    let saved = lib.save_pcap(&pcap, frames.as_deref(), &m)?;
+                    for line in pidcap_pcapfile::describe_skipped(&saved.skipped) {
+                        eprintln!("note: {}: {line} (not saved)", pcap.display());
+                    }
+                    if let Some(cut) = &saved.cut {
+                        eprintln!(
+                            "note: {} was cut short ({cut}); its {} complete frames were read",
+                            pcap.display(),
+                            saved.frames
+                        );
+                    }
+                    saved.ids
                 }
                 (None, Some(Ids(ids))) => {
                     let ids: Vec<u64> = ids.iter().map(|&i| i as u64).collect();
@@ -517,25 +540,50 @@ pub fn run(args: LibArgs) -> anyhow::Result<i32> {
             }
         }
         LibCmd::Import { files, json } => {
+            // Each file on its own (each is one transaction): a bad one is
+            // reported and the others are still imported.
             let mut reports = Vec::new();
+            let mut failed = 0;
             for f in &files {
-                let r = lib.import_dpp(f).with_context(|| format!("importing {}", f.display()))?;
-                if !json {
-                    println!(
-                        "{}: .dpp v{}, {} packet(s), {} sequence(s)",
-                        f.display(),
-                        r.version,
-                        r.packet_ids.len(),
-                        r.sequence_ids.len()
-                    );
+                match lib.import_dpp(f) {
+                    Ok(r) => {
+                        if !json {
+                            println!(
+                                "{}: .dpp v{}, {} packet(s), {} sequence(s)",
+                                f.display(),
+                                r.version,
+                                r.packet_ids.len(),
+                                r.sequence_ids.len()
+                            );
+                        }
+                        reports.push(serde_json::json!({
+                            "file": f,
+                            "version": r.version,
+                            "packet_ids": r.packet_ids,
+                            "sequence_ids": r.sequence_ids,
+                        }));
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        let e = anyhow::Error::new(e).context(format!("importing {}", f.display()));
+                        let text = crate::output::error_text(&e);
+                        eprintln!("pidcap: {text}");
+                        reports.push(serde_json::json!({ "file": f, "error": text }));
+                    }
                 }
-                reports.push(r);
             }
             if json {
                 print_json(&reports)?;
             }
+            if failed > 0 {
+                eprintln!(
+                    "pidcap: {failed} of {} file(s) could not be imported (nothing of them was kept)",
+                    files.len()
+                );
+                return Ok(if failed == files.len() { 2 } else { 1 });
+            }
         }
-        LibCmd::Export { output, format, ids, search, sequence, filter } => {
+        LibCmd::Export { output, format, ids, search, sequence, file_mode, filter } => {
             let format = match format {
                 Some(f) => f.parse::<ExportFormat>().map_err(anyhow::Error::msg)?,
                 None => ExportFormat::from_path(&output).with_context(|| {
@@ -551,7 +599,7 @@ pub fn run(args: LibArgs) -> anyhow::Result<i32> {
                 (true, None, None) => Selection::Filter(f),
                 _ => bail!("give only one of --ids, --search and --sequence"),
             };
-            let n = lib.export(&sel, format, &output)?;
+            let n = lib.export_with_mode(&sel, format, &output, file_mode)?;
             println!("exported {n} packet(s) to {}", output.display());
         }
         LibCmd::Seq(SeqCmd::Create { name, description, ids }) => {

@@ -31,7 +31,7 @@ pub struct SendArgs {
     /// A packet of a pcap/pcapng file (pidcap's pcapng carries pid and socket: socket mode works).
     #[arg(long, value_name = "FILE", group = "source", requires = "frame", help_heading = "Payload")]
     pub pcap: Option<PathBuf>,
-    /// Frame number in --pcap, from 1 (as Wireshark counts).
+    /// Frame number in --pcap, from 1, as Wireshark numbers frames (every record counts, non-IP ones too).
     #[arg(long, value_name = "N", requires = "pcap", help_heading = "Payload")]
     pub frame: Option<u64>,
     /// The payload as hex (`47 45 54`, `474554`, `0x47 0x45`); replaces the packet's.
@@ -106,23 +106,36 @@ fn millis(d: Option<Duration>) -> Option<u64> {
     d.map(|d| d.as_millis() as u64)
 }
 
-/// Frame `n` (from 1) of a capture file.
+/// Frame `n` of a capture file, numbered from 1 as Wireshark numbers them
+/// (every record counts, those pidcap cannot decode too). A frame that is not
+/// an IP packet, or past the end, is an error that says why.
 fn pcap_frame(path: &PathBuf, n: u64) -> anyhow::Result<CapturedPacket> {
     if n == 0 {
         bail!("--frame counts from 1");
     }
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let reader = pidcap_pcapfile::PacketReader::new(std::io::BufReader::new(f))
+    let mut reader = pidcap_pcapfile::PacketReader::new(std::io::BufReader::new(f))
         .with_context(|| format!("reading {}", path.display()))?;
-    let mut seen = 0;
-    for p in reader {
-        let p = p.with_context(|| format!("reading {}", path.display()))?;
-        seen += 1;
-        if seen == n {
-            return Ok(p);
+    let mut cut = None;
+    for p in reader.by_ref() {
+        match p {
+            Ok(p) if p.id == n => return Ok(p),
+            Ok(p) if p.id > n => break,
+            Ok(_) => {}
+            Err(e @ pidcap_pcapfile::PcapError::Truncated { .. }) => cut = Some(e),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }
-    bail!("{} has {seen} frames, no frame {n}", path.display())
+    if let Some(s) = reader.skipped_frames().iter().find(|s| s.frames.contains(&n)) {
+        bail!("frame {n} of {} cannot be sent: {}", path.display(), s.reason);
+    }
+    let frames = reader.frames();
+    match cut {
+        Some(cut) => {
+            bail!("{} has {frames} complete frames, no frame {n}: the file was cut short ({cut})", path.display())
+        }
+        None => bail!("{} has {frames} frames, no frame {n}", path.display()),
+    }
 }
 
 fn inject_args(a: &SendArgs, template: Option<CapturedPacket>) -> InjectArgs {

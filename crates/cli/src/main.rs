@@ -28,8 +28,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            // `{:#}` prints the whole chain of causes on one line.
-            eprintln!("pidcap: {err:#}");
+            // The whole chain of causes on one line, each once.
+            eprintln!("pidcap: {}", output::error_text(&err));
             ExitCode::from(2)
         }
     }

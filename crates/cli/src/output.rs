@@ -1,6 +1,7 @@
 //! What `run` and `capture` print: one line per packet (tcpdump-like), one JSON
 //! object per packet, and the closing summary. [`Lines`] and [`Discard`] are
 //! the CLI's [`PacketOutput`]s, beside pcapfile's capture-file writers.
+//! [`error_text`] is how every command prints an error and its causes.
 
 use pidcap_engine::CaptureStats;
 use pidcap_packet::{CapturedPacket, Protocol, Verdict};
@@ -127,6 +128,27 @@ pub fn packet_json(p: &CapturedPacket) -> String {
     serde_json::to_string(p).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
+/// An error and its causes on one line, `what failed: why: why`, each text
+/// once. Many errors both show their source in their message and return it
+/// as `source()` (thiserror's `{source}` with a `source` field, `#[from]`
+/// with `{0}`); printing the chain naively would repeat it (`(os error 2):
+/// ... (os error 2)`). A cause whose text the line already holds is left out:
+/// nothing is lost, nothing is said twice.
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// The closing line: every stage where a packet can be lost, counted.
 pub fn summary(stats: &CaptureStats, written: u64) -> String {
     let k = &stats.kernel;
@@ -202,6 +224,36 @@ mod tests {
             assert_eq!(text, format!("{want}\n{want}\n"), "{format:?}");
         }
         assert!(packet_line(&p).ends_with("BLOCKED (rule 1)"));
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        /// As thiserror makes `#[error("cannot open {path}: {source}")]` with a `source` field.
+        #[derive(Debug)]
+        struct Open {
+            path: String,
+            source: std::io::Error,
+        }
+        impl std::fmt::Display for Open {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "cannot open {}: {}", self.path, self.source)
+            }
+        }
+        impl std::error::Error for Open {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.source)
+            }
+        }
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let os = io.to_string();
+        let e = anyhow::Error::new(Open { path: "/no/such.dpp".into(), source: io }).context("importing /no/such.dpp");
+        assert_eq!(format!("{e:#}").matches(&os).count(), 2, "anyhow's own chain repeats the cause: {e:#}");
+        let text = error_text(&e);
+        assert_eq!(text, format!("importing /no/such.dpp: cannot open /no/such.dpp: {os}"));
+        assert_eq!(text.matches("(os error 2)").count(), 1, "{text}");
+        // Causes that say something new are all kept, in order.
+        let e = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(error_text(&e), "outer: middle: inner");
     }
 
     #[test]

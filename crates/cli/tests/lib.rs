@@ -1,7 +1,11 @@
 //! `pidcap lib` through the real binary: saving from a pcapng file and from a
 //! running daemon, listing, searching, tagging, editing, deleting, importing
-//! `.dpp` files and exporting to `.dpp`, pcapng and pcap (checked by tshark).
-//! Fixtures are in tests/data/lib/. The daemon test needs root, the exports tshark (`require!`).
+//! `.dpp` files (every file tried and reported) and exporting to `.dpp`,
+//! pcapng and pcap (checked by tshark); the database and exports private
+//! (0600, the default directory 0700), `--db` in a missing directory or on
+//! a device refused; frames numbered as Wireshark does (tests/data/frames/),
+//! files cut short read up to the cut. Fixtures are in tests/data/lib/. The
+//! daemon test needs root, the exports tshark (`require!`).
 
 mod common;
 
@@ -432,4 +436,184 @@ fn a_word_in_thousands_of_packets_is_ranked_among_the_newest_and_says_so() {
     assert_eq!(lib_json(&db, &["search", "everywhere", "--limit", "0"]).as_array().unwrap().len() as u64, n);
     let out = lib(&db, &["search", "item77"]);
     assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+}
+
+fn frames_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/frames").join(name)
+}
+
+/// `pidcap lib ARGS` under umask 022 (the usual one) with XDG_DATA_HOME set: no --db.
+fn lib_default(xdg: &Path, args: &[&str]) -> Output {
+    Command::new("sh")
+        .args(["-c", "umask 022 && exec \"$0\" lib \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_pidcap"))
+        .args(args)
+        .env("XDG_DATA_HOME", xdg)
+        .output()
+        .expect("run pidcap")
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o7777
+}
+
+#[test]
+fn the_library_and_its_exports_are_private() {
+    let dir = Scratch::new("lib-private");
+    let xdg = dir.path("xdg");
+    let out = lib_default(&xdg, &["save", "--pcap", fixture("capture.pcapng").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(&xdg.join("pidcap")), 0o700, "the default library's directory");
+    assert_eq!(mode(&xdg.join("pidcap/library.db")), 0o600);
+    for companion in ["-wal", "-shm", "-journal"] {
+        let f = xdg.join(format!("pidcap/library.db{companion}"));
+        if f.exists() {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+    }
+    let export = dir.path("all.pcapng");
+    let out = lib_default(&xdg, &["export", "-o", export.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(&export), 0o600);
+    let shared = dir.path("shared.dpp");
+    let out = lib_default(&xdg, &["export", "-o", shared.to_str().unwrap(), "--file-mode", "644"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(mode(&shared), 0o644);
+}
+
+#[test]
+fn a_db_in_a_missing_directory_or_on_a_device_is_refused() {
+    let dir = Scratch::new("lib-baddb");
+    let missing = dir.path("no/such/dir/x.db");
+    let out = lib(&missing, &["list"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("the directory {} does not exist", dir.path("no/such/dir").display())), "{err}");
+    assert!(!dir.path("no").exists(), "the directories were created");
+
+    let _ = std::fs::remove_file("/dev/null-journal");
+    let out = lib(Path::new("/dev/null"), &["save", "--pcap", fixture("capture.pcapng").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/dev/null is not a regular file"), "{err}");
+    assert!(!Path::new("/dev/null-journal").exists(), "SQLite wrote beside /dev/null");
+}
+
+#[test]
+fn import_tries_every_file_and_reports_each() {
+    let dir = Scratch::new("lib-import-each");
+    let db = dir.path("lib.db");
+    let (good, bad) = (fixture("login_v1.dpp"), fixture("bad_port_v1.dpp"));
+    let missing = dir.path("missing.dpp");
+    let files = [good.to_str().unwrap(), bad.to_str().unwrap(), missing.to_str().unwrap(), good.to_str().unwrap()];
+    let mut args = vec!["import"];
+    args.extend(files);
+    let out = lib(&db, &args);
+    assert_eq!(out.status.code(), Some(1), "some files failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stdout.matches("login_v1.dpp: .dpp v1, 1 packet(s)").count(), 2, "both good files: {stdout}");
+    assert!(err.contains("bad_port_v1.dpp") && err.contains("remote_port"), "{err}");
+    assert!(err.contains("missing.dpp"), "{err}");
+    assert_eq!(err.matches("(os error 2)").count(), 1, "the cause is said once: {err}");
+    assert!(err.contains("2 of 4 file(s) could not be imported"), "{err}");
+    let names = names(&lib_json(&db, &["list"]));
+    assert_eq!(names, ["login request", "login request"], "nothing lost, nothing of the bad files kept");
+
+    // --json: one entry per file, in order, an error where one failed.
+    args.push("--json");
+    let out = lib(&db, &args);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = v.as_array().unwrap();
+    assert_eq!(v.len(), 4);
+    assert_eq!((v[0]["version"].as_u64(), v[3]["version"].as_u64()), (Some(1), Some(1)));
+    assert!(v[1]["error"].as_str().unwrap().contains("remote_port"), "{v:?}");
+    assert!(v[2]["error"].as_str().unwrap().contains("missing.dpp"), "{v:?}");
+
+    // Every file bad: exit 2.
+    assert_eq!(lib(&db, &["import", bad.to_str().unwrap()]).status.code(), Some(2));
+}
+
+#[test]
+fn save_numbers_frames_as_wireshark_and_says_what_it_skipped() {
+    require!(Tool("tshark"));
+    let dir = Scratch::new("lib-frames");
+    let db = dir.path("lib.db");
+    let eth = frames_fixture("eth_arp.pcapng");
+    // What tshark calls each frame: 1 UDP, 2-3 ARP, 4 and 5 UDP.
+    let out = Command::new("tshark").arg("-r").arg(&eth).args(["-T", "fields", "-e", "frame.protocols"]).output();
+    let protocols = String::from_utf8(out.unwrap().stdout).unwrap();
+    let arp: Vec<usize> =
+        protocols.lines().enumerate().filter(|(_, l)| l.contains(":arp")).map(|(i, _)| i + 1).collect();
+    assert_eq!(arp, [2, 3]);
+
+    let out = lib(&db, &["save", "--pcap", eth.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("frames 2-3 skipped: not an IPv4 or IPv6 packet (ethertype 0x0806, ARP)"), "{err}");
+    assert_eq!(names(&lib_json(&db, &["list"])), ["eth_arp.pcapng #1", "eth_arp.pcapng #4", "eth_arp.pcapng #5"]);
+
+    let four = ids(&lib_json(&db, &["save", "--pcap", eth.to_str().unwrap(), "--frames", "4"]));
+    let shown = &lib_json(&db, &["show", &four[0].to_string()])[0];
+    assert_eq!(shown["name"], "eth_arp.pcapng #4");
+    assert!(
+        shown["packet"]["data"].as_str().unwrap().ends_with(&pidcap_packet::to_hex(b"fourth frame, the second packet")),
+        "{shown}"
+    );
+    let out = lib(&db, &["save", "--pcap", eth.to_str().unwrap(), "--frames", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("frame 2 skipped: not an IPv4 or IPv6 packet"), "{out:?}");
+
+    // A link type pidcap does not read: not "0 frames", but why.
+    let out = lib(&db, &["save", "--pcap", frames_fixture("user0.pcap").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("frames 1-2 skipped: link type 147 (USER0) is not one pidcap reads"), "{err}");
+}
+
+#[test]
+fn save_reads_a_file_cut_short_up_to_its_last_complete_block() {
+    require!(Tool("tshark"));
+    let dir = Scratch::new("lib-cut");
+    let db = dir.path("lib.db");
+    let cut = dir.path("cut.pcapng");
+    let mut w =
+        pidcap_pcapfile::PacketWriter::new(pidcap_pcapfile::Format::Pcapng, Vec::new(), &Default::default()).unwrap();
+    for i in 1..=387u64 {
+        let mut data = Vec::new();
+        etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(1000, 2000)
+            .write(&mut data, format!("datagram {i}").as_bytes())
+            .unwrap();
+        let len = data.len() as u32;
+        let dir = pidcap_packet::Direction::Outbound;
+        w.write_packet(&pidcap_packet::CapturedPacket::new(
+            i,
+            i,
+            1,
+            "gen".into(),
+            0,
+            dir,
+            pidcap_packet::Verdict::Pass,
+            len,
+            data,
+        ))
+        .unwrap();
+    }
+    let bytes = w.into_inner().unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() - 7]).unwrap();
+    // tshark reads the complete frames (and warns about the cut).
+    let t = Command::new("tshark").arg("-r").arg(&cut).args(["-T", "fields", "-e", "frame.number"]).output().unwrap();
+    let tshark_count = String::from_utf8_lossy(&t.stdout).lines().filter(|l| !l.is_empty()).count();
+    assert_eq!(tshark_count, 386);
+
+    let out = lib(&db, &["save", "--pcap", cut.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let saved: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ids(&saved).len(), tshark_count);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("was cut short (truncated pcapng Enhanced Packet Block"), "{err}");
+    assert!(err.contains("its 386 complete frames were read"), "{err}");
 }

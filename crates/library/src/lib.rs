@@ -4,7 +4,8 @@
 //! from pcap/pcapng and `.dpp` files and exported to pcapng, pcap and `.dpp`.
 //!
 //! Open one with [`Library::open`] (or [`Library::open_default`], which uses
-//! [`default_db_path`]). Every write is one transaction: a crash, a full disk
+//! [`default_db_path`]): the database is created 0600 in an existing
+//! directory (only the default one is created, 0700); exports are 0600. Every write is one transaction: a crash, a full disk
 //! or a malformed import leaves the database as it was before the call.
 //!
 //! Saving by a live capture's packet id goes through [`PacketSource`], which
@@ -29,7 +30,7 @@ pub use model::{
 };
 pub use schema::{migration_sql, SCHEMA_VERSION};
 pub use search::{build_match, SearchResults, RANKED_MATCHES_MAX, SEARCH_WINDOW};
-pub use transfer::{parse_frames, ExportFormat, ImportReport, PacketSource};
+pub use transfer::{parse_frames, ExportFormat, ImportReport, PacketSource, PcapSaved};
 
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -75,19 +76,24 @@ impl std::fmt::Debug for Library {
 }
 
 impl Library {
-    /// Open (creating it and its directory if needed) the library at `path`,
-    /// migrating an older schema.
+    /// Open the library at `path`, creating the database (mode 0600) if it
+    /// does not exist, migrating an older schema. The directory must exist,
+    /// except for [`default_db_path`], whose directories are created (mode
+    /// 0700). `path` must be a regular file (or not exist): `/dev/null` or a
+    /// directory is refused, so SQLite never puts its `-wal`, `-shm` or
+    /// `-journal` files beside a device. SQLite gives those files the
+    /// database's mode, so a library created here is private as a whole.
     pub fn open(path: impl AsRef<Path>) -> Result<Library> {
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| LibraryError::io(format!("cannot create {}", dir.display()), e))?;
-        }
-        let conn = Connection::open(&path).map_err(|source| open_error(&path, source))?;
+        let is_default = default_db_path().is_ok_and(|d| d == path);
+        prepare(&path, is_default)?;
+        // Not SQLITE_OPEN_CREATE: `prepare` made the file, and it must stay the one checked.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(&path, flags).map_err(|source| open_error(&path, source))?;
         Library::setup(conn, path, true)
     }
 
-    /// Open the library at [`default_db_path`].
+    /// Open the library at [`default_db_path`], creating its directories (0700).
     pub fn open_default() -> Result<Library> {
         Library::open(default_db_path()?)
     }
@@ -96,6 +102,11 @@ impl Library {
     /// write fails with [`LibraryError::ReadOnly`].
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Library> {
         let path = path.as_ref().to_path_buf();
+        if let Ok(m) = std::fs::metadata(&path) {
+            if !m.is_file() {
+                return Err(not_a_file(&path));
+            }
+        }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(&path, flags).map_err(|source| open_error(&path, source))?;
         Library::setup(conn, path, false)
@@ -153,6 +164,60 @@ impl Library {
             return Err(LibraryError::Invalid(format!("integrity check failed: {res}")));
         }
         Ok(())
+    }
+}
+
+fn not_a_file(path: &Path) -> LibraryError {
+    LibraryError::Invalid(format!(
+        "{} is not a regular file: the packet library is a database file (pass --db with a file name)",
+        path.display()
+    ))
+}
+
+/// Make sure `path` can be the database: its directory exists (created,
+/// 0700, when `create_dirs`), and it is a regular file, or is created as an
+/// empty one (an empty file is an empty SQLite database) with mode 0600.
+fn prepare(path: &Path, create_dirs: bool) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if create_dirs {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| LibraryError::io(format!("cannot create {}", dir.display()), e))?;
+    } else if !dir.is_dir() {
+        return Err(LibraryError::Invalid(format!(
+            "cannot create the packet library {}: the directory {} does not exist (create it first; only the \
+             default library's directory is created for you)",
+            path.display(),
+            dir.display()
+        )));
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => return Ok(()),
+        Ok(_) => return Err(not_a_file(path)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(LibraryError::io(format!("cannot open the packet library {}", path.display()), e))
+        }
+        Err(_) => {}
+    }
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Err(LibraryError::Invalid(format!(
+            "{} is a symbolic link to a file that does not exist; refusing to create the packet library through it",
+            path.display()
+        )));
+    }
+    // O_EXCL: never through a link, never over a file created meanwhile.
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(f) => f
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| LibraryError::io(format!("cannot make {} private", path.display()), e)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => Ok(()),
+            _ => Err(not_a_file(path)),
+        },
+        Err(e) => Err(LibraryError::io(format!("cannot create the packet library {}", path.display()), e)),
     }
 }
 

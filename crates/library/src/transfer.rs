@@ -9,7 +9,7 @@ use crate::model::{NewPacket, PacketId, PacketMeta, SavedPacket, Selection, Sequ
 use crate::store::{insert_packet, insert_sequence};
 use crate::Library;
 use pidcap_packet::CapturedPacket;
-use pidcap_pcapfile::{Format, PacketWriter, WriterOptions};
+use pidcap_pcapfile::{Format, PacketWriter, PcapError, Skipped, WriterOptions};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::ops::RangeInclusive;
@@ -21,6 +21,19 @@ use std::path::Path;
 pub trait PacketSource {
     /// The packets with these capture ids, in the same order; an unknown id is an error.
     fn packets_by_id(&self, ids: &[u64]) -> Result<Vec<CapturedPacket>>;
+}
+
+/// What [`Library::save_pcap`] saved, and what it did not.
+#[derive(Debug)]
+pub struct PcapSaved {
+    /// The new packets' ids, in frame order.
+    pub ids: Vec<PacketId>,
+    /// Frames in the file (up to the cut, if it was cut).
+    pub frames: u64,
+    /// Frames asked for that are not IP packets, and why (not saved).
+    pub skipped: Vec<Skipped>,
+    /// Where the file ends inside a block (cut short); the frames before it were read.
+    pub cut: Option<PcapError>,
 }
 
 /// What an import added.
@@ -93,42 +106,75 @@ fn file_label(path: &Path) -> String {
 }
 
 impl Library {
-    /// Save frames of a pcap or pcapng file (all, or those in `frames`, 1-based)
-    /// in one transaction. Packets without a name get `FILE #N`.
+    /// Save frames of a pcap or pcapng file (all, or those in `frames`: frame
+    /// numbers from 1 as Wireshark counts them, every record included) in one
+    /// transaction. Packets without a name get `FILE #N`, N the frame number.
+    ///
+    /// Frames that are not IP packets (ARP in an Ethernet capture, an
+    /// unsupported link type) are not saved: [`PcapSaved::skipped`] lists
+    /// the ones asked for, and why. When every frame asked for is skipped,
+    /// it is an error that says why. A file that ends inside its last block
+    /// (cut short) is read up to there, and [`PcapSaved::cut`] says where.
     pub fn save_pcap(
         &mut self,
         path: &Path,
         frames: Option<&[RangeInclusive<usize>]>,
         meta: &PacketMeta,
-    ) -> Result<Vec<PacketId>> {
+    ) -> Result<PcapSaved> {
         let f = File::open(path).map_err(|e| LibraryError::io(format!("cannot open {}", path.display()), e))?;
-        let packets = pidcap_pcapfile::read_packets(BufReader::new(f))
-            .map_err(|source| LibraryError::Pcap { path: Some(path.to_path_buf()), source })?;
+        let pcap = |source| LibraryError::Pcap { path: Some(path.to_path_buf()), source };
+        let contents =
+            pidcap_pcapfile::PacketReader::new(BufReader::new(f)).and_then(|r| r.read_to_end()).map_err(pcap)?;
         let label = file_label(path);
+        let wanted = |frame: u64| {
+            let frame = usize::try_from(frame).unwrap_or(usize::MAX);
+            frames.is_none_or(|rs| rs.iter().any(|r| r.contains(&frame)))
+        };
         if let Some(ranges) = frames {
             for r in ranges {
-                if *r.start() > packets.len() {
+                if *r.start() as u64 > contents.frames {
+                    let cut = if contents.cut.is_some() { ", up to where it was cut" } else { "" };
                     return Err(LibraryError::Invalid(format!(
-                        "frame {} is past the end of {label} ({} frames)",
+                        "frame {} is past the end of {label} ({} frames{cut})",
                         r.start(),
-                        packets.len()
+                        contents.frames
                     )));
                 }
             }
         }
-        let new: Vec<NewPacket> = packets
+        // The skipped frames asked for, as runs cut to the ranges asked for.
+        let mut skipped: Vec<Skipped> = Vec::new();
+        for s in &contents.skipped {
+            for frame in s.frames.clone().filter(|&f| wanted(f)) {
+                match skipped.last_mut() {
+                    Some(last) if last.reason == s.reason && *last.frames.end() + 1 == frame => {
+                        last.frames = *last.frames.start()..=frame;
+                    }
+                    _ => skipped.push(Skipped { frames: frame..=frame, reason: s.reason }),
+                }
+            }
+        }
+        let new: Vec<NewPacket> = contents
+            .packets
             .into_iter()
-            .enumerate()
-            .filter(|(i, _)| frames.is_none_or(|rs| rs.iter().any(|r| r.contains(&(i + 1)))))
-            .map(|(i, p)| {
+            .filter(|p| wanted(p.id))
+            .map(|p| {
+                let frame = p.id;
                 let mut n = NewPacket::new(p, meta, format!("pcap:{label}"));
                 if n.name.is_empty() {
-                    n.name = format!("{label} #{}", i + 1);
+                    n.name = format!("{label} #{frame}");
                 }
                 n
             })
             .collect();
-        self.save_many(&new)
+        if new.is_empty() && !skipped.is_empty() {
+            return Err(LibraryError::Invalid(format!(
+                "no packet to save in {label}: {}",
+                pidcap_pcapfile::describe_skipped(&skipped).join("; ")
+            )));
+        }
+        let ids = self.save_many(&new)?;
+        Ok(PcapSaved { ids, frames: contents.frames, skipped, cut: contents.cut })
     }
 
     /// Save live packets by their capture ids, fetched from `source` (the daemon).
@@ -221,19 +267,47 @@ impl Library {
         Ok(packets.len())
     }
 
-    /// Write a selection to a file, created next to `path` and renamed into
-    /// place once complete (a failed export leaves no half-written file).
+    /// Write a selection to a file (mode 0600), created next to `path` and
+    /// renamed into place once complete (a failed export leaves no
+    /// half-written file). See [`Library::export_with_mode`].
     pub fn export(&self, sel: &Selection, format: ExportFormat, path: &Path) -> Result<usize> {
-        let tmp = path.with_file_name(format!(".{}.tmp{}", file_label(path), std::process::id()));
+        self.export_with_mode(sel, format, path, pidcap_pcapfile::DEFAULT_FILE_MODE)
+    }
+
+    /// [`Library::export`] with the file's mode (exactly, whatever the umask).
+    /// A symbolic link at `path` is refused, never followed nor replaced; the
+    /// temporary file is created as capture files are
+    /// ([`pidcap_pcapfile::file::create`]: new, or refused).
+    pub fn export_with_mode(&self, sel: &Selection, format: ExportFormat, path: &Path, mode: u32) -> Result<usize> {
         let ctx = |what: &str| format!("cannot {what} {}", path.display());
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(LibraryError::io(
+                ctx("write"),
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "it is a symbolic link, and pidcap does not write through one nor replace it (remove it, or \
+                     choose another name)",
+                ),
+            ));
+        }
+        let nonce = crate::now_ns() % 1_000_000_007;
+        let tmp = path.with_file_name(format!(".{}.tmp{}-{nonce}", file_label(path), std::process::id()));
+        let mut created = false;
         let result = (|| {
-            let f = File::create(&tmp).map_err(|e| LibraryError::io(ctx("create"), e))?;
+            let tmp_ctx = || format!("{} (its temporary file {})", ctx("create"), tmp.display());
+            let (f, new) = pidcap_pcapfile::file::create(&tmp, mode).map_err(|e| LibraryError::io(tmp_ctx(), e))?;
+            created = new;
+            if !new {
+                // Only a file of our own making is renamed into place.
+                let e = std::io::Error::new(std::io::ErrorKind::AlreadyExists, "it already exists");
+                return Err(LibraryError::io(tmp_ctx(), e));
+            }
             let n = self.export_to(sel, format, &f)?;
             f.sync_all().map_err(|e| LibraryError::io(ctx("write"), e))?;
             std::fs::rename(&tmp, path).map_err(|e| LibraryError::io(ctx("write"), e))?;
             Ok(n)
         })();
-        if result.is_err() {
+        if result.is_err() && created {
             let _ = std::fs::remove_file(&tmp);
         }
         result

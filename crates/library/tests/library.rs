@@ -49,7 +49,10 @@ fn pcapng_to_library_to_pcapng_keeps_every_packet() {
     }
     w.into_inner().unwrap();
 
-    let ids = lib.save_pcap(&input, None, &PacketMeta { tags: vec!["imported".into()], ..Default::default() }).unwrap();
+    let saved =
+        lib.save_pcap(&input, None, &PacketMeta { tags: vec!["imported".into()], ..Default::default() }).unwrap();
+    assert!(saved.skipped.is_empty() && saved.cut.is_none());
+    let ids = saved.ids;
     assert_eq!(ids.len(), 6);
     let saved = lib.packet(ids[2]).unwrap();
     assert_eq!(saved.name, "in.pcapng #3");
@@ -76,7 +79,7 @@ fn pcapng_to_library_to_pcapng_keeps_every_packet() {
 
     // A selection of frames.
     let frames = pidcap_library::parse_frames("1-2,5").unwrap();
-    let ids = lib.save_pcap(&input, Some(&frames), &PacketMeta::default()).unwrap();
+    let ids = lib.save_pcap(&input, Some(&frames), &PacketMeta::default()).unwrap().ids;
     let names: Vec<String> = ids.iter().map(|&i| lib.packet(i).unwrap().name).collect();
     assert_eq!(names, ["in.pcapng #1", "in.pcapng #2", "in.pcapng #5"]);
     let err =

@@ -12,6 +12,9 @@
 //!   the socket cookie, the verdict, the rule and the direction**; only
 //!   pcapng keeps them.
 //! * [`PacketWriter`] picks one of the two at run time.
+//! * [`FileOutput`] writes one of them to a [`CaptureFile`]: created private
+//!   (0600), never through a symbolic link, cut back to its last complete
+//!   block when the disk fills; see the [`file`] module.
 //! * [`PacketOutput`] is the one interface of every output of packets (these
 //!   writers, the CLI's text and JSON lines, ...), see the [`output`] module.
 //! * [`PacketReader`] / [`read_packets`] read either format (auto-detected by
@@ -24,15 +27,17 @@
 //! `tshark -r` user can see and filter on.
 
 pub mod comment;
+pub mod file;
 pub mod output;
 mod pcap;
 mod pcapng;
 pub mod reader;
 
+pub use file::{CaptureFile, FileOutput, DEFAULT_FILE_MODE};
 pub use output::PacketOutput;
 pub use pcap::PcapWriter;
 pub use pcapng::PcapngWriter;
-pub use reader::{read_packets, PacketReader};
+pub use reader::{describe_skipped, read_packets, Contents, PacketReader, SkipReason, Skipped};
 
 use pidcap_packet::{CapturedPacket, Direction, Verdict};
 use std::io::Write;
@@ -243,6 +248,14 @@ impl<W: Write> PacketWriter<W> {
         match self {
             PacketWriter::Pcap(w) => w.into_inner(),
             PacketWriter::Pcapng(w) => w.into_inner(),
+        }
+    }
+
+    /// The underlying writer.
+    pub fn get_ref(&self) -> &W {
+        match self {
+            PacketWriter::Pcap(w) => &w.out.w,
+            PacketWriter::Pcapng(w) => &w.out.w,
         }
     }
 }

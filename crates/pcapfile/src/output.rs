@@ -35,6 +35,13 @@ pub trait PacketOutput {
 
     /// Flush and close; nothing is written after this.
     fn finish(self: Box<Self>) -> Result<(), PcapError>;
+
+    /// How many packets the destination holds for sure, where it can tell
+    /// (a capture file: after a failed write, those before its last complete
+    /// block); `None` for a stream.
+    fn packets_kept(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl<W: Write> PacketOutput for PacketWriter<W> {

@@ -16,7 +16,7 @@ pub(crate) const MAGIC_US: u32 = 0xa1b2_c3d4;
 /// Writes classic pcap with nanosecond timestamps.
 #[derive(Debug)]
 pub struct PcapWriter<W: Write> {
-    out: Sink<W>,
+    pub(crate) out: Sink<W>,
     buf: Vec<u8>,
 }
 

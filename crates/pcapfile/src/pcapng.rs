@@ -97,7 +97,7 @@ fn host_os() -> Option<String> {
 /// Writes pcapng: see the module doc for the exact layout.
 #[derive(Debug)]
 pub struct PcapngWriter<W: Write> {
-    out: Sink<W>,
+    pub(crate) out: Sink<W>,
     /// The EPB buffer, kept between packets.
     block: Vec<u8>,
     /// The last comment written and the process fields it says: consecutive

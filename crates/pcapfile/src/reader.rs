@@ -13,7 +13,9 @@
 //!   14-byte header and any 802.1Q / 802.1ad tags are stripped, only the IPv4
 //!   and IPv6 ethertypes are kept), LINUX_SLL (113), LINUX_SLL2 (276),
 //!   NULL (0) and LOOP (108). Frames that are not IP, or on an interface with
-//!   another link type, are skipped and counted in [`PacketReader::skipped`].
+//!   another link type, are skipped: counted in [`PacketReader::skipped`],
+//!   and listed with the reason ([`SkipReason`]) in
+//!   [`PacketReader::skipped_frames`].
 //!
 //! # Mapping to [`CapturedPacket`]
 //!
@@ -35,6 +37,14 @@
 //! what is left of its block, buffers only grow as bytes actually arrive,
 //! and a truncated file is an error naming the byte offset of the block or
 //! record it ends in. After the first error the iterator ends.
+//!
+//! # A file cut short
+//!
+//! A file whose end was cut (a capture still being written, a full disk, a
+//! partial download) ends inside its last block: the iterator yields every
+//! complete frame, then [`PcapError::Truncated`]. [`PacketReader::read_to_end`]
+//! keeps what is complete and says where the file was cut ([`Contents::cut`]),
+//! as tshark does.
 
 use crate::comment::{parse_comment, ProcessInfo};
 use crate::pcap::{MAGIC_NS, MAGIC_US};
@@ -42,11 +52,159 @@ use crate::pcapng::{BT_EPB, BT_IDB, BT_SHB, BYTE_ORDER_MAGIC, FLAG_INBOUND, FLAG
 use crate::{Format, PcapError, MAX_BLOCK_LEN};
 use pidcap_packet::{CapturedPacket, Direction, Verdict};
 use std::io::{Chain, Cursor, ErrorKind, Read};
+use std::ops::RangeInclusive;
 
 const BT_PB: u32 = 2;
 const BT_SPB: u32 = 3;
 /// Most interfaces accepted in one pcapng section.
 const MAX_INTERFACES: usize = 1 << 16;
+
+/// Why a frame of a file was skipped (it has a frame number, but no packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// The frame's interface (or the pcap file) has a link type this reader
+    /// does not strip (see the module documentation for those it does).
+    LinkType(u16),
+    /// The frame carries something else than IPv4 or IPv6: `protocol` is the
+    /// ethertype (Ethernet, SLL), the address family (NULL, LOOP) or the IP
+    /// version nibble (RAW), as the link layer says.
+    NotIp { linktype: u16, protocol: Option<u32> },
+    /// The frame is shorter than its link-layer header.
+    Short { linktype: u16 },
+}
+
+/// A name for a link type, where it is a common one.
+fn linktype_name(linktype: u16) -> Option<&'static str> {
+    Some(match linktype {
+        0 => "NULL",
+        1 => "ETHERNET",
+        9 => "PPP",
+        12 | 101 => "RAW",
+        50 => "PPP_HDLC",
+        105 => "IEEE802_11",
+        108 => "LOOP",
+        113 => "LINUX_SLL",
+        127 => "IEEE802_11_RADIOTAP",
+        187 => "BLUETOOTH_HCI_H4",
+        189 | 220 => "USB_LINUX",
+        195 => "IEEE802_15_4",
+        228 => "IPV4",
+        229 => "IPV6",
+        276 => "LINUX_SLL2",
+        _ => return None,
+    })
+}
+
+fn ethertype_name(t: u32) -> Option<&'static str> {
+    Some(match t {
+        0x0806 => "ARP",
+        0x8035 => "RARP",
+        0x22f0 => "AVTP",
+        0x8808 => "Ethernet flow control",
+        0x8847 | 0x8848 => "MPLS",
+        0x8863 | 0x8864 => "PPPoE",
+        0x888e => "EAPOL",
+        0x88cc => "LLDP",
+        0x88e5 => "MACsec",
+        0x88f7 => "PTP",
+        0x8906 => "FCoE",
+        0x9000 => "loopback test",
+        t if t < 0x0600 => "an 802.3 length field: LLC, e.g. STP",
+        _ => return None,
+    })
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lt = |f: &mut std::fmt::Formatter<'_>, linktype: u16| match (linktype, linktype_name(linktype)) {
+            (_, Some(name)) => write!(f, "link type {linktype} ({name})"),
+            (147..=162, None) => write!(f, "link type {linktype} (USER{})", linktype - 147),
+            (_, None) => write!(f, "link type {linktype}"),
+        };
+        match *self {
+            SkipReason::LinkType(linktype) => {
+                lt(f, linktype)?;
+                f.write_str(" is not one pidcap reads (it reads RAW, IPV4, IPV6, ETHERNET, LINUX_SLL, LINUX_SLL2, NULL and LOOP)")
+            }
+            SkipReason::NotIp { linktype, protocol } => {
+                f.write_str("not an IPv4 or IPv6 packet")?;
+                match (linktype, protocol) {
+                    (1 | 113 | 276, Some(t)) => match ethertype_name(t) {
+                        Some(name) => write!(f, " (ethertype 0x{t:04x}, {name})"),
+                        None => write!(f, " (ethertype 0x{t:04x})"),
+                    },
+                    (0 | 108, Some(family)) => write!(f, " (address family {family})"),
+                    (_, Some(version)) => write!(f, " (IP version {version})"),
+                    (_, None) => Ok(()),
+                }
+            }
+            SkipReason::Short { linktype } => {
+                f.write_str("shorter than its link-layer header (")?;
+                lt(f, linktype)?;
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+/// Consecutive frames skipped for the same reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Frame numbers, from 1, as Wireshark counts them.
+    pub frames: RangeInclusive<u64>,
+    pub reason: SkipReason,
+}
+
+/// Frame numbers as a short list: `2, 5-9, 12`, at most `max` runs (then `and N more`).
+fn frame_list<'a>(runs: impl Iterator<Item = &'a RangeInclusive<u64>>, max: usize) -> String {
+    let runs: Vec<_> = runs.collect();
+    let mut parts: Vec<String> = runs
+        .iter()
+        .take(max)
+        .map(|r| if r.start() == r.end() { r.start().to_string() } else { format!("{}-{}", r.start(), r.end()) })
+        .collect();
+    if runs.len() > max {
+        let more: u64 = runs[max..].iter().map(|r| r.end() - r.start() + 1).sum();
+        parts.push(format!("and {more} more"));
+    }
+    parts.join(", ")
+}
+
+/// One line per reason: `frames 2, 4-5 skipped: not an IPv4 or IPv6 packet
+/// (ethertype 0x0806, ARP)` (`frame 2 skipped: ...` for one frame), reasons
+/// in order of their first frame.
+pub fn describe_skipped(skipped: &[Skipped]) -> Vec<String> {
+    let mut reasons: Vec<SkipReason> = Vec::new();
+    for s in skipped {
+        if !reasons.contains(&s.reason) {
+            reasons.push(s.reason);
+        }
+    }
+    reasons
+        .into_iter()
+        .map(|reason| {
+            let runs: Vec<&RangeInclusive<u64>> =
+                skipped.iter().filter(|s| s.reason == reason).map(|s| &s.frames).collect();
+            let one = runs.len() == 1 && runs[0].start() == runs[0].end();
+            let list = frame_list(runs.into_iter(), 10);
+            format!("{} {list} skipped: {reason}", if one { "frame" } else { "frames" })
+        })
+        .collect()
+}
+
+/// What [`PacketReader::read_to_end`] read.
+#[derive(Debug)]
+pub struct Contents {
+    /// The packets, their `id` the frame number.
+    pub packets: Vec<CapturedPacket>,
+    /// Frames read, skipped ones included (the last frame's number).
+    pub frames: u64,
+    /// The frames that are not in `packets`, and why.
+    pub skipped: Vec<Skipped>,
+    /// Set when the file ends inside a block or record: the
+    /// [`PcapError::Truncated`] that says where. Everything before it was read.
+    pub cut: Option<PcapError>,
+}
 
 /// Read every packet of a pcap or pcapng file (format auto-detected).
 pub fn read_packets<R: Read>(r: R) -> Result<Vec<CapturedPacket>, PcapError> {
@@ -189,6 +347,7 @@ pub struct PacketReader<R: Read> {
     kind: Kind,
     frames: u64,
     skipped: u64,
+    skipped_frames: Vec<Skipped>,
     done: bool,
 }
 
@@ -227,7 +386,8 @@ impl<R: Read> PacketReader<R> {
         } else {
             return Err(PcapError::UnknownMagic { magic });
         };
-        let mut reader = PacketReader { src, format, kind, frames: 0, skipped: 0, done: false };
+        let mut reader =
+            PacketReader { src, format, kind, frames: 0, skipped: 0, skipped_frames: Vec::new(), done: false };
         match reader.format {
             Format::Pcap => reader.read_pcap_header()?,
             Format::Pcapng => {
@@ -248,6 +408,34 @@ impl<R: Read> PacketReader<R> {
     /// How many frames were skipped so far (not IP, or unsupported link type).
     pub fn skipped(&self) -> u64 {
         self.skipped
+    }
+
+    /// The frames skipped so far and why, consecutive frames with one reason
+    /// in one run (so this stays short for a file of one unsupported link type).
+    pub fn skipped_frames(&self) -> &[Skipped] {
+        &self.skipped_frames
+    }
+
+    /// Frames read so far, skipped ones included: the last frame's number.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Read the rest of the file: every packet, the skipped frames, and, when
+    /// the file ends inside a block or record, where it was cut
+    /// ([`Contents::cut`]) instead of an error. Any other error (a malformed
+    /// block, an I/O error) is returned.
+    pub fn read_to_end(mut self) -> Result<Contents, PcapError> {
+        let mut packets = Vec::new();
+        let mut cut = None;
+        for p in self.by_ref() {
+            match p {
+                Ok(p) => packets.push(p),
+                Err(e @ PcapError::Truncated { .. }) => cut = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Contents { packets, frames: self.frames, skipped: self.skipped_frames, cut })
     }
 
     fn read_pcap_header(&mut self) -> Result<(), PcapError> {
@@ -459,9 +647,12 @@ impl<R: Read> PacketReader<R> {
     /// Number the frame and turn it into a packet, or count it as skipped.
     fn packet(&mut self, f: Frame<'_>) -> Option<CapturedPacket> {
         self.frames += 1;
-        let Some((header_len, l2_direction)) = strip_link(f.linktype, f.data) else {
-            self.skipped += 1;
-            return None;
+        let (header_len, l2_direction) = match strip_link(f.linktype, f.data) {
+            Ok(found) => found,
+            Err(reason) => {
+                self.skip(reason);
+                return None;
+            }
         };
         let data = f.data.get(header_len..).unwrap_or_default().to_vec();
         let direction = match f.flags.map(|fl| fl & 0b11) {
@@ -490,6 +681,18 @@ impl<R: Read> PacketReader<R> {
         );
         p.rule = info.rule;
         Some(p)
+    }
+
+    /// Count the current frame as skipped for `reason`.
+    fn skip(&mut self, reason: SkipReason) {
+        self.skipped += 1;
+        let frame = self.frames;
+        match self.skipped_frames.last_mut() {
+            Some(last) if last.reason == reason && *last.frames.end() + 1 == frame => {
+                last.frames = *last.frames.start()..=frame;
+            }
+            _ => self.skipped_frames.push(Skipped { frames: frame..=frame, reason }),
+        }
     }
 
     fn next_packet(&mut self) -> Result<Option<CapturedPacket>, PcapError> {
@@ -554,11 +757,13 @@ fn options(endian: Endian, b: &[u8], base: u64) -> Result<Vec<(u16, &[u8])>, Str
 }
 
 /// Where the IP packet starts in a frame of `linktype`, and the direction the
-/// link layer tells; `None` when the frame is not IPv4/IPv6.
-fn strip_link(linktype: u16, d: &[u8]) -> Option<(usize, Option<Direction>)> {
+/// link layer tells; why not when the frame is not IPv4/IPv6.
+fn strip_link(linktype: u16, d: &[u8]) -> Result<(usize, Option<Direction>), SkipReason> {
     const IPV4: u16 = 0x0800;
     const IPV6: u16 = 0x86dd;
-    let is_ip = |proto: u16| proto == IPV4 || proto == IPV6;
+    let short = SkipReason::Short { linktype };
+    let not_ip = |protocol: u32| SkipReason::NotIp { linktype, protocol: Some(protocol) };
+    let ip = |proto: u16| if proto == IPV4 || proto == IPV6 { Ok(()) } else { Err(not_ip(proto.into())) };
     // Linux packet types: host, broadcast, multicast, other host, outgoing.
     let sll_direction = |t: u16| match t {
         0..=2 => Some(Direction::Inbound),
@@ -566,30 +771,41 @@ fn strip_link(linktype: u16, d: &[u8]) -> Option<(usize, Option<Direction>)> {
         _ => None,
     };
     match linktype {
-        101 | 12 => matches!(d.first().map(|b| b >> 4), Some(4 | 6)).then_some((0, None)),
-        228 | 229 => Some((0, None)),
+        101 | 12 => match d.first().map(|b| b >> 4) {
+            Some(4 | 6) => Ok((0, None)),
+            Some(v) => Err(not_ip(v.into())),
+            None => Err(short),
+        },
+        228 | 229 => Ok((0, None)),
         1 => {
             let mut at = 12;
             loop {
-                match be16(d, at)? {
+                match be16(d, at).ok_or(short)? {
                     0x8100 | 0x88a8 | 0x9100 => at += 4,
-                    t if is_ip(t) => return Some((at + 2, None)),
-                    _ => return None,
+                    t => return ip(t).map(|()| (at + 2, None)),
                 }
             }
         }
-        113 => is_ip(be16(d, 14)?).then(|| (16, sll_direction(be16(d, 0).unwrap_or(3)))),
+        113 => {
+            ip(be16(d, 14).ok_or(short)?)?;
+            Ok((16, sll_direction(be16(d, 0).unwrap_or(3))))
+        }
         276 => {
-            let packet_type = *d.get(10)?;
-            d.get(19)?;
-            is_ip(be16(d, 0)?).then(|| (20, sll_direction(packet_type.into())))
+            let packet_type = *d.get(10).ok_or(short)?;
+            d.get(19).ok_or(short)?;
+            ip(be16(d, 0).ok_or(short)?)?;
+            Ok((20, sll_direction(packet_type.into())))
         }
         0 | 108 => {
-            let b: [u8; 4] = d.get(..4)?.try_into().ok()?;
+            let b: [u8; 4] = d.get(..4).ok_or(short)?.try_into().map_err(|_| short)?;
             // NULL stores the address family in the writer's byte order, LOOP in big endian.
             let family = u32::from_le_bytes(b).min(u32::from_be_bytes(b));
-            matches!(family, 2 | 10 | 24 | 28 | 30).then_some((4, None))
+            if matches!(family, 2 | 10 | 24 | 28 | 30) {
+                Ok((4, None))
+            } else {
+                Err(not_ip(family))
+            }
         }
-        _ => None,
+        _ => Err(SkipReason::LinkType(linktype)),
     }
 }

@@ -6,7 +6,7 @@ mod common;
 
 use common::golden_packets;
 use pidcap_packet::{Direction, Verdict};
-use pidcap_pcapfile::{read_packets, PacketReader};
+use pidcap_pcapfile::{describe_skipped, read_packets, PacketReader, PcapError, SkipReason};
 
 /// A tiny pcapng builder with a chosen byte order.
 struct Ng {
@@ -150,6 +150,78 @@ fn link_layers_are_stripped_and_non_ip_frames_skipped() {
     }
     assert_eq!(ps[1].direction, Direction::Outbound, "SLL outgoing");
     assert_eq!(ps[2].direction, Direction::Inbound, "SLL2 host");
+    // Which frames were skipped, and why, by frame number.
+    let skipped: Vec<_> = r.skipped_frames().iter().map(|s| (s.frames.clone(), s.reason)).collect();
+    assert_eq!(
+        skipped,
+        [
+            (2..=2, SkipReason::NotIp { linktype: 1, protocol: Some(0x0806) }),
+            (7..=7, SkipReason::NotIp { linktype: 101, protocol: Some(1) }),
+            (8..=8, SkipReason::LinkType(147)),
+        ]
+    );
+    assert_eq!(r.frames(), 8);
+    assert_eq!(
+        describe_skipped(r.skipped_frames()),
+        [
+            "frame 2 skipped: not an IPv4 or IPv6 packet (ethertype 0x0806, ARP)",
+            "frame 7 skipped: not an IPv4 or IPv6 packet (IP version 1)",
+            "frame 8 skipped: link type 147 (USER0) is not one pidcap reads (it reads RAW, IPV4, IPV6, ETHERNET, \
+             LINUX_SLL, LINUX_SLL2, NULL and LOOP)",
+        ]
+    );
+}
+
+#[test]
+fn consecutive_skipped_frames_are_one_run_and_lists_stay_short() {
+    let ip = ip_packet(0);
+    let mut arp = vec![0xaa; 12];
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0]);
+    let mut eth_ip = vec![0xaa; 12];
+    eth_ip.extend_from_slice(&[0x08, 0x00]);
+    eth_ip.extend_from_slice(&ip);
+    let mut ng = Ng { big: false, out: Vec::new() };
+    ng.shb();
+    ng.idb(1, &[]);
+    // Frames 1-3 ARP, 4 IP, then ARP and IP alternating up to frame 40.
+    for f in 1..=40u64 {
+        let ip_frame = f == 4 || (f > 4 && f % 2 == 0);
+        ng.epb(0, f, if ip_frame { &eth_ip } else { &arp }, &[]);
+    }
+    let c = PacketReader::new(&ng.out[..]).unwrap().read_to_end().unwrap();
+    assert_eq!((c.frames, c.packets.len()), (40, 19));
+    assert!(c.cut.is_none());
+    assert_eq!(c.skipped[0].frames, 1..=3);
+    assert_eq!(c.skipped.len(), 1 + 18);
+    assert_eq!(
+        describe_skipped(&c.skipped),
+        ["frames 1-3, 5, 7, 9, 11, 13, 15, 17, 19, 21, and 9 more skipped: not an IPv4 or IPv6 packet (ethertype 0x0806, ARP)"]
+    );
+    assert_eq!(c.packets.iter().map(|p| p.id).take(3).collect::<Vec<_>>(), [4, 6, 8], "ids are frame numbers");
+}
+
+#[test]
+fn a_file_cut_inside_its_last_block_reads_up_to_it_and_says_where() {
+    let ip = ip_packet(0);
+    let mut ng = Ng { big: false, out: Vec::new() };
+    ng.shb();
+    ng.idb(101, &[]);
+    for f in 1..=5 {
+        ng.epb(0, f, &ip, &[]);
+    }
+    let full = ng.out.len();
+    for cut in [full - 1, full - ip.len(), full - 40] {
+        let c = PacketReader::new(&ng.out[..cut]).unwrap().read_to_end().unwrap();
+        assert_eq!(c.packets.len(), 4, "cut at {cut}");
+        let e = c.cut.expect("the cut is reported");
+        assert!(matches!(e, PcapError::Truncated { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("truncated pcapng Enhanced Packet Block at byte offset"), "{e}");
+    }
+    // Any other error is still one.
+    let mut bad = ng.out.clone();
+    let last_epb = full - (12 + 20 + ip.len().next_multiple_of(4));
+    bad[last_epb + 4] = 3;
+    assert!(PacketReader::new(&bad[..]).unwrap().read_to_end().is_err());
 }
 
 #[test]

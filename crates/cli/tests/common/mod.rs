@@ -4,6 +4,7 @@
 //! `require!(...)` and its namespace is a [`NetNs`], both from pidcap-testkit.
 #![allow(dead_code)]
 
+#[allow(unused_imports)] // not every test file needs both
 pub use pidcap_testkit::{require, NetNs};
 
 use pidcap_packet::CapturedPacket;

@@ -1,0 +1,302 @@
+//! Capture files on disk: created private and never through a link
+//! ([`create`]), written in whole blocks and cut back to the last complete
+//! one when a write fails ([`CaptureFile`]), and the [`PacketOutput`] over
+//! one ([`FileOutput`]).
+//!
+//! # Creating an output file ([`create`])
+//!
+//! * A new file is created with `O_EXCL` and given exactly `mode` (0600 by
+//!   default in pidcap: captured traffic is private), whatever the umask.
+//! * An existing path is opened with `O_NOFOLLOW`: a symbolic link is
+//!   refused, dangling or not (a link planted in `/tmp` cannot redirect a
+//!   write by root). A regular file is refused when it has other hard links,
+//!   or when it belongs to another user in a sticky directory (`/tmp`: a file
+//!   planted there for root to fill); otherwise it is truncated and given
+//!   `mode`. A FIFO or a character device (`/dev/null`) is written as it is.
+//!   Anything else (a directory, a block device, a socket) is refused.
+//!
+//! # Writing in blocks ([`CaptureFile`])
+//!
+//! The pcap and pcapng writers hand over each header and each packet with
+//! one `write_all`; a [`CaptureFile`] takes every `write` whole (it never
+//! accepts part of a buffer), so each `write` is one block. It buffers blocks
+//! and writes them out on `flush` (or when 1 MiB is buffered). When writing
+//! fails (a full disk), the file is cut back to the end of its last complete
+//! block, so that it reads without error, and [`CaptureFile::blocks`] says how
+//! many blocks it holds; every later write fails.
+
+use crate::{Format, PacketOutput, PacketWriter, PcapError, RecordRef, WriterOptions};
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{self, ErrorKind, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The mode of capture and export files unless the user asks otherwise.
+pub const DEFAULT_FILE_MODE: u32 = 0o600;
+
+/// Bytes buffered before they are written out.
+const BUFFER: usize = 1 << 20;
+
+/// Parse a file mode given on the command line: octal, `600`, `0600` or
+/// `0o600`, at most `0777` (no setuid, setgid or sticky bits).
+pub fn parse_file_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    let mode = u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|_| !digits.is_empty() && digits.len() <= 4)
+        .ok_or_else(|| format!("{s:?} is not an octal file mode like 600 or 0640"))?;
+    if mode > 0o777 {
+        return Err(format!("{s:?}: only permission bits (at most 0777) can be given"));
+    }
+    Ok(mode)
+}
+
+fn refused(kind: ErrorKind, why: String) -> io::Error {
+    io::Error::new(kind, why)
+}
+
+/// Open `path` for writing as the module documentation says; the file, and
+/// whether this call created it. Refusals are [`io::Error`]s whose message
+/// says why (the caller names the path).
+pub fn create(path: &Path, mode: u32) -> io::Result<(File, bool)> {
+    // A path that disappears between the two opens is tried again, a few times.
+    for _ in 0..8 {
+        match OpenOptions::new().write(true).create_new(true).mode(mode).custom_flags(libc::O_NOFOLLOW).open(path) {
+            Ok(f) => {
+                f.set_permissions(Permissions::from_mode(mode))?;
+                return Ok((f, true));
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        match OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(path) {
+            Ok(f) => return existing(path, f, mode).map(|f| (f, false)),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(refused(
+                    ErrorKind::InvalidInput,
+                    "it is a symbolic link, and pidcap does not write through one (remove it, or choose another name)"
+                        .into(),
+                ))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(refused(ErrorKind::Other, "it keeps appearing and disappearing; giving up".into()))
+}
+
+/// Check an existing file opened without following a link; truncate and
+/// chmod it when it is a regular file pidcap may replace.
+fn existing(path: &Path, f: File, mode: u32) -> io::Result<File> {
+    let meta = f.metadata()?;
+    let kind = meta.file_type();
+    if kind.is_fifo() || kind.is_char_device() {
+        return Ok(f);
+    }
+    if !kind.is_file() {
+        return Err(refused(ErrorKind::InvalidInput, "it is not a regular file, a FIFO or a character device".into()));
+    }
+    if meta.nlink() > 1 {
+        return Err(refused(
+            ErrorKind::InvalidInput,
+            format!(
+                "it has {} hard links: refusing to overwrite a file that has other names (remove it, or choose another name)",
+                meta.nlink()
+            ),
+        ));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let sticky = std::fs::metadata(dir).map(|d| d.mode() & 0o1000 != 0)?;
+        if sticky {
+            return Err(refused(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "it belongs to uid {}, in a sticky directory where anyone may create files: refusing to write into \
+                     another user's file there (remove it, or choose another name)",
+                    meta.uid()
+                ),
+            ));
+        }
+    }
+    f.set_len(0)?;
+    f.set_permissions(Permissions::from_mode(mode))?;
+    Ok(f)
+}
+
+/// A file written in whole blocks, cut back to the last complete block when
+/// a write fails. See the module documentation.
+#[derive(Debug)]
+pub struct CaptureFile {
+    file: File,
+    path: PathBuf,
+    created: bool,
+    buf: Vec<u8>,
+    /// Where each block in `buf` ends.
+    ends: Vec<usize>,
+    /// Bytes in the file: whole blocks only.
+    len: u64,
+    blocks: u64,
+    failed: bool,
+}
+
+impl CaptureFile {
+    /// [`create`] `path` with `mode`.
+    pub fn create(path: &Path, mode: u32) -> io::Result<CaptureFile> {
+        let (file, created) = create(path, mode)?;
+        Ok(CaptureFile::from_file(file, path, created))
+    }
+
+    /// Write blocks into an open file from its current position (tests, or
+    /// a file opened otherwise).
+    pub fn from_file(file: File, path: &Path, created: bool) -> CaptureFile {
+        CaptureFile {
+            file,
+            path: path.to_path_buf(),
+            created,
+            buf: Vec::with_capacity(64 * 1024),
+            ends: Vec::new(),
+            len: 0,
+            blocks: 0,
+            failed: false,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when [`CaptureFile::create`] made the file (it did not exist).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// Complete blocks written to the file (after a failed write: the ones it kept).
+    pub fn blocks(&self) -> u64 {
+        self.blocks
+    }
+
+    /// True once a write has failed (the file was cut back; nothing more is written).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    fn write_out(&mut self) -> io::Result<()> {
+        let mut done = 0;
+        let result = loop {
+            if done == self.buf.len() {
+                break Ok(());
+            }
+            match self.file.write(&self.buf[done..]) {
+                Ok(0) => break Err(io::Error::from(ErrorKind::WriteZero)),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let whole = self.ends.iter().take_while(|&&end| end <= done).count();
+        let keep = if whole == 0 { 0 } else { self.ends[whole - 1] };
+        self.blocks += whole as u64;
+        self.len += keep as u64;
+        self.buf.clear();
+        self.ends.clear();
+        if result.is_err() {
+            self.failed = true;
+            if keep < done {
+                // Not possible on a FIFO or a device: nothing to cut there.
+                let _ = self.file.set_len(self.len);
+            }
+        }
+        result
+    }
+}
+
+impl Write for CaptureFile {
+    /// Take all of `b` as one block (never part of it).
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::other("an earlier write to this file failed"));
+        }
+        if !self.buf.is_empty() && self.buf.len() + b.len() > BUFFER {
+            self.write_out()?;
+        }
+        self.buf.extend_from_slice(b);
+        self.ends.push(self.buf.len());
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("an earlier write to this file failed"));
+        }
+        self.write_out()
+    }
+}
+
+impl Drop for CaptureFile {
+    fn drop(&mut self) {
+        if !self.failed {
+            let _ = self.write_out();
+        }
+    }
+}
+
+/// A capture file as a [`PacketOutput`]: the headers are written (and
+/// flushed) when it is made, so a full disk shows before any packet.
+#[derive(Debug)]
+pub struct FileOutput {
+    w: PacketWriter<CaptureFile>,
+    /// Blocks of the file header(s): SHB + IDB, or the pcap header.
+    headers: u64,
+}
+
+impl FileOutput {
+    /// Write `format`'s header(s) to `file` and push them to the disk.
+    pub fn new(format: Format, file: CaptureFile, opts: &WriterOptions) -> Result<FileOutput, PcapError> {
+        let mut w = PacketWriter::new(format, file, opts)?;
+        w.flush()?;
+        let headers = w.get_ref().blocks();
+        Ok(FileOutput { w, headers })
+    }
+
+    pub fn file(&self) -> &CaptureFile {
+        self.w.get_ref()
+    }
+}
+
+impl PacketOutput for FileOutput {
+    fn write_record(&mut self, r: &RecordRef<'_>) -> Result<(), PcapError> {
+        self.w.write_record(r)
+    }
+
+    fn flush(&mut self) -> Result<(), PcapError> {
+        self.w.flush()
+    }
+
+    fn finish(self: Box<Self>) -> Result<(), PcapError> {
+        self.w.into_inner().map(drop)
+    }
+
+    /// The packets in the file.
+    fn packets_kept(&self) -> Option<u64> {
+        Some(self.file().blocks().saturating_sub(self.headers))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_modes_parse_as_octal_permission_bits() {
+        assert_eq!(parse_file_mode("600"), Ok(0o600));
+        assert_eq!(parse_file_mode("0640"), Ok(0o640));
+        assert_eq!(parse_file_mode("0o644"), Ok(0o644));
+        assert_eq!(parse_file_mode("0"), Ok(0));
+        for bad in ["", "0o", "8", "rw", "4755", "01777", "77777", "-600"] {
+            assert!(parse_file_mode(bad).is_err(), "{bad:?}");
+        }
+    }
+}
