@@ -281,7 +281,7 @@ fn parse(spec: &str, default_action: Action) -> Result<Rule, RuleError> {
                 if std::mem::replace(&mut net, true) {
                     return Err(dup(p, "address"));
                 }
-                rule.net = Some(parse_net(p).map_err(|why| RuleError::new(spec, Some(p), why.to_string()))?);
+                rule.net = Some(parse_net(p).map_err(|why| RuleError::new(spec, Some(p), why.after(p)))?);
             }
             _ => {
                 return Err(RuleError::new(

@@ -113,6 +113,21 @@ pub enum NetError {
     BadPrefix { text: String, max: u8 },
 }
 
+impl NetError {
+    /// The message as a phrase that follows `input` (the text that was parsed),
+    /// e.g. "`300.1.1.1` is not an IPv4 address", without naming the
+    /// address a second time when it is the whole input.
+    pub fn after(&self, input: &str) -> String {
+        match self {
+            NetError::NotIpv4(a) if a == input => "is not an IPv4 address".into(),
+            NetError::NotIpv6(a) if a == input => "is not an IPv6 address".into(),
+            NetError::NotIpv4(a) => format!("has `{a}`, which is not an IPv4 address"),
+            NetError::NotIpv6(a) => format!("has `{a}`, which is not an IPv6 address"),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Parse `10.0.0.0/8`, `1.2.3.4`, `[::1]`, `[fd00::]/8` or `[fd00::/8]`
 /// (IPv6 in brackets, as in the rules' SPEC where `:` separates parts).
 pub fn parse_net(s: &str) -> Result<IpNet, NetError> {
@@ -199,6 +214,9 @@ mod tests {
         assert_eq!(parse_net("[::1/8]/9"), Err(NetError::TwoPrefixes));
         assert_eq!(parse_net("[1.2.3.4]"), Err(NetError::NotIpv6("1.2.3.4".into())));
         assert_eq!(parse_net("10.0.0"), Err(NetError::NotIpv4("10.0.0".into())));
+        // Said once, after the text it is about.
+        assert_eq!(parse_net("300.1.1.1").unwrap_err().after("300.1.1.1"), "is not an IPv4 address");
+        assert_eq!(parse_net("10.0.0/8").unwrap_err().after("10.0.0/8"), "has `10.0.0`, which is not an IPv4 address");
         assert_eq!(parse_net("10.0.0.0/33").unwrap_err().to_string(), "has prefix length `33`, expected 0..=32");
         assert_eq!(parse_net_lenient("fd00::1/8").unwrap().to_string(), "[fd00::]/8");
         assert_eq!("::1".parse::<IpNet>().unwrap(), n("[::1]"));
