@@ -186,19 +186,11 @@ fn a_process_given_an_exited_targets_pid_is_neither_captured_nor_blocked_and_the
     successor.exit();
 }
 
-/// The BPF program ids `pid` holds (program and link descriptors list `prog_id:` in fdinfo).
-fn holds_programs(pid: u32) -> bool {
-    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
-        .map(|d| d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).any(|info| info.contains("prog_id:")))
-        .unwrap_or(false)
-}
-
-/// Does `pid` hold a pidfd?
-fn holds_pidfd(pid: u32) -> bool {
+/// Does `pid` hold a file descriptor whose link text contains `what`?
+/// (`anon_inode:bpf-map`, `anon_inode:bpf_link`...)
+fn holds_fd(pid: u32, what: &str) -> bool {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| {
-            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok()).any(|l| l.to_string_lossy().contains("[pidfd]"))
-        })
+        .map(|d| d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok()).any(|l| l.to_string_lossy().contains(what)))
         .unwrap_or(false)
 }
 
@@ -214,14 +206,15 @@ fn a_target_that_exits_before_the_capture_starts_is_refused_and_its_successor_le
     let mut successor = Helper::start(&ns, &["successor", &x.to_string(), "127.0.0.1", &tcp_port, &udp_port, "6"]);
     assert_eq!(successor.report()["ready"], true);
 
-    // pidcap is stopped once it holds X (the user named it) and before it
-    // has loaded its programs: X exits then, and its pid goes to another.
+    // pidcap is stopped while it loads its programs: it has taken the pid
+    // the user named, and has not attached anything yet. X exits then, and
+    // its pid goes to another process.
     let mut cap =
         Capturing::spawn(pidcap().args(["capture", "--pid", &x.to_string(), "--block", &format!("tcp:{tcp_port}")]));
     let pidcap_pid = cap.child.id();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !holds_pidfd(pidcap_pid) {
-        assert!(Instant::now() < deadline, "pidcap never held a pidfd of its target");
+    while !holds_fd(pidcap_pid, "bpf-map") {
+        assert!(Instant::now() < deadline, "pidcap never created its eBPF maps");
         std::thread::sleep(Duration::from_micros(200));
     }
     cap.signal(libc::SIGSTOP);
@@ -230,7 +223,7 @@ fn a_target_that_exits_before_the_capture_starts_is_refused_and_its_successor_le
         assert!(Instant::now() < deadline, "pidcap did not stop");
         std::thread::sleep(Duration::from_millis(1));
     }
-    assert!(!holds_programs(pidcap_pid), "pidcap had loaded its programs already: the test came too late");
+    assert!(!holds_fd(pidcap_pid, "bpf_link"), "pidcap had attached its programs already: the test came too late");
     target.exit();
     successor.take_pid(x, "");
     cap.signal(libc::SIGCONT);
