@@ -237,6 +237,65 @@ fn a_target_that_exits_before_the_capture_starts_is_refused_and_its_successor_le
     successor.exit();
 }
 
+/// `pidcap ctl --json --socket SOCK ARGS`, its stdout's JSON lines.
+fn ctl(sock: &std::path::Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = run_ok(pidcap().args(["ctl", "--json", "--socket"]).arg(sock).args(args));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn daemon_packets(sock: &std::path::Path) -> Vec<pidcap_packet::CapturedPacket> {
+    ctl(sock, &["packets"]).into_iter().map(|v| serde_json::from_value(v).unwrap()).collect()
+}
+
+#[test]
+fn the_daemon_neither_captures_nor_blocks_a_process_given_its_exited_targets_pid() {
+    require!(Root, Tool("ip"), Tool("python3"));
+    let ns = NetNs::new("reuse-daemon");
+    let scratch = Scratch::new("reuse-daemon");
+    let tcp = ns.server(&["tcp-server", "127.0.0.1", "0"]);
+    let udp = ns.server(&["udp-server", "127.0.0.1", "0"]);
+    let (tcp_port, udp_port) = (tcp.port.to_string(), udp.port.to_string());
+    let mut target = Helper::start(&ns, &["target", "127.0.0.1", &tcp_port, &udp_port]);
+    let x = target.ready_pid();
+    let mut successor = Helper::start(&ns, &["successor", &x.to_string(), "127.0.0.1", &tcp_port, &udp_port, "6"]);
+    assert_eq!(successor.report()["ready"], true);
+
+    let sock = scratch.path("pidcap.sock");
+    let _daemon = Capturing::spawn(pidcap().args(["daemon", "--socket"]).arg(&sock));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "the daemon never made its socket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ctl(&sock, &["filter", "add", "--block", &format!("tcp:{tcp_port}")]);
+    ctl(&sock, &["start", "--pid", &x.to_string()]);
+    target.send("go");
+    assert_eq!(target.report()["connect"], "EPERM", "X's rule is in force");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon_packets(&sock).len() < 2 {
+        assert!(Instant::now() < deadline, "the daemon never held X's datagram and its echo");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    target.exit();
+    successor.take_pid(x, "connect");
+    let r = successor.report();
+    assert_eq!(r["connected"], 6, "the successor was blocked by X's rule: {r}");
+    let state = &ctl(&sock, &["state"])[0];
+    assert_eq!(state["running"], true, "{state}");
+    let targets = state["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "only X, no successor: {state}");
+    assert_eq!(targets[0]["pid"].as_u64(), Some(u64::from(x)));
+    assert_eq!(targets[0]["alive"], false, "X is reported alive because its pid is: {state}");
+    let packets = daemon_packets(&sock);
+    for p in &packets {
+        let payload = String::from_utf8_lossy(p.payload());
+        assert!(payload.ends_with("from-target"), "packet {} is not X's: {payload:?}", p.id);
+    }
+    assert_eq!(packets.len(), 2, "X's datagram and its echo, nothing of the successor");
+    successor.exit();
+}
+
 /// Packets the kernel layer has pushed so far: (pid, IP packet).
 fn drain(backend: &mut EbpfBackend) -> Vec<(u32, Vec<u8>)> {
     let mut got = Vec::new();
