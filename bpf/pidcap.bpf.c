@@ -687,11 +687,12 @@ int pidcap_fork(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tracepoint/sched_process_exit")
 int pidcap_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct task_struct *task = (struct task_struct *)ctx->args[0];
-	__u32 tgid = BPF_CORE_READ(task, tgid);
+	/* do_exit runs in the exiting task: it is current. */
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct pidcap_target *t = bpf_map_lookup_elem(&targets, &tgid);
 	if (!t)
 		return 0;
+	struct task_struct *task = (struct task_struct *)ctx->args[0];
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0; /* other threads of the process still run */
 	if (t->key && t->key != task_key(task))

@@ -80,9 +80,10 @@ pub struct Tick {
     /// Packets handed over in this step, or why the kernel ring could not be
     /// read (the timers below ran anyway).
     pub drained: Result<usize>,
-    /// Set when the targets were checked in this step: the live ones (dead
-    /// ones were removed from the kernel's set, so a reused pid is not
-    /// captured by mistake), or why they could not be listed.
+    /// Set when the targets were checked in this step: the pids of the live
+    /// ones (those that exited, by their pidfd or the kernel's mark, never by
+    /// their pid, were removed from the kernel's set; see
+    /// [`Capture::live_targets`]), or why they could not be listed.
     pub live: Option<Result<Vec<u32>>>,
     /// The counters' interval has passed (see [`Schedule::counters`]).
     pub counters_due: bool,
