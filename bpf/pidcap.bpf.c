@@ -18,7 +18,13 @@
  *    evaluate the filter rules, push the packet into the "ring" ring buffer
  *    and return 0 (drop) for a blocked packet.
  *  - raw_tracepoint/sched_process_fork makes the children of a target that
- *    asked for it targets too.
+ *    asked for it targets too; raw_tracepoint/sched_process_exit marks a
+ *    target whose last thread exited.
+ *  - A process is named by its tgid AND a key that is never reused (the
+ *    pidfs inode number of its pid, pidcap_target.key): owner records carry
+ *    both, and a socket's packets belong to a target only when both match.
+ *    A tgid is given to another process once the old one is gone; its
+ *    stale entry in "targets" then matches nothing of the new process.
  *
  * Every outcome is counted in the per-CPU "counters" array (pidcap_abi.h).
  */
@@ -26,6 +32,7 @@
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 #include "pidcap_abi.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -116,27 +123,106 @@ static __always_inline struct pidcap_config *get_config(void)
 	return bpf_map_lookup_elem(&config, &zero);
 }
 
+/* ---- who a process is: tgid and key ---- */
+
+/* Only the fields read here; clang records CO-RE relocations for them and
+ * the loader resolves their offsets against the running kernel's BTF. */
+typedef struct {
+	int counter;
+} atomic_t;
+
+struct pid {
+	__u64 ino; /* pidfs inode number (6.9+) */
+} __attribute__((preserve_access_index));
+
+#define PIDTYPE_TGID 1
+struct signal_struct {
+	atomic_t live; /* threads that have not exited yet */
+	struct pid *pids[4];
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	int pid;
+	int tgid;
+	struct signal_struct *signal;
+} __attribute__((preserve_access_index));
+
+/* The key of a task's process (pidcap_target.key): the pidfs inode number of
+ * its thread group's pid, which is what fstat() of a pidfd of that process
+ * gives userspace. For task pointers that are plain integers (raw
+ * tracepoint arguments): read through bpf_probe_read_kernel. */
+static __always_inline __u64 task_key(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(struct pid, ino))
+		return 0;
+	return BPF_CORE_READ(task, signal, pids[PIDTYPE_TGID], ino);
+}
+
+/* The key of the current process (cgroup hooks run in the caller's context). */
+static __always_inline __u64 current_key(void)
+{
+	if (!bpf_core_field_exists(struct pid, ino))
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	return task->signal->pids[PIDTYPE_TGID]->ino;
+}
+
+/* Does target entry t stand for the process with this key? With a key, only
+ * that process matches, alive or exited (its sockets' last packets are its
+ * own). Without one (no pidfs), the entry matches its tgid until the
+ * process exits. */
+static __always_inline int same_process(const struct pidcap_target *t, __u64 key)
+{
+	if (t->key)
+		return t->key == key;
+	return !t->exited;
+}
+
+/* The target entry of process (tgid, key), if it is one. */
+static __always_inline struct pidcap_target *target_of(__u32 tgid, __u64 key)
+{
+	struct pidcap_target *t = bpf_map_lookup_elem(&targets, &tgid);
+	if (t && same_process(t, key))
+		return t;
+	return 0;
+}
+
+/* Make (tgid, key) a target with these flags unless it is one already. An
+ * entry left by an exited process that had this tgid is replaced. */
+static __always_inline int add_target(__u32 tgid, __u64 key, __u32 flags)
+{
+	if (target_of(tgid, key))
+		return 0;
+	struct pidcap_target t = { .flags = flags, .exited = 0, .key = key };
+	return bpf_map_update_elem(&targets, &tgid, &t, BPF_ANY) == 0;
+}
+
 /* ---- socket ownership, in process context ---- */
 
-static __always_inline void remember_owner(__u64 cookie)
+/* Record the current process as the socket's owner; returns its key. */
+static __always_inline __u64 remember_owner(__u64 cookie)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 key = current_key();
 	struct pidcap_owner *cur = bpf_map_lookup_elem(&owners, &cookie);
-	if (cur && cur->tgid == tgid)
-		return; /* hot path of sendmsg: nothing changed */
+	if (cur && cur->tgid == tgid && cur->key == key)
+		return key; /* hot path of sendmsg: nothing changed */
 	if (bpf_map_lookup_elem(&injectors, &tgid))
-		return; /* pidcap resending on a target's socket: the owner stays */
+		return key; /* pidcap resending on a target's socket: the owner stays */
 
-	struct pidcap_owner o = { .tgid = tgid };
+	/* A new owner, or a process that was given the tgid of the old one (a
+	 * socket inherited from it): either way the socket is this process's now. */
+	struct pidcap_owner o = { .tgid = tgid, .key = key };
 	bpf_get_current_comm(o.comm, sizeof(o.comm));
 
 	/* A process whose name is a target becomes a target itself. */
 	struct pidcap_target *by_comm = bpf_map_lookup_elem(&target_comms, o.comm);
 	if (by_comm)
-		bpf_map_update_elem(&targets, &tgid, by_comm, BPF_NOEXIST);
+		add_target(tgid, key, by_comm->flags);
 
 	if (bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY))
 		count(PIDCAP_CNT_OWNER_FULL);
+	return key;
 }
 
 SEC("cgroup/sock_create")
@@ -474,7 +560,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
 			return 1;
 		}
 	}
-	if (!bpf_map_lookup_elem(&targets, &o->tgid))
+	if (!target_of(o->tgid, o->key))
 		return 1;
 	count(PIDCAP_CNT_TARGET);
 
@@ -514,10 +600,9 @@ int pidcap_egress(struct __sk_buff *skb)
 
 static __always_inline int sock_addr_check(struct bpf_sock_addr *ctx, int v6)
 {
-	__u64 cookie = bpf_get_socket_cookie(ctx);
-	remember_owner(cookie);
+	__u64 key = remember_owner(bpf_get_socket_cookie(ctx));
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!bpf_map_lookup_elem(&targets, &tgid))
+	if (!target_of(tgid, key))
 		return 1;
 	struct pidcap_config *cfg = get_config();
 	if (!(ruleset(cfg) & PIDCAP_RULESET_COUNT_MASK))
@@ -568,32 +653,50 @@ int pidcap_recvmsg6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
-/* ---- following children ---- */
+/* ---- following children, and exits ---- */
 
-/* Only the two fields read here; clang records CO-RE relocations for them and
- * the loader resolves their offsets against the running kernel's BTF. */
-struct task_struct {
-	int pid;
-	int tgid;
-} __attribute__((preserve_access_index));
-
+/* Runs in the parent before the child first runs (so before it can exit). */
 SEC("raw_tracepoint/sched_process_fork")
 int pidcap_fork(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *parent = (struct task_struct *)ctx->args[0];
 	struct task_struct *child = (struct task_struct *)ctx->args[1];
-	int ptgid = 0, ctgid = 0;
-	bpf_probe_read_kernel(&ptgid, sizeof(ptgid), &parent->tgid);
-	bpf_probe_read_kernel(&ctgid, sizeof(ctgid), &child->tgid);
+	int ptgid = BPF_CORE_READ(parent, tgid);
+	int ctgid = BPF_CORE_READ(child, tgid);
 	if (ptgid == ctgid)
 		return 0; /* a new thread, not a new process */
-	__u32 key = ptgid;
-	struct pidcap_target *t = bpf_map_lookup_elem(&targets, &key);
+	__u32 pkey = ptgid;
+	struct pidcap_target *t = bpf_map_lookup_elem(&targets, &pkey);
 	if (!t || !(t->flags & PIDCAP_TARGET_FOLLOW_CHILDREN))
 		return 0;
-	struct pidcap_target nt = *t;
-	__u32 ckey = ctgid;
-	if (bpf_map_update_elem(&targets, &ckey, &nt, BPF_NOEXIST) == 0)
+	if (!same_process(t, task_key(parent)))
+		return 0; /* the entry of an exited process that had this tgid */
+	if (add_target(ctgid, task_key(child), t->flags))
 		count(PIDCAP_CNT_FORKED);
+	return 0;
+}
+
+/*
+ * Every thread's exit, on the whole machine: the lookup is all most of them
+ * cost. When the last thread of a target's process exits (signal->live has
+ * dropped to 0: do_exit decrements it before this tracepoint), the entry is
+ * marked exited, before the process can be reaped and its tgid given to
+ * another one. Userspace removes marked entries; until then they only match
+ * the exited process's own sockets (their FINs, sent as exit closes them).
+ */
+SEC("raw_tracepoint/sched_process_exit")
+int pidcap_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	/* do_exit runs in the exiting task: it is current. */
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct pidcap_target *t = bpf_map_lookup_elem(&targets, &tgid);
+	if (!t)
+		return 0;
+	struct task_struct *task = (struct task_struct *)ctx->args[0];
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0; /* other threads of the process still run */
+	if (t->key && t->key != task_key(task))
+		return 0; /* not this process's entry (cannot happen while it holds the tgid) */
+	t->exited = 1;
 	return 0;
 }

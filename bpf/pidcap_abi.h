@@ -46,10 +46,13 @@ enum pidcap_counter {
 	PIDCAP_CNT__MAX = 16,
 };
 
-/* Value of the "owners" map (key: socket cookie) and of "port_owners". */
+/* Value of the "owners" map (key: socket cookie) and of "port_owners".
+ * tgid and key together name the process: the tgid can be given to another
+ * process once this one has exited, the key cannot. */
 struct pidcap_owner {
 	__u32 tgid;
 	__u32 _pad;
+	__u64 key; /* see pidcap_target.key */
 	char comm[PIDCAP_COMM_LEN];
 };
 
@@ -65,10 +68,22 @@ struct pidcap_port_owner {
 	__u64 cookie;
 };
 
-/* Value of the "targets" map (key: tgid) and "target_comms" (key: comm[16]). */
+/* Value of the "targets" map (key: tgid) and "target_comms" (key: comm[16];
+ * only flags is used there). */
 #define PIDCAP_TARGET_FOLLOW_CHILDREN 1
 struct pidcap_target {
-	__u32 flags;
+	__u32 flags;  /* PIDCAP_TARGET_* */
+	/* Set by the kernel (sched_process_exit) when the last thread of the
+	 * process has exited. The entry still matches the process's own sockets
+	 * (a FIN sent when exit closes them) until userspace removes it. */
+	__u32 exited;
+	/* The process's identity beside its tgid: the inode number of its pid in
+	 * pidfs (what fstat() of a pidfd gives; never reused while the system
+	 * runs). A packet or call matches the entry only if its owner has the
+	 * same key, so the entry of an exited process never matches the next
+	 * process given its pid. 0 on kernels without pidfs (before 6.9): the
+	 * entry then matches by tgid, and only until the process exits. */
+	__u64 key;
 };
 
 /* The single entry of the "config" array map. */

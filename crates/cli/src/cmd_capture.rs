@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use pidcap_ebpf::{EbpfBackend, LoadOptions};
 use pidcap_engine::spawn::{self, Child, Output, Stdio};
 use pidcap_engine::RawPacket;
-use pidcap_engine::{Capture, CaptureOptions, Drain, EngineError, Schedule, Session};
+use pidcap_engine::{Capture, CaptureOptions, Drain, EngineError, Process, Schedule, Session};
 use pidcap_pcapfile::{
     CaptureFile, FileOutput, Format, PacketOutput, PacketWriter, PcapError, RecordRef, WriterOptions,
 };
@@ -213,18 +213,25 @@ pub fn run(args: RunArgs) -> Result<u8> {
 }
 
 pub fn capture(args: CaptureArgs) -> Result<u8> {
-    // Check the pids first: a typo should not need root to be reported.
-    let procfs = pidcap_engine::procfs::Procfs::default();
+    // Hold each process the user named from now on (a pidfd): if it exits
+    // before the capture starts, whatever is given its pid meanwhile is not
+    // it. Checked first: a typo should not need root to be reported.
+    let mut processes = Vec::with_capacity(args.pids.len());
     for &pid in &args.pids {
-        if !procfs.is_alive(pid) {
-            bail!("no process with pid {pid} (list processes with `ps -e`)");
+        match Process::open(pid) {
+            Ok(p) if !p.has_exited()? => processes.push(p),
+            Ok(_) | Err(EngineError::NoSuchProcess(_)) => {
+                bail!("no process with pid {pid} (list processes with `ps -e`)")
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot capture pid {pid}"))),
         }
     }
     let mut session = load_capture(&args.opts)?;
     let sink = Sink::open(&args.opts)?;
     let cap = session.capture_mut();
-    for &pid in &args.pids {
-        cap.add_pid(pid).map_err(|e| match e {
+    for process in processes {
+        let pid = process.pid();
+        cap.add_process(process).map_err(|e| match e {
             EngineError::NoSuchProcess(pid) => anyhow::anyhow!("process {pid} exited before the capture started"),
             e => anyhow::Error::new(e).context(format!("cannot capture pid {pid}")),
         })?;

@@ -469,11 +469,10 @@ impl Engine {
             .requested
             .iter()
             .filter(|_| self.running)
-            .map(|&pid| TargetInfo {
-                pid,
-                comm: self.procfs.comm(pid),
-                alive: self.procfs.is_alive(pid),
-                requested: true,
+            .map(|&pid| {
+                // Alive by the capture's pidfd (live_targets), not by /proc/PID: the pid may be another process's now.
+                let alive = kernel_targets.contains(&pid);
+                TargetInfo { pid, comm: alive.then(|| self.procfs.comm(pid)).flatten(), alive, requested: true }
             })
             .collect();
         for pid in kernel_targets {

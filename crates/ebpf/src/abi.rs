@@ -49,6 +49,8 @@ pub mod counter {
 pub struct Owner {
     pub tgid: u32,
     pub _pad: u32,
+    /// The process's key beside its tgid (see [`Target::key`]).
+    pub key: u64,
     pub comm: [u8; COMM_LEN],
 }
 
@@ -71,6 +73,10 @@ pub struct PortOwner {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Target {
     pub flags: u32,
+    /// Set by the kernel when the process's last thread has exited.
+    pub exited: u32,
+    /// The pidfs inode number of the process's pid (0: none, before Linux 6.9).
+    pub key: u64,
 }
 
 #[repr(C)]
@@ -114,14 +120,17 @@ const _: () = {
     // The engine's limits are the kernel's.
     assert!(RULES_PER_BANK as usize == rules::MAX_RULES);
     assert!(MAX_SNAPLEN == pidcap_engine::MAX_SNAPLEN);
-    assert!(size_of::<Owner>() == 24);
-    assert!(offset_of!(Owner, comm) == 8);
+    assert!(size_of::<Owner>() == 32);
+    assert!(offset_of!(Owner, key) == 8);
+    assert!(offset_of!(Owner, comm) == 16);
     assert!(size_of::<PortKey>() == 4);
     assert!(offset_of!(PortKey, proto) == 2);
-    assert!(size_of::<PortOwner>() == 32);
+    assert!(size_of::<PortOwner>() == 40);
     assert!(offset_of!(PortOwner, owner) == 0);
-    assert!(offset_of!(PortOwner, cookie) == 24);
-    assert!(size_of::<Target>() == 4);
+    assert!(offset_of!(PortOwner, cookie) == 32);
+    assert!(size_of::<Target>() == 16);
+    assert!(offset_of!(Target, exited) == 4);
+    assert!(offset_of!(Target, key) == 8);
     assert!(size_of::<Config>() == 16);
     assert!(offset_of!(Config, ruleset) == 12);
     assert!(size_of::<Rule>() == 32);

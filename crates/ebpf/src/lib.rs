@@ -19,8 +19,9 @@ use crate::abi::{Config, Owner, PktHdr, PortKey, PortOwner, Target};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, Program, ProgramError};
 use aya::{Btf, Ebpf, EbpfLoader};
-use pidcap_engine::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket};
+use pidcap_engine::backend::{KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket};
 use pidcap_engine::error::{EngineError, InvalidInput, Result};
+use pidcap_engine::process::{Process, TargetId};
 use pidcap_engine::procfs::{truncate_comm, Procfs, Status};
 use pidcap_engine::rules::{self, Rule};
 use pidcap_packet::{Direction, Verdict};
@@ -50,6 +51,7 @@ pub const PROGRAM_NAMES: &[&str] = &[
     "pidcap_ingress",
     "pidcap_egress",
     "pidcap_fork",
+    "pidcap_exit",
 ];
 
 /// How the kernel layer is sized.
@@ -220,10 +222,13 @@ impl EbpfBackend {
         self.config_map.set(0, self.config, 0).map_err(map_err("config"))
     }
 
-    /// Record the owner of every socket `pid` already has open (found by
+    /// Record the owner of every socket `process` already has open (found by
     /// joining /proc/PID/fd with the sock_diag dump), and of the ports it
     /// listens on, so its existing connections and accepted ones are captured.
-    fn seed_sockets(&mut self, pid: u32) -> Result<usize> {
+    /// What is read by pid is the process's if it still runs afterwards (the
+    /// caller checks).
+    fn seed_sockets(&mut self, process: &Process) -> Result<usize> {
+        let pid = process.pid();
         let inodes = match self.procfs.socket_inodes(pid) {
             Ok(i) => i,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(EngineError::NoSuchProcess(pid)),
@@ -233,7 +238,7 @@ impl EbpfBackend {
             return Ok(0);
         }
         let comm = self.procfs.comm(pid).unwrap_or_default();
-        let owner = Owner { tgid: pid, _pad: 0, comm: comm_bytes(&comm) };
+        let owner = Owner { tgid: pid, _pad: 0, key: process.key(), comm: comm_bytes(&comm) };
         let sockets = sockdiag::dump_in_netns_of(pid)
             .map_err(|e| EngineError::io(format!("sock_diag dump in the network namespace of pid {pid}"), e))?;
         let mut n = 0;
@@ -276,7 +281,7 @@ fn attach(name: &str, prog: &mut Program, cg: &File) -> Result<(), ProgramError>
         }
         Program::RawTracePoint(p) => {
             p.load()?;
-            p.attach("sched_process_fork")?;
+            p.attach(if name == "pidcap_exit" { "sched_process_exit" } else { "sched_process_fork" })?;
         }
         _ => return Err(ProgramError::UnexpectedProgramType),
     }
@@ -299,25 +304,34 @@ impl KernelBackend for EbpfBackend {
         self.write_config()
     }
 
-    fn add_target(&mut self, pid: u32, follow_children: bool) -> Result<()> {
-        if !self.procfs.is_alive(pid) {
-            return Err(EngineError::NoSuchProcess(pid));
-        }
+    fn add_target(&mut self, process: &Process, follow_children: bool) -> Result<()> {
+        let pid = process.pid();
         let flags = if follow_children { abi::TARGET_FOLLOW_CHILDREN } else { 0 };
         // Target first, then seed: a socket created in between is recorded by
-        // the sock_create hook, so none falls between the two.
-        self.targets.insert(pid, Target { flags }, 0).map_err(map_err("targets"))?;
-        let seeded = self.seed_sockets(pid);
+        // the sock_create hook, so none falls between the two. The entry holds
+        // the process's key: the programs match it only to sockets whose
+        // recorded owner has that key, so even if the pid were someone else's
+        // by now, nothing of theirs would be captured.
+        let entry = Target { flags, exited: 0, key: process.key() };
+        self.targets.insert(pid, entry, 0).map_err(map_err("targets"))?;
+        let seeded = self.seed_sockets(process);
         if let Err(EngineError::NoSuchProcess(_)) = seeded {
-            let _ = self.targets.remove(&pid);
+            let _ = self.remove_target(process.id());
         }
         let n = seeded?;
-        tracing::debug!(pid, sockets = n, "target added");
+        tracing::debug!(pid, key = process.key(), sockets = n, "target added");
         Ok(())
     }
 
-    fn remove_target(&mut self, pid: u32) -> Result<()> {
-        match self.targets.remove(&pid) {
+    fn remove_target(&mut self, target: TargetId) -> Result<()> {
+        // Only that process's entry: the kernel may have replaced it with the
+        // entry of a new process given the pid (a followed child, a name match).
+        match self.targets.get(&target.pid, 0) {
+            Ok(t) if t.key == target.key => {}
+            Ok(_) | Err(aya::maps::MapError::KeyNotFound) => return Ok(()),
+            Err(e) => return Err(map_err("targets")(e)),
+        }
+        match self.targets.remove(&target.pid) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(map_err("targets")(e)),
         }
@@ -328,20 +342,18 @@ impl KernelBackend for EbpfBackend {
             return Err(EngineError::Invalid(InvalidInput::EmptyProcessName));
         }
         let flags = if follow_children { abi::TARGET_FOLLOW_CHILDREN } else { 0 };
-        self.target_comms.insert(comm_bytes(comm), Target { flags }, 0).map_err(map_err("target_comms"))?;
-        // Processes of that name that already run, with their open sockets.
-        for pid in self.procfs.pids_named(comm) {
-            match self.add_target(pid, follow_children) {
-                Ok(()) | Err(EngineError::NoSuchProcess(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        let entry = Target { flags, exited: 0, key: 0 };
+        self.target_comms.insert(comm_bytes(comm), entry, 0).map_err(map_err("target_comms"))
     }
 
-    fn targets(&self) -> Result<Vec<u32>> {
-        let mut v: Vec<u32> = self.targets.keys().filter_map(|k| k.ok()).collect();
-        v.sort_unstable();
+    fn targets(&self) -> Result<Vec<KernelTarget>> {
+        let mut v = Vec::new();
+        for item in self.targets.iter() {
+            // (An entry removed during the walk is skipped by the iterator.)
+            let (pid, t) = item.map_err(map_err("targets"))?;
+            v.push(KernelTarget { id: TargetId { pid, key: t.key }, exited: t.exited != 0 });
+        }
+        v.sort_unstable_by_key(|t| t.id);
         Ok(v)
     }
 

@@ -5,8 +5,13 @@
 //! Linux implementation; a WFP backend on Windows would be another, and the
 //! capture loop above ([`crate::capture`]) runs unchanged on either, or on a
 //! fake in tests.
+//!
+//! Targets are named by [`TargetId`] (pid and a key that is never reused),
+//! never by pid alone: a pid is given to another process once its holder is
+//! gone.
 
 use crate::error::Result;
+use crate::process::{Process, TargetId};
 use crate::rules::Rule;
 use pidcap_packet::{Direction, Verdict};
 use std::time::Duration;
@@ -63,24 +68,39 @@ pub struct KernelConfig {
     pub capture: bool,
 }
 
+/// A target as the kernel layer holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelTarget {
+    pub id: TargetId,
+    /// The kernel layer saw the process exit (its last thread). Its entry
+    /// still takes the process's own last packets until it is removed.
+    pub exited: bool,
+}
+
 /// A kernel layer that attributes sockets to processes and captures their packets.
 pub trait KernelBackend: Send {
     /// Apply `config`; takes effect on the next packet.
     fn configure(&mut self, config: &KernelConfig) -> Result<()>;
 
-    /// Capture the packets of process `pid` (and of its future children when
-    /// `follow_children`), including sockets it already has open.
-    fn add_target(&mut self, pid: u32, follow_children: bool) -> Result<()>;
+    /// Capture the packets of `process` (and of its future children when
+    /// `follow_children`), including sockets it already has open, and only
+    /// of that process: never of another one given its pid later. What the
+    /// backend reads by pid (its open sockets) is that process's if it is
+    /// still running once this returns; the caller checks ([`crate::Capture`] does).
+    fn add_target(&mut self, process: &Process, follow_children: bool) -> Result<()>;
 
-    /// Stop capturing process `pid`.
-    fn remove_target(&mut self, pid: u32) -> Result<()>;
+    /// Stop capturing `target` (nothing happens if its pid is now another
+    /// process's entry).
+    fn remove_target(&mut self, target: TargetId) -> Result<()>;
 
-    /// Capture every process named `comm` (its first 15 bytes) that opens or uses a socket.
+    /// Capture every process named `comm` (its first 15 bytes) that opens
+    /// or uses a socket from now on (the caller adds those already running
+    /// with [`KernelBackend::add_target`]).
     fn add_target_name(&mut self, comm: &str, follow_children: bool) -> Result<()>;
 
-    /// The pids currently captured, including those the kernel added itself
-    /// (children, name matches).
-    fn targets(&self) -> Result<Vec<u32>>;
+    /// The targets held now, including those the kernel layer added itself
+    /// (children, name matches), exited ones until they are removed.
+    fn targets(&self) -> Result<Vec<KernelTarget>>;
 
     /// Wait up to `timeout` for packets and hand each to `sink`; returns how many.
     fn poll(&mut self, timeout: Duration, sink: &mut dyn FnMut(RawPacket<'_>)) -> Result<usize>;

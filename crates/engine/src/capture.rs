@@ -2,11 +2,17 @@
 //! [`CapturedPacket`]s (ids, wall-clock time, decoded headers), keeps the last
 //! N in the [`PacketRing`], and tracks targets and counters at every stage.
 //!
+//! Targets named by pid are held by a pidfd ([`Process`]) from the moment
+//! they are named: a target that has exited is known exactly, and one that
+//! exited before it could be added is refused, even when its pid has been
+//! given to another process since.
+//!
 //! It knows nothing of eBPF: tests run it on a fake backend.
 
 use crate::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket};
 use crate::error::{EngineError, InvalidInput, Result};
-use crate::procfs::Procfs;
+use crate::process::Process;
+use crate::procfs::{truncate_comm, Procfs};
 use crate::ring::{PacketRing, DEFAULT_RING_SIZE, MAX_RING_SIZE};
 use crate::rules::Rule;
 use pidcap_packet::CapturedPacket;
@@ -105,6 +111,9 @@ pub struct Capture {
     baseline: KernelCounters,
     follow_children: bool,
     snaplen: u32,
+    /// The targets added from here (by pid, and processes already running
+    /// under a target name), held until they exit.
+    held: Vec<Process>,
 }
 
 impl Capture {
@@ -123,6 +132,7 @@ impl Capture {
             baseline,
             follow_children: opts.follow_children,
             snaplen: opts.snaplen,
+            held: Vec::new(),
         })
     }
 
@@ -165,21 +175,66 @@ impl Capture {
         self.snaplen
     }
 
-    /// Capture process `pid` (its open sockets included).
+    /// Capture process `pid` (its open sockets included): the process that
+    /// has this pid now. A client that took the pid from a user earlier
+    /// should [`Process::open`] it then and use [`Capture::add_process`].
     pub fn add_pid(&mut self, pid: u32) -> Result<()> {
-        if !self.procfs.is_alive(pid) {
-            return Err(EngineError::NoSuchProcess(pid));
+        self.add_process(Process::open(pid)?)
+    }
+
+    /// Capture `process` (its open sockets included), and only it.
+    ///
+    /// Refused with [`EngineError::NoSuchProcess`] when it has exited, or
+    /// exits while it is being added: whatever now has its pid is left alone.
+    pub fn add_process(&mut self, process: Process) -> Result<()> {
+        let gone = || EngineError::NoSuchProcess(process.pid());
+        if process.has_exited()? {
+            return Err(gone());
         }
-        self.backend.add_target(pid, self.follow_children)
+        self.backend.add_target(&process, self.follow_children)?;
+        // What the backend read by pid (/proc/PID/fd) was this process's only
+        // if it is still running now; and if it is, the pid is still its own.
+        if process.has_exited()? {
+            self.backend.remove_target(process.id())?;
+            return Err(gone());
+        }
+        self.held.push(process);
+        Ok(())
     }
 
     /// Capture every process named `name`, now and later.
     pub fn add_name(&mut self, name: &str) -> Result<()> {
-        self.backend.add_target_name(name, self.follow_children)
+        self.backend.add_target_name(name, self.follow_children)?;
+        // Those already running, by pid (the kernel layer takes the later ones).
+        let want = truncate_comm(name);
+        for pid in self.procfs.pids_named(name) {
+            let process = match Process::open(pid) {
+                Ok(p) => p,
+                Err(EngineError::NoSuchProcess(_) | EngineError::Invalid(InvalidInput::Thread { .. })) => continue,
+                Err(e) => return Err(e),
+            };
+            // The name was read by pid: it is the held process's if it still
+            // has it now (add_process checks that the process still runs).
+            if self.procfs.comm(pid).as_deref().map(truncate_comm) != Some(want) {
+                continue;
+            }
+            match self.add_process(process) {
+                Ok(()) | Err(EngineError::NoSuchProcess(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
+    /// Stop capturing process `pid` (whichever of the targets has it).
     pub fn remove_pid(&mut self, pid: u32) -> Result<()> {
-        self.backend.remove_target(pid)
+        for t in self.backend.targets()? {
+            if t.id.pid == pid {
+                self.backend.remove_target(t.id)?;
+            }
+        }
+        self.held.retain(|p| p.pid() != pid);
+        Ok(())
     }
 
     /// Wait up to `timeout` for packets; each new packet is handed to
@@ -225,17 +280,33 @@ impl Capture {
         })
     }
 
-    /// Targets that are still alive; dead ones are removed from the kernel's
-    /// set (so a reused pid is not captured by mistake).
+    /// The pids of the targets that are still running; those that have
+    /// exited are removed from the kernel's set. A target has exited when its
+    /// pidfd says so (those added here) or the kernel layer saw it exit
+    /// (children and name matches it added itself): never judged by its pid,
+    /// which may be another process's by now.
     pub fn live_targets(&mut self) -> Result<Vec<u32>> {
         let mut alive = Vec::new();
-        for pid in self.backend.targets()? {
-            if self.procfs.is_alive(pid) {
-                alive.push(pid);
+        for t in self.backend.targets()? {
+            let exited = match self.held.iter().find(|p| p.id() == t.id) {
+                Some(p) => t.exited || p.has_exited()?,
+                None => t.exited,
+            };
+            if exited {
+                self.backend.remove_target(t.id)?;
             } else {
-                self.backend.remove_target(pid)?;
+                alive.push(t.id.pid);
             }
         }
+        // Let go of the pidfds of the processes that are gone.
+        let mut held = Vec::with_capacity(self.held.len());
+        for p in self.held.drain(..) {
+            if !p.has_exited()? {
+                held.push(p);
+            }
+        }
+        self.held = held;
+        alive.sort_unstable();
         Ok(alive)
     }
 
@@ -273,9 +344,10 @@ impl Capture {
     /// Stop pushing packets to userspace and forget every target.
     pub fn stop(&mut self) -> Result<()> {
         self.backend.configure(&KernelConfig { snaplen: self.snaplen, capture: false })?;
-        for pid in self.backend.targets()? {
-            self.backend.remove_target(pid)?;
+        for t in self.backend.targets()? {
+            self.backend.remove_target(t.id)?;
         }
+        self.held.clear();
         Ok(())
     }
 }
@@ -337,9 +409,161 @@ mod tests {
         let fake = FakeKernel::default();
         fake.handle().insert_target(std::process::id());
         fake.handle().insert_target(u32::MAX - 3);
+        fake.handle().exit(u32::MAX - 3);
         let mut cap = Capture::new(Box::new(fake), CaptureOptions::default()).unwrap();
         assert_eq!(cap.live_targets().unwrap(), [std::process::id()]);
         assert!(matches!(cap.add_pid(u32::MAX - 3), Err(EngineError::NoSuchProcess(_))));
+    }
+
+    /// A /proc where every given pid is a live, sleeping process named `comm`:
+    /// what /proc shows once a pid has been given to another process. Removed on drop.
+    struct ProcTree(std::path::PathBuf);
+
+    impl ProcTree {
+        fn new(tag: &str, pids: &[u32], comm: &str) -> ProcTree {
+            let root = std::env::temp_dir().join(format!("pidcap-capture-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            for pid in pids {
+                let dir = root.join(pid.to_string());
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("stat"), format!("{pid} ({comm}) S 1 1 1 0 -1")).unwrap();
+                std::fs::write(dir.join("comm"), format!("{comm}\n")).unwrap();
+            }
+            ProcTree(root)
+        }
+
+        fn procfs(&self) -> Procfs {
+            Procfs::at(&self.0)
+        }
+    }
+
+    impl Drop for ProcTree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn sleeper() -> std::process::Child {
+        std::process::Command::new("sleep").arg("60").spawn().unwrap()
+    }
+
+    fn end(mut child: std::process::Child) {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn kernel_pids(fake: &crate::fake::FakeHandle) -> Vec<u32> {
+        fake.state().targets.keys().copied().collect()
+    }
+
+    #[test]
+    fn a_target_that_exited_is_over_although_its_pid_is_alive_again() {
+        let child = sleeper();
+        let pid = child.id();
+        // /proc says the pid runs: another process was given it.
+        let proc = ProcTree::new("reused", &[pid], "successor");
+        let fake = FakeKernel::default();
+        let h = fake.handle();
+        let mut cap = Capture::new(Box::new(fake), CaptureOptions::default())
+            .unwrap()
+            .with_env(WallClock::with_offset(0), proc.procfs());
+        let process = Process::open(pid).unwrap();
+        let key = process.key();
+        cap.add_process(process).unwrap();
+        assert_eq!(h.state().targets[&pid].key, key, "the kernel entry carries the process's key");
+        // A child the kernel followed, alive: it stays until the kernel sees it exit.
+        h.insert_target_id(crate::TargetId { pid: u32::MAX - 7, key: 99 });
+        assert_eq!(cap.live_targets().unwrap(), [pid, u32::MAX - 7]);
+
+        end(child);
+        assert_eq!(cap.live_targets().unwrap(), [u32::MAX - 7], "the exited target is not alive");
+        assert_eq!(kernel_pids(&h), [u32::MAX - 7], "and its entry left the kernel's set");
+        h.exit(u32::MAX - 7);
+        assert!(cap.live_targets().unwrap().is_empty());
+        assert!(kernel_pids(&h).is_empty());
+    }
+
+    #[test]
+    fn a_process_that_exited_before_it_was_added_is_refused_and_its_successor_left_alone() {
+        let child = sleeper();
+        let pid = child.id();
+        let process = Process::open(pid).unwrap(); // the user named it
+        end(child); // it exits before the capture starts; its pid is "reused"
+        let proc = ProcTree::new("early", &[pid], "successor");
+        let fake = FakeKernel::default();
+        let h = fake.handle();
+        let mut cap = Capture::new(Box::new(fake), CaptureOptions::default())
+            .unwrap()
+            .with_env(WallClock::with_offset(0), proc.procfs());
+        assert!(matches!(cap.add_process(process), Err(EngineError::NoSuchProcess(p)) if p == pid));
+        assert!(kernel_pids(&h).is_empty(), "nothing was added for the successor");
+    }
+
+    /// The fake kernel, whose `add_target` lets the process exit (and be reaped) once it is added.
+    struct ExitsWhileAdded(FakeKernel, std::sync::Arc<std::sync::Mutex<Option<std::process::Child>>>);
+
+    impl KernelBackend for ExitsWhileAdded {
+        fn configure(&mut self, c: &KernelConfig) -> Result<()> {
+            self.0.configure(c)
+        }
+        fn add_target(&mut self, process: &Process, follow: bool) -> Result<()> {
+            self.0.add_target(process, follow)?;
+            if let Some(child) = self.1.lock().unwrap().take() {
+                end(child);
+            }
+            Ok(())
+        }
+        fn remove_target(&mut self, target: crate::TargetId) -> Result<()> {
+            self.0.remove_target(target)
+        }
+        fn add_target_name(&mut self, comm: &str, follow: bool) -> Result<()> {
+            self.0.add_target_name(comm, follow)
+        }
+        fn targets(&self) -> Result<Vec<crate::KernelTarget>> {
+            self.0.targets()
+        }
+        fn poll(&mut self, timeout: Duration, sink: &mut dyn FnMut(RawPacket<'_>)) -> Result<usize> {
+            self.0.poll(timeout, sink)
+        }
+        fn counters(&self) -> Result<KernelCounters> {
+            self.0.counters()
+        }
+        fn set_rules(&mut self, rules: &[Rule]) -> Result<()> {
+            self.0.set_rules(rules)
+        }
+        fn rule_hits(&self) -> Result<Vec<u64>> {
+            self.0.rule_hits()
+        }
+    }
+
+    #[test]
+    fn a_process_that_exits_while_it_is_added_is_refused_and_its_entry_removed() {
+        let child = sleeper();
+        let pid = child.id();
+        let fake = FakeKernel::default();
+        let h = fake.handle();
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(child)));
+        let mut cap = Capture::new(Box::new(ExitsWhileAdded(fake, slot)), CaptureOptions::default()).unwrap();
+        assert!(matches!(cap.add_pid(pid), Err(EngineError::NoSuchProcess(p)) if p == pid));
+        assert!(kernel_pids(&h).is_empty(), "the entry added for it was taken back");
+    }
+
+    #[test]
+    fn running_processes_of_a_target_name_are_held_like_pids() {
+        let child = sleeper();
+        let pid = child.id();
+        let proc = ProcTree::new("names", &[pid, u32::MAX - 9], "pidcap-x");
+        let fake = FakeKernel::default();
+        let h = fake.handle();
+        let mut cap = Capture::new(Box::new(fake), CaptureOptions::default())
+            .unwrap()
+            .with_env(WallClock::with_offset(0), proc.procfs());
+        cap.add_name("pidcap-x").unwrap();
+        assert_eq!(h.state().names, ["pidcap-x"]);
+        assert_eq!(kernel_pids(&h), [pid], "the running one (a pid that is no process is skipped)");
+        end(child);
+        assert!(cap.live_targets().unwrap().is_empty());
+        assert!(kernel_pids(&h).is_empty());
     }
 
     #[test]

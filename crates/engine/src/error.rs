@@ -72,6 +72,9 @@ pub enum InvalidInput {
     /// A target process name that is empty.
     #[error("empty process name")]
     EmptyProcessName,
+    /// A target pid that is a thread of another process.
+    #[error("{tid} is a thread of process {tgid}, not a process: give {tgid}")]
+    Thread { tid: u32, tgid: u32 },
 }
 
 impl From<InvalidInput> for EngineError {

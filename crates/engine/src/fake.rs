@@ -1,10 +1,13 @@
 //! A scripted kernel layer (feature `fake`): the whole core, the daemon and
 //! its protocol run on it without root, eBPF or a network. Tests keep a
 //! [`FakeHandle`] to push packets in and to look at what the engine asked
-//! the kernel for (targets, configuration, rules).
+//! the kernel for (targets, configuration, rules). Like the real kernel
+//! layer, it keeps one entry per pid with its key, and a test plays the
+//! kernel's own part (a followed child, an exit) through the handle.
 
-use crate::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket};
+use crate::backend::{KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket};
 use crate::error::{EngineError, Result};
+use crate::process::{Process, TargetId};
 use crate::rules::{self, Rule};
 use pidcap_packet::{Direction, Verdict};
 use std::collections::{BTreeMap, VecDeque};
@@ -41,12 +44,21 @@ impl FakePacket {
     }
 }
 
+/// A target entry of the fake kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FakeTarget {
+    pub key: u64,
+    pub follow_children: bool,
+    /// Set by [`FakeHandle::exit`], as the kernel's exit hook does.
+    pub exited: bool,
+}
+
 /// What the fake kernel holds; shared between the backend and its handles.
 #[derive(Debug, Default)]
 pub struct FakeState {
     pub pending: VecDeque<FakePacket>,
-    /// pid -> follow children.
-    pub targets: BTreeMap<u32, bool>,
+    /// pid -> entry (one per pid, as in the kernel's map).
+    pub targets: BTreeMap<u32, FakeTarget>,
     pub names: Vec<String>,
     pub counters: KernelCounters,
     pub config: Option<KernelConfig>,
@@ -87,9 +99,22 @@ impl FakeHandle {
         lock(&self.state).pending.push_back(p);
     }
 
-    /// Make `pid` a target as if the kernel had added it (a followed child).
+    /// Make `pid` a target as if the kernel had added it (a followed child,
+    /// a name match), with key 0.
     pub fn insert_target(&self, pid: u32) {
-        lock(&self.state).targets.insert(pid, false);
+        self.insert_target_id(TargetId { pid, key: 0 });
+    }
+
+    /// Make `id` a target as if the kernel had added it.
+    pub fn insert_target_id(&self, id: TargetId) {
+        lock(&self.state).targets.insert(id.pid, FakeTarget { key: id.key, follow_children: false, exited: false });
+    }
+
+    /// Play the kernel's exit hook: the target with this pid has exited.
+    pub fn exit(&self, pid: u32) {
+        if let Some(t) = lock(&self.state).targets.get_mut(&pid) {
+            t.exited = true;
+        }
     }
 
     /// Everything the fake holds, for assertions.
@@ -105,13 +130,17 @@ impl KernelBackend for FakeKernel {
         Ok(())
     }
 
-    fn add_target(&mut self, pid: u32, follow: bool) -> Result<()> {
-        lock(&self.state).targets.insert(pid, follow);
+    fn add_target(&mut self, process: &Process, follow: bool) -> Result<()> {
+        let t = FakeTarget { key: process.key(), follow_children: follow, exited: false };
+        lock(&self.state).targets.insert(process.pid(), t);
         Ok(())
     }
 
-    fn remove_target(&mut self, pid: u32) -> Result<()> {
-        lock(&self.state).targets.remove(&pid);
+    fn remove_target(&mut self, id: TargetId) -> Result<()> {
+        let mut s = lock(&self.state);
+        if s.targets.get(&id.pid).is_some_and(|t| t.key == id.key) {
+            s.targets.remove(&id.pid);
+        }
         Ok(())
     }
 
@@ -123,8 +152,12 @@ impl KernelBackend for FakeKernel {
         Ok(())
     }
 
-    fn targets(&self) -> Result<Vec<u32>> {
-        Ok(lock(&self.state).targets.keys().copied().collect())
+    fn targets(&self) -> Result<Vec<KernelTarget>> {
+        Ok(lock(&self.state)
+            .targets
+            .iter()
+            .map(|(&pid, t)| KernelTarget { id: TargetId { pid, key: t.key }, exited: t.exited })
+            .collect())
     }
 
     fn poll(&mut self, timeout: Duration, sink: &mut dyn FnMut(RawPacket<'_>)) -> Result<usize> {

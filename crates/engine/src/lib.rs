@@ -10,6 +10,7 @@
 //! - [`ring`]: the bounded packet ring (10,000 by default) that counts evictions;
 //! - [`rules`]: filter rules (allow/block) and their SPEC grammar;
 //! - [`procfs`]: the one reader of `/proc` (status, comm, sockets);
+//! - [`process`]: a target held by a pidfd, and the identity ([`TargetId`]) no other process shares;
 //! - [`spawn`]: the one way to start a command held until it is a target.
 
 pub mod backend;
@@ -17,15 +18,17 @@ pub mod capture;
 pub mod error;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
+pub mod process;
 pub mod procfs;
 pub mod ring;
 pub mod rules;
 pub mod session;
 pub mod spawn;
 
-pub use backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket};
+pub use backend::{KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket};
 pub use capture::{Capture, CaptureOptions, CaptureStats, WallClock, DEFAULT_SNAPLEN, MAX_SNAPLEN};
 pub use error::{EngineError, InvalidInput, Result};
+pub use process::{Process, TargetId};
 pub use ring::{PacketRing, DEFAULT_RING_SIZE, MAX_RING_SIZE};
 pub use rules::{Action, Rule, RuleError};
 pub use session::{Drain, Schedule, Session, Tick};

@@ -9,8 +9,8 @@
 //! 1. drains the kernel ring, waiting up to [`Schedule::drain`] for packets,
 //!    and hands each to the caller's [`Drain`] (decoded and kept in the
 //!    ring, or borrowed raw from the kernel's buffer);
-//! 2. every [`Schedule::liveness`], prunes dead targets from the kernel's set
-//!    and reports the live ones ([`Tick::live`]);
+//! 2. every [`Schedule::liveness`], prunes exited targets from the kernel's
+//!    set and reports the live ones ([`Tick::live`]; see [`Capture::live_targets`]);
 //! 3. every [`Schedule::counters`], says counters are due ([`Tick::counters_due`]);
 //! 4. after [`Session::wind_down`], stops checking liveness and says when the
 //!    grace period is over ([`Tick::finished`]): packets still in flight when
@@ -80,9 +80,10 @@ pub struct Tick {
     /// Packets handed over in this step, or why the kernel ring could not be
     /// read (the timers below ran anyway).
     pub drained: Result<usize>,
-    /// Set when the targets were checked in this step: the live ones (dead
-    /// ones were removed from the kernel's set, so a reused pid is not
-    /// captured by mistake), or why they could not be listed.
+    /// Set when the targets were checked in this step: the pids of the live
+    /// ones (those that exited, by their pidfd or the kernel's mark, never by
+    /// their pid, were removed from the kernel's set; see
+    /// [`Capture::live_targets`]), or why they could not be listed.
     pub live: Option<Result<Vec<u32>>>,
     /// The counters' interval has passed (see [`Schedule::counters`]).
     pub counters_due: bool,
@@ -258,6 +259,7 @@ mod tests {
         let (mut s, fake) = session(FAST);
         fake.insert_target(me);
         fake.insert_target(u32::MAX - 3);
+        fake.exit(u32::MAX - 3);
         let tick = step_until(&mut s, |t| t.live.is_some());
         assert_eq!(tick.live.unwrap().unwrap(), [me]);
         assert_eq!(
@@ -322,16 +324,16 @@ mod tests {
         fn configure(&mut self, c: &KernelConfig) -> Result<()> {
             self.0.configure(c)
         }
-        fn add_target(&mut self, pid: u32, follow: bool) -> Result<()> {
-            self.0.add_target(pid, follow)
+        fn add_target(&mut self, process: &crate::Process, follow: bool) -> Result<()> {
+            self.0.add_target(process, follow)
         }
-        fn remove_target(&mut self, pid: u32) -> Result<()> {
-            self.0.remove_target(pid)
+        fn remove_target(&mut self, target: crate::TargetId) -> Result<()> {
+            self.0.remove_target(target)
         }
         fn add_target_name(&mut self, comm: &str, follow: bool) -> Result<()> {
             self.0.add_target_name(comm, follow)
         }
-        fn targets(&self) -> Result<Vec<u32>> {
+        fn targets(&self) -> Result<Vec<crate::KernelTarget>> {
             self.0.targets()
         }
         fn poll(&mut self, timeout: Duration, sink: &mut dyn FnMut(RawPacket<'_>)) -> Result<usize> {
