@@ -27,7 +27,7 @@ RUN OPTIONS:
   --runs N              instead: exactly N mutated inputs per target (reproducible)
   --seed S              base seed, decimal or 0x-hex (default PIDCAP_FUZZ_SEED or 0x00701dcaf0222026);
                         each target's seed is derived from it and its name, and printed
-  --timeout-ms T        longest one input may run, else it is saved as a hang (default 2000)
+  --timeout-ms T        longest one input may run, else it is saved as a hang (default 5000)
   --memory-mb M         heap limit, else the input is saved as out of memory (default 2048, 0: none)
   --corpus DIR          seed corpora, DIR/<target>/ (default crates/fuzz/corpus)
   --crashes DIR         failing inputs go to DIR/<target>/ (default target/fuzz-crashes)
@@ -65,7 +65,7 @@ fn parse_run_args(args: &[String]) -> Result<Args, String> {
         cfg: Config {
             seed,
             budget: Budget::Runs(0),
-            timeout: Duration::from_millis(2000),
+            timeout: Duration::from_millis(5000),
             corpus: pidcap_fuzz::corpus_dir(),
             crashes: pidcap_fuzz::default_crash_dir(),
             max_pool: 4096,
