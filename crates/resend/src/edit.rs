@@ -189,8 +189,10 @@ impl Edit {
                 let mut i = 0;
                 while i < payload.len() {
                     if payload[i..].starts_with(from) {
-                        if out.len() + to.len() > most {
-                            return too_long("the replacement", out.len() + to.len());
+                        // What is already out, this replacement, and the rest still to copy.
+                        let len = out.len() + to.len() + (payload.len() - i - from.len());
+                        if len > most {
+                            return too_long("the replacement", len);
                         }
                         out.extend_from_slice(to);
                         i += from.len();
@@ -324,6 +326,11 @@ mod tests {
         // Up to the cap it works, and a payload already longer may be edited if it does not grow.
         let doubled = apply_edits(&[0x41; 1 << 19], &[Edit::parse_replace("41:4141").unwrap()]).unwrap();
         assert_eq!(doubled.len(), MAX_EDITED_PAYLOAD);
+        // Found by libFuzzer after the first fix: the bytes after the last
+        // replacement count too (half doubled, half copied: 1.5 MiB).
+        let mut half = vec![0x41; 1 << 19];
+        half.extend(vec![0x42; 1 << 19]);
+        assert!(apply_edits(&half, &[Edit::parse_replace("41:4141").unwrap()]).is_err());
         let big = vec![0x41; MAX_EDITED_PAYLOAD + 10];
         assert_eq!(apply_edits(&big, &[Edit::parse_replace("41:42").unwrap()]).unwrap().len(), big.len());
         assert!(apply_edits(&big, &[Edit::parse_patch(&format!("{}:4243", big.len() - 1)).unwrap()]).is_err());
