@@ -20,3 +20,5 @@ cargo fmt --all --check || { echo "the tree is not rustfmt-clean: run cargo fmt 
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --all-targets
 cargo test --workspace --no-fail-fast -- --test-threads=2
+# Bounded fuzz run of every parser (crates/fuzz, docs/RELIABILITY.md): 80 s in all, fixed seeds printed; a failing input is saved and its path printed.
+"${CARGO_TARGET_DIR:-target}/debug/pidcap-fuzz" run --all --seconds 80

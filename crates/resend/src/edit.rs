@@ -114,6 +114,21 @@ fn parse_offset(s: &str) -> Result<usize, EditError> {
     r.map_err(|source| EditError::Offset { text: s.into(), source })
 }
 
+/// Longest payload an edit may make (1 MiB, more than a daemon request can
+/// carry): replaces that each multiply the payload (`41:4141` forty times)
+/// made it grow exponentially, hanging or killing the daemon (found by
+/// fuzzing, see docs/RELIABILITY.md). A longer payload given as it is stays
+/// accepted; an edit may only not make it longer.
+pub const MAX_EDITED_PAYLOAD: usize = 1 << 20;
+
+/// Most edits (patches and replaces) one payload takes: with the length cap,
+/// this bounds the work of one job's edits (about 256 passes over 1 MiB).
+pub const MAX_EDITS: usize = 256;
+
+fn too_long<T>(what: &str, len: usize) -> Result<T, EditError> {
+    bad(format!("{what} would make the payload longer than {MAX_EDITED_PAYLOAD} bytes ({len} and more)"))
+}
+
 /// One edit of a payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Edit {
@@ -160,6 +175,9 @@ impl Edit {
                     ));
                 }
                 let end = offset + bytes.len();
+                if end > MAX_EDITED_PAYLOAD && end > payload.len() {
+                    return too_long("the patch", end);
+                }
                 if end > payload.len() {
                     payload.resize(end, 0);
                 }
@@ -167,9 +185,15 @@ impl Edit {
             }
             Edit::Replace { from, to } => {
                 let mut out = Vec::with_capacity(payload.len());
+                let most = MAX_EDITED_PAYLOAD.max(payload.len());
                 let mut i = 0;
                 while i < payload.len() {
                     if payload[i..].starts_with(from) {
+                        // What is already out, this replacement, and the rest still to copy.
+                        let len = out.len() + to.len() + (payload.len() - i - from.len());
+                        if len > most {
+                            return too_long("the replacement", len);
+                        }
                         out.extend_from_slice(to);
                         i += from.len();
                     } else {
@@ -184,8 +208,11 @@ impl Edit {
     }
 }
 
-/// Apply `edits` in order to a copy of `payload`.
+/// Apply `edits` (at most [`MAX_EDITS`]) in order to a copy of `payload`.
 pub fn apply_edits(payload: &[u8], edits: &[Edit]) -> Result<Vec<u8>, EditError> {
+    if edits.len() > MAX_EDITS {
+        return bad(format!("{} edits, more than the cap of {MAX_EDITS}", edits.len()));
+    }
     let mut p = payload.to_vec();
     for e in edits {
         e.apply(&mut p)?;
@@ -282,6 +309,36 @@ mod tests {
         // Patches then replaces, in the order given.
         let edits = [Edit::parse_patch("0:48").unwrap(), Edit::parse_replace("48:4a4a").unwrap()];
         assert_eq!(apply_edits(b"GET", &edits).unwrap(), b"JJET");
+    }
+
+    /// Found by the `edit` fuzz target (libFuzzer; the input is
+    /// crates/fuzz/corpus/edit/regress-replace-growth.txt): replaces that each
+    /// triple the payload (`41:41:411241aaaf`: each `A` becomes three) grew it
+    /// without bound.
+    #[test]
+    fn replaces_cannot_grow_the_payload_without_bound() {
+        let triple = Edit::parse_replace("41:41:411241aaaf").unwrap();
+        let edits = vec![triple; 40];
+        let started = std::time::Instant::now();
+        let e = apply_edits(b"A", &edits).unwrap_err();
+        assert!(e.to_string().contains("longer than 1048576 bytes"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        // Up to the cap it works, and a payload already longer may be edited if it does not grow.
+        let doubled = apply_edits(&[0x41; 1 << 19], &[Edit::parse_replace("41:4141").unwrap()]).unwrap();
+        assert_eq!(doubled.len(), MAX_EDITED_PAYLOAD);
+        // Found by libFuzzer after the first fix: the bytes after the last
+        // replacement count too (half doubled, half copied: 1.5 MiB).
+        let mut half = vec![0x41; 1 << 19];
+        half.extend(vec![0x42; 1 << 19]);
+        assert!(apply_edits(&half, &[Edit::parse_replace("41:4141").unwrap()]).is_err());
+        let big = vec![0x41; MAX_EDITED_PAYLOAD + 10];
+        assert_eq!(apply_edits(&big, &[Edit::parse_replace("41:42").unwrap()]).unwrap().len(), big.len());
+        assert!(apply_edits(&big, &[Edit::parse_patch(&format!("{}:4243", big.len() - 1)).unwrap()]).is_err());
+        assert!(apply_edits(&doubled, &[Edit::parse_patch(&format!("{}:42", doubled.len())).unwrap()]).is_err());
+        // And the number of passes over it is bounded.
+        let same = Edit::parse_replace("41:41").unwrap();
+        assert!(apply_edits(b"A", &vec![same.clone(); MAX_EDITS]).is_ok());
+        assert!(apply_edits(b"A", &vec![same; MAX_EDITS + 1]).unwrap_err().to_string().contains("cap of 256"));
     }
 
     #[test]

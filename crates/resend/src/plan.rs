@@ -12,6 +12,10 @@ use std::time::Duration;
 
 /// Default cap on the send rate, packets per second.
 pub const DEFAULT_MAX_RATE: f64 = 1000.0;
+/// Lowest rate cap accepted (one send every ~11.6 days): below it, the
+/// interval it implies does not fit a `Duration` or an `Instant` (the send
+/// loop panicked on `max_rate` 1e-300; found by fuzzing, see docs/RELIABILITY.md).
+pub const MIN_MAX_RATE: f64 = 1e-6;
 /// Default interval between sends of a loop.
 pub const DEFAULT_INTERVAL_MS: u64 = 1000;
 /// Default wait for a reply (connect mode) and for a full send buffer.
@@ -140,8 +144,10 @@ pub fn prepare(args: &InjectArgs) -> Result<Prepared, EditError> {
         return Err(EditError::Invalid("--count must be at least 1 (or --forever)".into()));
     }
     let max_rate = args.max_rate.unwrap_or(DEFAULT_MAX_RATE);
-    if !(max_rate.is_finite() && max_rate > 0.0) {
-        return Err(EditError::Invalid(format!("--max-rate must be a positive number, not {max_rate}")));
+    if !(max_rate.is_finite() && max_rate >= MIN_MAX_RATE) {
+        return Err(EditError::Invalid(format!(
+            "--max-rate must be a positive number (at least {MIN_MAX_RATE}), not {max_rate}"
+        )));
     }
     Ok(Prepared {
         mode,
@@ -234,5 +240,23 @@ mod tests {
         assert!(e(InjectArgs { patches: vec!["9:41".into()], ..base.clone() }).contains("past the end"));
         let p = prepare(&InjectArgs { interval_ms: Some(0), max_rate: Some(100.0), ..base }).unwrap();
         assert_eq!(effective_interval(&p), Duration::from_millis(10));
+    }
+
+    /// Found by the `request` fuzz target (crates/fuzz/corpus/request/regress-max-rate-tiny.jsonl):
+    /// a tiny positive `max_rate` made `effective_interval` (and so every send
+    /// loop, in the daemon's job thread too) panic converting 1e300 seconds.
+    #[test]
+    fn a_tiny_max_rate_is_refused_not_a_panic() {
+        let line = r#"{"data":"47","to":"127.0.0.1:9","mode":"connect","max_rate":1e-300}"#;
+        let args: InjectArgs = serde_json::from_str(line).unwrap();
+        assert!(prepare(&args).unwrap_err().to_string().contains("max-rate"));
+        for rate in [5e-324, 1e-19, MIN_MAX_RATE / 2.0] {
+            assert!(prepare(&InjectArgs { max_rate: Some(rate), ..args.clone() }).is_err(), "{rate}");
+        }
+        // The lowest accepted rate gives an interval the loop can add up.
+        let p = prepare(&InjectArgs { max_rate: Some(MIN_MAX_RATE), forever: true, ..args }).unwrap();
+        let every = effective_interval(&p);
+        assert_eq!(every, Duration::from_secs(1_000_000));
+        assert!(std::time::Instant::now().checked_add(every * 5).is_some());
     }
 }
