@@ -27,8 +27,8 @@ pub fn run(data: &[u8]) -> u64 {
     for t in &f.terms {
         let p = fitting(t, seed);
         let one = DisplayFilter { terms: vec![t.clone()] };
-        if let Term::Net(addr, len) = t {
-            let net = IpNet::new(*addr, *len).expect("a parsed network has a valid prefix");
+        if let Term::Net(net) = t {
+            assert_eq!(IpNet::new(net.addr(), net.prefix()), Some(*net), "a parsed network has its host bits cleared");
             for q in [&p, &packet(seed.rotate_left(17), None, None, b"")] {
                 let want = net.contains(q.decoded.local_addr) || net.contains(q.decoded.remote_addr);
                 assert_eq!(one.matches(q), want, "{t:?} on {} and {}", q.decoded.local_addr, q.decoded.remote_addr);
@@ -50,7 +50,7 @@ fn term_kind(t: &Term) -> u64 {
         Term::Verdict(_) => 3,
         Term::Port(_) => 4,
         Term::Pid(_) => 5,
-        Term::Net(a, _) => 6 + a.is_ipv4() as u64,
+        Term::Net(n) => 6 + n.addr().is_ipv4() as u64,
         Term::Text(_) => 8,
     }
 }
@@ -98,7 +98,7 @@ fn fitting(t: &Term, seed: u64) -> CapturedPacket {
             p
         }
         Term::Pid(pid) => CapturedPacket { pid: *pid, ..packet(seed, None, None, b"") },
-        Term::Net(addr, _) => packet(seed, Some(*addr), None, b""),
+        Term::Net(n) => packet(seed, Some(n.addr()), None, b""),
         Term::Text(text) => {
             // In the payload when it fits one packet, else in the process name.
             if text.len() < 60_000 {
