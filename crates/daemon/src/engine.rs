@@ -6,12 +6,13 @@
 //! and are answered between two drains with a typed [`EngineReply`], so a
 //! slow client never holds up capture.
 
+use pidcap_api::protocol::{cut_quotes, quote_cut};
 use pidcap_api::protocol::{
     ApiError, CaptureSettings, Cleared, EngineOp, ErrorCode, FilterInfo, Filters, PacketPage, Started, State,
     TargetInfo, DEFAULT_PAGE, MAX_PAGE, PAGE_BYTES, VERSION,
 };
 use pidcap_engine::procfs::Procfs;
-use pidcap_engine::rules::{self, Action, Rule};
+use pidcap_engine::rules::{self, Action, Rule, RuleError};
 use pidcap_engine::{Capture, CaptureOptions, CaptureStats, Drain, EngineError, KernelBackend, Schedule, Session};
 use pidcap_packet::CapturedPacket;
 use serde::Serialize;
@@ -140,6 +141,24 @@ fn engine_err(e: EngineError) -> ApiError {
         EngineError::Invalid(m) => err(code, m.to_string()),
         e => err(code, e.to_string()),
     }
+}
+
+/// The longest part of a client's input an error message quotes.
+pub const QUOTE_CHARS: usize = 64;
+
+/// A bad SPEC's message: the SPEC quoted once (cut after [`QUOTE_CHARS`]),
+/// the bad part only when it is not the whole SPEC nor quoted by the
+/// reason, then the grammar.
+fn rule_error(e: &RuleError) -> String {
+    let spec = quote_cut(&e.spec, QUOTE_CHARS);
+    let reason = cut_quotes(&e.reason, QUOTE_CHARS);
+    let head = match &e.part {
+        Some(part) if part.as_str() != e.spec.trim() && !e.reason.contains(&format!("`{part}`")) => {
+            format!("invalid rule {spec}: {} {reason}", quote_cut(part, QUOTE_CHARS))
+        }
+        _ => format!("invalid rule {spec}: {reason}"),
+    };
+    format!("{head}\n{}", rules::GRAMMAR)
 }
 
 /// Start the engine thread on `backend`. Returns the request channel.
@@ -295,7 +314,7 @@ impl Engine {
             }
             EngineOp::AddFilter { rule, action, index } => {
                 let rule = Rule::parse_spec(&rule, action.unwrap_or(Action::Block))
-                    .map_err(|e| err(ErrorCode::InvalidRule, e.to_string()))?;
+                    .map_err(|e| err(ErrorCode::InvalidRule, rule_error(&e)))?;
                 if self.filters.len() >= rules::MAX_RULES {
                     return Err(err(
                         ErrorCode::InvalidArgument,

@@ -13,12 +13,13 @@
 //! Lifetime: every kernel attachment is a BPF link held by this process;
 //! when it dies, however it dies, programs, maps and rules go with it.
 
-use crate::engine::{self, Command, EngineReply, Msg, Published, SharedPacket};
+use crate::engine::{self, Command, EngineReply, Msg, Published, SharedPacket, QUOTE_CHARS};
 use crate::error::{DaemonError, Result};
 use crate::jobs::{JobEvent, Jobs};
 use pidcap_api::protocol::{
-    packet_event_line, parse_request, ApiError, ConnectionOp, EngineOp, ErrorCode, Event, InjectArgs, JobReply,
-    Jobs as JobList, Op, Reply, Subscribed, Watching, DEFAULT_GROUP, DEFAULT_SOCKET, MAX_REQUEST_BYTES, VERSION,
+    cut_quotes, packet_event_line, parse_request, ApiError, ConnectionOp, EngineOp, ErrorCode, Event, InjectArgs,
+    JobReply, Jobs as JobList, Op, Reply, Subscribed, Watching, DEFAULT_GROUP, DEFAULT_SOCKET, MAX_REQUEST_BYTES,
+    VERSION,
 };
 use pidcap_engine::procfs::Procfs;
 use pidcap_engine::{EngineError, KernelBackend};
@@ -579,13 +580,27 @@ async fn inject(shared: &Shared, mut args: InjectArgs) -> std::result::Result<Jo
         })?;
         args.template = Some(Box::new(CapturedPacket::clone(&p)));
     }
-    let prepared =
-        pidcap_resend::prepare(&args).map_err(|e| ApiError::new(ErrorCode::InvalidPayload, e.to_string()))?;
+    check_inject_ranges(&args)?;
+    let prepared = pidcap_resend::prepare(&args)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidPayload, cut_quotes(&e.to_string(), QUOTE_CHARS)))?;
     let job = shared
         .jobs
         .start(prepared)
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("starting the job thread: {e}")))?;
     Ok(JobReply { job })
+}
+
+/// `inject`'s numbers out of range: `invalid_argument`, in the API's words
+/// (pidcap-resend's own checks name the CLI's flags).
+fn check_inject_ranges(args: &InjectArgs) -> std::result::Result<(), ApiError> {
+    let bad = |m: String| Err(ApiError::new(ErrorCode::InvalidArgument, m));
+    if let Some(rate) = args.max_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
+        return bad(format!("`max_rate` must be a positive number of packets per second, not {rate}"));
+    }
+    if args.count == Some(0) && !args.forever {
+        return bad("`count` must be at least 1 (or `forever`: true)".into());
+    }
+    Ok(())
 }
 
 /// `stop_job`: ask, then wait until the job has ended.
