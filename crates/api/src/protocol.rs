@@ -320,6 +320,9 @@ pub enum ErrorCode {
     PermissionDenied,
     /// The kernel layer refused an operation.
     Kernel,
+    /// The daemon serves as many clients as it may (`--max-clients`); the
+    /// connection is closed after this error. Try again later.
+    Busy,
     Internal,
 }
 

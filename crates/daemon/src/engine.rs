@@ -8,8 +8,8 @@
 
 use pidcap_api::protocol::{cut_quotes, quote_cut};
 use pidcap_api::protocol::{
-    ApiError, CaptureSettings, Cleared, EngineOp, ErrorCode, FilterInfo, Filters, PacketPage, Started, State,
-    TargetInfo, DEFAULT_PAGE, MAX_PAGE, PAGE_BYTES, VERSION,
+    ApiError, CaptureSettings, Cleared, EngineOp, ErrorCode, FilterInfo, Filters, Started, State, TargetInfo,
+    DEFAULT_PAGE, MAX_PAGE, PAGE_BYTES, VERSION,
 };
 use pidcap_engine::procfs::Procfs;
 use pidcap_engine::rules::{self, Action, Rule, RuleError};
@@ -67,9 +67,22 @@ impl SharedPacket {
 pub enum EngineReply {
     Started(Started),
     State(Box<State>),
-    Packets(PacketPage),
+    Packets(HeldPage),
     Filters(Filters),
     Cleared(Cleared),
+}
+
+/// `get_packets`' result as the engine hands it over: the ring's packets
+/// themselves (shared, not copied), written as a [`PacketPage`] (same JSON)
+/// by the connection, a chunk at a time as its socket drains.
+///
+/// [`PacketPage`]: pidcap_api::protocol::PacketPage
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeldPage {
+    pub packets: Vec<Arc<CapturedPacket>>,
+    pub next_since: u64,
+    pub more: bool,
+    pub missed: u64,
 }
 
 pub type Reply = Result<EngineReply, ApiError>;
@@ -459,7 +472,7 @@ impl Engine {
         Ok(EngineReply::Filters(Filters { filter, filters }))
     }
 
-    fn page(&self, since: u64, limit: usize) -> PacketPage {
+    fn page(&self, since: u64, limit: usize) -> HeldPage {
         let ring = self.session.capture().ring();
         let mut packets = Vec::new();
         let mut bytes = 0;
@@ -468,7 +481,7 @@ impl Engine {
                 break;
             }
             bytes += p.data.len();
-            packets.push(CapturedPacket::clone(&p));
+            packets.push(p);
         }
         let newest = self.session.capture().next_id().saturating_sub(1);
         let (missed, next_since) = match (packets.first(), packets.last()) {
@@ -477,7 +490,7 @@ impl Engine {
             _ => (newest.saturating_sub(since), since.max(newest)),
         };
         let more = !ring.since(next_since, 1).is_empty();
-        PacketPage { packets, next_since, more, missed }
+        HeldPage { packets, next_since, more, missed }
     }
 
     fn state(&mut self) -> Result<State, ApiError> {
