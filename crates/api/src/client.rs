@@ -76,7 +76,13 @@ impl Client {
         self.next_id += 1;
         let req = serde_json::to_vec(&Request { v: VERSION, id, op })
             .map_err(|source| ClientError::Encode { op: name, source })?;
-        self.send_line(&req)?;
+        if let Err(e) = self.send_line(&req) {
+            // The daemon may have said why it closed (`busy`) before it did.
+            return Err(match self.read_reply() {
+                Ok(Reply { error: Some(api), .. }) => ClientError::Api(api),
+                _ => e,
+            });
+        }
         loop {
             let reply = self.read_reply()?;
             if let Some(event) = reply.event {

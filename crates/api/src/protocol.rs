@@ -195,31 +195,83 @@ impl Op {
         }
     }
 
-    /// Decode an operation object (`op` and its arguments, no envelope),
-    /// with the error of the one type its `op` belongs to.
-    pub fn from_value(value: serde_json::Value) -> Result<Op, serde_json::Error> {
-        let connection = value.get("op").and_then(|o| o.as_str()).is_some_and(|o| ConnectionOp::NAMES.contains(&o));
-        // serde lets a unit variant ignore other fields, whatever deny_unknown_fields says.
-        let extra = value.as_object().and_then(|o| o.keys().find(|k| *k != "op").cloned());
-        let op = if connection {
-            ConnectionOp::deserialize(value).map(Op::Connection)?
-        } else {
-            EngineOp::deserialize(value).map(Op::Engine)?
-        };
-        match extra {
-            Some(field) if op.takes_no_arguments() => {
-                Err(serde::de::Error::custom(format!("unknown field `{field}`: `{}` takes no arguments", op.name())))
-            }
-            _ => Ok(op),
-        }
+    /// The arguments operation `name` takes (None: no such operation).
+    /// Anything else in a request is refused ([`unknown_argument`]).
+    pub fn arguments(name: &str) -> Option<&'static [&'static str]> {
+        Some(match name {
+            "start_capture" => &["pids", "names", "snaplen", "ring_size", "follow_children"],
+            "get_packets" => &["since", "limit"],
+            "add_filter" => &["rule", "action", "index"],
+            "remove_filter" => &["filter"],
+            "set_filter_enabled" => &["filter", "enabled"],
+            "subscribe" => &["since"],
+            "inject" => INJECT_ARGUMENTS,
+            "watch_job" | "stop_job" => &["job"],
+            "stop_capture" | "clear_filters" | "clear_buffer" | "get_state" | "list_jobs" => &[],
+            _ => return None,
+        })
     }
 
-    fn takes_no_arguments(&self) -> bool {
-        matches!(
-            self,
-            Op::Engine(EngineOp::StopCapture | EngineOp::ClearFilters | EngineOp::ClearBuffer | EngineOp::GetState)
-                | Op::Connection(ConnectionOp::ListJobs)
-        )
+    /// Decode an operation object (`op` and its arguments, no envelope),
+    /// with the error of the one type its `op` belongs to. An argument the
+    /// operation does not take is an error naming it.
+    pub fn from_value(value: serde_json::Value) -> Result<Op, serde_json::Error> {
+        if let Some(e) = unknown_argument(&value) {
+            return Err(serde::de::Error::custom(e));
+        }
+        let connection = value.get("op").and_then(|o| o.as_str()).is_some_and(|o| ConnectionOp::NAMES.contains(&o));
+        if connection {
+            ConnectionOp::deserialize(value).map(Op::Connection)
+        } else {
+            EngineOp::deserialize(value).map(Op::Engine)
+        }
+    }
+}
+
+/// The fields of [`InjectArgs`] (checked against what serde writes in the tests).
+const INJECT_ARGUMENTS: &[&str] = &[
+    "packet",
+    "template",
+    "data",
+    "ascii",
+    "patches",
+    "replaces",
+    "mode",
+    "proto",
+    "to",
+    "from",
+    "pid",
+    "count",
+    "forever",
+    "interval_ms",
+    "max_rate",
+    "stop_on_error",
+    "timeout_ms",
+];
+
+/// The first field of an operation object (`op` and arguments, no
+/// envelope) that its operation does not take, as a message naming it and
+/// what the operation takes. serde alone would let a unit variant
+/// (`clear_filters`) ignore any field, whatever `deny_unknown_fields` says.
+pub fn unknown_argument(value: &serde_json::Value) -> Option<String> {
+    let obj = value.as_object()?;
+    let name = obj.get("op")?.as_str()?;
+    let takes = Op::arguments(name)?;
+    let field = obj.keys().find(|k| *k != "op" && !takes.contains(&k.as_str()))?;
+    let field = quote_cut(field, 64);
+    Some(if takes.is_empty() {
+        format!("unknown field {field}: `{name}` takes no arguments")
+    } else {
+        format!("unknown field {field}: `{name}` takes {}", takes.join(", "))
+    })
+}
+
+/// `text` in backquotes, cut to its first `max` characters followed by
+/// "… (N bytes)" when longer: a client's input is quoted once and short.
+pub fn quote_cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => format!("`{text}`"),
+        Some((end, _)) => format!("`{}…` ({} bytes)", &text[..end], text.len()),
     }
 }
 
@@ -268,6 +320,9 @@ pub enum ErrorCode {
     PermissionDenied,
     /// The kernel layer refused an operation.
     Kernel,
+    /// The daemon serves as many clients as it may (`--max-clients`); the
+    /// connection is closed after this error. Try again later.
+    Busy,
     Internal,
 }
 
@@ -467,6 +522,47 @@ pub struct Filters {
     pub filters: Vec<FilterInfo>,
 }
 
+/// `text` with every backquoted span longer than `max` characters cut as
+/// [`quote_cut`] does (an error's reason may quote the client's input).
+pub fn cut_quotes(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(4 * max + 64));
+    let mut rest = text;
+    while let Some(open) = rest.find('`') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('`') {
+            Some(close) => {
+                out.push_str(&quote_cut(&after[..close], max));
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push_str(&quote_cut(after, max));
+                return out;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What an unsupported `v` was, and what is supported.
+fn unsupported_version(v: &serde_json::Value) -> String {
+    let sent = match v {
+        serde_json::Value::Number(n) => format!("protocol version {n}"),
+        serde_json::Value::String(t) => format!("`v` {} (a string)", quote_cut(&format!("{t:?}"), 64)),
+        other => {
+            let kind = match other {
+                serde_json::Value::Null => "null",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Array(_) => "an array",
+                _ => "an object",
+            };
+            format!("`v` {kind}")
+        }
+    };
+    format!("{sent} is not supported; this daemon speaks version {VERSION} only (\"v\":{VERSION}, a number)")
+}
+
 /// Parse one request line. Errors carry the request id when it could be read.
 pub fn parse_request(line: &[u8]) -> Result<Request, (Option<u64>, ApiError)> {
     let value: serde_json::Value = serde_json::from_slice(line)
@@ -477,18 +573,15 @@ pub fn parse_request(line: &[u8]) -> Result<Request, (Option<u64>, ApiError)> {
         return Err((None, ApiError::new(ErrorCode::BadRequest, "`id` (an unsigned integer) is required")));
     };
     let bad = |code, msg: String| Err((Some(id), ApiError::new(code, msg)));
-    match obj.get("v").map(|v| v.as_u64()) {
-        None => return bad(ErrorCode::BadRequest, format!("`v` is required (this daemon speaks v{VERSION})")),
-        Some(Some(v)) if v == u64::from(VERSION) => {}
-        Some(v) => {
+    match obj.get("v") {
+        None => {
             return bad(
-                ErrorCode::UnsupportedVersion,
-                format!(
-                    "protocol version {} is not supported; this daemon speaks v{VERSION}",
-                    v.map_or("?".into(), |v| v.to_string())
-                ),
+                ErrorCode::BadRequest,
+                format!("`v` is required (this daemon speaks v{VERSION}: \"v\":{VERSION})"),
             )
         }
+        Some(v) if v.as_u64() == Some(u64::from(VERSION)) => {}
+        Some(v) => return bad(ErrorCode::UnsupportedVersion, unsupported_version(v)),
     }
     let name = match obj.get("op") {
         Some(serde_json::Value::String(s)) => s.as_str(),
@@ -496,12 +589,16 @@ pub fn parse_request(line: &[u8]) -> Result<Request, (Option<u64>, ApiError)> {
         None => return bad(ErrorCode::BadRequest, format!("`op` is required, one of: {}", OPS.join(", "))),
     };
     let Some(op) = OPS.iter().copied().find(|&o| o == name) else {
-        return bad(ErrorCode::UnknownOp, format!("unknown operation `{name}`; known: {}", OPS.join(", ")));
+        let name = quote_cut(name, 64);
+        return bad(ErrorCode::UnknownOp, format!("unknown operation {name}; known: {}", OPS.join(", ")));
     };
     let mut fields = value;
     if let Some(obj) = fields.as_object_mut() {
         obj.remove("v");
         obj.remove("id");
+    }
+    if let Some(e) = unknown_argument(&fields) {
+        return bad(ErrorCode::InvalidArgument, format!("bad arguments for `{op}`: {e}"));
     }
     let op = Op::from_value(fields)
         .map_err(|e| (Some(id), ApiError::new(ErrorCode::BadRequest, format!("bad arguments for `{op}`: {e}"))))?;
@@ -542,9 +639,9 @@ mod tests {
         assert_eq!(code(r#"{"v":2,"id":1,"op":"get_state"}"#), ErrorCode::UnsupportedVersion);
         assert_eq!(code(r#"{"v":1,"id":1,"op":"format_disk"}"#), ErrorCode::UnknownOp);
         assert_eq!(code(r#"{"v":1,"id":1,"op":"remove_filter"}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"v":1,"id":1,"op":"get_packets","sincе":1}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"v":1,"id":1,"op":"get_state","x":1}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"v":1,"id":1,"op":"list_jobs","job":1}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"v":1,"id":1,"op":"get_packets","sincе":1}"#), ErrorCode::InvalidArgument);
+        assert_eq!(code(r#"{"v":1,"id":1,"op":"get_state","x":1}"#), ErrorCode::InvalidArgument);
+        assert_eq!(code(r#"{"v":1,"id":1,"op":"list_jobs","job":1}"#), ErrorCode::InvalidArgument);
         let (id, e) = parse_request(br#"{"v":1,"id":9,"op":"remove_filter","filter":"x"}"#).unwrap_err();
         assert_eq!(id, Some(9));
         assert!(e.message.contains("remove_filter"), "{}", e.message);
@@ -553,6 +650,126 @@ mod tests {
         assert!(e.message.contains("bad arguments for `watch_job`") && e.message.contains("jb"), "{}", e.message);
         let (_, e) = parse_request(br#"{"v":1,"id":9,"op":"get_packets","since":"x"}"#).unwrap_err();
         assert!(e.message.contains("bad arguments for `get_packets`"), "{}", e.message);
+    }
+
+    /// One request of each operation with every argument it takes.
+    fn every_op_with_every_argument() -> Vec<Op> {
+        let packet = CapturedPacket::new(
+            1,
+            1,
+            42,
+            "curl".into(),
+            7,
+            pidcap_packet::Direction::Outbound,
+            pidcap_packet::Verdict::Pass,
+            3,
+            vec![0x45, 0, 3],
+        );
+        let inject = InjectArgs {
+            packet: Some(1),
+            template: Some(Box::new(packet)),
+            data: Some("41".into()),
+            ascii: Some("A".into()),
+            patches: vec!["0:41".into()],
+            replaces: vec!["41:42".into()],
+            mode: Some(pidcap_resend::Mode::Connect),
+            proto: Some(pidcap_resend::Proto::Udp),
+            to: Some("127.0.0.1:1".into()),
+            from: Some("127.0.0.1:2".into()),
+            pid: Some(1),
+            count: Some(2),
+            forever: true,
+            interval_ms: Some(3),
+            max_rate: Some(4.0),
+            stop_on_error: true,
+            timeout_ms: Some(5),
+        };
+        vec![
+            EngineOp::StartCapture {
+                pids: vec![1],
+                names: vec!["x".into()],
+                snaplen: Some(1),
+                ring_size: Some(1),
+                follow_children: true,
+            }
+            .into(),
+            EngineOp::StopCapture.into(),
+            EngineOp::GetPackets { since: 1, limit: Some(1) }.into(),
+            EngineOp::AddFilter { rule: "tcp:1".into(), action: Some(Action::Allow), index: Some(0) }.into(),
+            EngineOp::RemoveFilter { filter: 1 }.into(),
+            EngineOp::SetFilterEnabled { filter: 1, enabled: true }.into(),
+            EngineOp::ClearFilters.into(),
+            EngineOp::ClearBuffer.into(),
+            EngineOp::GetState.into(),
+            ConnectionOp::Subscribe { since: Some(1) }.into(),
+            ConnectionOp::Inject(Box::new(inject)).into(),
+            ConnectionOp::ListJobs.into(),
+            ConnectionOp::WatchJob { job: 1 }.into(),
+            ConnectionOp::StopJob { job: 1 }.into(),
+        ]
+    }
+
+    #[test]
+    fn the_argument_lists_are_what_serde_reads_and_any_other_field_is_refused_naming_it() {
+        let ops = every_op_with_every_argument();
+        let mut names: Vec<&str> = ops.iter().map(Op::name).collect();
+        names.sort_unstable();
+        let mut all = OPS.to_vec();
+        all.sort_unstable();
+        assert_eq!(names, all, "one of each");
+        for op in ops {
+            let v = serde_json::to_value(&op).unwrap();
+            let mut keys: Vec<&str> =
+                v.as_object().unwrap().keys().map(String::as_str).filter(|k| *k != "op").collect();
+            keys.sort_unstable();
+            let mut takes = Op::arguments(op.name()).unwrap().to_vec();
+            takes.sort_unstable();
+            assert_eq!(keys, takes, "{}", op.name());
+            // Each op, with one field it does not take: invalid_argument naming the field.
+            for bad in ["filter", "extra", "v2"] {
+                if takes.contains(&bad) {
+                    continue;
+                }
+                let mut req = v.clone();
+                req["v"] = 1.into();
+                req["id"] = 5.into();
+                req[bad] = 3.into();
+                let (id, e) = parse_request(&serde_json::to_vec(&req).unwrap()).unwrap_err();
+                assert_eq!((id, e.code), (Some(5), ErrorCode::InvalidArgument), "{}: {e}", op.name());
+                assert!(e.message.contains(&format!("`{bad}`")) && e.message.contains(op.name()), "{e}");
+                req.as_object_mut().unwrap().remove("v");
+                req.as_object_mut().unwrap().remove("id");
+                let e = Op::from_value(req).unwrap_err().to_string();
+                assert!(e.contains(&format!("`{bad}`")), "{e}");
+            }
+        }
+        // A long unknown field is quoted once, cut.
+        let long = "f".repeat(10_000);
+        let line = format!(r#"{{"v":1,"id":1,"op":"clear_filters","{long}":1}}"#);
+        let (_, e) = parse_request(line.as_bytes()).unwrap_err();
+        assert!(e.message.len() < 300 && e.message.contains("(10000 bytes)"), "{}", e.message);
+    }
+
+    #[test]
+    fn versions_and_names_are_reported_as_sent_and_short() {
+        let msg = |line: &str| parse_request(line.as_bytes()).unwrap_err().1;
+        let e = msg(r#"{"v":"1","id":1,"op":"get_state"}"#);
+        assert_eq!(e.code, ErrorCode::UnsupportedVersion);
+        assert!(e.message.contains(r#"`"1"` (a string)"#) && e.message.contains("version 1"), "{}", e.message);
+        assert!(!e.message.contains('?'), "{}", e.message);
+        let e = msg(r#"{"v":2,"id":1,"op":"get_state"}"#);
+        assert!(e.message.starts_with("protocol version 2 is not supported"), "{}", e.message);
+        let e = msg(r#"{"v":null,"id":1,"op":"get_state"}"#);
+        assert!(e.message.contains("`v` null"), "{}", e.message);
+        let big = "x".repeat(1 << 19);
+        let e = msg(&format!(r#"{{"v":"{big}","id":1,"op":"get_state"}}"#));
+        assert!(e.message.len() < 300 && e.message.contains("bytes)"), "{}", &e.message[..200.min(e.message.len())]);
+        let e = msg(&format!(r#"{{"v":1,"id":1,"op":"{big}"}}"#));
+        assert_eq!(e.code, ErrorCode::UnknownOp);
+        assert!(e.message.len() < 400 && !e.message.contains(&"x".repeat(65)), "{}", e.message.len());
+        assert_eq!(quote_cut("abc", 64), "`abc`");
+        assert_eq!(cut_quotes("a `bcdef` is `xy` and `zzzzzzz", 3), "a `bcd…` (5 bytes) is `xy` and `zzz…` (7 bytes)");
+        assert_eq!(quote_cut("é".repeat(70).as_str(), 64), format!("`{}…` (140 bytes)", "é".repeat(64)));
     }
 
     #[test]

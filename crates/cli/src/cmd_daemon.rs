@@ -15,6 +15,10 @@ pub struct DaemonArgs {
     /// Members of this group may use the daemon (besides root), when it exists.
     #[arg(long, value_name = "GROUP", default_value = DEFAULT_GROUP)]
     pub group: String,
+
+    /// Clients served at once (at least 1); one more is told `busy` and disconnected.
+    #[arg(long, value_name = "N", default_value_t = pidcap_daemon::server::DEFAULT_MAX_CLIENTS)]
+    pub max_clients: usize,
 }
 
 /// The kernel layer of `pidcap daemon` (and of the daemon `pidcap ui` starts).
@@ -23,7 +27,12 @@ pub fn load_ebpf() -> Result<Box<dyn pidcap_engine::KernelBackend>, pidcap_engin
 }
 
 pub fn run(args: DaemonArgs) -> Result<u8> {
-    let config = DaemonConfig { socket: args.socket.clone(), group: Some(args.group.clone()), ..Default::default() };
+    let config = DaemonConfig {
+        socket: args.socket.clone(),
+        group: Some(args.group.clone()),
+        max_clients: args.max_clients,
+        ..Default::default()
+    };
     let daemon = Daemon::bind(config, load_ebpf)
         .with_context(|| format!("cannot start the daemon on {}", args.socket.display()))?;
     let access = match daemon.gid() {

@@ -6,12 +6,13 @@
 //! and are answered between two drains with a typed [`EngineReply`], so a
 //! slow client never holds up capture.
 
+use pidcap_api::protocol::{cut_quotes, quote_cut};
 use pidcap_api::protocol::{
-    ApiError, CaptureSettings, Cleared, EngineOp, ErrorCode, FilterInfo, Filters, PacketPage, Started, State,
-    TargetInfo, DEFAULT_PAGE, MAX_PAGE, PAGE_BYTES, VERSION,
+    ApiError, CaptureSettings, Cleared, EngineOp, ErrorCode, FilterInfo, Filters, Started, State, TargetInfo,
+    DEFAULT_PAGE, MAX_PAGE, PAGE_BYTES, VERSION,
 };
 use pidcap_engine::procfs::Procfs;
-use pidcap_engine::rules::{self, Action, Rule};
+use pidcap_engine::rules::{self, Action, Rule, RuleError};
 use pidcap_engine::{Capture, CaptureOptions, CaptureStats, Drain, EngineError, KernelBackend, Schedule, Session};
 use pidcap_packet::CapturedPacket;
 use serde::Serialize;
@@ -66,9 +67,22 @@ impl SharedPacket {
 pub enum EngineReply {
     Started(Started),
     State(Box<State>),
-    Packets(PacketPage),
+    Packets(HeldPage),
     Filters(Filters),
     Cleared(Cleared),
+}
+
+/// `get_packets`' result as the engine hands it over: the ring's packets
+/// themselves (shared, not copied), written as a [`PacketPage`] (same JSON)
+/// by the connection, a chunk at a time as its socket drains.
+///
+/// [`PacketPage`]: pidcap_api::protocol::PacketPage
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeldPage {
+    pub packets: Vec<Arc<CapturedPacket>>,
+    pub next_since: u64,
+    pub more: bool,
+    pub missed: u64,
 }
 
 pub type Reply = Result<EngineReply, ApiError>;
@@ -140,6 +154,24 @@ fn engine_err(e: EngineError) -> ApiError {
         EngineError::Invalid(m) => err(code, m.to_string()),
         e => err(code, e.to_string()),
     }
+}
+
+/// The longest part of a client's input an error message quotes.
+pub const QUOTE_CHARS: usize = 64;
+
+/// A bad SPEC's message: the SPEC quoted once (cut after [`QUOTE_CHARS`]),
+/// the bad part only when it is not the whole SPEC nor quoted by the
+/// reason, then the grammar.
+fn rule_error(e: &RuleError) -> String {
+    let spec = quote_cut(&e.spec, QUOTE_CHARS);
+    let reason = cut_quotes(&e.reason, QUOTE_CHARS);
+    let head = match &e.part {
+        Some(part) if part.as_str() != e.spec.trim() && !e.reason.contains(&format!("`{part}`")) => {
+            format!("invalid rule {spec}: {} {reason}", quote_cut(part, QUOTE_CHARS))
+        }
+        _ => format!("invalid rule {spec}: {reason}"),
+    };
+    format!("{head}\n{}", rules::GRAMMAR)
 }
 
 /// Start the engine thread on `backend`. Returns the request channel.
@@ -295,7 +327,7 @@ impl Engine {
             }
             EngineOp::AddFilter { rule, action, index } => {
                 let rule = Rule::parse_spec(&rule, action.unwrap_or(Action::Block))
-                    .map_err(|e| err(ErrorCode::InvalidRule, e.to_string()))?;
+                    .map_err(|e| err(ErrorCode::InvalidRule, rule_error(&e)))?;
                 if self.filters.len() >= rules::MAX_RULES {
                     return Err(err(
                         ErrorCode::InvalidArgument,
@@ -440,7 +472,7 @@ impl Engine {
         Ok(EngineReply::Filters(Filters { filter, filters }))
     }
 
-    fn page(&self, since: u64, limit: usize) -> PacketPage {
+    fn page(&self, since: u64, limit: usize) -> HeldPage {
         let ring = self.session.capture().ring();
         let mut packets = Vec::new();
         let mut bytes = 0;
@@ -449,7 +481,7 @@ impl Engine {
                 break;
             }
             bytes += p.data.len();
-            packets.push(CapturedPacket::clone(&p));
+            packets.push(p);
         }
         let newest = self.session.capture().next_id().saturating_sub(1);
         let (missed, next_since) = match (packets.first(), packets.last()) {
@@ -458,7 +490,7 @@ impl Engine {
             _ => (newest.saturating_sub(since), since.max(newest)),
         };
         let more = !ring.since(next_since, 1).is_empty();
-        PacketPage { packets, next_since, more, missed }
+        HeldPage { packets, next_since, more, missed }
     }
 
     fn state(&mut self) -> Result<State, ApiError> {

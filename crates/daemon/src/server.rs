@@ -10,15 +10,22 @@
 //! One daemon per socket: a socket file someone answers on means a live
 //! daemon (refused); one nobody answers on is stale (removed).
 //!
+//! Bounds: at most [`DaemonConfig::max_clients`] connections (one more gets
+//! a `busy` line and is closed); each reads its next request only once the
+//! last reply is written, and writes replies [`CHUNK_BYTES`] at a time as
+//! the client reads (`get_packets` pages are streamed, never built whole);
+//! memory freed by clients that left is handed back to the system.
+//!
 //! Lifetime: every kernel attachment is a BPF link held by this process;
 //! when it dies, however it dies, programs, maps and rules go with it.
 
-use crate::engine::{self, Command, EngineReply, Msg, Published, SharedPacket};
+use crate::engine::{self, Command, EngineReply, HeldPage, Msg, Published, SharedPacket, QUOTE_CHARS};
 use crate::error::{DaemonError, Result};
 use crate::jobs::{JobEvent, Jobs};
 use pidcap_api::protocol::{
-    packet_event_line, parse_request, ApiError, ConnectionOp, EngineOp, ErrorCode, Event, InjectArgs, JobReply,
-    Jobs as JobList, Op, Reply, Subscribed, Watching, DEFAULT_GROUP, DEFAULT_SOCKET, MAX_REQUEST_BYTES, VERSION,
+    cut_quotes, packet_event_line, parse_request, ApiError, ConnectionOp, EngineOp, ErrorCode, Event, InjectArgs,
+    JobReply, Jobs as JobList, Op, Reply, Subscribed, Watching, DEFAULT_GROUP, DEFAULT_SOCKET, MAX_REQUEST_BYTES,
+    VERSION,
 };
 use pidcap_engine::procfs::Procfs;
 use pidcap_engine::{EngineError, KernelBackend};
@@ -35,6 +42,13 @@ use tokio::sync::{broadcast, mpsc as tmpsc, oneshot};
 
 /// Events a subscriber may fall behind by before it is told it missed some.
 pub const SUBSCRIBER_QUEUE: usize = 8192;
+/// Clients served at once unless configured otherwise ([`DaemonConfig::max_clients`]).
+pub const DEFAULT_MAX_CLIENTS: usize = 64;
+/// A reply is written in chunks of about this size, each once the socket
+/// has taken the one before: what a client that does not read costs the daemon.
+pub const CHUNK_BYTES: usize = 64 << 10;
+/// How often freed memory is handed back to the system after clients left.
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -43,11 +57,18 @@ pub struct DaemonConfig {
     pub group: Option<String>,
     /// Stop cleanly on SIGINT/SIGTERM (the `pidcap daemon` command); tests say no.
     pub handle_signals: bool,
+    /// Clients served at once (at least 1); one more is told `busy` and closed.
+    pub max_clients: usize,
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
-        DaemonConfig { socket: DEFAULT_SOCKET.into(), group: Some(DEFAULT_GROUP.into()), handle_signals: true }
+        DaemonConfig {
+            socket: DEFAULT_SOCKET.into(),
+            group: Some(DEFAULT_GROUP.into()),
+            handle_signals: true,
+            max_clients: DEFAULT_MAX_CLIENTS,
+        }
     }
 }
 
@@ -59,6 +80,7 @@ pub struct Daemon {
     shared: Arc<Shared>,
     engine: std::thread::JoinHandle<()>,
     handle_signals: bool,
+    max_clients: usize,
 }
 
 struct Shared {
@@ -67,6 +89,10 @@ struct Shared {
     subscribers: Arc<AtomicUsize>,
     gid: Option<u32>,
     jobs: Jobs,
+    /// Connections being served.
+    clients: AtomicUsize,
+    /// A connection ended since memory was last trimmed.
+    released: std::sync::atomic::AtomicBool,
 }
 
 /// The gid of group `name`, from /etc/group.
@@ -159,9 +185,18 @@ impl Daemon {
             listener,
             socket: path,
             gid,
-            shared: Arc::new(Shared { cmd, tx, subscribers, gid, jobs: Jobs::default() }),
+            shared: Arc::new(Shared {
+                cmd,
+                tx,
+                subscribers,
+                gid,
+                jobs: Jobs::default(),
+                clients: AtomicUsize::new(0),
+                released: Default::default(),
+            }),
             engine,
             handle_signals: config.handle_signals,
+            max_clients: config.max_clients.max(1),
         })
     }
 
@@ -187,7 +222,7 @@ impl Daemon {
             .enable_all()
             .build()
             .map_err(|e| DaemonError::io("starting the async runtime", e))?;
-        let Daemon { listener, socket, shared, engine, handle_signals, .. } = self;
+        let Daemon { listener, socket, shared, engine, handle_signals, max_clients, .. } = self;
         let result = rt.block_on(async {
             listener.set_nonblocking(true).map_err(|e| DaemonError::io("socket", e))?;
             let listener = UnixListener::from_std(listener).map_err(|e| DaemonError::io("socket", e))?;
@@ -205,13 +240,28 @@ impl Daemon {
             };
             tokio::pin!(signals);
             tokio::pin!(stop);
+            let mut trim = tokio::time::interval(TRIM_EVERY);
+            trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = &mut signals => break,
                     _ = &mut stop => break,
+                    _ = trim.tick() => {
+                        if shared.released.swap(false, Ordering::Relaxed) {
+                            release_memory();
+                        }
+                    }
                     accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) if shared.clients.load(Ordering::Relaxed) >= max_clients => {
+                            refuse_busy(&stream, max_clients);
+                        }
                         Ok((stream, _)) => {
-                            tokio::spawn(connection(stream, Arc::clone(&shared)));
+                            shared.clients.fetch_add(1, Ordering::Relaxed);
+                            let guard = ClientGuard(Arc::clone(&shared));
+                            tokio::spawn(async move {
+                                connection(stream, &guard.0).await;
+                                drop(guard);
+                            });
                         }
                         Err(e) => {
                             tracing::warn!("accept: {e}");
@@ -228,6 +278,39 @@ impl Daemon {
         let _ = engine.join();
         let _ = std::fs::remove_file(&socket);
         result
+    }
+}
+
+/// One connection being served: counted while it lives.
+struct ClientGuard(Arc<Shared>);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+        self.0.released.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One client too many: one `busy` line, written without waiting (the
+/// socket's buffer is empty), then the connection is closed.
+fn refuse_busy(stream: &UnixStream, max: usize) {
+    let e = ApiError::new(
+        ErrorCode::Busy,
+        format!("the daemon is serving its maximum of {max} clients (--max-clients); try again later"),
+    );
+    let mut line = Vec::new();
+    encode(&mut line, &Line::err(None, e));
+    let _ = stream.try_write(&line);
+    tracing::debug!("refused a client: {max} connected");
+}
+
+/// Hand memory freed by clients that left back to the system: glibc keeps
+/// freed heap memory for reuse unless asked.
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -338,6 +421,28 @@ fn encode_packet(out: &mut Vec<u8>, id: u64, json: std::result::Result<&[u8], Ar
     }
 }
 
+/// Write a `get_packets` reply: the same line serde writes for it, built and
+/// written [`CHUNK_BYTES`] at a time, so a page (up to 2 MiB of packets,
+/// twice that in hex) is never held whole in memory.
+async fn write_page<W: AsyncWrite + Unpin>(wr: &mut W, id: u64, page: &HeldPage) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut chunk = Vec::with_capacity(CHUNK_BYTES + (8 << 10));
+    write!(chunk, r#"{{"v":{VERSION},"id":{id},"ok":true,"result":{{"packets":["#)?;
+    for (i, p) in page.packets.iter().enumerate() {
+        if i > 0 {
+            chunk.push(b',');
+        }
+        // Half a line is out already: a packet that does not encode (a bug) ends the connection.
+        serde_json::to_writer(&mut chunk, &**p).map_err(std::io::Error::other)?;
+        if chunk.len() >= CHUNK_BYTES {
+            wr.write_all(&chunk).await?;
+            chunk.clear();
+        }
+    }
+    writeln!(chunk, r#"],"next_since":{},"more":{},"missed":{}}}}}"#, page.next_since, page.more, page.missed)?;
+    wr.write_all(&chunk).await
+}
+
 async fn write_reply<W: AsyncWrite + Unpin>(wr: &mut W, reply: &Line) -> std::io::Result<()> {
     let mut bytes = Vec::new();
     encode(&mut bytes, reply);
@@ -429,7 +534,7 @@ enum Handled {
     Closed,
 }
 
-async fn connection(stream: UnixStream, shared: Arc<Shared>) {
+async fn connection(stream: UnixStream, shared: &Shared) {
     let allowed = peer_allowed(&stream, shared.gid);
     let (rd, mut wr) = stream.into_split();
     if !allowed {
@@ -454,12 +559,18 @@ async fn connection(stream: UnixStream, shared: Arc<Shared>) {
                     Ok(Frame::Line(line)) => match parse_request(&line) {
                         Err((id, e)) => Line::err(id, e),
                         Ok(req) => match req.op {
-                            Op::Engine(op) => match ask_engine(&shared, op).await {
+                            Op::Engine(op) => match ask_engine(shared, op).await {
+                                Ok(EngineReply::Packets(page)) => {
+                                    if write_page(&mut wr, req.id, &page).await.is_err() {
+                                        break;
+                                    }
+                                    continue;
+                                }
                                 Ok(r) => Line::ok(req.id, Answer::Engine(r)),
                                 Err(e) => Line::err(Some(req.id), e),
                             },
                             Op::Connection(op) => {
-                                match connection_op(&shared, &mut wr, &mut sub, req.id, op, &watch_tx).await {
+                                match connection_op(shared, &mut wr, &mut sub, req.id, op, &watch_tx).await {
                                     Handled::Reply(r) => *r,
                                     Handled::Written => continue,
                                     Handled::Closed => break,
@@ -579,13 +690,27 @@ async fn inject(shared: &Shared, mut args: InjectArgs) -> std::result::Result<Jo
         })?;
         args.template = Some(Box::new(CapturedPacket::clone(&p)));
     }
-    let prepared =
-        pidcap_resend::prepare(&args).map_err(|e| ApiError::new(ErrorCode::InvalidPayload, e.to_string()))?;
+    check_inject_ranges(&args)?;
+    let prepared = pidcap_resend::prepare(&args)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidPayload, cut_quotes(&e.to_string(), QUOTE_CHARS)))?;
     let job = shared
         .jobs
         .start(prepared)
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("starting the job thread: {e}")))?;
     Ok(JobReply { job })
+}
+
+/// `inject`'s numbers out of range: `invalid_argument`, in the API's words
+/// (pidcap-resend's own checks name the CLI's flags).
+fn check_inject_ranges(args: &InjectArgs) -> std::result::Result<(), ApiError> {
+    let bad = |m: String| Err(ApiError::new(ErrorCode::InvalidArgument, m));
+    if let Some(rate) = args.max_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
+        return bad(format!("`max_rate` must be a positive number of packets per second, not {rate}"));
+    }
+    if args.count == Some(0) && !args.forever {
+        return bad("`count` must be at least 1 (or `forever`: true)".into());
+    }
+    Ok(())
 }
 
 /// `stop_job`: ask, then wait until the job has ended.
@@ -643,4 +768,40 @@ async fn watch_job<W: AsyncWrite + Unpin>(
         (None, None) => {}
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_written_in_chunks_is_the_line_serde_writes() {
+        let packet = |id: u64, n: usize| {
+            Arc::new(CapturedPacket::new(
+                id,
+                1_700_000_000_000_000_000 + id,
+                42,
+                "curl".into(),
+                7,
+                pidcap_packet::Direction::Outbound,
+                pidcap_packet::Verdict::Pass,
+                3,
+                vec![0x45; n],
+            ))
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for page in [
+            HeldPage { packets: vec![], next_since: 9, more: false, missed: 3 },
+            HeldPage { packets: vec![packet(1, 20)], next_since: 1, more: true, missed: 0 },
+            // More than one chunk.
+            HeldPage { packets: (1..200).map(|i| packet(i, 1400)).collect(), next_since: 199, more: true, missed: 0 },
+        ] {
+            let mut want =
+                serde_json::to_vec(&Line::ok(7, Answer::Engine(EngineReply::Packets(page.clone())))).unwrap();
+            want.push(b'\n');
+            let mut got = Vec::new();
+            rt.block_on(write_page(&mut got, 7, &page)).unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(want).unwrap());
+        }
+    }
 }

@@ -220,7 +220,7 @@ fn bad_input_gets_a_clear_error_and_the_daemon_keeps_going() {
     expect(br#"{"v":9,"id":1,"op":"get_state"}"#, ErrorCode::UnsupportedVersion);
     expect(br#"{"id":1,"op":"get_state"}"#, ErrorCode::BadRequest);
     expect(br#"{"v":1,"id":1,"op":7}"#, ErrorCode::BadRequest);
-    expect(br#"{"v":1,"id":2,"op":"get_state","extra":1}"#, ErrorCode::BadRequest);
+    expect(br#"{"v":1,"id":2,"op":"get_state","extra":1}"#, ErrorCode::InvalidArgument);
     expect(br#"{"v":1,"id":2,"op":"watch_job"}"#, ErrorCode::BadRequest);
     expect(br#"{"v":1,"id":1,"op":"add_filter","rule":"tcp:99999"}"#, ErrorCode::InvalidRule);
     expect(br#"{"v":1,"id":1,"op":"start_capture","pids":[4294967290]}"#, ErrorCode::NoSuchProcess);
@@ -279,6 +279,104 @@ fn bad_input_gets_a_clear_error_and_the_daemon_keeps_going() {
         Err(DaemonError::NotASocket(_))
     ));
     assert_eq!(std::fs::read(&plain).unwrap(), b"not a socket");
+}
+
+/// One request line of `op` with `fields` (a JSON object's inside, may be empty).
+fn line(id: u64, op: &str, fields: &str) -> Vec<u8> {
+    let sep = if fields.is_empty() { "" } else { "," };
+    format!(r#"{{"v":1,"id":{id},"op":"{op}"{sep}{fields}}}"#).into_bytes()
+}
+
+/// Send `line`, read its reply, which must be an error: its code and message.
+fn refused(c: &mut Client, line: &[u8]) -> (ErrorCode, String) {
+    c.send_line(line).unwrap();
+    let r = c.read_reply().unwrap();
+    let e = r.error.unwrap_or_else(|| panic!("{} was accepted: {:?}", String::from_utf8_lossy(line), r.result));
+    (e.code, e.message)
+}
+
+#[test]
+fn every_op_refuses_an_argument_it_does_not_take_naming_it_and_does_nothing() {
+    let (d, fake) = InProcess::fake(None);
+    let mut c = d.client();
+    c.add_filter("udp:53", Action::Block, None).unwrap();
+    let started = c.start_capture(vec![me()], vec![], None, None, false).unwrap();
+    push(&fake, 3);
+    received(&mut c, 3);
+    // Each op with the arguments it takes, plus one it does not.
+    let me = me();
+    let ops: [(&str, String); 14] = [
+        ("start_capture", format!(r#""pids":[{me}]"#)),
+        ("stop_capture", String::new()),
+        ("get_packets", r#""since":0"#.into()),
+        ("subscribe", r#""since":0"#.into()),
+        ("inject", r#""data":"41","to":"127.0.0.1:9","proto":"udp","mode":"connect""#.into()),
+        ("add_filter", r#""rule":"tcp:1""#.into()),
+        ("remove_filter", r#""filter":1"#.into()),
+        ("set_filter_enabled", r#""filter":1,"enabled":false"#.into()),
+        ("clear_filters", String::new()),
+        ("clear_buffer", String::new()),
+        ("get_state", String::new()),
+        ("list_jobs", String::new()),
+        ("watch_job", r#""job":1"#.into()),
+        ("stop_job", r#""job":1"#.into()),
+    ];
+    for (i, (op, fields)) in ops.iter().enumerate() {
+        let extra = if op.contains("filter") || op == &"start_capture" { "bogus" } else { "filter" };
+        let with = if fields.is_empty() { format!(r#""{extra}":3"#) } else { format!(r#"{fields},"{extra}":3"#) };
+        let (code, msg) = refused(&mut c, &line(100 + i as u64, op, &with));
+        assert_eq!(code, ErrorCode::InvalidArgument, "{op}: {msg}");
+        assert!(msg.contains(&format!("`{extra}`")) && msg.contains(op), "{op}: {msg}");
+    }
+    // Nothing was done: the rule, the capture, the packets and no job.
+    let s = c.get_state().unwrap();
+    assert_eq!(s.filters.iter().map(|f| f.spec.as_str()).collect::<Vec<_>>(), ["block:udp:53"]);
+    assert!(s.running && s.session == started.session && s.stats.ring_len == 3, "{s:?}");
+    assert!(s.subscribers == 0 && c.list_jobs().unwrap().is_empty());
+    assert_eq!(fake.state().rules.len(), 1);
+}
+
+#[test]
+fn bad_input_is_quoted_once_and_short_in_the_apis_words() {
+    let (d, _fake) = InProcess::fake(None);
+    let mut c = d.client();
+    // A 10 KB SPEC of one bad address part, and a near-1 MB one.
+    for n in [10_000usize, 1_000_000] {
+        let spec = format!("tcp:{}", "1.".repeat(n / 2));
+        let (code, msg) = refused(&mut c, &line(1, "add_filter", &format!(r#""rule":"{spec}""#)));
+        assert_eq!(code, ErrorCode::InvalidRule);
+        let head = msg.lines().next().unwrap();
+        assert!(head.len() < 400, "{} bytes: {}", head.len(), &head[..300]);
+        assert!(msg.len() < 2_000, "{} bytes", msg.len());
+        assert_eq!(head.matches("tcp:1.1.").count(), 1, "the SPEC is quoted once: {head}");
+        assert!(head.contains(&format!("({} bytes)", spec.len())), "{head}");
+        assert!(msg.contains("SPEC"), "the grammar follows: {msg}");
+    }
+    // A short bad SPEC: the SPEC and its bad part, each once.
+    let (_, msg) = refused(&mut c, &line(1, "add_filter", r#""rule":"tcp:300.1.1.1""#));
+    assert_eq!(msg.matches("300.1.1.1").count(), 2, "in the SPEC and as the part: {msg}");
+
+    let (code, msg) = refused(&mut c, br#"{"v":"1","id":1,"op":"get_state"}"#);
+    assert_eq!(code, ErrorCode::UnsupportedVersion);
+    assert!(msg.contains(r#""1""#) && msg.contains("string") && msg.contains("version 1"), "{msg}");
+    assert!(!msg.contains('?'), "{msg}");
+
+    for rate in ["0", "-5"] {
+        let args = format!(r#""data":"41","to":"127.0.0.1:9","mode":"connect","proto":"udp","max_rate":{rate}"#);
+        let (code, msg) = refused(&mut c, &line(2, "inject", &args));
+        assert_eq!(code, ErrorCode::InvalidArgument, "{msg}");
+        assert!(msg.contains("`max_rate`") && !msg.contains("--"), "{msg}");
+    }
+    let args = r#""data":"41","to":"127.0.0.1:9","mode":"connect","proto":"udp","count":0"#;
+    let (code, msg) = refused(&mut c, &line(3, "inject", args));
+    assert_eq!(code, ErrorCode::InvalidArgument, "{msg}");
+    assert!(msg.contains("`count`") && !msg.contains("--"), "{msg}");
+    // A long bad payload: its message stays short.
+    let hex = format!("4{}", "z".repeat(100_000));
+    let (code, msg) = refused(&mut c, &line(4, "inject", &format!(r#""data":"{hex}","to":"127.0.0.1:9""#)));
+    assert_eq!(code, ErrorCode::InvalidPayload);
+    assert!(msg.len() < 1_000, "{} bytes", msg.len());
+    assert!(c.list_jobs().unwrap().is_empty());
 }
 
 /// The name of this process's effective group, from /etc/group.

@@ -1,6 +1,9 @@
 //! Running a prepared job: opening its [`Sender`] and the send loop (count or
 //! forever, interval, rate cap, stop on error or not), one [`SendStatus`] per
-//! send and a [`Summary`] at the end.
+//! send and a [`Summary`] at the end. A failed send is a status and the loop
+//! goes on (unless `stop_on_error`, or no later send could succeed); a send
+//! interrupted by the stop (EINTR from SIGINT/SIGTERM) ends the loop as
+//! `stopped`, with no status.
 
 use crate::send::{self, SendError, Sender};
 use crate::{effective_interval, EndReason, Mode, Prepared, SendStatus, Summary};
@@ -107,6 +110,8 @@ pub fn run_loop(
                     reply: s.reply,
                 }
             }
+            // Interrupted by the signal that stops the loop: the end, not a failure.
+            Err(e) if stop.load(Ordering::Relaxed) && e.is_interrupted() => break EndReason::Stopped,
             Err(e) => {
                 failed += 1;
                 SendStatus::failed(seq, &e, at, t0.elapsed())
@@ -122,6 +127,8 @@ pub fn run_loop(
             next = Instant::now(); // fell far behind (slow sends): do not burst to catch up
         }
     };
+    // Every send of a finished loop failed (a refused connect each time): nothing got out.
+    let reason = if reason == EndReason::Done && sent == 0 && failed > 0 { EndReason::Failed } else { reason };
     Summary { sent, failed, bytes, duration_ms: start.elapsed().as_millis() as u64, reason }
 }
 

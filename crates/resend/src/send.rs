@@ -26,6 +26,11 @@ impl SendError {
         SendError { kind, message: message.into(), source: None }
     }
 
+    /// A system call interrupted by a signal (EINTR).
+    pub fn is_interrupted(&self) -> bool {
+        self.source.as_ref().is_some_and(|e| e.kind() == io::ErrorKind::Interrupted)
+    }
+
     /// The same error, caused by `e`.
     pub fn with_source(mut self, e: io::Error) -> SendError {
         self.source = Some(Arc::new(e));
@@ -342,13 +347,22 @@ pub struct ConnectSender {
     t: Target,
     timeout: Duration,
     conn: Option<Conn>,
+    /// Why connecting at open failed: the first send's outcome.
+    pending: Option<SendError>,
 }
 
 impl ConnectSender {
-    /// Connect now, so that a refused connection fails the job at once.
+    /// Connect now. Only a [permanent](ErrorKind::is_permanent) failure
+    /// (no permission) is an error here: a refused or timed-out connect is
+    /// the first send's failed status, and each later send connects again,
+    /// so a loop goes on as for any failed send.
     pub fn open(t: &Target, timeout: Duration) -> Result<ConnectSender, SendError> {
-        let mut s = ConnectSender { t: t.clone(), timeout, conn: None };
-        s.conn = Some(s.connect()?);
+        let mut s = ConnectSender { t: t.clone(), timeout, conn: None, pending: None };
+        match s.connect() {
+            Ok(c) => s.conn = Some(c),
+            Err(e) if e.kind.is_permanent() => return Err(e),
+            Err(e) => s.pending = Some(e),
+        }
         Ok(s)
     }
 
@@ -406,7 +420,12 @@ fn read_reply<R: Read>(
     match r.read(&mut buf) {
         Ok(0) => return Ok(Some(got)),
         Ok(n) => got.extend_from_slice(&buf[..n]),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Ok(None),
+        // A signal (a stop: SIGINT/SIGTERM) cut the wait short: no reply.
+        Err(e)
+            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) =>
+        {
+            return Ok(None)
+        }
         Err(e) => return Err(e),
     }
     set_timeout(Some(Duration::from_millis(20)))?;
@@ -422,6 +441,9 @@ fn read_reply<R: Read>(
 
 impl Sender for ConnectSender {
     fn send(&mut self, payload: &[u8], wait: Duration) -> Result<Sent, SendError> {
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
         if self.conn.is_none() {
             self.conn = Some(self.connect()?);
         }
@@ -438,7 +460,15 @@ impl Sender for ConnectSender {
                 s.set_read_timeout(Some(wait)).map_err(|e| os_error("socket", e))?;
                 match s.recv(&mut buf) {
                     Ok(n) => Ok(Some(buf[..n].to_vec())),
-                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(None),
+                    // A signal (a stop: SIGINT/SIGTERM) cut the wait short: sent, no reply.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        Ok(None)
+                    }
                     Err(e) => Err(os_error("receive", e)),
                 }
             }),

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         eprintln!("usage: pidcap-daemon-test-child SOCKET");
         return ExitCode::from(2);
     };
-    let config = DaemonConfig { socket: socket.into(), group: None, handle_signals: true };
+    let config = DaemonConfig { socket: socket.into(), group: None, ..Default::default() };
     let load = || -> Result<Box<dyn pidcap_engine::KernelBackend>, pidcap_engine::EngineError> {
         Ok(Box::new(EbpfBackend::load(LoadOptions::with_ring(1 << 20))?))
     };

@@ -170,7 +170,7 @@ pub fn socket_path() -> PathBuf {
 }
 
 pub fn config(socket: &Path, group: Option<&str>) -> DaemonConfig {
-    DaemonConfig { socket: socket.into(), group: group.map(Into::into), handle_signals: false }
+    DaemonConfig { socket: socket.into(), group: group.map(Into::into), handle_signals: false, ..Default::default() }
 }
 
 /// The real kernel layer, with a small (1 MiB) ring.
