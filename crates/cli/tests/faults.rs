@@ -23,6 +23,8 @@ const EPERM: i64 = 1;
 /// A debug build says it captures about 0.7 s after it starts: the load
 /// window the first kill point draws from.
 const LOAD_WINDOW_MS: u64 = 700;
+/// Before this, it is still parsing arguments and opening its output.
+const LOAD_FROM_MS: u64 = 100;
 const LONG: Duration = Duration::from_secs(30);
 
 /// A deterministic PRNG (splitmix64): a test's kill points follow from its seed.
@@ -36,7 +38,8 @@ impl Rng {
         };
         eprintln!("faults {test}: seed {seed} (PIDCAP_FAULT_SEED={seed} replays it)");
         // Each test draws its own sequence from the one seed.
-        let salt = test.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let salt =
+            test.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         Rng(seed ^ salt)
     }
 
@@ -139,14 +142,25 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Close its stdin, which ends it, and let it exit by itself.
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        self.pid = 0;
+        if let Some(mut c) = self.child.take() {
+            c.wait().unwrap();
+        }
+    }
+}
+
 impl Drop for Target {
     fn drop(&mut self) {
         drop(self.stdin.take()); // the end of its stdin ends it
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
-        } else if std::fs::read_to_string(format!("/proc/{}/cmdline", self.pid))
-            .is_ok_and(|c| c.contains("faults_target"))
+        } else if self.pid != 0
+            && std::fs::read_to_string(format!("/proc/{}/cmdline", self.pid)).is_ok_and(|c| c.contains("faults_target"))
         {
             // SAFETY: kill(2) of the target pidcap run started (checked by its command line).
             unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
@@ -258,10 +272,7 @@ fn assert_released((progs, maps): &(HashSet<u64>, HashSet<u64>)) -> String {
         if left.is_empty() && left_maps.is_empty() {
             return format!("{} programs and {} maps it held are gone", progs.len(), maps.len());
         }
-        assert!(
-            Instant::now() < deadline,
-            "programs {left:?} and maps {left_maps:?} outlived the SIGKILLed pidcap"
-        );
+        assert!(Instant::now() < deadline, "programs {left:?} and maps {left_maps:?} outlived the SIGKILLed pidcap");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -302,7 +313,7 @@ fn after_kill(
             assert_eq!(t.probe(), Ok(()), "{what} killed {at}: the rule died with it, the target's connect succeeds");
             "the target's next connect succeeded"
         }
-        None => "no target ran (the held command exits when pidcap dies)",
+        None => "no target was started yet",
     };
     let file = file.map_or_else(String::new, |f| format!("; {}", check_file(f)));
     fx.note(format!("faults: {what} killed {at}: {released}; {probe}{file}"));
@@ -326,7 +337,7 @@ fn kill_9_of_run_leaves_nothing_behind() {
         let mut target = None;
         let at = match point {
             Point::Load => {
-                let d = rng.ms(0, LOAD_WINDOW_MS);
+                let d = rng.ms(LOAD_FROM_MS, LOAD_WINDOW_MS);
                 match s.err.wait_for("pidcap: capturing", d) {
                     Some(_) => format!("{d:?} after its start (it was capturing by then)"),
                     None => format!("{d:?} after its start, while loading"),
@@ -353,6 +364,11 @@ fn kill_9_of_run_leaves_nothing_behind() {
         // pidcap run releases the command only once it captures: it may or may not run.
         if target.is_none() {
             target = Target::from_streams(s.stdin.take().unwrap(), s.out.take().unwrap(), None);
+            if target.is_none() {
+                fx.note(
+                    "faults: run: the held command never ran (it exits when pidcap dies before releasing it)".into(),
+                );
+            }
         }
         after_kill(&mut fx, "run", format!("{point:?} {at}"), held, target.as_mut(), Some(&file));
     }
@@ -362,7 +378,7 @@ fn kill_9_of_run_leaves_nothing_behind() {
     let mut t = Target::from_streams(s.stdin.take().unwrap(), s.out.take().unwrap(), None).unwrap();
     assert_eq!(t.probe(), Err(EPERM), "restarted on the same file, the rule is in force");
     wait_for_capture(&file, "a packet", |p| !p.is_empty());
-    drop(t); // the end of its stdin ends the command, and with it the run
+    t.finish(); // the end of its stdin ends the command, and with it the run
     let status = s.pidcap.wait();
     assert!(status.success(), "the last run ends with its command: {status:?} {:?}", s.err.seen);
     assert!(tshark_frames(&file) > 0);
@@ -384,7 +400,7 @@ fn kill_9_of_capture_leaves_nothing_behind() {
         let mut s = start(&mut capture(&fx, t.pid));
         let at = match point {
             Point::Load => {
-                let d = rng.ms(0, LOAD_WINDOW_MS);
+                let d = rng.ms(LOAD_FROM_MS, LOAD_WINDOW_MS);
                 match s.err.wait_for("pidcap: capturing", d) {
                     Some(_) => format!("{d:?} after its start (it was capturing by then)"),
                     None => format!("{d:?} after its start, while loading"),
@@ -456,7 +472,7 @@ fn kill_9_of_a_daemon(test: &str, ready: &str, start_cmd: impl Fn(&Path) -> Comm
         let mut watch = None;
         let at = match point {
             Point::Load => {
-                let d = rng.ms(0, LOAD_WINDOW_MS);
+                let d = rng.ms(LOAD_FROM_MS, LOAD_WINDOW_MS);
                 match s.err.wait_for(ready, d) {
                     Some(_) => format!("{d:?} after its start (it was serving by then)"),
                     None => format!("{d:?} after its start, while loading"),
