@@ -190,44 +190,6 @@ fn sigkill_leaves_no_program_attached() {
     let _ = sleeper.wait();
 }
 
-/// (id, name) of the BPF programs `pid` holds through a program or link file
-/// descriptor: the kernel lists `prog_id:` in /proc/PID/fdinfo for both.
-fn programs_held_by(pid: u32) -> Vec<(u64, String)> {
-    let mut ids = HashSet::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
-        let info = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
-        ids.extend(
-            info.lines().filter_map(|l| l.strip_prefix("prog_id:")).filter_map(|v| v.trim().parse::<u64>().ok()),
-        );
-    }
-    bpftool_json(&["prog", "show"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["id"].as_u64().is_some_and(|id| ids.contains(&id)))
-        .map(|p| (p["id"].as_u64().unwrap(), p["name"].as_str().unwrap_or("").to_string()))
-        .collect()
-}
-
-fn all_program_ids() -> HashSet<u64> {
-    bpftool_json(&["prog", "show"]).as_array().unwrap().iter().filter_map(|p| p["id"].as_u64()).collect()
-}
-
-/// Programs attached through links (cgroup, tracepoint...), as the kernel lists them.
-fn attached_program_ids() -> HashSet<u64> {
-    bpftool_json(&["link", "show"]).as_array().unwrap().iter().filter_map(|l| l["prog_id"].as_u64()).collect()
-}
-
-fn bpftool_json(args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new("bpftool")
-        .arg("--json")
-        .args(args)
-        .output()
-        .expect("bpftool is needed (apt-get install bpftool)");
-    assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn follow_children_captures_what_a_shell_starts_and_only_with_f() {
     require!(Root, Tool("ip"), Tool("python3"), Tool("sh"));

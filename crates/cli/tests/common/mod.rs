@@ -8,6 +8,7 @@
 pub use pidcap_testkit::{require, NetNs};
 
 use pidcap_packet::CapturedPacket;
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Stdio};
@@ -235,4 +236,77 @@ pub fn tshark_frames(path: &Path) -> usize {
         assert!(line.starts_with("Running as user \"root\""), "tshark warned: {line}");
     }
     String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).count()
+}
+
+/// (id, name) of the BPF programs `pid` holds through a program or link file
+/// descriptor: the kernel lists `prog_id:` in /proc/PID/fdinfo for both.
+pub fn programs_held_by(pid: u32) -> Vec<(u64, String)> {
+    let mut ids = HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let info = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        ids.extend(
+            info.lines().filter_map(|l| l.strip_prefix("prog_id:")).filter_map(|v| v.trim().parse::<u64>().ok()),
+        );
+    }
+    bpftool_json(&["prog", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["id"].as_u64().is_some_and(|id| ids.contains(&id)))
+        .map(|p| (p["id"].as_u64().unwrap(), p["name"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+pub fn all_program_ids() -> HashSet<u64> {
+    bpftool_json(&["prog", "show"]).as_array().unwrap().iter().filter_map(|p| p["id"].as_u64()).collect()
+}
+
+/// Programs attached through links (cgroup, tracepoint...), as the kernel lists them.
+pub fn attached_program_ids() -> HashSet<u64> {
+    bpftool_json(&["link", "show"]).as_array().unwrap().iter().filter_map(|l| l["prog_id"].as_u64()).collect()
+}
+
+pub fn bpftool_json(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new("bpftool")
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("bpftool is needed (apt-get install bpftool)");
+    assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Ids of the BPF programs (`prog_id:`, from program and link fds) and maps
+/// (`map_id:`) that `pid` holds, as /proc/PID/fdinfo lists them.
+pub fn bpf_ids_held_by(pid: u32) -> (HashSet<u64>, HashSet<u64>) {
+    let (mut progs, mut maps) = (HashSet::new(), HashSet::new());
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return (progs, maps) };
+    for entry in dir.map_while(Result::ok) {
+        let info = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for line in info.lines() {
+            let id = |v: &str| v.trim().parse::<u64>().ok();
+            if let Some(v) = line.strip_prefix("prog_id:").and_then(id) {
+                progs.insert(v);
+            } else if let Some(v) = line.strip_prefix("map_id:").and_then(id) {
+                maps.insert(v);
+            }
+        }
+    }
+    (progs, maps)
+}
+
+pub fn all_map_ids() -> HashSet<u64> {
+    bpftool_json(&["map", "show"]).as_array().unwrap().iter().filter_map(|m| m["id"].as_u64()).collect()
+}
+
+impl Running {
+    /// Take charge of a child the test started (killed on drop unless waited for).
+    pub fn from_child(child: Child) -> Running {
+        Running { child: Some(child) }
+    }
+
+    /// Its exit status if it has exited (then it is reaped).
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
 }
