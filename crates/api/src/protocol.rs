@@ -13,6 +13,7 @@
 
 use pidcap_engine::rules::{Action, Rule};
 use pidcap_engine::CaptureStats;
+pub use pidcap_packet::ascii::{cut_quotes, quote_cut};
 use pidcap_packet::CapturedPacket;
 pub use pidcap_resend::{InjectArgs, JobInfo, SendStatus, Summary};
 use serde::{Deserialize, Serialize};
@@ -266,15 +267,6 @@ pub fn unknown_argument(value: &serde_json::Value) -> Option<String> {
     })
 }
 
-/// `text` in backquotes, cut to its first `max` characters followed by
-/// "… (N bytes)" when longer: a client's input is quoted once and short.
-pub fn quote_cut(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        None => format!("`{text}`"),
-        Some((end, _)) => format!("`{}…` ({} bytes)", &text[..end], text.len()),
-    }
-}
-
 impl<'de> Deserialize<'de> for Op {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Op, D::Error> {
         let value = serde_json::Value::deserialize(d)?;
@@ -520,29 +512,6 @@ pub struct Filters {
     pub filter: Option<FilterInfo>,
     /// The whole list after the change.
     pub filters: Vec<FilterInfo>,
-}
-
-/// `text` with every backquoted span longer than `max` characters cut as
-/// [`quote_cut`] does (an error's reason may quote the client's input).
-pub fn cut_quotes(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(4 * max + 64));
-    let mut rest = text;
-    while let Some(open) = rest.find('`') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
-        match after.find('`') {
-            Some(close) => {
-                out.push_str(&quote_cut(&after[..close], max));
-                rest = &after[close + 1..];
-            }
-            None => {
-                out.push_str(&quote_cut(after, max));
-                return out;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// What an unsupported `v` was, and what is supported.

@@ -6,7 +6,6 @@
 //! and are answered between two drains with a typed [`EngineReply`], so a
 //! slow client never holds up capture.
 
-use pidcap_api::protocol::{cut_quotes, quote_cut};
 use pidcap_api::protocol::{
     ApiError, CaptureSettings, Cleared, EngineOp, ErrorCode, FilterInfo, Filters, Started, State, TargetInfo,
     DEFAULT_PAGE, MAX_PAGE, PAGE_BYTES, VERSION,
@@ -157,21 +156,11 @@ fn engine_err(e: EngineError) -> ApiError {
 }
 
 /// The longest part of a client's input an error message quotes.
-pub const QUOTE_CHARS: usize = 64;
+pub use pidcap_engine::rules::QUOTE_CHARS;
 
-/// A bad SPEC's message: the SPEC quoted once (cut after [`QUOTE_CHARS`]),
-/// the bad part only when it is not the whole SPEC nor quoted by the
-/// reason, then the grammar.
+/// A bad SPEC's message: [`RuleError::short`] and the grammar.
 fn rule_error(e: &RuleError) -> String {
-    let spec = quote_cut(&e.spec, QUOTE_CHARS);
-    let reason = cut_quotes(&e.reason, QUOTE_CHARS);
-    let head = match &e.part {
-        Some(part) if part.as_str() != e.spec.trim() && !e.reason.contains(&format!("`{part}`")) => {
-            format!("invalid rule {spec}: {} {reason}", quote_cut(part, QUOTE_CHARS))
-        }
-        _ => format!("invalid rule {spec}: {reason}"),
-    };
-    format!("{head}\n{}", rules::GRAMMAR)
+    e.to_string()
 }
 
 /// Start the engine thread on `backend`. Returns the request channel.

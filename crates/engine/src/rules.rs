@@ -17,6 +17,9 @@ use std::str::FromStr;
 /// The longest rule list the kernel layer holds (one bank of the double-buffered map).
 pub const MAX_RULES: usize = 64;
 
+/// How much of a SPEC (outside input) an error message quotes.
+pub const QUOTE_CHARS: usize = 64;
+
 /// The SPEC grammar, shown in `--help` and in every parse error.
 pub const GRAMMAR: &str = "\
 SPEC = PART[:PART]...  (each kind of part at most once, in any order)
@@ -171,11 +174,18 @@ impl RuleError {
         RuleError { spec: spec.into(), part: part.map(Into::into), reason: reason.into() }
     }
 
-    /// The message without the grammar.
+    /// The message without the grammar: the SPEC quoted once (cut after
+    /// [`QUOTE_CHARS`] characters), the bad part only when it is not the whole
+    /// SPEC nor quoted by the reason.
     pub fn short(&self) -> String {
+        use pidcap_packet::ascii::{cut_quotes, quote_cut};
+        let spec = quote_cut(&self.spec, QUOTE_CHARS);
+        let reason = cut_quotes(&self.reason, QUOTE_CHARS);
         match &self.part {
-            Some(p) => format!("invalid rule `{}`: `{}` {}", self.spec, p, self.reason),
-            None => format!("invalid rule `{}`: {}", self.spec, self.reason),
+            Some(part) if part.as_str() != self.spec.trim() && !self.reason.contains(&format!("`{part}`")) => {
+                format!("invalid rule {spec}: {} {reason}", quote_cut(part, QUOTE_CHARS))
+            }
+            _ => format!("invalid rule {spec}: {reason}"),
         }
     }
 }
@@ -364,6 +374,15 @@ mod tests {
             assert!(e.short().contains(why), "{spec}: {}", e.short());
             assert!(e.to_string().contains("examples:"), "the grammar is shown");
         }
+    }
+
+    #[test]
+    fn a_long_bad_spec_is_quoted_once_and_cut() {
+        let spec = format!("tcp:{}", "9".repeat(10_000));
+        let short = spec.parse::<Rule>().unwrap_err().short();
+        assert!(short.len() < 300, "{} bytes: {short}", short.len());
+        assert!(!short.contains(&"9".repeat(100)), "neither the SPEC nor its part is echoed whole: {short}");
+        assert!(short.contains("(10004 bytes)"), "{short}");
     }
 
     /// A small deterministic generator (xorshift), so the property tests need no crate.

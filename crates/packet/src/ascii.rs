@@ -122,6 +122,38 @@ pub fn unescape(s: &str) -> Result<Vec<u8>, EscapeError> {
     Ok(out)
 }
 
+/// `text` in backquotes, cut to its first `max` characters followed by
+/// "… (N bytes)" when longer: a client's input is quoted once and short.
+pub fn quote_cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => format!("`{text}`"),
+        Some((end, _)) => format!("`{}…` ({} bytes)", &text[..end], text.len()),
+    }
+}
+
+/// `text` with every backquoted span longer than `max` characters cut as
+/// [`quote_cut`] does (an error's reason may quote the client's input).
+pub fn cut_quotes(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(4 * max + 64));
+    let mut rest = text;
+    while let Some(open) = rest.find('`') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('`') {
+            Some(close) => {
+                out.push_str(&quote_cut(&after[..close], max));
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push_str(&quote_cut(after, max));
+                return out;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
