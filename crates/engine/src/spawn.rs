@@ -118,6 +118,13 @@ pub fn spawn_gated(argv: &[OsString], stdio: &Stdio) -> io::Result<Gated> {
         // SAFETY: (whole block) raw fds and pointers prepared above stay
         // valid in the child's copy of the address space; no allocation happens.
         unsafe {
+            // The parent's ends: were the child to keep the gate's write end,
+            // its read would never see EOF when the parent dies, and it would
+            // wait forever holding copies of every descriptor the parent had
+            // (its BPF links among them: programs and block rules would
+            // outlive a SIGKILLed pidcap).
+            libc::close(gate_w.as_raw_fd());
+            libc::close(err_r.as_raw_fd());
             let mut b = 0u8;
             loop {
                 let n = libc::read(gate_r.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
@@ -252,6 +259,35 @@ mod tests {
         let g = spawn_gated(&["sh".into(), "-c".into(), "exit 7".into()], &Stdio::default()).unwrap();
         let mut c = g.release().unwrap();
         assert_eq!(c.wait_blocking(), 7);
+    }
+
+    /// A held child must see EOF on its gate when the parent dies (SIGKILL
+    /// included), so it must not hold the gate's write end itself: else it
+    /// waits forever with copies of the parent's descriptors (BPF links).
+    #[test]
+    fn the_held_child_holds_no_write_end_of_its_gate() {
+        let g = spawn_gated(&["true".into()], &Stdio::default()).unwrap();
+        let proc = std::path::PathBuf::from(format!("/proc/{}", g.pid));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(proc.join("wchan")).is_ok_and(|w| !w.contains("pipe")) {
+            assert!(std::time::Instant::now() < deadline, "the child never blocked at the gate");
+            std::thread::yield_now();
+        }
+        let (gate_w, err_r) = g.fds.as_ref().unwrap();
+        let link = |fd: i32| std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        let (gate, err) = (link(gate_w.as_raw_fd()), link(err_r.as_raw_fd()));
+        let mut held = 0;
+        for e in std::fs::read_dir(proc.join("fd")).unwrap() {
+            let fd: i32 = e.unwrap().file_name().to_string_lossy().parse().unwrap();
+            let target = std::fs::read_link(proc.join("fd").join(fd.to_string())).unwrap();
+            let mode = std::fs::read_to_string(proc.join("fdinfo").join(fd.to_string())).unwrap();
+            let write_only = mode.lines().any(|l| l.starts_with("flags:") && l.trim_end().ends_with('1'));
+            if (target == gate && write_only) || (target == err && !write_only) {
+                held += 1;
+            }
+        }
+        assert_eq!(held, 0, "the held child keeps the parent's end of its gate or error pipe");
+        g.abort();
     }
 
     #[test]
