@@ -53,6 +53,14 @@ pub struct FakeTarget {
     pub exited: bool,
 }
 
+/// An IPv4 UDP datagram 127.0.0.1:1000 -> 127.0.0.2:53 carrying `payload`
+/// (the packet the engine's own tests push through the fake).
+pub fn udp_packet(payload: &[u8]) -> Vec<u8> {
+    use pidcap_packet::build::{build, Transport};
+    build(([127, 0, 0, 1], 1000).into(), ([127, 0, 0, 2], 53).into(), 64, Transport::Udp, payload)
+        .expect("a small UDP datagram always builds")
+}
+
 /// What the fake kernel holds; shared between the backend and its handles.
 #[derive(Debug, Default)]
 pub struct FakeState {

@@ -207,12 +207,7 @@ mod tests {
     use crate::rules::Rule;
 
     fn udp(payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 2], 64)
-            .udp(1000, 53)
-            .write(&mut out, payload)
-            .unwrap();
-        out
+        crate::fake::udp_packet(payload)
     }
 
     fn session(schedule: Schedule) -> (Session, FakeHandle) {
