@@ -12,7 +12,8 @@
 //!
 //! It is also the one home of the small concepts every layer shares: hex
 //! ([`hex`]), bytes as text ([`ascii`]), CIDR networks ([`net`]), building
-//! a packet ([`build`]), decoding one ([`decode()`], [`headers`]), and the
+//! a packet ([`build`]), decoding one ([`decode()`], [`headers`]), TLS
+//! plaintext records ([`tls`]), and the
 //! names of [`Direction`] and [`Verdict`] (`Display` / `FromStr`).
 
 pub mod ascii;
@@ -20,9 +21,11 @@ pub mod build;
 pub mod decode;
 pub mod hex;
 pub mod net;
+pub mod tls;
 
 pub use decode::{decode, headers, Decoded, Headers};
 pub use hex::{hex_dump, to_hex};
+pub use tls::{TlsInfo, TlsLibrary, TlsRecord};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -225,6 +228,10 @@ pub struct CapturedPacket {
     /// Fields decoded from `data` (see [`decode`]).
     #[serde(flatten)]
     pub decoded: Decoded,
+    /// Set for a TLS plaintext record (see [`tls`]): `data` is then a
+    /// synthesized packet carrying the plaintext, not one seen on the wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsInfo>,
 }
 
 impl CapturedPacket {
@@ -254,6 +261,7 @@ impl CapturedPacket {
             orig_len,
             data,
             decoded,
+            tls: None,
         }
     }
 
