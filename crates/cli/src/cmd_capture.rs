@@ -10,8 +10,8 @@ use crate::output::{LineFormat, Lines};
 use anyhow::{bail, Context, Result};
 use pidcap_ebpf::{EbpfBackend, LoadOptions};
 use pidcap_engine::spawn::{self, Child, Output, Stdio};
-use pidcap_engine::RawPacket;
 use pidcap_engine::{Capture, CaptureOptions, Drain, EngineError, Process, Schedule, Session};
+use pidcap_engine::{Raw, RawPacket};
 use pidcap_pcapfile::{
     CaptureFile, FileOutput, Format, PacketOutput, PacketWriter, PcapError, RecordRef, WriterOptions,
 };
@@ -111,8 +111,11 @@ impl Sink {
         let r = if decoded {
             drain(Drain::Decoded(&mut |p| accept(&mut |out| out.write_packet(p))))
         } else {
-            drain(Drain::Raw(&mut |id, timestamp_ns, raw| {
-                accept(&mut |out| out.write_record(&record(id, timestamp_ns, raw, &String::from_utf8_lossy(raw.comm))))
+            drain(Drain::Raw(&mut |raw| match raw {
+                Raw::Packet { id, timestamp_ns, packet } => accept(&mut |out| {
+                    out.write_record(&record(id, timestamp_ns, packet, &String::from_utf8_lossy(packet.comm)))
+                }),
+                Raw::Tls(p) => accept(&mut |out| out.write_packet(p)),
             }))
         };
         self.failed |= err.is_some();
@@ -159,6 +162,7 @@ fn record<'a>(id: u64, timestamp_ns: u64, raw: &RawPacket<'a>, comm: &'a str) ->
         rule: raw.rule,
         orig_len: raw.orig_len,
         data: raw.data,
+        tls: None,
     }
 }
 
@@ -382,7 +386,7 @@ fn stop_command(session: &mut Session, child: &mut Child) {
     let deadline = Instant::now() + STOP_GRACE;
     let mut killed = false;
     while child.try_wait().is_none() {
-        let _ = session.step(Drain::Raw(&mut |_, _, _| {}));
+        let _ = session.step(Drain::Raw(&mut |_| {}));
         if !killed && Instant::now() >= deadline {
             eprintln!("pidcap: the command (pid {}) did not stop on SIGTERM within {STOP_GRACE:?}: SIGKILL", child.pid);
             child.signal(libc::SIGKILL);

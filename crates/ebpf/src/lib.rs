@@ -386,6 +386,7 @@ impl KernelBackend for EbpfBackend {
                 rule: (h.rule != abi::NO_RULE).then_some(h.rule),
                 orig_len: h.orig_len,
                 data,
+                tls: None,
             });
             n += 1;
         }

@@ -13,10 +13,12 @@
 use crate::error::Result;
 use crate::process::{Process, TargetId};
 use crate::rules::Rule;
-use pidcap_packet::{Direction, Verdict};
+use pidcap_packet::{Direction, TlsLibrary, Verdict};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-/// One packet as the kernel layer hands it up, borrowed from its buffer.
+/// One packet (or TLS plaintext record) as the kernel layer hands it up,
+/// borrowed from its buffer.
 #[derive(Debug, Clone, Copy)]
 pub struct RawPacket<'a> {
     /// CLOCK_MONOTONIC nanoseconds (the capture loop converts to wall time).
@@ -28,10 +30,28 @@ pub struct RawPacket<'a> {
     pub direction: Direction,
     pub verdict: Verdict,
     pub rule: Option<u16>,
-    /// Length of the whole IP packet.
+    /// Length of the whole IP packet (for a TLS record: see [`RawTls::true_len`]).
     pub orig_len: u32,
-    /// The captured bytes, from the IP header.
+    /// The captured bytes, from the IP header; for a TLS record, the plaintext.
     pub data: &'a [u8],
+    /// Set when this is a TLS plaintext record taken from the target's TLS
+    /// library (the capture loop turns it into a record, see
+    /// [`pidcap_packet::tls`]), not a packet.
+    pub tls: Option<RawTls>,
+}
+
+/// What a TLS plaintext record has beyond a packet's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawTls {
+    /// The thread that made the library call.
+    pub tid: u32,
+    pub library: TlsLibrary,
+    /// The socket's own address and its peer's
+    /// ([`pidcap_packet::tls::unknown_addr`] when the socket is not known).
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// Plaintext bytes the call carried (`data` may hold fewer: the snap length).
+    pub true_len: u64,
 }
 
 /// Counters kept by the kernel layer, summed over CPUs, since it was loaded.

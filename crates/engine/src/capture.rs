@@ -9,13 +9,14 @@
 //!
 //! It knows nothing of eBPF: tests run it on a fake backend.
 
-use crate::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket};
+use crate::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket, RawTls};
 use crate::error::{EngineError, InvalidInput, Result};
 use crate::process::Process;
 use crate::procfs::{truncate_comm, Procfs};
 use crate::ring::{PacketRing, DEFAULT_RING_SIZE, MAX_RING_SIZE};
 use crate::rules::Rule;
-use pidcap_packet::CapturedPacket;
+use pidcap_packet::{CapturedPacket, Direction, TlsInfo, TlsRecord};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -114,6 +115,62 @@ pub struct Capture {
     /// The targets added from here (by pid, and processes already running
     /// under a target name), held until they exit.
     held: Vec<Process>,
+    /// Plaintext offsets of the TLS connections seen, per direction.
+    tls_streams: TlsStreams,
+}
+
+/// The offset of each TLS connection's plaintext in each direction: the
+/// sequence number of its next record's synthesized packet (see
+/// [`pidcap_packet::TlsRecord::stream_offset`]).
+#[derive(Debug, Default)]
+struct TlsStreams {
+    next: HashMap<(u64, Direction), u32>,
+}
+
+impl TlsStreams {
+    /// Connections remembered at most; past it the table starts over (the
+    /// offsets of older connections then restart at 0, which only affects
+    /// how their records reassemble, never what they hold).
+    const MAX: usize = 1 << 16;
+
+    /// The record built from a raw TLS record (`raw.tls` set).
+    fn record(&mut self, id: u64, timestamp_ns: u64, raw: &RawPacket<'_>, tls: &RawTls) -> CapturedPacket {
+        let offset = if raw.socket_cookie == 0 {
+            0
+        } else {
+            if self.next.len() >= Self::MAX {
+                self.next.clear();
+            }
+            let next = self.next.entry((raw.socket_cookie, raw.direction)).or_insert(0);
+            let at = *next;
+            *next = next.wrapping_add(tls.true_len as u32);
+            at
+        };
+        CapturedPacket::tls_record(TlsRecord {
+            id,
+            timestamp_ns,
+            pid: raw.pid,
+            comm: String::from_utf8_lossy(raw.comm).into_owned(),
+            socket_cookie: raw.socket_cookie,
+            direction: raw.direction,
+            local: tls.local,
+            remote: tls.remote,
+            info: TlsInfo { tid: tls.tid, library: tls.library },
+            plaintext: raw.data,
+            true_len: tls.true_len,
+            stream_offset: offset,
+        })
+    }
+}
+
+/// What [`Capture::poll_raw`] hands over.
+#[derive(Debug, Clone, Copy)]
+pub enum Raw<'r, 'a> {
+    /// A packet borrowed from the kernel's buffer, with its id and wall-clock time.
+    Packet { id: u64, timestamp_ns: u64, packet: &'r RawPacket<'a> },
+    /// A TLS plaintext record, built (records are few beside packets, and
+    /// their synthesized packet has to be made anyway).
+    Tls(&'r CapturedPacket),
 }
 
 impl Capture {
@@ -133,6 +190,7 @@ impl Capture {
             follow_children: opts.follow_children,
             snaplen: opts.snaplen,
             held: Vec::new(),
+            tls_streams: TlsStreams::default(),
         })
     }
 
@@ -240,21 +298,25 @@ impl Capture {
     /// Wait up to `timeout` for packets; each new packet is handed to
     /// `on_packet` and kept in the ring. Returns how many arrived.
     pub fn poll(&mut self, timeout: Duration, on_packet: &mut dyn FnMut(&Arc<CapturedPacket>)) -> Result<usize> {
-        let Capture { backend, ring, clock, next_id, received, .. } = self;
+        let Capture { backend, ring, clock, next_id, received, tls_streams, .. } = self;
         backend.poll(timeout, &mut |raw| {
-            let p = Arc::new(CapturedPacket {
-                rule: raw.rule,
-                ..CapturedPacket::new(
-                    *next_id,
-                    clock.to_unix_ns(raw.ts_mono_ns),
-                    raw.pid,
-                    String::from_utf8_lossy(raw.comm).into_owned(),
-                    raw.socket_cookie,
-                    raw.direction,
-                    raw.verdict,
-                    raw.orig_len,
-                    raw.data.to_vec(),
-                )
+            let timestamp_ns = clock.to_unix_ns(raw.ts_mono_ns);
+            let p = Arc::new(match &raw.tls {
+                Some(tls) => tls_streams.record(*next_id, timestamp_ns, &raw, tls),
+                None => CapturedPacket {
+                    rule: raw.rule,
+                    ..CapturedPacket::new(
+                        *next_id,
+                        timestamp_ns,
+                        raw.pid,
+                        String::from_utf8_lossy(raw.comm).into_owned(),
+                        raw.socket_cookie,
+                        raw.direction,
+                        raw.verdict,
+                        raw.orig_len,
+                        raw.data.to_vec(),
+                    )
+                },
             });
             *next_id += 1;
             *received += 1;
@@ -266,15 +328,16 @@ impl Capture {
     /// Like [`Capture::poll`] for sinks that stream packets away (a capture
     /// file, a counter): each packet is handed over borrowed from the kernel's
     /// buffer with its id and wall-clock time, without decoding, copying or
-    /// keeping it in the ring. Ids and the `received` counter advance as with `poll`.
-    pub fn poll_raw(
-        &mut self,
-        timeout: Duration,
-        on_packet: &mut dyn FnMut(u64, u64, &RawPacket<'_>),
-    ) -> Result<usize> {
-        let Capture { backend, clock, next_id, received, .. } = self;
+    /// keeping it in the ring; TLS plaintext records are built (see [`Raw`]).
+    /// Ids and the `received` counter advance as with `poll`.
+    pub fn poll_raw(&mut self, timeout: Duration, on_packet: &mut dyn FnMut(Raw<'_, '_>)) -> Result<usize> {
+        let Capture { backend, clock, next_id, received, tls_streams, .. } = self;
         backend.poll(timeout, &mut |raw| {
-            on_packet(*next_id, clock.to_unix_ns(raw.ts_mono_ns), &raw);
+            let timestamp_ns = clock.to_unix_ns(raw.ts_mono_ns);
+            match &raw.tls {
+                Some(tls) => on_packet(Raw::Tls(&tls_streams.record(*next_id, timestamp_ns, &raw, tls))),
+                None => on_packet(Raw::Packet { id: *next_id, timestamp_ns, packet: &raw }),
+            }
             *next_id += 1;
             *received += 1;
         })
@@ -392,11 +455,46 @@ mod tests {
             .unwrap()
             .with_env(WallClock::with_offset(5), Procfs::default());
         let mut seen = vec![];
-        cap.poll_raw(Duration::ZERO, &mut |id, ts, raw| seen.push((id, ts, raw.data.len(), raw.comm.to_vec())))
-            .unwrap();
+        cap.poll_raw(Duration::ZERO, &mut |r| {
+            if let Raw::Packet { id, timestamp_ns, packet } = r {
+                seen.push((id, timestamp_ns, packet.data.len(), packet.comm.to_vec()))
+            }
+        })
+        .unwrap();
         assert_eq!(seen, [(1, 1_005, 29, b"fake".to_vec()), (2, 1_005, 30, b"fake".to_vec())]);
         let s = cap.stats().unwrap();
         assert_eq!((s.received, s.ring_len), (2, 0));
+    }
+
+    #[test]
+    fn tls_records_become_records_of_their_connection_in_order_on_both_paths() {
+        use crate::fake::FakePacket;
+        let (local, remote) = ("127.0.0.1:40000".parse().unwrap(), "127.0.0.1:8443".parse().unwrap());
+        let fake = FakeKernel::default();
+        let h = fake.handle();
+        h.push_packet(FakePacket::tls(7, Direction::Outbound, local, remote, b"GET / HTTP/1.1\r\n"));
+        h.push_packet(FakePacket::tls(7, Direction::Outbound, local, remote, b"Host: x\r\n\r\n"));
+        h.push_packet(FakePacket::tls(7, Direction::Inbound, local, remote, b"HTTP/1.1 200 OK\r\n"));
+        h.push(7, udp(b"a"));
+        let mut cap = Capture::new(Box::new(fake), CaptureOptions::default()).unwrap();
+        let mut got = vec![];
+        cap.poll(Duration::ZERO, &mut |p| got.push(p.clone())).unwrap();
+        let seqs: Vec<_> = got.iter().map(|p| (p.is_tls(), p.decoded.tcp_seq, p.payload().len())).collect();
+        assert_eq!(seqs, [(true, Some(0), 16), (true, Some(16), 11), (true, Some(0), 17), (false, None, 1)]);
+        assert_eq!((got[2].decoded.local_port, got[2].decoded.remote_port), (40000, 8443));
+        assert_eq!(got[0].tls.unwrap().library, pidcap_packet::TlsLibrary::Openssl);
+
+        h.push_packet(FakePacket::tls(7, Direction::Outbound, local, remote, b"next"));
+        h.push(7, udp(b"b"));
+        let mut raw = vec![];
+        cap.poll_raw(Duration::ZERO, &mut |r| {
+            raw.push(match r {
+                Raw::Tls(p) => (p.id, p.decoded.tcp_seq, p.payload().to_vec()),
+                Raw::Packet { id, .. } => (id, None, vec![]),
+            })
+        })
+        .unwrap();
+        assert_eq!(raw, [(5, Some(27), b"next".to_vec()), (6, None, vec![])]);
     }
 
     #[test]

@@ -5,12 +5,13 @@
 //! layer, it keeps one entry per pid with its key, and a test plays the
 //! kernel's own part (a followed child, an exit) through the handle.
 
-use crate::backend::{KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket};
+use crate::backend::{KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket, RawTls};
 use crate::error::{EngineError, Result};
 use crate::process::{Process, TargetId};
 use crate::rules::{self, Rule};
-use pidcap_packet::{Direction, Verdict};
+use pidcap_packet::{Direction, TlsLibrary, Verdict};
 use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -24,8 +25,10 @@ pub struct FakePacket {
     pub verdict: Verdict,
     pub rule: Option<u16>,
     pub ts_mono_ns: u64,
-    /// The IP packet (cut to the configured snap length when handed up).
+    /// The IP packet (cut to the configured snap length when handed up);
+    /// for a TLS plaintext record (`tls` set), the plaintext.
     pub data: Vec<u8>,
+    pub tls: Option<RawTls>,
 }
 
 impl FakePacket {
@@ -40,6 +43,23 @@ impl FakePacket {
             rule: None,
             ts_mono_ns: 1_000,
             data,
+            tls: None,
+        }
+    }
+
+    /// A TLS plaintext record of `pid` from OpenSSL on the connection
+    /// `local` -> `remote` (socket cookie 5), in `direction`.
+    pub fn tls(pid: u32, direction: Direction, local: SocketAddr, remote: SocketAddr, plaintext: &[u8]) -> FakePacket {
+        FakePacket {
+            direction,
+            tls: Some(RawTls {
+                tid: pid,
+                library: TlsLibrary::Openssl,
+                local,
+                remote,
+                true_len: plaintext.len() as u64,
+            }),
+            ..FakePacket::new(pid, plaintext.to_vec())
         }
     }
 }
@@ -192,6 +212,7 @@ impl KernelBackend for FakeKernel {
                 rule: p.rule,
                 orig_len: p.data.len() as u32,
                 data: &p.data[..kept],
+                tls: p.tls,
             });
         }
         let mut s = lock(&self.state);

@@ -25,8 +25,8 @@ pub mod rules;
 pub mod session;
 pub mod spawn;
 
-pub use backend::{KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket};
-pub use capture::{Capture, CaptureOptions, CaptureStats, WallClock, DEFAULT_SNAPLEN, MAX_SNAPLEN};
+pub use backend::{KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket, RawTls};
+pub use capture::{Capture, CaptureOptions, CaptureStats, Raw, WallClock, DEFAULT_SNAPLEN, MAX_SNAPLEN};
 pub use error::{EngineError, InvalidInput, Result};
 pub use process::{Process, TargetId};
 pub use ring::{PacketRing, DEFAULT_RING_SIZE, MAX_RING_SIZE};

@@ -21,18 +21,17 @@
 //! ```ignore
 //! let mut session = Session::new(capture, Schedule::CLI);
 //! loop {
-//!     let tick = session.step(Drain::Raw(&mut |id, ts, raw| out.write(id, ts, raw)));
+//!     let tick = session.step(Drain::Raw(&mut |raw| out.write(raw)));
 //!     tick.drained?;
 //!     if tick.finished { break }
 //!     if let Some(live) = tick.live {
 //!         if live?.is_empty() { session.wind_down(GRACE) }
 //!     }
 //! }
-//! let stats = session.finish(Drain::Raw(&mut |id, ts, raw| out.write(id, ts, raw)))?;
+//! let stats = session.finish(Drain::Raw(&mut |raw| out.write(raw)))?;
 //! ```
 
-use crate::backend::RawPacket;
-use crate::capture::{Capture, CaptureStats};
+use crate::capture::{Capture, CaptureStats, Raw};
 use crate::error::Result;
 use pidcap_packet::CapturedPacket;
 use std::sync::Arc;
@@ -70,7 +69,7 @@ pub enum Drain<'a> {
     /// Borrowed from the kernel's buffer with their id and wall-clock time,
     /// not decoded nor kept (see [`Capture::poll_raw`]): for outputs that
     /// stream packets away (a capture file, a counter).
-    Raw(&'a mut dyn FnMut(u64, u64, &RawPacket<'_>)),
+    Raw(&'a mut dyn FnMut(Raw<'_, '_>)),
 }
 
 /// What one [`Session::step`] did and what is due.
@@ -222,7 +221,7 @@ mod tests {
     fn step_until(s: &mut Session, mut done: impl FnMut(&Tick) -> bool) -> Tick {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let tick = s.step(Drain::Raw(&mut |_, _, _| {}));
+            let tick = s.step(Drain::Raw(&mut |_| {}));
             if done(&tick) {
                 return tick;
             }
@@ -240,7 +239,11 @@ mod tests {
         assert_eq!((ids.as_slice(), s.capture().ring().len()), ([1].as_slice(), 1));
         fake.push(7, udp(b"bb"));
         let mut raw = vec![];
-        let tick = s.step(Drain::Raw(&mut |id, _, p| raw.push((id, p.data.len()))));
+        let tick = s.step(Drain::Raw(&mut |r| {
+            if let Raw::Packet { id, packet, .. } = r {
+                raw.push((id, packet.data.len()))
+            }
+        }));
         assert_eq!(tick.drained.unwrap(), 1);
         assert_eq!((raw.as_slice(), s.capture().ring().len()), ([(2, 30)].as_slice(), 1));
     }
@@ -250,7 +253,7 @@ mod tests {
         let me = std::process::id();
         let (mut s, fake) = session(Schedule { liveness: Duration::from_secs(3600), ..FAST });
         fake.insert_target(me);
-        assert!(s.step(Drain::Raw(&mut |_, _, _| {})).live.is_none(), "not due for an hour");
+        assert!(s.step(Drain::Raw(&mut |_| {})).live.is_none(), "not due for an hour");
         let (mut s, fake) = session(FAST);
         fake.insert_target(me);
         fake.insert_target(u32::MAX - 3);
@@ -270,9 +273,9 @@ mod tests {
         assert!(step_until(&mut s, |t| t.counters_due).counters_due);
         assert!(s.idle().counters_due, "idle sessions still publish counters");
         let (mut s, _) = session(Schedule { counters: Some(Duration::from_secs(3600)), ..FAST });
-        assert!(!s.step(Drain::Raw(&mut |_, _, _| {})).counters_due);
+        assert!(!s.step(Drain::Raw(&mut |_| {})).counters_due);
         let (mut s, _) = session(FAST);
-        assert!(!s.step(Drain::Raw(&mut |_, _, _| {})).counters_due);
+        assert!(!s.step(Drain::Raw(&mut |_| {})).counters_due);
     }
 
     #[test]
@@ -286,7 +289,7 @@ mod tests {
         fake.push(7, udp(b"late"));
         let mut got = 0;
         let tick = loop {
-            let tick = s.step(Drain::Raw(&mut |_, _, _| got += 1));
+            let tick = s.step(Drain::Raw(&mut |_| got += 1));
             assert!(tick.live.is_none(), "no liveness checks while winding down");
             if tick.finished {
                 break tick;
@@ -306,7 +309,7 @@ mod tests {
         fake.insert_target(std::process::id());
         fake.push(7, udp(b"x"));
         let mut got = 0;
-        let stats = s.finish(Drain::Raw(&mut |_, _, _| got += 1)).unwrap();
+        let stats = s.finish(Drain::Raw(&mut |_| got += 1)).unwrap();
         assert_eq!((got, stats.received), (1, 1));
         assert!(fake.state().targets.is_empty());
         assert!(!fake.state().config.unwrap().capture);
@@ -331,7 +334,7 @@ mod tests {
         fn targets(&self) -> Result<Vec<crate::KernelTarget>> {
             self.0.targets()
         }
-        fn poll(&mut self, timeout: Duration, sink: &mut dyn FnMut(RawPacket<'_>)) -> Result<usize> {
+        fn poll(&mut self, timeout: Duration, sink: &mut dyn FnMut(crate::RawPacket<'_>)) -> Result<usize> {
             if std::mem::take(&mut self.1) {
                 return Err(crate::EngineError::io("reading the ring", std::io::ErrorKind::Other.into()));
             }
@@ -352,9 +355,9 @@ mod tests {
     fn a_drain_error_is_reported_and_the_timers_still_run() {
         let cap = Capture::new(Box::new(FailingOnce(FakeKernel::default(), true)), CaptureOptions::default()).unwrap();
         let mut s = Session::new(cap, FAST);
-        let tick = s.step(Drain::Raw(&mut |_, _, _| {}));
+        let tick = s.step(Drain::Raw(&mut |_| {}));
         assert!(tick.drained.is_err());
         assert!(tick.live.is_some(), "liveness ran in the same step");
-        assert!(s.step(Drain::Raw(&mut |_, _, _| {})).drained.is_ok(), "only once");
+        assert!(s.step(Drain::Raw(&mut |_| {})).drained.is_ok(), "only once");
     }
 }

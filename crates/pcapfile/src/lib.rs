@@ -39,7 +39,7 @@ pub use pcap::PcapWriter;
 pub use pcapng::PcapngWriter;
 pub use reader::{describe_skipped, read_packets, Contents, PacketReader, SkipReason, Skipped};
 
-use pidcap_packet::{CapturedPacket, Direction, Verdict};
+use pidcap_packet::{CapturedPacket, Direction, TlsInfo, Verdict};
 use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
@@ -158,14 +158,18 @@ pub struct RecordRef<'a> {
     pub rule: Option<u16>,
     pub orig_len: u32,
     pub data: &'a [u8],
+    /// Set for a TLS plaintext record ([`CapturedPacket::tls`]): `data` is
+    /// its synthesized packet.
+    pub tls: Option<TlsInfo>,
 }
 
 impl RecordRef<'_> {
     /// An owned [`CapturedPacket`] of this record, its headers decoded (for
     /// outputs that show them).
     pub fn to_packet(&self) -> CapturedPacket {
-        CapturedPacket {
+        let mut p = CapturedPacket {
             rule: self.rule,
+            tls: self.tls,
             ..CapturedPacket::new(
                 self.id,
                 self.timestamp_ns,
@@ -177,7 +181,12 @@ impl RecordRef<'_> {
                 self.orig_len,
                 self.data.to_vec(),
             )
+        };
+        if p.tls.is_some() {
+            // A record's payload size is its plaintext's true length, not what the synthesized headers say.
+            p.decoded.payload_size = p.orig_len.saturating_sub(p.decoded.payload_offset);
         }
+        p
     }
 }
 
@@ -194,6 +203,7 @@ impl<'a> From<&'a CapturedPacket> for RecordRef<'a> {
             rule: p.rule,
             orig_len: p.orig_len,
             data: &p.data,
+            tls: p.tls,
         }
     }
 }
