@@ -173,8 +173,12 @@ fn load_capture(opts: &CaptureOpts) -> Result<Session> {
         EngineError::Permission { .. } => anyhow::Error::new(e),
         e => anyhow::Error::new(e).context("cannot load the kernel layer"),
     })?;
-    let copts =
-        CaptureOptions { snaplen: opts.snaplen, ring_size: opts.ring_size, follow_children: opts.follow_children };
+    let copts = CaptureOptions {
+        snaplen: opts.snaplen,
+        ring_size: opts.ring_size,
+        follow_children: opts.follow_children,
+        tls: true,
+    };
     let mut cap = Capture::new(Box::new(backend), copts)?;
     cap.set_rules(&opts.rules).context("cannot install the filter rules")?;
     Ok(Session::new(cap, Schedule::CLI))

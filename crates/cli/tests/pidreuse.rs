@@ -326,7 +326,7 @@ fn carries(p: &(u32, Vec<u8>), text: &str) -> bool {
 
 fn load() -> EbpfBackend {
     let mut backend = EbpfBackend::load(LoadOptions::default()).expect("load the kernel layer");
-    backend.configure(&KernelConfig { snaplen: 1500, capture: true }).unwrap();
+    backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: false }).unwrap();
     backend
 }
 

@@ -393,7 +393,12 @@ impl Engine {
         // Same kernel layer: fresh ring and counters, ids continuing where
         // the previous capture stopped.
         let first_id = self.session.capture().next_id();
-        let opts = CaptureOptions { snaplen: settings.snaplen, ring_size: settings.ring_size, follow_children: follow };
+        let opts = CaptureOptions {
+            snaplen: settings.snaplen,
+            ring_size: settings.ring_size,
+            follow_children: follow,
+            tls: true,
+        };
         self.session.capture_mut().restart(opts).map_err(engine_err)?;
         self.session.resume();
         let added = pids

@@ -410,6 +410,9 @@ impl KernelBackend for EbpfBackend {
             owner_full: get(c::OWNER_FULL)?,
             forked: get(c::FORKED)?,
             connect_blocked: get(c::CONNECT_BLOCKED)?,
+            // TLS plaintext is not taken yet (issue 11, the kernel helper's part).
+            tls_records: 0,
+            tls_dropped: 0,
         })
     }
 

@@ -77,6 +77,12 @@ pub struct KernelCounters {
     pub forked: u64,
     /// connect()/sendmsg() calls refused by a block rule.
     pub connect_blocked: u64,
+    /// TLS plaintext records handed to userspace.
+    #[serde(default)]
+    pub tls_records: u64,
+    /// TLS plaintext records of targets lost (ring full, bytes unreadable).
+    #[serde(default)]
+    pub tls_dropped: u64,
 }
 
 /// Settings of the kernel layer that may change while it runs.
@@ -86,6 +92,27 @@ pub struct KernelConfig {
     pub snaplen: u32,
     /// Push packets to userspace (false: attribute and enforce rules only).
     pub capture: bool,
+    /// Also take the plaintext of the targets' TLS library calls.
+    pub tls: bool,
+}
+
+/// What the kernel layer can take TLS plaintext from in one target.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TlsCoverage {
+    pub pid: u32,
+    pub comm: String,
+    /// The supported TLS libraries the process maps (as seen from its own
+    /// mount namespace), with probes attached; empty: none is mapped, so
+    /// its TLS traffic is captured encrypted only.
+    pub libraries: Vec<TlsLibraryFile>,
+}
+
+/// One TLS library file a target maps.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TlsLibraryFile {
+    pub library: TlsLibrary,
+    /// The path in the target's mount namespace (as /proc/PID/maps shows it).
+    pub path: std::path::PathBuf,
 }
 
 /// A target as the kernel layer holds it.
@@ -136,4 +163,10 @@ pub trait KernelBackend: Send {
     /// How many packets (and connect/send calls) each rule of the current
     /// list decided, in list order, since the last [`KernelBackend::set_rules`].
     fn rule_hits(&self) -> Result<Vec<u64>>;
+
+    /// For each live target, the TLS libraries its plaintext is taken from
+    /// (a kernel layer without TLS support reports none).
+    fn tls_coverage(&mut self) -> Result<Vec<TlsCoverage>> {
+        Ok(Vec::new())
+    }
 }

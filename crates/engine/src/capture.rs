@@ -46,11 +46,13 @@ pub struct CaptureOptions {
     pub snaplen: u32,
     pub ring_size: usize,
     pub follow_children: bool,
+    /// Take the plaintext of the targets' TLS library calls (default on).
+    pub tls: bool,
 }
 
 impl Default for CaptureOptions {
     fn default() -> Self {
-        CaptureOptions { snaplen: DEFAULT_SNAPLEN, ring_size: DEFAULT_RING_SIZE, follow_children: false }
+        CaptureOptions { snaplen: DEFAULT_SNAPLEN, ring_size: DEFAULT_RING_SIZE, follow_children: false, tls: true }
     }
 }
 
@@ -177,7 +179,7 @@ impl Capture {
     /// Start capturing on `backend` (nothing is captured until targets are added).
     pub fn new(mut backend: Box<dyn KernelBackend>, opts: CaptureOptions) -> Result<Capture> {
         check_options(&opts)?;
-        backend.configure(&KernelConfig { snaplen: opts.snaplen, capture: true })?;
+        backend.configure(&KernelConfig { snaplen: opts.snaplen, capture: true, tls: opts.tls })?;
         let baseline = backend.counters()?;
         Ok(Capture {
             backend,
@@ -198,7 +200,7 @@ impl Capture {
     /// capture): an empty ring, counters from now on, packet ids continuing.
     pub fn restart(&mut self, opts: CaptureOptions) -> Result<()> {
         check_options(&opts)?;
-        self.backend.configure(&KernelConfig { snaplen: opts.snaplen, capture: true })?;
+        self.backend.configure(&KernelConfig { snaplen: opts.snaplen, capture: true, tls: opts.tls })?;
         self.baseline = self.backend.counters()?;
         self.ring = PacketRing::new(opts.ring_size);
         self.received = 0;
@@ -220,6 +222,12 @@ impl Capture {
     /// Hits of each current rule; see [`KernelBackend::rule_hits`].
     pub fn rule_hits(&self) -> Result<Vec<u64>> {
         self.backend.rule_hits()
+    }
+
+    /// Which TLS libraries each live target's plaintext is taken from
+    /// (see [`KernelBackend::tls_coverage`]).
+    pub fn tls_coverage(&mut self) -> Result<Vec<crate::TlsCoverage>> {
+        self.backend.tls_coverage()
     }
 
     /// Use another clock or /proc (tests).
@@ -388,6 +396,8 @@ impl Capture {
                 owner_full: k.owner_full - b.owner_full,
                 forked: k.forked - b.forked,
                 connect_blocked: k.connect_blocked - b.connect_blocked,
+                tls_records: k.tls_records - b.tls_records,
+                tls_dropped: k.tls_dropped - b.tls_dropped,
             },
             received: self.received,
             ring_len: self.ring.len(),
@@ -406,7 +416,7 @@ impl Capture {
 
     /// Stop pushing packets to userspace and forget every target.
     pub fn stop(&mut self) -> Result<()> {
-        self.backend.configure(&KernelConfig { snaplen: self.snaplen, capture: false })?;
+        self.backend.configure(&KernelConfig { snaplen: self.snaplen, capture: false, tls: false })?;
         for t in self.backend.targets()? {
             self.backend.remove_target(t.id)?;
         }

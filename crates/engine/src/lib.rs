@@ -25,7 +25,9 @@ pub mod rules;
 pub mod session;
 pub mod spawn;
 
-pub use backend::{KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket, RawTls};
+pub use backend::{
+    KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket, RawTls, TlsCoverage, TlsLibraryFile,
+};
 pub use capture::{Capture, CaptureOptions, CaptureStats, Raw, WallClock, DEFAULT_SNAPLEN, MAX_SNAPLEN};
 pub use error::{EngineError, InvalidInput, Result};
 pub use process::{Process, TargetId};
