@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what pidcap needs to build and test on a fresh Debian machine:
 # clang + libbpf headers (the eBPF programs are compiled by build.rs),
-# tshark/tcpdump/bpftool/iproute2/python3/chromium (the tests use them); checks
+# tshark/tcpdump/bpftool/iproute2/python3/curl/openssl/gnutls-cli/chromium (the
+# tests use them); checks
 # that a Rust toolchain (1.87+) with rustfmt and clippy is there (it does not
 # install Rust: it says how). Idempotent: installs only what is missing.
 set -euo pipefail
@@ -17,6 +18,9 @@ have bpftool || need+=(bpftool)
 have ip || need+=(iproute2)
 have python3 || need+=(python3)
 have curl || need+=(curl)
+# TLS plaintext tests: certificates, and a GnuTLS client beside OpenSSL's.
+have openssl || need+=(openssl)
+have gnutls-cli || need+=(gnutls-bin)
 have setpriv || need+=(util-linux)
 have pgrep || need+=(procps)
 have gcc || need+=(gcc libc6-dev)
