@@ -125,8 +125,6 @@ pub struct Filter {
     /// Packets carrying this tag (case-insensitive).
     pub tag: Option<String>,
     pub pid: Option<u32>,
-    /// `Some(true)`: only TLS plaintext records; `Some(false)`: only packets.
-    pub tls: Option<bool>,
     /// Capture timestamp at or after this (ns since the epoch).
     pub since_ns: Option<u64>,
     /// Capture timestamp at or before this (ns since the epoch).

@@ -144,11 +144,6 @@ pub(crate) fn filter_sql(f: &Filter, sql: &mut String, args: &mut Vec<Value>) {
         );
         args.push(Value::Text(tag.trim().into()));
     }
-    match f.tls {
-        Some(true) => sql.push_str(" AND p.tls_library IS NOT NULL"),
-        Some(false) => sql.push_str(" AND p.tls_library IS NULL"),
-        None => {}
-    }
     if let Some(pid) = f.pid {
         sql.push_str(" AND p.pid = ?");
         args.push(Value::Integer(pid.into()));

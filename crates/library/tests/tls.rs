@@ -70,13 +70,9 @@ fn a_record_keeps_its_metadata_and_is_found_by_its_plaintext() {
     assert_eq!(ids("payload:balance", &Filter::default()), [q]);
     assert_eq!(ids(&format!("hex:{}", pidcap_packet::to_hex(b"/secret-page")), &Filter::default()), [r]);
     assert!(lib.search("secret", &Filter::default(), 0).unwrap()[0].packet.is_tls(), "the hit is marked");
-    // Only records, only packets.
-    let records = Filter { tls: Some(true), ..Default::default() };
-    let packets = Filter { tls: Some(false), ..Default::default() };
-    let listed = |f: &Filter| lib.list(f, 0, 0).unwrap().iter().map(|s| s.id).collect::<Vec<_>>();
-    assert_eq!((listed(&records), listed(&packets)), (vec![r, q], vec![p]));
-    assert_eq!(lib.count(&records).unwrap(), 2);
-    assert!(ids("secret", &packets).is_empty());
+    // The list marks the records.
+    let kinds: Vec<(i64, bool)> = lib.list(&Filter::default(), 0, 0).unwrap().iter().map(|s| (s.id, s.is_tls())).collect();
+    assert_eq!(kinds, [(p, false), (r, true), (q, true)]);
     lib.check_integrity().unwrap();
 }
 
@@ -92,7 +88,7 @@ fn dpp_keeps_records_and_pcapng_export_writes_them() {
     b.import_dpp(&file).unwrap();
     let all = |l: &Library| l.list(&Filter::default(), 0, 0).unwrap().iter().map(comparable).collect::<Vec<_>>();
     assert_eq!(all(&a), all(&b));
-    assert_eq!(b.count(&Filter { tls: Some(true), ..Default::default() }).unwrap(), 2);
+    assert_eq!(b.list(&Filter::default(), 0, 0).unwrap().iter().filter(|s| s.is_tls()).count(), 2);
 
     // A bad `tls` object is named by its path.
     let bad = text.replacen(r#""library": "openssl""#, r#""library": "schannel""#, 1);
