@@ -156,17 +156,22 @@ fn pcap_frame(path: &PathBuf, n: u64) -> anyhow::Result<CapturedPacket> {
     }
 }
 
-/// The TLS options of `--tls`; the CA file's path made absolute (the daemon
-/// may run elsewhere) and checked to exist before anything is sent.
-fn tls_options(a: &SendArgs) -> anyhow::Result<Option<TlsOptions>> {
+/// The TLS options of `--tls`. The CA file is checked before anything is
+/// sent; through the daemon (root, elsewhere) it goes as its PEM text, read
+/// here with this user's rights.
+fn tls_options(a: &SendArgs, via_daemon: bool) -> anyhow::Result<Option<TlsOptions>> {
     if !a.tls {
         return Ok(None);
     }
-    let ca = match &a.ca {
-        Some(p) => Some(std::fs::canonicalize(p).with_context(|| format!("--ca {}", p.display()))?),
-        None => None,
-    };
-    Ok(Some(TlsOptions { sni: a.sni.clone(), insecure: a.insecure, ca }))
+    let mut o = TlsOptions { sni: a.sni.clone(), insecure: a.insecure, ..TlsOptions::default() };
+    if let Some(p) = &a.ca {
+        if via_daemon {
+            o.ca_pem = Some(std::fs::read_to_string(p).with_context(|| format!("--ca {}", p.display()))?);
+        } else {
+            o.ca = Some(std::fs::canonicalize(p).with_context(|| format!("--ca {}", p.display()))?);
+        }
+    }
+    Ok(Some(o))
 }
 
 fn inject_args(a: &SendArgs, template: Option<CapturedPacket>, tls: Option<TlsOptions>) -> InjectArgs {
@@ -197,8 +202,8 @@ fn daemon_packet(client: &mut Client, id: u64) -> anyhow::Result<CapturedPacket>
 }
 
 pub fn run(a: SendArgs) -> anyhow::Result<u8> {
-    let tls = tls_options(&a)?;
     let via_daemon = a.via_daemon || a.packet.is_some();
+    let tls = tls_options(&a, via_daemon)?;
     let mut client = if via_daemon { Some(Client::connect(&a.socket)?) } else { None };
     let template = match (&a.lib, &a.pcap, a.packet) {
         (Some(id), _, _) => {
@@ -297,10 +302,11 @@ fn plan_line(p: &Prepared) -> String {
         None => String::new(),
         Some(t) => {
             let sni = t.sni.as_deref().map_or("no SNI".to_string(), |s| format!("SNI {s}"));
-            let trust = match (&t.ca, t.insecure) {
-                (_, true) => "certificate NOT verified".to_string(),
-                (Some(ca), _) => format!("CA {}", ca.display()),
-                (None, _) => "system roots".to_string(),
+            let trust = match (&t.ca, &t.ca_pem, t.insecure) {
+                (_, _, true) => "certificate NOT verified".to_string(),
+                (Some(ca), _, _) => format!("CA {}", ca.display()),
+                (None, Some(_), _) => "CA given".to_string(),
+                (None, None, _) => "system roots".to_string(),
             };
             format!(" over TLS ({sni}, {trust}, a new connection per send)")
         }

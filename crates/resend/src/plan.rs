@@ -172,8 +172,13 @@ pub fn prepare(args: &InjectArgs) -> Result<Prepared, EditError> {
             if proto != Proto::Tcp {
                 return Err(EditError::Invalid("TLS (--tls) needs TCP, not UDP".into()));
             }
-            if o.insecure && o.ca.is_some() {
+            if o.insecure && (o.ca.is_some() || o.ca_pem.is_some()) {
                 return Err(EditError::Invalid("give --ca FILE or --insecure, not both".into()));
+            }
+            if o.ca.is_some() && o.ca_pem.is_some() {
+                return Err(EditError::Invalid(
+                    "give the CA certificates as a file (ca) or as PEM text (ca_pem), not both".into(),
+                ));
             }
             if let Some(name) = &o.sni {
                 crate::tls::server_name(name).map_err(|e| EditError::Invalid(e.message))?;

@@ -175,8 +175,13 @@ pub struct TlsOptions {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
     /// Trust the certificates of this PEM file instead of the system's roots.
+    /// Read by the process that sends: a client of the daemon should send
+    /// `ca_pem` instead (the daemon runs as root and elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
+    /// The same as `ca`, given as the PEM text itself (`-----BEGIN CERTIFICATE-----...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
 }
 
 /// The TLS session of one TLS send, as negotiated.
