@@ -260,8 +260,22 @@ fn make_certs(dir: &Scratch) {
     )
     .unwrap();
     openssl(&[
-        "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "2", "-days", "2", "-out",
-        "srv.pem", "-extfile", "ext.cnf",
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        "2",
+        "-days",
+        "2",
+        "-out",
+        "srv.pem",
+        "-extfile",
+        "ext.cnf",
     ]);
 }
 
@@ -425,7 +439,11 @@ fn tls_replay_of_a_library_record_prints_the_decrypted_reply() {
     // TLS only in connect mode; its options only with --tls.
     let out = send(&["--mode", "raw", "--tls", "--from", "127.0.0.1:1"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--mode connect"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--mode connect"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = send(&["--mode", "connect", "--sni", "localhost"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls"), "{}", String::from_utf8_lossy(&out.stderr));
