@@ -248,6 +248,7 @@ const INJECT_ARGUMENTS: &[&str] = &[
     "max_rate",
     "stop_on_error",
     "timeout_ms",
+    "tls",
 ];
 
 /// The first field of an operation object (`op` and arguments, no
