@@ -191,10 +191,19 @@ impl TlsSender {
                          --insecure)",
                         trust_label(&self.opts)
                     ),
-                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => format!(
-                        "name mismatch: it is not valid for {} (give --sni with a name it names)",
-                        self.name_label()
-                    ),
+                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                        match self.name {
+                            ServerName::IpAddress(_) if self.opts.sni.is_none() => format!(
+                                "name mismatch: it is not valid for the IP address {} (a record keeps no server \
+                                 name: give --sni with the server's name)",
+                                self.name_label()
+                            ),
+                            _ => format!(
+                                "name mismatch: it is not valid for {} (give --sni with a name it names)",
+                                self.name_label()
+                            ),
+                        }
+                    }
                     CertificateError::Expired | CertificateError::ExpiredContext { .. } => "it has expired".into(),
                     CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                         "it is not valid yet".into()

@@ -136,6 +136,10 @@ impl Drop for Server {
 
 /// A TLS plaintext record of curl's request to the server, as the kernel layer captures it.
 fn record(port: u16) -> CapturedPacket {
+    record_to(format!("127.0.0.1:{port}").parse().unwrap())
+}
+
+fn record_to(remote: std::net::SocketAddr) -> CapturedPacket {
     CapturedPacket::tls_record(TlsRecord {
         id: 9,
         timestamp_ns: 1_700_000_000_000_000_000,
@@ -144,7 +148,7 @@ fn record(port: u16) -> CapturedPacket {
         socket_cookie: 0,
         direction: Direction::Outbound,
         local: "127.0.0.1:40000".parse().unwrap(),
-        remote: format!("127.0.0.1:{port}").parse().unwrap(),
+        remote,
         info: TlsInfo { tid: 1, library: TlsLibrary::Openssl },
         plaintext: b"GET /some-path HTTP/1.0\r\nHost: localhost\r\n\r\n",
         true_len: 44,
@@ -280,8 +284,19 @@ fn a_tls_record_is_never_sent_in_clear() {
     assert!(e.contains("--mode connect --tls"), "{e}");
     let e = prepare(&InjectArgs { mode: Some(Mode::Socket), ..args.clone() }).unwrap_err().to_string();
     assert!(e.contains("TLS stream"), "{e}");
-    // TLS only in connect mode, over TCP; a CA or no verification, not both.
+    // A record whose connection is not known needs --to.
+    let unknown = record_to(pidcap_packet::tls::unknown_addr());
     let tls = Some(TlsOptions::default());
+    let e = prepare(&InjectArgs { template: Some(Box::new(unknown.clone())), tls: tls.clone(), ..Default::default() })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("peer is not known") && e.contains("--to"), "{e}");
+    let to = Some("127.0.0.1:8443".to_string());
+    assert!(
+        prepare(&InjectArgs { template: Some(Box::new(unknown)), tls: tls.clone(), to, ..Default::default() }).is_ok()
+    );
+
+    // TLS only in connect mode, over TCP; a CA or no verification, not both.
     let plain = InjectArgs { data: Some("41".into()), to: Some("127.0.0.1:1".into()), tls, ..Default::default() };
     assert_eq!(prepare(&plain).unwrap().mode, Mode::Connect, "--tls alone means connect mode");
     let e = prepare(&InjectArgs { mode: Some(Mode::Raw), from: Some("127.0.0.1:2".into()), ..plain.clone() })
