@@ -1,7 +1,8 @@
 //! The wire types of send jobs (serde, JSON on the daemon's protocol and in
-//! `pidcap send --json`): the arguments of a job ([`InjectArgs`], TLS replay's
-//! [`TlsOptions`]), what each send did ([`SendStatus`], a reply's [`ReplyInfo`]), how a job ended ([`Summary`]) and a job as the
-//! daemon lists it ([`JobInfo`]). `docs/API.md` describes them.
+//! `pidcap send --json`): the arguments of a job ([`InjectArgs`], TLS
+//! replay's [`TlsOptions`]), what each send did ([`SendStatus`], a reply's
+//! [`ReplyInfo`]), how a job ended ([`Summary`]) and a job as the daemon
+//! lists it ([`JobInfo`]). `docs/API.md` describes them.
 
 use pidcap_packet::CapturedPacket;
 use serde::{Deserialize, Serialize};
