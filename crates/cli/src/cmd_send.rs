@@ -57,7 +57,7 @@ pub struct SendArgs {
     /// tcp or udp (default: the packet's, else tcp).
     #[arg(long, value_name = "PROTO")]
     pub proto: Option<Proto>,
-    /// The remote end ADDR:PORT or [V6]:PORT (raw: the destination).
+    /// The remote end ADDR:PORT or [V6]:PORT (raw: the destination; with --tls also NAME:PORT).
     #[arg(long, value_name = "ADDR:PORT")]
     pub to: Option<String>,
     /// The local end (socket: which socket; raw: the source; connect: bind to it).
@@ -163,7 +163,11 @@ fn tls_options(a: &SendArgs, via_daemon: bool) -> anyhow::Result<Option<TlsOptio
     if !a.tls {
         return Ok(None);
     }
-    let mut o = TlsOptions { sni: a.sni.clone(), insecure: a.insecure, ..TlsOptions::default() };
+    // `--to NAME:PORT`: the name is the default SNI (the address is resolved in `resolve_to`).
+    let to_name =
+        a.to.as_deref().filter(|t| t.parse::<std::net::SocketAddr>().is_err()).and_then(|t| t.rsplit_once(':'));
+    let sni = a.sni.clone().or(to_name.map(|(host, _)| host.to_string()));
+    let mut o = TlsOptions { sni, insecure: a.insecure, ..TlsOptions::default() };
     if let Some(p) = &a.ca {
         if via_daemon {
             o.ca_pem = Some(std::fs::read_to_string(p).with_context(|| format!("--ca {}", p.display()))?);
@@ -174,8 +178,26 @@ fn tls_options(a: &SendArgs, via_daemon: bool) -> anyhow::Result<Option<TlsOptio
     Ok(Some(o))
 }
 
-fn inject_args(a: &SendArgs, template: Option<CapturedPacket>, tls: Option<TlsOptions>) -> InjectArgs {
-    InjectArgs {
+/// `--to` as pidcap-resend takes it (`ADDR:PORT`): with `--tls` it may name
+/// the server (`example.org:443`), resolved here to its first address.
+fn resolve_to(a: &SendArgs) -> anyhow::Result<Option<String>> {
+    use std::net::ToSocketAddrs;
+    match a.to.as_deref() {
+        Some(t) if a.tls && t.trim().parse::<std::net::SocketAddr>().is_err() && t.contains(':') => {
+            let addr = t
+                .trim()
+                .to_socket_addrs()
+                .with_context(|| format!("--to {t}: cannot resolve the name"))?
+                .next()
+                .ok_or_else(|| anyhow!("--to {t}: the name has no address"))?;
+            Ok(Some(addr.to_string()))
+        }
+        other => Ok(other.map(str::to_string)),
+    }
+}
+
+fn inject_args(a: &SendArgs, template: Option<CapturedPacket>, tls: Option<TlsOptions>) -> anyhow::Result<InjectArgs> {
+    Ok(InjectArgs {
         packet: None,
         template: template.map(Box::new),
         data: a.hex.clone(),
@@ -184,7 +206,7 @@ fn inject_args(a: &SendArgs, template: Option<CapturedPacket>, tls: Option<TlsOp
         replaces: a.replaces.clone(),
         mode: a.mode,
         proto: a.proto,
-        to: a.to.clone(),
+        to: resolve_to(a)?,
         from: a.from.clone(),
         pid: a.pid,
         count: a.count,
@@ -194,7 +216,7 @@ fn inject_args(a: &SendArgs, template: Option<CapturedPacket>, tls: Option<TlsOp
         stop_on_error: a.stop_on_error,
         timeout_ms: millis(a.timeout),
         tls,
-    }
+    })
 }
 
 fn daemon_packet(client: &mut Client, id: u64) -> anyhow::Result<CapturedPacket> {
@@ -217,7 +239,7 @@ pub fn run(a: SendArgs) -> anyhow::Result<u8> {
         (_, _, Some(id)) if a.dry_run => Some(daemon_packet(client.as_mut().expect("connected"), id)?),
         _ => None,
     };
-    let mut args = inject_args(&a, template, tls);
+    let mut args = inject_args(&a, template, tls)?;
     if args.template.is_none() && args.data.is_none() && args.ascii.is_none() && a.packet.is_none() {
         bail!("no payload: give --packet, --lib, --pcap FILE --frame N, --hex or --ascii");
     }

@@ -431,6 +431,14 @@ fn tls_replay_of_a_library_record_prints_the_decrypted_reply() {
         assert!(lines.iter().any(|l| l == &format!("conn {n}")), "{lines:?}");
     }
 
+    // --to NAME:PORT: resolved, and the name is the SNI.
+    let to = format!("localhost:{}", srv.port);
+    let out = send(&["--tls", "--ca", ca, "--to", &to, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_lines(&out.stdout);
+    assert_eq!((&v[0]["ok"], &v[0]["reply"]["tls"]["sni"]), (&true.into(), &"localhost".into()), "{v:?}");
+    srv.wait_for("request 8 ");
+
     // Connect mode without --tls on a TLS record: refused, with the way to do it; nothing sent.
     let out = send(&["--mode", "connect"]);
     assert_eq!(out.status.code(), Some(2));

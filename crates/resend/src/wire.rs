@@ -166,9 +166,9 @@ impl ReplyInfo {
 #[serde(deny_unknown_fields)]
 pub struct TlsOptions {
     /// The server name to send (SNI) and to check the certificate against.
-    /// Default: the destination when it was given as a name (`--to
-    /// example.org:443`); none for an IP address (the certificate is then
-    /// checked against the address, and no SNI is sent).
+    /// None: the destination's IP address is checked against the
+    /// certificate's addresses, and no SNI is sent. (`pidcap send --to
+    /// NAME:PORT` resolves the name itself and puts it here.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
     /// Do not verify the server's certificate at all (anyone on the path can
