@@ -248,6 +248,7 @@ const INJECT_ARGUMENTS: &[&str] = &[
     "max_rate",
     "stop_on_error",
     "timeout_ms",
+    "tls",
 ];
 
 /// The first field of an operation object (`op` and arguments, no
@@ -652,6 +653,7 @@ mod tests {
             max_rate: Some(4.0),
             stop_on_error: true,
             timeout_ms: Some(5),
+            tls: Some(pidcap_resend::TlsOptions { sni: Some("h".into()), insecure: true, ..Default::default() }),
         };
         vec![
             EngineOp::StartCapture {

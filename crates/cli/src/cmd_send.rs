@@ -1,7 +1,9 @@
 //! `pidcap send`: edit a packet's payload and send it, once or in a loop,
 //! through the owning process's socket, a raw socket or a new connection
-//! (pidcap-resend). `--packet ID` (and `--via-daemon`) go through the daemon;
-//! everything else runs here (as root for socket and raw modes).
+//! (pidcap-resend), in connect mode optionally over TLS (`--tls`: the replay
+//! of a TLS plaintext record, its decrypted reply printed). `--packet ID`
+//! (and `--via-daemon`) go through the daemon; everything else runs here (as
+//! root for socket and raw modes).
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
@@ -9,7 +11,7 @@ use pidcap_api::protocol::Event;
 use pidcap_api::{Client, DEFAULT_SOCKET};
 use pidcap_packet::CapturedPacket;
 use pidcap_resend::edit::parse_duration;
-use pidcap_resend::{EndReason, InjectArgs, Mode, Prepared, Proto, SendStatus, Summary};
+use pidcap_resend::{EndReason, InjectArgs, Mode, Prepared, Proto, SendStatus, Summary, TlsOptions};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,7 +57,7 @@ pub struct SendArgs {
     /// tcp or udp (default: the packet's, else tcp).
     #[arg(long, value_name = "PROTO")]
     pub proto: Option<Proto>,
-    /// The remote end ADDR:PORT or [V6]:PORT (raw: the destination).
+    /// The remote end ADDR:PORT or [V6]:PORT (raw: the destination; with --tls also NAME:PORT).
     #[arg(long, value_name = "ADDR:PORT")]
     pub to: Option<String>,
     /// The local end (socket: which socket; raw: the source; connect: bind to it).
@@ -64,6 +66,22 @@ pub struct SendArgs {
     /// Socket mode: the process whose socket to use (default: the packet's).
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
+
+    /// Connect mode over TLS: a fresh TCP connection and TLS handshake per
+    /// send, the payload sent as application data, the decrypted reply
+    /// printed (the replay of a TLS plaintext record). Implies --mode connect.
+    #[arg(long, help_heading = "TLS")]
+    pub tls: bool,
+    /// The server name to send (SNI) and to check the certificate against
+    /// (default: --to's host when it is a name; none for an IP address).
+    #[arg(long, value_name = "NAME", requires = "tls", help_heading = "TLS")]
+    pub sni: Option<String>,
+    /// Do not verify the server's certificate (anyone on the path could read and change the replay).
+    #[arg(long, requires = "tls", conflicts_with = "ca", help_heading = "TLS")]
+    pub insecure: bool,
+    /// Trust the certificates of this PEM file instead of the system's roots.
+    #[arg(long, value_name = "FILE", requires = "tls", help_heading = "TLS")]
+    pub ca: Option<PathBuf>,
 
     /// How many times to send.
     #[arg(short = 'c', long, value_name = "N", help_heading = "Loop")]
@@ -138,8 +156,48 @@ fn pcap_frame(path: &PathBuf, n: u64) -> anyhow::Result<CapturedPacket> {
     }
 }
 
-fn inject_args(a: &SendArgs, template: Option<CapturedPacket>) -> InjectArgs {
-    InjectArgs {
+/// The TLS options of `--tls`. The CA file is checked before anything is
+/// sent; through the daemon (root, elsewhere) it goes as its PEM text, read
+/// here with this user's rights.
+fn tls_options(a: &SendArgs, via_daemon: bool) -> anyhow::Result<Option<TlsOptions>> {
+    if !a.tls {
+        return Ok(None);
+    }
+    // `--to NAME:PORT`: the name is the default SNI (the address is resolved in `resolve_to`).
+    let to_name =
+        a.to.as_deref().filter(|t| t.parse::<std::net::SocketAddr>().is_err()).and_then(|t| t.rsplit_once(':'));
+    let sni = a.sni.clone().or(to_name.map(|(host, _)| host.to_string()));
+    let mut o = TlsOptions { sni, insecure: a.insecure, ..TlsOptions::default() };
+    if let Some(p) = &a.ca {
+        if via_daemon {
+            o.ca_pem = Some(std::fs::read_to_string(p).with_context(|| format!("--ca {}", p.display()))?);
+        } else {
+            o.ca = Some(std::fs::canonicalize(p).with_context(|| format!("--ca {}", p.display()))?);
+        }
+    }
+    Ok(Some(o))
+}
+
+/// `--to` as pidcap-resend takes it (`ADDR:PORT`): with `--tls` it may name
+/// the server (`example.org:443`), resolved here to its first address.
+fn resolve_to(a: &SendArgs) -> anyhow::Result<Option<String>> {
+    use std::net::ToSocketAddrs;
+    match a.to.as_deref() {
+        Some(t) if a.tls && t.trim().parse::<std::net::SocketAddr>().is_err() && t.contains(':') => {
+            let addr = t
+                .trim()
+                .to_socket_addrs()
+                .with_context(|| format!("--to {t}: cannot resolve the name"))?
+                .next()
+                .ok_or_else(|| anyhow!("--to {t}: the name has no address"))?;
+            Ok(Some(addr.to_string()))
+        }
+        other => Ok(other.map(str::to_string)),
+    }
+}
+
+fn inject_args(a: &SendArgs, template: Option<CapturedPacket>, tls: Option<TlsOptions>) -> anyhow::Result<InjectArgs> {
+    Ok(InjectArgs {
         packet: None,
         template: template.map(Box::new),
         data: a.hex.clone(),
@@ -148,7 +206,7 @@ fn inject_args(a: &SendArgs, template: Option<CapturedPacket>) -> InjectArgs {
         replaces: a.replaces.clone(),
         mode: a.mode,
         proto: a.proto,
-        to: a.to.clone(),
+        to: resolve_to(a)?,
         from: a.from.clone(),
         pid: a.pid,
         count: a.count,
@@ -157,7 +215,8 @@ fn inject_args(a: &SendArgs, template: Option<CapturedPacket>) -> InjectArgs {
         max_rate: Some(a.max_rate),
         stop_on_error: a.stop_on_error,
         timeout_ms: millis(a.timeout),
-    }
+        tls,
+    })
 }
 
 fn daemon_packet(client: &mut Client, id: u64) -> anyhow::Result<CapturedPacket> {
@@ -166,6 +225,7 @@ fn daemon_packet(client: &mut Client, id: u64) -> anyhow::Result<CapturedPacket>
 
 pub fn run(a: SendArgs) -> anyhow::Result<u8> {
     let via_daemon = a.via_daemon || a.packet.is_some();
+    let tls = tls_options(&a, via_daemon)?;
     let mut client = if via_daemon { Some(Client::connect(&a.socket)?) } else { None };
     let template = match (&a.lib, &a.pcap, a.packet) {
         (Some(id), _, _) => {
@@ -179,7 +239,7 @@ pub fn run(a: SendArgs) -> anyhow::Result<u8> {
         (_, _, Some(id)) if a.dry_run => Some(daemon_packet(client.as_mut().expect("connected"), id)?),
         _ => None,
     };
-    let mut args = inject_args(&a, template);
+    let mut args = inject_args(&a, template, tls)?;
     if args.template.is_none() && args.data.is_none() && args.ascii.is_none() && a.packet.is_none() {
         bail!("no payload: give --packet, --lib, --pcap FILE --frame N, --hex or --ascii");
     }
@@ -187,6 +247,12 @@ pub fn run(a: SendArgs) -> anyhow::Result<u8> {
         let p = pidcap_resend::prepare(&args)?;
         print_plan(&p, a.json)?;
         return Ok(0);
+    }
+    if a.insecure {
+        eprintln!(
+            "pidcap: warning: --insecure: the server's certificate is NOT verified; anyone on the path can read and \
+             change this replay"
+        );
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -254,8 +320,21 @@ fn plan_line(p: &Prepared) -> String {
         String::new()
     };
     let pid = p.target.pid.filter(|_| p.mode == Mode::Socket).map_or(String::new(), |pid| format!(" (pid {pid})"));
+    let tls = match &p.tls {
+        None => String::new(),
+        Some(t) => {
+            let sni = t.sni.as_deref().map_or("no SNI".to_string(), |s| format!("SNI {s}"));
+            let trust = match (&t.ca, &t.ca_pem, t.insecure) {
+                (_, _, true) => "certificate NOT verified".to_string(),
+                (Some(ca), _, _) => format!("CA {}", ca.display()),
+                (None, Some(_), _) => "CA given".to_string(),
+                (None, None, _) => "system roots".to_string(),
+            };
+            format!(" over TLS ({sni}, {trust}, a new connection per send)")
+        }
+    };
     format!(
-        "pidcap: sending {} bytes via {}{pid}, {} {} -> {}, {times}{every}",
+        "pidcap: sending {} bytes via {}{pid}{tls}, {} {} -> {}, {times}{every}",
         p.payload.len(),
         p.mode,
         p.target.proto,
@@ -277,8 +356,16 @@ fn print_plan(p: &Prepared, json: bool) -> anyhow::Result<()> {
 fn print_status(s: &SendStatus, json: bool) {
     if json {
         println!("{}", serde_json::to_string(s).unwrap_or_default());
-    } else {
-        println!("{s}");
+        return;
+    }
+    println!("{s}");
+    // The decrypted reply of a TLS replay, whole: one line per line of the
+    // reply, bytes escaped as everywhere in pidcap (`\r`, `\xHH`, ...).
+    if let Some(text) = s.reply.as_ref().and_then(|r| r.text.as_deref()) {
+        let bytes = pidcap_packet::ascii::unescape(text).unwrap_or_else(|_| text.as_bytes().to_vec());
+        for line in bytes.split_inclusive(|&b| b == b'\n') {
+            println!("    {}", pidcap_packet::ascii::escape(line));
+        }
     }
 }
 
