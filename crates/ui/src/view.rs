@@ -286,7 +286,6 @@ fn tls_coverage(app: &App) -> Element {
             div { class: "tls-coverage", id: "tls-coverage",
                 for n in notices {
                     div { key: "{n.pid}", class: if n.covered { "covered" } else { "uncovered" }, "data-pid": "{n.pid}",
-                        if n.covered { "🔓 " } else { "🔒 " }
                         "{n.text}"
                     }
                 }
@@ -364,7 +363,11 @@ fn packet_row(i: usize, p: &Arc<CapturedPacket>, selected: bool, d: D) -> Elemen
             }
             span { {endpoint(dec.local_addr, dec.local_port)} }
             span { {endpoint(dec.remote_addr, dec.remote_port)} }
-            span { "{p.orig_len}" }
+            if p.is_tls() {
+                span { title: "bytes of plaintext", "{dec.payload_size}" }
+            } else {
+                span { "{p.orig_len}" }
+            }
             span { "{p.verdict}" }
         }
     }

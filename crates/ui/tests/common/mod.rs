@@ -329,6 +329,35 @@ pub fn python(ns: &pidcap_testkit::NetNs, args: &[&str]) -> KillOnDrop {
     KillOnDrop(child)
 }
 
+/// `tests/data/target.py ARGS` in this network namespace (loopback only:
+/// for peers the daemon itself must reach, as in a connect-mode resend).
+pub fn python_here(args: &[&str]) -> KillOnDrop {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/target.py");
+    let child = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3");
+    KillOnDrop(child)
+}
+
+/// A self-signed certificate for 127.0.0.1 (an IP SAN) and its key, made in `dir` with openssl.
+pub fn test_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+    (cert, key)
+}
+
 pub struct KillOnDrop(pub Child);
 
 impl KillOnDrop {
