@@ -1,7 +1,9 @@
 //! `pidcap send`: edit a packet's payload and send it, once or in a loop,
 //! through the owning process's socket, a raw socket or a new connection
-//! (pidcap-resend). `--packet ID` (and `--via-daemon`) go through the daemon;
-//! everything else runs here (as root for socket and raw modes).
+//! (pidcap-resend), in connect mode optionally over TLS (`--tls`: the replay
+//! of a TLS plaintext record, its decrypted reply printed). `--packet ID`
+//! (and `--via-daemon`) go through the daemon; everything else runs here (as
+//! root for socket and raw modes).
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
@@ -9,7 +11,7 @@ use pidcap_api::protocol::Event;
 use pidcap_api::{Client, DEFAULT_SOCKET};
 use pidcap_packet::CapturedPacket;
 use pidcap_resend::edit::parse_duration;
-use pidcap_resend::{EndReason, InjectArgs, Mode, Prepared, Proto, SendStatus, Summary};
+use pidcap_resend::{EndReason, InjectArgs, Mode, Prepared, Proto, SendStatus, Summary, TlsOptions};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -64,6 +66,22 @@ pub struct SendArgs {
     /// Socket mode: the process whose socket to use (default: the packet's).
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
+
+    /// Connect mode over TLS: a fresh TCP connection and TLS handshake per
+    /// send, the payload sent as application data, the decrypted reply
+    /// printed (the replay of a TLS plaintext record). Implies --mode connect.
+    #[arg(long, help_heading = "TLS")]
+    pub tls: bool,
+    /// The server name to send (SNI) and to check the certificate against
+    /// (default: --to's host when it is a name; none for an IP address).
+    #[arg(long, value_name = "NAME", requires = "tls", help_heading = "TLS")]
+    pub sni: Option<String>,
+    /// Do not verify the server's certificate (anyone on the path could read and change the replay).
+    #[arg(long, requires = "tls", conflicts_with = "ca", help_heading = "TLS")]
+    pub insecure: bool,
+    /// Trust the certificates of this PEM file instead of the system's roots.
+    #[arg(long, value_name = "FILE", requires = "tls", help_heading = "TLS")]
+    pub ca: Option<PathBuf>,
 
     /// How many times to send.
     #[arg(short = 'c', long, value_name = "N", help_heading = "Loop")]
@@ -138,7 +156,20 @@ fn pcap_frame(path: &PathBuf, n: u64) -> anyhow::Result<CapturedPacket> {
     }
 }
 
-fn inject_args(a: &SendArgs, template: Option<CapturedPacket>) -> InjectArgs {
+/// The TLS options of `--tls`; the CA file's path made absolute (the daemon
+/// may run elsewhere) and checked to exist before anything is sent.
+fn tls_options(a: &SendArgs) -> anyhow::Result<Option<TlsOptions>> {
+    if !a.tls {
+        return Ok(None);
+    }
+    let ca = match &a.ca {
+        Some(p) => Some(std::fs::canonicalize(p).with_context(|| format!("--ca {}", p.display()))?),
+        None => None,
+    };
+    Ok(Some(TlsOptions { sni: a.sni.clone(), insecure: a.insecure, ca }))
+}
+
+fn inject_args(a: &SendArgs, template: Option<CapturedPacket>, tls: Option<TlsOptions>) -> InjectArgs {
     InjectArgs {
         packet: None,
         template: template.map(Box::new),
@@ -157,6 +188,7 @@ fn inject_args(a: &SendArgs, template: Option<CapturedPacket>) -> InjectArgs {
         max_rate: Some(a.max_rate),
         stop_on_error: a.stop_on_error,
         timeout_ms: millis(a.timeout),
+        tls,
     }
 }
 
@@ -165,6 +197,7 @@ fn daemon_packet(client: &mut Client, id: u64) -> anyhow::Result<CapturedPacket>
 }
 
 pub fn run(a: SendArgs) -> anyhow::Result<u8> {
+    let tls = tls_options(&a)?;
     let via_daemon = a.via_daemon || a.packet.is_some();
     let mut client = if via_daemon { Some(Client::connect(&a.socket)?) } else { None };
     let template = match (&a.lib, &a.pcap, a.packet) {
@@ -179,7 +212,7 @@ pub fn run(a: SendArgs) -> anyhow::Result<u8> {
         (_, _, Some(id)) if a.dry_run => Some(daemon_packet(client.as_mut().expect("connected"), id)?),
         _ => None,
     };
-    let mut args = inject_args(&a, template);
+    let mut args = inject_args(&a, template, tls);
     if args.template.is_none() && args.data.is_none() && args.ascii.is_none() && a.packet.is_none() {
         bail!("no payload: give --packet, --lib, --pcap FILE --frame N, --hex or --ascii");
     }
@@ -187,6 +220,12 @@ pub fn run(a: SendArgs) -> anyhow::Result<u8> {
         let p = pidcap_resend::prepare(&args)?;
         print_plan(&p, a.json)?;
         return Ok(0);
+    }
+    if a.insecure {
+        eprintln!(
+            "pidcap: warning: --insecure: the server's certificate is NOT verified; anyone on the path can read and \
+             change this replay"
+        );
     }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -254,8 +293,20 @@ fn plan_line(p: &Prepared) -> String {
         String::new()
     };
     let pid = p.target.pid.filter(|_| p.mode == Mode::Socket).map_or(String::new(), |pid| format!(" (pid {pid})"));
+    let tls = match &p.tls {
+        None => String::new(),
+        Some(t) => {
+            let sni = t.sni.as_deref().map_or("no SNI".to_string(), |s| format!("SNI {s}"));
+            let trust = match (&t.ca, t.insecure) {
+                (_, true) => "certificate NOT verified".to_string(),
+                (Some(ca), _) => format!("CA {}", ca.display()),
+                (None, _) => "system roots".to_string(),
+            };
+            format!(" over TLS ({sni}, {trust}, a new connection per send)")
+        }
+    };
     format!(
-        "pidcap: sending {} bytes via {}{pid}, {} {} -> {}, {times}{every}",
+        "pidcap: sending {} bytes via {}{pid}{tls}, {} {} -> {}, {times}{every}",
         p.payload.len(),
         p.mode,
         p.target.proto,
@@ -277,8 +328,16 @@ fn print_plan(p: &Prepared, json: bool) -> anyhow::Result<()> {
 fn print_status(s: &SendStatus, json: bool) {
     if json {
         println!("{}", serde_json::to_string(s).unwrap_or_default());
-    } else {
-        println!("{s}");
+        return;
+    }
+    println!("{s}");
+    // The decrypted reply of a TLS replay, whole: one line per line of the
+    // reply, bytes escaped as everywhere in pidcap (`\r`, `\xHH`, ...).
+    if let Some(text) = s.reply.as_ref().and_then(|r| r.text.as_deref()) {
+        let bytes = pidcap_packet::ascii::unescape(text).unwrap_or_else(|_| text.as_bytes().to_vec());
+        for line in bytes.split_inclusive(|&b| b == b'\n') {
+            println!("    {}", pidcap_packet::ascii::escape(line));
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 use crate::error::{LibraryError, Result};
 use crate::model::{NewPacket, SavedPacket, Sequence};
 use crate::now_ns;
+use pidcap_packet::tls::{TlsInfo, TlsLibrary};
 use pidcap_packet::{to_hex, CapturedPacket, Direction, Protocol, Verdict};
 use serde_json::{json, Map, Value};
 use std::io::{Read, Write};
@@ -366,6 +367,20 @@ fn parse_v2_packet(p: &Obj<'_>, origin: &str) -> Result<NewPacket> {
         data,
     );
     packet.rule = rule;
+    if let Some(v) = p.get("tls") {
+        let t = Obj::new(p.at("tls"), v)?;
+        let library = t.str("library", 16)?;
+        let library: TlsLibrary = library.parse().map_err(|_| {
+            LibraryError::dpp(t.at("library"), format!("{library:?} is not \"openssl\", \"gnutls\" or \"nss\""))
+        })?;
+        let tid = t.bounded("tid", u32::MAX.into())? as u32;
+        if packet.decoded.protocol != Protocol::Tcp {
+            return Err(LibraryError::dpp(t.at("library"), "a TLS record's data_hex must be a TCP packet"));
+        }
+        packet.tls = Some(TlsInfo { tid, library });
+        // Its true length is in orig_len, as the library and the capture keep it.
+        packet.decoded.payload_size = packet.orig_len.saturating_sub(packet.decoded.payload_offset);
+    }
     let source = p.str_or("source", MAX_NAME_CHARS, "")?;
     Ok(NewPacket {
         name: p.str_or("name", MAX_NAME_CHARS, "")?.to_string(),
@@ -387,7 +402,7 @@ pub fn write_dpp(w: impl Write, packets: &[SavedPacket], sequences: &[Sequence])
         .map(|s| {
             let c = &s.packet;
             let d = &c.decoded;
-            json!({
+            let mut v = json!({
                 "name": s.name,
                 "description": s.description,
                 "tags": s.tags,
@@ -405,7 +420,11 @@ pub fn write_dpp(w: impl Write, packets: &[SavedPacket], sequences: &[Sequence])
                 "orig_len": c.orig_len,
                 "summary": format!("{} {}:{} -> {}:{}", d.protocol.name(), d.local_addr, d.local_port, d.remote_addr, d.remote_port),
                 "data_hex": to_hex(&c.data),
-            })
+            });
+            if let Some(t) = c.tls {
+                v["tls"] = json!({ "library": t.library.as_str(), "tid": t.tid });
+            }
+            v
         })
         .collect();
     let seqs: Vec<Value> = sequences

@@ -26,14 +26,31 @@ pub struct SavedPacket {
     /// DioProcess `.dpp` v1 entry carries only the payload).
     pub synthesized: bool,
     /// The packet with all its capture metadata (timestamp, pid, process name,
-    /// direction, full bytes; protocol, addresses and ports decoded from them).
+    /// direction, full bytes; protocol, addresses and ports decoded from them;
+    /// `tls` for a TLS plaintext record).
     pub packet: CapturedPacket,
 }
 
 impl SavedPacket {
-    /// The transport payload.
+    /// The transport payload (a TLS record's plaintext).
     pub fn payload(&self) -> &[u8] {
         self.packet.payload()
+    }
+
+    /// True for a TLS plaintext record (decrypted, never on the wire as
+    /// such): `packet.tls` holds its library and thread. Lists and search
+    /// results mark such rows (see [`SavedPacket::kind`]).
+    pub fn is_tls(&self) -> bool {
+        self.packet.is_tls()
+    }
+
+    /// What the row is, for lists: `packet`, or `tls/openssl` (`tls/gnutls`,
+    /// `tls/nss`) for a TLS plaintext record.
+    pub fn kind(&self) -> String {
+        match self.packet.tls {
+            Some(t) => format!("tls/{}", t.library),
+            None => "packet".into(),
+        }
     }
 }
 

@@ -83,10 +83,20 @@ CREATE VIRTUAL TABLE packets_fts USING fts5(
 );
 "#;
 
+/// Version 4: TLS plaintext records (`CapturedPacket::tls`): the library
+/// that carried the plaintext (`openssl`, `gnutls`, `nss`) and the thread
+/// that made the call; both NULL for a packet (every row of an older database).
+/// The record's plaintext is its payload, indexed like any payload.
+const V4: &str = r#"
+ALTER TABLE packets ADD COLUMN tls_library TEXT;
+ALTER TABLE packets ADD COLUMN tls_tid INTEGER;
+"#;
+
 /// Work a migration does after its SQL (rebuilding derived data).
 type Step = fn(&rusqlite::Transaction<'_>) -> Result<()>;
 
-const MIGRATIONS: &[(&str, Option<Step>)] = &[(V1, None), (V2, None), (V3, Some(crate::store::rebuild_index))];
+const MIGRATIONS: &[(&str, Option<Step>)] =
+    &[(V1, None), (V2, None), (V3, Some(crate::store::rebuild_index)), (V4, None)];
 
 /// The schema version this build writes; older databases are migrated on open.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -5,6 +5,7 @@
 use crate::error::{LibraryError, Result};
 use crate::model::{Filter, MetaEdit, NewPacket, PacketId, SavedPacket, Sequence, SequenceId, TagCount};
 use crate::{now_ns, Library};
+use pidcap_packet::tls::{TlsInfo, TlsLibrary};
 use pidcap_packet::{CapturedPacket, Direction, Verdict};
 use rusqlite::types::Value;
 use rusqlite::{params, OptionalExtension, Row, Transaction};
@@ -17,7 +18,8 @@ pub const FTS_HEX_BYTES: usize = 4_096;
 
 /// Columns read into a [`SavedPacket`] by [`row_to_packet`], from table alias `p`.
 pub(crate) const COLS: &str = "p.id, p.name, p.description, p.saved_at_ns, p.source, p.synthesized, p.capture_id, \
-     p.timestamp_ns, p.pid, p.comm, p.socket_cookie, p.direction, p.verdict, p.rule, p.orig_len, p.data";
+     p.timestamp_ns, p.pid, p.comm, p.socket_cookie, p.direction, p.verdict, p.rule, p.orig_len, p.data, \
+     p.tls_library, p.tls_tid";
 
 pub(crate) fn row_to_packet(r: &Row<'_>) -> rusqlite::Result<SavedPacket> {
     // Written by `insert_packet` as `Direction::as_str` / `Verdict::as_str`; anything else reads as the default.
@@ -35,6 +37,13 @@ pub(crate) fn row_to_packet(r: &Row<'_>) -> rusqlite::Result<SavedPacket> {
         r.get(15)?,
     );
     packet.rule = r.get::<_, Option<i64>>(13)?.map(|v| v as u16);
+    // Written by `insert_packet` as `TlsLibrary::as_str`.
+    let library = r.get::<_, Option<String>>(16)?.and_then(|l| l.parse::<TlsLibrary>().ok());
+    if let Some(library) = library {
+        packet.tls = Some(TlsInfo { tid: r.get::<_, Option<i64>>(17)?.unwrap_or(0) as u32, library });
+        // A record's true length is in orig_len (as `CapturedPacket::tls_record` builds it).
+        packet.decoded.payload_size = packet.orig_len.saturating_sub(packet.decoded.payload_offset);
+    }
     Ok(SavedPacket {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -198,7 +207,7 @@ pub(crate) fn insert_packet(tx: &Transaction<'_>, p: &NewPacket) -> Result<Packe
     tx.prepare_cached(
         "INSERT INTO packets(name, description, saved_at_ns, source, synthesized, capture_id, timestamp_ns, pid, comm, \
          socket_cookie, direction, verdict, rule, ip_version, protocol, local_addr, local_port, remote_addr, remote_port, \
-         orig_len, data, payload) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+         orig_len, data, payload, tls_library, tls_tid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     )?
     .execute(params![
         p.name,
@@ -223,6 +232,8 @@ pub(crate) fn insert_packet(tx: &Transaction<'_>, p: &NewPacket) -> Result<Packe
         c.orig_len,
         c.data,
         c.payload(),
+        c.tls.map(|t| t.library.as_str()),
+        c.tls.map(|t| t.tid),
     ])?;
     let id = tx.last_insert_rowid();
     for t in &tags {

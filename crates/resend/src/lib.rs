@@ -26,12 +26,16 @@
 //!     source address is ours to choose).
 //!   - **connect**: a new TCP connection (one per job, reopened after an
 //!     error) or UDP socket; what comes back within the timeout is reported.
+//!     With [`TlsOptions`] ([`tls`]): a fresh TCP connection and TLS
+//!     handshake (rustls) per send, the payload written as application data,
+//!     the decrypted reply read back (the TLS replay of a plaintext record).
 
 pub mod edit;
 pub mod plan;
 pub mod run;
 pub mod send;
 mod sys;
+pub mod tls;
 pub mod wire;
 
 pub use plan::{
@@ -40,7 +44,10 @@ pub use plan::{
 };
 pub use run::{open_sender, run_job, run_loop};
 pub use send::SendError;
-pub use wire::{EndReason, ErrorKind, InjectArgs, JobInfo, JobState, Mode, Proto, ReplyInfo, SendStatus, Summary};
+pub use wire::{
+    EndReason, ErrorKind, InjectArgs, JobInfo, JobState, Mode, Proto, ReplyInfo, SendStatus, Summary, TlsOptions,
+    TlsSession,
+};
 
 /// TCP header fields for raw mode (the one definition is pidcap-packet's builder's).
 pub use pidcap_packet::build::TcpFields;

@@ -3,7 +3,7 @@
 //! [`Target`], edited payload, loop parameters). Nothing is sent here.
 
 use crate::edit::{apply_edits, parse_ascii, parse_hex, Edit, EditError};
-use crate::{InjectArgs, Mode, Proto};
+use crate::{InjectArgs, Mode, Proto, TlsOptions};
 use pidcap_packet::build::TcpFields;
 use pidcap_packet::{CapturedPacket, Direction, Protocol};
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,10 @@ pub struct Prepared {
     pub max_rate: f64,
     pub stop_on_error: bool,
     pub timeout: Duration,
+    /// Connect mode over TLS; `sni` is resolved (the name of `--to` when it
+    /// was a name and no SNI was given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsOptions>,
 }
 
 /// Parse `ADDR:PORT` or `[V6]:PORT`.
@@ -85,11 +89,25 @@ pub fn edited_payload(args: &InjectArgs) -> Result<Vec<u8>, EditError> {
 pub fn prepare(args: &InjectArgs) -> Result<Prepared, EditError> {
     let payload = edited_payload(args)?;
     let t = args.template.as_deref();
-    let to = args.to.as_deref().map(parse_endpoint).transpose()?;
+    // With TLS, `--to` may name the server (`example.org:443`): its name is the default SNI.
+    let (to, to_name) = match (args.to.as_deref(), &args.tls) {
+        (Some(s), Some(_)) => match parse_endpoint(s) {
+            Ok(a) => (Some(a), None),
+            Err(e) => match resolve_name(s) {
+                Some((a, name)) => (Some(a), Some(name)),
+                None => return Err(e),
+            },
+        },
+        (to, _) => (to.map(parse_endpoint).transpose()?, None),
+    };
     let from = args.from.as_deref().map(parse_endpoint).transpose()?;
     let pid = args.pid.or(t.map(|p| p.pid).filter(|&p| p != 0));
+    if let Some(r) = t.filter(|p| p.is_tls()) {
+        check_tls_record(r, args)?;
+    }
     let mode = match args.mode {
         Some(m) => m,
+        None if args.tls.is_some() => Mode::Connect,
         None if t.is_some() && pid.is_some_and(alive) => Mode::Socket,
         None if t.is_none() && args.pid.is_some() => Mode::Socket,
         None => Mode::Connect,
@@ -143,6 +161,31 @@ pub fn prepare(args: &InjectArgs) -> Result<Prepared, EditError> {
     if !args.forever && count == 0 {
         return Err(EditError::Invalid("--count must be at least 1 (or --forever)".into()));
     }
+    let tls = match &args.tls {
+        None => None,
+        Some(o) => {
+            if mode != Mode::Connect {
+                return Err(EditError::Invalid(format!(
+                    "TLS (--tls) works only with --mode connect (a fresh connection), not --mode {mode}"
+                )));
+            }
+            if proto != Proto::Tcp {
+                return Err(EditError::Invalid("TLS (--tls) needs TCP, not UDP".into()));
+            }
+            if o.insecure && o.ca.is_some() {
+                return Err(EditError::Invalid("give --ca FILE or --insecure, not both".into()));
+            }
+            if let Some(name) = &o.sni {
+                crate::tls::server_name(name).map_err(|e| EditError::Invalid(e.message))?;
+            }
+            Some(TlsOptions { sni: o.sni.clone().or(to_name), ..o.clone() })
+        }
+    };
+    if tls.is_some() && (remote.ip().is_unspecified() || remote.port() == 0) {
+        return Err(EditError::Invalid(format!(
+            "no destination: the record's peer is not known ({remote}); give --to ADDR:PORT"
+        )));
+    }
     let max_rate = args.max_rate.unwrap_or(DEFAULT_MAX_RATE);
     if !(max_rate.is_finite() && max_rate >= MIN_MAX_RATE) {
         return Err(EditError::Invalid(format!(
@@ -159,7 +202,46 @@ pub fn prepare(args: &InjectArgs) -> Result<Prepared, EditError> {
         max_rate,
         stop_on_error: args.stop_on_error,
         timeout: Duration::from_millis(args.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
+        tls,
     })
+}
+
+/// `HOST:PORT` resolved to its first address, with the host name.
+fn resolve_name(s: &str) -> Option<(SocketAddr, String)> {
+    use std::net::ToSocketAddrs;
+    let (host, port) = s.trim().rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    if host.is_empty() || host.starts_with('[') {
+        return None;
+    }
+    let addr = s.trim().to_socket_addrs().ok()?.next()?;
+    Some((addr, host.to_string()))
+}
+
+/// A TLS plaintext record goes out only over a fresh TLS connection: its
+/// plaintext in clear (a plain connection), or inside the process's TLS
+/// stream (socket, raw), would leak or break it.
+fn check_tls_record(r: &CapturedPacket, args: &InjectArgs) -> Result<(), EditError> {
+    let what = match r.tls {
+        Some(i) => format!("plaintext from a TLS connection ({}, tid {})", i.library, i.tid),
+        None => return Ok(()),
+    };
+    match (args.mode, &args.tls) {
+        (None | Some(Mode::Connect), Some(_)) => Ok(()),
+        (Some(Mode::Connect), None) => Err(EditError::Invalid(format!(
+            "packet {} is {what}: --mode connect would send it in clear; add --tls to send it over a new TLS connection",
+            r.id
+        ))),
+        (None, None) => Err(EditError::Invalid(format!(
+            "packet {} is {what}: replay it over a new TLS connection with --mode connect --tls",
+            r.id
+        ))),
+        (Some(m), _) => Err(EditError::Invalid(format!(
+            "packet {} is {what}: --mode {m} would put plaintext where the process's TLS stream is; use --mode \
+             connect --tls",
+            r.id
+        ))),
+    }
 }
 
 fn tcp_fields(p: &CapturedPacket) -> Option<TcpFields> {

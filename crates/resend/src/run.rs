@@ -15,7 +15,10 @@ pub fn open_sender(p: &Prepared) -> Result<Box<dyn Sender>, SendError> {
     Ok(match p.mode {
         Mode::Socket => Box::new(send::SocketSender::open(&p.target)?),
         Mode::Raw => Box::new(send::RawSender::open(&p.target)?),
-        Mode::Connect => Box::new(send::ConnectSender::open(&p.target, p.timeout)?),
+        Mode::Connect => match &p.tls {
+            Some(tls) => Box::new(crate::tls::TlsSender::open(&p.target, p.timeout, tls)?),
+            None => Box::new(send::ConnectSender::open(&p.target, p.timeout)?),
+        },
     })
 }
 

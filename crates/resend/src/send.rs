@@ -1,5 +1,5 @@
 //! The three ways to send ([`Sender`]): the owning process's socket, a raw
-//! socket, a new connection; and why a send failed ([`SendError`]).
+//! socket, a new connection (over TLS: [`crate::tls`]); and why a send failed ([`SendError`]).
 
 use crate::sys;
 use crate::{ErrorKind, Proto, ReplyInfo, Target};
@@ -337,6 +337,30 @@ impl Sender for RawSender {
 
 // ---------------------------------------------------------------- connect mode
 
+/// A new TCP connection to `t.remote` (bound to `t.local` when given), Nagle off.
+pub(crate) fn tcp_connect(t: &Target, timeout: Duration) -> Result<TcpStream, SendError> {
+    let domain = sys::domain_of(&t.remote.ip());
+    let stream = match t.local {
+        None => TcpStream::connect_timeout(&t.remote, timeout)
+            .map_err(|e| os_error(&format!("connect to {}", t.remote), e))?,
+        Some(local) => {
+            let fd = sys::socket(domain, libc::SOCK_STREAM, 0).map_err(|e| os_error("socket", e))?;
+            let _ = sys::setsockopt_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
+            sys::bind(fd.as_fd(), &local).map_err(|e| os_error(&format!("bind {local}"), e))?;
+            let (ss, len) = sys::to_sockaddr(&t.remote);
+            // SAFETY: the address is valid for len bytes; blocking connect on our own socket.
+            let r = unsafe { libc::connect(fd.as_raw_fd(), (&ss as *const libc::sockaddr_storage).cast(), len) };
+            if r < 0 {
+                return Err(os_error(&format!("connect to {}", t.remote), io::Error::last_os_error()));
+            }
+            // SAFETY: fd is a connected TCP socket we own; ownership moves to the stream.
+            unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 enum Conn {
     Tcp(TcpStream),
     Udp(UdpSocket),
@@ -368,31 +392,8 @@ impl ConnectSender {
 
     fn connect(&self) -> Result<Conn, SendError> {
         let t = &self.t;
-        let domain = sys::domain_of(&t.remote.ip());
         match t.proto {
-            Proto::Tcp => {
-                let stream = match t.local {
-                    None => TcpStream::connect_timeout(&t.remote, self.timeout)
-                        .map_err(|e| os_error(&format!("connect to {}", t.remote), e))?,
-                    Some(local) => {
-                        let fd = sys::socket(domain, libc::SOCK_STREAM, 0).map_err(|e| os_error("socket", e))?;
-                        let _ = sys::setsockopt_int(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
-                        sys::bind(fd.as_fd(), &local).map_err(|e| os_error(&format!("bind {local}"), e))?;
-                        let (ss, len) = sys::to_sockaddr(&t.remote);
-                        // SAFETY: the address is valid for len bytes; blocking connect on our own socket.
-                        let r = unsafe {
-                            libc::connect(fd.as_raw_fd(), (&ss as *const libc::sockaddr_storage).cast(), len)
-                        };
-                        if r < 0 {
-                            return Err(os_error(&format!("connect to {}", t.remote), io::Error::last_os_error()));
-                        }
-                        // SAFETY: fd is a connected TCP socket we own; ownership moves to the stream.
-                        unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                Ok(Conn::Tcp(stream))
-            }
+            Proto::Tcp => Ok(Conn::Tcp(tcp_connect(t, self.timeout)?)),
             Proto::Udp => {
                 let local = t.local.unwrap_or_else(|| {
                     SocketAddr::new(if t.remote.is_ipv4() { [0, 0, 0, 0].into() } else { IpAddr::V6(0.into()) }, 0)

@@ -7,6 +7,7 @@ use pidcap_packet::CapturedPacket;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -85,6 +86,13 @@ pub enum ErrorKind {
     Permission,
     /// No socket of the process matches the packet.
     NoSocket,
+    /// TLS (connect mode with `tls`): the server's certificate was not
+    /// accepted (unknown issuer, not valid for the name, expired), or the CA
+    /// file could not be used. No later send of the job can get past it.
+    Certificate,
+    /// TLS: the handshake or the session failed otherwise (the server
+    /// refused it with an alert, spoke no TLS, broke the protocol).
+    Tls,
     Io,
 }
 
@@ -99,13 +107,15 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Permission => "permission",
             ErrorKind::NoSocket => "no_socket",
+            ErrorKind::Certificate => "certificate",
+            ErrorKind::Tls => "tls",
             ErrorKind::Io => "io",
         }
     }
 
     /// Errors that no later send of the same job can get past.
     pub fn is_permanent(self) -> bool {
-        matches!(self, ErrorKind::ProcessGone | ErrorKind::NoSocket | ErrorKind::Permission)
+        matches!(self, ErrorKind::ProcessGone | ErrorKind::NoSocket | ErrorKind::Permission | ErrorKind::Certificate)
     }
 }
 
@@ -123,13 +133,64 @@ pub struct ReplyInfo {
     pub hex: String,
     /// The first 64 bytes, printable ASCII, others as `.`.
     pub ascii: String,
+    /// TLS replay: the whole decrypted reply (up to [`crate::tls::MAX_REPLY_BYTES`]),
+    /// escaped as the ASCII editor shows bytes ([`pidcap_packet::ascii::escape`]:
+    /// `\r \n \t \0 \xHH \\`), so that `ascii::unescape` gives the bytes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// TLS replay: the session the reply came over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSession>,
 }
 
 impl ReplyInfo {
     pub fn new(b: &[u8]) -> ReplyInfo {
         let head = &b[..b.len().min(64)];
-        ReplyInfo { bytes: b.len(), hex: pidcap_packet::to_hex(head), ascii: pidcap_packet::ascii::dots(head) }
+        ReplyInfo {
+            bytes: b.len(),
+            hex: pidcap_packet::to_hex(head),
+            ascii: pidcap_packet::ascii::dots(head),
+            text: None,
+            tls: None,
+        }
     }
+}
+
+/// TLS options of a connect-mode job (`tls` in [`InjectArgs`] and
+/// [`crate::Prepared`]): each send opens a fresh TCP connection, makes a TLS
+/// handshake (rustls), writes the payload as application data and reads the
+/// decrypted reply until the server closes, the timeout passes, or
+/// [`crate::tls::MAX_REPLY_BYTES`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsOptions {
+    /// The server name to send (SNI) and to check the certificate against.
+    /// Default: the destination when it was given as a name (`--to
+    /// example.org:443`); none for an IP address (the certificate is then
+    /// checked against the address, and no SNI is sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Do not verify the server's certificate at all (anyone on the path can
+    /// then read and change the replay). Handshake signatures are still checked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+    /// Trust the certificates of this PEM file instead of the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+}
+
+/// The TLS session of one TLS send, as negotiated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsSession {
+    /// `TLSv1_3`, `TLSv1_2`.
+    pub version: String,
+    /// `TLS13_AES_256_GCM_SHA384`...
+    pub cipher: String,
+    /// The name sent as SNI (none for an IP address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// False with `insecure`: the certificate was not checked.
+    pub verified: bool,
 }
 
 /// One send job, as `pidcap send` and the daemon's `inject` take it.
@@ -184,6 +245,9 @@ pub struct InjectArgs {
     pub stop_on_error: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Connect mode over TLS (see [`TlsOptions`]); absent: plain TCP/UDP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsOptions>,
 }
 
 /// The outcome of one send.
@@ -212,6 +276,12 @@ impl fmt::Display for SendStatus {
             write!(f, "#{} sent {} bytes in {} us", self.seq, self.bytes, self.elapsed_us)?;
             if let Some(r) = &self.reply {
                 write!(f, "; reply {} bytes: {} |{}|", r.bytes, r.hex, r.ascii)?;
+                if let Some(t) = &r.tls {
+                    write!(f, " over {} {}", t.version, t.cipher)?;
+                    if !t.verified {
+                        f.write_str(" (certificate NOT verified)")?;
+                    }
+                }
             }
             Ok(())
         } else {
@@ -374,6 +444,8 @@ mod tests {
             ErrorKind::Timeout,
             ErrorKind::Permission,
             ErrorKind::NoSocket,
+            ErrorKind::Certificate,
+            ErrorKind::Tls,
             ErrorKind::Io,
         ] {
             assert_eq!(k.to_string(), name(serde_json::to_value(k).unwrap()));

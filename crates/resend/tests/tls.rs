@@ -1,0 +1,275 @@
+//! TLS replay against a real peer on loopback: a certificate made by the
+//! test (openssl: a CA and a server certificate for 127.0.0.1 and
+//! localhost) and a Python HTTPS echo server (`tests/data/tls_echo.py`) that
+//! answers with what it received, so the edit is visible in the reply.
+
+use pidcap_packet::tls::{TlsInfo, TlsLibrary, TlsRecord};
+use pidcap_packet::{CapturedPacket, Direction};
+use pidcap_resend::{prepare, run_job, EndReason, ErrorKind, InjectArgs, Mode, SendStatus, TlsOptions};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A scratch directory with the certificates: `ca.pem` signed `srv.pem`; `other-ca.pem` signed nothing.
+struct Certs {
+    dir: PathBuf,
+}
+
+impl Certs {
+    fn new(tag: &str) -> Certs {
+        let dir = std::env::temp_dir().join(format!("pidcap-resend-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(&dir).output().unwrap();
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        for (key, cert, cn) in [("ca.key", "ca.pem", "/CN=pidcap test CA"), ("other.key", "other-ca.pem", "/CN=other CA")] {
+            openssl(&[&["req", "-x509"], &ec[..], &["-keyout", key, "-out", cert, "-days", "2", "-subj", cn]].concat());
+        }
+        openssl(&[&["req"], &ec[..], &["-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost"]].concat());
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "2", "-days", "2",
+            "-out", "srv.pem", "-extfile", "ext.cnf",
+        ]);
+        Certs { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The echo server, its port and its event lines.
+struct Server {
+    child: Child,
+    port: u16,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(certs: &Certs) -> Server {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls_echo.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(certs.path("srv.pem"))
+            .arg(certs.path("srv.key"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for l in out.lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = lines.recv_timeout(Duration::from_secs(20)).expect("the server starts");
+        let port = first.strip_prefix("port ").unwrap().parse().unwrap();
+        Server { child, port, lines }
+    }
+
+    /// Event lines until one starts with `prefix` (all of them, that one last); panics after 10 s.
+    fn wait_for(&self, prefix: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let done = l.starts_with(prefix);
+                    seen.push(l);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no `{prefix}` line from the server; saw {seen:?}"),
+            }
+        }
+    }
+
+    /// Lines already printed (none waited for).
+    fn pending(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TLS plaintext record of curl's request to the server, as the kernel layer captures it.
+fn record(port: u16) -> CapturedPacket {
+    CapturedPacket::tls_record(TlsRecord {
+        id: 9,
+        timestamp_ns: 1_700_000_000_000_000_000,
+        pid: 0,
+        comm: "curl".into(),
+        socket_cookie: 0,
+        direction: Direction::Outbound,
+        local: "127.0.0.1:40000".parse().unwrap(),
+        remote: format!("127.0.0.1:{port}").parse().unwrap(),
+        info: TlsInfo { tid: 1, library: TlsLibrary::Openssl },
+        plaintext: b"GET /some-path HTTP/1.0\r\nHost: localhost\r\n\r\n",
+        true_len: 44,
+        stream_offset: 0,
+    })
+}
+
+fn run(args: &InjectArgs) -> (Vec<SendStatus>, pidcap_resend::Summary) {
+    let p = prepare(args).unwrap();
+    let mut seen = Vec::new();
+    let s = run_job(&p, &AtomicBool::new(false), &mut |st| seen.push(st.clone()));
+    (seen, s)
+}
+
+fn tls_args(port: u16, tls: TlsOptions) -> InjectArgs {
+    InjectArgs {
+        template: Some(Box::new(record(port))),
+        // `/some-path` -> `/edited-path`.
+        replaces: vec![format!("{}:{}", pidcap_packet::to_hex(b"/some"), pidcap_packet::to_hex(b"/edited"))],
+        mode: Some(Mode::Connect),
+        tls: Some(tls),
+        timeout_ms: Some(5000),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_edited_record_is_replayed_over_tls_and_the_reply_decrypted() {
+    pidcap_testkit::require!(Tool("openssl"), Tool("python3"));
+    let certs = Certs::new("replay");
+    let srv = Server::start(&certs);
+    let ca = TlsOptions { ca: Some(certs.path("ca.pem")), ..Default::default() };
+
+    let (st, sum) = run(&tls_args(srv.port, ca.clone()));
+    assert_eq!((sum.sent, sum.failed, sum.reason), (1, 0, EndReason::Done), "{st:?}");
+    let reply = st[0].reply.as_ref().expect("a reply");
+    let text = reply.text.as_deref().unwrap();
+    assert!(text.starts_with("HTTP/1.0 200 OK\\r\\n"), "{text}");
+    assert!(text.contains("you sent: GET /edited-path HTTP/1.0\\r\\nHost: localhost"), "{text}");
+    assert_eq!(pidcap_packet::ascii::unescape(text).unwrap().len(), reply.bytes);
+    let session = reply.tls.as_ref().unwrap();
+    assert!(session.verified && session.version.starts_with("TLSv1_"), "{session:?}");
+    assert_eq!(session.sni, None, "no SNI for an IP address");
+    let lines = srv.wait_for("request 1 ");
+    let got = pidcap_packet::hex::parse(lines.last().unwrap().rsplit(' ').next().unwrap()).unwrap();
+    assert_eq!(got, b"GET /edited-path HTTP/1.0\r\nHost: localhost\r\n\r\n", "what the server decrypted");
+
+    // A name the certificate has: sent as SNI and verified.
+    let (st, _) = run(&tls_args(srv.port, TlsOptions { sni: Some("localhost".into()), ..ca.clone() }));
+    assert!(st[0].ok, "{st:?}");
+    assert_eq!(st[0].reply.as_ref().unwrap().tls.as_ref().unwrap().sni.as_deref(), Some("localhost"));
+    srv.wait_for("request 2 ");
+
+    // A name it does not have: a name mismatch, nothing sent.
+    let (st, sum) = run(&tls_args(srv.port, TlsOptions { sni: Some("elsewhere.example".into()), ..ca.clone() }));
+    assert_eq!((st.len(), sum.reason), (1, EndReason::Error), "a certificate error ends the job: {st:?}");
+    assert_eq!(st[0].error_kind, Some(ErrorKind::Certificate));
+    let e = st[0].error.as_deref().unwrap();
+    assert!(e.contains("name mismatch") && e.contains("elsewhere.example"), "{e}");
+    srv.wait_for("handshake-failed 3 ");
+
+    // Three sends: three connections, three handshakes, three requests.
+    let (st, sum) = run(&InjectArgs { count: Some(3), interval_ms: Some(10), ..tls_args(srv.port, ca) });
+    assert_eq!((sum.sent, sum.failed), (3, 0), "{st:?}");
+    let lines = srv.wait_for("request 6 ");
+    for n in 4..=6 {
+        assert!(lines.iter().any(|l| l == &format!("conn {n}")), "{lines:?}");
+        assert!(lines.iter().any(|l| l.starts_with(&format!("request {n} "))), "{lines:?}");
+    }
+}
+
+#[test]
+fn a_wrong_ca_is_an_unknown_issuer_and_insecure_needs_none() {
+    pidcap_testkit::require!(Tool("openssl"), Tool("python3"));
+    let certs = Certs::new("trust");
+    let srv = Server::start(&certs);
+
+    let wrong = TlsOptions { ca: Some(certs.path("other-ca.pem")), ..Default::default() };
+    let (st, sum) = run(&InjectArgs { count: Some(3), ..tls_args(srv.port, wrong) });
+    assert_eq!((sum.sent, sum.reason), (0, EndReason::Error), "{st:?}");
+    assert_eq!(st.len(), 1, "no second try with a certificate that cannot pass: {st:?}");
+    assert_eq!(st[0].error_kind, Some(ErrorKind::Certificate));
+    let e = st[0].error.as_deref().unwrap();
+    assert!(e.contains("unknown issuer") && e.contains("other-ca.pem"), "{e}");
+    let lines = srv.wait_for("handshake-failed 1 ");
+    assert!(!lines.iter().chain(&srv.pending()).any(|l| l.starts_with("request")), "nothing in clear: {lines:?}");
+
+    // No CA at all, --insecure: the replay goes through, marked as not verified.
+    let (st, sum) = run(&tls_args(srv.port, TlsOptions { insecure: true, ..Default::default() }));
+    assert_eq!(sum.sent, 1, "{st:?}");
+    let reply = st[0].reply.as_ref().unwrap();
+    assert!(!reply.tls.as_ref().unwrap().verified);
+    assert!(reply.text.as_deref().unwrap().contains("GET /edited-path"), "{reply:?}");
+    assert!(st[0].to_string().contains("certificate NOT verified"), "{}", st[0]);
+    srv.wait_for("request 2 ");
+
+    // The system's roots do not know the test CA.
+    let (st, _) = run(&tls_args(srv.port, TlsOptions::default()));
+    assert_eq!(st[0].error_kind, Some(ErrorKind::Certificate), "{st:?}");
+    let e = st[0].error.as_deref().unwrap();
+    assert!(e.contains("unknown issuer") && e.contains("system") || e.contains("no system root certificates"), "{e}");
+
+    // Something that speaks no TLS: the failure says so (a plain TCP listener that closes at once).
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = plain.local_addr().unwrap().port();
+    let t = std::thread::spawn(move || drop(plain.accept()));
+    let (st, _) = run(&tls_args(port, TlsOptions { insecure: true, ..Default::default() }));
+    t.join().unwrap();
+    assert_eq!(st[0].error_kind, Some(ErrorKind::Tls), "{st:?}");
+}
+
+#[test]
+fn a_tls_record_is_never_sent_in_clear() {
+    let args = InjectArgs { template: Some(Box::new(record(443))), mode: Some(Mode::Connect), ..Default::default() };
+    let e = prepare(&args).unwrap_err().to_string();
+    assert!(e.contains("plaintext from a TLS connection") && e.contains("--tls"), "{e}");
+    let e = prepare(&InjectArgs { mode: None, ..args.clone() }).unwrap_err().to_string();
+    assert!(e.contains("--mode connect --tls"), "{e}");
+    let e = prepare(&InjectArgs { mode: Some(Mode::Socket), ..args.clone() }).unwrap_err().to_string();
+    assert!(e.contains("TLS stream"), "{e}");
+    // TLS only in connect mode, over TCP; a CA or no verification, not both.
+    let tls = Some(TlsOptions::default());
+    let plain = InjectArgs { data: Some("41".into()), to: Some("127.0.0.1:1".into()), tls, ..Default::default() };
+    assert_eq!(prepare(&plain).unwrap().mode, Mode::Connect, "--tls alone means connect mode");
+    let e = prepare(&InjectArgs { mode: Some(Mode::Raw), from: Some("127.0.0.1:2".into()), ..plain.clone() })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("only with --mode connect"), "{e}");
+    let e = prepare(&InjectArgs { proto: Some(pidcap_resend::Proto::Udp), ..plain.clone() }).unwrap_err().to_string();
+    assert!(e.contains("needs TCP"), "{e}");
+    let both = TlsOptions { insecure: true, ca: Some("/x".into()), ..Default::default() };
+    let e = prepare(&InjectArgs { tls: Some(both), ..plain.clone() }).unwrap_err().to_string();
+    assert!(e.contains("not both"), "{e}");
+    // A name as the destination is the default SNI.
+    let p = prepare(&InjectArgs { to: Some("localhost:8443".into()), ..plain }).unwrap();
+    assert_eq!(p.tls.unwrap().sni.as_deref(), Some("localhost"));
+    assert_eq!(p.target.remote.port(), 8443);
+    // The daemon's older requests (no `tls`) read as before; unknown TLS fields are refused.
+    let a: InjectArgs = serde_json::from_str(r#"{"data":"41","to":"127.0.0.1:1"}"#).unwrap();
+    assert_eq!(a.tls, None);
+    let a: InjectArgs = serde_json::from_str(r#"{"data":"41","tls":{"sni":"x","insecure":true}}"#).unwrap();
+    assert_eq!(a.tls, Some(TlsOptions { sni: Some("x".into()), insecure: true, ca: None }));
+    assert!(serde_json::from_str::<InjectArgs>(r#"{"tls":{"snl":"x"}}"#).is_err());
+}
