@@ -10,8 +10,8 @@
 //!
 //! Version 2 adds TLS plaintext records: packets whose `tls` object is set
 //! (their `data` is synthesized, see [`pidcap_packet::tls`]), the TLS
-//! counters in the kernel stats and each target's TLS coverage
-//! ([`TargetInfo::tls`]). A request with `"v":1` is answered with `"v":1`
+//! counters in the kernel stats, each target's TLS coverage
+//! ([`TargetInfo::tls`]) and `inject`'s `tls` (TLS replay in connect mode). A request with `"v":1` is answered with `"v":1`
 //! and never given a TLS record (a version 1 client would take it for a
 //! packet seen on the wire).
 //!
@@ -259,6 +259,7 @@ const INJECT_ARGUMENTS: &[&str] = &[
     "max_rate",
     "stop_on_error",
     "timeout_ms",
+    "tls",
 ];
 
 /// The first field of an operation object (`op` and arguments, no

@@ -675,7 +675,12 @@ fn resend(app: &App, d: D) -> Element {
             }
             div { class: "statuses", id: "resend-statuses",
                 for s in r.statuses.iter().rev().take(50) {
-                    div { key: "{s.seq}", class: if s.ok { "ok" } else { "err" }, "{s}" }
+                    div { key: "{s.seq}", class: if s.ok { "ok" } else { "err" }, "{s}"
+                        if let Some(text) = s.reply.as_ref().and_then(|r| r.text.as_deref()) {
+                            pre { class: "reply", title: "the decrypted reply (escapes as in the editor)",
+                                {text.chars().take(2000).collect::<String>()} }
+                        }
+                    }
                 }
             }
         }

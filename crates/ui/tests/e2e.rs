@@ -328,19 +328,21 @@ fn run_a_command_and_capture_it_from_its_first_packet() {
 /// TLS library (python's ssl: OpenSSL), is listed marked as decrypted,
 /// selected by the display filter, and opens in the hex/ASCII view with the
 /// request line, labelled as taken from the library; the target's coverage
-/// and the TLS counter are shown.
+/// and the TLS counter are shown; edited, it is replayed over a fresh TLS
+/// connection and the server's decrypted answer is shown.
 #[test]
 fn a_tls_clients_decrypted_request_is_listed_marked_and_opens_as_plaintext() {
     pidcap_testkit::require!(Root, Tool("chromium"), Tool("chromedriver"), Tool("openssl"), Tool("python3"));
     let (stack, b) = open_ui();
     let dir = stack.dir.path().to_path_buf();
-    let (cert, key) = test_certificate(&dir);
+    let certs = test_certificates(&dir);
+    let (ca, cert, key) = (&certs.ca, &certs.cert, &certs.key);
     let log = dir.join("https.log");
     let mut server =
         python_here(&["https-server", cert.to_str().unwrap(), key.to_str().unwrap(), log.to_str().unwrap()]);
     let port = server.wait_line().trim().strip_prefix("ready ").expect("ready PORT").to_string();
     let path = "/tls-secret-path";
-    let client = python_here(&["https-client", cert.to_str().unwrap(), &port, path]);
+    let client = python_here(&["https-client", ca.to_str().unwrap(), &port, path]);
     let request_line = format!("GET {path} HTTP/1.1");
     wait_for("the client's first request at the server", STEP, || holds(&log, request_line.as_bytes()).then_some(()));
 
@@ -390,6 +392,24 @@ fn a_tls_clients_decrypted_request_is_listed_marked_and_opens_as_plaintext() {
     assert!(shown.starts_with(&format!("{request_line}\\r\\n")), "{shown}");
     b.wait_value("#resend-mode", "connect");
     b.wait_value("#resend-tls", "true");
+    // Edited and replayed over a fresh TLS connection (the daemon checks the
+    // server's certificate against the test's CA): the server gets it and its
+    // decrypted echo is shown.
+    b.fill("#edit-ascii", &shown.replacen(path, "/tls-resent-by-ui", 1));
+    let edited = format!("GET /tls-resent-by-ui HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    b.wait_value("#edit-hex", &pidcap_ui::editor::format_hex(edited.as_bytes()));
+    b.fill("#resend-ca", ca.to_str().unwrap());
+    b.fill("#resend-count", "1");
     b.screenshot("10-tls-editor");
+    let summary = resend(&b);
+    let summary = summary.unwrap_or_else(|e| panic!("the TLS resend failed: {e}: {}", b.text("#resend-statuses")));
+    eprintln!("TLS resend: {summary}");
+    wait_for("the edited request at the server, over TLS", STEP, || holds(&log, edited.as_bytes()).then_some(()));
+    let status = wait_for("the decrypted reply in the status", STEP, || {
+        let t = b.text("#resend-statuses");
+        t.contains("echo: GET /tls-resent-by-ui HTTP/1.1").then_some(t)
+    });
+    assert!(!status.contains("NOT verified"), "the certificate was checked: {status}");
+    b.screenshot("11-tls-resend");
     drop(client);
 }

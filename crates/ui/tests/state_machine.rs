@@ -5,7 +5,7 @@ use pidcap_api::ClientError;
 use pidcap_engine::rules::{Action as RuleAction, Rule};
 use pidcap_packet::build::{build, flags, TcpFields, Transport};
 use pidcap_packet::{CapturedPacket, Direction, TlsInfo, TlsLibrary, TlsRecord, Verdict};
-use pidcap_resend::{EndReason, Mode};
+use pidcap_resend::{EndReason, Mode, TlsOptions};
 use pidcap_ui::error::{Problem, Task};
 use pidcap_ui::state::{
     update, App, AppMsg, CaptureMsg, EditorMsg, Effect, LibraryMsg, PacketsMsg, ProcessesMsg, ResendMsg, RulesMsg, Tab,
@@ -165,6 +165,7 @@ fn select_edit_and_resend() {
         (req.packet, req.data.as_deref(), req.mode, req.count, req.interval_ms),
         (Some(1), Some("4849"), Some(Mode::Connect), Some(3), Some(50))
     );
+    assert_eq!(req.tls, None, "a packet's connect mode is plain unless asked");
     assert!(app.resend.running());
     // The job as the daemon reports it (`inject`'s reply).
     let job: pidcap_api::protocol::JobInfo = serde_json::from_value(serde_json::json!({
@@ -409,17 +410,31 @@ fn tls_records_are_listed_with_their_connection_marked_filterable_and_edited_as_
     assert_eq!(e.ascii_text, "GET /secret HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n");
     let edited = e.ascii_text.replacen("/secret", "/edited", 1);
     update(&mut app, EditorMsg::Ascii(edited));
-    // Its plaintext never goes into the process's own (encrypted) connection, nor into a raw packet.
-    for mode in [Mode::Socket, Mode::Raw] {
+    // Its plaintext never goes into the process's own (encrypted) connection, a raw packet, or a plain connection.
+    for (mode, tls) in [(Mode::Socket, true), (Mode::Raw, true), (Mode::Connect, false)] {
         update(&mut app, ResendMsg::SetMode(mode));
-        assert!(update(&mut app, ResendMsg::Start).is_empty(), "{mode}");
-        assert!(app.resend.error.as_deref().unwrap().contains("connect mode only"), "{:?}", app.resend.error);
+        update(&mut app, ResendMsg::SetTls(tls));
+        assert!(update(&mut app, ResendMsg::Start).is_empty(), "{mode} tls {tls}");
+        let error = app.resend.error.as_deref().unwrap_or_default();
+        assert!(error.contains("connect mode only, over TLS"), "{error}");
     }
     update(&mut app, ResendMsg::SetMode(Mode::Connect));
-    update(&mut app, ResendMsg::SetTls(false));
+    update(&mut app, ResendMsg::SetTls(true));
     let fx = update(&mut app, ResendMsg::Start);
     let [Effect::Inject(args)] = fx.as_slice() else { panic!("{fx:?}") };
     assert_eq!((args.packet, args.mode), (Some(2), Some(Mode::Connect)));
+    assert_eq!(
+        args.tls,
+        Some(TlsOptions::default()),
+        "empty fields: the defaults (no SNI for an address, system roots)"
+    );
+    update(&mut app, ResendMsg::SetSni(" example.org ".into()));
+    update(&mut app, ResendMsg::SetCa("/etc/test-ca.pem".into()));
+    update(&mut app, ResendMsg::SetInsecure(true));
+    let fx = update(&mut app, ResendMsg::Start);
+    let [Effect::Inject(args)] = fx.as_slice() else { panic!("{fx:?}") };
+    let want = TlsOptions { sni: Some("example.org".into()), insecure: true, ca: Some("/etc/test-ca.pem".into()) };
+    assert_eq!(args.tls, Some(want));
     assert_eq!(args.data.as_deref(), Some(pidcap_packet::to_hex(b"GET /edited HTTP/1.1\r\nHost: x\r\n\r\n").as_str()));
     // A packet picked after it puts the form back as it is for packets.
     update(&mut app, PacketsMsg::Select { id: 3, extend: false });

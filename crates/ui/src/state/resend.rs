@@ -2,16 +2,17 @@
 //! request it makes from the editor, the focused packet or a library entry,
 //! and the job the daemon runs, followed send by send until its summary.
 //!
-//! A TLS plaintext record is resent in connect mode only (its plaintext in
-//! the process's own socket, or in a raw packet, would be plaintext where
-//! the peer expects TLS): picking a record switches the form to connect mode
-//! with TLS on; picking a packet again switches it back.
+//! A TLS plaintext record is resent in connect mode over TLS only (a fresh
+//! TLS connection; its plaintext in clear, in the process's own socket or in
+//! a raw packet would be plaintext where the peer expects TLS): picking a
+//! record switches the form to connect mode with TLS on; picking a packet
+//! again switches it back. The TLS options are pidcap-resend's `TlsOptions`.
 
 use super::{App, Effect, Level};
 use crate::error::Problem;
 use pidcap_api::protocol::{InjectArgs, JobInfo, SendStatus, Summary};
 use pidcap_packet::CapturedPacket;
-use pidcap_resend::{JobState, Mode};
+use pidcap_resend::{JobState, Mode, TlsOptions};
 use std::collections::VecDeque;
 
 /// Send statuses kept for the resend view.
@@ -52,6 +53,12 @@ impl Default for ResendForm {
 }
 
 impl ResendForm {
+    /// The TLS options the form says (empty fields: the defaults).
+    pub fn tls_options(&self) -> TlsOptions {
+        let field = |s: &str| Some(s.trim()).filter(|s| !s.is_empty()).map(String::from);
+        TlsOptions { sni: field(&self.sni), insecure: self.insecure, ca: field(&self.ca).map(Into::into) }
+    }
+
     /// A packet or a record is about to be resent: a record switches the
     /// form to connect mode with TLS on, a packet after a record back to
     /// socket mode without TLS (nothing changes while the kind stays).
@@ -197,20 +204,14 @@ fn start(app: &mut App) -> Vec<Effect> {
     };
     if packet.is_none() && template.is_none() {
         Resend::refuse(app, "Pick a packet to resend first.");
-    } else if record && form.mode != Mode::Connect {
+    } else if record && (form.mode != Mode::Connect || !form.tls) {
         Resend::refuse(
             app,
-            "A TLS plaintext record is resent in connect mode only (over TLS): its connection is encrypted, \
-             so its plaintext cannot go into the process's socket or a raw packet.",
+            "A TLS plaintext record is resent in connect mode only, over TLS: its connection is encrypted, \
+             so its plaintext must not go out in clear, into the process's socket or into a raw packet.",
         );
     } else if form.tls && form.mode != Mode::Connect {
         Resend::refuse(app, "TLS works in connect mode only (a fresh connection).");
-    } else if form.tls {
-        // pidcap-resend has no TLS connect mode on this branch yet: never send in clear what was asked over TLS.
-        Resend::refuse(
-            app,
-            "Resending over TLS is not available in this build; untick \"over TLS\" to send plain TCP.",
-        );
     } else if count.is_none() && !form.forever {
         Resend::refuse(app, "The count is a whole number of sends, 1 or more.");
     } else if interval.is_none() {
@@ -230,6 +231,7 @@ fn start(app: &mut App) -> Vec<Effect> {
             count: (!form.forever).then(|| count.unwrap_or(1)),
             forever: form.forever,
             interval_ms: interval,
+            tls: form.tls.then(|| form.tls_options()),
             ..InjectArgs::default()
         }))];
     }
