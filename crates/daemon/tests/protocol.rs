@@ -1,7 +1,8 @@
 //! The daemon over its socket on the scripted kernel (no root, no eBPF):
 //! capture, paging, state, filter bookkeeping, clear and stop, several
 //! subscribers and a slow one, the backlog of `subscribe`, bad input, the
-//! socket's permissions, one daemon per socket. Packets are pushed in
+//! socket's permissions, one daemon per socket, TLS plaintext records and
+//! the TLS coverage (protocol version 2) and version 1 clients. Packets are pushed in
 //! through the fake's handle; what truly needs the kernel (rules on real
 //! sockets, SIGKILL, other users) is in tests/daemon.rs.
 
