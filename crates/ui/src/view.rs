@@ -834,7 +834,11 @@ fn library_tab(app: &App, d: D) -> Element {
                                     onchange: { let id = it.id; move |_| d.call(LibraryMsg::ToggleChecked(id)) } } }
                                 td { a { href: "#", onclick: { let id = it.id; move |e: MouseEvent| { e.prevent_default(); d.call(LibraryMsg::Open(id)) } }, "{it.name}" } }
                                 td { for t in it.tags.iter() { span { class: "chip", "{t}" } } }
-                                td { "{it.packet.decoded.protocol}" }
+                                if let Some(t) = it.packet.tls {
+                                    td { span { class: "badge tls", title: "a TLS plaintext record: taken from the TLS library, not the wire", "TLS {t.library}" } }
+                                } else {
+                                    td { "{it.packet.decoded.protocol}" }
+                                }
                                 td { {endpoint(it.packet.decoded.remote_addr, it.packet.decoded.remote_port)} }
                                 td { "{it.packet.data.len()}" }
                                 td { class: "muted", "{it.packet.pid}/{it.packet.comm}" }
