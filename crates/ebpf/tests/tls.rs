@@ -370,6 +370,56 @@ fn gnutls_cli_as_the_target_gives_records_too() {
 }
 
 #[test]
+fn a_library_loaded_after_the_target_was_added_is_found_by_the_rescan() {
+    require_tls_tools!();
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    let mut child = Command::new("python3")
+        .arg(peer_script())
+        .args(["late"])
+        .arg(cert.cert())
+        .arg(server.port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let pid = child.id();
+    let _guard = Proc(child);
+    let mut line = || {
+        let mut l = String::new();
+        stdout.read_line(&mut l).unwrap();
+        l.trim_end().to_string()
+    };
+    assert_eq!(line(), "started");
+    let mut cap = capture(false);
+    cap.add_pid(pid).unwrap();
+    assert!(
+        !pidcap_ebpf::tls::mapped_by(pid).iter().any(|l| l.library == TlsLibrary::Openssl),
+        "python3 maps no libssl before importing ssl"
+    );
+    writeln!(stdin, "import").unwrap();
+    assert_eq!(line(), "imported");
+    // Requests until one is taken: those before the rescan attached libssl
+    // give packets only; the periodic rescan in poll must come.
+    let mut got = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    for n in 0.. {
+        assert!(Instant::now() < deadline, "no request became a record: {}", summary(&got));
+        writeln!(stdin, "/late-{n}").unwrap();
+        assert_eq!(line(), format!("got 200 path=/late-{n}"));
+        cap.poll(Duration::from_millis(100), &mut |p| got.push(Arc::clone(p))).unwrap();
+        if has_record(&got, Direction::Outbound, b"GET /late-") {
+            break;
+        }
+    }
+    let req = records(&got).find(|p| p.direction == Direction::Outbound).unwrap();
+    assert_eq!(req.pid, pid);
+    assert_on_its_connection(&got, req, None, server.port);
+}
+
+#[test]
 fn a_target_without_a_tls_library_has_an_empty_coverage_list() {
     require_tls_tools!();
     let sleeper = Proc(Command::new("sleep").arg("30").spawn().unwrap());
