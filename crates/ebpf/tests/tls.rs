@@ -420,6 +420,30 @@ fn a_library_loaded_after_the_target_was_added_is_found_by_the_rescan() {
 }
 
 #[test]
+fn probes_are_detached_once_no_target_maps_the_library() {
+    require_tls_tools!();
+    use pidcap_engine::{KernelBackend, KernelConfig, Process};
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    let mut backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).unwrap();
+    backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: true }).unwrap();
+    let process = Process::open(server.pid()).unwrap();
+    backend.add_target(&process, false).unwrap();
+    assert!(backend.tls_files_attached() >= 1, "the server's libssl is attached");
+    backend.remove_target(process.id()).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while backend.tls_files_attached() != 0 {
+        assert!(Instant::now() < deadline, "the probes stayed attached without a target");
+        backend.poll(Duration::from_millis(20), &mut |_| {}).unwrap();
+    }
+    // And turning TLS off detaches at once.
+    backend.add_target(&process, false).unwrap();
+    assert!(backend.tls_files_attached() >= 1);
+    backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: false }).unwrap();
+    assert_eq!(backend.tls_files_attached(), 0);
+}
+
+#[test]
 fn a_target_without_a_tls_library_has_an_empty_coverage_list() {
     require_tls_tools!();
     let sleeper = Proc(Command::new("sleep").arg("30").spawn().unwrap());
