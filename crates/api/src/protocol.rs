@@ -736,7 +736,7 @@ mod tests {
             max_rate: Some(4.0),
             stop_on_error: true,
             timeout_ms: Some(5),
-            tls: Some(pidcap_resend::TlsOptions { sni: Some("h".into()), insecure: true, ca: None }),
+            tls: Some(pidcap_resend::TlsOptions { sni: Some("h".into()), insecure: true, ..Default::default() }),
         };
         vec![
             EngineOp::StartCapture {

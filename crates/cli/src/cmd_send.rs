@@ -57,7 +57,7 @@ pub struct SendArgs {
     /// tcp or udp (default: the packet's, else tcp).
     #[arg(long, value_name = "PROTO")]
     pub proto: Option<Proto>,
-    /// The remote end ADDR:PORT or [V6]:PORT (raw: the destination).
+    /// The remote end ADDR:PORT or [V6]:PORT (raw: the destination; with --tls also NAME:PORT).
     #[arg(long, value_name = "ADDR:PORT")]
     pub to: Option<String>,
     /// The local end (socket: which socket; raw: the source; connect: bind to it).
@@ -156,21 +156,48 @@ fn pcap_frame(path: &PathBuf, n: u64) -> anyhow::Result<CapturedPacket> {
     }
 }
 
-/// The TLS options of `--tls`; the CA file's path made absolute (the daemon
-/// may run elsewhere) and checked to exist before anything is sent.
-fn tls_options(a: &SendArgs) -> anyhow::Result<Option<TlsOptions>> {
+/// The TLS options of `--tls`. The CA file is checked before anything is
+/// sent; through the daemon (root, elsewhere) it goes as its PEM text, read
+/// here with this user's rights.
+fn tls_options(a: &SendArgs, via_daemon: bool) -> anyhow::Result<Option<TlsOptions>> {
     if !a.tls {
         return Ok(None);
     }
-    let ca = match &a.ca {
-        Some(p) => Some(std::fs::canonicalize(p).with_context(|| format!("--ca {}", p.display()))?),
-        None => None,
-    };
-    Ok(Some(TlsOptions { sni: a.sni.clone(), insecure: a.insecure, ca }))
+    // `--to NAME:PORT`: the name is the default SNI (the address is resolved in `resolve_to`).
+    let to_name =
+        a.to.as_deref().filter(|t| t.parse::<std::net::SocketAddr>().is_err()).and_then(|t| t.rsplit_once(':'));
+    let sni = a.sni.clone().or(to_name.map(|(host, _)| host.to_string()));
+    let mut o = TlsOptions { sni, insecure: a.insecure, ..TlsOptions::default() };
+    if let Some(p) = &a.ca {
+        if via_daemon {
+            o.ca_pem = Some(std::fs::read_to_string(p).with_context(|| format!("--ca {}", p.display()))?);
+        } else {
+            o.ca = Some(std::fs::canonicalize(p).with_context(|| format!("--ca {}", p.display()))?);
+        }
+    }
+    Ok(Some(o))
 }
 
-fn inject_args(a: &SendArgs, template: Option<CapturedPacket>, tls: Option<TlsOptions>) -> InjectArgs {
-    InjectArgs {
+/// `--to` as pidcap-resend takes it (`ADDR:PORT`): with `--tls` it may name
+/// the server (`example.org:443`), resolved here to its first address.
+fn resolve_to(a: &SendArgs) -> anyhow::Result<Option<String>> {
+    use std::net::ToSocketAddrs;
+    match a.to.as_deref() {
+        Some(t) if a.tls && t.trim().parse::<std::net::SocketAddr>().is_err() && t.contains(':') => {
+            let addr = t
+                .trim()
+                .to_socket_addrs()
+                .with_context(|| format!("--to {t}: cannot resolve the name"))?
+                .next()
+                .ok_or_else(|| anyhow!("--to {t}: the name has no address"))?;
+            Ok(Some(addr.to_string()))
+        }
+        other => Ok(other.map(str::to_string)),
+    }
+}
+
+fn inject_args(a: &SendArgs, template: Option<CapturedPacket>, tls: Option<TlsOptions>) -> anyhow::Result<InjectArgs> {
+    Ok(InjectArgs {
         packet: None,
         template: template.map(Box::new),
         data: a.hex.clone(),
@@ -179,7 +206,7 @@ fn inject_args(a: &SendArgs, template: Option<CapturedPacket>, tls: Option<TlsOp
         replaces: a.replaces.clone(),
         mode: a.mode,
         proto: a.proto,
-        to: a.to.clone(),
+        to: resolve_to(a)?,
         from: a.from.clone(),
         pid: a.pid,
         count: a.count,
@@ -189,7 +216,7 @@ fn inject_args(a: &SendArgs, template: Option<CapturedPacket>, tls: Option<TlsOp
         stop_on_error: a.stop_on_error,
         timeout_ms: millis(a.timeout),
         tls,
-    }
+    })
 }
 
 fn daemon_packet(client: &mut Client, id: u64) -> anyhow::Result<CapturedPacket> {
@@ -197,8 +224,8 @@ fn daemon_packet(client: &mut Client, id: u64) -> anyhow::Result<CapturedPacket>
 }
 
 pub fn run(a: SendArgs) -> anyhow::Result<u8> {
-    let tls = tls_options(&a)?;
     let via_daemon = a.via_daemon || a.packet.is_some();
+    let tls = tls_options(&a, via_daemon)?;
     let mut client = if via_daemon { Some(Client::connect(&a.socket)?) } else { None };
     let template = match (&a.lib, &a.pcap, a.packet) {
         (Some(id), _, _) => {
@@ -212,7 +239,7 @@ pub fn run(a: SendArgs) -> anyhow::Result<u8> {
         (_, _, Some(id)) if a.dry_run => Some(daemon_packet(client.as_mut().expect("connected"), id)?),
         _ => None,
     };
-    let mut args = inject_args(&a, template, tls);
+    let mut args = inject_args(&a, template, tls)?;
     if args.template.is_none() && args.data.is_none() && args.ascii.is_none() && a.packet.is_none() {
         bail!("no payload: give --packet, --lib, --pcap FILE --frame N, --hex or --ascii");
     }
@@ -297,10 +324,11 @@ fn plan_line(p: &Prepared) -> String {
         None => String::new(),
         Some(t) => {
             let sni = t.sni.as_deref().map_or("no SNI".to_string(), |s| format!("SNI {s}"));
-            let trust = match (&t.ca, t.insecure) {
-                (_, true) => "certificate NOT verified".to_string(),
-                (Some(ca), _) => format!("CA {}", ca.display()),
-                (None, _) => "system roots".to_string(),
+            let trust = match (&t.ca, &t.ca_pem, t.insecure) {
+                (_, _, true) => "certificate NOT verified".to_string(),
+                (Some(ca), _, _) => format!("CA {}", ca.display()),
+                (None, Some(_), _) => "CA given".to_string(),
+                (None, None, _) => "system roots".to_string(),
             };
             format!(" over TLS ({sni}, {trust}, a new connection per send)")
         }

@@ -260,8 +260,22 @@ fn make_certs(dir: &Scratch) {
     )
     .unwrap();
     openssl(&[
-        "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "2", "-days", "2", "-out",
-        "srv.pem", "-extfile", "ext.cnf",
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-set_serial",
+        "2",
+        "-days",
+        "2",
+        "-out",
+        "srv.pem",
+        "-extfile",
+        "ext.cnf",
     ]);
 }
 
@@ -417,6 +431,14 @@ fn tls_replay_of_a_library_record_prints_the_decrypted_reply() {
         assert!(lines.iter().any(|l| l == &format!("conn {n}")), "{lines:?}");
     }
 
+    // --to NAME:PORT: resolved, and the name is the SNI.
+    let to = format!("localhost:{}", srv.port);
+    let out = send(&["--tls", "--ca", ca, "--to", &to, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = json_lines(&out.stdout);
+    assert_eq!((&v[0]["ok"], &v[0]["reply"]["tls"]["sni"]), (&true.into(), &"localhost".into()), "{v:?}");
+    srv.wait_for("request 8 ");
+
     // Connect mode without --tls on a TLS record: refused, with the way to do it; nothing sent.
     let out = send(&["--mode", "connect"]);
     assert_eq!(out.status.code(), Some(2));
@@ -425,7 +447,11 @@ fn tls_replay_of_a_library_record_prints_the_decrypted_reply() {
     // TLS only in connect mode; its options only with --tls.
     let out = send(&["--mode", "raw", "--tls", "--from", "127.0.0.1:1"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--mode connect"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--mode connect"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = send(&["--mode", "connect", "--sni", "localhost"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls"), "{}", String::from_utf8_lossy(&out.stderr));

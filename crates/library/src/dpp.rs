@@ -375,7 +375,7 @@ fn parse_v2_packet(p: &Obj<'_>, origin: &str) -> Result<NewPacket> {
         })?;
         let tid = t.bounded("tid", u32::MAX.into())? as u32;
         if packet.decoded.protocol != Protocol::Tcp {
-            return Err(LibraryError::dpp(t.at("library"), "a TLS record's data_hex must be a TCP packet"));
+            return Err(LibraryError::dpp(p.at("data_hex"), "a TLS record's data must be a TCP packet"));
         }
         packet.tls = Some(TlsInfo { tid, library });
         // Its true length is in orig_len, as the library and the capture keep it.

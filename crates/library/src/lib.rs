@@ -1,5 +1,6 @@
-//! The pidcap packet library: packets saved with their capture metadata, a
-//! name, a description and tags, in a SQLite database (bundled SQLite, WAL,
+//! The pidcap packet library: packets (and TLS plaintext records, with their
+//! library and thread) saved with their capture metadata, a name, a
+//! description and tags, in a SQLite database (bundled SQLite, WAL,
 //! FTS5 full-text search ranked by bm25), grouped into sequences, imported
 //! from pcap/pcapng and `.dpp` files and exported to pcapng, pcap and `.dpp`.
 //!

@@ -36,8 +36,10 @@ fn open() -> (tempfile::TempDir, Library) {
 
 /// Saves a packet and two records (the second cut short: 2000 bytes carried, 26 kept).
 fn fill(lib: &mut Library) -> (i64, i64, i64) {
-    let p = lib.save(&new_packet(packet(1, 10, "curl", Direction::Outbound, false, 1, 443, b"\x16\x03\x01"), "hello", &[]));
-    let get = record(2, Direction::Outbound, TlsLibrary::Openssl, b"GET /secret-page HTTP/1.1\r\nHost: bank\r\n\r\n", 41);
+    let p =
+        lib.save(&new_packet(packet(1, 10, "curl", Direction::Outbound, false, 1, 443, b"\x16\x03\x01"), "hello", &[]));
+    let get =
+        record(2, Direction::Outbound, TlsLibrary::Openssl, b"GET /secret-page HTTP/1.1\r\nHost: bank\r\n\r\n", 41);
     let r = lib.save(&new_packet(get, "decrypted get", &["tls"]));
     let reply = record(3, Direction::Inbound, TlsLibrary::Gnutls, b"HTTP/1.1 200 OK\r\nbalance:", 2000);
     let q = lib.save(&new_packet(reply, "", &[]));
@@ -53,7 +55,8 @@ fn a_record_keeps_its_metadata_and_is_found_by_its_plaintext() {
     let (_dir, mut lib) = open();
     let (p, r, q) = fill(&mut lib);
     let got = lib.packet(r).unwrap();
-    let want = record(2, Direction::Outbound, TlsLibrary::Openssl, b"GET /secret-page HTTP/1.1\r\nHost: bank\r\n\r\n", 41);
+    let want =
+        record(2, Direction::Outbound, TlsLibrary::Openssl, b"GET /secret-page HTTP/1.1\r\nHost: bank\r\n\r\n", 41);
     assert_eq!(got.packet, want, "everything of the record, tls included");
     assert_eq!(got.packet.tls, Some(TlsInfo { tid: 4324, library: TlsLibrary::Openssl }));
     assert!(got.is_tls() && !lib.packet(p).unwrap().is_tls());
@@ -71,7 +74,8 @@ fn a_record_keeps_its_metadata_and_is_found_by_its_plaintext() {
     assert_eq!(ids(&format!("hex:{}", pidcap_packet::to_hex(b"/secret-page")), &Filter::default()), [r]);
     assert!(lib.search("secret", &Filter::default(), 0).unwrap()[0].packet.is_tls(), "the hit is marked");
     // The list marks the records.
-    let kinds: Vec<(i64, bool)> = lib.list(&Filter::default(), 0, 0).unwrap().iter().map(|s| (s.id, s.is_tls())).collect();
+    let kinds: Vec<(i64, bool)> =
+        lib.list(&Filter::default(), 0, 0).unwrap().iter().map(|s| (s.id, s.is_tls())).collect();
     assert_eq!(kinds, [(p, false), (r, true), (q, true)]);
     lib.check_integrity().unwrap();
 }
@@ -123,9 +127,8 @@ fn an_older_database_is_migrated_and_takes_records() {
     assert!(!old.is_tls());
     assert_eq!((old.name.as_str(), old.payload()), ("legacy", &b"GET /before-tls HTTP/1.0\r\n\r\n"[..]));
     assert_eq!(lib.search("before", &Filter::default(), 0).unwrap().len(), 1);
-    let id = lib
-        .save(&new_packet(record(7, Direction::Outbound, TlsLibrary::Nss, b"POST /after", 11), "new", &[]))
-        .unwrap();
+    let id =
+        lib.save(&new_packet(record(7, Direction::Outbound, TlsLibrary::Nss, b"POST /after", 11), "new", &[])).unwrap();
     assert_eq!(lib.packet(id).unwrap().packet.tls.map(|t| t.library), Some(TlsLibrary::Nss));
     assert_eq!(lib.search("after", &Filter::default(), 0).unwrap()[0].packet.id, id);
     lib.check_integrity().unwrap();

@@ -49,8 +49,7 @@ pub struct Prepared {
     pub max_rate: f64,
     pub stop_on_error: bool,
     pub timeout: Duration,
-    /// Connect mode over TLS; `sni` is resolved (the name of `--to` when it
-    /// was a name and no SNI was given).
+    /// Connect mode over TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsOptions>,
 }
@@ -89,17 +88,7 @@ pub fn edited_payload(args: &InjectArgs) -> Result<Vec<u8>, EditError> {
 pub fn prepare(args: &InjectArgs) -> Result<Prepared, EditError> {
     let payload = edited_payload(args)?;
     let t = args.template.as_deref();
-    // With TLS, `--to` may name the server (`example.org:443`): its name is the default SNI.
-    let (to, to_name) = match (args.to.as_deref(), &args.tls) {
-        (Some(s), Some(_)) => match parse_endpoint(s) {
-            Ok(a) => (Some(a), None),
-            Err(e) => match resolve_name(s) {
-                Some((a, name)) => (Some(a), Some(name)),
-                None => return Err(e),
-            },
-        },
-        (to, _) => (to.map(parse_endpoint).transpose()?, None),
-    };
+    let to = args.to.as_deref().map(parse_endpoint).transpose()?;
     let from = args.from.as_deref().map(parse_endpoint).transpose()?;
     let pid = args.pid.or(t.map(|p| p.pid).filter(|&p| p != 0));
     if let Some(r) = t.filter(|p| p.is_tls()) {
@@ -172,13 +161,18 @@ pub fn prepare(args: &InjectArgs) -> Result<Prepared, EditError> {
             if proto != Proto::Tcp {
                 return Err(EditError::Invalid("TLS (--tls) needs TCP, not UDP".into()));
             }
-            if o.insecure && o.ca.is_some() {
+            if o.insecure && (o.ca.is_some() || o.ca_pem.is_some()) {
                 return Err(EditError::Invalid("give --ca FILE or --insecure, not both".into()));
+            }
+            if o.ca.is_some() && o.ca_pem.is_some() {
+                return Err(EditError::Invalid(
+                    "give the CA certificates as a file (ca) or as PEM text (ca_pem), not both".into(),
+                ));
             }
             if let Some(name) = &o.sni {
                 crate::tls::server_name(name).map_err(|e| EditError::Invalid(e.message))?;
             }
-            Some(TlsOptions { sni: o.sni.clone().or(to_name), ..o.clone() })
+            Some(o.clone())
         }
     };
     if tls.is_some() && (remote.ip().is_unspecified() || remote.port() == 0) {
@@ -204,18 +198,6 @@ pub fn prepare(args: &InjectArgs) -> Result<Prepared, EditError> {
         timeout: Duration::from_millis(args.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
         tls,
     })
-}
-
-/// `HOST:PORT` resolved to its first address, with the host name.
-fn resolve_name(s: &str) -> Option<(SocketAddr, String)> {
-    use std::net::ToSocketAddrs;
-    let (host, port) = s.trim().rsplit_once(':')?;
-    port.parse::<u16>().ok()?;
-    if host.is_empty() || host.starts_with('[') {
-        return None;
-    }
-    let addr = s.trim().to_socket_addrs().ok()?.next()?;
-    Some((addr, host.to_string()))
 }
 
 /// A TLS plaintext record goes out only over a fresh TLS connection: its

@@ -12,7 +12,7 @@
 //! The name checked and sent as SNI: [`TlsOptions::sni`], else the target's
 //! IP address (checked against the certificate's IP addresses; no SNI sent).
 
-use crate::send::{os_error, tcp_connect, SendError, Sent, Sender};
+use crate::send::{os_error, tcp_connect, SendError, Sender, Sent};
 use crate::{ErrorKind, ReplyInfo, Target, TlsOptions, TlsSession};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -36,9 +36,10 @@ pub fn server_name(name: &str) -> Result<ServerName<'static>, SendError> {
 
 /// Where the trusted certificates come from, for error messages.
 fn trust_label(o: &TlsOptions) -> String {
-    match &o.ca {
-        Some(ca) => format!("the CA file {}", ca.display()),
-        None => "the system's root certificates".into(),
+    match (&o.ca, &o.ca_pem) {
+        (Some(ca), _) => format!("the CA file {}", ca.display()),
+        (None, Some(_)) => "the CA certificates given (ca_pem)".into(),
+        (None, None) => "the system's root certificates".into(),
     }
 }
 
@@ -49,21 +50,32 @@ fn cert_error(message: String, e: impl Into<Box<dyn std::error::Error + Send + S
 /// The roots to trust: the PEM file's certificates, or the system's.
 fn roots(o: &TlsOptions) -> Result<RootCertStore, SendError> {
     let mut store = RootCertStore::empty();
-    match &o.ca {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
+    let given = match (&o.ca, &o.ca_pem) {
+        (Some(path), _) => Some(
+            CertificateDer::pem_file_iter(path)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| cert_error(format!("cannot read the CA file {}: {e}", path.display()), e))?;
+                .map_err(|e| cert_error(format!("cannot read the CA file {}: {e}", path.display()), e))?,
+        ),
+        (None, Some(pem)) => Some(
+            CertificateDer::pem_slice_iter(pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| cert_error(format!("cannot read ca_pem: {e}"), e))?,
+        ),
+        (None, None) => None,
+    };
+    match given {
+        Some(certs) => {
+            let what = trust_label(o).replacen("the ", "", 1);
             if certs.is_empty() {
                 return Err(SendError::new(
                     ErrorKind::Certificate,
-                    format!("the CA file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display()),
+                    format!("{what} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"),
                 ));
             }
             for c in certs {
-                store.add(c).map_err(|e| {
-                    cert_error(format!("the CA file {} holds a certificate rustls cannot use: {e}", path.display()), e)
-                })?;
+                store
+                    .add(c)
+                    .map_err(|e| cert_error(format!("{what} holds a certificate rustls cannot use: {e}"), e))?;
             }
         }
         None => {
@@ -179,10 +191,19 @@ impl TlsSender {
                          --insecure)",
                         trust_label(&self.opts)
                     ),
-                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => format!(
-                        "name mismatch: it is not valid for {} (give --sni with a name it names)",
-                        self.name_label()
-                    ),
+                    CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                        match self.name {
+                            ServerName::IpAddress(_) if self.opts.sni.is_none() => format!(
+                                "name mismatch: it is not valid for the IP address {} (a record keeps no server \
+                                 name: give --sni with the server's name)",
+                                self.name_label()
+                            ),
+                            _ => format!(
+                                "name mismatch: it is not valid for {} (give --sni with a name it names)",
+                                self.name_label()
+                            ),
+                        }
+                    }
                     CertificateError::Expired | CertificateError::ExpiredContext { .. } => "it has expired".into(),
                     CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                         "it is not valid yet".into()
@@ -196,10 +217,16 @@ impl TlsSender {
                 (ErrorKind::Tls, format!("TLS {stage} with {to}: refused by the server (TLS alert {a:?})"))
             }
             Some(other) => (ErrorKind::Tls, format!("TLS {stage} with {to} failed: {other}")),
-            None if e.kind() == io::ErrorKind::UnexpectedEof => (
-                ErrorKind::Tls,
-                format!("TLS {stage} with {to}: the server closed the connection (does it speak TLS on this port?)"),
-            ),
+            None if e.kind() == io::ErrorKind::UnexpectedEof
+                || (stage == "handshake" && e.kind() == io::ErrorKind::ConnectionReset) =>
+            {
+                (
+                    ErrorKind::Tls,
+                    format!(
+                        "TLS {stage} with {to}: the server closed the connection (does it speak TLS on this port?)"
+                    ),
+                )
+            }
             None if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 (ErrorKind::Timeout, format!("TLS {stage} with {to}: no answer within {:?}", self.timeout))
             }
@@ -236,7 +263,10 @@ fn read_reply(s: &mut rustls::StreamOwned<ClientConnection, TcpStream>, wait: Du
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
             // The wait is over, or a stop (SIGINT/SIGTERM) cut it short.
             Err(e)
-                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) =>
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
             {
                 break
             }

@@ -1,7 +1,8 @@
 //! The wire types of send jobs (serde, JSON on the daemon's protocol and in
-//! `pidcap send --json`): the arguments of a job ([`InjectArgs`]), what each
-//! send did ([`SendStatus`]), how a job ended ([`Summary`]) and a job as the
-//! daemon lists it ([`JobInfo`]). `docs/API.md` describes them.
+//! `pidcap send --json`): the arguments of a job ([`InjectArgs`], TLS
+//! replay's [`TlsOptions`]), what each send did ([`SendStatus`], a reply's
+//! [`ReplyInfo`]), how a job ended ([`Summary`]) and a job as the daemon
+//! lists it ([`JobInfo`]). `docs/API.md` describes them.
 
 use pidcap_packet::CapturedPacket;
 use serde::{Deserialize, Serialize};
@@ -165,9 +166,9 @@ impl ReplyInfo {
 #[serde(deny_unknown_fields)]
 pub struct TlsOptions {
     /// The server name to send (SNI) and to check the certificate against.
-    /// Default: the destination when it was given as a name (`--to
-    /// example.org:443`); none for an IP address (the certificate is then
-    /// checked against the address, and no SNI is sent).
+    /// None: the destination's IP address is checked against the
+    /// certificate's addresses, and no SNI is sent. (`pidcap send --to
+    /// NAME:PORT` resolves the name itself and puts it here.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
     /// Do not verify the server's certificate at all (anyone on the path can
@@ -175,8 +176,13 @@ pub struct TlsOptions {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
     /// Trust the certificates of this PEM file instead of the system's roots.
+    /// Read by the process that sends: a client of the daemon should send
+    /// `ca_pem` instead (the daemon runs as root and elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
+    /// The same as `ca`, given as the PEM text itself (`-----BEGIN CERTIFICATE-----...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
 }
 
 /// The TLS session of one TLS send, as negotiated.

@@ -28,7 +28,9 @@ impl Certs {
             assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         };
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        for (key, cert, cn) in [("ca.key", "ca.pem", "/CN=pidcap test CA"), ("other.key", "other-ca.pem", "/CN=other CA")] {
+        for (key, cert, cn) in
+            [("ca.key", "ca.pem", "/CN=pidcap test CA"), ("other.key", "other-ca.pem", "/CN=other CA")]
+        {
             openssl(&[&["req", "-x509"], &ec[..], &["-keyout", key, "-out", cert, "-days", "2", "-subj", cn]].concat());
         }
         openssl(&[&["req"], &ec[..], &["-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost"]].concat());
@@ -38,8 +40,22 @@ impl Certs {
         )
         .unwrap();
         openssl(&[
-            "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "2", "-days", "2",
-            "-out", "srv.pem", "-extfile", "ext.cnf",
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "2",
+            "-days",
+            "2",
+            "-out",
+            "srv.pem",
+            "-extfile",
+            "ext.cnf",
         ]);
         Certs { dir }
     }
@@ -120,6 +136,10 @@ impl Drop for Server {
 
 /// A TLS plaintext record of curl's request to the server, as the kernel layer captures it.
 fn record(port: u16) -> CapturedPacket {
+    record_to(format!("127.0.0.1:{port}").parse().unwrap())
+}
+
+fn record_to(remote: std::net::SocketAddr) -> CapturedPacket {
     CapturedPacket::tls_record(TlsRecord {
         id: 9,
         timestamp_ns: 1_700_000_000_000_000_000,
@@ -128,7 +148,7 @@ fn record(port: u16) -> CapturedPacket {
         socket_cookie: 0,
         direction: Direction::Outbound,
         local: "127.0.0.1:40000".parse().unwrap(),
-        remote: format!("127.0.0.1:{port}").parse().unwrap(),
+        remote,
         info: TlsInfo { tid: 1, library: TlsLibrary::Openssl },
         plaintext: b"GET /some-path HTTP/1.0\r\nHost: localhost\r\n\r\n",
         true_len: 44,
@@ -176,11 +196,17 @@ fn an_edited_record_is_replayed_over_tls_and_the_reply_decrypted() {
     let got = pidcap_packet::hex::parse(lines.last().unwrap().rsplit(' ').next().unwrap()).unwrap();
     assert_eq!(got, b"GET /edited-path HTTP/1.0\r\nHost: localhost\r\n\r\n", "what the server decrypted");
 
+    // The CA as PEM text (how a client of the daemon gives it): the same.
+    let pem = std::fs::read_to_string(certs.path("ca.pem")).unwrap();
+    let (st, _) = run(&tls_args(srv.port, TlsOptions { ca_pem: Some(pem), ..Default::default() }));
+    assert!(st[0].ok, "{st:?}");
+    srv.wait_for("request 2 ");
+
     // A name the certificate has: sent as SNI and verified.
     let (st, _) = run(&tls_args(srv.port, TlsOptions { sni: Some("localhost".into()), ..ca.clone() }));
     assert!(st[0].ok, "{st:?}");
     assert_eq!(st[0].reply.as_ref().unwrap().tls.as_ref().unwrap().sni.as_deref(), Some("localhost"));
-    srv.wait_for("request 2 ");
+    srv.wait_for("request 3 ");
 
     // A name it does not have: a name mismatch, nothing sent.
     let (st, sum) = run(&tls_args(srv.port, TlsOptions { sni: Some("elsewhere.example".into()), ..ca.clone() }));
@@ -188,13 +214,13 @@ fn an_edited_record_is_replayed_over_tls_and_the_reply_decrypted() {
     assert_eq!(st[0].error_kind, Some(ErrorKind::Certificate));
     let e = st[0].error.as_deref().unwrap();
     assert!(e.contains("name mismatch") && e.contains("elsewhere.example"), "{e}");
-    srv.wait_for("handshake-failed 3 ");
+    srv.wait_for("handshake-failed 4 ");
 
     // Three sends: three connections, three handshakes, three requests.
     let (st, sum) = run(&InjectArgs { count: Some(3), interval_ms: Some(10), ..tls_args(srv.port, ca) });
     assert_eq!((sum.sent, sum.failed), (3, 0), "{st:?}");
-    let lines = srv.wait_for("request 6 ");
-    for n in 4..=6 {
+    let lines = srv.wait_for("request 7 ");
+    for n in 5..=7 {
         assert!(lines.iter().any(|l| l == &format!("conn {n}")), "{lines:?}");
         assert!(lines.iter().any(|l| l.starts_with(&format!("request {n} "))), "{lines:?}");
     }
@@ -231,12 +257,21 @@ fn a_wrong_ca_is_an_unknown_issuer_and_insecure_needs_none() {
     let e = st[0].error.as_deref().unwrap();
     assert!(e.contains("unknown issuer") && e.contains("system") || e.contains("no system root certificates"), "{e}");
 
-    // Something that speaks no TLS: the failure says so (a plain TCP listener that closes at once).
+    // Something that speaks no TLS (a plain HTTP answer to the ClientHello): a TLS error, nothing sent.
     let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = plain.local_addr().unwrap().port();
-    let t = std::thread::spawn(move || drop(plain.accept()));
+    let t = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut c, _) = plain.accept().unwrap();
+        let mut hello = [0u8; 5];
+        c.read_exact(&mut hello).unwrap();
+        c.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n").unwrap();
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest); // until the client gives up
+        hello[0]
+    });
     let (st, _) = run(&tls_args(port, TlsOptions { insecure: true, ..Default::default() }));
-    t.join().unwrap();
+    assert_eq!(t.join().unwrap(), 0x16, "a TLS handshake record came first");
     assert_eq!(st[0].error_kind, Some(ErrorKind::Tls), "{st:?}");
 }
 
@@ -249,8 +284,19 @@ fn a_tls_record_is_never_sent_in_clear() {
     assert!(e.contains("--mode connect --tls"), "{e}");
     let e = prepare(&InjectArgs { mode: Some(Mode::Socket), ..args.clone() }).unwrap_err().to_string();
     assert!(e.contains("TLS stream"), "{e}");
-    // TLS only in connect mode, over TCP; a CA or no verification, not both.
+    // A record whose connection is not known needs --to.
+    let unknown = record_to(pidcap_packet::tls::unknown_addr());
     let tls = Some(TlsOptions::default());
+    let e = prepare(&InjectArgs { template: Some(Box::new(unknown.clone())), tls: tls.clone(), ..Default::default() })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("peer is not known") && e.contains("--to"), "{e}");
+    let to = Some("127.0.0.1:8443".to_string());
+    assert!(
+        prepare(&InjectArgs { template: Some(Box::new(unknown)), tls: tls.clone(), to, ..Default::default() }).is_ok()
+    );
+
+    // TLS only in connect mode, over TCP; a CA or no verification, not both.
     let plain = InjectArgs { data: Some("41".into()), to: Some("127.0.0.1:1".into()), tls, ..Default::default() };
     assert_eq!(prepare(&plain).unwrap().mode, Mode::Connect, "--tls alone means connect mode");
     let e = prepare(&InjectArgs { mode: Some(Mode::Raw), from: Some("127.0.0.1:2".into()), ..plain.clone() })
@@ -262,14 +308,12 @@ fn a_tls_record_is_never_sent_in_clear() {
     let both = TlsOptions { insecure: true, ca: Some("/x".into()), ..Default::default() };
     let e = prepare(&InjectArgs { tls: Some(both), ..plain.clone() }).unwrap_err().to_string();
     assert!(e.contains("not both"), "{e}");
-    // A name as the destination is the default SNI.
-    let p = prepare(&InjectArgs { to: Some("localhost:8443".into()), ..plain }).unwrap();
-    assert_eq!(p.tls.unwrap().sni.as_deref(), Some("localhost"));
-    assert_eq!(p.target.remote.port(), 8443);
+    // prepare resolves no names (the daemon's requests, fuzzing): a destination is an address.
+    assert!(prepare(&InjectArgs { to: Some("localhost:8443".into()), ..plain }).is_err());
     // The daemon's older requests (no `tls`) read as before; unknown TLS fields are refused.
     let a: InjectArgs = serde_json::from_str(r#"{"data":"41","to":"127.0.0.1:1"}"#).unwrap();
     assert_eq!(a.tls, None);
     let a: InjectArgs = serde_json::from_str(r#"{"data":"41","tls":{"sni":"x","insecure":true}}"#).unwrap();
-    assert_eq!(a.tls, Some(TlsOptions { sni: Some("x".into()), insecure: true, ca: None }));
+    assert_eq!(a.tls, Some(TlsOptions { sni: Some("x".into()), insecure: true, ..Default::default() }));
     assert!(serde_json::from_str::<InjectArgs>(r#"{"tls":{"snl":"x"}}"#).is_err());
 }

@@ -1,6 +1,7 @@
 """HTTPS echo peer for the TLS replay tests (pidcap-resend, pidcap send).
 
-Usage: tls_echo.py CERT KEY. Listens on 127.0.0.1 (a free port), prints
+Usage: tls_echo.py CERT KEY. Listens on 127.0.0.1 (a free port; the same
+port on ::1 when it can), prints
 `port N`, then one line per event, flushed, so that a test waits for states:
   `conn N`              connection N accepted (TCP)
   `handshake-failed N REASON`
@@ -9,6 +10,7 @@ Usage: tls_echo.py CERT KEY. Listens on 127.0.0.1 (a free port), prints
 Each request is answered with `HTTP/1.0 200 OK` and a body that repeats the
 request (`you sent: ...`), then the connection is closed.
 """
+import select
 import socket
 import ssl
 import sys
@@ -19,10 +21,23 @@ srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", 0))
 srv.listen(16)
-print("port", srv.getsockname()[1], flush=True)
+port = srv.getsockname()[1]
+listeners = [srv]
+# The same port on ::1 too (when loopback has IPv6), so that `localhost` works
+# whichever address the resolver gives first.
+try:
+    srv6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    srv6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    srv6.bind(("::1", port))
+    srv6.listen(16)
+    listeners.append(srv6)
+except OSError:
+    pass
+print("port", port, flush=True)
 n = 0
 while True:
-    raw, _ = srv.accept()
+    ready, _, _ = select.select(listeners, [], [])
+    raw, _ = ready[0].accept()
     n += 1
     print("conn", n, flush=True)
     raw.settimeout(5)
