@@ -433,7 +433,12 @@ fn tls_records_are_listed_with_their_connection_marked_filterable_and_edited_as_
     update(&mut app, ResendMsg::SetInsecure(true));
     let fx = update(&mut app, ResendMsg::Start);
     let [Effect::Inject(args)] = fx.as_slice() else { panic!("{fx:?}") };
-    let want = TlsOptions { sni: Some("example.org".into()), insecure: true, ca: Some("/etc/test-ca.pem".into()) };
+    let want = TlsOptions {
+        sni: Some("example.org".into()),
+        insecure: true,
+        ca: Some("/etc/test-ca.pem".into()),
+        ..TlsOptions::default()
+    };
     assert_eq!(args.tls, Some(want));
     assert_eq!(args.data.as_deref(), Some(pidcap_packet::to_hex(b"GET /edited HTTP/1.1\r\nHost: x\r\n\r\n").as_str()));
     // A packet picked after it puts the form back as it is for packets.

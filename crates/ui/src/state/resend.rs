@@ -30,7 +30,7 @@ pub struct ResendForm {
     pub sni: String,
     /// Do not check the server's certificate.
     pub insecure: bool,
-    /// A PEM file of certificates to trust instead of the system's (on the daemon's machine; empty: the system's).
+    /// A PEM file of certificates to trust instead of the system's (read by the UI; empty: the system's).
     pub ca: String,
     /// The form was last set up for a TLS plaintext record.
     pub for_record: bool,
@@ -53,10 +53,12 @@ impl Default for ResendForm {
 }
 
 impl ResendForm {
-    /// The TLS options the form says (empty fields: the defaults).
+    /// The TLS options the form says (empty fields: the defaults). `ca` is
+    /// the path typed; the runner reads it with the UI's rights and sends
+    /// its text (`ca_pem`), never the path, to the daemon.
     pub fn tls_options(&self) -> TlsOptions {
         let field = |s: &str| Some(s.trim()).filter(|s| !s.is_empty()).map(String::from);
-        TlsOptions { sni: field(&self.sni), insecure: self.insecure, ca: field(&self.ca).map(Into::into) }
+        TlsOptions { sni: field(&self.sni), insecure: self.insecure, ca: field(&self.ca).map(Into::into), ca_pem: None }
     }
 
     /// A packet or a record is about to be resent: a record switches the
