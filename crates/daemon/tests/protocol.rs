@@ -692,57 +692,11 @@ fn tls_records_come_back_with_their_tls_object_and_version_1_clients_are_served_
     assert_eq!(r.error.map(|e| e.code), Some(ErrorCode::UnsupportedVersion));
 }
 
-/// The fake kernel, with the TLS coverage a test sets (the fake itself has none).
-struct Covering {
-    fake: FakeKernel,
-    coverage: Arc<std::sync::Mutex<Vec<pidcap_engine::TlsCoverage>>>,
-}
-
-impl KernelBackend for Covering {
-    fn configure(&mut self, config: &pidcap_engine::KernelConfig) -> pidcap_engine::Result<()> {
-        self.fake.configure(config)
-    }
-    fn add_target(&mut self, p: &pidcap_engine::Process, follow: bool) -> pidcap_engine::Result<()> {
-        self.fake.add_target(p, follow)
-    }
-    fn remove_target(&mut self, t: pidcap_engine::TargetId) -> pidcap_engine::Result<()> {
-        self.fake.remove_target(t)
-    }
-    fn add_target_name(&mut self, comm: &str, follow: bool) -> pidcap_engine::Result<()> {
-        self.fake.add_target_name(comm, follow)
-    }
-    fn targets(&self) -> pidcap_engine::Result<Vec<pidcap_engine::KernelTarget>> {
-        self.fake.targets()
-    }
-    fn poll(
-        &mut self,
-        timeout: Duration,
-        sink: &mut dyn FnMut(pidcap_engine::RawPacket<'_>),
-    ) -> pidcap_engine::Result<usize> {
-        self.fake.poll(timeout, sink)
-    }
-    fn counters(&self) -> pidcap_engine::Result<pidcap_engine::KernelCounters> {
-        self.fake.counters()
-    }
-    fn set_rules(&mut self, rules: &[pidcap_engine::rules::Rule]) -> pidcap_engine::Result<()> {
-        self.fake.set_rules(rules)
-    }
-    fn rule_hits(&self) -> pidcap_engine::Result<Vec<u64>> {
-        self.fake.rule_hits()
-    }
-    fn tls_coverage(&mut self) -> pidcap_engine::Result<Vec<pidcap_engine::TlsCoverage>> {
-        Ok(self.coverage.lock().unwrap().clone())
-    }
-}
-
 #[test]
 fn get_state_says_which_tls_library_each_target_is_covered_by_or_none() {
     use pidcap_engine::{TlsCoverage, TlsLibraryFile};
     use pidcap_packet::TlsLibrary;
-    let coverage = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let fake = FakeKernel::default();
-    let handle = fake.handle();
-    let d = InProcess::with_backend(Box::new(Covering { fake, coverage: Arc::clone(&coverage) }));
+    let (d, handle) = InProcess::fake(None);
     let mut c = d.client();
     // A second live process of ours: a child that waits.
     let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
@@ -752,10 +706,10 @@ fn get_state_says_which_tls_library_each_target_is_covered_by_or_none() {
     let st = c.get_state().unwrap();
     assert!(st.targets.iter().all(|t| t.tls.is_none()), "{:?}", st.targets);
     let libssl = TlsLibraryFile { library: TlsLibrary::Openssl, path: "/usr/lib/x86_64-linux-gnu/libssl.so.3".into() };
-    *coverage.lock().unwrap() = vec![
+    handle.set_tls_coverage(vec![
         TlsCoverage { pid: me(), comm: "protocol".into(), libraries: vec![libssl.clone()] },
         TlsCoverage { pid: other, comm: "sleep".into(), libraries: vec![] },
-    ];
+    ]);
     let st = c.get_state().unwrap();
     let tls = |pid: u32| st.targets.iter().find(|t| t.pid == pid).and_then(|t| t.tls.clone());
     assert_eq!(tls(me()), Some(vec![libssl]));

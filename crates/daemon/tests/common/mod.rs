@@ -202,13 +202,6 @@ impl InProcess {
         (InProcess::serve(socket, daemon), handle)
     }
 
-    /// On any kernel layer (a test's own wrapper of the fake, say).
-    pub fn with_backend(backend: Box<dyn KernelBackend>) -> InProcess {
-        let socket = socket_path();
-        let daemon = Daemon::bind_with_backend(config(&socket, None), backend).expect("daemon");
-        InProcess::serve(socket, daemon)
-    }
-
     fn serve(socket: PathBuf, daemon: Daemon) -> InProcess {
         let (stop, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::spawn(move || daemon.serve(rx).unwrap());
