@@ -1,18 +1,26 @@
-//! The daemon's API, version 1: the types shared by the server and its
-//! clients. One JSON object per line, both ways (see docs/API.md).
+//! The daemon's API, version 2 (version 1 requests are still served): the
+//! types shared by the server and its clients. One JSON object per line,
+//! both ways (see docs/API.md).
 //!
-//! Request: `{"v":1,"id":7,"op":"get_packets","since":0,"limit":100}`
-//! Reply:   `{"v":1,"id":7,"ok":true,"result":{...}}`
-//!          `{"v":1,"id":7,"ok":false,"error":{"code":"unknown_op","message":"..."}}`
+//! Request: `{"v":2,"id":7,"op":"get_packets","since":0,"limit":100}`
+//! Reply:   `{"v":2,"id":7,"ok":true,"result":{...}}`
+//!          `{"v":2,"id":7,"ok":false,"error":{"code":"unknown_op","message":"..."}}`
 //! Event (after `subscribe`, carrying the subscribe request's id):
-//!          `{"v":1,"id":7,"event":"packet","packet":{...}}`
+//!          `{"v":2,"id":7,"event":"packet","packet":{...}}`
+//!
+//! Version 2 adds TLS plaintext records: packets whose `tls` object is set
+//! (their `data` is synthesized, see [`pidcap_packet::tls`]), the TLS
+//! counters in the kernel stats, each target's TLS coverage
+//! ([`TargetInfo::tls`]) and `inject`'s `tls` (TLS replay in connect mode). A request with `"v":1` is answered with `"v":1`
+//! and never given a TLS record (a version 1 client would take it for a
+//! packet seen on the wire).
 //!
 //! An [`Op`] is either an [`EngineOp`] (answered by the daemon's engine
 //! thread) or a [`ConnectionOp`] (answered by the client's connection); each
 //! operation's result is a type of this module ([`Started`], [`State`]...).
 
 use pidcap_engine::rules::{Action, Rule};
-use pidcap_engine::CaptureStats;
+use pidcap_engine::{CaptureStats, TlsLibraryFile};
 pub use pidcap_packet::ascii::{cut_quotes, quote_cut};
 use pidcap_packet::CapturedPacket;
 pub use pidcap_resend::{InjectArgs, JobInfo, SendStatus, Summary};
@@ -20,8 +28,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
 
-/// The protocol version this crate speaks.
-pub const VERSION: u32 = 1;
+/// The protocol version this crate speaks (and its client sends).
+pub const VERSION: u32 = 2;
+/// The oldest version the daemon still answers (in that version's terms:
+/// no TLS records for it).
+pub const OLDEST_VERSION: u32 = 1;
 /// Longest request line the daemon accepts (bytes, newline excluded).
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// Longest reply line a client accepts; replies are kept well below it.
@@ -365,14 +376,19 @@ impl<R> Reply<R> {
     pub fn event(id: u64, event: Event) -> Reply<R> {
         Reply { v: VERSION, id: Some(id), ok: None, result: None, error: None, event: Some(event) }
     }
+    /// The same line in the terms of protocol version `v` (the request's).
+    pub fn at_version(mut self, v: u32) -> Reply<R> {
+        self.v = v;
+        self
+    }
 }
 
 /// The line of a packet event, built around the packet's JSON (`packet_json`,
 /// as `serde_json` writes a [`CapturedPacket`]) so that a daemon serializes
 /// each packet once for all its subscribers. The same bytes as
-/// [`Reply::event`] with [`Event::Packet`], newline included.
-pub fn packet_event_line(id: u64, packet_json: &[u8]) -> Vec<u8> {
-    let head = format!(r#"{{"v":{VERSION},"id":{id},"event":"packet","packet":"#);
+/// [`Reply::event`] with [`Event::Packet`] at version `v`, newline included.
+pub fn packet_event_line(v: u32, id: u64, packet_json: &[u8]) -> Vec<u8> {
+    let head = format!(r#"{{"v":{v},"id":{id},"event":"packet","packet":"#);
     let mut line = Vec::with_capacity(head.len() + packet_json.len() + 2);
     line.extend_from_slice(head.as_bytes());
     line.extend_from_slice(packet_json);
@@ -384,7 +400,8 @@ pub fn packet_event_line(id: u64, packet_json: &[u8]) -> Vec<u8> {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// Shared with the capture's ring and every other subscriber: serialized
-    /// from there, never copied per subscriber.
+    /// from there, never copied per subscriber. A TLS plaintext record is a
+    /// packet whose `tls` is set (version 2 subscribers only).
     Packet { packet: Arc<CapturedPacket> },
     /// Sent about once a second while subscribed.
     Counters { stats: CaptureStats, running: bool },
@@ -441,6 +458,12 @@ pub struct TargetInfo {
     pub alive: bool,
     /// Asked for by start_capture (false: added by the kernel: a child or a name match).
     pub requested: bool,
+    /// The TLS libraries whose plaintext is taken for this target (version
+    /// 2): empty when it maps none that pidcap supports (its TLS traffic is
+    /// then captured encrypted only); absent when not known (the target is
+    /// not alive, or the kernel layer takes no TLS plaintext).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Vec<TlsLibraryFile>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -530,7 +553,9 @@ fn unsupported_version(v: &serde_json::Value) -> String {
             format!("`v` {kind}")
         }
     };
-    format!("{sent} is not supported; this daemon speaks version {VERSION} only (\"v\":{VERSION}, a number)")
+    format!(
+        "{sent} is not supported; this daemon speaks version {VERSION} (\"v\":{VERSION}, a number; version {OLDEST_VERSION} is still served)"
+    )
 }
 
 /// Parse one request line. Errors carry the request id when it could be read.
@@ -550,9 +575,10 @@ pub fn parse_request(line: &[u8]) -> Result<Request, (Option<u64>, ApiError)> {
                 format!("`v` is required (this daemon speaks v{VERSION}: \"v\":{VERSION})"),
             )
         }
-        Some(v) if v.as_u64() == Some(u64::from(VERSION)) => {}
+        Some(v) if v.as_u64().is_some_and(|v| (u64::from(OLDEST_VERSION)..=u64::from(VERSION)).contains(&v)) => {}
         Some(v) => return bad(ErrorCode::UnsupportedVersion, unsupported_version(v)),
     }
+    let version = obj.get("v").and_then(|v| v.as_u64()).map_or(VERSION, |v| v as u32);
     let name = match obj.get("op") {
         Some(serde_json::Value::String(s)) => s.as_str(),
         Some(_) => return bad(ErrorCode::BadRequest, "`op` must be a string".into()),
@@ -572,7 +598,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, (Option<u64>, ApiError)> {
     }
     let op = Op::from_value(fields)
         .map_err(|e| (Some(id), ApiError::new(ErrorCode::BadRequest, format!("bad arguments for `{op}`: {e}"))))?;
-    Ok(Request { v: VERSION, id, op })
+    Ok(Request { v: version, id, op })
 }
 
 impl fmt::Display for FilterInfo {
@@ -606,7 +632,8 @@ mod tests {
         assert_eq!(code("nope"), ErrorCode::BadRequest);
         assert_eq!(code("[1]"), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"v":1,"op":"get_state"}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"v":2,"id":1,"op":"get_state"}"#), ErrorCode::UnsupportedVersion);
+        assert_eq!(code(r#"{"v":3,"id":1,"op":"get_state"}"#), ErrorCode::UnsupportedVersion);
+        assert_eq!(code(r#"{"v":0,"id":1,"op":"get_state"}"#), ErrorCode::UnsupportedVersion);
         assert_eq!(code(r#"{"v":1,"id":1,"op":"format_disk"}"#), ErrorCode::UnknownOp);
         assert_eq!(code(r#"{"v":1,"id":1,"op":"remove_filter"}"#), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"v":1,"id":1,"op":"get_packets","sincе":1}"#), ErrorCode::InvalidArgument);
@@ -620,6 +647,62 @@ mod tests {
         assert!(e.message.contains("bad arguments for `watch_job`") && e.message.contains("jb"), "{}", e.message);
         let (_, e) = parse_request(br#"{"v":1,"id":9,"op":"get_packets","since":"x"}"#).unwrap_err();
         assert!(e.message.contains("bad arguments for `get_packets`"), "{}", e.message);
+    }
+
+    #[test]
+    fn version_1_and_2_requests_are_read_and_keep_their_version() {
+        for v in [OLDEST_VERSION, VERSION] {
+            let line = format!(r#"{{"v":{v},"id":3,"op":"get_packets","since":5}}"#);
+            let r = parse_request(line.as_bytes()).unwrap();
+            assert_eq!(r, Request { v, id: 3, op: EngineOp::GetPackets { since: 5, limit: None }.into() });
+            // An old request with an argument no version takes is still refused.
+            let line = format!(r#"{{"v":{v},"id":3,"op":"get_packets","tls":true}}"#);
+            assert_eq!(code(&line), ErrorCode::InvalidArgument);
+        }
+        assert_eq!((OLDEST_VERSION, VERSION), (1, 2));
+        let at1 = Reply::ok(1, Cleared { cleared: 0, next_id: 1 }).at_version(1);
+        assert!(serde_json::to_string(&at1).unwrap().starts_with(r#"{"v":1,"id":1,"ok":true"#));
+    }
+
+    #[test]
+    fn a_tls_record_and_a_targets_coverage_are_in_the_json() {
+        let p = CapturedPacket::tls_record(pidcap_packet::TlsRecord {
+            id: 4,
+            timestamp_ns: 1,
+            pid: 42,
+            comm: "curl".into(),
+            socket_cookie: 9,
+            direction: pidcap_packet::Direction::Outbound,
+            local: "127.0.0.1:40000".parse().unwrap(),
+            remote: "127.0.0.1:8443".parse().unwrap(),
+            info: pidcap_packet::TlsInfo { tid: 43, library: pidcap_packet::TlsLibrary::Gnutls },
+            plaintext: b"GET / HTTP/1.1\r\n",
+            true_len: 100,
+            stream_offset: 0,
+        });
+        let page = PacketPage { packets: vec![p.clone()], next_since: 4, more: false, missed: 0 };
+        let j = serde_json::to_value(&page).unwrap();
+        assert_eq!(j["packets"][0]["tls"], serde_json::json!({"tid": 43, "library": "gnutls"}));
+        assert_eq!(j["packets"][0]["remote_port"], 8443);
+        assert_eq!(serde_json::from_value::<PacketPage>(j).unwrap().packets[0], p);
+        let covered = TargetInfo {
+            pid: 42,
+            comm: Some("curl".into()),
+            alive: true,
+            requested: true,
+            tls: Some(vec![TlsLibraryFile {
+                library: pidcap_packet::TlsLibrary::Openssl,
+                path: "/usr/lib/x86_64-linux-gnu/libssl.so.3".into(),
+            }]),
+        };
+        let j = serde_json::to_value(&covered).unwrap();
+        assert_eq!(j["tls"][0]["library"], "openssl");
+        assert_eq!(serde_json::from_value::<TargetInfo>(j).unwrap(), covered);
+        // A version 1 target (no `tls`) still reads: not known.
+        let old: TargetInfo = serde_json::from_str(r#"{"pid":1,"comm":null,"alive":false,"requested":true}"#).unwrap();
+        assert_eq!(old.tls, None);
+        let none = TargetInfo { tls: Some(vec![]), ..old };
+        assert_eq!(serde_json::to_value(&none).unwrap()["tls"], serde_json::json!([]));
     }
 
     /// One request of each operation with every argument it takes.
@@ -728,8 +811,9 @@ mod tests {
         assert_eq!(e.code, ErrorCode::UnsupportedVersion);
         assert!(e.message.contains(r#"`"1"` (a string)"#) && e.message.contains("version 1"), "{}", e.message);
         assert!(!e.message.contains('?'), "{}", e.message);
-        let e = msg(r#"{"v":2,"id":1,"op":"get_state"}"#);
-        assert!(e.message.starts_with("protocol version 2 is not supported"), "{}", e.message);
+        let e = msg(r#"{"v":3,"id":1,"op":"get_state"}"#);
+        assert!(e.message.starts_with("protocol version 3 is not supported"), "{}", e.message);
+        assert!(e.message.contains("version 2") && e.message.contains("version 1 is still served"), "{}", e.message);
         let e = msg(r#"{"v":null,"id":1,"op":"get_state"}"#);
         assert!(e.message.contains("`v` null"), "{}", e.message);
         let big = "x".repeat(1 << 19);
@@ -778,27 +862,31 @@ mod tests {
             vec![0x45, 0, 3],
         );
         let json = serde_json::to_vec(&p).unwrap();
-        let mut want = serde_json::to_vec(&Reply::<()>::event(12, Event::Packet { packet: Arc::new(p) })).unwrap();
-        want.push(b'\n');
-        assert_eq!(String::from_utf8(packet_event_line(12, &json)).unwrap(), String::from_utf8(want).unwrap());
+        let p = Arc::new(p);
+        for v in [OLDEST_VERSION, VERSION] {
+            let event = Reply::<()>::event(12, Event::Packet { packet: Arc::clone(&p) }).at_version(v);
+            let mut want = serde_json::to_vec(&event).unwrap();
+            want.push(b'\n');
+            assert_eq!(String::from_utf8(packet_event_line(v, 12, &json)).unwrap(), String::from_utf8(want).unwrap());
+        }
     }
 
     #[test]
     fn replies_and_events_round_trip() {
         let r = Reply::err(Some(4), ApiError::new(ErrorCode::NotImplemented, "later"));
         let j = serde_json::to_string(&r).unwrap();
-        assert_eq!(j, r#"{"v":1,"id":4,"ok":false,"error":{"code":"not_implemented","message":"later"}}"#);
+        assert_eq!(j, r#"{"v":2,"id":4,"ok":false,"error":{"code":"not_implemented","message":"later"}}"#);
         assert_eq!(serde_json::from_str::<Reply>(&j).unwrap(), r);
         let e = Reply::event(2, Event::Missed { count: 3 });
         let j = serde_json::to_string(&e).unwrap();
-        assert_eq!(j, r#"{"v":1,"id":2,"event":"missed","count":3}"#);
+        assert_eq!(j, r#"{"v":2,"id":2,"event":"missed","count":3}"#);
         assert_eq!(serde_json::from_str::<Reply>(&j).unwrap(), e);
         let ok = Reply::ok(1, serde_json::json!({"a":1}));
         // A typed result is written as its JSON.
         let typed = Reply::ok(1, Cleared { cleared: 2, next_id: 9 });
         assert_eq!(
             serde_json::to_string(&typed).unwrap(),
-            r#"{"v":1,"id":1,"ok":true,"result":{"cleared":2,"next_id":9}}"#
+            r#"{"v":2,"id":1,"ok":true,"result":{"cleared":2,"next_id":9}}"#
         );
         assert_eq!(serde_json::from_str::<Reply>(&serde_json::to_string(&ok).unwrap()).unwrap(), ok);
     }

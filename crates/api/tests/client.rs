@@ -85,7 +85,10 @@ fn get_packet_asks_for_the_one_packet_and_events_before_the_reply_are_kept() {
     let seen = peer.join().unwrap();
     let asked: Vec<_> = seen.iter().map(|r| (r["op"].clone(), r["since"].clone(), r["limit"].clone())).collect();
     assert_eq!(asked, [("get_packets".into(), 8.into(), 1.into()), ("get_packets".into(), 9.into(), 1.into())]);
-    assert!(seen.iter().all(|r| r["v"] == 1));
+    assert!(
+        seen.iter().all(|r| r["v"] == pidcap_api::VERSION && pidcap_api::VERSION == 2),
+        "the client speaks version 2"
+    );
 }
 
 #[test]

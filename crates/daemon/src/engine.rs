@@ -491,6 +491,15 @@ impl Engine {
         let stats = self.session.capture().stats().map_err(engine_err)?;
         let kernel_targets =
             if self.running { self.session.capture_mut().live_targets().map_err(engine_err)? } else { Vec::new() };
+        let coverage = if self.running {
+            self.session.capture_mut().tls_coverage().unwrap_or_else(|e| {
+                tracing::warn!("reading the targets' TLS coverage: {e}");
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
+        let tls = |pid: u32| coverage.iter().find(|c| c.pid == pid).map(|c| c.libraries.clone());
         let mut targets: Vec<TargetInfo> = self
             .requested
             .iter()
@@ -498,12 +507,24 @@ impl Engine {
             .map(|&pid| {
                 // Alive by the capture's pidfd (live_targets), not by /proc/PID: the pid may be another process's now.
                 let alive = kernel_targets.contains(&pid);
-                TargetInfo { pid, comm: alive.then(|| self.procfs.comm(pid)).flatten(), alive, requested: true }
+                TargetInfo {
+                    pid,
+                    comm: alive.then(|| self.procfs.comm(pid)).flatten(),
+                    alive,
+                    requested: true,
+                    tls: alive.then(|| tls(pid)).flatten(),
+                }
             })
             .collect();
         for pid in kernel_targets {
             if !self.requested.contains(&pid) {
-                targets.push(TargetInfo { pid, comm: self.procfs.comm(pid), alive: true, requested: false });
+                targets.push(TargetInfo {
+                    pid,
+                    comm: self.procfs.comm(pid),
+                    alive: true,
+                    requested: false,
+                    tls: tls(pid),
+                });
             }
         }
         let ring = self.session.capture().ring();

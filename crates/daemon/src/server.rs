@@ -25,7 +25,6 @@ use crate::jobs::{JobEvent, Jobs};
 use pidcap_api::protocol::{
     cut_quotes, packet_event_line, parse_request, ApiError, ConnectionOp, EngineOp, ErrorCode, Event, InjectArgs,
     JobReply, Jobs as JobList, Op, Reply, Subscribed, Watching, DEFAULT_GROUP, DEFAULT_SOCKET, MAX_REQUEST_BYTES,
-    VERSION,
 };
 use pidcap_engine::procfs::Procfs;
 use pidcap_engine::{EngineError, KernelBackend};
@@ -411,24 +410,35 @@ fn encode(out: &mut Vec<u8>, reply: &Line) {
     out.push(b'\n');
 }
 
-/// Append a packet event's line to `out`, from the packet's shared JSON.
-fn encode_packet(out: &mut Vec<u8>, id: u64, json: std::result::Result<&[u8], Arc<serde_json::Error>>) {
+/// Append a packet event's line (protocol version `v`) to `out`, from the packet's shared JSON.
+fn encode_packet(out: &mut Vec<u8>, v: u32, id: u64, json: std::result::Result<&[u8], Arc<serde_json::Error>>) {
     match json {
-        Ok(json) => out.extend_from_slice(&packet_event_line(id, json)),
-        Err(e) => {
-            encode(out, &Line::err(Some(id), ApiError::new(ErrorCode::Internal, format!("encoding a packet: {e}"))))
-        }
+        Ok(json) => out.extend_from_slice(&packet_event_line(v, id, json)),
+        Err(e) => encode(
+            out,
+            &Line::err(Some(id), ApiError::new(ErrorCode::Internal, format!("encoding a packet: {e}"))).at_version(v),
+        ),
     }
+}
+
+/// Does a client of protocol version `v` get this packet? TLS plaintext
+/// records are version 2's: a version 1 client would take one for a packet
+/// seen on the wire.
+fn for_version(v: u32, p: &CapturedPacket) -> bool {
+    v >= 2 || !p.is_tls()
 }
 
 /// Write a `get_packets` reply: the same line serde writes for it, built and
 /// written [`CHUNK_BYTES`] at a time, so a page (up to 2 MiB of packets,
 /// twice that in hex) is never held whole in memory.
-async fn write_page<W: AsyncWrite + Unpin>(wr: &mut W, id: u64, page: &HeldPage) -> std::io::Result<()> {
+///
+/// For a version 1 client the page leaves out TLS records (`next_since` and
+/// `more` still count them, so paging goes on past them).
+async fn write_page<W: AsyncWrite + Unpin>(wr: &mut W, v: u32, id: u64, page: &HeldPage) -> std::io::Result<()> {
     use std::io::Write;
     let mut chunk = Vec::with_capacity(CHUNK_BYTES + (8 << 10));
-    write!(chunk, r#"{{"v":{VERSION},"id":{id},"ok":true,"result":{{"packets":["#)?;
-    for (i, p) in page.packets.iter().enumerate() {
+    write!(chunk, r#"{{"v":{v},"id":{id},"ok":true,"result":{{"packets":["#)?;
+    for (i, p) in page.packets.iter().filter(|p| for_version(v, p)).enumerate() {
         if i > 0 {
             chunk.push(b',');
         }
@@ -451,6 +461,8 @@ async fn write_reply<W: AsyncWrite + Unpin>(wr: &mut W, reply: &Line) -> std::io
 
 struct Subscription {
     id: u64,
+    /// The protocol version of the subscribe request: its events speak it.
+    v: u32,
     rx: broadcast::Receiver<Published>,
     /// Packets up to this id were sent as the backlog.
     sent_upto: u64,
@@ -471,13 +483,15 @@ impl Subscription {
         published: std::result::Result<Published, broadcast::error::RecvError>,
     ) -> bool {
         match published {
-            Ok(Published::Packet(p)) if p.packet.id <= self.sent_upto => return false,
-            Ok(Published::Packet(p)) => encode_packet(out, self.id, p.json()),
+            Ok(Published::Packet(p)) if p.packet.id <= self.sent_upto || !for_version(self.v, &p.packet) => {
+                return false
+            }
+            Ok(Published::Packet(p)) => encode_packet(out, self.v, self.id, p.json()),
             Ok(Published::Counters { stats, running }) => {
-                encode(out, &Line::event(self.id, Event::Counters { stats, running }))
+                encode(out, &Line::event(self.id, Event::Counters { stats, running }).at_version(self.v))
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                encode(out, &Line::event(self.id, Event::Missed { count: n }))
+                encode(out, &Line::event(self.id, Event::Missed { count: n }).at_version(self.v))
             }
             Err(broadcast::error::RecvError::Closed) => return false,
         }
@@ -546,7 +560,7 @@ async fn connection(stream: UnixStream, shared: &Shared) {
     let mut lines = LineReader::default();
     let mut sub: Option<Subscription> = None;
     // Events of watched jobs (request id, event), forwarded by one task per watch.
-    let (watch_tx, mut watch_rx) = tmpsc::channel::<(u64, Event)>(1024);
+    let (watch_tx, mut watch_rx) = tmpsc::channel::<(u32, u64, Event)>(1024);
     let mut out = Vec::new();
     loop {
         tokio::select! {
@@ -561,16 +575,16 @@ async fn connection(stream: UnixStream, shared: &Shared) {
                         Ok(req) => match req.op {
                             Op::Engine(op) => match ask_engine(shared, op).await {
                                 Ok(EngineReply::Packets(page)) => {
-                                    if write_page(&mut wr, req.id, &page).await.is_err() {
+                                    if write_page(&mut wr, req.v, req.id, &page).await.is_err() {
                                         break;
                                     }
                                     continue;
                                 }
-                                Ok(r) => Line::ok(req.id, Answer::Engine(r)),
-                                Err(e) => Line::err(Some(req.id), e),
+                                Ok(r) => Line::ok(req.id, Answer::Engine(r)).at_version(req.v),
+                                Err(e) => Line::err(Some(req.id), e).at_version(req.v),
                             },
                             Op::Connection(op) => {
-                                match connection_op(shared, &mut wr, &mut sub, req.id, op, &watch_tx).await {
+                                match connection_op(shared, &mut wr, &mut sub, (req.v, req.id), op, &watch_tx).await {
                                     Handled::Reply(r) => *r,
                                     Handled::Written => continue,
                                     Handled::Closed => break,
@@ -583,8 +597,8 @@ async fn connection(stream: UnixStream, shared: &Shared) {
                     break;
                 }
             }
-            Some((id, event)) = watch_rx.recv() => {
-                if write_reply(&mut wr, &Line::event(id, event)).await.is_err() {
+            Some((v, id, event)) = watch_rx.recv() => {
+                if write_reply(&mut wr, &Line::event(id, event).at_version(v)).await.is_err() {
                     break;
                 }
             }
@@ -603,21 +617,21 @@ async fn connection(stream: UnixStream, shared: &Shared) {
     }
 }
 
-/// Answer a [`ConnectionOp`] on this connection.
+/// Answer a [`ConnectionOp`] of request `(v, id)` on this connection.
 async fn connection_op<W: AsyncWrite + Unpin>(
     shared: &Shared,
     wr: &mut W,
     sub: &mut Option<Subscription>,
-    id: u64,
+    (v, id): (u32, u64),
     op: ConnectionOp,
-    watch_tx: &tmpsc::Sender<(u64, Event)>,
+    watch_tx: &tmpsc::Sender<(u32, u64, Event)>,
 ) -> Handled {
     let answer = |r: std::result::Result<ConnectionReply, ApiError>| match r {
-        Ok(r) => Handled::Reply(Box::new(Line::ok(id, Answer::Connection(r)))),
-        Err(e) => Handled::Reply(Box::new(Line::err(Some(id), e))),
+        Ok(r) => Handled::Reply(Box::new(Line::ok(id, Answer::Connection(r)).at_version(v))),
+        Err(e) => Handled::Reply(Box::new(Line::err(Some(id), e).at_version(v))),
     };
     match op {
-        ConnectionOp::Subscribe { since } => match subscribe(shared, wr, id, since).await {
+        ConnectionOp::Subscribe { since } => match subscribe(shared, wr, v, id, since).await {
             Ok(s) => {
                 *sub = Some(s);
                 Handled::Written
@@ -627,7 +641,7 @@ async fn connection_op<W: AsyncWrite + Unpin>(
         ConnectionOp::Inject(args) => answer(inject(shared, *args).await.map(|j| ConnectionReply::Job(Box::new(j)))),
         ConnectionOp::ListJobs => answer(Ok(ConnectionReply::Jobs(JobList { jobs: shared.jobs.list() }))),
         ConnectionOp::StopJob { job } => answer(stop_job(shared, job).await.map(|j| ConnectionReply::Job(Box::new(j)))),
-        ConnectionOp::WatchJob { job } => match watch_job(shared, wr, id, job, watch_tx.clone()).await {
+        ConnectionOp::WatchJob { job } => match watch_job(shared, wr, (v, id), job, watch_tx.clone()).await {
             Ok(true) => Handled::Written,
             Ok(false) => answer(Err(no_such_job(job))),
             Err(_) => Handled::Closed,
@@ -635,16 +649,18 @@ async fn connection_op<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Start a subscription: receiver first, then the backlog, so nothing falls between.
+/// Start a subscription: receiver first, then the backlog, so nothing falls
+/// between. Its events speak version `v` (version 1: no TLS records).
 async fn subscribe<W: AsyncWrite + Unpin>(
     shared: &Shared,
     wr: &mut W,
+    v: u32,
     id: u64,
     since: Option<u64>,
 ) -> std::io::Result<Subscription> {
     let rx = shared.tx.subscribe();
     shared.subscribers.fetch_add(1, Ordering::Relaxed);
-    let mut s = Subscription { id, rx, sent_upto: 0, _guard: SubscriberGuard(Arc::clone(&shared.subscribers)) };
+    let mut s = Subscription { id, v, rx, sent_upto: 0, _guard: SubscriberGuard(Arc::clone(&shared.subscribers)) };
     let backlog = match since {
         Some(since) => {
             let (reply, rx) = oneshot::channel();
@@ -653,12 +669,13 @@ async fn subscribe<W: AsyncWrite + Unpin>(
         }
         None => Vec::new(),
     };
-    let result = Subscribed { subscribed: true, backlog: backlog.len(), protocol: VERSION };
-    write_reply(wr, &Line::ok(id, Answer::Connection(ConnectionReply::Subscribed(result)))).await?;
+    let backlog: Vec<_> = backlog.into_iter().filter(|p| for_version(v, p)).collect();
+    let result = Subscribed { subscribed: true, backlog: backlog.len(), protocol: v };
+    write_reply(wr, &Line::ok(id, Answer::Connection(ConnectionReply::Subscribed(result))).at_version(v)).await?;
     let mut out = Vec::new();
     for p in backlog {
         s.sent_upto = p.id;
-        encode_packet(&mut out, id, SharedPacket::new(p).json());
+        encode_packet(&mut out, v, id, SharedPacket::new(p).json());
         if out.len() >= BYTES_PER_WRITE {
             wr.write_all(&out).await?;
             out.clear();
@@ -731,22 +748,23 @@ async fn stop_job(shared: &Shared, job: u64) -> std::result::Result<JobReply, Ap
 async fn watch_job<W: AsyncWrite + Unpin>(
     shared: &Shared,
     wr: &mut W,
-    id: u64,
+    (v, id): (u32, u64),
     job: u64,
-    out: tmpsc::Sender<(u64, Event)>,
+    out: tmpsc::Sender<(u32, u64, Event)>,
 ) -> std::io::Result<bool> {
     let Some(w) = shared.jobs.watch(job) else { return Ok(false) };
     let summary = w.info.summary.clone();
     let watching = Watching { watching: job, job: w.info };
-    write_reply(wr, &Line::ok(id, Answer::Connection(ConnectionReply::Watching(Box::new(watching))))).await?;
+    let reply = Line::ok(id, Answer::Connection(ConnectionReply::Watching(Box::new(watching))));
+    write_reply(wr, &reply.at_version(v)).await?;
     let mut last_seq = 0;
     for status in w.history {
         last_seq = status.seq;
-        write_reply(wr, &Line::event(id, Event::SendStatus { job, status })).await?;
+        write_reply(wr, &Line::event(id, Event::SendStatus { job, status }).at_version(v)).await?;
     }
     match (w.rx, summary) {
         (_, Some(summary)) => {
-            write_reply(wr, &Line::event(id, Event::JobDone { job, summary })).await?;
+            write_reply(wr, &Line::event(id, Event::JobDone { job, summary }).at_version(v)).await?;
         }
         (Some(mut rx), None) => {
             tokio::spawn(async move {
@@ -759,7 +777,7 @@ async fn watch_job<W: AsyncWrite + Unpin>(
                         Err(broadcast::error::RecvError::Closed) => break,
                     };
                     let done = matches!(event, Event::JobDone { .. });
-                    if out.send((id, event)).await.is_err() || done {
+                    if out.send((v, id, event)).await.is_err() || done {
                         break;
                     }
                 }
@@ -773,6 +791,7 @@ async fn watch_job<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pidcap_api::protocol::VERSION;
 
     #[test]
     fn a_page_written_in_chunks_is_the_line_serde_writes() {
@@ -800,7 +819,33 @@ mod tests {
                 serde_json::to_vec(&Line::ok(7, Answer::Engine(EngineReply::Packets(page.clone())))).unwrap();
             want.push(b'\n');
             let mut got = Vec::new();
-            rt.block_on(write_page(&mut got, 7, &page)).unwrap();
+            rt.block_on(write_page(&mut got, VERSION, 7, &page)).unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(want).unwrap());
+        }
+        // A TLS record is in a version 2 page and left out of a version 1 one.
+        let record = Arc::new(CapturedPacket::tls_record(pidcap_packet::TlsRecord {
+            id: 2,
+            timestamp_ns: 1,
+            pid: 42,
+            comm: "curl".into(),
+            socket_cookie: 7,
+            direction: pidcap_packet::Direction::Outbound,
+            local: "127.0.0.1:40000".parse().unwrap(),
+            remote: "127.0.0.1:443".parse().unwrap(),
+            info: pidcap_packet::TlsInfo { tid: 42, library: pidcap_packet::TlsLibrary::Openssl },
+            plaintext: b"GET /",
+            true_len: 5,
+            stream_offset: 0,
+        }));
+        let page =
+            HeldPage { packets: vec![packet(1, 20), record, packet(3, 20)], next_since: 3, more: false, missed: 0 };
+        let v1 = HeldPage { packets: vec![packet(1, 20), packet(3, 20)], ..page.clone() };
+        for (v, shown) in [(VERSION, &page), (1, &v1)] {
+            let line = Line::ok(7, Answer::Engine(EngineReply::Packets(shown.clone()))).at_version(v);
+            let mut want = serde_json::to_vec(&line).unwrap();
+            want.push(b'\n');
+            let mut got = Vec::new();
+            rt.block_on(write_page(&mut got, v, 7, &page)).unwrap();
             assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(want).unwrap());
         }
     }

@@ -3,7 +3,7 @@
 //! another user kept out or let in by the group, SIGKILL leaving nothing in
 //! force, a flood that a subscriber who does not read must not slow down.
 //! The protocol itself is tested on the fake kernel, without root, in
-//! tests/protocol.rs.
+//! tests/protocol.rs; TLS plaintext records on the real kernel in tests/tls.rs.
 
 mod common;
 

@@ -1,7 +1,8 @@
 //! The daemon over its socket on the scripted kernel (no root, no eBPF):
 //! capture, paging, state, filter bookkeeping, clear and stop, several
 //! subscribers and a slow one, the backlog of `subscribe`, bad input, the
-//! socket's permissions, one daemon per socket. Packets are pushed in
+//! socket's permissions, one daemon per socket, TLS plaintext records and
+//! the TLS coverage (protocol version 2) and version 1 clients. Packets are pushed in
 //! through the fake's handle; what truly needs the kernel (rules on real
 //! sockets, SIGKILL, other users) is in tests/daemon.rs.
 
@@ -55,7 +56,7 @@ fn capture_paging_state_filters_clear_and_stop_through_the_socket() {
     let mut sub1 = d.client();
     let mut sub2 = d.client();
     let s1 = sub1.subscribe(None).unwrap();
-    assert!(s1.subscribed && s1.backlog == 0 && s1.protocol == 1, "{s1:?}");
+    assert!(s1.subscribed && s1.backlog == 0 && s1.protocol == pidcap_api::VERSION, "{s1:?}");
     sub2.subscribe(None).unwrap();
 
     let started = c.start_capture(vec![me()], vec![], Some(200), Some(10_000), false).unwrap();
@@ -566,4 +567,163 @@ fn the_engine_thread_drains_at_a_raised_priority_when_allowed() {
     // Root may raise it; anyone else keeps the default (and the daemon still works).
     let want = if pidcap_testkit::is_root() { i64::from(pidcap_daemon::engine::ENGINE_NICE) } else { 0 };
     assert!(nices.contains(&want), "engine threads run at nice {nices:?}, expected {want}");
+}
+
+/// One raw request line of protocol version `v`; its reply (events before it are skipped).
+fn raw_call(c: &mut Client, v: u32, id: u64, op: &str, fields: &str) -> pidcap_api::Reply {
+    let sep = if fields.is_empty() { "" } else { "," };
+    c.send_line(format!(r#"{{"v":{v},"id":{id},"op":"{op}"{sep}{fields}}}"#).as_bytes()).unwrap();
+    loop {
+        let r = c.read_reply().unwrap();
+        if r.event.is_none() {
+            assert_eq!(r.id, Some(id), "{r:?}");
+            return r;
+        }
+    }
+}
+
+/// The packets of a subscription up to (and with) the one whose id is `last`, with the `v` of each event.
+fn events_until(c: &mut Client, last: u64) -> Vec<(u32, Arc<pidcap_packet::CapturedPacket>)> {
+    let mut got = Vec::new();
+    loop {
+        let r = c.read_reply().unwrap();
+        match r.event {
+            Some(Event::Packet { packet }) => {
+                let id = packet.id;
+                got.push((r.v, packet));
+                if id >= last {
+                    return got;
+                }
+            }
+            Some(Event::Missed { count }) => panic!("missed {count}"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn tls_records_come_back_with_their_tls_object_and_version_1_clients_are_served_as_before() {
+    use pidcap_engine::fake::FakePacket;
+    use pidcap_packet::{Direction, TlsInfo, TlsLibrary};
+    let (d, fake) = InProcess::fake(None);
+    let mut c = d.client();
+    let mut sub = d.client();
+    assert_eq!(sub.subscribe(None).unwrap().protocol, 2);
+    // A version 1 client, subscribed with a version 1 request (no new field).
+    let mut old_sub = d.client();
+    let r = raw_call(&mut old_sub, 1, 5, "subscribe", "");
+    assert_eq!((r.v, r.ok, r.result.as_ref().map(|x| x["protocol"].clone())), (1, Some(true), Some(1.into())));
+    // An old start_capture still works, as it did.
+    let mut old = d.client();
+    let r = raw_call(&mut old, 1, 1, "start_capture", &format!(r#""pids":[{}]"#, me()));
+    assert_eq!((r.v, r.ok), (1, Some(true)), "{r:?}");
+    assert_eq!(fake.state().config.map(|k| k.tls), Some(true), "the daemon asks for TLS plaintext");
+
+    let (local, remote) = ("127.0.0.1:40000".parse().unwrap(), "127.0.0.1:8443".parse().unwrap());
+    let plaintext = b"GET /secret HTTP/1.1\r\nHost: x\r\n\r\n";
+    fake.push(me(), udp_packet(1000, b"before"));
+    fake.push_packet(FakePacket::tls(me(), Direction::Outbound, local, remote, plaintext));
+    fake.push(me(), udp_packet(1001, b"after"));
+    received(&mut c, 3);
+    let first = c.get_state().unwrap().oldest_id.unwrap();
+    let (rec_id, last) = (first + 1, first + 2);
+
+    // get_packets (version 2): the record between the packets, with its tls object.
+    let page = c.get_packets(first - 1, None).unwrap();
+    let ids: Vec<u64> = page.packets.iter().map(|p| p.id).collect();
+    assert_eq!(ids, [first, rec_id, last]);
+    let rec = &page.packets[1];
+    assert_eq!(rec.tls, Some(TlsInfo { tid: me(), library: TlsLibrary::Openssl }));
+    assert_eq!(rec.payload(), plaintext);
+    assert_eq!((rec.decoded.local_port, rec.decoded.remote_port), (40000, 8443));
+    assert_eq!(rec.orig_len as usize, 20 + 20 + plaintext.len(), "IPv4 + TCP headers + the true plaintext length");
+    assert!(page.packets[0].tls.is_none() && page.packets[2].tls.is_none());
+    // ... and in the raw JSON, as docs/API.md says.
+    let r = raw_call(&mut old, 2, 2, "get_packets", &format!(r#""since":{}"#, first - 1));
+    assert_eq!(r.v, 2);
+    let packets = &r.result.as_ref().unwrap()["packets"];
+    assert_eq!(packets[1]["tls"], serde_json::json!({"tid": me(), "library": "openssl"}));
+    assert!(packets[0].get("tls").is_none(), "a packet has no tls field: {}", packets[0]);
+
+    // subscribe (version 2): the record as an event, the same as get_packets returns.
+    let events = events_until(&mut sub, last);
+    assert_eq!(events.iter().map(|(_, p)| p.id).collect::<Vec<_>>(), [first, rec_id, last]);
+    assert!(events.iter().all(|(v, _)| *v == 2));
+    assert_eq!(*events[1].1, *rec);
+
+    // Version 1: the same pages and events without the record, and in version 1's words.
+    let r = raw_call(&mut old, 1, 3, "get_packets", &format!(r#""since":{}"#, first - 1));
+    assert_eq!(r.v, 1);
+    let page: pidcap_api::protocol::PacketPage = serde_json::from_value(r.result.unwrap()).unwrap();
+    assert_eq!(page.packets.iter().map(|p| p.id).collect::<Vec<_>>(), [first, last]);
+    assert_eq!((page.next_since, page.more, page.missed), (last, false, 0));
+    let r = raw_call(&mut old, 1, 4, "get_packets", &format!(r#""since":{first},"limit":1"#));
+    let page: pidcap_api::protocol::PacketPage = serde_json::from_value(r.result.unwrap()).unwrap();
+    assert!(page.packets.is_empty() && page.next_since == rec_id && page.more, "paging goes on past a record");
+    let events = events_until(&mut old_sub, last);
+    assert_eq!(events.iter().map(|(_, p)| p.id).collect::<Vec<_>>(), [first, last]);
+    assert!(events.iter().all(|(v, p)| *v == 1 && p.tls.is_none()));
+    let mut late_old = d.client();
+    let r = raw_call(&mut late_old, 1, 6, "subscribe", &format!(r#""since":{}"#, first - 1));
+    assert_eq!(r.result.unwrap()["backlog"], 2, "a version 1 backlog leaves the record out");
+
+    // The TLS counters are in the state's kernel stats.
+    {
+        let mut s = fake.state();
+        s.counters.tls_records += 7;
+        s.counters.tls_dropped += 2;
+    }
+    let st = c.get_state().unwrap();
+    assert_eq!((st.stats.kernel.tls_records, st.stats.kernel.tls_dropped), (7, 2));
+    assert_eq!(st.protocol, 2);
+    let r = raw_call(&mut old, 2, 7, "get_state", "");
+    assert_eq!(r.result.unwrap()["stats"]["kernel"]["tls_records"], 7);
+
+    // Unknown fields are refused in either version, the new words included.
+    for v in [1, 2] {
+        for (op, fields) in
+            [("get_packets", r#""tls":true"#), ("subscribe", r#""records":false"#), ("get_state", r#""tls":1"#)]
+        {
+            let r = raw_call(&mut old, v, 8, op, fields);
+            assert_eq!(r.error.map(|e| e.code), Some(ErrorCode::InvalidArgument), "v{v} {op} {fields}");
+        }
+    }
+    let r = raw_call(&mut old, 3, 9, "get_state", "");
+    assert_eq!(r.error.map(|e| e.code), Some(ErrorCode::UnsupportedVersion));
+}
+
+#[test]
+fn get_state_says_which_tls_library_each_target_is_covered_by_or_none() {
+    use pidcap_engine::{TlsCoverage, TlsLibraryFile};
+    use pidcap_packet::TlsLibrary;
+    let (d, handle) = InProcess::fake(None);
+    let mut c = d.client();
+    // A second live process of ours: a child that waits.
+    let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let other = child.id();
+    c.start_capture(vec![me(), other], vec![], None, None, false).unwrap();
+    // The kernel layer reports nothing yet: not known.
+    let st = c.get_state().unwrap();
+    assert!(st.targets.iter().all(|t| t.tls.is_none()), "{:?}", st.targets);
+    let libssl = TlsLibraryFile { library: TlsLibrary::Openssl, path: "/usr/lib/x86_64-linux-gnu/libssl.so.3".into() };
+    handle.set_tls_coverage(vec![
+        TlsCoverage { pid: me(), comm: "protocol".into(), libraries: vec![libssl.clone()] },
+        TlsCoverage { pid: other, comm: "sleep".into(), libraries: vec![] },
+    ]);
+    let st = c.get_state().unwrap();
+    let tls = |pid: u32| st.targets.iter().find(|t| t.pid == pid).and_then(|t| t.tls.clone());
+    assert_eq!(tls(me()), Some(vec![libssl]));
+    assert_eq!(tls(other), Some(vec![]), "maps no supported TLS library");
+    // A target that is gone is not covered any more: not known, whatever the layer still says.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    handle.exit(other);
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            let st = c.get_state().unwrap();
+            st.targets.iter().find(|t| t.pid == other).is_none_or(|t| !t.alive && t.tls.is_none())
+        }),
+        "{:?}",
+        c.get_state().unwrap().targets
+    );
 }

@@ -54,6 +54,9 @@ fn escape_error(e: &EscapeError) -> String {
 pub struct Editor {
     /// The captured packet it started from (0: a library entry).
     pub packet_id: u64,
+    /// Set when it holds a TLS plaintext record's plaintext (from that
+    /// library), not a packet's payload.
+    pub record: Option<pidcap_packet::TlsInfo>,
     /// The original payload.
     pub original: Vec<u8>,
     /// The current (last valid) payload.
@@ -70,6 +73,7 @@ impl Editor {
     pub fn new(packet_id: u64, payload: &[u8]) -> Editor {
         Editor {
             packet_id,
+            record: None,
             original: payload.to_vec(),
             payload: payload.to_vec(),
             hex_text: format_hex(payload),
@@ -77,6 +81,11 @@ impl Editor {
             hex_error: None,
             ascii_error: None,
         }
+    }
+
+    /// The editor of a captured packet or record (its payload: a record's plaintext).
+    pub fn of(packet_id: u64, p: &pidcap_packet::CapturedPacket) -> Editor {
+        Editor { record: p.tls, ..Editor::new(packet_id, p.payload()) }
     }
 
     /// The hex text changed: when it parses, the bytes and the ASCII view follow.

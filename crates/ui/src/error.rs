@@ -69,6 +69,13 @@ pub enum Problem {
     /// Writing a capture file.
     #[error(transparent)]
     Pcap(Arc<PcapError>),
+    /// A file the UI reads for a request (a resend's CA certificates).
+    #[error("cannot read {}: {source}", .path.display())]
+    ReadFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     /// A command could not be started.
     #[error("cannot start {program}: {source}")]
     Spawn {

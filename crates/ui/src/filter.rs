@@ -5,12 +5,16 @@
 //! - `in`, `out`: the direction; `blocked`, `pass`: the verdict (their `FromStr`);
 //! - `port:N` or a bare number `N`: the local or remote port;
 //! - `pid:N`: the process;
+//! - `tls`: TLS plaintext records (taken from the target's TLS library, not
+//!   the wire); `tls:openssl`, `tls:gnutls`, `tls:nss`: those of one library;
+//!   `wire`: packets seen on the wire only (no records). To search for the
+//!   text "tls" or "wire", quote it;
 //! - an IPv4/IPv6 address or CIDR (`10.0.0.0/8`, `::1`, an [`IpNet`]): the local or remote address;
 //! - anything else (or `"quoted text"`): text in the payload (ASCII,
 //!   case-insensitive) or in the process name.
 
 use pidcap_packet::net::IpNet;
-use pidcap_packet::{CapturedPacket, Direction, Protocol, Verdict};
+use pidcap_packet::{CapturedPacket, Direction, Protocol, TlsLibrary, Verdict};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Term {
@@ -20,6 +24,10 @@ pub enum Term {
     Port(u16),
     Pid(u32),
     Net(IpNet),
+    /// A TLS plaintext record (of that library, if given).
+    Tls(Option<TlsLibrary>),
+    /// A packet seen on the wire (not a TLS plaintext record).
+    Wire,
     /// Lower-cased text.
     Text(String),
 }
@@ -89,7 +97,15 @@ fn parse_term(w: &str) -> Result<Term, String> {
     if let Ok(v) = lower.parse::<Verdict>() {
         return Ok(Term::Verdict(v));
     }
-    Ok(if let Some(p) = lower.strip_prefix("port:") {
+    if lower == "tls" {
+        return Ok(Term::Tls(None));
+    }
+    if lower == "wire" {
+        return Ok(Term::Wire);
+    }
+    Ok(if let Some(l) = lower.strip_prefix("tls:") {
+        Term::Tls(Some(l.parse().map_err(|_| format!("`{w}`: a TLS library is openssl, gnutls or nss"))?))
+    } else if let Some(p) = lower.strip_prefix("port:") {
         Term::Port(p.parse().map_err(|_| format!("`{w}`: a port is 0..65535"))?)
     } else if let Some(p) = lower.strip_prefix("pid:") {
         Term::Pid(p.parse().map_err(|_| format!("`{w}`: a pid is a number"))?)
@@ -120,6 +136,9 @@ fn term_matches(t: &Term, p: &CapturedPacket) -> bool {
         Term::Port(x) => d.local_port == *x || d.remote_port == *x,
         Term::Pid(x) => p.pid == *x,
         Term::Net(n) => n.contains(d.local_addr) || n.contains(d.remote_addr),
+        Term::Tls(None) => p.is_tls(),
+        Term::Tls(Some(l)) => p.tls.is_some_and(|t| t.library == *l),
+        Term::Wire => !p.is_tls(),
         Term::Text(s) => contains_ci(p.payload(), s.as_bytes()) || p.comm.to_lowercase().contains(s.as_str()),
     }
 }
@@ -127,6 +146,47 @@ fn term_matches(t: &Term, p: &CapturedPacket) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pidcap_packet::{TlsInfo, TlsRecord};
+
+    fn record(library: TlsLibrary, plaintext: &[u8]) -> CapturedPacket {
+        CapturedPacket::tls_record(TlsRecord {
+            id: 2,
+            timestamp_ns: 0,
+            pid: 42,
+            comm: "curl".into(),
+            socket_cookie: 1,
+            direction: Direction::Outbound,
+            local: "127.0.0.1:5000".parse().unwrap(),
+            remote: "10.1.2.3:443".parse().unwrap(),
+            info: TlsInfo { tid: 42, library },
+            plaintext,
+            true_len: plaintext.len() as u64,
+            stream_offset: 0,
+        })
+    }
+
+    #[test]
+    fn tls_selects_plaintext_records_and_wire_the_packets() {
+        let rec = record(TlsLibrary::Openssl, b"GET /secret HTTP/1.1\r\n");
+        let gnutls = record(TlsLibrary::Gnutls, b"GET /other");
+        let wire = pkt(443, b"\x17\x03\x03 tls ciphertext");
+        for (f, want) in [
+            ("tls", [true, true, false]),
+            ("TLS", [true, true, false]),
+            ("tls:openssl", [true, false, false]),
+            ("tls:gnutls", [false, true, false]),
+            ("tls:nss", [false, false, false]),
+            ("wire", [false, false, true]),
+            ("tls secret", [true, false, false]),
+            ("tls tcp port:443 out", [true, true, false]),
+            ("wire 443", [false, false, true]),
+            // Quoted, the word is text again.
+            ("\"tls\"", [false, false, true]),
+        ] {
+            let filter = DisplayFilter::parse(f).unwrap();
+            assert_eq!([&rec, &gnutls, &wire].map(|p| filter.matches(p)), want, "{f}");
+        }
+    }
 
     fn pkt(port: u16, payload: &[u8]) -> CapturedPacket {
         let (src, dst) = ("127.0.0.1:5000".parse().unwrap(), format!("10.1.2.3:{port}").parse().unwrap());
@@ -160,6 +220,7 @@ mod tests {
             assert_eq!(DisplayFilter::parse(f).unwrap().matches(&p), want, "{f}");
         }
         assert!(DisplayFilter::parse("port:99999").is_err());
+        assert!(DisplayFilter::parse("tls:schannel").unwrap_err().contains("openssl, gnutls or nss"));
         let e = DisplayFilter::parse("10.0.0.0/99").unwrap_err();
         assert!(e.contains("prefix length `99`"), "{e}");
     }

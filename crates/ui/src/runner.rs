@@ -295,6 +295,10 @@ impl Runner {
 
     /// Start a send job, then follow it on a connection of its own until it ends.
     fn inject(&self, args: InjectArgs) {
+        let args = match with_ca_text(args) {
+            Ok(a) => a,
+            Err(e) => return self.failed(Task::Resend, e),
+        };
         let job = match self.daemon(|c| c.inject(args)) {
             Ok(j) => j,
             Err(e) => return self.failed(Task::Resend, e),
@@ -308,6 +312,19 @@ impl Runner {
             }
         });
     }
+}
+
+/// A TLS resend's CA file, read here with the UI's rights and sent as its
+/// text: the daemon (root) never opens a path a client names.
+pub fn with_ca_text(mut args: InjectArgs) -> Result<InjectArgs, Problem> {
+    if let Some(tls) = args.tls.as_mut() {
+        if let Some(path) = tls.ca.take() {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Problem::ReadFile { path: path.clone(), source: Arc::new(e) })?;
+            tls.ca_pem = Some(text);
+        }
+    }
+    Ok(args)
 }
 
 /// Forward a job's statuses and its end (the ones made so far first).
@@ -331,4 +348,36 @@ pub fn pcapng(packets: &[CapturedPacket]) -> Result<Vec<u8>, PcapError> {
         w.write_packet(p)?;
     }
     w.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pidcap_resend::TlsOptions;
+
+    #[test]
+    fn a_tls_resends_ca_file_goes_to_the_daemon_as_its_text_never_as_a_path() {
+        let dir = std::env::temp_dir().join(format!("pidcap-ui-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = dir.join("ca.pem");
+        std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
+        let tls = |ca: Option<PathBuf>| InjectArgs {
+            data: Some("41".into()),
+            tls: Some(TlsOptions { ca, ..TlsOptions::default() }),
+            ..InjectArgs::default()
+        };
+        let sent = with_ca_text(tls(Some(pem.clone()))).unwrap().tls.unwrap();
+        assert_eq!(sent.ca, None);
+        assert_eq!(sent.ca_pem.as_deref(), Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"));
+        // No CA, or no TLS: unchanged.
+        assert_eq!(with_ca_text(tls(None)).unwrap(), tls(None));
+        let plain = InjectArgs { data: Some("41".into()), ..InjectArgs::default() };
+        assert_eq!(with_ca_text(plain.clone()).unwrap(), plain);
+        // A file the UI cannot read is its error, naming the file, before anything is asked of the daemon.
+        let missing = dir.join("missing.pem");
+        let e = with_ca_text(tls(Some(missing.clone()))).unwrap_err();
+        assert!(e.to_string().starts_with(&format!("cannot read {}: ", missing.display())), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -266,11 +266,29 @@ fn counters(app: &App) -> Element {
         ("evicted", app.capture.stats.evicted + app.packets.ui_missed, "pushed out of the 10,000-packet ring"),
         ("blocked", k.blocked + k.connect_blocked, "packets and connects refused by a block rule"),
         ("not attributed", k.unattributed, "packets of sockets with no known owner (system-wide)"),
+        ("TLS records", k.tls_records, "TLS plaintext records taken from the targets' TLS libraries"),
+        ("TLS dropped", k.tls_dropped, "TLS plaintext records of targets lost in the kernel"),
     ];
     rsx! {
         div { class: "counters", id: "counters",
             for (name, v, help) in items {
                 div { class: "counter", title: "{help}", id: "counter-{name.replace(' ', \"-\")}", b { "{v}" } span { "{name}" } }
+            }
+        }
+    }
+}
+
+/// Per target: where its TLS plaintext comes from, or that it has none.
+fn tls_coverage(app: &App) -> Element {
+    let notices = app.capture.tls_notices();
+    rsx! {
+        if !notices.is_empty() {
+            div { class: "tls-coverage", id: "tls-coverage",
+                for n in notices {
+                    div { key: "{n.pid}", class: if n.covered { "covered" } else { "uncovered" }, "data-pid": "{n.pid}",
+                        "{n.text}"
+                    }
+                }
             }
         }
     }
@@ -325,8 +343,12 @@ fn packet_row(i: usize, p: &Arc<CapturedPacket>, selected: bool, d: D) -> Elemen
     if p.verdict == Verdict::Blocked {
         class.push_str(" blocked");
     }
+    if p.is_tls() {
+        class.push_str(" tls");
+    }
+    let library = p.tls.map(|t| t.library.to_string()).unwrap_or_default();
     rsx! {
-        div { key: "{id}", class: "{class}", "data-id": "{id}", "data-ts": "{p.timestamp_ns}", "data-row": "{i}",
+        div { key: "{id}", class: "{class}", "data-id": "{id}", "data-ts": "{p.timestamp_ns}", "data-row": "{i}", "data-tls": "{library}",
             onclick: move |e: MouseEvent| {
                 let m = e.modifiers();
                 d.call(PacketsMsg::Select { id, extend: m.ctrl() || m.shift() || m.meta() })
@@ -334,10 +356,18 @@ fn packet_row(i: usize, p: &Arc<CapturedPacket>, selected: bool, d: D) -> Elemen
             span { {fmt_time(p.timestamp_ns)} }
             span { "{p.pid}/{p.comm}" }
             span { "{p.direction}" }
-            span { "{dec.protocol}" }
+            if p.is_tls() {
+                span { class: "badge tls", title: "TLS plaintext ({library}), decrypted: taken from the TLS library, not the wire", "TLS {library}" }
+            } else {
+                span { "{dec.protocol}" }
+            }
             span { {endpoint(dec.local_addr, dec.local_port)} }
             span { {endpoint(dec.remote_addr, dec.remote_port)} }
-            span { "{p.orig_len}" }
+            if p.is_tls() {
+                span { title: "bytes of plaintext", "{dec.payload_size}" }
+            } else {
+                span { "{p.orig_len}" }
+            }
             span { "{p.verdict}" }
         }
     }
@@ -450,8 +480,8 @@ fn header_fields(p: &CapturedPacket) -> Vec<(&'static str, Vec<(&'static str, St
     out
 }
 
-/// Offsets + hex, and ASCII, side by side (16 bytes a line).
-fn hex_view(bytes: &[u8], payload_offset: usize) -> Element {
+/// Offsets + hex, and ASCII, side by side (16 bytes a line), with a line saying what the bytes are.
+fn hex_view(bytes: &[u8], label: String) -> Element {
     let mut hex = String::new();
     let mut ascii = String::new();
     for (n, chunk) in bytes.chunks(16).enumerate() {
@@ -465,14 +495,30 @@ fn hex_view(bytes: &[u8], payload_offset: usize) -> Element {
             pre { class: "hexcol", "{hex}" }
             pre { class: "asciicol", "{ascii}" }
         }
-        div { class: "muted", "{bytes.len()} bytes captured; payload from offset {payload_offset}" }
+        div { class: "muted", id: "hex-label", "{label}" }
     }
+}
+
+/// What a packet's hex view shows: the bytes captured and where the payload starts.
+fn packet_bytes_label(p: &CapturedPacket) -> String {
+    format!("{} bytes captured; payload from offset {}", p.data.len(), p.decoded.payload_offset)
+}
+
+/// What a TLS record's hex view shows: its plaintext, from the library.
+fn plaintext_label(p: &CapturedPacket, library: pidcap_packet::TlsLibrary) -> String {
+    let kept = p.payload().len();
+    let whole = p.decoded.payload_size as usize;
+    let of = if whole > kept { format!(" (of {whole}: cut at the snap length)") } else { String::new() };
+    format!("{kept} bytes of plaintext{of}, taken from the TLS library ({library}), not from the wire")
 }
 
 fn detail(app: &App, d: D) -> Element {
     let Some(p) = app.packets.focused_packet() else {
         return rsx! { div { class: "panel", h2 { "Packet" } p { class: "muted", "Click a packet to see its headers and bytes." } } };
     };
+    if let Some(tls) = p.tls {
+        return record_detail(p, tls, d);
+    }
     let fields = header_fields(p);
     let dir = if p.direction == Direction::Inbound { "received by" } else { "sent by" };
     rsx! {
@@ -486,9 +532,48 @@ fn detail(app: &App, d: D) -> Element {
                     }
                 }
             }
-            {hex_view(&p.data, p.decoded.payload_offset as usize)}
+            {hex_view(&p.data, packet_bytes_label(p))}
             div { class: "row", style: "margin-top:6px",
                 button { id: "edit-packet", onclick: move |_| d.call(EditorMsg::Open), "Edit payload" }
+                button { id: "export-pcapng", onclick: move |_| d.call(PacketsMsg::ExportPcapng), "Export selection to pcapng" }
+            }
+        }
+    }
+}
+
+/// A TLS plaintext record: its connection, the library call, and the plaintext
+/// (the synthesized headers that carry it inside pidcap are not shown: they
+/// never crossed the wire).
+fn record_detail(p: &CapturedPacket, tls: pidcap_packet::TlsInfo, d: D) -> Element {
+    let dec = &p.decoded;
+    let (dir, arrow) = if p.direction == Direction::Inbound { ("read by", "from") } else { ("written by", "to") };
+    let fields = vec![
+        ("library", tls.library.to_string()),
+        ("thread", tls.tid.to_string()),
+        (
+            "connection",
+            format!(
+                "{} {arrow} {}",
+                endpoint(dec.local_addr, dec.local_port),
+                endpoint(dec.remote_addr, dec.remote_port)
+            ),
+        ),
+        ("socket cookie", p.socket_cookie.to_string()),
+        ("plaintext length", dec.payload_size.to_string()),
+        ("offset in the stream", dec.tcp_seq.unwrap_or(0).to_string()),
+    ];
+    rsx! {
+        div { class: "panel record", id: "packet-detail", "data-tls": "{tls.library}",
+            h2 { "TLS plaintext record #{p.id} — {dir} {p.pid}/{p.comm} " span { class: "badge tls", "decrypted" } }
+            p { class: "muted", "Plaintext the process handed to (or got from) its TLS library, {tls.library}; on the wire these bytes were encrypted." }
+            dl { class: "hdr",
+                for (k, v) in fields {
+                    dt { "{k}" } dd { "{v}" }
+                }
+            }
+            {hex_view(p.payload(), plaintext_label(p, tls.library))}
+            div { class: "row", style: "margin-top:6px",
+                button { id: "edit-packet", onclick: move |_| d.call(EditorMsg::Open), "Edit plaintext" }
                 button { id: "export-pcapng", onclick: move |_| d.call(PacketsMsg::ExportPcapng), "Export selection to pcapng" }
             }
         }
@@ -500,10 +585,16 @@ fn editor(app: &App, d: D) -> Element {
     let hex_class = if e.hex_error.is_some() { "bad" } else { "" };
     let ascii_class = if e.ascii_error.is_some() { "bad" } else { "" };
     let modified = if e.is_modified() { "modified" } else { "as captured" };
-    let from = if e.packet_id == 0 { "library entry".to_string() } else { format!("packet #{}", e.packet_id) };
+    let from = match (e.packet_id, e.record) {
+        (0, None) => "library entry".to_string(),
+        (0, Some(t)) => format!("TLS plaintext ({}) of a library entry", t.library),
+        (id, None) => format!("packet #{id}"),
+        (id, Some(t)) => format!("TLS plaintext record #{id} ({})", t.library),
+    };
+    let what = if e.record.is_some() { "plaintext" } else { "payload" };
     rsx! {
-        div { class: "panel", id: "editor",
-            h2 { "Edit payload of {from} — {e.payload.len()} bytes, {modified}" }
+        div { class: "panel", id: "editor", "data-tls": e.record.map(|t| t.library.to_string()).unwrap_or_default(),
+            h2 { "Edit {what} of {from} — {e.payload.len()} bytes, {modified}" }
             div { class: "editor",
                 div { b { "hex" }
                     textarea { id: "edit-hex", class: "{hex_class}", spellcheck: "false", value: "{e.hex_text}", "data-value": "{e.hex_text}",
@@ -562,6 +653,20 @@ fn resend(app: &App, d: D) -> Element {
                     if app.editor.as_ref().is_some_and(|e| e.is_modified()) { "Send edited" } else { "Send" } }
                 button { id: "resend-stop", disabled: !r.running(), onclick: move |_| d.call(ResendMsg::Stop), "Stop" }
             }
+            if r.form.mode == Mode::Connect {
+                div { class: "row", id: "resend-tls-row",
+                    label { input { id: "resend-tls", r#type: "checkbox", checked: r.form.tls, "data-value": "{r.form.tls}",
+                        onchange: move |e: FormEvent| d.call(ResendMsg::SetTls(e.checked())) } " over TLS" }
+                    if r.form.tls {
+                        label { "SNI " input { id: "resend-sni", size: "18", placeholder: "server name (none for an IP)", value: "{r.form.sni}", "data-value": "{r.form.sni}",
+                            oninput: move |e: FormEvent| d.call(ResendMsg::SetSni(e.value())) } }
+                        label { "CA " input { id: "resend-ca", size: "18", placeholder: "PEM file (system roots)", value: "{r.form.ca}", "data-value": "{r.form.ca}",
+                            oninput: move |e: FormEvent| d.call(ResendMsg::SetCa(e.value())) } }
+                        label { title: "do not check the server's certificate", input { id: "resend-insecure", r#type: "checkbox", checked: r.form.insecure, "data-value": "{r.form.insecure}",
+                            onchange: move |e: FormEvent| d.call(ResendMsg::SetInsecure(e.checked())) } " insecure" }
+                    }
+                }
+            }
             if let Some(e) = &r.error { div { class: "err", "{e}" } }
             if let Some(l) = job_line { div { id: "resend-job", "{l}" } }
             if let Some(s) = &r.summary {
@@ -570,7 +675,12 @@ fn resend(app: &App, d: D) -> Element {
             }
             div { class: "statuses", id: "resend-statuses",
                 for s in r.statuses.iter().rev().take(50) {
-                    div { key: "{s.seq}", class: if s.ok { "ok" } else { "err" }, "{s}" }
+                    div { key: "{s.seq}", class: if s.ok { "ok" } else { "err" }, "{s}"
+                        if let Some(text) = s.reply.as_ref().and_then(|r| r.text.as_deref()) {
+                            pre { class: "reply", title: "the decrypted reply (escapes as in the editor)",
+                                {text.chars().take(2000).collect::<String>()} }
+                        }
+                    }
                 }
             }
         }
@@ -621,6 +731,7 @@ fn capture_tab(app: &App, d: D) -> Element {
                 {counters(app)}
                 {chart(app)}
             }
+            {tls_coverage(app)}
         }
         div { class: "grid",
             div { {packet_list(app, d)} }
@@ -723,7 +834,11 @@ fn library_tab(app: &App, d: D) -> Element {
                                     onchange: { let id = it.id; move |_| d.call(LibraryMsg::ToggleChecked(id)) } } }
                                 td { a { href: "#", onclick: { let id = it.id; move |e: MouseEvent| { e.prevent_default(); d.call(LibraryMsg::Open(id)) } }, "{it.name}" } }
                                 td { for t in it.tags.iter() { span { class: "chip", "{t}" } } }
-                                td { "{it.packet.decoded.protocol}" }
+                                if let Some(t) = it.packet.tls {
+                                    td { span { class: "badge tls", title: "a TLS plaintext record: taken from the TLS library, not the wire", "TLS {t.library}" } }
+                                } else {
+                                    td { "{it.packet.decoded.protocol}" }
+                                }
                                 td { {endpoint(it.packet.decoded.remote_addr, it.packet.decoded.remote_port)} }
                                 td { "{it.packet.data.len()}" }
                                 td { class: "muted", "{it.packet.pid}/{it.packet.comm}" }
@@ -741,7 +856,10 @@ fn library_tab(app: &App, d: D) -> Element {
                         div { class: "row", style: "margin-top:4px", input { id: "lib-edit-tags", style: "flex:1", value: "{e.tags}", "data-value": "{e.tags}", oninput: move |ev: FormEvent| d.call(LibraryMsg::SetEditTags(ev.value())) } }
                         div { class: "row", style: "margin-top:4px",
                             textarea { id: "lib-edit-description", style: "flex:1", value: "{e.description}", "data-value": "{e.description}", oninput: move |ev: FormEvent| d.call(LibraryMsg::SetEditDescription(ev.value())) } }
-                        {hex_view(&e.packet.data, e.packet.decoded.payload_offset as usize)}
+                        {match e.packet.tls {
+                            Some(t) => hex_view(e.packet.payload(), plaintext_label(&e.packet, t.library)),
+                            None => hex_view(&e.packet.data, packet_bytes_label(&e.packet)),
+                        }}
                         div { class: "row", style: "margin-top:6px",
                             button { id: "lib-save-edit", class: "primary", onclick: move |_| d.call(LibraryMsg::SaveEdit), "Save changes" }
                             button { onclick: move |_| d.call(EditorMsg::OpenLibraryEntry), "Edit payload and resend…" }

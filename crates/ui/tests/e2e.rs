@@ -323,3 +323,93 @@ fn run_a_command_and_capture_it_from_its_first_packet() {
     // The filter matches the payload's text: that row is the first datagram.
     newest_row(&b, "the command's first datagram", |row| row.contains("UDP") && row.contains("127.0.0.1:9"));
 }
+
+/// A TLS client's request, decrypted by the kernel layer's uprobes on its
+/// TLS library (python's ssl: OpenSSL), is listed marked as decrypted,
+/// selected by the display filter, and opens in the hex/ASCII view with the
+/// request line, labelled as taken from the library; the target's coverage
+/// and the TLS counter are shown; edited, it is replayed over a fresh TLS
+/// connection and the server's decrypted answer is shown.
+#[test]
+fn a_tls_clients_decrypted_request_is_listed_marked_and_opens_as_plaintext() {
+    pidcap_testkit::require!(Root, Tool("chromium"), Tool("chromedriver"), Tool("openssl"), Tool("python3"));
+    let (stack, b) = open_ui();
+    let dir = stack.dir.path().to_path_buf();
+    let certs = test_certificates(&dir);
+    let (ca, cert, key) = (&certs.ca, &certs.cert, &certs.key);
+    let log = dir.join("https.log");
+    let mut server =
+        python_here(&["https-server", cert.to_str().unwrap(), key.to_str().unwrap(), log.to_str().unwrap()]);
+    let port = server.wait_line().trim().strip_prefix("ready ").expect("ready PORT").to_string();
+    let path = "/tls-secret-path";
+    let client = python_here(&["https-client", ca.to_str().unwrap(), &port, path]);
+    let request_line = format!("GET {path} HTTP/1.1");
+    wait_for("the client's first request at the server", STEP, || holds(&log, request_line.as_bytes()).then_some(()));
+
+    capture_pid(&b, client.pid());
+    b.tab("capture");
+    // Its library is named.
+    let pid = client.pid();
+    let coverage = wait_for("the client's TLS coverage", STEP, || {
+        let t = b.text(&format!("#tls-coverage .covered[data-pid='{pid}']"));
+        (!t.is_empty()).then_some(t)
+    });
+    assert!(coverage.contains("openssl") && coverage.contains("libssl"), "{coverage}");
+    // Its requests, decrypted, are rows of their own, marked.
+    b.fill("#display-filter", "tls out tls-secret-path");
+    let id = newest_row(&b, "a decrypted request row", |row| row.contains("TLS openssl") && row.contains(&port));
+    let row = format!("#packet-list .pkt[data-id='{id}']");
+    let marked = b.js(
+        "const r = document.querySelector(arguments[0]); return [r.className, r.dataset.tls, getComputedStyle(r).backgroundColor]",
+        json!([row]),
+    );
+    assert!(marked[0].as_str().unwrap_or("").split(' ').any(|c| c == "tls"), "{marked}");
+    assert_eq!(marked[1], "openssl");
+    // The wire's packets of the same connection are there too, without the mark.
+    b.fill("#display-filter", &format!("wire tcp {port}"));
+    newest_row(&b, "the connection's encrypted packets", |row| row.contains("TCP") && !row.contains("TLS openssl"));
+    b.fill("#display-filter", "tls out tls-secret-path");
+    newest_row(&b, "the decrypted rows again", |row| row.contains("TLS openssl"));
+    // Opened: the plaintext in the hex/ASCII view, labelled as the library's.
+    b.click(&row);
+    wait_for("the record's details", STEP, || {
+        b.text("#packet-detail h2").to_lowercase().contains(&format!("tls plaintext record #{id} ")).then_some(())
+    });
+    let ascii = b.text("#hex-view .asciicol").replace('\n', "");
+    assert!(ascii.contains(&request_line), "the request line in the ASCII column: {ascii}");
+    let label = b.text("#hex-label");
+    assert!(label.contains("taken from the TLS library (openssl), not from the wire"), "{label}");
+    wait_for("the TLS records counter", STEP, || {
+        (b.text("#counter-TLS-records b").trim().parse::<u64>().unwrap_or(0) > 0).then_some(())
+    });
+    b.screenshot("9-tls-record");
+    // The editor opens on the plaintext, and the resend form on connect mode over TLS.
+    b.click("#edit-packet");
+    wait_for("the editor on the record", STEP, || {
+        b.text("#editor h2").to_lowercase().contains(&format!("tls plaintext record #{id} ")).then_some(())
+    });
+    let shown = b.value("#edit-ascii").unwrap_or_default();
+    assert!(shown.starts_with(&format!("{request_line}\\r\\n")), "{shown}");
+    b.wait_value("#resend-mode", "connect");
+    b.wait_value("#resend-tls", "true");
+    // Edited and replayed over a fresh TLS connection (the daemon checks the
+    // server's certificate against the test's CA): the server gets it and its
+    // decrypted echo is shown.
+    b.fill("#edit-ascii", &shown.replacen(path, "/tls-resent-by-ui", 1));
+    let edited = format!("GET /tls-resent-by-ui HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    b.wait_value("#edit-hex", &pidcap_ui::editor::format_hex(edited.as_bytes()));
+    b.fill("#resend-ca", ca.to_str().unwrap());
+    b.fill("#resend-count", "1");
+    b.screenshot("10-tls-editor");
+    let summary = resend(&b);
+    let summary = summary.unwrap_or_else(|e| panic!("the TLS resend failed: {e}: {}", b.text("#resend-statuses")));
+    eprintln!("TLS resend: {summary}");
+    wait_for("the edited request at the server, over TLS", STEP, || holds(&log, edited.as_bytes()).then_some(()));
+    let status = wait_for("the decrypted reply in the status", STEP, || {
+        let t = b.text("#resend-statuses");
+        t.contains("echo: GET /tls-resent-by-ui HTTP/1.1").then_some(t)
+    });
+    assert!(!status.contains("NOT verified"), "the certificate was checked: {status}");
+    b.screenshot("11-tls-resend");
+    drop(client);
+}

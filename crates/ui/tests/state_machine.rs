@@ -4,8 +4,8 @@ use pidcap_api::protocol::{ApiError, ErrorCode, FilterInfo, SendStatus, Started,
 use pidcap_api::ClientError;
 use pidcap_engine::rules::{Action as RuleAction, Rule};
 use pidcap_packet::build::{build, flags, TcpFields, Transport};
-use pidcap_packet::{CapturedPacket, Direction, Verdict};
-use pidcap_resend::{EndReason, Mode};
+use pidcap_packet::{CapturedPacket, Direction, TlsInfo, TlsLibrary, TlsRecord, Verdict};
+use pidcap_resend::{EndReason, Mode, TlsOptions};
 use pidcap_ui::error::{Problem, Task};
 use pidcap_ui::state::{
     update, App, AppMsg, CaptureMsg, EditorMsg, Effect, LibraryMsg, PacketsMsg, ProcessesMsg, ResendMsg, RulesMsg, Tab,
@@ -165,6 +165,7 @@ fn select_edit_and_resend() {
         (req.packet, req.data.as_deref(), req.mode, req.count, req.interval_ms),
         (Some(1), Some("4849"), Some(Mode::Connect), Some(3), Some(50))
     );
+    assert_eq!(req.tls, None, "a packet's connect mode is plain unless asked");
     assert!(app.resend.running());
     // The job as the daemon reports it (`inject`'s reply).
     let job: pidcap_api::protocol::JobInfo = serde_json::from_value(serde_json::json!({
@@ -346,4 +347,157 @@ fn an_http_request_edited_in_the_ascii_pane_keeps_its_crlfs() {
     let fx = update(&mut app, LibraryMsg::SaveSelected);
     let [Effect::LibrarySave { packets, .. }] = fx.as_slice() else { panic!("{fx:?}") };
     assert_eq!(packets[0].payload(), edited);
+}
+
+/// A TLS plaintext record of the connection 127.0.0.1:40000 -> 10.0.0.9:443 (the one `tcp_with` packets are on).
+fn record(id: u64, plaintext: &[u8]) -> CapturedPacket {
+    CapturedPacket::tls_record(TlsRecord {
+        id,
+        timestamp_ns: 1_700_000_000_000_000_000 + id * 1_000_000,
+        pid: 42,
+        comm: "target".into(),
+        socket_cookie: 7,
+        direction: Direction::Outbound,
+        local: "127.0.0.1:40000".parse().unwrap(),
+        remote: "10.0.0.9:443".parse().unwrap(),
+        info: TlsInfo { tid: 43, library: TlsLibrary::Openssl },
+        plaintext,
+        true_len: plaintext.len() as u64,
+        stream_offset: 0,
+    })
+}
+
+#[test]
+fn tls_records_are_listed_with_their_connection_marked_filterable_and_edited_as_plaintext() {
+    let mut app = App::new();
+    update(&mut app, started(vec![42]));
+    let request = b"GET /secret HTTP/1.1\r\nHost: x\r\n\r\n";
+    let ciphertext = b"\x17\x03\x03\x00\x20 encrypted bytes";
+    update(&mut app, arrived(vec![tcp_with(1, 443, ciphertext), record(2, request), tcp_with(3, 443, ciphertext)]));
+    // Listed in capture order, beside the packets of its connection, and told apart.
+    assert_eq!(app.packets.shown, [1, 2, 3]);
+    let rows = app.packets.visible_rows();
+    assert_eq!(rows.iter().map(|(_, p)| p.is_tls()).collect::<Vec<_>>(), [false, true, false]);
+    let (wire, rec) = (&rows[0].1, &rows[1].1);
+    assert_eq!(
+        (rec.decoded.local_port, rec.decoded.remote_port, rec.socket_cookie),
+        (wire.decoded.local_port, wire.decoded.remote_port, wire.socket_cookie)
+    );
+    // The chart counts packets, not records.
+    assert_eq!(app.packets.rate.series().iter().map(|(i, o)| i + o).sum::<u32>(), 2);
+    // The display filter selects records, and packets without them.
+    for (f, want) in [
+        ("tls", vec![2]),
+        ("wire", vec![1, 3]),
+        ("tls secret", vec![2]),
+        ("tls:openssl port:443", vec![2]),
+        ("tls:gnutls", vec![]),
+        ("", vec![1, 2, 3]),
+    ] {
+        update(&mut app, PacketsMsg::SetFilter(f.into()));
+        assert_eq!(app.packets.filter_error, None, "{f}");
+        assert_eq!(app.packets.shown.iter().copied().collect::<Vec<_>>(), want, "{f}");
+    }
+    // Picking the record sets the resend form up for it: connect mode, over TLS.
+    assert_eq!((app.resend.form.mode, app.resend.form.tls), (Mode::Socket, false));
+    update(&mut app, PacketsMsg::Select { id: 2, extend: false });
+    assert_eq!((app.resend.form.mode, app.resend.form.tls), (Mode::Connect, true));
+    // It opens in the editor with its plaintext, as the record's.
+    update(&mut app, EditorMsg::Open);
+    let e = app.editor.as_ref().unwrap();
+    assert_eq!(e.record, Some(TlsInfo { tid: 43, library: TlsLibrary::Openssl }));
+    assert_eq!((e.packet_id, e.payload.as_slice()), (2, &request[..]));
+    assert_eq!(e.ascii_text, "GET /secret HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n");
+    let edited = e.ascii_text.replacen("/secret", "/edited", 1);
+    update(&mut app, EditorMsg::Ascii(edited));
+    // Its plaintext never goes into the process's own (encrypted) connection, a raw packet, or a plain connection.
+    for (mode, tls) in [(Mode::Socket, true), (Mode::Raw, true), (Mode::Connect, false)] {
+        update(&mut app, ResendMsg::SetMode(mode));
+        update(&mut app, ResendMsg::SetTls(tls));
+        assert!(update(&mut app, ResendMsg::Start).is_empty(), "{mode} tls {tls}");
+        let error = app.resend.error.as_deref().unwrap_or_default();
+        assert!(error.contains("connect mode only, over TLS"), "{error}");
+    }
+    update(&mut app, ResendMsg::SetMode(Mode::Connect));
+    update(&mut app, ResendMsg::SetTls(true));
+    let fx = update(&mut app, ResendMsg::Start);
+    let [Effect::Inject(args)] = fx.as_slice() else { panic!("{fx:?}") };
+    assert_eq!((args.packet, args.mode), (Some(2), Some(Mode::Connect)));
+    assert_eq!(
+        args.tls,
+        Some(TlsOptions::default()),
+        "empty fields: the defaults (no SNI for an address, system roots)"
+    );
+    update(&mut app, ResendMsg::SetSni(" example.org ".into()));
+    update(&mut app, ResendMsg::SetCa("/etc/test-ca.pem".into()));
+    update(&mut app, ResendMsg::SetInsecure(true));
+    let fx = update(&mut app, ResendMsg::Start);
+    let [Effect::Inject(args)] = fx.as_slice() else { panic!("{fx:?}") };
+    let want = TlsOptions {
+        sni: Some("example.org".into()),
+        insecure: true,
+        ca: Some("/etc/test-ca.pem".into()),
+        ..TlsOptions::default()
+    };
+    assert_eq!(args.tls, Some(want));
+    assert_eq!(args.data.as_deref(), Some(pidcap_packet::to_hex(b"GET /edited HTTP/1.1\r\nHost: x\r\n\r\n").as_str()));
+    // A packet picked after it puts the form back as it is for packets.
+    update(&mut app, PacketsMsg::Select { id: 3, extend: false });
+    assert_eq!((app.resend.form.mode, app.resend.form.tls), (Mode::Socket, false));
+    update(&mut app, EditorMsg::Open);
+    assert_eq!(app.editor.as_ref().unwrap().record, None);
+}
+
+#[test]
+fn the_capture_view_names_each_targets_tls_library_or_says_it_has_none_and_counts_records() {
+    use pidcap_api::protocol::{State, TargetInfo};
+    use pidcap_engine::{CaptureStats, KernelCounters, TlsLibraryFile};
+    let target = |pid: u32, comm: &str, alive: bool, tls: Option<Vec<TlsLibraryFile>>| TargetInfo {
+        pid,
+        comm: Some(comm.into()),
+        alive,
+        requested: true,
+        tls,
+    };
+    let libssl = TlsLibraryFile { library: TlsLibrary::Openssl, path: "/usr/lib/x86_64-linux-gnu/libssl.so.3".into() };
+    let st = State {
+        running: true,
+        session: 1,
+        settings: None,
+        targets: vec![
+            target(10, "curl", true, Some(vec![libssl])),
+            target(11, "static-go", true, Some(vec![])),
+            target(12, "unknown", true, None),
+            target(13, "gone", false, Some(vec![])),
+        ],
+        names: vec![],
+        stats: CaptureStats {
+            kernel: KernelCounters { tls_records: 5, tls_dropped: 1, ..KernelCounters::default() },
+            ..CaptureStats::default()
+        },
+        oldest_id: None,
+        newest_id: None,
+        filters: vec![],
+        subscribers: 1,
+        daemon_pid: 1,
+        protocol: 2,
+    };
+    let mut app = App::new();
+    assert!(app.capture.tls_notices().is_empty());
+    update(&mut app, AppMsg::DaemonState(Box::new(st)));
+    let notices = app.capture.tls_notices();
+    assert_eq!(notices.iter().map(|n| (n.pid, n.covered)).collect::<Vec<_>>(), [(10, true), (11, false)]);
+    assert_eq!(
+        notices[0].text,
+        "pid 10 (curl): TLS plaintext taken from openssl (/usr/lib/x86_64-linux-gnu/libssl.so.3)"
+    );
+    assert!(
+        notices[1].text.starts_with(
+            "pid 11 (static-go) maps no supported TLS library: its TLS traffic is encrypted only (looked for "
+        ),
+        "{}",
+        notices[1].text
+    );
+    assert!(notices[1].text.contains("GnuTLS"), "{}", notices[1].text);
+    assert_eq!((app.capture.stats.kernel.tls_records, app.capture.stats.kernel.tls_dropped), (5, 1));
 }

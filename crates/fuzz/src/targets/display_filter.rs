@@ -52,6 +52,8 @@ fn term_kind(t: &Term) -> u64 {
         Term::Pid(_) => 5,
         Term::Net(n) => 6 + n.addr().is_ipv4() as u64,
         Term::Text(_) => 8,
+        Term::Tls(_) => 9,
+        Term::Wire => 10,
     }
 }
 
@@ -99,6 +101,12 @@ fn fitting(t: &Term, seed: u64) -> CapturedPacket {
         }
         Term::Pid(pid) => CapturedPacket { pid: *pid, ..packet(seed, None, None, b"") },
         Term::Net(n) => packet(seed, Some(n.addr()), None, b""),
+        Term::Tls(library) => {
+            let library = library.unwrap_or(pidcap_packet::TlsLibrary::Openssl);
+            let tls = Some(pidcap_packet::TlsInfo { tid: 1, library });
+            CapturedPacket { tls, ..packet(seed, None, Some(Protocol::Tcp), b"") }
+        }
+        Term::Wire => packet(seed, None, None, b""),
         Term::Text(text) => {
             // In the payload when it fits one packet, else in the process name.
             if text.len() < 60_000 {

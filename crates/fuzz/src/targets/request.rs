@@ -13,7 +13,7 @@
 //! waits (its first send is immediate, and it is stopped after it).
 
 use super::{outcome, text_shape};
-use pidcap_api::protocol::{parse_request, Reply, MAX_REQUEST_BYTES, VERSION};
+use pidcap_api::protocol::{parse_request, Reply, MAX_REQUEST_BYTES, OLDEST_VERSION, VERSION};
 use pidcap_engine::rules::{Action, Rule};
 use pidcap_resend::send::{Sender, Sent};
 use pidcap_resend::{InjectArgs, SendError};
@@ -79,7 +79,8 @@ fn line_outcome(line: &[u8]) -> u64 {
             outcome(&[2, text_shape(&reply.error.map(|e| e.message).unwrap_or_default())])
         }
         Ok(req) => {
-            assert_eq!(req.v, VERSION);
+            assert!((OLDEST_VERSION..=VERSION).contains(&req.v), "version {} read", req.v);
+            assert_eq!(value.as_ref().and_then(|v| v.get("v")).and_then(Value::as_u64), Some(u64::from(req.v)));
             assert_eq!(Some(req.id), own_id);
             let bytes = serde_json::to_vec(&req).expect("a request serializes");
             let back = parse_request(&bytes).unwrap_or_else(|e| panic!("a request written back fails: {:?}", e.1));

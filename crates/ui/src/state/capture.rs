@@ -1,5 +1,6 @@
 //! The capture: starting it (on the processes ticked, or on a command run for
-//! it), stopping it, its targets and the daemon's counters.
+//! it), stopping it, its targets (with their TLS coverage) and the daemon's
+//! counters (the TLS plaintext records' among them).
 
 use super::{App, Effect, Level, Tab};
 use pidcap_api::protocol::{Started, TargetInfo};
@@ -30,7 +31,54 @@ pub enum CaptureMsg {
     },
 }
 
+/// The TLS libraries the kernel layer looks for, as the coverage notice names them.
+pub const TLS_LIBRARIES_LOOKED_FOR: &str = "OpenSSL/LibreSSL/BoringSSL (libssl), GnuTLS, NSS";
+
+/// What the capture view says about one target's TLS traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsNotice {
+    pub pid: u32,
+    /// Its plaintext is taken (from these libraries) or not (none mapped).
+    pub covered: bool,
+    pub text: String,
+}
+
 impl Capture {
+    /// For each live target whose coverage the daemon reports: which TLS
+    /// library its plaintext comes from, or that it maps none (its TLS
+    /// traffic is then seen encrypted only).
+    pub fn tls_notices(&self) -> Vec<TlsNotice> {
+        self.targets
+            .iter()
+            .filter(|t| t.alive)
+            .filter_map(|t| {
+                let libs = t.tls.as_ref()?;
+                let who = match &t.comm {
+                    Some(c) => format!("pid {} ({c})", t.pid),
+                    None => format!("pid {}", t.pid),
+                };
+                Some(if libs.is_empty() {
+                    TlsNotice {
+                        pid: t.pid,
+                        covered: false,
+                        text: format!(
+                            "{who} maps no supported TLS library: its TLS traffic is encrypted only \
+                             (looked for {TLS_LIBRARIES_LOOKED_FOR})"
+                        ),
+                    }
+                } else {
+                    let names: Vec<String> =
+                        libs.iter().map(|l| format!("{} ({})", l.library, l.path.display())).collect();
+                    TlsNotice {
+                        pid: t.pid,
+                        covered: true,
+                        text: format!("{who}: TLS plaintext taken from {}", names.join(", ")),
+                    }
+                })
+            })
+            .collect()
+    }
+
     pub(super) fn apply_state(&mut self, running: bool, targets: Vec<TargetInfo>, stats: CaptureStats) {
         self.running = running;
         self.targets = targets;

@@ -1,5 +1,5 @@
-//! The payload editor: opened on the focused packet or on a library entry,
-//! edited as hex or as ASCII (see [`crate::editor::Editor`]), reset, closed.
+//! The payload editor: opened on the focused packet or on a library entry
+//! (a TLS plaintext record's plaintext, for a record), edited as hex or as ASCII (see [`crate::editor::Editor`]), reset, closed.
 //! Its state is `App::editor` (None when closed).
 
 use super::{App, Effect, Level, Tab};
@@ -24,12 +24,16 @@ pub enum EditorMsg {
 pub(super) fn update(app: &mut App, msg: EditorMsg) -> Vec<Effect> {
     match msg {
         EditorMsg::Open => match app.packets.focused_packet() {
-            Some(p) => app.editor = Some(Editor::new(p.id, p.payload())),
+            Some(p) => {
+                app.resend.form.follow(p);
+                app.editor = Some(Editor::of(p.id, p));
+            }
             None => app.notify(Level::Error, "Pick a packet in the list first."),
         },
         EditorMsg::OpenLibraryEntry => {
             if let Some(e) = &app.library.open {
-                app.editor = Some(Editor::new(0, e.packet.payload()));
+                app.resend.form.follow(&e.packet);
+                app.editor = Some(Editor::of(0, &e.packet));
                 app.tab = Tab::Capture;
             }
         }

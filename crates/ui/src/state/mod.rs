@@ -28,7 +28,7 @@ pub mod processes;
 pub mod resend;
 pub mod rules;
 
-pub use capture::{Capture, CaptureMsg};
+pub use capture::{Capture, CaptureMsg, TlsNotice, TLS_LIBRARIES_LOOKED_FOR};
 pub use editor::EditorMsg;
 pub use library::{Download, LibEdit, Library, LibraryMsg, SaveForm};
 pub use packets::{Packets, PacketsMsg, Rate, CHART_SECONDS, DEFAULT_CAPACITY, VISIBLE_ROWS};

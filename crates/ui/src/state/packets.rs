@@ -1,5 +1,6 @@
-//! The packet list: the packets this view holds (the newest `capacity`), the
-//! display filter and the rows it lets through, scrolling (virtual: only
+//! The packet list: the packets this view holds (the newest `capacity`; TLS
+//! plaintext records among them, in capture order, beside their
+//! connection's packets), the display filter and the rows it lets through, scrolling (virtual: only
 //! [`VISIBLE_ROWS`] are drawn), selection, and the packets-per-second chart.
 
 use super::{App, Effect, Level};
@@ -154,7 +155,9 @@ impl Packets {
                 continue; // already have it (a backlog overlapping a page)
             }
             self.live_received += 1;
-            self.rate.add(&p);
+            if !p.is_tls() {
+                self.rate.add(&p); // packets per second: records are not packets
+            }
             if self.filter.matches(&p) {
                 self.shown.push_back(p.id);
             }
@@ -222,6 +225,9 @@ pub(super) fn update(app: &mut App, msg: PacketsMsg) -> Vec<Effect> {
                 p.selected.insert(id);
             }
             p.focused = Some(id);
+            if let Some(focused) = p.packet(id).cloned() {
+                app.resend.form.follow(&focused);
+            }
         }
         PacketsMsg::SelectAllShown => p.selected = p.shown.iter().copied().collect(),
         PacketsMsg::ExportPcapng => {

@@ -1,11 +1,18 @@
-//! Resending: the form (mode, count, interval, loop), the `inject` request it
-//! makes from the editor, the focused packet or a library entry, and the job
-//! the daemon runs, followed send by send until its summary.
+//! Resending: the form (mode, count, interval, loop, TLS), the `inject`
+//! request it makes from the editor, the focused packet or a library entry,
+//! and the job the daemon runs, followed send by send until its summary.
+//!
+//! A TLS plaintext record is resent in connect mode over TLS only (a fresh
+//! TLS connection; its plaintext in clear, in the process's own socket or in
+//! a raw packet would be plaintext where the peer expects TLS): picking a
+//! record switches the form to connect mode with TLS on; picking a packet
+//! again switches it back. The TLS options are pidcap-resend's `TlsOptions`.
 
 use super::{App, Effect, Level};
 use crate::error::Problem;
 use pidcap_api::protocol::{InjectArgs, JobInfo, SendStatus, Summary};
-use pidcap_resend::{JobState, Mode};
+use pidcap_packet::CapturedPacket;
+use pidcap_resend::{JobState, Mode, TlsOptions};
 use std::collections::VecDeque;
 
 /// Send statuses kept for the resend view.
@@ -17,11 +24,53 @@ pub struct ResendForm {
     pub count: String,
     pub interval_ms: String,
     pub forever: bool,
+    /// Connect mode over TLS (a fresh TLS connection per send).
+    pub tls: bool,
+    /// The server name to send and check the certificate against (empty: none, for an IP address).
+    pub sni: String,
+    /// Do not check the server's certificate.
+    pub insecure: bool,
+    /// A PEM file of certificates to trust instead of the system's (read by the UI; empty: the system's).
+    pub ca: String,
+    /// The form was last set up for a TLS plaintext record.
+    pub for_record: bool,
 }
 
 impl Default for ResendForm {
     fn default() -> Self {
-        ResendForm { mode: Mode::Socket, count: "1".into(), interval_ms: "1000".into(), forever: false }
+        ResendForm {
+            mode: Mode::Socket,
+            count: "1".into(),
+            interval_ms: "1000".into(),
+            forever: false,
+            tls: false,
+            sni: String::new(),
+            insecure: false,
+            ca: String::new(),
+            for_record: false,
+        }
+    }
+}
+
+impl ResendForm {
+    /// The TLS options the form says (empty fields: the defaults). `ca` is
+    /// the path typed; the runner reads it with the UI's rights and sends
+    /// its text (`ca_pem`), never the path, to the daemon.
+    pub fn tls_options(&self) -> TlsOptions {
+        let field = |s: &str| Some(s.trim()).filter(|s| !s.is_empty()).map(String::from);
+        TlsOptions { sni: field(&self.sni), insecure: self.insecure, ca: field(&self.ca).map(Into::into), ca_pem: None }
+    }
+
+    /// A packet or a record is about to be resent: a record switches the
+    /// form to connect mode with TLS on, a packet after a record back to
+    /// socket mode without TLS (nothing changes while the kind stays).
+    pub fn follow(&mut self, p: &CapturedPacket) {
+        if p.is_tls() == self.for_record {
+            return;
+        }
+        self.for_record = p.is_tls();
+        self.mode = if self.for_record { Mode::Connect } else { Mode::Socket };
+        self.tls = self.for_record;
     }
 }
 
@@ -47,6 +96,11 @@ pub enum ResendMsg {
     SetInterval(String),
     /// "loop until stopped".
     SetForever(bool),
+    /// "over TLS" (connect mode).
+    SetTls(bool),
+    SetSni(String),
+    SetInsecure(bool),
+    SetCa(String),
     /// Send what the editor shows (or the focused packet as captured).
     Start,
     Stop,
@@ -89,6 +143,10 @@ pub(super) fn update(app: &mut App, msg: ResendMsg) -> Vec<Effect> {
         ResendMsg::SetCount(c) => r.form.count = c,
         ResendMsg::SetInterval(i) => r.form.interval_ms = i,
         ResendMsg::SetForever(f) => r.form.forever = f,
+        ResendMsg::SetTls(t) => r.form.tls = t,
+        ResendMsg::SetSni(n) => r.form.sni = n,
+        ResendMsg::SetInsecure(i) => r.form.insecure = i,
+        ResendMsg::SetCa(c) => r.form.ca = c,
         ResendMsg::Start => return start(app),
         ResendMsg::Stop => {
             if let Some(j) = &r.job {
@@ -134,20 +192,28 @@ fn start(app: &mut App) -> Vec<Effect> {
     let form = app.resend.form.clone();
     let count = form.count.trim().parse::<u64>().ok().filter(|c| *c >= 1);
     let interval = form.interval_ms.trim().parse::<u64>().ok();
-    let (packet, template, payload) = match &app.editor {
+    let (packet, template, payload, record) = match &app.editor {
         Some(e) if !e.is_valid() => {
             Resend::refuse(app, "The edited payload is not valid; fix it before sending.");
             return Vec::new();
         }
-        Some(e) if e.packet_id != 0 => (Some(e.packet_id), None, e.payload.clone()),
-        Some(e) => (None, app.library.open.as_ref().map(|l| l.packet.clone()), e.payload.clone()),
+        Some(e) if e.packet_id != 0 => (Some(e.packet_id), None, e.payload.clone(), e.record.is_some()),
+        Some(e) => (None, app.library.open.as_ref().map(|l| l.packet.clone()), e.payload.clone(), e.record.is_some()),
         None => match app.packets.focused_packet() {
-            Some(p) => (Some(p.id), None, p.payload().to_vec()),
-            None => (None, None, Vec::new()),
+            Some(p) => (Some(p.id), None, p.payload().to_vec(), p.is_tls()),
+            None => (None, None, Vec::new(), false),
         },
     };
     if packet.is_none() && template.is_none() {
         Resend::refuse(app, "Pick a packet to resend first.");
+    } else if record && (form.mode != Mode::Connect || !form.tls) {
+        Resend::refuse(
+            app,
+            "A TLS plaintext record is resent in connect mode only, over TLS: its connection is encrypted, \
+             so its plaintext must not go out in clear, into the process's socket or into a raw packet.",
+        );
+    } else if form.tls && form.mode != Mode::Connect {
+        Resend::refuse(app, "TLS works in connect mode only (a fresh connection).");
     } else if count.is_none() && !form.forever {
         Resend::refuse(app, "The count is a whole number of sends, 1 or more.");
     } else if interval.is_none() {
@@ -167,6 +233,7 @@ fn start(app: &mut App) -> Vec<Effect> {
             count: (!form.forever).then(|| count.unwrap_or(1)),
             forever: form.forever,
             interval_ms: interval,
+            tls: form.tls.then(|| form.tls_options()),
             ..InjectArgs::default()
         }))];
     }
