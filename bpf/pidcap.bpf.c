@@ -25,14 +25,19 @@
  *    both, and a socket's packets belong to a target only when both match.
  *    A tgid is given to another process once the old one is gone; its
  *    stale entry in "targets" then matches nothing of the new process.
+ *  - TLS plaintext (pidcap_tls.bpf.c): uprobes on the TLS libraries' read and
+ *    write calls, syscall tracepoints that find the socket a call uses.
  *
  * Every outcome is counted in the per-CPU "counters" array (pidcap_abi.h).
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
+#include <linux/in6.h>
+#include <linux/ptrace.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include "pidcap_abi.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -141,10 +146,12 @@ struct signal_struct {
 	struct pid *pids[4];
 } __attribute__((preserve_access_index));
 
+struct files_struct;
 struct task_struct {
 	int pid;
 	int tgid;
 	struct signal_struct *signal;
+	struct files_struct *files;
 } __attribute__((preserve_access_index));
 
 /* The key of a task's process (pidcap_target.key): the pidfs inode number of
@@ -477,7 +484,7 @@ static __always_inline int emit_class(struct __sk_buff *skb, const struct pidcap
 	h->direction = dir;
 	h->verdict = (__u8)verdict;
 	h->rule = rule;
-	h->_pad = 0;
+	h->kind = PIDCAP_REC_PACKET;
 	__builtin_memcpy(h->comm, o->comm, PIDCAP_COMM_LEN);
 	if (len > cap)
 		len = cap;
@@ -700,3 +707,5 @@ int pidcap_exit(struct bpf_raw_tracepoint_args *ctx)
 	t->exited = 1;
 	return 0;
 }
+
+#include "pidcap_tls.bpf.c"

@@ -43,6 +43,8 @@ enum pidcap_counter {
 	PIDCAP_CNT_OWNER_FULL = 7,   /* sockets whose owner could not be recorded */
 	PIDCAP_CNT_FORKED = 8,       /* child processes that became targets */
 	PIDCAP_CNT_CONNECT_BLOCKED = 9, /* connect()/sendmsg() refused by a block rule */
+	PIDCAP_CNT_TLS_RECORDS = 10, /* TLS plaintext records written to the ring buffer */
+	PIDCAP_CNT_TLS_DROPPED = 11, /* ... lost: ring full, or the bytes could not be read */
 	PIDCAP_CNT__MAX = 16,
 };
 
@@ -95,6 +97,8 @@ struct pidcap_config {
 	 * rules[base .. base + n) are evaluated in order, where
 	 * n = ruleset & 0xffff (<= PIDCAP_RULES_PER_BANK), base = ruleset >> 16. */
 	__u32 ruleset;
+	__u32 tls;  /* 1: take the plaintext of the targets' TLS library calls */
+	__u32 _pad;
 };
 #define PIDCAP_RULESET_COUNT_MASK 0xffff
 #define PIDCAP_RULESET_BASE_SHIFT 16
@@ -130,8 +134,47 @@ struct pidcap_pkt_hdr {
 	__u8 direction; /* PIDCAP_DIR_* */
 	__u8 verdict;   /* PIDCAP_VERDICT_* */
 	__u16 rule;     /* index of the deciding rule or PIDCAP_NO_RULE */
-	__u32 _pad;
+	__u32 kind;     /* PIDCAP_REC_PACKET */
 	char comm[PIDCAP_COMM_LEN];
+};
+
+/* What a ring buffer record is: its __u32 at offset 36 (pidcap_pkt_hdr.kind,
+ * pidcap_tls_hdr.kind). ts_ns, cookie, tgid, cap_len and direction are at the
+ * same offsets in both headers. */
+#define PIDCAP_REC_PACKET 0
+#define PIDCAP_REC_TLS 1
+
+/* The library of a TLS record (pidcap_tls_hdr.library). */
+#define PIDCAP_TLS_LIB_OPENSSL 0
+#define PIDCAP_TLS_LIB_GNUTLS 1
+#define PIDCAP_TLS_LIB_NSS 2
+
+/* The most plaintext bytes one TLS record keeps (the engine's MAX_TLS_BYTES:
+ * what fits in a synthesized IPv6 + TCP packet). */
+#define PIDCAP_MAX_TLS_BYTES 65475
+
+/* Header of a TLS plaintext record: the plaintext (cap_len bytes) follows.
+ * Addresses are those of the socket the call used (IPv4 as ::ffff:a.b.c.d,
+ * network byte order); family 0 when no socket is known. */
+struct pidcap_tls_hdr {
+	__u64 ts_ns;  /* bpf_ktime_get_ns(), as packets */
+	__u64 cookie; /* socket cookie; 0: not known */
+	__u32 tgid;
+	__u32 tid;
+	__u32 cap_len;
+	__u8 library; /* PIDCAP_TLS_LIB_* */
+	__u8 family;  /* AF_INET, AF_INET6, 0 */
+	__u16 _pad0;
+	__u8 direction; /* PIDCAP_DIR_* */
+	__u8 _pad1[3];
+	__u32 kind; /* PIDCAP_REC_TLS */
+	char comm[PIDCAP_COMM_LEN];
+	__u64 true_len; /* bytes the call carried */
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport; /* host byte order */
+	__u16 rport;
+	__u32 _pad2;
 };
 
 #endif /* PIDCAP_ABI_H */

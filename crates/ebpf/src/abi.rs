@@ -20,6 +20,13 @@ pub const VERDICT_PASS: u8 = 0;
 pub const VERDICT_BLOCKED: u8 = 1;
 pub const NO_RULE: u16 = 0xffff;
 pub const TARGET_FOLLOW_CHILDREN: u32 = 1;
+/// What a ring record is (its u32 at offset 36: [`PktHdr::kind`], [`TlsHdr::kind`]).
+pub const REC_PACKET: u32 = 0;
+pub const REC_TLS: u32 = 1;
+pub const TLS_LIB_OPENSSL: u8 = 0;
+pub const TLS_LIB_GNUTLS: u8 = 1;
+pub const TLS_LIB_NSS: u8 = 2;
+pub const MAX_TLS_BYTES: u32 = 65475;
 
 pub const RULE_ENABLED: u32 = 1;
 pub const RULE_BLOCK: u32 = 2;
@@ -41,6 +48,8 @@ pub mod counter {
     pub const OWNER_FULL: u32 = 7;
     pub const FORKED: u32 = 8;
     pub const CONNECT_BLOCKED: u32 = 9;
+    pub const TLS_RECORDS: u32 = 10;
+    pub const TLS_DROPPED: u32 = 11;
     pub const MAX: u32 = 16;
 }
 
@@ -87,6 +96,9 @@ pub struct Config {
     pub capture: u32,
     /// The active rule list: `base << RULESET_BASE_SHIFT | n`.
     pub ruleset: u32,
+    /// 1: take the plaintext of the targets' TLS library calls.
+    pub tls: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]
@@ -112,8 +124,38 @@ pub struct PktHdr {
     pub direction: u8,
     pub verdict: u8,
     pub rule: u16,
-    pub _pad: u32,
+    /// [`REC_PACKET`].
+    pub kind: u32,
     pub comm: [u8; COMM_LEN],
+}
+
+/// Header of a TLS plaintext record (`struct pidcap_tls_hdr`); the plaintext follows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsHdr {
+    pub ts_ns: u64,
+    /// Socket cookie (0: not known).
+    pub cookie: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub cap_len: u32,
+    /// `TLS_LIB_*`.
+    pub library: u8,
+    /// AF_INET, AF_INET6, or 0 when no socket is known.
+    pub family: u8,
+    pub _pad0: u16,
+    pub direction: u8,
+    pub _pad1: [u8; 3],
+    /// [`REC_TLS`].
+    pub kind: u32,
+    pub comm: [u8; COMM_LEN],
+    pub true_len: u64,
+    /// IPv4 as ::ffff:a.b.c.d, network byte order.
+    pub laddr: [u8; 16],
+    pub raddr: [u8; 16],
+    pub lport: u16,
+    pub rport: u16,
+    pub _pad2: u32,
 }
 
 const _: () = {
@@ -131,8 +173,9 @@ const _: () = {
     assert!(size_of::<Target>() == 16);
     assert!(offset_of!(Target, exited) == 4);
     assert!(offset_of!(Target, key) == 8);
-    assert!(size_of::<Config>() == 16);
+    assert!(size_of::<Config>() == 24);
     assert!(offset_of!(Config, ruleset) == 12);
+    assert!(offset_of!(Config, tls) == 16);
     assert!(size_of::<Rule>() == 32);
     assert!(offset_of!(Rule, port) == 4);
     assert!(offset_of!(Rule, proto) == 6);
@@ -148,7 +191,24 @@ const _: () = {
     assert!(offset_of!(PktHdr, direction) == 32);
     assert!(offset_of!(PktHdr, verdict) == 33);
     assert!(offset_of!(PktHdr, rule) == 34);
+    assert!(offset_of!(PktHdr, kind) == 36);
     assert!(offset_of!(PktHdr, comm) == 40);
+    assert!(size_of::<TlsHdr>() == 104);
+    assert!(offset_of!(TlsHdr, cookie) == offset_of!(PktHdr, cookie));
+    assert!(offset_of!(TlsHdr, tgid) == offset_of!(PktHdr, tgid));
+    assert!(offset_of!(TlsHdr, tid) == 20);
+    assert!(offset_of!(TlsHdr, cap_len) == offset_of!(PktHdr, cap_len));
+    assert!(offset_of!(TlsHdr, library) == 28);
+    assert!(offset_of!(TlsHdr, family) == 29);
+    assert!(offset_of!(TlsHdr, direction) == offset_of!(PktHdr, direction));
+    assert!(offset_of!(TlsHdr, kind) == offset_of!(PktHdr, kind));
+    assert!(offset_of!(TlsHdr, comm) == offset_of!(PktHdr, comm));
+    assert!(offset_of!(TlsHdr, true_len) == 56);
+    assert!(offset_of!(TlsHdr, laddr) == 64);
+    assert!(offset_of!(TlsHdr, raddr) == 80);
+    assert!(offset_of!(TlsHdr, lport) == 96);
+    assert!(offset_of!(TlsHdr, rport) == 98);
+    assert!(MAX_TLS_BYTES as usize == pidcap_packet::tls::MAX_TLS_BYTES);
 };
 
 // SAFETY: every type above is `repr(C)`, `Copy`, made only of integers and
@@ -177,6 +237,25 @@ impl PktHdr {
         // read_unaligned has no alignment requirement, and PktHdr is plain
         // integers, valid for any bit pattern.
         Some(unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<PktHdr>()) })
+    }
+}
+
+/// The kind of a ring record ([`REC_PACKET`] or [`REC_TLS`]), None when too short.
+pub fn record_kind(record: &[u8]) -> Option<u32> {
+    let at = offset_of!(PktHdr, kind);
+    Some(u32::from_ne_bytes(record.get(at..at + 4)?.try_into().ok()?))
+}
+
+impl TlsHdr {
+    /// Read a TLS record header from the start of a ring buffer record.
+    pub fn read(record: &[u8]) -> Option<TlsHdr> {
+        if record.len() < size_of::<TlsHdr>() {
+            return None;
+        }
+        // SAFETY: the slice holds at least size_of::<TlsHdr>() bytes,
+        // read_unaligned has no alignment requirement, and TlsHdr is plain
+        // integers, valid for any bit pattern.
+        Some(unsafe { std::ptr::read_unaligned(record.as_ptr().cast::<TlsHdr>()) })
     }
 }
 
@@ -293,7 +372,15 @@ mod tests {
             ("PIDCAP_CNT_OWNER_FULL", counter::OWNER_FULL.into()),
             ("PIDCAP_CNT_FORKED", counter::FORKED.into()),
             ("PIDCAP_CNT_CONNECT_BLOCKED", counter::CONNECT_BLOCKED.into()),
+            ("PIDCAP_CNT_TLS_RECORDS", counter::TLS_RECORDS.into()),
+            ("PIDCAP_CNT_TLS_DROPPED", counter::TLS_DROPPED.into()),
             ("PIDCAP_CNT__MAX", counter::MAX.into()),
+            ("PIDCAP_REC_PACKET", REC_PACKET.into()),
+            ("PIDCAP_REC_TLS", REC_TLS.into()),
+            ("PIDCAP_TLS_LIB_OPENSSL", TLS_LIB_OPENSSL.into()),
+            ("PIDCAP_TLS_LIB_GNUTLS", TLS_LIB_GNUTLS.into()),
+            ("PIDCAP_TLS_LIB_NSS", TLS_LIB_NSS.into()),
+            ("PIDCAP_MAX_TLS_BYTES", MAX_TLS_BYTES.into()),
         ];
         for (name, value) in expect {
             assert_eq!(h.get(*name), Some(value), "{name} differs between pidcap_abi.h and abi.rs");
@@ -311,6 +398,11 @@ mod tests {
         assert_eq!(h.direction, DIR_OUT);
         assert_eq!(comm_str(&h.comm), b"curl");
         assert!(PktHdr::read(&rec[..10]).is_none());
+        assert_eq!(record_kind(&rec[1..]), Some(REC_PACKET));
+        rec[1 + 36] = REC_TLS as u8;
+        assert_eq!(record_kind(&rec[1..]), Some(REC_TLS));
+        assert!(TlsHdr::read(&rec[1..]).is_none(), "a TLS header is longer than this record");
+        assert_eq!(record_kind(&rec[..20]), None);
     }
 
     #[test]

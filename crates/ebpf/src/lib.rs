@@ -5,7 +5,9 @@
 //!
 //! - [`abi`]: the Rust mirror of `bpf/pidcap_abi.h`, with compile-time size asserts;
 //! - [`sockdiag`]: NETLINK_SOCK_DIAG, for sockets opened before capture started;
-//! - `cgroup`: finding (or mounting) the cgroup2 root.
+//! - `cgroup`: finding (or mounting) the cgroup2 root;
+//! - [`tls`]: the TLS libraries targets map, and attaching the uprobes and
+//!   syscall tracepoints that take their plaintext.
 //!
 //! Every attachment is a `bpf_link` owned by a file descriptor of this
 //! process: when pidcap exits, however it exits (SIGKILL included), the kernel
@@ -14,18 +16,23 @@
 pub mod abi;
 mod cgroup;
 pub mod sockdiag;
+pub mod tls;
 
-use crate::abi::{Config, Owner, PktHdr, PortKey, PortOwner, Target};
+use crate::abi::{Config, Owner, PktHdr, PortKey, PortOwner, Target, TlsHdr};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, Program, ProgramError};
 use aya::{Btf, Ebpf, EbpfLoader};
-use pidcap_engine::backend::{KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket};
+use pidcap_engine::backend::{
+    KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket, RawTls, TlsCoverage,
+};
 use pidcap_engine::error::{EngineError, InvalidInput, Result};
 use pidcap_engine::process::{Process, TargetId};
 use pidcap_engine::procfs::{truncate_comm, Procfs, Status};
 use pidcap_engine::rules::{self, Rule};
 use pidcap_packet::{Direction, Verdict};
+use std::collections::HashMap as StdHashMap;
 use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -53,6 +60,25 @@ pub const PROGRAM_NAMES: &[&str] = &[
     "pidcap_fork",
     "pidcap_exit",
 ];
+
+/// The TLS programs: loaded with the others, attached when a target maps a
+/// supported TLS library (see [`tls`]).
+pub const TLS_PROGRAM_NAMES: &[&str] = &[
+    tls::ENTRY_PROGRAM,
+    tls::RETURN_PROGRAM,
+    "pidcap_tp_wr",
+    "pidcap_tp_wrv",
+    "pidcap_tp_sndto",
+    "pidcap_tp_sndmsg",
+    "pidcap_tp_rd",
+    "pidcap_tp_rdv",
+    "pidcap_tp_rcvfrom",
+    "pidcap_tp_rcvmsg",
+];
+
+/// How often the live targets' maps are read again for TLS libraries
+/// (exec, dlopen, followed children, name matches).
+pub const TLS_RESCAN: Duration = Duration::from_millis(250);
 
 /// How the kernel layer is sized.
 #[derive(Debug, Clone, Copy)]
@@ -119,8 +145,15 @@ pub struct EbpfBackend {
     rules_switched: Option<Instant>,
     config: Config,
     procfs: Procfs,
+    /// The TLS library files attached so far.
+    tls: tls::TlsProbes,
+    /// When the targets' maps were last read for TLS libraries.
+    tls_scanned: Option<Instant>,
+    /// Sockets of TLS records whose cookie the kernel did not have, found by
+    /// their ports: (pid, local port, remote port) -> cookie.
+    tls_cookies: StdHashMap<(u32, u16, u16), u64>,
     /// Holds the programs and their links; dropping it detaches everything.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
 }
 
 /// Capabilities needed, by number, as in linux/capability.h.
@@ -180,6 +213,17 @@ impl EbpfBackend {
                 .ok_or_else(|| EngineError::Unsupported(format!("program {name} missing from the object")))?;
             attach(name, prog, &cg).map_err(|e| program_err(name, e))?;
         }
+        for name in TLS_PROGRAM_NAMES {
+            let prog = ebpf
+                .program_mut(name)
+                .ok_or_else(|| EngineError::Unsupported(format!("program {name} missing from the object")))?;
+            let loaded = match prog {
+                Program::UProbe(p) => p.load(),
+                Program::TracePoint(p) => p.load(),
+                _ => Err(ProgramError::UnexpectedProgramType),
+            };
+            loaded.map_err(|e| program_err(name, e))?;
+        }
 
         let mut take = |name: &'static str| {
             ebpf.take_map(name).ok_or_else(|| EngineError::Unsupported(format!("map {name} missing from the object")))
@@ -210,9 +254,19 @@ impl EbpfBackend {
             counters,
             rules,
             rules_switched: None,
-            config: Config { snaplen: 1500, wakeup_bytes: opts.wakeup_threshold(), capture: 0, ruleset: 0 },
+            config: Config {
+                snaplen: 1500,
+                wakeup_bytes: opts.wakeup_threshold(),
+                capture: 0,
+                ruleset: 0,
+                tls: 0,
+                _pad: 0,
+            },
             procfs: Procfs::default(),
-            _ebpf: ebpf,
+            tls: tls::TlsProbes::default(),
+            tls_scanned: None,
+            tls_cookies: StdHashMap::new(),
+            ebpf,
         };
         backend.write_config()?;
         Ok(backend)
@@ -256,6 +310,87 @@ impl EbpfBackend {
         }
         Ok(n)
     }
+
+    /// Attach the TLS probes to the supported libraries `pid` maps (and, for
+    /// a held child of `run` that still runs pidcap itself, to the standard
+    /// candidates as seen from its root). Returns what it maps, each with
+    /// whether it is covered.
+    fn scan_tls(&mut self, pid: u32) -> Vec<(tls::MappedLibrary, bool)> {
+        let mut libs = tls::mapped_by(pid);
+        let held = tls::runs_our_executable(pid);
+        if held {
+            libs.extend(tls::candidates_of(pid));
+        }
+        let mut out = Vec::new();
+        for lib in libs {
+            let covered = match self.tls.attach(&mut self.ebpf, pid, &lib) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(pid, error = %e, "TLS plaintext of this library will not be captured");
+                    false
+                }
+            };
+            if !held {
+                out.push((lib, covered));
+            }
+        }
+        out
+    }
+
+    /// Read the live targets' maps again (at most every [`TLS_RESCAN`]).
+    fn rescan_tls(&mut self, force: bool) {
+        if self.config.tls == 0 {
+            return;
+        }
+        if !force && self.tls_scanned.is_some_and(|t| t.elapsed() < TLS_RESCAN) {
+            return;
+        }
+        self.tls_scanned = Some(Instant::now());
+        let pids: Vec<u32> = match KernelBackend::targets(self) {
+            Ok(t) => t.iter().filter(|t| !t.exited).map(|t| t.id.pid).collect(),
+            Err(_) => return,
+        };
+        for pid in pids {
+            self.scan_tls(pid);
+        }
+    }
+}
+
+/// The socket address of a TLS record's side (`addr` as ::ffff:a.b.c.d for IPv4).
+fn sock_addr(family: u8, addr: [u8; 16], port: u16) -> SocketAddr {
+    match i32::from(family) {
+        libc::AF_INET => SocketAddr::new(IpAddr::V4(Ipv4Addr::new(addr[12], addr[13], addr[14], addr[15])), port),
+        libc::AF_INET6 => SocketAddr::new(IpAddr::V6(Ipv6Addr::from(addr)), port),
+        _ => pidcap_packet::tls::unknown_addr(),
+    }
+}
+
+/// The cookie of a TCP socket of `pid` by its ports (a record whose socket
+/// had no cookie yet), from sock_diag in the process's network namespace.
+fn cookie_by_ports(cache: &mut StdHashMap<(u32, u16, u16), u64>, pid: u32, family: u8, lport: u16, rport: u16) -> u64 {
+    if let Some(c) = cache.get(&(pid, lport, rport)) {
+        return *c;
+    }
+    let found = sockdiag::dump_in_netns_of(pid)
+        .ok()
+        .and_then(|all| {
+            all.into_iter().find(|s| {
+                s.protocol == libc::IPPROTO_TCP as u8
+                    && s.family == family
+                    && s.src_port == lport
+                    && s.dst_port == rport
+                    && s.cookie != 0
+            })
+        })
+        .map(|s| s.cookie)
+        .unwrap_or(0);
+    if found != 0 {
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        cache.insert((pid, lport, rport), found);
+    }
+    found
 }
 
 fn attach(name: &str, prog: &mut Program, cg: &File) -> Result<(), ProgramError> {
@@ -301,7 +436,13 @@ impl KernelBackend for EbpfBackend {
         pidcap_engine::capture::check_snaplen(config.snaplen)?;
         self.config.snaplen = config.snaplen;
         self.config.capture = u32::from(config.capture);
-        self.write_config()
+        let tls_on = config.tls && self.config.tls == 0;
+        self.config.tls = u32::from(config.tls);
+        self.write_config()?;
+        if tls_on {
+            self.rescan_tls(true);
+        }
+        Ok(())
     }
 
     fn add_target(&mut self, process: &Process, follow_children: bool) -> Result<()> {
@@ -319,6 +460,10 @@ impl KernelBackend for EbpfBackend {
             let _ = self.remove_target(process.id());
         }
         let n = seeded?;
+        if self.config.tls != 0 {
+            // Before the caller lets a held child go: its first TLS call is covered.
+            self.scan_tls(pid);
+        }
         tracing::debug!(pid, key = process.key(), sockets = n, "target added");
         Ok(())
     }
@@ -368,10 +513,42 @@ impl KernelBackend for EbpfBackend {
                 return Err(EngineError::io("poll on the ring buffer", e));
             }
         }
+        // Exec, dlopen, children and name matches: new TLS libraries to attach.
+        self.rescan_tls(false);
         // Drain whatever is there: the programs wake us only when a lot is
         // pending, so the timeout is the usual way in.
         let mut n = 0;
+        let tls_cookies = &mut self.tls_cookies;
         while let Some(item) = self.ring.next() {
+            if abi::record_kind(&item) == Some(abi::REC_TLS) {
+                let Some(h) = TlsHdr::read(&item) else { continue };
+                let start = std::mem::size_of::<TlsHdr>();
+                let Some(data) = item.get(start..start + h.cap_len as usize) else { continue };
+                let mut cookie = h.cookie;
+                if cookie == 0 && h.family != 0 {
+                    cookie = cookie_by_ports(tls_cookies, h.tgid, h.family, h.lport, h.rport);
+                }
+                sink(RawPacket {
+                    ts_mono_ns: h.ts_ns,
+                    socket_cookie: cookie,
+                    pid: h.tgid,
+                    comm: abi::comm_str(&h.comm),
+                    direction: if h.direction == abi::DIR_OUT { Direction::Outbound } else { Direction::Inbound },
+                    verdict: Verdict::Pass,
+                    rule: None,
+                    orig_len: u32::try_from(h.true_len).unwrap_or(u32::MAX),
+                    data,
+                    tls: Some(RawTls {
+                        tid: h.tid,
+                        library: tls::library_of_abi(h.library),
+                        local: sock_addr(h.family, h.laddr, h.lport),
+                        remote: sock_addr(h.family, h.raddr, h.rport),
+                        true_len: h.true_len,
+                    }),
+                });
+                n += 1;
+                continue;
+            }
             let Some(h) = PktHdr::read(&item) else { continue };
             let start = std::mem::size_of::<PktHdr>();
             let end = start + h.cap_len as usize;
@@ -410,9 +587,8 @@ impl KernelBackend for EbpfBackend {
             owner_full: get(c::OWNER_FULL)?,
             forked: get(c::FORKED)?,
             connect_blocked: get(c::CONNECT_BLOCKED)?,
-            // TLS plaintext is not taken yet (issue 11, the kernel helper's part).
-            tls_records: 0,
-            tls_dropped: 0,
+            tls_records: get(c::TLS_RECORDS)?,
+            tls_dropped: get(c::TLS_DROPPED)?,
         })
     }
 
@@ -447,6 +623,22 @@ impl KernelBackend for EbpfBackend {
         let base = self.config.ruleset >> abi::RULESET_BASE_SHIFT;
         let n = self.config.ruleset & abi::RULESET_COUNT_MASK;
         (base..base + n).map(|i| Ok(self.rules.get(&i, 0).map_err(map_err("rules"))?.hits)).collect()
+    }
+
+    /// Per live target, the supported TLS libraries it maps whose probes are
+    /// attached (attaching them now if a rescan has not yet). Statically
+    /// linked TLS (Go, OpenSSL built in) is not seen: such a target has an
+    /// empty list.
+    fn tls_coverage(&mut self) -> Result<Vec<TlsCoverage>> {
+        let live: Vec<u32> = self.targets()?.iter().filter(|t| !t.exited).map(|t| t.id.pid).collect();
+        let mut out = Vec::new();
+        for pid in live {
+            let libs = self.scan_tls(pid);
+            let comm = self.procfs.comm(pid).unwrap_or_default();
+            let libraries = libs.iter().filter(|(_, covered)| *covered).map(|(l, _)| tls::coverage_entry(l)).collect();
+            out.push(TlsCoverage { pid, comm, libraries });
+        }
+        Ok(out)
     }
 }
 

@@ -1,0 +1,383 @@
+//! TLS plaintext, the userspace half: which TLS library files the targets
+//! map (from `/proc/PID/maps`, opened through `/proc/PID/root` so another
+//! mount namespace works), attaching `pidcap_tls_ent`/`pidcap_tls_ret` to
+//! their read and write functions (once per file, deduplicated by device and
+//! inode, system-wide: the programs check the target themselves), and the
+//! syscall tracepoints that tie a call to its socket (mounting tracefs for
+//! the attach when it is not mounted).
+//!
+//! Every uprobe is a perf-event link held by the [`aya::Ebpf`] of the
+//! backend: when pidcap exits, however it exits, the kernel removes them.
+
+use crate::abi;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+use aya::programs::{ProgramError, TracePoint, UProbe};
+use aya::Ebpf;
+use pidcap_engine::backend::TlsLibraryFile;
+use pidcap_packet::TlsLibrary;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The uprobe programs (loaded with the others, attached per library file).
+pub const ENTRY_PROGRAM: &str = "pidcap_tls_ent";
+pub const RETURN_PROGRAM: &str = "pidcap_tls_ret";
+
+/// The syscall tracepoint programs and their tracepoints (attached together,
+/// the first time a library is attached).
+pub const TRACEPOINTS: &[(&str, &str)] = &[
+    ("pidcap_tp_wr", "sys_enter_write"),
+    ("pidcap_tp_wrv", "sys_enter_writev"),
+    ("pidcap_tp_sndto", "sys_enter_sendto"),
+    ("pidcap_tp_sndmsg", "sys_enter_sendmsg"),
+    ("pidcap_tp_rd", "sys_enter_read"),
+    ("pidcap_tp_rdv", "sys_enter_readv"),
+    ("pidcap_tp_rcvfrom", "sys_enter_recvfrom"),
+    ("pidcap_tp_rcvmsg", "sys_enter_recvmsg"),
+];
+
+// The attach cookie of the uprobes (bpf/pidcap_tls.bpf.c TLS_COOKIE_*).
+const OUT: u64 = 0x4;
+const EX: u64 = 0x8;
+const RET32: u64 = 0x10;
+
+/// The functions probed in each library, with their cookie bits.
+fn functions(library: TlsLibrary) -> &'static [(&'static str, u64)] {
+    match library {
+        TlsLibrary::Openssl => &[
+            ("SSL_write", OUT | RET32),
+            ("SSL_write_ex", OUT | EX | RET32),
+            ("SSL_read", RET32),
+            ("SSL_read_ex", EX | RET32),
+        ],
+        TlsLibrary::Gnutls => &[("gnutls_record_send", OUT), ("gnutls_record_recv", 0)],
+        TlsLibrary::Nss => {
+            &[("PR_Write", OUT | RET32), ("PR_Send", OUT | RET32), ("PR_Read", RET32), ("PR_Recv", RET32)]
+        }
+    }
+}
+
+fn lib_bits(library: TlsLibrary) -> u64 {
+    u64::from(match library {
+        TlsLibrary::Openssl => abi::TLS_LIB_OPENSSL,
+        TlsLibrary::Gnutls => abi::TLS_LIB_GNUTLS,
+        TlsLibrary::Nss => abi::TLS_LIB_NSS,
+    })
+}
+
+/// The library of a ring record's `library` byte.
+pub fn library_of_abi(v: u8) -> TlsLibrary {
+    match v {
+        abi::TLS_LIB_GNUTLS => TlsLibrary::Gnutls,
+        abi::TLS_LIB_NSS => TlsLibrary::Nss,
+        _ => TlsLibrary::Openssl,
+    }
+}
+
+/// The supported library a file name is (`libssl.so.3`, `libssl.so.1.1`,
+/// `libgnutls.so.30`, `libnspr4.so`), if any.
+pub fn library_of_path(path: &Path) -> Option<TlsLibrary> {
+    let name = path.file_name()?.to_str()?;
+    if name.starts_with("libssl.so") {
+        Some(TlsLibrary::Openssl)
+    } else if name.starts_with("libgnutls.so") {
+        Some(TlsLibrary::Gnutls)
+    } else if name.starts_with("libnspr4.so") {
+        Some(TlsLibrary::Nss)
+    } else {
+        None
+    }
+}
+
+/// What the libraries looked for are, for messages ("no supported TLS library").
+pub const LIBRARIES_LOOKED_FOR: &str = "libssl.so.3/.so.1.1 (OpenSSL), libgnutls.so.30 (GnuTLS), libnspr4.so (NSS)";
+
+/// The standard places of the supported libraries: a held child of `run`,
+/// which has not exec'd its command yet, maps none of them, so these (as
+/// seen from its root) are attached before it starts.
+pub const STANDARD_CANDIDATES: &[&str] = &[
+    "/lib/x86_64-linux-gnu/libssl.so.3",
+    "/lib/x86_64-linux-gnu/libssl.so.1.1",
+    "/lib/x86_64-linux-gnu/libgnutls.so.30",
+    "/lib/x86_64-linux-gnu/libnspr4.so",
+    "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+    "/usr/lib/x86_64-linux-gnu/libssl.so.1.1",
+    "/usr/lib/x86_64-linux-gnu/libgnutls.so.30",
+    "/usr/lib/x86_64-linux-gnu/libnspr4.so",
+    "/usr/lib64/libssl.so.3",
+    "/usr/lib64/libssl.so.1.1",
+    "/usr/lib64/libgnutls.so.30",
+    "/usr/lib64/libnspr4.so",
+    "/usr/lib/libssl.so.3",
+    "/usr/lib/libgnutls.so.30",
+    "/usr/lib/libnspr4.so",
+];
+
+/// A supported library file a process maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedLibrary {
+    pub library: TlsLibrary,
+    /// As the process sees it (its mount namespace).
+    pub path: PathBuf,
+    /// Device (as `makedev(major, minor)`) and inode: one file however it is named.
+    pub dev: u64,
+    pub inode: u64,
+}
+
+/// The supported TLS libraries in the text of a `/proc/PID/maps`, once each.
+pub fn parse_maps(text: &str) -> Vec<MappedLibrary> {
+    let mut out: Vec<MappedLibrary> = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.splitn(6, ' ');
+        let (Some(_range), Some(_perms), Some(_offset), Some(dev), Some(inode), Some(path)) =
+            (fields.next(), fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let path = path.trim_start();
+        if !path.starts_with('/') || path.ends_with(" (deleted)") {
+            continue;
+        }
+        let path = Path::new(path);
+        let Some(library) = library_of_path(path) else { continue };
+        let Some((major, minor)) = dev.split_once(':') else { continue };
+        let (Ok(major), Ok(minor), Ok(inode)) =
+            (u32::from_str_radix(major, 16), u32::from_str_radix(minor, 16), inode.parse::<u64>())
+        else {
+            continue;
+        };
+        let dev = libc::makedev(major, minor);
+        if out.iter().any(|m| m.dev == dev && m.inode == inode) {
+            continue;
+        }
+        out.push(MappedLibrary { library, path: path.to_path_buf(), dev, inode });
+    }
+    out
+}
+
+/// `path` (in the namespace of `pid`) as this process opens it.
+fn through_root(pid: u32, path: &Path) -> PathBuf {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    PathBuf::from(format!("/proc/{pid}/root")).join(rel)
+}
+
+/// The supported libraries `pid` maps now (empty when it is gone).
+pub fn mapped_by(pid: u32) -> Vec<MappedLibrary> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps")).map(|t| parse_maps(&t)).unwrap_or_default()
+}
+
+/// The standard candidates that exist as seen from the root of `pid`.
+pub fn candidates_of(pid: u32) -> Vec<MappedLibrary> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out: Vec<MappedLibrary> = Vec::new();
+    for c in STANDARD_CANDIDATES {
+        let path = Path::new(c);
+        let Ok(meta) = std::fs::metadata(through_root(pid, path)) else { continue };
+        let Some(library) = library_of_path(path) else { continue };
+        if out.iter().any(|m| m.dev == meta.dev() && m.inode == meta.ino()) {
+            continue;
+        }
+        out.push(MappedLibrary { library, path: path.to_path_buf(), dev: meta.dev(), inode: meta.ino() });
+    }
+    out
+}
+
+/// Is `pid` running this very program (a held child of `run` before its exec)?
+pub fn runs_our_executable(pid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(format!("/proc/{pid}/exe")), std::fs::metadata("/proc/self/exe")) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Why a library file could not be covered.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("no probe could be attached to {path} ({library}): {source}")]
+    Uprobe {
+        path: PathBuf,
+        library: TlsLibrary,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("eBPF program {0} missing from the object")]
+    MissingProgram(&'static str),
+    #[error("eBPF program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("mounting tracefs on /sys/kernel/tracing: {0}")]
+    Mount(#[source] std::io::Error),
+}
+
+/// The library files attached so far and the tracepoints.
+#[derive(Debug, Default)]
+pub struct TlsProbes {
+    /// (dev, inode) -> attached (Some: how many functions), or tried and failed (None).
+    files: HashMap<(u64, u64), Option<usize>>,
+    tracepoints: bool,
+}
+
+/// tracefs mounting and the attach that needs it, one at a time in the process.
+static TRACEFS: Mutex<()> = Mutex::new(());
+
+const TRACEFS_DIR: &str = "/sys/kernel/tracing";
+
+fn tracefs_mounted() -> bool {
+    std::fs::read_dir(TRACEFS_DIR).map(|mut d| d.next().is_some()).unwrap_or(false)
+}
+
+impl TlsProbes {
+    /// Is this library file covered (its probes attached)?
+    pub fn covers(&self, lib: &MappedLibrary) -> bool {
+        matches!(self.files.get(&(lib.dev, lib.inode)), Some(Some(_)))
+    }
+
+    /// Attach the probes to `lib` (as `pid` sees it) unless done already;
+    /// the syscall tracepoints with the first one. Returns true when it is covered.
+    pub fn attach(&mut self, ebpf: &mut Ebpf, pid: u32, lib: &MappedLibrary) -> Result<bool, AttachError> {
+        if let Some(done) = self.files.get(&(lib.dev, lib.inode)) {
+            return Ok(done.is_some());
+        }
+        if !self.tracepoints {
+            self.attach_tracepoints(ebpf)?;
+        }
+        let target = through_root(pid, &lib.path);
+        let mut attached = 0;
+        let mut last_err = None;
+        for (symbol, bits) in functions(lib.library) {
+            let cookie = bits | lib_bits(lib.library);
+            let mut ok = true;
+            for name in [ENTRY_PROGRAM, RETURN_PROGRAM] {
+                let prog: &mut UProbe = ebpf
+                    .program_mut(name)
+                    .ok_or(AttachError::MissingProgram(name))?
+                    .try_into()
+                    .map_err(|source| AttachError::Program { name, source })?;
+                let point = UProbeAttachPoint { location: UProbeAttachLocation::Symbol(symbol), cookie: Some(cookie) };
+                if let Err(e) = prog.attach(point, &target, UProbeScope::AllProcesses) {
+                    // A function this build of the library lacks (SSL_write_ex in
+                    // OpenSSL 1.1.0, say): the others still count.
+                    tracing::debug!(%symbol, path = %target.display(), error = %e, "uprobe not attached");
+                    last_err = Some(e);
+                    ok = false;
+                    break;
+                }
+            }
+            if ok {
+                attached += 1;
+            }
+        }
+        if attached == 0 {
+            self.files.insert((lib.dev, lib.inode), None);
+            return match last_err {
+                Some(source) => Err(AttachError::Uprobe { path: lib.path.clone(), library: lib.library, source }),
+                None => Ok(false),
+            };
+        }
+        tracing::debug!(path = %lib.path.display(), pid, functions = attached, "TLS library attached");
+        self.files.insert((lib.dev, lib.inode), Some(attached));
+        Ok(true)
+    }
+
+    fn attach_tracepoints(&mut self, ebpf: &mut Ebpf) -> Result<(), AttachError> {
+        let _guard = TRACEFS.lock().unwrap_or_else(|e| e.into_inner());
+        let mounted_here = if tracefs_mounted() {
+            false
+        } else {
+            mount_tracefs().map_err(AttachError::Mount)?;
+            true
+        };
+        let result = (|| {
+            for (name, tp) in TRACEPOINTS {
+                let prog: &mut TracePoint = ebpf
+                    .program_mut(name)
+                    .ok_or(AttachError::MissingProgram(name))?
+                    .try_into()
+                    .map_err(|source| AttachError::Program { name, source })?;
+                prog.attach("syscalls", tp).map_err(|source| AttachError::Program { name, source })?;
+            }
+            Ok(())
+        })();
+        if mounted_here {
+            // The links hold the tracepoints; the mount was only for their ids.
+            if let Err(e) = umount_tracefs() {
+                tracing::warn!(error = %e, "could not unmount the tracefs pidcap mounted on {TRACEFS_DIR}");
+            }
+        }
+        result?;
+        self.tracepoints = true;
+        Ok(())
+    }
+}
+
+fn mount_tracefs() -> std::io::Result<()> {
+    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
+    let (src, dir, fs) = (c("nodev"), c(TRACEFS_DIR), c("tracefs"));
+    // SAFETY: all pointers are valid NUL-terminated strings for the call; data is NULL.
+    let rc = unsafe { libc::mount(src.as_ptr(), dir.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn umount_tracefs() -> std::io::Result<()> {
+    let dir = std::ffi::CString::new(TRACEFS_DIR).expect("no NUL");
+    // SAFETY: `dir` is a valid NUL-terminated string for the call.
+    let rc = unsafe { libc::umount2(dir.as_ptr(), libc::MNT_DETACH) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A library as [`pidcap_engine::backend::TlsCoverage`] lists it.
+pub fn coverage_entry(lib: &MappedLibrary) -> TlsLibraryFile {
+    TlsLibraryFile { library: lib.library, path: lib.path.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_give_each_supported_library_file_once() {
+        let maps = "\
+7f0000000000-7f0000001000 r--p 00000000 fd:01 1234 /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f0000001000-7f0000002000 r-xp 00001000 fd:01 1234 /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f0000003000-7f0000004000 r-xp 00001000 fd:01 99 /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+7f0000004000-7f0000005000 r-xp 00001000 fd:01 1234 /lib/x86_64-linux-gnu/libssl.so.3
+7f0000005000-7f0000006000 r-xp 00001000 00:2a 77 /opt/app/lib/libgnutls.so.30
+7f0000006000-7f0000007000 r-xp 00001000 00:2a 78 /opt/app/lib/libnspr4.so (deleted)
+7f0000007000-7f0000008000 r-xp 00001000 00:2a 79 /opt/my dir/libnspr4.so
+7ffd00000000-7ffd00001000 rw-p 00000000 00:00 0                          [stack]
+";
+        let libs = parse_maps(maps);
+        let got: Vec<_> = libs.iter().map(|l| (l.library, l.path.to_str().unwrap(), l.inode)).collect();
+        assert_eq!(
+            got,
+            [
+                (TlsLibrary::Openssl, "/usr/lib/x86_64-linux-gnu/libssl.so.3", 1234),
+                (TlsLibrary::Gnutls, "/opt/app/lib/libgnutls.so.30", 77),
+                (TlsLibrary::Nss, "/opt/my dir/libnspr4.so", 79),
+            ]
+        );
+        assert_eq!(libs[0].dev, libc::makedev(0xfd, 1));
+    }
+
+    #[test]
+    fn library_names() {
+        assert_eq!(library_of_path(Path::new("/x/libssl.so.1.1")), Some(TlsLibrary::Openssl));
+        assert_eq!(library_of_path(Path::new("/x/libssl3.so")), None, "NSS's libssl3 is not OpenSSL");
+        assert_eq!(library_of_path(Path::new("libgnutls.so.30")), Some(TlsLibrary::Gnutls));
+        assert_eq!(library_of_path(Path::new("/x/libcrypto.so.3")), None);
+        assert_eq!(through_root(7, Path::new("/usr/lib/a.so")), PathBuf::from("/proc/7/root/usr/lib/a.so"));
+        for v in [abi::TLS_LIB_OPENSSL, abi::TLS_LIB_GNUTLS, abi::TLS_LIB_NSS] {
+            assert_eq!(lib_bits(library_of_abi(v)), u64::from(v));
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! TLS plaintext from the real kernel (root): a Python HTTPS server with a
+//! certificate each test makes, clients and servers as targets, and the
+//! records that come out of `Capture::poll`, checked against the packets of
+//! the same connections captured in the same run.
+
+use pidcap_ebpf::{EbpfBackend, LoadOptions};
+use pidcap_engine::spawn::{spawn_gated, Output, Stdio as GateStdio};
+use pidcap_engine::{Capture, CaptureOptions};
+use pidcap_packet::{CapturedPacket, Direction, TlsLibrary};
+use pidcap_testkit::require;
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+macro_rules! require_tls_tools {
+    () => {
+        require!(Root, Tool("curl"), Tool("openssl"), Tool("python3"), Tool("gnutls-cli"))
+    };
+}
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn peer_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/https.py")
+}
+
+/// A directory of this test's own, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "pidcap-tls-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key.
+struct Cert {
+    dir: TempDir,
+}
+
+impl Cert {
+    fn new() -> Cert {
+        let dir = TempDir::new("cert");
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+            .arg("-keyout")
+            .arg(dir.0.join("key.pem"))
+            .arg("-out")
+            .arg(dir.0.join("cert.pem"))
+            .args(["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+        Cert { dir }
+    }
+    fn cert(&self) -> PathBuf {
+        self.dir.0.join("cert.pem")
+    }
+    fn key(&self) -> PathBuf {
+        self.dir.0.join("key.pem")
+    }
+}
+
+/// A child process killed and reaped on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Python HTTPS server (keep-alive, answers `path=<path>`).
+struct Server {
+    proc: Proc,
+    port: u16,
+}
+
+impl Server {
+    fn start(cert: &Cert) -> Server {
+        let mut child = Command::new("python3")
+            .arg(peer_script())
+            .arg("server")
+            .arg(cert.cert())
+            .arg(cert.key())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| panic!("server said {line:?}"));
+        Server { proc: Proc(child), port }
+    }
+    fn pid(&self) -> u32 {
+        self.proc.0.id()
+    }
+}
+
+/// The Python client: one keep-alive connection, a request per line.
+struct Client {
+    proc: Proc,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Client {
+    fn start(cert: &Cert, port: u16, first: &str) -> Client {
+        let mut child = Command::new("python3")
+            .arg(peer_script())
+            .arg("client")
+            .arg(cert.cert())
+            .arg(port.to_string())
+            .arg(first)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut c = Client { proc: Proc(child), stdin, stdout };
+        assert_eq!(c.line(), format!("got 200 path={first}"));
+        assert_eq!(c.line(), "ready");
+        c
+    }
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.stdout.read_line(&mut l).unwrap();
+        l.trim_end().to_string()
+    }
+    fn get(&mut self, path: &str) -> String {
+        writeln!(self.stdin, "{path}").unwrap();
+        self.stdin.flush().unwrap();
+        self.line()
+    }
+    fn pid(&self) -> u32 {
+        self.proc.0.id()
+    }
+}
+
+fn capture(follow_children: bool) -> Capture {
+    let backend = EbpfBackend::load(LoadOptions::with_ring(8 << 20)).expect("load the eBPF backend");
+    let opts = CaptureOptions { tls: true, follow_children, snaplen: 4096, ..CaptureOptions::default() };
+    Capture::new(Box::new(backend), opts).unwrap()
+}
+
+/// Poll until `done` holds for what was captured, or fail after the deadline.
+fn collect_until(
+    cap: &mut Capture,
+    got: &mut Vec<Arc<CapturedPacket>>,
+    what: &str,
+    done: impl Fn(&[Arc<CapturedPacket>]) -> bool,
+) {
+    let deadline = Instant::now() + DEADLINE;
+    while !done(got) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; got {}", summary(got));
+        cap.poll(Duration::from_millis(20), &mut |p| got.push(Arc::clone(p))).unwrap();
+    }
+}
+
+fn summary(got: &[Arc<CapturedPacket>]) -> String {
+    let mut s = format!("{} packets/records:", got.len());
+    for p in got.iter().filter(|p| p.is_tls()) {
+        s.push_str(&format!(
+            "\n  tls pid {} {:?} cookie {} {}:{} {:?}",
+            p.pid,
+            p.direction,
+            p.socket_cookie,
+            p.decoded.local_port,
+            p.decoded.remote_port,
+            String::from_utf8_lossy(&p.payload()[..p.payload().len().min(40)])
+        ));
+    }
+    s
+}
+
+fn records(got: &[Arc<CapturedPacket>]) -> impl Iterator<Item = &Arc<CapturedPacket>> {
+    got.iter().filter(|p| p.is_tls())
+}
+
+fn has_record(got: &[Arc<CapturedPacket>], dir: Direction, starts: &[u8]) -> bool {
+    records(got).any(|p| p.direction == dir && p.payload().starts_with(starts))
+}
+
+fn record<'a>(got: &'a [Arc<CapturedPacket>], dir: Direction, starts: &[u8]) -> &'a CapturedPacket {
+    records(got)
+        .find(|p| p.direction == dir && p.payload().starts_with(starts))
+        .unwrap_or_else(|| panic!("no {dir:?} record starting {:?}: {}", String::from_utf8_lossy(starts), summary(got)))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The record sits on its connection: a known cookie, which the packets with
+/// the same ports (captured in the same run) carry too.
+fn assert_on_its_connection(
+    got: &[Arc<CapturedPacket>],
+    r: &CapturedPacket,
+    local_port: Option<u16>,
+    remote_port: u16,
+) {
+    assert_ne!(r.socket_cookie, 0, "the record's socket is known: {}", summary(got));
+    assert_eq!(r.decoded.remote_port, remote_port, "{}", summary(got));
+    if let Some(lp) = local_port {
+        assert_eq!(r.decoded.local_port, lp);
+    }
+    assert_eq!(r.decoded.local_addr, std::net::IpAddr::from([127, 0, 0, 1]), "{}", summary(got));
+    assert_eq!(r.decoded.remote_addr, std::net::IpAddr::from([127, 0, 0, 1]));
+    let packets: HashSet<u64> = got
+        .iter()
+        .filter(|p| {
+            !p.is_tls()
+                && p.decoded.local_port == r.decoded.local_port
+                && p.decoded.remote_port == r.decoded.remote_port
+        })
+        .map(|p| p.socket_cookie)
+        .collect();
+    assert_eq!(packets, HashSet::from([r.socket_cookie]), "the connection's packets have the record's cookie");
+}
+
+fn gated(argv: &[&str]) -> pidcap_engine::spawn::Gated {
+    let argv: Vec<OsString> = argv.iter().map(OsString::from).collect();
+    spawn_gated(&argv, &GateStdio { stdout: Output::Null, stderr: Output::Null }).unwrap()
+}
+
+#[test]
+fn curl_as_the_target_gives_its_request_and_the_response_on_its_connection() {
+    require_tls_tools!();
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    let mut cap = capture(false);
+    let url = |p: &str| format!("https://127.0.0.1:{}/{p}", server.port);
+    let cacert = cert.cert().to_string_lossy().into_owned();
+    let held = gated(&["curl", "-s", "--cacert", &cacert, &url("some-path")]);
+    let pid = held.pid;
+    cap.add_pid(pid).unwrap();
+    // A bystander curl at the same time, mapping the same libssl.
+    let bystander = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--cacert", &cacert, &url("bystander-path")])
+        .spawn()
+        .unwrap();
+    let mut bystander = Proc(bystander);
+    let mut child = held.release().unwrap();
+
+    let mut got = Vec::new();
+    collect_until(&mut cap, &mut got, "curl's request and response", |g| {
+        has_record(g, Direction::Outbound, b"GET /some-path HTTP/1.1")
+            && has_record(g, Direction::Inbound, b"HTTP/1.1 200")
+            && records(g).any(|p| contains(p.payload(), b"path=/some-path"))
+    });
+    assert_eq!(child.wait_blocking(), 0);
+    let _ = bystander.0.wait();
+    // Let the bystander's calls (if they were taken) reach the ring.
+    cap.poll(Duration::from_millis(50), &mut |p| got.push(Arc::clone(p))).unwrap();
+
+    let req = record(&got, Direction::Outbound, b"GET /some-path HTTP/1.1");
+    assert_eq!(req.pid, pid);
+    assert_eq!(req.comm, "curl");
+    assert_eq!(req.tls.unwrap().library, TlsLibrary::Openssl);
+    assert_on_its_connection(&got, req, None, server.port);
+    let resp = record(&got, Direction::Inbound, b"HTTP/1.1 200");
+    assert_eq!(resp.socket_cookie, req.socket_cookie);
+    assert_eq!(resp.decoded.local_port, req.decoded.local_port);
+    assert!(resp.timestamp_ns >= req.timestamp_ns);
+    for r in records(&got) {
+        assert_eq!(r.pid, pid, "only the target's calls are records: {}", summary(&got));
+        assert!(!contains(r.payload(), b"bystander"), "{}", summary(&got));
+    }
+    let stats = cap.stats().unwrap();
+    assert!(stats.kernel.tls_records >= 2, "{stats:?}");
+    assert_eq!(stats.kernel.tls_dropped, 0, "{stats:?}");
+}
+
+#[test]
+fn a_keep_alive_connection_opened_before_capture_gives_the_requests_sent_afterwards() {
+    require_tls_tools!();
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    let mut client = Client::start(&cert, server.port, "/before-capture");
+    let mut cap = capture(false);
+    cap.add_pid(client.pid()).unwrap();
+    let coverage = cap.tls_coverage().unwrap();
+    let mine = coverage.iter().find(|c| c.pid == client.pid()).expect("the client is covered");
+    assert!(mine.libraries.iter().any(|l| l.library == TlsLibrary::Openssl), "{coverage:?}");
+
+    assert_eq!(client.get("/after-capture"), "got 200 path=/after-capture");
+    let mut got = Vec::new();
+    collect_until(&mut cap, &mut got, "the request sent after the target was added", |g| {
+        has_record(g, Direction::Outbound, b"GET /after-capture HTTP/1.1")
+            && records(g).any(|p| p.direction == Direction::Inbound && contains(p.payload(), b"path=/after-capture"))
+    });
+    let req = record(&got, Direction::Outbound, b"GET /after-capture HTTP/1.1");
+    assert_eq!(req.pid, client.pid());
+    assert_on_its_connection(&got, req, None, server.port);
+    assert!(!records(&got).any(|p| contains(p.payload(), b"/before-capture")), "nothing from before the capture");
+}
+
+#[test]
+fn the_https_server_as_the_target_gives_the_requests_it_reads() {
+    require_tls_tools!();
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    let mut cap = capture(false);
+    cap.add_pid(server.pid()).unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(cert.cert())
+        .arg(format!("https://127.0.0.1:{}/server-side", server.port))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "path=/server-side\n");
+    let mut got = Vec::new();
+    collect_until(&mut cap, &mut got, "the request the server read", |g| {
+        has_record(g, Direction::Inbound, b"GET /server-side HTTP/1.1")
+            && records(g).any(|p| p.direction == Direction::Outbound && contains(p.payload(), b"path=/server-side"))
+    });
+    let req = record(&got, Direction::Inbound, b"GET /server-side HTTP/1.1");
+    assert_eq!(req.pid, server.pid());
+    assert_on_its_connection(&got, req, Some(server.port), req.decoded.remote_port);
+    assert_ne!(req.decoded.remote_port, 0);
+}
+
+#[test]
+fn gnutls_cli_as_the_target_gives_records_too() {
+    require_tls_tools!();
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    let mut cap = capture(true);
+    let script = format!(
+        "printf 'GET /gnutls-path HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' | \
+         gnutls-cli --x509cafile {} -p {} 127.0.0.1",
+        cert.cert().display(),
+        server.port
+    );
+    let held = gated(&["sh", "-c", &script]);
+    cap.add_pid(held.pid).unwrap();
+    let mut child = held.release().unwrap();
+    let mut got = Vec::new();
+    collect_until(&mut cap, &mut got, "gnutls-cli's request and response", |g| {
+        has_record(g, Direction::Outbound, b"GET /gnutls-path HTTP/1.1")
+            && records(g).any(|p| p.direction == Direction::Inbound && contains(p.payload(), b"path=/gnutls-path"))
+    });
+    child.wait_blocking();
+    let req = record(&got, Direction::Outbound, b"GET /gnutls-path HTTP/1.1");
+    assert_eq!(req.comm, "gnutls-cli");
+    assert_eq!(req.tls.unwrap().library, TlsLibrary::Gnutls);
+    assert_on_its_connection(&got, req, None, server.port);
+}
+
+#[test]
+fn a_target_without_a_tls_library_has_an_empty_coverage_list() {
+    require_tls_tools!();
+    let sleeper = Proc(Command::new("sleep").arg("30").spawn().unwrap());
+    let mut cap = capture(false);
+    cap.add_pid(sleeper.0.id()).unwrap();
+    let coverage = cap.tls_coverage().unwrap();
+    assert_eq!(coverage.len(), 1, "{coverage:?}");
+    assert_eq!(coverage[0].pid, sleeper.0.id());
+    assert_eq!(coverage[0].comm, "sleep");
+    assert!(coverage[0].libraries.is_empty(), "{coverage:?}");
+}
+
+#[test]
+fn tls_off_takes_no_plaintext() {
+    require_tls_tools!();
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    let mut client = Client::start(&cert, server.port, "/first");
+    let backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).unwrap();
+    let mut cap = Capture::new(Box::new(backend), CaptureOptions { tls: false, ..CaptureOptions::default() }).unwrap();
+    cap.add_pid(client.pid()).unwrap();
+    assert_eq!(client.get("/not-taken"), "got 200 path=/not-taken");
+    let mut got = Vec::new();
+    // The request's packets arrive; no record does.
+    collect_until(&mut cap, &mut got, "the request's packets", |g| {
+        g.iter().any(|p| !p.is_tls() && p.direction == Direction::Outbound && p.payload().len() > 100)
+    });
+    cap.poll(Duration::from_millis(50), &mut |p| got.push(Arc::clone(p))).unwrap();
+    assert_eq!(records(&got).count(), 0, "{}", summary(&got));
+    assert_eq!(cap.stats().unwrap().kernel.tls_records, 0);
+}
+
+// ---- SIGKILL leaves nothing behind ----
+
+fn bpftool(args: &[&str]) -> String {
+    let out = Command::new("bpftool").args(args).output().unwrap();
+    assert!(out.status.success(), "bpftool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// (id, name) of the programs process `pid` holds (`bpftool prog show`'s `pids` field).
+fn programs_of(pid: u32) -> Vec<(u64, String)> {
+    let v: serde_json::Value = serde_json::from_str(&bpftool(&["-j", "prog", "show"])).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["pids"].as_array().is_some_and(|ps| ps.iter().any(|x| x["pid"].as_u64() == Some(pid.into()))))
+        .map(|p| (p["id"].as_u64().unwrap(), p["name"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+fn all_program_ids() -> HashSet<u64> {
+    let v: serde_json::Value = serde_json::from_str(&bpftool(&["-j", "prog", "show"])).unwrap();
+    v.as_array().unwrap().iter().filter_map(|p| p["id"].as_u64()).collect()
+}
+
+/// The uprobes (perf events) process `pid` holds, as `bpftool perf` lists them: (prog id, file).
+fn uprobes_of(pid: u32) -> Vec<(u64, String)> {
+    let v: serde_json::Value = serde_json::from_str(&bpftool(&["-j", "perf"])).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["pid"].as_u64() == Some(pid.into()) && e["fd_type"].as_str().is_some_and(|t| t.contains("uprobe"))
+        })
+        .map(|e| (e["prog_id"].as_u64().unwrap_or(0), e["filename"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+/// Program ids of every BPF link (`bpftool link`).
+fn linked_program_ids() -> HashSet<u64> {
+    let v: serde_json::Value = serde_json::from_str(&bpftool(&["-j", "link", "show"])).unwrap();
+    v.as_array().unwrap().iter().filter_map(|l| l["prog_id"].as_u64()).collect()
+}
+
+#[test]
+fn sigkill_of_the_holder_leaves_no_uprobe_and_no_program() {
+    require_tls_tools!();
+    require!(Tool("bpftool"));
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_pidcap-ebpf-test-child"))
+        .arg(server.pid().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let hpid = holder.id();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "the holder could not attach");
+
+    let progs = programs_of(hpid);
+    let names: HashSet<&str> = progs.iter().map(|(_, n)| n.as_str()).collect();
+    for want in pidcap_ebpf::TLS_PROGRAM_NAMES {
+        assert!(names.contains(*want), "{want} not loaded by the holder: {names:?}");
+    }
+    let probes = uprobes_of(hpid);
+    assert!(probes.iter().any(|(_, f)| f.contains("libssl.so")), "the holder's uprobes: {probes:?}");
+    let ids: HashSet<u64> = progs.iter().map(|(id, _)| *id).collect();
+    assert!(probes.iter().all(|(id, _)| ids.contains(id)), "{probes:?} are the holder's programs");
+
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(hpid as libc::pid_t, libc::SIGKILL) };
+    holder.wait().unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let loaded = all_program_ids();
+        let linked = linked_program_ids();
+        let left: Vec<_> = ids.iter().filter(|id| loaded.contains(id) || linked.contains(id)).collect();
+        let probes = uprobes_of(hpid);
+        if left.is_empty() && probes.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "programs {left:?} and uprobes {probes:?} outlived the SIGKILLed holder");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The server still works, without probes.
+    let out = Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(cert.cert())
+        .arg(format!("https://127.0.0.1:{}/after", server.port))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "path=/after\n");
+}
