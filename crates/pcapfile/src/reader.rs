@@ -777,7 +777,11 @@ impl<R: Read> PacketReader<R> {
             Direction::Inbound => (pdu.dst, pdu.src),
         };
         let plaintext = f.data.get(pdu.payload_at..).unwrap_or_default();
-        let true_len = u64::from(f.orig_len).saturating_sub(pdu.payload_at as u64).max(plaintext.len() as u64);
+        // At most what a synthesized packet's u32 length can carry with its headers (60 bytes at most).
+        let true_len = u64::from(f.orig_len)
+            .saturating_sub(pdu.payload_at as u64)
+            .max(plaintext.len() as u64)
+            .min(u64::from(u32::MAX) - 60);
         Some(CapturedPacket::tls_record(TlsRecord {
             id: self.frames,
             timestamp_ns: f.timestamp_ns,

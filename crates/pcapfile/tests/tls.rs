@@ -285,3 +285,17 @@ fn find(file: &[u8], block_type: &[u8; 4], nth: usize) -> usize {
     }
     panic!("no block {block_type:?} #{nth}");
 }
+
+#[test]
+fn a_record_claiming_four_gigabytes_reads_with_consistent_lengths() {
+    let r = record(1, Direction::Outbound, "[::1]:1", "[::2]:2", b"abc", 0);
+    let mut w = PcapngWriter::with_os(Vec::new(), &opts(), None).unwrap();
+    w.write_packet(&r).unwrap();
+    let mut bytes = w.into_inner().unwrap();
+    let epb = find(&bytes, &6u32.to_le_bytes(), 0);
+    bytes[epb + 24..epb + 28].copy_from_slice(&u32::MAX.to_le_bytes()); // the EPB's original length
+    let back = read_packets(&bytes[..]).unwrap();
+    let p = &back[0];
+    assert!(p.is_tls());
+    assert_eq!(u64::from(p.decoded.payload_size), u64::from(p.orig_len) - u64::from(p.decoded.payload_offset));
+}
