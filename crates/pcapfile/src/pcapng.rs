@@ -178,10 +178,11 @@ pub struct PcapngWriter<W: Write> {
     comment: Option<(ProcessInfo, String)>,
     /// The TLS plaintext interface (id 1) has been described.
     tls_interface: bool,
-    keys: Keys,
+    /// Boxed: most files never see a key.
+    keys: Box<Keys>,
     /// Hold handshakes back for their keys ([`PcapngWriter::hold_for_keys`]).
     hold_for_keys: bool,
-    hold: Option<Hold>,
+    hold: Option<Box<Hold>>,
     /// Blocks written after the headers, and which of them are not packets.
     blocks_out: u64,
     not_packets: Vec<u64>,
@@ -215,7 +216,7 @@ impl<W: Write> PcapngWriter<W> {
             block: Vec::new(),
             comment: None,
             tls_interface: false,
-            keys: Keys::default(),
+            keys: Box::default(),
             hold_for_keys: false,
             hold: None,
             blocks_out: 0,
@@ -268,11 +269,8 @@ impl<W: Write> PcapngWriter<W> {
             }
         }
         if let Some(random) = started_hold {
-            let hold = self.hold.get_or_insert_with(|| Hold {
-                blocks: Vec::new(),
-                bytes: 0,
-                waiting: HashSet::new(),
-                since: Instant::now(),
+            let hold = self.hold.get_or_insert_with(|| {
+                Box::new(Hold { blocks: Vec::new(), bytes: 0, waiting: HashSet::new(), since: Instant::now() })
             });
             hold.waiting.insert(random);
         }
