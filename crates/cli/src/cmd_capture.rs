@@ -49,7 +49,7 @@ struct Sink {
     /// last complete block).
     failed: bool,
     /// Where TLS keys come from, for an output that keeps them.
-    keylog: Option<KeyLog>,
+    keylogs: Vec<KeyLog>,
 }
 
 impl Sink {
@@ -69,7 +69,7 @@ impl Sink {
                     what: "cannot write to stdout".into(),
                     created: None,
                     failed: false,
-                    keylog: None,
+                    keylogs: Vec::new(),
                 });
             }
             let file = CaptureFile::create(path, opts.file_mode)
@@ -81,7 +81,7 @@ impl Sink {
                 what,
                 created: file.created().then(|| path.clone()),
                 failed: false,
-                keylog: None,
+                keylogs: Vec::new(),
             };
             sink.out = Box::new(FileOutput::new(format, file, &wopts).with_context(|| sink.what.clone())?);
             return Ok(sink);
@@ -92,13 +92,13 @@ impl Sink {
             let format = if opts.json { LineFormat::Json } else { LineFormat::Text };
             Box::new(Lines::new(BufWriter::with_capacity(1 << 16, std::io::stdout()), format))
         };
-        Ok(Sink { out, what: "cannot write to stdout".into(), created: None, failed: false, keylog: None })
+        Ok(Sink { out, what: "cannot write to stdout".into(), created: None, failed: false, keylogs: Vec::new() })
     }
 
     /// Follow `keylog` into the output (which must keep keys: pcapng).
     fn take_keys(&mut self, keylog: KeyLog) -> Result<()> {
         self.out.hold_for_tls_keys().with_context(|| self.what.clone())?;
-        self.keylog = Some(keylog);
+        self.keylogs.push(keylog);
         Ok(())
     }
 
@@ -109,17 +109,19 @@ impl Sink {
 
     /// Read what the key log has gained and hand it to the output.
     fn fold_keys(&mut self, last: bool) -> Result<(), PcapError> {
-        let Some(keylog) = self.keylog.as_mut() else { return Ok(()) };
         if self.failed {
             return Ok(());
         }
-        let lines = if last { keylog.finish() } else { keylog.poll() };
-        if lines.is_empty() {
-            return Ok(());
+        for keylog in &mut self.keylogs {
+            let lines = if last { keylog.finish() } else { keylog.poll() };
+            if lines.is_empty() {
+                continue;
+            }
+            let r = self.out.add_tls_keys(&lines).map(drop);
+            self.failed |= r.is_err();
+            r?;
         }
-        let r = self.out.add_tls_keys(&lines).map(drop);
-        self.failed |= r.is_err();
-        r
+        Ok(())
     }
 
     /// The capture has started: its file stays, whatever happens next.
@@ -144,9 +146,9 @@ impl Sink {
         // The key log is read once the batch's first packet has been taken
         // from the kernel, before it is written: keys a target logged before
         // sending what they decrypt are then in the file first.
-        let mut keylog = self.keylog.as_mut().filter(|_| !failed);
+        let mut keylogs = Some(&mut self.keylogs).filter(|_| !failed);
         let mut accept = |write: &mut dyn FnMut(&mut dyn PacketOutput) -> Result<(), PcapError>| {
-            if let Some(k) = keylog.take() {
+            for k in keylogs.take().into_iter().flatten() {
                 let lines = k.poll();
                 if !lines.is_empty() {
                     if let Err(e) = out.add_tls_keys(&lines) {
@@ -195,9 +197,9 @@ impl Sink {
     fn tls_summary(&self, opts: &CaptureOpts) -> output::TlsFileSummary {
         let stats = self.out.tls_stats();
         output::TlsFileSummary {
-            keylog: self.keylog.as_ref().map(|k| (k.path().to_path_buf(), k.is_private())),
+            keylogs: self.keylogs.iter().map(|k| (k.path().to_path_buf(), k.is_private())).collect(),
             keys_written: stats.keys_written,
-            bad_key_lines: self.keylog.as_ref().map_or(0, KeyLog::bad_lines),
+            bad_key_lines: self.keylogs.iter().map(KeyLog::bad_lines).sum(),
             file: opts
                 .write
                 .as_ref()
@@ -356,6 +358,15 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
             sink.take_keys(KeyLog::existing(path))?;
         } else {
             eprintln!("pidcap: --keylog {}: ignored, only a pcapng file (-w) keeps TLS keys", path.display());
+        }
+    }
+    if args.opts.keylog.is_none() && sink.keeps_keys() {
+        // The targets' own key logs (SSLKEYLOGFILE in their environment), as their mount namespace sees them.
+        for p in &processes {
+            if let Some(path) = target_keylog(p.pid()) {
+                eprintln!("pidcap: TLS keys of pid {} from its SSLKEYLOGFILE ({})", p.pid(), path.display());
+                sink.take_keys(KeyLog::existing(&path))?;
+            }
         }
     }
     let cap = session.capture_mut();
@@ -525,6 +536,20 @@ fn stop_command(session: &mut Session, child: &mut Child) {
             killed = true;
         }
     }
+}
+
+/// The key log process `pid` writes, if its environment names one: the
+/// path as the process sees it, reached through /proc/PID/root (and
+/// /proc/PID/cwd for a relative one).
+fn target_keylog(pid: u32) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let value = env.split(|&b| b == 0).find_map(|v| v.strip_prefix(b"SSLKEYLOGFILE=")).filter(|v| !v.is_empty())?;
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(value));
+    Some(match path.strip_prefix("/") {
+        Ok(rel) => PathBuf::from(format!("/proc/{pid}/root")).join(rel),
+        Err(_) => PathBuf::from(format!("/proc/{pid}/cwd")).join(path),
+    })
 }
 
 /// Says once per target where its TLS plaintext comes from (see

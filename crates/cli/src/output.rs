@@ -226,8 +226,8 @@ pub fn summary(stats: &CaptureStats, written: u64) -> String {
 /// What a capture did with TLS keys and records beyond the packets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsFileSummary {
-    /// The key log read, if any, and whether it was pidcap's own.
-    pub keylog: Option<(std::path::PathBuf, bool)>,
+    /// The key logs read, each with whether it was pidcap's own.
+    pub keylogs: Vec<(std::path::PathBuf, bool)>,
     pub keys_written: u64,
     pub bad_key_lines: u64,
     /// The -w file, and the records it could not hold (classic pcap).
@@ -239,8 +239,21 @@ pub struct TlsFileSummary {
 pub fn tls_summary(t: &TlsFileSummary) -> Vec<String> {
     let mut lines = Vec::new();
     let file = t.file.as_deref().unwrap_or("the file");
-    if let Some((path, private)) = &t.keylog {
-        let from = if *private { "pidcap's own key log".to_string() } else { path.display().to_string() };
+    if !t.keylogs.is_empty() {
+        let from: Vec<String> = t
+            .keylogs
+            .iter()
+            .map(
+                |(path, private)| {
+                    if *private {
+                        "pidcap's own key log".to_string()
+                    } else {
+                        path.display().to_string()
+                    }
+                },
+            )
+            .collect();
+        let from = from.join(", ");
         let mut l = format!("pidcap: TLS keys: {} key log lines from {from} written into {file}", t.keys_written);
         if t.bad_key_lines > 0 {
             let _ = write!(l, ", {} lines ignored (not valid NSS key log lines)", t.bad_key_lines);
@@ -373,7 +386,7 @@ mod tests {
         );
         assert!(tls_summary(&TlsFileSummary::default()).is_empty());
         let t = TlsFileSummary {
-            keylog: Some(("/tmp/x".into(), true)),
+            keylogs: vec![("/tmp/x".into(), true)],
             keys_written: 5,
             bad_key_lines: 2,
             file: Some("f.pcap".into()),

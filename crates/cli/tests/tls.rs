@@ -395,3 +395,68 @@ fn a_users_key_log_is_read_and_kept_and_a_pcap_file_says_what_it_left_out() {
     assert!(stderr.contains(&written), "records are not counted as written: {stderr}");
     assert!(!stderr.contains("TLS keys"), "no keys for a pcap file: {stderr}");
 }
+
+#[test]
+fn capture_reads_a_targets_own_key_log_for_its_new_connections() {
+    require_tls!();
+    let ns = NetNs::new("tlsenv");
+    let scratch = Scratch::new("tlsenv");
+    let (cert, key) = make_cert(&scratch);
+    let server = HttpsServer::start(&ns, &cert, &key);
+    let keys = scratch.path("client-keys.log");
+    let mut client = ns
+        .command("python3")
+        .arg(https_script())
+        .args(["client", cert.to_str().unwrap(), &server.port.to_string(), "/before"])
+        .env("SSLKEYLOGFILE", &keys)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut client_out = BufReader::new(client.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim() != "ready" {
+        line.clear();
+        assert!(client_out.read_line(&mut line).unwrap() > 0, "the client ended");
+    }
+    let file = scratch.path("env.pcapng");
+    let (pidcap, mut err) =
+        start_pidcap(pidcap().args(["capture", "--pid", &client.id().to_string(), "-w"]).arg(&file));
+    assert!(err.seen.iter().any(|l| l.contains("from its SSLKEYLOGFILE")), "{:?}", err.seen);
+    err.wait_for("openssl (/", LONG);
+    // A request on the connection opened before (records only), then one on a new connection (keys too).
+    writeln!(client.stdin.as_mut().unwrap(), "/old-connection\nnew /new-connection").unwrap();
+    for want in ["got 200 path=/old-connection", "got 200 path=/new-connection"] {
+        line.clear();
+        client_out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), want);
+    }
+    wait_for_capture(&file, "the second answer's record", |ps| {
+        ps.iter()
+            .any(|p| p.is_tls() && p.direction == Direction::Inbound && p.payload().ends_with(b"/new-connection\n"))
+    });
+    pidcap.signal(libc::SIGINT);
+    assert!(pidcap.wait().success());
+    drop(client.stdin.take());
+    client.wait().unwrap();
+    let mut got = uris(&file);
+    got.sort();
+    assert_eq!(got, ["/new-connection", "/old-connection"], "each request once");
+    // The new connection is decrypted from its packets: its request is not on the plaintext interface as HTTP.
+    let from_packets = tshark(
+        &file,
+        &[
+            "-Y",
+            "http.request && !(frame.interface_name == \"pidcap-tls-plaintext\")",
+            "-T",
+            "fields",
+            "-e",
+            "http.request.uri",
+        ],
+    );
+    assert_eq!(from_packets, ["/new-connection"]);
+    let contents =
+        pidcap_pcapfile::PacketReader::new(std::fs::File::open(&file).unwrap()).unwrap().read_to_end().unwrap();
+    let (all, _) = pidcap_pcapfile::keylog::parse_text(&std::fs::read(&keys).unwrap());
+    assert!(!contents.keylog.is_empty() && contents.keylog.len() < all.len(), "only the new connection's keys go in");
+}

@@ -6,7 +6,8 @@ server CERT KEY       keep-alive HTTP/1.1 over TLS on 127.0.0.1, any port; print
                       "path=<path>\\n".
 client CA PORT PATH   one keep-alive connection: GETs PATH, prints "got <status>
                       <body>" and "ready", then GETs each path read from stdin on
-                      the same connection (printing "got ..."); exits at EOF.
+                      the same connection (printing "got ..."), or on a new
+                      connection for a line "new PATH"; exits at EOF.
 """
 import http.client
 import http.server
@@ -53,7 +54,12 @@ def client(ca, port, path):
     print("got", r.status, r.read().decode().strip(), flush=True)
     print("ready", flush=True)
     for line in sys.stdin:
-        conn.request("GET", line.strip())
+        path = line.strip()
+        if path.startswith("new "):
+            conn.close()
+            conn = http.client.HTTPSConnection("127.0.0.1", int(port), context=ctx)
+            path = path[4:]
+        conn.request("GET", path)
         r = conn.getresponse()
         print("got", r.status, r.read().decode().strip(), flush=True)
 
