@@ -235,11 +235,12 @@ pub struct TlsFileSummary {
     pub records_left_out: u64,
 }
 
-/// The lines after the summary about TLS keys and left-out records (none when there is nothing to say).
+/// The lines after the summary about TLS keys (when some were written or
+/// ignored) and left-out records (none when there is nothing to say).
 pub fn tls_summary(t: &TlsFileSummary) -> Vec<String> {
     let mut lines = Vec::new();
     let file = t.file.as_deref().unwrap_or("the file");
-    if !t.keylogs.is_empty() {
+    if !t.keylogs.is_empty() && (t.keys_written > 0 || t.bad_key_lines > 0) {
         let from: Vec<String> = t
             .keylogs
             .iter()

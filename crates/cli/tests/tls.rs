@@ -460,3 +460,31 @@ fn capture_reads_a_targets_own_key_log_for_its_new_connections() {
     let (all, _) = pidcap_pcapfile::keylog::parse_text(&std::fs::read(&keys).unwrap());
     assert!(!contents.keylog.is_empty() && contents.keylog.len() < all.len(), "only the new connection's keys go in");
 }
+
+#[test]
+fn the_private_key_log_goes_on_an_error_and_on_a_signal() {
+    require_tls!();
+    let ns = NetNs::new("tlsgone");
+    let scratch = Scratch::new("tlsgone");
+    let tmp = scratch.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let leftovers = || std::fs::read_dir(&tmp).unwrap().count();
+    let file = scratch.path("gone.pcapng");
+    // The command cannot run.
+    let out =
+        pidcap().arg("run").arg("-w").arg(&file).args(["--", "/nonexistent/cmd"]).env("TMPDIR", &tmp).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(leftovers(), 0);
+    // The file cannot be created.
+    let out = run_in(&ns, &["-w", "/nonexistent/dir/f.pcapng"], &["true"]).env("TMPDIR", &tmp).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(leftovers(), 0);
+    // SIGINT while the command runs: pidcap passes it on, the command ends, the key log goes.
+    let mut cmd = run_in(&ns, &["-w", file.to_str().unwrap()], &["sleep", "60"]);
+    let (pidcap, _err) = start_pidcap(cmd.env("TMPDIR", &tmp));
+    assert_eq!(leftovers(), 1, "the private directory exists while the command runs");
+    pidcap.signal(libc::SIGINT);
+    let status = pidcap.wait();
+    assert!(status.code().is_some(), "pidcap ended by itself, not by the signal: {status:?}");
+    assert_eq!(leftovers(), 0, "removed after the signal");
+}
