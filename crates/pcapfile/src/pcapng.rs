@@ -34,8 +34,8 @@
 use crate::comment::{format_comment, format_tls, ProcessInfo, TlsComment};
 use crate::keylog::{covers_connection, KeyLogLine};
 use crate::tls::{
-    client_hello_random, looks_like_http, pdu_tags, tcp_conn, ConnKey, PduProto, LINKTYPE_UPPER_PDU,
-    TLS_IF_DESCRIPTION, TLS_IF_NAME,
+    client_hello, conn_key, looks_like_http, pdu_tags, ConnKey, PduProto, LINKTYPE_UPPER_PDU, TLS_IF_DESCRIPTION,
+    TLS_IF_NAME,
 };
 use crate::{captured, PcapError, RecordRef, Sink, WriterOptions, LINKTYPE_RAW};
 use pidcap_packet::{decode, CapturedPacket, Direction, TlsInfo};
@@ -251,21 +251,20 @@ impl<W: Write> PcapngWriter<W> {
             return self.write_tls(p, tls);
         }
         let mut started_hold = None;
-        if let Some((conn, payload)) = tcp_conn(p.data) {
-            if let Some(random) = client_hello_random(payload) {
-                self.keys.seen.insert(random);
-                if self.keys.conns.len() >= MAX_CONNS {
-                    self.keys.conns.clear();
-                }
-                self.keys.conns.insert(conn, random);
-                // Keys read before their ClientHello was written go in now, before it.
-                if let Some(lines) = self.keys.pending.remove(&random) {
-                    self.keys.pending_lines -= lines.len();
-                    self.write_keys(&lines)?;
-                }
-                if self.hold_for_keys && !covers_connection(self.keys.labels.get(&random).copied().unwrap_or(0)) {
-                    started_hold = Some(random);
-                }
+        if let Some((conn, random)) = client_hello(p.data) {
+            if self.keys.conns.len() >= MAX_CONNS {
+                self.keys.conns.clear();
+                self.keys.seen.clear();
+            }
+            self.keys.seen.insert(random);
+            self.keys.conns.insert(conn, random);
+            // Keys read before their ClientHello was written go in now, before it.
+            if let Some(lines) = self.keys.pending.remove(&random) {
+                self.keys.pending_lines -= lines.len();
+                self.write_keys(&lines)?;
+            }
+            if self.hold_for_keys && !covers_connection(self.keys.labels.get(&random).copied().unwrap_or(0)) {
+                started_hold = Some(random);
             }
         }
         if let Some(random) = started_hold {
@@ -274,7 +273,8 @@ impl<W: Write> PcapngWriter<W> {
             });
             hold.waiting.insert(random);
         }
-        let comment = self.comment_for(p, None);
+        self.cache_comment(p);
+        let comment = self.comment.as_ref().map_or("", |(_, c)| c.as_str());
         let (data, orig_len) = captured(p, self.out.snaplen);
         let mut epb = Block::reuse(std::mem::take(&mut self.block), BT_EPB);
         epb.u32(0) // interface id
@@ -289,8 +289,8 @@ impl<W: Write> PcapngWriter<W> {
         self.emit_packet(epb.buf, None)
     }
 
-    /// The comment of `p` (cached for runs of one socket), with `tls`'s fields.
-    fn comment_for(&mut self, p: &RecordRef<'_>, tls: Option<&TlsComment>) -> String {
+    /// Make `self.comment` the comment of `p`'s process (formatted once for a run of one socket's packets).
+    fn cache_comment(&mut self, p: &RecordRef<'_>) {
         let same = self.comment.as_ref().is_some_and(|(i, _)| {
             i.pid == p.pid
                 && i.socket_cookie == p.socket_cookie
@@ -308,11 +308,6 @@ impl<W: Write> PcapngWriter<W> {
             };
             let text = format_comment(&info);
             self.comment = Some((info, text));
-        }
-        let base = self.comment.as_ref().map_or("", |(_, c)| c.as_str());
-        match tls {
-            Some(t) => format!("{base}{}", format_tls(t)),
-            None => base.to_string(),
         }
     }
 
@@ -338,7 +333,7 @@ impl<W: Write> PcapngWriter<W> {
             Direction::Outbound => (local, remote),
             Direction::Inbound => (remote, local),
         };
-        let conn = if local <= remote { (local, remote) } else { (remote, local) };
+        let conn = conn_key(local, remote);
         let random = self.keys.conns.get(&conn).copied();
         let keyed = random.is_some_and(|r| self.keys.labels.get(&r).is_some_and(|&l| l != 0));
         let proto = if looks_like_http(plaintext) && !keyed { PduProto::Http } else { PduProto::Data };
@@ -347,7 +342,9 @@ impl<W: Write> PcapngWriter<W> {
         let true_len = u64::from(p.orig_len).saturating_sub(header_len as u64).max(kept as u64);
         let caplen = tags.len() + kept;
         let orig_len = u32::try_from(tags.len() as u64 + true_len).unwrap_or(u32::MAX);
-        let comment = self.comment_for(p, Some(&TlsComment { info, offset: d.tcp_seq.unwrap_or(0) }));
+        self.cache_comment(p);
+        let base = self.comment.as_ref().map_or("", |(_, c)| c.as_str());
+        let comment = format!("{base}{}", format_tls(&TlsComment { info, offset: d.tcp_seq.unwrap_or(0) }));
         let mut epb = Block::reuse(std::mem::take(&mut self.block), BT_EPB);
         epb.u32(1).u32((p.timestamp_ns >> 32) as u32).u32(p.timestamp_ns as u32).u32(caplen as u32).u32(orig_len);
         epb.buf.extend_from_slice(&tags);

@@ -22,7 +22,6 @@
 //! `exported_pdu.src_port`/`dst_port` (not `tcp.port`: there is no TCP
 //! header).
 
-use pidcap_packet::{decode, Direction};
 use std::net::{IpAddr, SocketAddr};
 
 /// `LINKTYPE_WIRESHARK_UPPER_PDU`.
@@ -163,17 +162,47 @@ pub fn parse_pdu(b: &[u8]) -> Result<Pdu, String> {
 /// A connection with its two ends in a fixed order, whichever way a packet went.
 pub type ConnKey = (SocketAddr, SocketAddr);
 
-/// The connection of an IP packet's bytes: `(low end, high end)`, and the
-/// TCP payload; `None` for anything but TCP.
-pub fn tcp_conn(data: &[u8]) -> Option<(ConnKey, &[u8])> {
-    let d = decode(data, Direction::Outbound);
-    if d.protocol != pidcap_packet::Protocol::Tcp {
-        return None;
+/// The two ends of a connection in a fixed order.
+pub fn conn_key(a: SocketAddr, b: SocketAddr) -> ConnKey {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
     }
-    let a = SocketAddr::new(d.local_addr, d.local_port);
-    let b = SocketAddr::new(d.remote_addr, d.remote_port);
-    let payload = data.get(d.payload_offset as usize..).unwrap_or_default();
-    Some((if a <= b { (a, b) } else { (b, a) }, payload))
+}
+
+/// If the IP packet `data` is a TCP segment starting with a TLS ClientHello:
+/// its connection and the client random. Cheap for every other packet (a
+/// few header bytes are read, nothing is decoded): the writer asks it of
+/// every packet.
+pub fn client_hello(data: &[u8]) -> Option<(ConnKey, [u8; 32])> {
+    const TCP: u8 = 6;
+    let (src, dst, l4) = match data.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(data[0] & 0x0f) * 4;
+            if *data.get(9)? != TCP || ihl < 20 {
+                return None;
+            }
+            let s: [u8; 4] = data.get(12..16)?.try_into().ok()?;
+            let d: [u8; 4] = data.get(16..20)?.try_into().ok()?;
+            (IpAddr::from(s), IpAddr::from(d), ihl)
+        }
+        6 => {
+            if *data.get(6)? != TCP {
+                return None;
+            }
+            let s: [u8; 16] = data.get(8..24)?.try_into().ok()?;
+            let d: [u8; 16] = data.get(24..40)?.try_into().ok()?;
+            (IpAddr::from(s), IpAddr::from(d), 40)
+        }
+        _ => return None,
+    };
+    let tcp = data.get(l4..l4 + 20)?;
+    let payload = data.get(l4 + usize::from(tcp[12] >> 4) * 4..)?;
+    let random = client_hello_random(payload)?;
+    let sport = u16::from_be_bytes([tcp[0], tcp[1]]);
+    let dport = u16::from_be_bytes([tcp[2], tcp[3]]);
+    Some((conn_key(SocketAddr::new(src, sport), SocketAddr::new(dst, dport)), random))
 }
 
 /// The client random of a TLS ClientHello at the start of a TCP payload.
@@ -217,6 +246,19 @@ mod tests {
         hello.extend(1..=32u8);
         hello.extend([0; 10]);
         assert_eq!(client_hello_random(&hello).unwrap()[0], 1);
+        // In a TCP segment, either IP version: the connection, either way round.
+        for (src, dst) in [("127.0.0.1:40000", "127.0.0.2:443"), ("[::1]:443", "[::2]:40000")] {
+            let (src, dst): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+            let tcp = pidcap_packet::build::Transport::Tcp(Default::default());
+            let packet = pidcap_packet::build::build(src, dst, 64, tcp, &hello).unwrap();
+            let (conn, random) = client_hello(&packet).unwrap();
+            assert_eq!((conn, random[31]), (conn_key(dst, src), 32));
+            let udp = pidcap_packet::build::build(src, dst, 64, pidcap_packet::build::Transport::Udp, &hello).unwrap();
+            assert_eq!(client_hello(&udp), None);
+            for cut in 0..packet.len() {
+                let _ = client_hello(&packet[..cut]);
+            }
+        }
         hello[5] = 2; // ServerHello
         assert_eq!(client_hello_random(&hello), None);
         assert_eq!(client_hello_random(&hello[..40]), None);
