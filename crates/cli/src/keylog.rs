@@ -8,7 +8,9 @@
 //! with `O_EXCL | O_NOFOLLOW`, mode 0600. Both are removed when the
 //! [`KeyLog`] is dropped: at the normal end, on an error, and after
 //! SIGINT/SIGTERM/SIGHUP (they end the capture loop, they do not kill
-//! pidcap). Only SIGKILL leaves them behind (a 0700 directory of root's).
+//! pidcap). Only SIGKILL leaves them behind (a 0700 directory of root's):
+//! the directory's name carries pidcap's pid (`pidcap-keylog-PID-XXXXXX`),
+//! and the next `run` removes those of pidcaps that no longer run.
 
 use anyhow::{Context, Result};
 use pidcap_pcapfile::{KeyLogFollower, KeyLogLine};
@@ -31,7 +33,8 @@ pub struct KeyLog {
 impl KeyLog {
     /// A private key log (see the module doc).
     pub fn private() -> Result<KeyLog> {
-        let template = std::env::temp_dir().join("pidcap-keylog-XXXXXX");
+        remove_stale(&std::env::temp_dir());
+        let template = std::env::temp_dir().join(format!("pidcap-keylog-{}-XXXXXX", std::process::id()));
         let mut bytes = template.into_os_string().into_vec();
         bytes.push(0);
         let mut buf = CString::from_vec_with_nul(bytes).context("temporary directory path")?.into_bytes_with_nul();
@@ -84,6 +87,31 @@ impl KeyLog {
     }
 }
 
+/// Remove the private key log directories in `tmp` that SIGKILLed pidcaps
+/// left: named `pidcap-keylog-PID-...` for a PID that no longer runs, real
+/// directories (not links), ours, mode 0700.
+fn remove_stale(tmp: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(dir) = std::fs::read_dir(tmp) else { return };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    for entry in dir.map_while(Result::ok) {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("pidcap-keylog-")).and_then(|r| r.split('-').next())
+        else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(entry.path()) else { continue };
+        if meta.is_dir() && meta.uid() == me && meta.permissions().mode() & 0o777 == 0o700 {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 impl Drop for KeyLog {
     fn drop(&mut self) {
         if let Some(dir) = self.private_dir.take() {
@@ -115,6 +143,31 @@ mod tests {
         assert_eq!(log.bad_lines(), 1);
         drop(log);
         assert!(!path.exists() && !dir.exists());
+    }
+
+    #[test]
+    fn directories_left_by_a_killed_pidcap_go_at_the_next_start() {
+        let tmp = std::env::temp_dir().join(format!("pidcap-cli-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let mk = |name: &str, mode: u32| {
+            let d = tmp.join(name);
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join(FILE_NAME), b"old keys").unwrap();
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+            d
+        };
+        // No process has a pid above pid_max (4194304 at most).
+        let dead = mk("pidcap-keylog-4194305-abcdef", 0o700);
+        let alive = mk(&format!("pidcap-keylog-{}-abcdef", std::process::id()), 0o700);
+        let open = mk("pidcap-keylog-4194306-abcdef", 0o755);
+        let link = tmp.join("pidcap-keylog-4194307-abcdef");
+        std::os::unix::fs::symlink(&alive, &link).unwrap();
+        remove_stale(&tmp);
+        assert!(!dead.exists(), "a dead pidcap's directory goes");
+        assert!(alive.join(FILE_NAME).exists(), "a running pidcap's stays");
+        assert!(open.exists(), "not one of ours (mode): kept");
+        assert!(std::fs::symlink_metadata(&link).is_ok(), "a link is not followed nor removed");
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]
