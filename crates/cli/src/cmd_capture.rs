@@ -564,6 +564,7 @@ struct Coverage {
     /// Per target, the libraries already reported (empty: "none" was said).
     said: HashMap<u32, HashSet<std::path::PathBuf>>,
     last: Option<Instant>,
+    started: Instant,
 }
 
 impl Coverage {
@@ -572,16 +573,18 @@ impl Coverage {
     const EVERY: Duration = Duration::from_secs(1);
 
     fn new(on: bool) -> Coverage {
-        Coverage { on, first_seen: HashMap::new(), said: HashMap::new(), last: None }
+        Coverage { on, first_seen: HashMap::new(), said: HashMap::new(), last: None, started: Instant::now() }
     }
 
     fn report(&mut self, session: &mut Session) {
         if !self.on {
             return;
         }
-        // Every step until each target seen has been reported, then every second.
-        let settled = self.first_seen.keys().all(|pid| self.said.contains_key(pid)) && !self.first_seen.is_empty();
-        let every = if settled { Self::EVERY } else { Duration::from_millis(10) };
+        // Every step while a target seen is not reported yet, or in the first
+        // seconds (`run`'s command has not exec'd yet), else every second.
+        let pending = self.first_seen.keys().any(|pid| !self.said.contains_key(pid));
+        let early = self.started.elapsed() < Duration::from_secs(2);
+        let every = if pending || early { Duration::from_millis(10) } else { Self::EVERY };
         if self.last.is_some_and(|t| t.elapsed() < every) {
             return;
         }

@@ -176,6 +176,13 @@ fn run_prints_the_decrypted_request_as_a_line_and_as_json() {
     assert!(rec["tls"]["tid"].as_u64().unwrap() > 0);
     assert_eq!(rec["remote_port"].as_u64(), Some(u64::from(server.port)));
     assert!(objects.iter().any(|o| o.get("tls").is_none()), "packets have no tls field");
+
+    // --no-tls: the encrypted packets only, and nothing said about TLS.
+    let out = run_in(&ns, &["--no-tls"], &curl_args(&cert, &url)).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains(" out TCP ") && !stdout.contains(" TLS "), "{stdout}");
+    assert!(!stderr.contains("TLS"), "{stderr}");
 }
 
 #[test]
