@@ -21,6 +21,10 @@
 //! missing (defaults: cookie 0, verdict pass, no rule), unknown `key=value`
 //! tokens are ignored, and unescaped non-space bytes in the name are taken
 //! literally. A malformed number, verdict or escape means "not ours".
+//!
+//! A TLS plaintext record's comment adds ` tls=LIBRARY tid=N offset=N`
+//! ([`TlsComment`], [`format_tls`], [`parse_tls`]); the process parser
+//! ignores those tokens.
 
 use pidcap_packet::{CapturedPacket, TlsInfo, Verdict};
 
