@@ -59,10 +59,25 @@ fn keys() -> Vec<pidcap_pcapfile::KeyLogLine> {
     lines
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pidcap-pcapfile-tls-{}", std::process::id()));
+/// A file in a directory of its own, removed with it on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0.parent().unwrap());
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
+    let dir = std::env::temp_dir().join(format!("pidcap-pcapfile-tls-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    Scratch(dir.join(name))
 }
 
 /// `tshark -r path args`: must succeed without warnings; its output lines.
@@ -97,7 +112,8 @@ fn write_capture(hold: bool, records: &[CapturedPacket]) -> Vec<u8> {
 #[test]
 fn tshark_decrypts_with_the_keys_written_before_the_handshake_that_needs_them() {
     pidcap_testkit::require!(Tool("tshark"));
-    let file = scratch("held.pcapng");
+    let scratch = scratch("held.pcapng");
+    let file = scratch.path();
     std::fs::write(&file, write_capture(true, &[])).unwrap();
     let requests = tshark(&file, &["-Y", "http.request", "-T", "fields", "-e", "http.request.uri"]);
     assert_eq!(requests, ["/some-path"]);
@@ -132,7 +148,8 @@ fn records_show_and_filter_in_tshark_and_are_not_doubled_where_keys_decrypt() {
         record(102, Direction::Inbound, "[::1]:40001", "[::1]:8443", b"HTTP/1.1 204 No Content\r\n\r\n", 0),
         record(103, Direction::Inbound, "127.0.0.1:40000", "127.0.0.1:8443", b"\x00\x01binary", 23),
     ];
-    let file = scratch("records.pcapng");
+    let scratch = scratch("records.pcapng");
+    let file = scratch.path();
     std::fs::write(&file, write_capture(true, &records)).unwrap();
     let mut uris = tshark(&file, &["-Y", "http.request", "-T", "fields", "-e", "http.request.uri"]);
     uris.sort();
@@ -200,7 +217,8 @@ fn records_round_trip_with_cut_plaintext_and_a_pcap_file_leaves_them_out() {
 
 #[test]
 fn keys_of_connections_not_in_the_file_stay_out_and_dsbs_are_not_counted_as_packets() {
-    let path = scratch("kept.pcapng");
+    let scratch = scratch("kept.pcapng");
+    let path = scratch.path();
     let file = CaptureFile::create(&path, 0o600).unwrap();
     let mut out: Box<dyn PacketOutput> = Box::new(FileOutput::new(Format::Pcapng, file, &opts()).unwrap());
     assert!(out.takes_tls_keys());
