@@ -113,7 +113,7 @@ fn write_capture(hold: bool, records: &[CapturedPacket]) -> Vec<u8> {
 fn tshark_decrypts_with_the_keys_written_before_the_handshake_that_needs_them() {
     pidcap_testkit::require!(Tool("tshark"));
     let scratch = scratch("held.pcapng");
-    let file = scratch.path();
+    let file = scratch.path().to_path_buf();
     std::fs::write(&file, write_capture(true, &[])).unwrap();
     let requests = tshark(&file, &["-Y", "http.request", "-T", "fields", "-e", "http.request.uri"]);
     assert_eq!(requests, ["/some-path"]);
@@ -149,7 +149,7 @@ fn records_show_and_filter_in_tshark_and_are_not_doubled_where_keys_decrypt() {
         record(103, Direction::Inbound, "127.0.0.1:40000", "127.0.0.1:8443", b"\x00\x01binary", 23),
     ];
     let scratch = scratch("records.pcapng");
-    let file = scratch.path();
+    let file = scratch.path().to_path_buf();
     std::fs::write(&file, write_capture(true, &records)).unwrap();
     let mut uris = tshark(&file, &["-Y", "http.request", "-T", "fields", "-e", "http.request.uri"]);
     uris.sort();
@@ -218,7 +218,7 @@ fn records_round_trip_with_cut_plaintext_and_a_pcap_file_leaves_them_out() {
 #[test]
 fn keys_of_connections_not_in_the_file_stay_out_and_dsbs_are_not_counted_as_packets() {
     let scratch = scratch("kept.pcapng");
-    let path = scratch.path();
+    let path = scratch.path().to_path_buf();
     let file = CaptureFile::create(&path, 0o600).unwrap();
     let mut out: Box<dyn PacketOutput> = Box::new(FileOutput::new(Format::Pcapng, file, &opts()).unwrap());
     assert!(out.takes_tls_keys());
