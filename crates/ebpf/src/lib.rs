@@ -316,6 +316,16 @@ impl EbpfBackend {
     /// candidates as seen from its root). Returns what it maps, each with
     /// whether it is covered.
     fn scan_tls(&mut self, pid: u32) -> Vec<(tls::MappedLibrary, bool)> {
+        self.scan_tls_wanting(pid, &mut std::collections::HashSet::new())
+    }
+
+    /// [`EbpfBackend::scan_tls`], adding the (dev, inode) of every file it
+    /// attaches or keeps for `pid` to `wanted`.
+    fn scan_tls_wanting(
+        &mut self,
+        pid: u32,
+        wanted: &mut std::collections::HashSet<(u64, u64)>,
+    ) -> Vec<(tls::MappedLibrary, bool)> {
         let mut libs = tls::mapped_by(pid);
         let held = tls::runs_our_executable(pid);
         if held {
@@ -323,6 +333,7 @@ impl EbpfBackend {
         }
         let mut out = Vec::new();
         for lib in libs {
+            wanted.insert((lib.dev, lib.inode));
             let covered = match self.tls.attach(&mut self.ebpf, pid, &lib) {
                 Ok(c) => c,
                 Err(e) => {
@@ -337,22 +348,30 @@ impl EbpfBackend {
         out
     }
 
-    /// Read the live targets' maps again (at most every [`TLS_RESCAN`]).
+    /// Read the live targets' maps again (at most every [`TLS_RESCAN`]):
+    /// attach what they map now, detach what none of them has mapped for
+    /// [`tls::DETACH_AFTER`] (everything at once when TLS is off).
     fn rescan_tls(&mut self, force: bool) {
-        if self.config.tls == 0 {
-            return;
-        }
         if !force && self.tls_scanned.is_some_and(|t| t.elapsed() < TLS_RESCAN) {
             return;
         }
         self.tls_scanned = Some(Instant::now());
-        let pids: Vec<u32> = match KernelBackend::targets(self) {
-            Ok(t) => t.iter().filter(|t| !t.exited).map(|t| t.id.pid).collect(),
-            Err(_) => return,
-        };
-        for pid in pids {
-            self.scan_tls(pid);
+        let mut wanted = std::collections::HashSet::new();
+        if self.config.tls != 0 {
+            let pids: Vec<u32> = match KernelBackend::targets(self) {
+                Ok(t) => t.iter().filter(|t| !t.exited).map(|t| t.id.pid).collect(),
+                Err(_) => return,
+            };
+            for pid in pids {
+                self.scan_tls_wanting(pid, &mut wanted);
+            }
         }
+        self.tls.retain(&wanted, self.config.tls == 0);
+    }
+
+    /// How many TLS library files have probes attached now (tests, diagnostics).
+    pub fn tls_files_attached(&self) -> usize {
+        self.tls.attached_files()
     }
 }
 
@@ -436,10 +455,11 @@ impl KernelBackend for EbpfBackend {
         pidcap_engine::capture::check_snaplen(config.snaplen)?;
         self.config.snaplen = config.snaplen;
         self.config.capture = u32::from(config.capture);
-        let tls_on = config.tls && self.config.tls == 0;
+        let tls_changed = u32::from(config.tls) != self.config.tls;
         self.config.tls = u32::from(config.tls);
         self.write_config()?;
-        if tls_on {
+        if tls_changed {
+            // On: attach for the targets there are; off: detach everything.
             self.rescan_tls(true);
         }
         Ok(())

@@ -10,14 +10,16 @@
 //! backend: when pidcap exits, however it exits, the kernel removes them.
 
 use crate::abi;
-use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope};
+use aya::programs::trace_point::TracePointLink;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeScope};
 use aya::programs::{ProgramError, TracePoint, UProbe};
 use aya::Ebpf;
 use pidcap_engine::backend::TlsLibraryFile;
 use pidcap_packet::TlsLibrary;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// The uprobe programs (loaded with the others, attached per library file).
 pub const ENTRY_PROGRAM: &str = "pidcap_tls_ent";
@@ -213,13 +215,28 @@ pub enum AttachError {
     Mount(#[source] std::io::Error),
 }
 
-/// The library files attached so far and the tracepoints.
+/// The library files attached now and the tracepoints. The links are owned
+/// here: dropping one detaches its probe (and the kernel drops them all
+/// when the process exits).
 #[derive(Debug, Default)]
 pub struct TlsProbes {
-    /// (dev, inode) -> attached (Some: how many functions), or tried and failed (None).
-    files: HashMap<(u64, u64), Option<usize>>,
-    tracepoints: bool,
+    /// (dev, inode) -> the file's uprobe links, or None: tried and failed
+    /// (not tried again while some target maps it).
+    files: HashMap<(u64, u64), AttachedFile>,
+    tracepoints: Vec<TracePointLink>,
 }
+
+#[derive(Debug)]
+struct AttachedFile {
+    links: Option<Vec<UProbeLink>>,
+    /// When a live target last mapped it (or it was attached).
+    wanted: Instant,
+}
+
+/// How long a library file stays attached after the last target that
+/// mapped it: a held child of `run` execs a shell that starts the real
+/// client, and between the two no target maps anything.
+pub const DETACH_AFTER: Duration = Duration::from_secs(5);
 
 /// tracefs mounting and the attach that needs it, one at a time in the process.
 static TRACEFS: Mutex<()> = Mutex::new(());
@@ -233,24 +250,26 @@ fn tracefs_mounted() -> bool {
 impl TlsProbes {
     /// Is this library file covered (its probes attached)?
     pub fn covers(&self, lib: &MappedLibrary) -> bool {
-        matches!(self.files.get(&(lib.dev, lib.inode)), Some(Some(_)))
+        self.files.get(&(lib.dev, lib.inode)).is_some_and(|f| f.links.is_some())
     }
 
     /// Attach the probes to `lib` (as `pid` sees it) unless done already;
     /// the syscall tracepoints with the first one. Returns true when it is covered.
     pub fn attach(&mut self, ebpf: &mut Ebpf, pid: u32, lib: &MappedLibrary) -> Result<bool, AttachError> {
-        if let Some(done) = self.files.get(&(lib.dev, lib.inode)) {
-            return Ok(done.is_some());
+        if let Some(done) = self.files.get_mut(&(lib.dev, lib.inode)) {
+            done.wanted = Instant::now();
+            return Ok(done.links.is_some());
         }
-        if !self.tracepoints {
+        if self.tracepoints.is_empty() {
             self.attach_tracepoints(ebpf)?;
         }
         let target = through_root(pid, &lib.path);
+        let mut links = Vec::new();
         let mut attached = 0;
         let mut last_err = None;
         for (symbol, bits) in functions(lib.library) {
             let cookie = bits | lib_bits(lib.library);
-            let mut ok = true;
+            let mut pair = Vec::with_capacity(2);
             for name in [ENTRY_PROGRAM, RETURN_PROGRAM] {
                 let prog: &mut UProbe = ebpf
                     .program_mut(name)
@@ -258,29 +277,61 @@ impl TlsProbes {
                     .try_into()
                     .map_err(|source| AttachError::Program { name, source })?;
                 let point = UProbeAttachPoint { location: UProbeAttachLocation::Symbol(symbol), cookie: Some(cookie) };
-                if let Err(e) = prog.attach(point, &target, UProbeScope::AllProcesses) {
-                    // A function this build of the library lacks (SSL_write_ex in
-                    // OpenSSL 1.1.0, say): the others still count.
-                    tracing::debug!(%symbol, path = %target.display(), error = %e, "uprobe not attached");
-                    last_err = Some(e);
-                    ok = false;
-                    break;
+                match prog.attach(point, &target, UProbeScope::AllProcesses).and_then(|id| prog.take_link(id)) {
+                    Ok(link) => pair.push(link),
+                    Err(e) => {
+                        // A function this build of the library lacks (SSL_write_ex in
+                        // OpenSSL 1.1.0, say): the others still count.
+                        tracing::debug!(%symbol, path = %target.display(), error = %e, "uprobe not attached");
+                        last_err = Some(e);
+                        break;
+                    }
                 }
             }
-            if ok {
+            // Entry and return together or not at all (dropping one detaches it).
+            if pair.len() == 2 {
+                links.extend(pair);
                 attached += 1;
             }
         }
         if attached == 0 {
-            self.files.insert((lib.dev, lib.inode), None);
+            self.files.insert((lib.dev, lib.inode), AttachedFile { links: None, wanted: Instant::now() });
             return match last_err {
                 Some(source) => Err(AttachError::Uprobe { path: lib.path.clone(), library: lib.library, source }),
                 None => Ok(false),
             };
         }
         tracing::debug!(path = %lib.path.display(), pid, functions = attached, "TLS library attached");
-        self.files.insert((lib.dev, lib.inode), Some(attached));
+        self.files.insert((lib.dev, lib.inode), AttachedFile { links: Some(links), wanted: Instant::now() });
         Ok(true)
+    }
+
+    /// Detach the files no live target has needed for [`DETACH_AFTER`]
+    /// (`wanted`: the (dev, inode) of what they map now, and the candidates
+    /// of held children), and the tracepoints with the last one: the other
+    /// processes that map them stop paying for the probes. `wanted` empty
+    /// and `now`: detach everything at once (TLS turned off).
+    pub fn retain(&mut self, wanted: &HashSet<(u64, u64)>, at_once: bool) {
+        let before = self.files.len();
+        let now = Instant::now();
+        self.files.retain(|k, f| {
+            if wanted.contains(k) {
+                f.wanted = now;
+                return true;
+            }
+            !at_once && now.duration_since(f.wanted) < DETACH_AFTER
+        });
+        if self.files.len() != before {
+            tracing::debug!(detached = before - self.files.len(), "TLS library files no target maps");
+        }
+        if !self.files.values().any(|f| f.links.is_some()) {
+            self.tracepoints.clear();
+        }
+    }
+
+    /// How many library files have probes attached.
+    pub fn attached_files(&self) -> usize {
+        self.files.values().filter(|f| f.links.is_some()).count()
     }
 
     fn attach_tracepoints(&mut self, ebpf: &mut Ebpf) -> Result<(), AttachError> {
@@ -292,15 +343,20 @@ impl TlsProbes {
             true
         };
         let result = (|| {
+            let mut links = Vec::new();
             for (name, tp) in TRACEPOINTS {
                 let prog: &mut TracePoint = ebpf
                     .program_mut(name)
                     .ok_or(AttachError::MissingProgram(name))?
                     .try_into()
                     .map_err(|source| AttachError::Program { name, source })?;
-                prog.attach("syscalls", tp).map_err(|source| AttachError::Program { name, source })?;
+                let link = prog
+                    .attach("syscalls", tp)
+                    .and_then(|id| prog.take_link(id))
+                    .map_err(|source| AttachError::Program { name, source })?;
+                links.push(link);
             }
-            Ok(())
+            Ok(links)
         })();
         if mounted_here {
             // The links hold the tracepoints; the mount was only for their ids.
@@ -308,8 +364,7 @@ impl TlsProbes {
                 tracing::warn!(error = %e, "could not unmount the tracefs pidcap mounted on {TRACEFS_DIR}");
             }
         }
-        result?;
-        self.tracepoints = true;
+        self.tracepoints = result?;
         Ok(())
     }
 }

@@ -228,7 +228,10 @@ fn assert_on_its_connection(
     let packets: HashSet<u64> = got
         .iter()
         .filter(|p| {
+            // Data packets: the handshake's first packets may carry the
+            // listening socket's cookie on the server side.
             !p.is_tls()
+                && !p.payload().is_empty()
                 && p.decoded.local_port == r.decoded.local_port
                 && p.decoded.remote_port == r.decoded.remote_port
         })
@@ -367,6 +370,80 @@ fn gnutls_cli_as_the_target_gives_records_too() {
 }
 
 #[test]
+fn a_library_loaded_after_the_target_was_added_is_found_by_the_rescan() {
+    require_tls_tools!();
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    let mut child = Command::new("python3")
+        .arg(peer_script())
+        .args(["late"])
+        .arg(cert.cert())
+        .arg(server.port.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let pid = child.id();
+    let _guard = Proc(child);
+    let mut line = || {
+        let mut l = String::new();
+        stdout.read_line(&mut l).unwrap();
+        l.trim_end().to_string()
+    };
+    assert_eq!(line(), "started");
+    let mut cap = capture(false);
+    cap.add_pid(pid).unwrap();
+    assert!(
+        !pidcap_ebpf::tls::mapped_by(pid).iter().any(|l| l.library == TlsLibrary::Openssl),
+        "python3 maps no libssl before importing ssl"
+    );
+    writeln!(stdin, "import").unwrap();
+    assert_eq!(line(), "imported");
+    // Requests until one is taken: those before the rescan attached libssl
+    // give packets only; the periodic rescan in poll must come.
+    let mut got = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    for n in 0.. {
+        assert!(Instant::now() < deadline, "no request became a record: {}", summary(&got));
+        writeln!(stdin, "/late-{n}").unwrap();
+        assert_eq!(line(), format!("got 200 path=/late-{n}"));
+        cap.poll(Duration::from_millis(100), &mut |p| got.push(Arc::clone(p))).unwrap();
+        if has_record(&got, Direction::Outbound, b"GET /late-") {
+            break;
+        }
+    }
+    let req = records(&got).find(|p| p.direction == Direction::Outbound).unwrap();
+    assert_eq!(req.pid, pid);
+    assert_on_its_connection(&got, req, None, server.port);
+}
+
+#[test]
+fn probes_are_detached_once_no_target_maps_the_library() {
+    require_tls_tools!();
+    use pidcap_engine::{KernelBackend, KernelConfig, Process};
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    let mut backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).unwrap();
+    backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: true }).unwrap();
+    let process = Process::open(server.pid()).unwrap();
+    backend.add_target(&process, false).unwrap();
+    assert!(backend.tls_files_attached() >= 1, "the server's libssl is attached");
+    backend.remove_target(process.id()).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while backend.tls_files_attached() != 0 {
+        assert!(Instant::now() < deadline, "the probes stayed attached without a target");
+        backend.poll(Duration::from_millis(20), &mut |_| {}).unwrap();
+    }
+    // And turning TLS off detaches at once.
+    backend.add_target(&process, false).unwrap();
+    assert!(backend.tls_files_attached() >= 1);
+    backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: false }).unwrap();
+    assert_eq!(backend.tls_files_attached(), 0);
+}
+
+#[test]
 fn a_target_without_a_tls_library_has_an_empty_coverage_list() {
     require_tls_tools!();
     let sleeper = Proc(Command::new("sleep").arg("30").spawn().unwrap());
@@ -392,7 +469,9 @@ fn tls_off_takes_no_plaintext() {
     let mut got = Vec::new();
     // The request's packets arrive; no record does.
     collect_until(&mut cap, &mut got, "the request's packets", |g| {
-        g.iter().any(|p| !p.is_tls() && p.direction == Direction::Outbound && p.payload().len() > 100)
+        let data =
+            |dir| g.iter().any(|p: &Arc<CapturedPacket>| !p.is_tls() && p.direction == dir && !p.payload().is_empty());
+        data(Direction::Outbound) && data(Direction::Inbound)
     });
     cap.poll(Duration::from_millis(50), &mut |p| got.push(Arc::clone(p))).unwrap();
     assert_eq!(records(&got).count(), 0, "{}", summary(&got));
@@ -407,13 +486,20 @@ fn bpftool(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// (id, name) of the programs process `pid` holds (`bpftool prog show`'s `pids` field).
+/// (id, name) of the programs process `pid` holds (the `prog_id` of its fds' fdinfo).
 fn programs_of(pid: u32) -> Vec<(u64, String)> {
+    let mut ids = HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let info = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        ids.extend(
+            info.lines().filter_map(|l| l.strip_prefix("prog_id:")).filter_map(|v| v.trim().parse::<u64>().ok()),
+        );
+    }
     let v: serde_json::Value = serde_json::from_str(&bpftool(&["-j", "prog", "show"])).unwrap();
     v.as_array()
         .unwrap()
         .iter()
-        .filter(|p| p["pids"].as_array().is_some_and(|ps| ps.iter().any(|x| x["pid"].as_u64() == Some(pid.into()))))
+        .filter(|p| p["id"].as_u64().is_some_and(|id| ids.contains(&id)))
         .map(|p| (p["id"].as_u64().unwrap(), p["name"].as_str().unwrap_or("").to_string()))
         .collect()
 }
@@ -423,20 +509,19 @@ fn all_program_ids() -> HashSet<u64> {
     v.as_array().unwrap().iter().filter_map(|p| p["id"].as_u64()).collect()
 }
 
-/// The uprobes (perf events) process `pid` holds, as `bpftool perf` lists them: (prog id, file).
-fn uprobes_of(pid: u32) -> Vec<(u64, String)> {
-    let v: serde_json::Value = serde_json::from_str(&bpftool(&["-j", "perf"])).unwrap();
+/// (link id, program id) of the kernel's perf-event links (`bpftool link`):
+/// uprobes, uretprobes and tracepoints attached through links.
+fn perf_links() -> Vec<(u64, u64)> {
+    let v: serde_json::Value = serde_json::from_str(&bpftool(&["-j", "link", "show"])).unwrap();
     v.as_array()
         .unwrap()
         .iter()
-        .filter(|e| {
-            e["pid"].as_u64() == Some(pid.into()) && e["fd_type"].as_str().is_some_and(|t| t.contains("uprobe"))
-        })
-        .map(|e| (e["prog_id"].as_u64().unwrap_or(0), e["filename"].as_str().unwrap_or("").to_string()))
+        .filter(|l| l["type"].as_str() == Some("perf_event"))
+        .map(|l| (l["id"].as_u64().unwrap_or(0), l["prog_id"].as_u64().unwrap_or(0)))
         .collect()
 }
 
-/// Program ids of every BPF link (`bpftool link`).
+/// Program ids of every BPF link.
 fn linked_program_ids() -> HashSet<u64> {
     let v: serde_json::Value = serde_json::from_str(&bpftool(&["-j", "link", "show"])).unwrap();
     v.as_array().unwrap().iter().filter_map(|l| l["prog_id"].as_u64()).collect()
@@ -464,10 +549,13 @@ fn sigkill_of_the_holder_leaves_no_uprobe_and_no_program() {
     for want in pidcap_ebpf::TLS_PROGRAM_NAMES {
         assert!(names.contains(*want), "{want} not loaded by the holder: {names:?}");
     }
-    let probes = uprobes_of(hpid);
-    assert!(probes.iter().any(|(_, f)| f.contains("libssl.so")), "the holder's uprobes: {probes:?}");
     let ids: HashSet<u64> = progs.iter().map(|(id, _)| *id).collect();
-    assert!(probes.iter().all(|(id, _)| ids.contains(id)), "{probes:?} are the holder's programs");
+    let id_of = |name: &str| progs.iter().find(|(_, n)| n == name).map(|(id, _)| *id).unwrap();
+    let (entry, ret) = (id_of(pidcap_ebpf::tls::ENTRY_PROGRAM), id_of(pidcap_ebpf::tls::RETURN_PROGRAM));
+    let links = perf_links();
+    // OpenSSL's four functions, entry and return.
+    let uprobes = links.iter().filter(|(_, p)| *p == entry || *p == ret).count();
+    assert!(uprobes >= 8, "the holder's uprobe links: {links:?} (programs {entry}, {ret})");
 
     // SAFETY: kill(2) on our own child, not yet reaped.
     unsafe { libc::kill(hpid as libc::pid_t, libc::SIGKILL) };
@@ -477,11 +565,11 @@ fn sigkill_of_the_holder_leaves_no_uprobe_and_no_program() {
         let loaded = all_program_ids();
         let linked = linked_program_ids();
         let left: Vec<_> = ids.iter().filter(|id| loaded.contains(id) || linked.contains(id)).collect();
-        let probes = uprobes_of(hpid);
+        let probes: Vec<_> = perf_links().into_iter().filter(|(_, p)| ids.contains(p)).collect();
         if left.is_empty() && probes.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "programs {left:?} and uprobes {probes:?} outlived the SIGKILLed holder");
+        assert!(Instant::now() < deadline, "programs {left:?} and links {probes:?} outlived the SIGKILLed holder");
         std::thread::sleep(Duration::from_millis(50));
     }
     // The server still works, without probes.

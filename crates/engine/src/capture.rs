@@ -477,6 +477,26 @@ mod tests {
     }
 
     #[test]
+    fn tls_coverage_is_the_backends_and_scriptable_on_the_fake() {
+        let fake = FakeKernel::default();
+        let h = fake.handle();
+        let mut cap = Capture::new(Box::new(fake), CaptureOptions::default()).unwrap();
+        assert_eq!(cap.tls_coverage().unwrap(), [], "nothing scripted: no TLS support");
+        let covered = crate::TlsCoverage {
+            pid: 7,
+            comm: "curl".into(),
+            libraries: vec![crate::TlsLibraryFile {
+                library: pidcap_packet::TlsLibrary::Openssl,
+                path: "/usr/lib/x86_64-linux-gnu/libssl.so.3".into(),
+            }],
+        };
+        let bare = crate::TlsCoverage { pid: 8, comm: "static-go".into(), libraries: vec![] };
+        h.set_tls_coverage(vec![covered.clone(), bare.clone()]);
+        assert_eq!(cap.tls_coverage().unwrap(), [covered, bare]);
+        assert!(h.state().config.unwrap().tls, "CaptureOptions::default() asks for plaintext");
+    }
+
+    #[test]
     fn tls_records_become_records_of_their_connection_in_order_on_both_paths() {
         use crate::fake::FakePacket;
         let (local, remote) = ("127.0.0.1:40000".parse().unwrap(), "127.0.0.1:8443".parse().unwrap());

@@ -5,7 +5,7 @@
 //! layer, it keeps one entry per pid with its key, and a test plays the
 //! kernel's own part (a followed child, an exit) through the handle.
 
-use crate::backend::{KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket, RawTls};
+use crate::backend::{KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket, RawTls, TlsCoverage};
 use crate::error::{EngineError, Result};
 use crate::process::{Process, TargetId};
 use crate::rules::{self, Rule};
@@ -92,6 +92,9 @@ pub struct FakeState {
     pub config: Option<KernelConfig>,
     pub rules: Vec<Rule>,
     pub hits: Vec<u64>,
+    /// What [`KernelBackend::tls_coverage`] answers (None: nothing, as a
+    /// kernel layer without TLS support); see [`FakeHandle::set_tls_coverage`].
+    pub tls_coverage: Option<Vec<TlsCoverage>>,
 }
 
 /// The scripted [`KernelBackend`].
@@ -143,6 +146,13 @@ impl FakeHandle {
         if let Some(t) = lock(&self.state).targets.get_mut(&pid) {
             t.exited = true;
         }
+    }
+
+    /// Script the answer of [`KernelBackend::tls_coverage`]: the real kernel
+    /// layer lists each live target with the TLS library files it maps
+    /// (an empty list: none supported).
+    pub fn set_tls_coverage(&self, coverage: Vec<TlsCoverage>) {
+        lock(&self.state).tls_coverage = Some(coverage);
     }
 
     /// Everything the fake holds, for assertions.
@@ -236,5 +246,9 @@ impl KernelBackend for FakeKernel {
 
     fn rule_hits(&self) -> Result<Vec<u64>> {
         Ok(lock(&self.state).hits.clone())
+    }
+
+    fn tls_coverage(&mut self) -> Result<Vec<TlsCoverage>> {
+        Ok(lock(&self.state).tls_coverage.clone().unwrap_or_default())
     }
 }

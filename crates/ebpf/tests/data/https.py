@@ -8,12 +8,33 @@ client CA PORT PATH     opens one keep-alive connection, GETs PATH, prints the
                         answer's first line and "ready", then for every line read
                         from stdin GETs that path on the same connection and prints
                         "got <status> <body>"; exits at EOF.
+late CA PORT             maps no TLS library until its first stdin line: then
+                        imports ssl (dlopen of libssl), prints "imported", and
+                        GETs each later line's path on one keep-alive connection,
+                        printing "got <status> <body>".
 """
-import http.client
-import http.server
-import socketserver
-import ssl
 import sys
+
+if sys.argv[1:2] == ["late"]:
+    _, _, ca, port = sys.argv
+    print("started", flush=True)
+    sys.stdin.readline()
+    import http.client  # noqa: E402  (ssl is loaded here, not at start)
+    import ssl  # noqa: E402
+
+    print("imported", flush=True)
+    ctx = ssl.create_default_context(cafile=ca)
+    conn = http.client.HTTPSConnection("127.0.0.1", int(port), context=ctx)
+    for line in sys.stdin:
+        conn.request("GET", line.strip())
+        r = conn.getresponse()
+        print("got", r.status, r.read().decode().strip(), flush=True)
+    sys.exit(0)
+
+import http.client  # noqa: E402
+import http.server  # noqa: E402
+import socketserver  # noqa: E402
+import ssl  # noqa: E402
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
