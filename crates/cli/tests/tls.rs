@@ -495,3 +495,28 @@ fn the_private_key_log_goes_on_an_error_and_on_a_signal() {
     assert!(status.code().is_some(), "pidcap ended by itself, not by the signal: {status:?}");
     assert_eq!(leftovers(), 0, "removed after the signal");
 }
+
+#[test]
+fn capturing_the_https_server_shows_the_requests_it_reads() {
+    require_tls!();
+    let ns = NetNs::new("tlsserver");
+    let scratch = Scratch::new("tlsserver");
+    let (cert, key) = make_cert(&scratch);
+    let server = HttpsServer::start(&ns, &cert, &key);
+    let file = scratch.path("server.pcapng");
+    let (pidcap, mut err) =
+        start_pidcap(pidcap().args(["capture", "--pid", &server.child.id().to_string(), "-w"]).arg(&file));
+    err.wait_for("openssl (/", LONG);
+    let url = server.url("/server-side");
+    let out = run_ok(ns.command("curl").args(["-s", "--cacert", cert.to_str().unwrap(), &url]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "path=/server-side\n");
+    wait_for_capture(&file, "the request the server read", |ps| {
+        ps.iter()
+            .any(|p| p.is_tls() && p.direction == Direction::Inbound && p.payload().starts_with(b"GET /server-side "))
+    });
+    pidcap.signal(libc::SIGINT);
+    assert!(pidcap.wait().success());
+    assert_eq!(uris(&file), ["/server-side"]);
+    let answers = tshark(&file, &["-Y", "frame.comment contains \"tls=openssl\" && http.response.code == 200"]);
+    assert_eq!(answers.len(), 1, "the answer the server wrote");
+}
