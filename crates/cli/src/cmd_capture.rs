@@ -147,7 +147,7 @@ impl Sink {
         // from the kernel, before it is written: keys a target logged before
         // sending what they decrypt are then in the file first.
         let mut keylogs = Some(&mut self.keylogs).filter(|_| !failed);
-        let mut accept = |write: &mut dyn FnMut(&mut dyn PacketOutput) -> Result<(), PcapError>| {
+        let mut accept = |tls: bool, write: &mut dyn FnMut(&mut dyn PacketOutput) -> Result<(), PcapError>| {
             for k in keylogs.take().into_iter().flatten() {
                 let lines = k.poll();
                 if !lines.is_empty() {
@@ -157,23 +157,23 @@ impl Sink {
                 }
             }
             if *written < limit && err.is_none() && !failed {
-                let left_out = out.tls_stats().records_left_out;
+                let left_out = if tls { out.tls_stats().records_left_out } else { 0 };
                 match write(out.as_mut()) {
                     // A record a classic pcap file left out is not written.
-                    Ok(()) if out.tls_stats().records_left_out > left_out => {}
+                    Ok(()) if tls && out.tls_stats().records_left_out > left_out => {}
                     Ok(()) => *written += 1,
                     Err(e) => err = Some(e),
                 }
             }
         };
         let r = if decoded {
-            drain(Drain::Decoded(&mut |p| accept(&mut |out| out.write_packet(p))))
+            drain(Drain::Decoded(&mut |p| accept(p.is_tls(), &mut |out| out.write_packet(p))))
         } else {
             drain(Drain::Raw(&mut |raw| match raw {
-                Raw::Packet { id, timestamp_ns, packet } => accept(&mut |out| {
+                Raw::Packet { id, timestamp_ns, packet } => accept(false, &mut |out| {
                     out.write_record(&record(id, timestamp_ns, packet, &String::from_utf8_lossy(packet.comm)))
                 }),
-                Raw::Tls(p) => accept(&mut |out| out.write_packet(p)),
+                Raw::Tls(p) => accept(true, &mut |out| out.write_packet(p)),
             }))
         };
         self.failed |= err.is_some();
