@@ -417,7 +417,7 @@ fn capture_loop(
 ) -> Result<u8> {
     sink.keep();
     let mut coverage = Coverage::new(!opts.no_tls);
-    coverage.report(&mut session);
+    coverage.print(&mut session);
     let limit = opts.count.unwrap_or(u64::MAX);
     let mut written = 0u64;
     let mut signals_seen = 0;
@@ -438,7 +438,7 @@ fn capture_loop(
         if written >= limit || tick.finished {
             break;
         }
-        coverage.report(&mut session);
+        coverage.print(&mut session);
         let sigs = signals.load(Ordering::SeqCst);
         if sigs > signals_seen {
             signals_seen = sigs;
@@ -568,6 +568,7 @@ struct Coverage {
 }
 
 impl Coverage {
+    /// How long a target that maps no TLS library gets before that is said.
     const SETTLE: Duration = Duration::from_millis(500);
     /// Once every target has been reported, how often to look for new libraries.
     const EVERY: Duration = Duration::from_secs(1);
@@ -576,9 +577,18 @@ impl Coverage {
         Coverage { on, first_seen: HashMap::new(), said: HashMap::new(), last: None, started: Instant::now() }
     }
 
-    fn report(&mut self, session: &mut Session) {
+    /// Say on stderr what [`Coverage::report`] found.
+    fn print(&mut self, session: &mut Session) {
+        for line in self.report(session, Self::SETTLE) {
+            eprintln!("{line}");
+        }
+    }
+
+    /// The lines due now (see the type's doc); `settle` is [`Coverage::SETTLE`] but in tests.
+    fn report(&mut self, session: &mut Session, settle: Duration) -> Vec<String> {
+        let mut lines = Vec::new();
         if !self.on {
-            return;
+            return lines;
         }
         // Every step while a target seen is not reported yet, or in the first
         // seconds (`run`'s command has not exec'd yet), else every second.
@@ -586,10 +596,10 @@ impl Coverage {
         let early = self.started.elapsed() < Duration::from_secs(2);
         let every = if pending || early { Duration::from_millis(10) } else { Self::EVERY };
         if self.last.is_some_and(|t| t.elapsed() < every) {
-            return;
+            return lines;
         }
         self.last = Some(Instant::now());
-        let Ok(all) = session.capture_mut().tls_coverage() else { return };
+        let Ok(all) = session.capture_mut().tls_coverage() else { return lines };
         for t in all {
             if spawn_held(t.pid) {
                 continue;
@@ -598,14 +608,15 @@ impl Coverage {
             let paths: HashSet<std::path::PathBuf> = t.libraries.iter().map(|l| l.path.clone()).collect();
             match self.said.get(&t.pid) {
                 Some(said) if paths.is_subset(said) => {}
-                _ if paths.is_empty() && first.elapsed() < Self::SETTLE => {}
+                _ if paths.is_empty() && first.elapsed() < settle => {}
                 _ => {
                     let comm = if t.comm.is_empty() { "?" } else { t.comm.as_str() };
-                    eprintln!("{}", output::tls_coverage_line(t.pid, comm, &t.libraries));
+                    lines.push(output::tls_coverage_line(t.pid, comm, &t.libraries));
                     self.said.entry(t.pid).or_default().extend(paths);
                 }
             }
         }
+        lines
     }
 }
 
@@ -619,4 +630,51 @@ fn spawn_held(pid: u32) -> bool {
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pidcap_engine::backend::{TlsCoverage, TlsLibraryFile};
+    use pidcap_engine::fake::FakeKernel;
+    use pidcap_packet::TlsLibrary;
+
+    fn lib(library: TlsLibrary, path: &str) -> TlsLibraryFile {
+        TlsLibraryFile { library, path: path.into() }
+    }
+
+    #[test]
+    fn coverage_is_said_once_per_target_and_again_for_a_new_library() {
+        let fake = FakeKernel::default();
+        let handle = fake.handle();
+        let cap = Capture::new(Box::new(fake), CaptureOptions::default()).unwrap();
+        let mut session = Session::new(cap, Schedule::CLI);
+        // No process has a pid above pid_max (4194304 at most): never "still pidcap's image".
+        let (curl, python) = (4_194_305, 4_194_306);
+        let ssl = lib(TlsLibrary::Openssl, "/usr/lib/x86_64-linux-gnu/libssl.so.3");
+        handle.set_tls_coverage(vec![
+            TlsCoverage { pid: curl, comm: "curl".into(), libraries: vec![ssl.clone()] },
+            TlsCoverage { pid: python, comm: "python3".into(), libraries: vec![] },
+        ]);
+        let mut cov = Coverage::new(true);
+        let lines = cov.report(&mut session, Duration::from_secs(3600));
+        assert_eq!(lines, [output::tls_coverage_line(curl, "curl", std::slice::from_ref(&ssl))]);
+        // python3 maps nothing yet: said once it has had its time to load libraries (here: at once).
+        cov.last = None;
+        let lines = cov.report(&mut session, Duration::ZERO);
+        assert_eq!(lines, [output::tls_coverage_line(python, "python3", &[])]);
+        cov.last = None;
+        assert!(cov.report(&mut session, Duration::ZERO).is_empty(), "nothing twice");
+        // `import ssl` later: said again, with the library.
+        handle.set_tls_coverage(vec![
+            TlsCoverage { pid: curl, comm: "curl".into(), libraries: vec![ssl.clone()] },
+            TlsCoverage { pid: python, comm: "python3".into(), libraries: vec![ssl.clone()] },
+        ]);
+        cov.last = None;
+        let lines = cov.report(&mut session, Duration::ZERO);
+        assert_eq!(lines, [output::tls_coverage_line(python, "python3", std::slice::from_ref(&ssl))]);
+        // --no-tls: nothing.
+        let mut off = Coverage::new(false);
+        assert!(off.report(&mut session, Duration::ZERO).is_empty());
+    }
 }
