@@ -74,6 +74,19 @@ pub struct RunArgs {
     #[command(flatten)]
     pub opts: CaptureOpts,
 
+    /// Do not give the command a TLS key log.
+    ///
+    /// By default, when packets go to a pcapng file (-w), `run` sets
+    /// SSLKEYLOGFILE for the command (curl, Python, Firefox/Chromium and
+    /// other OpenSSL, GnuTLS and NSS users honour it) to a private file of
+    /// its own (mode 0600 in a fresh 0700 directory, removed when pidcap
+    /// ends), reads it as it grows and writes the keys into the file in
+    /// Decryption Secrets Blocks, so that Wireshark and tshark decrypt the
+    /// command's TLS with no option. If SSLKEYLOGFILE is already set (or
+    /// --keylog is given), that file is used and kept.
+    #[arg(long = "no-keylog", conflicts_with = "keylog")]
+    pub no_keylog: bool,
+
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -163,6 +176,25 @@ pub struct CaptureOpts {
     /// decides before any later rule, e.g. `--allow [::1] --block tcp`.
     #[arg(long = "allow", value_name = "SPEC", value_parser = parse_allow, help_heading = "Filter rules")]
     pub allow: Vec<Rule>,
+
+    /// Do not capture TLS plaintext.
+    ///
+    /// By default pidcap also records what the targets hand to their TLS
+    /// library (OpenSSL/LibreSSL/BoringSSL libssl.so.3 and .so.1.1, GnuTLS
+    /// libgnutls.so.30, NSS libnspr4.so) and get from it, with uprobes: each
+    /// call is a "TLS plaintext record" on its connection, printed as
+    /// decrypted text, written into pcapng files on an interface of its own
+    /// (classic pcap leaves them out). Statically linked TLS (Go programs,
+    /// OpenSSL built in) is not covered; pidcap says which targets it covers.
+    #[arg(long = "no-tls")]
+    pub no_tls: bool,
+
+    /// Read TLS keys from FILE (an NSS key log, as SSLKEYLOGFILE writes) as
+    /// it grows, into the pcapng file (-w). With `run`, the command's
+    /// SSLKEYLOGFILE is set to FILE, which is kept afterwards. Lines that are
+    /// not valid keys are ignored and counted.
+    #[arg(long = "keylog", value_name = "FILE")]
+    pub keylog: Option<PathBuf>,
 
     /// --block and --allow merged in command-line order (filled by main).
     #[arg(skip)]

@@ -3,8 +3,17 @@
 //! to stdout or a capture file until the targets exit, -c COUNT is reached,
 //! Ctrl-C/SIGTERM, or the output fails (then the capture stops cleanly:
 //! summary, file cut back to its last complete block, `run`'s command stopped).
-
+//!
+//! TLS: the plaintext records of the targets' TLS library calls come with
+//! the packets (unless `--no-tls`); each target's coverage is said once on
+//! stderr when known. With a pcapng file, keys come from a key log
+//! ([`crate::keylog`]): `run` gives its command a private one in
+//! SSLKEYLOGFILE unless `--no-keylog`. The key log is read when a batch has
+//! been taken from the kernel and before it is written, and the file holds a
+//! handshake back until its keys are in (see pidcap_pcapfile's pcapng
+//! writer), so that the keys precede the packets that need them.
 use crate::cli::{CaptureArgs, CaptureOpts, RunArgs};
+use crate::keylog::KeyLog;
 use crate::output;
 use crate::output::{LineFormat, Lines};
 use anyhow::{bail, Context, Result};
@@ -15,6 +24,7 @@ use pidcap_engine::{Raw, RawPacket};
 use pidcap_pcapfile::{
     CaptureFile, FileOutput, Format, PacketOutput, PacketWriter, PcapError, RecordRef, WriterOptions,
 };
+use std::collections::{HashMap, HashSet};
 use std::io::BufWriter;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,6 +48,8 @@ struct Sink {
     /// A write failed: nothing more is written (a file was cut back to its
     /// last complete block).
     failed: bool,
+    /// Where TLS keys come from, for an output that keeps them.
+    keylogs: Vec<KeyLog>,
 }
 
 impl Sink {
@@ -57,6 +69,7 @@ impl Sink {
                     what: "cannot write to stdout".into(),
                     created: None,
                     failed: false,
+                    keylogs: Vec::new(),
                 });
             }
             let file = CaptureFile::create(path, opts.file_mode)
@@ -68,6 +81,7 @@ impl Sink {
                 what,
                 created: file.created().then(|| path.clone()),
                 failed: false,
+                keylogs: Vec::new(),
             };
             sink.out = Box::new(FileOutput::new(format, file, &wopts).with_context(|| sink.what.clone())?);
             return Ok(sink);
@@ -78,7 +92,36 @@ impl Sink {
             let format = if opts.json { LineFormat::Json } else { LineFormat::Text };
             Box::new(Lines::new(BufWriter::with_capacity(1 << 16, std::io::stdout()), format))
         };
-        Ok(Sink { out, what: "cannot write to stdout".into(), created: None, failed: false })
+        Ok(Sink { out, what: "cannot write to stdout".into(), created: None, failed: false, keylogs: Vec::new() })
+    }
+
+    /// Follow `keylog` into the output (which must keep keys: pcapng).
+    fn take_keys(&mut self, keylog: KeyLog) -> Result<()> {
+        self.out.hold_for_tls_keys().with_context(|| self.what.clone())?;
+        self.keylogs.push(keylog);
+        Ok(())
+    }
+
+    /// True when the output is a file that keeps TLS keys (pcapng).
+    fn keeps_keys(&self) -> bool {
+        self.out.takes_tls_keys()
+    }
+
+    /// Read what the key log has gained and hand it to the output.
+    fn fold_keys(&mut self, last: bool) -> Result<(), PcapError> {
+        if self.failed {
+            return Ok(());
+        }
+        for keylog in &mut self.keylogs {
+            let lines = if last { keylog.finish() } else { keylog.poll() };
+            if lines.is_empty() {
+                continue;
+            }
+            let r = self.out.add_tls_keys(&lines).map(drop);
+            self.failed |= r.is_err();
+            r?;
+        }
+        Ok(())
     }
 
     /// The capture has started: its file stays, whatever happens next.
@@ -100,25 +143,44 @@ impl Sink {
         let decoded = self.out.wants_decoded();
         let failed = self.failed;
         let out = &mut self.out;
-        let mut accept = |write: &mut dyn FnMut(&mut dyn PacketOutput) -> Result<(), PcapError>| {
+        // The key log is read once the batch's first packet has been taken
+        // from the kernel, before it is written: keys a target logged before
+        // sending what they decrypt are then in the file first.
+        let mut keylogs = Some(&mut self.keylogs).filter(|_| !failed);
+        let mut accept = |tls: bool, write: &mut dyn FnMut(&mut dyn PacketOutput) -> Result<(), PcapError>| {
+            for k in keylogs.take().into_iter().flatten() {
+                let lines = k.poll();
+                if !lines.is_empty() {
+                    if let Err(e) = out.add_tls_keys(&lines) {
+                        err.get_or_insert(e);
+                    }
+                }
+            }
             if *written < limit && err.is_none() && !failed {
+                let left_out = if tls { out.tls_stats().records_left_out } else { 0 };
                 match write(out.as_mut()) {
+                    // A record a classic pcap file left out is not written.
+                    Ok(()) if tls && out.tls_stats().records_left_out > left_out => {}
                     Ok(()) => *written += 1,
                     Err(e) => err = Some(e),
                 }
             }
         };
         let r = if decoded {
-            drain(Drain::Decoded(&mut |p| accept(&mut |out| out.write_packet(p))))
+            drain(Drain::Decoded(&mut |p| accept(p.is_tls(), &mut |out| out.write_packet(p))))
         } else {
             drain(Drain::Raw(&mut |raw| match raw {
-                Raw::Packet { id, timestamp_ns, packet } => accept(&mut |out| {
+                Raw::Packet { id, timestamp_ns, packet } => accept(false, &mut |out| {
                     out.write_record(&record(id, timestamp_ns, packet, &String::from_utf8_lossy(packet.comm)))
                 }),
-                Raw::Tls(p) => accept(&mut |out| out.write_packet(p)),
+                Raw::Tls(p) => accept(true, &mut |out| out.write_packet(p)),
             }))
         };
         self.failed |= err.is_some();
+        // And after the batch, for keys logged meanwhile (a handshake held back waits for them).
+        if err.is_none() {
+            err = self.fold_keys(false).err();
+        }
         (r, err.map(|e| anyhow::Error::new(e).context(self.what.clone())))
     }
 
@@ -131,13 +193,35 @@ impl Sink {
         r
     }
 
-    /// Flush and close (after a failed write: close only, nothing more can be written).
-    fn finish(mut self) -> Result<()> {
+    /// What the output did with TLS keys and records, for the summary.
+    fn tls_summary(&self, opts: &CaptureOpts) -> output::TlsFileSummary {
+        let stats = self.out.tls_stats();
+        output::TlsFileSummary {
+            keylogs: self.keylogs.iter().map(|k| (k.path().to_path_buf(), k.is_private())).collect(),
+            keys_written: stats.keys_written,
+            bad_key_lines: self.keylogs.iter().map(KeyLog::bad_lines).sum(),
+            file: opts
+                .write
+                .as_ref()
+                .map(|p| if p.as_os_str() == "-" { "stdout".into() } else { p.display().to_string() }),
+            records_left_out: stats.records_left_out,
+        }
+    }
+
+    /// Take the key log's last lines, flush and close (after a failed
+    /// write: close only, nothing more can be written); what the output did
+    /// with TLS, for the summary.
+    fn finish(mut self, opts: &CaptureOpts) -> (Result<()>, output::TlsFileSummary) {
+        if let Err(e) = self.fold_keys(true) {
+            let summary = self.tls_summary(opts);
+            return (Err(anyhow::Error::new(e).context(self.what.clone())), summary);
+        }
+        let summary = self.tls_summary(opts);
         let out = std::mem::replace(&mut self.out, Box::new(output::Discard));
         if self.failed {
-            return Ok(());
+            return (Ok(()), summary);
         }
-        out.finish().with_context(|| self.what.clone())
+        (out.finish().with_context(|| self.what.clone()), summary)
     }
 }
 
@@ -177,7 +261,7 @@ fn load_capture(opts: &CaptureOpts) -> Result<Session> {
         snaplen: opts.snaplen,
         ring_size: opts.ring_size,
         follow_children: opts.follow_children,
-        tls: true,
+        tls: !opts.no_tls,
     };
     let mut cap = Capture::new(Box::new(backend), copts)?;
     cap.set_rules(&opts.rules).context("cannot install the filter rules")?;
@@ -200,10 +284,43 @@ fn install_signals() -> Result<Arc<AtomicUsize>> {
     Ok(count)
 }
 
+/// The format -w writes, if any.
+fn file_format(opts: &CaptureOpts) -> Option<Format> {
+    let path = opts.write.as_ref()?;
+    Some(opts.format.or_else(|| Format::from_path(path)).unwrap_or(Format::Pcapng))
+}
+
+/// `run`'s key log: `--keylog FILE` or an SSLKEYLOGFILE already set (the
+/// user's, kept), else a private one (removed when it is dropped); the
+/// command's SSLKEYLOGFILE is set to it. None with --no-keylog or when
+/// nothing keeps keys (no pcapng file).
+fn run_keylog(args: &RunArgs) -> Result<Option<KeyLog>> {
+    if args.no_keylog || file_format(&args.opts) != Some(Format::Pcapng) {
+        return Ok(None);
+    }
+    let log = match (&args.opts.keylog, std::env::var_os("SSLKEYLOGFILE").filter(|v| !v.is_empty())) {
+        (Some(path), _) => KeyLog::existing(path),
+        (None, Some(path)) => return Ok(Some(KeyLog::existing(std::path::Path::new(&path)))),
+        (None, None) => KeyLog::private()?,
+    };
+    // The command inherits our environment at its exec. Set while pidcap
+    // has no other thread (before the kernel layer is loaded), as
+    // set_var requires.
+    std::env::set_var("SSLKEYLOGFILE", log.path());
+    Ok(Some(log))
+}
+
 pub fn run(args: RunArgs) -> Result<u8> {
+    let keylog = run_keylog(&args)?;
+    if let (None, Some(path)) = (&keylog, &args.opts.keylog) {
+        eprintln!("pidcap: --keylog {}: ignored, only a pcapng file (-w) keeps TLS keys", path.display());
+    }
     let mut session = load_capture(&args.opts)?;
     // Every output is open before the command exists: if one cannot be written, the command never runs.
-    let sink = Sink::open(&args.opts)?;
+    let mut sink = Sink::open(&args.opts)?;
+    if let Some(keylog) = keylog {
+        sink.take_keys(keylog)?;
+    }
     let to_stdout = args.opts.write.as_ref().is_some_and(|p| p.as_os_str() == "-");
     // When our stdout carries the capture file, the command's goes to stderr.
     let stdio = Stdio { stdout: if to_stdout { Output::Stderr } else { Output::Inherit }, ..Stdio::default() };
@@ -235,7 +352,23 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
         }
     }
     let mut session = load_capture(&args.opts)?;
-    let sink = Sink::open(&args.opts)?;
+    let mut sink = Sink::open(&args.opts)?;
+    if let Some(path) = &args.opts.keylog {
+        if sink.keeps_keys() {
+            sink.take_keys(KeyLog::existing(path))?;
+        } else {
+            eprintln!("pidcap: --keylog {}: ignored, only a pcapng file (-w) keeps TLS keys", path.display());
+        }
+    }
+    if args.opts.keylog.is_none() && sink.keeps_keys() {
+        // The targets' own key logs (SSLKEYLOGFILE in their environment), as their mount namespace sees them.
+        for p in &processes {
+            if let Some(path) = target_keylog(p.pid()) {
+                eprintln!("pidcap: TLS keys of pid {} from its SSLKEYLOGFILE ({})", p.pid(), path.display());
+                sink.take_keys(KeyLog::existing(&path))?;
+            }
+        }
+    }
     let cap = session.capture_mut();
     for process in processes {
         let pid = process.pid();
@@ -283,6 +416,8 @@ fn capture_loop(
     ended: &mut Ended,
 ) -> Result<u8> {
     sink.keep();
+    let mut coverage = Coverage::new(!opts.no_tls);
+    coverage.print(&mut session);
     let limit = opts.count.unwrap_or(u64::MAX);
     let mut written = 0u64;
     let mut signals_seen = 0;
@@ -303,6 +438,7 @@ fn capture_loop(
         if written >= limit || tick.finished {
             break;
         }
+        coverage.print(&mut session);
         let sigs = signals.load(Ordering::SeqCst);
         if sigs > signals_seen {
             signals_seen = sigs;
@@ -346,13 +482,16 @@ fn capture_loop(
     // error here (stdout closed) only ends it.
     let (stats, _) = sink.drain(limit, &mut written, |d| session.finish(d));
     let stats = stats?;
-    let finished = sink.finish();
+    let (finished, tls) = sink.finish(opts);
     if let Err(e) = finished {
         if !is_broken_pipe(&e) {
             return Err(e);
         }
     }
     eprintln!("{}", output::summary(&stats, written));
+    for line in output::tls_summary(&tls) {
+        eprintln!("{line}");
+    }
     if let Some(failure) = failure {
         eprintln!("pidcap: {}", output::error_text(&failure));
         if let (Some(kept), Some(path)) = (kept, &opts.write) {
@@ -399,6 +538,143 @@ fn stop_command(session: &mut Session, child: &mut Child) {
     }
 }
 
+/// The key log process `pid` writes, if its environment names one: the
+/// path as the process sees it, reached through /proc/PID/root (and
+/// /proc/PID/cwd for a relative one).
+fn target_keylog(pid: u32) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let value = env.split(|&b| b == 0).find_map(|v| v.strip_prefix(b"SSLKEYLOGFILE=")).filter(|v| !v.is_empty())?;
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(value));
+    Some(match path.strip_prefix("/") {
+        Ok(rel) => PathBuf::from(format!("/proc/{pid}/root")).join(rel),
+        Err(_) => PathBuf::from(format!("/proc/{pid}/cwd")).join(path),
+    })
+}
+
+/// Says once per target where its TLS plaintext comes from (see
+/// [`output::tls_coverage_line`]), when that is known: a target still
+/// holding pidcap's own image (`run`'s command before its exec) is not yet;
+/// one that maps no library is said after [`Coverage::SETTLE`] (the dynamic
+/// loader may still be at work), and again if a library appears later (a
+/// `dlopen`, Python's `import ssl`).
+struct Coverage {
+    on: bool,
+    first_seen: HashMap<u32, Instant>,
+    /// Per target, the libraries already reported (empty: "none" was said).
+    said: HashMap<u32, HashSet<std::path::PathBuf>>,
+    last: Option<Instant>,
+    started: Instant,
+}
+
+impl Coverage {
+    /// How long a target that maps no TLS library gets before that is said.
+    const SETTLE: Duration = Duration::from_millis(500);
+    /// Once every target has been reported, how often to look for new libraries.
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new(on: bool) -> Coverage {
+        Coverage { on, first_seen: HashMap::new(), said: HashMap::new(), last: None, started: Instant::now() }
+    }
+
+    /// Say on stderr what [`Coverage::report`] found.
+    fn print(&mut self, session: &mut Session) {
+        for line in self.report(session, Self::SETTLE) {
+            eprintln!("{line}");
+        }
+    }
+
+    /// The lines due now (see the type's doc); `settle` is [`Coverage::SETTLE`] but in tests.
+    fn report(&mut self, session: &mut Session, settle: Duration) -> Vec<String> {
+        let mut lines = Vec::new();
+        if !self.on {
+            return lines;
+        }
+        // Every step while a target seen is not reported yet, or in the first
+        // seconds (`run`'s command has not exec'd yet), else every second.
+        let pending = self.first_seen.keys().any(|pid| !self.said.contains_key(pid));
+        let early = self.started.elapsed() < Duration::from_secs(2);
+        let every = if pending || early { Duration::from_millis(10) } else { Self::EVERY };
+        if self.last.is_some_and(|t| t.elapsed() < every) {
+            return lines;
+        }
+        self.last = Some(Instant::now());
+        let Ok(all) = session.capture_mut().tls_coverage() else { return lines };
+        for t in all {
+            if spawn_held(t.pid) {
+                continue;
+            }
+            let first = *self.first_seen.entry(t.pid).or_insert_with(Instant::now);
+            let paths: HashSet<std::path::PathBuf> = t.libraries.iter().map(|l| l.path.clone()).collect();
+            match self.said.get(&t.pid) {
+                Some(said) if paths.is_subset(said) => {}
+                _ if paths.is_empty() && first.elapsed() < settle => {}
+                _ => {
+                    let comm = if t.comm.is_empty() { "?" } else { t.comm.as_str() };
+                    lines.push(output::tls_coverage_line(t.pid, comm, &t.libraries));
+                    self.said.entry(t.pid).or_default().extend(paths);
+                }
+            }
+        }
+        lines
+    }
+}
+
+/// Is `pid` still pidcap's own image (`run`'s held command before its exec)?
+fn spawn_held(pid: u32) -> bool {
+    match (std::fs::read_link(format!("/proc/{pid}/exe")), std::fs::read_link("/proc/self/exe")) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pidcap_engine::backend::{TlsCoverage, TlsLibraryFile};
+    use pidcap_engine::fake::FakeKernel;
+    use pidcap_packet::TlsLibrary;
+
+    fn lib(library: TlsLibrary, path: &str) -> TlsLibraryFile {
+        TlsLibraryFile { library, path: path.into() }
+    }
+
+    #[test]
+    fn coverage_is_said_once_per_target_and_again_for_a_new_library() {
+        let fake = FakeKernel::default();
+        let handle = fake.handle();
+        let cap = Capture::new(Box::new(fake), CaptureOptions::default()).unwrap();
+        let mut session = Session::new(cap, Schedule::CLI);
+        // No process has a pid above pid_max (4194304 at most): never "still pidcap's image".
+        let (curl, python) = (4_194_305, 4_194_306);
+        let ssl = lib(TlsLibrary::Openssl, "/usr/lib/x86_64-linux-gnu/libssl.so.3");
+        handle.set_tls_coverage(vec![
+            TlsCoverage { pid: curl, comm: "curl".into(), libraries: vec![ssl.clone()] },
+            TlsCoverage { pid: python, comm: "python3".into(), libraries: vec![] },
+        ]);
+        let mut cov = Coverage::new(true);
+        let lines = cov.report(&mut session, Duration::from_secs(3600));
+        assert_eq!(lines, [output::tls_coverage_line(curl, "curl", std::slice::from_ref(&ssl))]);
+        // python3 maps nothing yet: said once it has had its time to load libraries (here: at once).
+        cov.last = None;
+        let lines = cov.report(&mut session, Duration::ZERO);
+        assert_eq!(lines, [output::tls_coverage_line(python, "python3", &[])]);
+        cov.last = None;
+        assert!(cov.report(&mut session, Duration::ZERO).is_empty(), "nothing twice");
+        // `import ssl` later: said again, with the library.
+        handle.set_tls_coverage(vec![
+            TlsCoverage { pid: curl, comm: "curl".into(), libraries: vec![ssl.clone()] },
+            TlsCoverage { pid: python, comm: "python3".into(), libraries: vec![ssl.clone()] },
+        ]);
+        cov.last = None;
+        let lines = cov.report(&mut session, Duration::ZERO);
+        assert_eq!(lines, [output::tls_coverage_line(python, "python3", std::slice::from_ref(&ssl))]);
+        // --no-tls: nothing.
+        let mut off = Coverage::new(false);
+        assert!(off.report(&mut session, Duration::ZERO).is_empty());
+    }
 }

@@ -9,6 +9,7 @@ mod cmd_lib;
 mod cmd_send;
 #[cfg(feature = "ui")]
 mod cmd_ui;
+mod keylog;
 mod output;
 
 use clap::{CommandFactory, FromArgMatches};

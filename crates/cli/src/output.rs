@@ -1,10 +1,13 @@
-//! What `run` and `capture` print: one line per packet (tcpdump-like), one JSON
-//! object per packet, and the closing summary. [`Lines`] and [`Discard`] are
+//! What `run` and `capture` print: one line per packet (tcpdump-like) or TLS
+//! plaintext record (its connection and its decrypted text), one JSON object
+//! per packet (a record's has a `tls` object), the TLS coverage of each
+//! target, and the closing summary. [`Lines`] and [`Discard`] are
 //! the CLI's [`PacketOutput`]s, beside pcapfile's capture-file writers.
 //! [`error_text`] is how every command prints an error and its causes.
 
+use pidcap_engine::backend::TlsLibraryFile;
 use pidcap_engine::CaptureStats;
-use pidcap_packet::{CapturedPacket, Protocol, Verdict};
+use pidcap_packet::{CapturedPacket, Protocol, TlsInfo, Verdict};
 use pidcap_pcapfile::{PacketOutput, PcapError, RecordRef};
 use std::fmt::Write as _;
 use std::io::Write;
@@ -97,6 +100,9 @@ fn endpoint(addr: IpAddr, port: u16, proto: Protocol) -> String {
 /// The arrow always points the way the packet went: `local > remote` for
 /// outbound, `local < remote` for inbound.
 pub fn packet_line(p: &CapturedPacket) -> String {
+    if let Some(tls) = p.tls {
+        return tls_line(p, tls);
+    }
     let d = &p.decoded;
     let mut s = String::with_capacity(120);
     let _ = write!(
@@ -122,6 +128,55 @@ pub fn packet_line(p: &CapturedPacket) -> String {
         }
     }
     s
+}
+
+/// Plaintext bytes shown on a record's line; the rest is counted.
+pub const TLS_TEXT_MAX: usize = 256;
+
+/// A TLS plaintext record:
+/// `12:00:01.000002 1234/curl out TLS 127.0.0.1:40000 > 127.0.0.1:8443 decrypted openssl tid 1235 len 78: GET / HTTP/1.1\r\n...`
+///
+/// The text is the plaintext with `pidcap_packet::ascii::escape`'s escapes
+/// for what is not printable (`\r`, `\n`, `\xHH`...), its first
+/// [`TLS_TEXT_MAX`] bytes, then `... (N more bytes)`.
+pub fn tls_line(p: &CapturedPacket, tls: TlsInfo) -> String {
+    let d = &p.decoded;
+    let text = p.payload();
+    let shown = &text[..text.len().min(TLS_TEXT_MAX)];
+    let more = d.payload_size as usize - shown.len().min(d.payload_size as usize);
+    let mut s = String::with_capacity(120 + shown.len() * 2);
+    let _ = write!(
+        s,
+        "{} {}/{} {:<3} TLS {} {} {} decrypted {} tid {} len {}: {}",
+        clock_time(p.timestamp_ns),
+        p.pid,
+        p.comm,
+        p.direction.as_str(),
+        endpoint(d.local_addr, d.local_port, Protocol::Tcp),
+        if p.direction == pidcap_packet::Direction::Outbound { ">" } else { "<" },
+        endpoint(d.remote_addr, d.remote_port, Protocol::Tcp),
+        tls.library,
+        tls.tid,
+        d.payload_size,
+        pidcap_packet::ascii::escape(shown)
+    );
+    if more > 0 {
+        let _ = write!(s, "... ({more} more bytes)");
+    }
+    s
+}
+
+/// Where a target's TLS plaintext comes from, or why it has none.
+pub fn tls_coverage_line(pid: u32, comm: &str, libraries: &[TlsLibraryFile]) -> String {
+    if libraries.is_empty() {
+        return format!(
+            "pidcap: TLS: pid {pid} ({comm}) maps no supported TLS library (looked for libssl.so.3, libssl.so.1.1, \
+             libgnutls.so.30, libnspr4.so): its TLS traffic is captured encrypted only; statically linked TLS (Go \
+             programs, OpenSSL built in) is not covered"
+        );
+    }
+    let libs: Vec<String> = libraries.iter().map(|l| format!("{} ({})", l.library, l.path.display())).collect();
+    format!("pidcap: TLS: pid {pid} ({comm}): plaintext from {}", libs.join(", "))
 }
 
 pub fn packet_json(p: &CapturedPacket) -> String {
@@ -162,7 +217,57 @@ pub fn summary(stats: &CaptureStats, written: u64) -> String {
     if k.forked > 0 {
         let _ = write!(s, ", {} child processes followed", k.forked);
     }
+    if k.tls_records > 0 || k.tls_dropped > 0 {
+        let _ = write!(s, ", {} TLS plaintext records ({} dropped)", k.tls_records, k.tls_dropped);
+    }
     s
+}
+
+/// What a capture did with TLS keys and records beyond the packets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFileSummary {
+    /// The key logs read, each with whether it was pidcap's own.
+    pub keylogs: Vec<(std::path::PathBuf, bool)>,
+    pub keys_written: u64,
+    pub bad_key_lines: u64,
+    /// The -w file, and the records it could not hold (classic pcap).
+    pub file: Option<String>,
+    pub records_left_out: u64,
+}
+
+/// The lines after the summary about TLS keys (when some were written or
+/// ignored) and left-out records (none when there is nothing to say).
+pub fn tls_summary(t: &TlsFileSummary) -> Vec<String> {
+    let mut lines = Vec::new();
+    let file = t.file.as_deref().unwrap_or("the file");
+    if !t.keylogs.is_empty() && (t.keys_written > 0 || t.bad_key_lines > 0) {
+        let from: Vec<String> = t
+            .keylogs
+            .iter()
+            .map(
+                |(path, private)| {
+                    if *private {
+                        "pidcap's own key log".to_string()
+                    } else {
+                        path.display().to_string()
+                    }
+                },
+            )
+            .collect();
+        let from = from.join(", ");
+        let mut l = format!("pidcap: TLS keys: {} key log lines from {from} written into {file}", t.keys_written);
+        if t.bad_key_lines > 0 {
+            let _ = write!(l, ", {} lines ignored (not valid NSS key log lines)", t.bad_key_lines);
+        }
+        lines.push(l);
+    }
+    if t.records_left_out > 0 {
+        lines.push(format!(
+            "pidcap: {} TLS plaintext records left out of {file}: classic pcap cannot hold them (pcapng keeps them)",
+            t.records_left_out
+        ));
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -224,6 +329,77 @@ mod tests {
             assert_eq!(text, format!("{want}\n{want}\n"), "{format:?}");
         }
         assert!(packet_line(&p).ends_with("BLOCKED (rule 1)"));
+    }
+
+    fn record(text: &[u8], true_len: u64) -> CapturedPacket {
+        CapturedPacket::tls_record(pidcap_packet::TlsRecord {
+            id: 4,
+            timestamp_ns: (3600 * 13 + 60 * 5 + 7) * 1_000_000_000 + 123_456_789,
+            pid: 4242,
+            comm: "curl".into(),
+            socket_cookie: 9,
+            direction: Direction::Inbound,
+            local: "127.0.0.1:40000".parse().unwrap(),
+            remote: "127.0.0.1:8443".parse().unwrap(),
+            info: TlsInfo { tid: 4243, library: pidcap_packet::TlsLibrary::Gnutls },
+            plaintext: text,
+            true_len,
+            stream_offset: 0,
+        })
+    }
+
+    #[test]
+    fn a_tls_record_is_one_line_with_its_connection_and_its_escaped_text() {
+        let p = record(b"HTTP/1.1 200 OK\r\n\x00\xff", 19);
+        assert_eq!(
+            packet_line(&p),
+            "13:05:07.123456 4242/curl in  TLS 127.0.0.1:40000 < 127.0.0.1:8443 decrypted gnutls tid 4243 len 19: \
+             HTTP/1.1 200 OK\\r\\n\\0\\xff"
+        );
+        let long = vec![b'a'; 1000];
+        let line = packet_line(&record(&long, 5000));
+        assert!(line.ends_with(&format!("{}... (4744 more bytes)", "a".repeat(TLS_TEXT_MAX))), "{line}");
+        let j: serde_json::Value = serde_json::from_str(&packet_json(&p)).unwrap();
+        assert_eq!((j["tls"]["library"].as_str(), j["tls"]["tid"].as_u64()), (Some("gnutls"), Some(4243)));
+        let packet = CapturedPacket::new(9, 0, 42, "curl".into(), 1, Direction::Outbound, Verdict::Pass, 40, tcp_syn());
+        let j: serde_json::Value = serde_json::from_str(&packet_json(&packet)).unwrap();
+        assert!(j.get("tls").is_none(), "a packet has no tls field");
+        // Lines from a record's borrowed fields say the same.
+        let mut out = Lines::new(Vec::new(), LineFormat::Text);
+        out.write_record(&RecordRef::from(&p)).unwrap();
+        assert_eq!(String::from_utf8(out.out).unwrap(), format!("{}\n", packet_line(&p)));
+    }
+
+    #[test]
+    fn coverage_and_tls_summary_lines() {
+        let none = tls_coverage_line(7, "python3", &[]);
+        assert!(none.contains("pid 7 (python3) maps no supported TLS library"), "{none}");
+        for name in ["libssl.so.3", "libssl.so.1.1", "libgnutls.so.30", "libnspr4.so", "statically linked", "Go"] {
+            assert!(none.contains(name), "{none}");
+        }
+        let lib = TlsLibraryFile {
+            library: pidcap_packet::TlsLibrary::Openssl,
+            path: "/usr/lib/x86_64-linux-gnu/libssl.so.3".into(),
+        };
+        assert_eq!(
+            tls_coverage_line(7, "curl", &[lib]),
+            "pidcap: TLS: pid 7 (curl): plaintext from openssl (/usr/lib/x86_64-linux-gnu/libssl.so.3)"
+        );
+        assert!(tls_summary(&TlsFileSummary::default()).is_empty());
+        let t = TlsFileSummary {
+            keylogs: vec![("/tmp/x".into(), true)],
+            keys_written: 5,
+            bad_key_lines: 2,
+            file: Some("f.pcap".into()),
+            records_left_out: 3,
+        };
+        assert_eq!(
+            tls_summary(&t),
+            [
+                "pidcap: TLS keys: 5 key log lines from pidcap's own key log written into f.pcap, 2 lines ignored (not valid NSS key log lines)",
+                "pidcap: 3 TLS plaintext records left out of f.pcap: classic pcap cannot hold them (pcapng keeps them)",
+            ]
+        );
     }
 
     #[test]

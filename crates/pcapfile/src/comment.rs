@@ -21,8 +21,12 @@
 //! missing (defaults: cookie 0, verdict pass, no rule), unknown `key=value`
 //! tokens are ignored, and unescaped non-space bytes in the name are taken
 //! literally. A malformed number, verdict or escape means "not ours".
+//!
+//! A TLS plaintext record's comment adds ` tls=LIBRARY tid=N offset=N`
+//! ([`TlsComment`], [`format_tls`], [`parse_tls`]); the process parser
+//! ignores those tokens.
 
-use pidcap_packet::{CapturedPacket, Verdict};
+use pidcap_packet::{CapturedPacket, TlsInfo, Verdict};
 
 /// The process fields carried by a comment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +121,37 @@ pub fn parse_comment(s: &str) -> Option<ProcessInfo> {
     Some(info)
 }
 
+/// What the comment of a TLS plaintext record says beyond the process:
+/// ` tls=LIBRARY tid=N offset=N` after the process fields, e.g.
+/// `pid=4242 comm=curl cookie=8812 verdict=pass tls=openssl tid=4243 offset=0`
+/// (`offset`: the plaintext's place in its direction of the connection).
+/// `frame.comment contains "tls="` selects the records in tshark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsComment {
+    pub info: TlsInfo,
+    pub offset: u32,
+}
+
+/// The suffix [`TlsComment`] describes, with its leading space.
+pub fn format_tls(t: &TlsComment) -> String {
+    format!(" tls={} tid={} offset={}", t.info.library, t.info.tid, t.offset)
+}
+
+/// The TLS fields of a comment, if it has a valid `tls=` token.
+pub fn parse_tls(s: &str) -> Option<TlsComment> {
+    let (mut library, mut tid, mut offset) = (None, 0, 0);
+    for tok in s.split(' ').skip(2) {
+        let (key, value) = tok.split_once('=').unwrap_or((tok, ""));
+        match key {
+            "tls" => library = Some(value.parse().ok()?),
+            "tid" => tid = value.parse().ok()?,
+            "offset" => offset = value.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some(TlsComment { info: TlsInfo { tid, library: library? }, offset })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +190,21 @@ mod tests {
                 assert_eq!(parse_comment(&format_comment(&i)), Some(i.clone()), "{comm:?}");
             }
         }
+    }
+
+    #[test]
+    fn tls_fields_round_trip_after_the_process() {
+        use pidcap_packet::TlsLibrary;
+        let t = TlsComment { info: TlsInfo { tid: 4243, library: TlsLibrary::Gnutls }, offset: 7 };
+        let s = format!("{}{}", format_comment(&info("curl", Verdict::Pass, None)), format_tls(&t));
+        assert_eq!(s, "pid=1234 comm=curl cookie=8812 verdict=pass tls=gnutls tid=4243 offset=7");
+        assert_eq!(parse_tls(&s), Some(t));
+        assert_eq!(parse_comment(&s), Some(info("curl", Verdict::Pass, None)));
+        assert_eq!(parse_tls("pid=1 comm=x verdict=pass"), None);
+        assert_eq!(parse_tls("pid=1 comm=x tls=quic"), None);
+        assert_eq!(parse_tls("pid=1 comm=x tls=nss tid=-1"), None);
+        // A process named "tls=openssl" is not a record.
+        assert_eq!(parse_tls(&format_comment(&info("tls=openssl", Verdict::Pass, None))), None);
     }
 
     #[test]

@@ -25,7 +25,8 @@
 //! block, so that it reads without error, and [`CaptureFile::blocks`] says how
 //! many blocks it holds; every later write fails.
 
-use crate::{Format, PacketOutput, PacketWriter, PcapError, RecordRef, WriterOptions};
+use crate::keylog::KeyLogLine;
+use crate::{Format, PacketOutput, PacketWriter, PcapError, RecordRef, TlsFileStats, WriterOptions};
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, ErrorKind, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -271,6 +272,22 @@ impl PacketOutput for FileOutput {
         self.w.write_record(r)
     }
 
+    fn add_tls_keys(&mut self, lines: &[KeyLogLine]) -> Result<usize, PcapError> {
+        self.w.add_keys(lines)
+    }
+
+    fn hold_for_tls_keys(&mut self) -> Result<(), PcapError> {
+        self.w.hold_for_keys(true)
+    }
+
+    fn tls_stats(&self) -> TlsFileStats {
+        self.w.tls_stats()
+    }
+
+    fn takes_tls_keys(&self) -> bool {
+        self.w.format() == Format::Pcapng
+    }
+
     fn flush(&mut self) -> Result<(), PcapError> {
         self.w.flush()
     }
@@ -279,9 +296,9 @@ impl PacketOutput for FileOutput {
         self.w.into_inner().map(drop)
     }
 
-    /// The packets in the file.
+    /// The packets in the file (its blocks but the headers, TLS interface and key blocks).
     fn packets_kept(&self) -> Option<u64> {
-        Some(self.file().blocks().saturating_sub(self.headers))
+        Some(self.w.packets_in(self.file().blocks().saturating_sub(self.headers)))
     }
 }
 

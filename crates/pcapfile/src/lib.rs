@@ -11,6 +11,11 @@
 //!   Classic pcap has no per-packet metadata: **`-F pcap` loses the process,
 //!   the socket cookie, the verdict, the rule and the direction**; only
 //!   pcapng keeps them.
+//!   Classic pcap cannot hold TLS plaintext records: they are left out and
+//!   counted ([`PcapWriter::tls_left_out`]).
+//! * TLS: plaintext records on their own interface as Exported PDUs, key logs
+//!   in Decryption Secrets Blocks ([`tls`], [`keylog`], the pcapng writer's
+//!   doc); the reader gives both back.
 //! * [`PacketWriter`] picks one of the two at run time.
 //! * [`FileOutput`] writes one of them to a [`CaptureFile`]: created private
 //!   (0600), never through a symbolic link, cut back to its last complete
@@ -28,12 +33,15 @@
 
 pub mod comment;
 pub mod file;
+pub mod keylog;
 pub mod output;
 mod pcap;
 mod pcapng;
 pub mod reader;
+pub mod tls;
 
 pub use file::{CaptureFile, FileOutput, DEFAULT_FILE_MODE};
+pub use keylog::{KeyLogFollower, KeyLogLine};
 pub use output::PacketOutput;
 pub use pcap::PcapWriter;
 pub use pcapng::PcapngWriter;
@@ -253,6 +261,38 @@ impl<W: Write> PacketWriter<W> {
         }
     }
 
+    /// See [`PcapngWriter::add_keys`]; classic pcap has no place for keys (0).
+    pub fn add_keys(&mut self, lines: &[keylog::KeyLogLine]) -> Result<usize, PcapError> {
+        match self {
+            PacketWriter::Pcap(_) => Ok(0),
+            PacketWriter::Pcapng(w) => w.add_keys(lines),
+        }
+    }
+
+    /// See [`PcapngWriter::hold_for_keys`] (nothing for classic pcap).
+    pub fn hold_for_keys(&mut self, on: bool) -> Result<(), PcapError> {
+        match self {
+            PacketWriter::Pcap(_) => Ok(()),
+            PacketWriter::Pcapng(w) => w.hold_for_keys(on),
+        }
+    }
+
+    /// What the file holds of TLS so far.
+    pub fn tls_stats(&self) -> TlsFileStats {
+        match self {
+            PacketWriter::Pcap(w) => TlsFileStats { keys_written: 0, records_left_out: w.tls_left_out() },
+            PacketWriter::Pcapng(w) => TlsFileStats { keys_written: w.keys_written() as u64, records_left_out: 0 },
+        }
+    }
+
+    /// Of the first `n` blocks written after the headers, how many are packets.
+    pub(crate) fn packets_in(&self, n: u64) -> u64 {
+        match self {
+            PacketWriter::Pcap(_) => n,
+            PacketWriter::Pcapng(w) => w.packets_in(n),
+        }
+    }
+
     /// Flush and give back the underlying writer.
     pub fn into_inner(self) -> Result<W, PcapError> {
         match self {
@@ -268,6 +308,14 @@ impl<W: Write> PacketWriter<W> {
             PacketWriter::Pcapng(w) => &w.out.w,
         }
     }
+}
+
+/// What a capture file holds of TLS: key log lines written (pcapng), TLS
+/// plaintext records left out (classic pcap cannot hold them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TlsFileStats {
+    pub keys_written: u64,
+    pub records_left_out: u64,
 }
 
 /// The output of a writer, shared by both formats.

@@ -4,7 +4,8 @@
 //! whatever comes next (file rotation, payload dumps). A capture loop writes
 //! through a `Box<dyn PacketOutput>` and does not know which it has.
 
-use crate::{PacketWriter, PcapError, PcapWriter, PcapngWriter, RecordRef};
+use crate::keylog::KeyLogLine;
+use crate::{PacketWriter, PcapError, PcapWriter, PcapngWriter, RecordRef, TlsFileStats};
 use pidcap_packet::CapturedPacket;
 use std::io::Write;
 
@@ -42,11 +43,50 @@ pub trait PacketOutput {
     fn packets_kept(&self) -> Option<u64> {
         None
     }
+
+    /// TLS key log lines for the output (a pcapng file writes them in a
+    /// Decryption Secrets Block, see [`PcapngWriter::add_keys`]); the
+    /// number that were new. Other outputs ignore them.
+    fn add_tls_keys(&mut self, _lines: &[KeyLogLine]) -> Result<usize, PcapError> {
+        Ok(0)
+    }
+
+    /// Keys will be added: hold handshakes back until theirs are in (see
+    /// [`PcapngWriter::hold_for_keys`]). Other outputs ignore it.
+    fn hold_for_tls_keys(&mut self) -> Result<(), PcapError> {
+        Ok(())
+    }
+
+    /// What the output holds of TLS (keys written, records left out).
+    fn tls_stats(&self) -> TlsFileStats {
+        TlsFileStats::default()
+    }
+
+    /// True when the output keeps key log lines (pcapng).
+    fn takes_tls_keys(&self) -> bool {
+        false
+    }
 }
 
 impl<W: Write> PacketOutput for PacketWriter<W> {
     fn write_record(&mut self, r: &RecordRef<'_>) -> Result<(), PcapError> {
         PacketWriter::write_record(self, r)
+    }
+
+    fn add_tls_keys(&mut self, lines: &[KeyLogLine]) -> Result<usize, PcapError> {
+        self.add_keys(lines)
+    }
+
+    fn hold_for_tls_keys(&mut self) -> Result<(), PcapError> {
+        self.hold_for_keys(true)
+    }
+
+    fn tls_stats(&self) -> TlsFileStats {
+        PacketWriter::tls_stats(self)
+    }
+
+    fn takes_tls_keys(&self) -> bool {
+        self.format() == crate::Format::Pcapng
     }
 
     fn flush(&mut self) -> Result<(), PcapError> {
@@ -63,6 +103,22 @@ impl<W: Write> PacketOutput for PcapngWriter<W> {
         PcapngWriter::write_record(self, r)
     }
 
+    fn add_tls_keys(&mut self, lines: &[KeyLogLine]) -> Result<usize, PcapError> {
+        self.add_keys(lines)
+    }
+
+    fn hold_for_tls_keys(&mut self) -> Result<(), PcapError> {
+        self.hold_for_keys(true)
+    }
+
+    fn tls_stats(&self) -> TlsFileStats {
+        TlsFileStats { keys_written: self.keys_written() as u64, records_left_out: 0 }
+    }
+
+    fn takes_tls_keys(&self) -> bool {
+        true
+    }
+
     fn flush(&mut self) -> Result<(), PcapError> {
         PcapngWriter::flush(self)
     }
@@ -75,6 +131,10 @@ impl<W: Write> PacketOutput for PcapngWriter<W> {
 impl<W: Write> PacketOutput for PcapWriter<W> {
     fn write_record(&mut self, r: &RecordRef<'_>) -> Result<(), PcapError> {
         PcapWriter::write_record(self, r)
+    }
+
+    fn tls_stats(&self) -> TlsFileStats {
+        TlsFileStats { keys_written: 0, records_left_out: self.tls_left_out() }
     }
 
     fn flush(&mut self) -> Result<(), PcapError> {

@@ -4,7 +4,8 @@
 //! Classic pcap has no per-packet metadata, so a file written with
 //! `-F pcap` keeps only the timestamp, the lengths and the bytes: the
 //! process (pid, comm), the socket cookie, the verdict, the rule and the
-//! direction are lost. Use pcapng (the default) to keep them.
+//! direction are lost. Use pcapng (the default) to keep them. TLS plaintext
+//! records are left out and counted ([`PcapWriter::tls_left_out`]).
 
 use crate::{captured, PcapError, RecordRef, Sink, WriterOptions, LINKTYPE_RAW};
 use pidcap_packet::CapturedPacket;
@@ -18,6 +19,7 @@ pub(crate) const MAGIC_US: u32 = 0xa1b2_c3d4;
 pub struct PcapWriter<W: Write> {
     pub(crate) out: Sink<W>,
     buf: Vec<u8>,
+    tls_left_out: u64,
 }
 
 impl<W: Write> PcapWriter<W> {
@@ -32,7 +34,7 @@ impl<W: Write> PcapWriter<W> {
         h.extend_from_slice(&opts.snaplen.to_le_bytes());
         h.extend_from_slice(&u32::from(LINKTYPE_RAW).to_le_bytes());
         w.write_all(&h)?;
-        Ok(PcapWriter { out: Sink { w, snaplen: opts.snaplen }, buf: Vec::new() })
+        Ok(PcapWriter { out: Sink { w, snaplen: opts.snaplen }, buf: Vec::new(), tls_left_out: 0 })
     }
 
     /// Append one record. Fails for timestamps after 2106 (32-bit seconds).
@@ -40,8 +42,14 @@ impl<W: Write> PcapWriter<W> {
         self.write_record(&RecordRef::from(p))
     }
 
-    /// Append one record given by its borrowed fields.
+    /// Append one record given by its borrowed fields. A TLS plaintext
+    /// record is left out (classic pcap has one link type and no metadata:
+    /// it would read as a packet that never crossed the wire) and counted.
     pub fn write_record(&mut self, p: &RecordRef<'_>) -> Result<(), PcapError> {
+        if p.tls.is_some() {
+            self.tls_left_out += 1;
+            return Ok(());
+        }
         let secs = u32::try_from(p.timestamp_ns / 1_000_000_000).map_err(|_| PcapError::Unwritable {
             id: p.id,
             reason: format!("timestamp {} ns does not fit classic pcap's 32-bit seconds", p.timestamp_ns),
@@ -55,6 +63,11 @@ impl<W: Write> PcapWriter<W> {
         self.buf.extend_from_slice(data);
         self.out.w.write_all(&self.buf)?;
         Ok(())
+    }
+
+    /// TLS plaintext records left out so far.
+    pub fn tls_left_out(&self) -> u64 {
+        self.tls_left_out
     }
 
     /// Flush the underlying writer.

@@ -11,15 +11,46 @@
 //! nanoseconds, the data padded to 32 bits, `opt_comment` (see
 //! [`crate::comment`]) and `epb_flags` (bits 0-1: 01 inbound, 10 outbound).
 //! The verdict travels only in the comment: the flags stay honest.
+//!
+//! TLS (see [`crate::tls`] and [`crate::keylog`]):
+//! * A TLS plaintext record is written on a second interface (id 1,
+//!   `LINKTYPE_WIRESHARK_UPPER_PDU`, `if_name` = `pidcap-tls-plaintext`,
+//!   described as taken from the TLS library, not the wire), described by an
+//!   IDB just before the first record, as an Exported PDU: tshark dissects
+//!   the plaintext (`-Y http.request`). Its comment adds `tls=LIBRARY tid=N
+//!   offset=N` to the process ([`crate::comment::TlsComment`]).
+//! * Key log lines ([`PcapngWriter::add_keys`]) go into Decryption Secrets
+//!   Blocks (`TLSK`), each line once, only for connections whose ClientHello
+//!   is in the file, and before the packets that need them: with
+//!   [`PcapngWriter::hold_for_keys`], the blocks after a ClientHello wait
+//!   until its keys are in (TLS 1.3 logs its handshake secrets only after
+//!   the server's encrypted flight has arrived; tshark reads a file in one
+//!   pass and does not decrypt a connection whose keys come after it).
+//! * No HTTP twice: a record whose connection has keys in the file is
+//!   written with the `data` dissector (Wireshark shows the HTTP from the
+//!   decrypted packets); one without keys as `http` when it looks like
+//!   HTTP/1.x. The choice is made when the record's block goes out.
 
-use crate::comment::{format_comment, ProcessInfo};
+use crate::comment::{format_comment, format_tls, ProcessInfo, TlsComment};
+use crate::keylog::{covers_connection, KeyLogLine};
+use crate::tls::{
+    client_hello, conn_key, looks_like_http, pdu_tags, ConnKey, PduProto, LINKTYPE_UPPER_PDU, TLS_IF_DESCRIPTION,
+    TLS_IF_NAME,
+};
 use crate::{captured, PcapError, RecordRef, Sink, WriterOptions, LINKTYPE_RAW};
-use pidcap_packet::{CapturedPacket, Direction};
+use pidcap_packet::{decode, CapturedPacket, Direction, TlsInfo};
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 pub(crate) const BT_SHB: u32 = 0x0A0D_0D0A;
 pub(crate) const BT_IDB: u32 = 1;
 pub(crate) const BT_EPB: u32 = 6;
+/// Decryption Secrets Block.
+pub(crate) const BT_DSB: u32 = 0x0000_000A;
+/// DSB secrets type: TLS key log (`TLSK`).
+pub(crate) const SECRETS_TLS_KEY_LOG: u32 = 0x544c_534b;
 pub(crate) const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 
 const OPT_ENDOFOPT: u16 = 0;
@@ -27,6 +58,7 @@ const OPT_COMMENT: u16 = 1;
 const SHB_OS: u16 = 3;
 const SHB_USERAPPL: u16 = 4;
 const IF_NAME: u16 = 2;
+const IF_DESCRIPTION: u16 = 3;
 const IF_TSRESOL: u16 = 9;
 const EPB_FLAGS: u16 = 2;
 
@@ -94,6 +126,47 @@ fn host_os() -> Option<String> {
     }
 }
 
+/// Most connections whose ClientHello random the writer remembers (then it forgets them all).
+const MAX_CONNS: usize = 1 << 16;
+/// Most key log lines kept for connections not seen (yet) in the file.
+const MAX_PENDING: usize = 4096;
+/// Longest time packets are held back waiting for a handshake's keys.
+const HOLD_MAX: Duration = Duration::from_millis(500);
+/// Most bytes held back.
+const HOLD_BYTES: usize = 8 << 20;
+
+/// What the writer knows of TLS keys (see the module doc).
+#[derive(Debug, Default)]
+struct Keys {
+    /// Lines written into the file (each once).
+    written: HashSet<String>,
+    /// The labels written, per client random.
+    labels: HashMap<[u8; 32], u8>,
+    /// Lines whose client random no packet of the file has shown yet.
+    pending: HashMap<[u8; 32], Vec<KeyLogLine>>,
+    pending_lines: usize,
+    /// The ClientHello random of each connection, from its packets.
+    conns: HashMap<ConnKey, [u8; 32]>,
+    /// Client randoms seen in a ClientHello.
+    seen: HashSet<[u8; 32]>,
+}
+
+/// Blocks held back until the keys of some handshakes are in the file.
+#[derive(Debug)]
+struct Hold {
+    blocks: Vec<Held>,
+    bytes: usize,
+    waiting: HashSet<[u8; 32]>,
+    since: Instant,
+}
+
+#[derive(Debug)]
+struct Held {
+    bytes: Vec<u8>,
+    /// A record's block: its connection's random and where its protocol name is.
+    record: Option<([u8; 32], usize)>,
+}
+
 /// Writes pcapng: see the module doc for the exact layout.
 #[derive(Debug)]
 pub struct PcapngWriter<W: Write> {
@@ -103,6 +176,16 @@ pub struct PcapngWriter<W: Write> {
     /// The last comment written and the process fields it says: consecutive
     /// packets of one socket share it, so it is formatted once, not per packet.
     comment: Option<(ProcessInfo, String)>,
+    /// The TLS plaintext interface (id 1) has been described.
+    tls_interface: bool,
+    /// Boxed: most files never see a key.
+    keys: Box<Keys>,
+    /// Hold handshakes back for their keys ([`PcapngWriter::hold_for_keys`]).
+    hold_for_keys: bool,
+    hold: Option<Box<Hold>>,
+    /// Blocks written after the headers, and which of them are not packets.
+    blocks_out: u64,
+    not_packets: Vec<u64>,
 }
 
 impl<W: Write> PcapngWriter<W> {
@@ -128,7 +211,31 @@ impl<W: Write> PcapngWriter<W> {
         idb.u16(LINKTYPE_RAW).u16(0).u32(opts.snaplen);
         idb.option(IF_NAME, b"pidcap").option(IF_TSRESOL, &[9]);
         w.write_all(idb.finish())?;
-        Ok(PcapngWriter { out: Sink { w, snaplen: opts.snaplen }, block: Vec::new(), comment: None })
+        Ok(PcapngWriter {
+            out: Sink { w, snaplen: opts.snaplen },
+            block: Vec::new(),
+            comment: None,
+            tls_interface: false,
+            keys: Box::default(),
+            hold_for_keys: false,
+            hold: None,
+            blocks_out: 0,
+            not_packets: Vec::new(),
+        })
+    }
+
+    /// Keys will come ([`PcapngWriter::add_keys`]): from now on, the blocks
+    /// after a ClientHello are held back until that handshake's keys are in
+    /// the file (at most [`HOLD_MAX`], 8 MiB), so that the Decryption Secrets
+    /// Block comes before the first packet that needs it, as tshark reads
+    /// files in one pass. (TLS 1.3's handshake secrets are logged only once
+    /// the server's encrypted flight has arrived.)
+    pub fn hold_for_keys(&mut self, on: bool) -> Result<(), PcapError> {
+        self.hold_for_keys = on;
+        if !on {
+            self.release()?;
+        }
+        Ok(())
     }
 
     /// Append one Enhanced Packet Block.
@@ -136,8 +243,54 @@ impl<W: Write> PcapngWriter<W> {
         self.write_record(&RecordRef::from(p))
     }
 
-    /// Append one Enhanced Packet Block for a packet given by its borrowed fields.
+    /// Append one Enhanced Packet Block for a packet given by its borrowed
+    /// fields; a TLS plaintext record goes on the TLS interface (see the module doc).
     pub fn write_record(&mut self, p: &RecordRef<'_>) -> Result<(), PcapError> {
+        self.release_if_late()?;
+        if let Some(tls) = p.tls {
+            return self.write_tls(p, tls);
+        }
+        let mut started_hold = None;
+        if let Some((conn, random)) = client_hello(p.data) {
+            if self.keys.conns.len() >= MAX_CONNS {
+                self.keys.conns.clear();
+                self.keys.seen.clear();
+            }
+            self.keys.seen.insert(random);
+            self.keys.conns.insert(conn, random);
+            // Keys read before their ClientHello was written go in now, before it.
+            if let Some(lines) = self.keys.pending.remove(&random) {
+                self.keys.pending_lines -= lines.len();
+                self.write_keys(&lines)?;
+            }
+            if self.hold_for_keys && !covers_connection(self.keys.labels.get(&random).copied().unwrap_or(0)) {
+                started_hold = Some(random);
+            }
+        }
+        if let Some(random) = started_hold {
+            let hold = self.hold.get_or_insert_with(|| {
+                Box::new(Hold { blocks: Vec::new(), bytes: 0, waiting: HashSet::new(), since: Instant::now() })
+            });
+            hold.waiting.insert(random);
+        }
+        self.cache_comment(p);
+        let comment = self.comment.as_ref().map_or("", |(_, c)| c.as_str());
+        let (data, orig_len) = captured(p, self.out.snaplen);
+        let mut epb = Block::reuse(std::mem::take(&mut self.block), BT_EPB);
+        epb.u32(0) // interface id
+            .u32((p.timestamp_ns >> 32) as u32)
+            .u32(p.timestamp_ns as u32)
+            .u32(data.len() as u32)
+            .u32(orig_len)
+            .padded(data)
+            .option(OPT_COMMENT, comment.as_bytes())
+            .option(EPB_FLAGS, &flags(p.direction).to_le_bytes());
+        epb.finish();
+        self.emit_packet(epb.buf, None)
+    }
+
+    /// Make `self.comment` the comment of `p`'s process (formatted once for a run of one socket's packets).
+    fn cache_comment(&mut self, p: &RecordRef<'_>) {
         let same = self.comment.as_ref().is_some_and(|(i, _)| {
             i.pid == p.pid
                 && i.socket_cookie == p.socket_cookie
@@ -156,34 +309,190 @@ impl<W: Write> PcapngWriter<W> {
             let text = format_comment(&info);
             self.comment = Some((info, text));
         }
-        let comment = self.comment.as_ref().map_or("", |(_, c)| c.as_str());
-        let (data, orig_len) = captured(p, self.out.snaplen);
-        let flags = match p.direction {
-            Direction::Inbound => FLAG_INBOUND,
-            Direction::Outbound => FLAG_OUTBOUND,
+    }
+
+    /// A TLS plaintext record: an Exported PDU on interface 1.
+    fn write_tls(&mut self, p: &RecordRef<'_>, info: TlsInfo) -> Result<(), PcapError> {
+        if !self.tls_interface {
+            let mut idb = Block::new(BT_IDB);
+            idb.u16(LINKTYPE_UPPER_PDU).u16(0).u32(0);
+            idb.option(IF_NAME, TLS_IF_NAME.as_bytes())
+                .option(IF_DESCRIPTION, TLS_IF_DESCRIPTION.as_bytes())
+                .option(IF_TSRESOL, &[9]);
+            let bytes = idb.finish().to_vec();
+            // Not held: an interface must come before its packets, and may come early.
+            self.write_now(&bytes, false)?;
+            self.tls_interface = true;
+        }
+        let d = decode(p.data, p.direction);
+        let header_len = (d.payload_offset as usize).min(p.data.len());
+        let plaintext = &p.data[header_len..];
+        let (local, remote) =
+            (SocketAddr::new(d.local_addr, d.local_port), SocketAddr::new(d.remote_addr, d.remote_port));
+        let (src, dst) = match p.direction {
+            Direction::Outbound => (local, remote),
+            Direction::Inbound => (remote, local),
         };
+        let conn = conn_key(local, remote);
+        let random = self.keys.conns.get(&conn).copied();
+        let keyed = random.is_some_and(|r| self.keys.labels.get(&r).is_some_and(|&l| l != 0));
+        let proto = if looks_like_http(plaintext) && !keyed { PduProto::Http } else { PduProto::Data };
+        let (tags, name_at) = pdu_tags(proto, src, dst);
+        let kept = plaintext.len().min(self.out.snaplen as usize).min(crate::MAX_BLOCK_LEN as usize - 8192);
+        let true_len = u64::from(p.orig_len).saturating_sub(header_len as u64).max(kept as u64);
+        let caplen = tags.len() + kept;
+        let orig_len = u32::try_from(tags.len() as u64 + true_len).unwrap_or(u32::MAX);
+        self.cache_comment(p);
+        let base = self.comment.as_ref().map_or("", |(_, c)| c.as_str());
+        let comment = format!("{base}{}", format_tls(&TlsComment { info, offset: d.tcp_seq.unwrap_or(0) }));
         let mut epb = Block::reuse(std::mem::take(&mut self.block), BT_EPB);
-        epb.u32(0) // interface id
-            .u32((p.timestamp_ns >> 32) as u32)
-            .u32(p.timestamp_ns as u32)
-            .u32(data.len() as u32)
-            .u32(orig_len)
-            .padded(data)
+        epb.u32(1).u32((p.timestamp_ns >> 32) as u32).u32(p.timestamp_ns as u32).u32(caplen as u32).u32(orig_len);
+        epb.buf.extend_from_slice(&tags);
+        epb.padded(&plaintext[..kept])
             .option(OPT_COMMENT, comment.as_bytes())
-            .option(EPB_FLAGS, &flags.to_le_bytes());
-        let written = self.out.w.write_all(epb.finish());
-        self.block = epb.buf;
-        written?;
+            .option(EPB_FLAGS, &flags(p.direction).to_le_bytes());
+        epb.finish();
+        // The protocol name's place in the block: after the 28 bytes of EPB header and fields.
+        let at = 28 + name_at;
+        self.emit_packet(epb.buf, random.filter(|_| proto == PduProto::Http).map(|r| (r, at)))
+    }
+
+    /// Write a packet's block, or hold it back; the buffer comes back for reuse.
+    fn emit_packet(&mut self, bytes: Vec<u8>, record: Option<([u8; 32], usize)>) -> Result<(), PcapError> {
+        if let Some(hold) = self.hold.as_mut() {
+            hold.bytes += bytes.len();
+            hold.blocks.push(Held { bytes, record });
+            if hold.bytes > HOLD_BYTES {
+                self.release()?;
+            }
+            return Ok(());
+        }
+        let r = self.write_now(&bytes, true);
+        self.block = bytes;
+        r
+    }
+
+    /// One block to the output now; counted.
+    fn write_now(&mut self, bytes: &[u8], packet: bool) -> Result<(), PcapError> {
+        self.out.w.write_all(bytes)?;
+        if !packet {
+            self.not_packets.push(self.blocks_out);
+        }
+        self.blocks_out += 1;
         Ok(())
     }
 
-    /// Flush the underlying writer.
+    /// Write every held block (records whose connection's keys came meanwhile as `data`).
+    fn release(&mut self) -> Result<(), PcapError> {
+        let Some(hold) = self.hold.take() else { return Ok(()) };
+        for mut held in hold.blocks {
+            if let Some((random, at)) = held.record {
+                if self.keys.labels.get(&random).is_some_and(|&l| l != 0) {
+                    if let Some(name) = held.bytes.get_mut(at..at + 4) {
+                        name.copy_from_slice(b"data");
+                    }
+                }
+            }
+            self.write_now(&held.bytes, true)?;
+        }
+        Ok(())
+    }
+
+    fn release_if_late(&mut self) -> Result<(), PcapError> {
+        if self.hold.as_ref().is_some_and(|h| h.since.elapsed() >= HOLD_MAX) {
+            self.release()?;
+        }
+        Ok(())
+    }
+
+    /// Add TLS key log lines: each line is written once per file, in a
+    /// Decryption Secrets Block, before any packet written after this call
+    /// (and before the packets held back for them). Only lines for a
+    /// connection whose ClientHello is in the file are written; the others
+    /// wait for it (a key log holds other programs' and older sessions'
+    /// keys too). Returns how many lines were new.
+    pub fn add_keys(&mut self, lines: &[KeyLogLine]) -> Result<usize, PcapError> {
+        let mut now = Vec::new();
+        let mut new = 0;
+        for l in lines {
+            if self.keys.written.contains(&l.to_line()) {
+                continue;
+            }
+            new += 1;
+            if self.keys.seen.contains(&l.client_random) {
+                now.push(l.clone());
+            } else {
+                if self.keys.pending_lines >= MAX_PENDING {
+                    self.keys.pending.clear();
+                    self.keys.pending_lines = 0;
+                }
+                let waiting = self.keys.pending.entry(l.client_random).or_default();
+                if !waiting.contains(l) {
+                    waiting.push(l.clone());
+                    self.keys.pending_lines += 1;
+                }
+            }
+        }
+        self.write_keys(&now)?;
+        self.release_if_late()?;
+        Ok(new)
+    }
+
+    /// One DSB with the lines not yet in the file; releases what waited for them.
+    fn write_keys(&mut self, lines: &[KeyLogLine]) -> Result<(), PcapError> {
+        let mut text = String::new();
+        for l in lines {
+            let line = l.to_line();
+            if self.keys.written.insert(line.clone()) {
+                text.push_str(&line);
+                text.push('\n');
+                *self.keys.labels.entry(l.client_random).or_default() |= l.label.bit();
+            }
+        }
+        if text.is_empty() {
+            return Ok(());
+        }
+        let mut dsb = Block::new(BT_DSB);
+        dsb.u32(SECRETS_TLS_KEY_LOG).u32(text.len() as u32).padded(text.as_bytes());
+        let bytes = dsb.finish().to_vec();
+        // Not held: the keys must come before the packets that need them.
+        self.write_now(&bytes, false)?;
+        if let Some(hold) = self.hold.as_mut() {
+            let labels = &self.keys.labels;
+            hold.waiting.retain(|r| !covers_connection(labels.get(r).copied().unwrap_or(0)));
+            if hold.waiting.is_empty() {
+                self.release()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Key log lines written into the file so far.
+    pub fn keys_written(&self) -> usize {
+        self.keys.written.len()
+    }
+
+    /// Of the first `n` blocks written after the headers, how many are packets.
+    pub(crate) fn packets_in(&self, n: u64) -> u64 {
+        n - self.not_packets.iter().filter(|&&b| b < n).count() as u64
+    }
+
+    /// Flush the underlying writer (blocks held back for keys stay held).
     pub fn flush(&mut self) -> Result<(), PcapError> {
+        self.release_if_late()?;
         self.out.flush()
     }
 
-    /// Flush and give back the underlying writer.
-    pub fn into_inner(self) -> Result<W, PcapError> {
+    /// Write what is held back, flush, and give back the underlying writer.
+    pub fn into_inner(mut self) -> Result<W, PcapError> {
+        self.release()?;
         self.out.into_inner()
+    }
+}
+
+fn flags(d: Direction) -> u32 {
+    match d {
+        Direction::Inbound => FLAG_INBOUND,
+        Direction::Outbound => FLAG_OUTBOUND,
     }
 }

@@ -30,6 +30,20 @@
 //!   (classic pcap files therefore read as all-outbound).
 //! * `orig_len` and `data` exclude the stripped link-layer header.
 //!
+//! # TLS
+//!
+//! * A frame on an Exported PDU interface (`LINKTYPE_WIRESHARK_UPPER_PDU`,
+//!   252) whose comment has pidcap's TLS fields (`tls=LIBRARY tid=N
+//!   offset=N`, see [`crate::comment::TlsComment`]) is a TLS plaintext record:
+//!   it is read back into [`CapturedPacket::tls_record`] with its
+//!   connection from the PDU's address and port tags (see [`crate::tls`]).
+//!   Other Exported PDU frames are skipped (link type 252); one of ours whose
+//!   tags do not parse is skipped as [`SkipReason::BadTlsRecord`].
+//! * Decryption Secrets Blocks of the TLS key log type are kept:
+//!   [`PacketReader::keylog`], [`Contents::keylog`] (bad lines counted, never
+//!   an error); other secrets types are skipped. A DSB whose secrets length
+//!   does not fit its block is malformed.
+//!
 //! # Hostile input
 //!
 //! Nothing here panics on any input. A block or record longer than
@@ -46,11 +60,15 @@
 //! keeps what is complete and says where the file was cut ([`Contents::cut`]),
 //! as tshark does.
 
-use crate::comment::{parse_comment, ProcessInfo};
+use crate::comment::{parse_comment, parse_tls, ProcessInfo, TlsComment};
+use crate::keylog::{parse_text, KeyLogLine};
 use crate::pcap::{MAGIC_NS, MAGIC_US};
-use crate::pcapng::{BT_EPB, BT_IDB, BT_SHB, BYTE_ORDER_MAGIC, FLAG_INBOUND, FLAG_OUTBOUND};
+use crate::pcapng::{
+    BT_DSB, BT_EPB, BT_IDB, BT_SHB, BYTE_ORDER_MAGIC, FLAG_INBOUND, FLAG_OUTBOUND, SECRETS_TLS_KEY_LOG,
+};
+use crate::tls::{parse_pdu, LINKTYPE_UPPER_PDU};
 use crate::{Format, PcapError, MAX_BLOCK_LEN};
-use pidcap_packet::{CapturedPacket, Direction, Verdict};
+use pidcap_packet::{CapturedPacket, Direction, TlsRecord, Verdict};
 use std::io::{Chain, Cursor, ErrorKind, Read};
 use std::ops::RangeInclusive;
 
@@ -71,6 +89,9 @@ pub enum SkipReason {
     NotIp { linktype: u16, protocol: Option<u32> },
     /// The frame is shorter than its link-layer header.
     Short { linktype: u16 },
+    /// A TLS plaintext record of pidcap's (its comment says so) whose
+    /// Exported PDU tags do not parse.
+    BadTlsRecord,
 }
 
 /// A name for a link type, where it is a common one.
@@ -143,6 +164,7 @@ impl std::fmt::Display for SkipReason {
                 lt(f, linktype)?;
                 f.write_str(")")
             }
+            SkipReason::BadTlsRecord => f.write_str("a TLS plaintext record whose Exported PDU tags are malformed"),
         }
     }
 }
@@ -204,6 +226,10 @@ pub struct Contents {
     /// Set when the file ends inside a block or record: the
     /// [`PcapError::Truncated`] that says where. Everything before it was read.
     pub cut: Option<PcapError>,
+    /// The TLS key log lines of the file's Decryption Secrets Blocks, in order.
+    pub keylog: Vec<KeyLogLine>,
+    /// Lines of those blocks that are not valid key log lines (ignored).
+    pub keylog_bad: u64,
 }
 
 /// Read every packet of a pcap or pcapng file (format auto-detected).
@@ -317,6 +343,7 @@ struct Frame<'a> {
     orig_len: u32,
     data: &'a [u8],
     info: Option<ProcessInfo>,
+    tls: Option<TlsComment>,
     flags: Option<u32>,
 }
 
@@ -335,6 +362,7 @@ fn block_name(block_type: u32) -> String {
         BT_PB => "Packet Block",
         BT_SPB => "Simple Packet Block",
         BT_EPB => "Enhanced Packet Block",
+        BT_DSB => "Decryption Secrets Block",
         _ => return format!("pcapng block of type 0x{block_type:08x}"),
     };
     format!("pcapng {name}")
@@ -348,6 +376,8 @@ pub struct PacketReader<R: Read> {
     frames: u64,
     skipped: u64,
     skipped_frames: Vec<Skipped>,
+    keylog: Vec<KeyLogLine>,
+    keylog_bad: u64,
     done: bool,
 }
 
@@ -386,8 +416,17 @@ impl<R: Read> PacketReader<R> {
         } else {
             return Err(PcapError::UnknownMagic { magic });
         };
-        let mut reader =
-            PacketReader { src, format, kind, frames: 0, skipped: 0, skipped_frames: Vec::new(), done: false };
+        let mut reader = PacketReader {
+            src,
+            format,
+            kind,
+            frames: 0,
+            skipped: 0,
+            skipped_frames: Vec::new(),
+            keylog: Vec::new(),
+            keylog_bad: 0,
+            done: false,
+        };
         match reader.format {
             Format::Pcap => reader.read_pcap_header()?,
             Format::Pcapng => {
@@ -421,6 +460,16 @@ impl<R: Read> PacketReader<R> {
         self.frames
     }
 
+    /// The TLS key log lines of the Decryption Secrets Blocks read so far.
+    pub fn keylog(&self) -> &[KeyLogLine] {
+        &self.keylog
+    }
+
+    /// Lines of those blocks that were not valid key log lines.
+    pub fn keylog_bad_lines(&self) -> u64 {
+        self.keylog_bad
+    }
+
     /// Read the rest of the file: every packet, the skipped frames, and, when
     /// the file ends inside a block or record, where it was cut
     /// ([`Contents::cut`]) instead of an error. Any other error (a malformed
@@ -435,7 +484,14 @@ impl<R: Read> PacketReader<R> {
                 Err(e) => return Err(e),
             }
         }
-        Ok(Contents { packets, frames: self.frames, skipped: self.skipped_frames, cut })
+        Ok(Contents {
+            packets,
+            frames: self.frames,
+            skipped: self.skipped_frames,
+            cut,
+            keylog: self.keylog,
+            keylog_bad: self.keylog_bad,
+        })
     }
 
     fn read_pcap_header(&mut self) -> Result<(), PcapError> {
@@ -486,7 +542,7 @@ impl<R: Read> PacketReader<R> {
         }
         let frac_ns = if nanos { u64::from(frac) } else { u64::from(frac) * 1000 };
         let timestamp_ns = u64::from(secs) * 1_000_000_000 + frac_ns;
-        let frame = Frame { linktype, timestamp_ns, orig_len, data: &data, info: None, flags: None };
+        let frame = Frame { linktype, timestamp_ns, orig_len, data: &data, info: None, tls: None, flags: None };
         Ok(Some(self.packet(frame)))
     }
 
@@ -623,22 +679,40 @@ impl<R: Read> PacketReader<R> {
                         "interface id {iface_id} is not defined ({n} interfaces in this section)"
                     )));
                 };
-                let (mut info, mut flags) = (None, None);
+                let (mut info, mut tls, mut flags) = (None, None, None);
                 if block_type != BT_SPB {
                     let opts_at = (data_at + (caplen as usize).next_multiple_of(4)).min(body.len());
                     for (code, value) in
                         options(endian, &body[opts_at..], body_offset + opts_at as u64).map_err(malformed)?
                     {
                         match code {
-                            1 if info.is_none() => info = std::str::from_utf8(value).ok().and_then(parse_comment),
+                            1 if info.is_none() => {
+                                let text = std::str::from_utf8(value).ok();
+                                info = text.and_then(parse_comment);
+                                tls = info.as_ref().and(text).and_then(parse_tls);
+                            }
                             2 => flags = endian.u32(value, 0),
                             _ => {}
                         }
                     }
                 }
                 let frame =
-                    Frame { linktype: iface.linktype, timestamp_ns: iface.to_ns(ts), orig_len, data, info, flags };
+                    Frame { linktype: iface.linktype, timestamp_ns: iface.to_ns(ts), orig_len, data, info, tls, flags };
                 Ok(self.packet(frame))
+            }
+            BT_DSB => {
+                let secrets_type = endian.u32(&body, 0).ok_or_else(short)?;
+                let len = endian.u32(&body, 4).ok_or_else(short)? as usize;
+                let Some(secrets) = body.get(8..8usize.saturating_add(len)) else {
+                    let left = body.len().saturating_sub(8);
+                    return Err(malformed(format!("secrets length {len} exceeds the {left} bytes left in the block")));
+                };
+                if secrets_type == SECRETS_TLS_KEY_LOG {
+                    let (lines, bad) = parse_text(secrets);
+                    self.keylog.extend(lines);
+                    self.keylog_bad += bad;
+                }
+                Ok(None)
             }
             _ => Ok(None),
         }
@@ -647,6 +721,11 @@ impl<R: Read> PacketReader<R> {
     /// Number the frame and turn it into a packet, or count it as skipped.
     fn packet(&mut self, f: Frame<'_>) -> Option<CapturedPacket> {
         self.frames += 1;
+        if f.linktype == LINKTYPE_UPPER_PDU {
+            if let (Some(tls), Some(info)) = (f.tls, f.info.clone()) {
+                return self.tls_record(&f, tls, info);
+            }
+        }
         let (header_len, l2_direction) = match strip_link(f.linktype, f.data) {
             Ok(found) => found,
             Err(reason) => {
@@ -681,6 +760,42 @@ impl<R: Read> PacketReader<R> {
         );
         p.rule = info.rule;
         Some(p)
+    }
+
+    /// A TLS plaintext record written by pidcap (see the module doc).
+    fn tls_record(&mut self, f: &Frame<'_>, tls: TlsComment, info: ProcessInfo) -> Option<CapturedPacket> {
+        let Ok(pdu) = parse_pdu(f.data) else {
+            self.skip(SkipReason::BadTlsRecord);
+            return None;
+        };
+        let direction = match f.flags.map(|fl| fl & 0b11) {
+            Some(FLAG_INBOUND) => Direction::Inbound,
+            _ => Direction::Outbound,
+        };
+        let (local, remote) = match direction {
+            Direction::Outbound => (pdu.src, pdu.dst),
+            Direction::Inbound => (pdu.dst, pdu.src),
+        };
+        let plaintext = f.data.get(pdu.payload_at..).unwrap_or_default();
+        // At most what a synthesized packet's u32 length can carry with its headers (60 bytes at most).
+        let true_len = u64::from(f.orig_len)
+            .saturating_sub(pdu.payload_at as u64)
+            .max(plaintext.len() as u64)
+            .min(u64::from(u32::MAX) - 60);
+        Some(CapturedPacket::tls_record(TlsRecord {
+            id: self.frames,
+            timestamp_ns: f.timestamp_ns,
+            pid: info.pid,
+            comm: info.comm,
+            socket_cookie: info.socket_cookie,
+            direction,
+            local,
+            remote,
+            info: tls.info,
+            plaintext,
+            true_len,
+            stream_offset: tls.offset,
+        }))
     }
 
     /// Count the current frame as skipped for `reason`.
