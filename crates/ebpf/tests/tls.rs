@@ -617,3 +617,34 @@ fn sigkill_of_the_holder_leaves_no_uprobe_and_no_program() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "path=/after\n");
 }
+
+#[test]
+fn without_a_tracefs_mount_pidcap_mounts_one_for_the_attach_and_unmounts_it() {
+    require_tls_tools!();
+    require!(Tool("unshare"), Tool("umount"));
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    // A private mount namespace without tracefs; the helper execs in it (same pid).
+    let script = format!(
+        "umount /sys/kernel/tracing 2>/dev/null; ! grep -q ' /sys/kernel/tracing ' /proc/self/mounts || exit 9; exec {} {}",
+        env!("CARGO_BIN_EXE_pidcap-ebpf-test-child"),
+        server.pid()
+    );
+    let mut holder = Proc(
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(holder.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "the helper attached its probes (and the tracepoints) without tracefs");
+    let pid = holder.0.id();
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mounts")).unwrap();
+    assert!(!mounts.contains(" /sys/kernel/tracing "), "the tracefs pidcap mounted is unmounted again: {mounts}");
+    let progs = programs_of(pid);
+    let tp = progs.iter().find(|(_, n)| n == "pidcap_tp_rcvfrom").expect("the tracepoint programs are loaded");
+    assert!(linked_program_ids().contains(&tp.0), "the syscall tracepoints are attached");
+}
