@@ -681,6 +681,17 @@ mod tests {
     }
 
     #[test]
+    fn tls_record_addresses_by_family() {
+        let mut v4 = [0u8; 16];
+        v4[10..16].copy_from_slice(&[0xff, 0xff, 127, 0, 0, 1]);
+        assert_eq!(sock_addr(libc::AF_INET as u8, v4, 443), "127.0.0.1:443".parse().unwrap());
+        let v6 = std::net::Ipv6Addr::LOCALHOST.octets();
+        assert_eq!(sock_addr(libc::AF_INET6 as u8, v6, 8443), "[::1]:8443".parse().unwrap());
+        // No socket found: the record keeps the unknown address.
+        assert_eq!(sock_addr(0, v4, 443), pidcap_packet::tls::unknown_addr());
+    }
+
+    #[test]
     fn the_wakeup_threshold_follows_the_ring_size() {
         // A quarter of a small ring: woken with three quarters still free.
         assert_eq!(LoadOptions::with_ring(1 << 20).wakeup_threshold(), 256 << 10);

@@ -92,7 +92,7 @@ pub fn library_of_path(path: &Path) -> Option<TlsLibrary> {
 }
 
 /// What the libraries looked for are, for messages ("no supported TLS library").
-pub const LIBRARIES_LOOKED_FOR: &str = "libssl.so.3/.so.1.1 (OpenSSL), libgnutls.so.30 (GnuTLS), libnspr4.so (NSS)";
+pub use pidcap_engine::backend::TLS_LIBRARIES_LOOKED_FOR as LIBRARIES_LOOKED_FOR;
 
 /// The standard places of the supported libraries: a held child of `run`,
 /// which has not exec'd its command yet, maps none of them, so these (as

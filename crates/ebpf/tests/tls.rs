@@ -369,6 +369,42 @@ fn gnutls_cli_as_the_target_gives_records_too() {
     assert_on_its_connection(&got, req, None, server.port);
 }
 
+/// NSS (tstclnt, from libnss3-tools: `apt-get install libnss3-tools`).
+#[test]
+fn an_nss_client_as_the_target_gives_records_too() {
+    require_tls_tools!();
+    require!(Tool("tstclnt"), Tool("certutil"));
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    let db = cert.dir.0.join("nssdb");
+    std::fs::create_dir_all(&db).unwrap();
+    let sqldb = format!("sql:{}", db.display());
+    let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
+    ok(Command::new("certutil").args(["-N", "-d", &sqldb, "--empty-password"]));
+    ok(Command::new("certutil").args(["-A", "-d", &sqldb, "-n", "ca", "-t", "C,,", "-i"]).arg(cert.cert()));
+    let req = cert.dir.0.join("req");
+    std::fs::write(&req, b"GET /nss-path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut cap = capture(true);
+    let script = format!("tstclnt -d {sqldb} -h 127.0.0.1 -p {} -f < {}", server.port, req.display());
+    let held = gated(&["sh", "-c", &script]);
+    cap.add_pid(held.pid).unwrap();
+    let mut child = held.release().unwrap();
+    let mut got = Vec::new();
+    collect_until(&mut cap, &mut got, "tstclnt's request and response", |g| {
+        has_record(g, Direction::Outbound, b"GET /nss-path HTTP/1.1")
+            && records(g).any(|p| p.direction == Direction::Inbound && contains(p.payload(), b"path=/nss-path"))
+    });
+    child.wait_blocking();
+    let req = record(&got, Direction::Outbound, b"GET /nss-path HTTP/1.1");
+    assert_eq!(req.comm, "tstclnt");
+    assert_eq!(req.tls.unwrap().library, TlsLibrary::Nss);
+    assert_on_its_connection(&got, req, None, server.port);
+    // NSPR reads files too (the certificate database): only socket calls are records.
+    for r in records(&got) {
+        assert_ne!(r.socket_cookie, 0, "{}", summary(&got));
+    }
+}
+
 #[test]
 fn a_library_loaded_after_the_target_was_added_is_found_by_the_rescan() {
     require_tls_tools!();
@@ -580,4 +616,35 @@ fn sigkill_of_the_holder_leaves_no_uprobe_and_no_program() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "path=/after\n");
+}
+
+#[test]
+fn without_a_tracefs_mount_pidcap_mounts_one_for_the_attach_and_unmounts_it() {
+    require_tls_tools!();
+    require!(Tool("unshare"), Tool("umount"));
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    // A private mount namespace without tracefs; the helper execs in it (same pid).
+    let script = format!(
+        "umount /sys/kernel/tracing 2>/dev/null; ! grep -q ' /sys/kernel/tracing ' /proc/self/mounts || exit 9; exec {} {}",
+        env!("CARGO_BIN_EXE_pidcap-ebpf-test-child"),
+        server.pid()
+    );
+    let mut holder = Proc(
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(holder.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "the helper attached its probes (and the tracepoints) without tracefs");
+    let pid = holder.0.id();
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mounts")).unwrap();
+    assert!(!mounts.contains(" /sys/kernel/tracing "), "the tracefs pidcap mounted is unmounted again: {mounts}");
+    let progs = programs_of(pid);
+    let tp = progs.iter().find(|(_, n)| n == "pidcap_tp_rcvfrom").expect("the tracepoint programs are loaded");
+    assert!(linked_program_ids().contains(&tp.0), "the syscall tracepoints are attached");
 }

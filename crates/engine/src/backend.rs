@@ -107,6 +107,13 @@ pub struct TlsCoverage {
     pub libraries: Vec<TlsLibraryFile>,
 }
 
+/// The TLS libraries the Linux kernel layer looks for in a target, for the
+/// line that says a target has none ("no supported TLS library: looked
+/// for ..."). Statically linked TLS (Go, OpenSSL or BoringSSL built in) is
+/// never found.
+pub const TLS_LIBRARIES_LOOKED_FOR: &str =
+    "libssl.so.3 / libssl.so.1.1 (OpenSSL), libgnutls.so.30 (GnuTLS), libnspr4.so (NSS)";
+
 /// One TLS library file a target maps.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TlsLibraryFile {
