@@ -21,6 +21,8 @@ have curl || need+=(curl)
 # TLS plaintext tests: certificates, and a GnuTLS client beside OpenSSL's.
 have openssl || need+=(openssl)
 have gnutls-cli || need+=(gnutls-bin)
+# ... and an NSS one (tstclnt, certutil).
+{ have tstclnt && have certutil; } || need+=(libnss3-tools)
 have setpriv || need+=(util-linux)
 have pgrep || need+=(procps)
 have gcc || need+=(gcc libc6-dev)
