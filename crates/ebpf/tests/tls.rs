@@ -148,6 +148,24 @@ fn gated(argv: &[&str]) -> pidcap_engine::spawn::Gated {
     spawn_gated(&argv, &GateStdio { stdout: Output::Null, stderr: Output::Null }).unwrap()
 }
 
+/// `sh -c script` (a TLS client that GETs `path` from the server, then ends)
+/// as the target from its first instruction, children followed: what was
+/// captured until its request and the answer (`path=<path>`) were records.
+fn client_as_target(script: &str, path: &str) -> Vec<Arc<CapturedPacket>> {
+    let mut cap = capture(true);
+    let held = gated(&["sh", "-c", script]);
+    cap.add_pid(held.pid).unwrap();
+    let mut child = held.release().unwrap();
+    let (request, answer) = (format!("GET {path} HTTP/1.1"), format!("path={path}"));
+    let mut got = Vec::new();
+    collect_until(&mut cap, &mut got, &format!("the request and response of `{script}`"), |g| {
+        has_record(g, Direction::Outbound, request.as_bytes())
+            && records(g).any(|p| p.direction == Direction::Inbound && contains(p.payload(), answer.as_bytes()))
+    });
+    child.wait_blocking();
+    got
+}
+
 #[test]
 fn curl_as_the_target_gives_its_request_and_the_response_on_its_connection() {
     require_tls_tools!();
@@ -240,22 +258,13 @@ fn the_https_server_as_the_target_gives_the_requests_it_reads() {
 fn gnutls_cli_as_the_target_gives_records_too() {
     require_tls_tools!();
     let (certs, server) = https_server();
-    let mut cap = capture(true);
     let script = format!(
         "printf 'GET /gnutls-path HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' | \
          gnutls-cli --x509cafile {} -p {} 127.0.0.1",
         certs.ca.display(),
         server.port
     );
-    let held = gated(&["sh", "-c", &script]);
-    cap.add_pid(held.pid).unwrap();
-    let mut child = held.release().unwrap();
-    let mut got = Vec::new();
-    collect_until(&mut cap, &mut got, "gnutls-cli's request and response", |g| {
-        has_record(g, Direction::Outbound, b"GET /gnutls-path HTTP/1.1")
-            && records(g).any(|p| p.direction == Direction::Inbound && contains(p.payload(), b"path=/gnutls-path"))
-    });
-    child.wait_blocking();
+    let got = client_as_target(&script, "/gnutls-path");
     let req = record(&got, Direction::Outbound, b"GET /gnutls-path HTTP/1.1");
     assert_eq!(req.comm, "gnutls-cli");
     assert_eq!(req.tls.unwrap().library, TlsLibrary::Gnutls);
@@ -276,17 +285,8 @@ fn an_nss_client_as_the_target_gives_records_too() {
     ok(Command::new("certutil").args(["-A", "-d", &sqldb, "-n", "ca", "-t", "C,,", "-i"]).arg(&certs.ca));
     let req = certs.dir.join("req");
     std::fs::write(&req, b"GET /nss-path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut cap = capture(true);
     let script = format!("tstclnt -d {sqldb} -h 127.0.0.1 -p {} -f < {}", server.port, req.display());
-    let held = gated(&["sh", "-c", &script]);
-    cap.add_pid(held.pid).unwrap();
-    let mut child = held.release().unwrap();
-    let mut got = Vec::new();
-    collect_until(&mut cap, &mut got, "tstclnt's request and response", |g| {
-        has_record(g, Direction::Outbound, b"GET /nss-path HTTP/1.1")
-            && records(g).any(|p| p.direction == Direction::Inbound && contains(p.payload(), b"path=/nss-path"))
-    });
-    child.wait_blocking();
+    let got = client_as_target(&script, "/nss-path");
     let req = record(&got, Direction::Outbound, b"GET /nss-path HTTP/1.1");
     assert_eq!(req.comm, "tstclnt");
     assert_eq!(req.tls.unwrap().library, TlsLibrary::Nss);
