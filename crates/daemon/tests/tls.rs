@@ -30,7 +30,8 @@ fn a_real_https_clients_plaintext_comes_back_as_records_and_its_library_is_named
     // connection, a GET per line, printing "got <the answer's body>".
     let server = HttpsServer::start(ns.command("python3"), "echo-server", &[&certs.cert, &certs.key]);
     let port = server.port;
-    let mut client = Peer::https(ns.command("python3"), "raw-client", &[certs.ca.as_os_str(), port.to_string().as_ref()]);
+    let mut client =
+        Peer::https(ns.command("python3"), "raw-client", &[certs.ca.as_os_str(), port.to_string().as_ref()]);
     assert_eq!(client.line(), "ready");
     let mut plain = ns.command("python3");
     let plain = Peer::spawn(plain.args(["-c", PLAIN]));

@@ -8,9 +8,9 @@ use pidcap_engine::spawn::{spawn_gated, Output, Stdio as GateStdio};
 use pidcap_engine::{Capture, CaptureOptions};
 use pidcap_packet::{CapturedPacket, Direction, TlsLibrary};
 use pidcap_testkit::require;
+use pidcap_testkit::tls::{Certs, HttpsServer, Peer};
 use std::collections::HashSet;
 use std::ffi::OsString;
-use pidcap_testkit::tls::{Certs, HttpsServer, Peer};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -301,7 +301,8 @@ fn an_nss_client_as_the_target_gives_records_too() {
 fn a_library_loaded_after_the_target_was_added_is_found_by_the_rescan() {
     require_tls_tools!();
     let (certs, server) = https_server();
-    let mut late = Peer::https(Command::new("python3"), "late", &[certs.ca.as_os_str(), server.port.to_string().as_ref()]);
+    let mut late =
+        Peer::https(Command::new("python3"), "late", &[certs.ca.as_os_str(), server.port.to_string().as_ref()]);
     let pid = late.pid();
     assert_eq!(late.line(), "started");
     let mut cap = capture(false);

@@ -89,8 +89,22 @@ impl Certs {
         )
         .unwrap();
         openssl(&[
-            "x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "2", "-days", "2",
-            "-out", "srv.pem", "-extfile", "ext.cnf",
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "2",
+            "-days",
+            "2",
+            "-out",
+            "srv.pem",
+            "-extfile",
+            "ext.cnf",
         ]);
         Certs {
             ca: dir.join("ca.pem"),
