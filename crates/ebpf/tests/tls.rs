@@ -79,6 +79,17 @@ fn collect_until(
     }
 }
 
+/// [`collect_until`] the records hold a request for `path` going `dir`
+/// (`GET {path} HTTP/1.1`) and its answer (`path={path}`) the other way.
+fn collect_exchange(cap: &mut Capture, got: &mut Vec<Arc<CapturedPacket>>, what: &str, dir: Direction, path: &str) {
+    let back = if dir == Direction::Outbound { Direction::Inbound } else { Direction::Outbound };
+    let (request, answer) = (format!("GET {path} HTTP/1.1"), format!("path={path}"));
+    collect_until(cap, got, what, |g| {
+        has_record(g, dir, request.as_bytes())
+            && records(g).any(|p| p.direction == back && contains(p.payload(), answer.as_bytes()))
+    });
+}
+
 fn summary(got: &[Arc<CapturedPacket>]) -> String {
     let mut s = format!("{} packets/records:", got.len());
     for p in got.iter().filter(|p| p.is_tls()) {
@@ -156,12 +167,8 @@ fn client_as_target(script: &str, path: &str) -> Vec<Arc<CapturedPacket>> {
     let held = gated(&["sh", "-c", script]);
     cap.add_pid(held.pid).unwrap();
     let mut child = held.release().unwrap();
-    let (request, answer) = (format!("GET {path} HTTP/1.1"), format!("path={path}"));
     let mut got = Vec::new();
-    collect_until(&mut cap, &mut got, &format!("the request and response of `{script}`"), |g| {
-        has_record(g, Direction::Outbound, request.as_bytes())
-            && records(g).any(|p| p.direction == Direction::Inbound && contains(p.payload(), answer.as_bytes()))
-    });
+    collect_exchange(&mut cap, &mut got, &format!("the request and response of `{script}`"), Direction::Outbound, path);
     child.wait_blocking();
     got
 }
@@ -226,10 +233,8 @@ fn a_keep_alive_connection_opened_before_capture_gives_the_requests_sent_afterwa
 
     assert_eq!(client.ask("/after-capture"), "got 200 path=/after-capture");
     let mut got = Vec::new();
-    collect_until(&mut cap, &mut got, "the request sent after the target was added", |g| {
-        has_record(g, Direction::Outbound, b"GET /after-capture HTTP/1.1")
-            && records(g).any(|p| p.direction == Direction::Inbound && contains(p.payload(), b"path=/after-capture"))
-    });
+    let what = "the request sent after the target was added";
+    collect_exchange(&mut cap, &mut got, what, Direction::Outbound, "/after-capture");
     let req = record(&got, Direction::Outbound, b"GET /after-capture HTTP/1.1");
     assert_eq!(req.pid, client.pid());
     assert_on_its_connection(&got, req, None, server.port);
@@ -244,10 +249,7 @@ fn the_https_server_as_the_target_gives_the_requests_it_reads() {
     cap.add_pid(server.pid()).unwrap();
     assert_eq!(curl(&certs, &server.url("/server-side")), "path=/server-side\n");
     let mut got = Vec::new();
-    collect_until(&mut cap, &mut got, "the request the server read", |g| {
-        has_record(g, Direction::Inbound, b"GET /server-side HTTP/1.1")
-            && records(g).any(|p| p.direction == Direction::Outbound && contains(p.payload(), b"path=/server-side"))
-    });
+    collect_exchange(&mut cap, &mut got, "the request the server read", Direction::Inbound, "/server-side");
     let req = record(&got, Direction::Inbound, b"GET /server-side HTTP/1.1");
     assert_eq!(req.pid, server.pid());
     assert_on_its_connection(&got, req, Some(server.port), req.decoded.remote_port);

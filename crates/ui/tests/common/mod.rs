@@ -329,20 +329,6 @@ pub fn python(ns: &pidcap_testkit::NetNs, args: &[&str]) -> KillOnDrop {
     KillOnDrop(child)
 }
 
-/// `tests/data/target.py ARGS` in this network namespace (loopback only:
-/// for peers the daemon itself must reach, as in a connect-mode resend).
-pub fn python_here(args: &[&str]) -> KillOnDrop {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/target.py");
-    let child = Command::new("python3")
-        .arg(script)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3");
-    KillOnDrop(child)
-}
-
 pub struct KillOnDrop(pub Child);
 
 impl KillOnDrop {
