@@ -6,6 +6,7 @@ mod common;
 
 use common::{pidcap, require, NetNs, Peer, Scratch};
 use pidcap_packet::{CapturedPacket, Direction, Verdict};
+use pidcap_testkit::tls::{Certs, HttpsServer};
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::Duration;
@@ -238,108 +239,15 @@ fn raw_mode_checksums_are_right_on_the_wire() {
 
 // ------------------------------------------------------------------ TLS replay
 
-/// The HTTPS echo peer of pidcap-resend's tests (answers with what it got; one event line per state).
-fn tls_echo_script() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../resend/tests/data/tls_echo.py")
+/// The HTTPS echo peer (`https.py tls-echo`: answers with what it got; `conn N`, `handshake-failed N ..`,
+/// `request N HEX` lines) in the namespace.
+fn tls_echo(ns: &NetNs, certs: &Certs) -> HttpsServer {
+    HttpsServer::start(ns.command("python3"), "tls-echo", &[&certs.cert, &certs.key])
 }
 
-/// `ca.pem` signs `srv.pem` (for 127.0.0.1 and localhost); `other-ca.pem` signs nothing.
-fn make_certs(dir: &Scratch) {
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl").args(args).current_dir(&dir.0).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    for (key, cert, cn) in [("ca.key", "ca.pem", "/CN=pidcap test CA"), ("o.key", "other-ca.pem", "/CN=other CA")] {
-        openssl(&[&["req", "-x509"], &ec[..], &["-keyout", key, "-out", cert, "-days", "2", "-subj", cn]].concat());
-    }
-    openssl(&[&["req"], &ec[..], &["-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost"]].concat());
-    std::fs::write(
-        dir.path("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "srv.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-set_serial",
-        "2",
-        "-days",
-        "2",
-        "-out",
-        "srv.pem",
-        "-extfile",
-        "ext.cnf",
-    ]);
-}
-
-/// The echo server in the namespace and its event lines (`conn N`, `handshake-failed N ..`, `request N HEX`).
-struct TlsEcho {
-    child: std::process::Child,
-    port: u16,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl TlsEcho {
-    fn start(ns: &NetNs, certs: &Scratch) -> TlsEcho {
-        let mut child = ns
-            .command("python3")
-            .arg(tls_echo_script())
-            .arg(certs.path("srv.pem"))
-            .arg(certs.path("srv.key"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        std::thread::spawn(move || {
-            for l in out.lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = lines.recv_timeout(Duration::from_secs(20)).expect("the TLS echo server starts");
-        TlsEcho { child, port: first.strip_prefix("port ").unwrap().parse().unwrap(), lines }
-    }
-
-    /// Event lines up to the first that starts with `prefix` (that one last).
-    fn wait_for(&self, prefix: &str) -> Vec<String> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        loop {
-            match self.lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
-                Ok(l) if l.starts_with(prefix) => {
-                    seen.push(l);
-                    return seen;
-                }
-                Ok(l) => seen.push(l),
-                Err(_) => panic!("no `{prefix}` line from the TLS echo server; saw {seen:?}"),
-            }
-        }
-    }
-
-    fn pending(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
-    }
-
-    /// The bytes of a `request N HEX` line.
-    fn request(line: &str) -> Vec<u8> {
-        pidcap_packet::hex::parse(line.rsplit(' ').next().unwrap()).unwrap()
-    }
-}
-
-impl Drop for TlsEcho {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The bytes of a `request N HEX` line.
+fn request_of(line: &str) -> Vec<u8> {
+    pidcap_packet::hex::parse(line.rsplit(' ').next().unwrap()).unwrap()
 }
 
 #[test]
@@ -347,8 +255,8 @@ fn tls_replay_of_a_library_record_prints_the_decrypted_reply() {
     require!(Root, Tool("ip"), Tool("openssl"), Tool("python3"));
     let ns = NetNs::new("send-tls");
     let scratch = Scratch::new("send-tls");
-    make_certs(&scratch);
-    let srv = TlsEcho::start(&ns, &scratch);
+    let certs = Certs::new("send-tls");
+    let srv = tls_echo(&ns, &certs);
 
     // A TLS plaintext record of a client's request to the server, kept in a library.
     let record = CapturedPacket::tls_record(pidcap_packet::tls::TlsRecord {
@@ -381,8 +289,7 @@ fn tls_replay_of_a_library_record_prints_the_decrypted_reply() {
             .output()
             .unwrap()
     };
-    let ca = scratch.path("ca.pem");
-    let ca = ca.to_str().unwrap();
+    let ca = certs.ca.to_str().unwrap();
 
     // The edited request over TLS; the server's decrypted reply printed, escaped, a line per line.
     let out = send(&["--mode", "connect", "--tls", "--ca", ca]);
@@ -392,8 +299,8 @@ fn tls_replay_of_a_library_record_prints_the_decrypted_reply() {
     assert!(stdout.contains("#1 sent 46 bytes"), "{stdout}"); // 44 + 2: `/some` -> `/edited`
     assert!(stdout.contains("\n    HTTP/1.0 200 OK\\r\\n\n"), "{stdout}");
     assert!(stdout.contains("\n    you sent: GET /edited-path HTTP/1.0\\r\\n\n"), "{stdout}");
-    let lines = srv.wait_for("request 1 ");
-    assert_eq!(TlsEcho::request(lines.last().unwrap()), b"GET /edited-path HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let lines = srv.peer.wait_for("request 1 ");
+    assert_eq!(request_of(lines.last().unwrap()), b"GET /edited-path HTTP/1.0\r\nHost: localhost\r\n\r\n");
 
     // --json carries the whole reply and the session.
     let out = send(&["--tls", "--ca", ca, "--sni", "localhost", "--json"]);
@@ -403,15 +310,15 @@ fn tls_replay_of_a_library_record_prints_the_decrypted_reply() {
     assert!(v[0]["reply"]["text"].as_str().unwrap().contains("you sent: GET /edited-path"), "{v:?}");
     assert_eq!(v[0]["reply"]["tls"]["sni"], "localhost");
     assert_eq!(v[0]["reply"]["tls"]["verified"], true);
-    srv.wait_for("request 2 ");
+    srv.peer.wait_for("request 2 ");
 
     // The wrong CA: an unknown issuer, and nothing reached the server in clear.
-    let out = send(&["--mode", "connect", "--tls", "--ca", scratch.path("other-ca.pem").to_str().unwrap()]);
+    let out = send(&["--mode", "connect", "--tls", "--ca", certs.other_ca.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("FAILED [certificate]") && stdout.contains("unknown issuer"), "{stdout}");
-    let lines = srv.wait_for("handshake-failed 3 ");
-    assert!(!lines.iter().chain(&srv.pending()).any(|l| l.starts_with("request")), "{lines:?}");
+    let lines = srv.peer.wait_for("handshake-failed 3 ");
+    assert!(!lines.iter().chain(&srv.peer.pending()).any(|l| l.starts_with("request")), "{lines:?}");
 
     // --insecure, no CA: it works, with a warning.
     let out = send(&["--mode", "connect", "--tls", "--insecure"]);
@@ -419,14 +326,14 @@ fn tls_replay_of_a_library_record_prints_the_decrypted_reply() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stderr.contains("warning: --insecure") && stdout.contains("certificate NOT verified"), "{stderr}");
     assert!(stdout.contains("you sent: GET /edited-path"), "{stdout}");
-    srv.wait_for("request 4 ");
+    srv.peer.wait_for("request 4 ");
 
     // --count 3: three connections, three handshakes.
     let out = send(&["--mode", "connect", "--tls", "--ca", ca, "--count", "3", "--interval", "50ms", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v = json_lines(&out.stdout);
     assert_eq!(v[3]["summary"]["sent"], 3, "{v:?}");
-    let lines = srv.wait_for("request 7 ");
+    let lines = srv.peer.wait_for("request 7 ");
     for n in 5..=7 {
         assert!(lines.iter().any(|l| l == &format!("conn {n}")), "{lines:?}");
     }
@@ -437,7 +344,7 @@ fn tls_replay_of_a_library_record_prints_the_decrypted_reply() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v = json_lines(&out.stdout);
     assert_eq!((&v[0]["ok"], &v[0]["reply"]["tls"]["sni"]), (&true.into(), &"localhost".into()), "{v:?}");
-    srv.wait_for("request 8 ");
+    srv.peer.wait_for("request 8 ");
 
     // Connect mode without --tls on a TLS record: refused, with the way to do it; nothing sent.
     let out = send(&["--mode", "connect"]);
@@ -458,5 +365,5 @@ fn tls_replay_of_a_library_record_prints_the_decrypted_reply() {
     let out = send(&["--tls", "--ca", "/nonexistent/ca.pem"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ca.pem"));
-    assert!(srv.pending().is_empty(), "no connection for a refused command: {:?}", srv.pending());
+    assert!(srv.peer.pending().is_empty(), "no connection for a refused command: {:?}", srv.peer.pending());
 }

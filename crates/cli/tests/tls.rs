@@ -1,6 +1,6 @@
 //! TLS in clear through the real `pidcap` binary, as root against the real
 //! kernel: each test makes a certificate and a Python HTTPS server
-//! (tests/data/https.py) in a network namespace of its own, and checks what
+//! (pidcap-testkit's https.py) in a network namespace of its own, and checks what
 //! pidcap prints and what tshark finds in its file: the HTTP inside, from
 //! the keys pidcap folded in (`run` gives its command a private
 //! SSLKEYLOGFILE) or from the plaintext records alone.
@@ -9,10 +9,11 @@ mod common;
 
 use common::*;
 use pidcap_packet::Direction;
-use std::io::{BufRead, BufReader, Write};
+use pidcap_testkit::tls::{self, Certs, HttpsServer};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -23,58 +24,30 @@ macro_rules! require_tls {
     };
 }
 
-fn https_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/https.py")
+/// A test's namespace, scratch directory, certificates and HTTPS server (`https.py server`, in the namespace).
+struct Setup {
+    ns: NetNs,
+    scratch: Scratch,
+    certs: Certs,
+    server: HttpsServer,
 }
 
-/// A certificate for 127.0.0.1 and its key, made for the test.
-fn make_cert(scratch: &Scratch) -> (PathBuf, PathBuf) {
-    let (cert, key) = (scratch.path("cert.pem"), scratch.path("key.pem"));
-    run_ok(
-        Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .args(["-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]),
-    );
-    (cert, key)
+fn setup(tag: &str) -> Setup {
+    let ns = NetNs::new(tag);
+    let scratch = Scratch::new(tag);
+    let certs = Certs::new(tag);
+    let server = HttpsServer::http(ns.command("python3"), &certs);
+    Setup { ns, scratch, certs, server }
 }
 
-/// The HTTPS server in `ns`, listening once this returns.
-struct HttpsServer {
-    port: u16,
-    child: Child,
-}
-
-impl HttpsServer {
-    fn start(ns: &NetNs, cert: &Path, key: &Path) -> HttpsServer {
-        let mut child = ns
-            .command("python3")
-            .arg(https_script())
-            .arg("server")
-            .arg(cert)
-            .arg(key)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("server said {line:?}: {e}"));
-        HttpsServer { port: v["port"].as_u64().unwrap() as u16, child }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for HttpsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `https.py client` in `ns`: a keep-alive connection to `server` that GETs `first`; returns once it is `ready`.
+fn keep_alive_client(ns: &NetNs, server: &HttpsServer, ca: &Path, first: &str, env: &[(&str, &Path)]) -> tls::Peer {
+    let mut python3 = ns.command("python3");
+    python3.envs(env.iter().copied());
+    let port = server.port.to_string();
+    let client = tls::Peer::https(python3, "client", &[ca.to_str().unwrap(), &port, first]);
+    client.wait_for("ready");
+    client
 }
 
 /// `tshark -r file args`; fails on a tshark error or warning.
@@ -106,10 +79,8 @@ fn curl_args<'a>(cert: &'a Path, url: &'a str) -> Vec<&'a str> {
 #[test]
 fn run_curl_writes_keys_tshark_decrypts_and_the_key_log_is_gone() {
     require_tls!();
-    let ns = NetNs::new("tlsrun");
-    let scratch = Scratch::new("tlsrun");
-    let (cert, key) = make_cert(&scratch);
-    let server = HttpsServer::start(&ns, &cert, &key);
+    let Setup { ns, scratch, certs, server } = setup("tlsrun");
+    let cert = &certs.ca;
     let file = scratch.path("curl.pcapng");
     let url = server.url("/some-path");
     // The command says where its key log is, then is curl.
@@ -146,12 +117,10 @@ fn run_curl_writes_keys_tshark_decrypts_and_the_key_log_is_gone() {
 #[test]
 fn run_prints_the_decrypted_request_as_a_line_and_as_json() {
     require_tls!();
-    let ns = NetNs::new("tlslines");
-    let scratch = Scratch::new("tlslines");
-    let (cert, key) = make_cert(&scratch);
-    let server = HttpsServer::start(&ns, &cert, &key);
+    let Setup { ns, scratch: _scratch, certs, server } = setup("tlslines");
+    let cert = &certs.ca;
     let url = server.url("/line-path");
-    let out = run_in(&ns, &[], &curl_args(&cert, &url)).output().unwrap();
+    let out = run_in(&ns, &[], &curl_args(cert, &url)).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let line = stdout
@@ -165,7 +134,7 @@ fn run_prints_the_decrypted_request_as_a_line_and_as_json() {
         "the response: {stdout}"
     );
 
-    let out = run_in(&ns, &["--json"], &curl_args(&cert, &url)).output().unwrap();
+    let out = run_in(&ns, &["--json"], &curl_args(cert, &url)).output().unwrap();
     assert!(out.status.success());
     let objects: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
@@ -178,7 +147,7 @@ fn run_prints_the_decrypted_request_as_a_line_and_as_json() {
     assert!(objects.iter().any(|o| o.get("tls").is_none()), "packets have no tls field");
 
     // --no-tls: the encrypted packets only, and nothing said about TLS.
-    let out = run_in(&ns, &["--no-tls"], &curl_args(&cert, &url)).output().unwrap();
+    let out = run_in(&ns, &["--no-tls"], &curl_args(cert, &url)).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains(" out TCP ") && !stdout.contains(" TLS "), "{stdout}");
@@ -188,15 +157,13 @@ fn run_prints_the_decrypted_request_as_a_line_and_as_json() {
 #[test]
 fn without_keys_the_records_alone_show_the_http_in_tshark() {
     require_tls!();
-    let ns = NetNs::new("tlsnokeys");
-    let scratch = Scratch::new("tlsnokeys");
-    let (cert, key) = make_cert(&scratch);
-    let server = HttpsServer::start(&ns, &cert, &key);
+    let Setup { ns, scratch, certs, server } = setup("tlsnokeys");
+    let cert = &certs.ca;
 
     // curl with the key log turned off.
     let file = scratch.path("nokeys.pcapng");
     let url = server.url("/no-keys");
-    let out = run_in(&ns, &["--no-keylog", "-w", file.to_str().unwrap()], &curl_args(&cert, &url)).output().unwrap();
+    let out = run_in(&ns, &["--no-keylog", "-w", file.to_str().unwrap()], &curl_args(cert, &url)).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("TLS keys"), "{stderr}");
@@ -211,36 +178,19 @@ fn without_keys_the_records_alone_show_the_http_in_tshark() {
     assert_eq!(by_comment.len(), 2);
 
     // A keep-alive connection opened before `pidcap capture --pid`: the requests sent afterwards.
-    let mut client = ns
-        .command("python3")
-        .arg(https_script())
-        .args(["client", cert.to_str().unwrap(), &server.port.to_string(), "/before"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut client_out = BufReader::new(client.stdout.take().unwrap());
-    let mut line = String::new();
-    while line.trim() != "ready" {
-        line.clear();
-        assert!(client_out.read_line(&mut line).unwrap() > 0, "the client ended");
-    }
+    let mut client = keep_alive_client(&ns, &server, cert, "/before", &[]);
     let file = scratch.path("keepalive.pcapng");
     let (pidcap, mut err) =
-        start_pidcap(pidcap().args(["capture", "--pid", &client.id().to_string(), "-w"]).arg(&file));
+        start_pidcap(pidcap().args(["capture", "--pid", &client.pid().to_string(), "-w"]).arg(&file));
     err.wait_for("openssl (/", LONG);
-    writeln!(client.stdin.as_mut().unwrap(), "/after-capture").unwrap();
-    line.clear();
-    client_out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "got 200 path=/after-capture");
+    assert_eq!(client.ask("/after-capture"), "got 200 path=/after-capture");
     wait_for_capture(&file, "the answer's record", |ps| {
         ps.iter().any(|p| p.is_tls() && p.direction == Direction::Inbound && p.payload().ends_with(b"/after-capture\n"))
     });
     pidcap.signal(libc::SIGINT);
     let status = pidcap.wait();
     assert!(status.success(), "{status:?}");
-    drop(client.stdin.take());
-    client.wait().unwrap();
+    client.finish();
     assert_eq!(uris(&file), ["/after-capture"]);
     // The answer (its headers and its body may be records of their own).
     let answer = tshark(&file, &["-Y", "frame.comment contains \"tls=\" && frame contains \"path=/after-capture\""]);
@@ -251,10 +201,8 @@ fn without_keys_the_records_alone_show_the_http_in_tshark() {
 #[test]
 fn gnutls_cli_is_decrypted_too() {
     require_tls!(, Tool("gnutls-cli"));
-    let ns = NetNs::new("tlsgnutls");
-    let scratch = Scratch::new("tlsgnutls");
-    let (cert, key) = make_cert(&scratch);
-    let server = HttpsServer::start(&ns, &cert, &key);
+    let Setup { ns, scratch, certs, server } = setup("tlsgnutls");
+    let cert = &certs.ca;
     let port = server.port.to_string();
     for keylog in [true, false] {
         let file = scratch.path(&format!("gnutls-{keylog}.pcapng"));
@@ -301,13 +249,11 @@ fn uprobe_links_of(progs: &[(u64, String)]) -> Vec<u64> {
 #[test]
 fn sigkill_of_run_mid_capture_leaves_no_uprobe_and_no_program() {
     require_tls!(, Tool("bpftool"));
-    let ns = NetNs::new("tlskill");
-    let scratch = Scratch::new("tlskill");
-    let (cert, key) = make_cert(&scratch);
-    let server = HttpsServer::start(&ns, &cert, &key);
+    let Setup { ns, scratch, certs, server } = setup("tlskill");
+    let cert = &certs.ca;
     let file = scratch.path("kill.pcapng");
     let port = server.port.to_string();
-    let script = https_script();
+    let script = tls::https_py();
     let client = ["python3", script.to_str().unwrap(), "client", cert.to_str().unwrap(), &port, "/first"];
     let mut cmd = run_in(&ns, &["-w", file.to_str().unwrap()], &client);
     let (pidcap, mut err) = start_pidcap(cmd.stdin(Stdio::piped()).stdout(Stdio::piped()));
@@ -370,14 +316,12 @@ fn keylog_of(pid: u32) -> PathBuf {
 #[test]
 fn a_users_key_log_is_read_and_kept_and_a_pcap_file_says_what_it_left_out() {
     require_tls!();
-    let ns = NetNs::new("tlsmine");
-    let scratch = Scratch::new("tlsmine");
-    let (cert, key) = make_cert(&scratch);
-    let server = HttpsServer::start(&ns, &cert, &key);
+    let Setup { ns, scratch, certs, server } = setup("tlsmine");
+    let cert = &certs.ca;
     let url = server.url("/mine");
     let mine = scratch.path("my-keys.log");
     let file = scratch.path("mine.pcapng");
-    let out = run_in(&ns, &["-w", file.to_str().unwrap()], &curl_args(&cert, &url))
+    let out = run_in(&ns, &["-w", file.to_str().unwrap()], &curl_args(cert, &url))
         .env("SSLKEYLOGFILE", &mine)
         .output()
         .unwrap();
@@ -390,7 +334,7 @@ fn a_users_key_log_is_read_and_kept_and_a_pcap_file_says_what_it_left_out() {
 
     // Classic pcap: the packets, no records, and one line saying how many were left out.
     let file = scratch.path("old.pcap");
-    let out = run_in(&ns, &["-w", file.to_str().unwrap()], &curl_args(&cert, &url)).output().unwrap();
+    let out = run_in(&ns, &["-w", file.to_str().unwrap()], &curl_args(cert, &url)).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let left = stderr.lines().filter(|l| l.contains("TLS plaintext records left out of")).collect::<Vec<_>>();
@@ -406,37 +350,19 @@ fn a_users_key_log_is_read_and_kept_and_a_pcap_file_says_what_it_left_out() {
 #[test]
 fn capture_reads_a_targets_own_key_log_for_its_new_connections() {
     require_tls!();
-    let ns = NetNs::new("tlsenv");
-    let scratch = Scratch::new("tlsenv");
-    let (cert, key) = make_cert(&scratch);
-    let server = HttpsServer::start(&ns, &cert, &key);
+    let Setup { ns, scratch, certs, server } = setup("tlsenv");
+    let cert = &certs.ca;
     let keys = scratch.path("client-keys.log");
-    let mut client = ns
-        .command("python3")
-        .arg(https_script())
-        .args(["client", cert.to_str().unwrap(), &server.port.to_string(), "/before"])
-        .env("SSLKEYLOGFILE", &keys)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut client_out = BufReader::new(client.stdout.take().unwrap());
-    let mut line = String::new();
-    while line.trim() != "ready" {
-        line.clear();
-        assert!(client_out.read_line(&mut line).unwrap() > 0, "the client ended");
-    }
+    let mut client = keep_alive_client(&ns, &server, cert, "/before", &[("SSLKEYLOGFILE", &keys)]);
     let file = scratch.path("env.pcapng");
     let (pidcap, mut err) =
-        start_pidcap(pidcap().args(["capture", "--pid", &client.id().to_string(), "-w"]).arg(&file));
+        start_pidcap(pidcap().args(["capture", "--pid", &client.pid().to_string(), "-w"]).arg(&file));
     assert!(err.seen.iter().any(|l| l.contains("from its SSLKEYLOGFILE")), "{:?}", err.seen);
     err.wait_for("openssl (/", LONG);
     // A request on the connection opened before (records only), then one on a new connection (keys too).
-    writeln!(client.stdin.as_mut().unwrap(), "/old-connection\nnew /new-connection").unwrap();
+    client.send("/old-connection\nnew /new-connection");
     for want in ["got 200 path=/old-connection", "got 200 path=/new-connection"] {
-        line.clear();
-        client_out.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), want);
+        assert_eq!(client.line(), want);
     }
     wait_for_capture(&file, "the second answer's record", |ps| {
         ps.iter()
@@ -444,8 +370,7 @@ fn capture_reads_a_targets_own_key_log_for_its_new_connections() {
     });
     pidcap.signal(libc::SIGINT);
     assert!(pidcap.wait().success());
-    drop(client.stdin.take());
-    client.wait().unwrap();
+    client.finish();
     let mut got = uris(&file);
     got.sort();
     assert_eq!(got, ["/new-connection", "/old-connection"], "each request once");
@@ -499,13 +424,11 @@ fn the_private_key_log_goes_on_an_error_and_on_a_signal() {
 #[test]
 fn capturing_the_https_server_shows_the_requests_it_reads() {
     require_tls!();
-    let ns = NetNs::new("tlsserver");
-    let scratch = Scratch::new("tlsserver");
-    let (cert, key) = make_cert(&scratch);
-    let server = HttpsServer::start(&ns, &cert, &key);
+    let Setup { ns, scratch, certs, server } = setup("tlsserver");
+    let cert = &certs.ca;
     let file = scratch.path("server.pcapng");
     let (pidcap, mut err) =
-        start_pidcap(pidcap().args(["capture", "--pid", &server.child.id().to_string(), "-w"]).arg(&file));
+        start_pidcap(pidcap().args(["capture", "--pid", &server.pid().to_string(), "-w"]).arg(&file));
     err.wait_for("openssl (/", LONG);
     let url = server.url("/server-side");
     let out = run_ok(ns.command("curl").args(["-s", "--cacert", cert.to_str().unwrap(), &url]));

@@ -8,12 +8,11 @@ use pidcap_engine::spawn::{spawn_gated, Output, Stdio as GateStdio};
 use pidcap_engine::{Capture, CaptureOptions};
 use pidcap_packet::{CapturedPacket, Direction, TlsLibrary};
 use pidcap_testkit::require;
+use pidcap_testkit::tls::{Certs, HttpsServer, Peer};
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,60 +24,6 @@ macro_rules! require_tls_tools {
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn peer_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/https.py")
-}
-
-/// A directory of this test's own, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "pidcap-tls-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A self-signed certificate for 127.0.0.1 and its key.
-struct Cert {
-    dir: TempDir,
-}
-
-impl Cert {
-    fn new() -> Cert {
-        let dir = TempDir::new("cert");
-        let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
-            .arg("-keyout")
-            .arg(dir.0.join("key.pem"))
-            .arg("-out")
-            .arg(dir.0.join("cert.pem"))
-            .args(["-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
-        Cert { dir }
-    }
-    fn cert(&self) -> PathBuf {
-        self.dir.0.join("cert.pem")
-    }
-    fn key(&self) -> PathBuf {
-        self.dir.0.join("key.pem")
-    }
-}
-
 /// A child process killed and reaped on drop.
 struct Proc(Child);
 
@@ -89,71 +34,29 @@ impl Drop for Proc {
     }
 }
 
-/// The Python HTTPS server (keep-alive, answers `path=<path>`).
-struct Server {
-    proc: Proc,
-    port: u16,
+/// Certificates made for the test and the keep-alive HTTPS server (`https.py
+/// server`: answers `path=<path>`) on the host's loopback.
+fn https_server() -> (Certs, HttpsServer) {
+    let certs = Certs::new("ebpf-tls");
+    let server = HttpsServer::http(Command::new("python3"), &certs);
+    (certs, server)
 }
 
-impl Server {
-    fn start(cert: &Cert) -> Server {
-        let mut child = Command::new("python3")
-            .arg(peer_script())
-            .arg("server")
-            .arg(cert.cert())
-            .arg(cert.key())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| panic!("server said {line:?}"));
-        Server { proc: Proc(child), port }
-    }
-    fn pid(&self) -> u32 {
-        self.proc.0.id()
-    }
+/// The Python client (`https.py client`): one keep-alive connection that GETs
+/// `first`, then a request per line sent to it.
+fn client(certs: &Certs, server: &HttpsServer, first: &str) -> Peer {
+    let port = server.port.to_string();
+    let args = [certs.ca.as_os_str(), port.as_ref(), first.as_ref()];
+    let c = Peer::https(Command::new("python3"), "client", &args);
+    assert_eq!(c.line(), format!("got 200 path={first}"));
+    assert_eq!(c.line(), "ready");
+    c
 }
 
-/// The Python client: one keep-alive connection, a request per line.
-struct Client {
-    proc: Proc,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Client {
-    fn start(cert: &Cert, port: u16, first: &str) -> Client {
-        let mut child = Command::new("python3")
-            .arg(peer_script())
-            .arg("client")
-            .arg(cert.cert())
-            .arg(port.to_string())
-            .arg(first)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut c = Client { proc: Proc(child), stdin, stdout };
-        assert_eq!(c.line(), format!("got 200 path={first}"));
-        assert_eq!(c.line(), "ready");
-        c
-    }
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.stdout.read_line(&mut l).unwrap();
-        l.trim_end().to_string()
-    }
-    fn get(&mut self, path: &str) -> String {
-        writeln!(self.stdin, "{path}").unwrap();
-        self.stdin.flush().unwrap();
-        self.line()
-    }
-    fn pid(&self) -> u32 {
-        self.proc.0.id()
-    }
+/// `curl -s --cacert CA URL`'s output.
+fn curl(certs: &Certs, url: &str) -> String {
+    let out = Command::new("curl").args(["-s", "--cacert"]).arg(&certs.ca).arg(url).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn capture(follow_children: bool) -> Capture {
@@ -174,6 +77,17 @@ fn collect_until(
         assert!(Instant::now() < deadline, "timed out waiting for {what}; got {}", summary(got));
         cap.poll(Duration::from_millis(20), &mut |p| got.push(Arc::clone(p))).unwrap();
     }
+}
+
+/// [`collect_until`] the records hold a request for `path` going `dir`
+/// (`GET {path} HTTP/1.1`) and its answer (`path={path}`) the other way.
+fn collect_exchange(cap: &mut Capture, got: &mut Vec<Arc<CapturedPacket>>, what: &str, dir: Direction, path: &str) {
+    let back = if dir == Direction::Outbound { Direction::Inbound } else { Direction::Outbound };
+    let (request, answer) = (format!("GET {path} HTTP/1.1"), format!("path={path}"));
+    collect_until(cap, got, what, |g| {
+        has_record(g, dir, request.as_bytes())
+            && records(g).any(|p| p.direction == back && contains(p.payload(), answer.as_bytes()))
+    });
 }
 
 fn summary(got: &[Arc<CapturedPacket>]) -> String {
@@ -245,14 +159,27 @@ fn gated(argv: &[&str]) -> pidcap_engine::spawn::Gated {
     spawn_gated(&argv, &GateStdio { stdout: Output::Null, stderr: Output::Null }).unwrap()
 }
 
+/// `sh -c script` (a TLS client that GETs `path` from the server, then ends)
+/// as the target from its first instruction, children followed: what was
+/// captured until its request and the answer (`path=<path>`) were records.
+fn client_as_target(script: &str, path: &str) -> Vec<Arc<CapturedPacket>> {
+    let mut cap = capture(true);
+    let held = gated(&["sh", "-c", script]);
+    cap.add_pid(held.pid).unwrap();
+    let mut child = held.release().unwrap();
+    let mut got = Vec::new();
+    collect_exchange(&mut cap, &mut got, &format!("the request and response of `{script}`"), Direction::Outbound, path);
+    child.wait_blocking();
+    got
+}
+
 #[test]
 fn curl_as_the_target_gives_its_request_and_the_response_on_its_connection() {
     require_tls_tools!();
-    let cert = Cert::new();
-    let server = Server::start(&cert);
+    let (certs, server) = https_server();
     let mut cap = capture(false);
     let url = |p: &str| format!("https://127.0.0.1:{}/{p}", server.port);
-    let cacert = cert.cert().to_string_lossy().into_owned();
+    let cacert = certs.ca.to_string_lossy().into_owned();
     let held = gated(&["curl", "-s", "--cacert", &cacert, &url("some-path")]);
     let pid = held.pid;
     cap.add_pid(pid).unwrap();
@@ -296,21 +223,18 @@ fn curl_as_the_target_gives_its_request_and_the_response_on_its_connection() {
 #[test]
 fn a_keep_alive_connection_opened_before_capture_gives_the_requests_sent_afterwards() {
     require_tls_tools!();
-    let cert = Cert::new();
-    let server = Server::start(&cert);
-    let mut client = Client::start(&cert, server.port, "/before-capture");
+    let (certs, server) = https_server();
+    let mut client = client(&certs, &server, "/before-capture");
     let mut cap = capture(false);
     cap.add_pid(client.pid()).unwrap();
     let coverage = cap.tls_coverage().unwrap();
     let mine = coverage.iter().find(|c| c.pid == client.pid()).expect("the client is covered");
     assert!(mine.libraries.iter().any(|l| l.library == TlsLibrary::Openssl), "{coverage:?}");
 
-    assert_eq!(client.get("/after-capture"), "got 200 path=/after-capture");
+    assert_eq!(client.ask("/after-capture"), "got 200 path=/after-capture");
     let mut got = Vec::new();
-    collect_until(&mut cap, &mut got, "the request sent after the target was added", |g| {
-        has_record(g, Direction::Outbound, b"GET /after-capture HTTP/1.1")
-            && records(g).any(|p| p.direction == Direction::Inbound && contains(p.payload(), b"path=/after-capture"))
-    });
+    let what = "the request sent after the target was added";
+    collect_exchange(&mut cap, &mut got, what, Direction::Outbound, "/after-capture");
     let req = record(&got, Direction::Outbound, b"GET /after-capture HTTP/1.1");
     assert_eq!(req.pid, client.pid());
     assert_on_its_connection(&got, req, None, server.port);
@@ -320,22 +244,12 @@ fn a_keep_alive_connection_opened_before_capture_gives_the_requests_sent_afterwa
 #[test]
 fn the_https_server_as_the_target_gives_the_requests_it_reads() {
     require_tls_tools!();
-    let cert = Cert::new();
-    let server = Server::start(&cert);
+    let (certs, server) = https_server();
     let mut cap = capture(false);
     cap.add_pid(server.pid()).unwrap();
-    let out = Command::new("curl")
-        .args(["-s", "--cacert"])
-        .arg(cert.cert())
-        .arg(format!("https://127.0.0.1:{}/server-side", server.port))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "path=/server-side\n");
+    assert_eq!(curl(&certs, &server.url("/server-side")), "path=/server-side\n");
     let mut got = Vec::new();
-    collect_until(&mut cap, &mut got, "the request the server read", |g| {
-        has_record(g, Direction::Inbound, b"GET /server-side HTTP/1.1")
-            && records(g).any(|p| p.direction == Direction::Outbound && contains(p.payload(), b"path=/server-side"))
-    });
+    collect_exchange(&mut cap, &mut got, "the request the server read", Direction::Inbound, "/server-side");
     let req = record(&got, Direction::Inbound, b"GET /server-side HTTP/1.1");
     assert_eq!(req.pid, server.pid());
     assert_on_its_connection(&got, req, Some(server.port), req.decoded.remote_port);
@@ -345,24 +259,14 @@ fn the_https_server_as_the_target_gives_the_requests_it_reads() {
 #[test]
 fn gnutls_cli_as_the_target_gives_records_too() {
     require_tls_tools!();
-    let cert = Cert::new();
-    let server = Server::start(&cert);
-    let mut cap = capture(true);
+    let (certs, server) = https_server();
     let script = format!(
         "printf 'GET /gnutls-path HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' | \
          gnutls-cli --x509cafile {} -p {} 127.0.0.1",
-        cert.cert().display(),
+        certs.ca.display(),
         server.port
     );
-    let held = gated(&["sh", "-c", &script]);
-    cap.add_pid(held.pid).unwrap();
-    let mut child = held.release().unwrap();
-    let mut got = Vec::new();
-    collect_until(&mut cap, &mut got, "gnutls-cli's request and response", |g| {
-        has_record(g, Direction::Outbound, b"GET /gnutls-path HTTP/1.1")
-            && records(g).any(|p| p.direction == Direction::Inbound && contains(p.payload(), b"path=/gnutls-path"))
-    });
-    child.wait_blocking();
+    let got = client_as_target(&script, "/gnutls-path");
     let req = record(&got, Direction::Outbound, b"GET /gnutls-path HTTP/1.1");
     assert_eq!(req.comm, "gnutls-cli");
     assert_eq!(req.tls.unwrap().library, TlsLibrary::Gnutls);
@@ -374,27 +278,17 @@ fn gnutls_cli_as_the_target_gives_records_too() {
 fn an_nss_client_as_the_target_gives_records_too() {
     require_tls_tools!();
     require!(Tool("tstclnt"), Tool("certutil"));
-    let cert = Cert::new();
-    let server = Server::start(&cert);
-    let db = cert.dir.0.join("nssdb");
+    let (certs, server) = https_server();
+    let db = certs.dir.join("nssdb");
     std::fs::create_dir_all(&db).unwrap();
     let sqldb = format!("sql:{}", db.display());
     let ok = |c: &mut Command| assert!(c.status().unwrap().success(), "{c:?}");
     ok(Command::new("certutil").args(["-N", "-d", &sqldb, "--empty-password"]));
-    ok(Command::new("certutil").args(["-A", "-d", &sqldb, "-n", "ca", "-t", "C,,", "-i"]).arg(cert.cert()));
-    let req = cert.dir.0.join("req");
+    ok(Command::new("certutil").args(["-A", "-d", &sqldb, "-n", "ca", "-t", "C,,", "-i"]).arg(&certs.ca));
+    let req = certs.dir.join("req");
     std::fs::write(&req, b"GET /nss-path HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut cap = capture(true);
     let script = format!("tstclnt -d {sqldb} -h 127.0.0.1 -p {} -f < {}", server.port, req.display());
-    let held = gated(&["sh", "-c", &script]);
-    cap.add_pid(held.pid).unwrap();
-    let mut child = held.release().unwrap();
-    let mut got = Vec::new();
-    collect_until(&mut cap, &mut got, "tstclnt's request and response", |g| {
-        has_record(g, Direction::Outbound, b"GET /nss-path HTTP/1.1")
-            && records(g).any(|p| p.direction == Direction::Inbound && contains(p.payload(), b"path=/nss-path"))
-    });
-    child.wait_blocking();
+    let got = client_as_target(&script, "/nss-path");
     let req = record(&got, Direction::Outbound, b"GET /nss-path HTTP/1.1");
     assert_eq!(req.comm, "tstclnt");
     assert_eq!(req.tls.unwrap().library, TlsLibrary::Nss);
@@ -408,43 +302,25 @@ fn an_nss_client_as_the_target_gives_records_too() {
 #[test]
 fn a_library_loaded_after_the_target_was_added_is_found_by_the_rescan() {
     require_tls_tools!();
-    let cert = Cert::new();
-    let server = Server::start(&cert);
-    let mut child = Command::new("python3")
-        .arg(peer_script())
-        .args(["late"])
-        .arg(cert.cert())
-        .arg(server.port.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let pid = child.id();
-    let _guard = Proc(child);
-    let mut line = || {
-        let mut l = String::new();
-        stdout.read_line(&mut l).unwrap();
-        l.trim_end().to_string()
-    };
-    assert_eq!(line(), "started");
+    let (certs, server) = https_server();
+    let mut late =
+        Peer::https(Command::new("python3"), "late", &[certs.ca.as_os_str(), server.port.to_string().as_ref()]);
+    let pid = late.pid();
+    assert_eq!(late.line(), "started");
     let mut cap = capture(false);
     cap.add_pid(pid).unwrap();
     assert!(
         !pidcap_ebpf::tls::mapped_by(pid).iter().any(|l| l.library == TlsLibrary::Openssl),
         "python3 maps no libssl before importing ssl"
     );
-    writeln!(stdin, "import").unwrap();
-    assert_eq!(line(), "imported");
+    assert_eq!(late.ask("import"), "imported");
     // Requests until one is taken: those before the rescan attached libssl
     // give packets only; the periodic rescan in poll must come.
     let mut got = Vec::new();
     let deadline = Instant::now() + DEADLINE;
     for n in 0.. {
         assert!(Instant::now() < deadline, "no request became a record: {}", summary(&got));
-        writeln!(stdin, "/late-{n}").unwrap();
-        assert_eq!(line(), format!("got 200 path=/late-{n}"));
+        assert_eq!(late.ask(&format!("/late-{n}")), format!("got 200 path=/late-{n}"));
         cap.poll(Duration::from_millis(100), &mut |p| got.push(Arc::clone(p))).unwrap();
         if has_record(&got, Direction::Outbound, b"GET /late-") {
             break;
@@ -459,8 +335,7 @@ fn a_library_loaded_after_the_target_was_added_is_found_by_the_rescan() {
 fn probes_are_detached_once_no_target_maps_the_library() {
     require_tls_tools!();
     use pidcap_engine::{KernelBackend, KernelConfig, Process};
-    let cert = Cert::new();
-    let server = Server::start(&cert);
+    let (_certs, server) = https_server();
     let mut backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).unwrap();
     backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: true }).unwrap();
     let process = Process::open(server.pid()).unwrap();
@@ -495,13 +370,12 @@ fn a_target_without_a_tls_library_has_an_empty_coverage_list() {
 #[test]
 fn tls_off_takes_no_plaintext() {
     require_tls_tools!();
-    let cert = Cert::new();
-    let server = Server::start(&cert);
-    let mut client = Client::start(&cert, server.port, "/first");
+    let (certs, server) = https_server();
+    let mut client = client(&certs, &server, "/first");
     let backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).unwrap();
     let mut cap = Capture::new(Box::new(backend), CaptureOptions { tls: false, ..CaptureOptions::default() }).unwrap();
     cap.add_pid(client.pid()).unwrap();
-    assert_eq!(client.get("/not-taken"), "got 200 path=/not-taken");
+    assert_eq!(client.ask("/not-taken"), "got 200 path=/not-taken");
     let mut got = Vec::new();
     // The request's packets arrive; no record does.
     collect_until(&mut cap, &mut got, "the request's packets", |g| {
@@ -567,8 +441,7 @@ fn linked_program_ids() -> HashSet<u64> {
 fn sigkill_of_the_holder_leaves_no_uprobe_and_no_program() {
     require_tls_tools!();
     require!(Tool("bpftool"));
-    let cert = Cert::new();
-    let server = Server::start(&cert);
+    let (certs, server) = https_server();
     let mut holder = Command::new(env!("CARGO_BIN_EXE_pidcap-ebpf-test-child"))
         .arg(server.pid().to_string())
         .stdin(Stdio::piped())
@@ -609,21 +482,14 @@ fn sigkill_of_the_holder_leaves_no_uprobe_and_no_program() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // The server still works, without probes.
-    let out = Command::new("curl")
-        .args(["-s", "--cacert"])
-        .arg(cert.cert())
-        .arg(format!("https://127.0.0.1:{}/after", server.port))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "path=/after\n");
+    assert_eq!(curl(&certs, &server.url("/after")), "path=/after\n");
 }
 
 #[test]
 fn without_a_tracefs_mount_pidcap_mounts_one_for_the_attach_and_unmounts_it() {
     require_tls_tools!();
     require!(Tool("unshare"), Tool("umount"));
-    let cert = Cert::new();
-    let server = Server::start(&cert);
+    let (_certs, server) = https_server();
     // A private mount namespace without tracefs; the helper execs in it (same pid).
     let script = format!(
         "umount /sys/kernel/tracing 2>/dev/null; ! grep -q ' /sys/kernel/tracing ' /proc/self/mounts || exit 9; exec {} {}",

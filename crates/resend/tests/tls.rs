@@ -1,137 +1,19 @@
 //! TLS replay against a real peer on loopback: a certificate made by the
 //! test (openssl: a CA and a server certificate for 127.0.0.1 and
-//! localhost) and a Python HTTPS echo server (`tests/data/tls_echo.py`) that
-//! answers with what it received, so the edit is visible in the reply.
+//! localhost) and the Python HTTPS echo server of pidcap-testkit (`https.py
+//! tls-echo`) that answers with what it received, so the edit is visible in
+//! the reply.
 
 use pidcap_packet::tls::{TlsInfo, TlsLibrary, TlsRecord};
 use pidcap_packet::{CapturedPacket, Direction};
 use pidcap_resend::{prepare, run_job, EndReason, ErrorKind, InjectArgs, Mode, SendStatus, TlsOptions};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use pidcap_testkit::tls::{Certs, HttpsServer};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
-/// A scratch directory with the certificates: `ca.pem` signed `srv.pem`; `other-ca.pem` signed nothing.
-struct Certs {
-    dir: PathBuf,
-}
-
-impl Certs {
-    fn new(tag: &str) -> Certs {
-        let dir = std::env::temp_dir().join(format!("pidcap-resend-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).current_dir(&dir).output().unwrap();
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        for (key, cert, cn) in
-            [("ca.key", "ca.pem", "/CN=pidcap test CA"), ("other.key", "other-ca.pem", "/CN=other CA")]
-        {
-            openssl(&[&["req", "-x509"], &ec[..], &["-keyout", key, "-out", cert, "-days", "2", "-subj", cn]].concat());
-        }
-        openssl(&[&["req"], &ec[..], &["-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=localhost"]].concat());
-        std::fs::write(
-            dir.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "srv.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            "2",
-            "-days",
-            "2",
-            "-out",
-            "srv.pem",
-            "-extfile",
-            "ext.cnf",
-        ]);
-        Certs { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-}
-
-impl Drop for Certs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The echo server, its port and its event lines.
-struct Server {
-    child: Child,
-    port: u16,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Server {
-    fn start(certs: &Certs) -> Server {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls_echo.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(certs.path("srv.pem"))
-            .arg(certs.path("srv.key"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        std::thread::spawn(move || {
-            for l in out.lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        let first = lines.recv_timeout(Duration::from_secs(20)).expect("the server starts");
-        let port = first.strip_prefix("port ").unwrap().parse().unwrap();
-        Server { child, port, lines }
-    }
-
-    /// Event lines until one starts with `prefix` (all of them, that one last); panics after 10 s.
-    fn wait_for(&self, prefix: &str) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    let done = l.starts_with(prefix);
-                    seen.push(l);
-                    if done {
-                        return seen;
-                    }
-                }
-                Err(_) => panic!("no `{prefix}` line from the server; saw {seen:?}"),
-            }
-        }
-    }
-
-    /// Lines already printed (none waited for).
-    fn pending(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The echo server (`conn N`, `handshake-failed N ..`, `request N HEX` lines).
+fn echo_server(certs: &Certs) -> HttpsServer {
+    HttpsServer::start(Command::new("python3"), "tls-echo", &[&certs.cert, &certs.key])
 }
 
 /// A TLS plaintext record of curl's request to the server, as the kernel layer captures it.
@@ -179,8 +61,8 @@ fn tls_args(port: u16, tls: TlsOptions) -> InjectArgs {
 fn an_edited_record_is_replayed_over_tls_and_the_reply_decrypted() {
     pidcap_testkit::require!(Tool("openssl"), Tool("python3"));
     let certs = Certs::new("replay");
-    let srv = Server::start(&certs);
-    let ca = TlsOptions { ca: Some(certs.path("ca.pem")), ..Default::default() };
+    let srv = echo_server(&certs);
+    let ca = TlsOptions { ca: Some(certs.ca.clone()), ..Default::default() };
 
     let (st, sum) = run(&tls_args(srv.port, ca.clone()));
     assert_eq!((sum.sent, sum.failed, sum.reason), (1, 0, EndReason::Done), "{st:?}");
@@ -192,21 +74,21 @@ fn an_edited_record_is_replayed_over_tls_and_the_reply_decrypted() {
     let session = reply.tls.as_ref().unwrap();
     assert!(session.verified && session.version.starts_with("TLSv1_"), "{session:?}");
     assert_eq!(session.sni, None, "no SNI for an IP address");
-    let lines = srv.wait_for("request 1 ");
+    let lines = srv.peer.wait_for("request 1 ");
     let got = pidcap_packet::hex::parse(lines.last().unwrap().rsplit(' ').next().unwrap()).unwrap();
     assert_eq!(got, b"GET /edited-path HTTP/1.0\r\nHost: localhost\r\n\r\n", "what the server decrypted");
 
     // The CA as PEM text (how a client of the daemon gives it): the same.
-    let pem = std::fs::read_to_string(certs.path("ca.pem")).unwrap();
+    let pem = std::fs::read_to_string(&certs.ca).unwrap();
     let (st, _) = run(&tls_args(srv.port, TlsOptions { ca_pem: Some(pem), ..Default::default() }));
     assert!(st[0].ok, "{st:?}");
-    srv.wait_for("request 2 ");
+    srv.peer.wait_for("request 2 ");
 
     // A name the certificate has: sent as SNI and verified.
     let (st, _) = run(&tls_args(srv.port, TlsOptions { sni: Some("localhost".into()), ..ca.clone() }));
     assert!(st[0].ok, "{st:?}");
     assert_eq!(st[0].reply.as_ref().unwrap().tls.as_ref().unwrap().sni.as_deref(), Some("localhost"));
-    srv.wait_for("request 3 ");
+    srv.peer.wait_for("request 3 ");
 
     // A name it does not have: a name mismatch, nothing sent.
     let (st, sum) = run(&tls_args(srv.port, TlsOptions { sni: Some("elsewhere.example".into()), ..ca.clone() }));
@@ -214,12 +96,12 @@ fn an_edited_record_is_replayed_over_tls_and_the_reply_decrypted() {
     assert_eq!(st[0].error_kind, Some(ErrorKind::Certificate));
     let e = st[0].error.as_deref().unwrap();
     assert!(e.contains("name mismatch") && e.contains("elsewhere.example"), "{e}");
-    srv.wait_for("handshake-failed 4 ");
+    srv.peer.wait_for("handshake-failed 4 ");
 
     // Three sends: three connections, three handshakes, three requests.
     let (st, sum) = run(&InjectArgs { count: Some(3), interval_ms: Some(10), ..tls_args(srv.port, ca) });
     assert_eq!((sum.sent, sum.failed), (3, 0), "{st:?}");
-    let lines = srv.wait_for("request 7 ");
+    let lines = srv.peer.wait_for("request 7 ");
     for n in 5..=7 {
         assert!(lines.iter().any(|l| l == &format!("conn {n}")), "{lines:?}");
         assert!(lines.iter().any(|l| l.starts_with(&format!("request {n} "))), "{lines:?}");
@@ -230,17 +112,17 @@ fn an_edited_record_is_replayed_over_tls_and_the_reply_decrypted() {
 fn a_wrong_ca_is_an_unknown_issuer_and_insecure_needs_none() {
     pidcap_testkit::require!(Tool("openssl"), Tool("python3"));
     let certs = Certs::new("trust");
-    let srv = Server::start(&certs);
+    let srv = echo_server(&certs);
 
-    let wrong = TlsOptions { ca: Some(certs.path("other-ca.pem")), ..Default::default() };
+    let wrong = TlsOptions { ca: Some(certs.other_ca.clone()), ..Default::default() };
     let (st, sum) = run(&InjectArgs { count: Some(3), ..tls_args(srv.port, wrong) });
     assert_eq!((sum.sent, sum.reason), (0, EndReason::Error), "{st:?}");
     assert_eq!(st.len(), 1, "no second try with a certificate that cannot pass: {st:?}");
     assert_eq!(st[0].error_kind, Some(ErrorKind::Certificate));
     let e = st[0].error.as_deref().unwrap();
     assert!(e.contains("unknown issuer") && e.contains("other-ca.pem"), "{e}");
-    let lines = srv.wait_for("handshake-failed 1 ");
-    assert!(!lines.iter().chain(&srv.pending()).any(|l| l.starts_with("request")), "nothing in clear: {lines:?}");
+    let lines = srv.peer.wait_for("handshake-failed 1 ");
+    assert!(!lines.iter().chain(&srv.peer.pending()).any(|l| l.starts_with("request")), "nothing in clear: {lines:?}");
 
     // No CA at all, --insecure: the replay goes through, marked as not verified.
     let (st, sum) = run(&tls_args(srv.port, TlsOptions { insecure: true, ..Default::default() }));
@@ -249,7 +131,7 @@ fn a_wrong_ca_is_an_unknown_issuer_and_insecure_needs_none() {
     assert!(!reply.tls.as_ref().unwrap().verified);
     assert!(reply.text.as_deref().unwrap().contains("GET /edited-path"), "{reply:?}");
     assert!(st[0].to_string().contains("certificate NOT verified"), "{}", st[0]);
-    srv.wait_for("request 2 ");
+    srv.peer.wait_for("request 2 ");
 
     // The system's roots do not know the test CA.
     let (st, _) = run(&tls_args(srv.port, TlsOptions::default()));

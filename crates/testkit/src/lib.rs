@@ -6,10 +6,14 @@
 //!   root or tshark must not look green.
 //! - [`NetNs`]: a network namespace of the test's own, loopback up, deleted
 //!   on drop. Test traffic stays inside it.
+//! - [`tls`]: test certificates, the Python HTTPS peer script and guards for
+//!   its processes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+pub mod tls;
 
 /// Something a test needs from the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,10 @@
 
 mod common;
 use common::*;
+use pidcap_testkit::tls::{Certs, HttpsServer, Peer};
 use pidcap_testkit::NetNs;
 use serde_json::json;
+use std::process::Command;
 use std::time::Duration;
 
 fn setup(tag: &str) -> (NetNs, Stack, Browser) {
@@ -334,15 +336,15 @@ fn run_a_command_and_capture_it_from_its_first_packet() {
 fn a_tls_clients_decrypted_request_is_listed_marked_and_opens_as_plaintext() {
     pidcap_testkit::require!(Root, Tool("chromium"), Tool("chromedriver"), Tool("openssl"), Tool("python3"));
     let (stack, b) = open_ui();
-    let dir = stack.dir.path().to_path_buf();
-    let certs = test_certificates(&dir);
-    let (ca, cert, key) = (&certs.ca, &certs.cert, &certs.key);
-    let log = dir.join("https.log");
-    let mut server =
-        python_here(&["https-server", cert.to_str().unwrap(), key.to_str().unwrap(), log.to_str().unwrap()]);
-    let port = server.wait_line().trim().strip_prefix("ready ").expect("ready PORT").to_string();
+    let certs = Certs::new("ui-tls");
+    let ca = &certs.ca;
+    let log = stack.dir.path().join("https.log");
+    // pidcap-testkit's https.py: `echo-server` appends the plaintext it reads to LOG and answers
+    // "echo: <request line>"; `raw-client` GETs PATH every 200 ms on one kept-alive connection.
+    let server = HttpsServer::start(Command::new("python3"), "echo-server", &[&certs.cert, &certs.key, &log]);
+    let port = server.port.to_string();
     let path = "/tls-secret-path";
-    let client = python_here(&["https-client", ca.to_str().unwrap(), &port, path]);
+    let client = Peer::https(Command::new("python3"), "raw-client", &[ca.to_str().unwrap(), &port, path]);
     let request_line = format!("GET {path} HTTP/1.1");
     wait_for("the client's first request at the server", STEP, || holds(&log, request_line.as_bytes()).then_some(()));
 

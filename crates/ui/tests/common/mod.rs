@@ -329,49 +329,6 @@ pub fn python(ns: &pidcap_testkit::NetNs, args: &[&str]) -> KillOnDrop {
     KillOnDrop(child)
 }
 
-/// `tests/data/target.py ARGS` in this network namespace (loopback only:
-/// for peers the daemon itself must reach, as in a connect-mode resend).
-pub fn python_here(args: &[&str]) -> KillOnDrop {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/target.py");
-    let child = Command::new("python3")
-        .arg(script)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3");
-    KillOnDrop(child)
-}
-
-/// Test-made certificates, in `dir` with openssl: a CA and a server
-/// certificate it signed for 127.0.0.1 (an IP SAN), with its key.
-pub struct TestCertificates {
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-pub fn test_certificates(dir: &Path) -> TestCertificates {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let ca = ["-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=pidcap UI test CA"];
-    openssl(&[&["req", "-x509"], &ec[..], &ca[..]].concat());
-    openssl(&[&["req"], &ec[..], &["-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1"]].concat());
-    let ext = "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
-    std::fs::write(dir.join("srv.ext"), ext).unwrap();
-    openssl(
-        &["x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"]
-            .iter()
-            .chain(&["-out", "srv.pem", "-days", "1", "-extfile", "srv.ext"])
-            .copied()
-            .collect::<Vec<_>>(),
-    );
-    TestCertificates { ca: dir.join("ca.pem"), cert: dir.join("srv.pem"), key: dir.join("srv.key") }
-}
-
 pub struct KillOnDrop(pub Child);
 
 impl KillOnDrop {

@@ -7,12 +7,9 @@
   target.py flood UDP_PORT RATE SECONDS    UDP datagrams at RATE per second
   target.py http-server PORT LOG           HTTP server: every byte received is appended to LOG, each read answered 200
   target.py http-client PORT               one kept-alive connection: "GET / HTTP/1.1" every 200 ms
-  target.py https-server CERT KEY LOG      HTTPS (TLS, python's ssl: OpenSSL) on 127.0.0.1, any port: prints
-                                           "ready PORT"; every byte of plaintext received is appended to LOG,
-                                           each request answered 200 "echo: <its request line>"
-  target.py https-client CA PORT PATH      one kept-alive TLS connection: "GET PATH HTTP/1.1" every 200 ms
+(The TLS peers are pidcap-testkit's data/https.py.)
 """
-import os, socket, ssl, sys, threading, time
+import os, socket, sys, threading, time
 
 def listen(tcp_port, udp_port, log):
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -83,37 +80,6 @@ def http_client(port):
         c.sendall(request); c.recv(1000)
         time.sleep(0.2)
 
-def https_server(cert, key, log):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0)); s.listen(16)
-    f = open(log, "ab", buffering=0)
-    def serve(c):
-        try:
-            with ctx.wrap_socket(c, server_side=True) as t:
-                while True:
-                    data = t.recv(65535)
-                    if not data:
-                        return
-                    f.write(data)
-                    body = b"echo: " + data.split(b"\r\n", 1)[0]
-                    t.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-        except (OSError, ssl.SSLError):
-            return
-    print("ready %d" % s.getsockname()[1], flush=True)
-    while True:
-        c, _ = s.accept()
-        threading.Thread(target=serve, args=(c,), daemon=True).start()
-
-def https_client(ca, port, path):
-    ctx = ssl.create_default_context(cafile=ca)
-    c = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="127.0.0.1")
-    request = b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (path.encode(), port)
-    while True:
-        c.sendall(request); c.recv(1000)
-        time.sleep(0.2)
-
 if __name__ == "__main__":
     m = sys.argv[1]
     if m == "listen": listen(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
@@ -121,5 +87,3 @@ if __name__ == "__main__":
     elif m == "flood": flood(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
     elif m == "http-server": http_server(int(sys.argv[2]), sys.argv[3])
     elif m == "http-client": http_client(int(sys.argv[2]))
-    elif m == "https-server": https_server(sys.argv[2], sys.argv[3], sys.argv[4])
-    elif m == "https-client": https_client(sys.argv[2], int(sys.argv[3]), sys.argv[4])
