@@ -405,6 +405,12 @@ impl EbpfBackend {
         self.tls.attached_files()
     }
 
+    /// The kernel's id of one of the loaded programs (tests, diagnostics:
+    /// `bpftool prog show id N`).
+    pub fn program_id(&self, name: &str) -> Option<u32> {
+        self.ebpf.program(name)?.info().ok().map(|i| i.id())
+    }
+
     /// How many of those are system-wide ([`tls::Scope::All`]).
     pub fn tls_files_attached_system_wide(&self) -> usize {
         self.tls.attached_system_wide()
