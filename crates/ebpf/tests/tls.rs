@@ -736,3 +736,4 @@ fn a_target_following_children_is_covered_system_wide_and_the_bystander_runs_the
         assert_eq!(r.pid, target.pid(), "{}", summary(&got));
     }
 }
+
