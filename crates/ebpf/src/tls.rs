@@ -296,7 +296,13 @@ impl TlsProbes {
     /// Attach the probes to `lib` (as `pid` sees it) for `scope` unless
     /// done already (or covered by a system-wide attachment); the syscall
     /// tracepoints with the first one. Returns true when it is covered.
-    pub fn attach(&mut self, ebpf: &mut Ebpf, pid: u32, scope: Scope, lib: &MappedLibrary) -> Result<bool, AttachError> {
+    pub fn attach(
+        &mut self,
+        ebpf: &mut Ebpf,
+        pid: u32,
+        scope: Scope,
+        lib: &MappedLibrary,
+    ) -> Result<bool, AttachError> {
         let key = (scope, lib.dev, lib.inode);
         if let Some(done) = self.files.get_mut(&key) {
             done.wanted = Instant::now();

@@ -662,9 +662,7 @@ fn run_count(id: u32) -> u64 {
 /// connections through the same libssl; the capture of the target
 /// (`follow_children` as given), the id of its TLS entry program, and the
 /// descriptor that keeps the kernel's run counts on.
-fn target_and_bystander(
-    follow_children: bool,
-) -> (Cert, Server, Client, Client, Capture, u32, std::os::fd::OwnedFd) {
+fn target_and_bystander(follow_children: bool) -> (Cert, Server, Client, Client, Capture, u32, std::os::fd::OwnedFd) {
     let cert = Cert::new();
     let server = Server::start(&cert);
     let target = Client::start(&cert, server.port, "/target-first");
@@ -736,4 +734,3 @@ fn a_target_following_children_is_covered_system_wide_and_the_bystander_runs_the
         assert_eq!(r.pid, target.pid(), "{}", summary(&got));
     }
 }
-
