@@ -313,7 +313,7 @@ impl TlsProbes {
         if scope != Scope::All && self.covers(Scope::All, lib) {
             return Ok(true);
         }
-        if self.files.get(&key).is_some() {
+        if self.files.contains_key(&key) {
             return Ok(false); // tried for this process and failed
         }
         if self.tracepoints.is_empty() {
