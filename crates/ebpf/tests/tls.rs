@@ -734,3 +734,24 @@ fn a_target_following_children_is_covered_system_wide_and_the_bystander_runs_the
         assert_eq!(r.pid, target.pid(), "{}", summary(&got));
     }
 }
+
+#[test]
+fn a_pid_targets_own_probes_go_at_once_when_it_is_removed() {
+    require_tls_tools!();
+    use pidcap_engine::{KernelBackend, KernelConfig, Process};
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    let mut backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).unwrap();
+    backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: true }).unwrap();
+    let process = Process::open(server.pid()).unwrap();
+    backend.add_target(&process, false).unwrap();
+    assert!(backend.tls_files_attached() >= 1, "the server's libssl is attached");
+    assert_eq!(backend.tls_files_attached_system_wide(), 0, "a pid target's probes are its own");
+    backend.remove_target(process.id()).unwrap();
+    assert_eq!(backend.tls_files_attached(), 0, "no grace for a removed target's own probes");
+    // Following its children: system-wide, and no per-process probe beside it.
+    backend.add_target(&process, true).unwrap();
+    let n = backend.tls_files_attached();
+    assert!(n >= 1);
+    assert_eq!(backend.tls_files_attached_system_wide(), n);
+}
