@@ -6,26 +6,29 @@
 #
 # curl downloads MB megabytes over HTTPS (TLS 1.3, OpenSSL 3) from a local
 # `openssl s_server -WWW` on 127.0.0.1, to /dev/null; the figure is curl's
-# own wall time. Configurations, interleaved (A B C D, then D C B A, ...),
+# own wall time. Configurations, interleaved (A B C D E, then E D C B A, ...),
 # medians shown as ratios against base:
-#   base       no pidcap
-#   hooks      pidcap captures an idle `sleep` (no TLS library: cgroup programs only,
-#              no uprobe attached): the cost of the packet hooks for a bystander
-#   bystander  pidcap captures an idle python3 that maps libssl.so.3: the uprobes on
-#              SSL_read/SSL_write & co. and the syscall tracepoints are attached
-#              system-wide, and curl, which is not a target, passes through them
-#   target     pidcap run -q -- curl ...: curl is the target; every SSL_read's
-#              plaintext (up to the 1500-byte snap length) goes to the ring, and its
-#              packets too
-# The server maps libssl as well, so it is a bystander of the probes in the last
-# three configurations (one hash lookup per call).
+#   base         no pidcap
+#   hooks        pidcap captures an idle `sleep` (no TLS library: cgroup programs only,
+#                no uprobe attached): the cost of the packet hooks for a bystander
+#   bystander    pidcap captures an idle python3 that maps libssl.so.3 (by pid): the
+#                uprobes on SSL_read/SSL_write & co. are attached for that process
+#                alone, so curl, which is not a target, has no breakpoint; the syscall
+#                tracepoints (machine-wide) are attached too
+#   bystander-f  the same with --follow-children: the uprobes fall back to
+#                system-wide (a forked child must be covered from its first call),
+#                and curl takes the uprobe trap on every call
+#   target       pidcap run -q -- curl ...: curl is the target; every SSL_read's
+#                plaintext (up to the 1500-byte snap length) goes to the ring, and its
+#                packets too
+# The server maps libssl as well, so it is a bystander of the probes like curl.
 #
 # Needs root, curl, openssl, python3. Writes only under $OUTDIR (removed at the end).
 set -euo pipefail
 
 MB=${MB:-100}
 REPS=${REPS:-5}
-CONFIGS=${CONFIGS:-"base hooks bystander target"}
+CONFIGS=${CONFIGS:-"base hooks bystander bystander-f target"}
 OUTDIR=${OUTDIR:-/tmp/pidcap-tls-bench}
 PORT=${PORT:-42443}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -81,11 +84,11 @@ timed_curl() {
 
 links_of() { ls -l /proc/"$1"/fd 2>/dev/null | grep -c 'anon_inode:bpf_link' || true; }
 
-# `pidcap capture -q --pid PID`, once it holds at least $2 BPF links (15 for
-# the packet hooks; 31 with the syscall tracepoints and 4 OpenSSL functions'
-# uprobes and uretprobes).
+# `pidcap capture -q --pid PID [more options]`, once it holds at least $2 BPF
+# links (15 for the packet hooks; 31 with the syscall tracepoints and 4 OpenSSL
+# functions' uprobes and uretprobes).
 start_capture() {
-    "$PIDCAP" capture -q --pid "$1" 2>>"$OUTDIR/capture.err" &
+    "$PIDCAP" capture -q "${@:3}" --pid "$1" 2>>"$OUTDIR/capture.err" &
     CAP=$!
     for _ in $(seq 400); do
         [ "$(links_of $CAP)" -ge "$2" ] && return
@@ -109,6 +112,10 @@ run_one() { # config -> nanoseconds of curl's download
         start_capture "$PYSSL" 31
         timed_curl
         stop_capture ;;
+    bystander-f)
+        start_capture "$PYSSL" 31 --follow-children
+        timed_curl
+        stop_capture ;;
     target) timed_curl "$PIDCAP" run -q -- ;;
     esac
 }
@@ -124,16 +131,16 @@ for rep in $(seq "$REPS"); do
     for c in $seq_; do
         ns=$(run_one "$c")
         RES[$c]="${RES[$c]:-} $ns"
-        printf 'rep %d %-10s %8.3f s\n' "$rep" "$c" "$(echo "$ns" | awk '{print $1/1e9}')" >&2
+        printf 'rep %d %-12s %8.3f s\n' "$rep" "$c" "$(echo "$ns" | awk '{print $1/1e9}')" >&2
     done
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 base=$(echo "${RES[base]}" | median)
 printf '\n%s MB over HTTPS (curl <- openssl s_server, loopback), median of %d\n' "$MB" "$REPS"
-printf '%-10s %10s %10s %8s\n' config seconds MB/s ratio
+printf '%-12s %10s %10s %8s\n' config seconds MB/s ratio
 for c in "${order[@]}"; do
     m=$(echo "${RES[$c]}" | median)
     awk -v c="$c" -v m="$m" -v b="$base" -v mb="$MB" \
-        'BEGIN {printf "%-10s %10.3f %10.0f %8.3f\n", c, m/1e9, mb/(m/1e9), m/b}'
+        'BEGIN {printf "%-12s %10.3f %10.0f %8.3f\n", c, m/1e9, mb/(m/1e9), m/b}'
 done

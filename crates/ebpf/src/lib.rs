@@ -147,6 +147,11 @@ pub struct EbpfBackend {
     procfs: Procfs,
     /// The TLS library files attached so far.
     tls: tls::TlsProbes,
+    /// The targets added by pid without following children (pid -> key):
+    /// their TLS probes are attached for them alone ([`tls::Scope::Process`]).
+    /// Every other target (followed children, name matches, and targets that
+    /// follow children) is covered system-wide ([`tls::Scope::All`]).
+    tls_scoped: StdHashMap<u32, u64>,
     /// When the targets' maps were last read for TLS libraries.
     tls_scanned: Option<Instant>,
     /// Sockets of TLS records whose cookie the kernel did not have, found by
@@ -264,6 +269,7 @@ impl EbpfBackend {
             },
             procfs: Procfs::default(),
             tls: tls::TlsProbes::default(),
+            tls_scoped: StdHashMap::new(),
             tls_scanned: None,
             tls_cookies: StdHashMap::new(),
             ebpf,
@@ -311,21 +317,33 @@ impl EbpfBackend {
         Ok(n)
     }
 
-    /// Attach the TLS probes to the supported libraries `pid` maps (and, for
-    /// a held child of `run` that still runs pidcap itself, to the standard
-    /// candidates as seen from its root). Returns what it maps, each with
-    /// whether it is covered.
-    fn scan_tls(&mut self, pid: u32) -> Vec<(tls::MappedLibrary, bool)> {
-        self.scan_tls_wanting(pid, &mut std::collections::HashSet::new())
+    /// The scope of the TLS probes of target (pid, key): that process alone
+    /// when it was added by pid without following children, else everyone.
+    fn tls_scope(&self, pid: u32, key: u64) -> tls::Scope {
+        if self.tls_scoped.get(&pid) == Some(&key) {
+            tls::Scope::Process { pid, key }
+        } else {
+            tls::Scope::All
+        }
     }
 
-    /// [`EbpfBackend::scan_tls`], adding the (dev, inode) of every file it
-    /// attaches or keeps for `pid` to `wanted`.
+    /// Attach the TLS probes to the supported libraries target (pid, key)
+    /// maps (and, for a held child of `run` that still runs pidcap itself,
+    /// to the standard candidates as seen from its root), in its scope.
+    /// Returns what it maps, each with whether it is covered.
+    fn scan_tls(&mut self, pid: u32, key: u64) -> Vec<(tls::MappedLibrary, bool)> {
+        self.scan_tls_wanting(pid, key, &mut std::collections::HashSet::new())
+    }
+
+    /// [`EbpfBackend::scan_tls`], adding the (scope, dev, inode) of every
+    /// file it attaches or keeps for the target to `wanted`.
     fn scan_tls_wanting(
         &mut self,
         pid: u32,
-        wanted: &mut std::collections::HashSet<(u64, u64)>,
+        key: u64,
+        wanted: &mut std::collections::HashSet<(tls::Scope, u64, u64)>,
     ) -> Vec<(tls::MappedLibrary, bool)> {
+        let scope = self.tls_scope(pid, key);
         let mut libs = tls::mapped_by(pid);
         let held = tls::runs_our_executable(pid);
         if held {
@@ -333,8 +351,8 @@ impl EbpfBackend {
         }
         let mut out = Vec::new();
         for lib in libs {
-            wanted.insert((lib.dev, lib.inode));
-            let covered = match self.tls.attach(&mut self.ebpf, pid, &lib) {
+            wanted.insert((scope, lib.dev, lib.inode));
+            let covered = match self.tls.attach(&mut self.ebpf, pid, scope, &lib) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(pid, error = %e, "TLS plaintext of this library will not be captured");
@@ -349,29 +367,53 @@ impl EbpfBackend {
     }
 
     /// Read the live targets' maps again (at most every [`TLS_RESCAN`]):
-    /// attach what they map now, detach what none of them has mapped for
+    /// attach what they map now, detach the probes of processes that are
+    /// no longer targets at once and what no target has mapped for
     /// [`tls::DETACH_AFTER`] (everything at once when TLS is off).
     fn rescan_tls(&mut self, force: bool) {
         if !force && self.tls_scanned.is_some_and(|t| t.elapsed() < TLS_RESCAN) {
             return;
         }
         self.tls_scanned = Some(Instant::now());
+        let live: Vec<(u32, u64)> = match KernelBackend::targets(self) {
+            Ok(t) => t.iter().filter(|t| !t.exited).map(|t| (t.id.pid, t.id.key)).collect(),
+            Err(_) => return,
+        };
+        // Scoped pids that are no target any more (exited and removed).
+        self.tls_scoped.retain(|pid, key| live.contains(&(*pid, *key)));
+        let live_set: std::collections::HashSet<(u32, u64)> = live.iter().copied().collect();
+        let on = self.config.tls != 0;
         let mut wanted = std::collections::HashSet::new();
-        if self.config.tls != 0 {
-            let pids: Vec<u32> = match KernelBackend::targets(self) {
-                Ok(t) => t.iter().filter(|t| !t.exited).map(|t| t.id.pid).collect(),
-                Err(_) => return,
-            };
-            for pid in pids {
-                self.scan_tls_wanting(pid, &mut wanted);
+        if on {
+            for &(pid, key) in &live {
+                self.scan_tls_wanting(pid, key, &mut wanted);
             }
         }
-        self.tls.retain(&wanted, self.config.tls == 0);
+        if self.tls.retain(&wanted, &live_set, !on) && on {
+            // A system-wide attachment went: the per-process targets that
+            // map its file get their own now, not at the next rescan.
+            for &(pid, key) in &live {
+                if self.tls_scope(pid, key) != tls::Scope::All {
+                    self.scan_tls(pid, key);
+                }
+            }
+        }
     }
 
     /// How many TLS library files have probes attached now (tests, diagnostics).
     pub fn tls_files_attached(&self) -> usize {
         self.tls.attached_files()
+    }
+
+    /// The kernel's id of one of the loaded programs (tests, diagnostics:
+    /// `bpftool prog show id N`).
+    pub fn program_id(&self, name: &str) -> Option<u32> {
+        self.ebpf.program(name)?.info().ok().map(|i| i.id())
+    }
+
+    /// How many of those are system-wide ([`tls::Scope::All`]).
+    pub fn tls_files_attached_system_wide(&self) -> usize {
+        self.tls.attached_system_wide()
     }
 }
 
@@ -475,6 +517,13 @@ impl KernelBackend for EbpfBackend {
         // by now, nothing of theirs would be captured.
         let entry = Target { flags, exited: 0, key: process.key() };
         self.targets.insert(pid, entry, 0).map_err(map_err("targets"))?;
+        // Its TLS probes for it alone, unless its children are followed
+        // (their breakpoints would not be installed until the next rescan).
+        if follow_children {
+            self.tls_scoped.remove(&pid);
+        } else {
+            self.tls_scoped.insert(pid, process.key());
+        }
         let seeded = self.seed_sockets(process);
         if let Err(EngineError::NoSuchProcess(_)) = seeded {
             let _ = self.remove_target(process.id());
@@ -482,7 +531,7 @@ impl KernelBackend for EbpfBackend {
         let n = seeded?;
         if self.config.tls != 0 {
             // Before the caller lets a held child go: its first TLS call is covered.
-            self.scan_tls(pid);
+            self.scan_tls(pid, process.key());
         }
         tracing::debug!(pid, key = process.key(), sockets = n, "target added");
         Ok(())
@@ -496,6 +545,10 @@ impl KernelBackend for EbpfBackend {
             Ok(_) | Err(aya::maps::MapError::KeyNotFound) => return Ok(()),
             Err(e) => return Err(map_err("targets")(e)),
         }
+        if self.tls_scoped.get(&target.pid) == Some(&target.key) {
+            self.tls_scoped.remove(&target.pid);
+        }
+        self.tls.forget_process(target.pid, target.key);
         match self.targets.remove(&target.pid) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(map_err("targets")(e)),
@@ -650,10 +703,11 @@ impl KernelBackend for EbpfBackend {
     /// linked TLS (Go, OpenSSL built in) is not seen: such a target has an
     /// empty list.
     fn tls_coverage(&mut self) -> Result<Vec<TlsCoverage>> {
-        let live: Vec<u32> = self.targets()?.iter().filter(|t| !t.exited).map(|t| t.id.pid).collect();
+        let live: Vec<(u32, u64)> =
+            self.targets()?.iter().filter(|t| !t.exited).map(|t| (t.id.pid, t.id.key)).collect();
         let mut out = Vec::new();
-        for pid in live {
-            let libs = self.scan_tls(pid);
+        for (pid, key) in live {
+            let libs = self.scan_tls(pid, key);
             let comm = self.procfs.comm(pid).unwrap_or_default();
             let libraries = libs.iter().filter(|(_, covered)| *covered).map(|(l, _)| tls::coverage_entry(l)).collect();
             out.push(TlsCoverage { pid, comm, libraries });

@@ -1,10 +1,17 @@
 //! TLS plaintext, the userspace half: which TLS library files the targets
 //! map (from `/proc/PID/maps`, opened through `/proc/PID/root` so another
 //! mount namespace works), attaching `pidcap_tls_ent`/`pidcap_tls_ret` to
-//! their read and write functions (once per file, deduplicated by device and
-//! inode, system-wide: the programs check the target themselves), and the
-//! syscall tracepoints that tie a call to its socket (mounting tracefs for
-//! the attach when it is not mounted).
+//! their read and write functions, and the syscall tracepoints that tie a
+//! call to its socket (mounting tracefs for the attach when it is not
+//! mounted).
+//!
+//! Probes are attached per process where the process is known in advance
+//! ([`Scope::Process`]: the kernel then installs the breakpoints only in that
+//! process's memory, so other processes mapping the same library pay
+//! nothing), and system-wide ([`Scope::All`]) only for targets whose
+//! processes are not known in advance (followed children, name targets):
+//! there every process mapping the file takes the breakpoint trap and the
+//! programs' target check. See [`TlsProbes`].
 //!
 //! Every uprobe is a perf-event link held by the [`aya::Ebpf`] of the
 //! backend: when pidcap exits, however it exits, the kernel removes them.
@@ -17,6 +24,7 @@ use aya::Ebpf;
 use pidcap_engine::backend::TlsLibraryFile;
 use pidcap_packet::TlsLibrary;
 use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -215,14 +223,44 @@ pub enum AttachError {
     Mount(#[source] std::io::Error),
 }
 
+/// Which processes a library file's probes are installed in.
+///
+/// The kernel's uprobe filter for a perf event opened with a pid compares
+/// the memory (`mm`) of the process that maps the file, at mmap and at hit
+/// time, with that task's: breakpoints go only into that process, also after
+/// it execs (a held child of `run` is attached before it execs its
+/// command). A child it forks is NOT covered (its copy of the breakpoint is
+/// removed at its first hit), which is why targets that follow children use
+/// [`Scope::All`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Only this process (pid and its [`pidcap_engine::Process`] key).
+    Process { pid: u32, key: u64 },
+    /// Every process that maps the file: for targets whose processes cannot
+    /// be known in advance (followed children: a forked child would miss its
+    /// calls until the next rescan; name targets: any process of that name).
+    /// Other processes mapping the file take the trap and the programs'
+    /// target check on every call.
+    All,
+}
+
+/// The key of one attachment: scope, then the file's (dev, inode).
+type FileKey = (Scope, u64, u64);
+
 /// The library files attached now and the tracepoints. The links are owned
 /// here: dropping one detaches its probe (and the kernel drops them all
 /// when the process exits).
+///
+/// A file attached for [`Scope::All`] covers every process, so no
+/// per-process attachment is made beside it (and those there were are
+/// dropped once it is attached). Two attachments taking the same call would
+/// still give one record: the return program consumes the call the entry
+/// programs remembered.
 #[derive(Debug, Default)]
 pub struct TlsProbes {
-    /// (dev, inode) -> the file's uprobe links, or None: tried and failed
-    /// (not tried again while some target maps it).
-    files: HashMap<(u64, u64), AttachedFile>,
+    /// (scope, dev, inode) -> the file's uprobe links, or None: tried and
+    /// failed (not tried again while it is wanted).
+    files: HashMap<FileKey, AttachedFile>,
     tracepoints: Vec<TracePointLink>,
 }
 
@@ -248,21 +286,46 @@ fn tracefs_mounted() -> bool {
 }
 
 impl TlsProbes {
-    /// Is this library file covered (its probes attached)?
-    pub fn covers(&self, lib: &MappedLibrary) -> bool {
-        self.files.get(&(lib.dev, lib.inode)).is_some_and(|f| f.links.is_some())
+    /// Is this library file covered for `scope` (its probes attached for it,
+    /// or for everyone)?
+    pub fn covers(&self, scope: Scope, lib: &MappedLibrary) -> bool {
+        let has = |s: Scope| self.files.get(&(s, lib.dev, lib.inode)).is_some_and(|f| f.links.is_some());
+        has(scope) || has(Scope::All)
     }
 
-    /// Attach the probes to `lib` (as `pid` sees it) unless done already;
-    /// the syscall tracepoints with the first one. Returns true when it is covered.
-    pub fn attach(&mut self, ebpf: &mut Ebpf, pid: u32, lib: &MappedLibrary) -> Result<bool, AttachError> {
-        if let Some(done) = self.files.get_mut(&(lib.dev, lib.inode)) {
+    /// Attach the probes to `lib` (as `pid` sees it) for `scope` unless
+    /// done already (or covered by a system-wide attachment); the syscall
+    /// tracepoints with the first one. Returns true when it is covered.
+    pub fn attach(
+        &mut self,
+        ebpf: &mut Ebpf,
+        pid: u32,
+        scope: Scope,
+        lib: &MappedLibrary,
+    ) -> Result<bool, AttachError> {
+        let key = (scope, lib.dev, lib.inode);
+        if let Some(done) = self.files.get_mut(&key) {
             done.wanted = Instant::now();
-            return Ok(done.links.is_some());
+            if done.links.is_some() || scope == Scope::All {
+                return Ok(done.links.is_some());
+            }
+        }
+        if scope != Scope::All && self.covers(Scope::All, lib) {
+            return Ok(true);
+        }
+        if self.files.contains_key(&key) {
+            return Ok(false); // tried for this process and failed
         }
         if self.tracepoints.is_empty() {
             self.attach_tracepoints(ebpf)?;
         }
+        let uprobe_scope = match scope {
+            Scope::All => UProbeScope::AllProcesses,
+            Scope::Process { pid, .. } => match NonZeroU32::new(pid) {
+                Some(p) => UProbeScope::OneProcess(p),
+                None => UProbeScope::AllProcesses,
+            },
+        };
         let target = through_root(pid, &lib.path);
         let mut links = Vec::new();
         let mut attached = 0;
@@ -277,7 +340,7 @@ impl TlsProbes {
                     .try_into()
                     .map_err(|source| AttachError::Program { name, source })?;
                 let point = UProbeAttachPoint { location: UProbeAttachLocation::Symbol(symbol), cookie: Some(cookie) };
-                match prog.attach(point, &target, UProbeScope::AllProcesses).and_then(|id| prog.take_link(id)) {
+                match prog.attach(point, &target, uprobe_scope).and_then(|id| prog.take_link(id)) {
                     Ok(link) => pair.push(link),
                     Err(e) => {
                         // A function this build of the library lacks (SSL_write_ex in
@@ -295,43 +358,74 @@ impl TlsProbes {
             }
         }
         if attached == 0 {
-            self.files.insert((lib.dev, lib.inode), AttachedFile { links: None, wanted: Instant::now() });
+            self.files.insert(key, AttachedFile { links: None, wanted: Instant::now() });
             return match last_err {
                 Some(source) => Err(AttachError::Uprobe { path: lib.path.clone(), library: lib.library, source }),
                 None => Ok(false),
             };
         }
-        tracing::debug!(path = %lib.path.display(), pid, functions = attached, "TLS library attached");
-        self.files.insert((lib.dev, lib.inode), AttachedFile { links: Some(links), wanted: Instant::now() });
+        tracing::debug!(path = %lib.path.display(), pid, ?scope, functions = attached, "TLS library attached");
+        self.files.insert(key, AttachedFile { links: Some(links), wanted: Instant::now() });
+        if scope == Scope::All {
+            // Covered for everyone now: the per-process attachments go.
+            self.files.retain(|(s, dev, ino), _| *s == Scope::All || (*dev, *ino) != (lib.dev, lib.inode));
+        }
         Ok(true)
     }
 
-    /// Detach the files no live target has needed for [`DETACH_AFTER`]
-    /// (`wanted`: the (dev, inode) of what they map now, and the candidates
-    /// of held children), and the tracepoints with the last one: the other
-    /// processes that map them stop paying for the probes. `wanted` empty
-    /// and `now`: detach everything at once (TLS turned off).
-    pub fn retain(&mut self, wanted: &HashSet<(u64, u64)>, at_once: bool) {
+    /// Detach what no live target needs any more: per-process attachments
+    /// of processes that are not live targets (`live`: their pid and key) at
+    /// once, the others when `wanted` (what the live targets map now, and
+    /// the candidates of held children) has not had them for
+    /// [`DETACH_AFTER`]; the tracepoints with the last file. `at_once`:
+    /// detach everything now (TLS turned off). Returns true when a
+    /// system-wide attachment went (its files may need per-process ones).
+    pub fn retain(&mut self, wanted: &HashSet<FileKey>, live: &HashSet<(u32, u64)>, at_once: bool) -> bool {
         let before = self.files.len();
         let now = Instant::now();
+        let mut all_gone = false;
         self.files.retain(|k, f| {
-            if wanted.contains(k) {
+            if let Scope::Process { pid, key } = k.0 {
+                if !live.contains(&(pid, key)) {
+                    return false;
+                }
+            }
+            if wanted.contains(k) && !at_once {
                 f.wanted = now;
                 return true;
             }
-            !at_once && now.duration_since(f.wanted) < DETACH_AFTER
+            let keep = !at_once && now.duration_since(f.wanted) < DETACH_AFTER;
+            if !keep && k.0 == Scope::All && f.links.is_some() {
+                all_gone = true;
+            }
+            keep
         });
         if self.files.len() != before {
-            tracing::debug!(detached = before - self.files.len(), "TLS library files no target maps");
+            tracing::debug!(detached = before - self.files.len(), "TLS library files no target needs");
         }
+        if !self.files.values().any(|f| f.links.is_some()) {
+            self.tracepoints.clear();
+        }
+        all_gone
+    }
+
+    /// Detach the per-process attachments of this process at once (it is no
+    /// longer a target).
+    pub fn forget_process(&mut self, pid: u32, key: u64) {
+        self.files.retain(|k, _| k.0 != Scope::Process { pid, key });
         if !self.files.values().any(|f| f.links.is_some()) {
             self.tracepoints.clear();
         }
     }
 
-    /// How many library files have probes attached.
+    /// How many (scope, library file) attachments have probes attached.
     pub fn attached_files(&self) -> usize {
         self.files.values().filter(|f| f.links.is_some()).count()
+    }
+
+    /// How many of them are system-wide.
+    pub fn attached_system_wide(&self) -> usize {
+        self.files.iter().filter(|(k, f)| k.0 == Scope::All && f.links.is_some()).count()
     }
 
     fn attach_tracepoints(&mut self, ebpf: &mut Ebpf) -> Result<(), AttachError> {

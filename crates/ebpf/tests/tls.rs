@@ -514,3 +514,110 @@ fn without_a_tracefs_mount_pidcap_mounts_one_for_the_attach_and_unmounts_it() {
     let tp = progs.iter().find(|(_, n)| n == "pidcap_tp_rcvfrom").expect("the tracepoint programs are loaded");
     assert!(linked_program_ids().contains(&tp.0), "the syscall tracepoints are attached");
 }
+
+// ---- bystanders pay nothing ----
+
+/// How many times the kernel has run program `id` (`bpftool`'s `run_cnt`;
+/// counted while a [`aya::sys::enable_stats`] descriptor is held).
+fn run_count(id: u32) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(&bpftool(&["-j", "prog", "show", "id", &id.to_string()])).unwrap();
+    v["run_cnt"].as_u64().unwrap_or(0)
+}
+
+/// A target and a bystander, both Python clients on keep-alive HTTPS
+/// connections through the same libssl; the capture of the target
+/// (`follow_children` as given), the id of its TLS entry program, and the
+/// descriptor that keeps the kernel's run counts on.
+fn target_and_bystander(follow_children: bool) -> (Cert, Server, Client, Client, Capture, u32, std::os::fd::OwnedFd) {
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    let target = Client::start(&cert, server.port, "/target-first");
+    let bystander = Client::start(&cert, server.port, "/bystander-first");
+    let libssl = |pid| {
+        pidcap_ebpf::tls::mapped_by(pid)
+            .into_iter()
+            .find(|l| l.library == TlsLibrary::Openssl)
+            .map(|l| (l.dev, l.inode))
+            .unwrap_or_else(|| panic!("python3 {pid} maps no libssl"))
+    };
+    assert_eq!(libssl(target.pid()), libssl(bystander.pid()), "both map the same libssl file");
+    let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
+    let backend = EbpfBackend::load(LoadOptions::with_ring(8 << 20)).expect("load the eBPF backend");
+    let entry = backend.program_id(pidcap_ebpf::tls::ENTRY_PROGRAM).expect("the TLS entry program is loaded");
+    let opts = CaptureOptions { tls: true, follow_children, snaplen: 4096, ..CaptureOptions::default() };
+    let mut cap = Capture::new(Box::new(backend), opts).unwrap();
+    cap.add_pid(target.pid()).unwrap();
+    (cert, server, target, bystander, cap, entry, stats)
+}
+
+#[test]
+fn a_bystander_mapping_the_same_libssl_never_runs_the_probe_of_a_target_added_by_pid() {
+    require_tls_tools!();
+    require!(Tool("bpftool"));
+    let (_cert, _server, mut target, mut bystander, mut cap, entry, _stats) = target_and_bystander(false);
+    // The bystander's requests (SSL_write and SSL_read each): the kernel
+    // never ran the entry program for them, because no breakpoint was
+    // installed in its memory (a system-wide probe would run it for each
+    // call and let the program's target check turn it away).
+    let before = run_count(entry);
+    for n in 0..20 {
+        assert_eq!(bystander.get(&format!("/bystander-{n}")), format!("got 200 path=/bystander-{n}"));
+    }
+    assert_eq!(run_count(entry), before, "the bystander's calls ran the target's uprobe program");
+    // The target's calls still do, and give records.
+    assert_eq!(target.get("/target-after"), "got 200 path=/target-after");
+    let mut got = Vec::new();
+    collect_until(&mut cap, &mut got, "the target's request", |g| {
+        has_record(g, Direction::Outbound, b"GET /target-after HTTP/1.1")
+    });
+    assert!(run_count(entry) > before, "the target's calls ran the entry program");
+    let req = record(&got, Direction::Outbound, b"GET /target-after HTTP/1.1");
+    assert_eq!(req.pid, target.pid());
+    for r in records(&got) {
+        assert_eq!(r.pid, target.pid(), "{}", summary(&got));
+    }
+    let stats = cap.stats().unwrap();
+    assert_eq!(stats.kernel.tls_dropped, 0, "{stats:?}");
+}
+
+/// The trade-off, measured the same way: a target that follows its children
+/// is covered system-wide, so the bystander's calls do run the program (and
+/// are turned away by its target check: no record).
+#[test]
+fn a_target_following_children_is_covered_system_wide_and_the_bystander_runs_the_probe() {
+    require_tls_tools!();
+    require!(Tool("bpftool"));
+    let (_cert, _server, mut target, mut bystander, mut cap, entry, _stats) = target_and_bystander(true);
+    let before = run_count(entry);
+    assert_eq!(bystander.get("/bystander-sw"), "got 200 path=/bystander-sw");
+    assert!(run_count(entry) > before, "a system-wide probe runs for every process mapping the file");
+    assert_eq!(target.get("/target-sw"), "got 200 path=/target-sw");
+    let mut got = Vec::new();
+    collect_until(&mut cap, &mut got, "the target's request", |g| {
+        has_record(g, Direction::Outbound, b"GET /target-sw HTTP/1.1")
+    });
+    for r in records(&got) {
+        assert_eq!(r.pid, target.pid(), "{}", summary(&got));
+    }
+}
+
+#[test]
+fn a_pid_targets_own_probes_go_at_once_when_it_is_removed() {
+    require_tls_tools!();
+    use pidcap_engine::{KernelBackend, KernelConfig, Process};
+    let cert = Cert::new();
+    let server = Server::start(&cert);
+    let mut backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).unwrap();
+    backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: true }).unwrap();
+    let process = Process::open(server.pid()).unwrap();
+    backend.add_target(&process, false).unwrap();
+    assert!(backend.tls_files_attached() >= 1, "the server's libssl is attached");
+    assert_eq!(backend.tls_files_attached_system_wide(), 0, "a pid target's probes are its own");
+    backend.remove_target(process.id()).unwrap();
+    assert_eq!(backend.tls_files_attached(), 0, "no grace for a removed target's own probes");
+    // Following its children: system-wide, and no per-process probe beside it.
+    backend.add_target(&process, true).unwrap();
+    let n = backend.tls_files_attached();
+    assert!(n >= 1);
+    assert_eq!(backend.tls_files_attached_system_wide(), n);
+}
