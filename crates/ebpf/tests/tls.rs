@@ -528,11 +528,10 @@ fn run_count(id: u32) -> u64 {
 /// connections through the same libssl; the capture of the target
 /// (`follow_children` as given), the id of its TLS entry program, and the
 /// descriptor that keeps the kernel's run counts on.
-fn target_and_bystander(follow_children: bool) -> (Cert, Server, Client, Client, Capture, u32, std::os::fd::OwnedFd) {
-    let cert = Cert::new();
-    let server = Server::start(&cert);
-    let target = Client::start(&cert, server.port, "/target-first");
-    let bystander = Client::start(&cert, server.port, "/bystander-first");
+fn target_and_bystander(follow_children: bool) -> (Certs, HttpsServer, Peer, Peer, Capture, u32, std::os::fd::OwnedFd) {
+    let (cert, server) = https_server();
+    let target = client(&cert, &server, "/target-first");
+    let bystander = client(&cert, &server, "/bystander-first");
     let libssl = |pid| {
         pidcap_ebpf::tls::mapped_by(pid)
             .into_iter()
@@ -561,11 +560,11 @@ fn a_bystander_mapping_the_same_libssl_never_runs_the_probe_of_a_target_added_by
     // call and let the program's target check turn it away).
     let before = run_count(entry);
     for n in 0..20 {
-        assert_eq!(bystander.get(&format!("/bystander-{n}")), format!("got 200 path=/bystander-{n}"));
+        assert_eq!(bystander.ask(&format!("/bystander-{n}")), format!("got 200 path=/bystander-{n}"));
     }
     assert_eq!(run_count(entry), before, "the bystander's calls ran the target's uprobe program");
     // The target's calls still do, and give records.
-    assert_eq!(target.get("/target-after"), "got 200 path=/target-after");
+    assert_eq!(target.ask("/target-after"), "got 200 path=/target-after");
     let mut got = Vec::new();
     collect_until(&mut cap, &mut got, "the target's request", |g| {
         has_record(g, Direction::Outbound, b"GET /target-after HTTP/1.1")
@@ -589,9 +588,9 @@ fn a_target_following_children_is_covered_system_wide_and_the_bystander_runs_the
     require!(Tool("bpftool"));
     let (_cert, _server, mut target, mut bystander, mut cap, entry, _stats) = target_and_bystander(true);
     let before = run_count(entry);
-    assert_eq!(bystander.get("/bystander-sw"), "got 200 path=/bystander-sw");
+    assert_eq!(bystander.ask("/bystander-sw"), "got 200 path=/bystander-sw");
     assert!(run_count(entry) > before, "a system-wide probe runs for every process mapping the file");
-    assert_eq!(target.get("/target-sw"), "got 200 path=/target-sw");
+    assert_eq!(target.ask("/target-sw"), "got 200 path=/target-sw");
     let mut got = Vec::new();
     collect_until(&mut cap, &mut got, "the target's request", |g| {
         has_record(g, Direction::Outbound, b"GET /target-sw HTTP/1.1")
@@ -605,8 +604,7 @@ fn a_target_following_children_is_covered_system_wide_and_the_bystander_runs_the
 fn a_pid_targets_own_probes_go_at_once_when_it_is_removed() {
     require_tls_tools!();
     use pidcap_engine::{KernelBackend, KernelConfig, Process};
-    let cert = Cert::new();
-    let server = Server::start(&cert);
+    let (_cert, server) = https_server();
     let mut backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).unwrap();
     backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: true }).unwrap();
     let process = Process::open(server.pid()).unwrap();
