@@ -196,9 +196,53 @@ pub struct CaptureOpts {
     #[arg(long = "keylog", value_name = "FILE")]
     pub keylog: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub output: OutputOpts,
+
     /// --block and --allow merged in command-line order (filled by main).
     #[arg(skip)]
     pub rules: Vec<Rule>,
+}
+
+/// tcpdump's output letters (for the text lines; --json is not changed by
+/// them). A struct of its own, to flatten into any command that prints packets.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Output (tcpdump's letters)")]
+pub struct OutputOpts {
+    /// Print each packet's payload in ASCII after its line (printable bytes,
+    /// tab and newline as themselves, `.` for the rest); for a TLS record, its plaintext.
+    #[arg(short = 'A')]
+    pub ascii: bool,
+
+    /// Print each packet in hex from its IP header after its line, as
+    /// tcpdump does (`0x0000:  4500 0054 ...`); for a TLS record, its plaintext.
+    #[arg(short = 'x', action = clap::ArgAction::Count)]
+    pub hex: u8,
+
+    /// Print each packet in hex and ASCII side by side, as tcpdump does.
+    /// -XX is the same: pidcap's packets start at the IP header, there is
+    /// no link-level header to add. Wins over -x and -A.
+    #[arg(short = 'X', action = clap::ArgAction::Count)]
+    pub hex_ascii: u8,
+
+    /// Timestamps: -t none, -tt seconds.microseconds since the epoch, -ttt
+    /// the time since the previous packet, -tttt date and time, -ttttt the
+    /// time since the first packet (default: HH:MM:SS.microseconds, all in UTC).
+    #[arg(short = 't', action = clap::ArgAction::Count)]
+    pub time: u8,
+
+    /// Accepted for tcpdump's habits; no effect: pidcap never resolves names or ports.
+    #[arg(short = 'n')]
+    pub numeric: bool,
+
+    /// Line-buffered stdout: every packet's line is written out at once (for `| grep`, `| tee`).
+    #[arg(short = 'l')]
+    pub line_buffered: bool,
+
+    /// Packet-buffered output: the -w file (or stdout) is flushed after every
+    /// packet, so that `tail -f` or `tshark -r -` on a growing file sees each at once.
+    #[arg(short = 'U')]
+    pub packet_buffered: bool,
 }
 
 const RULE_HELP: &str = "Drop the targets' packets that match SPEC (repeatable).

@@ -50,6 +50,8 @@ struct Sink {
     failed: bool,
     /// Where TLS keys come from, for an output that keeps them.
     keylogs: Vec<KeyLog>,
+    /// `-U`: flush after every packet.
+    flush_each: bool,
 }
 
 impl Sink {
@@ -57,6 +59,12 @@ impl Sink {
     /// pidcap_pcapfile::file) and write its headers to the disk, so that an
     /// output that cannot be written is an error before anything runs.
     fn open(opts: &CaptureOpts) -> Result<Sink> {
+        let mut sink = Sink::open_output(opts)?;
+        sink.flush_each = opts.output.packet_buffered;
+        Ok(sink)
+    }
+
+    fn open_output(opts: &CaptureOpts) -> Result<Sink> {
         if let Some(path) = &opts.write {
             let format = opts.format.or_else(|| Format::from_path(path)).unwrap_or(Format::Pcapng);
             let wopts =
@@ -70,6 +78,7 @@ impl Sink {
                     created: None,
                     failed: false,
                     keylogs: Vec::new(),
+                    flush_each: false,
                 });
             }
             let file = CaptureFile::create(path, opts.file_mode)
@@ -82,6 +91,7 @@ impl Sink {
                 created: file.created().then(|| path.clone()),
                 failed: false,
                 keylogs: Vec::new(),
+                flush_each: false,
             };
             sink.out = Box::new(FileOutput::new(format, file, &wopts).with_context(|| sink.what.clone())?);
             return Ok(sink);
@@ -90,9 +100,17 @@ impl Sink {
             Box::new(output::Discard)
         } else {
             let format = if opts.json { LineFormat::Json } else { LineFormat::Text };
-            Box::new(Lines::new(BufWriter::with_capacity(1 << 16, std::io::stdout()), format))
+            let text = output::TextOptions::from_cli(&opts.output);
+            Box::new(Lines::with_options(BufWriter::with_capacity(1 << 16, std::io::stdout()), format, text))
         };
-        Ok(Sink { out, what: "cannot write to stdout".into(), created: None, failed: false, keylogs: Vec::new() })
+        Ok(Sink {
+            out,
+            what: "cannot write to stdout".into(),
+            created: None,
+            failed: false,
+            keylogs: Vec::new(),
+            flush_each: false,
+        })
     }
 
     /// Follow `keylog` into the output (which must keep keys: pcapng).
@@ -142,6 +160,7 @@ impl Sink {
         let mut err = None;
         let decoded = self.out.wants_decoded();
         let failed = self.failed;
+        let flush_each = self.flush_each;
         let out = &mut self.out;
         // The key log is read once the batch's first packet has been taken
         // from the kernel, before it is written: keys a target logged before
@@ -158,7 +177,8 @@ impl Sink {
             }
             if *written < limit && err.is_none() && !failed {
                 let left_out = if tls { out.tls_stats().records_left_out } else { 0 };
-                match write(out.as_mut()) {
+                let r = write(out.as_mut()).and_then(|()| if flush_each { out.flush() } else { Ok(()) });
+                match r {
                     // A record a classic pcap file left out is not written.
                     Ok(()) if tls && out.tls_stats().records_left_out > left_out => {}
                     Ok(()) => *written += 1,

@@ -3,6 +3,8 @@
 //! per packet (a record's has a `tls` object), the TLS coverage of each
 //! target, and the closing summary. [`Lines`] and [`Discard`] are
 //! the CLI's [`PacketOutput`]s, beside pcapfile's capture-file writers.
+//! [`TextOptions`] are tcpdump's output letters for the text lines (`-t`...
+//! `-tttt`, `-A`, `-x`, `-X`, `-l`); the default is the plain line.
 //! [`error_text`] is how every command prints an error and its causes.
 
 use pidcap_engine::backend::TlsLibraryFile;
@@ -22,15 +24,95 @@ pub enum LineFormat {
     Json,
 }
 
+/// The timestamp a text line starts with (tcpdump's `-t` letters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeFormat {
+    /// `HH:MM:SS.micros` (UTC): [`clock_time`].
+    #[default]
+    Clock,
+    /// `-t`: no timestamp.
+    None,
+    /// `-tt`: `seconds.micros` since the epoch.
+    Epoch,
+    /// `-ttt`: `HH:MM:SS.micros` since the previous packet (0 for the first).
+    Delta,
+    /// `-tttt`: `YYYY-MM-DD HH:MM:SS.micros` (UTC).
+    Date,
+    /// `-ttttt`: `HH:MM:SS.micros` since the first packet.
+    SinceFirst,
+}
+
+impl TimeFormat {
+    /// tcpdump's `-t` count (0 = none given).
+    pub fn from_count(n: u8) -> TimeFormat {
+        match n {
+            0 => TimeFormat::Clock,
+            1 => TimeFormat::None,
+            2 => TimeFormat::Epoch,
+            3 => TimeFormat::Delta,
+            4 => TimeFormat::Date,
+            _ => TimeFormat::SinceFirst,
+        }
+    }
+}
+
+/// What follows a text line (tcpdump's `-A`, `-x`, `-X`; `-X` wins over
+/// `-x`, which wins over `-A`, as in tcpdump).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dump {
+    #[default]
+    None,
+    /// `-A`: the payload as ASCII ([`ascii_dump`]).
+    Ascii,
+    /// `-x`: the packet in hex from its IP header ([`tcpdump_hex`]).
+    Hex,
+    /// `-X`/`-XX`: hex and ASCII side by side ([`tcpdump_hex`]).
+    HexAscii,
+}
+
+/// tcpdump's output letters for the text lines. JSON lines are not
+/// changed by them (they carry `timestamp_ns` and the bytes already).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TextOptions {
+    pub time: TimeFormat,
+    pub dump: Dump,
+    /// `-l`: flush stdout after every packet.
+    pub flush_each: bool,
+}
+
+impl TextOptions {
+    pub fn from_cli(o: &crate::cli::OutputOpts) -> TextOptions {
+        let dump = if o.hex_ascii > 0 {
+            Dump::HexAscii
+        } else if o.hex > 0 {
+            Dump::Hex
+        } else if o.ascii {
+            Dump::Ascii
+        } else {
+            Dump::None
+        };
+        TextOptions { time: TimeFormat::from_count(o.time), dump, flush_each: o.line_buffered || o.packet_buffered }
+    }
+}
+
 /// One line per packet on a stream (stdout): text or JSON.
 pub struct Lines<W: Write> {
     out: W,
     format: LineFormat,
+    text: TextOptions,
+    /// The previous and the first packet's timestamps (`-ttt`, `-ttttt`).
+    previous: Option<u64>,
+    first: Option<u64>,
 }
 
 impl<W: Write> Lines<W> {
+    #[cfg(test)]
     pub fn new(out: W, format: LineFormat) -> Lines<W> {
-        Lines { out, format }
+        Lines::with_options(out, format, TextOptions::default())
+    }
+
+    pub fn with_options(out: W, format: LineFormat, text: TextOptions) -> Lines<W> {
+        Lines { out, format, text, previous: None, first: None }
     }
 }
 
@@ -41,10 +123,23 @@ impl<W: Write> PacketOutput for Lines<W> {
 
     fn write_packet(&mut self, p: &CapturedPacket) -> Result<(), PcapError> {
         let line = match self.format {
-            LineFormat::Text => packet_line(p),
+            LineFormat::Text => {
+                let ts = p.timestamp_ns;
+                let since = match self.text.time {
+                    TimeFormat::Delta => self.previous,
+                    _ => self.first,
+                };
+                self.first.get_or_insert(ts);
+                self.previous = Some(ts);
+                packet_text(p, &self.text, since.unwrap_or(ts))
+            }
             LineFormat::Json => packet_json(p),
         };
-        Ok(writeln!(self.out, "{line}")?)
+        writeln!(self.out, "{line}")?;
+        if self.text.flush_each {
+            self.out.flush()?;
+        }
+        Ok(())
     }
 
     /// Lines show decoded headers.
@@ -84,6 +179,115 @@ pub fn clock_time(unix_ns: u64) -> String {
     let micros = (unix_ns % 1_000_000_000) / 1_000;
     let day = secs % 86_400;
     format!("{:02}:{:02}:{:02}.{:06}", day / 3600, day % 3600 / 60, day % 60, micros)
+}
+
+/// `YYYY-MM-DD HH:MM:SS.micros` in UTC (`-tttt`).
+pub fn date_time(unix_ns: u64) -> String {
+    // Days to a civil date (Howard Hinnant's days_from_civil, inverted).
+    let days = (unix_ns / 1_000_000_000 / 86_400) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {}", clock_time(unix_ns))
+}
+
+/// A duration as `HH:MM:SS.micros` (hours may pass 24): `-ttt`, `-ttttt`.
+pub fn duration_time(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let micros = (ns % 1_000_000_000) / 1_000;
+    format!("{:02}:{:02}:{:02}.{:06}", secs / 3600, secs % 3600 / 60, secs % 60, micros)
+}
+
+/// The timestamp of a line as `time` says (`since`: the packet that
+/// `-ttt`/`-ttttt` count from), or None for `-t`.
+pub fn timestamp(time: TimeFormat, ts: u64, since: u64) -> Option<String> {
+    Some(match time {
+        TimeFormat::Clock => clock_time(ts),
+        TimeFormat::None => return None,
+        TimeFormat::Epoch => format!("{}.{:06}", ts / 1_000_000_000, ts % 1_000_000_000 / 1_000),
+        TimeFormat::Delta | TimeFormat::SinceFirst => duration_time(ts.saturating_sub(since)),
+        TimeFormat::Date => date_time(ts),
+    })
+}
+
+/// A packet's text as `opts` say: its line with the timestamp they ask
+/// for (`since`: see [`timestamp`]), then its dump lines, if any (no final
+/// newline). With the default options, exactly [`packet_line`].
+pub fn packet_text(p: &CapturedPacket, opts: &TextOptions, since: u64) -> String {
+    let line = packet_line(p);
+    // packet_line starts with clock_time's fixed-width stamp and a space.
+    let rest = &line[clock_time(p.timestamp_ns).len() + 1..];
+    let mut s = match timestamp(opts.time, p.timestamp_ns, since) {
+        Some(t) => format!("{t} {rest}"),
+        None => rest.to_string(),
+    };
+    // A TLS record's headers are made up by pidcap: its dumps show the plaintext only.
+    let bytes = if p.is_tls() { p.payload() } else { &p.data[..] };
+    let dump = match opts.dump {
+        Dump::None => String::new(),
+        Dump::Ascii => ascii_dump(p.payload()),
+        Dump::Hex => tcpdump_hex(bytes, false),
+        Dump::HexAscii => tcpdump_hex(bytes, true),
+    };
+    if !dump.is_empty() {
+        s.push('\n');
+        s.push_str(dump.strip_suffix('\n').unwrap_or(&dump));
+    }
+    s
+}
+
+/// tcpdump's `-A`: printable ASCII, tab and newline as themselves, a CR
+/// before a newline (or ending the bytes) left out, any other byte `.`.
+/// Of the payload only (tcpdump's starts at the IP header, whose bytes
+/// print as noise; the line above has them decoded). A final newline is
+/// not doubled ([`packet_text`] leaves it out).
+pub fn ascii_dump(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'\r' if matches!(bytes.get(i + 1), None | Some(b'\n')) => {}
+            b'\t' | b'\n' => s.push(char::from(b)),
+            b if pidcap_packet::ascii::printable(b) => s.push(char::from(b)),
+            _ => s.push('.'),
+        }
+    }
+    s
+}
+
+/// tcpdump's `-x` (`ascii` false) and `-X` (true) layout: lines of 16
+/// bytes, `\t0xOFFS:  `, the bytes in groups of two (`4500 0054`), and with
+/// `-X` the hex padded to 40 columns, two spaces, and each byte that is
+/// graphic ASCII as itself, else `.` (a space too: tcpdump's column, unlike
+/// `pidcap_packet::ascii::dots`). Not `pidcap_packet::hex::hex_dump`, whose
+/// layout is `hexdump -C`'s (8-digit offsets, single bytes, `|...|`):
+/// people compare this one with tcpdump's output, and tools read it
+/// (text2pcap). Each line ends with a newline.
+pub fn tcpdump_hex(bytes: &[u8], ascii: bool) -> String {
+    let mut s = String::with_capacity(bytes.len() * 4);
+    for (n, chunk) in bytes.chunks(16).enumerate() {
+        let mut hex = String::with_capacity(40);
+        for pair in chunk.chunks(2) {
+            hex.push(' ');
+            for b in pair {
+                let _ = write!(hex, "{b:02x}");
+            }
+        }
+        let _ = write!(s, "\t0x{:04x}: ", n * 16);
+        if ascii {
+            let text: String = chunk.iter().map(|&b| if b.is_ascii_graphic() { char::from(b) } else { '.' }).collect();
+            let _ = write!(s, "{hex:<40}  {text}");
+        } else {
+            s.push_str(&hex);
+        }
+        s.push('\n');
+    }
+    s
 }
 
 fn endpoint(addr: IpAddr, port: u16, proto: Protocol) -> String {
@@ -297,6 +501,204 @@ mod tests {
             packet_line(&p),
             "13:05:07.123456 42/curl in  TCP 127.0.0.2:80 < 127.0.0.1:40000 [S] len 0 BLOCKED (rule 3)"
         );
+    }
+
+    /// 10.0.0.1:40000 > 10.0.0.2:80 [P.] with an HTTP request, at 2026-12-01 13:05:07.123456 UTC.
+    fn tcp_with_payload() -> CapturedPacket {
+        let mut data = Vec::new();
+        etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 80, 1000, 512)
+            .psh()
+            .ack(2000)
+            .write(&mut data, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let len = data.len() as u32;
+        CapturedPacket::new(1, STAMP, 42, "curl".into(), 1, Direction::Outbound, Verdict::Pass, len, data)
+    }
+
+    /// 127.0.0.1:5353 > 127.0.0.1:53, 7 bytes, 1.5 s after [`tcp_with_payload`].
+    fn udp() -> CapturedPacket {
+        let mut data = Vec::new();
+        etherparse::PacketBuilder::ipv4([127, 0, 0, 1], [127, 0, 0, 1], 64)
+            .udp(5353, 53)
+            .write(&mut data, b"\x124\x01\x00abc")
+            .unwrap();
+        let len = data.len() as u32;
+        let ts = STAMP + 1_500_000_000;
+        CapturedPacket::new(2, ts, 7, "dig".into(), 1, Direction::Outbound, Verdict::Pass, len, data)
+    }
+
+    const STAMP: u64 = 1_796_130_307_123_456_789;
+
+    fn text(time: TimeFormat, dump: Dump, packets: &[CapturedPacket]) -> String {
+        let mut out = Lines::with_options(Vec::new(), LineFormat::Text, TextOptions { time, dump, flush_each: false });
+        for p in packets {
+            out.write_packet(p).unwrap();
+        }
+        String::from_utf8(out.out).unwrap()
+    }
+
+    /// The three fixtures: a TCP packet with a payload, a UDP datagram 1.5 s
+    /// later, a TLS record 0.5 s after that.
+    fn three() -> [CapturedPacket; 3] {
+        let mut tls = record(b"HTTP/1.1 200 OK\r\n\x00\xff", 19);
+        tls.timestamp_ns = STAMP + 2_000_000_000;
+        [tcp_with_payload(), udp(), tls]
+    }
+
+    const TCP_LINE: &str = "42/curl out TCP 10.0.0.1:40000 > 10.0.0.2:80 [P.] len 27";
+    const UDP_LINE: &str = "7/dig out UDP 127.0.0.1:5353 > 127.0.0.1:53 len 7";
+    const TLS_LINE: &str = "4242/curl in  TLS 127.0.0.1:40000 < 127.0.0.1:8443 decrypted gnutls tid 4243 len 19: \
+                            HTTP/1.1 200 OK\\r\\n\\0\\xff";
+
+    #[test]
+    fn the_default_text_is_the_plain_line() {
+        let ps = three();
+        let want: String = ps.iter().map(|p| format!("{}\n", packet_line(p))).collect();
+        assert_eq!(text(TimeFormat::Clock, Dump::None, &ps), want);
+        assert_eq!(
+            want,
+            format!("13:05:07.123456 {TCP_LINE}\n13:05:08.623456 {UDP_LINE}\n13:05:09.123456 {TLS_LINE}\n")
+        );
+        assert_eq!(TextOptions::from_cli(&crate::cli::OutputOpts::default()), TextOptions::default());
+    }
+
+    #[test]
+    fn the_t_letters_change_only_the_timestamp() {
+        let ps = three();
+        let cases = [
+            (1, format!("{TCP_LINE}\n{UDP_LINE}\n{TLS_LINE}\n")),
+            (
+                2,
+                format!(
+                    "1796130307.123456 {TCP_LINE}\n1796130308.623456 {UDP_LINE}\n1796130309.123456 {TLS_LINE}\n"
+                ),
+            ),
+            (
+                3,
+                format!("00:00:00.000000 {TCP_LINE}\n00:00:01.500000 {UDP_LINE}\n00:00:00.500000 {TLS_LINE}\n"),
+            ),
+            (
+                4,
+                format!(
+                    "2026-12-01 13:05:07.123456 {TCP_LINE}\n2026-12-01 13:05:08.623456 {UDP_LINE}\n\
+                     2026-12-01 13:05:09.123456 {TLS_LINE}\n"
+                ),
+            ),
+            (
+                5,
+                format!("00:00:00.000000 {TCP_LINE}\n00:00:01.500000 {UDP_LINE}\n00:00:02.000000 {TLS_LINE}\n"),
+            ),
+        ];
+        for (count, want) in cases {
+            let opts = crate::cli::OutputOpts { time: count, ..Default::default() };
+            let t = TextOptions::from_cli(&opts).time;
+            assert_eq!(text(t, Dump::None, &ps), want, "-{}", "t".repeat(count.into()));
+        }
+        // Dates across a leap day and a century, against `date -u -d @SECS`.
+        assert_eq!(date_time(951_782_400_000_000_000), "2000-02-29 00:00:00.000000");
+        assert_eq!(date_time(4_107_542_399_999_999_000), "2100-02-28 23:59:59.999999");
+        assert_eq!(date_time(0), "1970-01-01 00:00:00.000000");
+        assert_eq!(duration_time(90_061_000_001_000), "25:01:01.000001");
+    }
+
+    #[test]
+    fn a_prints_the_payload_or_the_plaintext_in_ascii() {
+        let want = format!(
+            "13:05:07.123456 {TCP_LINE}\nGET / HTTP/1.1\nHost: x\n\n\
+             13:05:08.623456 {UDP_LINE}\n.4..abc\n\
+             13:05:09.123456 {TLS_LINE}\nHTTP/1.1 200 OK\n..\n"
+        );
+        assert_eq!(text(TimeFormat::Clock, Dump::Ascii, &three()), want);
+        // A lone CR, a tab and a CR that ends the bytes, as tcpdump.
+        assert_eq!(ascii_dump(b"a\rb\tc\r"), "a.b\tc");
+        // Nothing after a packet without payload.
+        let syn = CapturedPacket::new(1, STAMP, 42, "curl".into(), 1, Direction::Outbound, Verdict::Pass, 40, tcp_syn());
+        let opts = TextOptions { dump: Dump::Ascii, ..Default::default() };
+        assert_eq!(packet_text(&syn, &opts, STAMP), packet_line(&syn));
+    }
+
+    /// As `tcpdump -r -x` prints the TCP and UDP fixtures (written to a
+    /// LINKTYPE_RAW pcap file): checked against tcpdump 4.99.
+    const TCP_HEX: &str = "\t0x0000:  4500 0043 0000 4000 4006 26b3 0a00 0001
+\t0x0010:  0a00 0002 9c40 0050 0000 03e8 0000 07d0
+\t0x0020:  5018 0200 9db1 0000 4745 5420 2f20 4854
+\t0x0030:  5450 2f31 2e31 0d0a 486f 7374 3a20 780d
+\t0x0040:  0a0d 0a
+";
+    const UDP_HEX: &str = "\t0x0000:  4500 0023 0000 4000 4011 3cc8 7f00 0001
+\t0x0010:  7f00 0001 14e9 0035 000f 1519 1234 0100
+\t0x0020:  6162 63
+";
+
+    #[test]
+    fn x_prints_the_packet_in_hex_as_tcpdump_and_a_record_s_plaintext() {
+        let want = format!(
+            "13:05:07.123456 {TCP_LINE}\n{TCP_HEX}13:05:08.623456 {UDP_LINE}\n{UDP_HEX}13:05:09.123456 {TLS_LINE}\n\
+             \t0x0000:  4854 5450 2f31 2e31 2032 3030 204f 4b0d\n\t0x0010:  0a00 ff\n"
+        );
+        let opts = crate::cli::OutputOpts { hex: 1, ascii: true, ..Default::default() };
+        assert_eq!(TextOptions::from_cli(&opts).dump, Dump::Hex, "-x wins over -A");
+        assert_eq!(text(TimeFormat::Clock, Dump::Hex, &three()), want);
+    }
+
+    /// As `tcpdump -r -X` prints the fixtures (a space is `.` in its column).
+    const TCP_HEX_ASCII: &str = "\t0x0000:  4500 0043 0000 4000 4006 26b3 0a00 0001  E..C..@.@.&.....
+\t0x0010:  0a00 0002 9c40 0050 0000 03e8 0000 07d0  .....@.P........
+\t0x0020:  5018 0200 9db1 0000 4745 5420 2f20 4854  P.......GET./.HT
+\t0x0030:  5450 2f31 2e31 0d0a 486f 7374 3a20 780d  TP/1.1..Host:.x.
+\t0x0040:  0a0d 0a                                  ...
+";
+    const UDP_HEX_ASCII: &str = "\t0x0000:  4500 0023 0000 4000 4011 3cc8 7f00 0001  E..#..@.@.<.....
+\t0x0010:  7f00 0001 14e9 0035 000f 1519 1234 0100  .......5.....4..
+\t0x0020:  6162 63                                  abc
+";
+
+    #[test]
+    fn capital_x_prints_hex_and_ascii_as_tcpdump_and_xx_is_the_same() {
+        let want = format!(
+            "1796130307.123456 {TCP_LINE}\n{TCP_HEX_ASCII}1796130308.623456 {UDP_LINE}\n{UDP_HEX_ASCII}\
+             1796130309.123456 {TLS_LINE}\n\
+             \t0x0000:  4854 5450 2f31 2e31 2032 3030 204f 4b0d  HTTP/1.1.200.OK.\n\
+             \t0x0010:  0a00 ff                                  ...\n"
+        );
+        for count in [1, 2] {
+            let opts = crate::cli::OutputOpts { hex_ascii: count, hex: 1, ascii: true, time: 2, ..Default::default() };
+            let o = TextOptions::from_cli(&opts);
+            assert_eq!(o.dump, Dump::HexAscii, "-X wins over -x and -A");
+            assert_eq!(text(o.time, o.dump, &three()), want, "-{}", "X".repeat(count.into()));
+        }
+    }
+
+    #[test]
+    fn l_and_u_flush_every_packet() {
+        /// Counts flushes.
+        struct Counting(Vec<u8>, usize);
+        impl Write for Counting {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.write(b)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                self.1 += 1;
+                Ok(())
+            }
+        }
+        for (opts, flushes) in [
+            (crate::cli::OutputOpts::default(), 0),
+            (crate::cli::OutputOpts { line_buffered: true, ..Default::default() }, 3),
+            (crate::cli::OutputOpts { packet_buffered: true, ..Default::default() }, 3),
+            (crate::cli::OutputOpts { numeric: true, ..Default::default() }, 0),
+        ] {
+            let text = TextOptions::from_cli(&opts);
+            let mut out = Lines::with_options(Counting(Vec::new(), 0), LineFormat::Text, text);
+            for p in three() {
+                out.write_packet(&p).unwrap();
+            }
+            assert_eq!(out.out.1, flushes, "{opts:?}");
+            if opts.numeric {
+                assert_eq!(text, TextOptions::default(), "-n changes nothing");
+            }
+        }
     }
 
     #[test]
