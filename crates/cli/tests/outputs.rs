@@ -5,6 +5,8 @@
 //! there; a full disk (a 256 KiB tmpfs each test mounts and unmounts) stops
 //! the capture cleanly: the summary, the error naming the file and "no
 //! space", a file tshark reads without a warning, and `run`'s command stopped.
+//! tcpdump's letters: `-A` prints the payload under the packet's line, `-U`
+//! makes each packet readable by tshark while the capture runs.
 
 mod common;
 
@@ -206,4 +208,88 @@ fn a_full_disk_stops_capture_and_says_its_targets_keep_running() {
     assert!(alive(pid), "capture leaves its targets running");
     let _ = flood.kill();
     let _ = flood.wait();
+}
+
+/// Sends `b'pidcap -A payload\\r\\nline two'` to itself over UDP, then exits.
+const SEND_ONE: &str = "import socket
+r=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); r.bind(('127.0.0.1',0))
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)
+s.sendto(b'pidcap -A payload\\r\\nline two\\x00', r.getsockname()); r.recv(100)";
+
+#[test]
+fn a_prints_each_payload_under_its_line_through_run() {
+    require!(Root, Tool("ip"), Tool("python3"));
+    let ns = NetNs::new("out-ascii");
+    let out = pidcap()
+        .args(["run", "-A", "-n", "-tt", "--", "ip", "netns", "exec", &ns.name, "python3", "-c", SEND_ONE])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    // The datagram goes out and comes in: both lines are followed by its payload.
+    let mut seen = 0;
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains(" UDP 127.0.0.1:") && line.ends_with(" len 28") {
+            assert_eq!(lines.get(i + 1..i + 3), Some(&["pidcap -A payload", "line two."][..]), "{stdout}");
+            // -tt: seconds.microseconds since the epoch start the line.
+            let stamp = line.split(' ').next().unwrap();
+            let (secs, micros) = stamp.split_once('.').unwrap_or_else(|| panic!("{line}"));
+            assert!(secs.parse::<u64>().unwrap() > 1_600_000_000 && micros.len() == 6, "{line}");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 2, "{stdout}");
+}
+
+/// Sends `pidcap -U` over UDP to itself, then waits until the file named by
+/// its argument exists: the capture runs on until the test has seen the packet.
+const SEND_THEN_WAIT: &str = "import os,socket,sys,time
+r=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); r.bind(('127.0.0.1',0))
+s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)
+s.sendto(b'pidcap -U', r.getsockname()); r.recv(100)
+while not os.path.exists(sys.argv[1]): time.sleep(0.01)";
+
+#[test]
+fn u_makes_each_packet_readable_by_tshark_while_the_capture_runs() {
+    require!(Root, Tool("ip"), Tool("python3"), Tool("tshark"));
+    let ns = NetNs::new("out-unbuf");
+    let scratch = Scratch::new("out-unbuf");
+    let file = scratch.path("growing.pcapng");
+    let go = scratch.path("go");
+    let (mut run, _lines) = start_pidcap(
+        pidcap()
+            .args(["run", "-U", "-w"])
+            .arg(&file)
+            .args(["--", "ip", "netns", "exec", &ns.name, "python3", "-c", SEND_THEN_WAIT])
+            .arg(&go)
+            .stdin(Stdio::null()),
+    );
+    // tshark reads the growing file from its stdin, as `tshark -r - < FILE` would.
+    let payload = "706964636170202d55"; // "pidcap -U"
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let frames = loop {
+        let out = Command::new("tshark")
+            .args(["-r", "-", "-T", "fields", "-e", "data"])
+            .stdin(std::fs::File::open(&file).unwrap())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let frames = stdout.lines().filter(|l| l.contains(payload)).count();
+        if frames == 2 {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{err}");
+            assert!(err.lines().all(|l| l.starts_with("Running as user \"root\"")), "tshark warned: {err}");
+            break frames;
+        }
+        assert!(std::time::Instant::now() < deadline, "tshark never read the datagram from the file: {stdout}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(frames, 2, "out and in");
+    assert!(run.try_wait().is_none(), "the capture was still running when tshark read the packets");
+    std::fs::write(&go, b"").unwrap();
+    let status = run.wait();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(tshark_frames(&file), read_capture(&file).len());
 }
