@@ -568,16 +568,8 @@ mod tests {
         let ps = three();
         let cases = [
             (1, format!("{TCP_LINE}\n{UDP_LINE}\n{TLS_LINE}\n")),
-            (
-                2,
-                format!(
-                    "1796130307.123456 {TCP_LINE}\n1796130308.623456 {UDP_LINE}\n1796130309.123456 {TLS_LINE}\n"
-                ),
-            ),
-            (
-                3,
-                format!("00:00:00.000000 {TCP_LINE}\n00:00:01.500000 {UDP_LINE}\n00:00:00.500000 {TLS_LINE}\n"),
-            ),
+            (2, format!("1796130307.123456 {TCP_LINE}\n1796130308.623456 {UDP_LINE}\n1796130309.123456 {TLS_LINE}\n")),
+            (3, format!("00:00:00.000000 {TCP_LINE}\n00:00:01.500000 {UDP_LINE}\n00:00:00.500000 {TLS_LINE}\n")),
             (
                 4,
                 format!(
@@ -585,10 +577,7 @@ mod tests {
                      2026-12-01 13:05:09.123456 {TLS_LINE}\n"
                 ),
             ),
-            (
-                5,
-                format!("00:00:00.000000 {TCP_LINE}\n00:00:01.500000 {UDP_LINE}\n00:00:02.000000 {TLS_LINE}\n"),
-            ),
+            (5, format!("00:00:00.000000 {TCP_LINE}\n00:00:01.500000 {UDP_LINE}\n00:00:02.000000 {TLS_LINE}\n")),
         ];
         for (count, want) in cases {
             let opts = crate::cli::OutputOpts { time: count, ..Default::default() };
@@ -613,7 +602,8 @@ mod tests {
         // A lone CR, a tab and a CR that ends the bytes, as tcpdump.
         assert_eq!(ascii_dump(b"a\rb\tc\r"), "a.b\tc");
         // Nothing after a packet without payload.
-        let syn = CapturedPacket::new(1, STAMP, 42, "curl".into(), 1, Direction::Outbound, Verdict::Pass, 40, tcp_syn());
+        let syn =
+            CapturedPacket::new(1, STAMP, 42, "curl".into(), 1, Direction::Outbound, Verdict::Pass, 40, tcp_syn());
         let opts = TextOptions { dump: Dump::Ascii, ..Default::default() };
         assert_eq!(packet_text(&syn, &opts, STAMP), packet_line(&syn));
     }
