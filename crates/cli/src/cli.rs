@@ -35,6 +35,11 @@ pub enum Command {
     /// Capture the traffic of running processes until Ctrl-C, -c COUNT, or
     /// until every target has exited.
     Capture(CaptureArgs),
+    /// Read a pcap or pcapng file (pidcap's, tcpdump's, Wireshark's; `-` for
+    /// stdin) and print its packets as a capture does, with the process where
+    /// the file has it (pidcap's pcapng); select with --pid and --name, write
+    /// the selection with -w. `pidcap -r FILE` is the same.
+    Read(crate::cmd_read::ReadArgs),
     /// The packet library: save, tag, search, import and export packets (SQLite).
     Lib(crate::cmd_lib::LibArgs),
     /// Serve the kernel layer to clients (`pidcap ctl`, the UI) on a Unix socket.
