@@ -34,7 +34,9 @@ pub struct ReadArgs {
     /// Write the selected packets to OUT (pcapng by default, keeping each
     /// packet's process; `-` for stdout) instead of printing them. Created as
     /// the capture commands create their files (mode --file-mode, never
-    /// through a symbolic link), before the input is read.
+    /// through a symbolic link), before the input is read. TLS keys of the
+    /// input's Decryption Secrets Blocks go into a pcapng OUT too (those of
+    /// the connections in it).
     #[arg(short = 'w', long = "write", value_name = "OUT")]
     pub write: Option<PathBuf>,
 
@@ -171,6 +173,12 @@ pub fn run(args: ReadArgs) -> Result<u8> {
             break;
         }
         selected += 1;
+    }
+    // Keys in blocks after the last packet read.
+    if failure.is_none() && reader.keylog().len() > keys_given {
+        if let Err(e) = out.out.add_tls_keys(&reader.keylog()[keys_given..]) {
+            failure = Some(anyhow::Error::new(e).context(out.what.clone()));
+        }
     }
     if let Err(e) = out.out.finish() {
         if failure.is_none() && !is_broken_pipe(&e) {

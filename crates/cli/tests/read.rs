@@ -299,3 +299,33 @@ fn an_output_that_cannot_be_created_is_refused_before_reading() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!o.exists());
 }
+
+#[test]
+fn write_keeps_the_files_tls_keys() {
+    // A TLS 1.3 connection (pcapfile's fixture) with its keys, in a pidcap pcapng.
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pcapfile/tests/data");
+    let packets = pidcap_pcapfile::read_packets(std::fs::File::open(data.join("tls13-curl.pcap")).unwrap()).unwrap();
+    let (keys, bad) = pidcap_pcapfile::keylog::parse_text(&std::fs::read(data.join("tls13-curl.keys")).unwrap());
+    assert!(!keys.is_empty() && bad == 0);
+    let dir = Scratch::new("read-keys");
+    let f = dir.path("k.pcapng");
+    let o = dir.path("o.pcapng");
+    let mut w = PacketWriter::new(Format::Pcapng, Vec::new(), &Default::default()).unwrap();
+    w.add_keys(&keys).unwrap();
+    for p in &packets {
+        w.write_packet(p).unwrap();
+    }
+    std::fs::write(&f, w.into_inner().unwrap()).unwrap();
+    let read_keys = |path: &Path| {
+        let c = pidcap_pcapfile::PacketReader::new(std::fs::File::open(path).unwrap()).unwrap().read_to_end().unwrap();
+        (c.packets.len(), c.keylog.iter().map(|k| k.to_line()).collect::<Vec<_>>())
+    };
+    let (n, written) = read_keys(&f);
+    assert_eq!(n, packets.len());
+    assert!(!written.is_empty(), "the writer kept the keys of the file's connection");
+
+    // `-rFILE`, glued, as tcpdump also takes it.
+    let out = pidcap().arg(format!("-r{}", f.display())).args(["-w", s(&o)]).output().unwrap();
+    ok(&out);
+    assert_eq!(read_keys(&o), (packets.len(), written));
+}
