@@ -110,6 +110,9 @@ fn a_pidcap_file_prints_like_a_capture_and_selects_by_pid_and_name() {
     let short = pidcap().args(["-r", s(&f), "--pid", "200"]).output().unwrap();
     ok(&short);
     assert_eq!(lines(&short), lines(&read(&[s(&f), "--pid", "200"])));
+    let verbose = pidcap().args(["-v", "-r", s(&f), "--pid", "200"]).output().unwrap();
+    ok(&verbose);
+    assert_eq!(lines(&verbose), lines(&short));
 }
 
 #[test]
