@@ -35,6 +35,14 @@ pub enum Command {
     /// Capture the traffic of running processes until Ctrl-C, -c COUNT, or
     /// until every target has exited.
     Capture(CaptureArgs),
+    /// Read a pcap or pcapng file back: print, select, write (`pidcap -r FILE` too).
+    ///
+    /// Reads files of pidcap, tcpdump and Wireshark (`-` for stdin) and prints
+    /// their packets as a capture does, with the process where the file has it
+    /// (pidcap's pcapng); selects with --pid and --name, writes the selection
+    /// with -w. Skipped frames (not IP) are listed with why; a summary ends on
+    /// stderr. Exit status 2 when the file cannot be read.
+    Read(crate::cmd_read::ReadArgs),
     /// The packet library: save, tag, search, import and export packets (SQLite).
     Lib(crate::cmd_lib::LibArgs),
     /// Serve the kernel layer to clients (`pidcap ctl`, the UI) on a Unix socket.
