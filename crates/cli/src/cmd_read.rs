@@ -5,7 +5,7 @@
 //! Skipped frames are listed as the reader describes them; a summary ends
 //! on stderr.
 
-use crate::output::{self, LineFormat, Lines};
+use crate::output::{self, LineFormat, Lines, TextOptions};
 use anyhow::{Context, Result};
 use clap::Args;
 use pidcap_packet::CapturedPacket;
@@ -56,6 +56,9 @@ pub struct ReadArgs {
     /// Print one JSON object per packet on stdout.
     #[arg(long, conflicts_with = "write")]
     pub json: bool,
+    /// tcpdump's output letters, as for `run` and `capture`.
+    #[command(flatten)]
+    pub output: crate::cli::OutputOpts,
 }
 
 impl ReadArgs {
@@ -88,7 +91,11 @@ fn open_output(args: &ReadArgs) -> Result<Out> {
     let Some(path) = &args.write else {
         let format = if args.json { LineFormat::Json } else { LineFormat::Text };
         return Ok(Out {
-            out: Box::new(Lines::new(BufWriter::with_capacity(1 << 16, std::io::stdout()), format)),
+            out: Box::new(Lines::with_options(
+                BufWriter::with_capacity(1 << 16, std::io::stdout()),
+                format,
+                TextOptions::from_cli(&args.output),
+            )),
             what: "cannot write to stdout".into(),
             shown: "shown",
             created: None,

@@ -332,3 +332,21 @@ fn write_keeps_the_files_tls_keys() {
     ok(&out);
     assert_eq!(read_keys(&o), (packets.len(), written));
 }
+
+#[test]
+fn the_output_letters_of_capture_work_on_read_too() {
+    let dir = Scratch::new("read-letters");
+    let f = dir.path("p.pcapng");
+    pidcap_file(&f);
+    let out = read(&[s(&f), "--pid", "200", "-A", "-tt"]);
+    ok(&out);
+    assert_eq!(
+        lines(&out),
+        [
+            "1700000000.000002 200/beta out UDP 10.0.0.1:2000 > 10.0.0.2:53 len 4",
+            "two!",
+            "1700000000.000004 200/beta in  UDP 10.0.0.1:2000 < 10.0.0.2:53 len 6",
+            "four!!",
+        ]
+    );
+}
