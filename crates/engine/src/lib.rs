@@ -9,12 +9,14 @@
 //! - [`session`]: the one capture loop (drain, liveness, counters, grace) of the CLI and the daemon;
 //! - [`ring`]: the bounded packet ring (10,000 by default) that counts evictions;
 //! - [`rules`]: filter rules (allow/block) and their SPEC grammar;
+//! - [`container`]: container runtimes' cgroup naming (docker, podman, containerd, CRI-O, nspawn, LXC);
 //! - [`procfs`]: the one reader of `/proc` (status, comm, sockets);
 //! - [`process`]: a target held by a pidfd, and the identity ([`TargetId`]) no other process shares;
 //! - [`spawn`]: the one way to start a command held until it is a target.
 
 pub mod backend;
 pub mod capture;
+pub mod container;
 pub mod error;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
