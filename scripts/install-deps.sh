@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pidcap needs to build and test on a fresh Debian machine:
-# clang + libbpf headers (the eBPF programs are compiled by build.rs),
+# clang + libbpf headers (the eBPF programs are compiled by build.rs), libpcap-dev
+# (filter expressions),
 # tshark/tcpdump/bpftool/iproute2/python3/curl/openssl/gnutls-cli/chromium (the
 # tests use them); checks
 # that a Rust toolchain (1.87+) with rustfmt and clippy is there (it does not
@@ -12,6 +13,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have clang || need+=(clang llvm)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 [ -f /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
+# pcap-filter expressions are compiled by libpcap (crates/filter links -lpcap).
+[ -f /usr/include/pcap/pcap.h ] || need+=(libpcap-dev)
 have tshark || need+=(tshark)
 have tcpdump || need+=(tcpdump)
 have bpftool || need+=(bpftool)

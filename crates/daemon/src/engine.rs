@@ -398,6 +398,7 @@ impl Engine {
             ring_size: settings.ring_size,
             follow_children: follow,
             tls: true,
+            filter: None,
         };
         self.session.capture_mut().restart(opts).map_err(engine_err)?;
         self.session.resume();

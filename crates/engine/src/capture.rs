@@ -7,6 +7,10 @@
 //! exited before it could be added is refused, even when its pid has been
 //! given to another process since.
 //!
+//! A [`PacketFilter`] (a pcap-filter expression, compiled elsewhere: see
+//! `pidcap-filter`) decides which of the targets' packets are kept; the
+//! others are counted ([`CaptureStats::filtered`]) and go no further.
+//!
 //! It knows nothing of eBPF: tests run it on a fake backend.
 
 use crate::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket, RawTls};
@@ -41,19 +45,55 @@ pub fn check_ring_size(size: usize) -> Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct CaptureOptions {
     pub snaplen: u32,
     pub ring_size: usize,
     pub follow_children: bool,
     /// Take the plaintext of the targets' TLS library calls (default on).
     pub tls: bool,
+    // -- filter expressions --
+    /// Keep only the packets this filter matches (None: all); the others are
+    /// counted in [`CaptureStats::filtered`]. TLS plaintext records are
+    /// matched on their synthesized IP+TCP packet.
+    pub filter: Option<Arc<dyn PacketFilter>>,
 }
 
 impl Default for CaptureOptions {
     fn default() -> Self {
-        CaptureOptions { snaplen: DEFAULT_SNAPLEN, ring_size: DEFAULT_RING_SIZE, follow_children: false, tls: true }
+        CaptureOptions {
+            snaplen: DEFAULT_SNAPLEN,
+            ring_size: DEFAULT_RING_SIZE,
+            follow_children: false,
+            tls: true,
+            filter: None,
+        }
     }
+}
+
+impl std::fmt::Debug for CaptureOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureOptions")
+            .field("snaplen", &self.snaplen)
+            .field("ring_size", &self.ring_size)
+            .field("follow_children", &self.follow_children)
+            .field("tls", &self.tls)
+            .field("filter", &self.filter.as_ref().map(|f| f.expression()))
+            .finish()
+    }
+}
+
+/// Decides which packets a capture keeps: a pcap-filter expression compiled
+/// by libpcap (`pidcap_filter::Filter`), or anything else that can judge a
+/// packet from its bytes. The engine core knows no libpcap.
+pub trait PacketFilter: Send + Sync {
+    /// Does the packet match? `ip_packet` is what was captured, from its IP
+    /// header (maybe cut at the snap length); `orig_len` the whole packet's
+    /// length (what pcap-filter's `len` compares).
+    fn matches(&self, ip_packet: &[u8], orig_len: u32) -> bool;
+
+    /// The filter as the user wrote it (for logs and errors).
+    fn expression(&self) -> &str;
 }
 
 /// Counters at every stage, from the kernel hook to the user ring.
@@ -61,13 +101,19 @@ impl Default for CaptureOptions {
 pub struct CaptureStats {
     /// Kernel counters since this capture started.
     pub kernel: KernelCounters,
-    /// Packets received from the kernel layer by this capture.
+    /// Packets received from the kernel layer by this capture and kept
+    /// (those the filter expression, if any, matched).
     pub received: u64,
     /// Packets in the user ring now, and its capacity.
     pub ring_len: usize,
     pub ring_capacity: usize,
     /// Packets pushed out of the user ring because it was full.
     pub evicted: u64,
+    // -- filter expressions --
+    /// The targets' packets (and TLS records) the filter expression did not
+    /// match: received from the kernel, not kept (not in `received`).
+    #[serde(default)]
+    pub filtered: u64,
 }
 
 /// Converts the kernel's CLOCK_MONOTONIC timestamps to wall-clock time.
@@ -119,6 +165,10 @@ pub struct Capture {
     held: Vec<Process>,
     /// Plaintext offsets of the TLS connections seen, per direction.
     tls_streams: TlsStreams,
+    // -- filter expressions --
+    /// Which packets are kept (None: all), and how many were not.
+    filter: Option<Arc<dyn PacketFilter>>,
+    filtered: u64,
 }
 
 /// The offset of each TLS connection's plaintext in each direction: the
@@ -193,6 +243,8 @@ impl Capture {
             snaplen: opts.snaplen,
             held: Vec::new(),
             tls_streams: TlsStreams::default(),
+            filter: opts.filter,
+            filtered: 0,
         })
     }
 
@@ -206,6 +258,8 @@ impl Capture {
         self.received = 0;
         self.follow_children = opts.follow_children;
         self.snaplen = opts.snaplen;
+        self.filter = opts.filter;
+        self.filtered = 0;
         Ok(())
     }
 
@@ -303,29 +357,43 @@ impl Capture {
         Ok(())
     }
 
-    /// Wait up to `timeout` for packets; each new packet is handed to
-    /// `on_packet` and kept in the ring. Returns how many arrived.
+    /// Wait up to `timeout` for packets; each new packet (that the filter,
+    /// if any, keeps) is handed to `on_packet` and kept in the ring. Returns
+    /// how many arrived from the kernel layer, kept or not.
     pub fn poll(&mut self, timeout: Duration, on_packet: &mut dyn FnMut(&Arc<CapturedPacket>)) -> Result<usize> {
-        let Capture { backend, ring, clock, next_id, received, tls_streams, .. } = self;
+        let Capture { backend, ring, clock, next_id, received, tls_streams, filter, filtered, .. } = self;
         backend.poll(timeout, &mut |raw| {
             let timestamp_ns = clock.to_unix_ns(raw.ts_mono_ns);
-            let p = Arc::new(match &raw.tls {
-                Some(tls) => tls_streams.record(*next_id, timestamp_ns, &raw, tls),
-                None => CapturedPacket {
-                    rule: raw.rule,
-                    ..CapturedPacket::new(
-                        *next_id,
-                        timestamp_ns,
-                        raw.pid,
-                        String::from_utf8_lossy(raw.comm).into_owned(),
-                        raw.socket_cookie,
-                        raw.direction,
-                        raw.verdict,
-                        raw.orig_len,
-                        raw.data.to_vec(),
-                    )
-                },
-            });
+            let p = match &raw.tls {
+                Some(tls) => {
+                    // Built first, kept or not: the connection's offsets advance either way.
+                    let record = tls_streams.record(*next_id, timestamp_ns, &raw, tls);
+                    if !keeps(filter, &record.data, record.orig_len, filtered) {
+                        return;
+                    }
+                    record
+                }
+                None => {
+                    if !keeps(filter, raw.data, raw.orig_len, filtered) {
+                        return;
+                    }
+                    CapturedPacket {
+                        rule: raw.rule,
+                        ..CapturedPacket::new(
+                            *next_id,
+                            timestamp_ns,
+                            raw.pid,
+                            String::from_utf8_lossy(raw.comm).into_owned(),
+                            raw.socket_cookie,
+                            raw.direction,
+                            raw.verdict,
+                            raw.orig_len,
+                            raw.data.to_vec(),
+                        )
+                    }
+                }
+            };
+            let p = Arc::new(p);
             *next_id += 1;
             *received += 1;
             on_packet(&p);
@@ -337,18 +405,34 @@ impl Capture {
     /// file, a counter): each packet is handed over borrowed from the kernel's
     /// buffer with its id and wall-clock time, without decoding, copying or
     /// keeping it in the ring; TLS plaintext records are built (see [`Raw`]).
-    /// Ids and the `received` counter advance as with `poll`.
+    /// Ids, the filter and the `received` and `filtered` counters work as with `poll`.
     pub fn poll_raw(&mut self, timeout: Duration, on_packet: &mut dyn FnMut(Raw<'_, '_>)) -> Result<usize> {
-        let Capture { backend, clock, next_id, received, tls_streams, .. } = self;
+        let Capture { backend, clock, next_id, received, tls_streams, filter, filtered, .. } = self;
         backend.poll(timeout, &mut |raw| {
             let timestamp_ns = clock.to_unix_ns(raw.ts_mono_ns);
             match &raw.tls {
-                Some(tls) => on_packet(Raw::Tls(&tls_streams.record(*next_id, timestamp_ns, &raw, tls))),
-                None => on_packet(Raw::Packet { id: *next_id, timestamp_ns, packet: &raw }),
+                Some(tls) => {
+                    let record = tls_streams.record(*next_id, timestamp_ns, &raw, tls);
+                    if !keeps(filter, &record.data, record.orig_len, filtered) {
+                        return;
+                    }
+                    on_packet(Raw::Tls(&record))
+                }
+                None => {
+                    if !keeps(filter, raw.data, raw.orig_len, filtered) {
+                        return;
+                    }
+                    on_packet(Raw::Packet { id: *next_id, timestamp_ns, packet: &raw })
+                }
             }
             *next_id += 1;
             *received += 1;
         })
+    }
+
+    /// The filter packets are kept by, if any.
+    pub fn filter(&self) -> Option<&Arc<dyn PacketFilter>> {
+        self.filter.as_ref()
     }
 
     /// The pids of the targets that are still running; those that have
@@ -403,6 +487,7 @@ impl Capture {
             ring_len: self.ring.len(),
             ring_capacity: self.ring.capacity(),
             evicted: self.ring.evicted(),
+            filtered: self.filtered,
         })
     }
 
@@ -422,6 +507,17 @@ impl Capture {
         }
         self.held.clear();
         Ok(())
+    }
+}
+
+/// Does `filter` keep this packet? Counts it in `filtered` when not.
+fn keeps(filter: &Option<Arc<dyn PacketFilter>>, data: &[u8], orig_len: u32, filtered: &mut u64) -> bool {
+    match filter {
+        Some(f) if !f.matches(data, orig_len) => {
+            *filtered += 1;
+            false
+        }
+        _ => true,
     }
 }
 
@@ -525,6 +621,79 @@ mod tests {
         })
         .unwrap();
         assert_eq!(raw, [(5, Some(27), b"next".to_vec()), (6, None, vec![])]);
+    }
+
+    /// Keeps packets whose captured bytes are an odd number long, or whose
+    /// original length is over 1000; records what it was asked.
+    #[derive(Default)]
+    struct OddOrLong(std::sync::Mutex<Vec<(usize, u32)>>);
+
+    impl PacketFilter for OddOrLong {
+        fn matches(&self, ip_packet: &[u8], orig_len: u32) -> bool {
+            self.0.lock().unwrap().push((ip_packet.len(), orig_len));
+            ip_packet.len() % 2 == 1 || orig_len > 1000
+        }
+        fn expression(&self) -> &str {
+            "odd or long"
+        }
+    }
+
+    #[test]
+    fn the_filter_keeps_packets_on_both_paths_and_counts_the_others() {
+        use crate::fake::FakePacket;
+        let (local, remote) = ("127.0.0.1:40000".parse().unwrap(), "127.0.0.1:8443".parse().unwrap());
+        let fake = FakeKernel::default();
+        let h = fake.handle();
+        // udp(b"a") is 29 bytes (kept), udp(b"bb") 30 (dropped).
+        h.push(7, udp(b"a"));
+        h.push(7, udp(b"bb"));
+        h.push(7, udp(b"ccc"));
+        let filter = Arc::new(OddOrLong::default());
+        let opts = CaptureOptions { filter: Some(filter.clone()), ..Default::default() };
+        assert!(format!("{opts:?}").contains("Some(\"odd or long\")"), "{opts:?}");
+        let mut cap = Capture::new(Box::new(fake), opts).unwrap();
+        let mut seen = vec![];
+        let n = cap.poll(Duration::ZERO, &mut |p| seen.push((p.id, p.payload().len()))).unwrap();
+        assert_eq!(n, 3, "three arrived");
+        assert_eq!(seen, [(1, 1), (2, 3)], "the kept ones, numbered without a gap");
+        assert_eq!(cap.ring().len(), 2);
+        let s = cap.stats().unwrap();
+        assert_eq!((s.received, s.filtered, s.kernel.captured), (2, 1, 3));
+
+        // The raw path, with a TLS record: matched on its synthesized IP+TCP
+        // packet (20 + 20 + plaintext bytes), and its stream offset advances kept or not.
+        h.push(7, udp(b"dd"));
+        h.push_packet(FakePacket::tls(7, Direction::Outbound, local, remote, b"GET / HTTP/1.1\r\n")); // 56: dropped
+        h.push_packet(FakePacket::tls(7, Direction::Outbound, local, remote, b"Host: x\r\n\r\n")); // 51: kept
+        h.push(7, udp(b"eee"));
+        let mut raw = vec![];
+        cap.poll_raw(Duration::ZERO, &mut |r| {
+            raw.push(match r {
+                Raw::Tls(p) => (p.id, p.decoded.tcp_seq),
+                Raw::Packet { id, .. } => (id, None),
+            })
+        })
+        .unwrap();
+        assert_eq!(raw, [(3, Some(16)), (4, None)]);
+        let s = cap.stats().unwrap();
+        assert_eq!((s.received, s.filtered), (4, 3));
+        let asked = filter.0.lock().unwrap().clone();
+        assert_eq!(asked[3..], [(30, 30), (56, 56), (51, 51), (31, 31)], "bytes and original length");
+
+        // Cut at the snap length: the filter sees the bytes captured and the whole packet's length.
+        cap.restart(CaptureOptions { snaplen: 21, filter: Some(filter.clone()), ..Default::default() }).unwrap();
+        h.push(7, udp(b"ff"));
+        let mut kept = 0;
+        cap.poll(Duration::ZERO, &mut |_| kept += 1).unwrap();
+        assert_eq!((kept, filter.0.lock().unwrap().last().copied()), (1, Some((21, 30))));
+
+        // A restart takes the new options' filter (none) and counts from 0.
+        cap.restart(CaptureOptions::default()).unwrap();
+        h.push(7, udp(b"gg"));
+        cap.poll(Duration::ZERO, &mut |_| {}).unwrap();
+        let s = cap.stats().unwrap();
+        assert_eq!((s.received, s.filtered), (1, 0));
+        assert!(cap.filter().is_none());
     }
 
     #[test]

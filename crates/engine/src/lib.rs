@@ -5,7 +5,7 @@
 //! - [`backend`]: the narrow interface to a kernel layer ([`KernelBackend`]);
 //!   `pidcap-ebpf` is its Linux implementation, [`fake`] (feature `fake`) a
 //!   scripted one for tests;
-//! - [`capture`]: turns kernel records into [`pidcap_packet::CapturedPacket`]s;
+//! - [`capture`]: turns kernel records into [`pidcap_packet::CapturedPacket`]s (those a [`PacketFilter`] keeps);
 //! - [`session`]: the one capture loop (drain, liveness, counters, grace) of the CLI and the daemon;
 //! - [`ring`]: the bounded packet ring (10,000 by default) that counts evictions;
 //! - [`rules`]: filter rules (allow/block) and their SPEC grammar;
@@ -30,7 +30,9 @@ pub mod spawn;
 pub use backend::{
     KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket, RawTls, TlsCoverage, TlsLibraryFile,
 };
-pub use capture::{Capture, CaptureOptions, CaptureStats, Raw, WallClock, DEFAULT_SNAPLEN, MAX_SNAPLEN};
+pub use capture::{
+    Capture, CaptureOptions, CaptureStats, PacketFilter, Raw, WallClock, DEFAULT_SNAPLEN, MAX_SNAPLEN,
+};
 pub use error::{EngineError, InvalidInput, Result};
 pub use process::{Process, TargetId};
 pub use ring::{PacketRing, DEFAULT_RING_SIZE, MAX_RING_SIZE};
