@@ -25,7 +25,8 @@ pub enum Command {
     /// The kernel hooks are attached, the output opened and the command
     /// registered as a target before it executes: if the output cannot be
     /// created, the command does not run. pidcap exits with the command's
-    /// exit status.
+    /// exit status. A filter EXPRESSION (tcpdump's) goes before `--`:
+    /// `pidcap run -w x.pcapng tcp port 80 -- curl http://...`.
     ///
     /// If writing the output fails while the command runs (a full disk),
     /// pidcap stops the command (SIGTERM, then SIGKILL after 5 s; its block
@@ -34,6 +35,9 @@ pub enum Command {
     Run(RunArgs),
     /// Capture the traffic of running processes until Ctrl-C, -c COUNT, or
     /// until every target has exited.
+    ///
+    /// A filter EXPRESSION (tcpdump's) follows the options: `pidcap capture
+    /// --pid 1234 udp port 53`.
     Capture(CaptureArgs),
     /// Read a pcap or pcapng file back: print, select, write (`pidcap -r FILE` too).
     ///
@@ -207,6 +211,10 @@ pub struct CaptureOpts {
     #[command(flatten)]
     pub output: OutputOpts,
 
+    // -- filter expressions --
+    #[command(flatten)]
+    pub filter: FilterOpts,
+
     /// --block and --allow merged in command-line order (filled by main).
     #[arg(skip)]
     pub rules: Vec<Rule>,
@@ -251,6 +259,54 @@ pub struct OutputOpts {
     /// packet, so that `tail -f` or `tshark -r -` on a growing file sees each at once.
     #[arg(short = 'U')]
     pub packet_buffered: bool,
+}
+
+// -- filter expressions --
+/// A pcap-filter expression (tcpdump's language), on the command line or in
+/// a file. A struct of its own, flattened into run, capture and read.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Filter expression (tcpdump's)")]
+pub struct FilterOpts {
+    /// Keep only the packets that match EXPRESSION (pcap-filter, as tcpdump:
+    /// `man 7 pcap-filter`).
+    ///
+    /// The words are joined by spaces, as tcpdump joins them: `tcp port 80`
+    /// or 'tcp port 80'. For `run` they go before `--` (everything after it
+    /// is the command's); for `capture` and `read`, after the options. The
+    /// expression is compiled by libpcap for raw IP packets (pidcap's start
+    /// at the IP header): ip, ip6, tcp, udp, icmp, host, net, port,
+    /// portrange, src/dst, len, and byte offsets such as `ip[8] < 64` work
+    /// for IPv4 and IPv6; link-level primitives (ether, vlan) do not apply.
+    /// `len` is the packet's whole length, also when -s cut it. A TLS
+    /// plaintext record is matched as a TCP packet of its connection.
+    /// Filter rules (--block/--allow) are separate and unaffected: a packet
+    /// an expression leaves out is still blocked if a rule says so.
+    ///
+    /// A malformed expression is refused with libpcap's message before
+    /// anything starts (exit status 2). Packets that do not match are
+    /// counted in the summary, and -c counts only those that match.
+    #[arg(value_name = "EXPRESSION", help_heading = "Filter expression (tcpdump's)")]
+    pub expression: Vec<String>,
+
+    /// Read the filter expression from FILE (tcpdump's -F; `#` starts a
+    /// comment to the end of the line). An expression on the command line
+    /// as well is refused.
+    #[arg(long = "filter-file", value_name = "FILE", conflicts_with = "expression")]
+    pub filter_file: Option<PathBuf>,
+}
+
+impl FilterOpts {
+    /// The filter these options give, compiled (None: no expression, keep
+    /// everything). Called before anything starts: a bad expression is an
+    /// error with libpcap's message.
+    pub fn compile(&self) -> anyhow::Result<Option<std::sync::Arc<pidcap_filter::Filter>>> {
+        let expression = match &self.filter_file {
+            Some(path) => pidcap_filter::read_expression_file(path)?,
+            None => pidcap_filter::expression_from_words(&self.expression),
+        };
+        let Some(expression) = expression else { return Ok(None) };
+        Ok(Some(std::sync::Arc::new(pidcap_filter::Filter::compile(&expression)?)))
+    }
 }
 
 const RULE_HELP: &str = "Drop the targets' packets that match SPEC (repeatable).

@@ -12,6 +12,10 @@
 //! been taken from the kernel and before it is written, and the file holds a
 //! handshake back until its keys are in (see pidcap_pcapfile's pcapng
 //! writer), so that the keys precede the packets that need them.
+//!
+//! A filter expression (`pidcap run EXPR -- CMD`, `pidcap capture --pid N
+//! EXPR`, `--filter-file`) is compiled first, before anything is loaded or
+//! started, and handed to the engine, which keeps only the packets it matches.
 use crate::cli::{CaptureArgs, CaptureOpts, RunArgs};
 use crate::keylog::KeyLog;
 use crate::output;
@@ -270,8 +274,9 @@ fn record<'a>(id: u64, timestamp_ns: u64, raw: &RawPacket<'a>, comm: &'a str) ->
     }
 }
 
-/// Load the programs, with errors that say what to do.
-fn load_capture(opts: &CaptureOpts) -> Result<Session> {
+/// Load the programs, with errors that say what to do; `filter` (compiled
+/// before anything started) decides which packets are kept.
+fn load_capture(opts: &CaptureOpts, filter: Option<Arc<pidcap_filter::Filter>>) -> Result<Session> {
     let load = LoadOptions { ring_bytes: opts.buffer_mib << 20, ..LoadOptions::default() };
     let backend = EbpfBackend::load(load).map_err(|e| match e {
         EngineError::Permission { .. } => anyhow::Error::new(e),
@@ -282,6 +287,7 @@ fn load_capture(opts: &CaptureOpts) -> Result<Session> {
         ring_size: opts.ring_size,
         follow_children: opts.follow_children,
         tls: !opts.no_tls,
+        filter: filter.map(|f| f as Arc<dyn pidcap_engine::PacketFilter>),
     };
     let mut cap = Capture::new(Box::new(backend), copts)?;
     cap.set_rules(&opts.rules).context("cannot install the filter rules")?;
@@ -331,11 +337,14 @@ fn run_keylog(args: &RunArgs) -> Result<Option<KeyLog>> {
 }
 
 pub fn run(args: RunArgs) -> Result<u8> {
+    // Before anything exists: a bad expression starts nothing.
+    let filter = args.opts.filter.compile()?;
+    warn_expression_after_command(&args);
     let keylog = run_keylog(&args)?;
     if let (None, Some(path)) = (&keylog, &args.opts.keylog) {
         eprintln!("pidcap: --keylog {}: ignored, only a pcapng file (-w) keeps TLS keys", path.display());
     }
-    let mut session = load_capture(&args.opts)?;
+    let mut session = load_capture(&args.opts, filter)?;
     // Every output is open before the command exists: if one cannot be written, the command never runs.
     let mut sink = Sink::open(&args.opts)?;
     if let Some(keylog) = keylog {
@@ -360,7 +369,9 @@ pub fn run(args: RunArgs) -> Result<u8> {
 pub fn capture(args: CaptureArgs) -> Result<u8> {
     // Hold each process the user named from now on (a pidfd): if it exits
     // before the capture starts, whatever is given its pid meanwhile is not
-    // it. Checked first: a typo should not need root to be reported.
+    // it. Checked first, with the filter expression: a typo should not need
+    // root to be reported.
+    let filter = args.opts.filter.compile()?;
     let mut processes = Vec::with_capacity(args.pids.len());
     for &pid in &args.pids {
         match Process::open(pid) {
@@ -371,7 +382,7 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
             Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot capture pid {pid}"))),
         }
     }
-    let mut session = load_capture(&args.opts)?;
+    let mut session = load_capture(&args.opts, filter)?;
     let mut sink = Sink::open(&args.opts)?;
     if let Some(path) = &args.opts.keylog {
         if sink.keeps_keys() {
@@ -408,6 +419,20 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
     capture_loop(session, sink, &args.opts, &signals, &mut ended)
 }
 
+/// tcpdump's habit `pidcap run -- curl URL 'tcp port 80'` hands the
+/// expression to the command, as everything after `--` is the command's.
+/// Said on stderr when the last word reads like an expression (see
+/// [`pidcap_filter::looks_like_expression`]); the command gets it unchanged.
+fn warn_expression_after_command(args: &RunArgs) {
+    let Some(last) = args.command.iter().skip(1).last().and_then(|a| a.to_str()) else { return };
+    if pidcap_filter::looks_like_expression(last) {
+        eprintln!(
+            "pidcap: warning: the command's last argument {last:?} reads like a filter expression; everything \
+             after -- is the command's: to filter, put the expression before -- (pidcap run [OPTIONS] EXPRESSION -- CMD)"
+        );
+    }
+}
+
 /// Say on stderr that the capture is live (tests wait for this line).
 fn announce(opts: &CaptureOpts, what: &str) {
     let to = match &opts.write {
@@ -436,6 +461,7 @@ fn capture_loop(
     ended: &mut Ended,
 ) -> Result<u8> {
     sink.keep();
+    let filtering = session.capture().filter().is_some();
     let mut coverage = Coverage::new(!opts.no_tls);
     coverage.print(&mut session);
     let limit = opts.count.unwrap_or(u64::MAX);
@@ -509,6 +535,9 @@ fn capture_loop(
         }
     }
     eprintln!("{}", output::summary(&stats, written));
+    if filtering {
+        eprintln!("pidcap: {} packets did not match the filter expression", stats.filtered);
+    }
     for line in output::tls_summary(&tls) {
         eprintln!("{line}");
     }

@@ -3,7 +3,9 @@
 //! ([`crate::output`]), selected by `--pid`/`--name` (the process pidcap's
 //! pcapng comments carry), or written to `-w` (pcapng keeps the process).
 //! Skipped frames are listed as the reader describes them; a summary ends
-//! on stderr.
+//! on stderr. A filter expression after FILE (or `--filter-file`) selects
+//! too, matched on each packet's IP packet as read (Ethernet and loopback
+//! frames of tcpdump's files are converted first) with its original length.
 
 use crate::output::{self, LineFormat, Lines, TextOptions};
 use anyhow::{Context, Result};
@@ -59,6 +61,10 @@ pub struct ReadArgs {
     /// tcpdump's output letters, as for `run` and `capture`.
     #[command(flatten)]
     pub output: crate::cli::OutputOpts,
+
+    // -- filter expressions --
+    #[command(flatten)]
+    pub filter: crate::cli::FilterOpts,
 }
 
 impl ReadArgs {
@@ -128,6 +134,9 @@ fn is_broken_pipe(e: &PcapError) -> bool {
 }
 
 pub fn run(args: ReadArgs) -> Result<u8> {
+    // A bad expression is refused before a file is opened or created.
+    let filter = args.filter.compile()?;
+    let mut filtered = 0u64;
     let name = args.file.display().to_string();
     let input: Box<dyn Read> = if args.file.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
@@ -173,6 +182,10 @@ pub fn run(args: ReadArgs) -> Result<u8> {
         if !args.selects(&p) {
             continue;
         }
+        if filter.as_ref().is_some_and(|f| !f.matches(&p.data, p.orig_len)) {
+            filtered += 1;
+            continue;
+        }
         if let Err(e) = out.out.write_packet(&p) {
             if !is_broken_pipe(&e) {
                 failure = Some(anyhow::Error::new(e).context(out.what.clone()));
@@ -211,6 +224,9 @@ pub fn run(args: ReadArgs) -> Result<u8> {
         out.shown,
         reader.skipped()
     );
+    if filter.is_some() {
+        eprintln!("pidcap: {filtered} packets did not match the filter expression");
+    }
     match failure {
         Some(e) => Err(e),
         None => Ok(0),

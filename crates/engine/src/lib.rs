@@ -30,9 +30,7 @@ pub mod spawn;
 pub use backend::{
     KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket, RawTls, TlsCoverage, TlsLibraryFile,
 };
-pub use capture::{
-    Capture, CaptureOptions, CaptureStats, PacketFilter, Raw, WallClock, DEFAULT_SNAPLEN, MAX_SNAPLEN,
-};
+pub use capture::{Capture, CaptureOptions, CaptureStats, PacketFilter, Raw, WallClock, DEFAULT_SNAPLEN, MAX_SNAPLEN};
 pub use error::{EngineError, InvalidInput, Result};
 pub use process::{Process, TargetId};
 pub use ring::{PacketRing, DEFAULT_RING_SIZE, MAX_RING_SIZE};

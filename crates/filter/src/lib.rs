@@ -155,7 +155,10 @@ impl Drop for Filter {
 
 impl std::fmt::Debug for Filter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Filter").field("expression", &self.expression).field("instructions", &self.program.bf_len).finish()
+        f.debug_struct("Filter")
+            .field("expression", &self.expression)
+            .field("instructions", &self.program.bf_len)
+            .finish()
     }
 }
 
@@ -196,12 +199,43 @@ fn expression_from_file_text(text: &str) -> Option<String> {
     expression_from_words(&lines).map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
-/// True when `word` compiles as a pcap-filter expression and reads like one
-/// (it has a space: `tcp port 80`, `udp and port 53`; one word such as `tcp`
-/// or `host` is too often a command's own argument). For a warning, never
-/// a refusal.
+/// The words a pcap-filter expression usually starts with.
+const FIRST_WORDS: &[&str] = &[
+    "tcp",
+    "udp",
+    "icmp",
+    "icmp6",
+    "ip",
+    "ip6",
+    "host",
+    "net",
+    "port",
+    "portrange",
+    "src",
+    "dst",
+    "not",
+    "len",
+    "less",
+    "greater",
+    "proto",
+    "sctp",
+    "igmp",
+    "ether",
+    "vlan",
+    "arp",
+    "(",
+];
+
+/// True when `word` reads like a pcap-filter expression and compiles as one:
+/// it has more than one word (`tcp port 80`; a single `tcp` or `host` is too
+/// often a command's own argument) and starts with a word expressions start
+/// with (so that an argument that is no expression is not even compiled: a
+/// name in it would be looked up). For a warning, never a refusal.
 pub fn looks_like_expression(word: &str) -> bool {
-    word.contains(' ') && !word.starts_with('-') && !word.contains('/') && Filter::compile(word).is_ok()
+    let mut words = word.split_whitespace();
+    let first = words.next().unwrap_or("");
+    let first = if first.starts_with('(') { "(" } else { first };
+    words.next().is_some() && FIRST_WORDS.contains(&first) && Filter::compile(word).is_ok()
 }
 
 #[cfg(test)]
@@ -323,5 +357,8 @@ mod tests {
         assert!(!looks_like_expression("http://127.0.0.1/"));
         assert!(!looks_like_expression("hello world"));
         assert!(!looks_like_expression("-o out"));
+        assert!(!looks_like_expression("port of call"), "a keyword first, but no expression");
+        assert!(looks_like_expression("(tcp or udp) and port 53"));
+        assert!(looks_like_expression("not   udp"));
     }
 }
