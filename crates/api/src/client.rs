@@ -115,7 +115,23 @@ impl Client {
         ring_size: Option<usize>,
         follow_children: bool,
     ) -> Result<Started> {
-        self.call_as(EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children })
+        self.call_as(EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children, filter: None })
+    }
+
+    // -- filter expressions --
+    /// [`Client::start_capture`] keeping only the packets that match
+    /// `filter`, a pcap-filter expression (tcpdump's).
+    pub fn start_capture_filtered(
+        &mut self,
+        pids: Vec<u32>,
+        names: Vec<String>,
+        snaplen: Option<u32>,
+        ring_size: Option<usize>,
+        follow_children: bool,
+        filter: &str,
+    ) -> Result<Started> {
+        let filter = Some(filter.to_string());
+        self.call_as(EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children, filter })
     }
 
     pub fn stop_capture(&mut self) -> Result<State> {

@@ -104,6 +104,12 @@ pub enum EngineOp {
         ring_size: Option<usize>,
         #[serde(default)]
         follow_children: bool,
+        // -- filter expressions --
+        /// A pcap-filter expression (tcpdump's language, compiled by
+        /// libpcap): only the packets it matches are kept. A malformed one
+        /// is refused (`invalid_argument`, with libpcap's message).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        filter: Option<String>,
     },
     /// Stop capturing; targets are forgotten, captured packets are kept. Result: [`State`].
     StopCapture,
@@ -211,7 +217,7 @@ impl Op {
     /// Anything else in a request is refused ([`unknown_argument`]).
     pub fn arguments(name: &str) -> Option<&'static [&'static str]> {
         Some(match name {
-            "start_capture" => &["pids", "names", "snaplen", "ring_size", "follow_children"],
+            "start_capture" => &["pids", "names", "snaplen", "ring_size", "follow_children", "filter"],
             "get_packets" => &["since", "limit"],
             "add_filter" => &["rule", "action", "index"],
             "remove_filter" => &["filter"],
@@ -745,6 +751,7 @@ mod tests {
                 snaplen: Some(1),
                 ring_size: Some(1),
                 follow_children: true,
+                filter: Some("udp port 1".into()),
             }
             .into(),
             EngineOp::StopCapture.into(),
@@ -945,6 +952,7 @@ mod tests {
                 snaplen: Some(100),
                 ring_size: None,
                 follow_children: true,
+                filter: None,
             }
             .into(),
             ConnectionOp::Subscribe { since: Some(3) }.into(),

@@ -41,6 +41,11 @@ pub enum CtlCommand {
         /// Also capture the targets' children.
         #[arg(short = 'f', long)]
         follow_children: bool,
+        // -- filter expressions --
+        /// Keep only the packets matching EXPRESSION (pcap-filter, as
+        /// tcpdump; words joined by spaces). The daemon refuses a malformed one.
+        #[arg(value_name = "EXPRESSION")]
+        expression: Vec<String>,
     },
     /// Stop the capture (packets stay readable).
     Stop,
@@ -105,11 +110,12 @@ pub fn run(args: CtlArgs) -> Result<u8> {
     let json = args.json;
     let print_json = |v: &serde_json::Value| println!("{v}");
     match args.command {
-        CtlCommand::Start { pids, names, snaplen, ring_size, follow_children } => {
+        CtlCommand::Start { pids, names, snaplen, ring_size, follow_children, expression } => {
             if pids.is_empty() && names.is_empty() {
                 bail!("give --pid PID and/or --name COMM");
             }
-            let v = c.call(EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children })?;
+            let filter = pidcap_filter::expression_from_words(&expression);
+            let v = c.call(EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children, filter })?;
             if json {
                 print_json(&v);
             } else {

@@ -296,8 +296,8 @@ impl Engine {
 
     fn op(&mut self, op: EngineOp) -> Reply {
         match op {
-            EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children } => {
-                self.start(pids, names, snaplen, ring_size, follow_children).map(EngineReply::Started)
+            EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children, filter } => {
+                self.start(pids, names, snaplen, ring_size, follow_children, filter).map(EngineReply::Started)
             }
             EngineOp::StopCapture => {
                 if !self.running {
@@ -371,6 +371,7 @@ impl Engine {
         snaplen: Option<u32>,
         ring_size: Option<usize>,
         follow: bool,
+        filter: Option<String>,
     ) -> Result<Started, ApiError> {
         if self.running {
             return Err(err(ErrorCode::AlreadyRunning, "a capture is already running; stop_capture first"));
@@ -390,6 +391,13 @@ impl Engine {
         };
         pidcap_engine::capture::check_snaplen(settings.snaplen).map_err(engine_err)?;
         pidcap_engine::capture::check_ring_size(settings.ring_size).map_err(engine_err)?;
+        // -- filter expressions --
+        let filter = match filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+            Some(f) => {
+                Some(pidcap_filter::Filter::compile(f).map_err(|e| err(ErrorCode::InvalidArgument, e.to_string()))?)
+            }
+            None => None,
+        };
         // Same kernel layer: fresh ring and counters, ids continuing where
         // the previous capture stopped.
         let first_id = self.session.capture().next_id();
@@ -398,7 +406,7 @@ impl Engine {
             ring_size: settings.ring_size,
             follow_children: follow,
             tls: true,
-            filter: None,
+            filter: filter.map(|f| Arc::new(f) as Arc<dyn pidcap_engine::PacketFilter>),
         };
         self.session.capture_mut().restart(opts).map_err(engine_err)?;
         self.session.resume();
