@@ -323,3 +323,29 @@ fn an_expression_after_the_command_is_the_commands_with_a_warning() {
     assert!(out.status.success());
     assert!(!text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_tls_plaintext_record_is_matched_as_a_tcp_packet_of_its_connection() {
+    require!(Root, Tool("ip"), Tool("curl"), Tool("openssl"), Tool("python3"));
+    use pidcap_testkit::tls::{Certs, HttpsServer};
+    let ns = NetNs::new("flt-tls");
+    let certs = Certs::new("flt-tls");
+    let server = HttpsServer::http(ns.command("python3"), &certs);
+    let url = server.url("/filtered-path");
+    // TCP packets whose payload starts with "GET ": on the wire the request
+    // is encrypted, so only the plaintext record of curl's request matches.
+    let expression = format!("tcp port {} and tcp[((tcp[12] & 0xf0) >> 2):4] = 0x47455420", server.port);
+    let out = pidcap()
+        .args(["run", "-n", &expression, "--", "ip", "netns", "exec", &ns.name])
+        .args(["curl", "-s", "--cacert", certs.ca.to_str().unwrap(), &url])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().filter(|l| !l.contains("path=/filtered-path")).collect();
+    assert_eq!(lines.len(), 1, "{stdout}\n{stderr}");
+    assert!(lines[0].contains(" out TLS ") && lines[0].contains(": GET /filtered-path HTTP/1.1"), "{stdout}");
+    assert!(not_matched(&stderr) >= 10, "the encrypted packets and the response: {stderr}");
+    assert_eq!(captured(&stderr).0, 1, "{stderr}");
+}
