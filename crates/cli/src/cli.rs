@@ -290,7 +290,8 @@ pub struct FilterOpts {
 
     /// Read the filter expression from FILE (tcpdump's -F; `#` starts a
     /// comment to the end of the line). An expression on the command line
-    /// as well is refused.
+    /// as well is refused. A malformed one is reported by the file's name
+    /// (its text is not repeated).
     #[arg(long = "filter-file", value_name = "FILE", conflicts_with = "expression")]
     pub filter_file: Option<PathBuf>,
 }
@@ -300,12 +301,14 @@ impl FilterOpts {
     /// everything). Called before anything starts: a bad expression is an
     /// error with libpcap's message.
     pub fn compile(&self) -> anyhow::Result<Option<std::sync::Arc<pidcap_filter::Filter>>> {
-        let expression = match &self.filter_file {
-            Some(path) => pidcap_filter::read_expression_file(path)?,
-            None => pidcap_filter::expression_from_words(&self.expression),
+        let filter = match &self.filter_file {
+            Some(path) => pidcap_filter::compile_file(path)?,
+            None => match pidcap_filter::expression_from_words(&self.expression) {
+                Some(expression) => Some(pidcap_filter::Filter::compile(&expression)?),
+                None => None,
+            },
         };
-        let Some(expression) = expression else { return Ok(None) };
-        Ok(Some(std::sync::Arc::new(pidcap_filter::Filter::compile(&expression)?)))
+        Ok(filter.map(std::sync::Arc::new))
     }
 }
 

@@ -166,6 +166,11 @@ fn a_bad_expression_is_refused_before_anything_runs() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("cannot read the filter file /no/such/filter: No such file or directory"), "{err}");
     let ff = scratch.path("filter");
+    std::fs::write(&ff, "# the secret port\nudp port 7777 and\n").unwrap();
+    let out = pidcap().args(["run", "--filter-file"]).arg(&ff).args(["--", "touch"]).arg(&ran).output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end(), format!("pidcap: invalid filter expression in {}: syntax error", ff.display()));
     std::fs::write(&ff, "udp\n").unwrap();
     let out = pidcap().args(["run", "--filter-file"]).arg(&ff).args(["tcp", "--", "touch"]).arg(&ran).output().unwrap();
     let err = text(&out.stderr);

@@ -32,6 +32,11 @@ pub enum FilterError {
     },
     #[error("libpcap could not open a handle to compile filter expressions (out of memory)")]
     NoHandle,
+    /// An expression from a filter file: named by the file, whose text is
+    /// not repeated (pidcap may read files its user cannot; libpcap's
+    /// message may still name the word it stopped at).
+    #[error("invalid filter expression in {}: {message}", path.display())]
+    InvalidInFile { path: PathBuf, message: String },
     #[error("cannot read the filter file {}", path.display())]
     File {
         path: PathBuf,
@@ -183,6 +188,23 @@ fn tidy(message: &str) -> String {
 pub fn expression_from_words<S: AsRef<str>>(words: &[S]) -> Option<String> {
     let joined = words.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(" ");
     (!joined.trim().is_empty()).then_some(joined)
+}
+
+/// The filter in a filter file (tcpdump's `-F`; see
+/// [`read_expression_file`]), compiled; None when the file holds no
+/// expression. A bad one is [`FilterError::InvalidInFile`].
+pub fn compile_file(path: &Path) -> Result<Option<Filter>, FilterError> {
+    let Some(expression) = read_expression_file(path)? else { return Ok(None) };
+    match Filter::compile(&expression) {
+        Ok(f) => Ok(Some(f)),
+        Err(FilterError::Invalid { message, .. }) => {
+            Err(FilterError::InvalidInFile { path: path.to_path_buf(), message })
+        }
+        Err(FilterError::Nul { .. }) => {
+            Err(FilterError::InvalidInFile { path: path.to_path_buf(), message: "it contains a NUL byte".into() })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The expression in a filter file (tcpdump's `-F`): its text, with `#`
@@ -347,6 +369,15 @@ mod tests {
         let e = read_expression_file(Path::new("/nonexistent/pidcap-filter")).unwrap_err();
         assert!(e.to_string().starts_with("cannot read the filter file /nonexistent/pidcap-filter"), "{e}");
         assert!(std::error::Error::source(&e).is_some());
+        let path = std::env::temp_dir().join(format!("pidcap-filter-unit-{}", std::process::id()));
+        std::fs::write(&path, "# a secret line\nudp prot 53\n").unwrap();
+        let e = compile_file(&path).unwrap_err().to_string();
+        assert_eq!(e, format!("invalid filter expression in {}: syntax error", path.display()));
+        std::fs::write(&path, "udp port 53 # dns\n").unwrap();
+        assert_eq!(compile_file(&path).unwrap().unwrap().expression(), "udp port 53");
+        std::fs::write(&path, "# nothing\n").unwrap();
+        assert!(compile_file(&path).unwrap().is_none());
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
