@@ -421,13 +421,16 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
 
 /// tcpdump's habit `pidcap run -- curl URL 'tcp port 80'` hands the
 /// expression to the command, as everything after `--` is the command's.
-/// Said on stderr when the last word reads like an expression (see
-/// [`pidcap_filter::looks_like_expression`]); the command gets it unchanged.
+/// Said on stderr when the last arguments read like an expression (see
+/// [`pidcap_filter::trailing_expression`]); the command gets them unchanged.
 fn warn_expression_after_command(args: &RunArgs) {
-    let Some(last) = args.command.iter().skip(1).last().and_then(|a| a.to_str()) else { return };
-    if pidcap_filter::looks_like_expression(last) {
+    let words: Vec<&str> = args.command.iter().map_while(|a| a.to_str()).collect();
+    if words.len() < args.command.len() {
+        return;
+    }
+    if let Some(expression) = pidcap_filter::trailing_expression(&words) {
         eprintln!(
-            "pidcap: warning: the command's last argument {last:?} reads like a filter expression; everything \
+            "pidcap: warning: the command's last arguments {expression:?} read like a filter expression; everything \
              after -- is the command's: to filter, put the expression before -- (pidcap run [OPTIONS] EXPRESSION -- CMD)"
         );
     }

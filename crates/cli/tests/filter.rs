@@ -318,10 +318,16 @@ fn an_expression_after_the_command_is_the_commands_with_a_warning() {
     assert!(out.status.success(), "{err}");
     assert_eq!(std::fs::read_to_string(&args).unwrap(), "http://127.0.0.1:1/\ntcp port 80\n", "unchanged");
     assert!(
-        err.contains("warning: the command's last argument \"tcp port 80\" reads like a filter expression"),
+        err.contains("warning: the command's last arguments \"tcp port 80\" read like a filter expression"),
         "{err}"
     );
     assert!(!err.contains("did not match"), "no filter: {err}");
+
+    // Typed unquoted, as tcpdump takes it: the same.
+    let out = pidcap().args(["run", "-q", "--", "sh", "-c", "true", "udp", "and", "port", "53"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("last arguments \"udp and port 53\" read like a filter expression"), "{err}");
 
     // An argument that only looks like words is not warned about.
     let out = pidcap().args(["run", "-q", "--", "sh", "-c", "true", "hello world"]).output().unwrap();

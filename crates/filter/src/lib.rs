@@ -260,6 +260,24 @@ pub fn looks_like_expression(word: &str) -> bool {
     words.next().is_some() && FIRST_WORDS.contains(&first) && Filter::compile(word).is_ok()
 }
 
+/// The command's trailing arguments (after its program, `args[0]`) that
+/// read like a pcap-filter expression (see [`looks_like_expression`]): one
+/// argument (`'tcp port 80'`) or several words typed unquoted (`tcp port
+/// 80`), the longest such run of at most 8 words. For `pidcap run -- CMD
+/// ARGS` to warn that the expression went to the command.
+pub fn trailing_expression<S: AsRef<str>>(args: &[S]) -> Option<String> {
+    let args: Vec<&str> = args.iter().skip(1).map(AsRef::as_ref).collect();
+    (1..=args.len().min(8)).rev().find_map(|n| {
+        let tail = &args[args.len() - n..];
+        // Unquoted words are single words; an option is the command's.
+        if n > 1 && tail.iter().any(|w| w.contains(char::is_whitespace) || w.starts_with('-')) {
+            return None;
+        }
+        let joined = tail.join(" ");
+        looks_like_expression(&joined).then_some(joined)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,5 +409,14 @@ mod tests {
         assert!(!looks_like_expression("port of call"), "a keyword first, but no expression");
         assert!(looks_like_expression("(tcp or udp) and port 53"));
         assert!(looks_like_expression("not   udp"));
+        let t = |args: &[&str]| trailing_expression(args);
+        assert_eq!(t(&["curl", "http://x/", "tcp port 80"]).as_deref(), Some("tcp port 80"));
+        assert_eq!(t(&["curl", "http://x/", "tcp", "port", "80"]).as_deref(), Some("tcp port 80"));
+        assert_eq!(t(&["curl", "-s", "udp", "and", "port", "53"]).as_deref(), Some("udp and port 53"));
+        assert_eq!(t(&["curl", "http://x/"]), None);
+        assert_eq!(t(&["sh", "-c", "curl -s http://x/"]), None);
+        assert_eq!(t(&["git", "log", "-n", "5", "src"]), None);
+        assert_eq!(t(&["tcp port 80"]), None, "the program itself is no argument");
+        assert_eq!(t(&[]), None);
     }
 }
