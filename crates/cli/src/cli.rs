@@ -265,7 +265,6 @@ pub struct OutputOpts {
 /// A pcap-filter expression (tcpdump's language), on the command line or in
 /// a file. A struct of its own, flattened into run, capture and read.
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Filter expression (tcpdump's)")]
 pub struct FilterOpts {
     /// Keep only the packets that match EXPRESSION (pcap-filter, as tcpdump:
     /// `man 7 pcap-filter`).
@@ -292,7 +291,12 @@ pub struct FilterOpts {
     /// comment to the end of the line). An expression on the command line
     /// as well is refused. A malformed one is reported by the file's name
     /// (its text is not repeated).
-    #[arg(long = "filter-file", value_name = "FILE", conflicts_with = "expression")]
+    #[arg(
+        long = "filter-file",
+        value_name = "FILE",
+        conflicts_with = "expression",
+        help_heading = "Filter expression (tcpdump's)"
+    )]
     pub filter_file: Option<PathBuf>,
 }
 
