@@ -76,7 +76,8 @@ pub enum Drain<'a> {
 #[derive(Debug)]
 #[must_use = "a step's drain error and its liveness report are in the tick"]
 pub struct Tick {
-    /// Packets handed over in this step, or why the kernel ring could not be
+    /// Packets taken from the kernel in this step (a filter expression may
+    /// have kept fewer: see [`CaptureStats::filtered`]), or why the kernel ring could not be
     /// read (the timers below ran anyway).
     pub drained: Result<usize>,
     /// Set when the targets were checked in this step: the pids of the live
