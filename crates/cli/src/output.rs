@@ -311,10 +311,9 @@ pub fn packet_line(p: &CapturedPacket) -> String {
     let mut s = String::with_capacity(120);
     let _ = write!(
         s,
-        "{} {}/{} {:<3} {} {} {} {}",
+        "{} {} {:<3} {} {} {} {}",
         clock_time(p.timestamp_ns),
-        p.pid,
-        p.comm,
+        process_label(p),
         p.direction.as_str(),
         d.protocol.name(),
         endpoint(d.local_addr, d.local_port, d.protocol),
@@ -334,6 +333,18 @@ pub fn packet_line(p: &CapturedPacket) -> String {
     s
 }
 
+// -- the whole process (issue 12) --
+/// `1234/dig` (the process: its leader's name), and the thread's name when
+/// it is another: `1234/dig[isc-net-0000]`. The whole process is in `--json`
+/// (`tid`, `thread`, `process`) and in the pcapng comment.
+pub fn process_label(p: &CapturedPacket) -> String {
+    if p.thread.is_empty() || p.thread == p.comm {
+        format!("{}/{}", p.pid, p.comm)
+    } else {
+        format!("{}/{}[{}]", p.pid, p.comm, p.thread)
+    }
+}
+
 /// Plaintext bytes shown on a record's line; the rest is counted.
 pub const TLS_TEXT_MAX: usize = 256;
 
@@ -351,10 +362,9 @@ pub fn tls_line(p: &CapturedPacket, tls: TlsInfo) -> String {
     let mut s = String::with_capacity(120 + shown.len() * 2);
     let _ = write!(
         s,
-        "{} {}/{} {:<3} TLS {} {} {} decrypted {} tid {} len {}: {}",
+        "{} {} {:<3} TLS {} {} {} decrypted {} tid {} len {}: {}",
         clock_time(p.timestamp_ns),
-        p.pid,
-        p.comm,
+        process_label(p),
         p.direction.as_str(),
         endpoint(d.local_addr, d.local_port, Protocol::Tcp),
         if p.direction == pidcap_packet::Direction::Outbound { ">" } else { "<" },
