@@ -153,7 +153,13 @@ fn meta_of<'c>(
     keys: &HashMap<u32, u64>,
     pid: u32,
 ) -> Option<&'c Arc<ProcessMeta>> {
-    if !procs.knows_pid(pid) {
+    if let Some(key) = procs.first_packet(pid) {
+        // Read before its first packet: again if it exec'd (or was not readable) since.
+        let id = TargetId { pid, key };
+        if procs.is_stale(id) {
+            read_meta(procs, held, id);
+        }
+    } else if !procs.knows_pid(pid) {
         let key = match keys.get(&pid) {
             Some(&k) => Some(k),
             None => held
@@ -163,6 +169,7 @@ fn meta_of<'c>(
                 .or_else(|| Process::open(pid).ok().map(|p| p.key())),
         };
         read_meta(procs, held, TargetId { pid, key: key.unwrap_or(0) });
+        procs.first_packet(pid);
     }
     procs.get(pid)
 }
@@ -332,8 +339,15 @@ impl Capture {
             return Err(gone());
         }
         self.backend.add_target(&process, self.follow_children)?;
-        // Its metadata, read now: it cannot have exited yet (checked just below).
-        self.procs.read(process.id(), || true);
+        // Its metadata, read now: it cannot have exited yet (checked just
+        // below). Not a held child of `run` that still runs pidcap itself:
+        // that one is read once it has exec'd (liveness scan, first packet).
+        let own = std::env::current_exe().ok();
+        if own.is_some() && self.procfs.exe(process.pid()).ok() == own {
+            self.procs.not_yet(process.id());
+        } else {
+            self.procs.read(process.id(), || true);
+        }
         // What the backend read by pid (/proc/PID/fd) was this process's only
         // if it is still running now; and if it is, the pid is still its own.
         if process.has_exited()? {

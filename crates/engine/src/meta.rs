@@ -35,6 +35,8 @@ struct Entry {
     key: u64,
     /// `None`: could not be read (gone already); retried by the liveness scan.
     meta: Option<Arc<ProcessMeta>>,
+    /// A packet of this process was seen (see [`ProcessCache::first_packet`]).
+    packets: bool,
 }
 
 /// See the module doc.
@@ -92,12 +94,13 @@ impl ProcessCache {
     /// same process.
     pub fn read(&mut self, id: TargetId, still_same: impl FnOnce() -> bool) -> Option<&Arc<ProcessMeta>> {
         let fresh = self.read_process(id.pid).filter(|_| still_same()).map(Arc::new);
-        let earlier = self.entries.remove(&id.pid).filter(|e| e.key == id.key).and_then(|e| e.meta);
-        let meta = fresh.or(earlier);
+        let earlier = self.entries.remove(&id.pid).filter(|e| e.key == id.key);
+        let packets = earlier.as_ref().is_some_and(|e| e.packets);
+        let meta = fresh.or(earlier.and_then(|e| e.meta));
         if !self.order.iter().any(|&(p, k)| (p, k) == (id.pid, id.key)) {
             self.order.push_back((id.pid, id.key));
         }
-        self.entries.insert(id.pid, Entry { key: id.key, meta });
+        self.entries.insert(id.pid, Entry { key: id.key, meta, packets });
         while self.entries.len() > MAX_PROCESSES {
             let Some((pid, key)) = self.order.pop_front() else { break };
             if self.entries.get(&pid).is_some_and(|e| e.key == key) {
@@ -110,6 +113,23 @@ impl ProcessCache {
             self.order.retain(|&(p, k)| entries.get(&p).is_some_and(|e| e.key == k));
         }
         self.entries.get(&id.pid)?.meta.as_ref()
+    }
+
+    /// A packet of `pid` is here: the key of its entry if it is the first
+    /// (the caller then checks the entry is not stale: read before an exec).
+    pub fn first_packet(&mut self, pid: u32) -> Option<u64> {
+        let e = self.entries.get_mut(&pid)?;
+        if e.packets {
+            return None;
+        }
+        e.packets = true;
+        Some(e.key)
+    }
+
+    /// Keep an entry for `id` that says "not read yet" (a held child that
+    /// still runs pidcap's own executable: reading it now would say pidcap).
+    pub fn not_yet(&mut self, id: TargetId) {
+        self.read(id, || false);
     }
 
     /// Forget `pid`'s entry (a target that was refused).
