@@ -301,3 +301,27 @@ fn the_lua_plugin_filters_pids_exactly_and_unescapes_strings() {
     assert_eq!(tshark_fields(&file, "frame.comment contains \"pid=3207\"", &["pidcap.pid"]), "3207\n32078\n3207");
     assert_eq!(tshark_fields(&file, "pidcap.user == \"alice\" && pidcap.tid == 32079", &["pidcap.pid"]), "32078");
 }
+
+#[test]
+fn read_prints_the_metadata_and_w_keeps_it() {
+    let scratch = Scratch::new("meta-read");
+    let file = scratch.path("prefix.pcapng");
+    let copy = scratch.path("copy.pcapng");
+    prefix_file(&file);
+    let out = pidcap().arg("read").arg(&file).args(["--pid", "32078", "-w"]).arg(&copy).output().unwrap();
+    ok(&out);
+    let (orig, kept) = (read_capture(&file), read_capture(&copy));
+    assert_eq!(kept.len(), 1);
+    let want = orig.iter().find(|p| p.pid == 32078).unwrap();
+    assert_eq!((kept[0].tid, &kept[0].thread, &kept[0].process), (want.tid, &want.thread, &want.process));
+    assert_eq!(kept[0].process.as_ref().unwrap().cmdline, ["app32078", "--flag=x y"]);
+    // The line: the process and, as it is another name, the thread.
+    let out = pidcap().arg("read").arg(&file).args(["--pid", "3207"]).output().unwrap();
+    ok(&out);
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.lines().all(|l| l.contains(" 3207/app3207[worker one] out UDP ")), "{stdout}");
+    let out = pidcap().arg("read").arg(&file).args(["--json", "--pid", "3207"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!((v["tid"].as_u64(), v["process"]["exe"].as_str()), (Some(3208), Some("/opt/app 3207/bin")));
+}
