@@ -345,6 +345,32 @@ pub fn process_label(p: &CapturedPacket) -> String {
     }
 }
 
+#[cfg(test)]
+mod process_label_tests {
+    use super::*;
+
+    #[test]
+    fn the_thread_shows_only_when_it_is_another_name() {
+        let mut p = CapturedPacket::new(
+            1,
+            0,
+            42,
+            "dig".into(),
+            7,
+            pidcap_packet::Direction::Outbound,
+            Verdict::Pass,
+            3,
+            vec![0x45, 0, 3],
+        );
+        assert_eq!(process_label(&p), "42/dig");
+        p.thread = "dig".into();
+        assert_eq!(process_label(&p), "42/dig");
+        p.thread = "isc-net-0000".into();
+        assert_eq!(process_label(&p), "42/dig[isc-net-0000]");
+        assert!(packet_line(&p).contains(" 42/dig[isc-net-0000] out "), "{}", packet_line(&p));
+    }
+}
+
 /// Plaintext bytes shown on a record's line; the rest is counted.
 pub const TLS_TEXT_MAX: usize = 256;
 
