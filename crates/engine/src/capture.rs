@@ -401,27 +401,24 @@ impl Capture {
         backend.poll(timeout, &mut |raw| {
             let timestamp_ns = clock.to_unix_ns(raw.ts_mono_ns);
             let meta = meta_of(procs, held, target_keys, raw.pid);
-            let p = Arc::new(with_process(
-                match &raw.tls {
-                    Some(tls) => tls_streams.record(*next_id, timestamp_ns, &raw, tls),
-                    None => CapturedPacket {
-                        rule: raw.rule,
-                        ..CapturedPacket::new(
-                            *next_id,
-                            timestamp_ns,
-                            raw.pid,
-                            String::from_utf8_lossy(raw.comm).into_owned(),
-                            raw.socket_cookie,
-                            raw.direction,
-                            raw.verdict,
-                            raw.orig_len,
-                            raw.data.to_vec(),
-                        )
-                    },
+            let packet = match &raw.tls {
+                Some(tls) => tls_streams.record(*next_id, timestamp_ns, &raw, tls),
+                None => CapturedPacket {
+                    rule: raw.rule,
+                    ..CapturedPacket::new(
+                        *next_id,
+                        timestamp_ns,
+                        raw.pid,
+                        String::from_utf8_lossy(raw.comm).into_owned(),
+                        raw.socket_cookie,
+                        raw.direction,
+                        raw.verdict,
+                        raw.orig_len,
+                        raw.data.to_vec(),
+                    )
                 },
-                raw.tid,
-                meta,
-            ));
+            };
+            let p = Arc::new(with_process(packet, raw.tid, meta));
             *next_id += 1;
             *received += 1;
             on_packet(&p);
