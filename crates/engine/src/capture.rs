@@ -339,15 +339,8 @@ impl Capture {
             return Err(gone());
         }
         self.backend.add_target(&process, self.follow_children)?;
-        // Its metadata, read now: it cannot have exited yet (checked just
-        // below). Not a held child of `run` that still runs pidcap itself:
-        // that one is read once it has exec'd (liveness scan, first packet).
-        let own = std::env::current_exe().ok();
-        if own.is_some() && self.procfs.exe(process.pid()).ok() == own {
-            self.procs.not_yet(process.id());
-        } else {
-            self.procs.read(process.id(), || true);
-        }
+        // Its metadata, read now: it cannot have exited yet (checked just below).
+        self.procs.read(process.id(), || true);
         // What the backend read by pid (/proc/PID/fd) was this process's only
         // if it is still running now; and if it is, the pid is still its own.
         if process.has_exited()? {

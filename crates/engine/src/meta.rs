@@ -14,6 +14,8 @@
 //!   executable changed since it was read (an `exec`: `run`'s held child
 //!   still runs pidcap's own executable when it is added) is read again by
 //!   the next scan: one `readlink` per live target per scan.
+//! * `run`'s held child is not read before its `exec` (it is a child of
+//!   this process running this program): that would say pidcap.
 //! * Bounded: at most [`MAX_PROCESSES`] processes; past it, the oldest entry goes.
 //! * User names come from the password file (`/etc/passwd`, a parameter for
 //!   tests), read once and again when a uid is not in it; not `getpwuid`,
@@ -48,11 +50,21 @@ pub struct ProcessCache {
     /// Insertion order, for the bound: (pid, key) of each entry made.
     order: VecDeque<(u32, u64)>,
     users: Option<HashMap<u32, String>>,
+    /// This program's executable (`run`'s held children run it until they exec).
+    own_exe: Option<String>,
 }
 
 impl ProcessCache {
     pub fn new(procfs: Procfs, passwd: impl Into<PathBuf>) -> ProcessCache {
-        ProcessCache { procfs, passwd: passwd.into(), entries: HashMap::new(), order: VecDeque::new(), users: None }
+        let own_exe = std::env::current_exe().ok().map(|p| p.to_string_lossy().into_owned());
+        ProcessCache {
+            procfs,
+            passwd: passwd.into(),
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            users: None,
+            own_exe,
+        }
     }
 
     /// Use another `/proc` from now on (tests).
@@ -126,12 +138,6 @@ impl ProcessCache {
         Some(e.key)
     }
 
-    /// Keep an entry for `id` that says "not read yet" (a held child that
-    /// still runs pidcap's own executable: reading it now would say pidcap).
-    pub fn not_yet(&mut self, id: TargetId) {
-        self.read(id, || false);
-    }
-
     /// Forget `pid`'s entry (a target that was refused).
     pub fn forget(&mut self, pid: u32) {
         self.entries.remove(&pid);
@@ -141,6 +147,13 @@ impl ProcessCache {
         let status = self.procfs.status(pid).ok()?;
         if status.tgid != pid {
             return None; // a thread's id, not a process's
+        }
+        let exe = self.procfs.exe(pid).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        if status.ppid == std::process::id() && Some(exe.as_str()) == self.own_exe.as_deref() {
+            // `run`'s held child before its exec: it is still pidcap, not
+            // the command; read once it has exec'd (an entry without metadata
+            // is read again by the next scan and at its first packet).
+            return None;
         }
         let comm = self.procfs.comm(pid).unwrap_or_else(|| status.name.clone());
         let cgroup = self.procfs.cgroup(pid).unwrap_or_default();
@@ -152,7 +165,7 @@ impl ProcessCache {
         Some(ProcessMeta {
             pid,
             comm,
-            exe: self.procfs.exe(pid).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+            exe,
             cmdline: self.procfs.cmdline(pid).unwrap_or_default(),
             ppid: status.ppid,
             parent_comm,
@@ -320,6 +333,23 @@ pub(crate) mod tests {
         // No such process, or a thread id: nothing.
         assert_eq!(c.read(TargetId { pid: 99, key: 0 }, || true), None);
         assert!(c.is_stale(TargetId { pid: 99, key: 0 }), "retried later");
+    }
+
+    #[test]
+    fn a_child_of_ours_still_running_our_program_is_read_once_it_has_exec_d() {
+        let t = Tree::new("held");
+        let me = std::process::id();
+        let own = std::env::current_exe().unwrap();
+        t.process(40, "pidcap", me, 0, own.to_str().unwrap(), &["pidcap"], "/");
+        let mut c = t.cache();
+        let id = TargetId { pid: 40, key: 3 };
+        assert_eq!(c.read(id, || true), None, "not pidcap's metadata");
+        assert!(c.knows(id) && c.is_stale(id));
+        t.process(40, "curl", me, 0, "/usr/bin/curl", &["curl"], "/");
+        assert_eq!(c.read(id, || true).unwrap().exe, "/usr/bin/curl");
+        // Another program running our executable (not our child) is read as it is.
+        t.process(41, "pidcap", 1, 0, own.to_str().unwrap(), &["pidcap", "daemon"], "/");
+        assert_eq!(c.read(TargetId { pid: 41, key: 4 }, || true).unwrap().cmdline, ["pidcap", "daemon"]);
     }
 
     #[test]
