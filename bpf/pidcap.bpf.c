@@ -211,15 +211,22 @@ static __always_inline __u64 remember_owner(__u64 cookie)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u64 key = current_key();
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct pidcap_owner *cur = bpf_map_lookup_elem(&owners, &cookie);
-	if (cur && cur->tgid == tgid && cur->key == key)
-		return key; /* hot path of sendmsg: nothing changed */
+	if (cur && cur->tgid == tgid && cur->key == key) {
+		/* hot path of sendmsg: nothing changed, or only the thread */
+		if (cur->tid != tid) {
+			cur->tid = tid;
+			bpf_get_current_comm(cur->comm, sizeof(cur->comm));
+		}
+		return key;
+	}
 	if (bpf_map_lookup_elem(&injectors, &tgid))
 		return key; /* pidcap resending on a target's socket: the owner stays */
 
 	/* A new owner, or a process that was given the tgid of the old one (a
 	 * socket inherited from it): either way the socket is this process's now. */
-	struct pidcap_owner o = { .tgid = tgid, .key = key };
+	struct pidcap_owner o = { .tgid = tgid, .tid = tid, .key = key };
 	bpf_get_current_comm(o.comm, sizeof(o.comm));
 
 	/* A process whose name is a target becomes a target itself. */
@@ -486,6 +493,8 @@ static __always_inline int emit_class(struct __sk_buff *skb, const struct pidcap
 	h->rule = rule;
 	h->kind = PIDCAP_REC_PACKET;
 	__builtin_memcpy(h->comm, o->comm, PIDCAP_COMM_LEN);
+	h->tid = o->tid;
+	h->_pad = 0;
 	if (len > cap)
 		len = cap;
 	if (len == 0 || bpf_skb_load_bytes(skb, 0, (void *)(h + 1), len)) {
@@ -558,6 +567,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
 	int parsed = -1;
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	struct pidcap_owner *o = bpf_map_lookup_elem(&owners, &cookie);
+	int by_cookie = o != 0;
 	if (!o) {
 		parsed = parse_flow(skb, dir, &f);
 		if (parsed == 0)
@@ -570,6 +580,17 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
 	if (!target_of(o->tgid, o->key))
 		return 1;
 	count(PIDCAP_CNT_TARGET);
+	/* Egress in a thread of the owner (a send in process context, not
+	 * softirq): that thread is the sender, and the socket's last sender
+	 * for the packets that come in (by cookie only: a port owner's entry
+	 * is the listener's). */
+	if (dir == PIDCAP_DIR_OUT && by_cookie) {
+		__u64 pt = bpf_get_current_pid_tgid();
+		if ((__u32)(pt >> 32) == o->tgid && (__u32)pt != o->tid) {
+			o->tid = (__u32)pt;
+			bpf_get_current_comm(o->comm, sizeof(o->comm));
+		}
+	}
 
 	struct pidcap_config *cfg = get_config();
 	if (!cfg)

@@ -53,7 +53,10 @@ enum pidcap_counter {
  * process once this one has exited, the key cannot. */
 struct pidcap_owner {
 	__u32 tgid;
-	__u32 _pad;
+	/* The thread that set the socket up or last sent on it in process
+	 * context (0: unknown, e.g. a socket that existed before the capture);
+	 * comm is that thread's name. */
+	__u32 tid;
 	__u64 key; /* see pidcap_target.key */
 	char comm[PIDCAP_COMM_LEN];
 };
@@ -135,7 +138,11 @@ struct pidcap_pkt_hdr {
 	__u8 verdict;   /* PIDCAP_VERDICT_* */
 	__u16 rule;     /* index of the deciding rule or PIDCAP_NO_RULE */
 	__u32 kind;     /* PIDCAP_REC_PACKET */
-	char comm[PIDCAP_COMM_LEN];
+	char comm[PIDCAP_COMM_LEN]; /* the name of thread tid */
+	/* The sending thread (egress in the owner's process context), else the
+	 * one that last sent on or set up the socket (pidcap_owner.tid); 0: unknown. */
+	__u32 tid;
+	__u32 _pad;
 };
 
 /* What a ring buffer record is: its __u32 at offset 36 (pidcap_pkt_hdr.kind,

@@ -711,6 +711,45 @@ mod tests {
         assert_eq!(serde_json::to_value(&none).unwrap()["tls"], serde_json::json!([]));
     }
 
+    #[test]
+    fn packets_carry_the_whole_process_and_old_packets_still_read() {
+        let mut p = CapturedPacket::new(
+            1,
+            1,
+            42,
+            "curl".into(),
+            7,
+            pidcap_packet::Direction::Outbound,
+            pidcap_packet::Verdict::Pass,
+            3,
+            vec![0x45, 0, 3],
+        );
+        (p.tid, p.thread) = (43, "worker".into());
+        p.process = Some(Arc::new(pidcap_packet::ProcessMeta {
+            pid: 42,
+            comm: "curl".into(),
+            exe: "/usr/bin/curl".into(),
+            cmdline: vec!["curl".into(), "-s".into()],
+            ppid: 1,
+            user: "root".into(),
+            ..Default::default()
+        }));
+        let event: Reply<()> = Reply::event(9, Event::Packet { packet: Arc::new(p.clone()) });
+        let j = serde_json::to_value(&event).unwrap();
+        assert_eq!((j["packet"]["tid"].clone(), j["packet"]["thread"].clone()), (43.into(), "worker".into()));
+        assert_eq!(j["packet"]["process"]["exe"], "/usr/bin/curl");
+        assert_eq!(j["packet"]["process"]["cmdline"][1], "-s");
+        let back: CapturedPacket = serde_json::from_value(j["packet"].clone()).unwrap();
+        assert_eq!(back, p);
+        // A daemon of before: no such fields, nothing known.
+        let mut old = j["packet"].clone();
+        for k in ["tid", "thread", "process"] {
+            old.as_object_mut().unwrap().remove(k);
+        }
+        let old: CapturedPacket = serde_json::from_value(old).unwrap();
+        assert_eq!((old.tid, old.thread.as_str(), old.process), (0, "", None));
+    }
+
     /// One request of each operation with every argument it takes.
     fn every_op_with_every_argument() -> Vec<Op> {
         let packet = CapturedPacket::new(

@@ -194,8 +194,8 @@ impl Sink {
             drain(Drain::Decoded(&mut |p| accept(p.is_tls(), &mut |out| out.write_packet(p))))
         } else {
             drain(Drain::Raw(&mut |raw| match raw {
-                Raw::Packet { id, timestamp_ns, packet } => accept(false, &mut |out| {
-                    out.write_record(&record(id, timestamp_ns, packet, &String::from_utf8_lossy(packet.comm)))
+                Raw::Packet { id, timestamp_ns, packet, process } => accept(false, &mut |out| {
+                    out.write_record(&record(id, timestamp_ns, packet, &String::from_utf8_lossy(packet.comm), process))
                 }),
                 Raw::Tls(p) => accept(true, &mut |out| out.write_packet(p)),
             }))
@@ -257,13 +257,24 @@ impl Drop for Sink {
     }
 }
 
-/// One packet as the output sees it, borrowed from the kernel's buffer.
-fn record<'a>(id: u64, timestamp_ns: u64, raw: &RawPacket<'a>, comm: &'a str) -> RecordRef<'a> {
+/// One packet as the output sees it, borrowed from the kernel's buffer:
+/// `thread` is the kernel's name of its thread, the process's comm the
+/// leader's when its metadata is known.
+fn record<'a>(
+    id: u64,
+    timestamp_ns: u64,
+    raw: &RawPacket<'a>,
+    thread: &'a str,
+    process: Option<&'a std::sync::Arc<pidcap_packet::ProcessMeta>>,
+) -> RecordRef<'a> {
     RecordRef {
         id,
         timestamp_ns,
         pid: raw.pid,
-        comm,
+        comm: process.map_or(thread, |m| m.comm.as_str()),
+        tid: raw.tid,
+        thread,
+        process,
         socket_cookie: raw.socket_cookie,
         direction: raw.direction,
         verdict: raw.verdict,

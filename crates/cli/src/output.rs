@@ -311,10 +311,9 @@ pub fn packet_line(p: &CapturedPacket) -> String {
     let mut s = String::with_capacity(120);
     let _ = write!(
         s,
-        "{} {}/{} {:<3} {} {} {} {}",
+        "{} {} {:<3} {} {} {} {}",
         clock_time(p.timestamp_ns),
-        p.pid,
-        p.comm,
+        process_label(p),
         p.direction.as_str(),
         d.protocol.name(),
         endpoint(d.local_addr, d.local_port, d.protocol),
@@ -334,6 +333,44 @@ pub fn packet_line(p: &CapturedPacket) -> String {
     s
 }
 
+// -- the whole process (issue 12) --
+/// `1234/dig` (the process: its leader's name), and the thread's name when
+/// it is another: `1234/dig[isc-net-0000]`. The whole process is in `--json`
+/// (`tid`, `thread`, `process`) and in the pcapng comment.
+pub fn process_label(p: &CapturedPacket) -> String {
+    if p.thread.is_empty() || p.thread == p.comm {
+        format!("{}/{}", p.pid, p.comm)
+    } else {
+        format!("{}/{}[{}]", p.pid, p.comm, p.thread)
+    }
+}
+
+#[cfg(test)]
+mod process_label_tests {
+    use super::*;
+
+    #[test]
+    fn the_thread_shows_only_when_it_is_another_name() {
+        let mut p = CapturedPacket::new(
+            1,
+            0,
+            42,
+            "dig".into(),
+            7,
+            pidcap_packet::Direction::Outbound,
+            Verdict::Pass,
+            3,
+            vec![0x45, 0, 3],
+        );
+        assert_eq!(process_label(&p), "42/dig");
+        p.thread = "dig".into();
+        assert_eq!(process_label(&p), "42/dig");
+        p.thread = "isc-net-0000".into();
+        assert_eq!(process_label(&p), "42/dig[isc-net-0000]");
+        assert!(packet_line(&p).contains(" 42/dig[isc-net-0000] out "), "{}", packet_line(&p));
+    }
+}
+
 /// Plaintext bytes shown on a record's line; the rest is counted.
 pub const TLS_TEXT_MAX: usize = 256;
 
@@ -351,10 +388,9 @@ pub fn tls_line(p: &CapturedPacket, tls: TlsInfo) -> String {
     let mut s = String::with_capacity(120 + shown.len() * 2);
     let _ = write!(
         s,
-        "{} {}/{} {:<3} TLS {} {} {} decrypted {} tid {} len {}: {}",
+        "{} {} {:<3} TLS {} {} {} decrypted {} tid {} len {}: {}",
         clock_time(p.timestamp_ns),
-        p.pid,
-        p.comm,
+        process_label(p),
         p.direction.as_str(),
         endpoint(d.local_addr, d.local_port, Protocol::Tcp),
         if p.direction == pidcap_packet::Direction::Outbound { ">" } else { "<" },

@@ -57,7 +57,8 @@ pub mod counter {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Owner {
     pub tgid: u32,
-    pub _pad: u32,
+    /// The thread that set the socket up or last sent on it (0: unknown).
+    pub tid: u32,
     /// The process's key beside its tgid (see [`Target::key`]).
     pub key: u64,
     pub comm: [u8; COMM_LEN],
@@ -126,7 +127,11 @@ pub struct PktHdr {
     pub rule: u16,
     /// [`REC_PACKET`].
     pub kind: u32,
+    /// The name of thread `tid`.
     pub comm: [u8; COMM_LEN],
+    /// The sending thread, or the socket's last sender (0: unknown).
+    pub tid: u32,
+    pub _pad: u32,
 }
 
 /// Header of a TLS plaintext record (`struct pidcap_tls_hdr`); the plaintext follows.
@@ -182,7 +187,9 @@ const _: () = {
     assert!(offset_of!(Rule, prefix) == 7);
     assert!(offset_of!(Rule, addr) == 8);
     assert!(offset_of!(Rule, hits) == 24);
-    assert!(size_of::<PktHdr>() == 56);
+    assert!(offset_of!(Owner, tid) == 4);
+    assert!(size_of::<PktHdr>() == 64);
+    assert!(offset_of!(PktHdr, tid) == 56);
     assert!(offset_of!(PktHdr, cookie) == 8);
     assert!(offset_of!(PktHdr, tgid) == 16);
     assert!(offset_of!(PktHdr, orig_len) == 20);
@@ -389,12 +396,14 @@ mod tests {
 
     #[test]
     fn header_reads_from_unaligned_bytes() {
-        let mut rec = [0u8; 1 + 56 + 4];
+        let mut rec = [0u8; 1 + 64 + 4];
         rec[1 + 16..1 + 20].copy_from_slice(&1234u32.to_ne_bytes());
+        rec[1 + 56..1 + 60].copy_from_slice(&1235u32.to_ne_bytes());
         rec[1 + 32] = DIR_OUT;
         rec[1 + 40..1 + 44].copy_from_slice(b"curl");
         let h = PktHdr::read(&rec[1..]).unwrap();
         assert_eq!(h.tgid, 1234);
+        assert_eq!(h.tid, 1235);
         assert_eq!(h.direction, DIR_OUT);
         assert_eq!(comm_str(&h.comm), b"curl");
         assert!(PktHdr::read(&rec[..10]).is_none());

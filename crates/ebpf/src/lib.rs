@@ -298,7 +298,7 @@ impl EbpfBackend {
             return Ok(0);
         }
         let comm = self.procfs.comm(pid).unwrap_or_default();
-        let owner = Owner { tgid: pid, _pad: 0, key: process.key(), comm: comm_bytes(&comm) };
+        let owner = Owner { tgid: pid, tid: 0, key: process.key(), comm: comm_bytes(&comm) };
         let sockets = sockdiag::dump_in_netns_of(pid)
             .map_err(|e| EngineError::io(format!("sock_diag dump in the network namespace of pid {pid}"), e))?;
         let mut n = 0;
@@ -606,6 +606,7 @@ impl KernelBackend for EbpfBackend {
                     socket_cookie: cookie,
                     pid: h.tgid,
                     comm: abi::comm_str(&h.comm),
+                    tid: h.tid,
                     direction: if h.direction == abi::DIR_OUT { Direction::Outbound } else { Direction::Inbound },
                     verdict: Verdict::Pass,
                     rule: None,
@@ -631,6 +632,7 @@ impl KernelBackend for EbpfBackend {
                 socket_cookie: h.cookie,
                 pid: h.tgid,
                 comm: abi::comm_str(&h.comm),
+                tid: h.tid,
                 direction: if h.direction == abi::DIR_OUT { Direction::Outbound } else { Direction::Inbound },
                 verdict: if h.verdict == abi::VERDICT_BLOCKED { Verdict::Blocked } else { Verdict::Pass },
                 rule: (h.rule != abi::NO_RULE).then_some(h.rule),

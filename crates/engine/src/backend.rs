@@ -25,8 +25,11 @@ pub struct RawPacket<'a> {
     pub ts_mono_ns: u64,
     pub socket_cookie: u64,
     pub pid: u32,
-    /// Process name as the kernel recorded it, without NUL padding.
+    /// Process name as the kernel recorded it, without NUL padding: the
+    /// name of the thread `tid` (or of the one that set the socket up).
     pub comm: &'a [u8],
+    /// The thread that sent the packet, or last sent on the socket (0: unknown).
+    pub tid: u32,
     pub direction: Direction,
     pub verdict: Verdict,
     pub rule: Option<u16>,

@@ -15,11 +15,12 @@
 
 use crate::backend::{KernelBackend, KernelConfig, KernelCounters, RawPacket, RawTls};
 use crate::error::{EngineError, InvalidInput, Result};
-use crate::process::Process;
+use crate::meta::ProcessCache;
+use crate::process::{Process, TargetId};
 use crate::procfs::{truncate_comm, Procfs};
 use crate::ring::{PacketRing, DEFAULT_RING_SIZE, MAX_RING_SIZE};
 use crate::rules::Rule;
-use pidcap_packet::{CapturedPacket, Direction, TlsInfo, TlsRecord};
+use pidcap_packet::{CapturedPacket, Direction, ProcessMeta, TlsInfo, TlsRecord};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -169,6 +170,70 @@ pub struct Capture {
     /// Which packets are kept (None: all), and how many were not.
     filter: Option<Arc<dyn PacketFilter>>,
     filtered: u64,
+    // -- the whole process (issue 12) --
+    /// Each target's metadata, read once per process (see [`crate::meta`]).
+    procs: ProcessCache,
+    /// The kernel's targets at the last liveness scan: pid -> key.
+    target_keys: HashMap<u32, u64>,
+}
+
+/// Read `id`'s metadata into `procs` if the pid is still that process's:
+/// by its held pidfd, or by a new pidfd whose key is `id`'s (key 0: no
+/// pidfs, the pid alone), checked again once the files are read.
+fn read_meta(procs: &mut ProcessCache, held: &[Process], id: TargetId) {
+    if let Some(p) = held.iter().find(|p| p.id() == id) {
+        procs.read(id, || p.has_exited().is_ok_and(|gone| !gone));
+        return;
+    }
+    match Process::open(id.pid) {
+        Ok(p) if id.key == 0 || p.key() == id.key => {
+            procs.read(id, || p.has_exited().is_ok_and(|gone| !gone));
+        }
+        _ => {
+            procs.read(id, || false);
+        }
+    }
+}
+
+/// The metadata for a packet of `pid`; a pid not seen yet is read now (its
+/// key: the last scan's, else the one its pidfd has now).
+fn meta_of<'c>(
+    procs: &'c mut ProcessCache,
+    held: &[Process],
+    keys: &HashMap<u32, u64>,
+    pid: u32,
+) -> Option<&'c Arc<ProcessMeta>> {
+    if let Some(key) = procs.first_packet(pid) {
+        // Read before its first packet: again if it exec'd (or was not readable) since.
+        let id = TargetId { pid, key };
+        if procs.is_stale(id) {
+            read_meta(procs, held, id);
+        }
+    } else if !procs.knows_pid(pid) {
+        let key = match keys.get(&pid) {
+            Some(&k) => Some(k),
+            None => held
+                .iter()
+                .find(|p| p.pid() == pid)
+                .map(Process::key)
+                .or_else(|| Process::open(pid).ok().map(|p| p.key())),
+        };
+        read_meta(procs, held, TargetId { pid, key: key.unwrap_or(0) });
+        procs.first_packet(pid);
+    }
+    procs.get(pid)
+}
+
+/// A packet's comm, tid and thread given its process: the leader's name
+/// when the process is known, the kernel's record of the thread beside it.
+fn with_process(mut p: CapturedPacket, tid: u32, meta: Option<&Arc<ProcessMeta>>) -> CapturedPacket {
+    p.thread = std::mem::take(&mut p.comm);
+    p.comm = meta.map_or_else(|| p.thread.clone(), |m| m.comm.clone());
+    if p.tls.is_none() {
+        p.tid = tid; // a TLS record's thread is its call's: `tls.tid`
+    }
+    p.process = meta.cloned();
+    p
 }
 
 /// The offset of each TLS connection's plaintext in each direction: the
@@ -218,8 +283,10 @@ impl TlsStreams {
 /// What [`Capture::poll_raw`] hands over.
 #[derive(Debug, Clone, Copy)]
 pub enum Raw<'r, 'a> {
-    /// A packet borrowed from the kernel's buffer, with its id and wall-clock time.
-    Packet { id: u64, timestamp_ns: u64, packet: &'r RawPacket<'a> },
+    /// A packet borrowed from the kernel's buffer, with its id and wall-clock
+    /// time, and its process's metadata when known (its `comm` is then the
+    /// leader's name; `packet.comm` is the thread's).
+    Packet { id: u64, timestamp_ns: u64, packet: &'r RawPacket<'a>, process: Option<&'r Arc<ProcessMeta>> },
     /// A TLS plaintext record, built (records are few beside packets, and
     /// their synthesized packet has to be made anyway).
     Tls(&'r CapturedPacket),
@@ -245,6 +312,8 @@ impl Capture {
             tls_streams: TlsStreams::default(),
             filter: opts.filter,
             filtered: 0,
+            procs: ProcessCache::new(Procfs::default(), "/etc/passwd"),
+            target_keys: HashMap::new(),
         })
     }
 
@@ -287,8 +356,20 @@ impl Capture {
     /// Use another clock or /proc (tests).
     pub fn with_env(mut self, clock: WallClock, procfs: Procfs) -> Capture {
         self.clock = clock;
+        self.procs.set_procfs(procfs.clone());
         self.procfs = procfs;
         self
+    }
+
+    /// Use another password file for user names (tests).
+    pub fn with_passwd(mut self, passwd: impl Into<std::path::PathBuf>) -> Capture {
+        self.procs = ProcessCache::new(self.procfs.clone(), passwd);
+        self
+    }
+
+    /// The metadata of the process that has (or last had) pid `pid`, if read.
+    pub fn process_meta(&self, pid: u32) -> Option<&Arc<ProcessMeta>> {
+        self.procs.get(pid)
     }
 
     pub fn snaplen(&self) -> u32 {
@@ -312,10 +393,13 @@ impl Capture {
             return Err(gone());
         }
         self.backend.add_target(&process, self.follow_children)?;
+        // Its metadata, read now: it cannot have exited yet (checked just below).
+        self.procs.read(process.id(), || true);
         // What the backend read by pid (/proc/PID/fd) was this process's only
         // if it is still running now; and if it is, the pid is still its own.
         if process.has_exited()? {
             self.backend.remove_target(process.id())?;
+            self.procs.forget(process.pid());
             return Err(gone());
         }
         self.held.push(process);
@@ -361,10 +445,23 @@ impl Capture {
     /// if any, keeps) is handed to `on_packet` and kept in the ring. Returns
     /// how many arrived from the kernel layer, kept or not.
     pub fn poll(&mut self, timeout: Duration, on_packet: &mut dyn FnMut(&Arc<CapturedPacket>)) -> Result<usize> {
-        let Capture { backend, ring, clock, next_id, received, tls_streams, filter, filtered, .. } = self;
+        let Capture {
+            backend,
+            ring,
+            clock,
+            next_id,
+            received,
+            tls_streams,
+            filter,
+            filtered,
+            procs,
+            held,
+            target_keys,
+            ..
+        } = self;
         backend.poll(timeout, &mut |raw| {
             let timestamp_ns = clock.to_unix_ns(raw.ts_mono_ns);
-            let p = match &raw.tls {
+            let packet = match &raw.tls {
                 Some(tls) => {
                     // Built first, kept or not: the connection's offsets advance either way.
                     let record = tls_streams.record(*next_id, timestamp_ns, &raw, tls);
@@ -393,7 +490,8 @@ impl Capture {
                     }
                 }
             };
-            let p = Arc::new(p);
+            let meta = meta_of(procs, held, target_keys, raw.pid);
+            let p = Arc::new(with_process(packet, raw.tid, meta));
             *next_id += 1;
             *received += 1;
             on_packet(&p);
@@ -407,7 +505,9 @@ impl Capture {
     /// keeping it in the ring; TLS plaintext records are built (see [`Raw`]).
     /// Ids, the filter and the `received` and `filtered` counters work as with `poll`.
     pub fn poll_raw(&mut self, timeout: Duration, on_packet: &mut dyn FnMut(Raw<'_, '_>)) -> Result<usize> {
-        let Capture { backend, clock, next_id, received, tls_streams, filter, filtered, .. } = self;
+        let Capture {
+            backend, clock, next_id, received, tls_streams, filter, filtered, procs, held, target_keys, ..
+        } = self;
         backend.poll(timeout, &mut |raw| {
             let timestamp_ns = clock.to_unix_ns(raw.ts_mono_ns);
             match &raw.tls {
@@ -416,13 +516,15 @@ impl Capture {
                     if !keeps(filter, &record.data, record.orig_len, filtered) {
                         return;
                     }
-                    on_packet(Raw::Tls(&record))
+                    let process = meta_of(procs, held, target_keys, raw.pid);
+                    on_packet(Raw::Tls(&with_process(record, raw.tid, process)))
                 }
                 None => {
                     if !keeps(filter, raw.data, raw.orig_len, filtered) {
                         return;
                     }
-                    on_packet(Raw::Packet { id: *next_id, timestamp_ns, packet: &raw })
+                    let process = meta_of(procs, held, target_keys, raw.pid);
+                    on_packet(Raw::Packet { id: *next_id, timestamp_ns, packet: &raw, process })
                 }
             }
             *next_id += 1;
@@ -442,7 +544,16 @@ impl Capture {
     /// which may be another process's by now.
     pub fn live_targets(&mut self) -> Result<Vec<u32>> {
         let mut alive = Vec::new();
-        for t in self.backend.targets()? {
+        let targets = self.backend.targets()?;
+        // Metadata of the targets not read yet (followed children, name
+        // matches), or exec'd since they were read.
+        self.target_keys = targets.iter().map(|t| (t.id.pid, t.id.key)).collect();
+        for t in targets.iter().filter(|t| !t.exited) {
+            if self.procs.is_stale(t.id) {
+                read_meta(&mut self.procs, &self.held, t.id);
+            }
+        }
+        for t in targets {
             let exited = match self.held.iter().find(|p| p.id() == t.id) {
                 Some(p) => t.exited || p.has_exited()?,
                 None => t.exited,
@@ -537,9 +648,11 @@ mod tests {
         for p in [udp(b"a"), udp(b"bb"), udp(b"ccc")] {
             fake.handle().push(7, p);
         }
+        // A /proc without pid 7 (this machine's pid 7 is some kernel thread): the kernel's name stays.
+        let empty = ProcTree::new("nopid", &[], "x");
         let mut cap = Capture::new(Box::new(fake), CaptureOptions { ring_size: 2, ..Default::default() })
             .unwrap()
-            .with_env(WallClock::with_offset(1_000_000), Procfs::default());
+            .with_env(WallClock::with_offset(1_000_000), empty.procfs());
         let mut seen = vec![];
         let n = cap.poll(Duration::ZERO, &mut |p| seen.push((p.id, p.timestamp_ns, p.payload().len()))).unwrap();
         assert_eq!(n, 3);
@@ -562,7 +675,7 @@ mod tests {
             .with_env(WallClock::with_offset(5), Procfs::default());
         let mut seen = vec![];
         cap.poll_raw(Duration::ZERO, &mut |r| {
-            if let Raw::Packet { id, timestamp_ns, packet } = r {
+            if let Raw::Packet { id, timestamp_ns, packet, .. } = r {
                 seen.push((id, timestamp_ns, packet.data.len(), packet.comm.to_vec()))
             }
         })
@@ -856,6 +969,45 @@ mod tests {
         end(child);
         assert!(cap.live_targets().unwrap().is_empty());
         assert!(kernel_pids(&h).is_empty());
+    }
+
+    #[test]
+    fn packets_carry_their_process_read_once_and_kept_after_it_exits() {
+        let child = sleeper();
+        let pid = child.id();
+        let tree = crate::meta::tests::Tree::new("capture");
+        tree.process(pid, "curl", 1, 1000, "/usr/bin/curl", &["curl", "-s"], "/user.slice");
+        let fake = FakeKernel::default();
+        let h = fake.handle();
+        let mut cap = Capture::new(Box::new(fake), CaptureOptions::default())
+            .unwrap()
+            .with_env(WallClock::with_offset(0), tree.procfs())
+            .with_passwd(tree.passwd());
+        cap.add_pid(pid).unwrap();
+        let mut p = crate::fake::FakePacket::new(pid, udp(b"a"));
+        (p.comm, p.tid) = (b"worker-1".to_vec(), pid + 1);
+        h.push_packet(p.clone());
+        let mut got = vec![];
+        cap.poll(Duration::ZERO, &mut |p| got.push(p.clone())).unwrap();
+        let m = got[0].process.clone().expect("the process's metadata");
+        assert_eq!((m.exe.as_str(), m.user.as_str(), m.ppid), ("/usr/bin/curl", "alice", 1));
+        assert_eq!((got[0].comm.as_str(), got[0].thread.as_str(), got[0].tid), ("curl", "worker-1", pid + 1));
+        // Its files change (they would be another process's): not read again per packet.
+        tree.process(pid, "other", 1, 0, "/usr/bin/curl", &["other"], "/");
+        end(child);
+        tree.remove(pid);
+        assert!(cap.live_targets().unwrap().is_empty());
+        h.push_packet(p.clone());
+        cap.poll_raw(Duration::ZERO, &mut |r| {
+            if let Raw::Packet { process, .. } = r {
+                assert!(Arc::ptr_eq(process.unwrap(), &m), "the same metadata, shared, after the exit");
+            }
+        })
+        .unwrap();
+        // A packet of a pid that no process has: no metadata, and no error.
+        h.push_packet(crate::fake::FakePacket::new(u32::MAX - 5, udp(b"b")));
+        cap.poll(Duration::ZERO, &mut |p| assert!(p.process.is_none() && p.comm == "fake" && p.thread == "fake"))
+            .unwrap();
     }
 
     #[test]

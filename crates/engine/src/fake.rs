@@ -20,6 +20,8 @@ use std::time::Duration;
 pub struct FakePacket {
     pub pid: u32,
     pub comm: Vec<u8>,
+    /// The sending thread (0: unknown); [`FakePacket::new`] makes it the pid.
+    pub tid: u32,
     pub socket_cookie: u64,
     pub direction: Direction,
     pub verdict: Verdict,
@@ -37,6 +39,7 @@ impl FakePacket {
         FakePacket {
             pid,
             comm: b"fake".to_vec(),
+            tid: pid,
             socket_cookie: 5,
             direction: Direction::Outbound,
             verdict: Verdict::Pass,
@@ -217,6 +220,7 @@ impl KernelBackend for FakeKernel {
                 socket_cookie: p.socket_cookie,
                 pid: p.pid,
                 comm: &p.comm,
+                tid: p.tid,
                 direction: p.direction,
                 verdict: p.verdict,
                 rule: p.rule,

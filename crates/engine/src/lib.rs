@@ -10,7 +10,8 @@
 //! - [`ring`]: the bounded packet ring (10,000 by default) that counts evictions;
 //! - [`rules`]: filter rules (allow/block) and their SPEC grammar;
 //! - [`container`]: container runtimes' cgroup naming (docker, podman, containerd, CRI-O, nspawn, LXC);
-//! - [`procfs`]: the one reader of `/proc` (status, comm, sockets);
+//! - [`procfs`]: the one reader of `/proc` (status, comm, sockets, exe, cmdline, cgroup);
+//! - [`meta`]: each process's metadata for its packets, read once per process and kept after it exits;
 //! - [`process`]: a target held by a pidfd, and the identity ([`TargetId`]) no other process shares;
 //! - [`spawn`]: the one way to start a command held until it is a target.
 
@@ -20,6 +21,7 @@ pub mod container;
 pub mod error;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
+pub mod meta;
 pub mod process;
 pub mod procfs;
 pub mod ring;

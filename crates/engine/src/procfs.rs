@@ -1,6 +1,7 @@
 //! The one reader of `/proc` for every crate: existence, name, the fields of
 //! `/proc/PID/status` ([`Status`]: ids, uids, groups, capabilities), socket
-//! inodes of open file descriptors, processes by name. The root is a
+//! inodes of open file descriptors, processes by name, and what a packet's
+//! process metadata needs (executable, command line, cgroup2 path). The root is a
 //! parameter ([`Procfs::at`]) so tests run on a fake tree.
 
 use std::collections::HashSet;
@@ -131,6 +132,30 @@ impl Procfs {
         self.status(pid).ok().map(|s| s.tgid)
     }
 
+    /// The executable's path (`/proc/PID/exe`; a deleted file keeps its ` (deleted)` suffix).
+    pub fn exe(&self, pid: u32) -> io::Result<PathBuf> {
+        fs::read_link(self.root.join(pid.to_string()).join("exe"))
+    }
+
+    /// The arguments (`/proc/PID/cmdline`: NUL-separated; not UTF-8 is replaced).
+    /// Empty for a kernel thread or a zombie.
+    pub fn cmdline(&self, pid: u32) -> io::Result<Vec<String>> {
+        let raw = fs::read(self.root.join(pid.to_string()).join("cmdline"))?;
+        let raw = raw.strip_suffix(b"\0").unwrap_or(&raw);
+        if raw.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(raw.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+    }
+
+    /// The cgroup2 path of `pid` (the `0::` line of `/proc/PID/cgroup`), e.g. `/user.slice/...`.
+    pub fn cgroup(&self, pid: u32) -> io::Result<String> {
+        let text = fs::read_to_string(self.root.join(pid.to_string()).join("cgroup"))?;
+        crate::container::cgroup2_path(&text)
+            .map(str::to_string)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "/proc cgroup: no cgroup2 (0::) line"))
+    }
+
     /// Inodes of the sockets among `pid`'s open file descriptors.
     pub fn socket_inodes(&self, pid: u32) -> std::io::Result<HashSet<u64>> {
         let mut out = HashSet::new();
@@ -201,9 +226,11 @@ mod tests {
             let dir = self.0.join(pid);
             fs::create_dir_all(dir.join("fd")).unwrap();
             for (name, text) in files {
-                match name.strip_prefix("fd/") {
-                    Some(_) => std::os::unix::fs::symlink(text, dir.join(name)).unwrap(),
-                    None => fs::write(dir.join(name), text).unwrap(),
+                match (name.strip_prefix("fd/"), text.strip_prefix('@')) {
+                    (Some(_), _) => std::os::unix::fs::symlink(text, dir.join(name)).unwrap(),
+                    // "@target": a symbolic link (exe).
+                    (None, Some(target)) => std::os::unix::fs::symlink(target, dir.join(name)).unwrap(),
+                    (None, None) => fs::write(dir.join(name), text).unwrap(),
                 }
             }
             self
@@ -260,6 +287,9 @@ mod tests {
                 ("fd/3", "socket:[777]"),
                 ("fd/4", "socket:[778]"),
                 ("fd/5", "pipe:[779]"),
+                ("exe", "@/usr/bin/my proc"),
+                ("cmdline", "my proc\0-x\0a b\0\0"),
+                ("cgroup", "0::/user.slice/docker-ab.scope\n"),
             ],
         )
         .process("7", &[("stat", "7 (a) b) Z 1"), ("comm", "zombie\n")])
@@ -281,6 +311,10 @@ mod tests {
         assert_eq!(p.pids_named("my proc"), [8, 42]);
         assert!(p.pids_named("nobody").is_empty());
         assert!(Procfs::at(Path::new("/nonexistent")).pids_named("x").is_empty());
+        assert_eq!(p.exe(42).unwrap(), Path::new("/usr/bin/my proc"));
+        assert_eq!(p.cmdline(42).unwrap(), ["my proc", "-x", "a b", ""]);
+        assert_eq!(p.cgroup(42).unwrap(), "/user.slice/docker-ab.scope");
+        assert!(p.exe(8).is_err() && p.cmdline(8).is_err() && p.cgroup(8).is_err());
     }
 
     #[test]

@@ -21,16 +21,19 @@ pub mod build;
 pub mod decode;
 pub mod hex;
 pub mod net;
+pub mod process;
 pub mod tls;
 
 pub use decode::{decode, headers, Decoded, Headers};
 pub use hex::{hex_dump, to_hex};
+pub use process::{ContainerRef, ProcessMeta};
 pub use tls::{TlsInfo, TlsLibrary, TlsRecord};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Which way a packet crossed the target process's socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -211,7 +214,9 @@ pub struct CapturedPacket {
     pub timestamp_ns: u64,
     /// Process (thread group) id of the socket's owner.
     pub pid: u32,
-    /// Process name (`comm`, at most 15 bytes) of the socket's owner.
+    /// Process name (`comm`, at most 15 bytes) of the socket's owner: the
+    /// thread-group leader's when the process is known ([`ProcessMeta::comm`]),
+    /// else the name the kernel recorded with the packet.
     pub comm: String,
     /// Kernel socket cookie: stable id of the socket for its lifetime.
     pub socket_cookie: u64,
@@ -232,6 +237,21 @@ pub struct CapturedPacket {
     /// synthesized packet carrying the plaintext, not one seen on the wire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsInfo>,
+    // -- the whole process (issue 12) --
+    /// The thread that sent the packet (egress in the process's context), or
+    /// that last sent on or set up the socket (ingress); 0 = unknown.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tid: u32,
+    /// That thread's name (`comm` of the task), empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub thread: String,
+    /// The process, read once per process and shared by its packets (see [`process`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Arc<ProcessMeta>>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl CapturedPacket {
@@ -262,6 +282,9 @@ impl CapturedPacket {
             data,
             decoded,
             tls: None,
+            tid: 0,
+            thread: String::new(),
+            process: None,
         }
     }
 

@@ -133,6 +133,9 @@ impl CapturedPacket {
             data,
             decoded,
             tls: Some(r.info),
+            tid: 0,
+            thread: String::new(),
+            process: None,
         }
     }
 

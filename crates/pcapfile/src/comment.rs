@@ -3,30 +3,48 @@
 //! # Grammar
 //!
 //! ```text
-//! comment = "pid=" u32 " comm=" name " cookie=" u64 " verdict=" ("pass" | "blocked") [" rule=" u16]
-//! name    = *( safe-byte | "\x" hex hex )
+//! comment = "pid=" u32 " comm=" text
+//!           [" tid=" u32] [" thread=" text]                      ; the thread (per packet)
+//!           [" exe=" text] [" cmdline=" text *(" " text)]        ; the process (when pidcap read it)
+//!           [" ppid=" u32] [" pcomm=" text] [" uid=" u32] [" user=" text]
+//!           [" cgroup=" text] [" container=" text ":" text]
+//!           " cookie=" u64 " verdict=" ("pass" | "blocked") [" rule=" u16]
+//!           [" tls=" library " offset=" u32]                     ; TLS plaintext records only
+//! text    = *( safe-byte | "\x" hex hex )
 //! safe-byte = A-Z / a-z / 0-9 / "." / "_" / ":" / "/" / "+" / "-"
 //! ```
 //!
-//! Example: `pid=4242 comm=Web\x20Content cookie=8812 verdict=blocked rule=3`.
+//! Example: `pid=4242 comm=curl tid=4243 thread=curl exe=/usr/bin/curl cmdline=curl -s http://x/a\x20b
+//! ppid=4200 pcomm=sh uid=1000 user=alice cgroup=/user.slice/user-1000.slice container=docker:0123...
+//! cookie=8812 verdict=blocked rule=3` (one line).
 //!
-//! Every byte of the (UTF-8) process name outside the safe set, including the
-//! space, `=`, `\` and any non-printable byte, is written as `\x` followed by
-//! two lower-case hex digits, so the name never contains a space and the
-//! comment splits on single spaces. `pid=N comm=NAME` are always the first
-//! two tokens, so `frame.comment contains "pid=1234"` works in tshark.
+//! Every byte of a text value outside the safe set, including the space,
+//! `=`, `\` and any non-printable byte, is written as `\x` followed by two
+//! lower-case hex digits, so a value never contains a space or `=`.
+//! `cmdline` is the arguments, each escaped, joined by single spaces: the
+//! tokens after `cmdline=` that have no `=` are its next arguments (a space
+//! inside an argument stays `\x20`). `pid=N comm=NAME` are always the first
+//! two tokens, so `frame.comment contains "pid=1234"` works in tshark
+//! (`pidcap.pid == 1234` with the Lua plugin in `wireshark/` is exact).
+//! `comm` is the thread-group leader's name, `thread` the name of the thread
+//! that sent (or last sent on) the socket; `tid`/`thread` are left out when
+//! unknown, the process fields (`exe` to `container`) when pidcap could not
+//! read the process; `container` only when the cgroup path names one.
 //!
 //! The parser is lenient where it costs nothing: after `pid` and `comm`
 //! (mandatory, in that order) the other tokens may come in any order or be
-//! missing (defaults: cookie 0, verdict pass, no rule), unknown `key=value`
-//! tokens are ignored, and unescaped non-space bytes in the name are taken
-//! literally. A malformed number, verdict or escape means "not ours".
+//! missing (defaults: cookie 0, verdict pass, no rule, no thread, no
+//! process), unknown `key=value` tokens are ignored, and unescaped non-space
+//! bytes in a value are taken literally. A malformed number, verdict or
+//! escape means "not ours". Files written before these fields read as they did.
 //!
-//! A TLS plaintext record's comment adds ` tls=LIBRARY tid=N offset=N`
-//! ([`TlsComment`], [`format_tls`], [`parse_tls`]); the process parser
-//! ignores those tokens.
+//! A TLS plaintext record's comment adds ` tls=LIBRARY offset=N`
+//! ([`TlsComment`], [`format_tls`], [`parse_tls`]); its thread is the
+//! `tid` above (files of older pidcaps wrote `tls=LIBRARY tid=N offset=N`:
+//! the same token, read the same way). The process parser ignores those tokens.
 
-use pidcap_packet::{CapturedPacket, TlsInfo, Verdict};
+use pidcap_packet::{CapturedPacket, ContainerRef, ProcessMeta, TlsInfo, Verdict};
+use std::sync::Arc;
 
 /// The process fields carried by a comment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,10 +54,15 @@ pub struct ProcessInfo {
     pub socket_cookie: u64,
     pub verdict: Verdict,
     pub rule: Option<u16>,
+    /// The thread (0 / empty: unknown).
+    pub tid: u32,
+    pub thread: String,
+    /// The process's metadata, when the comment has it.
+    pub process: Option<Arc<ProcessMeta>>,
 }
 
 impl ProcessInfo {
-    /// The process fields of a packet.
+    /// The process fields of a packet (a TLS record's thread is its call's).
     pub fn of(p: &CapturedPacket) -> ProcessInfo {
         ProcessInfo {
             pid: p.pid,
@@ -47,6 +70,9 @@ impl ProcessInfo {
             socket_cookie: p.socket_cookie,
             verdict: p.verdict,
             rule: p.rule,
+            tid: if p.tid != 0 { p.tid } else { p.tls.map_or(0, |t| t.tid) },
+            thread: p.thread.clone(),
+            process: p.process.clone(),
         }
     }
 }
@@ -92,13 +118,44 @@ pub fn unescape_comm(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The comment written on a packet: `pid=1234 comm=curl cookie=8812 verdict=pass`.
+/// The comment written on a packet (the grammar in the module doc), e.g.
+/// `pid=1234 comm=curl cookie=8812 verdict=pass`.
 pub fn format_comment(info: &ProcessInfo) -> String {
-    let verdict = info.verdict;
-    let mut s =
-        format!("pid={} comm={} cookie={} verdict={verdict}", info.pid, escape_comm(&info.comm), info.socket_cookie);
+    use std::fmt::Write;
+    let mut s = format!("pid={} comm={}", info.pid, escape_comm(&info.comm));
+    if info.tid != 0 {
+        let _ = write!(s, " tid={}", info.tid);
+    }
+    if !info.thread.is_empty() {
+        let _ = write!(s, " thread={}", escape_comm(&info.thread));
+    }
+    if let Some(m) = &info.process {
+        if !m.exe.is_empty() {
+            let _ = write!(s, " exe={}", escape_comm(&m.exe));
+        }
+        if !m.cmdline.is_empty() {
+            s.push_str(" cmdline=");
+            let args: Vec<String> = m.cmdline.iter().map(|a| escape_comm(a)).collect();
+            s.push_str(&args.join(" "));
+        }
+        let _ = write!(s, " ppid={}", m.ppid);
+        if !m.parent_comm.is_empty() {
+            let _ = write!(s, " pcomm={}", escape_comm(&m.parent_comm));
+        }
+        let _ = write!(s, " uid={}", m.uid);
+        if !m.user.is_empty() {
+            let _ = write!(s, " user={}", escape_comm(&m.user));
+        }
+        if !m.cgroup.is_empty() {
+            let _ = write!(s, " cgroup={}", escape_comm(&m.cgroup));
+        }
+        if let Some(c) = &m.container {
+            let _ = write!(s, " container={}:{}", escape_comm(&c.runtime), escape_comm(&c.id));
+        }
+    }
+    let _ = write!(s, " cookie={} verdict={}", info.socket_cookie, info.verdict);
     if let Some(rule) = info.rule {
-        s.push_str(&format!(" rule={rule}"));
+        let _ = write!(s, " rule={rule}");
     }
     s
 }
@@ -108,22 +165,61 @@ pub fn parse_comment(s: &str) -> Option<ProcessInfo> {
     let mut tokens = s.split(' ');
     let pid = tokens.next()?.strip_prefix("pid=")?.parse().ok()?;
     let comm = unescape_comm(tokens.next()?.strip_prefix("comm=")?)?;
-    let mut info = ProcessInfo { pid, comm, socket_cookie: 0, verdict: Verdict::Pass, rule: None };
+    let mut info = ProcessInfo {
+        pid,
+        comm: comm.clone(),
+        socket_cookie: 0,
+        verdict: Verdict::Pass,
+        rule: None,
+        tid: 0,
+        thread: String::new(),
+        process: None,
+    };
+    let mut meta = ProcessMeta { pid, comm, ..ProcessMeta::default() };
+    let mut has_meta = false;
+    let mut in_cmdline = false;
     for tok in tokens {
-        let (key, value) = tok.split_once('=').unwrap_or((tok, ""));
+        let Some((key, value)) = tok.split_once('=') else {
+            if in_cmdline {
+                meta.cmdline.push(unescape_comm(tok)?);
+            }
+            continue;
+        };
+        in_cmdline = false;
         match key {
             "cookie" => info.socket_cookie = value.parse().ok()?,
             "verdict" => info.verdict = value.parse().ok()?,
             "rule" => info.rule = Some(value.parse().ok()?),
-            _ => {}
+            "tid" => info.tid = value.parse().ok()?,
+            "thread" => info.thread = unescape_comm(value)?,
+            "exe" => meta.exe = unescape_comm(value)?,
+            "cmdline" => {
+                meta.cmdline = vec![unescape_comm(value)?];
+                in_cmdline = true;
+            }
+            "ppid" => meta.ppid = value.parse().ok()?,
+            "pcomm" => meta.parent_comm = unescape_comm(value)?,
+            "uid" => meta.uid = value.parse().ok()?,
+            "user" => meta.user = unescape_comm(value)?,
+            "cgroup" => meta.cgroup = unescape_comm(value)?,
+            "container" => {
+                let (runtime, id) = value.split_once(':')?;
+                meta.container = Some(ContainerRef { runtime: unescape_comm(runtime)?, id: unescape_comm(id)? });
+            }
+            _ => continue,
         }
+        has_meta |= matches!(key, "exe" | "cmdline" | "ppid" | "pcomm" | "uid" | "user" | "cgroup" | "container");
+    }
+    if has_meta {
+        info.process = Some(Arc::new(meta));
     }
     Some(info)
 }
 
 /// What the comment of a TLS plaintext record says beyond the process:
-/// ` tls=LIBRARY tid=N offset=N` after the process fields, e.g.
-/// `pid=4242 comm=curl cookie=8812 verdict=pass tls=openssl tid=4243 offset=0`
+/// ` tls=LIBRARY offset=N` after the process fields, the calling thread in
+/// the process part's `tid`, e.g.
+/// `pid=4242 comm=curl tid=4243 cookie=8812 verdict=pass tls=openssl offset=0`
 /// (`offset`: the plaintext's place in its direction of the connection).
 /// `frame.comment contains "tls="` selects the records in tshark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,16 +228,19 @@ pub struct TlsComment {
     pub offset: u32,
 }
 
-/// The suffix [`TlsComment`] describes, with its leading space.
+/// The suffix [`TlsComment`] describes, with its leading space (its
+/// `info.tid` goes in the process part: [`ProcessInfo::tid`]).
 pub fn format_tls(t: &TlsComment) -> String {
-    format!(" tls={} tid={} offset={}", t.info.library, t.info.tid, t.offset)
+    format!(" tls={} offset={}", t.info.library, t.offset)
 }
 
-/// The TLS fields of a comment, if it has a valid `tls=` token.
+/// The TLS fields of a comment, if it has a valid `tls=` token (`tid`
+/// wherever it is: the process part, or after `tls=` in older files).
 pub fn parse_tls(s: &str) -> Option<TlsComment> {
     let (mut library, mut tid, mut offset) = (None, 0, 0);
     for tok in s.split(' ').skip(2) {
-        let (key, value) = tok.split_once('=').unwrap_or((tok, ""));
+        // Tokens without `=` are command-line arguments.
+        let Some((key, value)) = tok.split_once('=') else { continue };
         match key {
             "tls" => library = Some(value.parse().ok()?),
             "tid" => tid = value.parse().ok()?,
@@ -157,7 +256,69 @@ mod tests {
     use super::*;
 
     fn info(comm: &str, verdict: Verdict, rule: Option<u16>) -> ProcessInfo {
-        ProcessInfo { pid: 1234, comm: comm.into(), socket_cookie: 8812, verdict, rule }
+        ProcessInfo {
+            pid: 1234,
+            comm: comm.into(),
+            socket_cookie: 8812,
+            verdict,
+            rule,
+            tid: 0,
+            thread: String::new(),
+            process: None,
+        }
+    }
+
+    fn meta() -> ProcessMeta {
+        ProcessMeta {
+            pid: 1234,
+            comm: "curl".into(),
+            exe: "/usr/bin/curl".into(),
+            cmdline: vec!["curl".into(), "-s".into(), "a b".into(), "".into(), "k=v".into(), "tls".into()],
+            ppid: 1200,
+            parent_comm: "sh".into(),
+            uid: 1000,
+            user: "alice".into(),
+            cgroup: "/system.slice/docker-ab.scope".into(),
+            container: Some(ContainerRef { runtime: "docker".into(), id: "ab".into() }),
+        }
+    }
+
+    #[test]
+    fn the_whole_process_round_trips_in_the_documented_order() {
+        let i = ProcessInfo {
+            tid: 1240,
+            thread: "worker 1".into(),
+            process: Some(Arc::new(meta())),
+            ..info("curl", Verdict::Pass, Some(2))
+        };
+        let s = format_comment(&i);
+        assert_eq!(
+            s,
+            "pid=1234 comm=curl tid=1240 thread=worker\\x201 exe=/usr/bin/curl cmdline=curl -s a\\x20b  k\\x3dv tls \
+             ppid=1200 pcomm=sh uid=1000 user=alice cgroup=/system.slice/docker-ab.scope container=docker:ab \
+             cookie=8812 verdict=pass rule=2"
+        );
+        assert_eq!(parse_comment(&s), Some(i.clone()));
+        assert_eq!(parse_tls(&s), None, "an argument named tls is not a record");
+        // Only what is known is written: a thread without a process, a process without a container.
+        let j = ProcessInfo { tid: 9, ..info("x", Verdict::Pass, None) };
+        assert_eq!(format_comment(&j), "pid=1234 comm=x tid=9 cookie=8812 verdict=pass");
+        assert_eq!(parse_comment(&format_comment(&j)), Some(j));
+        let bare = ProcessMeta { cmdline: vec![], container: None, user: String::new(), ..meta() };
+        let k = ProcessInfo { process: Some(Arc::new(bare)), ..info("curl", Verdict::Pass, None) };
+        assert_eq!(
+            format_comment(&k),
+            "pid=1234 comm=curl exe=/usr/bin/curl ppid=1200 pcomm=sh uid=1000 cgroup=/system.slice/docker-ab.scope cookie=8812 verdict=pass"
+        );
+        assert_eq!(parse_comment(&format_comment(&k)), Some(k));
+        for bad in [
+            "pid=1 comm=x uid=-1",
+            "pid=1 comm=x container=docker",
+            "pid=1 comm=x exe=\\q",
+            "pid=1 comm=x cmdline=a \\z",
+        ] {
+            assert_eq!(parse_comment(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -196,10 +357,15 @@ mod tests {
     fn tls_fields_round_trip_after_the_process() {
         use pidcap_packet::TlsLibrary;
         let t = TlsComment { info: TlsInfo { tid: 4243, library: TlsLibrary::Gnutls }, offset: 7 };
-        let s = format!("{}{}", format_comment(&info("curl", Verdict::Pass, None)), format_tls(&t));
-        assert_eq!(s, "pid=1234 comm=curl cookie=8812 verdict=pass tls=gnutls tid=4243 offset=7");
+        let i = ProcessInfo { tid: 4243, ..info("curl", Verdict::Pass, None) };
+        let s = format!("{}{}", format_comment(&i), format_tls(&t));
+        assert_eq!(s, "pid=1234 comm=curl tid=4243 cookie=8812 verdict=pass tls=gnutls offset=7");
         assert_eq!(parse_tls(&s), Some(t));
-        assert_eq!(parse_comment(&s), Some(info("curl", Verdict::Pass, None)));
+        assert_eq!(parse_comment(&s), Some(i));
+        // Files of older pidcaps: the tid after tls=, one token all the same.
+        let old = "pid=1234 comm=curl cookie=8812 verdict=pass tls=gnutls tid=4243 offset=7";
+        assert_eq!(parse_tls(old), Some(t));
+        assert_eq!(parse_comment(old).unwrap().tid, 4243);
         assert_eq!(parse_tls("pid=1 comm=x verdict=pass"), None);
         assert_eq!(parse_tls("pid=1 comm=x tls=quic"), None);
         assert_eq!(parse_tls("pid=1 comm=x tls=nss tid=-1"), None);

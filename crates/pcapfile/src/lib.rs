@@ -47,10 +47,11 @@ pub use pcap::PcapWriter;
 pub use pcapng::PcapngWriter;
 pub use reader::{describe_skipped, read_packets, Contents, PacketReader, SkipReason, Skipped};
 
-use pidcap_packet::{CapturedPacket, Direction, TlsInfo, Verdict};
+use pidcap_packet::{CapturedPacket, Direction, ProcessMeta, TlsInfo, Verdict};
 use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// `LINKTYPE_RAW`: the packet starts at the IPv4 or IPv6 header.
 pub const LINKTYPE_RAW: u16 = 101;
@@ -169,6 +170,10 @@ pub struct RecordRef<'a> {
     /// Set for a TLS plaintext record ([`CapturedPacket::tls`]): `data` is
     /// its synthesized packet.
     pub tls: Option<TlsInfo>,
+    // -- the whole process (issue 12): see CapturedPacket's fields of these names --
+    pub tid: u32,
+    pub thread: &'a str,
+    pub process: Option<&'a Arc<ProcessMeta>>,
 }
 
 impl RecordRef<'_> {
@@ -178,6 +183,9 @@ impl RecordRef<'_> {
         let mut p = CapturedPacket {
             rule: self.rule,
             tls: self.tls,
+            tid: self.tid,
+            thread: self.thread.to_string(),
+            process: self.process.cloned(),
             ..CapturedPacket::new(
                 self.id,
                 self.timestamp_ns,
@@ -212,6 +220,9 @@ impl<'a> From<&'a CapturedPacket> for RecordRef<'a> {
             orig_len: p.orig_len,
             data: &p.data,
             tls: p.tls,
+            tid: p.tid,
+            thread: &p.thread,
+            process: p.process.as_ref(),
         }
     }
 }
@@ -371,6 +382,8 @@ mod tests {
         let mut p =
             CapturedPacket::new(9, 123, 42, "dig".into(), 77, Direction::Outbound, Verdict::Blocked, 1500, data);
         p.rule = Some(2);
+        (p.tid, p.thread) = (43, "worker".into());
+        p.process = Some(Arc::new(ProcessMeta { pid: 42, comm: "dig".into(), ppid: 1, ..ProcessMeta::default() }));
         let back = RecordRef::from(&p).to_packet();
         assert_eq!(back, p);
         assert_eq!(back.decoded.remote_port, 1024);

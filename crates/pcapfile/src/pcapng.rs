@@ -17,8 +17,8 @@
 //!   `LINKTYPE_WIRESHARK_UPPER_PDU`, `if_name` = `pidcap-tls-plaintext`,
 //!   described as taken from the TLS library, not the wire), described by an
 //!   IDB just before the first record, as an Exported PDU: tshark dissects
-//!   the plaintext (`-Y http.request`). Its comment adds `tls=LIBRARY tid=N
-//!   offset=N` to the process ([`crate::comment::TlsComment`]).
+//!   the plaintext (`-Y http.request`). Its comment adds `tls=LIBRARY
+//!   offset=N` to the process (the calling thread is its `tid=`) ([`crate::comment::TlsComment`]).
 //! * Key log lines ([`PcapngWriter::add_keys`]) go into Decryption Secrets
 //!   Blocks (`TLSK`), each line once, only for connections whose ClientHello
 //!   is in the file, and before the packets that need them: with
@@ -42,6 +42,7 @@ use pidcap_packet::{decode, CapturedPacket, Direction, TlsInfo};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(crate) const BT_SHB: u32 = 0x0A0D_0D0A;
@@ -291,12 +292,21 @@ impl<W: Write> PcapngWriter<W> {
 
     /// Make `self.comment` the comment of `p`'s process (formatted once for a run of one socket's packets).
     fn cache_comment(&mut self, p: &RecordRef<'_>) {
+        // A TLS record's thread is its call's (one `tid` in the comment).
+        let tid = if p.tid != 0 { p.tid } else { p.tls.map_or(0, |t| t.tid) };
         let same = self.comment.as_ref().is_some_and(|(i, _)| {
             i.pid == p.pid
                 && i.socket_cookie == p.socket_cookie
                 && i.verdict == p.verdict
                 && i.rule == p.rule
+                && i.tid == tid
                 && i.comm == p.comm
+                && i.thread == p.thread
+                && match (&i.process, p.process) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                    _ => false,
+                }
         });
         if !same {
             let info = ProcessInfo {
@@ -305,6 +315,9 @@ impl<W: Write> PcapngWriter<W> {
                 socket_cookie: p.socket_cookie,
                 verdict: p.verdict,
                 rule: p.rule,
+                tid,
+                thread: p.thread.to_string(),
+                process: p.process.cloned(),
             };
             let text = format_comment(&info);
             self.comment = Some((info, text));

@@ -33,7 +33,7 @@
 //! # TLS
 //!
 //! * A frame on an Exported PDU interface (`LINKTYPE_WIRESHARK_UPPER_PDU`,
-//!   252) whose comment has pidcap's TLS fields (`tls=LIBRARY tid=N
+//!   252) whose comment has pidcap's TLS fields (`tls=LIBRARY
 //!   offset=N`, see [`crate::comment::TlsComment`]) is a TLS plaintext record:
 //!   it is read back into [`CapturedPacket::tls_record`] with its
 //!   connection from the PDU's address and port tags (see [`crate::tls`]).
@@ -745,6 +745,9 @@ impl<R: Read> PacketReader<R> {
             socket_cookie: 0,
             verdict: Verdict::Pass,
             rule: None,
+            tid: 0,
+            thread: String::new(),
+            process: None,
         });
         let orig_len = f.orig_len.saturating_sub(header_len as u32);
         let mut p = CapturedPacket::new(
@@ -759,6 +762,7 @@ impl<R: Read> PacketReader<R> {
             data,
         );
         p.rule = info.rule;
+        (p.tid, p.thread, p.process) = (info.tid, info.thread, info.process);
         Some(p)
     }
 
@@ -782,7 +786,7 @@ impl<R: Read> PacketReader<R> {
             .saturating_sub(pdu.payload_at as u64)
             .max(plaintext.len() as u64)
             .min(u64::from(u32::MAX) - 60);
-        Some(CapturedPacket::tls_record(TlsRecord {
+        let mut p = CapturedPacket::tls_record(TlsRecord {
             id: self.frames,
             timestamp_ns: f.timestamp_ns,
             pid: info.pid,
@@ -795,7 +799,9 @@ impl<R: Read> PacketReader<R> {
             plaintext,
             true_len,
             stream_offset: tls.offset,
-        }))
+        });
+        (p.thread, p.process) = (info.thread, info.process);
+        Some(p)
     }
 
     /// Count the current frame as skipped for `reason`.

@@ -512,6 +512,40 @@ fn plaintext_label(p: &CapturedPacket, library: pidcap_packet::TlsLibrary) -> St
     format!("{kept} bytes of plaintext{of}, taken from the TLS library ({library}), not from the wire")
 }
 
+// -- the whole process (issue 12) --
+/// The "Process" section of a packet's detail: who sent or received it, as
+/// far as pidcap read the process (once, when it first saw it).
+pub fn process_fields(p: &CapturedPacket) -> Vec<(&'static str, String)> {
+    let mut f = vec![("process", format!("{} ({})", p.pid, p.comm))];
+    let tid = if p.tid != 0 { p.tid } else { p.tls.map_or(0, |t| t.tid) };
+    if tid != 0 || !p.thread.is_empty() {
+        let name = if p.thread.is_empty() { String::new() } else { format!(" ({})", p.thread) };
+        f.push(("thread", format!("{tid}{name}")));
+    }
+    if let Some(m) = &p.process {
+        f.push(("executable", m.exe.clone()));
+        f.push(("command line", m.cmdline.join(" ")));
+        f.push(("parent", format!("{} ({})", m.ppid, m.parent_comm)));
+        f.push(("user", if m.user.is_empty() { m.uid.to_string() } else { format!("{} ({})", m.uid, m.user) }));
+        f.push(("cgroup", m.cgroup.clone()));
+        if let Some(c) = &m.container {
+            f.push(("container", c.to_string()));
+        }
+    }
+    f
+}
+
+fn process_section(p: &CapturedPacket) -> Element {
+    rsx! {
+        b { "Process" }
+        dl { class: "hdr", id: "packet-process",
+            for (k, v) in process_fields(p) {
+                dt { "{k}" } dd { "{v}" }
+            }
+        }
+    }
+}
+
 fn detail(app: &App, d: D) -> Element {
     let Some(p) = app.packets.focused_packet() else {
         return rsx! { div { class: "panel", h2 { "Packet" } p { class: "muted", "Click a packet to see its headers and bytes." } } };
@@ -524,6 +558,7 @@ fn detail(app: &App, d: D) -> Element {
     rsx! {
         div { class: "panel", id: "packet-detail",
             h2 { "Packet #{p.id} — {dir} {p.pid}/{p.comm}" }
+            {process_section(p)}
             for (name, f) in fields {
                 b { "{name}" }
                 dl { class: "hdr",
@@ -571,6 +606,7 @@ fn record_detail(p: &CapturedPacket, tls: pidcap_packet::TlsInfo, d: D) -> Eleme
                     dt { "{k}" } dd { "{v}" }
                 }
             }
+            {process_section(p)}
             {hex_view(p.payload(), plaintext_label(p, tls.library))}
             div { class: "row", style: "margin-top:6px",
                 button { id: "edit-packet", onclick: move |_| d.call(EditorMsg::Open), "Edit plaintext" }
@@ -872,5 +908,52 @@ fn library_tab(app: &App, d: D) -> Element {
                 {downloads(app)}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_section_shows_what_was_read() {
+        let mut p = CapturedPacket::new(
+            1,
+            1,
+            42,
+            "dig".into(),
+            7,
+            Direction::Outbound,
+            pidcap_packet::Verdict::Pass,
+            3,
+            vec![0x45, 0, 3],
+        );
+        assert_eq!(process_fields(&p), [("process", "42 (dig)".to_string())]);
+        (p.tid, p.thread) = (43, "isc-net-0000".into());
+        p.process = Some(std::sync::Arc::new(pidcap_packet::ProcessMeta {
+            exe: "/usr/bin/dig".into(),
+            cmdline: vec!["dig".into(), "@127.0.0.1".into()],
+            ppid: 1,
+            parent_comm: "sh".into(),
+            uid: 0,
+            user: "root".into(),
+            cgroup: "/x".into(),
+            container: pidcap_packet::ContainerRef::parse("docker:ab"),
+            ..Default::default()
+        }));
+        let f: Vec<String> = process_fields(&p).into_iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        assert_eq!(
+            f,
+            [
+                "process: 42 (dig)",
+                "thread: 43 (isc-net-0000)",
+                "executable: /usr/bin/dig",
+                "command line: dig @127.0.0.1",
+                "parent: 1 (sh)",
+                "user: 0 (root)",
+                "cgroup: /x",
+                "container: docker:ab"
+            ]
+        );
     }
 }

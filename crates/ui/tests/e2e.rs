@@ -78,6 +78,9 @@ fn newest_row(b: &Browser, what: &str, check: impl Fn(&str) -> bool) -> String {
 fn open_editor(b: &Browser, id: &str) {
     b.click(&format!("#packet-list .pkt[data-id='{id}']"));
     wait_for("the packet's details", STEP, || b.text("#packet-detail h2").contains(&format!("#{id} ")).then_some(()));
+    // Its process, as pidcap read it (issue 12).
+    let process = b.text("#packet-process").to_lowercase();
+    assert!(process.contains("executable") && process.contains("command line"), "{process}");
     b.click("#edit-packet");
     // (h2 are shown in capitals: compare in lower case)
     wait_for("the editor", STEP, || {

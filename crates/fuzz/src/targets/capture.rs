@@ -89,6 +89,7 @@ fn after_pcapng(p: &CapturedPacket, id: u64) -> CapturedPacket {
     q.orig_len = p.orig_len.max(p.data.len() as u32);
     if format_comment(&ProcessInfo::of(p)).len() > usize::from(u16::MAX) {
         (q.pid, q.comm, q.socket_cookie, q.verdict, q.rule) = (0, String::new(), 0, Verdict::Pass, None);
+        (q.tid, q.thread, q.process) = (0, String::new(), None);
     }
     q
 }
