@@ -10,9 +10,14 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(name = "pidcap", version, about = "See, filter, edit and replay the network traffic of one process.")]
 pub struct Cli {
-    /// More logging on stderr (-v, -vv, -vvv); PIDCAP_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
+    // -- cli habits --
+    /// Logging on stderr: a level (error, warn, info, debug, trace) or
+    /// tracing's env-filter directives (`pidcap_engine=debug,info`).
+    /// Default: warn, or PIDCAP_LOG (same syntax) when set; this option wins
+    /// over PIDCAP_LOG. Colours only when stderr is a terminal (and NO_COLOR
+    /// is not set). `-v` is tcpdump's: more decoding of each packet.
+    #[arg(long = "log-level", value_name = "LEVEL", global = true, value_parser = parse_log_level)]
+    pub log_level: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -95,6 +100,16 @@ pub struct RunArgs {
     #[arg(long = "no-keylog", conflicts_with = "keylog")]
     pub no_keylog: bool,
 
+    // -- cli habits --
+    /// Capture the command alone, not the processes it starts.
+    ///
+    /// By default `run` captures the command's whole process tree (what a
+    /// shell, a script, `git` or a build tool starts, and what those start),
+    /// as the UI's "Run and capture" does; -f is accepted and changes
+    /// nothing here.
+    #[arg(long = "no-follow", conflicts_with = "follow_children")]
+    pub no_follow: bool,
+
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -171,7 +186,8 @@ pub struct CaptureOpts {
     pub buffer_mib: u32,
 
     /// Also capture the processes the targets start (fork), and theirs.
-    /// Use it for commands that run others (shells, scripts, build tools).
+    /// `capture`: off by default. `run`: always on unless --no-follow (a
+    /// command is everything it starts).
     #[arg(short = 'f', long)]
     pub follow_children: bool,
 
@@ -235,7 +251,9 @@ pub struct OutputOpts {
 
     /// Timestamps: -t none, -tt seconds.microseconds since the epoch, -ttt
     /// the time since the previous packet, -tttt date and time, -ttttt the
-    /// time since the first packet (default: HH:MM:SS.microseconds, all in UTC).
+    /// time since the first packet (default: HH:MM:SS.microseconds). Times
+    /// of day and dates are in the local time zone, as tcpdump's (TZ is
+    /// respected: TZ=UTC for UTC).
     #[arg(short = 't', action = clap::ArgAction::Count)]
     pub time: u8,
 
@@ -251,6 +269,17 @@ pub struct OutputOpts {
     /// packet, so that `tail -f` or `tshark -r -` on a growing file sees each at once.
     #[arg(short = 'U')]
     pub packet_buffered: bool,
+
+    // -- cli habits --
+    /// More decoding on each packet's line, as tcpdump's -v: IP ttl (hop
+    /// limit), id and total length; TCP seq, ack, window and options (mss,
+    /// wscale, sackOK, timestamps); UDP length; one-line summaries of DNS
+    /// questions and answers (`DNS 4660+ A? example.com.`, `... 1/0/0 A
+    /// 10.0.0.1`), HTTP request and status lines, TLS ClientHello's server
+    /// name. -vv adds IP tos and flags, checksums, and every DNS answer.
+    /// (Logging is --log-level.)
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 const RULE_HELP: &str = "Drop the targets' packets that match SPEC (repeatable).
@@ -288,6 +317,12 @@ pub fn ordered_rules(m: &clap::ArgMatches) -> Vec<Rule> {
     }
     v.sort_by_key(|(i, _)| *i);
     v.into_iter().map(|(_, r)| r).collect()
+}
+
+/// --log-level: a level or env-filter directives, checked here so that a typo is refused.
+fn parse_log_level(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder().parse(s).map_err(|e| format!("{s:?}: {e}"))?;
+    Ok(s.to_string())
 }
 
 /// Clap already says "invalid value": keep only what was wrong.
