@@ -482,15 +482,37 @@ pub fn error_text(err: &anyhow::Error) -> String {
     line
 }
 
-/// The closing line: every stage where a packet can be lost, counted.
-pub fn summary(stats: &CaptureStats, written: u64) -> String {
+/// The closing lines. First the targets' counters, every stage where one
+/// of their packets can be lost: captured (and written), dropped in the
+/// kernel ring (full, or bytes unreadable), evicted from memory (only said
+/// when some were: the CLI writes each packet before the ring could evict
+/// it), blocked, sockets whose owner could not be recorded (the kernel's
+/// owner table was full: their packets, a target's among them maybe, had
+/// no owner); then children followed and TLS records. With `-v`
+/// (`verbose` > 0) a second line with the system-wide counts, which are
+/// not the targets': packets the kernel layer saw of other processes, and
+/// of sockets with no known owner (the kernel counts no finer reason).
+pub fn summary(stats: &CaptureStats, written: u64, verbose: u8) -> Vec<String> {
     let k = &stats.kernel;
     let mut s = format!(
-        "pidcap: {} packets captured ({} written), {} dropped in the kernel ring, {} evicted from the user ring, {} not attributed",
-        stats.received, written, k.ring_full + k.load_failed, stats.evicted, k.unattributed
+        "pidcap: {} packets captured ({} written), {} dropped in the kernel ring",
+        stats.received,
+        written,
+        k.ring_full + k.load_failed
     );
+    if stats.evicted > 0 {
+        let _ = write!(s, ", {} evicted from memory (after they were written: none lost)", stats.evicted);
+    }
     if k.blocked > 0 || k.connect_blocked > 0 {
         let _ = write!(s, ", {} blocked ({} connect/send refused)", k.blocked, k.connect_blocked);
+    }
+    if k.owner_full > 0 {
+        let _ = write!(
+            s,
+            ", {} sockets whose owner could not be recorded (owner table full: their packets had no owner, \
+             a target's may be among them)",
+            k.owner_full
+        );
     }
     if k.forked > 0 {
         let _ = write!(s, ", {} child processes followed", k.forked);
@@ -498,7 +520,98 @@ pub fn summary(stats: &CaptureStats, written: u64) -> String {
     if k.tls_records > 0 || k.tls_dropped > 0 {
         let _ = write!(s, ", {} TLS plaintext records ({} dropped)", k.tls_records, k.tls_dropped);
     }
-    s
+    let mut lines = vec![s];
+    if verbose > 0 {
+        let others = k.seen.saturating_sub(k.target).saturating_sub(k.unattributed);
+        lines.push(format!(
+            "pidcap: system-wide, not the targets': {} packets seen by the kernel layer: {others} of other \
+             processes, {} of sockets with no known owner (sockets older than pidcap and idle since, or \
+             packets the kernel sends itself, such as resets)",
+            k.seen, k.unattributed
+        ));
+    }
+    lines
+}
+
+/// What is known, at the end of a capture, about why it has no packet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZeroHints {
+    /// A target process was seen alive at a liveness check.
+    pub targets_seen: bool,
+    /// `run`: the command's pid and name, and its exit status once known.
+    pub command: Option<(u32, String, Option<u8>)>,
+    /// `run --no-follow`.
+    pub no_follow: bool,
+    /// `run --no-follow`: the command was seen with child processes.
+    pub started_children: bool,
+    /// Targets seen in another network namespace than pidcap's: pid, name.
+    pub other_netns: Vec<(u32, String)>,
+    /// A target was seen with a Unix socket open; with an IP socket open.
+    pub unix_sockets: bool,
+    pub ip_sockets: bool,
+}
+
+/// Why a capture that wrote no packet may have none, from what the
+/// counters and the targets seen say (nothing when something was written).
+pub fn zero_reasons(stats: &CaptureStats, written: u64, h: &ZeroHints) -> Vec<String> {
+    let k = &stats.kernel;
+    if written > 0 {
+        return Vec::new();
+    }
+    let mut lines = Vec::new();
+    let mut say = |l: String| lines.push(format!("pidcap: no packets: {l}"));
+    if stats.received > 0 {
+        say(format!(
+            "{} were captured and none written (-c, or every one was left out: TLS records a classic pcap file cannot hold)",
+            stats.received
+        ));
+    } else if k.target > 0 {
+        say(format!(
+            "{} packets of the targets reached the kernel hooks and none was captured ({} dropped in the kernel ring)",
+            k.target,
+            k.ring_full + k.load_failed
+        ));
+    } else {
+        let mut l = String::from("no packet of the targets crossed the kernel's hooks");
+        if let Some((pid, comm, status)) = &h.command {
+            let _ = write!(l, "; the command (pid {pid}, {comm}) ");
+            match status {
+                Some(code) => {
+                    let _ = write!(l, "exited with status {code}");
+                }
+                None => l.push_str("was still running"),
+            }
+        }
+        match (h.ip_sockets, h.unix_sockets) {
+            _ if !h.targets_seen && h.command.is_none() => l.push_str("; no target process was seen running"),
+            _ if !h.targets_seen => l.push_str("; it ended before pidcap could look at it (it may not have used the network)"),
+            (false, true) => l.push_str("; it was seen with Unix sockets only (not IP: pidcap captures TCP and UDP over IP)"),
+            (false, false) => l.push_str("; no socket was seen open in it (it may have used none, or exited before using the network)"),
+            (true, _) => l.push_str("; it had IP sockets open but sent and received nothing on them"),
+        }
+        say(l);
+    }
+    if h.no_follow && h.started_children {
+        say("the command started child processes, and --no-follow leaves them out (drop --no-follow to capture them)".into());
+    }
+    for (pid, comm) in &h.other_netns {
+        say(format!(
+            "pid {pid} ({comm}) ran in another network namespace than pidcap; that does not hide its packets \
+             (the hooks see every namespace): it sent or received none"
+        ));
+    }
+    if k.owner_full > 0 {
+        say(format!("{} sockets' owners could not be recorded (owner table full)", k.owner_full));
+    }
+    lines
+}
+
+/// Said once when -w writes classic pcap.
+pub fn pcap_warning(file: &str) -> String {
+    format!(
+        "pidcap: warning: {file} is classic pcap: it loses each packet's process (pid, name, verdict) and \
+         cannot hold TLS plaintext records or keys; pcapng (the default, -F pcapng) keeps them"
+    )
 }
 
 /// What a capture did with TLS keys and records beyond the packets.
