@@ -584,15 +584,22 @@ pub fn zero_reasons(stats: &CaptureStats, written: u64, h: &ZeroHints) -> Vec<St
         }
         match (h.ip_sockets, h.unix_sockets) {
             _ if !h.targets_seen && h.command.is_none() => l.push_str("; no target process was seen running"),
-            _ if !h.targets_seen => l.push_str("; it ended before pidcap could look at it (it may not have used the network)"),
-            (false, true) => l.push_str("; it was seen with Unix sockets only (not IP: pidcap captures TCP and UDP over IP)"),
-            (false, false) => l.push_str("; no socket was seen open in it (it may have used none, or exited before using the network)"),
+            _ if !h.targets_seen => {
+                l.push_str("; it ended before pidcap could look at it (it may not have used the network)")
+            }
+            (false, true) => {
+                l.push_str("; it was seen with Unix sockets only (not IP: pidcap captures TCP and UDP over IP)")
+            }
+            (false, false) => l.push_str(
+                "; no socket was seen open in it (it may have used none, or exited before using the network)",
+            ),
             (true, _) => l.push_str("; it had IP sockets open but sent and received nothing on them"),
         }
         say(l);
     }
     if h.no_follow && h.started_children {
-        say("the command started child processes, and --no-follow leaves them out (drop --no-follow to capture them)".into());
+        say("the command started child processes, and --no-follow leaves them out (drop --no-follow to capture them)"
+            .into());
     }
     for (pid, comm) in &h.other_netns {
         say(format!(

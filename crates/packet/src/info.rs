@@ -30,7 +30,9 @@ pub enum App {
 /// What a TLS record (the first in a segment) holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsKind {
-    ClientHello { sni: Option<String> },
+    ClientHello {
+        sni: Option<String>,
+    },
     ServerHello,
     /// Another handshake message (its type number).
     Handshake(u8),
@@ -389,7 +391,8 @@ pub fn info(data: &[u8]) -> String {
     }
     match h.transport {
         Some(TransportHeader::Tcp(t)) => {
-            let mut s = format!("{} → {} [{}] Seq={}", t.source_port, t.destination_port, wireshark_flags(t.flags), t.seq);
+            let mut s =
+                format!("{} → {} [{}] Seq={}", t.source_port, t.destination_port, wireshark_flags(t.flags), t.seq);
             if t.flags & 0x10 != 0 {
                 let _ = write!(s, " Ack={}", t.ack);
             }
@@ -411,7 +414,16 @@ pub fn info(data: &[u8]) -> String {
 
 /// `SYN`, `SYN, ACK`, `PSH, ACK`, `FIN, ACK`, `RST`... in Wireshark's order; `<None>` for none.
 fn wireshark_flags(f: u8) -> String {
-    let names = [(0x01, "FIN"), (0x02, "SYN"), (0x04, "RST"), (0x08, "PSH"), (0x10, "ACK"), (0x20, "URG"), (0x40, "ECE"), (0x80, "CWR")];
+    let names = [
+        (0x01, "FIN"),
+        (0x02, "SYN"),
+        (0x04, "RST"),
+        (0x08, "PSH"),
+        (0x10, "ACK"),
+        (0x20, "URG"),
+        (0x40, "ECE"),
+        (0x80, "CWR"),
+    ];
     let set: Vec<&str> = names.iter().filter(|(bit, _)| f & bit != 0).map(|(_, n)| *n).collect();
     if set.is_empty() {
         "<None>".into()
@@ -535,7 +547,10 @@ mod tests {
     #[test]
     fn http_request_and_status_lines() {
         let p = tcp(b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_eq!(verbose(&p, 1), "(ttl 64, id 0, length 77) seq 1000, ack 2000, win 512: HTTP GET /index.html HTTP/1.1");
+        assert_eq!(
+            verbose(&p, 1),
+            "(ttl 64, id 0, length 77) seq 1000, ack 2000, win 512: HTTP GET /index.html HTTP/1.1"
+        );
         assert_eq!(info(&p), "GET /index.html HTTP/1.1");
         let p = tcp(b"HTTP/1.0 404 Not Found\r\n\r\n");
         assert_eq!(info(&p), "HTTP/1.0 404 Not Found");
@@ -574,7 +589,12 @@ mod tests {
         let mut framed = (m.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(&m);
         let mut p = Vec::new();
-        PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64).tcp(40000, 53, 1, 512).psh().ack(1).write(&mut p, &framed).unwrap();
+        PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 53, 1, 512)
+            .psh()
+            .ack(1)
+            .write(&mut p, &framed)
+            .unwrap();
         assert_eq!(info(&p), "Standard query 0x1234 AAAA example.com");
     }
 

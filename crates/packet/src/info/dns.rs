@@ -218,7 +218,9 @@ fn rdata(msg: &[u8], rtype: u16, start: usize, len: u16) -> RData {
             Some(RData::Aaaa(Ipv6Addr::from(a)))
         }
         (2 | 5 | 12 | 39, _) => name_at(start).map(RData::Name),
-        (15, 3..) => name_at(start + 2).map(|exchange| RData::Mx { preference: u16_at(msg, start).unwrap_or(0), exchange }),
+        (15, 3..) => {
+            name_at(start + 2).map(|exchange| RData::Mx { preference: u16_at(msg, start).unwrap_or(0), exchange })
+        }
         (33, 7..) => name_at(start + 6).map(|target| RData::Srv {
             priority: u16_at(msg, start).unwrap_or(0),
             weight: u16_at(msg, start + 2).unwrap_or(0),
