@@ -27,6 +27,11 @@ pub struct Cli {
 pub enum Command {
     /// Start a command and capture its traffic from its very first packet.
     ///
+    /// The command is everything it starts (what a shell, a script, git or
+    /// a build tool runs, and so on): its whole process tree is captured,
+    /// and the capture ends when all of it has exited (or on Ctrl-C);
+    /// --no-follow keeps to the command's own process.
+    ///
     /// The kernel hooks are attached, the output opened and the command
     /// registered as a target before it executes: if the output cannot be
     /// created, the command does not run. pidcap exits with the command's

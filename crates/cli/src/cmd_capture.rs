@@ -3,6 +3,9 @@
 //! to stdout or a capture file until the targets exit, -c COUNT is reached,
 //! Ctrl-C/SIGTERM, or the output fails (then the capture stops cleanly:
 //! summary, file cut back to its last complete block, `run`'s command stopped).
+//! `run` follows the command's process tree unless `--no-follow`. The
+//! summary ([`output::summary`]) puts the targets' counters first; a capture
+//! with no packet says why it may have none, from what [`Watch`] saw.
 //!
 //! TLS: the plaintext records of the targets' TLS library calls come with
 //! the packets (unless `--no-tls`); each target's coverage is said once on
@@ -428,7 +431,7 @@ fn announce(opts: &CaptureOpts, what: &str) {
 
 /// When a capture ends by itself.
 enum Ended {
-    /// `run`: when the command (and, with -f, its children) have exited.
+    /// `run`: when the command (and, unless --no-follow, what it started) have exited.
     Child(Child),
     /// `capture --pid`: when every target has exited.
     AllTargets,
