@@ -58,7 +58,8 @@ pub enum Command {
     /// Serve the kernel layer to clients (`pidcap ctl`, the UI) on a Unix socket.
     ///
     /// Loads the eBPF programs once (needs root) and listens on
-    /// /run/pidcap/pidcap.sock (mode 0660; group `pidcap` if that group
+    /// /run/pidcap/pidcap.sock, or --socket, or PIDCAP_SOCKET (the variable
+    /// ctl, send, lib and ui read too) (mode 0660; group `pidcap` if that group
     /// exists, whose members may then use the daemon; directory mode 0750).
     /// Refuses to start if another daemon answers on the socket; removes a
     /// stale one. When it exits, however it exits, every program, rule and
