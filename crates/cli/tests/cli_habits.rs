@@ -233,6 +233,32 @@ fn v_decodes_tcp_options_udp_dns_and_http_as_golden_text() {
 }
 
 #[test]
+fn v_decodes_a_live_capture_a_syn_s_options_and_a_dns_query() {
+    require!(Root, Tool("ip"), Tool("python3"));
+    let ns = NetNs::new("habits-live-v");
+    let tcp = ns.server(&["tcp-server", "127.0.0.1", "0"]);
+    let _dns = ns.server(&["udp-server", "127.0.0.1", "53"]);
+    let query = dns(&[]).iter().map(|b| format!("\\x{b:02x}")).collect::<String>();
+    let py = format!(
+        "import socket\nc=socket.create_connection(('127.0.0.1',{}))\nc.sendall(b'hi')\nc.close()\n\
+         u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nu.settimeout(5)\nu.sendto(b'{query}',('127.0.0.1',53))\nu.recv(512)",
+        tcp.port
+    );
+    let out =
+        pidcap().args(["run", "-v", "--", "ip", "netns", "exec", &ns.name, "python3", "-c", &py]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let syn =
+        stdout.lines().find(|l| l.contains(" out TCP ") && l.contains(" [S] ")).unwrap_or_else(|| panic!("{stdout}"));
+    // Linux's SYN on loopback: MSS 65495, SACK permitted, timestamps, window scale.
+    assert!(syn.contains(" (ttl 64, id "), "{syn}");
+    assert!(syn.contains(", win 65495, options [mss 65495,sackOK,TS val "), "{syn}");
+    assert!(syn.contains(",nop,wscale "), "{syn}");
+    let q = stdout.lines().find(|l| l.contains(" out UDP ")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(q.ends_with(" udp length 37: DNS 48879+ A? example.com."), "{q}");
+}
+
+#[test]
 fn times_are_local_as_tcpdump_s_and_tz_is_respected() {
     let dir = Scratch::new("habits-tz");
     let file = dir.path("decoding.pcapng");
