@@ -529,6 +529,7 @@ fn capture_loop(
     if let (Some((_, _, status)), Ended::Child(child)) = (&mut watch.hints.command, &mut *ended) {
         *status = child.try_wait();
     }
+    watch.hints.records_left_out = tls.records_left_out;
     for line in output::zero_reasons(&stats, written, &watch.hints) {
         eprintln!("{line}");
     }

@@ -549,6 +549,8 @@ pub struct ZeroHints {
     /// A target was seen with a Unix socket open; with an IP socket open.
     pub unix_sockets: bool,
     pub ip_sockets: bool,
+    /// TLS records the classic pcap file left out.
+    pub records_left_out: u64,
 }
 
 /// Why a capture that wrote no packet may have none, from what the
@@ -560,11 +562,13 @@ pub fn zero_reasons(stats: &CaptureStats, written: u64, h: &ZeroHints) -> Vec<St
     }
     let mut lines = Vec::new();
     let mut say = |l: String| lines.push(format!("pidcap: no packets: {l}"));
-    if stats.received > 0 {
+    if stats.received > 0 && h.records_left_out >= stats.received {
         say(format!(
-            "{} were captured and none written (-c, or every one was left out: TLS records a classic pcap file cannot hold)",
+            "{} were captured, all TLS plaintext records, which a classic pcap file cannot hold (pcapng keeps them)",
             stats.received
         ));
+    } else if stats.received > 0 {
+        say(format!("{} were captured and none was kept for the output (left out by a filter)", stats.received));
     } else if k.target > 0 {
         say(format!(
             "{} packets of the targets reached the kernel hooks and none was captured ({} dropped in the kernel ring)",
@@ -1025,6 +1029,104 @@ mod tests {
                 "pidcap: 3 TLS plaintext records left out of f.pcap: classic pcap cannot hold them (pcapng keeps them)",
             ]
         );
+    }
+
+    fn stats(f: impl FnOnce(&mut CaptureStats)) -> CaptureStats {
+        let mut s = CaptureStats::default();
+        f(&mut s);
+        s
+    }
+
+    #[test]
+    fn the_summary_says_the_targets_counters_first_and_the_system_wide_ones_only_with_v() {
+        let s = stats(|s| {
+            s.received = 12;
+            s.kernel = pidcap_engine::KernelCounters {
+                seen: 500,
+                target: 12,
+                unattributed: 30,
+                ring_full: 1,
+                load_failed: 1,
+                ..Default::default()
+            };
+        });
+        assert_eq!(summary(&s, 12, 0), ["pidcap: 12 packets captured (12 written), 2 dropped in the kernel ring"]);
+        let v = summary(&s, 12, 1);
+        assert_eq!(v[0], summary(&s, 12, 0)[0]);
+        assert_eq!(
+            v[1],
+            "pidcap: system-wide, not the targets': 500 packets seen by the kernel layer: 458 of other processes, 30 of \
+             sockets with no known owner (sockets older than pidcap and idle since, or packets the kernel sends itself, \
+             such as resets)"
+        );
+        // Each counter that concerns the targets, when it is not zero, in order.
+        let s = stats(|s| {
+            s.received = 9;
+            s.evicted = 4;
+            s.kernel.blocked = 3;
+            s.kernel.connect_blocked = 1;
+            s.kernel.owner_full = 2;
+            s.kernel.forked = 5;
+            s.kernel.tls_records = 6;
+        });
+        let line = &summary(&s, 7, 0)[0];
+        let order = [
+            "9 packets captured (7 written)",
+            "0 dropped in the kernel ring",
+            "4 evicted from memory (after they were written: none lost)",
+            "3 blocked (1 connect/send refused)",
+            "2 sockets whose owner could not be recorded",
+            "5 child processes followed",
+            "6 TLS plaintext records (0 dropped)",
+        ];
+        let at: Vec<usize> = order.iter().map(|o| line.find(o).unwrap_or_else(|| panic!("{o:?} in {line}"))).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{line}");
+        assert!(!line.contains("system-wide") && !line.contains("attributed"), "{line}");
+    }
+
+    #[test]
+    fn zero_reasons_say_what_the_counters_and_the_targets_seen_say() {
+        let none = CaptureStats::default();
+        let said = |s: &CaptureStats, h: &ZeroHints| zero_reasons(s, 0, h).join("\n");
+        assert!(
+            zero_reasons(&stats(|s| s.received = 1), 1, &ZeroHints::default()).is_empty(),
+            "packets: nothing to say"
+        );
+        let run = ZeroHints { command: Some((7, "sh".into(), Some(0))), targets_seen: true, ..Default::default() };
+        assert_eq!(
+            said(&none, &run),
+            "pidcap: no packets: no packet of the targets crossed the kernel's hooks; the command (pid 7, sh) exited \
+             with status 0; no socket was seen open in it (it may have used none, or exited before using the network)"
+        );
+        let unix = ZeroHints { unix_sockets: true, ..run.clone() };
+        assert!(said(&none, &unix).contains("; it was seen with Unix sockets only"));
+        let ip = ZeroHints { ip_sockets: true, unix_sockets: true, ..run.clone() };
+        assert!(said(&none, &ip).contains("; it had IP sockets open but sent and received nothing on them"));
+        let quick = ZeroHints { targets_seen: false, ..run.clone() };
+        assert!(said(&none, &quick).contains("it ended before pidcap could look at it"));
+        let names = ZeroHints::default();
+        assert!(said(&none, &names).ends_with("; no target process was seen running"));
+        // --no-follow with children; another namespace; both said after the first line.
+        let h =
+            ZeroHints { no_follow: true, started_children: true, other_netns: vec![(8, "curl".into())], ..run.clone() };
+        let lines = zero_reasons(&none, 0, &h);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[1].contains("--no-follow leaves them out"));
+        assert!(lines[2].starts_with("pidcap: no packets: pid 8 (curl) ran in another network namespace"));
+        // --no-follow without children seen: not blamed.
+        let h = ZeroHints { no_follow: true, ..run.clone() };
+        assert!(!said(&none, &h).contains("--no-follow"));
+        // Packets seen in the kernel but not captured; captured but not written.
+        let dropped = stats(|s| {
+            s.kernel.target = 4;
+            s.kernel.ring_full = 4;
+        });
+        assert!(said(&dropped, &run)
+            .contains("4 packets of the targets reached the kernel hooks and none was captured (4 dropped"));
+        let filtered = stats(|s| s.received = 3);
+        assert!(said(&filtered, &run).contains("3 were captured and none was kept for the output"));
+        let tls = ZeroHints { records_left_out: 3, ..run };
+        assert!(said(&filtered, &tls).contains("all TLS plaintext records, which a classic pcap file cannot hold"));
     }
 
     #[test]
