@@ -77,3 +77,17 @@ f+=block(4,b'\0'*4,E)+block(0x80000001,b'custom!!',E)
 f+=shb(E)+idb(229,E)+epb(0,1,pk[4],E)+epb(0,2,pk[7],E,opt(1,b'not ours',E)+opt(1,b'pid=9 comm=second',E)+end)
 open('spb_pb_sll_sections.pcapng','wb').write(f)
 open('truncated_last.pcapng','wb').write((shb(E)+idb(101,E)+epb(0,1,pk[0],E)+epb(0,2,pk[1],E))[:-9])
+# DNS messages (corpus/dns): a query, a response with A answers, one with
+# CNAME/AAAA/MX/TXT/SRV, NXDomain, a compression pointer loop, a cut response.
+def qname(n): return b''.join(bytes([len(l)])+l.encode() for l in n.split('.'))+b'\0'
+def dnsmsg(flags,qd,an,body): return struct.pack('!HHHHHH',0xbeef,flags,qd,an,0,0)+body
+q=qname('example.com')+b'\0\1\0\1'
+def rr(t,data): return b'\xc0\x0c'+struct.pack('!HHIH',t,1,3600,len(data))+data
+open('dns_query.bin','wb').write(dnsmsg(0x0100,1,0,q))
+resp=dnsmsg(0x8180,1,2,q+rr(1,b'\x5d\xb8\xd7\x0e')+rr(1,b'\x5d\xb8\xd7\x0f'))
+open('dns_response_a.bin','wb').write(resp)
+open('dns_response_forms.bin','wb').write(dnsmsg(0x8180,1,5,q+rr(5,qname('www.example.org'))+rr(28,b'\0'*15+b'\1')
+    +rr(15,b'\0\x0a\xc0\x0c')+rr(16,b'\x05hello')+rr(33,b'\0\1\0\2\x01\xbb\xc0\x0c')))
+open('dns_nxdomain.bin','wb').write(dnsmsg(0x8183,1,0,q))
+open('dns_pointer_loop.bin','wb').write(dnsmsg(0x0100,1,0,b'\xc0\x0c\0\1\0\1'))
+open('dns_cut.bin','wb').write(resp[:-6])

@@ -10,9 +10,14 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(name = "pidcap", version, about = "See, filter, edit and replay the network traffic of one process.")]
 pub struct Cli {
-    /// More logging on stderr (-v, -vv, -vvv); PIDCAP_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
+    // -- cli habits --
+    /// Logging on stderr: a level (error, warn, info, debug, trace) or
+    /// tracing's env-filter directives (`pidcap_engine=debug,info`).
+    /// Default: warn, or PIDCAP_LOG (same syntax) when set; this option wins
+    /// over PIDCAP_LOG. Colours only when stderr is a terminal (and NO_COLOR
+    /// is not set). `-v` is tcpdump's: more decoding of each packet.
+    #[arg(long = "log-level", value_name = "LEVEL", global = true, value_parser = parse_log_level)]
+    pub log_level: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -21,6 +26,11 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start a command and capture its traffic from its very first packet.
+    ///
+    /// The command is everything it starts (what a shell, a script, git or
+    /// a build tool runs, and so on): its whole process tree is captured,
+    /// and the capture ends when all of it has exited (or on Ctrl-C);
+    /// --no-follow keeps to the command's own process.
     ///
     /// The kernel hooks are attached, the output opened and the command
     /// registered as a target before it executes: if the output cannot be
@@ -52,7 +62,8 @@ pub enum Command {
     /// Serve the kernel layer to clients (`pidcap ctl`, the UI) on a Unix socket.
     ///
     /// Loads the eBPF programs once (needs root) and listens on
-    /// /run/pidcap/pidcap.sock (mode 0660; group `pidcap` if that group
+    /// /run/pidcap/pidcap.sock, or --socket, or PIDCAP_SOCKET (the variable
+    /// ctl, send, lib and ui read too) (mode 0660; group `pidcap` if that group
     /// exists, whose members may then use the daemon; directory mode 0750).
     /// Refuses to start if another daemon answers on the socket; removes a
     /// stale one. When it exits, however it exits, every program, rule and
@@ -98,6 +109,16 @@ pub struct RunArgs {
     /// --keylog is given), that file is used and kept.
     #[arg(long = "no-keylog", conflicts_with = "keylog")]
     pub no_keylog: bool,
+
+    // -- cli habits --
+    /// Capture the command alone, not the processes it starts.
+    ///
+    /// By default `run` captures the command's whole process tree (what a
+    /// shell, a script, `git` or a build tool starts, and what those start),
+    /// as the UI's "Run and capture" does; -f is accepted and changes
+    /// nothing here.
+    #[arg(long = "no-follow", conflicts_with = "follow_children")]
+    pub no_follow: bool,
 
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -175,7 +196,8 @@ pub struct CaptureOpts {
     pub buffer_mib: u32,
 
     /// Also capture the processes the targets start (fork), and theirs.
-    /// Use it for commands that run others (shells, scripts, build tools).
+    /// `capture`: off by default. `run`: always on unless --no-follow (a
+    /// command is everything it starts).
     #[arg(short = 'f', long)]
     pub follow_children: bool,
 
@@ -243,7 +265,9 @@ pub struct OutputOpts {
 
     /// Timestamps: -t none, -tt seconds.microseconds since the epoch, -ttt
     /// the time since the previous packet, -tttt date and time, -ttttt the
-    /// time since the first packet (default: HH:MM:SS.microseconds, all in UTC).
+    /// time since the first packet (default: HH:MM:SS.microseconds). Times
+    /// of day and dates are in the local time zone, as tcpdump's (TZ is
+    /// respected: TZ=UTC for UTC).
     #[arg(short = 't', action = clap::ArgAction::Count)]
     pub time: u8,
 
@@ -259,6 +283,17 @@ pub struct OutputOpts {
     /// packet, so that `tail -f` or `tshark -r -` on a growing file sees each at once.
     #[arg(short = 'U')]
     pub packet_buffered: bool,
+
+    // -- cli habits --
+    /// More decoding on each packet's line, as tcpdump's -v: IP ttl (hop
+    /// limit), id and total length; TCP seq, ack, window and options (mss,
+    /// wscale, sackOK, timestamps); UDP length; one-line summaries of DNS
+    /// questions and answers (`DNS 4660+ A? example.com.`, `... 1/0/0 A
+    /// 10.0.0.1`), HTTP request and status lines, TLS ClientHello's server
+    /// name. -vv adds IP tos and flags, checksums, and every DNS answer.
+    /// (Logging is --log-level.)
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 // -- filter expressions --
@@ -351,6 +386,12 @@ pub fn ordered_rules(m: &clap::ArgMatches) -> Vec<Rule> {
     }
     v.sort_by_key(|(i, _)| *i);
     v.into_iter().map(|(_, r)| r).collect()
+}
+
+/// --log-level: a level or env-filter directives, checked here so that a typo is refused.
+fn parse_log_level(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder().parse(s).map_err(|e| format!("{s:?}: {e}"))?;
+    Ok(s.to_string())
 }
 
 /// Clap already says "invalid value": keep only what was wrong.

@@ -3,6 +3,9 @@
 //! to stdout or a capture file until the targets exit, -c COUNT is reached,
 //! Ctrl-C/SIGTERM, or the output fails (then the capture stops cleanly:
 //! summary, file cut back to its last complete block, `run`'s command stopped).
+//! `run` follows the command's process tree unless `--no-follow`. The
+//! summary ([`output::summary`]) puts the targets' counters first; a capture
+//! with no packet says why it may have none, from what [`Watch`] saw.
 //!
 //! TLS: the plaintext records of the targets' TLS library calls come with
 //! the packets (unless `--no-tls`); each target's coverage is said once on
@@ -65,6 +68,10 @@ impl Sink {
     fn open(opts: &CaptureOpts) -> Result<Sink> {
         let mut sink = Sink::open_output(opts)?;
         sink.flush_each = opts.output.packet_buffered;
+        if let (Some(Format::Pcap), Some(path)) = (file_format(opts), &opts.write) {
+            let name = if path.as_os_str() == "-" { "stdout".into() } else { path.display().to_string() };
+            eprintln!("{}", output::pcap_warning(&name));
+        }
         Ok(sink)
     }
 
@@ -347,10 +354,12 @@ fn run_keylog(args: &RunArgs) -> Result<Option<KeyLog>> {
     Ok(Some(log))
 }
 
-pub fn run(args: RunArgs) -> Result<u8> {
+pub fn run(mut args: RunArgs) -> Result<u8> {
     // Before anything exists: a bad expression starts nothing.
     let filter = args.opts.filter.compile()?;
     warn_expression_after_command(&args);
+    // A command is everything it starts, unless --no-follow.
+    args.opts.follow_children = !args.no_follow;
     let keylog = run_keylog(&args)?;
     if let (None, Some(path)) = (&keylog, &args.opts.keylog) {
         eprintln!("pidcap: --keylog {}: ignored, only a pcapng file (-w) keeps TLS keys", path.display());
@@ -373,8 +382,10 @@ pub fn run(args: RunArgs) -> Result<u8> {
     let signals = install_signals()?;
     announce(&args.opts, &format!("pid {} ({})", gated.pid, args.command[0].to_string_lossy()));
     let child = gated.release().with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
+    let mut watch = Watch::new(args.no_follow);
+    watch.hints.command = Some((child.pid, args.command[0].to_string_lossy().into_owned(), None));
     let mut ended = Ended::Child(child);
-    capture_loop(session, sink, &args.opts, &signals, &mut ended)
+    capture_loop(session, sink, &args.opts, &signals, &mut ended, watch)
 }
 
 pub fn capture(args: CaptureArgs) -> Result<u8> {
@@ -427,7 +438,7 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
         args.pids.iter().map(|p| format!("pid {p}")).chain(args.names.iter().map(|n| format!("name {n}"))).collect();
     announce(&args.opts, &what.join(", "));
     let mut ended = if args.names.is_empty() { Ended::AllTargets } else { Ended::Never };
-    capture_loop(session, sink, &args.opts, &signals, &mut ended)
+    capture_loop(session, sink, &args.opts, &signals, &mut ended, Watch::new(false))
 }
 
 /// tcpdump's habit `pidcap run -- curl URL 'tcp port 80'` hands the
@@ -459,7 +470,7 @@ fn announce(opts: &CaptureOpts, what: &str) {
 
 /// When a capture ends by itself.
 enum Ended {
-    /// `run`: when the command (and, with -f, its children) have exited.
+    /// `run`: when the command (and, unless --no-follow, what it started) have exited.
     Child(Child),
     /// `capture --pid`: when every target has exited.
     AllTargets,
@@ -473,6 +484,7 @@ fn capture_loop(
     opts: &CaptureOpts,
     signals: &AtomicUsize,
     ended: &mut Ended,
+    mut watch: Watch,
 ) -> Result<u8> {
     sink.keep();
     let filtering = session.capture().filter().is_some();
@@ -511,6 +523,9 @@ fn capture_loop(
         }
         if let Some(live) = tick.live {
             let live = live?;
+            if written == 0 {
+                watch.look(&live);
+            }
             let done = match ended {
                 Ended::Child(child) => match child.try_wait() {
                     Some(code) => {
@@ -548,9 +563,18 @@ fn capture_loop(
             return Err(e);
         }
     }
-    eprintln!("{}", output::summary(&stats, written));
+    for line in output::summary(&stats, written, opts.output.verbose) {
+        eprintln!("{line}");
+    }
     if filtering {
         eprintln!("pidcap: {} packets did not match the filter expression", stats.filtered);
+    }
+    if let (Some((_, _, status)), Ended::Child(child)) = (&mut watch.hints.command, &mut *ended) {
+        *status = child.try_wait();
+    }
+    watch.hints.records_left_out = tls.records_left_out;
+    for line in output::zero_reasons(&stats, written, &watch.hints) {
+        eprintln!("{line}");
     }
     for line in output::tls_summary(&tls) {
         eprintln!("{line}");
@@ -680,6 +704,69 @@ impl Coverage {
             }
         }
         lines
+    }
+}
+
+/// What the zero-packet summary can say ([`output::zero_reasons`]): looked
+/// at on the liveness checks while nothing has been written, for a few
+/// targets: their network namespace, their sockets (Unix or IP), and with
+/// `--no-follow` whether the command has children.
+struct Watch {
+    hints: output::ZeroHints,
+    own_netns: Option<PathBuf>,
+}
+
+impl Watch {
+    /// Targets looked at per check.
+    const TARGETS: usize = 8;
+    /// File descriptors looked at per target.
+    const FDS: usize = 1024;
+
+    fn new(no_follow: bool) -> Watch {
+        let hints = output::ZeroHints { no_follow, ..Default::default() };
+        Watch { hints, own_netns: std::fs::read_link("/proc/self/ns/net").ok() }
+    }
+
+    fn look(&mut self, live: &[u32]) {
+        for &pid in live.iter().take(Self::TARGETS) {
+            if spawn_held(pid) {
+                continue;
+            }
+            self.hints.targets_seen = true;
+            let netns = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok();
+            if netns.is_some() && netns != self.own_netns && !self.hints.other_netns.iter().any(|(p, _)| *p == pid) {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                self.hints.other_netns.push((pid, comm.trim_end().to_string()));
+            }
+            if self.hints.no_follow && !self.hints.started_children {
+                let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+                self.hints.started_children = !children.trim().is_empty();
+            }
+            self.look_at_sockets(pid);
+        }
+    }
+
+    /// Does `pid` hold Unix sockets, IP sockets? (Its /proc/PID/net is its own namespace's.)
+    fn look_at_sockets(&mut self, pid: u32) {
+        if self.hints.ip_sockets && self.hints.unix_sockets {
+            return;
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return };
+        let inodes: HashSet<String> = fds
+            .take(Self::FDS)
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter_map(|l| Some(l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.to_string()))
+            .collect();
+        if inodes.is_empty() {
+            return;
+        }
+        // The inode column: 7th in net/unix, 10th in net/tcp, udp and their v6 twins.
+        let listed = |file: &str, column: usize| {
+            let table = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")).unwrap_or_default();
+            table.lines().skip(1).filter_map(|l| l.split_whitespace().nth(column)).any(|ino| inodes.contains(ino))
+        };
+        self.hints.unix_sockets |= listed("unix", 6);
+        self.hints.ip_sockets |= ["tcp", "tcp6", "udp", "udp6"].iter().any(|f| listed(f, 9));
     }
 }
 

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct CtlArgs {
-    /// The daemon's socket.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET, global = true)]
+    /// The daemon's socket (PIDCAP_SOCKET sets it for ctl, send, lib, ui and daemon).
+    #[arg(long, value_name = "PATH", env = "PIDCAP_SOCKET", default_value = DEFAULT_SOCKET, global = true)]
     pub socket: PathBuf,
 
     /// Print the daemon's JSON results (one object per line) instead of text.

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct DaemonArgs {
-    /// The socket to serve on.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    /// The socket to serve on (PIDCAP_SOCKET sets it for ctl, send, lib, ui and daemon).
+    #[arg(long, value_name = "PATH", env = "PIDCAP_SOCKET", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
 
     /// Members of this group may use the daemon (besides root), when it exists.

@@ -45,8 +45,8 @@ enum LibCmd {
         /// Packet ids of the daemon's capture (as `pidcap ctl packets` shows them): 12,15,20-30
         #[arg(long, value_parser = parse_ids)]
         packet: Option<Ids>,
-        /// The daemon's socket (with --packet).
-        #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+        /// The daemon's socket, with --packet (PIDCAP_SOCKET sets it for ctl, send, lib, ui and daemon).
+        #[arg(long, value_name = "PATH", env = "PIDCAP_SOCKET", default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
         #[command(flatten)]
         meta: MetaArgs,

@@ -108,6 +108,10 @@ fn open_output(args: &ReadArgs) -> Result<Out> {
         });
     };
     let format = args.format.or_else(|| Format::from_path(path)).unwrap_or(Format::Pcapng);
+    if format == Format::Pcap {
+        let name = if path.as_os_str() == "-" { "stdout".into() } else { path.display().to_string() };
+        eprintln!("{}", output::pcap_warning(&name));
+    }
     let wopts = WriterOptions { snaplen: 65535, application: format!("pidcap {}", env!("CARGO_PKG_VERSION")) };
     if path.as_os_str() == "-" {
         let w = PacketWriter::new(format, BufWriter::with_capacity(1 << 20, std::io::stdout()), &wopts)

@@ -111,8 +111,8 @@ pub struct SendArgs {
     /// Let the daemon send (implied by --packet).
     #[arg(long)]
     pub via_daemon: bool,
-    /// The daemon's socket.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    /// The daemon's socket (PIDCAP_SOCKET sets it for ctl, send, lib, ui and daemon).
+    #[arg(long, value_name = "PATH", env = "PIDCAP_SOCKET", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
 }
 

@@ -17,8 +17,8 @@ pub struct UiArgs {
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
 
-    /// The daemon's socket.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    /// The daemon's socket (PIDCAP_SOCKET sets it for ctl, send, lib, ui and daemon).
+    #[arg(long, value_name = "PATH", env = "PIDCAP_SOCKET", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
 
     /// The packet library (default: $XDG_DATA_HOME/pidcap/library.db).

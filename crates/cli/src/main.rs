@@ -39,7 +39,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: cli::Cli) -> anyhow::Result<u8> {
-    init_tracing(cli.verbose);
+    init_tracing(cli.log_level.as_deref());
     match cli.command {
         cli::Command::Run(args) => cmd_capture::run(args),
         cli::Command::Capture(args) => cmd_capture::capture(args),
@@ -53,17 +53,30 @@ fn run(cli: cli::Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// tcpdump's `-r FILE` (after any -v): `pidcap -r FILE ...` is `pidcap read FILE ...`.
+/// tcpdump's fingers: `pidcap -r FILE ...` is `pidcap read FILE ...`, and
+/// `-v`s typed before it (`pidcap -vv -r FILE`, `pidcap -v run ...`) go to
+/// the subcommand that prints packets (`-v` is one of its output options).
 fn tcpdump_read(mut args: Vec<OsString>) -> Vec<OsString> {
-    let at = 1 + args.iter().skip(1).take_while(|a| is_verbose(a)).count();
-    if let Some(arg) = args.get(at).and_then(|a| a.to_str()) {
-        if arg == "-r" {
-            args[at] = "read".into();
-        } else if let Some(file) = arg.strip_prefix("-r").filter(|f| !f.is_empty()) {
-            let file = OsString::from(file.strip_prefix('=').unwrap_or(file));
-            args.splice(at..=at, [OsString::from("read"), file]);
-        }
-    }
+    let vs = args.iter().skip(1).take_while(|a| is_verbose(a)).count();
+    let at = 1 + vs;
+    let Some(arg) = args.get(at).and_then(|a| a.to_str()).map(str::to_owned) else { return args };
+    let verbose: Vec<OsString> = args[1..at].to_vec();
+    // The subcommand, and `read`'s file when it came glued to -r (`-rFILE`, `-r=FILE`).
+    let (sub, file) = if arg == "-r" {
+        ("read", None)
+    } else if let Some(file) = arg.strip_prefix("-r").filter(|f| !f.is_empty()) {
+        ("read", Some(OsString::from(file.strip_prefix('=').unwrap_or(file))))
+    } else if vs > 0 && ["run", "capture", "read"].contains(&arg.as_str()) {
+        (arg.as_str(), None)
+    } else {
+        return args;
+    };
+    let rest = args.split_off(at + 1);
+    args.truncate(1);
+    args.push(sub.into());
+    args.extend(verbose);
+    args.extend(file);
+    args.extend(rest);
     args
 }
 
@@ -72,13 +85,39 @@ fn is_verbose(arg: &OsString) -> bool {
         .is_some_and(|a| a == "--verbose" || (a.len() > 1 && a.starts_with('-') && a[1..].bytes().all(|b| b == b'v')))
 }
 
-fn init_tracing(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
+/// Logging on stderr: `--log-level`, else PIDCAP_LOG, else warnings; ANSI
+/// colours only on a terminal (and not with NO_COLOR).
+fn init_tracing(level: Option<&str>) {
+    use std::io::IsTerminal;
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::new(l),
+        None => tracing_subscriber::EnvFilter::try_from_env("PIDCAP_LOG").unwrap_or_else(|_| "warn".into()),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PIDCAP_LOG").unwrap_or_else(|_| level.into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tcpdump_read;
+
+    fn args(line: &str) -> Vec<String> {
+        let v = tcpdump_read(line.split(' ').map(Into::into).collect());
+        v.into_iter().map(|a| a.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn r_becomes_read_and_leading_vs_follow_the_subcommand() {
+        assert_eq!(args("pidcap -r f.pcap -A"), ["pidcap", "read", "f.pcap", "-A"]);
+        assert_eq!(args("pidcap -rf.pcap"), ["pidcap", "read", "f.pcap"]);
+        assert_eq!(args("pidcap -r=f.pcap"), ["pidcap", "read", "f.pcap"]);
+        assert_eq!(args("pidcap -vv -r f.pcap --pid 1"), ["pidcap", "read", "-vv", "f.pcap", "--pid", "1"]);
+        assert_eq!(args("pidcap -v -rf.pcap"), ["pidcap", "read", "-v", "f.pcap"]);
+        assert_eq!(args("pidcap -v run -- curl"), ["pidcap", "run", "-v", "--", "curl"]);
+        assert_eq!(args("pidcap -v --verbose capture --pid 1"), ["pidcap", "capture", "-v", "--verbose", "--pid", "1"]);
+        // Left alone: no -r, or -v before a subcommand that prints no packets (clap says why).
+        assert_eq!(args("pidcap run -v -- curl"), ["pidcap", "run", "-v", "--", "curl"]);
+        assert_eq!(args("pidcap -v ctl state"), ["pidcap", "-v", "ctl", "state"]);
+        assert_eq!(args("pidcap"), ["pidcap"]);
+    }
 }

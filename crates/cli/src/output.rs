@@ -4,7 +4,8 @@
 //! target, and the closing summary. [`Lines`] and [`Discard`] are
 //! the CLI's [`PacketOutput`]s, beside pcapfile's capture-file writers.
 //! [`TextOptions`] are tcpdump's output letters for the text lines (`-t`...
-//! `-tttt`, `-A`, `-x`, `-X`, `-l`); the default is the plain line.
+//! `-tttt`, `-A`, `-x`, `-X`, `-l`, `-v`); the default is the plain line.
+//! Times of day and dates are local ([`Zone`]), as tcpdump's.
 //! [`error_text`] is how every command prints an error and its causes.
 
 use pidcap_engine::backend::TlsLibraryFile;
@@ -27,7 +28,7 @@ pub enum LineFormat {
 /// The timestamp a text line starts with (tcpdump's `-t` letters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TimeFormat {
-    /// `HH:MM:SS.micros` (UTC): [`clock_time`].
+    /// `HH:MM:SS.micros` (local time): [`clock_time`].
     #[default]
     Clock,
     /// `-t`: no timestamp.
@@ -36,7 +37,7 @@ pub enum TimeFormat {
     Epoch,
     /// `-ttt`: `HH:MM:SS.micros` since the previous packet (0 for the first).
     Delta,
-    /// `-tttt`: `YYYY-MM-DD HH:MM:SS.micros` (UTC).
+    /// `-tttt`: `YYYY-MM-DD HH:MM:SS.micros` (local time).
     Date,
     /// `-ttttt`: `HH:MM:SS.micros` since the first packet.
     SinceFirst,
@@ -78,6 +79,52 @@ pub struct TextOptions {
     pub dump: Dump,
     /// `-l`: flush stdout after every packet.
     pub flush_each: bool,
+    // -- cli habits --
+    /// The time zone of times of day and dates.
+    pub zone: Zone,
+    /// `-v` count: tcpdump's verbose fields after the line ([`pidcap_packet::info::verbose`]).
+    pub verbose: u8,
+}
+
+/// The time zone of the text timestamps: local (the C library's, so TZ
+/// is respected: TZ=UTC for UTC), as tcpdump's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Zone {
+    #[default]
+    Local,
+    /// A fixed offset east of UTC, in seconds (tests).
+    #[cfg(test)]
+    Fixed(i64),
+}
+
+impl Zone {
+    /// Seconds east of UTC at the instant `secs` (since the epoch).
+    fn offset(self, secs: u64) -> i64 {
+        match self {
+            #[cfg(test)]
+            Zone::Fixed(o) => o,
+            Zone::Local => {
+                let t = libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX);
+                // SAFETY: `tm` is plain data that localtime_r fills; both
+                // pointers are valid for the call, and localtime_r (unlike
+                // localtime) keeps no pointer to them. It reads TZ once.
+                unsafe {
+                    let mut tm: libc::tm = std::mem::zeroed();
+                    if libc::localtime_r(&t, &mut tm).is_null() {
+                        0
+                    } else {
+                        tm.tm_gmtoff
+                    }
+                }
+            }
+        }
+    }
+
+    /// `unix_ns` shifted to this zone's wall clock (still counted from the epoch).
+    fn wall_ns(self, unix_ns: u64) -> u64 {
+        let shift = i128::from(self.offset(unix_ns / 1_000_000_000)) * 1_000_000_000;
+        (i128::from(unix_ns) + shift).clamp(0, i128::from(u64::MAX)) as u64
+    }
 }
 
 impl TextOptions {
@@ -91,7 +138,13 @@ impl TextOptions {
         } else {
             Dump::None
         };
-        TextOptions { time: TimeFormat::from_count(o.time), dump, flush_each: o.line_buffered || o.packet_buffered }
+        TextOptions {
+            time: TimeFormat::from_count(o.time),
+            dump,
+            flush_each: o.line_buffered || o.packet_buffered,
+            zone: Zone::Local,
+            verbose: o.verbose,
+        }
     }
 }
 
@@ -173,16 +226,26 @@ impl PacketOutput for Discard {
     }
 }
 
-/// `HH:MM:SS.micros` in UTC, like tcpdump's default timestamp.
+/// `HH:MM:SS.micros` in local time, like tcpdump's default timestamp.
 pub fn clock_time(unix_ns: u64) -> String {
+    clock_time_in(unix_ns, Zone::Local)
+}
+
+/// `HH:MM:SS.micros` in `zone`.
+pub fn clock_time_in(unix_ns: u64, zone: Zone) -> String {
+    utc_clock(zone.wall_ns(unix_ns))
+}
+
+fn utc_clock(unix_ns: u64) -> String {
     let secs = unix_ns / 1_000_000_000;
     let micros = (unix_ns % 1_000_000_000) / 1_000;
     let day = secs % 86_400;
     format!("{:02}:{:02}:{:02}.{:06}", day / 3600, day % 3600 / 60, day % 60, micros)
 }
 
-/// `YYYY-MM-DD HH:MM:SS.micros` in UTC (`-tttt`).
-pub fn date_time(unix_ns: u64) -> String {
+/// `YYYY-MM-DD HH:MM:SS.micros` in `zone` (`-tttt`).
+pub fn date_time(unix_ns: u64, zone: Zone) -> String {
+    let unix_ns = zone.wall_ns(unix_ns);
     // Days to a civil date (Howard Hinnant's days_from_civil, inverted).
     let days = (unix_ns / 1_000_000_000 / 86_400) as i64;
     let z = days + 719_468;
@@ -194,7 +257,7 @@ pub fn date_time(unix_ns: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {}", clock_time(unix_ns))
+    format!("{year:04}-{month:02}-{day:02} {}", utc_clock(unix_ns))
 }
 
 /// A duration as `HH:MM:SS.micros` (hours may pass 24): `-ttt`, `-ttttt`.
@@ -204,15 +267,15 @@ pub fn duration_time(ns: u64) -> String {
     format!("{:02}:{:02}:{:02}.{:06}", secs / 3600, secs % 3600 / 60, secs % 60, micros)
 }
 
-/// The timestamp of a line as `time` says (`since`: the packet that
-/// `-ttt`/`-ttttt` count from), or None for `-t`.
-pub fn timestamp(time: TimeFormat, ts: u64, since: u64) -> Option<String> {
+/// The timestamp of a line as `time` says, times of day and dates in
+/// `zone` (`since`: the packet that `-ttt`/`-ttttt` count from), or None for `-t`.
+pub fn timestamp(time: TimeFormat, zone: Zone, ts: u64, since: u64) -> Option<String> {
     Some(match time {
-        TimeFormat::Clock => clock_time(ts),
+        TimeFormat::Clock => clock_time_in(ts, zone),
         TimeFormat::None => return None,
         TimeFormat::Epoch => format!("{}.{:06}", ts / 1_000_000_000, ts % 1_000_000_000 / 1_000),
         TimeFormat::Delta | TimeFormat::SinceFirst => duration_time(ts.saturating_sub(since)),
-        TimeFormat::Date => date_time(ts),
+        TimeFormat::Date => date_time(ts, zone),
     })
 }
 
@@ -221,12 +284,20 @@ pub fn timestamp(time: TimeFormat, ts: u64, since: u64) -> Option<String> {
 /// newline). With the default options, exactly [`packet_line`].
 pub fn packet_text(p: &CapturedPacket, opts: &TextOptions, since: u64) -> String {
     let line = packet_line(p);
-    // packet_line starts with clock_time's fixed-width stamp and a space.
-    let rest = &line[clock_time(p.timestamp_ns).len() + 1..];
-    let mut s = match timestamp(opts.time, p.timestamp_ns, since) {
+    // packet_line starts with clock_time's fixed-width stamp (HH:MM:SS.micros) and a space.
+    let rest = line.get(STAMP_LEN + 1..).unwrap_or_default();
+    let mut s = match timestamp(opts.time, opts.zone, p.timestamp_ns, since) {
         Some(t) => format!("{t} {rest}"),
         None => rest.to_string(),
     };
+    // -v: tcpdump's fields. A TLS record's headers are pidcap's own, and its text is on the line already.
+    if opts.verbose > 0 && !p.is_tls() {
+        let fields = pidcap_packet::info::verbose(&p.data, opts.verbose);
+        if !fields.is_empty() {
+            s.push(' ');
+            s.push_str(&fields);
+        }
+    }
     // A TLS record's headers are made up by pidcap: its dumps show the plaintext only.
     let bytes = if p.is_tls() { p.payload() } else { &p.data[..] };
     let dump = match opts.dump {
@@ -241,6 +312,9 @@ pub fn packet_text(p: &CapturedPacket, opts: &TextOptions, since: u64) -> String
     }
     s
 }
+
+/// The width of [`clock_time`]'s `HH:MM:SS.micros`.
+const STAMP_LEN: usize = 15;
 
 /// tcpdump's `-A`: printable ASCII, tab and newline as themselves, a CR
 /// before a newline (or ending the bytes) left out, any other byte `.`.
@@ -444,15 +518,37 @@ pub fn error_text(err: &anyhow::Error) -> String {
     line
 }
 
-/// The closing line: every stage where a packet can be lost, counted.
-pub fn summary(stats: &CaptureStats, written: u64) -> String {
+/// The closing lines. First the targets' counters, every stage where one
+/// of their packets can be lost: captured (and written), dropped in the
+/// kernel ring (full, or bytes unreadable), evicted from memory (only said
+/// when some were: the CLI writes each packet before the ring could evict
+/// it), blocked, sockets whose owner could not be recorded (the kernel's
+/// owner table was full: their packets, a target's among them maybe, had
+/// no owner); then children followed and TLS records. With `-v`
+/// (`verbose` > 0) a second line with the system-wide counts, which are
+/// not the targets': packets the kernel layer saw of other processes, and
+/// of sockets with no known owner (the kernel counts no finer reason).
+pub fn summary(stats: &CaptureStats, written: u64, verbose: u8) -> Vec<String> {
     let k = &stats.kernel;
     let mut s = format!(
-        "pidcap: {} packets captured ({} written), {} dropped in the kernel ring, {} evicted from the user ring, {} not attributed",
-        stats.received, written, k.ring_full + k.load_failed, stats.evicted, k.unattributed
+        "pidcap: {} packets captured ({} written), {} dropped in the kernel ring",
+        stats.received,
+        written,
+        k.ring_full + k.load_failed
     );
+    if stats.evicted > 0 {
+        let _ = write!(s, ", {} evicted from memory (after they were written: none lost)", stats.evicted);
+    }
     if k.blocked > 0 || k.connect_blocked > 0 {
         let _ = write!(s, ", {} blocked ({} connect/send refused)", k.blocked, k.connect_blocked);
+    }
+    if k.owner_full > 0 {
+        let _ = write!(
+            s,
+            ", {} sockets whose owner could not be recorded (owner table full: their packets had no owner, \
+             a target's may be among them)",
+            k.owner_full
+        );
     }
     if k.forked > 0 {
         let _ = write!(s, ", {} child processes followed", k.forked);
@@ -460,7 +556,109 @@ pub fn summary(stats: &CaptureStats, written: u64) -> String {
     if k.tls_records > 0 || k.tls_dropped > 0 {
         let _ = write!(s, ", {} TLS plaintext records ({} dropped)", k.tls_records, k.tls_dropped);
     }
-    s
+    let mut lines = vec![s];
+    if verbose > 0 {
+        let others = k.seen.saturating_sub(k.target).saturating_sub(k.unattributed);
+        lines.push(format!(
+            "pidcap: system-wide, not the targets': {} packets seen by the kernel layer: {others} of other \
+             processes, {} of sockets with no known owner (sockets older than pidcap and idle since, or \
+             packets the kernel sends itself, such as resets)",
+            k.seen, k.unattributed
+        ));
+    }
+    lines
+}
+
+/// What is known, at the end of a capture, about why it has no packet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZeroHints {
+    /// A target process was seen alive at a liveness check.
+    pub targets_seen: bool,
+    /// `run`: the command's pid and name, and its exit status once known.
+    pub command: Option<(u32, String, Option<u8>)>,
+    /// `run --no-follow`.
+    pub no_follow: bool,
+    /// `run --no-follow`: the command was seen with child processes.
+    pub started_children: bool,
+    /// Targets seen in another network namespace than pidcap's: pid, name.
+    pub other_netns: Vec<(u32, String)>,
+    /// A target was seen with a Unix socket open; with an IP socket open.
+    pub unix_sockets: bool,
+    pub ip_sockets: bool,
+    /// TLS records the classic pcap file left out.
+    pub records_left_out: u64,
+}
+
+/// Why a capture that wrote no packet may have none, from what the
+/// counters and the targets seen say (nothing when something was written).
+pub fn zero_reasons(stats: &CaptureStats, written: u64, h: &ZeroHints) -> Vec<String> {
+    let k = &stats.kernel;
+    if written > 0 {
+        return Vec::new();
+    }
+    let mut lines = Vec::new();
+    let mut say = |l: String| lines.push(format!("pidcap: no packets: {l}"));
+    if stats.received > 0 && h.records_left_out >= stats.received {
+        say(format!(
+            "{} were captured, all TLS plaintext records, which a classic pcap file cannot hold (pcapng keeps them)",
+            stats.received
+        ));
+    } else if stats.received > 0 {
+        say(format!("{} were captured and none was kept for the output (left out by a filter)", stats.received));
+    } else if k.target > 0 {
+        say(format!(
+            "{} packets of the targets reached the kernel hooks and none was captured ({} dropped in the kernel ring)",
+            k.target,
+            k.ring_full + k.load_failed
+        ));
+    } else {
+        let mut l = String::from("no packet of the targets crossed the kernel's hooks");
+        if let Some((pid, comm, status)) = &h.command {
+            let _ = write!(l, "; the command (pid {pid}, {comm}) ");
+            match status {
+                Some(code) => {
+                    let _ = write!(l, "exited with status {code}");
+                }
+                None => l.push_str("was still running"),
+            }
+        }
+        match (h.ip_sockets, h.unix_sockets) {
+            _ if !h.targets_seen && h.command.is_none() => l.push_str("; no target process was seen running"),
+            _ if !h.targets_seen => {
+                l.push_str("; it ended before pidcap could look at it (it may not have used the network)")
+            }
+            (false, true) => {
+                l.push_str("; it was seen with Unix sockets only (not IP: pidcap captures TCP and UDP over IP)")
+            }
+            (false, false) => l.push_str(
+                "; no socket was seen open in it (it may have used none, or exited before using the network)",
+            ),
+            (true, _) => l.push_str("; it had IP sockets open but sent and received nothing on them"),
+        }
+        say(l);
+    }
+    if h.no_follow && h.started_children {
+        say("the command started child processes, and --no-follow leaves them out (drop --no-follow to capture them)"
+            .into());
+    }
+    for (pid, comm) in &h.other_netns {
+        say(format!(
+            "pid {pid} ({comm}) ran in another network namespace than pidcap; that does not hide its packets \
+             (the hooks see every namespace): it sent or received none"
+        ));
+    }
+    if k.owner_full > 0 {
+        say(format!("{} sockets' owners could not be recorded (owner table full)", k.owner_full));
+    }
+    lines
+}
+
+/// Said once when -w writes classic pcap.
+pub fn pcap_warning(file: &str) -> String {
+    format!(
+        "pidcap: warning: {file} is classic pcap: it loses each packet's process (pid, name, verdict) and \
+         cannot hold TLS plaintext records or keys; pcapng (the default, -F pcapng) keeps them"
+    )
 }
 
 /// What a capture did with TLS keys and records beyond the packets.
@@ -529,12 +727,12 @@ mod tests {
     fn line_shows_time_process_direction_flow_flags_and_length() {
         let ts = (3600 * 13 + 60 * 5 + 7) * 1_000_000_000 + 123_456_789;
         let p = CapturedPacket::new(1, ts, 42, "curl".into(), 1, Direction::Outbound, Verdict::Pass, 40, tcp_syn());
-        assert_eq!(packet_line(&p), "13:05:07.123456 42/curl out TCP 127.0.0.1:40000 > 127.0.0.2:80 [S] len 0");
+        assert_eq!(utc_line(&p), "13:05:07.123456 42/curl out TCP 127.0.0.1:40000 > 127.0.0.2:80 [S] len 0");
         let mut p =
             CapturedPacket::new(1, ts, 42, "curl".into(), 1, Direction::Inbound, Verdict::Blocked, 40, tcp_syn());
         p.rule = Some(3);
         assert_eq!(
-            packet_line(&p),
+            utc_line(&p),
             "13:05:07.123456 42/curl in  TCP 127.0.0.2:80 < 127.0.0.1:40000 [S] len 0 BLOCKED (rule 3)"
         );
     }
@@ -565,9 +763,16 @@ mod tests {
     }
 
     const STAMP: u64 = 1_796_130_307_123_456_789;
+    const UTC: Zone = Zone::Fixed(0);
+
+    /// [`packet_line`], in UTC (packet_line's is local).
+    fn utc_line(p: &CapturedPacket) -> String {
+        packet_text(p, &TextOptions { zone: UTC, ..Default::default() }, p.timestamp_ns)
+    }
 
     fn text(time: TimeFormat, dump: Dump, packets: &[CapturedPacket]) -> String {
-        let mut out = Lines::with_options(Vec::new(), LineFormat::Text, TextOptions { time, dump, flush_each: false });
+        let opts = TextOptions { time, dump, flush_each: false, zone: UTC, verbose: 0 };
+        let mut out = Lines::with_options(Vec::new(), LineFormat::Text, opts);
         for p in packets {
             out.write_packet(p).unwrap();
         }
@@ -590,8 +795,12 @@ mod tests {
     #[test]
     fn the_default_text_is_the_plain_line() {
         let ps = three();
-        let want: String = ps.iter().map(|p| format!("{}\n", packet_line(p))).collect();
+        let want: String = ps.iter().map(|p| format!("{}\n", utc_line(p))).collect();
         assert_eq!(text(TimeFormat::Clock, Dump::None, &ps), want);
+        for p in &ps {
+            let local = packet_text(p, &TextOptions::default(), p.timestamp_ns);
+            assert_eq!(local, packet_line(p), "the default is packet_line, in local time");
+        }
         assert_eq!(
             want,
             format!("13:05:07.123456 {TCP_LINE}\n13:05:08.623456 {UDP_LINE}\n13:05:09.123456 {TLS_LINE}\n")
@@ -621,9 +830,13 @@ mod tests {
             assert_eq!(text(t, Dump::None, &ps), want, "-{}", "t".repeat(count.into()));
         }
         // Dates across a leap day and a century, against `date -u -d @SECS`.
-        assert_eq!(date_time(951_782_400_000_000_000), "2000-02-29 00:00:00.000000");
-        assert_eq!(date_time(4_107_542_399_999_999_000), "2100-02-28 23:59:59.999999");
-        assert_eq!(date_time(0), "1970-01-01 00:00:00.000000");
+        assert_eq!(date_time(951_782_400_000_000_000, UTC), "2000-02-29 00:00:00.000000");
+        assert_eq!(date_time(4_107_542_399_999_999_000, UTC), "2100-02-28 23:59:59.999999");
+        assert_eq!(date_time(0, UTC), "1970-01-01 00:00:00.000000");
+        // Another zone moves the clock and, across midnight, the date.
+        assert_eq!(date_time(STAMP, Zone::Fixed(-5 * 3600)), "2026-12-01 08:05:07.123456");
+        assert_eq!(date_time(STAMP, Zone::Fixed(11 * 3600 + 1800)), "2026-12-02 00:35:07.123456");
+        assert_eq!(clock_time_in(STAMP, Zone::Fixed(11 * 3600 + 1800)), "00:35:07.123456");
         assert_eq!(duration_time(90_061_000_001_000), "25:01:01.000001");
     }
 
@@ -694,6 +907,30 @@ mod tests {
             assert_eq!(o.dump, Dump::HexAscii, "-X wins over -x and -A");
             assert_eq!(text(o.time, o.dump, &three()), want, "-{}", "X".repeat(count.into()));
         }
+    }
+
+    #[test]
+    fn v_adds_tcpdump_s_fields_and_vv_more() {
+        let ps = three();
+        let verbose = |level: u8| {
+            let opts = TextOptions { zone: UTC, verbose: level, ..Default::default() };
+            ps.iter().map(|p| packet_text(p, &opts, p.timestamp_ns)).collect::<Vec<String>>()
+        };
+        assert_eq!(
+            verbose(1),
+            [
+                format!("13:05:07.123456 {TCP_LINE} (ttl 64, id 0, length 67) seq 1000, ack 2000, win 512: HTTP GET / HTTP/1.1"),
+                format!("13:05:08.623456 {UDP_LINE} (ttl 64, id 0, length 35) udp length 15"),
+                // A TLS record's line has its text already.
+                format!("13:05:09.123456 {TLS_LINE}"),
+            ]
+        );
+        let vv = verbose(2);
+        assert!(vv[0].contains("(tos 0x0, flags [DF], ttl 64, id 0, length 67, proto 6, cksum 0x"), "{}", vv[0]);
+        assert_eq!(TextOptions::from_cli(&crate::cli::OutputOpts { verbose: 2, ..Default::default() }).verbose, 2);
+        // The dumps still follow.
+        let opts = TextOptions { zone: UTC, verbose: 1, dump: Dump::Ascii, ..Default::default() };
+        assert!(packet_text(&ps[0], &opts, STAMP).ends_with("HTTP/1.1\nGET / HTTP/1.1\nHost: x\n"));
     }
 
     #[test]
@@ -780,7 +1017,7 @@ mod tests {
     fn a_tls_record_is_one_line_with_its_connection_and_its_escaped_text() {
         let p = record(b"HTTP/1.1 200 OK\r\n\x00\xff", 19);
         assert_eq!(
-            packet_line(&p),
+            utc_line(&p),
             "13:05:07.123456 4242/curl in  TLS 127.0.0.1:40000 < 127.0.0.1:8443 decrypted gnutls tid 4243 len 19: \
              HTTP/1.1 200 OK\\r\\n\\0\\xff"
         );
@@ -828,6 +1065,104 @@ mod tests {
                 "pidcap: 3 TLS plaintext records left out of f.pcap: classic pcap cannot hold them (pcapng keeps them)",
             ]
         );
+    }
+
+    fn stats(f: impl FnOnce(&mut CaptureStats)) -> CaptureStats {
+        let mut s = CaptureStats::default();
+        f(&mut s);
+        s
+    }
+
+    #[test]
+    fn the_summary_says_the_targets_counters_first_and_the_system_wide_ones_only_with_v() {
+        let s = stats(|s| {
+            s.received = 12;
+            s.kernel = pidcap_engine::KernelCounters {
+                seen: 500,
+                target: 12,
+                unattributed: 30,
+                ring_full: 1,
+                load_failed: 1,
+                ..Default::default()
+            };
+        });
+        assert_eq!(summary(&s, 12, 0), ["pidcap: 12 packets captured (12 written), 2 dropped in the kernel ring"]);
+        let v = summary(&s, 12, 1);
+        assert_eq!(v[0], summary(&s, 12, 0)[0]);
+        assert_eq!(
+            v[1],
+            "pidcap: system-wide, not the targets': 500 packets seen by the kernel layer: 458 of other processes, 30 of \
+             sockets with no known owner (sockets older than pidcap and idle since, or packets the kernel sends itself, \
+             such as resets)"
+        );
+        // Each counter that concerns the targets, when it is not zero, in order.
+        let s = stats(|s| {
+            s.received = 9;
+            s.evicted = 4;
+            s.kernel.blocked = 3;
+            s.kernel.connect_blocked = 1;
+            s.kernel.owner_full = 2;
+            s.kernel.forked = 5;
+            s.kernel.tls_records = 6;
+        });
+        let line = &summary(&s, 7, 0)[0];
+        let order = [
+            "9 packets captured (7 written)",
+            "0 dropped in the kernel ring",
+            "4 evicted from memory (after they were written: none lost)",
+            "3 blocked (1 connect/send refused)",
+            "2 sockets whose owner could not be recorded",
+            "5 child processes followed",
+            "6 TLS plaintext records (0 dropped)",
+        ];
+        let at: Vec<usize> = order.iter().map(|o| line.find(o).unwrap_or_else(|| panic!("{o:?} in {line}"))).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{line}");
+        assert!(!line.contains("system-wide") && !line.contains("attributed"), "{line}");
+    }
+
+    #[test]
+    fn zero_reasons_say_what_the_counters_and_the_targets_seen_say() {
+        let none = CaptureStats::default();
+        let said = |s: &CaptureStats, h: &ZeroHints| zero_reasons(s, 0, h).join("\n");
+        assert!(
+            zero_reasons(&stats(|s| s.received = 1), 1, &ZeroHints::default()).is_empty(),
+            "packets: nothing to say"
+        );
+        let run = ZeroHints { command: Some((7, "sh".into(), Some(0))), targets_seen: true, ..Default::default() };
+        assert_eq!(
+            said(&none, &run),
+            "pidcap: no packets: no packet of the targets crossed the kernel's hooks; the command (pid 7, sh) exited \
+             with status 0; no socket was seen open in it (it may have used none, or exited before using the network)"
+        );
+        let unix = ZeroHints { unix_sockets: true, ..run.clone() };
+        assert!(said(&none, &unix).contains("; it was seen with Unix sockets only"));
+        let ip = ZeroHints { ip_sockets: true, unix_sockets: true, ..run.clone() };
+        assert!(said(&none, &ip).contains("; it had IP sockets open but sent and received nothing on them"));
+        let quick = ZeroHints { targets_seen: false, ..run.clone() };
+        assert!(said(&none, &quick).contains("it ended before pidcap could look at it"));
+        let names = ZeroHints::default();
+        assert!(said(&none, &names).ends_with("; no target process was seen running"));
+        // --no-follow with children; another namespace; both said after the first line.
+        let h =
+            ZeroHints { no_follow: true, started_children: true, other_netns: vec![(8, "curl".into())], ..run.clone() };
+        let lines = zero_reasons(&none, 0, &h);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[1].contains("--no-follow leaves them out"));
+        assert!(lines[2].starts_with("pidcap: no packets: pid 8 (curl) ran in another network namespace"));
+        // --no-follow without children seen: not blamed.
+        let h = ZeroHints { no_follow: true, ..run.clone() };
+        assert!(!said(&none, &h).contains("--no-follow"));
+        // Packets seen in the kernel but not captured; captured but not written.
+        let dropped = stats(|s| {
+            s.kernel.target = 4;
+            s.kernel.ring_full = 4;
+        });
+        assert!(said(&dropped, &run)
+            .contains("4 packets of the targets reached the kernel hooks and none was captured (4 dropped"));
+        let filtered = stats(|s| s.received = 3);
+        assert!(said(&filtered, &run).contains("3 were captured and none was kept for the output"));
+        let tls = ZeroHints { records_left_out: 3, ..run };
+        assert!(said(&filtered, &tls).contains("all TLS plaintext records, which a classic pcap file cannot hold"));
     }
 
     #[test]

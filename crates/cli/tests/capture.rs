@@ -191,7 +191,7 @@ fn sigkill_leaves_no_program_attached() {
 }
 
 #[test]
-fn follow_children_captures_what_a_shell_starts_and_only_with_f() {
+fn run_captures_what_a_shell_starts_by_default_and_with_f_but_not_with_no_follow() {
     require!(Root, Tool("ip"), Tool("python3"), Tool("sh"));
     let ns = NetNs::new("fork");
     let server = ns.server(&["tcp-server", "127.0.0.1", "0"]);
@@ -200,12 +200,10 @@ fn follow_children_captures_what_a_shell_starts_and_only_with_f() {
         peer = peer_script().display(),
         port = server.port
     );
-    let run = |follow: bool| {
+    let run = |follow: Option<&str>| {
         let mut cmd = pidcap();
         cmd.args(["run", "--json"]);
-        if follow {
-            cmd.arg("-f");
-        }
+        cmd.args(follow);
         let out = cmd.args(["--", "ip", "netns", "exec", &ns.name, "sh", "-c", &script]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -221,14 +219,24 @@ fn follow_children_captures_what_a_shell_starts_and_only_with_f() {
             .collect();
         (reports, packet_pids, String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    let (children, pids, stderr) = run(true);
-    assert_eq!(children.len(), 2);
-    let distinct: HashSet<u64> = pids.iter().copied().collect();
-    assert_eq!(distinct, children.iter().copied().collect(), "packets come from both children: {pids:?}");
-    assert!(stderr.contains("2 child processes followed") || stderr.contains("child processes followed"), "{stderr}");
+    // `run` follows the command's children by default; -f is accepted and the same.
+    for follow in [Some("-f"), None] {
+        let (children, pids, stderr) = run(follow);
+        assert_eq!(children.len(), 2);
+        let distinct: HashSet<u64> = pids.iter().copied().collect();
+        assert_eq!(
+            distinct,
+            children.iter().copied().collect(),
+            "{follow:?}: packets come from both children: {pids:?}"
+        );
+        assert!(
+            stderr.contains("2 child processes followed") || stderr.contains("child processes followed"),
+            "{stderr}"
+        );
+    }
 
-    let (_, pids, _) = run(false);
-    assert!(pids.is_empty(), "without -f the shell's children are not captured: {pids:?}");
+    let (_, pids, _) = run(Some("--no-follow"));
+    assert!(pids.is_empty(), "with --no-follow the shell's children are not captured: {pids:?}");
 }
 
 #[test]

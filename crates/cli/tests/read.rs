@@ -110,9 +110,15 @@ fn a_pidcap_file_prints_like_a_capture_and_selects_by_pid_and_name() {
     let short = pidcap().args(["-r", s(&f), "--pid", "200"]).output().unwrap();
     ok(&short);
     assert_eq!(lines(&short), lines(&read(&[s(&f), "--pid", "200"])));
+    // -v before -r is tcpdump's decoding, as after it: each line gains the verbose fields.
     let verbose = pidcap().args(["-v", "-r", s(&f), "--pid", "200"]).output().unwrap();
     ok(&verbose);
-    assert_eq!(lines(&verbose), lines(&short));
+    assert_eq!(lines(&verbose), lines(&pidcap().args(["read", s(&f), "--pid", "200", "-v"]).output().unwrap()));
+    let (v, plain) = (lines(&verbose), lines(&short));
+    assert_eq!(v.len(), plain.len());
+    for (v, plain) in v.iter().zip(&plain) {
+        assert!(v.starts_with(&format!("{plain} (ttl ")), "{v}");
+    }
 }
 
 #[test]

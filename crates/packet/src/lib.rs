@@ -13,13 +13,14 @@
 //! It is also the one home of the small concepts every layer shares: hex
 //! ([`hex`]), bytes as text ([`ascii`]), CIDR networks ([`net`]), building
 //! a packet ([`build`]), decoding one ([`decode()`], [`headers`]), TLS
-//! plaintext records ([`tls`]), and the
+//! plaintext records ([`tls`]), one-line protocol summaries ([`info`]), and the
 //! names of [`Direction`] and [`Verdict`] (`Display` / `FromStr`).
 
 pub mod ascii;
 pub mod build;
 pub mod decode;
 pub mod hex;
+pub mod info;
 pub mod net;
 pub mod process;
 pub mod tls;

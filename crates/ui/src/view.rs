@@ -247,7 +247,7 @@ fn processes_tab(app: &App, d: D) -> Element {
             p { class: "muted", "{shown} of {app.processes.list.len()} processes shown." }
         }
         div { class: "panel",
-            h2 { "Or run a command and capture it from its first packet" }
+            h2 { "Or run a command and capture it, and what it starts, from its first packet" }
             div { class: "row",
                 input { id: "run-command", style: "flex:1", placeholder: "curl -s http://127.0.0.1:8080/", value: "{app.processes.run_command}", "data-value": "{app.processes.run_command}",
                     oninput: move |e: FormEvent| d.call(ProcessesMsg::SetRunCommand(e.value())) }

@@ -15,8 +15,12 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// The binary, in UTC (its lines are in local time, as tcpdump's: golden
+/// text needs a fixed zone; a test that checks another sets TZ itself).
 pub fn pidcap() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pidcap"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pidcap"));
+    c.env("TZ", "UTC");
+    c
 }
 
 pub fn peer_script() -> PathBuf {

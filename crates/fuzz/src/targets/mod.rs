@@ -9,6 +9,7 @@ pub mod capture;
 pub mod decode;
 #[cfg(feature = "ui")]
 pub mod display_filter;
+pub mod dns;
 pub mod dpp;
 pub mod edit;
 pub mod library_query;
@@ -80,6 +81,13 @@ pub const TARGETS: &[Target] = &[
         run: decode::run,
         max_len: 4 << 10,
         dictionary: decode::DICTIONARY,
+    },
+    Target {
+        name: "dns",
+        about: "the DNS parser (pidcap_packet::info::dns) and the one-line summaries on it (info::app, info, verbose)",
+        run: dns::run,
+        max_len: 4 << 10,
+        dictionary: dns::DICTIONARY,
     },
     Target {
         name: "library_query",
