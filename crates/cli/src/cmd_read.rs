@@ -10,7 +10,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use pidcap_packet::CapturedPacket;
 use pidcap_pcapfile::reader::{describe_skipped, PacketReader};
-use pidcap_pcapfile::{CaptureFile, FileOutput, Format, PacketOutput, PacketWriter, PcapError, WriterOptions};
+use pidcap_pcapfile::{
+    rotate, CaptureFile, FileOutput, Format, PacketOutput, PacketWriter, PcapError, RotatingOutput, WriterOptions,
+};
 use std::io::{BufReader, BufWriter, ErrorKind, Read};
 use std::path::PathBuf;
 
@@ -59,6 +61,10 @@ pub struct ReadArgs {
     /// tcpdump's output letters, as for `run` and `capture`.
     #[command(flatten)]
     pub output: crate::cli::OutputOpts,
+
+    // -- rotation (tcpdump's -C, -W, -G) --
+    #[command(flatten)]
+    pub rotate: crate::cli::RotateOpts,
 }
 
 impl ReadArgs {
@@ -88,6 +94,7 @@ struct Out {
 }
 
 fn open_output(args: &ReadArgs) -> Result<Out> {
+    let rotation = args.rotate.rotation(args.write.as_deref()).map_err(anyhow::Error::msg)?;
     let Some(path) = &args.write else {
         let format = if args.json { LineFormat::Json } else { LineFormat::Text };
         return Ok(Out {
@@ -107,6 +114,17 @@ fn open_output(args: &ReadArgs) -> Result<Out> {
         let w = PacketWriter::new(format, BufWriter::with_capacity(1 << 20, std::io::stdout()), &wopts)
             .context("cannot write to stdout")?;
         return Ok(Out { out: Box::new(w), what: "cannot write to stdout".into(), shown: "written", created: None });
+    }
+    if let Some(rotation) = rotation {
+        // -C/-G: the rotating output makes every file as below, and removes the first if its headers fail.
+        let out = RotatingOutput::create(path, format, &wopts, args.file_mode, rotation, rotate::wall_clock())
+            .with_context(|| format!("cannot start the files of -w {}", path.display()))?;
+        return Ok(Out {
+            created: out.first_created().then(|| out.current().to_path_buf()),
+            out: Box::new(out),
+            what: format!("cannot write the files of -w {}", path.display()),
+            shown: "written",
+        });
     }
     let file =
         CaptureFile::create(path, args.file_mode).with_context(|| format!("cannot create {}", path.display()))?;
@@ -179,6 +197,10 @@ pub fn run(args: ReadArgs) -> Result<u8> {
             }
             break;
         }
+        if !out.out.accepts() {
+            // -G -W: the last file is done (this packet was not written).
+            break;
+        }
         selected += 1;
     }
     // Keys in blocks after the last packet read.
@@ -187,6 +209,7 @@ pub fn run(args: ReadArgs) -> Result<u8> {
             failure = Some(anyhow::Error::new(e).context(out.what.clone()));
         }
     }
+    let files = out.out.files();
     if let Err(e) = out.out.finish() {
         if failure.is_none() && !is_broken_pipe(&e) {
             failure = Some(anyhow::Error::new(e).context(out.what.clone()));
@@ -211,6 +234,9 @@ pub fn run(args: ReadArgs) -> Result<u8> {
         out.shown,
         reader.skipped()
     );
+    if let Some(files) = files {
+        eprintln!("pidcap: {files}");
+    }
     match failure {
         Some(e) => Err(e),
         None => Ok(0),
