@@ -347,7 +347,13 @@ fn run_keylog(args: &RunArgs) -> Result<Option<KeyLog>> {
     Ok(Some(log))
 }
 
+/// -C/-W/-G against -w, checked before anything needs root or runs.
+fn check_rotation(opts: &CaptureOpts) -> Result<()> {
+    opts.rotate.rotation(opts.write.as_deref()).map(drop).map_err(anyhow::Error::msg)
+}
+
 pub fn run(args: RunArgs) -> Result<u8> {
+    check_rotation(&args.opts)?;
     let keylog = run_keylog(&args)?;
     if let (None, Some(path)) = (&keylog, &args.opts.keylog) {
         eprintln!("pidcap: --keylog {}: ignored, only a pcapng file (-w) keeps TLS keys", path.display());
@@ -375,6 +381,7 @@ pub fn run(args: RunArgs) -> Result<u8> {
 }
 
 pub fn capture(args: CaptureArgs) -> Result<u8> {
+    check_rotation(&args.opts)?;
     // Hold each process the user named from now on (a pidfd): if it exits
     // before the capture starts, whatever is given its pid meanwhile is not
     // it. Checked first: a typo should not need root to be reported.
