@@ -162,8 +162,10 @@ pub struct RotatingOutput {
     /// tcpdump's `Cflag_count` and `Gflag_count`.
     size_count: u32,
     time_count: u32,
-    /// Packets given to the current file (written or held).
-    in_file: u64,
+    /// Bytes of the current file's preamble: a file that holds nothing
+    /// more (blocks held back for keys aside) takes the next packet whatever
+    /// its size, so a hold larger than the limit does not make a file per packet.
+    preamble: u64,
     /// Every file made, by name: the ring may overwrite these only.
     made: HashMap<PathBuf, FileId>,
     /// The files holding packets of this output, oldest first (the current
@@ -216,6 +218,7 @@ impl RotatingOutput {
                 return Err(PcapError::InFile { path: name, source: Box::new(e) });
             }
         };
+        let preamble = w.get_ref().bytes();
         Ok(RotatingOutput {
             template: template.to_path_buf(),
             rotation,
@@ -226,7 +229,7 @@ impl RotatingOutput {
             period_start: now,
             size_count: 0,
             time_count: 0,
-            in_file: 0,
+            preamble,
             made: HashMap::from([(name.clone(), id)]),
             files: vec![(name, 0)],
             opened: 1,
@@ -248,6 +251,11 @@ impl RotatingOutput {
     /// Bytes the current file holds, blocks held back for keys included.
     fn size(&self) -> u64 {
         self.w.get_ref().bytes() + self.w.held_bytes()
+    }
+
+    /// True when the current file holds more than its preamble (held blocks aside).
+    fn has_packets(&self) -> bool {
+        self.w.get_ref().bytes() > self.preamble
     }
 
     fn in_file<T>(&self, r: Result<T, PcapError>) -> Result<T, PcapError> {
@@ -303,7 +311,7 @@ impl RotatingOutput {
         self.files.push((name.clone(), 0));
         self.made.insert(name, id);
         self.opened += 1;
-        self.in_file = 0;
+        self.preamble = self.w.get_ref().bytes();
         self.in_file(started)
     }
 }
@@ -323,17 +331,12 @@ impl PacketOutput for RotatingOutput {
             }
         }
         if let Some(limit) = self.rotation.max_bytes {
-            if self.in_file > 0 && self.size() + self.w.bytes_for(r) > limit {
+            if self.has_packets() && self.size() + self.w.bytes_for(r) > limit {
                 self.rotate_size()?;
             }
         }
-        let left_out = self.w.tls_stats().records_left_out;
         let written = self.w.write_record(r);
-        self.in_file(written)?;
-        if self.w.tls_stats().records_left_out == left_out {
-            self.in_file += 1;
-        }
-        Ok(())
+        self.in_file(written)
     }
 
     fn flush(&mut self) -> Result<(), PcapError> {
@@ -357,7 +360,7 @@ impl PacketOutput for RotatingOutput {
     fn add_tls_keys(&mut self, lines: &[KeyLogLine]) -> Result<usize, PcapError> {
         if let Some(limit) = self.rotation.max_bytes {
             let need = self.w.bytes_for_keys(lines);
-            if need > 0 && self.in_file > 0 && self.size() + need > limit {
+            if need > 0 && self.has_packets() && self.size() + need > limit {
                 self.rotate_size()?;
             }
         }
@@ -491,7 +494,7 @@ mod tests {
             .write(&mut data, &hello)
             .unwrap();
         let len = data.len() as u32;
-        CapturedPacket::new(id, 1, 4242, "curl".into(), 77, Direction::Outbound, Verdict::Pass, len, data)
+        CapturedPacket::new(id, id, 4242, "curl".into(), 77, Direction::Outbound, Verdict::Pass, len, data)
     }
 
     fn key(r: u8, label: crate::keylog::Label) -> KeyLogLine {
@@ -687,6 +690,30 @@ mod tests {
         // The file it made is opened again, emptied.
         let again = CaptureFile::reopen_own(&dir.0.join("mine"), 0o600, mine).unwrap();
         assert_eq!(again.id().unwrap(), mine);
+    }
+
+    #[test]
+    fn a_hold_larger_than_the_limit_goes_into_one_file_not_one_per_packet() {
+        let dir = Dir::new("hold");
+        let rotation = Rotation { max_bytes: Some(2000), ..Rotation::default() };
+        let mut out = rotating(&dir, Format::Pcapng, rotation, wall_clock());
+        out.hold_for_tls_keys().unwrap();
+        out.write_packet(&udp(1, 1, 100)).unwrap();
+        out.write_packet(&udp(2, 2, 100)).unwrap();
+        // A ClientHello whose keys never come: what follows is held back (for up to 500 ms).
+        out.write_packet(&client_hello(3, 5)).unwrap();
+        for i in 4..=30 {
+            out.write_packet(&udp(i, i, 100)).unwrap();
+        }
+        let files = out.files().unwrap();
+        out.finish().unwrap();
+        assert_eq!(files.names.len(), 2, "{files}");
+        let got: Vec<Vec<u64>> = files
+            .names
+            .iter()
+            .map(|f| read_packets(std::fs::File::open(f).unwrap()).unwrap().iter().map(|p| p.timestamp_ns).collect())
+            .collect();
+        assert_eq!(got, [vec![1, 2], (3..=30).collect::<Vec<u64>>()], "the handshake and what it held, together");
     }
 
     #[test]
