@@ -165,6 +165,8 @@ struct Held {
     bytes: Vec<u8>,
     /// A record's block: its connection's random and where its protocol name is.
     record: Option<([u8; 32], usize)>,
+    /// A ClientHello's block: its random.
+    hello: Option<[u8; 32]>,
 }
 
 /// Writes pcapng: see the module doc for the exact layout.
@@ -189,6 +191,10 @@ pub struct PcapngWriter<W: Write> {
     /// `shb_os` and `shb_userappl`, for the SHB of every file ([`PcapngWriter::start_file`]).
     os: Option<String>,
     application: String,
+    /// The client randoms of the ClientHellos in this file (held ones
+    /// included): only there can Wireshark decrypt, so only a record of such
+    /// a connection is written as `data` (no HTTP twice).
+    hellos_here: HashSet<[u8; 32]>,
 }
 
 impl<W: Write> PcapngWriter<W> {
@@ -212,6 +218,7 @@ impl<W: Write> PcapngWriter<W> {
             not_packets: Vec::new(),
             os: os.map(str::to_owned),
             application: opts.application.clone(),
+            hellos_here: HashSet::new(),
         };
         writer.write_preamble()?;
         Ok(writer)
@@ -245,6 +252,8 @@ impl<W: Write> PcapngWriter<W> {
         // Counted from here: the blocks after the headers.
         self.blocks_out = 0;
         self.not_packets.clear();
+        // The handshakes this file has: those held back, which go into it.
+        self.hellos_here = self.hold.iter().flat_map(|h| h.blocks.iter().filter_map(|b| b.hello)).collect();
         if self.tls_interface {
             self.write_tls_interface()?;
         }
@@ -358,6 +367,7 @@ impl<W: Write> PcapngWriter<W> {
             return self.write_tls(p, tls);
         }
         let mut started_hold = None;
+        let mut hello = None;
         if let Some((conn, random)) = client_hello(p.data) {
             if self.keys.conns.len() >= MAX_CONNS {
                 self.keys.conns.clear();
@@ -365,6 +375,11 @@ impl<W: Write> PcapngWriter<W> {
             }
             self.keys.seen.insert(random);
             self.keys.conns.insert(conn, random);
+            if self.hellos_here.len() >= MAX_CONNS {
+                self.hellos_here.clear();
+            }
+            self.hellos_here.insert(random);
+            hello = Some(random);
             // Keys read before their ClientHello was written go in now, before it.
             if let Some(lines) = self.keys.pending.remove(&random) {
                 self.keys.pending_lines -= lines.len();
@@ -393,7 +408,7 @@ impl<W: Write> PcapngWriter<W> {
             .option(OPT_COMMENT, comment.as_bytes())
             .option(EPB_FLAGS, &flags(p.direction).to_le_bytes());
         epb.finish();
-        self.emit_packet(epb.buf, None)
+        self.emit_packet(epb.buf, None, hello)
     }
 
     /// Make `self.comment` the comment of `p`'s process (formatted once for a run of one socket's packets).
@@ -435,7 +450,7 @@ impl<W: Write> PcapngWriter<W> {
         };
         let conn = conn_key(local, remote);
         let random = self.keys.conns.get(&conn).copied();
-        let keyed = random.is_some_and(|r| self.keys.labels.get(&r).is_some_and(|&l| l != 0));
+        let keyed = random.is_some_and(|r| self.decrypts_here(&r));
         let proto = if looks_like_http(plaintext) && !keyed { PduProto::Http } else { PduProto::Data };
         let (tags, name_at) = pdu_tags(proto, src, dst);
         let kept = plaintext.len().min(self.out.snaplen as usize).min(crate::MAX_BLOCK_LEN as usize - 8192);
@@ -454,7 +469,13 @@ impl<W: Write> PcapngWriter<W> {
         epb.finish();
         // The protocol name's place in the block: after the 28 bytes of EPB header and fields.
         let at = 28 + name_at;
-        self.emit_packet(epb.buf, random.filter(|_| proto == PduProto::Http).map(|r| (r, at)))
+        self.emit_packet(epb.buf, random.filter(|_| proto == PduProto::Http).map(|r| (r, at)), None)
+    }
+
+    /// True when Wireshark can decrypt the connection of `random` in this
+    /// file: its ClientHello is here and some of its keys are written.
+    fn decrypts_here(&self, random: &[u8; 32]) -> bool {
+        self.hellos_here.contains(random) && self.keys.labels.get(random).is_some_and(|&l| l != 0)
     }
 
     /// The TLS plaintext interface's IDB (id 1).
@@ -464,10 +485,15 @@ impl<W: Write> PcapngWriter<W> {
     }
 
     /// Write a packet's block, or hold it back; the buffer comes back for reuse.
-    fn emit_packet(&mut self, bytes: Vec<u8>, record: Option<([u8; 32], usize)>) -> Result<(), PcapError> {
+    fn emit_packet(
+        &mut self,
+        bytes: Vec<u8>,
+        record: Option<([u8; 32], usize)>,
+        hello: Option<[u8; 32]>,
+    ) -> Result<(), PcapError> {
         if let Some(hold) = self.hold.as_mut() {
             hold.bytes += bytes.len();
-            hold.blocks.push(Held { bytes, record });
+            hold.blocks.push(Held { bytes, record, hello });
             if hold.bytes > HOLD_BYTES {
                 self.release()?;
             }
@@ -493,7 +519,7 @@ impl<W: Write> PcapngWriter<W> {
         let Some(hold) = self.hold.take() else { return Ok(()) };
         for mut held in hold.blocks {
             if let Some((random, at)) = held.record {
-                if self.keys.labels.get(&random).is_some_and(|&l| l != 0) {
+                if self.decrypts_here(&random) {
                     if let Some(name) = held.bytes.get_mut(at..at + 4) {
                         name.copy_from_slice(b"data");
                     }

@@ -2,7 +2,8 @@
 //! starts goes into the new file whole, after that file's own preamble, so
 //! tshark decrypts it there; a TLS record held back goes with it (its
 //! interface described again); the keys written so far open every later
-//! file. Every file reads in tshark without a warning.
+//! file; a record in a file without its connection's handshake is written as
+//! HTTP (nothing decrypts it there). Every file reads in tshark without a warning.
 //!
 //! `tests/data/tls13-curl.pcap` and `.keys`: see tests/tls.rs.
 
@@ -99,6 +100,11 @@ fn a_held_handshake_moves_to_the_new_file_and_decrypts_there() {
         if p.id == 7 {
             assert_eq!(out.add_tls_keys(&keys).unwrap(), 5);
         }
+        if p.id == 13 {
+            // A record of that connection in the third file, which has its keys but not its handshake:
+            // Wireshark cannot decrypt there, so the record is written as HTTP (shown once, not zero times).
+            out.write_packet(&request_record()).unwrap();
+        }
     }
     let files = out.files().unwrap();
     out.finish().unwrap();
@@ -121,5 +127,7 @@ fn a_held_handshake_moves_to_the_new_file_and_decrypts_there() {
         tshark(name, &["-V"]);
     }
     let frames: usize = names.iter().map(|n| tshark(n, &[]).len()).sum();
-    assert_eq!(frames, 19, "18 packets and the record, each once");
+    assert_eq!(frames, 20, "18 packets and the two records, each once");
+    let third = tshark(&names[2], &["-Y", "http.request", "-T", "fields", "-e", "http.request.uri"]);
+    assert_eq!(third, ["/some-path"], "the record, as HTTP, where nothing decrypts");
 }
