@@ -2,7 +2,8 @@
 //! its own network namespace: `-C` (sizes within the limit, tcpdump's
 //! names), `-C -W` (a ring: exactly N files, the newest packets kept), `-G`
 //! (strftime names, a file per period), `-G -W` (stops after N files),
-//! `read -C`, the refusals, and a full disk mid-rotation. The target sends
+//! `read -C`, the refusals, a full disk mid-rotation, and TLS: curl's
+//! requests decrypt in the rotated files that hold their handshakes. The target sends
 //! numbered UDP datagrams of a known size to a closed port on loopback
 //! (only their outbound copies are the target's); every file is read by
 //! tshark without a warning, and the sequence numbers of all files
@@ -320,4 +321,66 @@ fn a_full_disk_mid_rotation_stops_cleanly_with_every_file_readable() {
         .find_map(|l| l.split(" packets captured (").nth(1)?.split(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("{err}"));
     assert_eq!(written, all.len(), "the summary counts what the files hold: {err}");
+}
+
+#[test]
+fn every_file_of_a_rotated_tls_run_shows_each_request_once() {
+    require!(Root, Tool("ip"), Tool("python3"), Tool("tshark"), Tool("curl"), Tool("openssl"));
+    use pidcap_testkit::tls::{Certs, HttpsServer};
+    let ns = NetNs::new("rot-tls");
+    let dir = Scratch::new("rot-tls");
+    let certs = Certs::new("rot-tls");
+    let server = HttpsServer::http(ns.command("python3"), &certs);
+    // Six connections, one request each, about 0.4 s apart: -G 1 puts them in several files.
+    let script = format!(
+        "for i in 1 2 3 4 5 6; do curl -s --cacert '{}' '{}'$i >/dev/null; sleep 0.4; done",
+        certs.ca.display(),
+        server.url("/r")
+    );
+    let out = pidcap()
+        .current_dir(&dir.0)
+        .args(["run", "-f", "-G", "1", "-w", "tls-%H%M%S.pcapng", "--", "ip", "netns", "exec", &ns.name])
+        .args(["sh", "-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = ok(&out);
+    let names = listing(&dir.0);
+    assert!(names.len() >= 2, "{err}");
+    let tshark = |file: &Path, filter: &str| -> Vec<String> {
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(file)
+            .args(["-Y", filter, "-T", "fields", "-e", "http.request.uri"])
+            .output()
+            .unwrap();
+        let e = text(&out.stderr);
+        assert!(out.status.success(), "{e}");
+        assert!(
+            e.lines().all(|l| l.trim() == ROOT_NOTE || l.trim().is_empty()),
+            "tshark warned on {}: {e}",
+            file.display()
+        );
+        text(&out.stdout).lines().map(str::to_owned).collect()
+    };
+    let mut uris = Vec::new();
+    let (mut later_decrypted, mut decrypted_all) = (0, 0);
+    for (i, n) in names.iter().enumerate() {
+        let f = dir.0.join(n);
+        // Decrypted from the packets (the file's own keys and handshake), or from the record, never both.
+        uris.extend(tshark(&f, "http.request"));
+        let hellos = tshark(&f, "tls.handshake.type == 1").len();
+        let decrypted = tshark(&f, "tcp && http.request").len();
+        assert!(decrypted <= hellos, "{n}: {decrypted} decrypted, {hellos} handshakes");
+        decrypted_all += decrypted;
+        if i > 0 {
+            later_decrypted += decrypted;
+        }
+    }
+    uris.sort();
+    assert_eq!(uris, ["/r1", "/r2", "/r3", "/r4", "/r5", "/r6"], "each request once across the files: {err}");
+    // The connections follow one another: a file boundary splits at most one, every other one decrypts
+    // in its file, with the keys that file holds (later files included).
+    assert!(decrypted_all + (names.len() - 1) >= 6, "{decrypted_all} decrypted in {} files: {err}", names.len());
+    assert!(later_decrypted >= 1, "nothing decrypted after the first file: {err}");
 }

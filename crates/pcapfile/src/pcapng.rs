@@ -26,10 +26,13 @@
 //!   until its keys are in (TLS 1.3 logs its handshake secrets only after
 //!   the server's encrypted flight has arrived; tshark reads a file in one
 //!   pass and does not decrypt a connection whose keys come after it).
-//! * No HTTP twice: a record whose connection has keys in the file is
-//!   written with the `data` dissector (Wireshark shows the HTTP from the
-//!   decrypted packets); one without keys as `http` when it looks like
-//!   HTTP/1.x. The choice is made when the record's block goes out.
+//! * No HTTP twice: a record whose connection has its ClientHello and keys
+//!   in the same file is written with the `data` dissector (Wireshark shows
+//!   the HTTP from the decrypted packets); any other as `http` when it looks
+//!   like HTTP/1.x. The choice is made when the record's block goes out.
+//! * Rotation ([`crate::rotate`]): [`PcapngWriter::start_file`] goes on in a
+//!   new file; `write_preamble` is the one place that writes what every file
+//!   says for itself and resets what is per file.
 
 use crate::comment::{format_comment, format_tls, ProcessInfo, TlsComment};
 use crate::keylog::{covers_connection, KeyLogLine};
@@ -149,6 +152,10 @@ struct Keys {
     conns: HashMap<ConnKey, [u8; 32]>,
     /// Client randoms seen in a ClientHello.
     seen: HashSet<[u8; 32]>,
+    /// The client randoms of the ClientHellos in this file (held ones
+    /// included): only there can Wireshark decrypt, so only a record of such
+    /// a connection is written as `data` (no HTTP twice).
+    hellos_here: HashSet<[u8; 32]>,
 }
 
 /// Blocks held back until the keys of some handshakes are in the file.
@@ -188,13 +195,9 @@ pub struct PcapngWriter<W: Write> {
     /// Blocks written after the headers, and which of them are not packets.
     blocks_out: u64,
     not_packets: Vec<u64>,
-    /// `shb_os` and `shb_userappl`, for the SHB of every file ([`PcapngWriter::start_file`]).
-    os: Option<String>,
-    application: String,
-    /// The client randoms of the ClientHellos in this file (held ones
-    /// included): only there can Wireshark decrypt, so only a record of such
-    /// a connection is written as `data` (no HTTP twice).
-    hellos_here: HashSet<[u8; 32]>,
+    /// `shb_os` and `shb_userappl`, for the SHB of every file
+    /// ([`PcapngWriter::start_file`]); boxed to keep the writer small.
+    shb: Box<(Option<String>, String)>,
 }
 
 impl<W: Write> PcapngWriter<W> {
@@ -216,9 +219,7 @@ impl<W: Write> PcapngWriter<W> {
             hold: None,
             blocks_out: 0,
             not_packets: Vec::new(),
-            os: os.map(str::to_owned),
-            application: opts.application.clone(),
-            hellos_here: HashSet::new(),
+            shb: Box::new((os.map(str::to_owned), opts.application.clone())),
         };
         writer.write_preamble()?;
         Ok(writer)
@@ -236,11 +237,12 @@ impl<W: Write> PcapngWriter<W> {
     fn write_preamble(&mut self) -> Result<(), PcapError> {
         let mut shb = Block::new(BT_SHB);
         shb.u32(BYTE_ORDER_MAGIC).u16(1).u16(0).u32(u32::MAX).u32(u32::MAX); // section length -1
-        if let Some(os) = &self.os {
+        let (os, application) = &*self.shb;
+        if let Some(os) = os {
             shb.option(SHB_OS, os.as_bytes());
         }
-        if !self.application.is_empty() {
-            shb.option(SHB_USERAPPL, self.application.as_bytes());
+        if !application.is_empty() {
+            shb.option(SHB_USERAPPL, application.as_bytes());
         }
         self.out.w.write_all(shb.finish())?;
 
@@ -253,7 +255,7 @@ impl<W: Write> PcapngWriter<W> {
         self.blocks_out = 0;
         self.not_packets.clear();
         // The handshakes this file has: those held back, which go into it.
-        self.hellos_here = self.hold.iter().flat_map(|h| h.blocks.iter().filter_map(|b| b.hello)).collect();
+        self.keys.hellos_here = self.hold.iter().flat_map(|h| h.blocks.iter().filter_map(|b| b.hello)).collect();
         if self.tls_interface {
             self.write_tls_interface()?;
         }
@@ -375,10 +377,10 @@ impl<W: Write> PcapngWriter<W> {
             }
             self.keys.seen.insert(random);
             self.keys.conns.insert(conn, random);
-            if self.hellos_here.len() >= MAX_CONNS {
-                self.hellos_here.clear();
+            if self.keys.hellos_here.len() >= MAX_CONNS {
+                self.keys.hellos_here.clear();
             }
-            self.hellos_here.insert(random);
+            self.keys.hellos_here.insert(random);
             hello = Some(random);
             // Keys read before their ClientHello was written go in now, before it.
             if let Some(lines) = self.keys.pending.remove(&random) {
@@ -475,7 +477,7 @@ impl<W: Write> PcapngWriter<W> {
     /// True when Wireshark can decrypt the connection of `random` in this
     /// file: its ClientHello is here and some of its keys are written.
     fn decrypts_here(&self, random: &[u8; 32]) -> bool {
-        self.hellos_here.contains(random) && self.keys.labels.get(random).is_some_and(|&l| l != 0)
+        self.keys.hellos_here.contains(random) && self.keys.labels.get(random).is_some_and(|&l| l != 0)
     }
 
     /// The TLS plaintext interface's IDB (id 1).
