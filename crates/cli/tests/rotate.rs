@@ -2,7 +2,8 @@
 //! its own network namespace: `-C` (sizes within the limit, tcpdump's
 //! names), `-C -W` (a ring: exactly N files, the newest packets kept), `-G`
 //! (strftime names, a file per period), `-G -W` (stops after N files),
-//! `read -C`, the refusals, a full disk mid-rotation, and TLS: curl's
+//! `read -C` (named exactly as tcpdump names the same files), the refusals,
+//! a full disk mid-rotation, and TLS: curl's
 //! requests decrypt in the rotated files that hold their handshakes. The target sends
 //! numbered UDP datagrams of a known size to a closed port on loopback
 //! (only their outbound copies are the target's); every file is read by
@@ -383,4 +384,46 @@ fn every_file_of_a_rotated_tls_run_shows_each_request_once() {
     // in its file, with the keys that file holds (later files included).
     assert!(decrypted_all + (names.len() - 1) >= 6, "{decrypted_all} decrypted in {} files: {err}", names.len());
     assert!(later_decrypted >= 1, "nothing decrypted after the first file: {err}");
+}
+
+#[test]
+fn names_are_the_ones_tcpdump_gives() {
+    require!(Tool("tcpdump"), Tool("tshark"));
+    let dir = Scratch::new("rot-tcpdump");
+    let input = dir.path("in.pcapng");
+    numbered_file(&input, 2500);
+    // tcpdump reads classic pcap of the same packets; both rotate 2.6 MB into three files.
+    let pcap = dir.path("in.pcap");
+    let out = pidcap().arg("read").arg(&input).arg("-w").arg(&pcap).output().unwrap();
+    ok(&out);
+    for (tag, extra) in [("plain", &[][..]), ("w3", &["-W", "3"][..]), ("w11", &["-W", "11"][..])] {
+        let (t, p) = (dir.path(&format!("t-{tag}")), dir.path(&format!("p-{tag}")));
+        std::fs::create_dir(&t).unwrap();
+        std::fs::create_dir(&p).unwrap();
+        let st = Command::new("tcpdump")
+            .current_dir(&t)
+            .args(["-Z", "root", "-r"])
+            .arg(&pcap)
+            .args(["-C", "1"])
+            .args(extra)
+            .args(["-w", "f.pcap"])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "tcpdump {extra:?}");
+        let out = pidcap()
+            .current_dir(&p)
+            .arg("read")
+            .arg(&pcap)
+            .args(["-C", "1"])
+            .args(extra)
+            .args(["-w", "f.pcap"])
+            .output()
+            .unwrap();
+        let err = ok(&out);
+        assert_eq!(listing(&p), listing(&t), "-C 1 {extra:?}: {err}");
+        assert_eq!(listing(&p).len(), 3);
+        let all: Vec<u32> = summary_files(&err, &p).iter().flat_map(|f| sequence(f)).collect();
+        assert_eq!(all, (0..2500).collect::<Vec<u32>>());
+    }
 }
