@@ -687,6 +687,10 @@ mod tests {
         let e = CaptureFile::reopen_own(&file, 0o600, mine).unwrap_err();
         assert!(e.to_string().contains("no longer the file pidcap created"), "{e}");
         assert_eq!(std::fs::read(&file).unwrap(), b"someone else's");
+        // A FIFO put there (no reader): refused at once, not a write that blocks for ever.
+        let fifo = dir.0.join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        assert!(CaptureFile::reopen_own(&fifo, 0o600, mine).is_err());
         // The file it made is opened again, emptied.
         let again = CaptureFile::reopen_own(&dir.0.join("mine"), 0o600, mine).unwrap();
         assert_eq!(again.id().unwrap(), mine);
