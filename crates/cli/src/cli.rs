@@ -236,6 +236,9 @@ pub struct CaptureOpts {
     // -- filter expressions --
     #[command(flatten)]
     pub filter: FilterOpts,
+    // -- rotation (tcpdump's -C, -W, -G) --
+    #[command(flatten)]
+    pub rotate: RotateOpts,
 
     /// --block and --allow merged in command-line order (filled by main).
     #[arg(skip)]
@@ -348,6 +351,64 @@ impl FilterOpts {
             },
         };
         Ok(filter.map(std::sync::Arc::new))
+    }
+}
+
+// -- rotation (tcpdump's -C, -W, -G) --
+/// tcpdump's rotation of the -w file: by size, by time, in a ring. A struct
+/// of its own, flattened into `run`, `capture` and `read`.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Rotation of the -w file (tcpdump's -C, -W, -G)")]
+pub struct RotateOpts {
+    /// Start a new file before one would exceed MB millions of bytes
+    /// (1,000,000, as tcpdump counts; a file holds at least one packet).
+    ///
+    /// The files are named as tcpdump names them: FILE, then FILE1, FILE2,
+    /// ...; with -W, FILE0, FILE1, ... with the counter zero-padded to the
+    /// width of N-1 (-W 3: x0 x1 x2; -W 12: x00 ... x11). Every file is
+    /// complete on its own (its own section and interface blocks, and the
+    /// TLS keys its packets need) and created as -w creates its file (mode,
+    /// no symbolic links). Needs -w FILE (not `-`).
+    #[arg(short = 'C', value_name = "MB", value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub file_size: Option<u64>,
+
+    /// With -C: a ring of N files, the oldest overwritten (only files this
+    /// capture made: anything else found at such a name is refused). With
+    /// -G alone: stop after N files, as tcpdump does.
+    #[arg(short = 'W', value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub file_count: Option<u32>,
+
+    /// Start a new file every SECONDS seconds (with the first packet after
+    /// them, as tcpdump does). FILE is passed through strftime(3) in local
+    /// time: `-G 3600 -w 'cap-%Y%m%d-%H%M.pcapng'`. With -C too, the counter
+    /// goes after that name and starts again in each period.
+    #[arg(short = 'G', value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rotate_seconds: Option<u64>,
+}
+
+impl RotateOpts {
+    /// The rotation asked for with `-w write`; `None` when none. Refused:
+    /// -C/-G without -w or with `-w -` (stdout cannot be rotated), -W alone.
+    pub fn rotation(&self, write: Option<&std::path::Path>) -> Result<Option<pidcap_pcapfile::Rotation>, String> {
+        let rotates = self.file_size.is_some() || self.rotate_seconds.is_some();
+        if !rotates {
+            if self.file_count.is_some() {
+                return Err("-W N needs -C MB (a ring of N files) or -G SECONDS (stop after N files)".into());
+            }
+            return Ok(None);
+        }
+        match write {
+            None => return Err("-C and -G rotate the -w file: add -w FILE".into()),
+            Some(p) if p.as_os_str() == "-" => {
+                return Err("-C and -G rotate files: they cannot be used with -w - (stdout)".into())
+            }
+            Some(_) => {}
+        }
+        Ok(Some(pidcap_pcapfile::Rotation {
+            max_bytes: self.file_size.map(|mb| mb * 1_000_000),
+            files: self.file_count,
+            seconds: self.rotate_seconds,
+        }))
     }
 }
 

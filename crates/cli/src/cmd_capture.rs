@@ -29,7 +29,8 @@ use pidcap_engine::spawn::{self, Child, Output, Stdio};
 use pidcap_engine::{Capture, CaptureOptions, Drain, EngineError, Process, Schedule, Session};
 use pidcap_engine::{Raw, RawPacket};
 use pidcap_pcapfile::{
-    CaptureFile, FileOutput, Format, PacketOutput, PacketWriter, PcapError, RecordRef, WriterOptions,
+    rotate, CaptureFile, FileOutput, Format, PacketOutput, PacketWriter, PcapError, RecordRef, RotatingOutput,
+    WriterOptions,
 };
 use std::collections::{HashMap, HashSet};
 use std::io::BufWriter;
@@ -76,6 +77,7 @@ impl Sink {
     }
 
     fn open_output(opts: &CaptureOpts) -> Result<Sink> {
+        let rotation = opts.rotate.rotation(opts.write.as_deref()).map_err(anyhow::Error::msg)?;
         if let Some(path) = &opts.write {
             let format = opts.format.or_else(|| Format::from_path(path)).unwrap_or(Format::Pcapng);
             let wopts =
@@ -87,6 +89,19 @@ impl Sink {
                     out: Box::new(w),
                     what: "cannot write to stdout".into(),
                     created: None,
+                    failed: false,
+                    keylogs: Vec::new(),
+                    flush_each: false,
+                });
+            }
+            if let Some(rotation) = rotation {
+                // -C/-G: the rotating output makes every file as below, and removes the first if its headers fail.
+                let out = RotatingOutput::create(path, format, &wopts, opts.file_mode, rotation, rotate::wall_clock())
+                    .with_context(|| format!("cannot start the capture files of -w {}", path.display()))?;
+                return Ok(Sink {
+                    created: out.first_created().then(|| out.current().to_path_buf()),
+                    out: Box::new(out),
+                    what: format!("cannot write the capture files of -w {}", path.display()),
                     failed: false,
                     keylogs: Vec::new(),
                     flush_each: false,
@@ -186,12 +201,14 @@ impl Sink {
                     }
                 }
             }
-            if *written < limit && err.is_none() && !failed {
+            if *written < limit && err.is_none() && !failed && out.accepts() {
                 let left_out = if tls { out.tls_stats().records_left_out } else { 0 };
                 let r = write(out.as_mut()).and_then(|()| if flush_each { out.flush() } else { Ok(()) });
                 match r {
                     // A record a classic pcap file left out is not written.
                     Ok(()) if tls && out.tls_stats().records_left_out > left_out => {}
+                    // Nor the packet that found the last file of -G -W done.
+                    Ok(()) if !out.accepts() => {}
                     Ok(()) => *written += 1,
                     Err(e) => err = Some(e),
                 }
@@ -354,7 +371,13 @@ fn run_keylog(args: &RunArgs) -> Result<Option<KeyLog>> {
     Ok(Some(log))
 }
 
+/// -C/-W/-G against -w, checked before anything needs root or runs.
+fn check_rotation(opts: &CaptureOpts) -> Result<()> {
+    opts.rotate.rotation(opts.write.as_deref()).map(drop).map_err(anyhow::Error::msg)
+}
+
 pub fn run(mut args: RunArgs) -> Result<u8> {
+    check_rotation(&args.opts)?;
     // Before anything exists: a bad expression starts nothing.
     let filter = args.opts.filter.compile()?;
     warn_expression_after_command(&args);
@@ -389,6 +412,7 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
 }
 
 pub fn capture(args: CaptureArgs) -> Result<u8> {
+    check_rotation(&args.opts)?;
     // Hold each process the user named from now on (a pidfd): if it exits
     // before the capture starts, whatever is given its pid meanwhile is not
     // it. Checked first, with the filter expression: a typo should not need
@@ -496,6 +520,8 @@ fn capture_loop(
     let mut exit_code = 0u8;
     // A write error that ends the capture: reported after the summary.
     let mut failure = None;
+    // -G -W wrote its last file.
+    let mut files_done = false;
 
     loop {
         let (tick, write_err) = sink.drain(limit, &mut written, |d| session.step(d));
@@ -508,6 +534,12 @@ fn capture_loop(
             break;
         }
         if written >= limit || tick.finished {
+            break;
+        }
+        if !sink.out.accepts() {
+            // -G with -W: tcpdump's "Maximum file limit reached".
+            eprintln!("pidcap: -W {}: the last file is done, the capture ends", opts.rotate.file_count.unwrap_or(0));
+            files_done = true;
             break;
         }
         coverage.print(&mut session);
@@ -557,6 +589,7 @@ fn capture_loop(
     // error here (stdout closed) only ends it.
     let (stats, _) = sink.drain(limit, &mut written, |d| session.finish(d));
     let stats = stats?;
+    let files = sink.out.files();
     let (finished, tls) = sink.finish(opts);
     if let Err(e) = finished {
         if !is_broken_pipe(&e) {
@@ -579,20 +612,29 @@ fn capture_loop(
     for line in output::tls_summary(&tls) {
         eprintln!("{line}");
     }
+    if let Some(files) = &files {
+        eprintln!("pidcap: {files}");
+    }
     if let Some(failure) = failure {
         eprintln!("pidcap: {}", output::error_text(&failure));
-        if let (Some(kept), Some(path)) = (kept, &opts.write) {
-            eprintln!(
+        match (kept, &files, &opts.write) {
+            (Some(kept), Some(files), _) => eprintln!(
+                "pidcap: the files hold the {kept} packets written before; the last, {}, was cut back to its last \
+                 complete block",
+                files.names.last().map_or_else(String::new, |p| p.display().to_string())
+            ),
+            (Some(kept), None, Some(path)) => eprintln!(
                 "pidcap: {} holds the {kept} packets written before, cut back to its last complete block",
                 path.display()
-            );
+            ),
+            _ => {}
         }
         return Ok(2);
     }
     if let Ended::Child(child) = ended {
         if let Some(code) = child.try_wait() {
             exit_code = code;
-        } else if written >= limit || signals_seen > 0 {
+        } else if written >= limit || signals_seen > 0 || files_done {
             // We stop before the command does: leave it running, report success.
             eprintln!("pidcap: capture ended; the command (pid {}) is still running", child.pid);
         }

@@ -12,7 +12,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use pidcap_packet::CapturedPacket;
 use pidcap_pcapfile::reader::{describe_skipped, PacketReader};
-use pidcap_pcapfile::{CaptureFile, FileOutput, Format, PacketOutput, PacketWriter, PcapError, WriterOptions};
+use pidcap_pcapfile::{
+    rotate, CaptureFile, FileOutput, Format, PacketOutput, PacketWriter, PcapError, RotatingOutput, WriterOptions,
+};
 use std::io::{BufReader, BufWriter, ErrorKind, Read};
 use std::path::PathBuf;
 
@@ -65,6 +67,10 @@ pub struct ReadArgs {
     // -- filter expressions --
     #[command(flatten)]
     pub filter: crate::cli::FilterOpts,
+
+    // -- rotation (tcpdump's -C, -W, -G) --
+    #[command(flatten)]
+    pub rotate: crate::cli::RotateOpts,
 }
 
 impl ReadArgs {
@@ -94,6 +100,7 @@ struct Out {
 }
 
 fn open_output(args: &ReadArgs) -> Result<Out> {
+    let rotation = args.rotate.rotation(args.write.as_deref()).map_err(anyhow::Error::msg)?;
     let Some(path) = &args.write else {
         let format = if args.json { LineFormat::Json } else { LineFormat::Text };
         return Ok(Out {
@@ -117,6 +124,17 @@ fn open_output(args: &ReadArgs) -> Result<Out> {
         let w = PacketWriter::new(format, BufWriter::with_capacity(1 << 20, std::io::stdout()), &wopts)
             .context("cannot write to stdout")?;
         return Ok(Out { out: Box::new(w), what: "cannot write to stdout".into(), shown: "written", created: None });
+    }
+    if let Some(rotation) = rotation {
+        // -C/-G: the rotating output makes every file as below, and removes the first if its headers fail.
+        let out = RotatingOutput::create(path, format, &wopts, args.file_mode, rotation, rotate::wall_clock())
+            .with_context(|| format!("cannot start the files of -w {}", path.display()))?;
+        return Ok(Out {
+            created: out.first_created().then(|| out.current().to_path_buf()),
+            out: Box::new(out),
+            what: format!("cannot write the files of -w {}", path.display()),
+            shown: "written",
+        });
     }
     let file =
         CaptureFile::create(path, args.file_mode).with_context(|| format!("cannot create {}", path.display()))?;
@@ -196,6 +214,10 @@ pub fn run(args: ReadArgs) -> Result<u8> {
             }
             break;
         }
+        if !out.out.accepts() {
+            // -G -W: the last file is done (this packet was not written).
+            break;
+        }
         selected += 1;
     }
     // Keys in blocks after the last packet read.
@@ -204,6 +226,7 @@ pub fn run(args: ReadArgs) -> Result<u8> {
             failure = Some(anyhow::Error::new(e).context(out.what.clone()));
         }
     }
+    let files = out.out.files();
     if let Err(e) = out.out.finish() {
         if failure.is_none() && !is_broken_pipe(&e) {
             failure = Some(anyhow::Error::new(e).context(out.what.clone()));
@@ -230,6 +253,9 @@ pub fn run(args: ReadArgs) -> Result<u8> {
     );
     if filter.is_some() {
         eprintln!("pidcap: {filtered} packets did not match the filter expression");
+    }
+    if let Some(files) = files {
+        eprintln!("pidcap: {files}");
     }
     match failure {
         Some(e) => Err(e),

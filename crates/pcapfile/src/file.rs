@@ -56,10 +56,34 @@ fn refused(kind: ErrorKind, why: String) -> io::Error {
     io::Error::new(kind, why)
 }
 
+/// Which file an open file is (device and inode): a rotation's ring
+/// overwrites only the files it made itself ([`CaptureFile::reopen_own`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl FileId {
+    fn of(f: &File) -> io::Result<FileId> {
+        let m = f.metadata()?;
+        Ok(FileId { dev: m.dev(), ino: m.ino() })
+    }
+}
+
 /// Open `path` for writing as the module documentation says; the file, and
 /// whether this call created it. Refusals are [`io::Error`]s whose message
 /// says why (the caller names the path).
 pub fn create(path: &Path, mode: u32) -> io::Result<(File, bool)> {
+    open_checked(path, mode, None)
+}
+
+/// [`create`], and when `own` is given, an existing file at `path` must be
+/// that one (a file this process made: a rotation's ring going round), else
+/// it is refused before anything is changed. The existing file is then
+/// opened non-blocking, so that a FIFO put there meanwhile cannot hang the
+/// open before it is refused.
+fn open_checked(path: &Path, mode: u32, own: Option<FileId>) -> io::Result<(File, bool)> {
     // A path that disappears between the two opens is tried again, a few times.
     for _ in 0..8 {
         match OpenOptions::new().write(true).create_new(true).mode(mode).custom_flags(libc::O_NOFOLLOW).open(path) {
@@ -70,8 +94,22 @@ pub fn create(path: &Path, mode: u32) -> io::Result<(File, bool)> {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        match OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(path) {
-            Ok(f) => return existing(path, f, mode).map(|f| (f, false)),
+        let flags = libc::O_NOFOLLOW | if own.is_some() { libc::O_NONBLOCK } else { 0 };
+        match OpenOptions::new().write(true).custom_flags(flags).open(path) {
+            Ok(f) => {
+                if let Some(own) = own {
+                    if FileId::of(&f)? != own {
+                        return Err(refused(
+                            ErrorKind::AlreadyExists,
+                            "it is no longer the file pidcap created there in this capture (something replaced \
+                             it): refusing to overwrite it"
+                                .into(),
+                        ));
+                    }
+                    blocking(&f)?;
+                }
+                return existing(path, f, mode).map(|f| (f, false));
+            }
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
                 return Err(refused(
                     ErrorKind::InvalidInput,
@@ -84,6 +122,18 @@ pub fn create(path: &Path, mode: u32) -> io::Result<(File, bool)> {
         }
     }
     Err(refused(ErrorKind::Other, "it keeps appearing and disappearing; giving up".into()))
+}
+
+/// Clear `O_NONBLOCK` on `f`.
+fn blocking(f: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor we own, with F_GETFL/F_SETFL only.
+    let flags = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Check an existing file opened without following a link; truncate and
@@ -148,6 +198,25 @@ impl CaptureFile {
     pub fn create(path: &Path, mode: u32) -> io::Result<CaptureFile> {
         let (file, created) = create(path, mode)?;
         Ok(CaptureFile::from_file(file, path, created))
+    }
+
+    /// Open `path` again for a rotation's ring going round: as [`create`]
+    /// does, and an existing file there must be `own` (the file this capture
+    /// made at that path, [`CaptureFile::id`]): a file put there meanwhile,
+    /// a link included, is refused and left as it is.
+    pub fn reopen_own(path: &Path, mode: u32, own: FileId) -> io::Result<CaptureFile> {
+        let (file, created) = open_checked(path, mode, Some(own))?;
+        Ok(CaptureFile::from_file(file, path, created))
+    }
+
+    /// Which file this is (for [`CaptureFile::reopen_own`]).
+    pub fn id(&self) -> io::Result<FileId> {
+        FileId::of(&self.file)
+    }
+
+    /// Bytes taken so far: in the file, and buffered to go there.
+    pub fn bytes(&self) -> u64 {
+        self.len + self.buf.len() as u64
     }
 
     /// Write blocks into an open file from its current position (tests, or

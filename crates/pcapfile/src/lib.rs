@@ -20,6 +20,8 @@
 //! * [`FileOutput`] writes one of them to a [`CaptureFile`]: created private
 //!   (0600), never through a symbolic link, cut back to its last complete
 //!   block when the disk fills; see the [`file`] module.
+//! * [`RotatingOutput`] rotates files as tcpdump's `-C`, `-W` and `-G` do,
+//!   every file complete on its own; see the [`rotate`] module.
 //! * [`PacketOutput`] is the one interface of every output of packets (these
 //!   writers, the CLI's text and JSON lines, ...), see the [`output`] module.
 //! * [`PacketReader`] / [`read_packets`] read either format (auto-detected by
@@ -38,6 +40,7 @@ pub mod output;
 mod pcap;
 mod pcapng;
 pub mod reader;
+pub mod rotate;
 pub mod tls;
 
 pub use file::{CaptureFile, FileOutput, DEFAULT_FILE_MODE};
@@ -46,6 +49,7 @@ pub use output::PacketOutput;
 pub use pcap::PcapWriter;
 pub use pcapng::PcapngWriter;
 pub use reader::{describe_skipped, read_packets, Contents, PacketReader, SkipReason, Skipped};
+pub use rotate::{FilesWritten, RotatingOutput, Rotation};
 
 use pidcap_packet::{CapturedPacket, Direction, ProcessMeta, TlsInfo, Verdict};
 use std::io::Write;
@@ -151,6 +155,20 @@ pub enum PcapError {
     /// A packet cannot be represented in the output format.
     #[error("cannot write packet {id}: {reason}")]
     Unwritable { id: u64, reason: String },
+    /// A file of a rotation could not be made.
+    #[error("cannot create {}", path.display())]
+    Create {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing one file of a rotation failed (the error says which).
+    #[error("{}", path.display())]
+    InFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<PcapError>,
+    },
 }
 
 /// What a writer needs of one packet, borrowed: lets a capture loop write
@@ -301,6 +319,46 @@ impl<W: Write> PacketWriter<W> {
         match self {
             PacketWriter::Pcap(_) => n,
             PacketWriter::Pcapng(w) => w.packets_in(n),
+        }
+    }
+
+    /// Blocks of a file's header ([`PcapngWriter::HEADER_BLOCKS`], [`PcapWriter::HEADER_BLOCKS`]).
+    pub fn header_blocks(&self) -> u64 {
+        match self {
+            PacketWriter::Pcap(_) => PcapWriter::<W>::HEADER_BLOCKS,
+            PacketWriter::Pcapng(_) => PcapngWriter::<W>::HEADER_BLOCKS,
+        }
+    }
+
+    /// Go on in a new file (see [`PcapngWriter::start_file`]); the old one comes back.
+    pub fn start_file(&mut self, w: W) -> Result<W, PcapError> {
+        match self {
+            PacketWriter::Pcap(p) => p.start_file(w),
+            PacketWriter::Pcapng(p) => p.start_file(w),
+        }
+    }
+
+    /// Exactly how many bytes writing `r` adds to the file (see [`PcapngWriter::bytes_for`]).
+    pub fn bytes_for(&mut self, r: &RecordRef<'_>) -> u64 {
+        match self {
+            PacketWriter::Pcap(w) => w.bytes_for(r),
+            PacketWriter::Pcapng(w) => w.bytes_for(r),
+        }
+    }
+
+    /// The bytes [`PacketWriter::add_keys`] would write now for `lines`.
+    pub fn bytes_for_keys(&self, lines: &[keylog::KeyLogLine]) -> u64 {
+        match self {
+            PacketWriter::Pcap(_) => 0,
+            PacketWriter::Pcapng(w) => w.bytes_for_keys(lines),
+        }
+    }
+
+    /// Bytes held back for TLS keys, not in the file yet.
+    pub fn held_bytes(&self) -> u64 {
+        match self {
+            PacketWriter::Pcap(_) => 0,
+            PacketWriter::Pcapng(w) => w.held_bytes(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The one interface every output of captured packets implements
 //! ([`PacketOutput`]): the capture files here ([`PacketWriter`],
-//! [`PcapngWriter`], [`PcapWriter`]), the CLI's text and JSON lines, and
-//! whatever comes next (file rotation, payload dumps). A capture loop writes
+//! [`PcapngWriter`], [`PcapWriter`], [`crate::RotatingOutput`]), the CLI's
+//! text and JSON lines, and whatever comes next. A capture loop writes
 //! through a `Box<dyn PacketOutput>` and does not know which it has.
 
 use crate::keylog::KeyLogLine;
@@ -65,6 +65,19 @@ pub trait PacketOutput {
     /// True when the output keeps key log lines (pcapng).
     fn takes_tls_keys(&self) -> bool {
         false
+    }
+
+    /// The files a rotating output ([`crate::RotatingOutput`]) has written;
+    /// `None` for any other output (one file, or a stream).
+    fn files(&self) -> Option<crate::FilesWritten> {
+        None
+    }
+
+    /// False once the output takes no more packets (`-G -W`: its last file
+    /// is done); the packet that found it so was not written. The capture
+    /// then ends as with `-c`.
+    fn accepts(&self) -> bool {
+        true
     }
 }
 

@@ -24,17 +24,46 @@ pub struct PcapWriter<W: Write> {
 
 impl<W: Write> PcapWriter<W> {
     /// Write the 24-byte file header.
-    pub fn new(mut w: W, opts: &WriterOptions) -> Result<PcapWriter<W>, PcapError> {
+    pub fn new(w: W, opts: &WriterOptions) -> Result<PcapWriter<W>, PcapError> {
+        let mut writer = PcapWriter { out: Sink { w, snaplen: opts.snaplen }, buf: Vec::new(), tls_left_out: 0 };
+        writer.write_preamble()?;
+        Ok(writer)
+    }
+
+    /// The start of a file (the one place of per-file state): the 24-byte
+    /// header, one block ([`PcapWriter::HEADER_BLOCKS`]).
+    fn write_preamble(&mut self) -> Result<(), PcapError> {
         let mut h = Vec::with_capacity(24);
         h.extend_from_slice(&MAGIC_NS.to_le_bytes());
         h.extend_from_slice(&2u16.to_le_bytes());
         h.extend_from_slice(&4u16.to_le_bytes());
         h.extend_from_slice(&0i32.to_le_bytes()); // thiszone
         h.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
-        h.extend_from_slice(&opts.snaplen.to_le_bytes());
+        h.extend_from_slice(&self.out.snaplen.to_le_bytes());
         h.extend_from_slice(&u32::from(LINKTYPE_RAW).to_le_bytes());
-        w.write_all(&h)?;
-        Ok(PcapWriter { out: Sink { w, snaplen: opts.snaplen }, buf: Vec::new(), tls_left_out: 0 })
+        self.out.w.write_all(&h)?;
+        Ok(())
+    }
+
+    /// Blocks of the file header.
+    pub const HEADER_BLOCKS: u64 = 1;
+
+    /// Go on in a new file `w` (rotation): flush the current one, write the
+    /// new one's header, and give back the old one.
+    pub fn start_file(&mut self, w: W) -> Result<W, PcapError> {
+        self.out.flush()?;
+        let old = std::mem::replace(&mut self.out.w, w);
+        self.write_preamble()?;
+        Ok(old)
+    }
+
+    /// Exactly how many bytes writing `p` adds to the file (0 for a TLS
+    /// record, which is left out). For rotation by size.
+    pub fn bytes_for(&self, p: &RecordRef<'_>) -> u64 {
+        if p.tls.is_some() {
+            return 0;
+        }
+        16 + captured(p, self.out.snaplen).0.len() as u64
     }
 
     /// Append one record. Fails for timestamps after 2106 (32-bit seconds).

@@ -26,10 +26,13 @@
 //!   until its keys are in (TLS 1.3 logs its handshake secrets only after
 //!   the server's encrypted flight has arrived; tshark reads a file in one
 //!   pass and does not decrypt a connection whose keys come after it).
-//! * No HTTP twice: a record whose connection has keys in the file is
-//!   written with the `data` dissector (Wireshark shows the HTTP from the
-//!   decrypted packets); one without keys as `http` when it looks like
-//!   HTTP/1.x. The choice is made when the record's block goes out.
+//! * No HTTP twice: a record whose connection has its ClientHello and keys
+//!   in the same file is written with the `data` dissector (Wireshark shows
+//!   the HTTP from the decrypted packets); any other as `http` when it looks
+//!   like HTTP/1.x. The choice is made when the record's block goes out.
+//! * Rotation ([`crate::rotate`]): [`PcapngWriter::start_file`] goes on in a
+//!   new file; `write_preamble` is the one place that writes what every file
+//!   says for itself and resets what is per file.
 
 use crate::comment::{format_comment, format_tls, ProcessInfo, TlsComment};
 use crate::keylog::{covers_connection, KeyLogLine};
@@ -150,6 +153,10 @@ struct Keys {
     conns: HashMap<ConnKey, [u8; 32]>,
     /// Client randoms seen in a ClientHello.
     seen: HashSet<[u8; 32]>,
+    /// The client randoms of the ClientHellos in this file (held ones
+    /// included): only there can Wireshark decrypt, so only a record of such
+    /// a connection is written as `data` (no HTTP twice).
+    hellos_here: HashSet<[u8; 32]>,
 }
 
 /// Blocks held back until the keys of some handshakes are in the file.
@@ -166,6 +173,8 @@ struct Held {
     bytes: Vec<u8>,
     /// A record's block: its connection's random and where its protocol name is.
     record: Option<([u8; 32], usize)>,
+    /// A ClientHello's block: its random.
+    hello: Option<[u8; 32]>,
 }
 
 /// Writes pcapng: see the module doc for the exact layout.
@@ -187,6 +196,9 @@ pub struct PcapngWriter<W: Write> {
     /// Blocks written after the headers, and which of them are not packets.
     blocks_out: u64,
     not_packets: Vec<u64>,
+    /// `shb_os` and `shb_userappl`, for the SHB of every file
+    /// ([`PcapngWriter::start_file`]); boxed to keep the writer small.
+    shb: Box<(Option<String>, String)>,
 }
 
 impl<W: Write> PcapngWriter<W> {
@@ -197,22 +209,8 @@ impl<W: Write> PcapngWriter<W> {
 
     /// Like [`PcapngWriter::new`] with an explicit `shb_os` (`None` = omitted),
     /// for byte-for-byte reproducible files.
-    pub fn with_os(mut w: W, opts: &WriterOptions, os: Option<&str>) -> Result<PcapngWriter<W>, PcapError> {
-        let mut shb = Block::new(BT_SHB);
-        shb.u32(BYTE_ORDER_MAGIC).u16(1).u16(0).u32(u32::MAX).u32(u32::MAX); // section length -1
-        if let Some(os) = os {
-            shb.option(SHB_OS, os.as_bytes());
-        }
-        if !opts.application.is_empty() {
-            shb.option(SHB_USERAPPL, opts.application.as_bytes());
-        }
-        w.write_all(shb.finish())?;
-
-        let mut idb = Block::new(BT_IDB);
-        idb.u16(LINKTYPE_RAW).u16(0).u32(opts.snaplen);
-        idb.option(IF_NAME, b"pidcap").option(IF_TSRESOL, &[9]);
-        w.write_all(idb.finish())?;
-        Ok(PcapngWriter {
+    pub fn with_os(w: W, opts: &WriterOptions, os: Option<&str>) -> Result<PcapngWriter<W>, PcapError> {
+        let mut writer = PcapngWriter {
             out: Sink { w, snaplen: opts.snaplen },
             block: Vec::new(),
             comment: None,
@@ -222,7 +220,127 @@ impl<W: Write> PcapngWriter<W> {
             hold: None,
             blocks_out: 0,
             not_packets: Vec::new(),
-        })
+            shb: Box::new((os.map(str::to_owned), opts.application.clone())),
+        };
+        writer.write_preamble()?;
+        Ok(writer)
+    }
+
+    /// The start of a file, and the ONE place where per-file state is
+    /// (re)made: the SHB and the packets' IDB (the two header blocks,
+    /// [`PcapngWriter::HEADER_BLOCKS`]), then what the blocks to come may
+    /// need that an earlier file of the run described: the TLS plaintext
+    /// interface (a held record may refer to it) and every key log line
+    /// written so far, in one Decryption Secrets Block. Called by
+    /// [`PcapngWriter::with_os`] for the first file and by
+    /// [`PcapngWriter::start_file`] for each next one (rotation). Anything
+    /// else a file must describe on its own goes here.
+    fn write_preamble(&mut self) -> Result<(), PcapError> {
+        let mut shb = Block::new(BT_SHB);
+        shb.u32(BYTE_ORDER_MAGIC).u16(1).u16(0).u32(u32::MAX).u32(u32::MAX); // section length -1
+        let (os, application) = &*self.shb;
+        if let Some(os) = os {
+            shb.option(SHB_OS, os.as_bytes());
+        }
+        if !application.is_empty() {
+            shb.option(SHB_USERAPPL, application.as_bytes());
+        }
+        self.out.w.write_all(shb.finish())?;
+
+        let mut idb = Block::new(BT_IDB);
+        idb.u16(LINKTYPE_RAW).u16(0).u32(self.out.snaplen);
+        idb.option(IF_NAME, b"pidcap").option(IF_TSRESOL, &[9]);
+        self.out.w.write_all(idb.finish())?;
+
+        // Counted from here: the blocks after the headers.
+        self.blocks_out = 0;
+        self.not_packets.clear();
+        // The handshakes this file has: those held back, which go into it.
+        self.keys.hellos_here = self.hold.iter().flat_map(|h| h.blocks.iter().filter_map(|b| b.hello)).collect();
+        if self.tls_interface {
+            self.write_tls_interface()?;
+        }
+        let mut lines: Vec<&String> = self.keys.written.iter().collect();
+        if !lines.is_empty() {
+            lines.sort();
+            let text: String = lines.iter().flat_map(|l| [l.as_str(), "\n"]).collect();
+            let bytes = dsb(&text);
+            self.write_now(&bytes, false)?;
+        }
+        Ok(())
+    }
+
+    /// Blocks at the start of every file that are not counted by
+    /// [`PcapngWriter::packets_in`]: the SHB and the packets' IDB.
+    pub const HEADER_BLOCKS: u64 = 2;
+
+    /// Go on in a new file `w` (rotation): flush the current one, write the
+    /// new one's preamble ([`PcapngWriter::write_preamble`]: its own SHB, IDBs
+    /// and the keys so far), and give back the old one. Blocks held back for
+    /// a handshake's keys stay held and go into the new file (they start at
+    /// its ClientHello, so the new file has the whole handshake).
+    pub fn start_file(&mut self, w: W) -> Result<W, PcapError> {
+        self.out.flush()?;
+        let old = std::mem::replace(&mut self.out.w, w);
+        self.write_preamble()?;
+        Ok(old)
+    }
+
+    /// Bytes held back for keys (not in the file yet).
+    pub fn held_bytes(&self) -> u64 {
+        self.hold.as_ref().map_or(0, |h| h.bytes as u64)
+    }
+
+    /// Exactly how many bytes writing `p` adds to the file (now, or when
+    /// held blocks are released): its EPB, and the TLS interface's IDB or a
+    /// DSB of keys waiting for its ClientHello that would go in before it.
+    /// For rotation by size ([`crate::rotate`]).
+    pub fn bytes_for(&mut self, p: &RecordRef<'_>) -> u64 {
+        self.cache_comment(p);
+        let comment = self.comment.as_ref().map_or(0, |(_, c)| c.len());
+        let (data, _) = captured(p, self.out.snaplen);
+        let Some(info) = p.tls else {
+            let mut extra = 0;
+            if let Some((_, random)) = client_hello(p.data) {
+                if let Some(lines) = self.keys.pending.get(&random) {
+                    extra = self.dsb_len(lines);
+                }
+            }
+            return epb_len(data.len(), comment) + extra;
+        };
+        let d = decode(p.data, p.direction);
+        let header_len = (d.payload_offset as usize).min(p.data.len());
+        let kept = (p.data.len() - header_len).min(self.out.snaplen as usize).min(crate::MAX_BLOCK_LEN as usize - 8192);
+        let tags = if d.local_addr.is_ipv4() && d.remote_addr.is_ipv4() { TAGS_V4 } else { TAGS_V6 };
+        let suffix = format_tls(&TlsComment { info, offset: d.tcp_seq.unwrap_or(0) }).len();
+        let idb = if self.tls_interface { 0 } else { tls_idb().len() as u64 };
+        idb + epb_len(tags + kept, comment + suffix)
+    }
+
+    /// The bytes [`PcapngWriter::add_keys`] would write now for `lines`.
+    pub fn bytes_for_keys(&self, lines: &[KeyLogLine]) -> u64 {
+        let now: Vec<KeyLogLine> = lines
+            .iter()
+            .filter(|l| self.keys.seen.contains(&l.client_random) && !self.keys.written.contains(&l.to_line()))
+            .cloned()
+            .collect();
+        self.dsb_len(&now)
+    }
+
+    /// The length of the DSB that would hold those of `lines` not yet written (0: none).
+    fn dsb_len(&self, lines: &[KeyLogLine]) -> u64 {
+        let mut seen = HashSet::new();
+        let text: usize = lines
+            .iter()
+            .map(KeyLogLine::to_line)
+            .filter(|l| !self.keys.written.contains(l) && seen.insert(l.clone()))
+            .map(|l| l.len() + 1)
+            .sum();
+        if text == 0 {
+            return 0;
+        }
+        // Type, length, secrets type, secrets length, the text padded, end of options, length.
+        (24 + text.next_multiple_of(4)) as u64
     }
 
     /// Keys will come ([`PcapngWriter::add_keys`]): from now on, the blocks
@@ -252,6 +370,7 @@ impl<W: Write> PcapngWriter<W> {
             return self.write_tls(p, tls);
         }
         let mut started_hold = None;
+        let mut hello = None;
         if let Some((conn, random)) = client_hello(p.data) {
             if self.keys.conns.len() >= MAX_CONNS {
                 self.keys.conns.clear();
@@ -259,6 +378,11 @@ impl<W: Write> PcapngWriter<W> {
             }
             self.keys.seen.insert(random);
             self.keys.conns.insert(conn, random);
+            if self.keys.hellos_here.len() >= MAX_CONNS {
+                self.keys.hellos_here.clear();
+            }
+            self.keys.hellos_here.insert(random);
+            hello = Some(random);
             // Keys read before their ClientHello was written go in now, before it.
             if let Some(lines) = self.keys.pending.remove(&random) {
                 self.keys.pending_lines -= lines.len();
@@ -287,7 +411,7 @@ impl<W: Write> PcapngWriter<W> {
             .option(OPT_COMMENT, comment.as_bytes())
             .option(EPB_FLAGS, &flags(p.direction).to_le_bytes());
         epb.finish();
-        self.emit_packet(epb.buf, None)
+        self.emit_packet(epb.buf, None, hello)
     }
 
     /// Make `self.comment` the comment of `p`'s process (formatted once for a run of one socket's packets).
@@ -327,14 +451,7 @@ impl<W: Write> PcapngWriter<W> {
     /// A TLS plaintext record: an Exported PDU on interface 1.
     fn write_tls(&mut self, p: &RecordRef<'_>, info: TlsInfo) -> Result<(), PcapError> {
         if !self.tls_interface {
-            let mut idb = Block::new(BT_IDB);
-            idb.u16(LINKTYPE_UPPER_PDU).u16(0).u32(0);
-            idb.option(IF_NAME, TLS_IF_NAME.as_bytes())
-                .option(IF_DESCRIPTION, TLS_IF_DESCRIPTION.as_bytes())
-                .option(IF_TSRESOL, &[9]);
-            let bytes = idb.finish().to_vec();
-            // Not held: an interface must come before its packets, and may come early.
-            self.write_now(&bytes, false)?;
+            self.write_tls_interface()?;
             self.tls_interface = true;
         }
         let d = decode(p.data, p.direction);
@@ -348,7 +465,7 @@ impl<W: Write> PcapngWriter<W> {
         };
         let conn = conn_key(local, remote);
         let random = self.keys.conns.get(&conn).copied();
-        let keyed = random.is_some_and(|r| self.keys.labels.get(&r).is_some_and(|&l| l != 0));
+        let keyed = random.is_some_and(|r| self.decrypts_here(&r));
         let proto = if looks_like_http(plaintext) && !keyed { PduProto::Http } else { PduProto::Data };
         let (tags, name_at) = pdu_tags(proto, src, dst);
         let kept = plaintext.len().min(self.out.snaplen as usize).min(crate::MAX_BLOCK_LEN as usize - 8192);
@@ -367,14 +484,31 @@ impl<W: Write> PcapngWriter<W> {
         epb.finish();
         // The protocol name's place in the block: after the 28 bytes of EPB header and fields.
         let at = 28 + name_at;
-        self.emit_packet(epb.buf, random.filter(|_| proto == PduProto::Http).map(|r| (r, at)))
+        self.emit_packet(epb.buf, random.filter(|_| proto == PduProto::Http).map(|r| (r, at)), None)
+    }
+
+    /// True when Wireshark can decrypt the connection of `random` in this
+    /// file: its ClientHello is here and some of its keys are written.
+    fn decrypts_here(&self, random: &[u8; 32]) -> bool {
+        self.keys.hellos_here.contains(random) && self.keys.labels.get(random).is_some_and(|&l| l != 0)
+    }
+
+    /// The TLS plaintext interface's IDB (id 1).
+    fn write_tls_interface(&mut self) -> Result<(), PcapError> {
+        // Not held: an interface must come before its packets, and may come early.
+        self.write_now(&tls_idb(), false)
     }
 
     /// Write a packet's block, or hold it back; the buffer comes back for reuse.
-    fn emit_packet(&mut self, bytes: Vec<u8>, record: Option<([u8; 32], usize)>) -> Result<(), PcapError> {
+    fn emit_packet(
+        &mut self,
+        bytes: Vec<u8>,
+        record: Option<([u8; 32], usize)>,
+        hello: Option<[u8; 32]>,
+    ) -> Result<(), PcapError> {
         if let Some(hold) = self.hold.as_mut() {
             hold.bytes += bytes.len();
-            hold.blocks.push(Held { bytes, record });
+            hold.blocks.push(Held { bytes, record, hello });
             if hold.bytes > HOLD_BYTES {
                 self.release()?;
             }
@@ -400,7 +534,7 @@ impl<W: Write> PcapngWriter<W> {
         let Some(hold) = self.hold.take() else { return Ok(()) };
         for mut held in hold.blocks {
             if let Some((random, at)) = held.record {
-                if self.keys.labels.get(&random).is_some_and(|&l| l != 0) {
+                if self.decrypts_here(&random) {
                     if let Some(name) = held.bytes.get_mut(at..at + 4) {
                         name.copy_from_slice(b"data");
                     }
@@ -465,9 +599,7 @@ impl<W: Write> PcapngWriter<W> {
         if text.is_empty() {
             return Ok(());
         }
-        let mut dsb = Block::new(BT_DSB);
-        dsb.u32(SECRETS_TLS_KEY_LOG).u32(text.len() as u32).padded(text.as_bytes());
-        let bytes = dsb.finish().to_vec();
+        let bytes = dsb(&text);
         // Not held: the keys must come before the packets that need them.
         self.write_now(&bytes, false)?;
         if let Some(hold) = self.hold.as_mut() {
@@ -501,6 +633,36 @@ impl<W: Write> PcapngWriter<W> {
         self.release()?;
         self.out.into_inner()
     }
+}
+
+/// A Decryption Secrets Block of key log `text`.
+fn dsb(text: &str) -> Vec<u8> {
+    let mut dsb = Block::new(BT_DSB);
+    dsb.u32(SECRETS_TLS_KEY_LOG).u32(text.len() as u32).padded(text.as_bytes());
+    dsb.finish().to_vec()
+}
+
+/// The IDB of the TLS plaintext interface.
+fn tls_idb() -> Vec<u8> {
+    let mut idb = Block::new(BT_IDB);
+    idb.u16(LINKTYPE_UPPER_PDU).u16(0).u32(0);
+    idb.option(IF_NAME, TLS_IF_NAME.as_bytes())
+        .option(IF_DESCRIPTION, TLS_IF_DESCRIPTION.as_bytes())
+        .option(IF_TSRESOL, &[9]);
+    idb.finish().to_vec()
+}
+
+/// Bytes of the Exported PDU tags of a record ([`pdu_tags`]) for IPv4 and IPv6 endpoints.
+const TAGS_V4: usize = 8 + 8 + 8 + 8 + 8 + 8 + 20 + 4;
+const TAGS_V6: usize = TAGS_V4 + 2 * 12;
+
+/// The length of an EPB of `data` bytes with a comment of `comment` bytes
+/// and the flags option (as [`PcapngWriter::write_record`] builds it).
+fn epb_len(data: usize, comment: usize) -> u64 {
+    // Type, length, interface, timestamp (2), captured and original length: 28;
+    // the comment option, the flags option (8), end of options (4), length (4).
+    let comment = comment.min(usize::from(u16::MAX));
+    (28 + data.next_multiple_of(4) + 4 + comment.next_multiple_of(4) + 8 + 4 + 4) as u64
 }
 
 fn flags(d: Direction) -> u32 {
