@@ -100,15 +100,17 @@ fn ok(out: &Output) -> String {
 fn c_cuts_files_within_the_limit_with_tcpdumps_names_and_loses_no_packet() {
     require!(Root, Tool("ip"), Tool("python3"), Tool("tshark"));
     let ns = NetNs::new("rot-c");
-    // 3,000 datagrams of 1,000 bytes: about 3.4 MB of pcapng, 3.1 MB of pcap.
+    // 2,000 datagrams of 1,000 bytes: about 2.1 MB of pcap, and more of
+    // pcapng (each packet's comment holds the whole process, command line
+    // included: about 3.7 MB here). At most four files, so the summary lists all.
     for (name, extra) in [("x.pcapng", "-U"), ("x.pcap", "-n")] {
         let dir = Scratch::new(&format!("rot-c-{name}"));
-        let out = run_sender(&ns, &dir.0, &["-C", "1", extra, "-w", name], 3000, 1000, 0.0);
+        let out = run_sender(&ns, &dir.0, &["-C", "1", extra, "-w", name], 2000, 1000, 0.0);
         let err = ok(&out);
         let files = summary_files(&err, &dir.0);
         let want: Vec<String> =
             (0..files.len()).map(|i| if i == 0 { name.to_string() } else { format!("{name}{i}") }).collect();
-        assert!(files.len() >= 4, "{err}");
+        assert!((3..=4).contains(&files.len()), "{err}");
         assert_eq!(files, want.iter().map(|n| dir.0.join(n)).collect::<Vec<_>>(), "{err}");
         let mut on_disk = want.clone();
         on_disk.sort();
@@ -122,7 +124,7 @@ fn c_cuts_files_within_the_limit_with_tcpdumps_names_and_loses_no_packet() {
             }
             all.extend(sequence(f));
         }
-        assert_eq!(all, (0..3000).collect::<Vec<u32>>(), "every datagram once, in order, across the files");
+        assert_eq!(all, (0..2000).collect::<Vec<u32>>(), "every datagram once, in order, across the files");
     }
 }
 
@@ -139,14 +141,18 @@ fn c_with_w_is_a_ring_of_exactly_n_files_holding_the_newest_packets() {
     assert_eq!(files.len(), 3, "{err}");
     assert!(err.contains("opened, the oldest overwritten"), "{err}");
     let mut all = Vec::new();
-    for f in &files {
-        assert!(std::fs::metadata(f).unwrap().len() <= 1_000_000);
+    for (i, f) in files.iter().enumerate() {
+        let len = std::fs::metadata(f).unwrap().len();
+        assert!(len <= 1_000_000, "{} is {len} bytes", f.display());
+        if i + 1 < files.len() {
+            assert!(len > 990_000, "{} is {len} bytes: the older two files are full", f.display());
+        }
         all.extend(sequence(f));
     }
     assert_eq!(*all.last().unwrap(), 4999, "the newest packet is kept");
     assert!(all[0] > 0, "the oldest were overwritten");
     assert!(all.windows(2).all(|w| w[1] == w[0] + 1), "oldest file first, no gap: {:?}..{:?}", all.first(), all.last());
-    assert!(all.len() > 2000, "three full files: {}", all.len());
+    assert!(all.len() > 1000 && all.len() < 5000, "three files' worth, not everything: {}", all.len());
 }
 
 #[test]
