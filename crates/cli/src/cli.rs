@@ -107,7 +107,7 @@ pub struct RunArgs {
     /// Decryption Secrets Blocks, so that Wireshark and tshark decrypt the
     /// command's TLS with no option. If SSLKEYLOGFILE is already set (or
     /// --keylog is given), that file is used and kept.
-    #[arg(long = "no-keylog", conflicts_with = "keylog")]
+    #[arg(long = "no-keylog", conflicts_with = "keylog", help_heading = "The command")]
     pub no_keylog: bool,
 
     // -- cli habits --
@@ -117,7 +117,7 @@ pub struct RunArgs {
     /// shell, a script, `git` or a build tool starts, and what those start),
     /// as the UI's "Run and capture" does; -f is accepted and changes
     /// nothing here.
-    #[arg(long = "no-follow", conflicts_with = "follow_children")]
+    #[arg(long = "no-follow", conflicts_with = "follow_children", help_heading = "The command")]
     pub no_follow: bool,
 
     /// The command and its arguments (after `--`).
