@@ -115,7 +115,7 @@ impl Client {
         ring_size: Option<usize>,
         follow_children: bool,
     ) -> Result<Started> {
-        self.call_as(EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children, filter: None })
+        self.start_capture_with(pids, names, snaplen, ring_size, follow_children, None)
     }
 
     // -- filter expressions --
@@ -130,7 +130,18 @@ impl Client {
         follow_children: bool,
         filter: &str,
     ) -> Result<Started> {
-        let filter = Some(filter.to_string());
+        self.start_capture_with(pids, names, snaplen, ring_size, follow_children, Some(filter.to_string()))
+    }
+
+    fn start_capture_with(
+        &mut self,
+        pids: Vec<u32>,
+        names: Vec<String>,
+        snaplen: Option<u32>,
+        ring_size: Option<usize>,
+        follow_children: bool,
+        filter: Option<String>,
+    ) -> Result<Started> {
         self.call_as(EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children, filter })
     }
 

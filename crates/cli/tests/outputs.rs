@@ -114,28 +114,6 @@ fn capture_files_are_private_unless_the_user_asks() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("at most 0777"), "{bad:?}");
 }
 
-/// A 256 KiB tmpfs on a fresh directory, unmounted on drop (even when the test fails).
-struct SmallDisk(Scratch);
-
-impl SmallDisk {
-    fn mount(tag: &str) -> SmallDisk {
-        let dir = Scratch::new(tag);
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=256k,mode=0755", "pidcap-test"])
-            .arg(&dir.0)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount a tmpfs on {}", dir.0.display());
-        SmallDisk(dir)
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0 .0).status();
-    }
-}
-
 /// Prints its pid, then sends 1,000-byte UDP datagrams to itself forever.
 const FLOOD: &str = "import os,socket
 r=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); r.bind(('127.0.0.1',0))
@@ -173,7 +151,7 @@ fn check_clean_stop(out: &std::process::Output, file: &Path) -> String {
 fn a_full_disk_stops_run_and_its_command_cleanly() {
     require!(Root, Tool("ip"), Tool("python3"), Tool("tshark"), Tool("mount"), Tool("umount"));
     let ns = NetNs::new("full-run");
-    let disk = SmallDisk::mount("out-full-run");
+    let disk = SmallDisk::mount("out-full-run", "256k");
     let file = disk.0.path("f.pcapng");
     let out = pidcap()
         .args(["run", "-w"])
@@ -192,7 +170,7 @@ fn a_full_disk_stops_run_and_its_command_cleanly() {
 fn a_full_disk_stops_capture_and_says_its_targets_keep_running() {
     require!(Root, Tool("ip"), Tool("python3"), Tool("tshark"), Tool("mount"), Tool("umount"));
     let ns = NetNs::new("full-cap");
-    let disk = SmallDisk::mount("out-full-cap");
+    let disk = SmallDisk::mount("out-full-cap", "256k");
     let file = disk.0.path("f.pcap");
     let mut flood = ns.command("python3").args(["-c", FLOOD]).stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();

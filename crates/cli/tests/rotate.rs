@@ -285,33 +285,11 @@ fn rotation_without_a_file_is_refused_before_the_command_runs() {
     assert!(text(&out.stderr).contains("add -w FILE"), "{}", text(&out.stderr));
 }
 
-/// A 2.5 MB tmpfs, unmounted on drop.
-struct SmallDisk(Scratch);
-
-impl SmallDisk {
-    fn mount(tag: &str) -> SmallDisk {
-        let dir = Scratch::new(tag);
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=2500k,mode=0755", "pidcap-test"])
-            .arg(&dir.0)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount a tmpfs on {}", dir.0.display());
-        SmallDisk(dir)
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0 .0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_mid_rotation_stops_cleanly_with_every_file_readable() {
     require!(Root, Tool("ip"), Tool("python3"), Tool("tshark"), Tool("mount"), Tool("umount"));
     let ns = NetNs::new("rot-full");
-    let disk = SmallDisk::mount("rot-full");
+    let disk = SmallDisk::mount("rot-full", "2500k");
     // 10,000 datagrams would be about 11 MB: the third file fills the disk.
     let out = run_sender(&ns, &disk.0 .0, &["-C", "1", "-w", "f"], 10_000, 1000, 0.0);
     let err = text(&out.stderr);

@@ -62,6 +62,21 @@ pub struct ProcessInfo {
 }
 
 impl ProcessInfo {
+    /// A process known only by its pid and name: no thread, no metadata,
+    /// cookie 0, verdict pass (what a comment without those tokens means).
+    pub fn unknown(pid: u32, comm: String) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            comm,
+            socket_cookie: 0,
+            verdict: Verdict::Pass,
+            rule: None,
+            tid: 0,
+            thread: String::new(),
+            process: None,
+        }
+    }
+
     /// The process fields of a packet (a TLS record's thread is its call's).
     pub fn of(p: &CapturedPacket) -> ProcessInfo {
         ProcessInfo {
@@ -165,16 +180,7 @@ pub fn parse_comment(s: &str) -> Option<ProcessInfo> {
     let mut tokens = s.split(' ');
     let pid = tokens.next()?.strip_prefix("pid=")?.parse().ok()?;
     let comm = unescape_comm(tokens.next()?.strip_prefix("comm=")?)?;
-    let mut info = ProcessInfo {
-        pid,
-        comm: comm.clone(),
-        socket_cookie: 0,
-        verdict: Verdict::Pass,
-        rule: None,
-        tid: 0,
-        thread: String::new(),
-        process: None,
-    };
+    let mut info = ProcessInfo::unknown(pid, comm.clone());
     let mut meta = ProcessMeta { pid, comm, ..ProcessMeta::default() };
     let mut has_meta = false;
     let mut in_cmdline = false;

@@ -68,7 +68,7 @@ use crate::pcapng::{
 };
 use crate::tls::{parse_pdu, LINKTYPE_UPPER_PDU};
 use crate::{Format, PcapError, MAX_BLOCK_LEN};
-use pidcap_packet::{CapturedPacket, Direction, TlsRecord, Verdict};
+use pidcap_packet::{CapturedPacket, Direction, TlsRecord};
 use std::io::{Chain, Cursor, ErrorKind, Read};
 use std::ops::RangeInclusive;
 
@@ -739,16 +739,7 @@ impl<R: Read> PacketReader<R> {
             Some(FLAG_OUTBOUND) => Direction::Outbound,
             _ => l2_direction.unwrap_or(Direction::Outbound),
         };
-        let info = f.info.unwrap_or(ProcessInfo {
-            pid: 0,
-            comm: String::new(),
-            socket_cookie: 0,
-            verdict: Verdict::Pass,
-            rule: None,
-            tid: 0,
-            thread: String::new(),
-            process: None,
-        });
+        let info = f.info.unwrap_or_else(|| ProcessInfo::unknown(0, String::new()));
         let orig_len = f.orig_len.saturating_sub(header_len as u32);
         let mut p = CapturedPacket::new(
             self.frames,
