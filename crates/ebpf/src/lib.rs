@@ -135,6 +135,8 @@ pub struct EbpfBackend {
     ring: RingBuf<MapData>,
     targets: HashMap<MapData, u32, Target>,
     target_comms: HashMap<MapData, [u8; abi::COMM_LEN], Target>,
+    /// Target cgroups by id ([`abi::CgroupTarget`]); their levels are in `config.cgroup_levels`.
+    target_cgroups: HashMap<MapData, u64, abi::CgroupTarget>,
     owners: HashMap<MapData, u64, Owner>,
     port_owners: HashMap<MapData, PortKey, PortOwner>,
     bound_ports: HashMap<MapData, u64, PortKey>,
@@ -236,6 +238,7 @@ impl EbpfBackend {
         let ring = RingBuf::try_from(take("ring")?).map_err(map_err("ring"))?;
         let targets = HashMap::try_from(take("targets")?).map_err(map_err("targets"))?;
         let target_comms = HashMap::try_from(take("target_comms")?).map_err(map_err("target_comms"))?;
+        let target_cgroups = HashMap::try_from(take("target_cgroups")?).map_err(map_err("target_cgroups"))?;
         let owners = HashMap::try_from(take("owners")?).map_err(map_err("owners"))?;
         let port_owners = HashMap::try_from(take("port_owners")?).map_err(map_err("port_owners"))?;
         let bound_ports = HashMap::try_from(take("bound_ports")?).map_err(map_err("bound_ports"))?;
@@ -252,6 +255,7 @@ impl EbpfBackend {
             ring,
             targets,
             target_comms,
+            target_cgroups,
             owners,
             port_owners,
             bound_ports,
@@ -265,7 +269,7 @@ impl EbpfBackend {
                 capture: 0,
                 ruleset: 0,
                 tls: 0,
-                _pad: 0,
+                cgroup_levels: 0,
             },
             procfs: Procfs::default(),
             tls: tls::TlsProbes::default(),
@@ -562,6 +566,27 @@ impl KernelBackend for EbpfBackend {
         let flags = if follow_children { abi::TARGET_FOLLOW_CHILDREN } else { 0 };
         let entry = Target { flags, exited: 0, key: 0 };
         self.target_comms.insert(comm_bytes(comm), entry, 0).map_err(map_err("target_comms"))
+    }
+
+    /// The programs check, in every socket operation in process context,
+    /// the current task's ancestors at the levels that hold target cgroups
+    /// (`bpf_get_current_ancestor_cgroup_id`), so a process in the subtree
+    /// is taken at its next socket operation, one outside it never.
+    fn add_target_cgroup(&mut self, cgroup: &pidcap_engine::cgroup::CgroupTarget, follow_children: bool) -> Result<()> {
+        if cgroup.level > abi::MAX_CGROUP_LEVEL {
+            return Err(EngineError::Unsupported(format!(
+                "a target cgroup {} levels deep (at most {})",
+                cgroup.level,
+                abi::MAX_CGROUP_LEVEL
+            )));
+        }
+        let flags = if follow_children { abi::TARGET_FOLLOW_CHILDREN } else { 0 };
+        let entry = abi::CgroupTarget { flags, level: cgroup.level };
+        self.target_cgroups.insert(cgroup.id, entry, 0).map_err(map_err("target_cgroups"))?;
+        self.config.cgroup_levels |= 1 << cgroup.level;
+        self.write_config()?;
+        tracing::debug!(cgroup = %cgroup.dir.display(), id = cgroup.id, level = cgroup.level, "target cgroup added");
+        Ok(())
     }
 
     fn targets(&self) -> Result<Vec<KernelTarget>> {

@@ -292,6 +292,39 @@ impl Capture {
         Ok(())
     }
 
+    // -- capture by cgroup --
+    /// Capture every process in `cgroup` and below it, now and later: the
+    /// kernel layer takes those that use a socket from now on (also those
+    /// that move in later), and the processes `fs` lists there now are
+    /// added by pid (with their open sockets). Returns how many were added
+    /// (pidcap itself is never one; a process that exits meanwhile is skipped).
+    pub fn add_cgroup(
+        &mut self,
+        fs: &crate::cgroup::Cgroupfs,
+        cgroup: &crate::cgroup::CgroupTarget,
+    ) -> Result<usize> {
+        self.backend.add_target_cgroup(cgroup, self.follow_children)?;
+        let pids = fs.procs(cgroup).map_err(|e| EngineError::io(format!("listing the processes of {cgroup}"), std::io::Error::other(e)))?;
+        let mut added = 0;
+        for pid in pids.into_iter().filter(|&p| p != std::process::id()) {
+            let process = match Process::open(pid) {
+                Ok(p) => p,
+                Err(EngineError::NoSuchProcess(_) | EngineError::Invalid(InvalidInput::Thread { .. })) => continue,
+                Err(e) => return Err(e),
+            };
+            if self.held.iter().any(|h| h.id() == process.id()) {
+                added += 1;
+                continue;
+            }
+            match self.add_process(process) {
+                Ok(()) => added += 1,
+                Err(EngineError::NoSuchProcess(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(added)
+    }
+
     /// Stop capturing process `pid` (whichever of the targets has it).
     pub fn remove_pid(&mut self, pid: u32) -> Result<()> {
         for t in self.backend.targets()? {
