@@ -1,8 +1,8 @@
 //! Finding (or mounting) the cgroup2 hierarchy whose root the programs attach to.
 
+pub use pidcap_engine::cgroup::find_cgroup2;
 use pidcap_engine::error::{EngineError, Result};
 use std::fs;
-pub use pidcap_engine::cgroup::find_cgroup2;
 use std::path::{Path, PathBuf};
 
 /// Where pidcap mounts cgroup2 itself when the system has none mounted.

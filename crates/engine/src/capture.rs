@@ -298,13 +298,11 @@ impl Capture {
     /// that move in later), and the processes `fs` lists there now are
     /// added by pid (with their open sockets). Returns how many were added
     /// (pidcap itself is never one; a process that exits meanwhile is skipped).
-    pub fn add_cgroup(
-        &mut self,
-        fs: &crate::cgroup::Cgroupfs,
-        cgroup: &crate::cgroup::CgroupTarget,
-    ) -> Result<usize> {
+    pub fn add_cgroup(&mut self, fs: &crate::cgroup::Cgroupfs, cgroup: &crate::cgroup::CgroupTarget) -> Result<usize> {
         self.backend.add_target_cgroup(cgroup, self.follow_children)?;
-        let pids = fs.procs(cgroup).map_err(|e| EngineError::io(format!("listing the processes of {cgroup}"), std::io::Error::other(e)))?;
+        let pids = fs
+            .procs(cgroup)
+            .map_err(|e| EngineError::io(format!("listing the processes of {cgroup}"), std::io::Error::other(e)))?;
         let mut added = 0;
         for pid in pids.into_iter().filter(|&p| p != std::process::id()) {
             let process = match Process::open(pid) {

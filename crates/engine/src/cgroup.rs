@@ -189,7 +189,10 @@ impl Cgroupfs {
             0 => Err(CgroupError::NoUnit {
                 unit: unit.clone(),
                 why: if self.ask_systemd {
-                    format!("systemd has none (is it loaded and active?), nor is there a directory {unit} under {}", self.root.display())
+                    format!(
+                        "systemd has none (is it loaded and active?), nor is there a directory {unit} under {}",
+                        self.root.display()
+                    )
                 } else {
                     format!("systemd is not running and no directory under {} has that name", self.root.display())
                 },
@@ -396,7 +399,6 @@ mod tests_support {
             let _ = fs::remove_dir_all(&self.0);
         }
     }
-
 }
 
 #[cfg(test)]
@@ -467,13 +469,16 @@ mod tests {
 
     #[test]
     fn units_by_name_with_service_added() {
-        let t = Tree::new("units", &[
-            ("/system.slice/nginx.service", &[30]),
-            ("/system.slice/nginx.service/worker", &[31]),
-            ("/user.slice/user-1000.slice/user@1000.service/app.slice/dup.service", &[]),
-            ("/system.slice/dup.service", &[]),
-            ("/pidcap.slice", &[]),
-        ]);
+        let t = Tree::new(
+            "units",
+            &[
+                ("/system.slice/nginx.service", &[30]),
+                ("/system.slice/nginx.service/worker", &[31]),
+                ("/user.slice/user-1000.slice/user@1000.service/app.slice/dup.service", &[]),
+                ("/system.slice/dup.service", &[]),
+                ("/pidcap.slice", &[]),
+            ],
+        );
         let fs = t.fs();
         for name in ["nginx", "nginx.service"] {
             let u = fs.unit(name).unwrap();
@@ -497,13 +502,16 @@ mod tests {
 
     #[test]
     fn containers_by_id_prefix_or_name_and_ambiguity_listed() {
-        let t = Tree::new("containers", &[
-            (&format!("/system.slice/docker-{ID}.scope"), &[40]),
-            (&format!("/system.slice/docker-{ID}.scope/inner"), &[41]),
-            (&format!("/machine.slice/libpod-{ID2}.scope/container"), &[50]),
-            ("/machine.slice/machine-web\\x2d1.scope", &[60]),
-            ("/system.slice/sshd.service", &[70]),
-        ]);
+        let t = Tree::new(
+            "containers",
+            &[
+                (&format!("/system.slice/docker-{ID}.scope"), &[40]),
+                (&format!("/system.slice/docker-{ID}.scope/inner"), &[41]),
+                (&format!("/machine.slice/libpod-{ID2}.scope/container"), &[50]),
+                ("/machine.slice/machine-web\\x2d1.scope", &[60]),
+                ("/system.slice/sshd.service", &[70]),
+            ],
+        );
         let fs = t.fs();
         let c = fs.container(&ID[..12]).unwrap();
         assert_eq!(c.path, format!("/system.slice/docker-{ID}.scope"), "the container's own cgroup, not a child");

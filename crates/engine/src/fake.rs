@@ -5,8 +5,8 @@
 //! layer, it keeps one entry per pid with its key, and a test plays the
 //! kernel's own part (a followed child, an exit) through the handle.
 
-use crate::cgroup::CgroupTarget;
 use crate::backend::{KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket, RawTls, TlsCoverage};
+use crate::cgroup::CgroupTarget;
 use crate::error::{EngineError, Result};
 use crate::process::{Process, TargetId};
 use crate::rules::{self, Rule};

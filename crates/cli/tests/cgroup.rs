@@ -1,0 +1,271 @@
+//! `pidcap capture --cgroup/--unit/--container` through the real binary, as
+//! root, each test in its own network namespace and its own cgroups
+//! (pidcap_testkit::cgroup::Cgroup, removed on drop): a process that joins
+//! the cgroup after the capture started (captured from its next send, also
+//! on a socket it already had; a bystander is not), a process already in a
+//! child cgroup, a synthetic docker cgroup found by a 12-digit prefix, a unit
+//! found by name (its `.service` added), the union with --pid, and the
+//! errors (a missing cgroup, an ambiguous container) before anything runs.
+
+mod common;
+
+use common::*;
+use pidcap_packet::{CapturedPacket, Direction};
+use pidcap_testkit::cgroup::Cgroup;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+/// A UDP client that sends `before` to PORT, says `ready`, waits for a
+/// line on stdin, then sends `after` three times on the same socket (and
+/// reads the echoes when the peer is a udp-server).
+const JOINER: &str = r#"
+import socket, sys
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(b"before", ("127.0.0.1", port))
+s.recvfrom(100)
+print("ready", flush=True)
+sys.stdin.readline()
+for i in range(3):
+    s.sendto(b"after", ("127.0.0.1", port))
+    s.recvfrom(100)
+print("done", flush=True)
+"#;
+
+struct Joiner {
+    run: Running,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Joiner {
+    fn start(ns: &NetNs, port: u16) -> Joiner {
+        let mut child = ns
+            .command("python3")
+            .args(["-c", JOINER, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut j = Joiner { run: Running::from_child(child), stdin, stdout };
+        j.expect("ready");
+        j
+    }
+
+    fn expect(&mut self, what: &str) {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), what, "the joiner said {line:?}");
+    }
+
+    fn go(&mut self) {
+        writeln!(self.stdin, "go").unwrap();
+        self.expect("done");
+    }
+
+    fn pid(&self) -> u32 {
+        self.run.id()
+    }
+}
+
+fn payload(p: &CapturedPacket) -> &[u8] {
+    p.payload()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Stop a `pidcap capture` (SIGINT) and return its file's packets and its stderr.
+fn stop(pidcap: Running, mut lines: StderrLines, file: &Path) -> (Vec<CapturedPacket>, Vec<String>) {
+    pidcap.signal(libc::SIGINT);
+    let status = pidcap.wait();
+    lines.wait_for("packets captured", Duration::from_secs(10));
+    assert!(status.success(), "pidcap: {status}; {:?}", lines.seen);
+    (read_capture(file), lines.seen)
+}
+
+/// `udp-client` datagrams of a bystander (outside every cgroup the capture names).
+fn bystander(ns: &NetNs, port: u16) {
+    run_ok(&mut ns.peer(&["udp-client", "127.0.0.1", &port.to_string(), "2", "bystander"]));
+}
+
+#[test]
+fn a_process_that_joins_after_the_capture_started_is_captured_from_its_next_send() {
+    require!(Root, Tool("python3"));
+    let ns = NetNs::new("cg-join");
+    let cg = Cgroup::new("join");
+    let server = ns.server(&["udp-server", "127.0.0.1", "0"]);
+    let scratch = Scratch::new("cg-join");
+    let file = scratch.path("join.pcapng");
+    // It has sent on its socket before the capture, outside the cgroup.
+    let mut joiner = Joiner::start(&ns, server.port);
+
+    let (pidcap, lines) =
+        start_pidcap(pidcap().args(["capture", "-U", "--cgroup", &cg.path(), "-w", s(&file)]).stdout(Stdio::null()));
+    assert!(
+        lines.seen.iter().any(|l| l.contains(&format!("cgroup {}: 0 processes", cg.dir().display()))),
+        "{:?}",
+        lines.seen
+    );
+    bystander(&ns, server.port);
+    cg.add(joiner.pid());
+    joiner.go();
+    bystander(&ns, server.port);
+    wait_for_capture(&file, "the joiner's 3 datagrams and their echoes", |p| p.len() >= 6);
+    let (packets, _) = stop(pidcap, lines, &file);
+
+    assert!(packets.iter().all(|p| p.pid == joiner.pid()), "only the joiner: {packets:?}");
+    let out: Vec<&[u8]> = packets.iter().filter(|p| p.direction == Direction::Outbound).map(payload).collect();
+    let inb: Vec<&[u8]> = packets.iter().filter(|p| p.direction == Direction::Inbound).map(payload).collect();
+    assert_eq!(out, [b"after"; 3], "what it sent after it joined, nothing from before");
+    assert_eq!(inb, [b"echo:after"; 3], "the echoes it received");
+}
+
+#[test]
+fn a_process_already_in_a_child_cgroup_is_captured_with_its_open_socket() {
+    require!(Root, Tool("python3"));
+    let ns = NetNs::new("cg-child");
+    let parent = Cgroup::new("child");
+    let inner = parent.child("inner");
+    let server = ns.server(&["udp-server", "127.0.0.1", "0"]);
+    inner.add(server.pid);
+    let scratch = Scratch::new("cg-child");
+    let file = scratch.path("child.pcapng");
+
+    let (pidcap, lines) =
+        start_pidcap(pidcap().args(["capture", "-U", "--cgroup"]).arg(parent.dir()).args(["-w", s(&file)]));
+    assert!(
+        lines.seen.iter().any(|l| l.contains(&format!("cgroup {}: 1 process now", parent.dir().display()))),
+        "{:?}",
+        lines.seen
+    );
+    // A client outside the cgroup: its datagrams reach the server (captured
+    // as the server's, inbound), the echoes are the server's too.
+    bystander(&ns, server.port);
+    wait_for_capture(&file, "2 datagrams in and 2 echoes out", |p| p.len() >= 4);
+    let (packets, _) = stop(pidcap, lines, &file);
+    assert_eq!(packets.len(), 4, "{packets:?}");
+    let from_client = |p: &CapturedPacket| p.payload().windows(9).any(|w| w == b"bystander");
+    assert!(packets.iter().all(|p| p.pid == server.pid && from_client(p)), "{packets:?}");
+    assert_eq!(packets.iter().filter(|p| p.direction == Direction::Inbound).count(), 2);
+}
+
+/// 64 hex digits, unique to this test run, starting with `prefix`.
+fn container_id(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let id = format!("{prefix}{:08x}{:032x}{:024x}", std::process::id(), nanos, 0xc0ffee);
+    id[..64].to_string()
+}
+
+#[test]
+fn a_container_is_found_by_a_12_digit_prefix_and_united_with_a_pid() {
+    require!(Root, Tool("python3"));
+    let ns = NetNs::new("cg-ctr");
+    let slice = Cgroup::new("ctr");
+    let id = container_id("");
+    let ctr = slice.child(&format!("docker-{id}.scope"));
+    let in_container = ns.server(&["udp-server", "127.0.0.1", "0"]);
+    ctr.add(in_container.pid);
+    let by_pid = ns.server(&["udp-server", "127.0.0.1", "0"]);
+    // In another container beside it: never captured.
+    let other = ns.server(&["udp-server", "127.0.0.1", "0"]);
+    let beside = slice.child(&format!("docker-{}.scope", container_id("ff")));
+    beside.add(other.pid);
+    let scratch = Scratch::new("cg-ctr");
+    let file = scratch.path("ctr.pcapng");
+
+    let (pidcap, lines) = start_pidcap(pidcap().args([
+        "capture",
+        "-U",
+        "--container",
+        &id[..12],
+        "--pid",
+        &by_pid.pid.to_string(),
+        "-w",
+        s(&file),
+    ]));
+    let said = format!("container docker:{} (cgroup {}): 1 process now", &id[..12], ctr.dir().display());
+    assert!(lines.seen.iter().any(|l| l.contains(&said)), "{said:?} in {:?}", lines.seen);
+    for port in [in_container.port, by_pid.port, other.port] {
+        bystander(&ns, port);
+    }
+    wait_for_capture(&file, "4 packets of each target", |p| p.len() >= 8);
+    let (packets, _) = stop(pidcap, lines, &file);
+    let of = |pid: u32| packets.iter().filter(|p| p.pid == pid).count();
+    assert_eq!((of(in_container.pid), of(by_pid.pid), of(other.pid)), (4, 4, 0), "{packets:?}");
+    assert_eq!(packets.len(), 8);
+}
+
+#[test]
+fn a_unit_is_found_by_its_name_without_service() {
+    require!(Root, Tool("python3"));
+    let ns = NetNs::new("cg-unit");
+    let name = Cgroup::unique("unit");
+    let slice = Cgroup::named(&format!("{name}.slice"));
+    let unit = slice.child(&format!("{name}.service"));
+    let server = ns.server(&["udp-server", "127.0.0.1", "0"]);
+    unit.add(server.pid);
+    let scratch = Scratch::new("cg-unit");
+    let file = scratch.path("unit.pcapng");
+
+    let (pidcap, lines) = start_pidcap(pidcap().args(["capture", "-U", "--unit", &name, "-w", s(&file)]));
+    let said = format!("unit {name}.service (cgroup {}): 1 process now", unit.dir().display());
+    assert!(lines.seen.iter().any(|l| l.contains(&said)), "{said:?} in {:?}", lines.seen);
+    bystander(&ns, server.port);
+    wait_for_capture(&file, "the unit's 4 packets", |p| p.len() >= 4);
+    let (packets, _) = stop(pidcap, lines, &file);
+    assert_eq!(packets.len(), 4);
+    assert!(packets.iter().all(|p| p.pid == server.pid), "{packets:?}");
+}
+
+/// `pidcap ARGS` that must fail before capturing: its stderr.
+fn refused(args: &[&str]) -> String {
+    let out = pidcap().args(args).stdin(Stdio::null()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(!err.contains("capturing"), "refused before the capture started: {err}");
+    err
+}
+
+#[test]
+fn a_missing_cgroup_unit_or_container_and_an_ambiguous_prefix_are_refused() {
+    require!(Root);
+    let me = std::process::id().to_string();
+    let missing = Cgroup::unique("missing");
+    let err = refused(&["capture", "--pid", &me, "--cgroup", &missing]);
+    assert!(err.contains(&format!("cgroup {missing}: no such cgroup")), "{err}");
+    let err = refused(&["capture", "--cgroup", "/proc"]);
+    assert!(err.contains("not in the cgroup2 hierarchy"), "{err}");
+    let err = refused(&["capture", "--unit", &missing]);
+    assert!(err.contains(&format!("no cgroup of systemd unit {missing}.service")), "{err}");
+    let err = refused(&["capture", "--container", "0123456789ab"]);
+    assert!(err.contains("no container 0123456789ab"), "{err}");
+
+    // Two containers whose ids share the 12 digits given.
+    let slice = Cgroup::new("ambiguous");
+    let a = container_id("ab12cd34ef56a");
+    let b = container_id("ab12cd34ef56b");
+    let _ca = slice.child(&format!("docker-{a}.scope"));
+    let _cb = slice.child(&format!("libpod-{b}.scope"));
+    let err = refused(&["capture", "--container", "ab12cd34ef56"]);
+    assert!(err.contains("container ab12cd34ef56 is ambiguous"), "{err}");
+    assert!(err.contains(&a) && err.contains(&b), "both candidates listed: {err}");
+}
+
+#[test]
+fn help_names_the_cgroup_options() {
+    let out = pidcap().args(["capture", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for opt in ["--cgroup <PATH>", "--unit <NAME>", "--container <ID>"] {
+        assert!(text.contains(opt), "{opt} in {text}");
+    }
+    // A cgroup is a target: `capture` with nothing else is not refused for lack of one.
+    let out = Command::new(env!("CARGO_BIN_EXE_pidcap")).args(["capture"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cgroup"), "the target group names it");
+}
