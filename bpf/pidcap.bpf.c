@@ -243,8 +243,8 @@ static __always_inline void match_cgroup(__u32 tgid, __u64 key)
 		if (!id)
 			return; /* the process's cgroup is above this level: nothing deeper either */
 		struct pidcap_cgroup_target *t = bpf_map_lookup_elem(&target_cgroups, &id);
-		if (!t || t->level != l)
-			continue;
+		if (!t)
+			continue; /* (an id names one cgroup: no need to compare levels) */
 		if (bpf_map_lookup_elem(&injectors, &tgid))
 			return; /* pidcap itself, inside the cgroup it captures */
 		add_target(tgid, key, t->flags);

@@ -95,7 +95,7 @@ struct pidcap_target {
 #define PIDCAP_MAX_CGROUP_LEVEL 31 /* levels are bits of pidcap_config.cgroup_levels */
 struct pidcap_cgroup_target {
 	__u32 flags; /* PIDCAP_TARGET_*, given to the processes it adds */
-	__u32 level; /* depth below the cgroup2 root (the root is level 0) */
+	__u32 level; /* depth below the cgroup2 mount's root (informational) */
 };
 
 /* The single entry of the "config" array map. */
@@ -108,8 +108,9 @@ struct pidcap_config {
 	 * n = ruleset & 0xffff (<= PIDCAP_RULES_PER_BANK), base = ruleset >> 16. */
 	__u32 ruleset;
 	__u32 tls;  /* 1: take the plaintext of the targets' TLS library calls */
-	/* Bit L set: some entry of "target_cgroups" is at level L (see
-	 * pidcap_cgroup_target); 0: no cgroup targets, nothing to check. */
+	/* Bit L set: the programs look up the current task's ancestor cgroup at
+	 * level L in "target_cgroups" (levels of the kernel's hierarchy, the
+	 * root is 0); 0: no cgroup targets, nothing to check. */
 	__u32 cgroup_levels;
 };
 #define PIDCAP_RULESET_COUNT_MASK 0xffff

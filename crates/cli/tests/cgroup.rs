@@ -19,16 +19,23 @@ use std::time::Duration;
 
 /// A UDP client that sends `before` to PORT, says `ready`, waits for a
 /// line on stdin, then sends `after` three times on the same socket (and
-/// reads the echoes when the peer is a udp-server).
+/// reads the echoes of the udp-server there). With `late`, the socket is
+/// made after the line, and nothing is sent before.
 const JOINER: &str = r#"
 import socket, sys
 port = int(sys.argv[1])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(2)
-s.sendto(b"before", ("127.0.0.1", port))
-s.recvfrom(100)
+def sock():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    return s
+if sys.argv[2] != "late":
+    s = sock()
+    s.sendto(b"before", ("127.0.0.1", port))
+    s.recvfrom(100)
 print("ready", flush=True)
 sys.stdin.readline()
+if sys.argv[2] == "late":
+    s = sock()
 for i in range(3):
     s.sendto(b"after", ("127.0.0.1", port))
     s.recvfrom(100)
@@ -42,10 +49,10 @@ struct Joiner {
 }
 
 impl Joiner {
-    fn start(ns: &NetNs, port: u16) -> Joiner {
+    fn start(ns: &NetNs, port: u16, when: &str) -> Joiner {
         let mut child = ns
             .command("python3")
-            .args(["-c", JOINER, &port.to_string()])
+            .args(["-c", JOINER, &port.to_string(), when])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -103,9 +110,6 @@ fn a_process_that_joins_after_the_capture_started_is_captured_from_its_next_send
     let server = ns.server(&["udp-server", "127.0.0.1", "0"]);
     let scratch = Scratch::new("cg-join");
     let file = scratch.path("join.pcapng");
-    // It has sent on its socket before the capture, outside the cgroup.
-    let mut joiner = Joiner::start(&ns, server.port);
-
     let (pidcap, lines) =
         start_pidcap(pidcap().args(["capture", "-U", "--cgroup", &cg.path(), "-w", s(&file)]).stdout(Stdio::null()));
     assert!(
@@ -113,6 +117,10 @@ fn a_process_that_joins_after_the_capture_started_is_captured_from_its_next_send
         "{:?}",
         lines.seen
     );
+    // It sends on its socket while the capture runs, outside the cgroup (the
+    // kernel records it as the socket's owner, not a target), then joins
+    // and sends on the same socket.
+    let mut joiner = Joiner::start(&ns, server.port, "early");
     bystander(&ns, server.port);
     cg.add(joiner.pid());
     joiner.go();
@@ -268,4 +276,39 @@ fn help_names_the_cgroup_options() {
     // A cgroup is a target: `capture` with nothing else is not refused for lack of one.
     let out = Command::new(env!("CARGO_BIN_EXE_pidcap")).args(["capture"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cgroup"), "the target group names it");
+}
+
+#[test]
+fn in_a_cgroup_namespace_a_process_that_joins_is_matched_below_the_namespaces_root() {
+    require!(Root, Tool("python3"), Tool("unshare"));
+    let ns = NetNs::new("cg-ns");
+    // pidcap runs in a cgroup namespace whose root is `outer`, with its own
+    // cgroup2 mount there: it sees `outer/sub` as `/sub`, one level deep, where
+    // the kernel counts two.
+    let outer = Cgroup::new("cgns");
+    let inner = outer.child("sub");
+    let server = ns.server(&["udp-server", "127.0.0.1", "0"]);
+    let scratch = Scratch::new("cg-ns");
+    let file = scratch.path("ns.pcapng");
+    // Its socket is made once it is in: programs attached to the namespace's
+    // root (where pidcap attaches there) run only for sockets made below it.
+    let mut joiner = Joiner::start(&ns, server.port, "late");
+    let root = pidcap_testkit::cgroup::cgroup2_root();
+    let script = "echo $$ > \"$1/cgroup.procs\" && root=\"$2\" && shift 2 && exec unshare -C -m sh -c \
+                  'umount -l \"$0\" && mount -t cgroup2 none \"$0\" && exec \"$@\"' \"$root\" \"$@\"";
+    let (pidcap, lines) = start_pidcap(
+        Command::new("sh")
+            .args(["-c", script, "sh"])
+            .arg(outer.dir())
+            .arg(&root)
+            .arg(env!("CARGO_BIN_EXE_pidcap"))
+            .args(["capture", "-U", "--cgroup", "/sub", "-w", s(&file)]),
+    );
+    assert!(lines.seen.iter().any(|l| l.contains(": 0 processes now")), "{:?}", lines.seen);
+    inner.add(joiner.pid());
+    joiner.go();
+    wait_for_capture(&file, "the joiner's 3 datagrams and their echoes", |p| p.len() >= 6);
+    let (packets, _) = stop(pidcap, lines, &file);
+    assert!(packets.iter().all(|p| p.pid == joiner.pid()), "{packets:?}");
+    assert_eq!(packets.len(), 6);
 }

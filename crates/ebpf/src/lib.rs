@@ -488,6 +488,30 @@ fn attach(name: &str, prog: &mut Program, cg: &File) -> Result<(), ProgramError>
     Ok(())
 }
 
+/// The inode number of the initial cgroup namespace (PROC_CGROUP_INIT_INO, a
+/// constant of the kernel's ABI).
+const CGROUP_NS_INIT_INO: u64 = 0xEFFF_FFFB;
+
+/// Is pidcap in the initial cgroup namespace? Then a level counted below
+/// the cgroup2 mount is the kernel's level; in a child namespace the mount
+/// shows the namespace's root, somewhere deeper.
+fn in_initial_cgroup_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/cgroup").is_ok_and(|m| m.ino() == CGROUP_NS_INIT_INO)
+}
+
+/// The `config.cgroup_levels` bits for a target cgroup `level` levels below
+/// the mount: that level, or (in a child cgroup namespace, whose root's own
+/// level is not known) that level and every deeper one: the programs then
+/// look up each ancestor of a task from there down to its own cgroup.
+fn cgroup_level_bits(level: u32, initial_namespace: bool) -> u32 {
+    if initial_namespace {
+        1 << level
+    } else {
+        u32::MAX << level
+    }
+}
+
 fn comm_bytes(comm: &str) -> [u8; abi::COMM_LEN] {
     let mut out = [0u8; abi::COMM_LEN];
     let c = truncate_comm(comm).as_bytes();
@@ -583,7 +607,7 @@ impl KernelBackend for EbpfBackend {
         let flags = if follow_children { abi::TARGET_FOLLOW_CHILDREN } else { 0 };
         let entry = abi::CgroupTarget { flags, level: cgroup.level };
         self.target_cgroups.insert(cgroup.id, entry, 0).map_err(map_err("target_cgroups"))?;
-        self.config.cgroup_levels |= 1 << cgroup.level;
+        self.config.cgroup_levels |= cgroup_level_bits(cgroup.level, in_initial_cgroup_namespace());
         self.write_config()?;
         tracing::debug!(cgroup = %cgroup.dir.display(), id = cgroup.id, level = cgroup.level, "target cgroup added");
         Ok(())
@@ -757,6 +781,15 @@ mod tests {
         // CAP_BPF (39) and CAP_PERFMON (38) missing: an older kernel's root, or a container.
         assert_eq!(missing_in(Some(&status("0000003fffffffff"))), ["CAP_BPF", "CAP_PERFMON"]);
         assert_eq!(missing_in(None).len(), NEEDED_CAPS.len());
+    }
+
+    #[test]
+    fn cgroup_levels_are_exact_in_the_initial_namespace_and_open_below_in_a_child_one() {
+        assert_eq!(cgroup_level_bits(0, true), 1);
+        assert_eq!(cgroup_level_bits(3, true), 0b1000);
+        assert_eq!(cgroup_level_bits(abi::MAX_CGROUP_LEVEL, true), 1 << 31);
+        assert_eq!(cgroup_level_bits(3, false), !0b111);
+        assert_eq!(cgroup_level_bits(abi::MAX_CGROUP_LEVEL, false), 1 << 31);
     }
 
     #[test]
