@@ -234,8 +234,6 @@ static __always_inline void match_cgroup(__u32 tgid, __u64 key)
 	__u32 levels = *(volatile const __u32 *)&cfg->cgroup_levels;
 	if (!levels)
 		return;
-	if (target_of(tgid, key))
-		return;
 	for (__u32 l = 0; l <= PIDCAP_MAX_CGROUP_LEVEL; l++) {
 		if (!(levels & (1u << l)))
 			continue;
@@ -247,7 +245,7 @@ static __always_inline void match_cgroup(__u32 tgid, __u64 key)
 			continue; /* (an id names one cgroup: no need to compare levels) */
 		if (bpf_map_lookup_elem(&injectors, &tgid))
 			return; /* pidcap itself, inside the cgroup it captures */
-		add_target(tgid, key, t->flags);
+		add_target(tgid, key, t->flags); /* (nothing to do if it is one already) */
 		return;
 	}
 }
