@@ -115,7 +115,7 @@ impl Client {
         ring_size: Option<usize>,
         follow_children: bool,
     ) -> Result<Started> {
-        self.call_as(EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children })
+        self.call_as(EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children, cgroups: Vec::new() })
     }
 
     pub fn stop_capture(&mut self) -> Result<State> {

@@ -248,7 +248,9 @@ fn a_missing_cgroup_unit_or_container_and_an_ambiguous_prefix_are_refused() {
     let missing = Cgroup::unique("missing");
     let err = refused(&["capture", "--pid", &me, "--cgroup", &missing]);
     assert!(err.contains(&format!("cgroup {missing}: no such cgroup")), "{err}");
-    let err = refused(&["capture", "--cgroup", "/proc"]);
+    let err = refused(&["capture", "--cgroup", "/proc/self"]);
+    assert!(err.contains("no such cgroup") && err.contains("the cgroup2 hierarchy is mounted at"), "{err}");
+    let err = refused(&["capture", "--cgroup", &format!("{missing}/../..")]);
     assert!(err.contains("not in the cgroup2 hierarchy"), "{err}");
     let err = refused(&["capture", "--unit", &missing]);
     assert!(err.contains(&format!("no cgroup of systemd unit {missing}.service")), "{err}");
@@ -311,4 +313,80 @@ fn in_a_cgroup_namespace_a_process_that_joins_is_matched_below_the_namespaces_ro
     let (packets, _) = stop(pidcap, lines, &file);
     assert!(packets.iter().all(|p| p.pid == joiner.pid()), "{packets:?}");
     assert_eq!(packets.len(), 6);
+}
+
+/// `pidcap ctl --socket SOCK --json ARGS`: its JSON lines.
+fn ctl(sock: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = run_ok(pidcap().args(["ctl", "--json", "--socket"]).arg(sock).args(args));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The daemon's held packets: (pid, payload).
+fn held(sock: &Path) -> Vec<(u32, String)> {
+    ctl(sock, &["packets", "--since", "0"])
+        .iter()
+        .map(|p| {
+            let data = pidcap_packet::hex::parse(p["data"].as_str().unwrap()).unwrap();
+            (p["pid"].as_u64().unwrap() as u32, String::from_utf8_lossy(&data[28.min(data.len())..]).into_owned())
+        })
+        .collect()
+}
+
+fn wait_held(sock: &Path, what: &str, done: impl Fn(&[(u32, String)]) -> bool) -> Vec<(u32, String)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let h = held(sock);
+        if done(&h) {
+            return h;
+        }
+        assert!(std::time::Instant::now() < deadline, "the daemon never held {what}: {h:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_daemon_captures_a_cgroup_and_its_next_capture_does_not_inherit_it() {
+    require!(Root, Tool("python3"));
+    let ns = NetNs::new("cg-daemon");
+    let cg = Cgroup::new("daemon");
+    let scratch = Scratch::new("cg-daemon");
+    let sock = scratch.path("pidcap.sock");
+    let mut daemon =
+        Running::from_child(pidcap().args(["daemon", "--socket"]).arg(&sock).stderr(Stdio::null()).spawn().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !sock.exists() {
+        assert!(std::time::Instant::now() < deadline, "the daemon never made its socket");
+        assert!(daemon.try_wait().is_none(), "the daemon exited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let server = ns.server(&["udp-server", "127.0.0.1", "0"]);
+    cg.add(server.pid);
+
+    let started = ctl(&sock, &["start", "--cgroup", &cg.path()]);
+    assert_eq!(started[0]["targets"], serde_json::json!([server.pid]), "{started:?}");
+    bystander(&ns, server.port);
+    let h = wait_held(&sock, "the server's 4 packets", |h| h.len() >= 4);
+    assert!(h.iter().all(|(pid, _)| *pid == server.pid), "{h:?}");
+    ctl(&sock, &["stop"]);
+    run_ok(pidcap().args(["ctl", "--socket"]).arg(&sock).arg("clear"));
+
+    // The next capture names another process only: a process that joins the
+    // first capture's cgroup now is not captured.
+    let other = ns.server(&["udp-server", "127.0.0.1", "0"]);
+    ctl(&sock, &["start", "--pid", &other.pid.to_string()]);
+    let mut joiner = Joiner::start(&ns, server.port, "late");
+    cg.add(joiner.pid());
+    joiner.go();
+    bystander(&ns, other.port);
+    let h =
+        wait_held(&sock, "the other server's 4 packets", |h| h.iter().filter(|(p, _)| *p == other.pid).count() >= 4);
+    assert!(h.iter().all(|(pid, _)| *pid == other.pid), "nothing of the old cgroup: {h:?}");
+
+    // A cgroup the daemon cannot find is an invalid argument, and nothing starts.
+    ctl(&sock, &["stop"]);
+    let out =
+        pidcap().args(["ctl", "--socket"]).arg(&sock).args(["start", "--container", "0123456789ab"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no container 0123456789ab"), "{err}");
+    assert_eq!(ctl(&sock, &["state"])[0]["running"], false);
 }

@@ -613,6 +613,27 @@ impl KernelBackend for EbpfBackend {
         Ok(())
     }
 
+    fn clear_target_names_and_cgroups(&mut self) -> Result<()> {
+        // No new cgroup matches from here (one word), then the entries.
+        self.config.cgroup_levels = 0;
+        self.write_config()?;
+        let cgroups: Vec<u64> = self.target_cgroups.keys().filter_map(|k| k.ok()).collect();
+        for id in cgroups {
+            match self.target_cgroups.remove(&id) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err("target_cgroups")(e)),
+            }
+        }
+        let names: Vec<[u8; abi::COMM_LEN]> = self.target_comms.keys().filter_map(|k| k.ok()).collect();
+        for comm in names {
+            match self.target_comms.remove(&comm) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err("target_comms")(e)),
+            }
+        }
+        Ok(())
+    }
+
     fn targets(&self) -> Result<Vec<KernelTarget>> {
         let mut v = Vec::new();
         for item in self.targets.iter() {

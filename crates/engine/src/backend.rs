@@ -165,6 +165,15 @@ pub trait KernelBackend: Send {
         Err(EngineError::Unsupported("capture by cgroup (this kernel layer has no cgroup targets)".into()))
     }
 
+    /// Forget every target name and cgroup ([`KernelBackend::add_target_name`],
+    /// [`KernelBackend::add_target_cgroup`]): no process becomes a target by
+    /// its name or cgroup any more (those already taken stay until removed).
+    /// [`crate::Capture::stop`] calls it, so a daemon's next capture does not
+    /// inherit the previous one's names and cgroups.
+    fn clear_target_names_and_cgroups(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// The targets held now, including those the kernel layer added itself
     /// (children, name matches, cgroup members), exited ones until they are removed.
     fn targets(&self) -> Result<Vec<KernelTarget>>;

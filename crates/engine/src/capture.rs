@@ -445,9 +445,10 @@ impl Capture {
         self.ring.clear();
     }
 
-    /// Stop pushing packets to userspace and forget every target.
+    /// Stop pushing packets to userspace and forget every target (names and cgroups too).
     pub fn stop(&mut self) -> Result<()> {
         self.backend.configure(&KernelConfig { snaplen: self.snaplen, capture: false, tls: false })?;
+        self.backend.clear_target_names_and_cgroups()?;
         for t in self.backend.targets()? {
             self.backend.remove_target(t.id)?;
         }

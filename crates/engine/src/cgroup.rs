@@ -50,8 +50,8 @@ impl fmt::Display for CgroupTarget {
 pub enum CgroupError {
     #[error("no cgroup2 hierarchy is mounted (capture by cgroup needs cgroup v2)")]
     NotMounted,
-    #[error("cgroup {given}: no such cgroup ({} does not exist)", dir.display())]
-    NotFound { given: String, dir: PathBuf },
+    #[error("cgroup {given}: no such cgroup ({} does not exist; the cgroup2 hierarchy is mounted at {})", dir.display(), root.display())]
+    NotFound { given: String, dir: PathBuf, root: PathBuf },
     #[error("cgroup {given}: not in the cgroup2 hierarchy (mounted at {})", root.display())]
     Outside { given: String, root: PathBuf },
     #[error("cgroup {given}: {} is not a cgroup2 directory", dir.display())]
@@ -118,15 +118,12 @@ impl Cgroupfs {
     /// `--cgroup PATH`: a directory under the mount (`/sys/fs/cgroup/x`), or
     /// a path in the hierarchy (`/system.slice/x.service`, `x/y`), which is
     /// taken relative to the mount. `..` is refused: the cgroup is in the
-    /// hierarchy or it is an error.
+    /// hierarchy or it is an error. Nothing outside the mount is looked at
+    /// (the daemon resolves its clients' paths as root).
     pub fn resolve(&self, given: &str) -> Result<CgroupTarget, CgroupError> {
         let p = Path::new(given);
         let rel = match p.strip_prefix(&self.root) {
             Ok(rel) => rel.to_path_buf(),
-            // A path in the hierarchy, unless it is a directory elsewhere on the machine.
-            Err(_) if p.is_absolute() && !self.root.join(p.strip_prefix("/").unwrap_or(p)).exists() && p.is_dir() => {
-                return Err(CgroupError::Outside { given: given.into(), root: self.root.clone() })
-            }
             Err(_) => p.strip_prefix("/").unwrap_or(p).to_path_buf(),
         };
         let mut parts = Vec::new();
@@ -147,7 +144,7 @@ impl Cgroupfs {
         let meta = match fs::symlink_metadata(&dir) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(CgroupError::NotFound { given: given.into(), dir })
+                return Err(CgroupError::NotFound { given: given.into(), dir, root: self.root.clone() })
             }
             Err(source) => return Err(CgroupError::Io { what: "reading", path: dir, source }),
         };
@@ -438,9 +435,9 @@ mod tests {
         assert!(matches!(fs.resolve("nope"), Err(CgroupError::NotFound { .. })));
         assert!(matches!(fs.resolve("a/../.."), Err(CgroupError::Outside { .. })));
         assert!(matches!(fs.resolve("a/.."), Err(CgroupError::Outside { .. })), "no .. at all");
-        // A directory elsewhere on the machine is not taken as a cgroup path.
+        // A directory elsewhere on the machine is a path in the hierarchy, where it is not.
         let e = fs.resolve(std::env::temp_dir().to_str().unwrap()).unwrap_err();
-        assert!(matches!(e, CgroupError::Outside { .. }), "{e}");
+        assert!(matches!(e, CgroupError::NotFound { .. }), "{e}");
         // A directory without cgroup.procs is no cgroup.
         fs::create_dir_all(t.0.join("a/plain")).unwrap();
         fs::remove_file(t.0.join("a/plain/cgroup.procs")).ok();
@@ -451,7 +448,7 @@ mod tests {
         fs::write(t.0.join(deep.trim_start_matches('/')).join("cgroup.procs"), "").unwrap();
         assert!(matches!(fs.resolve(&deep), Err(CgroupError::TooDeep { level: 32, .. })));
         let e = fs.resolve("nope").unwrap_err().to_string();
-        assert!(e.contains("nope") && e.contains("does not exist"), "{e}");
+        assert!(e.contains("nope") && e.contains("does not exist") && e.contains(t.0.to_str().unwrap()), "{e}");
     }
 
     #[test]
@@ -574,6 +571,24 @@ mod capture_tests {
             let _ = c.wait();
         }
         assert!(cap.live_targets().unwrap().is_empty(), "both have exited");
+    }
+
+    #[test]
+    fn stop_forgets_names_and_cgroups_so_a_next_capture_does_not_inherit_them() {
+        let t = FakeTree::new("stop", &[("/app", &[])]);
+        let fs = t.fs();
+        let fake = FakeKernel::default();
+        let h = fake.handle();
+        let mut cap = Capture::new(Box::new(fake), CaptureOptions::default()).unwrap();
+        cap.add_cgroup(&fs, &fs.resolve("/app").unwrap()).unwrap();
+        cap.add_name("pidcap-nobody").unwrap();
+        {
+            let s = h.state();
+            assert_eq!((s.cgroups.len(), s.names.len()), (1, 1));
+        }
+        cap.stop().unwrap();
+        let s = h.state();
+        assert!(s.cgroups.is_empty() && s.names.is_empty());
     }
 
     #[test]

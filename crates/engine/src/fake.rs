@@ -198,6 +198,13 @@ impl KernelBackend for FakeKernel {
         Ok(())
     }
 
+    fn clear_target_names_and_cgroups(&mut self) -> Result<()> {
+        let mut s = lock(&self.state);
+        s.names.clear();
+        s.cgroups.clear();
+        Ok(())
+    }
+
     fn targets(&self) -> Result<Vec<KernelTarget>> {
         Ok(lock(&self.state)
             .targets
