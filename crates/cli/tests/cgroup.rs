@@ -361,8 +361,12 @@ fn the_daemon_captures_a_cgroup_and_its_next_capture_does_not_inherit_it() {
     }
     let server = ns.server(&["udp-server", "127.0.0.1", "0"]);
     cg.add(server.pid);
+    // A process name no process has yet (the kernel takes a process's name from the file it execs).
+    let name = format!("pcg{}", std::process::id() % 100_000);
+    let named = scratch.path(&name);
+    std::os::unix::fs::symlink(python_executable(), &named).unwrap();
 
-    let started = ctl(&sock, &["start", "--cgroup", &cg.path()]);
+    let started = ctl(&sock, &["start", "--cgroup", &cg.path(), "--name", &name]);
     assert_eq!(started[0]["targets"], serde_json::json!([server.pid]), "{started:?}");
     bystander(&ns, server.port);
     let h = wait_held(&sock, "the server's 4 packets", |h| h.len() >= 4);
@@ -371,12 +375,14 @@ fn the_daemon_captures_a_cgroup_and_its_next_capture_does_not_inherit_it() {
     run_ok(pidcap().args(["ctl", "--socket"]).arg(&sock).arg("clear"));
 
     // The next capture names another process only: a process that joins the
-    // first capture's cgroup now is not captured.
+    // first capture's cgroup now, or has its name, is not captured.
     let other = ns.server(&["udp-server", "127.0.0.1", "0"]);
     ctl(&sock, &["start", "--pid", &other.pid.to_string()]);
     let mut joiner = Joiner::start(&ns, server.port, "late");
     cg.add(joiner.pid());
     joiner.go();
+    let mut by_name = ns.command(&named);
+    run_ok(by_name.arg(peer_script()).args(["udp-client", "127.0.0.1", &server.port.to_string(), "2", "named"]));
     bystander(&ns, other.port);
     let h =
         wait_held(&sock, "the other server's 4 packets", |h| h.iter().filter(|(p, _)| *p == other.pid).count() >= 4);
