@@ -396,3 +396,59 @@ fn the_daemon_captures_a_cgroup_and_its_next_capture_does_not_inherit_it() {
     assert!(!out.status.success() && err.contains("no container 0123456789ab"), "{err}");
     assert_eq!(ctl(&sock, &["state"])[0]["running"], false);
 }
+
+/// A UDP client on a connected socket (connect, then send: no socket
+/// operation the kernel layer hooks in process context after the connect):
+/// sends `before`, says `ready`, waits for a line, then sends `after` every
+/// 20 ms until the next line (at most 10 s).
+const CONNECTED: &str = r#"
+import select, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.send(b"before")
+print("ready", flush=True)
+sys.stdin.readline()
+for i in range(500):
+    s.send(b"after")
+    if select.select([sys.stdin], [], [], 0.02)[0]:
+        break
+print("done", flush=True)
+"#;
+
+#[test]
+fn a_process_that_joins_with_a_connected_socket_is_taken_by_the_next_look_at_the_cgroup() {
+    require!(Root, Tool("python3"));
+    let ns = NetNs::new("cg-conn");
+    let cg = Cgroup::new("conn");
+    let server = ns.server(&["udp-server", "127.0.0.1", "0"]);
+    let scratch = Scratch::new("cg-conn");
+    let file = scratch.path("conn.pcapng");
+    let (pidcap, lines) = start_pidcap(pidcap().args(["capture", "-U", "--cgroup", &cg.path(), "-w", s(&file)]));
+    let mut child = ns
+        .command("python3")
+        .args(["-c", CONNECTED, &server.port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let joiner = Running::from_child(child);
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    cg.add(joiner.id());
+    writeln!(stdin, "go").unwrap();
+    let pid = joiner.id();
+    wait_for_capture(&file, "the joiner's datagrams", |p| {
+        p.iter().filter(|p| p.pid == pid && p.direction == Direction::Outbound).count() >= 3
+    });
+    writeln!(stdin, "stop").unwrap();
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "done");
+    let (packets, _) = stop(pidcap, lines, &file);
+    assert!(packets.iter().all(|p| p.pid == pid), "{packets:?}");
+    let out: Vec<&[u8]> = packets.iter().filter(|p| p.direction == Direction::Outbound).map(payload).collect();
+    assert!(out.iter().all(|p| *p == b"after"), "nothing from before it joined: {out:?}");
+}

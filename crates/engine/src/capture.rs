@@ -119,6 +119,9 @@ pub struct Capture {
     held: Vec<Process>,
     /// Plaintext offsets of the TLS connections seen, per direction.
     tls_streams: TlsStreams,
+    // -- capture by cgroup --
+    /// The target cgroups, looked at again on every [`Capture::live_targets`].
+    cgroups: Vec<(crate::cgroup::Cgroupfs, crate::cgroup::CgroupTarget)>,
 }
 
 /// The offset of each TLS connection's plaintext in each direction: the
@@ -193,6 +196,7 @@ impl Capture {
             snaplen: opts.snaplen,
             held: Vec::new(),
             tls_streams: TlsStreams::default(),
+            cgroups: Vec::new(),
         })
     }
 
@@ -296,22 +300,43 @@ impl Capture {
     /// Capture every process in `cgroup` and below it, now and later: the
     /// kernel layer takes those that use a socket from now on (also those
     /// that move in later), and the processes `fs` lists there now are
-    /// added by pid (with their open sockets). Returns how many were added
-    /// (pidcap itself is never one; a process that exits meanwhile is skipped).
+    /// added by pid (with their open sockets); [`Capture::live_targets`]
+    /// looks again each time, so a process that moved in and only uses the
+    /// connections it already had is taken too. Returns how many were added
+    /// now (pidcap itself is never one; a process that exits meanwhile is skipped).
     pub fn add_cgroup(&mut self, fs: &crate::cgroup::Cgroupfs, cgroup: &crate::cgroup::CgroupTarget) -> Result<usize> {
         self.backend.add_target_cgroup(cgroup, self.follow_children)?;
+        self.cgroups.push((fs.clone(), cgroup.clone()));
+        self.add_cgroup_members(fs, cgroup)
+    }
+
+    /// Add the processes in `cgroup` (and below) that are not targets yet; how many are targets now.
+    fn add_cgroup_members(
+        &mut self,
+        fs: &crate::cgroup::Cgroupfs,
+        cgroup: &crate::cgroup::CgroupTarget,
+    ) -> Result<usize> {
         let pids = fs
             .procs(cgroup)
             .map_err(|e| EngineError::io(format!("listing the processes of {cgroup}"), std::io::Error::other(e)))?;
+        // Targets already (by pid: one whose pid was given to a newcomer is
+        // pruned by live_targets, and the newcomer is looked at next time).
+        let mut known: Vec<u32> = self.backend.targets()?.iter().map(|t| t.id.pid).collect();
+        known.extend(self.held.iter().map(Process::pid));
         let mut added = 0;
         for pid in pids.into_iter().filter(|&p| p != std::process::id()) {
+            if known.contains(&pid) {
+                added += 1;
+                continue;
+            }
             let process = match Process::open(pid) {
                 Ok(p) => p,
                 Err(EngineError::NoSuchProcess(_) | EngineError::Invalid(InvalidInput::Thread { .. })) => continue,
                 Err(e) => return Err(e),
             };
-            if self.held.iter().any(|h| h.id() == process.id()) {
-                added += 1;
+            // The pid was read from cgroup.procs: it is the held process's
+            // if that process is in the cgroup now (add_process checks it still runs).
+            if !fs.holds(cgroup, pid) {
                 continue;
             }
             match self.add_process(process) {
@@ -388,6 +413,11 @@ impl Capture {
     /// (children and name matches it added itself): never judged by its pid,
     /// which may be another process's by now.
     pub fn live_targets(&mut self) -> Result<Vec<u32>> {
+        // Processes that moved into a target cgroup (the kernel layer takes
+        // them at their next socket operation; here, with the sockets they have).
+        for (fs, cgroup) in self.cgroups.clone() {
+            self.add_cgroup_members(&fs, &cgroup)?;
+        }
         let mut alive = Vec::new();
         for t in self.backend.targets()? {
             let exited = match self.held.iter().find(|p| p.id() == t.id) {
@@ -449,6 +479,7 @@ impl Capture {
     pub fn stop(&mut self) -> Result<()> {
         self.backend.configure(&KernelConfig { snaplen: self.snaplen, capture: false, tls: false })?;
         self.backend.clear_target_names_and_cgroups()?;
+        self.cgroups.clear();
         for t in self.backend.targets()? {
             self.backend.remove_target(t.id)?;
         }

@@ -87,6 +87,8 @@ pub struct Cgroupfs {
     check_fs: bool,
     /// Ask systemd (`systemctl show`) for a unit's cgroup.
     ask_systemd: bool,
+    /// Where `/proc` is (each process's `cgroup` file).
+    proc_root: PathBuf,
 }
 
 /// statfs(2)'s f_type of cgroup2 (linux/magic.h).
@@ -102,12 +104,33 @@ impl Cgroupfs {
             source,
         })?;
         let root = find_cgroup2(&mountinfo).ok_or(CgroupError::NotMounted)?;
-        Ok(Cgroupfs { root, check_fs: true, ask_systemd: Path::new("/run/systemd/system").is_dir() })
+        Ok(Cgroupfs {
+            root,
+            check_fs: true,
+            ask_systemd: Path::new("/run/systemd/system").is_dir(),
+            proc_root: "/proc".into(),
+        })
     }
 
     /// A tree at `root` taken as the hierarchy (tests): no statfs check, no systemd.
     pub fn at(root: impl Into<PathBuf>) -> Cgroupfs {
-        Cgroupfs { root: root.into(), check_fs: false, ask_systemd: false }
+        Cgroupfs { root: root.into(), check_fs: false, ask_systemd: false, proc_root: "/proc".into() }
+    }
+
+    /// Read processes' cgroups under `proc_root` instead of /proc (tests).
+    pub fn with_proc(mut self, proc_root: impl Into<PathBuf>) -> Cgroupfs {
+        self.proc_root = proc_root.into();
+        self
+    }
+
+    /// Is process `pid` in `target` or below it now (its `/proc/PID/cgroup`)?
+    /// Asked after a pid read from `cgroup.procs` has been opened (a pidfd):
+    /// the pid may have been given to another process in between.
+    pub fn holds(&self, target: &CgroupTarget, pid: u32) -> bool {
+        let Ok(text) = fs::read_to_string(self.proc_root.join(pid.to_string()).join("cgroup")) else { return false };
+        let Some(path) = crate::container::cgroup2_path(&text) else { return false };
+        let path = path.trim_end().trim_end_matches(" (deleted)");
+        within(path, &target.path)
     }
 
     /// Where the hierarchy is mounted.
@@ -281,6 +304,12 @@ impl Cgroupfs {
         pids.dedup();
         Ok(pids)
     }
+}
+
+/// Is cgroup path `path` `dir` or below it (whole components: `/a` holds `/a/b`, not `/ab`)?
+fn within(path: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    dir.is_empty() || path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// A cgroup directory's `cgroup.procs` (None: the directory is gone).
@@ -459,7 +488,7 @@ mod tests {
             assert!(is_cgroup2(fs.root()), "{}", fs.root().display());
             // A tmpfs dir made to look like a cgroup is not one on the real hierarchy's terms.
             let t = Tree::new("statfs", &[]);
-            let real = Cgroupfs { root: t.0.clone(), check_fs: true, ask_systemd: false };
+            let real = Cgroupfs { root: t.0.clone(), check_fs: true, ask_systemd: false, proc_root: "/proc".into() };
             assert!(matches!(real.resolve("/"), Err(CgroupError::NotCgroup2 { .. })));
         }
     }
@@ -530,6 +559,23 @@ mod tests {
     }
 
     #[test]
+    fn a_process_is_held_by_its_cgroup_and_the_ones_above_it_only() {
+        let t = Tree::new("holds", &[("/a", &[]), ("/a/b", &[]), ("/ab", &[])]);
+        let proc = t.0.join("proc");
+        for (pid, text) in [(5, "0::/a/b\n"), (6, "0::/ab\n"), (7, "12:cpu:/a\n0::/\n"), (8, "0::/a (deleted)\n")] {
+            fs::create_dir_all(proc.join(pid.to_string())).unwrap();
+            fs::write(proc.join(pid.to_string()).join("cgroup"), text).unwrap();
+        }
+        let fs = t.fs().with_proc(&proc);
+        let (a, b, root) = (fs.resolve("/a").unwrap(), fs.resolve("/a/b").unwrap(), fs.resolve("/").unwrap());
+        assert!(fs.holds(&a, 5) && fs.holds(&b, 5) && fs.holds(&root, 5));
+        assert!(!fs.holds(&a, 6), "/ab is not below /a");
+        assert!(!fs.holds(&a, 7) && fs.holds(&root, 7), "the cgroup2 line, not a v1 one");
+        assert!(fs.holds(&a, 8) && !fs.holds(&b, 8));
+        assert!(!fs.holds(&a, 9), "no such process");
+    }
+
+    #[test]
     fn finds_the_root_mount_of_cgroup2() {
         let mi = "25 30 0:22 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
                   31 25 0:27 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
@@ -546,14 +592,34 @@ mod capture_tests {
     use crate::fake::FakeKernel;
     use crate::{Capture, CaptureOptions};
 
+    fn sleep() -> std::process::Child {
+        std::process::Command::new("sleep").arg("30").spawn().unwrap()
+    }
+
+    /// `/proc/PID/cgroup` of each (pid, cgroup path), under the tree.
+    fn fake_proc(t: &FakeTree, procs: &[(u32, &str)]) -> std::path::PathBuf {
+        let proc = t.0.join("proc");
+        for (pid, path) in procs {
+            std::fs::create_dir_all(proc.join(pid.to_string())).unwrap();
+            std::fs::write(proc.join(pid.to_string()).join("cgroup"), format!("0::{path}\n")).unwrap();
+        }
+        proc
+    }
+
     #[test]
-    fn add_cgroup_gives_the_kernel_the_cgroup_then_adds_its_processes() {
-        let mut a = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let mut b = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    fn add_cgroup_gives_the_kernel_the_cgroup_then_adds_its_processes_and_later_ones() {
+        let (mut a, mut b, mut c, mut moved) = (sleep(), sleep(), sleep(), sleep());
         let gone = u32::MAX - 11; // listed, but no such process: skipped
         let me = std::process::id(); // pidcap itself: never a target
-        let t = FakeTree::new("capture", &[("/app", &[a.id(), me]), ("/app/sub", &[b.id(), gone]), ("/other", &[])]);
-        let fs = t.fs();
+        let t = FakeTree::new(
+            "capture",
+            &[("/app", &[a.id(), me]), ("/app/sub", &[b.id(), gone, moved.id()]), ("/other", &[])],
+        );
+        // `moved` is listed, but by the time its pid is opened it is elsewhere
+        // (as a pid given to another process would be): not taken.
+        let proc =
+            fake_proc(&t, &[(a.id(), "/app"), (b.id(), "/app/sub"), (c.id(), "/app/sub"), (moved.id(), "/other")]);
+        let fs = t.fs().with_proc(proc);
         let cg = fs.resolve("/app").unwrap();
         let fake = FakeKernel::default();
         let h = fake.handle();
@@ -561,16 +627,20 @@ mod capture_tests {
         let mut cap = Capture::new(Box::new(fake), opts).unwrap();
         assert_eq!(cap.add_cgroup(&fs, &cg).unwrap(), 2);
         assert_eq!(h.state().cgroups, [(cg.clone(), true)]);
-        let mut pids: Vec<u32> = h.state().targets.keys().copied().collect();
-        pids.sort_unstable();
-        let mut want = vec![a.id(), b.id()];
-        want.sort_unstable();
-        assert_eq!(pids, want);
-        for c in [&mut a, &mut b] {
-            let _ = c.kill();
-            let _ = c.wait();
+        let sorted = |mut v: Vec<u32>| {
+            v.sort_unstable();
+            v
+        };
+        let pids = |h: &crate::fake::FakeHandle| sorted(h.state().targets.keys().copied().collect());
+        assert_eq!(pids(&h), sorted(vec![a.id(), b.id()]));
+        // `c` moves in: the next liveness check takes it (with its sockets).
+        std::fs::write(t.0.join("app/sub/cgroup.procs"), format!("{}\n{}\n", b.id(), c.id())).unwrap();
+        assert_eq!(cap.live_targets().unwrap(), sorted(vec![a.id(), b.id(), c.id()]));
+        for p in [&mut a, &mut b, &mut c, &mut moved] {
+            let _ = p.kill();
+            let _ = p.wait();
         }
-        assert!(cap.live_targets().unwrap().is_empty(), "both have exited");
+        assert!(cap.live_targets().unwrap().is_empty(), "all have exited");
     }
 
     #[test]
