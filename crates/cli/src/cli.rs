@@ -120,7 +120,8 @@ pub struct CaptureArgs {
     ///
     /// The processes in it when the capture starts are captured with their
     /// open sockets; a process that moves in later is captured from its next
-    /// socket operation (a new socket, bind, connect, a UDP send or receive). A
+    /// socket operation (a new socket, bind, connect, a UDP send or receive),
+    /// or within 100 ms when pidcap looks at the cgroup again. A
     /// process stays captured once taken, also if it leaves the cgroup.
     /// Never a process that was not in it.
     #[arg(long = "cgroup", value_name = "PATH", group = "target")]
