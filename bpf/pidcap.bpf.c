@@ -17,6 +17,9 @@
  *    egress look up the owner by socket cookie, check it against "targets",
  *    evaluate the filter rules, push the packet into the "ring" ring buffer
  *    and return 0 (drop) for a blocked packet.
+ *  - Target cgroups ("target_cgroups", by cgroup id): a process whose cgroup
+ *    is one of them or below one becomes a target at its next socket
+ *    operation in process context (match_cgroup), as a name match does.
  *  - raw_tracepoint/sched_process_fork makes the children of a target that
  *    asked for it targets too; raw_tracepoint/sched_process_exit marks a
  *    target whose last thread exited.
@@ -83,6 +86,14 @@ struct {
 	__type(key, char[PIDCAP_COMM_LEN]);
 	__type(value, struct pidcap_target);
 } target_comms SEC(".maps");
+
+/* Target cgroups: cgroup id -> level and flags (pidcap_abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u64);
+	__type(value, struct pidcap_cgroup_target);
+} target_cgroups SEC(".maps");
 
 /* Processes that use other processes' sockets on their behalf: pidcap itself,
  * resending through a target's duplicated socket (pidfd_getfd). Their use of a
@@ -204,6 +215,41 @@ static __always_inline int add_target(__u32 tgid, __u64 key, __u32 flags)
 	return bpf_map_update_elem(&targets, &tgid, &t, BPF_ANY) == 0;
 }
 
+/* ---- target cgroups ---- */
+
+/* Make the current process (tgid, key) a target if its cgroup is a target
+ * cgroup or below one: for each level that holds a target cgroup
+ * (config.cgroup_levels), the current task's ancestor at that level is
+ * looked up by id (the ancestor at its own level is its cgroup; a level
+ * deeper than its cgroup gives 0, which matches nothing). Only processes
+ * in the cgroup's subtree can match: the ids are the kernel's, and the
+ * cgroup is the task's own (bpf_get_current_ancestor_cgroup_id). Runs in
+ * process context only (the sock and sock_addr hooks). Costs nothing while
+ * there are no cgroup targets (one config load). */
+static __always_inline void match_cgroup(__u32 tgid, __u64 key)
+{
+	struct pidcap_config *cfg = get_config();
+	if (!cfg)
+		return;
+	__u32 levels = *(volatile const __u32 *)&cfg->cgroup_levels;
+	if (!levels)
+		return;
+	for (__u32 l = 0; l <= PIDCAP_MAX_CGROUP_LEVEL; l++) {
+		if (!(levels & (1u << l)))
+			continue;
+		__u64 id = bpf_get_current_ancestor_cgroup_id(l);
+		if (!id)
+			return; /* the process's cgroup is above this level: nothing deeper either */
+		struct pidcap_cgroup_target *t = bpf_map_lookup_elem(&target_cgroups, &id);
+		if (!t)
+			continue; /* (an id names one cgroup: no need to compare levels) */
+		if (bpf_map_lookup_elem(&injectors, &tgid))
+			return; /* pidcap itself, inside the cgroup it captures */
+		add_target(tgid, key, t->flags); /* (nothing to do if it is one already) */
+		return;
+	}
+}
+
 /* ---- socket ownership, in process context ---- */
 
 /* Record the current process as the socket's owner; returns its key. */
@@ -212,6 +258,9 @@ static __always_inline __u64 remember_owner(__u64 cookie)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u64 key = current_key();
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	/* Before the hot path: a process that moved into a target cgroup is
+	 * taken at its next socket operation, also on a socket it already owns. */
+	match_cgroup(tgid, key);
 	struct pidcap_owner *cur = bpf_map_lookup_elem(&owners, &cookie);
 	if (cur && cur->tgid == tgid && cur->key == key) {
 		/* hot path of sendmsg: nothing changed, or only the thread */

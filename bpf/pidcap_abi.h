@@ -91,6 +91,16 @@ struct pidcap_target {
 	__u64 key;
 };
 
+/* Value of the "target_cgroups" map (key: cgroup id, which on cgroup2 is
+ * the inode number of the cgroup's directory). A process whose cgroup is
+ * that one or below it becomes a target (with these flags) at its next
+ * socket operation in process context, as a name match does. */
+#define PIDCAP_MAX_CGROUP_LEVEL 31 /* levels are bits of pidcap_config.cgroup_levels */
+struct pidcap_cgroup_target {
+	__u32 flags; /* PIDCAP_TARGET_*, given to the processes it adds */
+	__u32 level; /* depth below the cgroup2 mount's root (informational) */
+};
+
 /* The single entry of the "config" array map. */
 struct pidcap_config {
 	__u32 snaplen;      /* bytes kept per packet, 1..PIDCAP_MAX_SNAPLEN */
@@ -101,7 +111,10 @@ struct pidcap_config {
 	 * n = ruleset & 0xffff (<= PIDCAP_RULES_PER_BANK), base = ruleset >> 16. */
 	__u32 ruleset;
 	__u32 tls;  /* 1: take the plaintext of the targets' TLS library calls */
-	__u32 _pad;
+	/* Bit L set: the programs look up the current task's ancestor cgroup at
+	 * level L in "target_cgroups" (levels of the kernel's hierarchy, the
+	 * root is 0); 0: no cgroup targets, nothing to check. */
+	__u32 cgroup_levels;
 };
 #define PIDCAP_RULESET_COUNT_MASK 0xffff
 #define PIDCAP_RULESET_BASE_SHIFT 16

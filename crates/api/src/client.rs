@@ -142,7 +142,15 @@ impl Client {
         follow_children: bool,
         filter: Option<String>,
     ) -> Result<Started> {
-        self.call_as(EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children, filter })
+        self.call_as(EngineOp::StartCapture {
+            pids,
+            names,
+            snaplen,
+            ring_size,
+            follow_children,
+            filter,
+            cgroups: Vec::new(),
+        })
     }
 
     pub fn stop_capture(&mut self) -> Result<State> {

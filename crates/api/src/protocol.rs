@@ -86,6 +86,20 @@ pub enum Op {
     Connection(ConnectionOp),
 }
 
+/// A cgroup `start_capture` captures (`{"path":"/system.slice/x.service"}`,
+/// `{"unit":"nginx"}`, `{"container":"3f4e2b1c0d9a"}`), resolved by the
+/// daemon as `pidcap capture --cgroup/--unit/--container` does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum CgroupSpec {
+    /// A path in the cgroup2 hierarchy (as /proc/PID/cgroup shows it) or a directory of its mount.
+    Path(String),
+    /// A systemd unit, `NAME` or `NAME.service`.
+    Unit(String),
+    /// A container: its id, a prefix of 4 hex digits or more, or a machine name.
+    Container(String),
+}
+
 /// What the daemon's engine thread answers: the capture, its packets, the
 /// filter list and the state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,6 +124,10 @@ pub enum EngineOp {
         /// is refused (`invalid_argument`, with libpcap's message).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         filter: Option<String>,
+        // -- capture by cgroup, unit and container --
+        /// Cgroups: every process in each and below it, also those that join later.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        cgroups: Vec<CgroupSpec>,
     },
     /// Stop capturing; targets are forgotten, captured packets are kept. Result: [`State`].
     StopCapture,
@@ -217,7 +235,7 @@ impl Op {
     /// Anything else in a request is refused ([`unknown_argument`]).
     pub fn arguments(name: &str) -> Option<&'static [&'static str]> {
         Some(match name {
-            "start_capture" => &["pids", "names", "snaplen", "ring_size", "follow_children", "filter"],
+            "start_capture" => &["pids", "names", "snaplen", "ring_size", "follow_children", "filter", "cgroups"],
             "get_packets" => &["since", "limit"],
             "add_filter" => &["rule", "action", "index"],
             "remove_filter" => &["filter"],
@@ -791,6 +809,11 @@ mod tests {
                 ring_size: Some(1),
                 follow_children: true,
                 filter: Some("udp port 1".into()),
+                cgroups: vec![
+                    CgroupSpec::Path("/a".into()),
+                    CgroupSpec::Unit("u".into()),
+                    CgroupSpec::Container("3f4e".into()),
+                ],
             }
             .into(),
             EngineOp::StopCapture.into(),
@@ -992,6 +1015,7 @@ mod tests {
                 ring_size: None,
                 follow_children: true,
                 filter: None,
+                cgroups: vec![CgroupSpec::Unit("nginx".into())],
             }
             .into(),
             ConnectionOp::Subscribe { since: Some(3) }.into(),

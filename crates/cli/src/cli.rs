@@ -137,6 +137,35 @@ pub struct CaptureArgs {
     #[arg(long = "name", value_name = "COMM", group = "target")]
     pub names: Vec<String>,
 
+    // -- capture by cgroup, unit and container --
+    /// Capture every process in cgroup PATH and in the cgroups below it
+    /// (repeatable), including processes that join later: PATH is a
+    /// directory of the cgroup2 mount (/sys/fs/cgroup/...) or a path in the
+    /// hierarchy as /proc/PID/cgroup shows it (/system.slice/x.service).
+    ///
+    /// The processes in it when the capture starts are captured with their
+    /// open sockets; a process that moves in later is captured from its next
+    /// socket operation (a new socket, bind, connect, a UDP send or receive),
+    /// or within 100 ms when pidcap looks at the cgroup again. A
+    /// process stays captured once taken, also if it leaves the cgroup.
+    /// Never a process that was not in it.
+    #[arg(long = "cgroup", value_name = "PATH", group = "target")]
+    pub cgroups: Vec<String>,
+
+    /// Capture systemd unit NAME's processes (NAME or NAME.service; repeatable),
+    /// as --cgroup does with the unit's cgroup: systemd is asked for it
+    /// when it runs, else the cgroup directory of that name is looked for.
+    #[arg(long = "unit", value_name = "NAME", group = "target")]
+    pub units: Vec<String>,
+
+    /// Capture container ID's processes (repeatable), as --cgroup does with
+    /// its cgroup: the full id, a prefix of 4 hex digits or more (as `docker
+    /// ps` shows 12), or a machine name (systemd-nspawn, LXC). Docker,
+    /// podman, containerd, CRI-O, kubernetes, nspawn and LXC cgroups are
+    /// recognised by name; a prefix two containers share is refused.
+    #[arg(long = "container", value_name = "ID", group = "target")]
+    pub containers: Vec<String>,
+
     #[command(flatten)]
     pub opts: CaptureOpts,
 }

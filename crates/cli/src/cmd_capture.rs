@@ -25,6 +25,7 @@ use crate::output;
 use crate::output::{LineFormat, Lines};
 use anyhow::{bail, Context, Result};
 use pidcap_ebpf::{EbpfBackend, LoadOptions};
+use pidcap_engine::cgroup::{CgroupTarget, Cgroupfs};
 use pidcap_engine::spawn::{self, Child, Output, Stdio};
 use pidcap_engine::{Capture, CaptureOptions, Drain, EngineError, Process, Schedule, Session};
 use pidcap_engine::{Raw, RawPacket};
@@ -428,6 +429,8 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
             Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot capture pid {pid}"))),
         }
     }
+    // -- capture by cgroup: resolved before anything is attached --
+    let cgroups = resolve_cgroups(&args)?;
     let mut session = load_capture(&args.opts, filter)?;
     let mut sink = Sink::open(&args.opts)?;
     if let Some(path) = &args.opts.keylog {
@@ -457,11 +460,23 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
     for name in &args.names {
         cap.add_name(name).with_context(|| format!("cannot capture processes named {name}"))?;
     }
+    if let Some((fs, cgroups)) = &cgroups {
+        for cg in cgroups {
+            let n = cap.add_cgroup(fs, cg).with_context(|| format!("cannot capture {cg}"))?;
+            eprintln!("pidcap: {cg}: {n} process{} now, and those that join it", if n == 1 { "" } else { "es" });
+        }
+    }
     let signals = install_signals()?;
-    let what: Vec<String> =
-        args.pids.iter().map(|p| format!("pid {p}")).chain(args.names.iter().map(|n| format!("name {n}"))).collect();
+    let what: Vec<String> = args
+        .pids
+        .iter()
+        .map(|p| format!("pid {p}"))
+        .chain(args.names.iter().map(|n| format!("name {n}")))
+        .chain(cgroups.iter().flat_map(|(_, c)| c.iter().map(ToString::to_string)))
+        .collect();
     announce(&args.opts, &what.join(", "));
-    let mut ended = if args.names.is_empty() { Ended::AllTargets } else { Ended::Never };
+    // More processes may come by name or into a cgroup: only a signal or -c ends those.
+    let mut ended = if args.names.is_empty() && cgroups.is_none() { Ended::AllTargets } else { Ended::Never };
     capture_loop(session, sink, &args.opts, &signals, &mut ended, Watch::new(false))
 }
 
@@ -482,6 +497,30 @@ fn warn_expression_after_command(args: &RunArgs) {
     }
 }
 
+/// The cgroups of --cgroup, --unit and --container, with the hierarchy
+/// they are in (None when none was given): every one must exist, be a
+/// cgroup2 directory, and name one cgroup, before anything is attached.
+fn resolve_cgroups(args: &CaptureArgs) -> Result<Option<(Cgroupfs, Vec<CgroupTarget>)>> {
+    if args.cgroups.is_empty() && args.units.is_empty() && args.containers.is_empty() {
+        return Ok(None);
+    }
+    let fs = Cgroupfs::system()?;
+    let mut out: Vec<CgroupTarget> = Vec::new();
+    let found = args
+        .cgroups
+        .iter()
+        .map(|c| fs.resolve(c))
+        .chain(args.units.iter().map(|u| fs.unit(u)))
+        .chain(args.containers.iter().map(|c| fs.container(c)));
+    for t in found {
+        let t = t?;
+        if !out.iter().any(|o| o.id == t.id) {
+            out.push(t);
+        }
+    }
+    Ok(Some((fs, out)))
+}
+
 /// Say on stderr that the capture is live (tests wait for this line).
 fn announce(opts: &CaptureOpts, what: &str) {
     let to = match &opts.write {
@@ -498,7 +537,7 @@ enum Ended {
     Child(Child),
     /// `capture --pid`: when every target has exited.
     AllTargets,
-    /// `capture --name`: only on a signal or -c (more may start).
+    /// `capture --name`, `--cgroup`...: only on a signal or -c (more may start).
     Never,
 }
 

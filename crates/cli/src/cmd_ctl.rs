@@ -26,7 +26,7 @@ pub struct CtlArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum CtlCommand {
-    /// Start capturing processes (by pid and/or name).
+    /// Start capturing processes (by pid, name, cgroup, unit or container).
     Start {
         #[arg(short, long = "pid", value_name = "PID")]
         pids: Vec<u32>,
@@ -46,6 +46,16 @@ pub enum CtlCommand {
         /// tcpdump; words joined by spaces). The daemon refuses a malformed one.
         #[arg(value_name = "EXPRESSION")]
         expression: Vec<String>,
+        // -- capture by cgroup, unit and container --
+        /// Every process in cgroup PATH and below it, also those that join later (see `pidcap help capture`).
+        #[arg(long = "cgroup", value_name = "PATH")]
+        cgroups: Vec<String>,
+        /// A systemd unit's processes (NAME or NAME.service).
+        #[arg(long = "unit", value_name = "NAME")]
+        units: Vec<String>,
+        /// A container's processes (its id, 4 hex digits or more of it, or a machine name).
+        #[arg(long = "container", value_name = "ID")]
+        containers: Vec<String>,
     },
     /// Stop the capture (packets stay readable).
     Stop,
@@ -110,12 +120,30 @@ pub fn run(args: CtlArgs) -> Result<u8> {
     let json = args.json;
     let print_json = |v: &serde_json::Value| println!("{v}");
     match args.command {
-        CtlCommand::Start { pids, names, snaplen, ring_size, follow_children, expression } => {
-            if pids.is_empty() && names.is_empty() {
-                bail!("give --pid PID and/or --name COMM");
+        CtlCommand::Start {
+            pids,
+            names,
+            snaplen,
+            ring_size,
+            follow_children,
+            expression,
+            cgroups,
+            units,
+            containers,
+        } => {
+            use pidcap_api::protocol::CgroupSpec;
+            let cgroups: Vec<CgroupSpec> = cgroups
+                .into_iter()
+                .map(CgroupSpec::Path)
+                .chain(units.into_iter().map(CgroupSpec::Unit))
+                .chain(containers.into_iter().map(CgroupSpec::Container))
+                .collect();
+            if pids.is_empty() && names.is_empty() && cgroups.is_empty() {
+                bail!("give --pid PID, --name COMM, --cgroup PATH, --unit NAME and/or --container ID");
             }
             let filter = pidcap_filter::expression_from_words(&expression);
-            let v = c.call(EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children, filter })?;
+            let v =
+                c.call(EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children, filter, cgroups })?;
             if json {
                 print_json(&v);
             } else {

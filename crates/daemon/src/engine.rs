@@ -6,10 +6,12 @@
 //! and are answered between two drains with a typed [`EngineReply`], so a
 //! slow client never holds up capture.
 
+use pidcap_api::protocol::CgroupSpec;
 use pidcap_api::protocol::{
     ApiError, CaptureSettings, Cleared, EngineOp, ErrorCode, FilterInfo, Filters, Started, State, TargetInfo,
     DEFAULT_PAGE, MAX_PAGE, PAGE_BYTES, VERSION,
 };
+use pidcap_engine::cgroup::{CgroupTarget, Cgroupfs};
 use pidcap_engine::procfs::Procfs;
 use pidcap_engine::rules::{self, Action, Rule, RuleError};
 use pidcap_engine::{Capture, CaptureOptions, CaptureStats, Drain, EngineError, KernelBackend, Schedule, Session};
@@ -155,6 +157,30 @@ fn engine_err(e: EngineError) -> ApiError {
     }
 }
 
+/// The cgroups of `start_capture` (None when none is given), resolved as
+/// `pidcap capture --cgroup/--unit/--container` does; one that cannot be
+/// found is an invalid argument.
+fn resolve_cgroups(specs: &[CgroupSpec]) -> Result<Option<(Cgroupfs, Vec<CgroupTarget>)>, ApiError> {
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |e: pidcap_engine::cgroup::CgroupError| err(ErrorCode::InvalidArgument, e.to_string());
+    let fs = Cgroupfs::system().map_err(invalid)?;
+    let mut out: Vec<CgroupTarget> = Vec::new();
+    for spec in specs {
+        let t = match spec {
+            CgroupSpec::Path(p) => fs.resolve(p),
+            CgroupSpec::Unit(u) => fs.unit(u),
+            CgroupSpec::Container(c) => fs.container(c),
+        }
+        .map_err(invalid)?;
+        if !out.iter().any(|o| o.id == t.id) {
+            out.push(t);
+        }
+    }
+    Ok(Some((fs, out)))
+}
+
 /// The longest part of a client's input an error message quotes.
 pub use pidcap_engine::rules::QUOTE_CHARS;
 
@@ -296,8 +322,8 @@ impl Engine {
 
     fn op(&mut self, op: EngineOp) -> Reply {
         match op {
-            EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children, filter } => {
-                self.start(pids, names, snaplen, ring_size, follow_children, filter).map(EngineReply::Started)
+            EngineOp::StartCapture { pids, names, snaplen, ring_size, follow_children, filter, cgroups } => {
+                self.start(pids, names, snaplen, ring_size, follow_children, filter, &cgroups).map(EngineReply::Started)
             }
             EngineOp::StopCapture => {
                 if !self.running {
@@ -372,13 +398,16 @@ impl Engine {
         ring_size: Option<usize>,
         follow: bool,
         filter: Option<String>,
+        cgroups: &[CgroupSpec],
     ) -> Result<Started, ApiError> {
         if self.running {
             return Err(err(ErrorCode::AlreadyRunning, "a capture is already running; stop_capture first"));
         }
-        if pids.is_empty() && names.is_empty() {
-            return Err(err(ErrorCode::InvalidArgument, "give at least one pid or process name"));
+        if pids.is_empty() && names.is_empty() && cgroups.is_empty() {
+            return Err(err(ErrorCode::InvalidArgument, "give at least one pid, process name or cgroup"));
         }
+        // -- capture by cgroup: resolved before anything changes --
+        let cgroups = resolve_cgroups(cgroups)?;
         for &pid in &pids {
             if !self.procfs.is_alive(pid) {
                 return Err(err(ErrorCode::NoSuchProcess, format!("no process with pid {pid}")));
@@ -413,7 +442,13 @@ impl Engine {
         let added = pids
             .iter()
             .try_for_each(|&pid| self.session.capture_mut().add_pid(pid))
-            .and_then(|()| names.iter().try_for_each(|n| self.session.capture_mut().add_name(n)));
+            .and_then(|()| names.iter().try_for_each(|n| self.session.capture_mut().add_name(n)))
+            .and_then(|()| match &cgroups {
+                Some((fs, list)) => {
+                    list.iter().try_for_each(|c| self.session.capture_mut().add_cgroup(fs, c).map(drop))
+                }
+                None => Ok(()),
+            });
         if let Err(e) = added {
             let _ = self.session.capture_mut().stop();
             return Err(engine_err(e));

@@ -73,6 +73,7 @@ fn a_malformed_expression_is_refused_with_libpcaps_message_and_starts_nothing() 
         ring_size: None,
         follow_children: false,
         filter: Some(" ".into()),
+        cgroups: vec![],
     })
     .unwrap();
     assert!(c.get_state().unwrap().running);

@@ -20,6 +20,8 @@ pub const VERDICT_PASS: u8 = 0;
 pub const VERDICT_BLOCKED: u8 = 1;
 pub const NO_RULE: u16 = 0xffff;
 pub const TARGET_FOLLOW_CHILDREN: u32 = 1;
+/// The deepest level a target cgroup may have (levels are bits of [`Config::cgroup_levels`]).
+pub const MAX_CGROUP_LEVEL: u32 = 31;
 /// What a ring record is (its u32 at offset 36: [`PktHdr::kind`], [`TlsHdr::kind`]).
 pub const REC_PACKET: u32 = 0;
 pub const REC_TLS: u32 = 1;
@@ -99,7 +101,19 @@ pub struct Config {
     pub ruleset: u32,
     /// 1: take the plaintext of the targets' TLS library calls.
     pub tls: u32,
-    pub _pad: u32,
+    /// Bit L: some entry of `target_cgroups` is at level L (0: none).
+    pub cgroup_levels: u32,
+}
+
+/// Value of the `target_cgroups` map (key: the cgroup id, the inode number
+/// of its cgroup2 directory).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupTarget {
+    /// `TARGET_*` flags given to the processes it adds.
+    pub flags: u32,
+    /// Depth below the cgroup2 root (the root is 0), at most [`MAX_CGROUP_LEVEL`].
+    pub level: u32,
 }
 
 #[repr(C)]
@@ -181,6 +195,11 @@ const _: () = {
     assert!(size_of::<Config>() == 24);
     assert!(offset_of!(Config, ruleset) == 12);
     assert!(offset_of!(Config, tls) == 16);
+    assert!(offset_of!(Config, cgroup_levels) == 20);
+    assert!(size_of::<CgroupTarget>() == 8);
+    assert!(offset_of!(CgroupTarget, level) == 4);
+    assert!(MAX_CGROUP_LEVEL < u32::BITS);
+    assert!(MAX_CGROUP_LEVEL == pidcap_engine::cgroup::MAX_LEVEL);
     assert!(size_of::<Rule>() == 32);
     assert!(offset_of!(Rule, port) == 4);
     assert!(offset_of!(Rule, proto) == 6);
@@ -231,6 +250,8 @@ unsafe impl aya::Pod for PortOwner {}
 unsafe impl aya::Pod for Target {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Config {}
+// SAFETY: as above.
+unsafe impl aya::Pod for CgroupTarget {}
 // SAFETY: as above.
 unsafe impl aya::Pod for Rule {}
 
@@ -362,6 +383,7 @@ mod tests {
             ("PIDCAP_VERDICT_BLOCKED", VERDICT_BLOCKED.into()),
             ("PIDCAP_NO_RULE", NO_RULE.into()),
             ("PIDCAP_TARGET_FOLLOW_CHILDREN", TARGET_FOLLOW_CHILDREN.into()),
+            ("PIDCAP_MAX_CGROUP_LEVEL", MAX_CGROUP_LEVEL.into()),
             ("PIDCAP_RULE_ENABLED", RULE_ENABLED.into()),
             ("PIDCAP_RULE_BLOCK", RULE_BLOCK.into()),
             ("PIDCAP_RULE_DIR_IN", RULE_DIR_IN.into()),

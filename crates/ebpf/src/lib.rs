@@ -135,6 +135,8 @@ pub struct EbpfBackend {
     ring: RingBuf<MapData>,
     targets: HashMap<MapData, u32, Target>,
     target_comms: HashMap<MapData, [u8; abi::COMM_LEN], Target>,
+    /// Target cgroups by id ([`abi::CgroupTarget`]); their levels are in `config.cgroup_levels`.
+    target_cgroups: HashMap<MapData, u64, abi::CgroupTarget>,
     owners: HashMap<MapData, u64, Owner>,
     port_owners: HashMap<MapData, PortKey, PortOwner>,
     bound_ports: HashMap<MapData, u64, PortKey>,
@@ -236,6 +238,7 @@ impl EbpfBackend {
         let ring = RingBuf::try_from(take("ring")?).map_err(map_err("ring"))?;
         let targets = HashMap::try_from(take("targets")?).map_err(map_err("targets"))?;
         let target_comms = HashMap::try_from(take("target_comms")?).map_err(map_err("target_comms"))?;
+        let target_cgroups = HashMap::try_from(take("target_cgroups")?).map_err(map_err("target_cgroups"))?;
         let owners = HashMap::try_from(take("owners")?).map_err(map_err("owners"))?;
         let port_owners = HashMap::try_from(take("port_owners")?).map_err(map_err("port_owners"))?;
         let bound_ports = HashMap::try_from(take("bound_ports")?).map_err(map_err("bound_ports"))?;
@@ -252,6 +255,7 @@ impl EbpfBackend {
             ring,
             targets,
             target_comms,
+            target_cgroups,
             owners,
             port_owners,
             bound_ports,
@@ -265,7 +269,7 @@ impl EbpfBackend {
                 capture: 0,
                 ruleset: 0,
                 tls: 0,
-                _pad: 0,
+                cgroup_levels: 0,
             },
             procfs: Procfs::default(),
             tls: tls::TlsProbes::default(),
@@ -484,6 +488,30 @@ fn attach(name: &str, prog: &mut Program, cg: &File) -> Result<(), ProgramError>
     Ok(())
 }
 
+/// The inode number of the initial cgroup namespace (PROC_CGROUP_INIT_INO, a
+/// constant of the kernel's ABI).
+const CGROUP_NS_INIT_INO: u64 = 0xEFFF_FFFB;
+
+/// Is pidcap in the initial cgroup namespace? Then a level counted below
+/// the cgroup2 mount is the kernel's level; in a child namespace the mount
+/// shows the namespace's root, somewhere deeper.
+fn in_initial_cgroup_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/cgroup").is_ok_and(|m| m.ino() == CGROUP_NS_INIT_INO)
+}
+
+/// The `config.cgroup_levels` bits for a target cgroup `level` levels below
+/// the mount: that level, or (in a child cgroup namespace, whose root's own
+/// level is not known) that level and every deeper one: the programs then
+/// look up each ancestor of a task from there down to its own cgroup.
+fn cgroup_level_bits(level: u32, initial_namespace: bool) -> u32 {
+    if initial_namespace {
+        1 << level
+    } else {
+        u32::MAX << level
+    }
+}
+
 fn comm_bytes(comm: &str) -> [u8; abi::COMM_LEN] {
     let mut out = [0u8; abi::COMM_LEN];
     let c = truncate_comm(comm).as_bytes();
@@ -562,6 +590,48 @@ impl KernelBackend for EbpfBackend {
         let flags = if follow_children { abi::TARGET_FOLLOW_CHILDREN } else { 0 };
         let entry = Target { flags, exited: 0, key: 0 };
         self.target_comms.insert(comm_bytes(comm), entry, 0).map_err(map_err("target_comms"))
+    }
+
+    /// The programs check, in every socket operation in process context,
+    /// the current task's ancestors at the levels that hold target cgroups
+    /// (`bpf_get_current_ancestor_cgroup_id`), so a process in the subtree
+    /// is taken at its next socket operation, one outside it never.
+    fn add_target_cgroup(&mut self, cgroup: &pidcap_engine::cgroup::CgroupTarget, follow_children: bool) -> Result<()> {
+        if cgroup.level > abi::MAX_CGROUP_LEVEL {
+            return Err(EngineError::Unsupported(format!(
+                "a target cgroup {} levels deep (at most {})",
+                cgroup.level,
+                abi::MAX_CGROUP_LEVEL
+            )));
+        }
+        let flags = if follow_children { abi::TARGET_FOLLOW_CHILDREN } else { 0 };
+        let entry = abi::CgroupTarget { flags, level: cgroup.level };
+        self.target_cgroups.insert(cgroup.id, entry, 0).map_err(map_err("target_cgroups"))?;
+        self.config.cgroup_levels |= cgroup_level_bits(cgroup.level, in_initial_cgroup_namespace());
+        self.write_config()?;
+        tracing::debug!(cgroup = %cgroup.dir.display(), id = cgroup.id, level = cgroup.level, "target cgroup added");
+        Ok(())
+    }
+
+    fn clear_target_names_and_cgroups(&mut self) -> Result<()> {
+        // No new cgroup matches from here (one word), then the entries.
+        self.config.cgroup_levels = 0;
+        self.write_config()?;
+        let cgroups: Vec<u64> = self.target_cgroups.keys().filter_map(|k| k.ok()).collect();
+        for id in cgroups {
+            match self.target_cgroups.remove(&id) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err("target_cgroups")(e)),
+            }
+        }
+        let names: Vec<[u8; abi::COMM_LEN]> = self.target_comms.keys().filter_map(|k| k.ok()).collect();
+        for comm in names {
+            match self.target_comms.remove(&comm) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err("target_comms")(e)),
+            }
+        }
+        Ok(())
     }
 
     fn targets(&self) -> Result<Vec<KernelTarget>> {
@@ -734,6 +804,15 @@ mod tests {
         // CAP_BPF (39) and CAP_PERFMON (38) missing: an older kernel's root, or a container.
         assert_eq!(missing_in(Some(&status("0000003fffffffff"))), ["CAP_BPF", "CAP_PERFMON"]);
         assert_eq!(missing_in(None).len(), NEEDED_CAPS.len());
+    }
+
+    #[test]
+    fn cgroup_levels_are_exact_in_the_initial_namespace_and_open_below_in_a_child_one() {
+        assert_eq!(cgroup_level_bits(0, true), 1);
+        assert_eq!(cgroup_level_bits(3, true), 0b1000);
+        assert_eq!(cgroup_level_bits(abi::MAX_CGROUP_LEVEL, true), 1 << 31);
+        assert_eq!(cgroup_level_bits(3, false), !0b111);
+        assert_eq!(cgroup_level_bits(abi::MAX_CGROUP_LEVEL, false), 1 << 31);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! never by pid alone: a pid is given to another process once its holder is
 //! gone.
 
-use crate::error::Result;
+use crate::cgroup::CgroupTarget;
+use crate::error::{EngineError, Result};
 use crate::process::{Process, TargetId};
 use crate::rules::Rule;
 use pidcap_packet::{Direction, TlsLibrary, Verdict};
@@ -155,8 +156,29 @@ pub trait KernelBackend: Send {
     /// with [`KernelBackend::add_target`]).
     fn add_target_name(&mut self, comm: &str, follow_children: bool) -> Result<()>;
 
+    /// Capture every process in `cgroup` or a cgroup below it that opens or
+    /// uses a socket from now on, including processes that move into it
+    /// later (the caller adds those already in it with
+    /// [`KernelBackend::add_target`]; [`crate::Capture::add_cgroup`] does).
+    /// A process outside the subtree is never taken. A process stays a
+    /// target once taken, also if it leaves the cgroup (as a name match
+    /// does when it renames itself).
+    fn add_target_cgroup(&mut self, cgroup: &CgroupTarget, follow_children: bool) -> Result<()> {
+        let _ = (cgroup, follow_children);
+        Err(EngineError::Unsupported("capture by cgroup (this kernel layer has no cgroup targets)".into()))
+    }
+
+    /// Forget every target name and cgroup ([`KernelBackend::add_target_name`],
+    /// [`KernelBackend::add_target_cgroup`]): no process becomes a target by
+    /// its name or cgroup any more (those already taken stay until removed).
+    /// [`crate::Capture::stop`] calls it, so a daemon's next capture does not
+    /// inherit the previous one's names and cgroups.
+    fn clear_target_names_and_cgroups(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// The targets held now, including those the kernel layer added itself
-    /// (children, name matches), exited ones until they are removed.
+    /// (children, name matches, cgroup members), exited ones until they are removed.
     fn targets(&self) -> Result<Vec<KernelTarget>>;
 
     /// Wait up to `timeout` for packets and hand each to `sink`; returns how many.

@@ -175,6 +175,9 @@ pub struct Capture {
     procs: ProcessCache,
     /// The kernel's targets at the last liveness scan: pid -> key.
     target_keys: HashMap<u32, u64>,
+    // -- capture by cgroup --
+    /// The target cgroups, looked at again on every [`Capture::live_targets`].
+    cgroups: Vec<(crate::cgroup::Cgroupfs, crate::cgroup::CgroupTarget)>,
 }
 
 /// Read `id`'s metadata into `procs` if the pid is still that process's:
@@ -314,6 +317,7 @@ impl Capture {
             filtered: 0,
             procs: ProcessCache::new(Procfs::default(), "/etc/passwd"),
             target_keys: HashMap::new(),
+            cgroups: Vec::new(),
         })
     }
 
@@ -430,6 +434,58 @@ impl Capture {
         Ok(())
     }
 
+    // -- capture by cgroup --
+    /// Capture every process in `cgroup` and below it, now and later: the
+    /// kernel layer takes those that use a socket from now on (also those
+    /// that move in later), and the processes `fs` lists there now are
+    /// added by pid (with their open sockets); [`Capture::live_targets`]
+    /// looks again each time, so a process that moved in and only uses the
+    /// connections it already had is taken too. Returns how many were added
+    /// now (pidcap itself is never one; a process that exits meanwhile is skipped).
+    pub fn add_cgroup(&mut self, fs: &crate::cgroup::Cgroupfs, cgroup: &crate::cgroup::CgroupTarget) -> Result<usize> {
+        self.backend.add_target_cgroup(cgroup, self.follow_children)?;
+        self.cgroups.push((fs.clone(), cgroup.clone()));
+        self.add_cgroup_members(fs, cgroup)
+    }
+
+    /// Add the processes in `cgroup` (and below) that are not targets yet; how many are targets now.
+    fn add_cgroup_members(
+        &mut self,
+        fs: &crate::cgroup::Cgroupfs,
+        cgroup: &crate::cgroup::CgroupTarget,
+    ) -> Result<usize> {
+        let pids = fs
+            .procs(cgroup)
+            .map_err(|e| EngineError::io(format!("listing the processes of {cgroup}"), std::io::Error::other(e)))?;
+        // Targets already (by pid: one whose pid was given to a newcomer is
+        // pruned by live_targets, and the newcomer is looked at next time).
+        let mut known: Vec<u32> = self.backend.targets()?.iter().map(|t| t.id.pid).collect();
+        known.extend(self.held.iter().map(Process::pid));
+        let mut added = 0;
+        for pid in pids.into_iter().filter(|&p| p != std::process::id()) {
+            if known.contains(&pid) {
+                added += 1;
+                continue;
+            }
+            let process = match Process::open(pid) {
+                Ok(p) => p,
+                Err(EngineError::NoSuchProcess(_) | EngineError::Invalid(InvalidInput::Thread { .. })) => continue,
+                Err(e) => return Err(e),
+            };
+            // The pid was read from cgroup.procs: it is the held process's
+            // if that process is in the cgroup now (add_process checks it still runs).
+            if !fs.holds(cgroup, pid) {
+                continue;
+            }
+            match self.add_process(process) {
+                Ok(()) => added += 1,
+                Err(EngineError::NoSuchProcess(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(added)
+    }
+
     /// Stop capturing process `pid` (whichever of the targets has it).
     pub fn remove_pid(&mut self, pid: u32) -> Result<()> {
         for t in self.backend.targets()? {
@@ -543,6 +599,11 @@ impl Capture {
     /// (children and name matches it added itself): never judged by its pid,
     /// which may be another process's by now.
     pub fn live_targets(&mut self) -> Result<Vec<u32>> {
+        // Processes that moved into a target cgroup (the kernel layer takes
+        // them at their next socket operation; here, with the sockets they have).
+        for (fs, cgroup) in self.cgroups.clone() {
+            self.add_cgroup_members(&fs, &cgroup)?;
+        }
         let mut alive = Vec::new();
         let targets = self.backend.targets()?;
         // Metadata of the targets not read yet (followed children, name
@@ -610,9 +671,11 @@ impl Capture {
         self.ring.clear();
     }
 
-    /// Stop pushing packets to userspace and forget every target.
+    /// Stop pushing packets to userspace and forget every target (names and cgroups too).
     pub fn stop(&mut self) -> Result<()> {
         self.backend.configure(&KernelConfig { snaplen: self.snaplen, capture: false, tls: false })?;
+        self.backend.clear_target_names_and_cgroups()?;
+        self.cgroups.clear();
         for t in self.backend.targets()? {
             self.backend.remove_target(t.id)?;
         }

@@ -6,6 +6,7 @@
 //! kernel's own part (a followed child, an exit) through the handle.
 
 use crate::backend::{KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket, RawTls, TlsCoverage};
+use crate::cgroup::CgroupTarget;
 use crate::error::{EngineError, Result};
 use crate::process::{Process, TargetId};
 use crate::rules::{self, Rule};
@@ -91,6 +92,8 @@ pub struct FakeState {
     /// pid -> entry (one per pid, as in the kernel's map).
     pub targets: BTreeMap<u32, FakeTarget>,
     pub names: Vec<String>,
+    /// The cgroups [`KernelBackend::add_target_cgroup`] was given, with follow_children.
+    pub cgroups: Vec<(CgroupTarget, bool)>,
     pub counters: KernelCounters,
     pub config: Option<KernelConfig>,
     pub rules: Vec<Rule>,
@@ -190,6 +193,18 @@ impl KernelBackend for FakeKernel {
             return Err(EngineError::Invalid(crate::error::InvalidInput::EmptyProcessName));
         }
         lock(&self.state).names.push(comm.to_string());
+        Ok(())
+    }
+
+    fn add_target_cgroup(&mut self, cgroup: &CgroupTarget, follow: bool) -> Result<()> {
+        lock(&self.state).cgroups.push((cgroup.clone(), follow));
+        Ok(())
+    }
+
+    fn clear_target_names_and_cgroups(&mut self) -> Result<()> {
+        let mut s = lock(&self.state);
+        s.names.clear();
+        s.cgroups.clear();
         Ok(())
     }
 

@@ -9,6 +9,7 @@
 //! - [`session`]: the one capture loop (drain, liveness, counters, grace) of the CLI and the daemon;
 //! - [`ring`]: the bounded packet ring (10,000 by default) that counts evictions;
 //! - [`rules`]: filter rules (allow/block) and their SPEC grammar;
+//! - [`cgroup`]: capture by cgroup: `--cgroup`/`--unit`/`--container` resolved on a cgroup2 tree, its processes;
 //! - [`container`]: container runtimes' cgroup naming (docker, podman, containerd, CRI-O, nspawn, LXC);
 //! - [`procfs`]: the one reader of `/proc` (status, comm, sockets, exe, cmdline, cgroup);
 //! - [`meta`]: each process's metadata for its packets, read once per process and kept after it exits;
@@ -17,6 +18,7 @@
 
 pub mod backend;
 pub mod capture;
+pub mod cgroup;
 pub mod container;
 pub mod error;
 #[cfg(any(test, feature = "fake"))]

@@ -6,6 +6,7 @@
 //!   root or tshark must not look green.
 //! - [`NetNs`]: a network namespace of the test's own, loopback up, deleted
 //!   on drop. Test traffic stays inside it.
+//! - [`cgroup`]: a cgroup2 directory of the test's own, removed on drop.
 //! - [`tls`]: test certificates, the Python HTTPS peer script and guards for
 //!   its processes.
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+pub mod cgroup;
 pub mod tls;
 
 /// Something a test needs from the machine.
