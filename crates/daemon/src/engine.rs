@@ -390,6 +390,7 @@ impl Engine {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // the fields of the start_capture request, one by one
     fn start(
         &mut self,
         pids: Vec<u32>,

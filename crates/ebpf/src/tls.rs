@@ -430,6 +430,9 @@ impl TlsProbes {
 
     fn attach_tracepoints(&mut self, ebpf: &mut Ebpf) -> Result<(), AttachError> {
         let _guard = TRACEFS.lock().unwrap_or_else(|e| e.into_inner());
+        // And one pidcap process at a time: another one's unmount must not
+        // fall between our look at the mount and our attach.
+        let _lock = TracefsLock::take();
         let mounted_here = if tracefs_mounted() {
             false
         } else {
@@ -460,6 +463,45 @@ impl TlsProbes {
         }
         self.tracepoints = result?;
         Ok(())
+    }
+}
+
+/// An exclusive `flock` on [`TRACEFS_LOCK`] for the mount, attach and
+/// unmount of the syscall tracepoints, so that two pidcap processes (two
+/// captures, the daemon and a `run`) do not unmount tracefs under each
+/// other. Released when dropped (the file is closed). Without the file (a
+/// read-only /run), no lock: the race is back, the attach still works alone.
+struct TracefsLock(#[allow(dead_code)] Option<std::fs::File>); // held for its Drop (the close releases the lock)
+
+/// The lock file (root's; created 0600, never through a link).
+const TRACEFS_LOCK: &str = "/run/pidcap-tracefs.lock";
+
+impl TracefsLock {
+    fn take() -> TracefsLock {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(TRACEFS_LOCK);
+        match file {
+            Ok(f) => {
+                // SAFETY: `f` is an open file descriptor for the duration of the call.
+                let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+                if rc != 0 {
+                    tracing::debug!(error = %std::io::Error::last_os_error(), "no lock on {TRACEFS_LOCK}");
+                }
+                TracefsLock(Some(f))
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no lock file {TRACEFS_LOCK}: attaching without it");
+                TracefsLock(None)
+            }
+        }
     }
 }
 

@@ -354,6 +354,43 @@ fn probes_are_detached_once_no_target_maps_the_library() {
     assert_eq!(backend.tls_files_attached(), 0);
 }
 
+/// Two pidcap processes must not mount and unmount tracefs under each
+/// other: the tracepoints' attach takes an exclusive flock on
+/// /run/pidcap-tracefs.lock (as another pidcap process would hold it).
+#[test]
+fn the_tracepoint_attach_waits_for_another_pidcaps_tracefs_lock() {
+    require_tls_tools!();
+    use pidcap_engine::{KernelBackend, KernelConfig, Process};
+    use std::os::fd::AsRawFd;
+    let (_certs, server) = https_server();
+    let mut backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).unwrap();
+    backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: true }).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open("/run/pidcap-tracefs.lock")
+        .unwrap();
+    // SAFETY: `lock` is an open file descriptor for the duration of the call.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let process = Process::open(server.pid()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let attach = std::thread::spawn(move || {
+        backend.add_target(&process, false).unwrap();
+        tx.send(()).unwrap();
+        backend
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the attach went ahead while another process held the tracefs lock"
+    );
+    drop(lock);
+    rx.recv_timeout(DEADLINE).expect("the attach goes on once the lock is free");
+    let backend = attach.join().unwrap();
+    assert!(backend.tls_files_attached() >= 1, "and the server's libssl is attached");
+}
+
 #[test]
 fn a_target_without_a_tls_library_has_an_empty_coverage_list() {
     require_tls_tools!();
