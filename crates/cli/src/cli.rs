@@ -43,8 +43,11 @@ pub enum Command {
     /// rules would not outlive pidcap), says so, prints the summary, leaves
     /// the file cut back to its last complete packet, and exits with 2.
     Run(RunArgs),
-    /// Capture the traffic of running processes until Ctrl-C, -c COUNT, or
-    /// until every target has exited.
+    /// Capture the traffic of running processes (by pid, name, cgroup, unit
+    /// or container) until Ctrl-C, -c COUNT, or every target has exited.
+    ///
+    /// Names and cgroups can gain processes at any time: a capture with one
+    /// of them runs until Ctrl-C or -c.
     ///
     /// A filter EXPRESSION (tcpdump's) follows the options: `pidcap capture
     /// --pid 1234 udp port 53`.
