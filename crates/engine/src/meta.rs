@@ -93,7 +93,13 @@ impl ProcessCache {
         match self.entries.get(&id.pid) {
             Some(e) if e.key == id.key => match &e.meta {
                 None => true,
-                Some(m) => self.procfs.exe(id.pid).is_ok_and(|exe| exe.to_string_lossy() != m.exe.as_str()),
+                // An exec since (its executable), or its name set after the
+                // read (exec sets the name after the executable: a read in
+                // between has the new exe and the old name).
+                Some(m) => {
+                    self.procfs.exe(id.pid).is_ok_and(|exe| exe.to_string_lossy() != m.exe.as_str())
+                        || self.procfs.comm(id.pid).is_some_and(|comm| comm != m.comm)
+                }
             },
             _ => true,
         }
@@ -143,7 +149,23 @@ impl ProcessCache {
         self.entries.remove(&pid);
     }
 
+    /// [`ProcessCache::read_one`] until the executable and the name are the
+    /// same after the read as before it (an exec during a read mixes two
+    /// programs' files), at most three times.
     fn read_process(&mut self, pid: u32) -> Option<ProcessMeta> {
+        let mut tries = 0;
+        loop {
+            let before = (self.procfs.exe(pid).ok(), self.procfs.comm(pid));
+            let meta = self.read_one(pid)?;
+            tries += 1;
+            let after = (self.procfs.exe(pid).ok(), self.procfs.comm(pid));
+            if before == after || tries == 3 {
+                return Some(meta);
+            }
+        }
+    }
+
+    fn read_one(&mut self, pid: u32) -> Option<ProcessMeta> {
         let status = self.procfs.status(pid).ok()?;
         if status.tgid != pid {
             return None; // a thread's id, not a process's
@@ -333,6 +355,23 @@ pub(crate) mod tests {
         // No such process, or a thread id: nothing.
         assert_eq!(c.read(TargetId { pid: 99, key: 0 }, || true), None);
         assert!(c.is_stale(TargetId { pid: 99, key: 0 }), "retried later");
+    }
+
+    #[test]
+    fn a_read_in_the_middle_of_an_exec_is_stale_until_the_name_is_set() {
+        // exec replaces the executable first and sets the name after: a read
+        // in between sees the new exe with the old name (a pyenv shim,
+        // `pyenv-exec`, exec'ing python3).
+        let t = Tree::new("midexec");
+        t.process(50, "pyenv-exec", 1, 0, "/usr/bin/python3.11", &["python3", "x.py"], "/");
+        let mut c = t.cache();
+        let id = TargetId { pid: 50, key: 7 };
+        assert_eq!(c.read(id, || true).unwrap().comm, "pyenv-exec");
+        assert!(!c.is_stale(id), "nothing changed since");
+        fs::write(t.0.join("proc/50/comm"), "python3\n").unwrap();
+        assert!(c.is_stale(id), "the name changed: read again");
+        assert_eq!(c.read(id, || true).unwrap().comm, "python3");
+        assert!(!c.is_stale(id));
     }
 
     #[test]
