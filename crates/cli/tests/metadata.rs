@@ -43,11 +43,17 @@ def send():
     r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); r.bind(('127.0.0.1', 0))
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.sendto(b'from a thread', r.getsockname()); r.recv(100)
-t = threading.Thread(target=send, name='python-name-only'); t.start(); t.join()";
+t = threading.Thread(target=send, name='python-name-only'); t.start(); t.join()
+import time; time.sleep(0.3)";
 
-/// One datagram to itself, from the main thread (one line: tshark prints it in a field).
+/// One datagram to itself, from the main thread (one line: tshark prints it
+/// in a field). Both scripts live on 0.3 s after their datagram: a process
+/// whose exec chain (here a pyenv shim's) ends less than one metadata scan
+/// (100 ms) before it exits may be drained gone, and then its executable
+/// and arguments are unknown (see docs/ARCHITECTURE.md).
 const SEND: &str = "import socket; r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); r.bind(('127.0.0.1', 0)); \
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'metadata', r.getsockname()); r.recv(100)";
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'metadata', r.getsockname()); r.recv(100); \
+    import time; time.sleep(0.3)";
 
 fn of_pid(packets: &[CapturedPacket], pid: u32) -> Vec<&CapturedPacket> {
     packets.iter().filter(|p| p.pid == pid).collect()

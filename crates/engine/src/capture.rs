@@ -227,6 +227,42 @@ fn meta_of<'c>(
     procs.get(pid)
 }
 
+/// The leader's name as the kernel saw it when the packet's process was
+/// current in its main thread (an outgoing packet it sent, a TLS call),
+/// else `None` (an incoming packet: its name is the last sender's then).
+fn leader_name<'r>(raw: &'r RawPacket<'_>) -> Option<&'r [u8]> {
+    let current = raw.direction == Direction::Outbound || raw.tls.is_some();
+    let name = raw.comm.split(|&b| b == 0).next().unwrap_or_default();
+    (current && raw.tid == raw.pid && !name.is_empty()).then_some(name)
+}
+
+/// [`meta_of`], checked against the name the kernel gives the packet's
+/// process ([`leader_name`]): another name means the metadata was read
+/// before an exec (or a rename), so it is read again; if the process is
+/// gone by now, what an exec changes (executable, arguments) is dropped
+/// and the kernel's name taken, rather than another program's kept.
+fn checked_meta_of<'c>(
+    procs: &'c mut ProcessCache,
+    held: &[Process],
+    keys: &HashMap<u32, u64>,
+    raw: &RawPacket<'_>,
+) -> Option<&'c Arc<ProcessMeta>> {
+    let pid = raw.pid;
+    let differs = |procs: &ProcessCache, name: &[u8]| procs.get(pid).is_some_and(|m| m.comm.as_bytes() != name);
+    meta_of(procs, held, keys, pid);
+    if let Some(name) = leader_name(raw) {
+        if differs(procs, name) {
+            if let Some(key) = procs.key_of(pid) {
+                read_meta(procs, held, TargetId { pid, key });
+            }
+            if differs(procs, name) {
+                procs.after_exec(pid, &String::from_utf8_lossy(name));
+            }
+        }
+    }
+    procs.get(pid)
+}
+
 /// A packet's comm, tid and thread given its process: the leader's name
 /// when the process is known, the kernel's record of the thread beside it.
 fn with_process(mut p: CapturedPacket, tid: u32, meta: Option<&Arc<ProcessMeta>>) -> CapturedPacket {
@@ -546,7 +582,7 @@ impl Capture {
                     }
                 }
             };
-            let meta = meta_of(procs, held, target_keys, raw.pid);
+            let meta = checked_meta_of(procs, held, target_keys, &raw);
             let p = Arc::new(with_process(packet, raw.tid, meta));
             *next_id += 1;
             *received += 1;
@@ -572,14 +608,14 @@ impl Capture {
                     if !keeps(filter, &record.data, record.orig_len, filtered) {
                         return;
                     }
-                    let process = meta_of(procs, held, target_keys, raw.pid);
+                    let process = checked_meta_of(procs, held, target_keys, &raw);
                     on_packet(Raw::Tls(&with_process(record, raw.tid, process)))
                 }
                 None => {
                     if !keeps(filter, raw.data, raw.orig_len, filtered) {
                         return;
                     }
-                    let process = meta_of(procs, held, target_keys, raw.pid);
+                    let process = checked_meta_of(procs, held, target_keys, &raw);
                     on_packet(Raw::Packet { id: *next_id, timestamp_ns, packet: &raw, process })
                 }
             }
@@ -885,6 +921,48 @@ mod tests {
 
     /// A /proc where every given pid is a live, sleeping process named `comm`:
     /// what /proc shows once a pid has been given to another process. Removed on drop.
+    #[test]
+    fn a_packet_whose_name_is_not_its_metadata_s_has_it_read_again_or_drops_what_an_exec_changes() {
+        use crate::fake::FakePacket;
+        use crate::meta::tests::Tree;
+        let me = std::process::id();
+        let t = Tree::new("exec-check");
+        t.process(me, "bash", 1, 1000, "/usr/bin/bash", &["bash", "shim"], "/app");
+        let fake = FakeKernel::default();
+        let h = fake.handle();
+        let mut cap = Capture::new(Box::new(fake), CaptureOptions::default())
+            .unwrap()
+            .with_env(WallClock::with_offset(0), t.procfs())
+            .with_passwd(t.passwd());
+        let named = |comm: &str, direction| FakePacket {
+            comm: comm.as_bytes().to_vec(),
+            direction,
+            ..FakePacket::new(me, udp(b"x"))
+        };
+        h.push_packet(named("bash", Direction::Outbound));
+        let mut got = vec![];
+        cap.poll(Duration::ZERO, &mut |p| got.push(Arc::clone(p))).unwrap();
+        // It exec'd. An incoming packet carries the last sender's name: no sign of it.
+        t.process(me, "python3", 1, 1000, "/usr/bin/python3", &["python3", "x.py"], "/app");
+        h.push_packet(named("bash", Direction::Inbound));
+        // Its next packet, sent by the main thread under the new name: read again.
+        h.push_packet(named("python3", Direction::Outbound));
+        cap.poll(Duration::ZERO, &mut |p| got.push(Arc::clone(p))).unwrap();
+        let meta = |p: &CapturedPacket| p.process.as_deref().cloned().unwrap();
+        assert_eq!(meta(&got[0]).exe, "/usr/bin/bash");
+        assert_eq!(meta(&got[1]).exe, "/usr/bin/bash", "read once, not per packet");
+        assert_eq!((got[2].comm.as_str(), meta(&got[2]).exe.as_str()), ("python3", "/usr/bin/python3"));
+        // Another exec, and gone before its packet is drained: what the exec
+        // changed is unknown, not python3's; the rest stays.
+        t.remove(me);
+        h.push_packet(named("node", Direction::Outbound));
+        cap.poll(Duration::ZERO, &mut |p| got.push(Arc::clone(p))).unwrap();
+        let m = meta(&got[3]);
+        assert_eq!((got[3].comm.as_str(), m.comm.as_str(), m.exe.as_str()), ("node", "node", ""));
+        assert!(m.cmdline.is_empty());
+        assert_eq!((m.uid, m.user.as_str(), m.cgroup.as_str()), (1000, "alice", "/app"));
+    }
+
     struct ProcTree(std::path::PathBuf);
 
     impl ProcTree {

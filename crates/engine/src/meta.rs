@@ -144,6 +144,26 @@ impl ProcessCache {
         Some(e.key)
     }
 
+    /// The key of `pid`'s entry, if it has one.
+    pub fn key_of(&self, pid: u32) -> Option<u64> {
+        self.entries.get(&pid).map(|e| e.key)
+    }
+
+    /// `pid`'s metadata was read before an exec and the process is gone:
+    /// keep what an exec leaves (ids, parent, user, cgroup), drop what it
+    /// changes (executable, arguments: unknown rather than another
+    /// program's), and take the name the kernel gave its packets.
+    pub fn after_exec(&mut self, pid: u32, comm: &str) {
+        if let Some(Entry { meta: Some(m), .. }) = self.entries.get_mut(&pid) {
+            *m = Arc::new(ProcessMeta {
+                comm: comm.to_string(),
+                exe: String::new(),
+                cmdline: Vec::new(),
+                ..(**m).clone()
+            });
+        }
+    }
+
     /// Forget `pid`'s entry (a target that was refused).
     pub fn forget(&mut self, pid: u32) {
         self.entries.remove(&pid);
