@@ -466,10 +466,14 @@ impl TlsProbes {
     }
 }
 
-/// An exclusive `flock` on [`TRACEFS_LOCK`] for the mount, attach and
+/// An exclusive lock on [`TRACEFS_LOCK`] for the mount, attach and
 /// unmount of the syscall tracepoints, so that two pidcap processes (two
 /// captures, the daemon and a `run`) do not unmount tracefs under each
-/// other. Released when dropped (the file is closed). Without the file (a
+/// other. A POSIX record lock (`fcntl(F_SETLKW)`), not `flock`: a child
+/// forked meanwhile by another thread (a held `run` child waiting for this
+/// very attach) does not inherit it, where it would keep an `flock` held
+/// until its exec. Threads of one process are kept apart by [`TRACEFS`].
+/// Released when dropped (the file is closed). Without the file (a
 /// read-only /run), no lock: the race is back, the attach still works alone.
 struct TracefsLock(#[allow(dead_code)] Option<std::fs::File>); // held for its Drop (the close releases the lock)
 
@@ -490,10 +494,22 @@ impl TracefsLock {
             .open(TRACEFS_LOCK);
         match file {
             Ok(f) => {
-                // SAFETY: `f` is an open file descriptor for the duration of the call.
-                let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-                if rc != 0 {
-                    tracing::debug!(error = %std::io::Error::last_os_error(), "no lock on {TRACEFS_LOCK}");
+                // SAFETY: an all-zero `flock` is a valid value (l_start and
+                // l_len 0: the whole file); the fields are set below.
+                let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+                lock.l_type = libc::F_WRLCK as libc::c_short;
+                lock.l_whence = libc::SEEK_SET as libc::c_short;
+                loop {
+                    // SAFETY: `f` is an open descriptor and `lock` a valid
+                    // `flock` for the duration of the call.
+                    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLKW, &lock) };
+                    let err = std::io::Error::last_os_error();
+                    if rc == 0 || err.raw_os_error() != Some(libc::EINTR) {
+                        if rc != 0 {
+                            tracing::debug!(error = %err, "no lock on {TRACEFS_LOCK}");
+                        }
+                        break;
+                    }
                 }
                 TracefsLock(Some(f))
             }

@@ -355,25 +355,31 @@ fn probes_are_detached_once_no_target_maps_the_library() {
 }
 
 /// Two pidcap processes must not mount and unmount tracefs under each
-/// other: the tracepoints' attach takes an exclusive flock on
-/// /run/pidcap-tracefs.lock (as another pidcap process would hold it).
+/// other: the tracepoints' attach takes an exclusive POSIX record lock on
+/// /run/pidcap-tracefs.lock, here held by another process (Python's
+/// `fcntl.lockf` takes the same kind of lock).
 #[test]
 fn the_tracepoint_attach_waits_for_another_pidcaps_tracefs_lock() {
     require_tls_tools!();
     use pidcap_engine::{KernelBackend, KernelConfig, Process};
-    use std::os::fd::AsRawFd;
     let (_certs, server) = https_server();
     let mut backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).unwrap();
     backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: true }).unwrap();
-    let lock = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open("/run/pidcap-tracefs.lock")
-        .unwrap();
-    // SAFETY: `lock` is an open file descriptor for the duration of the call.
-    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let mut holder = Proc(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import fcntl, sys\nf = open('/run/pidcap-tracefs.lock', 'a')\nfcntl.lockf(f, fcntl.LOCK_EX)\n\
+                 print('locked', flush=True)\nsys.stdin.read()",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(holder.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
     let process = Process::open(server.pid()).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let attach = std::thread::spawn(move || {
@@ -385,7 +391,7 @@ fn the_tracepoint_attach_waits_for_another_pidcaps_tracefs_lock() {
         rx.recv_timeout(Duration::from_millis(500)).is_err(),
         "the attach went ahead while another process held the tracefs lock"
     );
-    drop(lock);
+    drop(holder.0.stdin.take()); // it reads EOF and exits: the lock goes with it
     rx.recv_timeout(DEADLINE).expect("the attach goes on once the lock is free");
     let backend = attach.join().unwrap();
     assert!(backend.tls_files_attached() >= 1, "and the server's libssl is attached");
