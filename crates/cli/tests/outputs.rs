@@ -151,8 +151,8 @@ fn check_clean_stop(out: &std::process::Output, file: &Path) -> String {
 fn a_full_disk_stops_run_and_its_command_cleanly() {
     require!(Root, Tool("ip"), Tool("python3"), Tool("tshark"), Tool("mount"), Tool("umount"));
     let ns = NetNs::new("full-run");
-    let disk = SmallDisk::mount("out-full-run", "256k");
-    let file = disk.0.path("f.pcapng");
+    let disk = pidcap_testkit::tmpfs::Tmpfs::mount("out-full-run", "256k");
+    let file = disk.join("f.pcapng");
     let out = pidcap()
         .args(["run", "-w"])
         .arg(&file)
@@ -170,8 +170,8 @@ fn a_full_disk_stops_run_and_its_command_cleanly() {
 fn a_full_disk_stops_capture_and_says_its_targets_keep_running() {
     require!(Root, Tool("ip"), Tool("python3"), Tool("tshark"), Tool("mount"), Tool("umount"));
     let ns = NetNs::new("full-cap");
-    let disk = SmallDisk::mount("out-full-cap", "256k");
-    let file = disk.0.path("f.pcap");
+    let disk = pidcap_testkit::tmpfs::Tmpfs::mount("out-full-cap", "256k");
+    let file = disk.join("f.pcap");
     let mut flood = ns.command("python3").args(["-c", FLOOD]).stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(flood.stdout.take().unwrap()), &mut line).unwrap();

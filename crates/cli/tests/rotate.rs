@@ -289,15 +289,15 @@ fn rotation_without_a_file_is_refused_before_the_command_runs() {
 fn a_full_disk_mid_rotation_stops_cleanly_with_every_file_readable() {
     require!(Root, Tool("ip"), Tool("python3"), Tool("tshark"), Tool("mount"), Tool("umount"));
     let ns = NetNs::new("rot-full");
-    let disk = SmallDisk::mount("rot-full", "2500k");
+    let disk = pidcap_testkit::tmpfs::Tmpfs::mount("rot-full", "2500k");
     // 10,000 datagrams would be about 11 MB: the third file fills the disk.
-    let out = run_sender(&ns, &disk.0 .0, &["-C", "1", "-w", "f"], 10_000, 1000, 0.0);
+    let out = run_sender(&ns, disk.path(), &["-C", "1", "-w", "f"], 10_000, 1000, 0.0);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.to_lowercase().contains("no space left on device"), "{err}");
     assert!(err.contains("cannot write the capture files of -w f"), "{err}");
     assert!(err.contains("was cut back to its last complete block"), "{err}");
-    let files = summary_files(&err, &disk.0 .0);
+    let files = summary_files(&err, disk.path());
     assert_eq!(files.len(), 3, "{err}");
     let all: Vec<u32> = files.iter().flat_map(|f| sequence(f)).collect();
     assert_eq!(all, (0..all.len() as u32).collect::<Vec<u32>>(), "no gap across the files");

@@ -36,6 +36,14 @@ impl Drop for Proc {
 
 /// Certificates made for the test and the keep-alive HTTPS server (`https.py
 /// server`: answers `path=<path>`) on the host's loopback.
+/// A backend of its own (1 MiB ring), configured to capture TLS plaintext.
+fn tls_backend() -> EbpfBackend {
+    use pidcap_engine::{KernelBackend, KernelConfig};
+    let mut backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).unwrap();
+    backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: true }).unwrap();
+    backend
+}
+
 fn https_server() -> (Certs, HttpsServer) {
     let certs = Certs::new("ebpf-tls");
     let server = HttpsServer::http(Command::new("python3"), &certs);
@@ -336,8 +344,7 @@ fn probes_are_detached_once_no_target_maps_the_library() {
     require_tls_tools!();
     use pidcap_engine::{KernelBackend, KernelConfig, Process};
     let (_certs, server) = https_server();
-    let mut backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).unwrap();
-    backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: true }).unwrap();
+    let mut backend = tls_backend();
     let process = Process::open(server.pid()).unwrap();
     backend.add_target(&process, false).unwrap();
     assert!(backend.tls_files_attached() >= 1, "the server's libssl is attached");
@@ -361,10 +368,9 @@ fn probes_are_detached_once_no_target_maps_the_library() {
 #[test]
 fn the_tracepoint_attach_waits_for_another_pidcaps_tracefs_lock() {
     require_tls_tools!();
-    use pidcap_engine::{KernelBackend, KernelConfig, Process};
+    use pidcap_engine::{KernelBackend, Process};
     let (_certs, server) = https_server();
-    let mut backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).unwrap();
-    backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: true }).unwrap();
+    let mut backend = tls_backend();
     let mut holder = Proc(
         Command::new("python3")
             .args([
@@ -646,10 +652,9 @@ fn a_target_following_children_is_covered_system_wide_and_the_bystander_runs_the
 #[test]
 fn a_pid_targets_own_probes_go_at_once_when_it_is_removed() {
     require_tls_tools!();
-    use pidcap_engine::{KernelBackend, KernelConfig, Process};
+    use pidcap_engine::{KernelBackend, Process};
     let (_cert, server) = https_server();
-    let mut backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).unwrap();
-    backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: true }).unwrap();
+    let mut backend = tls_backend();
     let process = Process::open(server.pid()).unwrap();
     backend.add_target(&process, false).unwrap();
     assert!(backend.tls_files_attached() >= 1, "the server's libssl is attached");

@@ -127,35 +127,13 @@ fn another_users_file_in_a_sticky_directory_is_refused() {
     assert_eq!(std::fs::metadata(&planted).unwrap().len(), 0);
 }
 
-/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
-struct Tmpfs(Scratch);
-
-impl Tmpfs {
-    fn mount(tag: &str, size: &str) -> Tmpfs {
-        let dir = Scratch::new(tag);
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "pidcap-test"])
-            .arg(&dir.0)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount tmpfs on {}", dir.0.display());
-        Tmpfs(dir)
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0 .0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_leaves_a_file_cut_back_to_its_last_complete_block() {
     pidcap_testkit::require!(Root, Tool("mount"), Tool("umount"), Tool("tshark"));
-    let fs = Tmpfs::mount("full", "64k");
+    let fs = pidcap_testkit::tmpfs::Tmpfs::mount("full", "64k");
     let template = golden_packets()[0].clone();
     for format in [Format::Pcapng, Format::Pcap] {
-        let path = fs.0.path(&format!("full.{format}"));
+        let path = fs.join(&format!("full.{format}"));
         let file = CaptureFile::create(&path, 0o600).unwrap();
         let mut out: Box<dyn PacketOutput> =
             Box::new(FileOutput::new(format, file, &WriterOptions::default()).unwrap());

@@ -7,6 +7,7 @@
 //! - [`NetNs`]: a network namespace of the test's own, loopback up, deleted
 //!   on drop. Test traffic stays inside it.
 //! - [`cgroup`]: a cgroup2 directory of the test's own, removed on drop.
+//! - [`tmpfs`]: a small tmpfs of the test's own (a disk that fills), unmounted on drop.
 //! - [`tls`]: test certificates, the Python HTTPS peer script and guards for
 //!   its processes.
 
@@ -16,6 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub mod cgroup;
 pub mod tls;
+pub mod tmpfs;
 
 /// Something a test needs from the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -314,26 +314,3 @@ impl Running {
         self.child.as_mut().and_then(|c| c.try_wait().unwrap())
     }
 }
-
-/// A small tmpfs (`size`, as mount's `size=` takes it: `256k`) on a fresh
-/// directory, unmounted on drop (even when the test fails): a disk that fills.
-pub struct SmallDisk(pub Scratch);
-
-impl SmallDisk {
-    pub fn mount(tag: &str, size: &str) -> SmallDisk {
-        let dir = Scratch::new(tag);
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "pidcap-test"])
-            .arg(&dir.0)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount a tmpfs on {}", dir.0.display());
-        SmallDisk(dir)
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0 .0).status();
-    }
-}
