@@ -19,6 +19,8 @@
 pub mod ascii;
 pub mod build;
 pub mod decode;
+pub mod dfilter;
+pub mod dissect;
 pub mod hex;
 pub mod info;
 pub mod net;

@@ -4,8 +4,9 @@
 //!   packets, editor, resend, rules, library): [`state::App`], one message
 //!   enum per area in [`state::Msg`], [`state::update`] → [`state::Effect`]s.
 //!   Plain Rust, unit-tested.
-//! - [`editor`]: the payload editor's hex and escaped-ASCII views; [`filter`]:
-//!   the packet list's display filter; [`procs`]: the process list;
+//! - [`editor`]: the payload editor's hex and escaped-ASCII views (the display
+//!   filter is `pidcap_packet::dfilter`);
+//!   [`procs`]: the process list;
 //!   [`error`]: what failed ([`error::Task`]) and why ([`error::Problem`]).
 //! - [`view`]: the components; they render an `App` and dispatch messages.
 //! - [`runner`]: runs effects (the daemon through `pidcap_api::Client`, the
@@ -18,7 +19,6 @@
 
 pub mod editor;
 pub mod error;
-pub mod filter;
 pub mod procs;
 pub mod runner;
 pub mod server;

@@ -4,7 +4,7 @@
 //! [`VISIBLE_ROWS`] are drawn), selection, and the packets-per-second chart.
 
 use super::{App, Effect, Level};
-use crate::filter::DisplayFilter;
+use pidcap_packet::dfilter::DisplayFilter;
 use pidcap_packet::{CapturedPacket, Direction};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -193,7 +193,7 @@ pub(super) fn update(app: &mut App, msg: PacketsMsg) -> Vec<Effect> {
                     p.filter_error = None;
                     p.refilter();
                 }
-                Err(e) => p.filter_error = Some(e),
+                Err(e) => p.filter_error = Some(e.to_string()),
             }
             p.filter_text = text;
         }

@@ -1,4 +1,5 @@
-//! The packet list's display filter: what the user types in the filter box.
+//! The display filter: what the user types in the packet list's filter box.
+//! A parse error says where in the text it is ([`FilterError`]).
 //!
 //! Space-separated terms, all of which must match (AND):
 //! - `tcp`, `udp`, `icmp`, `icmpv6`, `ip/N`: the protocol;
@@ -13,8 +14,9 @@
 //! - anything else (or `"quoted text"`): text in the payload (ASCII,
 //!   case-insensitive) or in the process name.
 
-use pidcap_packet::net::IpNet;
-use pidcap_packet::{CapturedPacket, Direction, Protocol, TlsLibrary, Verdict};
+use crate::net::IpNet;
+use crate::{CapturedPacket, Direction, Protocol, TlsLibrary, Verdict};
+use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Term {
@@ -32,6 +34,23 @@ pub enum Term {
     Text(String),
 }
 
+/// Why a filter text does not parse, and where: `at` and `len` count
+/// characters (not bytes) of the text given to [`DisplayFilter::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterError {
+    pub at: usize,
+    pub len: usize,
+    pub message: String,
+}
+
+impl fmt::Display for FilterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (at {})", self.message, self.at + 1)
+    }
+}
+
+impl std::error::Error for FilterError {}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DisplayFilter {
     pub terms: Vec<Term>,
@@ -39,10 +58,10 @@ pub struct DisplayFilter {
 
 impl DisplayFilter {
     /// Parse the filter box; an error names the bad term.
-    pub fn parse(s: &str) -> Result<DisplayFilter, String> {
+    pub fn parse(s: &str) -> Result<DisplayFilter, FilterError> {
         let mut terms = Vec::new();
         for word in split_words(s) {
-            terms.push(parse_term(&word)?);
+            terms.push(parse_term(&word).map_err(|message| FilterError { at: 0, len: s.chars().count(), message })?);
         }
         Ok(DisplayFilter { terms })
     }
@@ -146,7 +165,7 @@ fn term_matches(t: &Term, p: &CapturedPacket) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pidcap_packet::{TlsInfo, TlsRecord};
+    use crate::{TlsInfo, TlsRecord};
 
     fn record(library: TlsLibrary, plaintext: &[u8]) -> CapturedPacket {
         CapturedPacket::tls_record(TlsRecord {
@@ -190,7 +209,7 @@ mod tests {
 
     fn pkt(port: u16, payload: &[u8]) -> CapturedPacket {
         let (src, dst) = ("127.0.0.1:5000".parse().unwrap(), format!("10.1.2.3:{port}").parse().unwrap());
-        let data = pidcap_packet::build::build(src, dst, 64, pidcap_packet::build::Transport::Udp, payload).unwrap();
+        let data = crate::build::build(src, dst, 64, crate::build::Transport::Udp, payload).unwrap();
         let len = data.len() as u32;
         CapturedPacket::new(1, 0, 42, "curl".into(), 1, Direction::Outbound, Verdict::Pass, len, data)
     }
@@ -220,8 +239,8 @@ mod tests {
             assert_eq!(DisplayFilter::parse(f).unwrap().matches(&p), want, "{f}");
         }
         assert!(DisplayFilter::parse("port:99999").is_err());
-        assert!(DisplayFilter::parse("tls:schannel").unwrap_err().contains("openssl, gnutls or nss"));
+        assert!(DisplayFilter::parse("tls:schannel").unwrap_err().message.contains("openssl, gnutls or nss"));
         let e = DisplayFilter::parse("10.0.0.0/99").unwrap_err();
-        assert!(e.contains("prefix length `99`"), "{e}");
+        assert!(e.message.contains("prefix length `99`"), "{e}");
     }
 }
