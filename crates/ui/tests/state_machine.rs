@@ -796,3 +796,38 @@ fn export_all_exports_the_library_and_export_shown_the_search() {
     assert!(update(&mut app, LibraryMsg::ExportShown).is_empty(), "the search shows nothing");
     assert_eq!(update(&mut app, LibraryMsg::ExportDpp), vec![Effect::LibraryExportAll]);
 }
+
+fn daemon_state(session: u64, running: bool, filters: Vec<FilterInfo>) -> AppMsg {
+    AppMsg::DaemonState(Box::new(pidcap_api::protocol::State {
+        running,
+        session,
+        settings: None,
+        targets: vec![],
+        names: vec![],
+        stats: Default::default(),
+        oldest_id: None,
+        newest_id: None,
+        filters,
+        subscribers: 1,
+        daemon_pid: 1,
+        protocol: 2,
+    }))
+}
+
+#[test]
+fn a_state_from_before_the_start_does_not_end_the_capture() {
+    let mut app = App::new();
+    let rules = vec![rule(1, 0, "tcp:7001", true)];
+    update(&mut app, daemon_state(0, false, rules.clone()));
+    update(&mut app, started(vec![42])); // session 1
+    // An answer to a get_state sent before the start, arriving after it.
+    update(&mut app, daemon_state(0, false, rules.clone()));
+    assert!(app.capture.running);
+    assert!(!app.rules.offer_clear);
+    assert_eq!(app.notices.iter().filter(|n| n.text.starts_with("Capturing")).count(), 1);
+    // The stop: the capture's own state.
+    update(&mut app, daemon_state(1, false, rules));
+    assert!(!app.capture.running);
+    assert!(app.rules.offer_clear, "the rules still in force are offered for clearing");
+    assert!(app.notices.iter().all(|n| !n.text.starts_with("Capturing")));
+}

@@ -18,6 +18,10 @@ pub struct Capture {
     pub targets: Vec<TargetInfo>,
     /// The daemon's counters (refreshed about once a second).
     pub stats: CaptureStats,
+    // -- workflow (issue 14) --
+    /// The daemon's number of the newest capture this UI knows of: a state
+    /// from before it (an answer overtaken by a start) is ignored.
+    pub session: u64,
 }
 
 /// What happens to the capture.
@@ -119,6 +123,7 @@ pub(super) fn update(app: &mut App, msg: CaptureMsg) -> Vec<Effect> {
         CaptureMsg::Stop => fx.push(Effect::StopCapture),
         CaptureMsg::Started(started) => {
             app.capture.running = true;
+            app.capture.session = app.capture.session.max(started.session);
             app.packets.restart();
             app.tab = Tab::Capture;
             let list = started.targets.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ");

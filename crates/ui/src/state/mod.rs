@@ -323,6 +323,12 @@ impl App {
     }
 
     fn apply_state(&mut self, st: State) {
+        // -- rules after the capture (issue 14) --
+        if st.session < self.capture.session {
+            return; // from before the capture this UI started: overtaken
+        }
+        self.capture.session = st.session;
+        // -- end rules after the capture --
         self.packets.capacity =
             if st.stats.ring_capacity > 0 { st.stats.ring_capacity } else { packets::DEFAULT_CAPACITY };
         // -- rules after the capture (issue 14) --
