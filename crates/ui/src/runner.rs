@@ -199,7 +199,12 @@ impl Runner {
             }
             Effect::LibraryQuery { query, tag } => {
                 let r = self.query_library(&query, tag);
-                self.reply(Task::ReadLibrary, r, |(items, tags, total)| LibraryMsg::Loaded { query, items, tags, total })
+                self.reply(Task::ReadLibrary, r, |(items, tags, total)| LibraryMsg::Loaded {
+                    query,
+                    items,
+                    tags,
+                    total,
+                })
             }
             Effect::LibrarySave { packets, name, description, tags } => {
                 let meta = PacketMeta { name, description, tags };
@@ -249,7 +254,7 @@ impl Runner {
             Effect::LibraryExportAll => {
                 let mut buf = Vec::new();
                 let r = self.library().and_then(|l| l.export_to(&Selection::All, ExportFormat::Dpp, &mut buf));
-                self.reply(Task::ExportLibrary, r, |_| self.download("pidcap-library.dpp", buf))
+                self.reply(Task::ExportLibrary, r, |_| self.download("pidcap-library-all.dpp", buf))
             } // -- end rules, library --
         }
     }

@@ -82,7 +82,7 @@ fn picker_rules_and_notices() {
 
     // 3. Rules: two added, the first moved down in the UI: the daemon's order changes.
     b.tab("filters");
-    for (proto, port) in [("tcp", "7301"), ("udp", "7302")] {
+    for (proto, port) in [("tcp", "7301"), ("udp", "7399")] {
         b.fill("#rule-protocol", proto);
         b.fill("#rule-port", port);
         b.click("#rule-add");
@@ -149,7 +149,7 @@ fn download(stack: &Stack, href: &str) -> Vec<u8> {
 fn dpp_packets(dir: &std::path::Path, name: &str, bytes: &[u8]) -> usize {
     let file = dir.join(format!("{name}.dpp"));
     std::fs::write(&file, bytes).unwrap();
-    let mut lib = pidcap_library::Library::open(&dir.join(format!("{name}.db"))).unwrap();
+    let mut lib = pidcap_library::Library::open(dir.join(format!("{name}.db"))).unwrap();
     lib.import_dpp(&file).unwrap().packet_ids.len()
 }
 
@@ -186,9 +186,23 @@ fn library_export_all_exports_all_and_search_waits_for_a_complete_query() {
                 )
                 .unwrap();
                 let len = data.len() as u32;
-                let p = CapturedPacket::new(i, 1_700_000_000_000_000_000, 42, "t".into(), 7, Direction::Outbound, Verdict::Pass, len, data);
+                let p = CapturedPacket::new(
+                    i,
+                    1_700_000_000_000_000_000,
+                    42,
+                    "t".into(),
+                    7,
+                    Direction::Outbound,
+                    Verdict::Pass,
+                    len,
+                    data,
+                );
                 let name = if i == 3 { "alpha".to_string() } else { format!("entry {i}") };
-                pidcap_library::NewPacket::new(p, &pidcap_library::PacketMeta { name, description: String::new(), tags: vec!["w".into()] }, "test")
+                pidcap_library::NewPacket::new(
+                    p,
+                    &pidcap_library::PacketMeta { name, description: String::new(), tags: vec!["w".into()] },
+                    "test",
+                )
             })
             .collect();
         lib.save_many(&new).unwrap();

@@ -540,7 +540,16 @@ fn the_picker_hides_kernel_threads_until_asked_and_filters_by_sockets_and_ports(
     web.listening = vec![Listen { tcp: true, port: 8080 }];
     let mut idle = proc_info(40, 1, "idle");
     idle.sockets = Some(0);
-    update(&mut app, ProcessesMsg::Loaded(vec![proc_info(1, 0, "init"), kthread(2, "kthreadd"), kthread(3, "kworker/0:1"), web, idle]));
+    update(
+        &mut app,
+        ProcessesMsg::Loaded(vec![
+            proc_info(1, 0, "init"),
+            kthread(2, "kthreadd"),
+            kthread(3, "kworker/0:1"),
+            web,
+            idle,
+        ]),
+    );
     assert_eq!(shown_pids(&app), [1, 30, 40], "kernel threads are hidden by default");
     update(&mut app, ProcessesMsg::SetShowKernel(true));
     assert_eq!(shown_pids(&app), [1, 2, 3, 30, 40]);
@@ -557,7 +566,8 @@ fn the_picker_hides_kernel_threads_until_asked_and_filters_by_sockets_and_ports(
 #[test]
 fn the_picker_sorts_by_any_column_and_shows_a_tree_by_parent() {
     let mut app = App::new();
-    let mut procs = vec![proc_info(1, 0, "init"), proc_info(5, 1, "sshd"), proc_info(9, 5, "bash"), proc_info(7, 1, "cron")];
+    let mut procs =
+        vec![proc_info(1, 0, "init"), proc_info(5, 1, "sshd"), proc_info(9, 5, "bash"), proc_info(7, 1, "cron")];
     procs[3].sockets = Some(4);
     update(&mut app, ProcessesMsg::Loaded(procs));
     assert_eq!(shown_pids(&app), [1, 5, 7, 9], "by pid at first");
@@ -600,7 +610,10 @@ fn a_search_that_hides_a_ticked_row_keeps_it_out_of_the_capture() {
     update(&mut app, ProcessesMsg::SetQuery("beta".into()));
     assert_eq!(app.processes.to_capture(), [20]);
     assert_eq!(app.processes.hidden_selected(), 1);
-    assert_eq!(update(&mut app, CaptureMsg::Start), vec![Effect::StartCapture { pids: vec![20], follow_children: false }]);
+    assert_eq!(
+        update(&mut app, CaptureMsg::Start),
+        vec![Effect::StartCapture { pids: vec![20], follow_children: false }]
+    );
     // Hidden by a toggle is hidden too.
     update(&mut app, ProcessesMsg::SetQuery(String::new()));
     update(&mut app, ProcessesMsg::SetWithSockets(true));
@@ -787,7 +800,10 @@ fn library_search_waits_for_a_complete_term_and_shows_errors_on_enter() {
 #[test]
 fn export_all_exports_the_library_and_export_shown_the_search() {
     let mut app = App::new();
-    update(&mut app, LibraryMsg::Loaded { query: "GET".into(), items: vec![saved(4), saved(7)], tags: vec![], total: 13 });
+    update(
+        &mut app,
+        LibraryMsg::Loaded { query: "GET".into(), items: vec![saved(4), saved(7)], tags: vec![], total: 13 },
+    );
     assert_eq!(update(&mut app, LibraryMsg::ExportDpp), vec![Effect::LibraryExportAll], "all 13, not the 2 shown");
     assert_eq!(update(&mut app, LibraryMsg::ExportShown), vec![Effect::LibraryExportDpp(vec![4, 7])]);
     update(&mut app, LibraryMsg::ToggleChecked(7));
@@ -820,7 +836,7 @@ fn a_state_from_before_the_start_does_not_end_the_capture() {
     let rules = vec![rule(1, 0, "tcp:7001", true)];
     update(&mut app, daemon_state(0, false, rules.clone()));
     update(&mut app, started(vec![42])); // session 1
-    // An answer to a get_state sent before the start, arriving after it.
+                                         // An answer to a get_state sent before the start, arriving after it.
     update(&mut app, daemon_state(0, false, rules.clone()));
     assert!(app.capture.running);
     assert!(!app.rules.offer_clear);

@@ -106,7 +106,10 @@ pub enum RulesMsg {
     Clear,
     // -- reorder, rules after the capture (issue 14) --
     /// Move a rule one place up (earlier: it decides before the others) or down.
-    Move { id: u64, up: bool },
+    Move {
+        id: u64,
+        up: bool,
+    },
     /// "Keep them": the end-of-capture offer is answered without clearing.
     KeepAfterCapture,
     /// "Clear them": the end-of-capture offer is taken.
@@ -140,13 +143,7 @@ impl Rules {
         let r = &self.filters[from];
         // Up: the copy goes before the rule above; down: after the rule below.
         let insert_at = if up { to } else { to + 1 };
-        Some(Effect::MoveFilter {
-            id,
-            spec: r.spec.clone(),
-            action: r.rule.action,
-            enabled: r.rule.enabled,
-            insert_at,
-        })
+        Some(Effect::MoveFilter { id, spec: r.spec.clone(), action: r.rule.action, enabled: r.rule.enabled, insert_at })
     }
 
     fn update(&mut self, msg: RulesMsg) -> Vec<Effect> {
