@@ -38,7 +38,7 @@ pub enum SortKey {
 }
 
 /// The list refreshes every this many ticks (seconds) while the Processes tab is shown.
-pub const REFRESH_TICKS: u32 = 2;
+pub const REFRESH_TICKS: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Processes {
