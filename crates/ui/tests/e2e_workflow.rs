@@ -73,6 +73,42 @@ fn picker_rules_and_notices() {
     assert_eq!(label, format!("Capture 1 selected (pid {})", t.pid()), "the button says what will be captured");
     assert!(b.text("#proc-hidden-ticked").starts_with("1 ticked process hidden"), "{}", b.text("#proc-hidden-ticked"));
     b.screenshot("workflow-2-hidden-tick");
+    // Sorted by a column, both ways; as a tree, the target under its parent (this test).
+    b.fill("#proc-search", "");
+    let pids = || -> Vec<u64> {
+        let v = b.js(
+            "return [...document.querySelectorAll('.procs tr[data-pid]')].map(r => Number(r.dataset.pid))",
+            json!([]),
+        );
+        v.as_array().map(|a| a.iter().filter_map(|p| p.as_u64()).collect()).unwrap_or_default()
+    };
+    let sorted = |desc: bool| {
+        let p = pids();
+        p.len() > 1 && p.windows(2).all(|w| if desc { w[0] > w[1] } else { w[0] < w[1] })
+    };
+    wait_for("the list by pid", STEP, || sorted(false).then_some(()));
+    b.click("#proc-sort-pid");
+    wait_for("the list by pid, highest first", STEP, || sorted(true).then_some(()));
+    b.click("#proc-sort-pid");
+    wait_for("the list by pid again", STEP, || sorted(false).then_some(()));
+    b.click("#proc-tree");
+    b.wait_value("#proc-tree", "true");
+    let me = std::process::id();
+    wait_for("the target under this test in the tree", STEP, || {
+        let rows = b.js(
+            "return [...document.querySelectorAll('.procs tr[data-pid]')].map(r => [Number(r.dataset.pid), Number(r.dataset.depth)])",
+            json!([]),
+        );
+        let rows: Vec<(u64, u64)> =
+            rows.as_array()?.iter().filter_map(|r| Some((r[0].as_u64()?, r[1].as_u64()?))).collect();
+        let parent = rows.iter().position(|r| r.0 == u64::from(me))?;
+        let child = rows.iter().position(|r| r.0 == u64::from(t.pid()))?;
+        (child > parent && rows[child].1 == rows[parent].1 + 1).then_some(())
+    });
+    b.screenshot("workflow-2b-tree");
+    b.click("#proc-tree");
+    b.wait_value("#proc-tree", "false");
+    b.fill("#proc-search", "status-b.log");
     b.click("#start-capture");
     wait_for("the capture", STEP, || b.text("#status").contains("capturing").then_some(()));
     let targets: Vec<u32> = daemon(&stack).get_state().unwrap().targets.iter().map(|t| t.pid).collect();

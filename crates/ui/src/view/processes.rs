@@ -86,7 +86,7 @@ pub(super) fn processes_tab(app: &App, d: D) -> Element {
                                 };
                                 let indent = format!("padding-left: {}px", 6 + r.depth * 14);
                                 rsx! {
-                                    tr { key: "{q.pid}-{q.start}", class: "{class}", "data-pid": "{q.pid}", "data-kernel": "{q.kernel}",
+                                    tr { key: "{q.pid}-{q.start}", class: "{class}", "data-pid": "{q.pid}", "data-kernel": "{q.kernel}", "data-depth": "{r.depth}",
                                         onclick: { let pid = q.pid; move |_| d.call(ProcessesMsg::Toggle(pid)) },
                                         td { input { r#type: "checkbox", checked: sel } }
                                         td { "{q.pid}" }
