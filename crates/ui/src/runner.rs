@@ -245,7 +245,13 @@ impl Runner {
             Effect::MoveFilter { id, spec, action, enabled, insert_at } => self.filters(Task::ChangeRule, |c| {
                 // The copy first, then the rule: it stays in force throughout.
                 let copy = c.add_filter(&spec, action, Some(insert_at))?;
-                let mut list = c.remove_filter(id)?;
+                let mut list = match c.remove_filter(id) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = c.remove_filter(copy.id); // no duplicate left behind
+                        return Err(e);
+                    }
+                };
                 if !enabled {
                     list = c.set_filter_enabled(copy.id, false)?;
                 }

@@ -646,7 +646,7 @@ fn rule(id: u64, index: usize, spec: &str, enabled: bool) -> FilterInfo {
 fn rules_move_up_and_down_by_a_copy_at_the_new_place() {
     let mut app = App::new();
     let list = vec![rule(1, 0, "tcp:1", true), rule(2, 1, "tcp:2", false), rule(3, 2, "tcp:3", true)];
-    update(&mut app, RulesMsg::Changed(list));
+    update(&mut app, RulesMsg::Changed(list.clone()));
     assert!(update(&mut app, RulesMsg::Move { id: 1, up: true }).is_empty(), "the first cannot go up");
     assert!(update(&mut app, RulesMsg::Move { id: 3, up: false }).is_empty(), "the last cannot go down");
     let moved = |spec: &str, enabled, insert_at| Effect::MoveFilter {
@@ -659,8 +659,16 @@ fn rules_move_up_and_down_by_a_copy_at_the_new_place() {
     let spec2 = app.rules.filters[1].spec.clone();
     // Up: the copy goes before rule 1 (index 0); down: after rule 3 (index 3, the rule still in the list).
     assert_eq!(update(&mut app, RulesMsg::Move { id: 2, up: true }), vec![moved(&spec2, false, 0)]);
+    assert!(app.rules.moving);
+    assert!(update(&mut app, RulesMsg::Move { id: 2, up: false }).is_empty(), "one move at a time");
+    // The daemon's answer (or a failure) ends the move.
+    update(&mut app, RulesMsg::Changed(list.clone()));
+    assert!(!app.rules.moving);
     assert_eq!(update(&mut app, RulesMsg::Move { id: 2, up: false }), vec![moved(&spec2, false, 3)]);
+    update(&mut app, AppMsg::Failed { task: Task::ChangeRule, error: process_gone() });
+    assert!(!app.rules.moving);
     assert!(update(&mut app, RulesMsg::Move { id: 99, up: true }).is_empty());
+    assert!(!app.rules.moving);
 }
 
 #[test]

@@ -403,13 +403,14 @@ fn update_app(app: &mut App, msg: AppMsg) -> Vec<Effect> {
             match task {
                 Task::AddRule => app.rules.form.error = Some(error.to_string()),
                 Task::Resend => app.resend.failed(&error),
-                // -- library search (issue 14) --
+                // -- rules, library search (issue 14) --
+                Task::ChangeRule => app.rules.moving = false,
                 // A query the library cannot read is the search box's error, not a notice.
                 Task::ReadLibrary if library::is_query_error(&error) => {
                     app.library.search_error = Some(error.to_string());
                     return fx;
                 }
-                // -- end library search --
+                // -- end rules, library search --
                 _ => {}
             }
             app.notify(Level::Error, format!("Could not {task}: {error}"));

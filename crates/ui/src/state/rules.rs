@@ -20,6 +20,9 @@ pub struct Rules {
     /// A capture ended with these rules in the daemon: the UI says they are
     /// still in force and offers to clear them.
     pub offer_clear: bool,
+    /// A move was sent and the daemon's list has not come back yet: further
+    /// moves wait (one computed from the old list would name a removed rule).
+    pub moving: bool,
 }
 
 /// The add-rule form.
@@ -163,12 +166,20 @@ impl Rules {
             },
             RulesMsg::Changed(list) => {
                 self.filters = list;
+                self.moving = false;
                 self.forget_offer_when_empty();
             }
             RulesMsg::SetEnabled(id, en) => return vec![Effect::SetFilterEnabled(id, en)],
             RulesMsg::Remove(id) => return vec![Effect::RemoveFilter(id)],
             RulesMsg::Clear => return vec![Effect::ClearFilters],
-            RulesMsg::Move { id, up } => return self.move_effect(id, up).into_iter().collect(),
+            RulesMsg::Move { id, up } => {
+                if self.moving {
+                    return Vec::new();
+                }
+                let fx: Vec<Effect> = self.move_effect(id, up).into_iter().collect();
+                self.moving = !fx.is_empty();
+                return fx;
+            }
             RulesMsg::KeepAfterCapture => self.offer_clear = false,
             RulesMsg::ClearAfterCapture => {
                 self.offer_clear = false;

@@ -37,9 +37,9 @@ pub(super) fn filters_tab(app: &App, d: D) -> Element {
                         span { key: "{id}", class: "{class}", "data-rule": "{r.spec}",
                             "#{r.index} {r.spec}"
                             b { title: "hits", "{r.hits} hits" }
-                            button { class: "rule-up", title: "move up: decide before the rule above (its hit count restarts)", disabled: first,
+                            button { class: "rule-up", title: "move up: decide before the rule above (its hit count restarts)", disabled: first || app.rules.moving,
                                 onclick: move |_| d.call(RulesMsg::Move { id, up: true }), "▲" }
-                            button { class: "rule-down", title: "move down: decide after the rule below (its hit count restarts)", disabled: last,
+                            button { class: "rule-down", title: "move down: decide after the rule below (its hit count restarts)", disabled: last || app.rules.moving,
                                 onclick: move |_| d.call(RulesMsg::Move { id, up: false }), "▼" }
                             button { title: if en { "disable" } else { "enable" }, onclick: move |_| d.call(RulesMsg::SetEnabled(id, !en)), if en { "off" } else { "on" } }
                             button { title: "remove", onclick: move |_| d.call(RulesMsg::Remove(id)), "✕" }
