@@ -199,7 +199,12 @@ impl Runner {
             }
             Effect::LibraryQuery { query, tag } => {
                 let r = self.query_library(&query, tag);
-                self.reply(Task::ReadLibrary, r, |(items, tags)| LibraryMsg::Loaded { query, items, tags })
+                self.reply(Task::ReadLibrary, r, |(items, tags, total)| LibraryMsg::Loaded {
+                    query,
+                    items,
+                    tags,
+                    total,
+                })
             }
             Effect::LibrarySave { packets, name, description, tags } => {
                 let meta = PacketMeta { name, description, tags };
@@ -236,6 +241,27 @@ impl Runner {
                 let r = pcapng(&packets);
                 self.reply(Task::ExportPcapng, r, |bytes| self.download("pidcap-selection.pcapng", bytes))
             }
+            // -- rules, library (issue 14) --
+            Effect::MoveFilter { id, spec, action, enabled, insert_at } => self.filters(Task::ChangeRule, |c| {
+                // The copy first, then the rule: it stays in force throughout.
+                let copy = c.add_filter(&spec, action, Some(insert_at))?;
+                let mut list = match c.remove_filter(id) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = c.remove_filter(copy.id); // no duplicate left behind
+                        return Err(e);
+                    }
+                };
+                if !enabled {
+                    list = c.set_filter_enabled(copy.id, false)?;
+                }
+                Ok(list.filters)
+            }),
+            Effect::LibraryExportAll => {
+                let mut buf = Vec::new();
+                let r = self.library().and_then(|l| l.export_to(&Selection::All, ExportFormat::Dpp, &mut buf));
+                self.reply(Task::ExportLibrary, r, |_| self.download("pidcap-library-all.dpp", buf))
+            } // -- end rules, library --
         }
     }
 
@@ -254,7 +280,7 @@ impl Runner {
         &self,
         query: &str,
         tag: Option<String>,
-    ) -> Result<(Vec<SavedPacket>, Vec<TagCount>), LibraryError> {
+    ) -> Result<(Vec<SavedPacket>, Vec<TagCount>, u64), LibraryError> {
         let lib = self.library()?;
         let filter = Filter { tag, ..Filter::default() };
         let items = if query.trim().is_empty() {
@@ -262,7 +288,7 @@ impl Runner {
         } else {
             lib.search(query, &filter, 500)?.into_iter().map(|h| h.packet).collect()
         };
-        Ok((items, lib.tags()?))
+        Ok((items, lib.tags()?, lib.count(&Filter::default())?))
     }
 
     /// Start `command` (`/bin/sh -c`, stdin from /dev/null) held before it

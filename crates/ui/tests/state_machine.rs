@@ -7,10 +7,15 @@ use pidcap_packet::build::{build, flags, TcpFields, Transport};
 use pidcap_packet::{CapturedPacket, Direction, TlsInfo, TlsLibrary, TlsRecord, Verdict};
 use pidcap_resend::{EndReason, Mode, TlsOptions};
 use pidcap_ui::error::{Problem, Task};
+use pidcap_ui::procs::{Listen, ProcInfo};
 use pidcap_ui::state::{
     update, App, AppMsg, CaptureMsg, EditorMsg, Effect, LibraryMsg, PacketsMsg, ProcessesMsg, ResendMsg, RulesMsg, Tab,
     VISIBLE_ROWS,
 };
+// -- workflow (issue 14) --
+use pidcap_library::{LibraryError, SavedPacket};
+use pidcap_ui::state::library::typed_so_far;
+use pidcap_ui::state::{Level, SortKey, INFO_TICKS, REFRESH_TICKS};
 use std::sync::Arc;
 
 /// A captured packet from 127.0.0.1:40000 to `dst` (built by pidcap_packet::build).
@@ -48,6 +53,21 @@ fn arrived(packets: Vec<CapturedPacket>) -> PacketsMsg {
     PacketsMsg::Arrived(packets.into_iter().map(Arc::new).collect())
 }
 
+/// A user process with one socket, started at tick `pid * 10`.
+fn proc_info(pid: u32, ppid: u32, name: &str) -> ProcInfo {
+    ProcInfo {
+        pid,
+        ppid,
+        start: u64::from(pid) * 10,
+        name: name.into(),
+        user: "root".into(),
+        sockets: Some(1),
+        listening: vec![],
+        cmdline: format!("/usr/bin/{name}"),
+        kernel: false,
+    }
+}
+
 fn started(targets: Vec<u32>) -> CaptureMsg {
     CaptureMsg::Started(Started { session: 1, first_id: 1, targets })
 }
@@ -69,6 +89,7 @@ fn init_asks_for_everything() {
 #[test]
 fn capture_needs_a_process_and_starts_with_the_picked_ones() {
     let mut app = App::new();
+    update(&mut app, ProcessesMsg::Loaded(vec![proc_info(10, 1, "a"), proc_info(20, 1, "b")]));
     assert!(update(&mut app, CaptureMsg::Start).is_empty());
     assert!(app.notices.last().unwrap().text.contains("Pick at least one process"));
     update(&mut app, ProcessesMsg::Toggle(10));
@@ -500,4 +521,337 @@ fn the_capture_view_names_each_targets_tls_library_or_says_it_has_none_and_count
     );
     assert!(notices[1].text.contains("GnuTLS"), "{}", notices[1].text);
     assert_eq!((app.capture.stats.kernel.tls_records, app.capture.stats.kernel.tls_dropped), (5, 1));
+}
+
+// -- workflow (issue 14): process picker, rules, notices, stale state, library --
+
+fn kthread(pid: u32, name: &str) -> ProcInfo {
+    ProcInfo { kernel: true, sockets: Some(0), cmdline: String::new(), ..proc_info(pid, 2, name) }
+}
+
+fn shown_pids(app: &App) -> Vec<u32> {
+    app.processes.visible().iter().map(|p| p.pid).collect()
+}
+
+#[test]
+fn the_picker_hides_kernel_threads_until_asked_and_filters_by_sockets_and_ports() {
+    let mut app = App::new();
+    let mut web = proc_info(30, 1, "web");
+    web.listening = vec![Listen { tcp: true, port: 8080 }];
+    let mut idle = proc_info(40, 1, "idle");
+    idle.sockets = Some(0);
+    update(
+        &mut app,
+        ProcessesMsg::Loaded(vec![
+            proc_info(1, 0, "init"),
+            kthread(2, "kthreadd"),
+            kthread(3, "kworker/0:1"),
+            web,
+            idle,
+        ]),
+    );
+    assert_eq!(shown_pids(&app), [1, 30, 40], "kernel threads are hidden by default");
+    update(&mut app, ProcessesMsg::SetShowKernel(true));
+    assert_eq!(shown_pids(&app), [1, 2, 3, 30, 40]);
+    update(&mut app, ProcessesMsg::SetShowKernel(false));
+    update(&mut app, ProcessesMsg::SetWithSockets(true));
+    assert_eq!(shown_pids(&app), [1, 30], "with sockets only");
+    update(&mut app, ProcessesMsg::SetWithSockets(false));
+    update(&mut app, ProcessesMsg::SetQuery("8080".into()));
+    assert_eq!(shown_pids(&app), [30], "a listening port is searchable");
+    update(&mut app, ProcessesMsg::SetQuery("tcp/8080".into()));
+    assert_eq!(shown_pids(&app), [30]);
+}
+
+#[test]
+fn the_picker_sorts_by_any_column_and_shows_a_tree_by_parent() {
+    let mut app = App::new();
+    let mut procs =
+        vec![proc_info(1, 0, "init"), proc_info(5, 1, "sshd"), proc_info(9, 5, "bash"), proc_info(7, 1, "cron")];
+    procs[3].sockets = Some(4);
+    update(&mut app, ProcessesMsg::Loaded(procs));
+    assert_eq!(shown_pids(&app), [1, 5, 7, 9], "by pid at first");
+    update(&mut app, ProcessesMsg::SortBy(SortKey::Name));
+    assert_eq!(shown_pids(&app), [9, 7, 1, 5], "bash cron init sshd");
+    update(&mut app, ProcessesMsg::SortBy(SortKey::Name));
+    assert_eq!(shown_pids(&app), [5, 1, 7, 9], "again: the other way");
+    update(&mut app, ProcessesMsg::SortBy(SortKey::Sockets));
+    assert_eq!(shown_pids(&app)[3], 7, "most sockets last");
+    update(&mut app, ProcessesMsg::SortBy(SortKey::Pid));
+    update(&mut app, ProcessesMsg::SetTree(true));
+    let rows: Vec<(u32, usize)> = app.processes.rows().iter().map(|r| (r.proc.pid, r.depth)).collect();
+    assert_eq!(rows, [(1, 0), (5, 1), (9, 2), (7, 1)], "children under their parent, siblings sorted");
+    // A shown process whose parent is hidden is a root.
+    update(&mut app, ProcessesMsg::SetQuery("bash".into()));
+    let rows: Vec<(u32, usize)> = app.processes.rows().iter().map(|r| (r.proc.pid, r.depth)).collect();
+    assert_eq!(rows, [(9, 0)]);
+}
+
+#[test]
+fn a_tick_stays_on_its_process_across_refreshes_and_goes_with_it() {
+    let mut app = App::new();
+    update(&mut app, ProcessesMsg::Loaded(vec![proc_info(10, 1, "a"), proc_info(20, 1, "b")]));
+    update(&mut app, ProcessesMsg::Toggle(10));
+    update(&mut app, ProcessesMsg::Toggle(20));
+    // A refresh: 10 is the same process, 20's pid now names another one (another start time).
+    let mut reused = proc_info(20, 1, "other");
+    reused.start = 999;
+    update(&mut app, ProcessesMsg::Loaded(vec![proc_info(30, 1, "c"), proc_info(10, 1, "a"), reused]));
+    assert_eq!(app.processes.to_capture(), [10], "the reused pid is not ticked");
+    assert_eq!(app.processes.selected.len(), 1);
+}
+
+#[test]
+fn a_search_that_hides_a_ticked_row_keeps_it_out_of_the_capture() {
+    let mut app = App::new();
+    update(&mut app, ProcessesMsg::Loaded(vec![proc_info(10, 1, "alpha"), proc_info(20, 1, "beta")]));
+    update(&mut app, ProcessesMsg::Toggle(10));
+    update(&mut app, ProcessesMsg::Toggle(20));
+    update(&mut app, ProcessesMsg::SetQuery("beta".into()));
+    assert_eq!(app.processes.to_capture(), [20]);
+    assert_eq!(app.processes.hidden_selected(), 1);
+    assert_eq!(
+        update(&mut app, CaptureMsg::Start),
+        vec![Effect::StartCapture { pids: vec![20], follow_children: false }]
+    );
+    // Hidden by a toggle is hidden too.
+    update(&mut app, ProcessesMsg::SetQuery(String::new()));
+    update(&mut app, ProcessesMsg::SetWithSockets(true));
+    assert_eq!(app.processes.to_capture(), [10, 20]);
+    update(&mut app, ProcessesMsg::ClearSelection);
+    assert!(app.processes.selected.is_empty());
+    assert!(update(&mut app, CaptureMsg::Start).is_empty());
+}
+
+#[test]
+fn the_process_list_refreshes_on_the_tick_while_its_tab_is_shown() {
+    let mut app = App::new();
+    let tick = |app: &mut App| update(app, AppMsg::Tick { now_ns: 1 }).contains(&Effect::ListProcesses);
+    let refreshes = |app: &mut App| (0..REFRESH_TICKS * 3).filter(|_| tick(app)).count();
+    assert_eq!(refreshes(&mut app), 3);
+    update(&mut app, ProcessesMsg::SetAutoRefresh(false));
+    assert_eq!(refreshes(&mut app), 0);
+    update(&mut app, ProcessesMsg::SetAutoRefresh(true));
+    update(&mut app, AppMsg::SetTab(Tab::Capture));
+    assert_eq!(refreshes(&mut app), 0, "not while another tab is shown");
+}
+
+fn rule(id: u64, index: usize, spec: &str, enabled: bool) -> FilterInfo {
+    let mut rule = Rule::parse_spec(spec, RuleAction::Block).unwrap();
+    rule.enabled = enabled;
+    FilterInfo { id, index, spec: rule.spec(), rule, hits: 0 }
+}
+
+#[test]
+fn rules_move_up_and_down_by_a_copy_at_the_new_place() {
+    let mut app = App::new();
+    let list = vec![rule(1, 0, "tcp:1", true), rule(2, 1, "tcp:2", false), rule(3, 2, "tcp:3", true)];
+    update(&mut app, RulesMsg::Changed(list.clone()));
+    assert!(update(&mut app, RulesMsg::Move { id: 1, up: true }).is_empty(), "the first cannot go up");
+    assert!(update(&mut app, RulesMsg::Move { id: 3, up: false }).is_empty(), "the last cannot go down");
+    let moved = |spec: &str, enabled, insert_at| Effect::MoveFilter {
+        id: 2,
+        spec: spec.into(),
+        action: RuleAction::Block,
+        enabled,
+        insert_at,
+    };
+    let spec2 = app.rules.filters[1].spec.clone();
+    // Up: the copy goes before rule 1 (index 0); down: after rule 3 (index 3, the rule still in the list).
+    assert_eq!(update(&mut app, RulesMsg::Move { id: 2, up: true }), vec![moved(&spec2, false, 0)]);
+    assert!(app.rules.moving);
+    assert!(update(&mut app, RulesMsg::Move { id: 2, up: false }).is_empty(), "one move at a time");
+    // The daemon's answer (or a failure) ends the move.
+    update(&mut app, RulesMsg::Changed(list.clone()));
+    assert!(!app.rules.moving);
+    assert_eq!(update(&mut app, RulesMsg::Move { id: 2, up: false }), vec![moved(&spec2, false, 3)]);
+    update(&mut app, AppMsg::Failed { task: Task::ChangeRule, error: process_gone() });
+    assert!(!app.rules.moving);
+    assert!(update(&mut app, RulesMsg::Move { id: 99, up: true }).is_empty());
+    assert!(!app.rules.moving);
+}
+
+#[test]
+fn when_a_capture_ends_the_rules_still_in_force_are_offered_for_clearing() {
+    let mut app = App::new();
+    update(&mut app, started(vec![42]));
+    let stats = app.capture.stats;
+    // No rules: nothing to offer.
+    update(&mut app, CaptureMsg::Counters { stats, running: false });
+    assert!(!app.rules.offer_clear);
+    update(&mut app, started(vec![42]));
+    update(&mut app, RulesMsg::Changed(vec![rule(1, 0, "tcp:7001", true)]));
+    update(&mut app, CaptureMsg::Counters { stats, running: false });
+    assert!(app.rules.offer_clear);
+    assert_eq!(update(&mut app, RulesMsg::ClearAfterCapture), vec![Effect::ClearFilters]);
+    assert!(!app.rules.offer_clear);
+    // Kept: the offer goes, the rules stay.
+    update(&mut app, started(vec![42]));
+    update(&mut app, CaptureMsg::Counters { stats, running: false });
+    assert!(app.rules.offer_clear);
+    assert!(update(&mut app, RulesMsg::KeepAfterCapture).is_empty());
+    assert!(!app.rules.offer_clear);
+    assert_eq!(app.rules.filters.len(), 1);
+    // Cleared elsewhere (the daemon's list is empty): the offer goes by itself; a new capture ends it too.
+    update(&mut app, started(vec![42]));
+    update(&mut app, CaptureMsg::Counters { stats, running: false });
+    update(&mut app, RulesMsg::Changed(vec![]));
+    assert!(!app.rules.offer_clear);
+    update(&mut app, RulesMsg::Changed(vec![rule(1, 0, "tcp:7001", true)]));
+    update(&mut app, CaptureMsg::Counters { stats, running: false });
+    assert!(!app.rules.offer_clear, "not running: nothing ended");
+}
+
+#[test]
+fn information_fades_errors_stay_and_a_notice_goes_when_it_stops_being_true() {
+    let mut app = App::new();
+    update(&mut app, AppMsg::Failed { task: Task::StartCapture, error: process_gone() });
+    update(&mut app, LibraryMsg::Saved(1));
+    assert_eq!(app.notices.len(), 2);
+    for _ in 0..INFO_TICKS {
+        update(&mut app, AppMsg::Tick { now_ns: 1 });
+    }
+    assert_eq!(app.notices.len(), 1, "the information is gone");
+    assert_eq!(app.notices[0].level, Level::Error, "the error stays until dismissed");
+    let id = app.notices[0].id;
+    update(&mut app, AppMsg::DismissNotice(id));
+    // "Capturing process N." lasts as long as the capture, whatever the ticks.
+    update(&mut app, started(vec![42]));
+    for _ in 0..INFO_TICKS * 2 {
+        update(&mut app, AppMsg::Tick { now_ns: 1 });
+    }
+    assert_eq!(app.notices.iter().map(|n| n.text.as_str()).collect::<Vec<_>>(), ["Capturing process 42."]);
+    let stats = app.capture.stats;
+    update(&mut app, CaptureMsg::Counters { stats, running: false });
+    assert!(app.notices.is_empty(), "{:?}", app.notices);
+    // "Pick a process" goes once one is ticked.
+    update(&mut app, ProcessesMsg::Loaded(vec![proc_info(10, 1, "a")]));
+    update(&mut app, CaptureMsg::Start);
+    assert_eq!(app.notices.len(), 1);
+    update(&mut app, ProcessesMsg::Toggle(10));
+    assert!(app.notices.is_empty());
+    // "Type a command" goes once one is typed.
+    update(&mut app, CaptureMsg::Run);
+    assert_eq!(app.notices.len(), 1);
+    update(&mut app, ProcessesMsg::SetRunCommand("curl".into()));
+    assert!(app.notices.is_empty());
+}
+
+#[test]
+fn a_new_capture_clears_the_old_display_filter_and_closes_the_old_packets_editor() {
+    let mut app = App::new();
+    update(&mut app, started(vec![42]));
+    update(&mut app, arrived(vec![udp(1, 53, Direction::Outbound, b"old")]));
+    update(&mut app, PacketsMsg::SetFilter("tcp".into()));
+    update(&mut app, PacketsMsg::Select { id: 1, extend: false });
+    update(&mut app, EditorMsg::Open);
+    assert!(app.editor.is_some());
+    update(&mut app, started(vec![43]));
+    assert_eq!(app.packets.filter_text, "");
+    update(&mut app, arrived(vec![udp(2, 53, Direction::Outbound, b"new")]));
+    assert_eq!(app.packets.shown.len(), 1, "the new packet is shown");
+    assert!(app.editor.is_none());
+    let said: Vec<&str> = app.notices.iter().map(|n| n.text.as_str()).collect();
+    assert!(
+        said.contains(&"New capture: the display filter \"tcp\" was cleared, the editor of packet #1 was closed."),
+        "{said:?}"
+    );
+    // Nothing to reset: nothing said.
+    let before = app.notices.len();
+    update(&mut app, started(vec![44]));
+    assert!(!app.notices.iter().skip(before).any(|n| n.text.starts_with("New capture")));
+}
+
+fn saved(id: i64) -> SavedPacket {
+    SavedPacket {
+        id,
+        name: format!("p{id}"),
+        description: String::new(),
+        tags: vec![],
+        saved_at_ns: 0,
+        source: "ui".into(),
+        synthesized: false,
+        packet: udp(id as u64, 53, Direction::Outbound, b"x"),
+    }
+}
+
+#[test]
+fn library_search_waits_for_a_complete_term_and_shows_errors_on_enter() {
+    assert_eq!(typed_so_far("tag:"), "");
+    assert_eq!(typed_so_far("GET tag:"), "GET");
+    assert_eq!(typed_so_far("GET tag:web"), "GET tag:web");
+    assert_eq!(typed_so_far(" hex: "), "");
+    let mut app = App::new();
+    let q = |query: &str| vec![Effect::LibraryQuery { query: query.into(), tag: None }];
+    assert_eq!(update(&mut app, LibraryMsg::SetQuery("tag:".into())), q(""));
+    assert_eq!(update(&mut app, LibraryMsg::SetQuery("tag:w".into())), q("tag:w"));
+    // The library refuses a query: no notice, no error shown while typing.
+    let refused = || Problem::from(LibraryError::Invalid("nothing to search for in \"tag:\"".into()));
+    update(&mut app, LibraryMsg::SetQuery("tag:".into()));
+    update(&mut app, AppMsg::Failed { task: Task::ReadLibrary, error: refused() });
+    assert!(app.notices.is_empty());
+    assert_eq!(app.library.shown_error(), None);
+    // Enter: the text as typed is searched for, and its error shown.
+    assert_eq!(update(&mut app, LibraryMsg::Submit), q("tag:"));
+    update(&mut app, AppMsg::Failed { task: Task::ReadLibrary, error: refused() });
+    assert!(app.library.shown_error().unwrap().contains("nothing to search for"));
+    // Typing again hides it; an answer clears it.
+    update(&mut app, LibraryMsg::SetQuery("tag:x".into()));
+    assert_eq!(app.library.shown_error(), None);
+    update(&mut app, LibraryMsg::Loaded { query: "tag:x".into(), items: vec![], tags: vec![], total: 3 });
+    assert_eq!(app.library.search_error, None);
+    // Another library failure is still a notice.
+    update(&mut app, AppMsg::Failed { task: Task::SaveLibrary, error: refused() });
+    assert_eq!(app.notices.len(), 1);
+}
+
+#[test]
+fn export_all_exports_the_library_and_export_shown_the_search() {
+    let mut app = App::new();
+    update(
+        &mut app,
+        LibraryMsg::Loaded { query: "GET".into(), items: vec![saved(4), saved(7)], tags: vec![], total: 13 },
+    );
+    assert_eq!(update(&mut app, LibraryMsg::ExportDpp), vec![Effect::LibraryExportAll], "all 13, not the 2 shown");
+    assert_eq!(update(&mut app, LibraryMsg::ExportShown), vec![Effect::LibraryExportDpp(vec![4, 7])]);
+    update(&mut app, LibraryMsg::ToggleChecked(7));
+    assert_eq!(update(&mut app, LibraryMsg::ExportDpp), vec![Effect::LibraryExportDpp(vec![7])]);
+    update(&mut app, LibraryMsg::Loaded { query: "none".into(), items: vec![], tags: vec![], total: 13 });
+    assert!(update(&mut app, LibraryMsg::ExportShown).is_empty(), "the search shows nothing");
+    assert_eq!(update(&mut app, LibraryMsg::ExportDpp), vec![Effect::LibraryExportAll]);
+}
+
+fn daemon_state(session: u64, running: bool, filters: Vec<FilterInfo>) -> AppMsg {
+    AppMsg::DaemonState(Box::new(pidcap_api::protocol::State {
+        running,
+        session,
+        settings: None,
+        targets: vec![],
+        names: vec![],
+        stats: Default::default(),
+        oldest_id: None,
+        newest_id: None,
+        filters,
+        subscribers: 1,
+        daemon_pid: 1,
+        protocol: 2,
+    }))
+}
+
+#[test]
+fn a_state_from_before_the_start_does_not_end_the_capture() {
+    let mut app = App::new();
+    let rules = vec![rule(1, 0, "tcp:7001", true)];
+    update(&mut app, daemon_state(0, false, rules.clone()));
+    update(&mut app, started(vec![42])); // session 1
+                                         // An answer to a get_state sent before the start, arriving after it.
+    update(&mut app, daemon_state(0, false, rules.clone()));
+    assert!(app.capture.running);
+    assert!(!app.rules.offer_clear);
+    assert_eq!(app.notices.iter().filter(|n| n.text.starts_with("Capturing")).count(), 1);
+    // The stop: the capture's own state.
+    update(&mut app, daemon_state(1, false, rules));
+    assert!(!app.capture.running);
+    assert!(app.rules.offer_clear, "the rules still in force are offered for clearing");
+    assert!(app.notices.iter().all(|n| !n.text.starts_with("Capturing")));
 }

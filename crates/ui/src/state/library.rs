@@ -1,6 +1,12 @@
 //! The packet library: saving the selected packets (as the editor shows
 //! them), searching and tag chips, editing an entry's name, description and
 //! tags, deleting, `.dpp` export and import, and the files ready to download.
+//!
+//! Search as you type: an incomplete last term (`tag:`, `name:`, `hex:`) is
+//! not sent until something follows it, and a query the library refuses is
+//! shown under the box only once Enter is pressed ([`LibraryMsg::Submit`]).
+//! Export: "Export all" is the whole library, "Export shown" the search's
+//! result, "Export N checked" the ticked entries.
 
 use super::{App, Effect, Level};
 use pidcap_library::{SavedPacket, TagCount};
@@ -54,6 +60,13 @@ pub struct Library {
     pub downloads: Vec<Download>,
     /// The search text `items` answer (None until the first answer).
     pub listed: Option<String>,
+    // -- library (issue 14) --
+    /// Entries in the whole library (as of the last answer).
+    pub total: u64,
+    /// Why the library refused the search text (shown once Enter is pressed).
+    pub search_error: Option<String>,
+    /// Enter was pressed since the search box last changed.
+    pub submitted: bool,
 }
 
 /// What happens to the library.
@@ -75,6 +88,8 @@ pub enum LibraryMsg {
         query: String,
         items: Vec<SavedPacket>,
         tags: Vec<TagCount>,
+        /// Entries in the whole library.
+        total: u64,
     },
     ToggleChecked(i64),
     /// Open an entry for editing.
@@ -85,8 +100,13 @@ pub enum LibraryMsg {
     SaveEdit,
     Close,
     Delete(Vec<i64>),
-    /// Export the ticked entries (all when none) to `.dpp`.
+    /// Export the ticked entries to `.dpp`; none ticked: the whole library.
     ExportDpp,
+    // -- library (issue 14) --
+    /// Export the entries the search shows to `.dpp`.
+    ExportShown,
+    /// Enter in the search box: search for the text as typed, and show why not.
+    Submit,
     /// A file is ready to download.
     DownloadReady(Download),
     /// A file was imported (by the upload route): refresh, say so.
@@ -97,10 +117,35 @@ pub fn split_tags(s: &str) -> Vec<String> {
     s.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect()
 }
 
+/// The search text without an incomplete last term (`tag:`, `name:`,
+/// `hex:`: a column prefix with nothing after it yet), as sent while typing.
+pub fn typed_so_far(query: &str) -> String {
+    let q = query.trim();
+    match q.rsplit_once(char::is_whitespace) {
+        Some((before, last)) if incomplete(last) => before.trim_end().to_string(),
+        None if incomplete(q) => String::new(),
+        _ => q.to_string(),
+    }
+}
+
+fn incomplete(term: &str) -> bool {
+    term.ends_with(':') || term == "0x" || term == "*"
+}
+
+/// Is this failure the library refusing the search text (not the library failing)?
+pub fn is_query_error(e: &crate::error::Problem) -> bool {
+    matches!(e, crate::error::Problem::Library(l) if matches!(**l, pidcap_library::LibraryError::Invalid(_)))
+}
+
 impl Library {
-    /// The query the search box and the tag chip describe.
+    /// The query the search box (as typed so far) and the tag chip describe.
     pub(super) fn query(&self) -> Effect {
-        Effect::LibraryQuery { query: self.query.clone(), tag: self.tag.clone() }
+        Effect::LibraryQuery { query: typed_so_far(&self.query), tag: self.tag.clone() }
+    }
+
+    /// The search error to show (only after Enter).
+    pub fn shown_error(&self) -> Option<&str> {
+        self.search_error.as_deref().filter(|_| self.submitted)
     }
 }
 
@@ -123,7 +168,7 @@ pub(super) fn update(app: &mut App, msg: LibraryMsg) -> Vec<Effect> {
                 }
             }
             if packets.is_empty() {
-                app.notify(Level::Error, "Select the packets to save first.");
+                app.notify_while(Level::Error, "Select the packets to save first.", super::While::NoPacketSelected);
             } else if app.library.save.name.trim().is_empty() {
                 app.notify(Level::Error, "Give the saved packet a name.");
             } else {
@@ -143,18 +188,25 @@ pub(super) fn update(app: &mut App, msg: LibraryMsg) -> Vec<Effect> {
         }
         LibraryMsg::SetQuery(q) => {
             lib.query = q;
+            lib.submitted = false;
             fx.push(lib.query());
+        }
+        LibraryMsg::Submit => {
+            lib.submitted = true;
+            fx.push(Effect::LibraryQuery { query: lib.query.trim().to_string(), tag: lib.tag.clone() });
         }
         LibraryMsg::SetTag(t) => {
             lib.tag = if lib.tag == t { None } else { t };
             fx.push(lib.query());
         }
-        LibraryMsg::Loaded { query, items, tags } => {
+        LibraryMsg::Loaded { query, items, tags, total } => {
             let ids: BTreeSet<i64> = items.iter().map(|i| i.id).collect();
             lib.checked.retain(|id| ids.contains(id));
             lib.items = items;
             lib.tags = tags;
             lib.listed = Some(query);
+            lib.total = total;
+            lib.search_error = None;
         }
         LibraryMsg::ToggleChecked(id) => {
             if !lib.checked.remove(&id) {
@@ -212,13 +264,18 @@ pub(super) fn update(app: &mut App, msg: LibraryMsg) -> Vec<Effect> {
             fx.push(lib.query());
         }
         LibraryMsg::ExportDpp => {
-            let ids: Vec<i64> = if lib.checked.is_empty() {
-                lib.items.iter().map(|i| i.id).collect()
-            } else {
-                lib.checked.iter().copied().collect()
-            };
-            if ids.is_empty() {
+            if !lib.checked.is_empty() {
+                fx.push(Effect::LibraryExportDpp(lib.checked.iter().copied().collect()));
+            } else if lib.total == 0 {
                 app.notify(Level::Error, "The library has nothing to export.");
+            } else {
+                fx.push(Effect::LibraryExportAll);
+            }
+        }
+        LibraryMsg::ExportShown => {
+            let ids: Vec<i64> = lib.items.iter().map(|i| i.id).collect();
+            if ids.is_empty() {
+                app.notify(Level::Error, "The search shows nothing to export.");
             } else {
                 fx.push(Effect::LibraryExportDpp(ids));
             }

@@ -32,7 +32,7 @@ pub use capture::{Capture, CaptureMsg, TlsNotice, TLS_LIBRARIES_LOOKED_FOR};
 pub use editor::EditorMsg;
 pub use library::{Download, LibEdit, Library, LibraryMsg, SaveForm};
 pub use packets::{Packets, PacketsMsg, Rate, CHART_SECONDS, DEFAULT_CAPACITY, VISIBLE_ROWS};
-pub use processes::{Processes, ProcessesMsg};
+pub use processes::{ProcKey, Processes, ProcessesMsg, Row, SortKey, REFRESH_TICKS};
 pub use resend::{Resend, ResendForm, ResendMsg, MAX_STATUSES};
 pub use rules::{RuleForm, Rules, RulesMsg};
 
@@ -61,10 +61,54 @@ pub struct Notice {
     pub id: u64,
     pub level: Level,
     pub text: String,
+    // -- notices (issue 14) --
+    /// When it goes by itself.
+    pub until: Until,
 }
 
 /// Notices kept on screen (the oldest go first).
 pub const MAX_NOTICES: usize = 5;
+
+// -- notices (issue 14) --
+/// An information notice goes after this many ticks (seconds).
+pub const INFO_TICKS: u32 = 6;
+
+/// When a notice goes away by itself (besides being clicked away, and the
+/// oldest going when there are more than [`MAX_NOTICES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Only when dismissed (errors).
+    Dismissed,
+    /// After this many more ticks (information).
+    Ticks(u32),
+    /// While it is true: it goes as soon as [`While::holds`] is false.
+    While(While),
+}
+
+/// What a notice says is true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum While {
+    /// "Capturing process N.": a capture is running.
+    Capturing,
+    /// "Pick at least one process": none is ticked and shown.
+    NoProcessPicked,
+    /// "Type a command to run first": the box is empty.
+    NoCommand,
+    /// "Select the packets to save first": no packet is selected.
+    NoPacketSelected,
+}
+
+impl While {
+    pub fn holds(self, app: &App) -> bool {
+        match self {
+            While::Capturing => app.capture.running,
+            While::NoProcessPicked => app.processes.to_capture().is_empty(),
+            While::NoCommand => app.processes.run_command.trim().is_empty(),
+            While::NoPacketSelected => app.packets.selection().is_empty(),
+        }
+    }
+}
+// -- end notices --
 
 /// Everything the UI shows.
 #[derive(Debug, Clone)]
@@ -202,6 +246,21 @@ pub enum Effect {
     LibraryDelete(Vec<i64>),
     LibraryExportDpp(Vec<i64>),
     ExportPcapng(Vec<CapturedPacket>),
+    // -- rules, library (issue 14) --
+    /// Move a rule: add its copy at `insert_at` (an index of the list as it
+    /// is, the rule still in it), then remove the rule `id`, then disable the
+    /// copy when the rule was disabled. The daemon has no move operation; this
+    /// order keeps the rule in force throughout (its hit count restarts).
+    MoveFilter {
+        id: u64,
+        spec: String,
+        action: pidcap_engine::rules::Action,
+        enabled: bool,
+        insert_at: usize,
+    },
+    /// Export every packet of the library to `.dpp`.
+    LibraryExportAll,
+    // -- end rules, library --
 }
 
 impl App {
@@ -209,14 +268,53 @@ impl App {
         App::default()
     }
 
+    /// A notice: an error stays until dismissed, information fades after [`INFO_TICKS`].
     pub fn notify(&mut self, level: Level, text: impl Into<String>) {
+        let until = match level {
+            Level::Error => Until::Dismissed,
+            Level::Info => Until::Ticks(INFO_TICKS),
+        };
+        self.notice(level, text, until);
+    }
+
+    // -- notices (issue 14) --
+    /// A notice that goes as soon as `what` stops being true.
+    pub fn notify_while(&mut self, level: Level, text: impl Into<String>, what: While) {
+        self.notice(level, text, Until::While(what));
+    }
+
+    fn notice(&mut self, level: Level, text: impl Into<String>, until: Until) {
         let id = self.next_notice;
         self.next_notice += 1;
-        self.notices.push(Notice { id, level, text: text.into() });
+        self.notices.push(Notice { id, level, text: text.into(), until });
         if self.notices.len() > MAX_NOTICES {
             self.notices.remove(0);
         }
     }
+
+    /// Drop the notices that are no longer true.
+    fn prune_notices(&mut self) {
+        let gone: Vec<u64> = self
+            .notices
+            .iter()
+            .filter(|n| matches!(n.until, Until::While(w) if !w.holds(self)))
+            .map(|n| n.id)
+            .collect();
+        if !gone.is_empty() {
+            self.notices.retain(|n| !gone.contains(&n.id));
+        }
+    }
+
+    /// A tick: information notices age, the old ones go.
+    fn age_notices(&mut self) {
+        for n in &mut self.notices {
+            if let Until::Ticks(t) = &mut n.until {
+                *t = t.saturating_sub(1);
+            }
+        }
+        self.notices.retain(|n| n.until != Until::Ticks(0));
+    }
+    // -- end notices --
 
     /// The "captured" counter: the daemon's count, never behind what this view
     /// has already received (or been told it missed) since the last refresh.
@@ -225,23 +323,44 @@ impl App {
     }
 
     fn apply_state(&mut self, st: State) {
+        // -- rules after the capture (issue 14) --
+        if st.session < self.capture.session {
+            return; // from before the capture this UI started: overtaken
+        }
+        self.capture.session = st.session;
+        // -- end rules after the capture --
         self.packets.capacity =
             if st.stats.ring_capacity > 0 { st.stats.ring_capacity } else { packets::DEFAULT_CAPACITY };
-        self.capture.apply_state(st.running, st.targets, st.stats);
+        // -- rules after the capture (issue 14) --
+        let was_running = self.capture.running;
         self.rules.filters = st.filters;
+        self.capture.apply_state(st.running, st.targets, st.stats);
+        if was_running && !self.capture.running {
+            capture::ended(self);
+        }
+        self.rules.forget_offer_when_empty();
+        // -- end rules after the capture --
     }
 }
 
 /// Apply `msg` to `app`; the effects to run.
 pub fn update(app: &mut App, msg: impl Into<Msg>) -> Vec<Effect> {
-    match msg.into() {
+    let fx = update_area(app, msg.into());
+    // -- notices (issue 14) --
+    app.prune_notices();
+    // -- end notices --
+    fx
+}
+
+fn update_area(app: &mut App, msg: Msg) -> Vec<Effect> {
+    match msg {
         Msg::App(m) => update_app(app, m),
         Msg::Processes(m) => app.processes.update(m),
         Msg::Capture(m) => capture::update(app, m),
         Msg::Packets(m) => packets::update(app, m),
         Msg::Editor(m) => editor::update(app, m),
         Msg::Resend(m) => resend::update(app, m),
-        Msg::Rules(m) => app.rules.update(m),
+        Msg::Rules(m) => rules::update(app, m),
         Msg::Library(m) => library::update(app, m),
     }
 }
@@ -267,6 +386,12 @@ fn update_app(app: &mut App, msg: AppMsg) -> Vec<Effect> {
         AppMsg::Tick { now_ns } => {
             app.packets.rate.tick(now_ns / 1_000_000_000);
             fx.push(Effect::GetState);
+            // -- notices, process picker (issue 14) --
+            app.age_notices();
+            if app.tab == Tab::Processes {
+                fx.extend(app.processes.tick());
+            }
+            // -- end notices, process picker --
         }
         AppMsg::Connected => app.daemon_error = None,
         AppMsg::Disconnected(why) => app.daemon_error = Some(why),
@@ -278,6 +403,14 @@ fn update_app(app: &mut App, msg: AppMsg) -> Vec<Effect> {
             match task {
                 Task::AddRule => app.rules.form.error = Some(error.to_string()),
                 Task::Resend => app.resend.failed(&error),
+                // -- rules, library search (issue 14) --
+                Task::ChangeRule => app.rules.moving = false,
+                // A query the library cannot read is the search box's error, not a notice.
+                Task::ReadLibrary if library::is_query_error(&error) => {
+                    app.library.search_error = Some(error.to_string());
+                    return fx;
+                }
+                // -- end rules, library search --
                 _ => {}
             }
             app.notify(Level::Error, format!("Could not {task}: {error}"));

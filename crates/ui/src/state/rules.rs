@@ -1,8 +1,13 @@
 //! The Filters tab: the daemon's filter rules (its list is the truth: every
 //! change goes to the daemon, whose answer replaces ours) and the add-rule
 //! form, checked with the engine's SPEC parser before anything is sent.
+//! Rules move up and down (the daemon has no move operation: the rule's copy
+//! is added at its new place, then the rule removed; see
+//! [`Effect::MoveFilter`]). When a capture ends with rules in the daemon,
+//! they stay in force for the next capture: [`Rules::offer_clear`] asks
+//! whether to clear them.
 
-use super::Effect;
+use super::{App, Effect};
 use pidcap_api::protocol::FilterInfo;
 use pidcap_engine::rules::{Action as RuleAction, Rule};
 
@@ -11,6 +16,13 @@ pub struct Rules {
     /// The daemon's rules, in order.
     pub filters: Vec<FilterInfo>,
     pub form: RuleForm,
+    // -- rules after the capture (issue 14) --
+    /// A capture ended with these rules in the daemon: the UI says they are
+    /// still in force and offers to clear them.
+    pub offer_clear: bool,
+    /// A move was sent and the daemon's list has not come back yet: further
+    /// moves wait (one computed from the old list would name a removed rule).
+    pub moving: bool,
 }
 
 /// The add-rule form.
@@ -95,10 +107,49 @@ pub enum RulesMsg {
     SetEnabled(u64, bool),
     Remove(u64),
     Clear,
+    // -- reorder, rules after the capture (issue 14) --
+    /// Move a rule one place up (earlier: it decides before the others) or down.
+    Move {
+        id: u64,
+        up: bool,
+    },
+    /// "Keep them": the end-of-capture offer is answered without clearing.
+    KeepAfterCapture,
+    /// "Clear them": the end-of-capture offer is taken.
+    ClearAfterCapture,
+}
+
+pub(super) fn update(app: &mut App, msg: RulesMsg) -> Vec<Effect> {
+    app.rules.update(msg)
 }
 
 impl Rules {
-    pub(super) fn update(&mut self, msg: RulesMsg) -> Vec<Effect> {
+    /// The rules that decide (enabled), in order.
+    pub fn in_force(&self) -> Vec<&FilterInfo> {
+        self.filters.iter().filter(|f| f.rule.enabled).collect()
+    }
+
+    /// No rules left: nothing to offer.
+    pub(super) fn forget_offer_when_empty(&mut self) {
+        if self.filters.is_empty() {
+            self.offer_clear = false;
+        }
+    }
+
+    /// The effect moving rule `id` one place up or down (None at either end).
+    fn move_effect(&self, id: u64, up: bool) -> Option<Effect> {
+        let from = self.filters.iter().position(|f| f.id == id)?;
+        let to = if up { from.checked_sub(1)? } else { from + 1 };
+        if to >= self.filters.len() {
+            return None;
+        }
+        let r = &self.filters[from];
+        // Up: the copy goes before the rule above; down: after the rule below.
+        let insert_at = if up { to } else { to + 1 };
+        Some(Effect::MoveFilter { id, spec: r.spec.clone(), action: r.rule.action, enabled: r.rule.enabled, insert_at })
+    }
+
+    fn update(&mut self, msg: RulesMsg) -> Vec<Effect> {
         let f = &mut self.form;
         match msg {
             RulesMsg::SetAction(a) => f.action = a,
@@ -113,10 +164,27 @@ impl Rules {
                 }
                 Err(e) => f.error = Some(e),
             },
-            RulesMsg::Changed(list) => self.filters = list,
+            RulesMsg::Changed(list) => {
+                self.filters = list;
+                self.moving = false;
+                self.forget_offer_when_empty();
+            }
             RulesMsg::SetEnabled(id, en) => return vec![Effect::SetFilterEnabled(id, en)],
             RulesMsg::Remove(id) => return vec![Effect::RemoveFilter(id)],
             RulesMsg::Clear => return vec![Effect::ClearFilters],
+            RulesMsg::Move { id, up } => {
+                if self.moving {
+                    return Vec::new();
+                }
+                let fx: Vec<Effect> = self.move_effect(id, up).into_iter().collect();
+                self.moving = !fx.is_empty();
+                return fx;
+            }
+            RulesMsg::KeepAfterCapture => self.offer_clear = false,
+            RulesMsg::ClearAfterCapture => {
+                self.offer_clear = false;
+                return vec![Effect::ClearFilters];
+            }
         }
         Vec::new()
     }

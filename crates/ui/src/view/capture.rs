@@ -87,6 +87,7 @@ pub(super) fn capture_tab(app: &App, d: D) -> Element {
                 {chart(app)}
             }
             {tls_coverage(app)}
+            {rules_in_force(app, d)}
         }
         div { class: "grid",
             div { {packet_list(app, d)} }

@@ -1,6 +1,33 @@
-//! The Library tab and its downloads.
+//! The Library tab and its downloads. Times are local (the server's `TZ`
+//! respected, as the CLI's); sizes are labelled: "len" is the packet's
+//! bytes (IP header on), "payload" the transport payload's (a TLS record's
+//! plaintext).
 
 use super::*;
+
+/// `YYYY-MM-DD HH:MM:SS` in the local time zone.
+pub(super) fn local_datetime(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let t = libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX);
+    // SAFETY: `tm` is plain data that localtime_r fills; both pointers are
+    // valid for the call, and localtime_r keeps no pointer to them.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return format!("{secs} s since the epoch");
+        }
+        tm
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
 
 pub(super) fn downloads(app: &App) -> Element {
     rsx! {
@@ -21,14 +48,20 @@ pub(super) fn library_tab(app: &App, d: D) -> Element {
         div { class: "panel",
             h2 { "Packet library" }
             div { class: "row",
-                input { id: "lib-search", style: "flex:1", placeholder: "full-text search: name, description, tags, payload text", value: "{l.query}", "data-value": "{l.query}",
-                    oninput: move |e: FormEvent| d.call(LibraryMsg::SetQuery(e.value())) }
-                button { id: "lib-export", onclick: move |_| d.call(LibraryMsg::ExportDpp),
-                    if l.checked.is_empty() { "Export all to .dpp" } else { "Export {l.checked.len()} to .dpp" } }
+                input { id: "lib-search", style: "flex:1", placeholder: "full-text search: name, description, tags, payload text (tag:x name:x hex:474554); Enter to see errors",
+                    class: if l.shown_error().is_some() { "bad" } else { "" },
+                    value: "{l.query}", "data-value": "{l.query}",
+                    oninput: move |e: FormEvent| d.call(LibraryMsg::SetQuery(e.value())),
+                    onkeydown: move |e: KeyboardEvent| if e.key() == Key::Enter { d.call(LibraryMsg::Submit) } }
+                button { id: "lib-export", title: "every entry of the library, or the ticked ones", onclick: move |_| d.call(LibraryMsg::ExportDpp),
+                    if l.checked.is_empty() { "Export all ({l.total}) to .dpp" } else { "Export {l.checked.len()} checked to .dpp" } }
+                button { id: "lib-export-shown", title: "the entries the search shows", disabled: l.items.is_empty(), onclick: move |_| d.call(LibraryMsg::ExportShown),
+                    "Export shown ({l.items.len()})" }
                 button { class: "danger", disabled: l.checked.is_empty(), onclick: { let ids: Vec<i64> = l.checked.iter().copied().collect(); move |_| d.call(LibraryMsg::Delete(ids.clone())) }, "Delete checked" }
                 span { "Import .dpp: " }
                 span { dangerous_inner_html: r#"<input id="lib-import" type="file" accept=".dpp" onchange="pidcapUpload(this)">"# }
             }
+            if let Some(e) = l.shown_error() { div { class: "err", id: "lib-search-error", "{e}" } }
             div { style: "margin-top:6px",
                 for t in l.tags.iter() {
                     span { key: "{t.name}", class: if l.tag.as_deref() == Some(t.name.as_str()) { "chip on" } else { "chip" },
@@ -40,7 +73,7 @@ pub(super) fn library_tab(app: &App, d: D) -> Element {
         div { class: "grid",
             div { class: "panel", id: "lib-list", "data-query": l.listed.clone().unwrap_or_default(),
                 table {
-                    thead { tr { th {} th { "name" } th { "tags" } th { "proto" } th { "remote" } th { "bytes" } th { "saved from" } } }
+                    thead { tr { th {} th { "name" } th { "tags" } th { "proto" } th { "remote" } th { title: "packet bytes (IP header on)", "len" } th { title: "payload bytes", "payload" } th { "captured" } th { "saved" } th { "saved from" } } }
                     tbody {
                         for it in l.items.iter() {
                             tr { key: "{it.id}", class: "lib-item", "data-lib-id": "{it.id}",
@@ -54,7 +87,10 @@ pub(super) fn library_tab(app: &App, d: D) -> Element {
                                     td { "{it.packet.decoded.protocol}" }
                                 }
                                 td { {endpoint(it.packet.decoded.remote_addr, it.packet.decoded.remote_port)} }
-                                td { "{it.packet.data.len()}" }
+                                td { class: "len", "{it.packet.orig_len}" }
+                                td { class: "payload", "{it.packet.decoded.payload_size}" }
+                                td { class: "muted", {local_datetime(it.packet.timestamp_ns)} }
+                                td { class: "muted", {local_datetime(it.saved_at_ns)} }
                                 td { class: "muted", "{it.packet.pid}/{it.packet.comm}" }
                             }
                         }

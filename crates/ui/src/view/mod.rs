@@ -160,23 +160,27 @@ pub fn Root(props: RootProps) -> Element {
         if let Some(e) = &app.daemon_error {
             div { class: "banner", id: "daemon-error", "⚠ {e}" }
         }
+        // -- notices (issue 14) --
+        // In the page's flow, under the header: they take their own space and never cover a control.
+        div { class: "notices", id: "notices",
+            for n in app.notices.iter() {
+                div {
+                    key: "{n.id}",
+                    class: if n.level == Level::Error { "notice error" } else { "notice info" },
+                    "data-notice": "{n.id}",
+                    span { class: "notice-text", "{n.text}" }
+                    button { class: "notice-close", title: "dismiss", onclick: { let id = n.id; move |_| d.call(AppMsg::DismissNotice(id)) }, "✕" }
+                }
+            }
+        }
+        {rules_after_capture(&app, d)}
+        // -- end notices --
         main {
             match app.tab {
                 Tab::Processes => processes_tab(&app, d),
                 Tab::Capture => capture_tab(&app, d),
                 Tab::Filters => filters_tab(&app, d),
                 Tab::Library => library_tab(&app, d),
-            }
-        }
-        div { class: "notices",
-            for n in app.notices.iter() {
-                div {
-                    key: "{n.id}",
-                    class: if n.level == Level::Error { "notice error" } else { "notice info" },
-                    title: "click to dismiss",
-                    onclick: { let id = n.id; move |_| d.call(AppMsg::DismissNotice(id)) },
-                    "{n.text}"
-                }
             }
         }
     }
