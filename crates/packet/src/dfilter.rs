@@ -619,9 +619,7 @@ impl<'a> Parser<'a> {
 
     fn comparison(&mut self, f: Field, op: OpWord, op_tok: &'a Token) -> Result<Test, FilterError> {
         match op {
-            OpWord::Matches => {
-                Err(err(op_tok, "`matches` (regular expressions) is not supported: use `contains`"))
-            }
+            OpWord::Matches => Err(err(op_tok, "`matches` (regular expressions) is not supported: use `contains`")),
             OpWord::In => {
                 let brace = self.bump().unwrap_or(op_tok);
                 let mut items = Vec::new();
@@ -656,13 +654,19 @@ impl<'a> Parser<'a> {
                 if op == OpWord::Contains {
                     return match f.kind() {
                         Kind::Str | Kind::Bytes => Ok(Test::Contains(f, bytes_value(text, quoted))),
-                        _ => Err(err(op_tok, format!("{} is a number or an address: `contains` needs a text field", f.name()))),
+                        _ => Err(err(
+                            op_tok,
+                            format!("{} is a number or an address: `contains` needs a text field", f.name()),
+                        )),
                     };
                 }
                 let OpWord::Cmp(op) = op else { unreachable!("handled above") };
                 let value = value_of(f, v, text, quoted)?;
                 if matches!(value, Value::Net(_)) && !matches!(op, Op::Eq | Op::Ne) {
-                    return Err(err(op_tok, format!("an address compares with == or != (a CIDR for a range), not `{}`", op_tok.text)));
+                    return Err(err(
+                        op_tok,
+                        format!("an address compares with == or != (a CIDR for a range), not `{}`", op_tok.text),
+                    ));
                 }
                 Ok(Test::Cmp(f, op, value))
             }
@@ -697,7 +701,8 @@ fn value_of(f: Field, v: &Token, text: &str, quoted: bool) -> Result<Value, Filt
             })?;
             let want_v4 = f.kind() == Kind::Ipv4;
             if net.addr().is_ipv4() != want_v4 {
-                let other = if want_v4 { f.name().replacen("ip.", "ipv6.", 1) } else { f.name().replacen("ipv6.", "ip.", 1) };
+                let other =
+                    if want_v4 { f.name().replacen("ip.", "ipv6.", 1) } else { f.name().replacen("ipv6.", "ip.", 1) };
                 let (this, that) = if want_v4 { ("IPv4", "IPv6") } else { ("IPv6", "IPv4") };
                 return Err(err(v, format!("{} is an {this} field: for the {that} `{text}` use {other}", f.name())));
             }
@@ -706,9 +711,15 @@ fn value_of(f: Field, v: &Token, text: &str, quoted: bool) -> Result<Value, Filt
         Kind::Bytes => Ok(Value::Bytes(bytes_value(text, quoted))),
         Kind::Str => {
             let canonical = match f.name() {
-                "pidcap.direction" => Some(text.parse::<Direction>().map(|d| d.as_str().to_string()).map_err(|e| e.to_string())),
-                "pidcap.verdict" => Some(text.parse::<Verdict>().map(|d| d.as_str().to_string()).map_err(|e| e.to_string())),
-                "pidcap.tls" => Some(text.parse::<TlsLibrary>().map(|d| d.as_str().to_string()).map_err(|e| e.to_string())),
+                "pidcap.direction" => {
+                    Some(text.parse::<Direction>().map(|d| d.as_str().to_string()).map_err(|e| e.to_string()))
+                }
+                "pidcap.verdict" => {
+                    Some(text.parse::<Verdict>().map(|d| d.as_str().to_string()).map_err(|e| e.to_string()))
+                }
+                "pidcap.tls" => {
+                    Some(text.parse::<TlsLibrary>().map(|d| d.as_str().to_string()).map_err(|e| e.to_string()))
+                }
                 _ => None,
             };
             match canonical {
@@ -759,7 +770,10 @@ fn proto_named(w: &str) -> Option<Test> {
     })
 }
 
-const PREFIXES: &[&str] = &["frame.", "ip.", "ipv6.", "tcp.", "udp.", "icmp.", "icmpv6.", "dns.", "http.", "tls.", "quic.", "pidcap.", "eth.", "sll."];
+const PREFIXES: &[&str] = &[
+    "frame.", "ip.", "ipv6.", "tcp.", "udp.", "icmp.", "icmpv6.", "dns.", "http.", "tls.", "quic.", "pidcap.", "eth.",
+    "sll.",
+];
 
 /// A dotted word under a protocol pidcap knows: meant as a field.
 fn looks_like_field(w: &str) -> bool {
@@ -939,7 +953,8 @@ impl<'a> Ctx<'a> {
         let tcp = d.protocol == Protocol::Tcp;
         let udp = d.protocol == Protocol::Udp;
         let int = |f: &mut dyn FnMut(V<'_>) -> bool, n: u64| f(V::Int(n));
-        let flag = |f: &mut dyn FnMut(V<'_>) -> bool, bit: u8| d.tcp_flags.is_some_and(|x| f(V::Int(u64::from(x & bit != 0))));
+        let flag =
+            |f: &mut dyn FnMut(V<'_>) -> bool, bit: u8| d.tcp_flags.is_some_and(|x| f(V::Int(u64::from(x & bit != 0))));
         match field.name() {
             "frame" => f(V::Bytes(&p.data)),
             "frame.len" => int(f, u64::from(p.orig_len)),
@@ -1030,7 +1045,9 @@ impl<'a> Ctx<'a> {
                     "dns.qry.name" => m.questions.iter().any(|q| f(V::Owned(bare(&q.name)))),
                     "dns.qry.type" => m.questions.iter().any(|q| int(f, u64::from(q.qtype))),
                     "dns.resp.name" => m.answers.iter().any(|a| f(V::Owned(bare(&a.name)))),
-                    "dns.a" => m.answers.iter().any(|a| matches!(a.data, info::dns::RData::A(x) if f(V::Addr(x.into())))),
+                    "dns.a" => {
+                        m.answers.iter().any(|a| matches!(a.data, info::dns::RData::A(x) if f(V::Addr(x.into()))))
+                    }
                     "dns.aaaa" => {
                         m.answers.iter().any(|a| matches!(a.data, info::dns::RData::Aaaa(x) if f(V::Addr(x.into()))))
                     }
@@ -1061,7 +1078,9 @@ impl<'a> Ctx<'a> {
             "tls.handshake.extensions_server_name" => {
                 self.tls_hello().and_then(|h| h.sni.as_ref()).is_some_and(|(s, _)| f(V::Str(s)))
             }
-            "tls.handshake.extensions_alpn_str" => self.tls_hello().is_some_and(|h| h.alpn.iter().any(|(a, _)| f(V::Str(a)))),
+            "tls.handshake.extensions_alpn_str" => {
+                self.tls_hello().is_some_and(|h| h.alpn.iter().any(|(a, _)| f(V::Str(a))))
+            }
             name if name.starts_with("tls.") => {
                 let Some(App::Tls(records)) = self.app() else { return false };
                 match name {

@@ -25,9 +25,11 @@ fn quic_client_initial_of_rfc_9001_appendix_a2() {
     let initial = hex_file("rfc9001-a2-client-initial.hex");
     assert_eq!(initial.len(), 1200);
     let line = info::info(&udp(50000, 443, &initial));
-    assert_eq!(line, // tshark 4.0: `Initial, DCID=8394c8f03e515708, PKN: 2, CRYPTO, PADDING` (it also decrypts
-    // client Initials; its SNI and ALPN fields say `example.com` and `alpn`).
-    "Initial, DCID=8394c8f03e515708, PKN: 2, CRYPTO, PADDING, Client Hello (SNI=example.com, ALPN=alpn)");
+    assert_eq!(
+        line, // tshark 4.0: `Initial, DCID=8394c8f03e515708, PKN: 2, CRYPTO, PADDING` (it also decrypts
+        // client Initials; its SNI and ALPN fields say `example.com` and `alpn`).
+        "Initial, DCID=8394c8f03e515708, PKN: 2, CRYPTO, PADDING, Client Hello (SNI=example.com, ALPN=alpn)"
+    );
     // One flipped byte of the ciphertext: it no longer opens, the header still reads.
     let mut bad = initial.clone();
     bad[600] ^= 1;

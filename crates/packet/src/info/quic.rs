@@ -222,9 +222,8 @@ fn decrypt_initial(b: &[u8], h: &LongHeader) -> Option<Decrypted> {
     }
     let key = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_128_GCM, &key).ok()?);
     let mut payload = b[h.pn_offset + pn_len..end].to_vec();
-    let plain = key
-        .open_in_place(aead::Nonce::assume_unique_for_key(nonce), aead::Aad::from(&header), &mut payload)
-        .ok()?;
+    let plain =
+        key.open_in_place(aead::Nonce::assume_unique_for_key(nonce), aead::Aad::from(&header), &mut payload).ok()?;
     Some(frames(pn, plain))
 }
 

@@ -95,7 +95,14 @@ pub fn records(b: &[u8]) -> Vec<Record> {
         let content_type = b[p];
         let version = u16_at(b, p + 1).unwrap_or(0);
         let Some(length) = u16_at(b, p + 3) else {
-            out.push(Record { content_type, version, length: 0, range: p..b.len(), messages: vec![], encrypted: false });
+            out.push(Record {
+                content_type,
+                version,
+                length: 0,
+                range: p..b.len(),
+                messages: vec![],
+                encrypted: false,
+            });
             break;
         };
         let end = (p + 5 + usize::from(length)).min(b.len());
@@ -215,7 +222,8 @@ fn hello(b: &[u8], start: usize, end: usize, client: bool) -> Hello {
             // supported_versions: a list (client: length (1), versions) or the chosen one.
             43 => {
                 let list = if client { d.get(1..).unwrap_or(&[]) } else { d };
-                h.supported_versions = list.chunks_exact(2).take(16).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+                h.supported_versions =
+                    list.chunks_exact(2).take(16).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
             }
             _ => {}
         }
