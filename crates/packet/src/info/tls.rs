@@ -279,7 +279,7 @@ pub fn content_type_name(t: u8) -> &'static str {
 }
 
 /// Wireshark's Info for the records: their messages and kinds joined by
-/// `, ` (`Server Hello, Change Cipher Spec, Application Data`), a ClientHello
+/// `, ` (`Server Hello, Change Cipher Spec, Application Data`) as tshark does, a ClientHello
 /// with its SNI and ALPN: `Client Hello (SNI=example.org, ALPN=h2,http/1.1)`.
 pub fn summary(records: &[Record]) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -287,10 +287,11 @@ pub fn summary(records: &[Record]) -> String {
         let part = match r.content_type {
             22 if r.encrypted => "Encrypted Handshake Message".to_string(),
             22 => r.messages.iter().map(message_info).collect::<Vec<_>>().join(", "),
+            // A plaintext alert is 2 bytes (level, description); longer, it is encrypted.
+            21 if r.length != 2 => "Encrypted Alert".to_string(),
             t => content_type_name(t).to_string(),
         };
-        // Wireshark writes a run of application data records once.
-        if !part.is_empty() && !(r.content_type == 23 && parts.last().is_some_and(|l| l == &part)) {
+        if !part.is_empty() {
             parts.push(part);
         }
     }
