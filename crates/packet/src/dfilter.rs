@@ -903,6 +903,15 @@ struct Ctx<'a> {
     app: OnceCell<Option<App>>,
 }
 
+/// Which application protocol a test wants (see [`Ctx::app_of`]).
+#[derive(Clone, Copy)]
+enum Kind2 {
+    Dns,
+    Http,
+    Tls,
+    Quic,
+}
+
 /// One value of a field.
 enum V<'a> {
     Int(u64),
@@ -919,6 +928,33 @@ impl<'a> Ctx<'a> {
 
     fn headers(&self) -> &Headers {
         self.headers.get_or_init(|| headers(&self.p.data))
+    }
+
+    /// The application message, read only when the packet could carry one of
+    /// kind `want` (cheap tests of the protocol, the ports and the first
+    /// bytes first: most packets never get to the parsers).
+    fn app_of(&self, want: Kind2) -> Option<&App> {
+        if let Some(done) = self.app.get() {
+            return done.as_ref();
+        }
+        let d = &self.p.decoded;
+        let payload = self.p.payload();
+        let on = |ports: &[u16]| ports.contains(&d.local_port) || ports.contains(&d.remote_port);
+        let could = match want {
+            Kind2::Dns => match d.protocol {
+                Protocol::Udp => on(&[53, 5353, 5355]),
+                Protocol::Tcp => on(&[53]),
+                _ => false,
+            },
+            Kind2::Http => d.protocol == Protocol::Tcp && payload.first().is_some_and(u8::is_ascii_uppercase),
+            Kind2::Tls => d.protocol == Protocol::Tcp && info::tls::looks_like_tls(payload),
+            Kind2::Quic => d.protocol == Protocol::Udp && payload.first().is_some_and(|b| b & 0x80 != 0 || on(&[443])),
+        };
+        if could {
+            self.app()
+        } else {
+            None
+        }
     }
 
     fn app(&self) -> Option<&App> {
@@ -939,7 +975,8 @@ impl<'a> Ctx<'a> {
     }
 
     fn tls_hello(&self) -> Option<&info::tls::Hello> {
-        match self.app()? {
+        let app = self.app_of(Kind2::Tls).or_else(|| self.app_of(Kind2::Quic))?;
+        match app {
             App::Tls(r) => info::tls::first_hello(r).map(|(_, h)| h),
             App::Quic(q) => q.decrypted.as_ref()?.client_hello.as_ref(),
             _ => None,
@@ -1035,7 +1072,7 @@ impl<'a> Ctx<'a> {
                 p.data.get(at).is_some_and(|&b| int(f, u64::from(b)))
             }
             name if name.starts_with("dns.") => {
-                let Some(App::Dns(m)) = self.app() else { return false };
+                let Some(App::Dns(m)) = self.app_of(Kind2::Dns) else { return false };
                 let bare = |n: &str| if n == "." { "<Root>".to_string() } else { n.trim_end_matches('.').to_string() };
                 match name {
                     "dns.id" => int(f, u64::from(m.id)),
@@ -1055,7 +1092,7 @@ impl<'a> Ctx<'a> {
                 }
             }
             name if name.starts_with("http.") => {
-                let line = match self.app() {
+                let line = match self.app_of(Kind2::Http) {
                     Some(App::HttpRequest(l)) => (true, l),
                     Some(App::HttpStatus(l)) => (false, l),
                     _ => return false,
@@ -1082,7 +1119,7 @@ impl<'a> Ctx<'a> {
                 self.tls_hello().is_some_and(|h| h.alpn.iter().any(|(a, _)| f(V::Str(a))))
             }
             name if name.starts_with("tls.") => {
-                let Some(App::Tls(records)) = self.app() else { return false };
+                let Some(App::Tls(records)) = self.app_of(Kind2::Tls) else { return false };
                 match name {
                     "tls.record.content_type" => records.iter().any(|r| int(f, u64::from(r.content_type))),
                     "tls.record.version" => records.iter().any(|r| int(f, u64::from(r.version))),
@@ -1090,7 +1127,7 @@ impl<'a> Ctx<'a> {
                 }
             }
             name if name.starts_with("quic.") => {
-                let Some(App::Quic(q)) = self.app() else { return false };
+                let Some(App::Quic(q)) = self.app_of(Kind2::Quic) else { return false };
                 match (name, &q.long) {
                     ("quic.header_form", l) => int(f, u64::from(l.is_some())),
                     ("quic.version", Some(h)) => int(f, u64::from(h.version)),
@@ -1195,10 +1232,10 @@ fn test(t: &Test, c: &Ctx<'_>) -> bool {
             Proto::Ipv6 => p.decoded.ip_version == 6,
             Proto::Icmp => p.decoded.protocol == Protocol::Icmp,
             Proto::Icmpv6 => p.decoded.protocol == Protocol::Icmpv6,
-            Proto::Dns => matches!(c.app(), Some(App::Dns(_))),
-            Proto::Http => matches!(c.app(), Some(App::HttpRequest(_) | App::HttpStatus(_))),
-            Proto::Tls => p.is_tls() || matches!(c.app(), Some(App::Tls(_))),
-            Proto::Quic => matches!(c.app(), Some(App::Quic(_))),
+            Proto::Dns => matches!(c.app_of(Kind2::Dns), Some(App::Dns(_))),
+            Proto::Http => matches!(c.app_of(Kind2::Http), Some(App::HttpRequest(_) | App::HttpStatus(_))),
+            Proto::Tls => p.is_tls() || matches!(c.app_of(Kind2::Tls), Some(App::Tls(_))),
+            Proto::Quic => matches!(c.app_of(Kind2::Quic), Some(App::Quic(_))),
         },
         Test::Exists(f) => c.any(*f, &mut |_| true),
         // Wireshark 4's `!=`: the field is there and none of its values is equal.
@@ -1224,7 +1261,7 @@ fn term_matches(t: &Term, c: &Ctx<'_>) -> bool {
         Term::Port(x) => d.local_port == *x || d.remote_port == *x,
         Term::Pid(x) => p.pid == *x,
         Term::Net(n) => n.contains(d.local_addr) || n.contains(d.remote_addr),
-        Term::Tls(None) => p.is_tls() || matches!(c.app(), Some(App::Tls(_))),
+        Term::Tls(None) => p.is_tls() || matches!(c.app_of(Kind2::Tls), Some(App::Tls(_))),
         Term::Tls(Some(l)) => p.tls.is_some_and(|t| t.library == *l),
         Term::Wire => !p.is_tls(),
         Term::Text(s) => contains_ci(p.payload(), s.as_bytes()) || p.comm.to_lowercase().contains(s.as_str()),

@@ -71,19 +71,23 @@ const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "O
 
 /// The first line of `payload` when it is an HTTP/1.x request or status line.
 fn http(payload: &[u8]) -> Option<App> {
+    // Every request and status line starts with an upper-case letter: most payloads stop here.
+    if !payload.first().is_some_and(u8::is_ascii_uppercase) {
+        return None;
+    }
     let head = &payload[..payload.len().min(LINE_MAX + 2)];
     let end = head.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(head.len());
     let line = &head[..end.min(LINE_MAX)];
-    let text = crate::ascii::escape(line);
     if let Some(rest) = line.strip_prefix(b"HTTP/1.") {
         let code = rest.get(2..5)?;
-        return (rest.get(1) == Some(&b' ') && code.iter().all(u8::is_ascii_digit)).then_some(App::HttpStatus(text));
+        let status = rest.get(1) == Some(&b' ') && code.iter().all(u8::is_ascii_digit);
+        return status.then(|| App::HttpStatus(crate::ascii::escape(line)));
     }
     let space = line.iter().position(|&b| b == b' ')?;
     let method = std::str::from_utf8(&line[..space]).ok()?;
     // A request line ends with its version, unless the line was cut here.
     let versioned = line.windows(6).any(|w| w == b" HTTP/") || end > LINE_MAX || end == payload.len();
-    (METHODS.contains(&method) && versioned).then_some(App::HttpRequest(text))
+    (METHODS.contains(&method) && versioned).then(|| App::HttpRequest(crate::ascii::escape(line)))
 }
 
 impl App {

@@ -344,7 +344,12 @@ fn short_filters_decode_nothing() {
     let f = DisplayFilter::parse("tcp.port == 80 && tcp.flags.syn == 1 && frame.len < 100 && in").unwrap();
     assert!(eval(f.expr.as_ref().unwrap(), &c));
     assert!(c.headers.get().is_none() && c.app.get().is_none());
-    let f = DisplayFilter::parse("http").unwrap();
+    // An application test on a packet that cannot carry it reads nothing either.
+    let f = DisplayFilter::parse("http || dns || tls || quic").unwrap();
     assert!(!eval(f.expr.as_ref().unwrap(), &c));
+    assert!(c.app.get().is_none());
+    let get = tcp(0x18, b"GET / HTTP/1.1\r\n\r\n");
+    let c = Ctx::new(&get);
+    assert!(eval(f.expr.as_ref().unwrap(), &c));
     assert!(c.app.get().is_some());
 }
