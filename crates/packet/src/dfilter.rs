@@ -602,11 +602,7 @@ impl<'a> Parser<'a> {
             if let Some(v) = self.peek().filter(|v| matches!(v.tok, Tok::Word(_))) {
                 self.bump();
                 let term = parse_term(&v.text).map_err(|m| err(v, m))?;
-                let ok = match (lower.as_str(), &term) {
-                    ("port", Term::Port(_)) => true,
-                    ("host" | "net", Term::Net(_)) => true,
-                    _ => false,
-                };
+                let ok = matches!((lower.as_str(), &term), ("port", Term::Port(_)) | ("host" | "net", Term::Net(_)));
                 if !ok {
                     let want = if lower == "port" { "a port number (0..65535)" } else { "an address or network" };
                     return Err(err(v, format!("`{lower}` needs {want}, not `{}`", v.text)));

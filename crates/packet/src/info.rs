@@ -30,7 +30,7 @@ pub enum App {
     /// The TLS records a TCP segment starts with (at least one).
     Tls(Vec<tls::Record>),
     /// The first QUIC packet of a UDP datagram.
-    Quic(quic::Packet),
+    Quic(Box<quic::Packet>),
 }
 
 /// Longest HTTP line shown.
@@ -48,7 +48,7 @@ pub fn app(proto: u8, ports: (u16, u16), payload: &[u8]) -> Option<App> {
     let on = |p: &[u16]| p.contains(&ports.0) || p.contains(&ports.1);
     match proto {
         17 if on(&[DNS_PORT, 5353, 5355]) => dns::parse(payload).ok().map(App::Dns),
-        17 => quic::parse(payload, on(&[443])).map(App::Quic),
+        17 => quic::parse(payload, on(&[443])).map(|q| App::Quic(Box::new(q))),
         6 => {
             if on(&[DNS_PORT]) && payload.len() > 2 {
                 let len = usize::from(u16::from_be_bytes([payload[0], payload[1]]));
