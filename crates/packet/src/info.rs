@@ -1,6 +1,6 @@
 //! What a packet says, in one line: the protocol decoding shared by the
 //! CLI's `-v` (tcpdump's verbose fields, [`verbose`]) and a Wireshark-like
-//! "Info" column ([`info`]): TCP flags, seq/ack, window and options; UDP
+//! "Info" column ([`info`]; with the Protocol column, [`column`]): TCP flags, seq/ack, window and options; UDP
 //! length; IP ttl/hop limit, id and length; and, from the payload ([`app`]),
 //! DNS questions and answers ([`dns`]), an HTTP/1.x request or status line,
 //! TLS records and their handshake messages in clear, a ClientHello's SNI and
@@ -350,6 +350,41 @@ pub fn verbose(data: &[u8], level: u8) -> String {
     s
 }
 
+/// The packet list's Protocol and Info columns of a packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// Wireshark's Protocol column: `TCP`, `UDP`, `DNS`, `HTTP`, `TLSv1.3`, `QUIC`, `ICMP`...
+    pub protocol: String,
+    /// [`info`]'s line; for a TLS plaintext record the application message
+    /// of its plaintext, else `Plaintext, N bytes` (its synthesized TCP header says nothing).
+    pub info: String,
+}
+
+/// [`Column`] of a packet (one decode of the headers, one of the payload).
+pub fn column(p: &crate::CapturedPacket) -> Column {
+    let h = headers(&p.data);
+    let payload = p.data.get(h.payload_offset..).unwrap_or(&[]);
+    let app = h.ip.and_then(|ip| app(ip.protocol(), h.ports(), payload));
+    if p.is_tls() {
+        return match app {
+            Some(a @ (App::Dns(_) | App::HttpRequest(_) | App::HttpStatus(_))) => {
+                Column { protocol: a.protocol(), info: a.info() }
+            }
+            _ => Column {
+                protocol: "TLS plaintext".into(),
+                info: format!("Plaintext, {} bytes", p.decoded.payload_size),
+            },
+        };
+    }
+    match app {
+        Some(a) => Column { protocol: a.protocol(), info: a.info() },
+        None => Column {
+            protocol: if h.ip.is_some() { p.decoded.protocol.name() } else { "data".into() },
+            info: info(&p.data),
+        },
+    }
+}
+
 /// A Wireshark-like Info line for the packet `data` (from its IP header):
 /// the application message when one is recognised (`Standard query 0x1234
 /// A example.com`, `GET / HTTP/1.1`, `Client Hello (SNI=example.com)`),
@@ -611,6 +646,50 @@ mod tests {
         }
         let cut = tcp(&full[..full.len() - 10]);
         assert_eq!(info(&cut), "Client Hello");
+    }
+
+    #[test]
+    fn columns_of_packets_and_records() {
+        let pkt = |data: Vec<u8>| {
+            let len = data.len() as u32;
+            crate::CapturedPacket::new(
+                1,
+                0,
+                1,
+                "x".into(),
+                1,
+                crate::Direction::Outbound,
+                crate::Verdict::Pass,
+                len,
+                data,
+            )
+        };
+        let c = column(&pkt(syn()));
+        assert_eq!((c.protocol.as_str(), c.info.starts_with("52330 → 8089 [SYN] Seq=1000000")), ("TCP", true));
+        assert_eq!(column(&pkt(udp(40000, 53, &query("example.com", 1)))).protocol, "DNS");
+        assert_eq!(column(&pkt(tcp(b"GET / HTTP/1.1\r\n\r\n"))).protocol, "HTTP");
+        assert_eq!(column(&pkt(tcp(&client_hello("a.example")))).protocol, "TLSv1.0");
+        assert_eq!(column(&pkt(b"junk".to_vec())), Column { protocol: "data".into(), info: String::new() });
+        let record = |plaintext: &[u8]| {
+            crate::CapturedPacket::tls_record(crate::TlsRecord {
+                id: 1,
+                timestamp_ns: 0,
+                pid: 1,
+                comm: "x".into(),
+                socket_cookie: 1,
+                direction: crate::Direction::Outbound,
+                local: "127.0.0.1:5000".parse().unwrap(),
+                remote: "127.0.0.1:443".parse().unwrap(),
+                info: crate::TlsInfo { tid: 1, library: crate::TlsLibrary::Openssl },
+                plaintext,
+                true_len: plaintext.len() as u64,
+                stream_offset: 0,
+            })
+        };
+        let c = column(&record(b"GET /secret HTTP/1.1\r\n\r\n"));
+        assert_eq!((c.protocol.as_str(), c.info.as_str()), ("HTTP", "GET /secret HTTP/1.1"));
+        let c = column(&record(b"\x00\x01binary"));
+        assert_eq!((c.protocol.as_str(), c.info.as_str()), ("TLS plaintext", "Plaintext, 8 bytes"));
     }
 
     #[test]
