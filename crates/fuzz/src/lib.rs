@@ -2,7 +2,7 @@
 //!
 //! * [`targets`]: one target per parser (capture files, `.dpp`, rule specs,
 //!   the daemon's requests, hex/ASCII editing, the packet decoder, library
-//!   queries, the UI's display filter), each checking properties beyond
+//!   queries, the display filter, the packet detail tree), each checking properties beyond
 //!   "no panic".
 //! * [`driver`] + [`mutate`]: a coverage-free mutational driver on stable
 //!   Rust over the seed corpora in `crates/fuzz/corpus/<target>/`, with a

@@ -33,7 +33,7 @@ fn every_target_has_seeds_and_every_seed_passes() {
 #[test]
 fn every_parser_of_the_issue_has_a_target() {
     let names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
-    for want in ["pcap", "pcapng", "dpp", "rule", "request", "edit", "decode", "dns", "display_filter"] {
+    for want in ["pcap", "pcapng", "dpp", "rule", "request", "edit", "decode", "dns", "dfilter", "dissect"] {
         assert!(names.contains(&want), "no target {want}: {names:?}");
         assert!(targets::find(want).is_some());
     }

@@ -136,5 +136,5 @@ fn bad_usage_is_refused() {
     assert_eq!(fuzz(&["run", "--target", "nope"]).status.code(), Some(2));
     assert_eq!(fuzz(&["frobnicate"]).status.code(), Some(2));
     let list = fuzz(&["list"]);
-    assert!(text(&list).contains("pcapng") && text(&list).contains("display_filter"), "{}", text(&list));
+    assert!(text(&list).contains("pcapng") && text(&list).contains("dfilter"), "{}", text(&list));
 }

@@ -1,16 +1,20 @@
 //! What a packet says, in one line: the protocol decoding shared by the
 //! CLI's `-v` (tcpdump's verbose fields, [`verbose`]) and a Wireshark-like
-//! "Info" column ([`info`]): TCP flags, seq/ack, window and options; UDP
-//! length; IP ttl/hop limit, id and length; and, from the payload, DNS
-//! questions and answers ([`dns`]), an HTTP/1.x request or status line, a
-//! TLS record's kind and a ClientHello's server name ([`app`]).
+//! "Info" column ([`info`]; with the Protocol column, [`column`]): TCP flags, seq/ack, window and options; UDP
+//! length; IP ttl/hop limit, id and length; and, from the payload ([`app`]),
+//! DNS questions and answers ([`dns`]), an HTTP/1.x request or status line,
+//! TLS records and their handshake messages in clear, a ClientHello's SNI and
+//! ALPN ([`tls`]), QUIC headers and a client Initial's frames and ClientHello
+//! ([`quic`]).
 //!
 //! Headers come from [`crate::headers`] (etherparse); TCP options and the
 //! application protocols are read here, every read bounded by the bytes
 //! (a packet cut by the snap length says what it has). Nothing panics on
-//! any input (fuzzed: `pidcap-fuzz`, targets `dns` and `decode`).
+//! any input (fuzzed: `pidcap-fuzz`, targets `dns`, `decode`, `dissect`).
 
 pub mod dns;
+pub mod quic;
+pub mod tls;
 
 use crate::decode::{headers, Headers, IpHeader, TransportHeader};
 use std::fmt::Write as _;
@@ -23,22 +27,10 @@ pub enum App {
     HttpRequest(String),
     /// An HTTP/1.x status line (`HTTP/1.1 200 OK`), escaped, at most [`LINE_MAX`] bytes.
     HttpStatus(String),
-    /// A TLS record: its content type, and for a ClientHello its SNI.
-    Tls(TlsKind),
-}
-
-/// What a TLS record (the first in a segment) holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsKind {
-    ClientHello {
-        sni: Option<String>,
-    },
-    ServerHello,
-    /// Another handshake message (its type number).
-    Handshake(u8),
-    ChangeCipherSpec,
-    Alert,
-    ApplicationData,
+    /// The TLS records a TCP segment starts with (at least one).
+    Tls(Vec<tls::Record>),
+    /// The first QUIC packet of a UDP datagram.
+    Quic(Box<quic::Packet>),
 }
 
 /// Longest HTTP line shown.
@@ -50,11 +42,13 @@ const DNS_PORT: u16 = 53;
 /// The application message `payload` starts with, if pidcap recognises
 /// one: DNS on port 53 (UDP 5353 and 5355 too; over TCP after its length
 /// prefix), HTTP/1.x request and status lines on any port, TLS records on any
-/// TCP port. `proto` is the IP protocol number, `ports` (source, destination).
+/// TCP port, QUIC on UDP (a long header of a known version on any port, a
+/// short header on 443). `proto` is the IP protocol number, `ports` (source, destination).
 pub fn app(proto: u8, ports: (u16, u16), payload: &[u8]) -> Option<App> {
     let on = |p: &[u16]| p.contains(&ports.0) || p.contains(&ports.1);
     match proto {
         17 if on(&[DNS_PORT, 5353, 5355]) => dns::parse(payload).ok().map(App::Dns),
+        17 => quic::parse(payload, on(&[443])).map(|q| App::Quic(Box::new(q))),
         6 => {
             if on(&[DNS_PORT]) && payload.len() > 2 {
                 let len = usize::from(u16::from_be_bytes([payload[0], payload[1]]));
@@ -64,7 +58,10 @@ pub fn app(proto: u8, ports: (u16, u16), payload: &[u8]) -> Option<App> {
                     }
                 }
             }
-            http(payload).or_else(|| tls(payload).map(App::Tls))
+            http(payload).or_else(|| {
+                let records = tls::records(payload);
+                (!records.is_empty()).then_some(App::Tls(records))
+            })
         }
         _ => None,
     }
@@ -74,66 +71,23 @@ const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "O
 
 /// The first line of `payload` when it is an HTTP/1.x request or status line.
 fn http(payload: &[u8]) -> Option<App> {
+    // Every request and status line starts with an upper-case letter: most payloads stop here.
+    if !payload.first().is_some_and(u8::is_ascii_uppercase) {
+        return None;
+    }
     let head = &payload[..payload.len().min(LINE_MAX + 2)];
     let end = head.iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(head.len());
     let line = &head[..end.min(LINE_MAX)];
-    let text = crate::ascii::escape(line);
     if let Some(rest) = line.strip_prefix(b"HTTP/1.") {
         let code = rest.get(2..5)?;
-        return (rest.get(1) == Some(&b' ') && code.iter().all(u8::is_ascii_digit)).then_some(App::HttpStatus(text));
+        let status = rest.get(1) == Some(&b' ') && code.iter().all(u8::is_ascii_digit);
+        return status.then(|| App::HttpStatus(crate::ascii::escape(line)));
     }
     let space = line.iter().position(|&b| b == b' ')?;
     let method = std::str::from_utf8(&line[..space]).ok()?;
     // A request line ends with its version, unless the line was cut here.
     let versioned = line.windows(6).any(|w| w == b" HTTP/") || end > LINE_MAX || end == payload.len();
-    (METHODS.contains(&method) && versioned).then_some(App::HttpRequest(text))
-}
-
-/// The first TLS record of `payload`, if it looks like one.
-fn tls(payload: &[u8]) -> Option<TlsKind> {
-    let (&ctype, rest) = payload.split_first()?;
-    // Record version 3.0 to 3.4 (TLS 1.3 still writes 3.1 or 3.3).
-    if rest.first() != Some(&3) || rest.get(1).is_none_or(|&v| v > 4) {
-        return None;
-    }
-    let body = payload.get(5..)?;
-    match ctype {
-        20 => Some(TlsKind::ChangeCipherSpec),
-        21 => Some(TlsKind::Alert),
-        23 => Some(TlsKind::ApplicationData),
-        22 => match body.first()? {
-            1 => Some(TlsKind::ClientHello { sni: client_hello_sni(body) }),
-            2 => Some(TlsKind::ServerHello),
-            &t => Some(TlsKind::Handshake(t)),
-        },
-        _ => None,
-    }
-}
-
-/// The server_name extension's host name of a ClientHello handshake message
-/// (`hs` starts at its handshake header), as far as the bytes go.
-fn client_hello_sni(hs: &[u8]) -> Option<String> {
-    let u16_at = |p: usize| hs.get(p..p + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
-    // handshake header (4), client version (2), random (32)
-    let mut p = 4 + 2 + 32;
-    p += 1 + usize::from(*hs.get(p)?); // session id
-    p += 2 + u16_at(p)?; // cipher suites
-    p += 1 + usize::from(*hs.get(p)?); // compression methods
-    let ext_end = (p + 2 + u16_at(p)?).min(hs.len());
-    p += 2;
-    while p + 4 <= ext_end {
-        let (kind, len) = (u16_at(p)?, u16_at(p + 2)?);
-        let data = hs.get(p + 4..p + 4 + len)?;
-        if kind == 0 {
-            // server_name_list: length (2), then name_type (1) = host_name (0), length (2), name.
-            let (&name_type, _) = data.get(2..)?.split_first()?;
-            let n = data.get(3..5).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))?;
-            let name = data.get(5..5 + n)?;
-            return (name_type == 0).then(|| crate::ascii::escape(name));
-        }
-        p += 4 + len;
-    }
-    None
+    (METHODS.contains(&method) && versioned).then(|| App::HttpRequest(crate::ascii::escape(line)))
 }
 
 impl App {
@@ -142,31 +96,52 @@ impl App {
         match self {
             App::Dns(m) => dns_verbose(m, level),
             App::HttpRequest(l) | App::HttpStatus(l) => format!("HTTP {l}"),
-            App::Tls(TlsKind::ClientHello { sni: Some(s) }) => format!("TLS ClientHello SNI {s}"),
-            App::Tls(k) => format!("TLS {}", tls_name(k).replace(' ', "")),
+            App::Tls(records) => match tls::first_hello(records) {
+                Some((1, h)) => {
+                    let mut s = "TLS ClientHello".to_string();
+                    if let Some((sni, _)) = &h.sni {
+                        let _ = write!(s, " SNI {sni}");
+                    }
+                    if !h.alpn.is_empty() {
+                        let names: Vec<&str> = h.alpn.iter().map(|(a, _)| a.as_str()).collect();
+                        let _ = write!(s, " ALPN {}", names.join(","));
+                    }
+                    s
+                }
+                _ => format!("TLS {}", tls::summary(&records[..1]).replace(' ', "")),
+            },
+            App::Quic(q) => format!("QUIC {}", q.info()),
         }
     }
 
     /// Wireshark's Info text for this message (`Standard query 0x1234 A example.com`,
-    /// `GET / HTTP/1.1`, `Client Hello (SNI=example.com)`).
+    /// `GET / HTTP/1.1`, `Client Hello (SNI=example.com, ALPN=h2)`,
+    /// `Initial, DCID=..., SCID=..., PKN: 0, CRYPTO, PADDING`).
     pub fn info(&self) -> String {
         match self {
             App::Dns(m) => dns_info(m),
             App::HttpRequest(l) | App::HttpStatus(l) => l.clone(),
-            App::Tls(TlsKind::ClientHello { sni: Some(s) }) => format!("Client Hello (SNI={s})"),
-            App::Tls(k) => tls_name(k),
+            App::Tls(records) => tls::summary(records),
+            App::Quic(q) => q.info(),
         }
     }
-}
 
-fn tls_name(k: &TlsKind) -> String {
-    match k {
-        TlsKind::ClientHello { .. } => "Client Hello".into(),
-        TlsKind::ServerHello => "Server Hello".into(),
-        TlsKind::Handshake(t) => format!("Handshake ({t})"),
-        TlsKind::ChangeCipherSpec => "Change Cipher Spec".into(),
-        TlsKind::Alert => "Alert".into(),
-        TlsKind::ApplicationData => "Application Data".into(),
+    /// Wireshark's Protocol column for it: `DNS`, `HTTP`, `TLSv1.3`, `QUIC`.
+    pub fn protocol(&self) -> String {
+        match self {
+            App::Dns(_) => "DNS".into(),
+            App::HttpRequest(_) | App::HttpStatus(_) => "HTTP".into(),
+            App::Tls(records) => {
+                // The version a ServerHello chose, else the record layer's (1.3 never shows there).
+                let v = match tls::first_hello(records) {
+                    Some((2, h)) => h.supported_versions.first().copied().unwrap_or(h.version.0),
+                    Some((_, h)) if h.supported_versions.contains(&0x0304) => 0x0304,
+                    _ => records[0].version,
+                };
+                tls::version_name(v).replace("TLS ", "TLSv").replace("SSL ", "SSLv")
+            }
+            App::Quic(_) => "QUIC".into(),
+        }
     }
 }
 
@@ -373,6 +348,41 @@ pub fn verbose(data: &[u8], level: u8) -> String {
         let _ = write!(s, ": {}", a.verbose(level));
     }
     s
+}
+
+/// The packet list's Protocol and Info columns of a packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// Wireshark's Protocol column: `TCP`, `UDP`, `DNS`, `HTTP`, `TLSv1.3`, `QUIC`, `ICMP`...
+    pub protocol: String,
+    /// [`info`]'s line; for a TLS plaintext record the application message
+    /// of its plaintext, else `Plaintext, N bytes` (its synthesized TCP header says nothing).
+    pub info: String,
+}
+
+/// [`Column`] of a packet (one decode of the headers, one of the payload).
+pub fn column(p: &crate::CapturedPacket) -> Column {
+    let h = headers(&p.data);
+    let payload = p.data.get(h.payload_offset..).unwrap_or(&[]);
+    let app = h.ip.and_then(|ip| app(ip.protocol(), h.ports(), payload));
+    if p.is_tls() {
+        return match app {
+            Some(a @ (App::Dns(_) | App::HttpRequest(_) | App::HttpStatus(_))) => {
+                Column { protocol: a.protocol(), info: a.info() }
+            }
+            _ => Column {
+                protocol: "TLS plaintext".into(),
+                info: format!("Plaintext, {} bytes", p.decoded.payload_size),
+            },
+        };
+    }
+    match app {
+        Some(a) => Column { protocol: a.protocol(), info: a.info() },
+        None => Column {
+            protocol: if h.ip.is_some() { p.decoded.protocol.name() } else { "data".into() },
+            info: info(&p.data),
+        },
+    }
 }
 
 /// A Wireshark-like Info line for the packet `data` (from its IP header):
@@ -636,6 +646,50 @@ mod tests {
         }
         let cut = tcp(&full[..full.len() - 10]);
         assert_eq!(info(&cut), "Client Hello");
+    }
+
+    #[test]
+    fn columns_of_packets_and_records() {
+        let pkt = |data: Vec<u8>| {
+            let len = data.len() as u32;
+            crate::CapturedPacket::new(
+                1,
+                0,
+                1,
+                "x".into(),
+                1,
+                crate::Direction::Outbound,
+                crate::Verdict::Pass,
+                len,
+                data,
+            )
+        };
+        let c = column(&pkt(syn()));
+        assert_eq!((c.protocol.as_str(), c.info.starts_with("52330 → 8089 [SYN] Seq=1000000")), ("TCP", true));
+        assert_eq!(column(&pkt(udp(40000, 53, &query("example.com", 1)))).protocol, "DNS");
+        assert_eq!(column(&pkt(tcp(b"GET / HTTP/1.1\r\n\r\n"))).protocol, "HTTP");
+        assert_eq!(column(&pkt(tcp(&client_hello("a.example")))).protocol, "TLSv1.0");
+        assert_eq!(column(&pkt(b"junk".to_vec())), Column { protocol: "data".into(), info: String::new() });
+        let record = |plaintext: &[u8]| {
+            crate::CapturedPacket::tls_record(crate::TlsRecord {
+                id: 1,
+                timestamp_ns: 0,
+                pid: 1,
+                comm: "x".into(),
+                socket_cookie: 1,
+                direction: crate::Direction::Outbound,
+                local: "127.0.0.1:5000".parse().unwrap(),
+                remote: "127.0.0.1:443".parse().unwrap(),
+                info: crate::TlsInfo { tid: 1, library: crate::TlsLibrary::Openssl },
+                plaintext,
+                true_len: plaintext.len() as u64,
+                stream_offset: 0,
+            })
+        };
+        let c = column(&record(b"GET /secret HTTP/1.1\r\n\r\n"));
+        assert_eq!((c.protocol.as_str(), c.info.as_str()), ("HTTP", "GET /secret HTTP/1.1"));
+        let c = column(&record(b"\x00\x01binary"));
+        assert_eq!((c.protocol.as_str(), c.info.as_str()), ("TLS plaintext", "Plaintext, 8 bytes"));
     }
 
     #[test]

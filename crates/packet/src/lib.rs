@@ -13,7 +13,8 @@
 //! It is also the one home of the small concepts every layer shares: hex
 //! ([`hex`]), bytes as text ([`ascii`]), CIDR networks ([`net`]), building
 //! a packet ([`build`]), decoding one ([`decode()`], [`headers`]), TLS
-//! plaintext records ([`tls`]), one-line protocol summaries ([`info`]), and the
+//! plaintext records ([`tls`]), one-line protocol summaries ([`info`]), the
+//! packet detail tree ([`dissect`]), the display filter ([`dfilter`]), and the
 //! names of [`Direction`] and [`Verdict`] (`Display` / `FromStr`).
 
 pub mod ascii;

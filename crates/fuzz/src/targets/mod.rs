@@ -7,8 +7,8 @@
 
 pub mod capture;
 pub mod decode;
-#[cfg(feature = "ui")]
-pub mod display_filter;
+pub mod dfilter;
+pub mod dissect;
 pub mod dns;
 pub mod dpp;
 pub mod edit;
@@ -96,13 +96,19 @@ pub const TARGETS: &[Target] = &[
         max_len: 2 << 10,
         dictionary: library_query::DICTIONARY,
     },
-    #[cfg(feature = "ui")]
     Target {
-        name: "display_filter",
-        about: "the UI's display filter (pidcap_ui::filter::DisplayFilter)",
-        run: display_filter::run,
+        name: "dfilter",
+        about: "the display filter (pidcap_packet::dfilter: Wireshark's subset and pidcap's short words)",
+        run: dfilter::run,
         max_len: 2 << 10,
-        dictionary: display_filter::DICTIONARY,
+        dictionary: dfilter::DICTIONARY,
+    },
+    Target {
+        name: "dissect",
+        about: "the packet detail tree (pidcap_packet::dissect) and the Info line on any bytes, as an IP packet and as a payload",
+        run: dissect::run,
+        max_len: 4 << 10,
+        dictionary: dissect::DICTIONARY,
     },
 ];
 

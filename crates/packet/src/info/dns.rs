@@ -64,6 +64,8 @@ pub struct Message {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Question {
+    /// Its bytes in the message (name, type, class: the type and class are the last 4).
+    pub range: std::ops::Range<usize>,
     /// Dotted, with a final dot (`example.com.`; the root is `.`); bytes
     /// that are not letters, digits, `-` or `_` as `\DDD` (as dig writes them).
     pub name: String,
@@ -73,6 +75,9 @@ pub struct Question {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// Its bytes in the message (the data is the last `data_len`).
+    pub range: std::ops::Range<usize>,
+    pub data_len: u16,
     pub name: String,
     pub rtype: u16,
     pub class: u16,
@@ -265,8 +270,9 @@ pub fn parse(msg: &[u8]) -> Result<Message, DnsError> {
         let q = read_name(msg, pos).and_then(|(name, next)| {
             let qtype = u16_at(msg, next).ok_or(DnsError::Truncated)?;
             let qclass = u16_at(msg, next + 2).ok_or(DnsError::Truncated)?;
+            let start = pos;
             pos = next + 4;
-            Ok(Question { name, qtype, qclass })
+            Ok(Question { range: start..pos, name, qtype, qclass })
         });
         match q {
             Ok(q) if usize::from(i) < MAX_QUESTIONS => m.questions.push(q),
@@ -286,8 +292,9 @@ pub fn parse(msg: &[u8]) -> Result<Message, DnsError> {
             let ttl = u32_at(msg, next + 4).ok_or(DnsError::Truncated)?;
             let len = u16_at(msg, next + 8).ok_or(DnsError::Truncated)?;
             let data = rdata(msg, rtype, next + 10, len);
+            let start = pos;
             pos = next + 10 + usize::from(len);
-            Ok(Record { name, rtype, class, ttl, data })
+            Ok(Record { range: start..pos.min(msg.len()), data_len: len, name, rtype, class, ttl, data })
         });
         match r {
             Ok(r) => m.answers.push(r),
@@ -363,7 +370,7 @@ pub(crate) mod tests {
     fn a_query_and_its_response() {
         let q = parse(&query("example.com", 1)).unwrap();
         assert_eq!((q.id, q.response, q.recursion_desired, q.partial), (0x1234, false, true, false));
-        assert_eq!(q.questions, [Question { name: "example.com.".into(), qtype: 1, qclass: 1 }]);
+        assert_eq!(q.questions, [Question { range: 12..29, name: "example.com.".into(), qtype: 1, qclass: 1 }]);
         let r = parse(&response("example.com", &[[10, 0, 0, 1], [10, 0, 0, 2]])).unwrap();
         assert!(r.response && r.recursion_available && !r.partial);
         let texts: Vec<String> = r.answers.iter().map(Record::text).collect();

@@ -1,5 +1,0 @@
-#![no_main]
-//! `display_filter`: see pidcap_fuzz::targets (the same target as the stable driver's).
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = (pidcap_fuzz::targets::find("display_filter").expect("a pidcap-fuzz target").run)(data);
-});
