@@ -29,6 +29,12 @@ pub(super) fn fmt_duration(ns: u64) -> String {
     }
 }
 
+/// `TCP 10.0.0.1:40000 → 10.0.0.2:80`: client first (`#2` for a later use of the 5-tuple).
+pub(super) fn conv_title(c: &Conversation) -> String {
+    let again = if c.key.instance > 0 { format!(" #{}", c.key.instance + 1) } else { String::new() };
+    format!("{} {} → {}{again}", c.key.protocol, c.client, c.server())
+}
+
 fn conversation_row(c: &Conversation, followed: bool, d: D) -> Element {
     let key = c.key;
     let (up, down) = c.flows(Stream::Wire);
@@ -68,7 +74,11 @@ pub(super) fn conversations_tab(app: &App, d: D) -> Element {
     let n = rows.len();
     let followed = c.follow.as_ref().map(|f| f.key);
     // The list is filtered to a conversation while its filter is the one typed.
-    let chosen = c.chosen.as_ref().filter(|(_, text)| *text == app.packets.filter_text);
+    let chosen = c
+        .chosen
+        .as_ref()
+        .filter(|(_, text)| *text == app.packets.filter_text)
+        .and_then(|(key, text)| Some((conv_title(c.table.get(key)?), text)));
     rsx! {
         div { class: "panel", id: "conversations", "data-count": "{n}",
             h2 { "Conversations — {n}" }
@@ -76,9 +86,9 @@ pub(super) fn conversations_tab(app: &App, d: D) -> Element {
                 "The connections of the captured processes, counted as packets arrive (→ sent by the client, ← by the server; bytes of IP packets). "
                 "Click a heading to sort. \"Packets\" filters the packet list to a conversation, \"Follow\" shows its stream."
             }
-            if let Some((key, text)) = chosen {
+            if let Some((title, text)) = chosen {
                 div { class: "row", id: "conv-chosen",
-                    span { "The packet list shows {key} only: " code { "{text}" } }
+                    span { "The packet list shows {title} only: " code { "{text}" } }
                     button { onclick: move |_| d.call(AppMsg::SetTab(Tab::Capture)), "Show packets" }
                     button { id: "conv-clear-filter", onclick: move |_| d.call(PacketsMsg::SetFilter(String::new())), "Clear the filter" }
                 }

@@ -5,6 +5,7 @@
 //! message sent to the payload editor. Also the bar above the Capture tab's
 //! list that follows (or filters to) the conversation of the packet shown.
 
+use super::conversations::conv_title;
 use super::*;
 use crate::state::{ConversationsMsg, Format};
 use pidcap_packet::stream::{Chunk, Data, GapReason, Side, Stream};
@@ -81,7 +82,7 @@ fn chunk_view(i: usize, c: &Chunk, budget: &mut usize, format: Format, record: b
                 Format::Hex => hex_lines(shown, c.offset, false),
                 Format::Both => hex_lines(shown, c.offset, true),
             };
-            let what = if record { "plaintext" } else { "bytes" };
+            let what = if record { "bytes of plaintext" } else { "bytes" };
             let more = b.len() - shown.len();
             rsx! {
                 div { key: "{i}", class: "chunk {side}", id: "follow-chunk-{i}", "data-side": "{side}", "data-len": "{b.len()}", "data-packets": "{ids}",
@@ -115,6 +116,7 @@ pub(super) fn follow_pane(app: &App, d: D) -> Element {
     let record = f.stream == Stream::Plaintext;
     let what = if record { "TLS plaintext" } else { "bytes" };
     let proto = f.key.protocol;
+    let title = conv.map_or_else(|| f.key.to_string(), conv_title);
     let (client, server) = (v.client.to_string(), v.server.to_string());
     let gaps = |g: u64| if g > 0 { format!(", {g} not captured") } else { String::new() };
     let total: usize = v.chunks.iter().map(|c| c.bytes().len()).sum();
@@ -123,7 +125,7 @@ pub(super) fn follow_pane(app: &App, d: D) -> Element {
         [(Format::Ascii, "ASCII", "ascii"), (Format::Hex, "Hex", "hex"), (Format::Both, "Hex + ASCII", "both")];
     rsx! {
         div { class: "panel", id: "follow", "data-key": "{f.key}", "data-stream": "{stream}", "data-chunks": "{v.chunks.len()}",
-            h2 { "Follow {proto} stream — {f.key}" if record { " " span { class: "badge tls", "decrypted" } } }
+            h2 { "Follow {proto} stream — {title}" if record { " " span { class: "badge tls", "decrypted" } } }
             div { class: "row",
                 span { class: "legend-side client", id: "follow-client", "→ client {client}: {cb} {what}{gaps(cg)}" }
                 span { class: "legend-side server", id: "follow-server", "← server {server}: {sb} {what}{gaps(sg)}" }
@@ -177,7 +179,7 @@ pub(super) fn follow_bar(app: &App, d: D) -> Element {
     rsx! {
         div { class: "follow-bar", id: "follow-bar",
             if let Some((id, c)) = found {
-                span { "Packet #{id} is in " b { "{c.key}" } " ({c.packet_ids.len()} packets" if c.has_plaintext() { ", {c.record_ids.len()} TLS plaintext records" } ")" }
+                span { "Packet #{id} is in " b { {conv_title(c)} } " ({c.packet_ids.len()} packets" if c.has_plaintext() { ", {c.record_ids.len()} TLS plaintext records" } ")" }
                 button { id: "follow-focused", onclick: move |_| d.call(ConversationsMsg::FollowFocused), "Follow stream" }
                 button { id: "filter-focused", title: "filter the packet list to this conversation",
                     onclick: move |_| d.call(ConversationsMsg::ChooseFocused), "Filter to its conversation" }
