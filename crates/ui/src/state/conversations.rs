@@ -116,7 +116,7 @@ impl Column {
 pub fn process_label(c: &Conversation) -> String {
     match c.processes.split_first() {
         None => String::new(),
-        Some(((pid, comm), rest)) if rest.is_empty() => format!("{pid}/{comm}"),
+        Some(((pid, comm), [])) => format!("{pid}/{comm}"),
         Some(((pid, comm), rest)) => format!("{pid}/{comm} +{}", rest.len()),
     }
 }
