@@ -13,6 +13,23 @@ use pidcap_packet::stream::{Chunk, Data, GapReason, Side, Stream};
 /// Bytes drawn at most (the rest is said, not drawn: a bulk transfer would
 /// make the page huge).
 pub(super) const MAX_FOLLOW_BYTES: usize = 256 * 1024;
+/// Chunks drawn at most (a conversation of many small messages).
+pub(super) const MAX_FOLLOW_CHUNKS: usize = 1_000;
+
+/// How many of `chunks` are drawn: up to [`MAX_FOLLOW_CHUNKS`], and none
+/// after the one that spends the last of [`MAX_FOLLOW_BYTES`].
+pub(super) fn chunks_drawn(chunks: &[Chunk]) -> usize {
+    let mut budget = MAX_FOLLOW_BYTES;
+    let mut n = 0;
+    for c in chunks.iter().take(MAX_FOLLOW_CHUNKS) {
+        if budget == 0 {
+            break;
+        }
+        budget -= c.bytes().len().min(budget);
+        n += 1;
+    }
+    n
+}
 
 /// Text as Follow shows it: printable ASCII, tabs and line ends as they are
 /// (CRLF as one line end), every other byte as `.`.
@@ -119,7 +136,9 @@ pub(super) fn follow_pane(app: &App, d: D) -> Element {
     let title = conv.map_or_else(|| f.key.to_string(), conv_title);
     let (client, server) = (v.client.to_string(), v.server.to_string());
     let gaps = |g: u64| if g > 0 { format!(", {g} not captured") } else { String::new() };
-    let total: usize = v.chunks.iter().map(|c| c.bytes().len()).sum();
+    let drawn = chunks_drawn(&v.chunks);
+    let left = v.chunks.len() - drawn;
+    let left_bytes: usize = v.chunks[drawn..].iter().map(|c| c.bytes().len()).sum();
     let mut budget = MAX_FOLLOW_BYTES;
     let formats =
         [(Format::Ascii, "ASCII", "ascii"), (Format::Hex, "Hex", "hex"), (Format::Both, "Hex + ASCII", "both")];
@@ -159,15 +178,16 @@ pub(super) fn follow_pane(app: &App, d: D) -> Element {
                 p { class: "muted", "New packets: the stream is brought up to date every second." }
             }
             div { class: "stream", id: "follow-stream",
-                for (i, c) in v.chunks.iter().enumerate() {
+                for (i, c) in v.chunks.iter().take(drawn).enumerate() {
                     {chunk_view(i, c, &mut budget, f.format, record, if c.from == Side::Client { &client } else { &server }, d)}
                 }
                 if v.chunks.is_empty() {
                     p { class: "muted", "No payload in this conversation yet." }
                 }
             }
-            if total > MAX_FOLLOW_BYTES {
-                p { class: "muted", "{total - MAX_FOLLOW_BYTES} more bytes not drawn (at most {MAX_FOLLOW_BYTES} are)." }
+            if left > 0 {
+                p { class: "muted", id: "follow-not-drawn",
+                    "{left} more messages ({left_bytes} bytes) not drawn: at most {MAX_FOLLOW_CHUNKS} messages and {MAX_FOLLOW_BYTES} bytes are." }
             }
         }
     }
@@ -209,6 +229,24 @@ mod tests {
              00000030  51 52                                            QR\n"
         );
         assert_eq!(hex_lines(b"\x01", 0, false), format!("00000000  {:<47}\n", "01"));
+    }
+
+    #[test]
+    fn a_long_stream_is_drawn_in_part() {
+        use pidcap_packet::stream::Side;
+        let chunk =
+            |n: usize| Chunk { from: Side::Client, data: Data::Bytes(vec![b'x'; n]), packets: vec![1], offset: 0 };
+        assert_eq!(chunks_drawn(&[chunk(10), chunk(10)]), 2);
+        assert_eq!(chunks_drawn(&vec![chunk(1); MAX_FOLLOW_CHUNKS + 5]), MAX_FOLLOW_CHUNKS);
+        // The chunk that spends the budget is drawn (cut), none after it.
+        assert_eq!(chunks_drawn(&[chunk(10), chunk(MAX_FOLLOW_BYTES), chunk(1)]), 2);
+        let gap = Chunk {
+            from: Side::Server,
+            data: Data::Gap { len: 5, reason: GapReason::NotCaptured },
+            packets: vec![],
+            offset: 0,
+        };
+        assert_eq!(chunks_drawn(&[gap.clone(), chunk(MAX_FOLLOW_BYTES), gap]), 2);
     }
 
     #[test]
