@@ -231,6 +231,7 @@ fn an_http_exchange_is_listed_as_a_conversation_filtered_to_and_followed() {
     });
     assert!(ascii.contains(r"\r\n\r\n"), "{ascii}");
     assert!(b.text("#editor h2").to_lowercase().contains("packet #"));
+    b.js("document.querySelector('#editor').scrollIntoView()", json!([]));
     b.screenshot("follow-editor");
 }
 

@@ -393,7 +393,10 @@ pub(super) fn update(app: &mut App, msg: ConversationsMsg) -> Vec<Effect> {
 
 fn choose(app: &mut App, key: ConversationKey) -> Vec<Effect> {
     let Some(conv) = app.conversations.table.get(&key) else { return Vec::new() };
-    let Some(sample) = sample(app, conv) else { return Vec::new() };
+    let Some(sample) = sample(app, conv) else {
+        app.notify(Level::Error, format!("No packet of {key} is held any more to filter on."));
+        return Vec::new();
+    };
     let text = filter_text(&key, &sample);
     app.conversations.chosen = Some((key, text.clone()));
     let fx = super::update(app, PacketsMsg::SetFilter(text));
