@@ -26,6 +26,7 @@ pub mod hex;
 pub mod info;
 pub mod net;
 pub mod process;
+pub mod stream;
 pub mod tls;
 
 pub use decode::{decode, headers, Decoded, Headers};

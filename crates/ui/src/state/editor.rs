@@ -1,4 +1,5 @@
-//! The payload editor: opened on the focused packet or on a library entry
+//! The payload editor: opened on the focused packet, on a library entry or on
+//! a message of a followed stream (issue 14)
 //! (a TLS plaintext record's plaintext, for a record), edited as hex or as ASCII (see [`crate::editor::Editor`]), reset, closed.
 //! Its state is `App::editor` (None when closed).
 
@@ -19,6 +20,14 @@ pub enum EditorMsg {
     /// Back to the payload it was opened with.
     Reset,
     Close,
+    // -- conversations and follow (issue 14) --
+    /// Edit these bytes (a message of a followed stream) as the payload of
+    /// packet `packet_id` (the first packet they came from: its connection
+    /// and, for a TLS plaintext record, its library go to the resend form).
+    OpenBytes {
+        packet_id: u64,
+        bytes: Vec<u8>,
+    },
 }
 
 pub(super) fn update(app: &mut App, msg: EditorMsg) -> Vec<Effect> {
@@ -53,6 +62,15 @@ pub(super) fn update(app: &mut App, msg: EditorMsg) -> Vec<Effect> {
             }
         }
         EditorMsg::Close => app.editor = None,
+        // -- conversations and follow (issue 14) --
+        EditorMsg::OpenBytes { packet_id, bytes } => match app.packets.packet(packet_id) {
+            Some(p) => {
+                app.resend.form.follow(p);
+                app.editor = Some(Editor { record: p.tls, ..Editor::new(packet_id, &bytes) });
+                app.tab = Tab::Capture;
+            }
+            None => app.notify(Level::Error, format!("Packet #{packet_id} is no longer held.")),
+        },
     }
     Vec::new()
 }

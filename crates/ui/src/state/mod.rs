@@ -14,7 +14,9 @@
 //! - [`editor`]: the payload editor (hex and ASCII);
 //! - [`resend`]: the resend form and its job;
 //! - [`rules`]: the filter rules;
-//! - [`library`]: the packet library, saving and downloads.
+//! - [`library`]: the packet library, saving and downloads;
+//! - [`conversations`]: the connections of the capture (counted as packets
+//!   arrive) and the followed stream of one (issue 14).
 //!
 //! State changes only through [`update`]. An area's update reads the other
 //! areas it needs (resending reads the editor) and, where one event spans
@@ -35,6 +37,9 @@ pub use packets::{Packets, PacketsMsg, Rate, CHART_SECONDS, DEFAULT_CAPACITY, VI
 pub use processes::{ProcKey, Processes, ProcessesMsg, Row, SortKey, REFRESH_TICKS};
 pub use resend::{Resend, ResendForm, ResendMsg, MAX_STATUSES};
 pub use rules::{RuleForm, Rules, RulesMsg};
+// -- conversations and follow (issue 14) --
+pub mod conversations;
+pub use conversations::{Column, Conversations, ConversationsMsg, Follow, Format};
 
 use crate::editor::Editor;
 use crate::error::{Problem, Task};
@@ -48,6 +53,8 @@ pub enum Tab {
     Capture,
     Filters,
     Library,
+    // -- conversations and follow (issue 14) --
+    Conversations,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +134,8 @@ pub struct App {
     pub resend: Resend,
     pub rules: Rules,
     pub library: Library,
+    // -- conversations and follow (issue 14) --
+    pub conversations: Conversations,
 }
 
 impl Default for App {
@@ -143,6 +152,8 @@ impl Default for App {
             resend: Resend::default(),
             rules: Rules::default(),
             library: Library::default(),
+            // -- conversations and follow (issue 14) --
+            conversations: Conversations::default(),
         }
     }
 }
@@ -158,6 +169,8 @@ pub enum Msg {
     Resend(ResendMsg),
     Rules(RulesMsg),
     Library(LibraryMsg),
+    // -- conversations and follow (issue 14) --
+    Conversations(ConversationsMsg),
 }
 
 macro_rules! into_msg {
@@ -179,6 +192,8 @@ into_msg!(
     Resend(ResendMsg),
     Rules(RulesMsg),
     Library(LibraryMsg),
+    // -- conversations and follow (issue 14) --
+    Conversations(ConversationsMsg),
 );
 
 /// What concerns the whole UI rather than one area.
@@ -353,7 +368,9 @@ pub fn update(app: &mut App, msg: impl Into<Msg>) -> Vec<Effect> {
 }
 
 fn update_area(app: &mut App, msg: Msg) -> Vec<Effect> {
-    match msg {
+    // -- conversations and follow (issue 14) --: packets are counted in their conversations first
+    let after = conversations::observe(app, &msg);
+    let fx = match msg {
         Msg::App(m) => update_app(app, m),
         Msg::Processes(m) => app.processes.update(m),
         Msg::Capture(m) => capture::update(app, m),
@@ -362,7 +379,12 @@ fn update_area(app: &mut App, msg: Msg) -> Vec<Effect> {
         Msg::Resend(m) => resend::update(app, m),
         Msg::Rules(m) => rules::update(app, m),
         Msg::Library(m) => library::update(app, m),
-    }
+        // -- conversations and follow (issue 14) --
+        Msg::Conversations(m) => conversations::update(app, m),
+    };
+    // -- conversations and follow (issue 14) --: the followed stream, once the list holds the new packets
+    conversations::observed(app, after);
+    fx
 }
 
 fn update_app(app: &mut App, msg: AppMsg) -> Vec<Effect> {
@@ -380,6 +402,8 @@ fn update_app(app: &mut App, msg: AppMsg) -> Vec<Effect> {
                 Tab::Library => fx.push(app.library.query()),
                 Tab::Filters => fx.push(Effect::GetState),
                 Tab::Capture => {}
+                // -- conversations and follow (issue 14) --
+                Tab::Conversations => {}
             }
         }
         AppMsg::DismissNotice(id) => app.notices.retain(|n| n.id != id),

@@ -29,6 +29,11 @@ use library::*;
 use packets::*;
 use processes::*;
 use rules::*;
+// -- conversations and follow (issue 14) --
+mod conversations;
+mod follow;
+use conversations::conversations_tab;
+use follow::follow_bar;
 
 /// Dispatches a message of any area.
 #[derive(Clone, Copy)]
@@ -178,9 +183,12 @@ pub fn Root(props: RootProps) -> Element {
         main {
             match app.tab {
                 Tab::Processes => processes_tab(&app, d),
-                Tab::Capture => capture_tab(&app, d),
+                // -- conversations and follow (issue 14) --: the bar above the list follows the packet shown
+                Tab::Capture => rsx! { {follow_bar(&app, d)} {capture_tab(&app, d)} },
                 Tab::Filters => filters_tab(&app, d),
                 Tab::Library => library_tab(&app, d),
+                // -- conversations and follow (issue 14) --
+                Tab::Conversations => conversations_tab(&app, d),
             }
         }
     }
@@ -190,6 +198,8 @@ fn header(app: &App, d: D) -> Element {
     let tabs = [
         (Tab::Processes, "Processes"),
         (Tab::Capture, "Capture"),
+        // -- conversations and follow (issue 14) --
+        (Tab::Conversations, "Conversations"),
         (Tab::Filters, "Filters"),
         (Tab::Library, "Library"),
     ];
