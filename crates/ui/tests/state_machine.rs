@@ -408,7 +408,9 @@ fn tls_records_are_listed_with_their_connection_marked_filterable_and_edited_as_
     assert_eq!(app.packets.rate.series().iter().map(|(i, o)| i + o).sum::<u32>(), 2);
     // The display filter selects records, and packets without them.
     for (f, want) in [
-        ("tls", vec![2]),
+        // `tls` is Wireshark's: TLS on the wire too; `pidcap.tls` the records alone.
+        ("tls", vec![1, 2, 3]),
+        ("pidcap.tls", vec![2]),
         ("wire", vec![1, 3]),
         ("tls secret", vec![2]),
         ("tls:openssl port:443", vec![2]),
