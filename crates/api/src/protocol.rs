@@ -284,6 +284,8 @@ const INJECT_ARGUMENTS: &[&str] = &[
     "stop_on_error",
     "timeout_ms",
     "tls",
+    // -- resend (issue 14) --
+    "keep_connection",
 ];
 
 /// The first field of an operation object (`op` and arguments, no
