@@ -397,7 +397,10 @@ fn print_status(s: &SendStatus, json: bool, reply_bytes: usize) {
         println!("    {}", pidcap_packet::ascii::escape(line));
     }
     if bytes.len() > shown.len() {
-        println!("    ... {} more bytes of the reply (--reply-bytes N shows more, --json all)", bytes.len() - shown.len());
+        println!(
+            "    ... {} more bytes of the reply (--reply-bytes N shows more, --json all)",
+            bytes.len() - shown.len()
+        );
     }
 }
 

@@ -634,7 +634,11 @@ fn curl_get_capture(path: &Path) {
             7 => answer,
             _ => b"",
         };
-        let (src, dst) = if out { ((52330, [127, 0, 0, 1]), (8089, [127, 0, 0, 1])) } else { ((8089, [127, 0, 0, 1]), (52330, [127, 0, 0, 1])) };
+        let (src, dst) = if out {
+            ((52330, [127, 0, 0, 1]), (8089, [127, 0, 0, 1]))
+        } else {
+            ((8089, [127, 0, 0, 1]), (52330, [127, 0, 0, 1]))
+        };
         let mut data = Vec::new();
         etherparse::PacketBuilder::ipv4(src.1, dst.1, 64)
             .tcp(src.0, dst.0, 1000 + i as u32, 512)

@@ -67,9 +67,11 @@ fn make(i: u64, rng: &mut Rng) -> NewPacket {
 fn rusqlite_free_downgrade(path: &std::path::Path) -> String {
     let lib = Library::open(path).unwrap();
     let c = lib.connection();
-    c.execute_batch("DROP TRIGGER IF EXISTS packets_bytes_delete; DROP TABLE IF EXISTS packets_bytes; PRAGMA user_version = 4;")
-        .map(|_| "ok".to_string())
-        .unwrap_or_else(|e| e.to_string())
+    c.execute_batch(
+        "DROP TRIGGER IF EXISTS packets_bytes_delete; DROP TABLE IF EXISTS packets_bytes; PRAGMA user_version = 4;",
+    )
+    .map(|_| "ok".to_string())
+    .unwrap_or_else(|e| e.to_string())
 }
 
 fn time<T>(f: impl Fn() -> T) -> (f64, T) {

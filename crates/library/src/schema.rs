@@ -113,8 +113,13 @@ END;
 /// Work a migration does after its SQL (rebuilding derived data).
 type Step = fn(&rusqlite::Transaction<'_>) -> Result<()>;
 
-const MIGRATIONS: &[(&str, Option<Step>)] =
-    &[(V1, None), (V2, None), (V3, Some(crate::store::rebuild_index)), (V4, None), (V5, Some(crate::store::rebuild_bytes_index))];
+const MIGRATIONS: &[(&str, Option<Step>)] = &[
+    (V1, None),
+    (V2, None),
+    (V3, Some(crate::store::rebuild_index)),
+    (V4, None),
+    (V5, Some(crate::store::rebuild_bytes_index)),
+];
 
 /// The schema version this build writes; older databases are migrated on open.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

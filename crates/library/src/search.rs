@@ -252,7 +252,11 @@ impl Library {
         }
         filter_sql(filter, &mut sql, &mut args);
         // Equal scores: the newest first.
-        sql.push_str(&if ranked { format!(" ORDER BY 2, {table}.rowid DESC") } else { format!(" ORDER BY {table}.rowid DESC") });
+        sql.push_str(&if ranked {
+            format!(" ORDER BY 2, {table}.rowid DESC")
+        } else {
+            format!(" ORDER BY {table}.rowid DESC")
+        });
         sql.push_str(" LIMIT ?");
         args.push(Value::Integer(if limit == 0 { -1 } else { limit as i64 }));
         let scored: Vec<(i64, f64)> = {

@@ -38,13 +38,17 @@ fn scan(lib: &Library, needle: &[u8]) -> BTreeSet<i64> {
 #[test]
 fn one_and_two_byte_queries_give_what_a_full_scan_gives() {
     let dir = tempfile::tempdir().unwrap();
-    let mut lib = Library::open(&dir.path().join("l.db")).unwrap();
+    let mut lib = Library::open(dir.path().join("l.db")).unwrap();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     // 300 packets, payloads of 0..40 bytes from a 12-value alphabet (so that
     // every byte and many pairs are in some packets and not in others).
     for i in 0..300u64 {
         let len = (rng.next() % 40) as usize;
-        let payload: Vec<u8> = (0..len).map(|_| [0x00, 0x0d, 0x0a, 0x47, 0x45, 0x54, 0xff, 0x20, 0x2f, 0x31, 0x7f, 0x80][(rng.next() % 12) as usize]).collect();
+        let payload: Vec<u8> = (0..len)
+            .map(|_| {
+                [0x00, 0x0d, 0x0a, 0x47, 0x45, 0x54, 0xff, 0x20, 0x2f, 0x31, 0x7f, 0x80][(rng.next() % 12) as usize]
+            })
+            .collect();
         let p = packet(i + 1, 10, "gen", Direction::Outbound, i % 2 == 0, 4000, 80, &payload);
         lib.save(&new_packet(p, &format!("p{i}"), &[])).unwrap();
     }
@@ -106,7 +110,7 @@ fn a_version_4_database_gets_the_byte_index_on_open() {
 #[test]
 fn the_packet_whose_payload_holds_the_word_ranks_first() {
     let dir = tempfile::tempdir().unwrap();
-    let mut lib = Library::open(&dir.path().join("l.db")).unwrap();
+    let mut lib = Library::open(dir.path().join("l.db")).unwrap();
     // A sequence of 12 packets all named "curl GET" (as `lib save --name`
     // names a whole capture): handshake, ACKs, the request, the answer, FINs.
     let mut ids = Vec::new();
@@ -123,7 +127,12 @@ fn the_packet_whose_payload_holds_the_word_ranks_first() {
     for limit in [0, 50] {
         let r = lib.search("GET", &Filter::default(), limit).unwrap();
         assert_eq!(r.len(), 12);
-        assert_eq!(r[0].packet.id, ids[3], "the request first: {:?}", r.iter().map(|h| (h.packet.id, h.score)).collect::<Vec<_>>());
+        assert_eq!(
+            r[0].packet.id,
+            ids[3],
+            "the request first: {:?}",
+            r.iter().map(|h| (h.packet.id, h.score)).collect::<Vec<_>>()
+        );
         assert!(r[0].score < r[1].score, "and scored apart from the rest: {} {}", r[0].score, r[1].score);
     }
     // The same with two words, one only in the payload.

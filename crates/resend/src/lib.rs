@@ -43,8 +43,8 @@ pub mod tls;
 pub mod wire;
 
 pub use plan::{
-    default_destination, edited_payload, effective_interval, parse_endpoint, prepare, Prepared, Target, DEFAULT_INTERVAL_MS,
-    DEFAULT_MAX_RATE, DEFAULT_TIMEOUT_MS,
+    default_destination, edited_payload, effective_interval, parse_endpoint, prepare, Prepared, Target,
+    DEFAULT_INTERVAL_MS, DEFAULT_MAX_RATE, DEFAULT_TIMEOUT_MS,
 };
 pub use run::{open_sender, run_job, run_loop};
 pub use send::SendError;

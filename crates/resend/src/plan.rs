@@ -357,7 +357,10 @@ mod tests {
         // prepare uses it in connect mode (the pid 0 of the template is no live process).
         let t = Some(Box::new(tcp_packet(Direction::Inbound, 8089, 51284)));
         let p = prepare(&InjectArgs { template: t.clone(), mode: Some(Mode::Connect), ..Default::default() }).unwrap();
-        assert_eq!((p.target.remote, p.target.local, p.keep_connection), ("10.0.0.1:8089".parse().unwrap(), None, false));
+        assert_eq!(
+            (p.target.remote, p.target.local, p.keep_connection),
+            ("10.0.0.1:8089".parse().unwrap(), None, false)
+        );
         let p = prepare(&InjectArgs { template: t.clone(), ..Default::default() }).unwrap();
         assert_eq!((p.mode, p.target.remote), (Mode::Connect, "10.0.0.1:8089".parse().unwrap()));
         // --to wins; --keep-connection is kept, and refused outside connect mode and with TLS.

@@ -461,7 +461,10 @@ fn read_reply<R: Read>(
             // The wait (or the quiet gap) is over, or a signal (a stop:
             // SIGINT/SIGTERM) cut it short: the reply is what came.
             Err(e)
-                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) =>
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
             {
                 break
             }

@@ -35,8 +35,8 @@ fn a_refused_connect_is_a_status_and_the_loop_goes_on() {
 
     // The server comes up mid-loop: the next send connects again and succeeds
     // (one kept connection from then on: the server accepts once).
-    let p = prepare(&InjectArgs { interval_ms: Some(300), keep_connection: true, ..connect_args("tcp", to, 3) })
-        .unwrap();
+    let p =
+        prepare(&InjectArgs { interval_ms: Some(300), keep_connection: true, ..connect_args("tcp", to, 3) }).unwrap();
     let (tx, rx) = mpsc::channel();
     let server = std::thread::spawn(move || {
         rx.recv().unwrap();

@@ -268,10 +268,10 @@ fn connect_mode_tcp_and_udp() {
 /// An HTTP/1.0-like server: per connection, one request read, one reply of
 /// `size` bytes written, then closed. Returns its port and, at the end,
 /// each connection's peer port and request.
-fn one_reply_per_connection(
-    conns: usize,
-    size: usize,
-) -> (u16, std::thread::JoinHandle<Vec<(u16, Vec<u8>)>>) {
+/// What the server saw: each connection's peer port and request.
+type Seen = Vec<(u16, Vec<u8>)>;
+
+fn one_reply_per_connection(conns: usize, size: usize) -> (u16, std::thread::JoinHandle<Seen>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let h = std::thread::spawn(move || {

@@ -99,8 +99,14 @@ fn a_request_captured_at_the_server_is_resent_to_the_server_on_new_connections_w
     b.click(&format!("#packet-list .pkt[data-id='{id}']"));
     wait_for("the packet's details", STEP, || b.text("#packet-detail h2").contains(&format!("#{id} ")).then_some(()));
     b.click("#edit-packet");
-    wait_for("the editor", STEP, || b.text("#editor h2").to_lowercase().contains(&format!("packet #{id} ")).then_some(()));
-    assert!(b.value("#edit-ascii").unwrap_or_default().starts_with("GET /first HTTP/1.1"), "{:?}", b.value("#edit-ascii"));
+    wait_for("the editor", STEP, || {
+        b.text("#editor h2").to_lowercase().contains(&format!("packet #{id} ")).then_some(())
+    });
+    assert!(
+        b.value("#edit-ascii").unwrap_or_default().starts_with("GET /first HTTP/1.1"),
+        "{:?}",
+        b.value("#edit-ascii")
+    );
 
     // Connect mode: the destination defaults to the server side (the target's own address and port).
     b.fill("#resend-mode", "connect");
@@ -139,9 +145,8 @@ fn a_request_captured_at_the_server_is_resent_to_the_server_on_new_connections_w
     assert!(size > 6000, "{size}");
     let heading = b.text("#resend-reply h2").to_lowercase(); // (h2 are shown in capitals)
     assert!(heading.contains(&format!("{size} bytes")), "{heading}");
-    let ascii_of = |dump: &str| -> String {
-        dump.lines().filter_map(|l| Some(&l[l.find('|')? + 1..l.rfind('|')?])).collect()
-    };
+    let ascii_of =
+        |dump: &str| -> String { dump.lines().filter_map(|l| Some(&l[l.find('|')? + 1..l.rfind('|')?])).collect() };
     let dump = b.js("return document.querySelector('#resend-reply-dump').textContent", json!([]));
     let text = ascii_of(dump.as_str().unwrap_or(""));
     assert_eq!(text.len(), size, "every byte in the view");

@@ -349,8 +349,9 @@ mod tests {
         let fx = update(&mut app, ResendMsg::Start);
         let [Effect::Inject(req)] = fx.as_slice() else { panic!("{fx:?}") };
         assert_eq!((req.to.as_deref(), req.keep_connection), (None, false), "a new connection per send by default");
-        let p = pidcap_resend::prepare(&InjectArgs { template: Some(Box::new(received_request(1))), ..(**req).clone() })
-            .unwrap();
+        let p =
+            pidcap_resend::prepare(&InjectArgs { template: Some(Box::new(received_request(1))), ..(**req).clone() })
+                .unwrap();
         assert_eq!(p.target.remote, "10.0.0.1:8089".parse().unwrap());
         // Typed: sent as `to`; a bad one refused before anything is asked.
         app.resend = Resend::default();

@@ -60,7 +60,8 @@ pub(super) fn resend(app: &App, d: D) -> Element {
     });
     // -- resend that replays what you mean (issue 14) --
     let dest_default = crate::state::resend::default_destination(app).map(|a| a.to_string()).unwrap_or_default();
-    let dest_hint = if dest_default.is_empty() { "ADDR:PORT".to_string() } else { format!("{dest_default} (server side)") };
+    let dest_hint =
+        if dest_default.is_empty() { "ADDR:PORT".to_string() } else { format!("{dest_default} (server side)") };
     let reply = r.shown_reply().and_then(|s| s.reply.as_ref().map(|rep| (s.seq, rep)));
     rsx! {
         div { class: "panel", id: "resend",
