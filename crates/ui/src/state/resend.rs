@@ -19,6 +19,11 @@ use std::collections::VecDeque;
 
 /// Send statuses kept for the resend view.
 pub const MAX_STATUSES: usize = 200;
+/// The newest statuses whose replies are kept whole (up to 1 MiB each);
+/// older ones keep their first [`REPLY_KEPT`] bytes (marked cut).
+pub const WHOLE_REPLIES: usize = 16;
+/// Bytes kept of an older status's reply.
+pub const REPLY_KEPT: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResendForm {
@@ -203,6 +208,10 @@ pub(super) fn update(app: &mut App, msg: ResendMsg) -> Vec<Effect> {
                 r.statuses.push_back(status);
                 while r.statuses.len() > MAX_STATUSES {
                     r.statuses.pop_front();
+                }
+                let n = r.statuses.len();
+                if let Some(old) = n.checked_sub(WHOLE_REPLIES + 1).and_then(|i| r.statuses.get_mut(i)) {
+                    old.reply = old.reply.as_ref().map(|rep| rep.cut(REPLY_KEPT));
                 }
             }
         }
@@ -399,6 +408,14 @@ mod tests {
         assert_eq!(app.resend.shown_reply().map(|s| s.seq), Some(1));
         update(&mut app, ResendMsg::ShowReply(3)); // no reply: the newest with one
         assert_eq!(app.resend.shown_reply().map(|s| s.seq), Some(2));
+        // Only the newest WHOLE_REPLIES replies stay whole; older ones keep their start, marked cut.
+        for seq in 4..=(3 + WHOLE_REPLIES as u64) {
+            update(&mut app, ResendMsg::Status { job: 5, status: status(seq, Some(&big)) });
+        }
+        let reply = |seq: u64| app.resend.statuses.iter().find(|s| s.seq == seq).unwrap().reply.clone().unwrap();
+        assert_eq!((reply(2).bytes, reply(2).truncated), (REPLY_KEPT, true));
+        assert_eq!((reply(4).bytes, reply(4).truncated), (5000, false));
+        assert_eq!(reply(1).bytes, 22, "short replies stay as they were");
         // A new job starts with the newest again.
         update(&mut app, ResendMsg::ShowReply(1));
         app.resend.job = None;

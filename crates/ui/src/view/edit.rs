@@ -118,7 +118,13 @@ pub(super) fn resend(app: &App, d: D) -> Element {
                         style: if s.reply.is_some() { "cursor:pointer" } else { "" },
                         title: if s.reply.is_some() { "show this reply below" } else { "" },
                         onclick: { let seq = s.seq; move |_| d.call(ResendMsg::ShowReply(seq)) },
-                        "{s}" }
+                        "{s}"
+                        // A TLS replay's decrypted reply as text, at a glance (whole in the reply view).
+                        if let Some(text) = s.reply.as_ref().and_then(|r| r.text.as_deref()) {
+                            pre { class: "reply", title: "the decrypted reply (escapes as in the editor)",
+                                {text.chars().take(2000).collect::<String>()} }
+                        }
+                    }
                 }
             }
             if let Some((seq, rep)) = reply {
@@ -140,7 +146,11 @@ fn reply_view(seq: u64, rep: &pidcap_resend::ReplyInfo) -> Element {
     };
     let shown = &data[..data.len().min(REPLY_VIEW_BYTES)];
     let what = if rep.tls.is_some() { "decrypted reply" } else { "reply" };
-    let cut = if rep.truncated { " (cut at the 1 MiB a send reads)" } else { "" };
+    let cut = match (rep.truncated, rep.bytes >= pidcap_resend::MAX_REPLY_BYTES) {
+        (true, true) => " (cut at the 1 MiB a send reads)",
+        (true, false) => " (an older send's: its first bytes kept)",
+        _ => "",
+    };
     let dump = pidcap_packet::hex_dump(shown);
     rsx! {
         div { id: "resend-reply", "data-seq": "{seq}", "data-bytes": "{data.len()}",
