@@ -89,7 +89,11 @@ impl Jobs {
             e.history.push_back(s.clone());
             // -- resend: whole replies (issue 14) --
             // Replies are whole (up to 1 MiB each): the history keeps them so
-            // for its newest WHOLE_REPLIES statuses only, older ones' to REPLY_KEPT bytes.
+            // for its newest WHOLE_REPLIES statuses only, older ones' to REPLY_KEPT bytes;
+            // a JobInfo's `last` (list_jobs lists up to 64 finished jobs) keeps REPLY_KEPT.
+            if let Some(last) = e.info.last.as_mut() {
+                last.reply = last.reply.as_ref().map(|r| r.cut(REPLY_KEPT));
+            }
             let n = e.history.len();
             if n > WHOLE_REPLIES {
                 if let Some(old) = e.history.get_mut(n - WHOLE_REPLIES - 1) {

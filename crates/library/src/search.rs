@@ -1,6 +1,9 @@
 //! Full-text search: turning what a user types into an FTS5 query, and running
-//! it together with metadata filters, ranked by bm25 (within a bounded window
-//! of the newest matches when a query matches very many packets).
+//! it together with metadata filters, ranked by bm25 with a word scored per
+//! column (within a bounded window of the newest matches when a query matches
+//! very many packets). A 1- or 2-byte sequence is one term of the
+//! byte-presence index (`packets_bytes`, schema 5); longer ones a phrase of
+//! the hex column's trigrams.
 //!
 //! Query language (see [`build_match`]):
 //! - words: every word must appear in some column (name, description, tags,

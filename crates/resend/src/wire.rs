@@ -482,6 +482,34 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_is_whole_and_cut_only_when_asked() {
+        let body: Vec<u8> = (0..300u32).map(|i| (i % 256) as u8).collect();
+        let r = ReplyInfo::new(&body);
+        assert_eq!((r.bytes, r.data(), r.ascii.len(), r.truncated), (300, body.clone(), 300, false));
+        let j = serde_json::to_string(&r).unwrap();
+        assert!(!j.contains("truncated"), "absent when whole: {j}");
+        let c = r.cut(100);
+        assert_eq!((c.bytes, c.data(), c.truncated), (100, body[..100].to_vec(), true));
+        assert!(serde_json::to_string(&c).unwrap().contains(r#""truncated":true"#));
+        assert_eq!(r.cut(300), r, "nothing to cut");
+        let mut tls = r.clone();
+        tls.text = Some(pidcap_packet::ascii::escape(&body));
+        assert_eq!(pidcap_packet::ascii::unescape(tls.cut(10).text.as_deref().unwrap()).unwrap(), body[..10]);
+        let st = SendStatus {
+            seq: 2,
+            ok: true,
+            bytes: 3,
+            time_ns: 0,
+            elapsed_us: 7,
+            error: None,
+            error_kind: None,
+            reply: Some(r),
+        };
+        assert_eq!(st.to_string(), "#2 sent 3 bytes in 7 us; reply 300 bytes");
+        assert_eq!(SendStatus { reply: Some(c), ..st }.to_string(), "#2 sent 3 bytes in 7 us; reply 100 bytes (cut)");
+    }
+
+    #[test]
     fn names_are_the_serde_names() {
         let name = |v: serde_json::Value| v.as_str().unwrap().to_string();
         for k in [
