@@ -284,6 +284,8 @@ const INJECT_ARGUMENTS: &[&str] = &[
     "stop_on_error",
     "timeout_ms",
     "tls",
+    // -- resend (issue 14) --
+    "keep_connection",
 ];
 
 /// The first field of an operation object (`op` and arguments, no
@@ -800,6 +802,7 @@ mod tests {
             stop_on_error: true,
             timeout_ms: Some(5),
             tls: Some(pidcap_resend::TlsOptions { sni: Some("h".into()), insecure: true, ..Default::default() }),
+            keep_connection: true, // -- resend (issue 14) --
         };
         vec![
             EngineOp::StartCapture {

@@ -359,24 +359,40 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ID  TIME  DIR PROTO local -> remote  LEN  comm(pid)  name [tags]`.
+// -- library output (issue 14) --
+/// An endpoint as the capture lines write it (`[::1]:80`, `10.0.0.1:80`).
+fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
+    match addr {
+        std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
+        a => format!("{a}:{port}"),
+    }
+}
+
+/// The sizes of a packet, labelled: its payload (what `len` is in the
+/// capture lines) and the whole packet as it was on the wire (IP header on).
+fn sizes(c: &CapturedPacket) -> String {
+    format!("payload {} B, packet {} B", c.decoded.payload_size, c.orig_len)
+}
+
+/// `ID  DATE TIME  DIR PROTO local > remote  payload N B, packet M B  pid/comm  name [tags]`:
+/// the time local (TZ respected), the arrow the way the packet went (`>`
+/// out, `<` in), as in `pidcap run`/`capture`/`read`.
 fn one_line(p: &SavedPacket) -> String {
     let c = &p.packet;
     let d = &c.decoded;
-    let secs = c.timestamp_ns as f64 / 1e9;
     let tags = if p.tags.is_empty() { String::new() } else { format!(" [{}]", p.tags.join(", ")) };
     format!(
-        "{:>6}  {secs:.6}  {:<3} {:<6} {}:{} -> {}:{}  {}B  {}({})  {}{tags}{}",
+        "{:>6}  {}  {:<3} {:<6} {} {} {}  {}  {}/{}  {}{tags}{}",
         p.id,
+        crate::output::date_time(c.timestamp_ns, crate::output::Zone::Local),
         c.direction.as_str(),
         d.protocol.name(),
-        d.local_addr,
-        d.local_port,
-        d.remote_addr,
-        d.remote_port,
-        d.payload_size,
-        c.comm,
+        endpoint(d.local_addr, d.local_port),
+        if c.direction == Direction::Outbound { ">" } else { "<" },
+        endpoint(d.remote_addr, d.remote_port),
+        sizes(c),
         c.pid,
+        c.comm,
         p.name,
         if p.synthesized { " (synthesised)" } else { "" },
     )
@@ -463,16 +479,17 @@ pub fn run(args: LibArgs) -> anyhow::Result<i32> {
                         println!("  description: {}", p.description);
                     }
                     println!(
-                        "  source: {}  saved: {:.6}  capture id: {}  socket cookie: {}",
+                        "  source: {}  saved: {}  capture id: {}  socket cookie: {}",
                         p.source,
-                        p.saved_at_ns as f64 / 1e9,
+                        crate::output::date_time(p.saved_at_ns, crate::output::Zone::Local),
                         p.packet.id,
                         p.packet.socket_cookie
                     );
                     println!(
-                        "  verdict: {}  orig_len: {}  tcp flags: {}",
+                        "  verdict: {}  {} ({} B captured)  tcp flags: {}",
                         p.packet.verdict,
-                        p.packet.orig_len,
+                        sizes(&p.packet),
+                        p.packet.data.len(),
                         p.packet.decoded.tcp_flags_str()
                     );
                     print!("{}", pidcap_packet::hex_dump(&p.packet.data));

@@ -1,7 +1,9 @@
 //! `pidcap send`: edit a packet's payload and send it, once or in a loop,
 //! through the owning process's socket, a raw socket or a new connection
 //! (pidcap-resend), in connect mode optionally over TLS (`--tls`: the replay
-//! of a TLS plaintext record, its decrypted reply printed). `--packet ID`
+//! of a TLS plaintext record, its decrypted reply printed). Connect mode makes
+//! a new connection per send (`--keep-connection`: one) and prints each reply
+//! under its status (`--reply-bytes`; whole in `--json`). `--packet ID`
 //! (and `--via-daemon`) go through the daemon; everything else runs here (as
 //! root for socket and raw modes).
 
@@ -58,6 +60,9 @@ pub struct SendArgs {
     #[arg(long, value_name = "PROTO")]
     pub proto: Option<Proto>,
     /// The remote end ADDR:PORT or [V6]:PORT (raw: the destination; with --tls also NAME:PORT).
+    /// Default: the packet's peer; in connect mode the server side of its
+    /// conversation (for a packet the target received: the target's own
+    /// address and port).
     #[arg(long, value_name = "ADDR:PORT")]
     pub to: Option<String>,
     /// The local end (socket: which socket; raw: the source; connect: bind to it).
@@ -102,6 +107,17 @@ pub struct SendArgs {
     #[arg(long, value_name = "DUR", value_parser = parse_dur, help_heading = "Loop")]
     pub timeout: Option<Duration>,
 
+    // -- resend that replays what you mean (issue 14) --
+    /// Connect mode: one connection (one UDP socket) for every send of the
+    /// loop. Default: a new connection per send, as a client makes one per
+    /// request (an HTTP/1.0 server answers once and closes).
+    #[arg(long)]
+    pub keep_connection: bool,
+    /// Connect mode: show at most this many bytes of each reply under its
+    /// status line (0: none); --json always carries the whole reply (up to 1 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_REPLY_BYTES)]
+    pub reply_bytes: usize,
+
     /// Show what would be sent (hex+ASCII dump, mode, endpoints) and send nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -115,6 +131,9 @@ pub struct SendArgs {
     #[arg(long, value_name = "PATH", env = "PIDCAP_SOCKET", default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
 }
+
+/// Reply bytes shown under a status line by default (`--reply-bytes`).
+pub const DEFAULT_REPLY_BYTES: usize = 4096;
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
@@ -216,6 +235,7 @@ fn inject_args(a: &SendArgs, template: Option<CapturedPacket>, tls: Option<TlsOp
         stop_on_error: a.stop_on_error,
         timeout_ms: millis(a.timeout),
         tls,
+        keep_connection: a.keep_connection,
     })
 }
 
@@ -268,7 +288,7 @@ pub fn run(a: SendArgs) -> anyhow::Result<u8> {
             if !a.json {
                 eprintln!("{}", plan_line(&p));
             }
-            pidcap_resend::run_job(&p, &stop, &mut |s| print_status(s, a.json))
+            pidcap_resend::run_job(&p, &stop, &mut |s| print_status(s, a.json, a.reply_bytes))
         }
     };
     print_summary(&summary, a.json)?;
@@ -305,7 +325,7 @@ fn via_the_daemon(c: &mut Client, a: &SendArgs, args: InjectArgs, stop: &Arc<Ato
     c.watch_job(job.id)?;
     loop {
         match c.next_event()? {
-            Event::SendStatus { job: j, status } if j == job.id => print_status(&status, a.json),
+            Event::SendStatus { job: j, status } if j == job.id => print_status(&status, a.json, a.reply_bytes),
             Event::JobDone { job: j, summary } if j == job.id => return Ok(summary),
             _ => {}
         }
@@ -333,8 +353,13 @@ fn plan_line(p: &Prepared) -> String {
             format!(" over TLS ({sni}, {trust}, a new connection per send)")
         }
     };
+    let conn = match (p.mode, &p.tls, p.keep_connection) {
+        (Mode::Connect, None, false) if p.forever || p.count > 1 => ", a new connection per send",
+        (Mode::Connect, None, true) => ", one connection for every send",
+        _ => "",
+    };
     format!(
-        "pidcap: sending {} bytes via {}{pid}{tls}, {} {} -> {}, {times}{every}",
+        "pidcap: sending {} bytes via {}{pid}{tls}, {} {} -> {}, {times}{every}{conn}",
         p.payload.len(),
         p.mode,
         p.target.proto,
@@ -353,19 +378,29 @@ fn print_plan(p: &Prepared, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_status(s: &SendStatus, json: bool) {
+fn print_status(s: &SendStatus, json: bool, reply_bytes: usize) {
     if json {
         println!("{}", serde_json::to_string(s).unwrap_or_default());
         return;
     }
     println!("{s}");
-    // The decrypted reply of a TLS replay, whole: one line per line of the
-    // reply, bytes escaped as everywhere in pidcap (`\r`, `\xHH`, ...).
-    if let Some(text) = s.reply.as_ref().and_then(|r| r.text.as_deref()) {
-        let bytes = pidcap_packet::ascii::unescape(text).unwrap_or_else(|_| text.as_bytes().to_vec());
-        for line in bytes.split_inclusive(|&b| b == b'\n') {
-            println!("    {}", pidcap_packet::ascii::escape(line));
-        }
+    // The reply (a TLS replay's decrypted one), up to `reply_bytes`: one
+    // line per line of the reply, bytes escaped as everywhere in pidcap
+    // (`\r`, `\xHH`, ...).
+    let Some(r) = s.reply.as_ref().filter(|_| reply_bytes > 0) else { return };
+    let bytes = match r.text.as_deref() {
+        Some(text) => pidcap_packet::ascii::unescape(text).unwrap_or_else(|_| text.as_bytes().to_vec()),
+        None => r.data(),
+    };
+    let shown = &bytes[..bytes.len().min(reply_bytes)];
+    for line in shown.split_inclusive(|&b| b == b'\n') {
+        println!("    {}", pidcap_packet::ascii::escape(line));
+    }
+    if bytes.len() > shown.len() {
+        println!(
+            "    ... {} more bytes of the reply (--reply-bytes N shows more, --json all)",
+            bytes.len() - shown.len()
+        );
     }
 }
 

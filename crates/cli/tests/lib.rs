@@ -617,3 +617,93 @@ fn save_reads_a_file_cut_short_up_to_its_last_complete_block() {
     assert!(err.contains("was cut short (truncated pcapng Enhanced Packet Block"), "{err}");
     assert!(err.contains("its 386 complete frames were read"), "{err}");
 }
+
+// -- library output and ranking (issue 14) --
+
+/// A capture of `curl http://127.0.0.1:8089/` at the client (pid 7, 12
+/// packets: handshake, the request, ACKs, the answer, FINs), as pcapng.
+fn curl_get_capture(path: &Path) {
+    use pidcap_packet::{CapturedPacket, Direction, Verdict};
+    let mut w = pidcap_pcapfile::PcapngWriter::new(std::fs::File::create(path).unwrap(), &Default::default()).unwrap();
+    let request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8089\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
+    let answer = b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6 Python/3.11.7\r\nContent-Length: 2\r\n\r\nhi";
+    for i in 0..12u64 {
+        let out = i % 2 == 0;
+        let payload: &[u8] = match i {
+            4 => request,
+            7 => answer,
+            _ => b"",
+        };
+        let (src, dst) = if out {
+            ((52330, [127, 0, 0, 1]), (8089, [127, 0, 0, 1]))
+        } else {
+            ((8089, [127, 0, 0, 1]), (52330, [127, 0, 0, 1]))
+        };
+        let mut data = Vec::new();
+        etherparse::PacketBuilder::ipv4(src.1, dst.1, 64)
+            .tcp(src.0, dst.0, 1000 + i as u32, 512)
+            .ack(1)
+            .write(&mut data, payload)
+            .unwrap();
+        let dir = if out { Direction::Outbound } else { Direction::Inbound };
+        let p = CapturedPacket::new(
+            i + 1,
+            1_700_000_000_000_000_000 + i * 1_000,
+            7,
+            "curl".into(),
+            9,
+            dir,
+            Verdict::Pass,
+            data.len() as u32,
+            data,
+        );
+        w.write_packet(&p).unwrap();
+    }
+    w.into_inner().unwrap();
+}
+
+#[test]
+fn search_ranks_the_request_first_and_lines_are_local_with_arrows_and_labelled_sizes() {
+    let dir = Scratch::new("lib-rank");
+    let db = dir.path("lib.db");
+    let pcap = dir.path("curl.pcapng");
+    curl_get_capture(&pcap);
+    // The whole capture named "curl GET", as a sequence: GET is in every packet's name.
+    let saved = ids(&lib_json(
+        &db,
+        &["save", "--pcap", pcap.to_str().unwrap(), "--name", "curl GET", "--sequence", "curl-get"],
+    ));
+    assert_eq!(saved.len(), 12);
+    let hits = lib_json(&db, &["search", "GET"]);
+    let order: Vec<i64> = hits.as_array().unwrap().iter().map(|h| h["packet"]["id"].as_i64().unwrap()).collect();
+    assert_eq!(order.len(), 12);
+    assert_eq!(order[0], saved[4], "the request (frame 5) first: {order:?}");
+    let score = |i: usize| hits[i]["score"].as_f64().unwrap();
+    assert!(score(0) < score(1) && score(0) < -0.5, "scored apart: {} {}", score(0), score(1));
+
+    // Text: local time (TZ respected), `>` out and `<` in as in the capture lines, sizes labelled.
+    let run = |tz: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pidcap"))
+            .env("TZ", tz)
+            .arg("lib")
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run("UTC", &["search", "GET"]);
+    let first = text.lines().next().unwrap();
+    assert!(first.contains(&format!(" {}  2023-11-14 22:13:20.000004  ", saved[4])), "{first}");
+    assert!(first.contains("out TCP    127.0.0.1:52330 > 127.0.0.1:8089"), "{first}");
+    assert!(first.contains("payload 78 B, packet 118 B  7/curl  curl GET"), "{first}");
+    assert!(!first.contains("  0.00  "), "{first}");
+    let list = run("JST-9", &["list"]);
+    let answer = list.lines().find(|l| l.trim_start().starts_with(&format!("{} ", saved[7]))).unwrap();
+    assert!(answer.contains("2023-11-15 07:13:20.000007  in  TCP    127.0.0.1:52330 < 127.0.0.1:8089"), "{answer}");
+    let show = run("UTC", &["show", &saved[4].to_string()]);
+    assert!(show.contains("payload 78 B, packet 118 B (118 B captured)"), "{show}");
+    assert!(!show.contains("orig_len"), "{show}");
+}

@@ -367,3 +367,129 @@ fn tls_replay_of_a_library_record_prints_the_decrypted_reply() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/ca.pem"));
     assert!(srv.peer.pending().is_empty(), "no connection for a refused command: {:?}", srv.peer.pending());
 }
+
+// -- resend that replays what you mean (issue 14) --
+
+/// An HTTP/1.0 server (python3 http.server: one request per connection, then
+/// it closes) that prints `PORT`, then `conn PEERPORT` for each connection and
+/// `req PATH` for each request. Its answer's body is 6000 bytes ending in
+/// `END-OF-REPLY`.
+const HTTP10_COUNTING: &str = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def setup(self):
+        super().setup()
+        print("conn", self.client_address[1], flush=True)
+    def do_GET(self):
+        print("req", self.path, flush=True)
+        body = (b"0123456789" * 600)[:-12] + b"END-OF-REPLY"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+struct Http10 {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+    port: u16,
+}
+
+impl Http10 {
+    fn start(ns: &NetNs) -> Http10 {
+        let mut child = ns.command("python3").args(["-c", HTTP10_COUNTING]).stdout(Stdio::piped()).spawn().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| panic!("the server said {line:?}"));
+        Http10 { child, out, port }
+    }
+
+    /// Stop it; what it printed: the peer ports of its connections, and the requests' paths.
+    fn stop(mut self) -> (Vec<u16>, Vec<String>) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (mut conns, mut reqs) = (Vec::new(), Vec::new());
+        for l in self.out.lines().map_while(Result::ok) {
+            match l.split_once(' ') {
+                Some(("conn", p)) => conns.push(p.parse().unwrap()),
+                Some(("req", p)) => reqs.push(p.to_string()),
+                _ => panic!("the server said {l:?}"),
+            }
+        }
+        (conns, reqs)
+    }
+}
+
+#[test]
+fn connect_mode_sends_on_a_new_connection_each_time_and_shows_each_reply_whole() {
+    require!(Root, Tool("ip"), Tool("python3"));
+    let ns = NetNs::new("send-newconn");
+    let send = |port: u16, extra: &[&str]| {
+        let out = ns
+            .command(env!("CARGO_BIN_EXE_pidcap"))
+            .args(["send", "--ascii", "GET /again HTTP/1.0\\r\\n\\r\\n", "--mode", "connect"])
+            .args(["--to", &format!("127.0.0.1:{port}"), "--count", "3", "--interval", "500ms", "--timeout", "5s"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+
+    // --json: three sends, three connections (three peer ports), three replies, each whole.
+    let srv = Http10::start(&ns);
+    let out = send(srv.port, &["--json"]);
+    let (conns, reqs) = srv.stop();
+    assert_eq!(conns.len(), 3, "three connections: {conns:?}");
+    assert_eq!(conns.iter().collect::<std::collections::BTreeSet<_>>().len(), 3, "{conns:?}");
+    assert_eq!(reqs, ["/again", "/again", "/again"]);
+    let v = json_lines(&out.stdout);
+    assert_eq!(v.len(), 4, "{v:?}");
+    for s in &v[..3] {
+        let r = &s["reply"];
+        let bytes = r["bytes"].as_u64().unwrap() as usize;
+        assert!(bytes > 6000, "{s}");
+        let data = pidcap_packet::hex::parse(r["hex"].as_str().unwrap()).unwrap();
+        assert_eq!(data.len(), bytes, "the whole reply in hex");
+        assert!(data.starts_with(b"HTTP/1.0 200 OK\r\n") && data.ends_with(b"END-OF-REPLY"), "{s}");
+        assert_eq!(r["ascii"].as_str().unwrap().len(), bytes, "and in ASCII");
+    }
+    assert_eq!((&v[3]["summary"]["sent"], &v[3]["summary"]["failed"]), (&3.into(), &0.into()));
+
+    // Text: the reply under each status, up to --reply-bytes (4 KiB by default).
+    let srv = Http10::start(&ns);
+    let text = String::from_utf8(send(srv.port, &[]).stdout).unwrap();
+    srv.stop();
+    assert_eq!(text.matches("    HTTP/1.0 200 OK\\r\\n").count(), 3, "{text}");
+    assert!(!text.contains("END-OF-REPLY"), "cut at 4096 bytes: {text}");
+    assert_eq!(text.matches("more bytes of the reply (--reply-bytes N shows more, --json all)").count(), 3, "{text}");
+    let srv = Http10::start(&ns);
+    let text = String::from_utf8(send(srv.port, &["--reply-bytes", "100000"]).stdout).unwrap();
+    srv.stop();
+    assert_eq!(text.matches("END-OF-REPLY").count(), 3, "{text}");
+    let srv = Http10::start(&ns);
+    let text = String::from_utf8(send(srv.port, &["--reply-bytes", "8"]).stdout).unwrap();
+    srv.stop();
+    assert_eq!(text.matches("    HTTP/1.0\n").count(), 3, "8 bytes: {text}");
+
+    // --keep-connection: one connection for the three; the server answers the first and closes it.
+    let srv = Http10::start(&ns);
+    let out = ns
+        .command(env!("CARGO_BIN_EXE_pidcap"))
+        .args(["send", "--ascii", "GET /kept HTTP/1.0\\r\\n\\r\\n", "--mode", "connect", "--keep-connection"])
+        .args(["--to", &format!("127.0.0.1:{}", srv.port), "--count", "3", "--interval", "300ms", "--json"])
+        .output()
+        .unwrap();
+    let (conns, reqs) = srv.stop();
+    let v = json_lines(&out.stdout);
+    assert_eq!(v[0]["reply"]["bytes"].as_u64().map(|b| b > 6000), Some(true), "{v:?}");
+    assert_eq!(reqs[0], "/kept");
+    // The second send went on the closed connection (nothing back, or an error); only then a new one.
+    assert!(conns.len() < 3, "the connection was kept: {conns:?} {v:?}");
+}

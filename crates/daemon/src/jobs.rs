@@ -15,6 +15,11 @@ use tokio::sync::broadcast;
 pub const HISTORY: usize = 1000;
 /// Finished jobs remembered for `list_jobs`.
 pub const FINISHED_KEPT: usize = 64;
+// -- resend: whole replies (issue 14) --
+/// Statuses of a job whose replies the history keeps whole (the newest).
+pub const WHOLE_REPLIES: usize = 16;
+/// Bytes kept of the replies of older statuses in the history.
+pub const REPLY_KEPT: usize = 4096;
 
 /// What a watcher receives.
 #[derive(Debug, Clone)]
@@ -82,6 +87,19 @@ impl Jobs {
                 e.history.pop_front();
             }
             e.history.push_back(s.clone());
+            // -- resend: whole replies (issue 14) --
+            // Replies are whole (up to 1 MiB each): the history keeps them so
+            // for its newest WHOLE_REPLIES statuses only, older ones' to REPLY_KEPT bytes;
+            // a JobInfo's `last` (list_jobs lists up to 64 finished jobs) keeps REPLY_KEPT.
+            if let Some(last) = e.info.last.as_mut() {
+                last.reply = last.reply.as_ref().map(|r| r.cut(REPLY_KEPT));
+            }
+            let n = e.history.len();
+            if n > WHOLE_REPLIES {
+                if let Some(old) = e.history.get_mut(n - WHOLE_REPLIES - 1) {
+                    old.reply = old.reply.as_ref().map(|r| r.cut(REPLY_KEPT));
+                }
+            }
             let _ = e.tx.send(JobEvent::Status(s.clone()));
         }
     }

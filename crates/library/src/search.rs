@@ -1,6 +1,9 @@
 //! Full-text search: turning what a user types into an FTS5 query, and running
-//! it together with metadata filters, ranked by bm25 (within a bounded window
-//! of the newest matches when a query matches very many packets).
+//! it together with metadata filters, ranked by bm25 with a word scored per
+//! column (within a bounded window of the newest matches when a query matches
+//! very many packets). A 1- or 2-byte sequence is one term of the
+//! byte-presence index (`packets_bytes`, schema 5); longer ones a phrase of
+//! the hex column's trigrams.
 //!
 //! Query language (see [`build_match`]):
 //! - words: every word must appear in some column (name, description, tags,
@@ -48,19 +51,31 @@ fn hex_match(bytes: &[u8]) -> String {
     format!("payload_hex : \"{}\"", grams.join(" "))
 }
 
-/// Translate a user query into an FTS5 MATCH expression.
-pub fn build_match(query: &str) -> Result<String> {
+/// A query, parsed.
+enum Parsed {
+    /// `fts:...`, as given.
+    Raw(String),
+    /// A byte sequence.
+    Hex(Vec<u8>),
+    /// Words: (the column asked for, the word, a prefix).
+    Words(Vec<(Option<&'static str>, String, bool)>),
+}
+
+/// The metadata and text columns a word without a column is looked for in.
+const WORD_COLUMNS: [&str; 5] = ["name", "description", "tags", "comm", "payload_text"];
+
+fn parse(query: &str) -> Result<Parsed> {
     let q = query.trim();
     if q.is_empty() {
         return Err(LibraryError::Invalid("empty search query".into()));
     }
     if let Some(raw) = q.strip_prefix("fts:") {
-        return Ok(raw.trim().to_string());
+        return Ok(Parsed::Raw(raw.trim().to_string()));
     }
     let hex = q.strip_prefix("hex:").or_else(|| q.strip_prefix("0x"));
     if let Some(h) = hex {
         return hex_bytes(h)
-            .map(|b| hex_match(&b))
+            .map(Parsed::Hex)
             .ok_or_else(|| LibraryError::Invalid(format!("{q:?} is not a byte sequence in hex")));
     }
     let words: Vec<&str> = q.split_whitespace().collect();
@@ -69,7 +84,7 @@ pub fn build_match(query: &str) -> Result<String> {
         && words.iter().all(|w| is_hex_byte(w))
         && words.iter().any(|w| w.bytes().any(|b| b.is_ascii_digit()))
     {
-        return Ok(hex_match(&hex_bytes(q).unwrap_or_default()));
+        return Ok(Parsed::Hex(hex_bytes(q).unwrap_or_default()));
     }
     let mut terms = Vec::new();
     for w in words {
@@ -85,23 +100,73 @@ pub fn build_match(query: &str) -> Result<String> {
             Some(w) => (w, true),
             None => (word, false),
         };
-        if word.is_empty() {
-            continue;
+        if !word.is_empty() {
+            terms.push((col, word.to_string(), prefix));
         }
-        let mut t = quote(word);
-        if prefix {
-            t.push('*');
-        }
-        terms.push(match col {
-            Some(c) => format!("{c} : {t}"),
-            // Not the hex column: `45` should not match every packet holding byte 0x45.
-            None => format!("{{name description tags comm payload_text}} : {t}"),
-        });
     }
     if terms.is_empty() {
         return Err(LibraryError::Invalid(format!("nothing to search for in {q:?}")));
     }
-    Ok(terms.join(" AND "))
+    Ok(Parsed::Words(terms))
+}
+
+/// One word's term; `per_column`: as an OR of one phrase per column (see [`Plan::ranking`]).
+fn word_term(col: Option<&str>, word: &str, prefix: bool, per_column: bool) -> String {
+    let mut t = quote(word);
+    if prefix {
+        t.push('*');
+    }
+    match col {
+        Some(c) => format!("{c} : {t}"),
+        // Not the hex column: `45` should not match every packet holding byte 0x45.
+        None if !per_column => format!("{{{}}} : {t}", WORD_COLUMNS.join(" ")),
+        None => format!("({})", WORD_COLUMNS.map(|c| format!("{c} : {t}")).join(" OR ")),
+    }
+}
+
+/// Translate a user query into an FTS5 MATCH expression on the full-text
+/// table (`packets_fts`). A 1- or 2-byte sequence is searched in the
+/// byte-presence index instead (see [`Library::search_results`]); this gives
+/// its (slow) prefix form on the trigram column.
+pub fn build_match(query: &str) -> Result<String> {
+    Ok(match parse(query)? {
+        Parsed::Raw(r) => r,
+        Parsed::Hex(b) => hex_match(&b),
+        Parsed::Words(w) => w.iter().map(|(c, w, p)| word_term(*c, w, *p, false)).collect::<Vec<_>>().join(" AND "),
+    })
+}
+
+/// Where a query is looked up and how it is ranked.
+struct Plan {
+    /// The FTS5 table: `packets_fts`, or `packets_bytes` for 1 or 2 bytes.
+    table: &'static str,
+    /// The MATCH expression that selects the packets.
+    matching: String,
+    /// The same packets, as bm25 should score them: a word without a column
+    /// is an OR of one phrase per column, so that each column has its own
+    /// document frequency. As one phrase over all columns, a word in every
+    /// packet's name (a sequence saved as "curl GET") had the same, null,
+    /// weight in the one payload that holds it, and the packets were ordered
+    /// by their length alone (the request came 11th of 12).
+    ranking: String,
+    bm25: &'static str,
+}
+
+fn plan(query: &str) -> Result<Plan> {
+    let fts = |matching: String, ranking: String| Plan { table: "packets_fts", matching, ranking, bm25: BM25 };
+    Ok(match parse(query)? {
+        Parsed::Raw(r) => fts(r.clone(), r),
+        // One term of the byte-presence index (schema 5): `"4745"`.
+        Parsed::Hex(b) if b.len() < HEX_GRAM => {
+            let term = format!("\"{}\"", b.iter().map(|x| format!("{x:02x}")).collect::<String>());
+            Plan { table: "packets_bytes", matching: term.clone(), ranking: term, bm25: "bm25(packets_bytes)" }
+        }
+        Parsed::Hex(b) => fts(hex_match(&b), hex_match(&b)),
+        Parsed::Words(w) => {
+            let join = |per_column| w.iter().map(|(c, w, p)| word_term(*c, w, *p, per_column)).collect::<Vec<_>>();
+            fts(join(false).join(" AND "), join(true).join(" AND "))
+        }
+    })
 }
 
 /// A full-text query matching at most this many packets is ranked by bm25
@@ -148,16 +213,16 @@ impl Library {
     /// them): ranked by bm25 while the count is at most [`RANKED_MATCHES_MAX`],
     /// newest first above it. [`SearchResults`] says which happened.
     pub fn search_results(&self, query: &str, filter: &Filter, limit: usize) -> Result<SearchResults> {
-        let m = build_match(query)?;
+        let Plan { table, matching: m, ranking, bm25 } = plan(query)?;
         let (window_size, ranked_max) = self.search_limits;
         let (matches, matches_exact, window) = if limit == 0 {
             (0, false, None)
         } else {
             let n: i64 = self
                 .conn
-                .prepare_cached(
-                    "SELECT count(*) FROM (SELECT rowid FROM packets_fts WHERE packets_fts MATCH ? LIMIT ?)",
-                )?
+                .prepare_cached(&format!(
+                    "SELECT count(*) FROM (SELECT rowid FROM {table} WHERE {table} MATCH ? LIMIT ?)"
+                ))?
                 .query_row(params![m, ranked_max as i64 + 1], |r| r.get(0))
                 .map_err(bad_query)?;
             let n = n as u64;
@@ -168,9 +233,9 @@ impl Library {
         let lowest: Option<i64> = match window {
             Some(w) => self
                 .conn
-                .prepare_cached(
-                    "SELECT rowid FROM packets_fts WHERE packets_fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?",
-                )?
+                .prepare_cached(&format!(
+                    "SELECT rowid FROM {table} WHERE {table} MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?"
+                ))?
                 .query_row(params![m, w as i64 - 1], |r| r.get(0))
                 .optional()
                 .map_err(bad_query)?,
@@ -179,17 +244,22 @@ impl Library {
         // Only the ids and scores first: reading whole rows of every candidate costs more than ranking them.
         let join = *filter != Filter::default();
         let mut sql = format!(
-            "SELECT packets_fts.rowid, {} FROM packets_fts{} WHERE packets_fts MATCH ?",
-            if ranked { BM25 } else { "0.0" },
-            if join { " JOIN packets p ON p.id = packets_fts.rowid" } else { "" }
+            "SELECT {table}.rowid, {} FROM {table}{} WHERE {table} MATCH ?",
+            if ranked { bm25 } else { "0.0" },
+            if join { format!(" JOIN packets p ON p.id = {table}.rowid") } else { String::new() }
         );
-        let mut args = vec![Value::Text(m)];
+        let mut args = vec![Value::Text(if ranked { ranking } else { m })];
         if let Some(lo) = lowest {
-            sql.push_str(" AND packets_fts.rowid >= ?");
+            sql.push_str(&format!(" AND {table}.rowid >= ?"));
             args.push(Value::Integer(lo));
         }
         filter_sql(filter, &mut sql, &mut args);
-        sql.push_str(if ranked { " ORDER BY 2" } else { " ORDER BY packets_fts.rowid DESC" });
+        // Equal scores: the newest first.
+        sql.push_str(&if ranked {
+            format!(" ORDER BY 2, {table}.rowid DESC")
+        } else {
+            format!(" ORDER BY {table}.rowid DESC")
+        });
         sql.push_str(" LIMIT ?");
         args.push(Value::Integer(if limit == 0 { -1 } else { limit as i64 }));
         let scored: Vec<(i64, f64)> = {

@@ -96,6 +96,47 @@ pub(crate) fn payload_hex(payload: &[u8]) -> String {
     s
 }
 
+// -- 1- and 2-byte hex queries (issue 13) --
+/// The tokens of the byte-presence index (`packets_bytes`, schema 5): each
+/// distinct byte of the payload's first [`FTS_HEX_BYTES`] as 2 hex digits
+/// and each distinct pair of consecutive bytes as 4 (`47 4745 45 4554 ...`),
+/// so that a 1- or 2-byte query is one term whose list holds each packet once.
+pub(crate) fn payload_bytes(payload: &[u8]) -> String {
+    let p = &payload[..payload.len().min(FTS_HEX_BYTES)];
+    let mut one = [false; 256];
+    let mut two = std::collections::HashSet::with_capacity(p.len());
+    let mut s = String::with_capacity(p.len() * 8);
+    for (i, &b) in p.iter().enumerate() {
+        if !std::mem::replace(&mut one[b as usize], true) {
+            let _ = write!(s, "{b:02x} ");
+        }
+        if let Some(&next) = p.get(i + 1) {
+            if two.insert((b, next)) {
+                let _ = write!(s, "{b:02x}{next:02x} ");
+            }
+        }
+    }
+    s
+}
+
+/// Write packet `id`'s row of the byte-presence index.
+fn index_bytes(tx: &Transaction<'_>, id: PacketId, payload: &[u8]) -> Result<()> {
+    tx.prepare_cached("INSERT INTO packets_bytes(rowid, bytes) VALUES (?, ?)")?
+        .execute(params![id, payload_bytes(payload)])?;
+    Ok(())
+}
+
+/// Fill the (new, empty) byte-presence index from every packet (schema 5's migration).
+pub(crate) fn rebuild_bytes_index(tx: &Transaction<'_>) -> Result<()> {
+    let mut read = tx.prepare("SELECT id, payload FROM packets ORDER BY id")?;
+    let mut rows = read.query([])?;
+    while let Some(r) = rows.next()? {
+        let payload: Vec<u8> = r.get(1)?;
+        index_bytes(tx, r.get(0)?, &payload)?;
+    }
+    Ok(())
+}
+
 /// Refill the (empty) full-text index from every packet; used by the schema
 /// migration that changes the index layout.
 pub(crate) fn rebuild_index(tx: &Transaction<'_>) -> Result<()> {
@@ -240,6 +281,7 @@ pub(crate) fn insert_packet(tx: &Transaction<'_>, p: &NewPacket) -> Result<Packe
         attach_tag(tx, id, t)?;
     }
     reindex(tx, id)?;
+    index_bytes(tx, id, c.payload())?;
     Ok(id)
 }
 

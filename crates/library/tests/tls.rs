@@ -122,7 +122,7 @@ fn an_older_database_is_migrated_and_takes_records() {
     legacy_db(&db, 3, b"GET /before-tls HTTP/1.0\r\n\r\n");
     let mut lib = Library::open(&db).unwrap();
     let v: i64 = lib.connection().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!((v, SCHEMA_VERSION), (4, 4));
+    assert_eq!((v, SCHEMA_VERSION), (5, 5));
     let old = lib.packet(1).unwrap();
     assert!(!old.is_tls());
     assert_eq!((old.name.as_str(), old.payload()), ("legacy", &b"GET /before-tls HTTP/1.0\r\n\r\n"[..]));

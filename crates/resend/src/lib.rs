@@ -24,8 +24,12 @@
 //!     seq/ack/flags/window from the captured packet) and sent on an
 //!     `IPPROTO_RAW` socket (header included, for v4 and v6 alike, so the
 //!     source address is ours to choose).
-//!   - **connect**: a new TCP connection (one per job, reopened after an
-//!     error) or UDP socket; what comes back within the timeout is reported.
+//!   - **connect**: a new TCP connection or UDP socket per send (to the
+//!     server side of the packet's conversation by default:
+//!     [`plan::default_destination`]), or one for the whole job
+//!     ([`InjectArgs::keep_connection`]); what comes back is reported whole
+//!     ([`ReplyInfo`], up to [`wire::MAX_REPLY_BYTES`]): until the peer closes
+//!     or the timeout passes.
 //!     With [`TlsOptions`] ([`tls`]): a fresh TCP connection and TLS
 //!     handshake (rustls) per send, the payload written as application data,
 //!     the decrypted reply read back (the TLS replay of a plaintext record).
@@ -39,14 +43,14 @@ pub mod tls;
 pub mod wire;
 
 pub use plan::{
-    edited_payload, effective_interval, parse_endpoint, prepare, Prepared, Target, DEFAULT_INTERVAL_MS,
-    DEFAULT_MAX_RATE, DEFAULT_TIMEOUT_MS,
+    default_destination, edited_payload, effective_interval, parse_endpoint, prepare, Prepared, Target,
+    DEFAULT_INTERVAL_MS, DEFAULT_MAX_RATE, DEFAULT_TIMEOUT_MS,
 };
 pub use run::{open_sender, run_job, run_loop};
 pub use send::SendError;
 pub use wire::{
     EndReason, ErrorKind, InjectArgs, JobInfo, JobState, Mode, Proto, ReplyInfo, SendStatus, Summary, TlsOptions,
-    TlsSession,
+    TlsSession, MAX_REPLY_BYTES,
 };
 
 /// TCP header fields for raw mode (the one definition is pidcap-packet's builder's).

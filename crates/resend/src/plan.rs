@@ -52,6 +52,33 @@ pub struct Prepared {
     /// Connect mode over TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsOptions>,
+    /// Connect mode: one connection for every send (else a new one per send).
+    #[serde(default)]
+    pub keep_connection: bool,
+}
+
+/// Ports of this range or above look like a client's (Linux's default
+/// ephemeral range starts at 32768, IANA's at 49152).
+const EPHEMERAL_FROM: u16 = 32768;
+
+/// Where connect mode sends a packet by default: the server side of its
+/// conversation. That is where the packet went (for a packet the target
+/// received, the target's own address and port; for one it sent, the
+/// peer's), except for a reply: a packet going to a port that looks like a
+/// client's (32768 or above) from one that does not is a server's answer,
+/// and the server is where it came from. None for a packet that is not IP.
+pub fn default_destination(p: &CapturedPacket) -> Option<SocketAddr> {
+    if p.decoded.ip_version == 0 {
+        return None;
+    }
+    let local = SocketAddr::new(p.decoded.local_addr, p.decoded.local_port);
+    let remote = SocketAddr::new(p.decoded.remote_addr, p.decoded.remote_port);
+    let (src, dst) = match p.direction {
+        Direction::Inbound => (remote, local),
+        Direction::Outbound => (local, remote),
+    };
+    let clientish = |a: SocketAddr| a.port() >= EPHEMERAL_FROM;
+    Some(if clientish(dst) && !clientish(src) && src.port() != 0 { src } else { dst })
 }
 
 /// Parse `ADDR:PORT` or `[V6]:PORT`.
@@ -119,7 +146,9 @@ pub fn prepare(args: &InjectArgs) -> Result<Prepared, EditError> {
             _ => (local, remote),
         }
     });
-    let remote = to.or(ends.map(|e| e.1)).ok_or_else(|| {
+    // Connect mode: a new client of the conversation's server (see default_destination).
+    let server = t.filter(|_| mode == Mode::Connect).and_then(default_destination);
+    let remote = to.or(server).or(ends.map(|e| e.1)).ok_or_else(|| {
         EditError::Invalid("no destination: give --to ADDR:PORT (or start from a captured packet)".into())
     })?;
     let local = from.or(ends.map(|e| e.0));
@@ -180,6 +209,17 @@ pub fn prepare(args: &InjectArgs) -> Result<Prepared, EditError> {
             "no destination: the record's peer is not known ({remote}); give --to ADDR:PORT"
         )));
     }
+    if args.keep_connection && mode != Mode::Connect {
+        return Err(EditError::Invalid(format!(
+            "keeping the connection (--keep-connection) is for --mode connect, not --mode {mode}"
+        )));
+    }
+    if args.keep_connection && tls.is_some() {
+        return Err(EditError::Invalid(
+            "--keep-connection does not go with --tls: a TLS replay makes a new connection and handshake per send"
+                .into(),
+        ));
+    }
     let max_rate = args.max_rate.unwrap_or(DEFAULT_MAX_RATE);
     if !(max_rate.is_finite() && max_rate >= MIN_MAX_RATE) {
         return Err(EditError::Invalid(format!(
@@ -197,6 +237,7 @@ pub fn prepare(args: &InjectArgs) -> Result<Prepared, EditError> {
         stop_on_error: args.stop_on_error,
         timeout: Duration::from_millis(args.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)),
         tls,
+        keep_connection: args.keep_connection,
     })
 }
 
@@ -285,6 +326,56 @@ mod tests {
         assert_eq!(p.mode, Mode::Connect);
         assert_eq!(p.target.remote, "127.0.0.1:9".parse().unwrap());
         assert_eq!(p.target.cookie, None);
+    }
+
+    fn tcp_packet(dir: Direction, local: u16, remote: u16) -> CapturedPacket {
+        // Decoded local/remote follow the direction: outbound src is local.
+        let (src, dst) = match dir {
+            Direction::Outbound => (([10, 0, 0, 1], local), ([10, 0, 0, 2], remote)),
+            Direction::Inbound => (([10, 0, 0, 2], remote), ([10, 0, 0, 1], local)),
+        };
+        let mut data = Vec::new();
+        etherparse::PacketBuilder::ipv4(src.0, dst.0, 64)
+            .tcp(src.1, dst.1, 1, 512)
+            .write(&mut data, b"GET / HTTP/1.0\r\n\r\n")
+            .unwrap();
+        CapturedPacket::new(1, 0, 0, "x".into(), 0, dir, Verdict::Pass, data.len() as u32, data)
+    }
+
+    #[test]
+    fn connect_mode_goes_to_the_server_side_of_the_conversation() {
+        let addr = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+        // Captured at the server (local 8089): a request it received goes to the server itself,
+        // not to the client's old ephemeral port; its answer too.
+        assert_eq!(default_destination(&tcp_packet(Direction::Inbound, 8089, 51284)), addr("10.0.0.1:8089"));
+        assert_eq!(default_destination(&tcp_packet(Direction::Outbound, 8089, 51284)), addr("10.0.0.1:8089"));
+        // Captured at the client: its request and the answer it got go to the server.
+        assert_eq!(default_destination(&tcp_packet(Direction::Outbound, 51284, 80)), addr("10.0.0.2:80"));
+        assert_eq!(default_destination(&tcp_packet(Direction::Inbound, 51284, 80)), addr("10.0.0.2:80"));
+        // Both ports look like a client's: where the packet went.
+        assert_eq!(default_destination(&tcp_packet(Direction::Inbound, 40000, 50000)), addr("10.0.0.1:40000"));
+        // prepare uses it in connect mode (the pid 0 of the template is no live process).
+        let t = Some(Box::new(tcp_packet(Direction::Inbound, 8089, 51284)));
+        let p = prepare(&InjectArgs { template: t.clone(), mode: Some(Mode::Connect), ..Default::default() }).unwrap();
+        assert_eq!(
+            (p.target.remote, p.target.local, p.keep_connection),
+            ("10.0.0.1:8089".parse().unwrap(), None, false)
+        );
+        let p = prepare(&InjectArgs { template: t.clone(), ..Default::default() }).unwrap();
+        assert_eq!((p.mode, p.target.remote), (Mode::Connect, "10.0.0.1:8089".parse().unwrap()));
+        // --to wins; --keep-connection is kept, and refused outside connect mode and with TLS.
+        let p = prepare(&InjectArgs {
+            template: t.clone(),
+            to: Some("127.0.0.1:9".into()),
+            keep_connection: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((p.target.remote, p.keep_connection), ("127.0.0.1:9".parse().unwrap(), true));
+        let e = |a: InjectArgs| prepare(&a).unwrap_err().to_string();
+        let keep = InjectArgs { template: t, keep_connection: true, ..Default::default() };
+        assert!(e(InjectArgs { mode: Some(Mode::Raw), ..keep.clone() }).contains("--mode connect"));
+        assert!(e(InjectArgs { tls: Some(TlsOptions::default()), ..keep }).contains("--tls"));
     }
 
     #[test]

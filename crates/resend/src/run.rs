@@ -17,7 +17,7 @@ pub fn open_sender(p: &Prepared) -> Result<Box<dyn Sender>, SendError> {
         Mode::Raw => Box::new(send::RawSender::open(&p.target)?),
         Mode::Connect => match &p.tls {
             Some(tls) => Box::new(crate::tls::TlsSender::open(&p.target, p.timeout, tls)?),
-            None => Box::new(send::ConnectSender::open(&p.target, p.timeout)?),
+            None => Box::new(send::ConnectSender::open(&p.target, p.timeout, p.keep_connection)?),
         },
     })
 }

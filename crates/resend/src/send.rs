@@ -366,78 +366,121 @@ enum Conn {
     Udp(UdpSocket),
 }
 
-/// A new TCP connection (kept for the whole job, reopened after an error) or UDP socket.
+/// Connect mode: a new TCP connection or UDP socket per send (a client's
+/// request each time), or with `keep` one for the whole job, reopened after
+/// an error.
 pub struct ConnectSender {
     t: Target,
     timeout: Duration,
+    /// One connection for every send.
+    keep: bool,
     conn: Option<Conn>,
     /// Why connecting at open failed: the first send's outcome.
     pending: Option<SendError>,
+    /// The local end of the last connection (for `describe`).
+    last_local: Option<SocketAddr>,
 }
 
+/// Keeping the connection, a reply is over once nothing more came for this long.
+const QUIET: Duration = Duration::from_millis(100);
+
 impl ConnectSender {
-    /// Connect now. Only a [permanent](ErrorKind::is_permanent) failure
-    /// (no permission) is an error here: a refused or timed-out connect is
-    /// the first send's failed status, and each later send connects again,
-    /// so a loop goes on as for any failed send.
-    pub fn open(t: &Target, timeout: Duration) -> Result<ConnectSender, SendError> {
-        let mut s = ConnectSender { t: t.clone(), timeout, conn: None, pending: None };
-        match s.connect() {
-            Ok(c) => s.conn = Some(c),
-            Err(e) if e.kind.is_permanent() => return Err(e),
-            Err(e) => s.pending = Some(e),
+    /// Open the sender: with `keep`, connect now. Only a
+    /// [permanent](ErrorKind::is_permanent) failure (no permission) is an
+    /// error here: a refused or timed-out connect is the first send's failed
+    /// status, and each later send connects again, so a loop goes on as for
+    /// any failed send. Without `keep` every send connects.
+    pub fn open(t: &Target, timeout: Duration, keep: bool) -> Result<ConnectSender, SendError> {
+        let mut s = ConnectSender { t: t.clone(), timeout, keep, conn: None, pending: None, last_local: None };
+        if keep {
+            match s.connect() {
+                Ok(c) => s.conn = Some(c),
+                Err(e) if e.kind.is_permanent() => return Err(e),
+                Err(e) => s.pending = Some(e),
+            }
         }
         Ok(s)
     }
 
-    fn connect(&self) -> Result<Conn, SendError> {
+    fn connect(&mut self) -> Result<Conn, SendError> {
         let t = &self.t;
-        match t.proto {
-            Proto::Tcp => Ok(Conn::Tcp(tcp_connect(t, self.timeout)?)),
+        let c = match t.proto {
+            Proto::Tcp => Conn::Tcp(tcp_connect(t, self.timeout)?),
             Proto::Udp => {
                 let local = t.local.unwrap_or_else(|| {
                     SocketAddr::new(if t.remote.is_ipv4() { [0, 0, 0, 0].into() } else { IpAddr::V6(0.into()) }, 0)
                 });
                 let s = UdpSocket::bind(local).map_err(|e| os_error(&format!("bind {local}"), e))?;
                 s.connect(t.remote).map_err(|e| os_error(&format!("connect to {}", t.remote), e))?;
-                Ok(Conn::Udp(s))
+                Conn::Udp(s)
             }
-        }
+        };
+        self.last_local = match &c {
+            Conn::Tcp(s) => s.local_addr().ok(),
+            Conn::Udp(s) => s.local_addr().ok(),
+        };
+        Ok(c)
     }
 }
 
-/// Read what comes back within `wait`: the first chunk, then what is already there.
+/// Read what comes back within `wait`, whole: until the peer closes, `wait`
+/// has passed, [`MAX_REPLY_BYTES`](crate::wire::MAX_REPLY_BYTES) (then the
+/// reply says it was cut), or, with `quiet` (a kept connection, which the
+/// peer does not close), once nothing more came for that long. None: nothing
+/// came (or a stop cut the wait short).
 fn read_reply<R: Read>(
     r: &mut R,
     set_timeout: &dyn Fn(Option<Duration>) -> io::Result<()>,
     wait: Duration,
-) -> io::Result<Option<Vec<u8>>> {
+    quiet: Option<Duration>,
+) -> io::Result<Option<ReplyInfo>> {
     if wait.is_zero() {
         return Ok(None);
     }
-    set_timeout(Some(wait))?;
+    let max = crate::wire::MAX_REPLY_BYTES;
+    let deadline = Instant::now() + wait;
     let mut buf = vec![0u8; 65536];
     let mut got = Vec::new();
-    match r.read(&mut buf) {
-        Ok(0) => return Ok(Some(got)),
-        Ok(n) => got.extend_from_slice(&buf[..n]),
-        // A signal (a stop: SIGINT/SIGTERM) cut the wait short: no reply.
-        Err(e)
-            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) =>
-        {
-            return Ok(None)
+    let mut closed = false;
+    while got.len() <= max {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
         }
-        Err(e) => return Err(e),
-    }
-    set_timeout(Some(Duration::from_millis(20)))?;
-    while got.len() < 1 << 20 {
+        let step = match quiet {
+            Some(q) if !got.is_empty() => left.min(q),
+            _ => left,
+        };
+        set_timeout(Some(step))?;
         match r.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => {
+                closed = true;
+                break;
+            }
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(_) => break,
+            // The wait (or the quiet gap) is over, or a signal (a stop:
+            // SIGINT/SIGTERM) cut it short: the reply is what came.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                break
+            }
+            // Reset after its answer (some servers): the answer is what came.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !got.is_empty() => break,
+            Err(e) => return Err(e),
         }
     }
-    Ok(Some(got))
+    if got.is_empty() && !closed {
+        return Ok(None);
+    }
+    let truncated = got.len() > max;
+    got.truncate(max);
+    let mut info = ReplyInfo::new(&got);
+    info.truncated = truncated;
+    Ok(Some(info))
 }
 
 impl Sender for ConnectSender {
@@ -446,12 +489,14 @@ impl Sender for ConnectSender {
             return Err(e);
         }
         if self.conn.is_none() {
-            self.conn = Some(self.connect()?);
+            let c = self.connect()?;
+            self.conn = Some(c);
         }
+        let quiet = self.keep.then_some(QUIET);
         let result = match self.conn.as_mut() {
             Some(Conn::Tcp(s)) => s.write_all(payload).map_err(|e| os_error("send", e)).and_then(|_| {
                 let st = s.try_clone().map_err(|e| os_error("socket", e))?;
-                read_reply(s, &|d| st.set_read_timeout(d), wait).map_err(|e| os_error("receive", e))
+                read_reply(s, &|d| st.set_read_timeout(d), wait, quiet).map_err(|e| os_error("receive", e))
             }),
             Some(Conn::Udp(s)) => s.send(payload).map_err(|e| os_error("send", e)).and_then(|_| {
                 let mut buf = vec![0u8; 65536];
@@ -460,7 +505,7 @@ impl Sender for ConnectSender {
                 }
                 s.set_read_timeout(Some(wait)).map_err(|e| os_error("socket", e))?;
                 match s.recv(&mut buf) {
-                    Ok(n) => Ok(Some(buf[..n].to_vec())),
+                    Ok(n) => Ok(Some(ReplyInfo::new(&buf[..n]))),
                     // A signal (a stop: SIGINT/SIGTERM) cut the wait short: sent, no reply.
                     Err(e)
                         if matches!(
@@ -475,24 +520,19 @@ impl Sender for ConnectSender {
             }),
             None => unreachable!("connected above"),
         };
-        match result {
-            Ok(reply) => Ok(Sent { bytes: payload.len(), reply: reply.map(|r| ReplyInfo::new(&r)) }),
-            Err(e) => {
-                if matches!(self.t.proto, Proto::Tcp) {
-                    self.conn = None; // reconnect at the next send
-                }
-                Err(e)
-            }
+        if !self.keep || (result.is_err() && matches!(self.t.proto, Proto::Tcp)) {
+            self.conn = None; // a new connection at the next send (closed now)
         }
+        result.map(|reply| Sent { bytes: payload.len(), reply })
     }
 
     fn describe(&self) -> String {
-        let local = match &self.conn {
-            Some(Conn::Tcp(s)) => s.local_addr().ok(),
-            Some(Conn::Udp(s)) => s.local_addr().ok(),
-            None => None,
-        };
-        format!("new {} socket {} -> {}", self.t.proto, local.map_or("?".into(), |a| a.to_string()), self.t.remote)
+        if self.keep {
+            let local = self.last_local.map_or("?".into(), |a| a.to_string());
+            format!("one {} socket {local} -> {} for every send", self.t.proto, self.t.remote)
+        } else {
+            format!("a new {} socket per send -> {}", self.t.proto, self.t.remote)
+        }
     }
 }
 

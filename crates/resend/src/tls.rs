@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The most reply bytes one TLS send reads (1 MiB); the rest is left unread.
-pub const MAX_REPLY_BYTES: usize = 1 << 20;
+pub use crate::wire::MAX_REPLY_BYTES;
 
 /// The server name to verify and send, from `--sni` (a DNS name, or an IP address).
 pub fn server_name(name: &str) -> Result<ServerName<'static>, SendError> {
@@ -250,7 +250,7 @@ fn read_reply(s: &mut rustls::StreamOwned<ClientConnection, TcpStream>, wait: Du
     let deadline = Instant::now() + wait;
     let mut got = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
-    while got.len() < MAX_REPLY_BYTES {
+    while got.len() <= MAX_REPLY_BYTES {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
@@ -258,7 +258,8 @@ fn read_reply(s: &mut rustls::StreamOwned<ClientConnection, TcpStream>, wait: Du
         s.sock.set_read_timeout(Some(left))?;
         match s.read(&mut buf) {
             Ok(0) => break, // close_notify
-            Ok(n) => got.extend_from_slice(&buf[..n.min(MAX_REPLY_BYTES - got.len())]),
+            // One byte past the cap says the reply was cut.
+            Ok(n) => got.extend_from_slice(&buf[..n.min(MAX_REPLY_BYTES + 1 - got.len())]),
             // Closed without close_notify (many servers): the reply is what came.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
             // The wait is over, or a stop (SIGINT/SIGTERM) cut it short.
@@ -290,10 +291,13 @@ impl Sender for TlsSender {
         let session = self.session(&conn);
         let mut s = rustls::StreamOwned::new(conn, tcp);
         s.write_all(payload).and_then(|_| s.flush()).map_err(|e| self.failure("send", e))?;
-        let reply = read_reply(&mut s, wait).map_err(|e| self.failure("receive", e))?;
+        let mut reply = read_reply(&mut s, wait).map_err(|e| self.failure("receive", e))?;
         s.conn.send_close_notify();
         let _ = s.conn.complete_io(&mut s.sock);
+        let truncated = reply.len() > MAX_REPLY_BYTES;
+        reply.truncate(MAX_REPLY_BYTES);
         let mut info = ReplyInfo::new(&reply);
+        info.truncated = truncated;
         info.text = Some(pidcap_packet::ascii::escape(&reply));
         info.tls = Some(session);
         Ok(Sent { bytes: payload.len(), reply: Some(info) })

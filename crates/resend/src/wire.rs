@@ -126,15 +126,26 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// What the peer sent back (connect mode).
+/// The most bytes of one reply a connect-mode send reads and reports
+/// (1 MiB); a longer reply is cut there and [`ReplyInfo::truncated`] says so.
+pub const MAX_REPLY_BYTES: usize = 1 << 20;
+
+/// What the peer sent back (connect mode), whole: every byte read for this
+/// send, up to [`MAX_REPLY_BYTES`] (`hex` and `ascii` were cut to 64
+/// bytes before; `bytes` is still the size).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplyInfo {
+    /// Bytes received (those in `hex`).
     pub bytes: usize,
-    /// The first 64 bytes, hex.
+    /// The whole reply, hex.
     pub hex: String,
-    /// The first 64 bytes, printable ASCII, others as `.`.
+    /// The whole reply, printable ASCII, others as `.`.
     pub ascii: String,
-    /// TLS replay: the whole decrypted reply (up to [`crate::tls::MAX_REPLY_BYTES`]),
+    /// More came than [`MAX_REPLY_BYTES`] (or than a daemon keeps for an
+    /// older status): `hex`/`ascii` hold the first `bytes`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// TLS replay: the whole decrypted reply (up to [`MAX_REPLY_BYTES`]),
     /// escaped as the ASCII editor shows bytes ([`pidcap_packet::ascii::escape`]:
     /// `\r \n \t \0 \xHH \\`), so that `ascii::unescape` gives the bytes back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,15 +156,35 @@ pub struct ReplyInfo {
 }
 
 impl ReplyInfo {
+    /// The reply `b`, whole.
     pub fn new(b: &[u8]) -> ReplyInfo {
-        let head = &b[..b.len().min(64)];
         ReplyInfo {
             bytes: b.len(),
-            hex: pidcap_packet::to_hex(head),
-            ascii: pidcap_packet::ascii::dots(head),
+            hex: pidcap_packet::to_hex(b),
+            ascii: pidcap_packet::ascii::dots(b),
+            truncated: false,
             text: None,
             tls: None,
         }
+    }
+
+    /// The reply's bytes (from `hex`).
+    pub fn data(&self) -> Vec<u8> {
+        pidcap_packet::hex::parse(&self.hex).unwrap_or_default()
+    }
+
+    /// The same reply cut to its first `max` bytes (`truncated` set when
+    /// something was cut): what a daemon keeps of older statuses.
+    pub fn cut(&self, max: usize) -> ReplyInfo {
+        if self.bytes <= max {
+            return self.clone();
+        }
+        let data = self.data();
+        let mut r = ReplyInfo::new(&data[..max.min(data.len())]);
+        r.truncated = true;
+        r.tls = self.tls.clone();
+        r.text = self.text.as_ref().map(|_| pidcap_packet::ascii::escape(&data[..max.min(data.len())]));
+        r
     }
 }
 
@@ -254,6 +285,13 @@ pub struct InjectArgs {
     /// Connect mode over TLS (see [`TlsOptions`]); absent: plain TCP/UDP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsOptions>,
+    // -- resend that replays what you mean (issue 14) --
+    /// Connect mode: keep one connection (one UDP socket) for every send of
+    /// the job, reopened after an error. Default: a new connection per send,
+    /// as a client makes one per request (an HTTP/1.0 server closes after
+    /// its answer). Not with `tls` (always a connection per send).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_connection: bool,
 }
 
 /// The outcome of one send.
@@ -281,7 +319,11 @@ impl fmt::Display for SendStatus {
         if self.ok {
             write!(f, "#{} sent {} bytes in {} us", self.seq, self.bytes, self.elapsed_us)?;
             if let Some(r) = &self.reply {
-                write!(f, "; reply {} bytes: {} |{}|", r.bytes, r.hex, r.ascii)?;
+                // The reply itself is shown whole elsewhere (`pidcap send` below the line, the UI's reply view).
+                write!(f, "; reply {} bytes", r.bytes)?;
+                if r.truncated {
+                    f.write_str(" (cut)")?;
+                }
                 if let Some(t) = &r.tls {
                     write!(f, " over {} {}", t.version, t.cipher)?;
                     if !t.verified {
@@ -437,6 +479,34 @@ mod tests {
         let j = serde_json::to_string(&st).unwrap();
         assert!(j.contains(r#""error_kind":"blocked""#), "{j}");
         assert_eq!(st.to_string(), "#1 FAILED [blocked]: x");
+    }
+
+    #[test]
+    fn a_reply_is_whole_and_cut_only_when_asked() {
+        let body: Vec<u8> = (0..300u32).map(|i| (i % 256) as u8).collect();
+        let r = ReplyInfo::new(&body);
+        assert_eq!((r.bytes, r.data(), r.ascii.len(), r.truncated), (300, body.clone(), 300, false));
+        let j = serde_json::to_string(&r).unwrap();
+        assert!(!j.contains("truncated"), "absent when whole: {j}");
+        let c = r.cut(100);
+        assert_eq!((c.bytes, c.data(), c.truncated), (100, body[..100].to_vec(), true));
+        assert!(serde_json::to_string(&c).unwrap().contains(r#""truncated":true"#));
+        assert_eq!(r.cut(300), r, "nothing to cut");
+        let mut tls = r.clone();
+        tls.text = Some(pidcap_packet::ascii::escape(&body));
+        assert_eq!(pidcap_packet::ascii::unescape(tls.cut(10).text.as_deref().unwrap()).unwrap(), body[..10]);
+        let st = SendStatus {
+            seq: 2,
+            ok: true,
+            bytes: 3,
+            time_ns: 0,
+            elapsed_us: 7,
+            error: None,
+            error_kind: None,
+            reply: Some(r),
+        };
+        assert_eq!(st.to_string(), "#2 sent 3 bytes in 7 us; reply 300 bytes");
+        assert_eq!(SendStatus { reply: Some(c), ..st }.to_string(), "#2 sent 3 bytes in 7 us; reply 100 bytes (cut)");
     }
 
     #[test]

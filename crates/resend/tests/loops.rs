@@ -33,8 +33,10 @@ fn a_refused_connect_is_a_status_and_the_loop_goes_on() {
     // Every send tried, none got out: the job failed.
     assert_eq!((s.sent, s.failed, s.reason), (0, 3, EndReason::Failed), "{s:?}");
 
-    // The server comes up mid-loop: the next send connects again and succeeds.
-    let p = prepare(&InjectArgs { interval_ms: Some(300), ..connect_args("tcp", to, 3) }).unwrap();
+    // The server comes up mid-loop: the next send connects again and succeeds
+    // (one kept connection from then on: the server accepts once).
+    let p =
+        prepare(&InjectArgs { interval_ms: Some(300), keep_connection: true, ..connect_args("tcp", to, 3) }).unwrap();
     let (tx, rx) = mpsc::channel();
     let server = std::thread::spawn(move || {
         rx.recv().unwrap();

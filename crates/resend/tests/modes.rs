@@ -199,7 +199,7 @@ fn socket_mode_tcp_process_exits_mid_loop() {
 
 #[test]
 fn connect_mode_tcp_and_udp() {
-    // A TCP server that echoes.
+    // A TCP server that echoes, on one connection (kept: --keep-connection).
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
@@ -221,6 +221,7 @@ fn connect_mode_tcp_and_udp() {
         to: Some(format!("127.0.0.1:{port}")),
         count: Some(3),
         interval_ms: Some(50),
+        keep_connection: true,
         ..Default::default()
     };
     let (st, s) = run(&args);
@@ -262,6 +263,65 @@ fn connect_mode_tcp_and_udp() {
         ..Default::default()
     });
     assert_eq!((s.reason, st[0].error_kind), (EndReason::Failed, Some(ErrorKind::Refused)), "{st:?}");
+}
+
+/// An HTTP/1.0-like server: per connection, one request read, one reply of
+/// `size` bytes written, then closed. Returns its port and, at the end,
+/// each connection's peer port and request.
+/// What the server saw: each connection's peer port and request.
+type Seen = Vec<(u16, Vec<u8>)>;
+
+fn one_reply_per_connection(conns: usize, size: usize) -> (u16, std::thread::JoinHandle<Seen>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..conns {
+            let (mut c, peer) = l.accept().unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 1024];
+            let n = c.read(&mut buf).unwrap();
+            let reply: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+            let _ = c.write_all(&reply); // the reader may stop at its cap and close
+            seen.push((peer.port(), buf[..n].to_vec()));
+        }
+        seen
+    });
+    (port, h)
+}
+
+#[test]
+fn connect_mode_makes_a_new_connection_per_send_and_reports_each_reply_whole() {
+    let (port, server) = one_reply_per_connection(3, 5000);
+    let args = InjectArgs {
+        ascii: Some("GET / HTTP/1.0\\r\\n\\r\\n".into()),
+        mode: Some(Mode::Connect),
+        to: Some(format!("127.0.0.1:{port}")),
+        count: Some(3),
+        interval_ms: Some(50),
+        timeout_ms: Some(3000),
+        ..Default::default()
+    };
+    let (st, s) = run(&args);
+    assert_eq!((s.sent, s.failed), (3, 0), "{st:?}");
+    let seen = server.join().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|(_, req)| req == b"GET / HTTP/1.0\r\n\r\n"), "{seen:?}");
+    let ports: std::collections::BTreeSet<u16> = seen.iter().map(|s| s.0).collect();
+    assert_eq!(ports.len(), 3, "three connections from three ports: {seen:?}");
+    for status in &st {
+        let r = status.reply.as_ref().expect("a reply per send");
+        assert_eq!((r.bytes, r.truncated), (5000, false), "{status:?}");
+        assert_eq!(r.data().len(), 5000);
+        assert!(r.ascii.starts_with("abcdefghijklmnopqrstuvwxyzabc") && r.ascii.len() == 5000);
+    }
+    // A reply larger than the cap is cut there and says so.
+    let (port, server) = one_reply_per_connection(1, pidcap_resend::MAX_REPLY_BYTES + 10);
+    let (st, _) = run(&InjectArgs { to: Some(format!("127.0.0.1:{port}")), count: Some(1), ..args });
+    server.join().unwrap();
+    let r = st[0].reply.as_ref().unwrap();
+    assert_eq!((r.bytes, r.truncated), (pidcap_resend::MAX_REPLY_BYTES, true));
+    assert!(st[0].to_string().ends_with("reply 1048576 bytes (cut)"), "{}", st[0]);
 }
 
 #[test]

@@ -58,6 +58,11 @@ pub(super) fn resend(app: &App, d: D) -> Element {
             j.bytes
         )
     });
+    // -- resend that replays what you mean (issue 14) --
+    let dest_default = crate::state::resend::default_destination(app).map(|a| a.to_string()).unwrap_or_default();
+    let dest_hint =
+        if dest_default.is_empty() { "ADDR:PORT".to_string() } else { format!("{dest_default} (server side)") };
+    let reply = r.shown_reply().and_then(|s| s.reply.as_ref().map(|rep| (s.seq, rep)));
     rsx! {
         div { class: "panel", id: "resend",
             h2 { "Resend" }
@@ -74,6 +79,18 @@ pub(super) fn resend(app: &App, d: D) -> Element {
                 button { id: "resend-start", class: "primary", disabled: !can || r.running(), onclick: move |_| d.call(ResendMsg::Start),
                     if app.editor.as_ref().is_some_and(|e| e.is_modified()) { "Send edited" } else { "Send" } }
                 button { id: "resend-stop", disabled: !r.running(), onclick: move |_| d.call(ResendMsg::Stop), "Stop" }
+            }
+            if r.form.mode != Mode::Socket {
+                div { class: "row", id: "resend-to-row",
+                    label { title: "where to send: empty for the server side of the packet's conversation (for a packet the target received, its own address and port)",
+                        "to " input { id: "resend-to", size: "22", placeholder: "{dest_hint}", value: "{r.form.to}", "data-value": "{r.form.to}", "data-default": "{dest_default}",
+                            oninput: move |e: FormEvent| d.call(ResendMsg::SetTo(e.value())) } }
+                    if r.form.mode == Mode::Connect && !r.form.tls {
+                        label { title: "one connection for every send (default: a new connection per send, as a client makes one per request)",
+                            input { id: "resend-keep", r#type: "checkbox", checked: r.form.keep_connection, "data-value": "{r.form.keep_connection}",
+                                onchange: move |e: FormEvent| d.call(ResendMsg::SetKeepConnection(e.checked())) } " keep one connection" }
+                    }
+                }
             }
             if r.form.mode == Mode::Connect {
                 div { class: "row", id: "resend-tls-row",
@@ -97,7 +114,12 @@ pub(super) fn resend(app: &App, d: D) -> Element {
             }
             div { class: "statuses", id: "resend-statuses",
                 for s in r.statuses.iter().rev().take(50) {
-                    div { key: "{s.seq}", class: if s.ok { "ok" } else { "err" }, "{s}"
+                    div { key: "{s.seq}", class: if s.ok { "ok" } else { "err" }, "data-seq": "{s.seq}",
+                        style: if s.reply.is_some() { "cursor:pointer" } else { "" },
+                        title: if s.reply.is_some() { "show this reply below" } else { "" },
+                        onclick: { let seq = s.seq; move |_| d.call(ResendMsg::ShowReply(seq)) },
+                        "{s}"
+                        // A TLS replay's decrypted reply as text, at a glance (whole in the reply view).
                         if let Some(text) = s.reply.as_ref().and_then(|r| r.text.as_deref()) {
                             pre { class: "reply", title: "the decrypted reply (escapes as in the editor)",
                                 {text.chars().take(2000).collect::<String>()} }
@@ -105,6 +127,39 @@ pub(super) fn resend(app: &App, d: D) -> Element {
                     }
                 }
             }
+            if let Some((seq, rep)) = reply {
+                {reply_view(seq, rep)}
+            }
+        }
+    }
+}
+
+/// Bytes of a reply drawn in the hex/ASCII view (the whole reply is in the state; 1 MiB of DOM would stall the page).
+const REPLY_VIEW_BYTES: usize = 256 * 1024;
+
+/// The reply of send `seq`, whole: its size, then a scrollable hex/ASCII dump
+/// (a TLS replay's decrypted reply: that plaintext).
+fn reply_view(seq: u64, rep: &pidcap_resend::ReplyInfo) -> Element {
+    let data = match rep.text.as_deref() {
+        Some(t) => pidcap_packet::ascii::unescape(t).unwrap_or_else(|_| rep.data()),
+        None => rep.data(),
+    };
+    let shown = &data[..data.len().min(REPLY_VIEW_BYTES)];
+    let what = if rep.tls.is_some() { "decrypted reply" } else { "reply" };
+    let cut = match (rep.truncated, rep.bytes >= pidcap_resend::MAX_REPLY_BYTES) {
+        (true, true) => " (cut at the 1 MiB a send reads)",
+        (true, false) => " (an older send's: its first bytes kept)",
+        _ => "",
+    };
+    let dump = pidcap_packet::hex_dump(shown);
+    rsx! {
+        div { id: "resend-reply", "data-seq": "{seq}", "data-bytes": "{data.len()}",
+            h2 { "{what} to send #{seq}: {data.len()} bytes{cut}" }
+            if shown.len() < data.len() {
+                div { class: "muted", "the first {shown.len()} bytes shown; pidcap send --json gives them all" }
+            }
+            pre { id: "resend-reply-dump", class: "reply", style: "max-height:320px; overflow:auto; white-space:pre; word-break:normal",
+                "{dump}" }
         }
     }
 }
