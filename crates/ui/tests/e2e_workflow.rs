@@ -253,7 +253,7 @@ fn library_export_all_exports_all_and_search_waits_for_a_complete_query() {
     listed("", 5);
     // Sizes are labelled.
     let heads = b.text("#lib-list thead");
-    assert!(heads.contains("len") && heads.contains("payload"), "{heads}");
+    assert!(heads.contains("packet B") && heads.contains("payload B"), "{heads}");
 
     // An incomplete term is not searched for and shows no error; Enter shows it.
     b.fill("#lib-search", "tag:");

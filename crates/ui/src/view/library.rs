@@ -1,6 +1,6 @@
 //! The Library tab and its downloads. Times are local (the server's `TZ`
-//! respected, as the CLI's); sizes are labelled: "len" is the packet's
-//! bytes (IP header on), "payload" the transport payload's (a TLS record's
+//! respected, as the CLI's); sizes are labelled: "packet B" is the packet's
+//! bytes (IP header on), "payload B" the transport payload's (a TLS record's
 //! plaintext).
 
 use super::*;
@@ -73,7 +73,7 @@ pub(super) fn library_tab(app: &App, d: D) -> Element {
         div { class: "grid",
             div { class: "panel", id: "lib-list", "data-query": l.listed.clone().unwrap_or_default(),
                 table {
-                    thead { tr { th {} th { "name" } th { "tags" } th { "proto" } th { "remote" } th { title: "packet bytes (IP header on)", "len" } th { title: "payload bytes", "payload" } th { "captured" } th { "saved" } th { "saved from" } } }
+                    thead { tr { th {} th { "name" } th { "tags" } th { "proto" } th { "remote" } th { title: "the whole IP packet on the wire, in bytes (the CLI: packet N B)", "packet B" } th { title: "the transport payload, in bytes (the CLI: payload N B)", "payload B" } th { "captured" } th { "saved" } th { "saved from" } } }
                     tbody {
                         for it in l.items.iter() {
                             tr { key: "{it.id}", class: "lib-item", "data-lib-id": "{it.id}",
