@@ -730,9 +730,9 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
 	/* Per-CPU, and the verifier inlines the lookup: about a nanosecond. */
 	count(PIDCAP_CNT_SEEN);
 	__u64 gen = targets_gen();
+	/* bpf_sk_storage_get takes the socket as skb->sk gives it and answers
+	 * NULL for one that is not a full socket: no bpf_sk_fullsock call. */
 	struct bpf_sock *sk = skb->sk;
-	if (sk)
-		sk = bpf_sk_fullsock(sk);
 	if (sk) {
 		st = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
 		if (st && st->valid) {
