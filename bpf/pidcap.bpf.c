@@ -4,19 +4,27 @@
  * eBPF programs attached to the cgroup2 root (so they see every process).
  *
  *  - Socket ownership (the part WFP's ALE layers play on Windows), recorded
- *    in process context where "current" is the socket's user:
+ *    in process context where "current" is the socket's user, in the
+ *    socket's own storage (sk_owners, BPF_MAP_TYPE_SK_STORAGE, freed with the
+ *    socket, so a closed socket's FIN and ACKs still find it):
  *      cgroup/sock_create, cgroup/post_bind4/6, cgroup/connect4/6,
- *      cgroup/sendmsg4/6, cgroup/recvmsg4/6  -> owners[cookie] = {tgid, comm}
+ *      cgroup/sendmsg4/6, cgroup/recvmsg4/6  -> sk_owners = {tgid, key, comm}
  *    Accepted TCP sockets are born in softirq, where "current" is whoever was
  *    interrupted; sockops PASSIVE_ESTABLISHED gives them the owner of their
  *    listening port instead (port_owners, filled at post_bind).
- *    cgroup/sock_release forgets a port's owner. Socket owners themselves
- *    are kept (in an LRU map) past close(): a closed TCP socket still sends
- *    its FIN and ACKs, and those belong to the capture too.
+ *    cgroup/sock_release forgets a port's owner. Sockets that existed before
+ *    the capture are seeded by userspace by cookie ("owners") and moved into
+ *    their storage at their first packet.
+ *  - Each socket's storage also caches whether its owner is a target, with
+ *    the generation of the target set it was decided at ("gens": one word
+ *    userspace bumps when it changes targets, names or cgroups, one the
+ *    programs bump when they add a target). A packet of a socket whose
+ *    verdict is current and negative costs one storage lookup and a compare.
  *  - Packets (the part of WFP's transport callouts): cgroup_skb/ingress and
- *    egress look up the owner by socket cookie, check it against "targets",
- *    evaluate the filter rules, push the packet into the "ring" ring buffer
- *    and return 0 (drop) for a blocked packet.
+ *    egress find the owner (storage, else the seeded cookie map, else the
+ *    local port's owner), check it against "targets", evaluate the filter
+ *    rules, push the packet into the "ring" ring buffer and return 0 (drop)
+ *    for a blocked packet.
  *  - Target cgroups ("target_cgroups", by cgroup id): a process whose cgroup
  *    is one of them or below one becomes a target at its next socket
  *    operation in process context (match_cgroup), as a name match does.
