@@ -21,7 +21,7 @@ pub mod tls;
 use crate::abi::{Config, Owner, PktHdr, PortKey, PortOwner, Target, TlsHdr};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, Program, ProgramError};
-use aya::{Btf, Ebpf, EbpfLoader};
+use aya::{Ebpf, EbpfLoader};
 use pidcap_engine::backend::{
     KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket, RawTls, TlsCoverage,
 };
@@ -37,6 +37,9 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 pub use cgroup::{cgroup2_root, find_cgroup2};
+
+/// The kernel's own BTF, which the CO-RE relocations of the programs need.
+const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// The compiled eBPF object, aligned as aya requires.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pidcap.bpf.o"));
@@ -206,10 +209,13 @@ impl EbpfBackend {
         if !missing.is_empty() {
             return Err(EngineError::Permission { missing: missing.join(", ") });
         }
-        let btf = Btf::from_sys_fs()
-            .map_err(|e| EngineError::Unsupported(format!("no kernel BTF at /sys/kernel/btf/vmlinux ({e})")))?;
+        // The loader parses the kernel's BTF itself (EbpfLoader::new: giving
+        // it one parsed here parsed it twice, ~40 ms each), and frees it when
+        // it goes, before the ring is mapped (peak RSS).
+        if let Err(e) = std::fs::metadata(VMLINUX_BTF) {
+            return Err(EngineError::Unsupported(format!("no kernel BTF at {VMLINUX_BTF} ({e})")));
+        }
         let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
             .map_max_entries("ring", opts.ring_bytes)
             .load(OBJECT)
             .map_err(|e| EngineError::kernel("loading the eBPF object", e))?;
@@ -229,9 +235,8 @@ impl EbpfBackend {
         }
         // The TLS programs are verified when TLS is first turned on
         // (configure), not here: most captures never need them.
-        // The kernel's BTF (tens of MiB parsed) is needed no more: freed, and
-        // the heap handed back, before the ring is mapped (peak RSS).
-        drop(btf);
+        // The parsed BTF is freed: the heap goes back to the system before
+        // the ring is mapped.
         // SAFETY: malloc_trim only returns free heap memory to the system.
         unsafe { libc::malloc_trim(0) };
 

@@ -384,11 +384,9 @@ impl TlsProbes {
         let before = self.files.len();
         let now = Instant::now();
         let mut all_gone = false;
-        let mut gone = Vec::new();
         self.files.retain(|k, f| {
             if let Scope::Process { pid, key } = k.0 {
                 if !live.contains(&(pid, key)) {
-                    gone.extend(f.links.take().into_iter().flatten());
                     return false;
                 }
             }
@@ -400,12 +398,8 @@ impl TlsProbes {
             if !keep && k.0 == Scope::All && f.links.is_some() {
                 all_gone = true;
             }
-            if !keep {
-                gone.extend(f.links.take().into_iter().flatten());
-            }
             keep
         });
-        detach(gone);
         if self.files.len() != before {
             tracing::debug!(detached = before - self.files.len(), "TLS library files no target needs");
         }
@@ -418,15 +412,7 @@ impl TlsProbes {
     /// Detach the per-process attachments of this process at once (it is no
     /// longer a target).
     pub fn forget_process(&mut self, pid: u32, key: u64) {
-        let mut gone = Vec::new();
-        self.files.retain(|k, f| {
-            let keep = k.0 != Scope::Process { pid, key };
-            if !keep {
-                gone.extend(f.links.take().into_iter().flatten());
-            }
-            keep
-        });
-        detach(gone);
+        self.files.retain(|k, _| k.0 != Scope::Process { pid, key });
         if !self.files.values().any(|f| f.links.is_some()) {
             self.tracepoints.clear();
         }
@@ -478,33 +464,6 @@ impl TlsProbes {
         self.tracepoints = result?;
         Ok(())
     }
-}
-
-impl Drop for TlsProbes {
-    fn drop(&mut self) {
-        detach(self.files.drain().flat_map(|(_, f)| f.links.into_iter().flatten()).collect());
-    }
-}
-
-/// Detach uprobes, several at once. Each uprobe's unregistration waits for
-/// the kernel's RCU grace periods (tens of milliseconds, hundreds on a busy
-/// machine): one after another, the 28 links of `pidcap run`'s standard TLS
-/// candidates took 3 s to close on a loaded 2-CPU machine. From parallel
-/// threads the waits overlap.
-fn detach(links: Vec<UProbeLink>) {
-    const THREADS: usize = 16;
-    if links.len() <= 1 {
-        drop(links);
-        return;
-    }
-    let per = links.len().div_ceil(THREADS);
-    let mut links = links;
-    std::thread::scope(|s| {
-        while !links.is_empty() {
-            let chunk: Vec<UProbeLink> = links.drain(..per.min(links.len())).collect();
-            s.spawn(move || drop(chunk));
-        }
-    });
 }
 
 /// An exclusive lock on [`TRACEFS_LOCK`] for the mount, attach and
