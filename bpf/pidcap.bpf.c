@@ -795,6 +795,10 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
 			bpf_get_current_comm(o->comm, sizeof(o->comm));
 		}
 	}
+	/* From here on one kind of pointer, whichever map the owner came from:
+	 * the verifier then walks the rest (rules, the size classes) once
+	 * instead of once per kind (4x the verification time otherwise). */
+	struct pidcap_owner own = *o;
 
 	struct pidcap_config *cfg = get_config();
 	if (!cfg)
@@ -808,7 +812,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
 			verdict = evaluate(&f, &rule);
 	}
 	if (cfg->capture)
-		emit(skb, o, cookie, dir, verdict, rule, cfg);
+		emit(skb, &own, cookie, dir, verdict, rule, cfg);
 	if (verdict == PIDCAP_VERDICT_BLOCKED) {
 		count(PIDCAP_CNT_BLOCKED);
 		return 0;
