@@ -283,9 +283,7 @@ fn an_accepted_connection_and_its_handshake_belong_to_the_listeners_process() {
     assert!(got.iter().all(|p| p.pid == server.pid()), "only the server's: {got:?}");
     let has = |dir: Direction, flags: u8, payload: bool| {
         got.iter().any(|p| {
-            p.dir == dir
-                && p.tcp_flags().is_some_and(|f| f & 0x17 == flags)
-                && (p.tcp_payload_len() > 0) == payload
+            p.dir == dir && p.tcp_flags().is_some_and(|f| f & 0x17 == flags) && (p.tcp_payload_len() > 0) == payload
         })
     };
     const SYN: u8 = 0x02;
