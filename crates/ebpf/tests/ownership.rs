@@ -4,7 +4,8 @@
 //! (add/remove a target) and from the kernel (a name match); bystanders'
 //! packets never reach the ring; a socket opened before the capture is
 //! captured once its process is a target; an accepted connection and its
-//! handshake belong to the listener's process.
+//! handshake belong to the listener's process; a socket's FIN, sent by close(),
+//! is still its owner's. (Pid reuse: crates/cli/tests/pidreuse.rs drives this backend.)
 //!
 //! Each test drives python3 "agents" (one socket operation per line on their
 //! stdin) and the backend directly. "Not captured" is checked against a later
@@ -293,4 +294,27 @@ fn an_accepted_connection_and_its_handshake_belong_to_the_listeners_process() {
     assert!(has(Direction::Inbound, ACK, false), "the handshake's last ACK: {got:?}");
     assert!(got.iter().any(|p| p.dir == Direction::Inbound && p.carries("hello-server")), "{got:?}");
     assert!(got.iter().any(|p| p.dir == Direction::Outbound && p.carries("reply-hello-server")), "{got:?}");
+}
+
+#[test]
+fn a_closed_sockets_last_packets_are_still_its_owners() {
+    require!(Root, Tool("python3"));
+    let mut b = load();
+    let mut server = Agent::start(); // a bystander
+    let port = server.ask("listen");
+    let mut client = Agent::start();
+    b.add_target(&client.process(), false).unwrap();
+    writeln!(server.stdin, "serve").unwrap();
+    // The client connects, sends, reads the reply and closes: its FIN is sent
+    // by close(), after the process let go of the socket.
+    assert_eq!(client.ask(&format!("request {port} bye-server")), "reply-bye-server");
+    let mut line = String::new();
+    server.stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ok");
+    const FIN: u8 = 0x01;
+    let got = drain_until(&mut b, "the client's FIN", |p| {
+        p.dir == Direction::Outbound && p.tcp_flags().is_some_and(|f| f & FIN != 0)
+    });
+    assert!(got.iter().all(|p| p.pid == client.pid()), "only the client's: {got:?}");
+    assert!(got.iter().any(|p| p.dir == Direction::Outbound && p.carries("bye-server")), "{got:?}");
 }
