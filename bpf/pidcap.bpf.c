@@ -4,19 +4,27 @@
  * eBPF programs attached to the cgroup2 root (so they see every process).
  *
  *  - Socket ownership (the part WFP's ALE layers play on Windows), recorded
- *    in process context where "current" is the socket's user:
+ *    in process context where "current" is the socket's user, in the
+ *    socket's own storage (sk_owners, BPF_MAP_TYPE_SK_STORAGE, freed with the
+ *    socket, so a closed socket's FIN and ACKs still find it):
  *      cgroup/sock_create, cgroup/post_bind4/6, cgroup/connect4/6,
- *      cgroup/sendmsg4/6, cgroup/recvmsg4/6  -> owners[cookie] = {tgid, comm}
+ *      cgroup/sendmsg4/6, cgroup/recvmsg4/6  -> sk_owners = {tgid, key, comm}
  *    Accepted TCP sockets are born in softirq, where "current" is whoever was
  *    interrupted; sockops PASSIVE_ESTABLISHED gives them the owner of their
  *    listening port instead (port_owners, filled at post_bind).
- *    cgroup/sock_release forgets a port's owner. Socket owners themselves
- *    are kept (in an LRU map) past close(): a closed TCP socket still sends
- *    its FIN and ACKs, and those belong to the capture too.
+ *    cgroup/sock_release forgets a port's owner. Sockets that existed before
+ *    the capture are seeded by userspace by cookie ("owners") and moved into
+ *    their storage at their first packet.
+ *  - Each socket's storage also caches whether its owner is a target, with
+ *    the generation of the target set it was decided at ("gens": one word
+ *    userspace bumps when it changes targets, names or cgroups, one the
+ *    programs bump when they add a target). A packet of a socket whose
+ *    verdict is current and negative costs one storage lookup and a compare.
  *  - Packets (the part of WFP's transport callouts): cgroup_skb/ingress and
- *    egress look up the owner by socket cookie, check it against "targets",
- *    evaluate the filter rules, push the packet into the "ring" ring buffer
- *    and return 0 (drop) for a blocked packet.
+ *    egress find the owner (storage, else the seeded cookie map, else the
+ *    local port's owner), check it against "targets", evaluate the filter
+ *    rules, push the packet into the "ring" ring buffer and return 0 (drop)
+ *    for a blocked packet.
  *  - Target cgroups ("target_cgroups", by cgroup id): a process whose cgroup
  *    is one of them or below one becomes a target at its next socket
  *    operation in process context (match_cgroup), as a name match does.
@@ -50,12 +58,31 @@ struct {
 	__uint(max_entries, 16 << 20); /* resized by the loader */
 } ring SEC(".maps");
 
+/* Owners of sockets that existed before the capture (seeded by userspace
+ * from sock_diag, by cookie): consulted only for a socket that has no
+ * storage of its own yet, then moved into it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1 << 18);
+	__uint(max_entries, 1 << 14);
 	__type(key, __u64);
 	__type(value, struct pidcap_owner);
 } owners SEC(".maps");
+
+/* Every socket's owner, in the socket itself (freed with it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pidcap_sk_owner);
+} sk_owners SEC(".maps");
+
+/* The generations of the target set (PIDCAP_GEN_*). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+} gens SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -196,6 +223,30 @@ static __always_inline int same_process(const struct pidcap_target *t, __u64 key
 	return !t->exited;
 }
 
+/* The generation of the target set, shifted as in pidcap_sk_owner.verdict
+ * (bit 0 clear). Read BEFORE looking at the targets: a verdict stamped with
+ * it was decided on a target set at least that new. Two array lookups, which
+ * the verifier inlines. */
+static __always_inline __u64 targets_gen(void)
+{
+	__u32 ku = PIDCAP_GEN_USER, kk = PIDCAP_GEN_KERNEL;
+	__u32 *u = bpf_map_lookup_elem(&gens, &ku);
+	__u32 *k = bpf_map_lookup_elem(&gens, &kk);
+	if (!u || !k)
+		return 0;
+	__u64 g = (__u64)*(volatile __u32 *)u << 32 | *(volatile __u32 *)k;
+	return g << 1;
+}
+
+/* The kernel changed the target set: every cached verdict is stale. */
+static __always_inline void bump_gen(void)
+{
+	__u32 kk = PIDCAP_GEN_KERNEL;
+	__u32 *k = bpf_map_lookup_elem(&gens, &kk);
+	if (k)
+		__sync_fetch_and_add(k, 1);
+}
+
 /* The target entry of process (tgid, key), if it is one. */
 static __always_inline struct pidcap_target *target_of(__u32 tgid, __u64 key)
 {
@@ -212,7 +263,19 @@ static __always_inline int add_target(__u32 tgid, __u64 key, __u32 flags)
 	if (target_of(tgid, key))
 		return 0;
 	struct pidcap_target t = { .flags = flags, .exited = 0, .key = key };
-	return bpf_map_update_elem(&targets, &tgid, &t, BPF_ANY) == 0;
+	if (bpf_map_update_elem(&targets, &tgid, &t, BPF_ANY))
+		return 0;
+	bump_gen(); /* after the entry is there */
+	return 1;
+}
+
+/* Decide again whether the socket's owner is a target, at generation gen
+ * (read before this lookup). */
+static __always_inline __u64 decide(struct pidcap_sk_owner *st, __u64 gen)
+{
+	__u64 v = gen | (target_of(st->owner.tgid, st->owner.key) != 0);
+	st->verdict = v; /* one store: verdict and generation together */
+	return v;
 }
 
 /* ---- target cgroups ---- */
@@ -252,60 +315,86 @@ static __always_inline void match_cgroup(__u32 tgid, __u64 key)
 
 /* ---- socket ownership, in process context ---- */
 
-/* Record the current process as the socket's owner; returns its key. */
-static __always_inline __u64 remember_owner(__u64 cookie)
+/* Record the current process as the owner of socket sk (a pointer the
+ * program may hand to bpf_sk_storage_get) in the socket's storage; returns
+ * the storage (0: it could not be had), with a verdict of the current
+ * generation when the owner is set. *keyp gets the current process's key. */
+static __always_inline struct pidcap_sk_owner *remember_owner(struct bpf_sock *sk, __u64 *keyp)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 pt = bpf_get_current_pid_tgid();
+	__u32 tgid = pt >> 32;
+	__u32 tid = (__u32)pt;
 	__u64 key = current_key();
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	*keyp = key;
 	/* Before the hot path: a process that moved into a target cgroup is
 	 * taken at its next socket operation, also on a socket it already owns. */
 	match_cgroup(tgid, key);
-	struct pidcap_owner *cur = bpf_map_lookup_elem(&owners, &cookie);
-	if (cur && cur->tgid == tgid && cur->key == key) {
+	__u64 gen = targets_gen();
+	struct pidcap_sk_owner *st = bpf_sk_storage_get(&sk_owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st) {
+		count(PIDCAP_CNT_OWNER_FULL);
+		return 0;
+	}
+	if (st->valid && st->owner.tgid == tgid && st->owner.key == key) {
 		/* hot path of sendmsg: nothing changed, or only the thread */
-		if (cur->tid != tid) {
-			cur->tid = tid;
-			bpf_get_current_comm(cur->comm, sizeof(cur->comm));
+		if (st->owner.tid != tid) {
+			st->owner.tid = tid;
+			bpf_get_current_comm(st->owner.comm, sizeof(st->owner.comm));
 		}
-		return key;
+		if ((st->verdict & ~1ULL) != gen)
+			decide(st, gen);
+		return st;
 	}
 	if (bpf_map_lookup_elem(&injectors, &tgid))
-		return key; /* pidcap resending on a target's socket: the owner stays */
+		return st; /* pidcap resending on a target's socket: the owner stays */
 
 	/* A new owner, or a process that was given the tgid of the old one (a
 	 * socket inherited from it): either way the socket is this process's now. */
-	struct pidcap_owner o = { .tgid = tgid, .tid = tid, .key = key };
-	bpf_get_current_comm(o.comm, sizeof(o.comm));
-
+	char comm[PIDCAP_COMM_LEN];
+	bpf_get_current_comm(comm, sizeof(comm));
 	/* A process whose name is a target becomes a target itself. */
-	struct pidcap_target *by_comm = bpf_map_lookup_elem(&target_comms, o.comm);
-	if (by_comm)
-		add_target(tgid, key, by_comm->flags);
+	struct pidcap_target *by_comm = bpf_map_lookup_elem(&target_comms, comm);
+	if (by_comm && add_target(tgid, key, by_comm->flags))
+		gen = targets_gen();
+	st->owner.tgid = tgid;
+	st->owner.tid = tid;
+	st->owner.key = key;
+	__builtin_memcpy(st->owner.comm, comm, PIDCAP_COMM_LEN);
+	st->valid = 1;
+	decide(st, gen);
+	return st;
+}
 
-	if (bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY))
-		count(PIDCAP_CNT_OWNER_FULL);
-	return key;
+/* Is the current process (tgid from pt, key) a target? From the socket's
+ * verdict when the process is the socket's owner, else from the map. */
+static __always_inline int current_is_target(struct pidcap_sk_owner *st, __u32 tgid, __u64 key)
+{
+	if (st && st->valid && st->owner.tgid == tgid && st->owner.key == key)
+		return st->verdict & 1;
+	return target_of(tgid, key) != 0;
 }
 
 SEC("cgroup/sock_create")
 int pidcap_sock_create(struct bpf_sock *sk)
 {
-	remember_owner(bpf_get_socket_cookie(sk));
+	__u64 key;
+	remember_owner(sk, &key);
 	return 1;
 }
 
 static __always_inline void remember_port(struct bpf_sock *sk)
 {
-	__u64 cookie = bpf_get_socket_cookie(sk);
-	remember_owner(cookie);
-	struct pidcap_owner *o = bpf_map_lookup_elem(&owners, &cookie);
-	if (!o)
+	__u64 key;
+	struct pidcap_sk_owner *st = remember_owner(sk, &key);
+	if (!st || !st->valid)
 		return;
+	__u64 cookie = bpf_get_socket_cookie(sk);
 	struct pidcap_port_key k = { .port = (__u16)sk->src_port, .proto = (__u8)sk->protocol };
-	struct pidcap_port_owner po = { .owner = *o, .cookie = cookie };
+	struct pidcap_port_owner po = { .owner = st->owner, .cookie = cookie };
 	bpf_map_update_elem(&port_owners, &k, &po, BPF_ANY);
-	bpf_map_update_elem(&bound_ports, &cookie, &k, BPF_ANY);
+	st->port.port = k.port;
+	st->port.proto = k.proto;
+	st->bound = 1;
 }
 
 SEC("cgroup/post_bind4")
@@ -325,12 +414,25 @@ int pidcap_post_bind6(struct bpf_sock *sk)
 SEC("cgroup/sock_release")
 int pidcap_sock_release(struct bpf_sock *sk)
 {
-	__u64 cookie = bpf_get_socket_cookie(sk);
-	struct pidcap_port_key *k = bpf_map_lookup_elem(&bound_ports, &cookie);
-	if (!k)
-		return 1;
-	struct pidcap_port_key key = *k;
-	bpf_map_delete_elem(&bound_ports, &cookie);
+	struct pidcap_port_key key = {};
+	__u64 cookie;
+	struct pidcap_sk_owner *st = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
+	if (st) {
+		/* A socket of this capture: its storage says what it bound. */
+		if (!st->bound)
+			return 1;
+		key.port = st->port.port;
+		key.proto = st->port.proto;
+		cookie = bpf_get_socket_cookie(sk);
+	} else {
+		/* One that existed before (seeded by userspace, by cookie). */
+		cookie = bpf_get_socket_cookie(sk);
+		struct pidcap_port_key *k = bpf_map_lookup_elem(&bound_ports, &cookie);
+		if (!k)
+			return 1;
+		key = *k;
+		bpf_map_delete_elem(&bound_ports, &cookie);
+	}
 	struct pidcap_port_owner *po = bpf_map_lookup_elem(&port_owners, &key);
 	if (po && po->cookie == cookie)
 		bpf_map_delete_elem(&port_owners, &key);
@@ -347,10 +449,18 @@ int pidcap_sockops(struct bpf_sock_ops *skops)
 	struct pidcap_port_owner *po = bpf_map_lookup_elem(&port_owners, &k);
 	if (!po)
 		return 1;
-	__u64 cookie = bpf_get_socket_cookie(skops);
-	struct pidcap_owner o = po->owner;
-	if (bpf_map_update_elem(&owners, &cookie, &o, BPF_ANY))
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return 1;
+	__u64 gen = targets_gen();
+	struct pidcap_sk_owner *st = bpf_sk_storage_get(&sk_owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st) {
 		count(PIDCAP_CNT_OWNER_FULL);
+		return 1;
+	}
+	st->owner = po->owner;
+	st->valid = 1;
+	decide(st, gen);
 	return 1;
 }
 
@@ -609,37 +719,86 @@ static __always_inline struct pidcap_owner *owner_by_port(const struct flow *f)
 	return &po->owner;
 }
 
+/*
+ * The owner of a packet's socket, and whether it is a target's:
+ *  1. a full socket with a verdict of the current generation in its storage:
+ *     that verdict (a bystander's packet costs this one lookup and a compare);
+ *  2. its storage with an older verdict: decided again, and cached;
+ *  3. a socket with no storage yet that existed before the capture: its
+ *     seeded owner (by cookie), moved into its storage;
+ *  4. no full socket (a request socket's SYN-ACK, a timewait socket's last
+ *     ACK, a reset) or no known owner: the owner of the local port.
+ */
 static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
 {
-	count(PIDCAP_CNT_SEEN);
 	struct flow f = {};
 	int parsed = -1;
-	__u64 cookie = bpf_get_socket_cookie(skb);
-	struct pidcap_owner *o = bpf_map_lookup_elem(&owners, &cookie);
-	int by_cookie = o != 0;
-	if (!o) {
-		parsed = parse_flow(skb, dir, &f);
-		if (parsed == 0)
-			o = owner_by_port(&f);
-		if (!o) {
-			count(PIDCAP_CNT_UNATTRIBUTED);
-			return 1;
+	struct pidcap_owner *o = 0;
+	struct pidcap_sk_owner *st = 0;
+	/* Per-CPU, and the verifier inlines the lookup: about a nanosecond. */
+	count(PIDCAP_CNT_SEEN);
+	__u64 gen = targets_gen();
+	/* bpf_sk_storage_get takes the socket as skb->sk gives it and answers
+	 * NULL for one that is not a full socket: no bpf_sk_fullsock call. */
+	struct bpf_sock *sk = skb->sk;
+	if (sk) {
+		st = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
+		if (st && st->valid) {
+			__u64 v = st->verdict;
+			if ((v & ~1ULL) != gen)
+				v = decide(st, gen);
+			if (!(v & 1))
+				return 1; /* not a target's */
+			o = &st->owner;
 		}
 	}
-	if (!target_of(o->tgid, o->key))
-		return 1;
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	if (!o) {
+		struct pidcap_owner *seeded = bpf_map_lookup_elem(&owners, &cookie);
+		if (seeded && sk) {
+			st = bpf_sk_storage_get(&sk_owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+			if (st) {
+				st->owner = *seeded;
+				st->valid = 1;
+				bpf_map_delete_elem(&owners, &cookie);
+				if (!(decide(st, gen) & 1))
+					return 1;
+				o = &st->owner;
+			} else {
+				o = seeded;
+			}
+		} else if (seeded) {
+			o = seeded;
+		}
+		if (!o) {
+			st = 0;
+			parsed = parse_flow(skb, dir, &f);
+			if (parsed == 0)
+				o = owner_by_port(&f);
+			if (!o) {
+				count(PIDCAP_CNT_UNATTRIBUTED);
+				return 1;
+			}
+		}
+		if (!st && !target_of(o->tgid, o->key))
+			return 1;
+	}
 	count(PIDCAP_CNT_TARGET);
 	/* Egress in a thread of the owner (a send in process context, not
 	 * softirq): that thread is the sender, and the socket's last sender
-	 * for the packets that come in (by cookie only: a port owner's entry
-	 * is the listener's). */
-	if (dir == PIDCAP_DIR_OUT && by_cookie) {
+	 * for the packets that come in (the socket's own owner only: a port
+	 * owner's entry is the listener's). */
+	if (dir == PIDCAP_DIR_OUT && st) {
 		__u64 pt = bpf_get_current_pid_tgid();
 		if ((__u32)(pt >> 32) == o->tgid && (__u32)pt != o->tid) {
 			o->tid = (__u32)pt;
 			bpf_get_current_comm(o->comm, sizeof(o->comm));
 		}
 	}
+	/* From here on one kind of pointer, whichever map the owner came from:
+	 * the verifier then walks the rest (rules, the size classes) once
+	 * instead of once per kind (4x the verification time otherwise). */
+	struct pidcap_owner own = *o;
 
 	struct pidcap_config *cfg = get_config();
 	if (!cfg)
@@ -653,7 +812,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
 			verdict = evaluate(&f, &rule);
 	}
 	if (cfg->capture)
-		emit(skb, o, cookie, dir, verdict, rule, cfg);
+		emit(skb, &own, cookie, dir, verdict, rule, cfg);
 	if (verdict == PIDCAP_VERDICT_BLOCKED) {
 		count(PIDCAP_CNT_BLOCKED);
 		return 0;
@@ -677,9 +836,15 @@ int pidcap_egress(struct __sk_buff *skb)
 
 static __always_inline int sock_addr_check(struct bpf_sock_addr *ctx, int v6)
 {
-	__u64 key = remember_owner(bpf_get_socket_cookie(ctx));
+	__u64 key = 0;
+	struct pidcap_sk_owner *st = 0;
+	struct bpf_sock *sk = ctx->sk;
+	if (sk)
+		st = remember_owner(sk, &key);
+	else
+		key = current_key();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!target_of(tgid, key))
+	if (!current_is_target(st, tgid, key))
 		return 1;
 	struct pidcap_config *cfg = get_config();
 	if (!(ruleset(cfg) & PIDCAP_RULESET_COUNT_MASK))
@@ -716,17 +881,25 @@ int pidcap_sendmsg4(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, 0);
 SEC("cgroup/sendmsg6")
 int pidcap_sendmsg6(struct bpf_sock_addr *ctx) { return sock_addr_check(ctx, 1); }
 
+static __always_inline void sock_addr_owner(struct bpf_sock_addr *ctx)
+{
+	__u64 key;
+	struct bpf_sock *sk = ctx->sk;
+	if (sk)
+		remember_owner(sk, &key);
+}
+
 SEC("cgroup/recvmsg4")
 int pidcap_recvmsg4(struct bpf_sock_addr *ctx)
 {
-	remember_owner(bpf_get_socket_cookie(ctx));
+	sock_addr_owner(ctx);
 	return 1;
 }
 
 SEC("cgroup/recvmsg6")
 int pidcap_recvmsg6(struct bpf_sock_addr *ctx)
 {
-	remember_owner(bpf_get_socket_cookie(ctx));
+	sock_addr_owner(ctx);
 	return 1;
 }
 
@@ -775,6 +948,8 @@ int pidcap_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (t->key && t->key != task_key(task))
 		return 0; /* not this process's entry (cannot happen while it holds the tgid) */
 	t->exited = 1;
+	if (!t->key)
+		bump_gen(); /* without a key, an exited entry matches no socket any more */
 	return 0;
 }
 

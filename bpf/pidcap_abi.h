@@ -61,6 +61,25 @@ struct pidcap_owner {
 	char comm[PIDCAP_COMM_LEN];
 };
 
+/* -- socket-local ownership (issue 13) --
+ * Value of the "sk_owners" socket storage (BPF_MAP_TYPE_SK_STORAGE): who owns
+ * the socket, and whether that owner was a target at generation `verdict >> 1`
+ * of the target set (bit 0: 1 = a target's). The generation is
+ * pidcap_gens[PIDCAP_GEN_USER] << 32 | pidcap_gens[PIDCAP_GEN_KERNEL]
+ * (the "gens" array), shifted left by one; a verdict of another generation
+ * is decided again. One 64-bit word, so that a verdict and its generation
+ * are always read and written together. */
+#define PIDCAP_GEN_USER 0   /* written by userspace only (target/name/cgroup added or removed) */
+#define PIDCAP_GEN_KERNEL 1 /* __sync_fetch_and_add by the programs (a target added in the kernel) */
+struct pidcap_sk_owner {
+	struct pidcap_owner owner;
+	__u64 verdict;   /* generation << 1 | is-a-target */
+	__u32 valid;     /* owner is set */
+	__u32 bound;     /* port (below) is the socket's entry of port_owners */
+	struct { __u16 port; __u8 proto; __u8 _pad; } port; /* as pidcap_port_key */
+	__u32 _pad;
+};
+
 /* Key of the "port_owners" map: a bound local port. */
 struct pidcap_port_key {
 	__u16 port;

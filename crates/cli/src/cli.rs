@@ -221,9 +221,12 @@ pub struct CaptureOpts {
     #[arg(long, default_value_t = pidcap_engine::DEFAULT_RING_SIZE, value_parser = parse_ring_size)]
     pub ring_size: usize,
 
+    // -- kernel ring size (issue 13) --
     /// Kernel ring buffer size in MiB (a power of two): what absorbs bursts
     /// while pidcap is not scheduled. Drops here are counted in the summary.
-    #[arg(short = 'B', long = "buffer-size", value_name = "MIB", default_value_t = 64,
+    /// The ring is mapped into pidcap's memory (the default costs 32 MiB of
+    /// RSS: its pages appear twice, so records that wrap read contiguously).
+    #[arg(short = 'B', long = "buffer-size", value_name = "MIB", default_value_t = 16,
           value_parser = parse_buffer_mib)]
     pub buffer_mib: u32,
 

@@ -66,6 +66,26 @@ pub struct Owner {
     pub comm: [u8; COMM_LEN],
 }
 
+// -- socket-local ownership (issue 13) --
+/// Index of the `gens` array written by userspace (a target, name or cgroup added or removed).
+pub const GEN_USER: u32 = 0;
+/// Index of the `gens` array the programs increment (a target added in the kernel).
+pub const GEN_KERNEL: u32 = 1;
+
+/// Value of the `sk_owners` socket storage (`struct pidcap_sk_owner`):
+/// read and written by the programs only; mirrored for its layout.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkOwner {
+    pub owner: Owner,
+    /// The target set's generation (`gens`) shifted left by one, | 1 when the owner is a target.
+    pub verdict: u64,
+    pub valid: u32,
+    pub bound: u32,
+    pub port: PortKey,
+    pub _pad: u32,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortKey {
@@ -185,6 +205,11 @@ const _: () = {
     assert!(offset_of!(Owner, key) == 8);
     assert!(offset_of!(Owner, comm) == 16);
     assert!(size_of::<PortKey>() == 4);
+    assert!(size_of::<SkOwner>() == 56);
+    assert!(offset_of!(SkOwner, verdict) == 32);
+    assert!(offset_of!(SkOwner, valid) == 40);
+    assert!(offset_of!(SkOwner, bound) == 44);
+    assert!(offset_of!(SkOwner, port) == 48);
     assert!(offset_of!(PortKey, proto) == 2);
     assert!(size_of::<PortOwner>() == 40);
     assert!(offset_of!(PortOwner, owner) == 0);
@@ -410,6 +435,8 @@ mod tests {
             ("PIDCAP_TLS_LIB_GNUTLS", TLS_LIB_GNUTLS.into()),
             ("PIDCAP_TLS_LIB_NSS", TLS_LIB_NSS.into()),
             ("PIDCAP_MAX_TLS_BYTES", MAX_TLS_BYTES.into()),
+            ("PIDCAP_GEN_USER", GEN_USER.into()),
+            ("PIDCAP_GEN_KERNEL", GEN_KERNEL.into()),
         ];
         for (name, value) in expect {
             assert_eq!(h.get(*name), Some(value), "{name} differs between pidcap_abi.h and abi.rs");

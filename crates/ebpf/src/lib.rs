@@ -21,7 +21,7 @@ pub mod tls;
 use crate::abi::{Config, Owner, PktHdr, PortKey, PortOwner, Target, TlsHdr};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, Program, ProgramError};
-use aya::{Btf, Ebpf, EbpfLoader};
+use aya::{Ebpf, EbpfLoader};
 use pidcap_engine::backend::{
     KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket, RawTls, TlsCoverage,
 };
@@ -37,6 +37,9 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 pub use cgroup::{cgroup2_root, find_cgroup2};
+
+/// The kernel's own BTF, which the CO-RE relocations of the programs need.
+const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// The compiled eBPF object, aligned as aya requires.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pidcap.bpf.o"));
@@ -140,6 +143,11 @@ pub struct EbpfBackend {
     owners: HashMap<MapData, u64, Owner>,
     port_owners: HashMap<MapData, PortKey, PortOwner>,
     bound_ports: HashMap<MapData, u64, PortKey>,
+    /// The target set's generations ([`abi::GEN_USER`], [`abi::GEN_KERNEL`]):
+    /// every socket caches whether its owner is a target, stamped with them.
+    gens: Array<MapData, u32>,
+    /// The last [`abi::GEN_USER`] written.
+    user_gen: u32,
     config_map: Array<MapData, Config>,
     counters: PerCpuArray<MapData, u64>,
     rules: Array<MapData, abi::Rule>,
@@ -159,6 +167,8 @@ pub struct EbpfBackend {
     /// Sockets of TLS records whose cookie the kernel did not have, found by
     /// their ports: (pid, local port, remote port) -> cookie.
     tls_cookies: StdHashMap<(u32, u16, u16), u64>,
+    /// The TLS programs have been loaded (verified) into the kernel.
+    tls_loaded: bool,
     /// Holds the programs and their links; dropping it detaches everything.
     ebpf: Ebpf,
 }
@@ -199,10 +209,13 @@ impl EbpfBackend {
         if !missing.is_empty() {
             return Err(EngineError::Permission { missing: missing.join(", ") });
         }
-        let btf = Btf::from_sys_fs()
-            .map_err(|e| EngineError::Unsupported(format!("no kernel BTF at /sys/kernel/btf/vmlinux ({e})")))?;
+        // The loader parses the kernel's BTF itself (EbpfLoader::new: giving
+        // it one parsed here parsed it twice, ~40 ms each), and frees it when
+        // it goes, before the ring is mapped (peak RSS).
+        if let Err(e) = std::fs::metadata(VMLINUX_BTF) {
+            return Err(EngineError::Unsupported(format!("no kernel BTF at {VMLINUX_BTF} ({e})")));
+        }
         let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
             .map_max_entries("ring", opts.ring_bytes)
             .load(OBJECT)
             .map_err(|e| EngineError::kernel("loading the eBPF object", e))?;
@@ -220,17 +233,12 @@ impl EbpfBackend {
                 .ok_or_else(|| EngineError::Unsupported(format!("program {name} missing from the object")))?;
             attach(name, prog, &cg).map_err(|e| program_err(name, e))?;
         }
-        for name in TLS_PROGRAM_NAMES {
-            let prog = ebpf
-                .program_mut(name)
-                .ok_or_else(|| EngineError::Unsupported(format!("program {name} missing from the object")))?;
-            let loaded = match prog {
-                Program::UProbe(p) => p.load(),
-                Program::TracePoint(p) => p.load(),
-                _ => Err(ProgramError::UnexpectedProgramType),
-            };
-            loaded.map_err(|e| program_err(name, e))?;
-        }
+        // The TLS programs are verified when TLS is first turned on
+        // (configure), not here: most captures never need them.
+        // The parsed BTF is freed: the heap goes back to the system before
+        // the ring is mapped.
+        // SAFETY: malloc_trim only returns free heap memory to the system.
+        unsafe { libc::malloc_trim(0) };
 
         let mut take = |name: &'static str| {
             ebpf.take_map(name).ok_or_else(|| EngineError::Unsupported(format!("map {name} missing from the object")))
@@ -243,6 +251,7 @@ impl EbpfBackend {
         let port_owners = HashMap::try_from(take("port_owners")?).map_err(map_err("port_owners"))?;
         let bound_ports = HashMap::try_from(take("bound_ports")?).map_err(map_err("bound_ports"))?;
         let config_map = Array::try_from(take("config")?).map_err(map_err("config"))?;
+        let gens = Array::try_from(take("gens")?).map_err(map_err("gens"))?;
         // This process resends through targets' sockets (resend's socket mode):
         // that must not make it their owner.
         let mut injectors: HashMap<MapData, u32, u32> =
@@ -259,6 +268,8 @@ impl EbpfBackend {
             owners,
             port_owners,
             bound_ports,
+            gens,
+            user_gen: 0,
             config_map,
             counters,
             rules,
@@ -276,10 +287,43 @@ impl EbpfBackend {
             tls_scoped: StdHashMap::new(),
             tls_scanned: None,
             tls_cookies: StdHashMap::new(),
+            tls_loaded: false,
             ebpf,
         };
         backend.write_config()?;
+        // Generation 1: a socket storage zeroed on creation never looks decided.
+        backend.targets_changed()?;
         Ok(backend)
+    }
+
+    /// The target set changed (an entry of `targets`, `target_comms` or
+    /// `target_cgroups` added or removed): a new generation, so that every
+    /// socket decides again whether it is a target's at its next packet.
+    /// Called after the maps are changed.
+    fn targets_changed(&mut self) -> Result<()> {
+        self.user_gen = self.user_gen.wrapping_add(1);
+        self.gens.set(abi::GEN_USER, self.user_gen, 0).map_err(map_err("gens"))
+    }
+
+    /// Load the TLS programs (once): the first time TLS is turned on.
+    fn load_tls_programs(&mut self) -> Result<()> {
+        if self.tls_loaded {
+            return Ok(());
+        }
+        for name in TLS_PROGRAM_NAMES {
+            let prog = self
+                .ebpf
+                .program_mut(name)
+                .ok_or_else(|| EngineError::Unsupported(format!("program {name} missing from the object")))?;
+            let loaded = match prog {
+                Program::UProbe(p) => p.load(),
+                Program::TracePoint(p) => p.load(),
+                _ => Err(ProgramError::UnexpectedProgramType),
+            };
+            loaded.map_err(|e| program_err(name, e))?;
+        }
+        self.tls_loaded = true;
+        Ok(())
     }
 
     fn write_config(&mut self) -> Result<()> {
@@ -526,6 +570,9 @@ impl KernelBackend for EbpfBackend {
         self.config.snaplen = config.snaplen;
         self.config.capture = u32::from(config.capture);
         let tls_changed = u32::from(config.tls) != self.config.tls;
+        if config.tls {
+            self.load_tls_programs()?;
+        }
         self.config.tls = u32::from(config.tls);
         self.write_config()?;
         if tls_changed {
@@ -545,6 +592,8 @@ impl KernelBackend for EbpfBackend {
         // by now, nothing of theirs would be captured.
         let entry = Target { flags, exited: 0, key: process.key() };
         self.targets.insert(pid, entry, 0).map_err(map_err("targets"))?;
+        // Its sockets that cached "not a target's" decide again.
+        self.targets_changed()?;
         // Its TLS probes for it alone, unless its children are followed
         // (their breakpoints would not be installed until the next rescan).
         if follow_children {
@@ -578,9 +627,11 @@ impl KernelBackend for EbpfBackend {
         }
         self.tls.forget_process(target.pid, target.key);
         match self.targets.remove(&target.pid) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(map_err("targets")(e)),
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err("targets")(e)),
         }
+        // Its sockets that cached "a target's" decide again.
+        self.targets_changed()
     }
 
     fn add_target_name(&mut self, comm: &str, follow_children: bool) -> Result<()> {
@@ -589,7 +640,8 @@ impl KernelBackend for EbpfBackend {
         }
         let flags = if follow_children { abi::TARGET_FOLLOW_CHILDREN } else { 0 };
         let entry = Target { flags, exited: 0, key: 0 };
-        self.target_comms.insert(comm_bytes(comm), entry, 0).map_err(map_err("target_comms"))
+        self.target_comms.insert(comm_bytes(comm), entry, 0).map_err(map_err("target_comms"))?;
+        self.targets_changed()
     }
 
     /// The programs check, in every socket operation in process context,
@@ -609,6 +661,7 @@ impl KernelBackend for EbpfBackend {
         self.target_cgroups.insert(cgroup.id, entry, 0).map_err(map_err("target_cgroups"))?;
         self.config.cgroup_levels |= cgroup_level_bits(cgroup.level, in_initial_cgroup_namespace());
         self.write_config()?;
+        self.targets_changed()?;
         tracing::debug!(cgroup = %cgroup.dir.display(), id = cgroup.id, level = cgroup.level, "target cgroup added");
         Ok(())
     }
@@ -631,7 +684,7 @@ impl KernelBackend for EbpfBackend {
                 Err(e) => return Err(map_err("target_comms")(e)),
             }
         }
-        Ok(())
+        self.targets_changed()
     }
 
     fn targets(&self) -> Result<Vec<KernelTarget>> {

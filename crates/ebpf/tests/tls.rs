@@ -5,7 +5,7 @@
 
 use pidcap_ebpf::{EbpfBackend, LoadOptions};
 use pidcap_engine::spawn::{spawn_gated, Output, Stdio as GateStdio};
-use pidcap_engine::{Capture, CaptureOptions};
+use pidcap_engine::{Capture, CaptureOptions, KernelBackend, KernelConfig};
 use pidcap_packet::{CapturedPacket, Direction, TlsLibrary};
 use pidcap_testkit::require;
 use pidcap_testkit::tls::{Certs, HttpsServer, Peer};
@@ -590,7 +590,9 @@ fn target_and_bystander(follow_children: bool) -> (Certs, HttpsServer, Peer, Pee
     };
     assert_eq!(libssl(target.pid()), libssl(bystander.pid()), "both map the same libssl file");
     let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("BPF_ENABLE_STATS");
-    let backend = EbpfBackend::load(LoadOptions::with_ring(8 << 20)).expect("load the eBPF backend");
+    let mut backend = EbpfBackend::load(LoadOptions::with_ring(8 << 20)).expect("load the eBPF backend");
+    // The TLS programs are loaded when TLS is first turned on.
+    backend.configure(&KernelConfig { snaplen: 4096, capture: true, tls: true }).unwrap();
     let entry = backend.program_id(pidcap_ebpf::tls::ENTRY_PROGRAM).expect("the TLS entry program is loaded");
     let opts = CaptureOptions { tls: true, follow_children, snaplen: 4096, ..CaptureOptions::default() };
     let mut cap = Capture::new(Box::new(backend), opts).unwrap();
