@@ -23,8 +23,9 @@ use crate::engine::{self, Command, EngineReply, HeldPage, Msg, Published, Shared
 use crate::error::{DaemonError, Result};
 use crate::jobs::{JobEvent, Jobs};
 use pidcap_api::protocol::{
-    cut_quotes, packet_event_line, parse_request, ApiError, ConnectionOp, EngineOp, ErrorCode, Event, InjectArgs,
+    cut_quotes, packet_event_head, parse_request, ApiError, ConnectionOp, EngineOp, ErrorCode, Event, InjectArgs,
     JobReply, Jobs as JobList, Op, Reply, Subscribed, Watching, DEFAULT_GROUP, DEFAULT_SOCKET, MAX_REQUEST_BYTES,
+    PACKET_EVENT_TAIL,
 };
 use pidcap_engine::procfs::Procfs;
 use pidcap_engine::{EngineError, KernelBackend};
@@ -410,10 +411,20 @@ fn encode(out: &mut Vec<u8>, reply: &Line) {
     out.push(b'\n');
 }
 
-/// Append a packet event's line (protocol version `v`) to `out`, from the packet's shared JSON.
-fn encode_packet(out: &mut Vec<u8>, v: u32, id: u64, json: std::result::Result<&[u8], Arc<serde_json::Error>>) {
+/// Append a packet event's line (protocol version `v`, request `id`, whose
+/// [`packet_event_head`] is `head`) to `out`, from the packet's shared JSON:
+/// no allocation, one copy of the JSON into the subscriber's batch.
+fn encode_packet(
+    out: &mut Vec<u8>,
+    (v, id, head): (u32, u64, &[u8]),
+    json: std::result::Result<&[u8], Arc<serde_json::Error>>,
+) {
     match json {
-        Ok(json) => out.extend_from_slice(&packet_event_line(v, id, json)),
+        Ok(json) => {
+            out.extend_from_slice(head);
+            out.extend_from_slice(json);
+            out.extend_from_slice(PACKET_EVENT_TAIL);
+        }
         Err(e) => encode(
             out,
             &Line::err(Some(id), ApiError::new(ErrorCode::Internal, format!("encoding a packet: {e}"))).at_version(v),
@@ -463,6 +474,8 @@ struct Subscription {
     id: u64,
     /// The protocol version of the subscribe request: its events speak it.
     v: u32,
+    /// [`packet_event_head`] of (`v`, `id`): made once, put before each packet's shared JSON.
+    head: Vec<u8>,
     rx: broadcast::Receiver<Published>,
     /// Packets up to this id were sent as the backlog.
     sent_upto: u64,
@@ -486,7 +499,7 @@ impl Subscription {
             Ok(Published::Packet(p)) if p.packet.id <= self.sent_upto || !for_version(self.v, &p.packet) => {
                 return false
             }
-            Ok(Published::Packet(p)) => encode_packet(out, self.v, self.id, p.json()),
+            Ok(Published::Packet(p)) => encode_packet(out, (self.v, self.id, &self.head), p.json()),
             Ok(Published::Counters { stats, running }) => {
                 encode(out, &Line::event(self.id, Event::Counters { stats, running }).at_version(self.v))
             }
@@ -660,7 +673,9 @@ async fn subscribe<W: AsyncWrite + Unpin>(
 ) -> std::io::Result<Subscription> {
     let rx = shared.tx.subscribe();
     shared.subscribers.fetch_add(1, Ordering::Relaxed);
-    let mut s = Subscription { id, v, rx, sent_upto: 0, _guard: SubscriberGuard(Arc::clone(&shared.subscribers)) };
+    let head = packet_event_head(v, id).into_bytes();
+    let mut s =
+        Subscription { id, v, head, rx, sent_upto: 0, _guard: SubscriberGuard(Arc::clone(&shared.subscribers)) };
     let backlog = match since {
         Some(since) => {
             let (reply, rx) = oneshot::channel();
@@ -675,7 +690,7 @@ async fn subscribe<W: AsyncWrite + Unpin>(
     let mut out = Vec::new();
     for p in backlog {
         s.sent_upto = p.id;
-        encode_packet(&mut out, v, id, SharedPacket::new(p).json());
+        encode_packet(&mut out, (v, id, &s.head), SharedPacket::new(p).json());
         if out.len() >= BYTES_PER_WRITE {
             wr.write_all(&out).await?;
             out.clear();
