@@ -138,7 +138,7 @@ while :; do
 done
 elapsed=$(since "$start")
 kill -INT "$FLOODPID" 2>/dev/null || true
-kill "$FLOODPID" 2>/dev/null || true
+
 wait "$FLOODPID" 2>/dev/null || true
 sleep 1 # the subscribers read what is still queued
 final=$(ctl --json state)

@@ -28,6 +28,20 @@ use std::time::{Duration, Instant};
 
 const MAX_SECS: f64 = 600.0;
 
+/// Set by SIGINT/SIGTERM: the udp and tcp modes stop early, stop their sink and report.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+fn stop_on_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };
+    }
+}
+
 fn usage() -> ! {
     eprintln!(
         "usage:\n  flood udp --size N --secs S --port P [--senders K] [--batch B] [--packets N] [--pps R]\n  flood tcp --secs S --port P [--write-size N]\n  flood sink udp|tcp --port P"
@@ -78,8 +92,14 @@ fn parse(args: &[String]) -> Opts {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("udp") => udp(parse(&args[1..])),
-        Some("tcp") => tcp(parse(&args[1..])),
+        Some("udp") => {
+            stop_on_signals();
+            udp(parse(&args[1..]))
+        }
+        Some("tcp") => {
+            stop_on_signals();
+            tcp(parse(&args[1..]))
+        }
         Some("sink") => match args.get(1).map(String::as_str) {
             Some(proto @ ("udp" | "tcp")) => sink(proto, parse(&args[2..]).port),
             _ => usage(),
@@ -207,7 +227,7 @@ fn udp(o: Opts) {
         }));
     }
     let deadline = start + Duration::from_secs_f64(o.secs);
-    while Instant::now() < deadline && !threads.iter().all(|t| t.is_finished()) {
+    while Instant::now() < deadline && !threads.iter().all(|t| t.is_finished()) && !INTERRUPTED.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(10).min(deadline.saturating_duration_since(Instant::now())));
     }
     stop.store(true, Ordering::Relaxed);
@@ -259,7 +279,7 @@ fn tcp(o: Opts) {
             }
         }
         iter = iter.wrapping_add(1);
-        if iter % 8 == 0 && Instant::now() >= deadline {
+        if iter % 8 == 0 && (Instant::now() >= deadline || INTERRUPTED.load(Ordering::Relaxed)) {
             break;
         }
     }
