@@ -8,7 +8,6 @@ mod common;
 
 use common::{udp_packet, wait_for, InProcess};
 use pidcap_api::protocol::Event;
-use pidcap_api::Client;
 use pidcap_daemon::server::SUBSCRIBER_QUEUE;
 use pidcap_engine::fake::FakeHandle;
 use std::io::{BufRead, BufReader, Write};
@@ -164,7 +163,10 @@ fn a_subscriber_that_never_reads_blocks_no_one_grows_nothing_and_is_told_what_it
         }
     }
     assert!(told_at.is_some_and(|at| at > 0), "the packets already written come first, then `missed`");
-    assert!(missed > 0 && packets < total, "a stuck subscriber cannot have got all {total}: {packets} + missed {missed}");
+    assert!(
+        missed > 0 && packets < total,
+        "a stuck subscriber cannot have got all {total}: {packets} + missed {missed}"
+    );
     // `missed` counts the skipped events, packets and (about once a second) counters.
     let secs = begun.elapsed().as_secs() + 5;
     assert!(
