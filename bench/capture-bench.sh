@@ -13,7 +13,7 @@
 #   hooks    the BYSTANDER case: pidcap captures another, idle process
 #            (`pidcap capture --pid <idle sleep>`); the flood is not a target
 #            and pays only for pidcap's cgroup programs (goal: >= 0.98 of base)
-#   pidcap   pidcap run -w FILE -- flood ...   (the flood is the target)
+#   pidcap   pidcap run -q --no-follow -s SNAP -w FILE -- flood ...   (the flood is the target, not its sink)
 #   tcpdump  tcpdump -i lo -w FILE -B 4096 -s 1514 'udp|tcp port P', started before the flood
 # Scenarios: udp64, udp64x2 (64 B UDP, 1 and 2 senders), udp1400x2 (1400 B,
 # 2 senders), udp1400x2s128 (the same with a 128-byte snap length: pidcap -s 128,
@@ -238,7 +238,7 @@ run_one() {
     if [ "$proto" = tcp ] && { [ "$cfg" = pidcap ] || [ "$cfg" = tcpdump ]; }; then
         local f=$OUTDIR/x.pcapng
         [ "$cfg" = tcpdump ] && f=$OUTDIR/y.pcap
-        cap_bytes=$(tshark -r "$f" -Y "tcp.dstport==$port" -T fields -e tcp.len 2>/dev/null | awk '{s += $1} END {print s + 0}')
+        cap_bytes=$(tshark -r "$f" -Y "tcp.dstport==$port" -T fields -e tcp.len 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}')
     fi
     # Columns 14-16 (issue 13): capture file size, the flood's own duration, another pidcap seen.
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
@@ -374,7 +374,8 @@ END {
         tpk = get(sc, "tcpdump", "pkts"); tc = get(sc, "tcpdump", "tcap")
         b = get(sc, "base", tf); h = get(sc, "hooks", tf); p = get(sc, "pidcap", tf); t = get(sc, "tcpdump", tf)
         pl = worst(sc SUBSEP "pidcap" SUBSEP "ploss"); PL[sc] = pl; PLMIN[sc] = lo(sc SUBSEP "pidcap" SUBSEP "ploss")
-        if (PLMIN[sc] != "-" && PLMIN[sc] < 0) bogus = bogus " " sc; pl = (pl == "-") ? pl : sprintf("%.2f%%", pl)
+        # (TCP: retransmitted segments count twice in the file; a small negative is not a second process)
+        if (PLMIN[sc] != "-" && PLMIN[sc] < ((sc ~ /^tcp/) ? -0.5 : 0)) bogus = bogus " " sc; pl = (pl == "-") ? pl : sprintf("%.2f%%", pl)
         tl = worst(sc SUBSEP "tcpdump" SUBSEP "tloss"); TL[sc] = tl; tl = (tl == "-") ? tl : sprintf("%.2f%%", tl)
         td = worst(sc SUBSEP "tcpdump" SUBSEP "tdrop")
         if (tcp) { tb = worst(sc SUBSEP "tcpdump" SUBSEP "tbloss"); if (tb != "-") tl = tl "/" sprintf("%.2f%%", tb) }
@@ -430,7 +431,7 @@ END {
         if (sc == "udp1400x2s128")
             goal("nothing lost, snap 128", sc, sprintf("pidcap %s, tcpdump %s", PL[sc] == "-" ? "-" : sprintf("%.2f%%", PL[sc]), \
                 TL[sc] == "-" ? "-" : sprintf("%.2f%%", TL[sc])), "pidcap 0 lost", \
-                (PL[sc] == "-" || PLMIN[sc] < 0) ? "-" : PL[sc] <= 0)
+                (PL[sc] == "-" || PLMIN[sc] < 0) ? "-" : PL[sc] == 0)
         if (sc == "udp1400x2")
             goal("fewer lost than tcpdump, full snap", sc, sprintf("pidcap %s, tcpdump %s", PL[sc] == "-" ? "-" : sprintf("%.2f%%", PL[sc]), \
                 TL[sc] == "-" ? "-" : sprintf("%.2f%%", TL[sc])), "pidcap < tcpdump", \

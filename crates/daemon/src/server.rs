@@ -16,6 +16,12 @@
 //! the client reads (`get_packets` pages are streamed, never built whole);
 //! memory freed by clients that left is handed back to the system.
 //!
+//! Fan-out: a packet is serialized once for every subscriber (the shared
+//! JSON of [`SharedPacket`]); each subscription puts its own event head
+//! (made once) before it in a batch of whatever is queued for it, written in
+//! one write; its queue is bounded ([`SUBSCRIBER_QUEUE`]): one that falls
+//! further behind skips the oldest and is told how many (`missed`).
+//!
 //! Lifetime: every kernel attachment is a BPF link held by this process;
 //! when it dies, however it dies, programs, maps and rules go with it.
 
