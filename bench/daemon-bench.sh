@@ -83,7 +83,7 @@ SUB_PIDS=()
 for i in $(seq 1 "$SUBS"); do
     if [ "$SUB" = ctl ]; then
         # Counted as they come (10 million lines would be gigabytes in a file).
-        ctl --json watch 2>"$OUTDIR/sub$i.err" > >(awk '/"event":"packet"/ { n++ }
+        "$PIDCAP" ctl --socket "$SOCK" --json watch 2>"$OUTDIR/sub$i.err" > >(awk '/"event":"packet"/ { n++ }
             /"event":"missed"/ { sub(/.*"count":/, ""); m += $0 + 0 }
             END { printf "{\"packets\":%d,\"missed\":%d,\"bytes\":0}\n", n, m }' >"$OUTDIR/sub$i.out") &
     else
@@ -163,7 +163,7 @@ print("  daemon: received %d packets in %.1f s (%.0f/s), dropped in the kernel r
 EOF
 for i in $(seq 1 "$SUBS"); do
     for _ in $(seq 1 100); do [ -s "$OUTDIR/sub$i.out" ] && break; sleep 0.05; done
-    python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print("  subscriber %s: %d packets, told it missed %d, %.1f MB read" % (sys.argv[2], c["packets"], c["missed"], c["bytes"] / 1e6))' \
+    python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); print("  subscriber %s: %d packets, told it missed %d%s" % (sys.argv[2], c["packets"], c["missed"], ", %.1f MB read" % (c["bytes"] / 1e6) if c["bytes"] else ""))' \
             "$OUTDIR/sub$i.out" "$i"
 done
 [ "$STALLED" -gt 0 ] && echo "  $STALLED stalled subscriber(s): subscribed, never read"
