@@ -81,7 +81,6 @@ fi
 mkdir -p "$OUTDIR"
 if [ "$render_only" = 0 ]; then
     RESULTS=$OUTDIR/results.tsv
-    : >"$RESULTS"
 fi
 BG_PIDS=()
 cleanup() {
@@ -286,6 +285,7 @@ if [ -n "$others" ]; then
     [ "$FORCE" = 1 ] || die "refusing to run; stop it, or FORCE=1 to run anyway"
     echo "!! FORCE=1: running anyway" >&2
 fi
+: >"$RESULTS" # only now: a refused run leaves the last results in place
 printf 'meta\tstart\t0\t%s\t%s\t%s\t%s\t%s\n' "$(nproc)" "$(cut -d' ' -f1 /proc/loadavg)" \
     "$([ -n "$others" ] && echo forced || echo clean)" "$REPS" "$SECS" >>"$RESULTS"
 echo "== $SECS s per run, $REPS reps, scenarios: $SCENARIOS; extras: $EXTRAS ==" >&2
