@@ -1,13 +1,16 @@
 //! flood: a bounded loopback traffic generator for bench/capture-bench.sh.
 //!
-//!   flood udp --size N --secs S --port P [--senders K] [--batch B]
+//!   flood udp --size N --secs S --port P [--senders K] [--batch B] [--packets N] [--pps R]
 //!   flood tcp --secs S --port P [--write-size N]
 //!   flood sink udp|tcp --port P        (started by the modes above)
 //!
 //! The udp and tcp modes start the sink as a separate process (this binary,
 //! `sink` mode) so that a capture tool following the sender sees only the
 //! sender's own sockets: the sink's receive side is another process.
-//! Traffic goes only to 127.0.0.1; every mode is bounded in time.
+//! Traffic goes only to 127.0.0.1; every mode is bounded in time (--secs,
+//! at most 600). UDP: --packets N stops once N datagrams are sent (all
+//! senders together, to within one batch each), --pps R paces the senders
+//! to R datagrams/s in all (bench/daemon-bench.sh).
 //!
 //! At the end, one JSON line on stdout:
 //!   {"mode":..,"sent_packets":..,"sent_bytes":..,"secs":..,"pps":..,"bytes_per_sec":..}
@@ -23,11 +26,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const MAX_SECS: f64 = 120.0;
+const MAX_SECS: f64 = 600.0;
+
+/// Set by SIGINT/SIGTERM: the udp and tcp modes stop early, stop their sink and report.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+fn stop_on_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };
+    }
+}
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  flood udp --size N --secs S --port P [--senders K] [--batch B]\n  flood tcp --secs S --port P [--write-size N]\n  flood sink udp|tcp --port P"
+        "usage:\n  flood udp --size N --secs S --port P [--senders K] [--batch B] [--packets N] [--pps R]\n  flood tcp --secs S --port P [--write-size N]\n  flood sink udp|tcp --port P"
     );
     std::process::exit(2)
 }
@@ -39,10 +56,14 @@ struct Opts {
     senders: usize,
     batch: usize,
     write_size: usize,
+    /// UDP: stop after this many datagrams in all (0: no limit).
+    packets: u64,
+    /// UDP: datagrams per second in all (0: as fast as possible).
+    pps: f64,
 }
 
 fn parse(args: &[String]) -> Opts {
-    let mut o = Opts { size: 64, secs: 3.0, port: 0, senders: 1, batch: 64, write_size: 128 * 1024 };
+    let mut o = Opts { size: 64, secs: 3.0, port: 0, senders: 1, batch: 64, write_size: 128 * 1024, packets: 0, pps: 0.0 };
     let mut i = 0;
     while i < args.len() {
         let v = args.get(i + 1).unwrap_or_else(|| usage());
@@ -53,6 +74,8 @@ fn parse(args: &[String]) -> Opts {
             "--senders" => o.senders = v.parse().unwrap_or_else(|_| usage()),
             "--batch" => o.batch = v.parse().unwrap_or_else(|_| usage()),
             "--write-size" => o.write_size = v.parse().unwrap_or_else(|_| usage()),
+            "--packets" => o.packets = v.parse().unwrap_or_else(|_| usage()),
+            "--pps" => o.pps = v.parse().unwrap_or_else(|_| usage()),
             _ => usage(),
         }
         i += 2;
@@ -69,8 +92,14 @@ fn parse(args: &[String]) -> Opts {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("udp") => udp(parse(&args[1..])),
-        Some("tcp") => tcp(parse(&args[1..])),
+        Some("udp") => {
+            stop_on_signals();
+            udp(parse(&args[1..]))
+        }
+        Some("tcp") => {
+            stop_on_signals();
+            tcp(parse(&args[1..]))
+        }
         Some("sink") => match args.get(1).map(String::as_str) {
             Some(proto @ ("udp" | "tcp")) => sink(proto, parse(&args[2..]).port),
             _ => usage(),
@@ -157,6 +186,8 @@ fn udp(o: Opts) {
     for _ in 0..o.senders {
         let (stop, packets, errors) = (stop.clone(), packets.clone(), errors.clone());
         let (size, batch, port) = (o.size, o.batch, o.port);
+        let quota = if o.packets > 0 { o.packets.div_ceil(o.senders as u64) } else { u64::MAX };
+        let rate = o.pps / o.senders as f64;
         threads.push(std::thread::spawn(move || {
             let s = UdpSocket::bind(("127.0.0.1", 0)).expect("bind");
             s.connect(("127.0.0.1", port)).expect("connect");
@@ -181,15 +212,24 @@ fn udp(o: Opts) {
                     err += 1;
                 }
                 iter = iter.wrapping_add(1);
-                if iter % 16 == 0 && stop.load(Ordering::Relaxed) {
+                if n >= quota || (iter % 16 == 0 && stop.load(Ordering::Relaxed)) {
                     break;
+                }
+                if rate > 0.0 {
+                    let ahead = n as f64 / rate - start.elapsed().as_secs_f64();
+                    if ahead > 0.0 {
+                        std::thread::sleep(Duration::from_secs_f64(ahead));
+                    }
                 }
             }
             packets.fetch_add(n, Ordering::Relaxed);
             errors.fetch_add(err, Ordering::Relaxed);
         }));
     }
-    std::thread::sleep(Duration::from_secs_f64(o.secs));
+    let deadline = start + Duration::from_secs_f64(o.secs);
+    while Instant::now() < deadline && !threads.iter().all(|t| t.is_finished()) && !INTERRUPTED.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(10).min(deadline.saturating_duration_since(Instant::now())));
+    }
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().unwrap();
@@ -239,7 +279,7 @@ fn tcp(o: Opts) {
             }
         }
         iter = iter.wrapping_add(1);
-        if iter % 8 == 0 && Instant::now() >= deadline {
+        if iter % 8 == 0 && (Instant::now() >= deadline || INTERRUPTED.load(Ordering::Relaxed)) {
             break;
         }
     }

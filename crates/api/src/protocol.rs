@@ -414,13 +414,23 @@ impl<R> Reply<R> {
 /// each packet once for all its subscribers. The same bytes as
 /// [`Reply::event`] with [`Event::Packet`] at version `v`, newline included.
 pub fn packet_event_line(v: u32, id: u64, packet_json: &[u8]) -> Vec<u8> {
-    let head = format!(r#"{{"v":{v},"id":{id},"event":"packet","packet":"#);
-    let mut line = Vec::with_capacity(head.len() + packet_json.len() + 2);
+    let head = packet_event_head(v, id);
+    let mut line = Vec::with_capacity(head.len() + packet_json.len() + PACKET_EVENT_TAIL.len());
     line.extend_from_slice(head.as_bytes());
     line.extend_from_slice(packet_json);
-    line.extend_from_slice(b"}\n");
+    line.extend_from_slice(PACKET_EVENT_TAIL);
     line
 }
+
+// -- daemon fan-out (issue 13) --
+/// What comes before the packet's JSON in [`packet_event_line`]: the same for
+/// every packet of one subscription, so a daemon makes it once per subscriber
+/// and appends head, shared JSON and [`PACKET_EVENT_TAIL`] to its batch.
+pub fn packet_event_head(v: u32, id: u64) -> String {
+    format!(r#"{{"v":{v},"id":{id},"event":"packet","packet":"#)
+}
+/// What ends a packet event's line after the packet's JSON (newline included).
+pub const PACKET_EVENT_TAIL: &[u8] = b"}\n";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]

@@ -1,8 +1,10 @@
 //! The daemon's engine thread: owns the kernel layer (a [`Capture`] in the
 //! capture [`Session`] loop it shares with the CLI) and the filter list,
 //! drains the kernel ring every few milliseconds (at a raised priority, see
-//! [`ENGINE_NICE`]), and publishes packets and counters on a broadcast
-//! channel. Requests ([`EngineOp`]s, nothing else) reach it over a channel
+//! [`ENGINE_NICE`]), and publishes packets on a broadcast channel (each
+//! subscriber's bounded queue) and the latest counters on a watch channel
+//! (never queued: a subscriber that lags gets the newest, and its `missed`
+//! counts packets only). Requests ([`EngineOp`]s, nothing else) reach it over a channel
 //! and are answered between two drains with a typed [`EngineReply`], so a
 //! slow client never holds up capture.
 
@@ -21,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, oneshot, watch};
 
 /// How long the engine waits for a request while no capture runs (the
 /// session's timers, counters included, run after each wait).
@@ -37,7 +39,14 @@ pub const ENGINE_NICE: i32 = -10;
 #[derive(Debug, Clone)]
 pub enum Published {
     Packet(Arc<SharedPacket>),
-    Counters { stats: CaptureStats, running: bool },
+}
+
+/// The counters, about once a second while someone is subscribed: the
+/// latest only, on a watch channel (None before the first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Counters {
+    pub stats: CaptureStats,
+    pub running: bool,
 }
 
 /// A packet as every subscriber receives it: the ring's packet, and its JSON,
@@ -130,6 +139,7 @@ struct Engine {
     filters: Vec<Filter>,
     next_filter: u64,
     tx: broadcast::Sender<Published>,
+    counters: watch::Sender<Option<Counters>>,
     subscribers: Arc<AtomicUsize>,
     procfs: Procfs,
 }
@@ -193,6 +203,7 @@ fn rule_error(e: &RuleError) -> String {
 pub fn spawn(
     backend: Box<dyn KernelBackend>,
     tx: broadcast::Sender<Published>,
+    counters: watch::Sender<Option<Counters>>,
     subscribers: Arc<AtomicUsize>,
 ) -> Result<(mpsc::Sender<Msg>, std::thread::JoinHandle<()>), EngineError> {
     let session = Session::new(Capture::new(backend, CaptureOptions::default())?, Schedule::DAEMON);
@@ -207,6 +218,7 @@ pub fn spawn(
         filters: Vec::new(),
         next_filter: 1,
         tx,
+        counters,
         subscribers,
         procfs: Procfs::default(),
     };
@@ -278,7 +290,7 @@ impl Engine {
             }
             if tick.counters_due && self.subscribers.load(Ordering::Relaxed) > 0 {
                 if let Ok(stats) = self.session.capture().stats() {
-                    let _ = self.tx.send(Published::Counters { stats, running: self.running });
+                    self.counters.send_replace(Some(Counters { stats, running: self.running }));
                 }
             }
         }

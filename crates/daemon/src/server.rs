@@ -16,15 +16,23 @@
 //! the client reads (`get_packets` pages are streamed, never built whole);
 //! memory freed by clients that left is handed back to the system.
 //!
+//! Fan-out: a packet is serialized once for every subscriber (the shared
+//! JSON of [`SharedPacket`]); each subscription puts its own event head
+//! (made once) before it in a batch of whatever is queued for it, written in
+//! one write; its queue is bounded ([`SUBSCRIBER_QUEUE`]): one that falls
+//! further behind skips the oldest and is told how many (`missed`). The
+//! counters are not queued: each subscriber gets the latest when it changes.
+//!
 //! Lifetime: every kernel attachment is a BPF link held by this process;
 //! when it dies, however it dies, programs, maps and rules go with it.
 
-use crate::engine::{self, Command, EngineReply, HeldPage, Msg, Published, SharedPacket, QUOTE_CHARS};
+use crate::engine::{self, Command, Counters, EngineReply, HeldPage, Msg, Published, SharedPacket, QUOTE_CHARS};
 use crate::error::{DaemonError, Result};
 use crate::jobs::{JobEvent, Jobs};
 use pidcap_api::protocol::{
-    cut_quotes, packet_event_line, parse_request, ApiError, ConnectionOp, EngineOp, ErrorCode, Event, InjectArgs,
+    cut_quotes, packet_event_head, parse_request, ApiError, ConnectionOp, EngineOp, ErrorCode, Event, InjectArgs,
     JobReply, Jobs as JobList, Op, Reply, Subscribed, Watching, DEFAULT_GROUP, DEFAULT_SOCKET, MAX_REQUEST_BYTES,
+    PACKET_EVENT_TAIL,
 };
 use pidcap_engine::procfs::Procfs;
 use pidcap_engine::{EngineError, KernelBackend};
@@ -37,9 +45,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc as tmpsc, oneshot};
+use tokio::sync::{broadcast, mpsc as tmpsc, oneshot, watch};
 
-/// Events a subscriber may fall behind by before it is told it missed some.
+/// Packets a subscriber may fall behind by before it is told it missed some.
 pub const SUBSCRIBER_QUEUE: usize = 8192;
 /// Clients served at once unless configured otherwise ([`DaemonConfig::max_clients`]).
 pub const DEFAULT_MAX_CLIENTS: usize = 64;
@@ -85,6 +93,8 @@ pub struct Daemon {
 struct Shared {
     cmd: mpsc::Sender<Msg>,
     tx: broadcast::Sender<Published>,
+    /// The latest counters (the engine holds the sender).
+    counters: watch::Receiver<Option<Counters>>,
     subscribers: Arc<AtomicUsize>,
     gid: Option<u32>,
     jobs: Jobs,
@@ -179,7 +189,8 @@ impl Daemon {
         }
         let (tx, _) = broadcast::channel(SUBSCRIBER_QUEUE);
         let subscribers = Arc::new(AtomicUsize::new(0));
-        let (cmd, engine) = engine::spawn(backend, tx.clone(), Arc::clone(&subscribers))?;
+        let (counters_tx, counters) = watch::channel(None);
+        let (cmd, engine) = engine::spawn(backend, tx.clone(), counters_tx, Arc::clone(&subscribers))?;
         Ok(Daemon {
             listener,
             socket: path,
@@ -187,6 +198,7 @@ impl Daemon {
             shared: Arc::new(Shared {
                 cmd,
                 tx,
+                counters,
                 subscribers,
                 gid,
                 jobs: Jobs::default(),
@@ -410,10 +422,20 @@ fn encode(out: &mut Vec<u8>, reply: &Line) {
     out.push(b'\n');
 }
 
-/// Append a packet event's line (protocol version `v`) to `out`, from the packet's shared JSON.
-fn encode_packet(out: &mut Vec<u8>, v: u32, id: u64, json: std::result::Result<&[u8], Arc<serde_json::Error>>) {
+/// Append a packet event's line (protocol version `v`, request `id`, whose
+/// [`packet_event_head`] is `head`) to `out`, from the packet's shared JSON:
+/// no allocation, one copy of the JSON into the subscriber's batch.
+fn encode_packet(
+    out: &mut Vec<u8>,
+    (v, id, head): (u32, u64, &[u8]),
+    json: std::result::Result<&[u8], Arc<serde_json::Error>>,
+) {
     match json {
-        Ok(json) => out.extend_from_slice(&packet_event_line(v, id, json)),
+        Ok(json) => {
+            out.extend_from_slice(head);
+            out.extend_from_slice(json);
+            out.extend_from_slice(PACKET_EVENT_TAIL);
+        }
         Err(e) => encode(
             out,
             &Line::err(Some(id), ApiError::new(ErrorCode::Internal, format!("encoding a packet: {e}"))).at_version(v),
@@ -463,7 +485,11 @@ struct Subscription {
     id: u64,
     /// The protocol version of the subscribe request: its events speak it.
     v: u32,
+    /// [`packet_event_head`] of (`v`, `id`): made once, put before each packet's shared JSON.
+    head: Vec<u8>,
     rx: broadcast::Receiver<Published>,
+    /// The latest counters; `None` once the engine has stopped.
+    counters: Option<watch::Receiver<Option<Counters>>>,
     /// Packets up to this id were sent as the backlog.
     sent_upto: u64,
     _guard: SubscriberGuard,
@@ -486,10 +512,7 @@ impl Subscription {
             Ok(Published::Packet(p)) if p.packet.id <= self.sent_upto || !for_version(self.v, &p.packet) => {
                 return false
             }
-            Ok(Published::Packet(p)) => encode_packet(out, self.v, self.id, p.json()),
-            Ok(Published::Counters { stats, running }) => {
-                encode(out, &Line::event(self.id, Event::Counters { stats, running }).at_version(self.v))
-            }
+            Ok(Published::Packet(p)) => encode_packet(out, (self.v, self.id, &self.head), p.json()),
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 encode(out, &Line::event(self.id, Event::Missed { count: n }).at_version(self.v))
             }
@@ -522,11 +545,30 @@ impl Drop for SubscriberGuard {
     }
 }
 
-async fn next_published(sub: &mut Option<Subscription>) -> std::result::Result<Published, broadcast::error::RecvError> {
-    match sub {
-        Some(s) => s.rx.recv().await,
-        None => std::future::pending().await,
+/// What a subscription has for its client next.
+enum SubEvent {
+    Published(std::result::Result<Published, broadcast::error::RecvError>),
+    /// New counters (None: the engine has stopped; nothing to write).
+    Counters(Option<Counters>),
+}
+
+/// The subscription's next packet (or lag) or new counters; never, without a subscription.
+async fn next_sub_event(sub: &mut Option<Subscription>) -> SubEvent {
+    let Some(Subscription { rx, counters, .. }) = sub else { return std::future::pending().await };
+    tokio::select! {
+        p = rx.recv() => SubEvent::Published(p),
+        c = changed(counters) => SubEvent::Counters(c),
     }
+}
+
+/// The latest counters once they change; never once the engine has stopped.
+async fn changed(counters: &mut Option<watch::Receiver<Option<Counters>>>) -> Option<Counters> {
+    let Some(rx) = counters.as_mut() else { return std::future::pending().await };
+    if rx.changed().await.is_err() {
+        *counters = None;
+        return None;
+    }
+    rx.borrow_and_update().clone()
 }
 
 fn engine_stopped() -> ApiError {
@@ -602,8 +644,19 @@ async fn connection(stream: UnixStream, shared: &Shared) {
                     break;
                 }
             }
-            published = next_published(&mut sub) => {
+            event = next_sub_event(&mut sub) => {
                 let Some(s) = sub.as_mut() else { continue };
+                let published = match event {
+                    SubEvent::Counters(None) => continue,
+                    SubEvent::Counters(Some(Counters { stats, running })) => {
+                        let line = Line::event(s.id, Event::Counters { stats, running }).at_version(s.v);
+                        if write_reply(&mut wr, &line).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    SubEvent::Published(published) => published,
+                };
                 if let Err(broadcast::error::RecvError::Closed) = published {
                     break;
                 }
@@ -659,8 +712,19 @@ async fn subscribe<W: AsyncWrite + Unpin>(
     since: Option<u64>,
 ) -> std::io::Result<Subscription> {
     let rx = shared.tx.subscribe();
+    let mut counters = shared.counters.clone();
+    counters.mark_unchanged(); // from the next counters on, as the packets
     shared.subscribers.fetch_add(1, Ordering::Relaxed);
-    let mut s = Subscription { id, v, rx, sent_upto: 0, _guard: SubscriberGuard(Arc::clone(&shared.subscribers)) };
+    let head = packet_event_head(v, id).into_bytes();
+    let mut s = Subscription {
+        id,
+        v,
+        head,
+        rx,
+        counters: Some(counters),
+        sent_upto: 0,
+        _guard: SubscriberGuard(Arc::clone(&shared.subscribers)),
+    };
     let backlog = match since {
         Some(since) => {
             let (reply, rx) = oneshot::channel();
@@ -675,7 +739,7 @@ async fn subscribe<W: AsyncWrite + Unpin>(
     let mut out = Vec::new();
     for p in backlog {
         s.sent_upto = p.id;
-        encode_packet(&mut out, v, id, SharedPacket::new(p).json());
+        encode_packet(&mut out, (v, id, &s.head), SharedPacket::new(p).json());
         if out.len() >= BYTES_PER_WRITE {
             wr.write_all(&out).await?;
             out.clear();
