@@ -377,6 +377,14 @@ impl<W: Write> PacketWriter<W> {
             PacketWriter::Pcapng(w) => &w.out.w,
         }
     }
+
+    /// The underlying writer, to act on it (write nothing to it directly).
+    pub fn get_mut(&mut self) -> &mut W {
+        match self {
+            PacketWriter::Pcap(w) => &mut w.out.w,
+            PacketWriter::Pcapng(w) => &mut w.out.w,
+        }
+    }
 }
 
 /// What a capture file holds of TLS: key log lines written (pcapng), TLS
