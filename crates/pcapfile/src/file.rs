@@ -19,11 +19,20 @@
 //!
 //! The pcap and pcapng writers hand over each header and each packet with
 //! one `write_all`; a [`CaptureFile`] takes every `write` whole (it never
-//! accepts part of a buffer), so each `write` is one block. It buffers blocks
-//! and writes them out on `flush` (or when 1 MiB is buffered). When writing
-//! fails (a full disk), the file is cut back to the end of its last complete
-//! block, so that it reads without error, and [`CaptureFile::blocks`] says how
-//! many blocks it holds; every later write fails.
+//! accepts part of a buffer), so each `write` is one block. It gathers
+//! blocks in a batch and hands the batch to a writer thread of its own
+//! (`pidcap-writer`) on `flush` or when 1 MiB is gathered, so that the
+//! caller (the capture loop draining the kernel ring) never waits for the
+//! file system: at most 4 batches wait for the writer, then the caller
+//! does; the batches' buffers come back for reuse. The writer writes them
+//! in order. `flush` does not wait; [`CaptureFile::sync`] and
+//! [`CaptureFile::close`] do, and report the writer's error. When writing
+//! fails (a full disk), the writer cuts the file back to the end of its
+//! last complete block, so that it reads without error, and drops what
+//! comes after; the caller gets that error (the `io::Error` itself, with
+//! its errno) from its next `write`, `flush` or `sync`, and "an earlier
+//! write failed" after that; [`CaptureFile::blocks`] (which waits for the
+//! writer) says how many blocks the file holds.
 
 use crate::keylog::KeyLogLine;
 use crate::{Format, PacketOutput, PacketWriter, PcapError, RecordRef, TlsFileStats, WriterOptions};

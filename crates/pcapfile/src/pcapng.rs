@@ -10,7 +10,9 @@
 //! `pidcap`, `if_tsresol` = 9), then one EPB per packet with the timestamp in
 //! nanoseconds, the data padded to 32 bits, `opt_comment` (see
 //! [`crate::comment`]) and `epb_flags` (bits 0-1: 01 inbound, 10 outbound).
-//! The verdict travels only in the comment: the flags stay honest.
+//! The verdict travels only in the comment: the flags stay honest. A
+//! comment is formatted once per socket and thread and kept (`Comments`),
+//! not per packet.
 //!
 //! TLS (see [`crate::tls`] and [`crate::keylog`]):
 //! * A TLS plaintext record is written on a second interface (id 1,
