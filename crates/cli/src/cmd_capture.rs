@@ -220,7 +220,10 @@ impl Sink {
         } else {
             drain(Drain::Raw(&mut |raw| match raw {
                 Raw::Packet { id, timestamp_ns, packet, process } => accept(false, &mut |out| {
-                    out.write_record(&record(id, timestamp_ns, packet, &String::from_utf8_lossy(packet.comm), process))
+                    // (Checked first: a kernel name is nearly always UTF-8, and the check is cheaper than the lossy walk.)
+                    let thread = std::str::from_utf8(packet.comm)
+                        .map_or_else(|_| String::from_utf8_lossy(packet.comm), std::borrow::Cow::Borrowed);
+                    out.write_record(&record(id, timestamp_ns, packet, &thread, process))
                 }),
                 Raw::Tls(p) => accept(true, &mut |out| out.write_packet(p)),
             }))

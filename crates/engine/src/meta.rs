@@ -26,6 +26,7 @@ use crate::process::TargetId;
 use crate::procfs::Procfs;
 use pidcap_packet::{ContainerRef, ProcessMeta};
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -41,12 +42,35 @@ struct Entry {
     packets: bool,
 }
 
+/// Hashes a pid with one multiplication. A packet's metadata takes a few
+/// look-ups by pid, and SipHash was most of their cost; the map is bounded
+/// ([`MAX_PROCESSES`]) and its keys are pids the kernel hands out, so its
+/// defence against chosen keys buys nothing here.
+#[derive(Debug, Default, Clone, Copy)]
+struct PidHasher(u64);
+
+impl Hasher for PidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, pid: u32) {
+        self.0 = (self.0 ^ u64::from(pid)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// See the module doc.
 #[derive(Debug)]
 pub struct ProcessCache {
     procfs: Procfs,
     passwd: PathBuf,
-    entries: HashMap<u32, Entry>,
+    entries: HashMap<u32, Entry, BuildHasherDefault<PidHasher>>,
     /// Insertion order, for the bound: (pid, key) of each entry made.
     order: VecDeque<(u32, u64)>,
     users: Option<HashMap<u32, String>>,
@@ -60,7 +84,7 @@ impl ProcessCache {
         ProcessCache {
             procfs,
             passwd: passwd.into(),
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             order: VecDeque::new(),
             users: None,
             own_exe,

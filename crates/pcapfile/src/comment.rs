@@ -99,14 +99,20 @@ fn is_safe(b: u8) -> bool {
 /// Escape a process name for the comment (see the module doc).
 pub fn escape_comm(comm: &str) -> String {
     let mut out = String::with_capacity(comm.len());
-    for &b in comm.as_bytes() {
+    push_escaped(&mut out, comm);
+    out
+}
+
+/// [`escape_comm`] onto the end of `out`.
+fn push_escaped(out: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in value.as_bytes() {
         if is_safe(b) {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("\\x{b:02x}"));
+            out.extend(['\\', 'x', char::from(HEX[usize::from(b >> 4)]), char::from(HEX[usize::from(b & 15)])]);
         }
     }
-    out
 }
 
 /// Undo [`escape_comm`]; `None` on a bad escape or a name that is not UTF-8.

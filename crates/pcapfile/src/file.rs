@@ -19,18 +19,30 @@
 //!
 //! The pcap and pcapng writers hand over each header and each packet with
 //! one `write_all`; a [`CaptureFile`] takes every `write` whole (it never
-//! accepts part of a buffer), so each `write` is one block. It buffers blocks
-//! and writes them out on `flush` (or when 1 MiB is buffered). When writing
-//! fails (a full disk), the file is cut back to the end of its last complete
-//! block, so that it reads without error, and [`CaptureFile::blocks`] says how
-//! many blocks it holds; every later write fails.
+//! accepts part of a buffer), so each `write` is one block. It gathers
+//! blocks in a batch and hands the batch to a writer thread of its own
+//! (`pidcap-writer`) on `flush` or when 1 MiB is gathered, so that the
+//! caller (the capture loop draining the kernel ring) never waits for the
+//! file system: at most 4 batches wait for the writer, then the caller
+//! does; the batches' buffers come back for reuse. The writer writes them
+//! in order. `flush` does not wait; [`CaptureFile::sync`] and
+//! [`CaptureFile::close`] do, and report the writer's error. When writing
+//! fails (a full disk), the writer cuts the file back to the end of its
+//! last complete block, so that it reads without error, and drops what
+//! comes after; the caller gets that error (the `io::Error` itself, with
+//! its errno) from its next `write`, `flush` or `sync`, and "an earlier
+//! write failed" after that; [`CaptureFile::blocks`] (which waits for the
+//! writer) says how many blocks the file holds.
 
 use crate::keylog::KeyLogLine;
 use crate::{Format, PacketOutput, PacketWriter, PcapError, RecordRef, TlsFileStats, WriterOptions};
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, ErrorKind, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// The mode of capture and export files unless the user asks otherwise.
 pub const DEFAULT_FILE_MODE: u32 = 0o600;
@@ -177,27 +189,135 @@ fn existing(path: &Path, f: File, mode: u32) -> io::Result<File> {
     Ok(f)
 }
 
-/// A file written in whole blocks, cut back to the last complete block when
-/// a write fails. See the module documentation.
+/// A file written in whole blocks by a thread of its own, cut back to the
+/// last complete block when a write fails. See the module documentation.
 #[derive(Debug)]
 pub struct CaptureFile {
-    file: File,
+    file: Arc<File>,
     path: PathBuf,
     created: bool,
+    /// The blocks gathered since the last hand-over.
+    batch: Batch,
+    /// Bytes handed to the writer so far.
+    handed: u64,
+    /// A write failed and the caller was told: every later call fails.
+    failed: bool,
+    shared: Arc<Shared>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Blocks on their way to the file, and where each ends.
+#[derive(Debug, Default)]
+struct Batch {
     buf: Vec<u8>,
-    /// Where each block in `buf` ends.
     ends: Vec<usize>,
-    /// Bytes in the file: whole blocks only.
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+    }
+}
+
+/// What the caller's thread and the writer share.
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// A batch was queued, or the file is closing (the writer waits on it).
+    work: Condvar,
+    /// A batch is done (the caller waits on it, for room or in [`CaptureFile::sync`]).
+    done: Condvar,
+    /// A write failed (read on every block without taking the lock).
+    failed: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Batches handed over, in file order.
+    queue: VecDeque<Batch>,
+    /// Emptied batches, for reuse (their memory stays mapped).
+    spare: Vec<Batch>,
+    /// The writer holds a batch it took from the queue.
+    writing: bool,
+    /// In the file: whole blocks only.
     len: u64,
     blocks: u64,
-    failed: bool,
+    /// The write error, until the caller has been given it.
+    error: Option<io::Error>,
+    closing: bool,
+}
+
+/// Most batches handed over and not yet written; the caller waits beyond.
+const QUEUED: usize = 4;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    // A panic while holding the lock leaves counters only: go on with them.
+    shared.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The writer thread: writes the batches in order; after a failure, cuts
+/// the file back to its last complete block and drops what comes next.
+fn write_batches(file: Arc<File>, shared: Arc<Shared>) {
+    let mut state = lock(&shared);
+    loop {
+        let Some(mut batch) = state.queue.pop_front() else {
+            if state.closing {
+                return;
+            }
+            state = shared.work.wait(state).unwrap_or_else(|e| e.into_inner());
+            continue;
+        };
+        state.writing = true;
+        let len = state.len;
+        drop(state);
+        let outcome = (!shared.failed.load(Ordering::Acquire)).then(|| write_batch(&file, &batch, len));
+        batch.clear();
+        state = lock(&shared);
+        state.writing = false;
+        if let Some((blocks, bytes, result)) = outcome {
+            state.blocks += blocks;
+            state.len += bytes;
+            if let Err(e) = result {
+                state.error = Some(e);
+                shared.failed.store(true, Ordering::Release);
+            }
+        }
+        state.spare.push(batch);
+        shared.done.notify_all();
+    }
+}
+
+/// Write one batch at the end of a file that holds `len` bytes of whole
+/// blocks: the blocks and bytes it now holds more, and how the write went
+/// (on an error, the file is cut back to its last complete block).
+fn write_batch(file: &File, batch: &Batch, len: u64) -> (u64, u64, io::Result<()>) {
+    let mut done = 0;
+    let result = loop {
+        if done == batch.buf.len() {
+            break Ok(());
+        }
+        match (&*file).write(&batch.buf[done..]) {
+            Ok(0) => break Err(io::Error::from(ErrorKind::WriteZero)),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    let whole = batch.ends.iter().take_while(|&&end| end <= done).count();
+    let keep = if whole == 0 { 0 } else { batch.ends[whole - 1] };
+    if result.is_err() && keep < done {
+        // Not possible on a FIFO or a device: nothing to cut there.
+        let _ = file.set_len(len + keep as u64);
+    }
+    (whole as u64, keep as u64, result)
 }
 
 impl CaptureFile {
     /// [`create`] `path` with `mode`.
     pub fn create(path: &Path, mode: u32) -> io::Result<CaptureFile> {
         let (file, created) = create(path, mode)?;
-        Ok(CaptureFile::from_file(file, path, created))
+        CaptureFile::start(file, path, created)
     }
 
     /// Open `path` again for a rotation's ring going round: as [`create`]
@@ -206,7 +326,7 @@ impl CaptureFile {
     /// a link included, is refused and left as it is.
     pub fn reopen_own(path: &Path, mode: u32, own: FileId) -> io::Result<CaptureFile> {
         let (file, created) = open_checked(path, mode, Some(own))?;
-        Ok(CaptureFile::from_file(file, path, created))
+        CaptureFile::start(file, path, created)
     }
 
     /// Which file this is (for [`CaptureFile::reopen_own`]).
@@ -214,24 +334,34 @@ impl CaptureFile {
         FileId::of(&self.file)
     }
 
-    /// Bytes taken so far: in the file, and buffered to go there.
+    /// Bytes taken so far: written, on their way, and gathered to go.
     pub fn bytes(&self) -> u64 {
-        self.len + self.buf.len() as u64
+        self.handed + self.batch.buf.len() as u64
     }
 
     /// Write blocks into an open file from its current position (tests, or
     /// a file opened otherwise).
-    pub fn from_file(file: File, path: &Path, created: bool) -> CaptureFile {
-        CaptureFile {
+    pub fn from_file(file: File, path: &Path, created: bool) -> io::Result<CaptureFile> {
+        CaptureFile::start(file, path, created)
+    }
+
+    fn start(file: File, path: &Path, created: bool) -> io::Result<CaptureFile> {
+        let file = Arc::new(file);
+        let shared = Arc::new(Shared::default());
+        let writer = std::thread::Builder::new().name("pidcap-writer".into()).spawn({
+            let (file, shared) = (Arc::clone(&file), Arc::clone(&shared));
+            move || write_batches(file, shared)
+        })?;
+        Ok(CaptureFile {
             file,
             path: path.to_path_buf(),
             created,
-            buf: Vec::with_capacity(64 * 1024),
-            ends: Vec::new(),
-            len: 0,
-            blocks: 0,
+            batch: Batch { buf: Vec::with_capacity(64 * 1024), ends: Vec::new() },
+            handed: 0,
             failed: false,
-        }
+            shared,
+            writer: Some(writer),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -243,73 +373,105 @@ impl CaptureFile {
         self.created
     }
 
-    /// Complete blocks written to the file (after a failed write: the ones it kept).
+    /// Complete blocks in the file (after a failed write: the ones it
+    /// kept), once the writer has written what was handed to it.
     pub fn blocks(&self) -> u64 {
-        self.blocks
+        self.idle().blocks
     }
 
     /// True once a write has failed (the file was cut back; nothing more is written).
     pub fn failed(&self) -> bool {
-        self.failed
+        self.failed || self.shared.failed.load(Ordering::Acquire)
     }
 
-    fn write_out(&mut self) -> io::Result<()> {
-        let mut done = 0;
-        let result = loop {
-            if done == self.buf.len() {
-                break Ok(());
-            }
-            match self.file.write(&self.buf[done..]) {
-                Ok(0) => break Err(io::Error::from(ErrorKind::WriteZero)),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        let whole = self.ends.iter().take_while(|&&end| end <= done).count();
-        let keep = if whole == 0 { 0 } else { self.ends[whole - 1] };
-        self.blocks += whole as u64;
-        self.len += keep as u64;
-        self.buf.clear();
-        self.ends.clear();
-        if result.is_err() {
-            self.failed = true;
-            if keep < done {
-                // Not possible on a FIFO or a device: nothing to cut there.
-                let _ = self.file.set_len(self.len);
-            }
+    /// Hand what is gathered to the writer and wait until it is in the
+    /// file: the write error, if one happened since the caller was last told.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.hand_over()?;
+        drop(self.idle());
+        self.check()
+    }
+
+    /// [`CaptureFile::sync`], then end the writer.
+    pub fn close(mut self) -> io::Result<()> {
+        let r = self.sync();
+        self.stop_writer();
+        r
+    }
+
+    /// The state once the writer has nothing left to do.
+    fn idle(&self) -> MutexGuard<'_, State> {
+        let mut state = lock(&self.shared);
+        while state.writing || !state.queue.is_empty() {
+            state = self.shared.done.wait(state).unwrap_or_else(|e| e.into_inner());
         }
-        result
+        state
+    }
+
+    /// An error for the caller if a write failed: the writer's own error the
+    /// first time, then that an earlier one failed.
+    fn check(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("an earlier write to this file failed"));
+        }
+        if !self.shared.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.failed = true;
+        let error = lock(&self.shared).error.take();
+        Err(error.unwrap_or_else(|| io::Error::other("an earlier write to this file failed")))
+    }
+
+    /// Queue the gathered blocks for the writer (waiting while
+    /// [`QUEUED`] batches are), and start a new batch.
+    fn hand_over(&mut self) -> io::Result<()> {
+        self.check()?;
+        if self.batch.buf.is_empty() {
+            return Ok(());
+        }
+        let mut state = lock(&self.shared);
+        while state.queue.len() >= QUEUED && !self.shared.failed.load(Ordering::Acquire) {
+            state = self.shared.done.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        let next = state.spare.pop().unwrap_or_default();
+        self.handed += self.batch.buf.len() as u64;
+        state.queue.push_back(std::mem::replace(&mut self.batch, next));
+        self.shared.work.notify_one();
+        Ok(())
+    }
+
+    fn stop_writer(&mut self) {
+        let Some(writer) = self.writer.take() else { return };
+        lock(&self.shared).closing = true;
+        self.shared.work.notify_one();
+        let _ = writer.join();
     }
 }
 
 impl Write for CaptureFile {
     /// Take all of `b` as one block (never part of it).
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        if self.failed {
-            return Err(io::Error::other("an earlier write to this file failed"));
+        self.check()?;
+        if !self.batch.buf.is_empty() && self.batch.buf.len() + b.len() > BUFFER {
+            self.hand_over()?;
         }
-        if !self.buf.is_empty() && self.buf.len() + b.len() > BUFFER {
-            self.write_out()?;
-        }
-        self.buf.extend_from_slice(b);
-        self.ends.push(self.buf.len());
+        self.batch.buf.extend_from_slice(b);
+        self.batch.ends.push(self.batch.buf.len());
         Ok(b.len())
     }
 
+    /// Hand the gathered blocks to the writer, without waiting for it to
+    /// write them ([`CaptureFile::sync`] waits); fails if a write has failed.
     fn flush(&mut self) -> io::Result<()> {
-        if self.failed {
-            return Err(io::Error::other("an earlier write to this file failed"));
-        }
-        self.write_out()
+        self.hand_over()
     }
 }
 
 impl Drop for CaptureFile {
+    /// What was taken is written (errors go unreported: see [`CaptureFile::close`]).
     fn drop(&mut self) {
-        if !self.failed {
-            let _ = self.write_out();
-        }
+        let _ = self.hand_over();
+        self.stop_writer();
     }
 }
 
@@ -326,7 +488,7 @@ impl FileOutput {
     /// Write `format`'s header(s) to `file` and push them to the disk.
     pub fn new(format: Format, file: CaptureFile, opts: &WriterOptions) -> Result<FileOutput, PcapError> {
         let mut w = PacketWriter::new(format, file, opts)?;
-        w.flush()?;
+        sync(&mut w)?;
         let headers = w.get_ref().blocks();
         Ok(FileOutput { w, headers })
     }
@@ -362,13 +524,20 @@ impl PacketOutput for FileOutput {
     }
 
     fn finish(self: Box<Self>) -> Result<(), PcapError> {
-        self.w.into_inner().map(drop)
+        Ok(self.w.into_inner()?.close()?)
     }
 
     /// The packets in the file (its blocks but the headers, TLS interface and key blocks).
     fn packets_kept(&self) -> Option<u64> {
         Some(self.w.packets_in(self.file().blocks().saturating_sub(self.headers)))
     }
+}
+
+/// Flush `w` and wait until its file holds everything written so far (a
+/// write error shows here, not at some later packet).
+pub(crate) fn sync(w: &mut PacketWriter<CaptureFile>) -> Result<(), PcapError> {
+    w.flush()?;
+    Ok(w.get_mut().sync()?)
 }
 
 #[cfg(test)]

@@ -18,8 +18,9 @@
 //!   doc); the reader gives both back.
 //! * [`PacketWriter`] picks one of the two at run time.
 //! * [`FileOutput`] writes one of them to a [`CaptureFile`]: created private
-//!   (0600), never through a symbolic link, cut back to its last complete
-//!   block when the disk fills; see the [`file`] module.
+//!   (0600), never through a symbolic link, written by a thread of its own
+//!   (the caller never waits for the file system), cut back to its last
+//!   complete block when the disk fills; see the [`file`] module.
 //! * [`RotatingOutput`] rotates files as tcpdump's `-C`, `-W` and `-G` do,
 //!   every file complete on its own; see the [`rotate`] module.
 //! * [`PacketOutput`] is the one interface of every output of packets (these
@@ -375,6 +376,14 @@ impl<W: Write> PacketWriter<W> {
         match self {
             PacketWriter::Pcap(w) => &w.out.w,
             PacketWriter::Pcapng(w) => &w.out.w,
+        }
+    }
+
+    /// The underlying writer, to act on it (write nothing to it directly).
+    pub fn get_mut(&mut self) -> &mut W {
+        match self {
+            PacketWriter::Pcap(w) => &mut w.out.w,
+            PacketWriter::Pcapng(w) => &mut w.out.w,
         }
     }
 }

@@ -10,7 +10,9 @@
 //! `pidcap`, `if_tsresol` = 9), then one EPB per packet with the timestamp in
 //! nanoseconds, the data padded to 32 bits, `opt_comment` (see
 //! [`crate::comment`]) and `epb_flags` (bits 0-1: 01 inbound, 10 outbound).
-//! The verdict travels only in the comment: the flags stay honest.
+//! The verdict travels only in the comment: the flags stay honest. A
+//! comment is formatted once per socket and thread and kept (`Comments`),
+//! not per packet.
 //!
 //! TLS (see [`crate::tls`] and [`crate::keylog`]):
 //! * A TLS plaintext record is written on a second interface (id 1,
@@ -183,9 +185,9 @@ pub struct PcapngWriter<W: Write> {
     pub(crate) out: Sink<W>,
     /// The EPB buffer, kept between packets.
     block: Vec<u8>,
-    /// The last comment written and the process fields it says: consecutive
-    /// packets of one socket share it, so it is formatted once, not per packet.
-    comment: Option<(ProcessInfo, String)>,
+    /// The comments formatted so far, by socket and thread ([`Comments`]):
+    /// formatted once per socket, not per packet.
+    comments: Comments,
     /// The TLS plaintext interface (id 1) has been described.
     tls_interface: bool,
     /// Boxed: most files never see a key.
@@ -213,7 +215,7 @@ impl<W: Write> PcapngWriter<W> {
         let mut writer = PcapngWriter {
             out: Sink { w, snaplen: opts.snaplen },
             block: Vec::new(),
-            comment: None,
+            comments: Comments::default(),
             tls_interface: false,
             keys: Box::default(),
             hold_for_keys: false,
@@ -297,7 +299,7 @@ impl<W: Write> PcapngWriter<W> {
     /// For rotation by size ([`crate::rotate`]).
     pub fn bytes_for(&mut self, p: &RecordRef<'_>) -> u64 {
         self.cache_comment(p);
-        let comment = self.comment.as_ref().map_or(0, |(_, c)| c.len());
+        let comment = self.comments.text().len();
         let (data, _) = captured(p, self.out.snaplen);
         let Some(info) = p.tls else {
             let mut extra = 0;
@@ -399,7 +401,7 @@ impl<W: Write> PcapngWriter<W> {
             hold.waiting.insert(random);
         }
         self.cache_comment(p);
-        let comment = self.comment.as_ref().map_or("", |(_, c)| c.as_str());
+        let comment = self.comments.text();
         let (data, orig_len) = captured(p, self.out.snaplen);
         let mut epb = Block::reuse(std::mem::take(&mut self.block), BT_EPB);
         epb.u32(0) // interface id
@@ -414,38 +416,9 @@ impl<W: Write> PcapngWriter<W> {
         self.emit_packet(epb.buf, None, hello)
     }
 
-    /// Make `self.comment` the comment of `p`'s process (formatted once for a run of one socket's packets).
+    /// Make the current comment ([`Comments::text`]) the comment of `p`'s process.
     fn cache_comment(&mut self, p: &RecordRef<'_>) {
-        // A TLS record's thread is its call's (one `tid` in the comment).
-        let tid = if p.tid != 0 { p.tid } else { p.tls.map_or(0, |t| t.tid) };
-        let same = self.comment.as_ref().is_some_and(|(i, _)| {
-            i.pid == p.pid
-                && i.socket_cookie == p.socket_cookie
-                && i.verdict == p.verdict
-                && i.rule == p.rule
-                && i.tid == tid
-                && i.comm == p.comm
-                && i.thread == p.thread
-                && match (&i.process, p.process) {
-                    (None, None) => true,
-                    (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
-                    _ => false,
-                }
-        });
-        if !same {
-            let info = ProcessInfo {
-                pid: p.pid,
-                comm: p.comm.to_string(),
-                socket_cookie: p.socket_cookie,
-                verdict: p.verdict,
-                rule: p.rule,
-                tid,
-                thread: p.thread.to_string(),
-                process: p.process.cloned(),
-            };
-            let text = format_comment(&info);
-            self.comment = Some((info, text));
-        }
+        self.comments.select(p);
     }
 
     /// A TLS plaintext record: an Exported PDU on interface 1.
@@ -473,7 +446,7 @@ impl<W: Write> PcapngWriter<W> {
         let caplen = tags.len() + kept;
         let orig_len = u32::try_from(tags.len() as u64 + true_len).unwrap_or(u32::MAX);
         self.cache_comment(p);
-        let base = self.comment.as_ref().map_or("", |(_, c)| c.as_str());
+        let base = self.comments.text();
         let comment = format!("{base}{}", format_tls(&TlsComment { info, offset: d.tcp_seq.unwrap_or(0) }));
         let mut epb = Block::reuse(std::mem::take(&mut self.block), BT_EPB);
         epb.u32(1).u32((p.timestamp_ns >> 32) as u32).u32(p.timestamp_ns as u32).u32(caplen as u32).u32(orig_len);
@@ -632,6 +605,74 @@ impl<W: Write> PcapngWriter<W> {
     pub fn into_inner(mut self) -> Result<W, PcapError> {
         self.release()?;
         self.out.into_inner()
+    }
+}
+
+/// Comments by socket and thread, direct-mapped: the packets of a few
+/// sockets interleave in the kernel's ring (two sender threads, a sink
+/// that receives what they send), and each keeps its formatted comment. A
+/// slot holds the last comment whose socket and thread map to it; it is
+/// taken only when every field the comment says is the packet's.
+#[derive(Debug)]
+struct Comments {
+    slots: Vec<Option<(ProcessInfo, String)>>,
+    current: usize,
+}
+
+impl Comments {
+    /// Slots (a power of two).
+    const SLOTS: usize = 256;
+
+    fn slot_of(pid: u32, cookie: u64, tid: u32) -> usize {
+        let key = cookie ^ (u64::from(pid) << 32) ^ u64::from(tid).rotate_left(17);
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - Self::SLOTS.trailing_zeros())) as usize
+    }
+
+    /// Make `p`'s comment the current one, formatting it if its slot holds another.
+    fn select(&mut self, p: &RecordRef<'_>) {
+        // A TLS record's thread is its call's (one `tid` in the comment).
+        let tid = if p.tid != 0 { p.tid } else { p.tls.map_or(0, |t| t.tid) };
+        let slot = Self::slot_of(p.pid, p.socket_cookie, tid);
+        self.current = slot;
+        let same = self.slots[slot].as_ref().is_some_and(|(i, _)| {
+            i.pid == p.pid
+                && i.socket_cookie == p.socket_cookie
+                && i.verdict == p.verdict
+                && i.rule == p.rule
+                && i.tid == tid
+                && i.comm == p.comm
+                && i.thread == p.thread
+                && match (&i.process, p.process) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                    _ => false,
+                }
+        });
+        if !same {
+            let info = ProcessInfo {
+                pid: p.pid,
+                comm: p.comm.to_string(),
+                socket_cookie: p.socket_cookie,
+                verdict: p.verdict,
+                rule: p.rule,
+                tid,
+                thread: p.thread.to_string(),
+                process: p.process.cloned(),
+            };
+            let text = format_comment(&info);
+            self.slots[slot] = Some((info, text));
+        }
+    }
+
+    /// The comment [`Comments::select`] chose last.
+    fn text(&self) -> &str {
+        self.slots[self.current].as_ref().map_or("", |(_, t)| t.as_str())
+    }
+}
+
+impl Default for Comments {
+    fn default() -> Comments {
+        Comments { slots: vec![None; Self::SLOTS], current: 0 }
     }
 }
 

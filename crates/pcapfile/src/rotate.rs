@@ -208,7 +208,7 @@ impl RotatingOutput {
             CaptureFile::create(&name, mode).map_err(|source| PcapError::Create { path: name.clone(), source })?;
         let created = file.created();
         let id = file.id()?;
-        let start = PacketWriter::new(format, file, opts).and_then(|mut w| w.flush().map(|()| w));
+        let start = PacketWriter::new(format, file, opts).and_then(|mut w| crate::file::sync(&mut w).map(|()| w));
         let w = match start {
             Ok(w) => w,
             Err(e) => {
@@ -294,7 +294,7 @@ impl RotatingOutput {
 
     /// Close the current file and go on in `name`.
     fn open_next(&mut self, name: PathBuf) -> Result<(), PcapError> {
-        let flushed = self.w.flush();
+        let flushed = crate::file::sync(&mut self.w);
         self.in_file(flushed)?;
         let kept = self.w.packets_in(self.w.get_ref().blocks().saturating_sub(self.w.header_blocks()));
         if let Some(last) = self.files.last_mut() {
@@ -306,7 +306,8 @@ impl RotatingOutput {
         }
         .map_err(|source| PcapError::Create { path: name.clone(), source })?;
         let id = file.id()?;
-        let started = self.w.start_file(file).and_then(|_old| self.w.flush());
+        // The old file holds everything (synced above): closing it ends its writer.
+        let started = self.w.start_file(file).and_then(|old| Ok(old.close()?)).and_then(|()| self.w.flush());
         self.files.retain(|(n, _)| *n != name);
         self.files.push((name.clone(), 0));
         self.made.insert(name, id);
@@ -346,7 +347,8 @@ impl PacketOutput for RotatingOutput {
 
     fn finish(self: Box<Self>) -> Result<(), PcapError> {
         let path = self.current().to_path_buf();
-        self.w.into_inner().map(drop).map_err(|e| PcapError::InFile { path, source: Box::new(e) })
+        let closed = self.w.into_inner().and_then(|file| Ok(file.close()?));
+        closed.map_err(|e| PcapError::InFile { path, source: Box::new(e) })
     }
 
     /// The packets in the files this output still has (after a failed
