@@ -188,7 +188,10 @@ fn g_with_w_stops_after_n_files() {
     assert_eq!(files.len(), 2, "{err}");
     assert_eq!(listing(&dir.0).len(), 2);
     let all: Vec<u32> = files.iter().flat_map(|f| sequence(f)).collect();
-    assert!(all.len() > 50 && all.len() < 400, "{}", all.len());
+    // Some packets, not all of them: the capture ended with the second file
+    // (how many fall into two one-second windows depends on how soon the
+    // sender gets the CPU: under load it may be few).
+    assert!(!all.is_empty() && all.len() < 400, "{}", all.len());
     assert_eq!(all, (0..all.len() as u32).collect::<Vec<u32>>());
     let written: usize = err
         .lines()
