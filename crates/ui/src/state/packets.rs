@@ -797,3 +797,312 @@ impl Rate {
         (start..=self.now_s).map(|s| self.buckets.iter().find(|b| b.0 == s).map_or((0, 0), |b| (b.1, b.2))).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{update, CaptureMsg};
+    use pidcap_api::protocol::Started;
+    use pidcap_packet::build::{build, flags, TcpFields, Transport};
+    use pidcap_packet::{TlsInfo, TlsLibrary, TlsRecord};
+
+    const T0: u64 = 1_700_000_000_000_000_000;
+
+    fn packet(id: u64, dst: &str, transport: Transport, dir: Direction, payload: &[u8]) -> Arc<CapturedPacket> {
+        let data = build("127.0.0.1:40000".parse().unwrap(), dst.parse().unwrap(), 64, transport, payload).unwrap();
+        let len = data.len() as u32;
+        let ts = T0 + id * 1_000_000;
+        Arc::new(CapturedPacket::new(id, ts, 42, "target".into(), 7, dir, Verdict::Pass, len, data))
+    }
+
+    fn tcp(id: u64, flags: u8, payload: &[u8]) -> Arc<CapturedPacket> {
+        let t = Transport::Tcp(TcpFields { seq: 1000, ack: 2000, flags, window: 512 });
+        packet(id, "10.0.0.9:80", t, Direction::Outbound, payload)
+    }
+
+    fn udp(id: u64, port: u16, payload: &[u8]) -> Arc<CapturedPacket> {
+        packet(id, &format!("10.0.0.53:{port}"), Transport::Udp, Direction::Outbound, payload)
+    }
+
+    /// A DNS query for `example.com` A, id 0x1234.
+    fn dns_query() -> Vec<u8> {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
+        q
+    }
+
+    fn record(id: u64, plaintext: &[u8]) -> Arc<CapturedPacket> {
+        Arc::new(CapturedPacket::tls_record(TlsRecord {
+            id,
+            timestamp_ns: T0 + id * 1_000_000,
+            pid: 42,
+            comm: "target".into(),
+            socket_cookie: 7,
+            direction: Direction::Outbound,
+            local: "127.0.0.1:40000".parse().unwrap(),
+            remote: "10.0.0.9:443".parse().unwrap(),
+            info: TlsInfo { tid: 42, library: TlsLibrary::Openssl },
+            plaintext,
+            true_len: plaintext.len() as u64,
+            stream_offset: 0,
+        }))
+    }
+
+    fn app_with(packets: Vec<Arc<CapturedPacket>>) -> App {
+        let mut app = App::new();
+        update(&mut app, PacketsMsg::Arrived(packets));
+        app
+    }
+
+    fn shown(app: &App) -> Vec<u64> {
+        app.packets.shown.iter().copied().collect()
+    }
+
+    #[test]
+    fn each_row_is_decoded_once_on_arrival_info_protocol_and_colour() {
+        let app = app_with(vec![
+            tcp(1, flags::PSH | flags::ACK, b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n"),
+            udp(2, 53, &dns_query()),
+            tcp(3, flags::SYN, b""),
+            tcp(4, flags::RST | flags::ACK, b""),
+            tcp(5, flags::ACK, b"not a protocol"),
+            udp(6, 9999, b"hello"),
+            record(7, b"GET /secret HTTP/1.1\r\n\r\n"),
+            record(8, b"\x00\x01binary"),
+        ]);
+        let p = &app.packets;
+        assert_eq!(p.rows.len(), p.held.len(), "one row per held packet");
+        let row = |id| p.row_info(id).unwrap().clone();
+        let (http, dns) = (row(1), row(2));
+        assert_eq!(
+            (http.info.as_str(), http.protocol.as_str(), http.colour),
+            ("GET /index.html HTTP/1.1", "HTTP", Colour::Http)
+        );
+        assert_eq!(
+            (dns.info.as_str(), dns.protocol.as_str(), dns.colour),
+            ("Standard query 0x1234 A example.com", "DNS", Colour::Dns)
+        );
+        assert_eq!((row(3).protocol.as_str(), row(3).colour), ("TCP", Colour::TcpSynFin));
+        assert!(row(3).info.starts_with("40000 → 80 [SYN] Seq=1000"), "{}", row(3).info);
+        assert_eq!(row(4).colour, Colour::TcpRst);
+        assert_eq!((row(5).protocol.as_str(), row(5).colour), ("TCP", Colour::Tcp));
+        assert!(row(5).info.contains("Len=14"), "{}", row(5).info);
+        assert_eq!((row(6).protocol.as_str(), row(6).info.as_str(), row(6).colour), ("UDP", "40000 → 9999 Len=5", Colour::Udp));
+        // A TLS record: its library, its own colour; its plaintext's message, else its size.
+        assert_eq!(
+            (row(7).protocol.as_str(), row(7).info.as_str(), row(7).colour),
+            ("TLS openssl", "GET /secret HTTP/1.1", Colour::Record)
+        );
+        assert_eq!(row(8).info, "8 bytes of plaintext");
+        // Evicted with their packets.
+        let mut app = app;
+        app.packets.capacity = 3;
+        update(&mut app, PacketsMsg::Arrived(vec![udp(9, 9999, b"x")]));
+        assert_eq!(app.packets.rows.len(), 3);
+        assert_eq!(app.packets.row_info(9).unwrap().info, "40000 → 9999 Len=1");
+        assert!(app.packets.row_info(6).is_none());
+    }
+
+    #[test]
+    fn sorting_by_a_column_and_back_and_new_packets_go_to_their_place() {
+        let sizes = [30usize, 10, 20, 10];
+        let mut app =
+            app_with(sizes.iter().enumerate().map(|(i, n)| udp(i as u64 + 1, 9999, &vec![b'x'; *n])).collect());
+        assert_eq!(shown(&app), [1, 2, 3, 4]);
+        update(&mut app, PacketsMsg::SortBy(Column::Payload));
+        assert_eq!(app.packets.sort, Sort { column: Column::Payload, descending: false });
+        assert_eq!(shown(&app), [2, 4, 3, 1], "ties in capture order");
+        update(&mut app, PacketsMsg::SortBy(Column::Payload));
+        assert_eq!(app.packets.sort, Sort { column: Column::Payload, descending: true });
+        assert_eq!(shown(&app), [1, 3, 4, 2]);
+        update(&mut app, PacketsMsg::Arrived(vec![udp(5, 9999, &[b'x'; 25])]));
+        assert_eq!(shown(&app), [1, 5, 3, 4, 2], "inserted at its place");
+        // The filter keeps the order.
+        update(&mut app, PacketsMsg::SetFilter("1".into())); // not a port of these: the text "1"
+        update(&mut app, PacketsMsg::SetFilter("".into()));
+        assert_eq!(shown(&app), [1, 5, 3, 4, 2]);
+        // Another column starts ascending; No. brings capture order back.
+        update(&mut app, PacketsMsg::SortBy(Column::Info));
+        assert_eq!(app.packets.sort.descending, false);
+        assert_eq!(shown(&app), [2, 4, 3, 5, 1], "Len=10, Len=10, Len=20, Len=25, Len=30");
+        update(&mut app, PacketsMsg::SortBy(Column::No));
+        assert_eq!(shown(&app), [1, 2, 3, 4, 5]);
+        update(&mut app, PacketsMsg::SortBy(Column::No));
+        assert_eq!(shown(&app), [5, 4, 3, 2, 1], "newest first");
+        update(&mut app, PacketsMsg::Arrived(vec![udp(6, 9999, b"x")]));
+        assert_eq!(shown(&app)[0], 6);
+        assert_eq!(app.packets.scroll, 0, "auto-scroll keeps the newest, at the top, in view");
+    }
+
+    #[test]
+    fn every_column_sorts() {
+        let mut blocked = (*udp(3, 7, b"b")).clone();
+        blocked.verdict = Verdict::Blocked;
+        let data =
+            build("10.0.0.1:5".parse().unwrap(), "127.0.0.1:40000".parse().unwrap(), 64, Transport::Udp, b"a longer one")
+                .unwrap();
+        let len = data.len() as u32;
+        let inbound = CapturedPacket::new(2, T0 + 2_000_000, 42, "target".into(), 7, Direction::Inbound, Verdict::Pass, len, data);
+        let mut app = app_with(vec![tcp(1, flags::SYN, b""), Arc::new(inbound), Arc::new(blocked)]);
+        for (column, want) in [
+            (Column::Time, [1, 2, 3]),
+            (Column::Process, [1, 2, 3]),
+            (Column::Direction, [2, 1, 3]),
+            (Column::Protocol, [1, 2, 3]),
+            (Column::Source, [2, 1, 3]),
+            (Column::Destination, [1, 3, 2]),
+            (Column::Length, [3, 1, 2]),
+            (Column::Payload, [1, 3, 2]),
+            (Column::Verdict, [1, 2, 3]),
+        ] {
+            update(&mut app, PacketsMsg::SortBy(column));
+            assert_eq!(shown(&app), want, "{column:?}");
+        }
+        // Source and destination are the packet's own: an inbound packet comes from the remote end.
+        let (src, dst) = source_destination(app.packets.packet(2).unwrap());
+        assert_eq!((src.0.to_string(), src.1, dst.0.to_string(), dst.1), ("10.0.0.1".into(), 5, "127.0.0.1".into(), 40000));
+    }
+
+    #[test]
+    fn a_sorted_list_evicts_its_oldest_rows_wherever_they_are() {
+        let mut app = App::new();
+        app.packets.capacity = 4;
+        update(&mut app, PacketsMsg::SortBy(Column::Payload));
+        update(&mut app, PacketsMsg::SortBy(Column::Payload)); // largest first
+        update(&mut app, PacketsMsg::Arrived((1..=4).map(|i| udp(i, 9999, &vec![b'x'; i as usize])).collect()));
+        assert_eq!(shown(&app), [4, 3, 2, 1]);
+        update(&mut app, PacketsMsg::Arrived(vec![udp(5, 9999, b"")]));
+        assert_eq!(shown(&app), [4, 3, 2, 5]);
+        assert_eq!(app.packets.held.front().unwrap().id, 2);
+    }
+
+    #[test]
+    fn time_formats_count_from_the_first_packet_and_the_row_above() {
+        let mut app = app_with(vec![udp(5, 1, b""), udp(7, 1, b""), udp(8, 1, b"")]);
+        assert_eq!(app.packets.time_format, TimeFormat::Absolute);
+        update(&mut app, PacketsMsg::SetTimeFormat(TimeFormat::Delta));
+        assert_eq!(app.packets.time_format, TimeFormat::Delta);
+        assert_eq!(app.packets.first_ts, Some(T0 + 5_000_000));
+        let prev: Vec<Option<u64>> = app.packets.visible().iter().map(|r| r.previous_ts).collect();
+        assert_eq!(prev, [None, Some(T0 + 5_000_000), Some(T0 + 7_000_000)]);
+        // The first packet stays the first when it is evicted; a cleared list starts again.
+        app.packets.capacity = 1;
+        update(&mut app, PacketsMsg::Arrived(vec![udp(9, 1, b"")]));
+        assert_eq!(app.packets.first_ts, Some(T0 + 5_000_000));
+        update(&mut app, PacketsMsg::Cleared);
+        assert_eq!(app.packets.first_ts, None);
+        update(&mut app, PacketsMsg::Arrived(vec![udp(10, 1, b"")]));
+        assert_eq!(app.packets.first_ts, Some(T0 + 10_000_000));
+        assert_eq!(TimeFormat::from_key("relative"), Some(TimeFormat::Relative));
+        assert_eq!(TimeFormat::from_key("nope"), None);
+    }
+
+    #[test]
+    fn arrows_move_the_cursor_enter_opens_esc_closes() {
+        let mut app = app_with((1..=100).map(|i| udp(i, 9999, b"x")).collect());
+        let p = &app.packets;
+        assert_eq!((p.scroll, p.cursor, p.focused), (100 - VISIBLE_ROWS, None, None));
+        // Up from nowhere: the last row drawn; down: the next.
+        update(&mut app, PacketsMsg::MoveCursor(-1));
+        assert_eq!(app.packets.cursor, Some(100));
+        assert!(app.packets.autoscroll, "on the newest row the list still follows");
+        update(&mut app, PacketsMsg::MoveCursor(-1));
+        update(&mut app, PacketsMsg::MoveCursor(-1));
+        assert_eq!((app.packets.cursor, app.packets.selected.iter().copied().collect::<Vec<_>>()), (Some(98), vec![98]));
+        assert!(!app.packets.autoscroll, "away from the newest row the view stays");
+        assert_eq!(app.packets.focused, None, "arrows do not open the detail");
+        // New packets do not move the view from the cursor.
+        let at = app.packets.scroll;
+        update(&mut app, PacketsMsg::Arrived(vec![udp(101, 9999, b"x")]));
+        assert_eq!(app.packets.scroll, at);
+        // Enter opens it, arrows then move the detail along, Esc closes it.
+        update(&mut app, PacketsMsg::OpenCursor);
+        assert_eq!(app.packets.focused, Some(98));
+        update(&mut app, PacketsMsg::MoveCursor(1));
+        assert_eq!((app.packets.cursor, app.packets.focused), (Some(99), Some(99)));
+        update(&mut app, PacketsMsg::CloseDetail);
+        assert_eq!(app.packets.focused, None);
+        update(&mut app, PacketsMsg::MoveCursor(1));
+        assert_eq!((app.packets.cursor, app.packets.focused), (Some(100), None));
+        // Scrolled into view, clamped at the ends.
+        update(&mut app, PacketsMsg::MoveCursor(i64::MIN / 2));
+        assert_eq!((app.packets.cursor, app.packets.scroll), (Some(1), 0));
+        update(&mut app, PacketsMsg::MoveCursor(-1));
+        assert_eq!(app.packets.cursor, Some(1));
+        update(&mut app, PacketsMsg::MoveCursor(VISIBLE_ROWS as i64));
+        assert_eq!(app.packets.cursor, Some(1 + VISIBLE_ROWS as u64));
+        assert_eq!(app.packets.scroll, 1, "the cursor's row is drawn");
+        update(&mut app, PacketsMsg::MoveCursor(i64::MAX / 2));
+        assert_eq!((app.packets.cursor, app.packets.scroll), (Some(101), 101 - VISIBLE_ROWS));
+        assert!(app.packets.autoscroll);
+        // A click puts the cursor where it clicked, and opens.
+        update(&mut app, PacketsMsg::Select { id: 50, extend: false });
+        assert_eq!((app.packets.cursor, app.packets.focused), (Some(50), Some(50)));
+        update(&mut app, PacketsMsg::MoveCursor(1));
+        assert_eq!(app.packets.focused, Some(51));
+        // Down from nowhere: the first row drawn. Nothing to move over: nothing happens.
+        app.packets.cursor = None;
+        update(&mut app, PacketsMsg::ScrollTo(10));
+        update(&mut app, PacketsMsg::MoveCursor(1));
+        assert_eq!(app.packets.cursor, Some(11));
+        let mut empty = App::new();
+        update(&mut empty, PacketsMsg::MoveCursor(1));
+        update(&mut empty, PacketsMsg::OpenCursor);
+        assert_eq!((empty.packets.cursor, empty.packets.focused), (None, None));
+    }
+
+    #[test]
+    fn a_bad_filter_says_where_and_keeps_the_last_good_ones_rows() {
+        let mut app = app_with((1..=15).map(|i| udp(i, 9999, b"x")).collect());
+        update(&mut app, PacketsMsg::SetFilter("tcp".into()));
+        assert!(app.packets.shown.is_empty());
+        assert_eq!(app.packets.empty_text(true), "15 captured, 0 match the filter `tcp`");
+        update(&mut app, PacketsMsg::SetFilter("port:99999".into()));
+        let e = app.packets.filter_error.clone().expect("an error");
+        assert!(e.at + e.len <= "port:99999".chars().count() && e.len > 0, "{e:?}");
+        assert!(!e.message.is_empty());
+        assert_eq!(app.packets.filter_applied, "tcp", "the last valid filter stays in force");
+        assert_eq!(app.packets.filter_text, "port:99999");
+        assert!(app.packets.empty_text(true).starts_with("15 captured, 0 match the filter `tcp` (the last valid"));
+        update(&mut app, PacketsMsg::SetFilter(" udp ".into()));
+        assert_eq!((app.packets.filter_error.clone(), app.packets.shown.len()), (None, 15));
+        assert_eq!(app.packets.filter_applied, "udp");
+        // Nothing held: it waits for packets, or says how to start.
+        let empty = App::new();
+        assert_eq!(empty.packets.empty_text(true), "Waiting for packets…");
+        assert!(empty.packets.empty_text(false).starts_with("No packets."));
+    }
+
+    #[test]
+    fn tree_lines_close_and_open_and_a_field_highlights_its_bytes() {
+        let mut app = app_with(vec![tcp(1, flags::SYN, b""), tcp(2, flags::ACK, b"")]);
+        update(&mut app, PacketsMsg::ToggleField("tcp#1".into()));
+        assert!(app.packets.collapsed.contains("tcp#1"));
+        update(&mut app, PacketsMsg::ToggleField("tcp#1".into()));
+        assert!(app.packets.collapsed.is_empty());
+        // Nothing shown: nothing to highlight.
+        update(&mut app, PacketsMsg::HighlightField(Some(("ip#0/ip.src#9".into(), 12..16))));
+        assert_eq!(app.packets.highlight, None);
+        update(&mut app, PacketsMsg::Select { id: 1, extend: false });
+        update(&mut app, PacketsMsg::HighlightField(Some(("ip#0/ip.src#9".into(), 12..16))));
+        assert_eq!(app.packets.highlight, Some(Highlight { packet: 1, path: "ip#0/ip.src#9".into(), range: 12..16 }));
+        update(&mut app, PacketsMsg::HighlightField(None));
+        assert_eq!(app.packets.highlight, None);
+        // Another packet shown: no highlight carried over; closing the detail drops it too.
+        update(&mut app, PacketsMsg::HighlightField(Some(("ip#0".into(), 0..20))));
+        update(&mut app, PacketsMsg::Select { id: 2, extend: false });
+        assert_eq!(app.packets.highlight, None);
+        update(&mut app, PacketsMsg::HighlightField(Some(("ip#0".into(), 0..20))));
+        update(&mut app, PacketsMsg::CloseDetail);
+        assert_eq!((app.packets.highlight.clone(), app.packets.focused), (None, None));
+    }
+
+    #[test]
+    fn a_new_capture_starts_the_list_again() {
+        let mut app = app_with(vec![udp(1, 1, b""), udp(2, 1, b"")]);
+        update(&mut app, PacketsMsg::MoveCursor(1));
+        update(&mut app, CaptureMsg::Started(Started { session: 2, first_id: 3, targets: vec![42] }));
+        let p = &app.packets;
+        assert!(p.held.is_empty() && p.rows.is_empty() && p.cursor.is_none() && p.first_ts.is_none());
+    }
+}

@@ -620,4 +620,44 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn the_hex_view_marks_a_fields_bytes_in_both_columns() {
+        let bytes: Vec<u8> = (0u8..20).map(|b| b + 0x41).collect(); // "ABCDEFGHIJKLMNOPQRST"
+        let join = |runs: &[(String, bool)]| runs.iter().map(|(t, _)| t.as_str()).collect::<String>();
+        let lit = |runs: &[(String, bool)]| runs.iter().filter(|r| r.1).map(|r| r.0.clone()).collect::<Vec<_>>();
+        // Unmarked, the text is the plain dump.
+        let (hex, ascii) = hex_segments(&bytes, None);
+        assert_eq!(join(&ascii), "ABCDEFGHIJKLMNOP\nQRST\n");
+        assert!(join(&hex).starts_with("0000  41 42 43"), "{}", join(&hex));
+        assert!(lit(&hex).is_empty() && lit(&ascii).is_empty());
+        // Bytes 14..18 cross a line: marked on both lines, the text unchanged.
+        let (hex_m, ascii_m) = hex_segments(&bytes, Some(14..18));
+        assert_eq!((join(&hex_m), join(&ascii_m)), (join(&hex), join(&ascii)));
+        assert_eq!(lit(&ascii_m), ["OP", "QR"]);
+        assert_eq!(lit(&hex_m), ["4f 50", "51 52"]);
+        // A range past the end marks what there is; an empty one nothing.
+        assert_eq!(lit(&hex_segments(&bytes, Some(19..99)).1), ["T"]);
+        assert!(lit(&hex_segments(&bytes, Some(3..3)).0).is_empty());
+    }
+
+    #[test]
+    fn the_filter_error_is_cut_where_it_is() {
+        assert_eq!(split_chars("tcp.port == x", 12, 1), ("tcp.port == ".into(), "x".into(), String::new()));
+        assert_eq!(split_chars("é == 1", 0, 1), (String::new(), "é".into(), " == 1".into()), "characters, not bytes");
+        assert_eq!(split_chars("tcp &&", 6, 0), ("tcp &&".into(), String::new(), String::new()), "at the end");
+        assert_eq!(split_chars("ab", 5, 3), ("ab".into(), String::new(), String::new()));
+    }
+
+    #[test]
+    fn time_column_formats() {
+        let t = 1_700_000_000_123_456_789;
+        assert_eq!(time_text(TimeFormat::Relative, t, Some(t - 2_500_000_000), None), "2.500000");
+        assert_eq!(time_text(TimeFormat::Delta, t, None, Some(t - 1_000)), "0.000001");
+        assert_eq!(time_text(TimeFormat::Delta, t, None, None), "0.000000", "the first row");
+        assert_eq!(time_text(TimeFormat::Delta, t, None, Some(t + 3_000_000_000)), "-3.000000", "sorted otherwise");
+        let abs = time_text(TimeFormat::Absolute, t, None, None);
+        assert_eq!(abs.len(), "00:00:00.123456".len(), "{abs}");
+        assert!(abs.ends_with(".123456"), "{abs}");
+    }
 }
