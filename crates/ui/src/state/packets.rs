@@ -887,7 +887,10 @@ mod tests {
         assert_eq!(row(4).colour, Colour::TcpRst);
         assert_eq!((row(5).protocol.as_str(), row(5).colour), ("TCP", Colour::Tcp));
         assert!(row(5).info.contains("Len=14"), "{}", row(5).info);
-        assert_eq!((row(6).protocol.as_str(), row(6).info.as_str(), row(6).colour), ("UDP", "40000 → 9999 Len=5", Colour::Udp));
+        assert_eq!(
+            (row(6).protocol.as_str(), row(6).info.as_str(), row(6).colour),
+            ("UDP", "40000 → 9999 Len=5", Colour::Udp)
+        );
         // A TLS record: its library, its own colour; its plaintext's message, else its size.
         assert_eq!(
             (row(7).protocol.as_str(), row(7).info.as_str(), row(7).colour),
@@ -938,11 +941,26 @@ mod tests {
     fn every_column_sorts() {
         let mut blocked = (*udp(3, 7, b"b")).clone();
         blocked.verdict = Verdict::Blocked;
-        let data =
-            build("10.0.0.1:5".parse().unwrap(), "127.0.0.1:40000".parse().unwrap(), 64, Transport::Udp, b"a longer one")
-                .unwrap();
+        let data = build(
+            "10.0.0.1:5".parse().unwrap(),
+            "127.0.0.1:40000".parse().unwrap(),
+            64,
+            Transport::Udp,
+            b"a longer one",
+        )
+        .unwrap();
         let len = data.len() as u32;
-        let inbound = CapturedPacket::new(2, T0 + 2_000_000, 42, "target".into(), 7, Direction::Inbound, Verdict::Pass, len, data);
+        let inbound = CapturedPacket::new(
+            2,
+            T0 + 2_000_000,
+            42,
+            "target".into(),
+            7,
+            Direction::Inbound,
+            Verdict::Pass,
+            len,
+            data,
+        );
         let mut app = app_with(vec![tcp(1, flags::SYN, b""), Arc::new(inbound), Arc::new(blocked)]);
         for (column, want) in [
             (Column::Time, [1, 2, 3]),
@@ -960,7 +978,10 @@ mod tests {
         }
         // Source and destination are the packet's own: an inbound packet comes from the remote end.
         let (src, dst) = source_destination(app.packets.packet(2).unwrap());
-        assert_eq!((src.0.to_string(), src.1, dst.0.to_string(), dst.1), ("10.0.0.1".into(), 5, "127.0.0.1".into(), 40000));
+        assert_eq!(
+            (src.0.to_string(), src.1, dst.0.to_string(), dst.1),
+            ("10.0.0.1".into(), 5, "127.0.0.1".into(), 40000)
+        );
     }
 
     #[test]
@@ -1008,7 +1029,10 @@ mod tests {
         assert!(app.packets.autoscroll, "on the newest row the list still follows");
         update(&mut app, PacketsMsg::MoveCursor(-1));
         update(&mut app, PacketsMsg::MoveCursor(-1));
-        assert_eq!((app.packets.cursor, app.packets.selected.iter().copied().collect::<Vec<_>>()), (Some(98), vec![98]));
+        assert_eq!(
+            (app.packets.cursor, app.packets.selected.iter().copied().collect::<Vec<_>>()),
+            (Some(98), vec![98])
+        );
         assert!(!app.packets.autoscroll, "away from the newest row the view stays");
         assert_eq!(app.packets.focused, None, "arrows do not open the detail");
         // New packets do not move the view from the cursor.

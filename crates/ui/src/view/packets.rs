@@ -9,7 +9,29 @@ use crate::state::packets::{length, source_destination, Column, Row, Sort, TimeF
 use pidcap_packet::dissect::{dissect, Field};
 use std::ops::Range;
 
-pub(super) fn packet_row(row: Row<'_>, app: &App, d: D) -> Element {
+/// What one row shows, worked out before the list's rsx (whose `for` keys
+/// each row by its element: a row that stays is diffed in place, never redrawn).
+pub(super) struct RowView {
+    id: u64,
+    class: String,
+    ts: u64,
+    library: String,
+    time: String,
+    process: String,
+    dir: &'static str,
+    /// A TLS record's badge; else the application protocol, if any, and the transport.
+    record: bool,
+    app_proto: Option<String>,
+    transport: String,
+    src: String,
+    dst: String,
+    length: u64,
+    payload: u32,
+    verdict: &'static str,
+    info: String,
+}
+
+pub(super) fn row_view(row: Row<'_>, app: &App) -> RowView {
     let p = row.packet;
     let id = p.id;
     let packets = &app.packets;
@@ -29,38 +51,25 @@ pub(super) fn packet_row(row: Row<'_>, app: &App, d: D) -> Element {
     if p.is_tls() {
         class.push_str(" tls");
     }
-    let library = p.tls.map(|t| t.library.to_string()).unwrap_or_default();
     let (src, dst) = source_destination(p);
-    let (src, dst) = (endpoint(src.0, src.1), endpoint(dst.0, dst.1));
-    let time = time_text(packets.time_format, p.timestamp_ns, packets.first_ts, row.previous_ts);
     let transport = p.decoded.protocol.name();
-    let app_proto = (row.info.protocol != transport).then(|| row.info.protocol.clone());
-    let dir = p.direction.as_str();
-    let info = &row.info.info;
-    rsx! {
-        div { key: "{id}", class: "{class}", "data-id": "{id}", "data-ts": "{p.timestamp_ns}", "data-row": "{row.index}", "data-tls": "{library}",
-            onclick: move |e: MouseEvent| {
-                let m = e.modifiers();
-                d.call(PacketsMsg::Select { id, extend: m.ctrl() || m.shift() || m.meta() })
-            },
-            span { class: "c-no", "{id}" }
-            span { class: "c-time", "{time}" }
-            span { "{p.pid}/{p.comm}" }
-            span { class: "c-dir", title: if dir == "out" { "sent by the process" } else { "received by the process" }, "{dir}" }
-            if p.is_tls() {
-                span { span { class: "badge tls", title: "TLS plaintext ({library}), decrypted: taken from the TLS library, not the wire", "TLS {library}" } }
-            } else if let Some(a) = app_proto {
-                span { b { "{a}" } span { class: "via", " {transport}" } }
-            } else {
-                span { "{transport}" }
-            }
-            span { "{src}" }
-            span { "{dst}" }
-            span { class: "c-num", "{length(p)}" }
-            span { class: "c-num", "{p.decoded.payload_size}" }
-            span { "{p.verdict}" }
-            span { class: "c-info", title: "{info}", "{info}" }
-        }
+    RowView {
+        id,
+        class,
+        ts: p.timestamp_ns,
+        library: p.tls.map(|t| t.library.to_string()).unwrap_or_default(),
+        time: time_text(packets.time_format, p.timestamp_ns, packets.first_ts, row.previous_ts),
+        process: format!("{}/{}", p.pid, p.comm),
+        dir: p.direction.as_str(),
+        record: p.is_tls(),
+        app_proto: (row.info.protocol != transport).then(|| row.info.protocol.clone()),
+        transport,
+        src: endpoint(src.0, src.1),
+        dst: endpoint(dst.0, dst.1),
+        length: length(p),
+        payload: p.decoded.payload_size,
+        verdict: p.verdict.as_str(),
+        info: row.info.info.clone(),
     }
 }
 
@@ -110,7 +119,7 @@ fn list_keys(e: &KeyboardEvent) -> Option<PacketsMsg> {
 
 pub(super) fn packet_list(app: &App, d: D) -> Element {
     let packets = &app.packets;
-    let rows = packets.visible();
+    let rows: Vec<RowView> = packets.visible().into_iter().map(|r| row_view(r, app)).collect();
     let max = packets.max_scroll();
     let sort = packets.sort;
     rsx! {
@@ -148,8 +157,30 @@ pub(super) fn packet_list(app: &App, d: D) -> Element {
                         }
                     }
                 }
-                for row in rows {
-                    {packet_row(row, app, d)}
+                for r in rows {
+                    div { key: "{r.id}", class: "{r.class}", "data-id": "{r.id}", "data-ts": "{r.ts}", "data-tls": "{r.library}",
+                        onclick: { let id = r.id; move |e: MouseEvent| {
+                            let m = e.modifiers();
+                            d.call(PacketsMsg::Select { id, extend: m.ctrl() || m.shift() || m.meta() })
+                        } },
+                        span { class: "c-no", "{r.id}" }
+                        span { class: "c-time", "{r.time}" }
+                        span { "{r.process}" }
+                        span { "{r.dir}" }
+                        if r.record {
+                            span { span { class: "badge tls", title: "TLS plaintext ({r.library}), decrypted: taken from the TLS library, not the wire", "TLS {r.library}" } }
+                        } else if let Some(a) = &r.app_proto {
+                            span { b { "{a}" } span { class: "via", " {r.transport}" } }
+                        } else {
+                            span { "{r.transport}" }
+                        }
+                        span { "{r.src}" }
+                        span { "{r.dst}" }
+                        span { class: "c-num", "{r.length}" }
+                        span { class: "c-num", "{r.payload}" }
+                        span { "{r.verdict}" }
+                        span { class: "c-info", "{r.info}" }
+                    }
                 }
                 if packets.shown.is_empty() {
                     div { class: "muted", id: "list-empty", style: "padding:12px", "{packets.empty_text(app.capture.running)}" }
