@@ -926,7 +926,7 @@ mod tests {
         assert_eq!(shown(&app), [1, 5, 3, 4, 2]);
         // Another column starts ascending; No. brings capture order back.
         update(&mut app, PacketsMsg::SortBy(Column::Info));
-        assert_eq!(app.packets.sort.descending, false);
+        assert!(!app.packets.sort.descending);
         assert_eq!(shown(&app), [2, 4, 3, 5, 1], "Len=10, Len=10, Len=20, Len=25, Len=30");
         update(&mut app, PacketsMsg::SortBy(Column::No));
         assert_eq!(shown(&app), [1, 2, 3, 4, 5]);

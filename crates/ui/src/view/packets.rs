@@ -363,7 +363,7 @@ pub(super) fn hex_view_marked(bytes: &[u8], label: String, mark: Option<Range<us
 
 /// The hex and ASCII columns' text as runs, each marked or not (the bytes
 /// in `mark`): `0000  45 00 ...\n` lines, and 16 characters a line.
-pub(super) fn hex_segments(bytes: &[u8], mark: Option<Range<usize>>) -> (Vec<(String, bool)>, Vec<(String, bool)>) {
+pub(super) fn hex_segments(bytes: &[u8], mark: Option<Range<usize>>) -> (Vec<Run>, Vec<Run>) {
     let mark = mark.unwrap_or(0..0);
     let (mut hex, mut ascii) = (Runs::default(), Runs::default());
     for (n, chunk) in bytes.chunks(16).enumerate() {
@@ -392,9 +392,12 @@ pub(super) fn hex_segments(bytes: &[u8], mark: Option<Range<usize>>) -> (Vec<(St
     (hex.0, ascii.0)
 }
 
+/// A run of text, marked or not.
+pub(super) type Run = (String, bool);
+
 /// Text runs, consecutive ones of the same kind joined.
 #[derive(Default)]
-struct Runs(Vec<(String, bool)>);
+struct Runs(Vec<Run>);
 
 impl Runs {
     fn push(&mut self, text: &str, marked: bool) {
