@@ -309,12 +309,13 @@ fn latency_packet_to_row() {
     );
     b.screenshot("7-latency");
     println!(
-        "UI latency at 1000 packets/s: {} packets seen, p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({held})",
+        "UI latency at 1000 packets/s: {} packets seen, p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({held}; load {})",
         lat.len(),
         percentile(&lat, 50.0),
         percentile(&lat, 90.0),
         percentile(&lat, 99.0),
-        lat.last().copied().unwrap_or(f64::NAN)
+        lat.last().copied().unwrap_or(f64::NAN),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
     );
     assert!(lat.len() > 100, "rows appeared: {}", lat.len());
 }
