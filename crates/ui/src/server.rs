@@ -216,7 +216,11 @@ pub fn start(cfg: ServeConfig) -> std::io::Result<Running> {
             };
             let app = router(ctx).layer(axum::middleware::from_fn_with_state(guard_state, guard));
             let _ = ready_tx.send(Ok(()));
+            // TCP_NODELAY: the liveview's edits are small websocket frames, one
+            // per render; with Nagle's algorithm one waited for the browser's
+            // delayed ACK of the previous one (40 ms and more: issue 13).
             let _ = axum::serve(listener, app)
+                .tcp_nodelay(true)
                 .with_graceful_shutdown(async move {
                     let _ = stop_rx.await;
                 })

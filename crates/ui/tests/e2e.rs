@@ -246,6 +246,8 @@ fn latency_packet_to_row() {
     let mut flood = python(&ns, &["flood", "7102", "1000", "8"]);
     capture_pid(&b, flood.pid());
     b.tab("capture");
+    b.cdp("Performance.enable", json!({}));
+    let before = b.metrics();
     b.js(
         // A row's first insertion is when its packet appears; the list re-creates
         // rows as its window slides, and those later insertions are not arrivals.
@@ -253,7 +255,18 @@ fn latency_packet_to_row() {
          new MutationObserver(ms => { const now = performance.timeOrigin + performance.now();
            for (const m of ms) for (const n of m.addedNodes) if (n.dataset && n.dataset.ts && !seen.has(n.dataset.id)) {
              seen.add(n.dataset.id); window.__lat.push(now - Number(n.dataset.ts) / 1e6); } })
-           .observe(list, {childList: true, subtree: true}); return true;",
+           .observe(list, {childList: true, subtree: true});
+         // Frame intervals and long tasks of Chromium's main thread meanwhile.
+         window.__frames = []; let last = performance.now();
+         const tick = t => { window.__frames.push(t - last); last = t; if (window.__frames.length < 100000) requestAnimationFrame(tick); };
+         requestAnimationFrame(tick);
+         // The liveview's edit messages: how many, their bytes, the time applying them.
+         window.__ws = [0, 0, 0]; const run = window.interpreter.run_from_bytes.bind(window.interpreter);
+         window.interpreter.run_from_bytes = b => { const t = performance.now(); run(b); window.__ws[0]++; window.__ws[1] += b.byteLength; window.__ws[2] += performance.now() - t; };
+         window.__long = [];
+         try { new PerformanceObserver(l => { for (const e of l.getEntries()) window.__long.push(e.duration); })
+           .observe({type: 'longtask', buffered: false}); } catch (e) {}
+         return true;",
         json!([]),
     );
     assert!(flood.wait_exit(Duration::from_secs(30)).success(), "the flooder failed");
@@ -266,14 +279,43 @@ fn latency_packet_to_row() {
     let mut lat = lat;
     lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let held = b.text("#list-info");
+    let after = b.metrics();
+    let d = |k: &str| (after.get(k).unwrap_or(&0.0) - before.get(k).unwrap_or(&0.0)) * 1e3;
+    println!(
+        "chromium main thread during the flood: tasks {:.0} ms, script {:.0} ms, style {:.0} ms ({} recalcs), layout {:.0} ms ({} layouts)",
+        d("TaskDuration"), d("ScriptDuration"), d("RecalcStyleDuration"), d("RecalcStyleCount") / 1e3,
+        d("LayoutDuration"), d("LayoutCount") / 1e3
+    );
+    let ws = b.js("return window.__ws", json!([]));
+    println!(
+        "liveview: {} edit messages, {:.1} MB, {:.0} ms applying them",
+        ws[0],
+        ws[1].as_f64().unwrap_or(0.0) / 1e6,
+        ws[2].as_f64().unwrap_or(0.0)
+    );
+    let frames = b.js("return window.__frames", json!([]));
+    let mut frames: Vec<f64> = frames.as_array().unwrap().iter().filter_map(|x| x.as_f64()).collect();
+    frames.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let long = b.js("return window.__long", json!([]));
+    let long: Vec<f64> = long.as_array().unwrap().iter().filter_map(|x| x.as_f64()).collect();
+    println!(
+        "frames: {} p50 {:.1} ms p90 {:.1} ms p99 {:.1} ms; long tasks {} totalling {:.0} ms",
+        frames.len(),
+        percentile(&frames, 50.0),
+        percentile(&frames, 90.0),
+        percentile(&frames, 99.0),
+        long.len(),
+        long.iter().sum::<f64>()
+    );
     b.screenshot("7-latency");
     println!(
-        "UI latency at 1000 packets/s: {} packets seen, p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({held})",
+        "UI latency at 1000 packets/s: {} packets seen, p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({held}; load {})",
         lat.len(),
         percentile(&lat, 50.0),
         percentile(&lat, 90.0),
         percentile(&lat, 99.0),
-        lat.last().copied().unwrap_or(f64::NAN)
+        lat.last().copied().unwrap_or(f64::NAN),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
     );
     assert!(lat.len() > 100, "rows appeared: {}", lat.len());
 }

@@ -76,12 +76,10 @@ pub(super) fn capture_tab(app: &App, d: D) -> Element {
                 }
                 button { id: "clear-buffer", onclick: move |_| d.call(PacketsMsg::Clear), "Clear buffer" }
                 label { input { id: "autoscroll", r#type: "checkbox", checked: app.packets.autoscroll, onchange: move |_| d.call(PacketsMsg::ToggleAutoscroll) } " auto-scroll" }
-                input { id: "display-filter", style: "flex:1; min-width: 260px", class: if app.packets.filter_error.is_some() { "bad" } else { "" },
-                    placeholder: "display filter: tcp udp in out blocked port:80 10.0.0.0/8 pid:123 text…", value: "{app.packets.filter_text}", "data-value": "{app.packets.filter_text}",
-                    oninput: move |e: FormEvent| d.call(PacketsMsg::SetFilter(e.value())) }
+                {filter_input(app, d)}
                 button { onclick: move |_| d.call(PacketsMsg::SelectAllShown), "Select all shown" }
             }
-            if let Some(e) = &app.packets.filter_error { div { class: "err", "{e}" } }
+            {filter_error(app)}
             div { class: "row", style: "margin-top:8px; justify-content: space-between",
                 {counters(app)}
                 {chart(app)}

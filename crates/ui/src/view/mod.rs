@@ -15,7 +15,6 @@ use dioxus::prelude::*;
 use pidcap_engine::rules::Action as RuleAction;
 use pidcap_packet::{CapturedPacket, Direction, Verdict};
 use pidcap_resend::Mode;
-use std::sync::Arc;
 
 mod capture;
 mod edit;

@@ -446,3 +446,21 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[i.clamp(1, sorted.len()) - 1]
 }
+
+// -- packet list (issue 14) --
+impl Browser {
+    /// A Chrome DevTools Protocol command through chromedriver (`Performance.getMetrics`...).
+    pub fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.call("POST", &self.s("/goog/cdp/execute"), Some(json!({ "cmd": cmd, "params": params })))
+    }
+
+    /// Chromium's cumulative main-thread counters (seconds of script, style,
+    /// layout and task time; `Performance.enable` first), by name.
+    pub fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        let v = self.cdp("Performance.getMetrics", json!({}));
+        v["metrics"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_f64()?))).collect())
+            .unwrap_or_default()
+    }
+}
