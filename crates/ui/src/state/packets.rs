@@ -286,11 +286,12 @@ impl RowInfo {
         }
         let flags = p.decoded.tcp_flags.unwrap_or(0);
         let transport = p.decoded.protocol;
-        // (QUIC and other protocols the Info line may name fall back to the transport's name.)
+        // The application protocol's name as Wireshark's Protocol column gives it (`TLSv1.3`, `QUIC`).
         let (protocol, colour) = match &app {
-            Some(App::Dns(_)) => ("DNS".to_string(), Colour::Dns),
-            Some(App::HttpRequest(_) | App::HttpStatus(_)) => ("HTTP".to_string(), Colour::Http),
-            Some(App::Tls(_)) => ("TLS".to_string(), Colour::Tls),
+            Some(a @ App::Dns(_)) => (a.protocol(), Colour::Dns),
+            Some(a @ (App::HttpRequest(_) | App::HttpStatus(_))) => (a.protocol(), Colour::Http),
+            Some(a @ App::Tls(_)) => (a.protocol(), Colour::Tls),
+            Some(a @ App::Quic(_)) => (a.protocol(), Colour::Udp),
             _ => (
                 transport.name(),
                 match transport {
