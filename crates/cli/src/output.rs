@@ -103,27 +103,13 @@ impl Zone {
         match self {
             #[cfg(test)]
             Zone::Fixed(o) => o,
-            Zone::Local => {
-                let t = libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX);
-                // SAFETY: `tm` is plain data that localtime_r fills; both
-                // pointers are valid for the call, and localtime_r (unlike
-                // localtime) keeps no pointer to them. It reads TZ once.
-                unsafe {
-                    let mut tm: libc::tm = std::mem::zeroed();
-                    if libc::localtime_r(&t, &mut tm).is_null() {
-                        0
-                    } else {
-                        tm.tm_gmtoff
-                    }
-                }
-            }
+            Zone::Local => pidcap_packet::clock::utc_offset(secs),
         }
     }
 
     /// `unix_ns` shifted to this zone's wall clock (still counted from the epoch).
     fn wall_ns(self, unix_ns: u64) -> u64 {
-        let shift = i128::from(self.offset(unix_ns / 1_000_000_000)) * 1_000_000_000;
-        (i128::from(unix_ns) + shift).clamp(0, i128::from(u64::MAX)) as u64
+        pidcap_packet::clock::shifted_ns(unix_ns, self.offset(unix_ns / 1_000_000_000))
     }
 }
 
@@ -233,31 +219,12 @@ pub fn clock_time(unix_ns: u64) -> String {
 
 /// `HH:MM:SS.micros` in `zone`.
 pub fn clock_time_in(unix_ns: u64, zone: Zone) -> String {
-    utc_clock(zone.wall_ns(unix_ns))
-}
-
-fn utc_clock(unix_ns: u64) -> String {
-    let secs = unix_ns / 1_000_000_000;
-    let micros = (unix_ns % 1_000_000_000) / 1_000;
-    let day = secs % 86_400;
-    format!("{:02}:{:02}:{:02}.{:06}", day / 3600, day % 3600 / 60, day % 60, micros)
+    pidcap_packet::clock::clock(zone.wall_ns(unix_ns))
 }
 
 /// `YYYY-MM-DD HH:MM:SS.micros` in `zone` (`-tttt`).
 pub fn date_time(unix_ns: u64, zone: Zone) -> String {
-    let unix_ns = zone.wall_ns(unix_ns);
-    // Days to a civil date (Howard Hinnant's days_from_civil, inverted).
-    let days = (unix_ns / 1_000_000_000 / 86_400) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {}", utc_clock(unix_ns))
+    pidcap_packet::clock::date_time(zone.wall_ns(unix_ns))
 }
 
 /// A duration as `HH:MM:SS.micros` (hours may pass 24): `-ttt`, `-ttttt`.

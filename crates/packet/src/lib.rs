@@ -19,6 +19,7 @@
 
 pub mod ascii;
 pub mod build;
+pub mod clock;
 pub mod decode;
 pub mod dfilter;
 pub mod dissect;

@@ -7,26 +7,7 @@ use super::*;
 
 /// `YYYY-MM-DD HH:MM:SS` in the local time zone.
 pub(super) fn local_datetime(ns: u64) -> String {
-    let secs = ns / 1_000_000_000;
-    let t = libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX);
-    // SAFETY: `tm` is plain data that localtime_r fills; both pointers are
-    // valid for the call, and localtime_r keeps no pointer to them.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            return format!("{secs} s since the epoch");
-        }
-        tm
-    };
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
+    pidcap_packet::clock::date_time_secs(pidcap_packet::clock::local_wall_ns(ns))
 }
 
 pub(super) fn downloads(app: &App) -> Element {

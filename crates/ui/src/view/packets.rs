@@ -89,18 +89,7 @@ pub(super) fn time_text(format: TimeFormat, ts: u64, first: Option<u64>, previou
 /// `unix_ns` on the local wall clock (the C library's zone, so TZ is
 /// respected), still counted from the epoch: times of day as `pidcap` prints them.
 pub(super) fn local_ns(unix_ns: u64) -> u64 {
-    let t = libc::time_t::try_from(unix_ns / 1_000_000_000).unwrap_or(libc::time_t::MAX);
-    // SAFETY: `tm` is plain data that localtime_r fills; both pointers are
-    // valid for the call, and localtime_r keeps no pointer to them.
-    let offset = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            0
-        } else {
-            tm.tm_gmtoff
-        }
-    };
-    (i128::from(unix_ns) + i128::from(offset) * 1_000_000_000).clamp(0, i128::from(u64::MAX)) as u64
+    pidcap_packet::clock::local_wall_ns(unix_ns)
 }
 
 fn list_keys(e: &KeyboardEvent) -> Option<PacketsMsg> {
