@@ -358,6 +358,9 @@ pub struct Column {
     /// [`info`]'s line; for a TLS plaintext record the application message
     /// of its plaintext, else `Plaintext, N bytes` (its synthesized TCP header says nothing).
     pub info: String,
+    /// The application message both were read from, for callers that need
+    /// more of it (the UI's row colour) without decoding the payload again.
+    pub app: Option<App>,
 }
 
 /// [`Column`] of a packet (one decode of the headers, one of the payload).
@@ -365,24 +368,13 @@ pub fn column(p: &crate::CapturedPacket) -> Column {
     let h = headers(&p.data);
     let payload = p.data.get(h.payload_offset..).unwrap_or(&[]);
     let app = h.ip.and_then(|ip| app(ip.protocol(), h.ports(), payload));
-    if p.is_tls() {
-        return match app {
-            Some(a @ (App::Dns(_) | App::HttpRequest(_) | App::HttpStatus(_))) => {
-                Column { protocol: a.protocol(), info: a.info() }
-            }
-            _ => Column {
-                protocol: "TLS plaintext".into(),
-                info: format!("Plaintext, {} bytes", p.decoded.payload_size),
-            },
-        };
-    }
-    match app {
-        Some(a) => Column { protocol: a.protocol(), info: a.info() },
-        None => Column {
-            protocol: if h.ip.is_some() { p.decoded.protocol.name() } else { "data".into() },
-            info: info(&p.data),
-        },
-    }
+    let (protocol, info) = match &app {
+        Some(a @ (App::Dns(_) | App::HttpRequest(_) | App::HttpStatus(_))) if p.is_tls() => (a.protocol(), a.info()),
+        _ if p.is_tls() => ("TLS plaintext".into(), format!("Plaintext, {} bytes", p.decoded.payload_size)),
+        Some(a) => (a.protocol(), a.info()),
+        None => (if h.ip.is_some() { p.decoded.protocol.name() } else { "data".into() }, line(&p.data, &h, None)),
+    };
+    Column { protocol, info, app }
 }
 
 /// A Wireshark-like Info line for the packet `data` (from its IP header):
@@ -396,7 +388,13 @@ pub fn info(data: &[u8]) -> String {
     let h = headers(data);
     let Some(ip) = h.ip else { return String::new() };
     let payload = data.get(h.payload_offset..).unwrap_or(&[]);
-    if let Some(a) = app(ip.protocol(), h.ports(), payload) {
+    line(data, &h, app(ip.protocol(), h.ports(), payload).as_ref())
+}
+
+/// [`info`]'s line from headers and the application message already decoded.
+fn line(data: &[u8], h: &Headers, app: Option<&App>) -> String {
+    let Some(ip) = h.ip else { return String::new() };
+    if let Some(a) = app {
         return a.info();
     }
     match h.transport {
@@ -407,7 +405,7 @@ pub fn info(data: &[u8]) -> String {
                 let _ = write!(s, " Ack={}", t.ack);
             }
             let _ = write!(s, " Win={} Len={}", t.window, h.payload_size);
-            let opts = wireshark_tcp_options(tcp_option_bytes(data, &h));
+            let opts = wireshark_tcp_options(tcp_option_bytes(data, h));
             if !opts.is_empty() {
                 let _ = write!(s, " {opts}");
             }
@@ -669,7 +667,7 @@ mod tests {
         assert_eq!(column(&pkt(udp(40000, 53, &query("example.com", 1)))).protocol, "DNS");
         assert_eq!(column(&pkt(tcp(b"GET / HTTP/1.1\r\n\r\n"))).protocol, "HTTP");
         assert_eq!(column(&pkt(tcp(&client_hello("a.example")))).protocol, "TLSv1.0");
-        assert_eq!(column(&pkt(b"junk".to_vec())), Column { protocol: "data".into(), info: String::new() });
+        assert_eq!(column(&pkt(b"junk".to_vec())), Column { protocol: "data".into(), info: String::new(), app: None });
         let record = |plaintext: &[u8]| {
             crate::CapturedPacket::tls_record(crate::TlsRecord {
                 id: 1,

@@ -276,9 +276,11 @@ pub struct RowInfo {
 impl RowInfo {
     pub fn of(p: &CapturedPacket) -> RowInfo {
         use pidcap_packet::info::{self, App};
-        let app = info::app_of(&p.data);
+        // One decode of the headers and one of the payload per packet (this
+        // runs on every arrival): the column's app message gives the colour.
+        let c = info::column(p);
         if let Some(t) = p.tls {
-            let info = match &app {
+            let info = match &c.app {
                 Some(a) => a.info(),
                 None => format!("{} bytes of plaintext", p.decoded.payload_size),
             };
@@ -286,27 +288,23 @@ impl RowInfo {
         }
         let flags = p.decoded.tcp_flags.unwrap_or(0);
         let transport = p.decoded.protocol;
-        // The application protocol's name as Wireshark's Protocol column gives it (`TLSv1.3`, `QUIC`).
-        let (protocol, colour) = match &app {
-            Some(a @ App::Dns(_)) => (a.protocol(), Colour::Dns),
-            Some(a @ (App::HttpRequest(_) | App::HttpStatus(_))) => (a.protocol(), Colour::Http),
-            Some(a @ App::Tls(_)) => (a.protocol(), Colour::Tls),
-            Some(a @ App::Quic(_)) => (a.protocol(), Colour::Udp),
-            _ => (
-                transport.name(),
-                match transport {
-                    Protocol::Tcp if flags & 0x04 != 0 => Colour::TcpRst,
-                    Protocol::Tcp if flags & 0x03 != 0 => Colour::TcpSynFin,
-                    Protocol::Tcp => Colour::Tcp,
-                    Protocol::Udp => Colour::Udp,
-                    Protocol::Icmp | Protocol::Icmpv6 => Colour::Icmp,
-                    Protocol::Other(_) => Colour::Other,
-                },
-            ),
+        let colour = match &c.app {
+            Some(App::Dns(_)) => Colour::Dns,
+            Some(App::HttpRequest(_) | App::HttpStatus(_)) => Colour::Http,
+            Some(App::Tls(_)) => Colour::Tls,
+            Some(App::Quic(_)) => Colour::Udp,
+            None => match transport {
+                Protocol::Tcp if flags & 0x04 != 0 => Colour::TcpRst,
+                Protocol::Tcp if flags & 0x03 != 0 => Colour::TcpSynFin,
+                Protocol::Tcp => Colour::Tcp,
+                Protocol::Udp => Colour::Udp,
+                Protocol::Icmp | Protocol::Icmpv6 => Colour::Icmp,
+                Protocol::Other(_) => Colour::Other,
+            },
         };
         // A reset is a reset whatever the port says (Wireshark's first rule).
         let colour = if transport == Protocol::Tcp && flags & 0x04 != 0 { Colour::TcpRst } else { colour };
-        RowInfo { info: info::info(&p.data), protocol, colour }
+        RowInfo { info: c.info, protocol: c.protocol, colour }
     }
 }
 
