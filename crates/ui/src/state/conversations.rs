@@ -15,10 +15,8 @@
 //! batch. A new capture or a cleared buffer empties the table.
 
 use super::{App, AppMsg, CaptureMsg, EditorMsg, Effect, Level, Msg, PacketsMsg, Tab};
-use pidcap_packet::build::{build, TcpFields, Transport};
-use pidcap_packet::dfilter::DisplayFilter;
 use pidcap_packet::stream::{follow, Conversation, ConversationKey, ConversationTable, FollowStream, Stream};
-use pidcap_packet::{CapturedPacket, Direction, Protocol, Verdict};
+use pidcap_packet::Protocol;
 use std::cmp::Ordering;
 
 /// A followed conversation of at most this many packets is rebuilt as its
@@ -258,19 +256,6 @@ fn refresh(app: &mut App) {
     f.stale = false;
 }
 
-/// The display filter that selects `key`'s packets, in Wireshark's words
-/// (`ip.addr == A && ip.addr == B && tcp.port == P && tcp.port == Q`) when
-/// the display filter takes them and they select `sample` (a packet of the
-/// conversation), else in pidcap's short words (`tcp A B P Q`).
-pub fn filter_text(key: &ConversationKey, sample: &CapturedPacket) -> String {
-    let wireshark = wireshark_filter(key);
-    if DisplayFilter::parse(&wireshark).is_ok_and(|f| f.matches(sample)) {
-        wireshark
-    } else {
-        short_filter(key)
-    }
-}
-
 /// Wireshark's conversation filter for `key` (an address or port said once when both ends share it).
 pub fn wireshark_filter(key: &ConversationKey) -> String {
     let (a, b) = (key.a, key.b);
@@ -294,42 +279,9 @@ pub fn wireshark_filter(key: &ConversationKey) -> String {
     terms.join(" && ")
 }
 
-/// The same in pidcap's short words: protocol, addresses, ports (all must match).
-pub fn short_filter(key: &ConversationKey) -> String {
-    let (a, b) = (key.a, key.b);
-    let mut terms = vec![key.protocol.to_string().to_lowercase(), a.ip().to_string()];
-    if b.ip() != a.ip() {
-        terms.push(b.ip().to_string());
-    }
-    if matches!(key.protocol, Protocol::Tcp | Protocol::Udp) {
-        terms.push(a.port().to_string());
-        if b.port() != a.port() {
-            terms.push(b.port().to_string());
-        }
-    }
-    terms.join(" ")
-}
-
-/// A packet of `key` from `a` to `b` (when none of the conversation is held to check a filter on).
-fn synthetic(key: &ConversationKey) -> Option<CapturedPacket> {
-    let transport = match key.protocol {
-        Protocol::Tcp => Transport::Tcp(TcpFields::default()),
-        Protocol::Udp => Transport::Udp,
-        _ => return None,
-    };
-    let data = build(key.a, key.b, 64, transport, b"").ok()?;
-    let len = data.len() as u32;
-    Some(CapturedPacket::new(0, 0, 0, String::new(), 0, Direction::Outbound, Verdict::Pass, len, data))
-}
-
-/// The first packet of `conv` the list still holds (else one made up).
-fn sample(app: &App, conv: &Conversation) -> Option<CapturedPacket> {
-    conv.packet_ids
-        .iter()
-        .chain(&conv.record_ids)
-        .find_map(|id| app.packets.packet(*id))
-        .map(|p| (**p).clone())
-        .or_else(|| synthetic(&conv.key))
+/// Does the list still hold a packet (or record) of `conv`?
+fn any_held(app: &App, conv: &Conversation) -> bool {
+    conv.packet_ids.iter().chain(&conv.record_ids).any(|id| app.packets.packet(*id).is_some())
 }
 
 fn focused_key(app: &mut App) -> Option<ConversationKey> {
@@ -393,11 +345,11 @@ pub(super) fn update(app: &mut App, msg: ConversationsMsg) -> Vec<Effect> {
 
 fn choose(app: &mut App, key: ConversationKey) -> Vec<Effect> {
     let Some(conv) = app.conversations.table.get(&key) else { return Vec::new() };
-    let Some(sample) = sample(app, conv) else {
+    if !any_held(app, conv) {
         app.notify(Level::Error, format!("No packet of {key} is held any more to filter on."));
         return Vec::new();
-    };
-    let text = filter_text(&key, &sample);
+    }
+    let text = wireshark_filter(&key);
     app.conversations.chosen = Some((key, text.clone()));
     let fx = super::update(app, PacketsMsg::SetFilter(text));
     app.tab = Tab::Capture;
@@ -420,7 +372,10 @@ mod tests {
     use crate::state::update;
     use pidcap_api::protocol::Started;
     use pidcap_packet::build::flags;
+    use pidcap_packet::build::{build, TcpFields, Transport};
+    use pidcap_packet::dfilter::DisplayFilter;
     use pidcap_packet::stream::{Data, Side};
+    use pidcap_packet::{CapturedPacket, Direction, Verdict};
     use pidcap_packet::{TlsInfo, TlsLibrary, TlsRecord};
     use std::sync::Arc;
 
@@ -557,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn filters_in_wireshark_words_and_in_short_words() {
+    fn filters_in_wireshark_words() {
         let k = ConversationKey {
             protocol: Protocol::Tcp,
             a: "10.0.0.1:40000".parse().unwrap(),
@@ -568,7 +523,6 @@ mod tests {
             wireshark_filter(&k),
             "ip.addr == 10.0.0.1 && ip.addr == 10.0.0.2 && tcp.port == 40000 && tcp.port == 80"
         );
-        assert_eq!(short_filter(&k), "tcp 10.0.0.1 10.0.0.2 40000 80");
         let k = ConversationKey {
             protocol: Protocol::Udp,
             a: "[::1]:53".parse().unwrap(),
@@ -576,7 +530,6 @@ mod tests {
             instance: 0,
         };
         assert_eq!(wireshark_filter(&k), "ipv6.addr == ::1 && udp.port == 53 && udp.port == 5353");
-        assert_eq!(short_filter(&k), "udp ::1 53 5353");
         let k = ConversationKey {
             protocol: Protocol::Icmp,
             a: "10.0.0.1:0".parse().unwrap(),
@@ -584,7 +537,34 @@ mod tests {
             instance: 0,
         };
         assert_eq!(wireshark_filter(&k), "icmp && ip.addr == 10.0.0.1");
-        assert_eq!(short_filter(&k), "icmp 10.0.0.1");
+    }
+
+    /// The text the list is given is one the display filter takes, and it
+    /// selects the conversation's packets both ways and not another's.
+    #[test]
+    fn a_conversation_filter_parses_and_selects_its_packets() {
+        let packet = |from: &str, to: &str, tcp: bool| {
+            let t = if tcp { Transport::Tcp(TcpFields::default()) } else { Transport::Udp };
+            let data = build(from.parse().unwrap(), to.parse().unwrap(), 64, t, b"x").unwrap();
+            let len = data.len() as u32;
+            CapturedPacket::new(1, 0, 1, "c".into(), 1, Direction::Outbound, Verdict::Pass, len, data)
+        };
+        for (proto, a, b, other, tcp) in [
+            (Protocol::Tcp, "10.0.0.1:40000", "10.0.0.2:80", "10.0.0.1:40001", true),
+            (Protocol::Udp, "[::1]:53", "[::1]:5353", "[::1]:5354", false),
+        ] {
+            let k = ConversationKey { protocol: proto, a: a.parse().unwrap(), b: b.parse().unwrap(), instance: 0 };
+            let f = DisplayFilter::parse(&wireshark_filter(&k)).unwrap();
+            assert!(f.matches(&packet(a, b, tcp)) && f.matches(&packet(b, a, tcp)), "{}", wireshark_filter(&k));
+            assert!(!f.matches(&packet(other, b, tcp)), "{}", wireshark_filter(&k));
+        }
+        let icmp = ConversationKey {
+            protocol: Protocol::Icmp,
+            a: "10.0.0.1:0".parse().unwrap(),
+            b: "10.0.0.2:0".parse().unwrap(),
+            instance: 0,
+        };
+        DisplayFilter::parse(&wireshark_filter(&icmp)).unwrap();
     }
 
     #[test]
@@ -598,9 +578,9 @@ mod tests {
         update(&mut app, ConversationsMsg::Choose(k));
         let text = app.packets.filter_text.clone();
         assert_eq!(app.packets.filter_error, None, "{text}");
-        // The dialect the display filter takes (Wireshark's once it has it).
+        // In Wireshark's words.
         let k = key(&app);
-        assert!(text == wireshark_filter(&k) || text == short_filter(&k), "{text}");
+        assert_eq!(text, wireshark_filter(&k));
         assert_eq!(app.packets.shown, [1, 2, 3, 4, 5, 6, 7]);
         assert_eq!(app.conversations.chosen, Some((k, text)));
         assert_eq!(app.tab, Tab::Capture);
