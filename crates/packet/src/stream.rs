@@ -531,22 +531,29 @@ fn gap(len: u64, reason: GapReason) -> Data {
     Data::Gap { len, reason }
 }
 
+/// `p`'s payload as a piece at `offset`, and the part the snap length cut
+/// as a gap after it; returns the payload's length on the wire.
+fn push_payload(out: &mut Vec<Piece>, p: &CapturedPacket, offset: u64) -> u64 {
+    let (got, wire) = payload(p);
+    out.push(Piece { order: p.id, offset, data: Data::Bytes(got.to_vec()), packets: vec![p.id] });
+    let cut = wire - got.len() as u64;
+    if cut > 0 {
+        out.push(Piece {
+            order: p.id,
+            offset: offset + got.len() as u64,
+            data: gap(cut, GapReason::Truncated),
+            packets: vec![p.id],
+        });
+    }
+    wire
+}
+
 /// UDP and the rest: each datagram in capture order; a cut one ends in a gap.
 fn datagrams(ps: &[&CapturedPacket]) -> Vec<Piece> {
     let mut out = Vec::new();
     let mut offset = 0;
     for p in ps {
-        let (got, wire) = payload(p);
-        out.push(Piece { order: p.id, offset, data: Data::Bytes(got.to_vec()), packets: vec![p.id] });
-        let cut = wire - got.len() as u64;
-        if cut > 0 {
-            out.push(Piece {
-                order: p.id,
-                offset: offset + got.len() as u64,
-                data: gap(cut, GapReason::Truncated),
-                packets: vec![p.id],
-            });
-        }
+        let wire = push_payload(&mut out, p, offset);
         offset += wire;
     }
     out
@@ -573,17 +580,7 @@ fn records(ps: &[&CapturedPacket]) -> Vec<Piece> {
                 offset += u64::from(ahead);
             }
         }
-        let (got, wire) = payload(p);
-        out.push(Piece { order: p.id, offset, data: Data::Bytes(got.to_vec()), packets: vec![p.id] });
-        let cut = wire - got.len() as u64;
-        if cut > 0 {
-            out.push(Piece {
-                order: p.id,
-                offset: offset + got.len() as u64,
-                data: gap(cut, GapReason::Truncated),
-                packets: vec![p.id],
-            });
-        }
+        let wire = push_payload(&mut out, p, offset);
         offset += wire;
         next_seq = Some(seq.wrapping_add(wire as u32));
     }
