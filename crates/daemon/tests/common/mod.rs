@@ -163,6 +163,9 @@ static N: AtomicU32 = AtomicU32::new(0);
 pub fn socket_path() -> PathBuf {
     let base =
         std::env::temp_dir().join(format!("pidcap-ctl-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    // Fresh: an earlier test binary that had this pid may have left its
+    // socket, stale socket or plain file here (pids are reused across runs).
+    let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
     // A directory the daemon creates itself (so it sets its mode and group).
