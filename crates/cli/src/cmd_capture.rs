@@ -564,6 +564,8 @@ fn capture_loop(
     let mut failure = None;
     // -G -W wrote its last file.
     let mut files_done = false;
+    // `run`'s command has been reaped (its exit seen once).
+    let mut reaped = false;
 
     loop {
         let (tick, write_err) = sink.drain(limit, &mut written, |d| session.step(d));
@@ -595,6 +597,14 @@ fn capture_loop(
                 _ => break,
             }
         }
+        // The command reaped: check the targets now rather than at the next
+        // liveness tick (up to 100 ms later), so `run` ends when it does.
+        if let Ended::Child(child) = ended {
+            if !reaped && child.try_wait().is_some() {
+                reaped = true;
+                session.check_targets_now();
+            }
+        }
         if let Some(live) = tick.live {
             let live = live?;
             if written == 0 {
@@ -612,7 +622,10 @@ fn capture_loop(
                 Ended::Never => false,
             };
             if done {
-                session.wind_down(GRACE);
+                // Packets in flight need a socket of a target that sent or
+                // received something: with none seen there is nothing to wait for.
+                let quiet = session.capture().stats().is_ok_and(|s| s.kernel.target == 0 && s.received == 0);
+                session.wind_down(if quiet { Duration::ZERO } else { GRACE });
             }
         }
     }

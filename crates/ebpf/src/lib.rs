@@ -227,6 +227,7 @@ impl EbpfBackend {
             source: e,
         })?;
 
+        load_programs(&mut ebpf)?;
         for name in PROGRAM_NAMES {
             let prog = ebpf
                 .program_mut(name)
@@ -502,29 +503,71 @@ fn cookie_by_ports(cache: &mut StdHashMap<(u32, u16, u16), u64>, pid: u32, famil
     found
 }
 
+/// Load (verify) every program of [`PROGRAM_NAMES`], on two threads: the
+/// kernel verifies privileged loads concurrently, and verification is most
+/// of the start-up (ingress and egress, the two longest, on different
+/// threads). Attaching stays sequential, in [`PROGRAM_NAMES`]' order.
+fn load_programs(ebpf: &mut Ebpf) -> Result<()> {
+    let mut progs: Vec<(&str, &mut Program)> = ebpf.programs_mut().filter(|(n, _)| PROGRAM_NAMES.contains(n)).collect();
+    if progs.len() != PROGRAM_NAMES.len() {
+        let missing = PROGRAM_NAMES.iter().find(|n| !progs.iter().any(|(p, _)| p == *n)).copied().unwrap_or("?");
+        return Err(EngineError::Unsupported(format!("program {missing} missing from the object")));
+    }
+    // The object's order, which puts ingress and egress next to each other:
+    // alternate between the two halves.
+    progs.sort_by_key(|(n, _)| PROGRAM_NAMES.iter().position(|p| p == n));
+    let (mut a, mut b): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
+    for (i, p) in progs.into_iter().enumerate() {
+        if i % 2 == 0 {
+            a.push(p)
+        } else {
+            b.push(p)
+        }
+    }
+    let load_all = |half: Vec<(&str, &mut Program)>| -> Result<()> {
+        for (name, prog) in half {
+            load_program(prog).map_err(|e| program_err(name, e))?;
+        }
+        Ok(())
+    };
+    std::thread::scope(|s| {
+        let other = s.spawn(|| load_all(b));
+        let mine = load_all(a);
+        let other = other.join().unwrap_or_else(|_| Err(EngineError::Unsupported("a program load panicked".into())));
+        mine.and(other)
+    })
+}
+
+fn load_program(prog: &mut Program) -> Result<(), ProgramError> {
+    match prog {
+        Program::CgroupSkb(p) => p.load(),
+        Program::CgroupSock(p) => p.load(),
+        Program::CgroupSockAddr(p) => p.load(),
+        Program::SockOps(p) => p.load(),
+        Program::RawTracePoint(p) => p.load(),
+        _ => Err(ProgramError::UnexpectedProgramType),
+    }
+}
+
+/// Attach one program loaded by [`load_programs`].
 fn attach(name: &str, prog: &mut Program, cg: &File) -> Result<(), ProgramError> {
     let mode = CgroupAttachMode::Single; // with bpf_link this still coexists with other programs
     match prog {
         Program::CgroupSkb(p) => {
-            p.load()?;
             let kind =
                 if name.ends_with("ingress") { CgroupSkbAttachType::Ingress } else { CgroupSkbAttachType::Egress };
             p.attach(cg, kind, mode)?;
         }
         Program::CgroupSock(p) => {
-            p.load()?;
             p.attach(cg, mode)?;
         }
         Program::CgroupSockAddr(p) => {
-            p.load()?;
             p.attach(cg, mode)?;
         }
         Program::SockOps(p) => {
-            p.load()?;
             p.attach(cg, mode)?;
         }
         Program::RawTracePoint(p) => {
-            p.load()?;
             p.attach(if name == "pidcap_exit" { "sched_process_exit" } else { "sched_process_fork" })?;
         }
         _ => return Err(ProgramError::UnexpectedProgramType),

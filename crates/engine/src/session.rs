@@ -98,12 +98,14 @@ pub struct Session {
     last_live: Instant,
     last_counters: Instant,
     wind_down_until: Option<Instant>,
+    /// [`Session::check_targets_now`] asked for the next step's liveness check.
+    live_due: bool,
 }
 
 impl Session {
     pub fn new(cap: Capture, schedule: Schedule) -> Session {
         let now = Instant::now();
-        Session { cap, schedule, last_live: now, last_counters: now, wind_down_until: None }
+        Session { cap, schedule, last_live: now, last_counters: now, wind_down_until: None, live_due: false }
     }
 
     pub fn schedule(&self) -> Schedule {
@@ -125,7 +127,10 @@ impl Session {
 
     /// Drain for up to [`Schedule::drain`], then run the timers (see [`Tick`]).
     pub fn step(&mut self, drain: Drain<'_>) -> Tick {
-        let drained = self.drain(self.schedule.drain, drain);
+        // A check asked for now, or a wind-down over: take what is there
+        // without waiting for more.
+        let now_due = self.live_due || self.wind_down_until.is_some_and(|until| Instant::now() >= until);
+        let drained = self.drain(if now_due { Duration::ZERO } else { self.schedule.drain }, drain);
         let mut tick = self.timers(true);
         tick.drained = drained;
         tick
@@ -148,6 +153,14 @@ impl Session {
     /// longer checked. A second call does not move the end.
     pub fn wind_down(&mut self, grace: Duration) {
         self.wind_down_until.get_or_insert_with(|| Instant::now() + grace);
+    }
+
+    /// The next [`Session::step`] checks the targets whatever the
+    /// schedule says: the caller knows one just exited (`run`'s command
+    /// reaped), so the capture can end without waiting for the next
+    /// [`Schedule::liveness`] check.
+    pub fn check_targets_now(&mut self) {
+        self.live_due = true;
     }
 
     pub fn is_winding_down(&self) -> bool {
@@ -182,8 +195,11 @@ impl Session {
         let mut tick = Tick { drained: Ok(0), live: None, counters_due: false, finished: false };
         match self.wind_down_until {
             Some(until) => tick.finished = now >= until,
-            None if check_targets && now.duration_since(self.last_live) >= self.schedule.liveness => {
+            None if check_targets
+                && (self.live_due || now.duration_since(self.last_live) >= self.schedule.liveness) =>
+            {
                 self.last_live = now;
+                self.live_due = false;
                 tick.live = Some(self.cap.live_targets());
             }
             None => {}
@@ -255,6 +271,9 @@ mod tests {
         let (mut s, fake) = session(Schedule { liveness: Duration::from_secs(3600), ..FAST });
         fake.insert_target(me);
         assert!(s.step(Drain::Raw(&mut |_| {})).live.is_none(), "not due for an hour");
+        s.check_targets_now();
+        assert_eq!(s.step(Drain::Raw(&mut |_| {})).live.expect("asked for now").unwrap(), [me]);
+        assert!(s.step(Drain::Raw(&mut |_| {})).live.is_none(), "once: then the schedule again");
         let (mut s, fake) = session(FAST);
         fake.insert_target(me);
         fake.insert_target(u32::MAX - 3);
