@@ -26,6 +26,7 @@ use crate::output::{LineFormat, Lines};
 use anyhow::{bail, Context, Result};
 use pidcap_ebpf::{EbpfBackend, LoadOptions};
 use pidcap_engine::cgroup::{CgroupTarget, Cgroupfs};
+use pidcap_engine::procfs::{NetTable, Procfs};
 use pidcap_engine::spawn::{self, Child, Output, Stdio};
 use pidcap_engine::{Capture, CaptureOptions, Drain, EngineError, Process, Schedule, Session};
 use pidcap_engine::{Raw, RawPacket};
@@ -848,22 +849,16 @@ impl Watch {
         if self.hints.ip_sockets && self.hints.unix_sockets {
             return;
         }
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return };
-        let inodes: HashSet<String> = fds
-            .take(Self::FDS)
-            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-            .filter_map(|l| Some(l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.to_string()))
-            .collect();
+        let procfs = Procfs::default();
+        let Ok(inodes) = procfs.socket_inodes_upto(pid, Self::FDS) else { return };
         if inodes.is_empty() {
             return;
         }
-        // The inode column: 7th in net/unix, 10th in net/tcp, udp and their v6 twins.
-        let listed = |file: &str, column: usize| {
-            let table = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")).unwrap_or_default();
-            table.lines().skip(1).filter_map(|l| l.split_whitespace().nth(column)).any(|ino| inodes.contains(ino))
+        let listed = |table: NetTable| {
+            procfs.net_sockets(pid, table).unwrap_or_default().iter().any(|s| inodes.contains(&s.inode))
         };
-        self.hints.unix_sockets |= listed("unix", 6);
-        self.hints.ip_sockets |= ["tcp", "tcp6", "udp", "udp6"].iter().any(|f| listed(f, 9));
+        self.hints.unix_sockets |= listed(NetTable::Unix);
+        self.hints.ip_sockets |= NetTable::IP.into_iter().any(listed);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The one reader of `/proc` for every crate: existence, name, the fields of
 //! `/proc/PID/status` ([`Status`]: ids, uids, groups, capabilities), socket
-//! inodes of open file descriptors, processes by name, and what a packet's
+//! inodes of open file descriptors and the socket tables of a process's
+//! network namespace ([`NetTable`]), processes by name, and what a packet's
 //! process metadata needs (executable, command line, cgroup2 path). The root is a
 //! parameter ([`Procfs::at`]) so tests run on a fake tree.
 
@@ -158,8 +159,14 @@ impl Procfs {
 
     /// Inodes of the sockets among `pid`'s open file descriptors.
     pub fn socket_inodes(&self, pid: u32) -> std::io::Result<HashSet<u64>> {
+        self.socket_inodes_upto(pid, usize::MAX)
+    }
+
+    /// Inodes of the sockets among the first `max` file descriptors of
+    /// `pid` (a hint that must stay cheap for a process with very many).
+    pub fn socket_inodes_upto(&self, pid: u32, max: usize) -> std::io::Result<HashSet<u64>> {
         let mut out = HashSet::new();
-        for entry in fs::read_dir(self.root.join(pid.to_string()).join("fd"))? {
+        for entry in fs::read_dir(self.root.join(pid.to_string()).join("fd"))?.take(max) {
             let Ok(entry) = entry else { continue };
             // Descriptors can close between read_dir and read_link: skip those.
             let Ok(target) = fs::read_link(entry.path()) else { continue };
@@ -168,6 +175,13 @@ impl Procfs {
             }
         }
         Ok(out)
+    }
+
+    /// The sockets of one table of the network namespace `pid` lives in
+    /// (`/proc/PID/net/TABLE`).
+    pub fn net_sockets(&self, pid: u32, table: NetTable) -> io::Result<Vec<NetSocket>> {
+        let text = fs::read_to_string(self.root.join(pid.to_string()).join("net").join(table.file()))?;
+        Ok(parse_net_table(&text, table))
     }
 
     /// Every live process whose `comm` is `name` (compared on its first 15 bytes, as the kernel keeps it).
@@ -181,6 +195,74 @@ impl Procfs {
         pids.sort_unstable();
         pids
     }
+}
+
+/// One of the socket tables of `/proc/PID/net`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetTable {
+    Tcp,
+    Tcp6,
+    Udp,
+    Udp6,
+    Unix,
+}
+
+impl NetTable {
+    /// The IP tables, TCP first.
+    pub const IP: [NetTable; 4] = [NetTable::Tcp, NetTable::Tcp6, NetTable::Udp, NetTable::Udp6];
+
+    pub fn file(self) -> &'static str {
+        match self {
+            NetTable::Tcp => "tcp",
+            NetTable::Tcp6 => "tcp6",
+            NetTable::Udp => "udp",
+            NetTable::Udp6 => "udp6",
+            NetTable::Unix => "unix",
+        }
+    }
+
+    pub fn is_tcp(self) -> bool {
+        matches!(self, NetTable::Tcp | NetTable::Tcp6)
+    }
+}
+
+/// A row of a [`NetTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetSocket {
+    pub inode: u64,
+    /// The local port (0 for a Unix socket or an unbound one).
+    pub local_port: u16,
+    /// The kernel's state number: for TCP `TCP_LISTEN` is 0x0A; a bound,
+    /// unconnected UDP socket is `TCP_CLOSE` (0x07); for Unix, the `St` column.
+    pub state: u8,
+}
+
+impl NetSocket {
+    /// Listening (TCP) or bound and waiting for datagrams (UDP), on a port.
+    pub fn is_listening(&self, table: NetTable) -> bool {
+        let state = if table.is_tcp() { 0x0A } else { 0x07 };
+        table != NetTable::Unix && self.state == state && self.local_port != 0 && self.inode != 0
+    }
+}
+
+/// The rows of the text of one `/proc/PID/net/TABLE` (its header skipped;
+/// malformed rows left out).
+pub fn parse_net_table(text: &str, table: NetTable) -> Vec<NetSocket> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if table == NetTable::Unix {
+                // Num RefCount Protocol Flags Type St Inode [Path]
+                let state = u8::from_str_radix(f.get(5)?, 16).ok()?;
+                return Some(NetSocket { inode: f.get(6)?.parse().ok()?, local_port: 0, state });
+            }
+            // sl local_address rem_address st ... uid timeout inode
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit_once(':')?.1, 16).ok()?;
+            let state = u8::from_str_radix(f.get(3)?, 16).ok()?;
+            Some(NetSocket { inode: f.get(9)?.parse().ok()?, local_port, state })
+        })
+        .collect()
 }
 
 /// `socket:[12345]` -> 12345.
@@ -204,6 +286,38 @@ pub fn truncate_comm(name: &str) -> &str {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn net_tables_give_inode_port_and_state() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+            0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1\n\
+            1: 0100007F:C350 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 222 1\n\
+            garbage\n";
+        let rows = parse_net_table(tcp, NetTable::Tcp);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0], NetSocket { inode: 111, local_port: 8080, state: 0x0A });
+        assert!(rows[0].is_listening(NetTable::Tcp));
+        assert!(!rows[1].is_listening(NetTable::Tcp), "an established connection is not listening");
+        let udp = "header\n 5: 00000000:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000 0 0 333 2\n";
+        let rows = parse_net_table(udp, NetTable::Udp);
+        assert!(rows[0].is_listening(NetTable::Udp) && rows[0].local_port == 53);
+        let unix = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 4444 /run/x.sock\n";
+        assert_eq!(parse_net_table(unix, NetTable::Unix), [NetSocket { inode: 4444, local_port: 0, state: 1 }]);
+    }
+
+    #[test]
+    fn this_process_finds_its_listening_socket_in_its_tables() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let procfs = Procfs::default();
+        let me = std::process::id();
+        let inodes = procfs.socket_inodes(me).unwrap();
+        let rows = procfs.net_sockets(me, NetTable::Tcp).unwrap();
+        let mine = rows.iter().find(|r| inodes.contains(&r.inode) && r.local_port == port).expect("listed");
+        assert!(mine.is_listening(NetTable::Tcp));
+        assert!(procfs.socket_inodes_upto(me, 0).unwrap().is_empty());
+    }
 
     const STATUS: &str = "Name:\tmy proc\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t42\nNgid:\t0\nPid:\t43\n\
         PPid:\t1\nTracerPid:\t0\nUid:\t1000\t1001\t1002\t1003\nGid:\t100\t101\t102\t103\nFDSize:\t64\n\

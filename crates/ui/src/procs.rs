@@ -6,7 +6,7 @@
 //! namespace (read once per namespace per listing): TCP sockets in state
 //! LISTEN, UDP sockets bound and unconnected.
 
-use pidcap_engine::procfs::Procfs;
+use pidcap_engine::procfs::{NetTable, Procfs};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
@@ -73,28 +73,14 @@ pub fn parse_stat(text: &str) -> Option<(u32, u64, u64)> {
     Some((f.get(1)?.parse().ok()?, f.get(6)?.parse().ok()?, f.get(19)?.parse().ok()?))
 }
 
-/// Inode -> port of the listening sockets in the text of one
-/// `/proc/net/{tcp,tcp6,udp,udp6}` table.
-pub fn parse_net_table(text: &str, tcp: bool, out: &mut HashMap<u64, Listen>) {
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else { continue };
-        // TCP_LISTEN = 0x0A; UDP: TCP_CLOSE (0x07) = bound and unconnected.
-        let listening = if tcp { *state == "0A" } else { *state == "07" };
-        let Some(port) = local.rsplit_once(':').and_then(|(_, p)| u16::from_str_radix(p, 16).ok()) else { continue };
-        let Ok(inode) = inode.parse::<u64>() else { continue };
-        if listening && inode != 0 && port != 0 {
-            out.insert(inode, Listen { tcp, port });
-        }
-    }
-}
-
-/// The listening sockets of the network namespace `pid` lives in.
-fn listening_sockets_seen_by(pid: u32) -> HashMap<u64, Listen> {
+/// Inode -> port of the listening sockets of the network namespace `pid` lives in.
+fn listening_sockets_seen_by(procfs: &Procfs, pid: u32) -> HashMap<u64, Listen> {
     let mut out = HashMap::new();
-    for (file, tcp) in [("tcp", true), ("tcp6", true), ("udp", false), ("udp6", false)] {
-        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) {
-            parse_net_table(&text, tcp, &mut out);
+    for table in NetTable::IP {
+        for s in procfs.net_sockets(pid, table).unwrap_or_default() {
+            if s.is_listening(table) {
+                out.insert(s.inode, Listen { tcp: table.is_tcp(), port: s.local_port });
+            }
         }
     }
     out
@@ -124,7 +110,7 @@ pub fn list_processes() -> Vec<ProcInfo> {
             let mut listening = BTreeSet::new();
             if let Some(inodes) = inodes.filter(|i| !i.is_empty()) {
                 if let Ok(ns) = std::fs::read_link(format!("{base}/ns/net")) {
-                    let table = by_netns.entry(ns).or_insert_with(|| listening_sockets_seen_by(pid));
+                    let table = by_netns.entry(ns).or_insert_with(|| listening_sockets_seen_by(&procfs, pid));
                     listening.extend(inodes.iter().filter_map(|i| table.get(i)).copied());
                 }
             }
@@ -208,19 +194,9 @@ mod tests {
     }
 
     #[test]
-    fn parses_stat_and_net_tables() {
+    fn parses_stat() {
         let stat = "42 (a (b) c) S 7 42 42 0 -1 2097216 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0";
         assert_eq!(parse_stat(stat), Some((7, 2097216, 12345)));
         assert_eq!(parse_stat("garbage"), None);
-        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
-            0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1\n\
-            1: 0100007F:C350 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 222 1\n";
-        let mut m = HashMap::new();
-        parse_net_table(tcp, true, &mut m);
-        assert_eq!(m.get(&111), Some(&Listen { tcp: true, port: 8080 }));
-        assert_eq!(m.get(&222), None, "an established connection is not listening");
-        let udp = "header\n 5: 00000000:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000 0 0 333 2\n";
-        parse_net_table(udp, false, &mut m);
-        assert_eq!(m.get(&333).map(|l| l.to_string()).as_deref(), Some("udp/53"));
     }
 }
