@@ -20,34 +20,6 @@ fn setup(tag: &str) -> (NetNs, Stack, Browser) {
     (ns, stack, b)
 }
 
-/// The daemon, the UI server and a browser on it.
-fn open_ui() -> (Stack, Browser) {
-    let stack = Stack::start();
-    let b = Browser::start();
-    b.goto(&stack.ui.url);
-    b.wait_find("#tab-processes");
-    (stack, b)
-}
-
-/// Tick the process in the list and start capturing it.
-fn capture_pid(b: &Browser, pid: u32) {
-    b.tab("processes");
-    b.fill("#proc-search", &pid.to_string());
-    b.click("#refresh-procs");
-    let row = format!("tr[data-pid='{pid}']");
-    b.click(&row);
-    b.wait_find(&format!("{row}.sel"));
-    b.click("#start-capture");
-    let started = std::time::Instant::now();
-    while !b.text("#status").contains("capturing") {
-        if started.elapsed() > STEP {
-            b.screenshot("failed-capture-start");
-            panic!("the capture did not start: {}", b.text(".notices"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Wait until the library list answers the search `query` with `n` entries.
 fn wait_library(b: &Browser, query: &str, n: u64) {
     wait_for(&format!("{n} library entries for {query:?}"), STEP, || {

@@ -18,21 +18,9 @@ use std::process::Stdio;
 const PORT: u16 = 8089;
 const BODY: &str = "hello from the follow-stream test\nsecond line of the file\n";
 
-/// Tick the process in the list and start capturing it.
-fn capture_pid(b: &Browser, pid: u32) {
-    b.tab("processes");
-    b.fill("#proc-search", &pid.to_string());
-    b.click("#refresh-procs");
-    let row = format!("tr[data-pid='{pid}']");
-    b.click(&row);
-    b.wait_find(&format!("{row}.sel"));
-    b.click("#start-capture");
-    wait_for("the capture to start", STEP, || b.text("#status").contains("capturing").then_some(()));
-}
-
 /// Every packet the daemon holds.
 fn daemon_packets(stack: &Stack) -> Vec<CapturedPacket> {
-    let mut c = pidcap_api::Client::connect(&stack.socket).expect("the daemon");
+    let mut c = stack.client();
     let (mut since, mut all) = (0, Vec::new());
     loop {
         let page = c.get_packets(since, None).expect("get_packets");
@@ -103,9 +91,7 @@ fn an_http_exchange_is_listed_as_a_conversation_filtered_to_and_followed() {
     // Printed once it listens.
     let line = server.wait_line();
     assert!(line.contains("Serving HTTP"), "{line}");
-    let b = Browser::start();
-    b.goto(&stack.ui.url);
-    b.wait_find("#tab-processes");
+    let b = stack.browser();
     capture_pid(&b, server.pid());
 
     // Two exchanges: two connections.
@@ -251,9 +237,7 @@ fn a_tls_connection_is_followed_as_its_plaintext_and_as_its_wire_bytes() {
     let mut client =
         Peer::https(Command::new("python3"), "raw-client", &[certs.ca.to_str().unwrap(), &port.to_string()]);
     assert_eq!(client.line(), "ready");
-    let b = Browser::start();
-    b.goto(&stack.ui.url);
-    b.wait_find("#tab-processes");
+    let b = stack.browser();
     capture_pid(&b, client.pid());
     b.tab("capture");
     let pid = client.pid();

@@ -40,9 +40,7 @@ struct Http {
 fn http_capture(tag: &str, port: u16) -> Http {
     let ns = NetNs::new(tag);
     let stack = Stack::start();
-    let b = Browser::start();
-    b.goto(&stack.ui.url);
-    b.wait_find("#tab-processes");
+    let b = stack.browser();
     let log = stack.dir.path().join("http.log");
     let mut server = python(&ns, &["http-server", &port.to_string(), log.to_str().unwrap()]);
     assert_eq!(server.wait_line().trim(), "ready");
@@ -53,18 +51,6 @@ fn http_capture(tag: &str, port: u16) -> Http {
     capture_pid(&b, client.pid());
     b.tab("capture");
     Http { b, _client: client, _server: server, _stack: stack, _ns: ns }
-}
-
-/// Tick the process in the list and start capturing it.
-fn capture_pid(b: &Browser, pid: u32) {
-    b.tab("processes");
-    b.fill("#proc-search", &pid.to_string());
-    b.click("#refresh-procs");
-    let row = format!("tr[data-pid='{pid}']");
-    b.click(&row);
-    b.wait_find(&format!("{row}.sel"));
-    b.click("#start-capture");
-    wait_for("the capture to start", STEP, || b.text("#status").contains("capturing").then_some(()));
 }
 
 /// One row as the page shows it.
@@ -355,9 +341,7 @@ fn the_list_stays_smooth_with_ten_thousand_packets_held() {
     pidcap_testkit::require!(Root, Tool("chromium"), Tool("chromedriver"), Tool("ip"), Tool("python3"));
     let ns = NetNs::new("ui-list-10k");
     let stack = Stack::start();
-    let b = Browser::start();
-    b.goto(&stack.ui.url);
-    b.wait_find("#tab-processes");
+    let b = stack.browser();
     let mut peer = python(&ns, &["listen", "7361", "7362", "/dev/null"]);
     assert_eq!(peer.wait_line().trim(), "ready");
     // 15,000 datagrams in 5 s (more than the 10,000 the list holds).

@@ -48,9 +48,7 @@ fn log_lines(path: &std::path::Path, kind: &str) -> Vec<String> {
 fn a_request_captured_at_the_server_is_resent_to_the_server_on_new_connections_with_each_reply_whole() {
     pidcap_testkit::require!(Root, Tool("chromium"), Tool("chromedriver"), Tool("python3"));
     let stack = Stack::start();
-    let b = Browser::start();
-    b.goto(&stack.ui.url);
-    b.wait_find("#tab-processes");
+    let b = stack.browser();
     let log = stack.dir.path().join("server.log");
     let server = std::process::Command::new("python3")
         .args(["-c", SERVER, log.to_str().unwrap()])

@@ -13,21 +13,9 @@ use common::*;
 use pidcap_testkit::NetNs;
 use serde_json::json;
 
-fn open_ui() -> (Stack, Browser) {
-    let stack = Stack::start();
-    let b = Browser::start();
-    b.goto(&stack.ui.url);
-    b.wait_find("#tab-processes");
-    (stack, b)
-}
-
-fn daemon(stack: &Stack) -> pidcap_api::Client {
-    pidcap_api::Client::connect(&stack.socket).expect("the daemon answers")
-}
-
 /// The daemon's rules, in order (their SPECs).
 fn daemon_rules(stack: &Stack) -> Vec<String> {
-    daemon(stack).get_state().unwrap().filters.into_iter().map(|f| f.spec).collect()
+    stack.client().get_state().unwrap().filters.into_iter().map(|f| f.spec).collect()
 }
 
 /// Tick the row of `pid` (found by searching for `search`).
@@ -111,7 +99,7 @@ fn picker_rules_and_notices() {
     b.fill("#proc-search", "status-b.log");
     b.click("#start-capture");
     wait_for("the capture", STEP, || b.text("#status").contains("capturing").then_some(()));
-    let targets: Vec<u32> = daemon(&stack).get_state().unwrap().targets.iter().map(|t| t.pid).collect();
+    let targets: Vec<u32> = stack.client().get_state().unwrap().targets.iter().map(|t| t.pid).collect();
     assert_eq!(targets, [t.pid()], "the hidden tick was not captured");
     let capturing = format!("Capturing process {}.", t.pid());
     wait_for("the capturing notice", STEP, || b.text("#notices").contains(&capturing).then_some(()));

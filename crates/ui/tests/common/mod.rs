@@ -379,6 +379,33 @@ pub fn pidcap_bin() -> PathBuf {
 }
 
 /// A real daemon (`pidcap daemon`, kernel layer loaded) in its own process, and the UI server.
+/// A stack and a browser on its UI, on the Processes tab.
+pub fn open_ui() -> (Stack, Browser) {
+    let stack = Stack::start();
+    let b = stack.browser();
+    (stack, b)
+}
+
+/// Tick `pid` in the process picker and start capturing it (a screenshot
+/// and the notices when the capture does not start).
+pub fn capture_pid(b: &Browser, pid: u32) {
+    b.tab("processes");
+    b.fill("#proc-search", &pid.to_string());
+    b.click("#refresh-procs");
+    let row = format!("tr[data-pid='{pid}']");
+    b.click(&row);
+    b.wait_find(&format!("{row}.sel"));
+    b.click("#start-capture");
+    let started = Instant::now();
+    while !b.text("#status").contains("capturing") {
+        if started.elapsed() > STEP {
+            b.screenshot("failed-capture-start");
+            panic!("the capture did not start: {}", b.text(".notices"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub struct Stack {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
@@ -388,6 +415,19 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// A browser on this stack's UI, on the Processes tab.
+    pub fn browser(&self) -> Browser {
+        let b = Browser::start();
+        b.goto(&self.ui.url);
+        b.wait_find("#tab-processes");
+        b
+    }
+
+    /// A client of this stack's daemon.
+    pub fn client(&self) -> pidcap_api::Client {
+        pidcap_api::Client::connect(&self.socket).expect("the daemon answers")
+    }
+
     pub fn start() -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("pidcap.sock");
