@@ -68,6 +68,9 @@ pub struct Library {
     path: PathBuf,
     /// [`SEARCH_WINDOW`] and [`RANKED_MATCHES_MAX`], changeable by tests.
     search_limits: (usize, usize),
+    /// The schema version of the database: [`SCHEMA_VERSION`], or an older
+    /// one from [`schema::READ_ONLY_FROM`] on when opened read-only.
+    schema: i64,
 }
 
 impl std::fmt::Debug for Library {
@@ -127,16 +130,18 @@ impl Library {
             // FULL: a commit reported to the caller survives a power cut, not only a crash.
             conn.pragma_update(None, "synchronous", "FULL")?;
             schema::migrate(&mut conn, &path)?;
-        } else {
-            let found = schema::version(&conn)?;
-            if found != SCHEMA_VERSION {
-                return Err(LibraryError::Invalid(format!(
-                    "{} has schema version {found}, this pidcap needs {SCHEMA_VERSION}; open it read-write once to migrate",
-                    path.display()
-                )));
-            }
         }
-        Ok(Library { conn, path, search_limits: (SEARCH_WINDOW, RANKED_MATCHES_MAX) })
+        let found = schema::version(&conn)?;
+        // Read-only, an older schema whose packets read as they are (later
+        // versions only added indexes) is read without migrating it.
+        if !writable && !(schema::READ_ONLY_FROM..=SCHEMA_VERSION).contains(&found) {
+            return Err(LibraryError::Invalid(format!(
+                "{} has schema version {found}, this pidcap reads {} to {SCHEMA_VERSION}; open it read-write once to migrate",
+                path.display(),
+                schema::READ_ONLY_FROM
+            )));
+        }
+        Ok(Library { conn, path, search_limits: (SEARCH_WINDOW, RANKED_MATCHES_MAX), schema: found })
     }
 
     /// Where the database is.

@@ -121,6 +121,10 @@ const MIGRATIONS: &[(&str, Option<Step>)] = &[
     (V5, Some(crate::store::rebuild_bytes_index)),
 ];
 
+/// The oldest schema a read-only open reads without migrating: version 5
+/// only added the byte-presence index (searches that need it say so).
+pub const READ_ONLY_FROM: i64 = 4;
+
 /// The schema version this build writes; older databases are migrated on open.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 

@@ -214,6 +214,13 @@ impl Library {
     /// newest first above it. [`SearchResults`] says which happened.
     pub fn search_results(&self, query: &str, filter: &Filter, limit: usize) -> Result<SearchResults> {
         let Plan { table, matching: m, ranking, bm25 } = plan(query)?;
+        if table == "packets_bytes" && self.schema < 5 {
+            return Err(LibraryError::Invalid(format!(
+                "a 1- or 2-byte hex search needs the byte index of schema 5; {} has version {} (opened read-only): open it read-write once to migrate",
+                self.path.display(),
+                self.schema
+            )));
+        }
         let (window_size, ranked_max) = self.search_limits;
         let (matches, matches_exact, window) = if limit == 0 {
             (0, false, None)

@@ -108,6 +108,27 @@ fn a_version_4_database_gets_the_byte_index_on_open() {
 }
 
 #[test]
+fn a_version_4_database_opened_read_only_gives_its_packets_and_says_what_a_byte_search_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("v4.db");
+    legacy_db(&db, 4, b"GET /\r\n");
+    // `pidcap send --lib` opens read-only: the packet is there, unmigrated.
+    let ro = Library::open_read_only(&db).unwrap();
+    assert_eq!(ro.packet(1).unwrap().packet.payload(), b"GET /\r\n");
+    assert_eq!(hits(&ro, "oldproc").len(), 1, "the full-text index is there");
+    let e = ro.search("hex:0d0a", &Filter::default(), 0).unwrap_err().to_string();
+    assert!(e.contains("schema 5") && e.contains("read-write once"), "{e}");
+    let v: i64 = ro.connection().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(v, 4, "a read-only open migrates nothing");
+    drop(ro);
+    // Older than the packets' columns: refused, with what to do.
+    let db3 = dir.path().join("v3.db");
+    legacy_db(&db3, 3, b"x");
+    let e = Library::open_read_only(&db3).unwrap_err().to_string();
+    assert!(e.contains("version 3") && e.contains("read-write once"), "{e}");
+}
+
+#[test]
 fn the_packet_whose_payload_holds_the_word_ranks_first() {
     let dir = tempfile::tempdir().unwrap();
     let mut lib = Library::open(dir.path().join("l.db")).unwrap();
