@@ -19,12 +19,18 @@
 //! A filter expression (`pidcap run EXPR -- CMD`, `pidcap capture --pid N
 //! EXPR`, `--filter-file`) is compiled first, before anything is loaded or
 //! started, and handed to the engine, which keeps only the packets it matches.
+//!
+//! Where the programs attach (a bystander's packets should not run them):
+//! `run` makes its command a cgroup of its own ([`RunCgroup`], the command
+//! moved in while held) and attaches there; `capture` at the deepest cgroup
+//! holding its pid and cgroup targets ([`capture_attach`]); the root when a
+//! name is a target, the targets are in the root cgroup, or no cgroup can be made.
 use crate::cli::{CaptureArgs, CaptureOpts, RunArgs};
 use crate::keylog::KeyLog;
 use crate::output;
 use crate::output::{LineFormat, Lines};
 use anyhow::{bail, Context, Result};
-use pidcap_ebpf::{EbpfBackend, LoadOptions};
+use pidcap_ebpf::{AttachPoint, EbpfBackend, LoadOptions, RunCgroup};
 use pidcap_engine::cgroup::{CgroupTarget, Cgroupfs};
 use pidcap_engine::spawn::{self, Child, Output, Stdio};
 use pidcap_engine::{Capture, CaptureOptions, Drain, EngineError, Process, Schedule, Session};
@@ -315,8 +321,12 @@ fn record<'a>(
 
 /// Load the programs, with errors that say what to do; `filter` (compiled
 /// before anything started) decides which packets are kept.
-fn load_capture(opts: &CaptureOpts, filter: Option<Arc<pidcap_filter::Filter>>) -> Result<Session> {
-    let load = LoadOptions { ring_bytes: opts.buffer_mib << 20, ..LoadOptions::default() };
+fn load_capture(
+    opts: &CaptureOpts,
+    filter: Option<Arc<pidcap_filter::Filter>>,
+    attach: AttachPoint,
+) -> Result<Session> {
+    let load = LoadOptions { ring_bytes: opts.buffer_mib << 20, attach, ..LoadOptions::default() };
     let backend = EbpfBackend::load(load).map_err(|e| match e {
         EngineError::Permission { .. } => anyhow::Error::new(e),
         e => anyhow::Error::new(e).context("cannot load the kernel layer"),
@@ -391,7 +401,10 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     if let (None, Some(path)) = (&keylog, &args.opts.keylog) {
         eprintln!("pidcap: --keylog {}: ignored, only a pcapng file (-w) keeps TLS keys", path.display());
     }
-    let mut session = load_capture(&args.opts, filter)?;
+    // -- attach point (issue 13) --
+    let scope = run_cgroup();
+    let attach = scope.as_ref().map_or(AttachPoint::Root, |s| AttachPoint::Cgroup(s.dir().to_path_buf()));
+    let mut session = load_capture(&args.opts, filter, attach)?;
     // Every output is open before the command exists: if one cannot be written, the command never runs.
     let mut sink = Sink::open(&args.opts)?;
     if let Some(keylog) = keylog {
@@ -402,6 +415,11 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     let stdio = Stdio { stdout: if to_stdout { Output::Stderr } else { Output::Inherit }, ..Stdio::default() };
     let gated = spawn::spawn_gated(&args.command, &stdio)
         .with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
+    // Into its cgroup while held: its sockets, and its children's, are charged there.
+    if let Some(Err(e)) = scope.as_ref().map(|s| s.adopt(gated.pid)) {
+        gated.abort();
+        return Err(e).context("cannot move the command into its cgroup");
+    }
     if let Err(e) = session.capture_mut().add_pid(gated.pid) {
         gated.abort();
         return Err(e).context("cannot register the command as a target");
@@ -434,7 +452,8 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
     }
     // -- capture by cgroup: resolved before anything is attached --
     let cgroups = resolve_cgroups(&args)?;
-    let mut session = load_capture(&args.opts, filter)?;
+    let attach = capture_attach(&args, &processes, cgroups.as_ref());
+    let mut session = load_capture(&args.opts, filter, attach)?;
     let mut sink = Sink::open(&args.opts)?;
     if let Some(path) = &args.opts.keylog {
         if sink.keeps_keys() {
@@ -522,6 +541,54 @@ fn resolve_cgroups(args: &CaptureArgs) -> Result<Option<(Cgroupfs, Vec<CgroupTar
         }
     }
     Ok(Some((fs, out)))
+}
+
+/// `run`'s own cgroup for its command, or None (the programs then attach
+/// at the root, as before) when none can be made: a read-only cgroupfs, no
+/// permission, pidcap's cgroup not in the mounted hierarchy (a cgroup
+/// namespace). `run` has no targets but its command's tree (no extra pids,
+/// names or cgroups among its options), so the cgroup holds them all.
+fn run_cgroup() -> Option<RunCgroup> {
+    match RunCgroup::create() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::debug!(error = %e, "no cgroup of its own for the command: the programs attach at the cgroup2 root");
+            None
+        }
+    }
+}
+
+/// Where `capture`'s programs attach: the deepest cgroup that holds every
+/// target (its pids' cgroups from /proc/PID/cgroup, its --cgroup, --unit and
+/// --container cgroups); the root when a name is a target (a process of
+/// that name may start anywhere), the targets are in the root cgroup, or a
+/// pid's cgroup cannot be read. A target's children inherit its cgroup (-f).
+/// Limit: a socket is charged to the cgroup its creator was in when it made
+/// it, so one a target made before it moved into its current cgroup is
+/// charged to the old one and not seen (rare: systemd places processes when
+/// they start); see [`pidcap_ebpf::attach_for`].
+fn capture_attach(
+    args: &CaptureArgs,
+    processes: &[Process],
+    cgroups: Option<&(Cgroupfs, Vec<CgroupTarget>)>,
+) -> AttachPoint {
+    if !args.names.is_empty() {
+        return AttachPoint::Root;
+    }
+    let mut paths = Vec::new();
+    for p in processes {
+        match pidcap_ebpf::cgroup_of(p.pid()) {
+            Some(path) => paths.push(path),
+            None => return AttachPoint::Root,
+        }
+    }
+    paths.extend(cgroups.iter().flat_map(|(_, c)| c.iter().map(|t| t.path.clone())));
+    let attach = match cgroups.map(|(fs, _)| fs.clone()).map_or_else(Cgroupfs::system, Ok) {
+        Ok(fs) => pidcap_ebpf::attach_for(&fs, paths.iter().map(String::as_str)),
+        Err(_) => AttachPoint::Root,
+    };
+    tracing::debug!(at = %attach, "the capture's programs attach point");
+    attach
 }
 
 /// Say on stderr that the capture is live (tests wait for this line).
