@@ -583,7 +583,8 @@ fn capture_attach(
         }
     }
     paths.extend(cgroups.iter().flat_map(|(_, c)| c.iter().map(|t| t.path.clone())));
-    let attach = match cgroups.map(|(fs, _)| fs.clone()).map_or_else(Cgroupfs::system, Ok) {
+    let fs = cgroups.map(|(fs, _)| Ok(fs.clone())).unwrap_or_else(pidcap_ebpf::hierarchy);
+    let attach = match fs {
         Ok(fs) => pidcap_ebpf::attach_for(&fs, paths.iter().map(String::as_str)),
         Err(_) => AttachPoint::Root,
     };

@@ -80,11 +80,24 @@ impl std::fmt::Display for AttachPoint {
     }
 }
 
+/// The cgroup2 hierarchy to resolve attach points in: the system's, or
+/// (none mounted in this mount namespace, as under `ip netns exec`, which
+/// mounts a fresh /sys) the one pidcap mounts at [`OWN_MOUNT`].
+pub fn hierarchy() -> Result<Cgroupfs, ScopeError> {
+    match Cgroupfs::system() {
+        Ok(fs) => Ok(fs),
+        Err(CgroupError::NotMounted) => Ok(Cgroupfs::at(cgroup2_root().map_err(ScopeError::Mount)?)),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Why a run's own cgroup could not be made (the capture then attaches at the root).
 #[derive(Debug, thiserror::Error)]
 pub enum ScopeError {
     #[error(transparent)]
     Hierarchy(#[from] CgroupError),
+    #[error(transparent)]
+    Mount(EngineError),
     #[error("pidcap's own cgroup2 cgroup is not known ({0})")]
     NoOwnCgroup(String),
     #[error("{what} {}: {source}", path.display())]
@@ -162,7 +175,7 @@ impl RunCgroup {
     /// pidcap's own cgroup is not in the mounted hierarchy (a cgroup
     /// namespace's mount that does not show it).
     pub fn create() -> Result<RunCgroup, ScopeError> {
-        let fs = Cgroupfs::system()?;
+        let fs = hierarchy()?;
         let own = cgroup_of(std::process::id()).ok_or_else(|| ScopeError::NoOwnCgroup("/proc/self/cgroup".into()))?;
         let parent = fs.resolve(&own)?.dir;
         sweep(&parent);

@@ -38,7 +38,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-pub use cgroup::{attach_for, cgroup2_root, cgroup_of, common_ancestor, find_cgroup2, AttachPoint, RunCgroup, ScopeError};
+pub use cgroup::{
+    attach_for, cgroup2_root, cgroup_of, common_ancestor, find_cgroup2, hierarchy, AttachPoint, RunCgroup, ScopeError,
+};
 
 /// The kernel's own BTF, which the CO-RE relocations of the programs need.
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
