@@ -22,9 +22,9 @@
 //!
 //! Where the programs attach (a bystander's packets should not run them):
 //! `run` makes its command a cgroup of its own ([`RunCgroup`], the command
-//! moved in while held) and attaches there; `capture` at the deepest cgroup
-//! holding its pid and cgroup targets ([`capture_attach`]); the root when a
-//! name is a target, the targets are in the root cgroup, or no cgroup can be made.
+//! moved in while held) and attaches there; `capture --pid` at the deepest
+//! cgroup holding its targets ([`capture_attach`]); the root when a name or a
+//! cgroup is a target, the targets are in the root cgroup, or no cgroup can be made.
 use crate::cli::{CaptureArgs, CaptureOpts, RunArgs};
 use crate::keylog::KeyLog;
 use crate::output;
@@ -559,20 +559,24 @@ fn run_cgroup() -> Option<RunCgroup> {
 }
 
 /// Where `capture`'s programs attach: the deepest cgroup that holds every
-/// target (its pids' cgroups from /proc/PID/cgroup, its --cgroup, --unit and
-/// --container cgroups); the root when a name is a target (a process of
-/// that name may start anywhere), the targets are in the root cgroup, or a
-/// pid's cgroup cannot be read. A target's children inherit its cgroup (-f).
-/// Limit: a socket is charged to the cgroup its creator was in when it made
-/// it, so one a target made before it moved into its current cgroup is
-/// charged to the old one and not seen (rare: systemd places processes when
-/// they start); see [`pidcap_ebpf::attach_for`].
+/// pid target (from /proc/PID/cgroup); the root when a name is a target (a
+/// process of that name may start anywhere), the pids are in the root
+/// cgroup, or a pid's cgroup cannot be read. A target's children inherit its
+/// cgroup (-f).
+///
+/// Also the root with a --cgroup, --unit or --container target: a process
+/// that joins such a cgroup is captured with the sockets it already had
+/// (README), and those are charged to the cgroup it made them in, outside.
+/// The same limit for a pid: a socket is charged to the cgroup its creator
+/// was in when it made it, so one a target made before it moved into its
+/// current cgroup is charged to the old one and not seen from there (rare:
+/// systemd places processes when they start); see [`pidcap_ebpf::attach_for`].
 fn capture_attach(
     args: &CaptureArgs,
     processes: &[Process],
     cgroups: Option<&(Cgroupfs, Vec<CgroupTarget>)>,
 ) -> AttachPoint {
-    if !args.names.is_empty() {
+    if !args.names.is_empty() || cgroups.is_some_and(|(_, c)| !c.is_empty()) {
         return AttachPoint::Root;
     }
     let mut paths = Vec::new();
@@ -582,9 +586,7 @@ fn capture_attach(
             None => return AttachPoint::Root,
         }
     }
-    paths.extend(cgroups.iter().flat_map(|(_, c)| c.iter().map(|t| t.path.clone())));
-    let fs = cgroups.map(|(fs, _)| Ok(fs.clone())).unwrap_or_else(pidcap_ebpf::hierarchy);
-    let attach = match fs {
+    let attach = match pidcap_ebpf::hierarchy() {
         Ok(fs) => pidcap_ebpf::attach_for(&fs, paths.iter().map(String::as_str)),
         Err(_) => AttachPoint::Root,
     };
