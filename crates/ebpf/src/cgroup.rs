@@ -205,7 +205,9 @@ impl Drop for RunCgroup {
     fn drop(&mut self) {
         match dissolve(&self.dir, &self.parent) {
             Ok(0) => tracing::debug!(cgroup = %self.dir.display(), "run cgroup removed"),
-            Ok(n) => tracing::debug!(cgroup = %self.dir.display(), moved = n, "run cgroup removed, its processes moved back"),
+            Ok(n) => {
+                tracing::debug!(cgroup = %self.dir.display(), moved = n, "run cgroup removed, its processes moved back")
+            }
             Err(e) => eprintln!("pidcap: warning: {e}"),
         }
     }

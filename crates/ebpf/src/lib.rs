@@ -914,11 +914,17 @@ mod tests {
             o.check().unwrap();
         }
         // An explicit threshold is kept, and refused when the ring could never reach it.
-        assert_eq!(LoadOptions { ring_bytes: 1 << 20, wakeup_bytes: Some(4096), ..LoadOptions::default() }.wakeup_threshold(), 4096);
+        assert_eq!(
+            LoadOptions { ring_bytes: 1 << 20, wakeup_bytes: Some(4096), ..LoadOptions::default() }.wakeup_threshold(),
+            4096
+        );
         for bad in [Some(1 << 20), Some(2 << 20), Some(0)] {
             let o = LoadOptions { ring_bytes: 1 << 20, wakeup_bytes: bad, ..LoadOptions::default() };
             assert!(matches!(o.check(), Err(EngineError::Invalid(InvalidInput::WakeupBytes { .. }))), "{o:?}");
-            assert!(matches!(EbpfBackend::load(o), Err(EngineError::Invalid(_))), "{o:?} is refused before loading");
+            assert!(
+                matches!(EbpfBackend::load(o.clone()), Err(EngineError::Invalid(_))),
+                "{o:?} is refused before loading"
+            );
         }
         assert!(matches!(
             LoadOptions::with_ring(3 << 20).check(),
