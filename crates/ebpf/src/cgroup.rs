@@ -215,7 +215,8 @@ impl Drop for RunCgroup {
 
 /// Dissolve the `pidcap-run-<pid>` cgroups in `parent` whose pidcap is
 /// gone (the pid does not exist or is not a pidcap: given to another
-/// process since), and a leftover of a pidcap that had our pid.
+/// process since), and a leftover of a pidcap that had our pid. A live
+/// pidcap's is kept, also between its mkdir and its attach.
 fn sweep(parent: &Path) {
     let Ok(entries) = fs::read_dir(parent) else { return };
     for e in entries.flatten() {
@@ -224,8 +225,7 @@ fn sweep(parent: &Path) {
         else {
             continue;
         };
-        let alive = pid != std::process::id()
-            && fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end().starts_with("pidcap"));
+        let alive = pid != std::process::id() && is_pidcap(pid);
         if !alive {
             match dissolve(&e.path(), parent) {
                 Ok(n) => tracing::debug!(cgroup = %e.path().display(), moved = n, "a killed run's cgroup swept"),
@@ -233,6 +233,15 @@ fn sweep(parent: &Path) {
             }
         }
     }
+}
+
+/// Is process `pid` a pidcap: named so, or running our executable (a copy
+/// under another name)?
+fn is_pidcap(pid: u32) -> bool {
+    let named = fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end().starts_with("pidcap"));
+    named
+        || fs::read_link(format!("/proc/{pid}/exe"))
+            .is_ok_and(|e| fs::read_link("/proc/self/exe").is_ok_and(|me| me == e))
 }
 
 /// How long removing a run's cgroup retries while processes leave it.
