@@ -4,13 +4,16 @@
 //! exchange with a server outside that cgroup is captured both ways (the
 //! server's side is not), the cgroup is gone when run ends and a process left
 //! in it is moved back, and the cgroup a SIGKILLed run leaves is swept by the
-//! next run.
+//! next run. `capture --pid` attaches at its target's cgroup, `--name` at the
+//! root (the kernel's list of what is attached where, BPF_PROG_QUERY).
 
 mod common;
 
 use common::*;
 use pidcap_packet::Direction;
-use std::path::PathBuf;
+use pidcap_testkit::cgroup::Cgroup;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -123,4 +126,54 @@ fn the_runs_cgroup_is_removed_with_its_leftovers_moved_back_also_after_a_sigkill
     kill(sleep);
     assert!(!dir.exists(), "the next run swept the killed run's cgroup");
     assert_eq!(sleep_cg.as_deref(), Some(own.as_str()), "its process was moved back");
+}
+
+/// The ids of the programs attached to cgroup `dir` itself (`bpftool cgroup show`: BPF_PROG_QUERY).
+fn attached_at(dir: &Path) -> HashSet<u64> {
+    let out = std::process::Command::new("bpftool").arg("--json").args(["cgroup", "show"]).arg(dir).output().unwrap();
+    assert!(out.status.success(), "bpftool cgroup show {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
+    if out.stdout.iter().all(u8::is_ascii_whitespace) {
+        return HashSet::new(); // nothing attached: bpftool prints nothing
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array().unwrap().iter().filter_map(|p| p["id"].as_u64()).collect()
+}
+
+/// The ids of pidcap `pid`'s two packet programs.
+fn packet_programs(pid: u32) -> HashSet<u64> {
+    let held = programs_held_by(pid);
+    let ids: HashSet<u64> =
+        held.iter().filter(|(_, n)| n == "pidcap_egress" || n == "pidcap_ingress").map(|(id, _)| *id).collect();
+    assert_eq!(ids.len(), 2, "pidcap holds its packet programs: {held:?}");
+    ids
+}
+
+#[test]
+fn capture_by_pid_attaches_at_the_targets_cgroup_run_at_its_own_and_a_name_at_the_root() {
+    require!(Root, Tool("bpftool"));
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let root = pidcap_testkit::cgroup::cgroup2_root();
+    let cg = Cgroup::new("scope-pid");
+    let mut idle = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    cg.add(idle.id());
+
+    let (capture, _lines) = start_pidcap(pidcap().args(["capture", "--no-tls", "--pid", &idle.id().to_string()]));
+    let ours = packet_programs(capture.id());
+    assert!(ours.is_subset(&attached_at(cg.dir())), "capture --pid: on the target's cgroup");
+    assert!(ours.is_disjoint(&attached_at(&root)), "capture --pid: none on the root");
+    drop(capture);
+
+    let (run, _lines) = start_pidcap(pidcap().args(["run", "--no-tls", "--", "sleep", "60"]));
+    let ours = packet_programs(run.id());
+    assert!(ours.is_subset(&attached_at(&run_dir(run.id()))), "run: on its own cgroup");
+    assert!(ours.is_disjoint(&attached_at(&root)), "run: none on the root");
+    run.signal(libc::SIGINT);
+    run.wait();
+
+    let (named, _lines) = start_pidcap(pidcap().args(["capture", "--no-tls", "--name", "pidcap-scope-nm"]));
+    let ours = packet_programs(named.id());
+    assert!(ours.is_subset(&attached_at(&root)), "capture --name: on the root");
+    drop(named);
+    let _ = idle.kill();
+    let _ = idle.wait();
 }
