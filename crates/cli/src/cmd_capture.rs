@@ -428,6 +428,7 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     announce(&args.opts, &format!("pid {} ({})", gated.pid, args.command[0].to_string_lossy()));
     let child = gated.release().with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
     let mut watch = Watch::new(args.no_follow);
+    watch.scope = scope.as_ref().and_then(|s| ScopeWatch::new(s.dir()));
     watch.hints.command = Some((child.pid, args.command[0].to_string_lossy().into_owned(), None));
     let mut ended = Ended::Child(child);
     capture_loop(session, sink, &args.opts, &signals, &mut ended, watch)
@@ -670,6 +671,9 @@ fn capture_loop(
             if written == 0 {
                 watch.look(&live);
             }
+            if let Some(scope) = &mut watch.scope {
+                scope.look(&live);
+            }
             let done = match ended {
                 Ended::Child(child) => match child.try_wait() {
                     Some(code) => {
@@ -868,6 +872,9 @@ impl Coverage {
 struct Watch {
     hints: output::ZeroHints,
     own_netns: Option<PathBuf>,
+    // -- attach point (issue 13) --
+    /// `run`: its targets that leave the command's cgroup.
+    scope: Option<ScopeWatch>,
 }
 
 impl Watch {
@@ -878,7 +885,7 @@ impl Watch {
 
     fn new(no_follow: bool) -> Watch {
         let hints = output::ZeroHints { no_follow, ..Default::default() };
-        Watch { hints, own_netns: std::fs::read_link("/proc/self/ns/net").ok() }
+        Watch { hints, own_netns: std::fs::read_link("/proc/self/ns/net").ok(), scope: None }
     }
 
     fn look(&mut self, live: &[u32]) {
@@ -925,6 +932,52 @@ impl Watch {
 }
 
 /// Is `pid` still pidcap's own image (`run`'s held command before its exec)?
+/// `run`'s targets that moved out of the command's cgroup (where the
+/// programs are attached): the sockets they make from there are charged to
+/// their new cgroup and not seen, so that is said once per process. Looks at
+/// up to [`ScopeWatch::PER_LOOK`] live targets per liveness check, in turn.
+struct ScopeWatch {
+    /// The command's cgroup as /proc/PID/cgroup shows it (`/pidcap-run-N`).
+    path: String,
+    next: usize,
+    said: HashSet<u32>,
+}
+
+impl ScopeWatch {
+    const PER_LOOK: usize = 64;
+
+    fn new(dir: &std::path::Path) -> Option<ScopeWatch> {
+        // The held child went in first: its path as the kernel shows it.
+        let own = pidcap_ebpf::cgroup_of(std::process::id())?;
+        let name = dir.file_name()?.to_str()?;
+        Some(ScopeWatch { path: format!("{}/{name}", own.trim_end_matches('/')), next: 0, said: HashSet::new() })
+    }
+
+    fn look(&mut self, live: &[u32]) {
+        if live.is_empty() {
+            return;
+        }
+        for i in 0..live.len().min(Self::PER_LOOK) {
+            let pid = live[(self.next + i) % live.len()];
+            if self.said.contains(&pid) {
+                continue;
+            }
+            let Some(now) = pidcap_ebpf::cgroup_of(pid) else { continue };
+            if now == self.path || now.starts_with(&format!("{}/", self.path)) {
+                continue;
+            }
+            self.said.insert(pid);
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            eprintln!(
+                "pidcap: warning: pid {pid} ({}) left the command's cgroup for {now}: the sockets it makes there are not \
+                 captured",
+                comm.trim_end()
+            );
+        }
+        self.next = (self.next + Self::PER_LOOK) % live.len();
+    }
+}
+
 fn spawn_held(pid: u32) -> bool {
     match (std::fs::read_link(format!("/proc/{pid}/exe")), std::fs::read_link("/proc/self/exe")) {
         (Ok(a), Ok(b)) => a == b,

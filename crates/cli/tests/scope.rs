@@ -4,7 +4,7 @@
 //! exchange with a server outside that cgroup is captured both ways (the
 //! server's side is not), the cgroup is gone when run ends and a process left
 //! in it is moved back, and the cgroup a SIGKILLed run leaves is swept by the
-//! next run. `capture --pid` attaches at its target's cgroup, `--name` at the
+//! next run; a target that moves itself out is said to. `capture --pid` attaches at its target's cgroup, `--name` at the
 //! root (the kernel's list of what is attached where, BPF_PROG_QUERY).
 
 mod common;
@@ -176,4 +176,18 @@ fn capture_by_pid_attaches_at_the_targets_cgroup_run_at_its_own_and_a_name_at_th
     drop(named);
     let _ = idle.kill();
     let _ = idle.wait();
+}
+
+#[test]
+fn a_target_that_leaves_the_commands_cgroup_is_said_to() {
+    require!(Root);
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let away = Cgroup::new("scope-away");
+    // The shell moves itself out, then becomes a sleep that SIGINT to run ends (pidcap looks every 100 ms).
+    let script = format!("echo $$ > {}/cgroup.procs; exec sleep 60", away.dir().display());
+    let (run, mut lines) = start_pidcap(pidcap().args(["run", "-q", "--no-tls", "--", "sh", "-c", &script]));
+    let said = lines.wait_for("left the command's cgroup", Duration::from_secs(10));
+    assert!(said.contains(&format!("for {}: the sockets it makes there are not captured", away.path())), "{said}");
+    run.signal(libc::SIGINT);
+    run.wait();
 }
