@@ -12,7 +12,14 @@
 #   base     the flood alone (no capture, no eBPF program of ours attached)
 #   hooks    the BYSTANDER case: pidcap captures another, idle process
 #            (`pidcap capture --pid <idle sleep>`); the flood is not a target
-#            and pays only for pidcap's cgroup programs (goal: >= 0.98 of base)
+#            and pays only for pidcap's cgroup programs (goal: >= 0.98 of base).
+#            Here the sleep is in the root cgroup, so the programs attach at
+#            the root (the common cgroup of the targets) and every packet runs them
+#   hooks-run  the bystander while `pidcap run -q -- sleep 600` captures an idle
+#            command in a cgroup of its own (the programs attach there)
+#   hooks-cg the bystander while `pidcap capture --pid <idle sleep>` captures a
+#            sleep first moved into a cgroup of its own (as systemd puts every
+#            service): the programs attach at that cgroup
 #   pidcap   pidcap run -q --no-follow -s SNAP -w FILE -- flood ...   (the flood is the target, not its sink)
 #   tcpdump  tcpdump -i lo -w FILE -B 4096 -s 1514 'udp|tcp port P', started before the flood
 # Scenarios: udp64, udp64x2 (64 B UDP, 1 and 2 senders), udp1400x2 (1400 B,
@@ -46,7 +53,7 @@ set -euo pipefail
 SECS=${SECS:-3}
 REPS=${REPS:-3}
 SCENARIOS=${SCENARIOS:-"udp64 udp64x2 udp1400x2 udp1400x2s128 tcp"}
-CONFIGS=${CONFIGS:-"base hooks pidcap tcpdump"}
+CONFIGS=${CONFIGS:-"base hooks hooks-run hooks-cg pidcap tcpdump"}
 OUTDIR=${OUTDIR:-/tmp/pidcap-bench}
 PORT_BASE=${PORT_BASE:-42100}
 TCPDUMP_SNAPLEN=${TCPDUMP_SNAPLEN:-1514}
@@ -83,9 +90,11 @@ if [ "$render_only" = 0 ]; then
     RESULTS=$OUTDIR/results.tsv
 fi
 BG_PIDS=()
+IDLE_CG= # hooks-cg's cgroup while it exists
 cleanup() {
     local p
     for p in "${BG_PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+    [ -n "$IDLE_CG" ] && remove_idle_cg
     rm -f "$OUTDIR"/*.pcap "$OUTDIR"/*.pcapng 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -146,6 +155,25 @@ print(sum(1 for p in progs if str(p.get("name", "")).startswith("pidcap_")))
     pgrep -a -x pidcap 2>/dev/null | cut -c1-160 | sed 's/^/pidcap process: /' || true
 }
 
+# The cgroup2 mount (a mount of the hierarchy's root), for hooks-cg.
+cgroup2_mount() {
+    awk '{ for (i = 1; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2" && $4 == "/") print $5; break } }' \
+        /proc/self/mountinfo | head -1
+}
+# hooks-cg's cgroup: its processes back to the root cgroup, then removed (a
+# process that just exited can keep it busy for a moment).
+remove_idle_cg() {
+    local i p root
+    root=$(dirname "$IDLE_CG")
+    for i in $(seq 1 100); do
+        for p in $(cat "$IDLE_CG/cgroup.procs" 2>/dev/null); do echo "$p" >"$root/cgroup.procs" 2>/dev/null || true; done
+        rmdir "$IDLE_CG" 2>/dev/null && break
+        [ -d "$IDLE_CG" ] || break
+        sleep 0.02
+    done
+    IDLE_CG=
+}
+
 # Wait until pidcap (pid $1, stderr $2) says it captures: its programs are attached.
 wait_capturing() {
     local pid=$1 err=$2 i
@@ -195,6 +223,37 @@ run_one() {
             kill -INT "$pc"; wait "$pc" || true
             kill "$idle" 2>/dev/null; wait "$idle" 2>/dev/null || true
             BG_PIDS=()
+            ;;
+        hooks-run)
+            # The idle command in run's own cgroup; SIGINT makes run stop it and end.
+            "$PIDCAP" run -q --no-tls -- sleep 600 >/dev/null 2>"$err" &
+            local pc=$!
+            BG_PIDS=("$pc")
+            wait_capturing "$pc" "$err" || die "pidcap run did not attach: $(cat "$err")"
+            # shellcheck disable=SC2086
+            "$FLOOD" $args --secs "$SECS" --port "$port" >"$out"
+            kill -INT "$pc"; wait "$pc" || true
+            BG_PIDS=()
+            ;;
+        hooks-cg)
+            local cg2
+            cg2=$(cgroup2_mount)
+            [ -n "$cg2" ] || die "no cgroup2 mount for hooks-cg"
+            IDLE_CG=$cg2/pidcap-bench-idle-$$
+            mkdir "$IDLE_CG" || die "cannot make $IDLE_CG"
+            sleep 600 &
+            local idle=$!
+            echo "$idle" >"$IDLE_CG/cgroup.procs" || die "cannot move the idle sleep into $IDLE_CG"
+            "$PIDCAP" capture -q --pid "$idle" 2>"$err" &
+            local pc=$!
+            BG_PIDS=("$idle" "$pc")
+            wait_capturing "$pc" "$err" || die "pidcap did not attach: $(cat "$err")"
+            # shellcheck disable=SC2086
+            "$FLOOD" $args --secs "$SECS" --port "$port" >"$out"
+            kill -INT "$pc"; wait "$pc" || true
+            kill "$idle" 2>/dev/null; wait "$idle" 2>/dev/null || true
+            BG_PIDS=()
+            remove_idle_cg
             ;;
         pidcap)
             # shellcheck disable=SC2086
@@ -364,7 +423,7 @@ END {
     if (taxed) printf "!! another pidcap was attached during %d base run(s): those ratios are taxed\n", taxed
     printf "Medians of the reps, except ringdr, td-drop and the two loss columns: the WORST run.\n"
     printf "Throughput: packets/s for UDP, bytes/s for TCP. pkts = UDP datagrams the flood sent in the pidcap (pc) and tcpdump (td) run.\n"
-    printf "hooks = the bystander: pidcap captures an idle process, the flood is not a target.\n\n"
+    printf "hooks = the bystander: pidcap captures an idle process, the flood is not a target (more in the bystanders table below).\n\n"
     printf "%-13s | %9s %9s %6s %7s | %9s %9s %9s %7s | %8s %8s %8s %8s | %7s %7s %7s %6s\n", \
         "scenario", "pkts(pc)", "pidcap", "ringdr", "loss", "pkts(td)", "tcpdump", "td-drop", "loss", \
         "base", "hooks", "pidcap", "tcpdump", "hooks/b", "pidc/b", "tcpd/b", "pc/td"
@@ -393,6 +452,18 @@ END {
         printf "!! pidcap captured MORE than the flood sent in:%s (another process captured too: the sink followed as a child?)\n", bogus
     printf "pc/td: the target'\''s rate under pidcap / under tcpdump (>= 1: pidcap costs the target no more than tcpdump).\n"
 
+    # The bystander, by where pidcap attaches its programs.
+    printf "\nBystanders (the flood is not a target; medians): hooks = capture --pid <idle sleep in the root cgroup> (programs on\n"
+    printf "the root); hooks-run = run -q -- sleep (programs on run'\''s own cgroup); hooks-cg = capture --pid <idle sleep in a\n"
+    printf "cgroup of its own> (programs on that cgroup).\n"
+    printf "%-13s | %8s %8s %9s %8s | %7s %7s %7s\n", "scenario", "base", "hooks", "hooks-run", "hooks-cg", "hooks/b", "run/b", "cg/b"
+    for (i = 1; i <= nsc; i++) {
+        sc = order[i]; tf = (sc ~ /^tcp/) ? "bps" : "pps"
+        b = get(sc, "base", tf); h = get(sc, "hooks", tf); hr = get(sc, "hooks-run", tf); hc = get(sc, "hooks-cg", tf)
+        HR[sc] = ratio(hr, b); HC[sc] = ratio(hc, b)
+        printf "%-13s | %8s %8s %9s %8s | %7s %7s %7s\n", sc, si(b), si(h), si(hr), si(hc), pct(h, b), pct(hr, b), pct(hc, b)
+    }
+
     # The file written, against what the file system takes.
     dc = get("fs", "dd-cache", "bps"); ds = get("fs", "dd-sync", "bps")
     printf "\nWrite rates (capture file bytes / flood seconds, medians) against the file system'\''s, measured in this run\n"
@@ -418,6 +489,10 @@ END {
         sc = order[i]
         if (sc == "udp64" || sc == "udp64x2" || sc == "tcp")
             goal("bystander keeps its rate", sc, "hooks/base " r2(HB[sc]), ">= 0.98", HB[sc] == "-" ? "-" : HB[sc] >= 0.98)
+        if (sc == "udp64" || sc == "udp64x2" || sc == "tcp")
+            goal("  ... beside run'\''s own cgroup", sc, "hooks-run/base " r2(HR[sc]), ">= 0.98", HR[sc] == "-" ? "-" : HR[sc] >= 0.98)
+        if (sc == "udp64" || sc == "udp64x2" || sc == "tcp")
+            goal("  ... beside the target'\''s cgroup", sc, "hooks-cg/base " r2(HC[sc]), ">= 0.98", HC[sc] == "-" ? "-" : HC[sc] >= 0.98)
     }
     for (i = 1; i <= nsc; i++) {
         sc = order[i]; want = (sc == "tcp") ? 0.95 : (sc ~ /^udp64/) ? 0.90 : 0

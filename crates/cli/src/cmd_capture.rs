@@ -19,12 +19,18 @@
 //! A filter expression (`pidcap run EXPR -- CMD`, `pidcap capture --pid N
 //! EXPR`, `--filter-file`) is compiled first, before anything is loaded or
 //! started, and handed to the engine, which keeps only the packets it matches.
+//!
+//! Where the programs attach (a bystander's packets should not run them):
+//! `run` makes its command a cgroup of its own ([`RunCgroup`], the command
+//! moved in while held) and attaches there; `capture --pid` at the deepest
+//! cgroup holding its targets ([`capture_attach`]); the root when a name or a
+//! cgroup is a target, the targets are in the root cgroup, or no cgroup can be made.
 use crate::cli::{CaptureArgs, CaptureOpts, RunArgs};
 use crate::keylog::KeyLog;
 use crate::output;
 use crate::output::{LineFormat, Lines};
 use anyhow::{bail, Context, Result};
-use pidcap_ebpf::{EbpfBackend, LoadOptions};
+use pidcap_ebpf::{AttachPoint, EbpfBackend, LoadOptions, RunCgroup};
 use pidcap_engine::cgroup::{CgroupTarget, Cgroupfs};
 use pidcap_engine::procfs::{NetTable, Procfs};
 use pidcap_engine::spawn::{self, Child, Output, Stdio};
@@ -316,8 +322,12 @@ fn record<'a>(
 
 /// Load the programs, with errors that say what to do; `filter` (compiled
 /// before anything started) decides which packets are kept.
-fn load_capture(opts: &CaptureOpts, filter: Option<Arc<pidcap_filter::Filter>>) -> Result<Session> {
-    let load = LoadOptions { ring_bytes: opts.buffer_mib << 20, ..LoadOptions::default() };
+fn load_capture(
+    opts: &CaptureOpts,
+    filter: Option<Arc<pidcap_filter::Filter>>,
+    attach: AttachPoint,
+) -> Result<Session> {
+    let load = LoadOptions { ring_bytes: opts.buffer_mib << 20, attach, ..LoadOptions::default() };
     let backend = EbpfBackend::load(load).map_err(|e| match e {
         EngineError::Permission { .. } => anyhow::Error::new(e),
         e => anyhow::Error::new(e).context("cannot load the kernel layer"),
@@ -392,7 +402,10 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     if let (None, Some(path)) = (&keylog, &args.opts.keylog) {
         eprintln!("pidcap: --keylog {}: ignored, only a pcapng file (-w) keeps TLS keys", path.display());
     }
-    let mut session = load_capture(&args.opts, filter)?;
+    // -- attach point (issue 13) --
+    let scope = run_cgroup();
+    let attach = scope.as_ref().map_or(AttachPoint::Root, |s| AttachPoint::Cgroup(s.dir().to_path_buf()));
+    let mut session = load_capture(&args.opts, filter, attach)?;
     // Every output is open before the command exists: if one cannot be written, the command never runs.
     let mut sink = Sink::open(&args.opts)?;
     if let Some(keylog) = keylog {
@@ -403,6 +416,11 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     let stdio = Stdio { stdout: if to_stdout { Output::Stderr } else { Output::Inherit }, ..Stdio::default() };
     let gated = spawn::spawn_gated(&args.command, &stdio)
         .with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
+    // Into its cgroup while held: its sockets, and its children's, are charged there.
+    if let Some(Err(e)) = scope.as_ref().map(|s| s.adopt(gated.pid)) {
+        gated.abort();
+        return Err(e).context("cannot move the command into its cgroup");
+    }
     if let Err(e) = session.capture_mut().add_pid(gated.pid) {
         gated.abort();
         return Err(e).context("cannot register the command as a target");
@@ -411,6 +429,7 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     announce(&args.opts, &format!("pid {} ({})", gated.pid, args.command[0].to_string_lossy()));
     let child = gated.release().with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
     let mut watch = Watch::new(args.no_follow);
+    watch.scope = scope.as_ref().and_then(|s| ScopeWatch::new(s.dir()));
     watch.hints.command = Some((child.pid, args.command[0].to_string_lossy().into_owned(), None));
     let mut ended = Ended::Child(child);
     capture_loop(session, sink, &args.opts, &signals, &mut ended, watch)
@@ -435,7 +454,8 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
     }
     // -- capture by cgroup: resolved before anything is attached --
     let cgroups = resolve_cgroups(&args)?;
-    let mut session = load_capture(&args.opts, filter)?;
+    let attach = capture_attach(&args, &processes, cgroups.as_ref());
+    let mut session = load_capture(&args.opts, filter, attach)?;
     let mut sink = Sink::open(&args.opts)?;
     if let Some(path) = &args.opts.keylog {
         if sink.keeps_keys() {
@@ -525,6 +545,57 @@ fn resolve_cgroups(args: &CaptureArgs) -> Result<Option<(Cgroupfs, Vec<CgroupTar
     Ok(Some((fs, out)))
 }
 
+/// `run`'s own cgroup for its command, or None (the programs then attach
+/// at the root, as before) when none can be made: a read-only cgroupfs, no
+/// permission, pidcap's cgroup not in the mounted hierarchy (a cgroup
+/// namespace). `run` has no targets but its command's tree (no extra pids,
+/// names or cgroups among its options), so the cgroup holds them all.
+fn run_cgroup() -> Option<RunCgroup> {
+    match RunCgroup::create() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::debug!(error = %e, "no cgroup of its own for the command: the programs attach at the cgroup2 root");
+            None
+        }
+    }
+}
+
+/// Where `capture`'s programs attach: the deepest cgroup that holds every
+/// pid target (from /proc/PID/cgroup); the root when a name is a target (a
+/// process of that name may start anywhere), the pids are in the root
+/// cgroup, or a pid's cgroup cannot be read. A target's children inherit its
+/// cgroup (-f).
+///
+/// Also the root with a --cgroup, --unit or --container target: a process
+/// that joins such a cgroup is captured with the sockets it already had
+/// (README), and those are charged to the cgroup it made them in, outside.
+/// The same limit for a pid: a socket is charged to the cgroup its creator
+/// was in when it made it, so one a target made before it moved into its
+/// current cgroup is charged to the old one and not seen from there (rare:
+/// systemd places processes when they start); see [`pidcap_ebpf::attach_for`].
+fn capture_attach(
+    args: &CaptureArgs,
+    processes: &[Process],
+    cgroups: Option<&(Cgroupfs, Vec<CgroupTarget>)>,
+) -> AttachPoint {
+    if !args.names.is_empty() || cgroups.is_some_and(|(_, c)| !c.is_empty()) {
+        return AttachPoint::Root;
+    }
+    let mut paths = Vec::new();
+    for p in processes {
+        match pidcap_ebpf::cgroup_of(p.pid()) {
+            Some(path) => paths.push(path),
+            None => return AttachPoint::Root,
+        }
+    }
+    let attach = match pidcap_ebpf::hierarchy() {
+        Ok(fs) => pidcap_ebpf::attach_for(&fs, paths.iter().map(String::as_str)),
+        Err(_) => AttachPoint::Root,
+    };
+    tracing::debug!(at = %attach, "the capture's programs attach point");
+    attach
+}
+
 /// Say on stderr that the capture is live (tests wait for this line).
 fn announce(opts: &CaptureOpts, what: &str) {
     let to = match &opts.write {
@@ -610,6 +681,9 @@ fn capture_loop(
             let live = live?;
             if written == 0 {
                 watch.look(&live);
+            }
+            if let Some(scope) = &mut watch.scope {
+                scope.look(&live);
             }
             let done = match ended {
                 Ended::Child(child) => match child.try_wait() {
@@ -812,6 +886,9 @@ impl Coverage {
 struct Watch {
     hints: output::ZeroHints,
     own_netns: Option<PathBuf>,
+    // -- attach point (issue 13) --
+    /// `run`: its targets that leave the command's cgroup.
+    scope: Option<ScopeWatch>,
 }
 
 impl Watch {
@@ -822,7 +899,7 @@ impl Watch {
 
     fn new(no_follow: bool) -> Watch {
         let hints = output::ZeroHints { no_follow, ..Default::default() };
-        Watch { hints, own_netns: std::fs::read_link("/proc/self/ns/net").ok() }
+        Watch { hints, own_netns: std::fs::read_link("/proc/self/ns/net").ok(), scope: None }
     }
 
     fn look(&mut self, live: &[u32]) {
@@ -863,6 +940,52 @@ impl Watch {
 }
 
 /// Is `pid` still pidcap's own image (`run`'s held command before its exec)?
+/// `run`'s targets that moved out of the command's cgroup (where the
+/// programs are attached): the sockets they make from there are charged to
+/// their new cgroup and not seen, so that is said once per process. Looks at
+/// up to [`ScopeWatch::PER_LOOK`] live targets per liveness check, in turn.
+struct ScopeWatch {
+    /// The command's cgroup as /proc/PID/cgroup shows it (`/pidcap-run-N`).
+    path: String,
+    next: usize,
+    said: HashSet<u32>,
+}
+
+impl ScopeWatch {
+    const PER_LOOK: usize = 64;
+
+    fn new(dir: &std::path::Path) -> Option<ScopeWatch> {
+        // The held child went in first: its path as the kernel shows it.
+        let own = pidcap_ebpf::cgroup_of(std::process::id())?;
+        let name = dir.file_name()?.to_str()?;
+        Some(ScopeWatch { path: format!("{}/{name}", own.trim_end_matches('/')), next: 0, said: HashSet::new() })
+    }
+
+    fn look(&mut self, live: &[u32]) {
+        if live.is_empty() {
+            return;
+        }
+        for i in 0..live.len().min(Self::PER_LOOK) {
+            let pid = live[(self.next + i) % live.len()];
+            if self.said.contains(&pid) {
+                continue;
+            }
+            let Some(now) = pidcap_ebpf::cgroup_of(pid) else { continue };
+            if now == self.path || now.starts_with(&format!("{}/", self.path)) {
+                continue;
+            }
+            self.said.insert(pid);
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            eprintln!(
+                "pidcap: warning: pid {pid} ({}) left the command's cgroup for {now}: the sockets it makes there are not \
+                 captured",
+                comm.trim_end()
+            );
+        }
+        self.next = (self.next + Self::PER_LOOK) % live.len();
+    }
+}
+
 fn spawn_held(pid: u32) -> bool {
     match (std::fs::read_link(format!("/proc/{pid}/exe")), std::fs::read_link("/proc/self/exe")) {
         (Ok(a), Ok(b)) => a == b,

@@ -127,27 +127,23 @@ fn a_process_in_a_cgroup_of_its_own_shows_the_path_and_the_container() {
     let ns = NetNs::new("meta-cgroup");
     let scratch = Scratch::new("meta-cgroup");
     let id = format!("{:0>64}", format!("{:x}", 0xdecafbad_u64 + u64::from(std::process::id())));
-    let top = cgroup2_mount().join(format!("pidcap-meta-{}", std::process::id()));
-    let leaf = top.join(format!("docker-{id}.scope"));
-    std::fs::create_dir_all(&leaf).unwrap();
-    struct Gone(PathBuf, PathBuf);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir(&self.1);
-            let _ = std::fs::remove_dir(&self.0);
-        }
-    }
-    let _gone = Gone(top.clone(), leaf.clone());
     let file = scratch.path("cg.pcapng");
     let pid_file = scratch.path("pid");
+    let own_file = scratch.path("own");
+    // The cgroup is made below the command's own (run's cgroup, where the
+    // programs are attached: a process that leaves it is not seen; run
+    // removes what is below it at the end).
+    let rel = format!("pidcap-meta-{}/docker-{id}.scope", std::process::id());
     // The shell moves itself into the cgroup, then starts python there (in
     // the namespace: `ip netns exec` mounts a /sys of its own, so the shell
     // stays outside).
     let script = format!(
-        "echo $$ > {}/cgroup.procs; ip netns exec {} python3 -c \"$1\" & echo $! > {}; wait; true",
-        leaf.display(),
+        "own=$(sed -n 's/^0:://p' /proc/self/cgroup); echo \"$own\" > {own}; leaf={mount}$own/{rel}; \
+         mkdir -p $leaf && echo $$ > $leaf/cgroup.procs; ip netns exec {} python3 -c \"$1\" & echo $! > {}; wait; true",
         ns.name,
-        pid_file.display()
+        pid_file.display(),
+        own = own_file.display(),
+        mount = cgroup2_mount().display(),
     );
     let out = pidcap()
         .args(["run", "-f", "-q", "-w"])
@@ -161,7 +157,8 @@ fn a_process_in_a_cgroup_of_its_own_shows_the_path_and_the_container() {
     let packets = read_capture(&file);
     let mine = of_pid(&packets, child);
     assert!(!mine.is_empty(), "the child's packets: {packets:#?}");
-    let path = format!("/pidcap-meta-{}/docker-{id}.scope", std::process::id());
+    let own = std::fs::read_to_string(&own_file).unwrap();
+    let path = format!("{}/{rel}", own.trim().trim_end_matches('/'));
     for p in mine {
         let m = p.process.as_ref().expect("metadata");
         assert_eq!(m.cgroup, path);

@@ -1,6 +1,11 @@
-//! Finding (or mounting) the cgroup2 hierarchy whose root the programs attach to.
+//! Finding (or mounting) the cgroup2 hierarchy, and where in it the
+//! programs attach ([`AttachPoint`]): the root, the deepest cgroup holding a
+//! capture's targets ([`attach_for`]), or `pidcap run`'s own cgroup for its
+//! command ([`RunCgroup`]: made, swept after a killed run, dissolved).
 
 pub use pidcap_engine::cgroup::find_cgroup2;
+use pidcap_engine::cgroup::{CgroupError, Cgroupfs};
+use pidcap_engine::container::cgroup2_path;
 use pidcap_engine::error::{EngineError, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -43,4 +48,259 @@ fn mount_cgroup2(dir: &Path) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Where [`crate::EbpfBackend::load`] attaches the cgroup programs
+/// ([`crate::LoadOptions::attach`]). A cgroup program runs for the sockets
+/// of its cgroup and of the cgroups below it (a socket is charged to the
+/// cgroup of the process that created it, `sock_create`/`connect`/`sendmsg`
+/// to the socket's, `cgroup_skb` ingress and egress to the socket a packet
+/// is received on or sent from), so a capture attached where its targets
+/// live costs the rest of the machine nothing: a bystander's packets never
+/// run a program of ours. The ownership and cgroup-target logic work from
+/// any attach point (`match_cgroup` reads the task's ancestors at absolute
+/// levels, `bpf_get_current_ancestor_cgroup_id`); the tracepoints (fork,
+/// exit, TLS) are global either way.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AttachPoint {
+    /// The cgroup2 root: every process's packets run the programs (the
+    /// daemon, whose jobs come and go; captures by name).
+    #[default]
+    Root,
+    /// A cgroup2 directory: only the sockets of processes in it and below it.
+    Cgroup(PathBuf),
+}
+
+impl std::fmt::Display for AttachPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttachPoint::Root => f.write_str("the cgroup2 root"),
+            AttachPoint::Cgroup(dir) => write!(f, "cgroup {}", dir.display()),
+        }
+    }
+}
+
+/// The cgroup2 hierarchy to resolve attach points in: the system's, or
+/// (none mounted in this mount namespace, as under `ip netns exec`, which
+/// mounts a fresh /sys) the one pidcap mounts at [`OWN_MOUNT`].
+pub fn hierarchy() -> Result<Cgroupfs, ScopeError> {
+    match Cgroupfs::system() {
+        Ok(fs) => Ok(fs),
+        Err(CgroupError::NotMounted) => Ok(Cgroupfs::at(cgroup2_root().map_err(ScopeError::Mount)?)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Why a run's own cgroup could not be made (the capture then attaches at the root).
+#[derive(Debug, thiserror::Error)]
+pub enum ScopeError {
+    #[error(transparent)]
+    Hierarchy(#[from] CgroupError),
+    #[error(transparent)]
+    Mount(EngineError),
+    #[error("pidcap's own cgroup2 cgroup is not known ({0})")]
+    NoOwnCgroup(String),
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Process `pid`'s cgroup2 path as `/proc/PID/cgroup` shows it (`/` for the
+/// root); None when it cannot be read or names a removed cgroup.
+pub fn cgroup_of(pid: u32) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = cgroup2_path(&text)?.trim_end();
+    (path.starts_with('/') && !path.ends_with(" (deleted)")).then(|| path.to_string())
+}
+
+/// The deepest cgroup path that holds every one of `paths` (whole
+/// components: `/a/b` and `/a/bc` share `/a`); None for no path.
+pub fn common_ancestor<'a>(paths: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut common: Option<Vec<&str>> = None;
+    for p in paths {
+        let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty()).collect();
+        common = Some(match common {
+            None => parts,
+            Some(c) => c.iter().zip(&parts).take_while(|(a, b)| a == b).map(|(a, _)| *a).collect(),
+        });
+    }
+    common.map(|c| format!("/{}", c.join("/")))
+}
+
+/// The attach point for targets in cgroups `paths` (hierarchy paths): the
+/// deepest cgroup holding them all, the root when that is the root or it
+/// cannot be resolved in `fs`.
+///
+/// Limit: a socket is charged to the cgroup of the process that created it,
+/// when it created it; a socket a target made before it moved into its
+/// current cgroup stays charged to the old one and is not seen from here
+/// (rare: systemd places a service's processes in its cgroup when they
+/// start). So is a socket another process created and passed to a target.
+pub fn attach_for<'a>(fs: &Cgroupfs, paths: impl IntoIterator<Item = &'a str>) -> AttachPoint {
+    match common_ancestor(paths) {
+        Some(p) if p != "/" => match fs.resolve(&p) {
+            Ok(t) => AttachPoint::Cgroup(t.dir),
+            Err(e) => {
+                tracing::debug!(cgroup = %p, error = %e, "the targets' cgroup cannot be attached to: attaching at the root");
+                AttachPoint::Root
+            }
+        },
+        _ => AttachPoint::Root,
+    }
+}
+
+/// The prefix of a run's cgroup directory name; the rest is pidcap's pid.
+pub const RUN_PREFIX: &str = "pidcap-run-";
+
+/// `pidcap run`'s own cgroup, `<pidcap's cgroup>/pidcap-run-<pid>`: the
+/// command is moved into it while it is held (before its exec), and the
+/// programs attach to it, so its followed children (which inherit it) and
+/// their sockets are what runs them. When dropped, any process still in it
+/// (an orphaned descendant, also in cgroups it made below) is moved back to
+/// the cgroup it came from and the directory is removed. A run killed with
+/// SIGKILL leaves it: the next run sweeps it ([`RunCgroup::create`]).
+#[derive(Debug)]
+pub struct RunCgroup {
+    dir: PathBuf,
+    parent: PathBuf,
+}
+
+impl RunCgroup {
+    /// Sweep what killed runs left beside pidcap's cgroup, then make this
+    /// run's. Fails on a read-only cgroupfs, without permission, or when
+    /// pidcap's own cgroup is not in the mounted hierarchy (a cgroup
+    /// namespace's mount that does not show it).
+    pub fn create() -> Result<RunCgroup, ScopeError> {
+        let fs = hierarchy()?;
+        let own = cgroup_of(std::process::id()).ok_or_else(|| ScopeError::NoOwnCgroup("/proc/self/cgroup".into()))?;
+        let parent = fs.resolve(&own)?.dir;
+        sweep(&parent);
+        let dir = parent.join(format!("{RUN_PREFIX}{}", std::process::id()));
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new().mode(0o755).create(&dir).map_err(|source| ScopeError::Io {
+            what: "creating",
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(RunCgroup { dir, parent })
+    }
+
+    /// The directory (the attach point).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Move process `pid` (the held command) into the cgroup.
+    pub fn adopt(&self, pid: u32) -> Result<(), ScopeError> {
+        let procs = self.dir.join("cgroup.procs");
+        fs::write(&procs, pid.to_string()).map_err(|source| ScopeError::Io { what: "writing", path: procs, source })
+    }
+}
+
+impl Drop for RunCgroup {
+    fn drop(&mut self) {
+        match dissolve(&self.dir, &self.parent) {
+            Ok(0) => tracing::debug!(cgroup = %self.dir.display(), "run cgroup removed"),
+            Ok(n) => {
+                tracing::debug!(cgroup = %self.dir.display(), moved = n, "run cgroup removed, its processes moved back")
+            }
+            Err(e) => eprintln!("pidcap: warning: {e}"),
+        }
+    }
+}
+
+/// Dissolve the `pidcap-run-<pid>` cgroups in `parent` whose pidcap is
+/// gone (the pid does not exist or is not a pidcap: given to another
+/// process since), and a leftover of a pidcap that had our pid. A live
+/// pidcap's is kept, also between its mkdir and its attach.
+fn sweep(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(RUN_PREFIX)).and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid != std::process::id() && is_pidcap(pid);
+        if !alive {
+            match dissolve(&e.path(), parent) {
+                Ok(n) => tracing::debug!(cgroup = %e.path().display(), moved = n, "a killed run's cgroup swept"),
+                Err(err) => tracing::warn!(error = %err, "a killed run's cgroup could not be swept"),
+            }
+        }
+    }
+}
+
+/// Is process `pid` a pidcap: named so, or running our executable (a copy
+/// under another name)?
+fn is_pidcap(pid: u32) -> bool {
+    let named = fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end().starts_with("pidcap"));
+    named
+        || fs::read_link(format!("/proc/{pid}/exe"))
+            .is_ok_and(|e| fs::read_link("/proc/self/exe").is_ok_and(|me| me == e))
+}
+
+/// How long removing a run's cgroup retries while processes leave it.
+const DISSOLVE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Move every process in `dir` and below it to `to`, then remove `dir` and
+/// the cgroups below it (deepest first). Returns how many were moved.
+/// Retried until [`DISSOLVE_DEADLINE`]: a process forking while it is
+/// moved, or one that just exited, can keep a cgroup busy for a moment.
+fn dissolve(dir: &Path, to: &Path) -> Result<usize, ScopeError> {
+    let deadline = std::time::Instant::now() + DISSOLVE_DEADLINE;
+    let mut moved = 0;
+    loop {
+        let mut dirs = vec![dir.to_path_buf()];
+        let mut i = 0;
+        while i < dirs.len() {
+            if let Ok(entries) = fs::read_dir(&dirs[i]) {
+                dirs.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+            }
+            i += 1;
+        }
+        let dest = to.join("cgroup.procs");
+        for d in &dirs {
+            let Ok(text) = fs::read_to_string(d.join("cgroup.procs")) else { continue };
+            for pid in text.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+                // A process that exited meanwhile (ESRCH) is not an error.
+                if fs::write(&dest, pid.to_string()).is_ok() {
+                    moved += 1;
+                }
+            }
+        }
+        let mut last = None;
+        for d in dirs.iter().rev() {
+            match fs::remove_dir(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => last = Some(ScopeError::Io { what: "removing", path: d.clone(), source }),
+            }
+        }
+        match last {
+            None => return Ok(moved),
+            Some(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Some(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_common_ancestor_is_taken_by_whole_components() {
+        assert_eq!(common_ancestor(["/a/b/c", "/a/b/d"]).as_deref(), Some("/a/b"));
+        assert_eq!(common_ancestor(["/a/b", "/a/bc"]).as_deref(), Some("/a"));
+        assert_eq!(common_ancestor(["/a/b/c"]).as_deref(), Some("/a/b/c"));
+        assert_eq!(common_ancestor(["/a/b/c", "/a/b"]).as_deref(), Some("/a/b"));
+        assert_eq!(common_ancestor(["/a", "/x"]).as_deref(), Some("/"));
+        assert_eq!(common_ancestor(["/", "/a"]).as_deref(), Some("/"));
+        assert_eq!(common_ancestor(std::iter::empty::<&str>()), None);
+    }
 }

@@ -1,11 +1,13 @@
 //! The Linux kernel layer of pidcap: loads `bpf/pidcap.bpf.c` (compiled by
-//! build.rs), attaches its programs to the cgroup2 root with BPF links, and
+//! build.rs), attaches its programs with BPF links to the cgroup2 root or to
+//! the cgroup its targets live in ([`AttachPoint`]), and
 //! implements the engine's [`KernelBackend`] over its maps and ring buffer.
 //! The only crate of the workspace that depends on aya (and needs clang).
 //!
 //! - [`abi`]: the Rust mirror of `bpf/pidcap_abi.h`, with compile-time size asserts;
 //! - [`sockdiag`]: NETLINK_SOCK_DIAG, for sockets opened before capture started;
-//! - `cgroup`: finding (or mounting) the cgroup2 root;
+//! - `cgroup`: finding (or mounting) the cgroup2 root; the attach point
+//!   ([`attach_for`], `pidcap run`'s own cgroup [`RunCgroup`]);
 //! - [`tls`]: the TLS libraries targets map, and attaching the uprobes and
 //!   syscall tracepoints that take their plaintext.
 //!
@@ -36,7 +38,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-pub use cgroup::{cgroup2_root, find_cgroup2};
+pub use cgroup::{
+    attach_for, cgroup2_root, cgroup_of, common_ancestor, find_cgroup2, hierarchy, AttachPoint, RunCgroup, ScopeError,
+};
 
 /// The kernel's own BTF, which the CO-RE relocations of the programs need.
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -83,8 +87,8 @@ pub const TLS_PROGRAM_NAMES: &[&str] = &[
 /// (exec, dlopen, followed children, name matches).
 pub const TLS_RESCAN: Duration = Duration::from_millis(250);
 
-/// How the kernel layer is sized.
-#[derive(Debug, Clone, Copy)]
+/// How the kernel layer is sized, and where it is attached.
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// Size of the kernel ring buffer in bytes (a power of two, at least a page).
     pub ring_bytes: u32,
@@ -93,6 +97,12 @@ pub struct LoadOptions {
     /// the ring. A threshold at or above the ring's size would never be
     /// reached, leaving only the timer, so it must be smaller.
     pub wakeup_bytes: Option<u32>,
+    // -- attach point (issue 13) --
+    /// Where the cgroup programs attach: the root (the default: every
+    /// process's packets run them), or a cgroup, so that only its processes'
+    /// sockets do. Not part of the engine's [`KernelBackend`]: a backend
+    /// with no cgroups would have none.
+    pub attach: AttachPoint,
 }
 
 /// The wakeup threshold of a large ring: about 5,000 small records or 650
@@ -105,14 +115,14 @@ pub const WAKEUP_SHARE: u32 = 4;
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { ring_bytes: 16 << 20, wakeup_bytes: None }
+        LoadOptions { ring_bytes: 16 << 20, wakeup_bytes: None, attach: AttachPoint::Root }
     }
 }
 
 impl LoadOptions {
     /// A kernel ring of `ring_bytes`, with the default wakeup threshold.
     pub fn with_ring(ring_bytes: u32) -> LoadOptions {
-        LoadOptions { ring_bytes, wakeup_bytes: None }
+        LoadOptions { ring_bytes, ..LoadOptions::default() }
     }
 
     /// The threshold in force: `wakeup_bytes`, or a quarter of the ring
@@ -201,7 +211,8 @@ fn program_err(program: &str, e: ProgramError) -> EngineError {
 }
 
 impl EbpfBackend {
-    /// Load the programs, attach them to the cgroup2 root, and return the backend.
+    /// Load the programs, attach them at `opts.attach` (the cgroup2 root
+    /// or a cgroup), and return the backend.
     /// Nothing is captured until a target is added and capture is configured on.
     pub fn load(opts: LoadOptions) -> Result<EbpfBackend> {
         opts.check()?;
@@ -220,12 +231,12 @@ impl EbpfBackend {
             .load(OBJECT)
             .map_err(|e| EngineError::kernel("loading the eBPF object", e))?;
 
-        let root = cgroup2_root()?;
-        let cg = File::open(&root).map_err(|e| EngineError::Cgroup {
-            what: "opening the root",
-            path: root.clone(),
-            source: e,
-        })?;
+        let (at, what) = match &opts.attach {
+            AttachPoint::Root => (cgroup2_root()?, "opening the root"),
+            AttachPoint::Cgroup(dir) => (dir.clone(), "opening the cgroup to attach to"),
+        };
+        let cg = File::open(&at).map_err(|e| EngineError::Cgroup { what, path: at.clone(), source: e })?;
+        tracing::debug!(at = %opts.attach, "attaching the cgroup programs");
 
         load_programs(&mut ebpf)?;
         for name in PROGRAM_NAMES {
@@ -463,6 +474,16 @@ impl EbpfBackend {
     /// How many of those are system-wide ([`tls::Scope::All`]).
     pub fn tls_files_attached_system_wide(&self) -> usize {
         self.tls.attached_system_wide()
+    }
+
+    /// The kernel's run count of program `name` (tests, diagnostics): it
+    /// moves only while BPF statistics are on (`kernel.bpf_stats_enabled`,
+    /// or a `BPF_ENABLE_STATS` descriptor held).
+    pub fn program_run_count(&self, name: &str) -> Result<u64> {
+        let prog =
+            self.ebpf.program(name).ok_or_else(|| EngineError::Unsupported(format!("program {name} missing")))?;
+        let info = prog.info().map_err(|e| program_err(name, e))?;
+        Ok(info.run_count())
     }
 }
 
@@ -936,11 +957,17 @@ mod tests {
             o.check().unwrap();
         }
         // An explicit threshold is kept, and refused when the ring could never reach it.
-        assert_eq!(LoadOptions { ring_bytes: 1 << 20, wakeup_bytes: Some(4096) }.wakeup_threshold(), 4096);
+        assert_eq!(
+            LoadOptions { ring_bytes: 1 << 20, wakeup_bytes: Some(4096), ..LoadOptions::default() }.wakeup_threshold(),
+            4096
+        );
         for bad in [Some(1 << 20), Some(2 << 20), Some(0)] {
-            let o = LoadOptions { ring_bytes: 1 << 20, wakeup_bytes: bad };
+            let o = LoadOptions { ring_bytes: 1 << 20, wakeup_bytes: bad, ..LoadOptions::default() };
             assert!(matches!(o.check(), Err(EngineError::Invalid(InvalidInput::WakeupBytes { .. }))), "{o:?}");
-            assert!(matches!(EbpfBackend::load(o), Err(EngineError::Invalid(_))), "{o:?} is refused before loading");
+            assert!(
+                matches!(EbpfBackend::load(o.clone()), Err(EngineError::Invalid(_))),
+                "{o:?} is refused before loading"
+            );
         }
         assert!(matches!(
             LoadOptions::with_ring(3 << 20).check(),
