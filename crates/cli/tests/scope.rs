@@ -117,6 +117,13 @@ fn the_runs_cgroup_is_removed_with_its_leftovers_moved_back_also_after_a_sigkill
     let dir = run_dir(killed.id());
     let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
     let sleep: u32 = procs.lines().next().and_then(|l| l.parse().ok()).unwrap_or_else(|| panic!("{procs:?}"));
+    // The capture line can come before the held command is let go: killed
+    // then, it never execs (it ends with its gate). Wait until it is `sleep`.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(format!("/proc/{sleep}/comm")).map(|c| c.trim_end() != "sleep").unwrap_or(true) {
+        assert!(Instant::now() < deadline, "the command never became sleep");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     killed.signal(libc::SIGKILL);
     killed.wait();
     assert!(dir.exists(), "SIGKILL leaves the cgroup (else the sweep below proves nothing)");
