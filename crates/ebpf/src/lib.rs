@@ -17,6 +17,7 @@ pub mod abi;
 mod cgroup;
 pub mod sockdiag;
 pub mod tls;
+pub mod uprobe_multi;
 
 use crate::abi::{Config, Owner, PktHdr, PortKey, PortOwner, Target, TlsHdr};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
@@ -310,7 +311,42 @@ impl EbpfBackend {
         if self.tls_loaded {
             return Ok(());
         }
+        // The uprobes as uprobe_multi links when the kernel takes them (two
+        // links per library instead of one per function and program: their
+        // teardown is what `run`'s exit waited for); aya's programs for
+        // perf-event links otherwise, loaded when first needed.
+        let multi = {
+            use aya::maps::IterableMap;
+            use std::os::fd::AsFd;
+            let mut fds: Vec<(&str, std::os::fd::BorrowedFd<'_>)> = vec![
+                ("ring", self.ring.as_fd()),
+                ("targets", self.targets.map().fd().as_fd()),
+                ("config", self.config_map.map().fd().as_fd()),
+                ("counters", self.counters.map().fd().as_fd()),
+            ];
+            for name in ["tls_calls", "tls_socks"] {
+                match self.ebpf.map(name) {
+                    Some(aya::maps::Map::LruHashMap(m) | aya::maps::Map::HashMap(m)) => fds.push((name, m.fd().as_fd())),
+                    _ => return Err(EngineError::Unsupported(format!("map {name} missing from the object"))),
+                }
+            }
+            uprobe_multi::Programs::load(OBJECT, tls::ENTRY_PROGRAM, tls::RETURN_PROGRAM, &fds)
+        };
+        let uprobes_done = match multi {
+            Ok(programs) => {
+                tracing::debug!("TLS uprobes: uprobe_multi links");
+                self.tls.set_multi(programs);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %tls::ErrorChain(&e), "TLS uprobes: perf-event links (uprobe_multi programs not loaded)");
+                false
+            }
+        };
         for name in TLS_PROGRAM_NAMES {
+            if uprobes_done && (*name == tls::ENTRY_PROGRAM || *name == tls::RETURN_PROGRAM) {
+                continue;
+            }
             let prog = self
                 .ebpf
                 .program_mut(name)
@@ -403,7 +439,7 @@ impl EbpfBackend {
             let covered = match self.tls.attach(&mut self.ebpf, pid, scope, &lib) {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(pid, error = %e, "TLS plaintext of this library will not be captured");
+                    tracing::warn!(pid, error = %tls::ErrorChain(&e), "TLS plaintext of this library is not captured (tried again later)");
                     false
                 }
             };
@@ -456,12 +492,29 @@ impl EbpfBackend {
     /// The kernel's id of one of the loaded programs (tests, diagnostics:
     /// `bpftool prog show id N`).
     pub fn program_id(&self, name: &str) -> Option<u32> {
+        if let Some(m) = self.tls.multi() {
+            use std::os::fd::AsFd;
+            let fd = match name {
+                tls::ENTRY_PROGRAM => Some(m.entry.as_fd()),
+                tls::RETURN_PROGRAM => Some(m.ret.as_fd()),
+                _ => None,
+            };
+            if let Some(fd) = fd {
+                return uprobe_multi::Programs::id_of(fd).ok();
+            }
+        }
         self.ebpf.program(name)?.info().ok().map(|i| i.id())
     }
 
     /// How many of those are system-wide ([`tls::Scope::All`]).
     pub fn tls_files_attached_system_wide(&self) -> usize {
         self.tls.attached_system_wide()
+    }
+
+    /// The library files whose last attach failed (tried again at later
+    /// scans): scope, path, tries, the error with its sources.
+    pub fn tls_failures(&self) -> Vec<(tls::Scope, std::path::PathBuf, u32, String)> {
+        self.tls.failures()
     }
 }
 

@@ -666,6 +666,11 @@ fn a_pid_targets_own_probes_go_at_once_when_it_is_removed() {
     // Following its children: system-wide, and no per-process probe beside it.
     backend.add_target(&process, true).unwrap();
     let n = backend.tls_files_attached();
-    assert!(n >= 1);
+    assert!(
+        n >= 1,
+        "nothing attached system-wide; failures: {:?}; coverage: {:?}",
+        backend.tls_failures(),
+        backend.tls_coverage()
+    );
     assert_eq!(backend.tls_files_attached_system_wide(), n);
 }
