@@ -315,7 +315,9 @@ impl EbpfBackend {
         // links per library instead of one per function and program: their
         // teardown is what `run`'s exit waited for); aya's programs for
         // perf-event links otherwise, loaded when first needed.
-        let multi = {
+        let multi = if self.tls.perf_only() {
+            Err(None)
+        } else {
             use aya::maps::IterableMap;
             use std::os::fd::AsFd;
             let mut fds: Vec<(&str, std::os::fd::BorrowedFd<'_>)> = vec![
@@ -330,7 +332,7 @@ impl EbpfBackend {
                     _ => return Err(EngineError::Unsupported(format!("map {name} missing from the object"))),
                 }
             }
-            uprobe_multi::Programs::load(OBJECT, tls::ENTRY_PROGRAM, tls::RETURN_PROGRAM, &fds)
+            uprobe_multi::Programs::load(OBJECT, tls::ENTRY_PROGRAM, tls::RETURN_PROGRAM, &fds).map_err(Some)
         };
         let uprobes_done = match multi {
             Ok(programs) => {
@@ -338,8 +340,12 @@ impl EbpfBackend {
                 self.tls.set_multi(programs);
                 true
             }
-            Err(e) => {
+            Err(Some(e)) => {
                 tracing::debug!(error = %tls::ErrorChain(&e), "TLS uprobes: perf-event links (uprobe_multi programs not loaded)");
+                false
+            }
+            Err(None) => {
+                tracing::debug!("TLS uprobes: perf-event links (asked for)");
                 false
             }
         };
@@ -509,6 +515,18 @@ impl EbpfBackend {
     /// How many of those are system-wide ([`tls::Scope::All`]).
     pub fn tls_files_attached_system_wide(&self) -> usize {
         self.tls.attached_system_wide()
+    }
+
+    /// Make the TLS uprobes perf-event links (one per function and
+    /// program), not uprobe_multi links: for comparisons and tests. Only
+    /// before TLS is first turned on.
+    pub fn tls_use_perf_links(&mut self) {
+        self.tls.set_perf_only();
+    }
+
+    /// How many attached TLS library files have (uprobe_multi, perf-event) links.
+    pub fn tls_link_kinds(&self) -> (usize, usize) {
+        self.tls.link_kinds()
     }
 
     /// The library files whose last attach failed (tried again at later

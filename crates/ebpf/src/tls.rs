@@ -291,6 +291,8 @@ pub struct TlsProbes {
     multi: Option<uprobe_multi::Programs>,
     /// aya's uprobe programs (the perf-event fallback) are loaded.
     perf_loaded: bool,
+    /// Perf-event links only, never uprobe_multi ([`TlsProbes::perf_only`]).
+    perf_only: bool,
 }
 
 impl Drop for TlsProbes {
@@ -541,7 +543,9 @@ impl TlsProbes {
                     .ok_or(AttachError::MissingProgram(name))?
                     .try_into()
                     .map_err(|source| AttachError::Program { name, source })?;
-                prog.load().map_err(|source| AttachError::Program { name, source })?;
+                if prog.fd().is_err() {
+                    prog.load().map_err(|source| AttachError::Program { name, source })?;
+                }
             }
             self.perf_loaded = true;
         }
@@ -651,6 +655,18 @@ impl TlsProbes {
             .iter()
             .filter_map(|(k, f)| f.failed.as_ref().map(|x| (k.0, x.path.clone(), x.tries, x.message.clone())))
             .collect()
+    }
+
+    /// Use perf-event links only (tests and comparisons; before the TLS
+    /// programs are loaded).
+    pub fn set_perf_only(&mut self) {
+        self.perf_only = true;
+        self.multi = None;
+    }
+
+    /// [`TlsProbes::set_perf_only`] was called.
+    pub fn perf_only(&self) -> bool {
+        self.perf_only
     }
 
     /// Use uprobe_multi links made with these programs (loaded by the

@@ -307,3 +307,77 @@ pub fn close_all(links: Vec<OwnedFd>) {
     });
 }
 
+
+/// One uprobe_multi link the kernel has (any process's; diagnostics and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultiLinkInfo {
+    pub id: u32,
+    pub prog_id: u32,
+    /// How many offsets (functions) it probes.
+    pub count: u32,
+    /// A return probe (`BPF_F_UPROBE_MULTI_RETURN`).
+    pub ret: bool,
+    /// The process it is for; 0: every process.
+    pub pid: u32,
+}
+
+/// The uprobe_multi links on the machine now (BPF_LINK_GET_NEXT_ID, then
+/// each link's info; a link gone in between is skipped).
+pub fn uprobe_multi_links() -> std::io::Result<Vec<MultiLinkInfo>> {
+    const BPF_LINK_TYPE_UPROBE_MULTI: u32 = 12;
+    let mut out = Vec::new();
+    let mut id = 0u32;
+    loop {
+        let mut attr = zeroed_attr();
+        attr.__bindgen_anon_6.__bindgen_anon_1.start_id = id;
+        // SAFETY: as in `bpf`; GET_NEXT_ID returns 0 or -1 and writes next_id into attr.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                bpf_cmd::BPF_LINK_GET_NEXT_ID as libc::c_long,
+                &mut attr as *mut bpf_attr,
+                std::mem::size_of::<bpf_attr>(),
+            )
+        };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                return Ok(out);
+            }
+            return Err(e);
+        }
+        // SAFETY: the kernel wrote next_id, a plain integer.
+        id = unsafe { attr.__bindgen_anon_6.next_id };
+        let mut by_id = zeroed_attr();
+        by_id.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
+        let Ok(fd) = bpf(bpf_cmd::BPF_LINK_GET_FD_BY_ID, &mut by_id) else { continue };
+        // SAFETY: bpf_link_info is plain integers; all-zero is valid (and
+        // null pointers: the kernel fills in the counts only).
+        let mut info: aya_obj::generated::bpf_link_info = unsafe { std::mem::zeroed() };
+        let mut attr = zeroed_attr();
+        attr.info.bpf_fd = fd.as_raw_fd() as u32;
+        attr.info.info_len = std::mem::size_of_val(&info) as u32;
+        attr.info.info = &mut info as *mut _ as u64;
+        // SAFETY: as in `bpf`; returns 0 or -1, no fd.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
+                &mut attr as *mut bpf_attr,
+                std::mem::size_of::<bpf_attr>(),
+            )
+        };
+        if rc < 0 || info.type_ != BPF_LINK_TYPE_UPROBE_MULTI {
+            continue;
+        }
+        // SAFETY: the kernel filled the uprobe_multi member for a link of that type.
+        let u = unsafe { info.__bindgen_anon_1.uprobe_multi };
+        out.push(MultiLinkInfo {
+            id,
+            prog_id: info.prog_id,
+            count: u.count,
+            ret: u.flags & BPF_F_UPROBE_MULTI_RETURN != 0,
+            pid: u.pid,
+        });
+    }
+}
