@@ -7,7 +7,9 @@
 //! - [`sockdiag`]: NETLINK_SOCK_DIAG, for sockets opened before capture started;
 //! - `cgroup`: finding (or mounting) the cgroup2 root;
 //! - [`tls`]: the TLS libraries targets map, and attaching the uprobes and
-//!   syscall tracepoints that take their plaintext.
+//!   syscall tracepoints that take their plaintext;
+//! - [`uprobe_multi`]: the TLS uprobes as uprobe_multi links (the uprobe
+//!   programs loaded a second time for them), and the kernel's list of them.
 //!
 //! Every attachment is a `bpf_link` owned by a file descriptor of this
 //! process: when pidcap exits, however it exits (SIGKILL included), the kernel

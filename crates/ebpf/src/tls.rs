@@ -13,8 +13,13 @@
 //! there every process mapping the file takes the breakpoint trap and the
 //! programs' target check. See [`TlsProbes`].
 //!
-//! Every uprobe is a perf-event link held by the [`aya::Ebpf`] of the
-//! backend: when pidcap exits, however it exits, the kernel removes them.
+//! A library file's probes are two uprobe_multi links (entry and return,
+//! every function in each: [`crate::uprobe_multi`]), or, where the kernel
+//! has none, a perf-event link per function and program held by the
+//! [`aya::Ebpf`] of the backend; links that go together are closed in
+//! parallel. When pidcap exits, however it exits, the kernel removes them.
+//! A failed attach is tried again at later scans ([`RETRY_MAX`]) and listed
+//! by [`TlsProbes::failures`].
 
 use crate::abi;
 use crate::uprobe_multi;
@@ -286,6 +291,8 @@ pub struct TlsProbes {
     /// failed (tried again at a later scan, see [`Failed`]).
     files: HashMap<FileKey, AttachedFile>,
     tracepoints: Vec<TracePointLink>,
+    /// Since when no file has links (the tracepoints go [`DETACH_AFTER`] later).
+    idle_since: Option<Instant>,
     /// The uprobe programs loaded for uprobe_multi links; None: the kernel
     /// refused them, the perf-event links of aya's programs are used.
     multi: Option<uprobe_multi::Programs>,
@@ -631,10 +638,28 @@ impl TlsProbes {
         if self.files.len() != before {
             tracing::debug!(detached = before - self.files.len(), "TLS library files no target needs");
         }
-        if !self.files.values().any(|f| f.links.is_some()) {
-            self.tracepoints.clear();
-        }
+        self.tracepoints_idle(now, at_once);
         all_gone
+    }
+
+    /// Detach the tracepoints once no file has had links for
+    /// [`DETACH_AFTER`] (at once with `at_once`). Not at the moment the last
+    /// file goes: the same programs attached again to the same tracepoints
+    /// soon after fail with EEXIST while the kernel still holds the old
+    /// attachment (any process holding a reference to the old link, such as
+    /// `bpftool link show` reading it, keeps the program in the
+    /// tracepoint's program array until it lets go), which made a target
+    /// removed and added again find nothing attached.
+    fn tracepoints_idle(&mut self, now: Instant, at_once: bool) {
+        if self.files.values().any(|f| f.links.is_some()) {
+            self.idle_since = None;
+            return;
+        }
+        let since = *self.idle_since.get_or_insert(now);
+        if at_once || now.duration_since(since) >= DETACH_AFTER {
+            self.tracepoints.clear();
+            self.idle_since = None;
+        }
     }
 
     /// Detach the per-process attachments of this process at once (it is no
@@ -643,9 +668,8 @@ impl TlsProbes {
         let gone: Vec<Links> =
             self.files.extract_if(|k, _| k.0 == Scope::Process { pid, key }).filter_map(|(_, f)| f.links).collect();
         close_links(gone);
-        if !self.files.values().any(|f| f.links.is_some()) {
-            self.tracepoints.clear();
-        }
+        // The tracepoints stay for DETACH_AFTER (the next `retain` takes them).
+        self.tracepoints_idle(Instant::now(), false);
     }
 
     /// The files whose last attach failed, wanted now: (scope, path as the
