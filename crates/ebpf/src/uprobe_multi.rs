@@ -381,3 +381,12 @@ pub fn uprobe_multi_links() -> std::io::Result<Vec<MultiLinkInfo>> {
         });
     }
 }
+
+/// A descriptor of the kernel's link `id` (BPF_LINK_GET_FD_BY_ID): a
+/// reference that keeps it alive, as `bpftool link show` holds one while it
+/// reads it (tests).
+pub fn link_by_id(id: u32) -> std::io::Result<OwnedFd> {
+    let mut attr = zeroed_attr();
+    attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
+    bpf(bpf_cmd::BPF_LINK_GET_FD_BY_ID, &mut attr)
+}

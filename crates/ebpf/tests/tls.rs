@@ -743,3 +743,39 @@ fn a_held_childs_candidates_are_two_uprobe_multi_links_per_library_and_go_faster
         "uprobe_multi teardown {multi_took:?} not under a third of the perf-event links' {perf_took:?}"
     );
 }
+
+/// The cause of a flaky `a_pid_targets_own_probes_go_at_once_when_it_is_removed`:
+/// the syscall tracepoints went with the last library file, and attaching
+/// the same programs to them again while anything still held a reference
+/// to an old tracepoint link (here this test, as `bpftool link show` does
+/// while it reads a link) failed with EEXIST, so nothing was attached.
+#[test]
+fn a_target_removed_and_added_again_is_attached_while_the_old_tracepoint_links_are_held() {
+    require_tls_tools!();
+    require!(Tool("bpftool"));
+    use pidcap_engine::Process;
+    let (_cert, server) = https_server();
+    let mut backend = tls_backend();
+    let process = Process::open(server.pid()).unwrap();
+    backend.add_target(&process, false).unwrap();
+    assert!(backend.tls_files_attached() >= 1, "the server's libssl is attached");
+    let tp: Vec<u64> = pidcap_ebpf::tls::TRACEPOINTS
+        .iter()
+        .map(|(name, _)| u64::from(backend.program_id(name).expect("the tracepoint programs are loaded")))
+        .collect();
+    let held: Vec<_> = perf_links()
+        .into_iter()
+        .filter(|(_, p)| tp.contains(p))
+        .map(|(id, _)| pidcap_ebpf::uprobe_multi::link_by_id(id as u32).unwrap())
+        .collect();
+    assert_eq!(held.len(), tp.len(), "one link per tracepoint program");
+    backend.remove_target(process.id()).unwrap();
+    assert_eq!(backend.tls_files_attached(), 0);
+    backend.add_target(&process, true).unwrap();
+    assert!(
+        backend.tls_files_attached_system_wide() >= 1,
+        "nothing attached again; failures: {:?}",
+        backend.tls_failures()
+    );
+    drop(held);
+}
