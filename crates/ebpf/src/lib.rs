@@ -330,7 +330,9 @@ impl EbpfBackend {
             ];
             for name in ["tls_calls", "tls_socks"] {
                 match self.ebpf.map(name) {
-                    Some(aya::maps::Map::LruHashMap(m) | aya::maps::Map::HashMap(m)) => fds.push((name, m.fd().as_fd())),
+                    Some(aya::maps::Map::LruHashMap(m) | aya::maps::Map::HashMap(m)) => {
+                        fds.push((name, m.fd().as_fd()))
+                    }
                     _ => return Err(EngineError::Unsupported(format!("map {name} missing from the object"))),
                 }
             }

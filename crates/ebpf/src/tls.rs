@@ -23,7 +23,6 @@
 
 use crate::abi;
 use crate::uprobe_multi;
-use std::os::fd::OwnedFd;
 use aya::programs::trace_point::TracePointLink;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeScope};
 use aya::programs::{ProgramError, TracePoint, UProbe};
@@ -32,6 +31,7 @@ use pidcap_engine::backend::TlsLibraryFile;
 use pidcap_packet::TlsLibrary;
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -454,7 +454,13 @@ impl TlsProbes {
     }
 
     /// The attach of [`TlsProbes::attach`] once it is decided to try.
-    fn attach_now(&mut self, ebpf: &mut Ebpf, pid: u32, scope: Scope, lib: &MappedLibrary) -> Result<bool, AttachError> {
+    fn attach_now(
+        &mut self,
+        ebpf: &mut Ebpf,
+        pid: u32,
+        scope: Scope,
+        lib: &MappedLibrary,
+    ) -> Result<bool, AttachError> {
         let key = (scope, lib.dev, lib.inode);
         if self.tracepoints.is_empty() {
             self.attach_tracepoints(ebpf)?;
@@ -472,11 +478,7 @@ impl TlsProbes {
         self.files.insert(key, AttachedFile { links: Some(links), wanted: Instant::now(), failed: None });
         if scope == Scope::All {
             // Covered for everyone now: the per-process attachments go.
-            let gone: Vec<Links> = self
-                .files
-                .extract_if(|(s, dev, ino), _| *s != Scope::All && (*dev, *ino) == (lib.dev, lib.inode))
-                .filter_map(|(_, f)| f.links)
-                .collect();
+            let gone = self.take_files(|(s, dev, ino), _| *s != Scope::All && (*dev, *ino) == (lib.dev, lib.inode));
             close_links(gone);
         }
         Ok(true)
@@ -614,32 +616,35 @@ impl TlsProbes {
         let before = self.files.len();
         let now = Instant::now();
         let mut all_gone = false;
-        let gone: Vec<Links> = self
-            .files
-            .extract_if(|k, f| {
-                if let Scope::Process { pid, key } = k.0 {
-                    if !live.contains(&(pid, key)) {
-                        return true;
-                    }
+        let gone = self.take_files(|k, f| {
+            if let Scope::Process { pid, key } = k.0 {
+                if !live.contains(&(pid, key)) {
+                    return true;
                 }
-                if wanted.contains(k) && !at_once {
-                    f.wanted = now;
-                    return false;
-                }
-                let keep = !at_once && now.duration_since(f.wanted) < DETACH_AFTER;
-                if !keep && k.0 == Scope::All && f.links.is_some() {
-                    all_gone = true;
-                }
-                !keep
-            })
-            .filter_map(|(_, f)| f.links)
-            .collect();
+            }
+            if wanted.contains(k) && !at_once {
+                f.wanted = now;
+                return false;
+            }
+            let keep = !at_once && now.duration_since(f.wanted) < DETACH_AFTER;
+            if !keep && k.0 == Scope::All && f.links.is_some() {
+                all_gone = true;
+            }
+            !keep
+        });
         close_links(gone);
         if self.files.len() != before {
             tracing::debug!(detached = before - self.files.len(), "TLS library files no target needs");
         }
         self.tracepoints_idle(now, at_once);
         all_gone
+    }
+
+    /// Remove the files `take` says (it may update the others) and return
+    /// their links, to be closed together ([`close_links`]).
+    fn take_files(&mut self, mut take: impl FnMut(&FileKey, &mut AttachedFile) -> bool) -> Vec<Links> {
+        let keys: Vec<FileKey> = self.files.iter_mut().filter_map(|(k, f)| take(k, f).then_some(*k)).collect();
+        keys.iter().filter_map(|k| self.files.remove(k)).filter_map(|f| f.links).collect()
     }
 
     /// Detach the tracepoints once no file has had links for
@@ -665,8 +670,7 @@ impl TlsProbes {
     /// Detach the per-process attachments of this process at once (it is no
     /// longer a target).
     pub fn forget_process(&mut self, pid: u32, key: u64) {
-        let gone: Vec<Links> =
-            self.files.extract_if(|k, _| k.0 == Scope::Process { pid, key }).filter_map(|(_, f)| f.links).collect();
+        let gone = self.take_files(|k, _| k.0 == Scope::Process { pid, key });
         close_links(gone);
         // The tracepoints stay for DETACH_AFTER (the next `retain` takes them).
         self.tracepoints_idle(Instant::now(), false);

@@ -176,15 +176,22 @@ impl Programs {
         pid: u32,
     ) -> Result<OwnedFd, LinkError> {
         let shown = || path.display().to_string();
-        let cpath = CString::new(path.as_os_str().as_encoded_bytes())
-            .map_err(|_| LinkError::NoSymbol { path: shown() })?;
+        let cpath =
+            CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| LinkError::NoSymbol { path: shown() })?;
         let prog = if ret { self.ret.as_fd() } else { self.entry.as_fd() };
-        link_create(prog, &cpath, offsets, cookies, pid, ret)
-            .map_err(|source| LinkError::Create { path: shown(), n: offsets.len(), source })
+        link_create(prog, &cpath, offsets, cookies, pid, ret).map_err(|source| LinkError::Create {
+            path: shown(),
+            n: offsets.len(),
+            source,
+        })
     }
 }
 
-fn load_program(name: &'static str, insns: &[aya_obj::generated::bpf_insn], license: &CStr) -> Result<OwnedFd, LoadError> {
+fn load_program(
+    name: &'static str,
+    insns: &[aya_obj::generated::bpf_insn],
+    license: &CStr,
+) -> Result<OwnedFd, LoadError> {
     let attempt = |log: Option<&mut Vec<u8>>| {
         let mut attr = zeroed_attr();
         // SAFETY: writing plain integer fields of the BPF_PROG_LOAD member
@@ -306,7 +313,6 @@ pub fn close_all(links: Vec<OwnedFd>) {
         }
     });
 }
-
 
 /// One uprobe_multi link the kernel has (any process's; diagnostics and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -515,7 +515,8 @@ fn sigkill_of_the_holder_leaves_no_uprobe_and_no_program() {
     // OpenSSL's four functions, entry and return: a perf-event link each, or
     // two uprobe_multi links (entry, return) with the four in each.
     let uprobes = links.iter().filter(|(_, p)| *p == entry || *p == ret).count();
-    let offsets: u32 = multi.iter().filter(|l| u64::from(l.prog_id) == entry || u64::from(l.prog_id) == ret).map(|l| l.count).sum();
+    let offsets: u32 =
+        multi.iter().filter(|l| u64::from(l.prog_id) == entry || u64::from(l.prog_id) == ret).map(|l| l.count).sum();
     assert!(
         uprobes >= 8 || offsets >= 8,
         "the holder's uprobe links: perf {links:?}, uprobe_multi {multi:?} (programs {entry}, {ret})"
@@ -722,13 +723,17 @@ fn a_held_childs_candidates_are_two_uprobe_multi_links_per_library_and_go_faster
         backend.remove_target(process.id()).unwrap();
         let took = start.elapsed();
         assert_eq!(backend.tls_files_attached(), 0);
-        let left: Vec<_> = uprobe_multi_links().unwrap().into_iter().filter(|l| ids.contains(&u64::from(l.prog_id))).collect();
+        let left: Vec<_> =
+            uprobe_multi_links().unwrap().into_iter().filter(|l| ids.contains(&u64::from(l.prog_id))).collect();
         assert!(left.is_empty(), "uprobe_multi links left after the teardown: {left:?}");
         (took, files, multi, perf_links, held.pid)
     };
     let (perf_took, perf_files, perf_multi, perf_links, _) = run(true);
     let (multi_took, files, multi, multi_perf, pid) = run(false);
-    eprintln!("teardown of {files} files: uprobe_multi {multi_took:?}, perf-event ({} links) {perf_took:?}", perf_links.len());
+    eprintln!(
+        "teardown of {files} files: uprobe_multi {multi_took:?}, perf-event ({} links) {perf_took:?}",
+        perf_links.len()
+    );
     assert_eq!(files, perf_files, "the same files either way");
     assert!(perf_multi.is_empty() && multi_perf.is_empty(), "one kind of link per run");
     // Two links per file, entry and return, for the child alone.
