@@ -317,6 +317,11 @@ impl EbpfBackend {
         // links per library instead of one per function and program: their
         // teardown is what `run`'s exit waited for); aya's programs for
         // perf-event links otherwise, loaded when first needed.
+        // PIDCAP_TLS_PERF_LINKS=1: the perf-event links, for comparisons
+        // (docs/PERFORMANCE.md, start-up) and kernels that misbehave.
+        if std::env::var_os("PIDCAP_TLS_PERF_LINKS").is_some_and(|v| v == "1") {
+            self.tls.set_perf_only();
+        }
         let multi = if self.tls.perf_only() {
             Err(None)
         } else {
