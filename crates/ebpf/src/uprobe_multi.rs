@@ -354,26 +354,9 @@ pub fn uprobe_multi_links() -> std::io::Result<Vec<MultiLinkInfo>> {
         }
         // SAFETY: the kernel wrote next_id, a plain integer.
         id = unsafe { attr.__bindgen_anon_6.next_id };
-        let mut by_id = zeroed_attr();
-        by_id.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
-        let Ok(fd) = bpf(bpf_cmd::BPF_LINK_GET_FD_BY_ID, &mut by_id) else { continue };
-        // SAFETY: bpf_link_info is plain integers; all-zero is valid (and
-        // null pointers: the kernel fills in the counts only).
-        let mut info: aya_obj::generated::bpf_link_info = unsafe { std::mem::zeroed() };
-        let mut attr = zeroed_attr();
-        attr.info.bpf_fd = fd.as_raw_fd() as u32;
-        attr.info.info_len = std::mem::size_of_val(&info) as u32;
-        attr.info.info = &mut info as *mut _ as u64;
-        // SAFETY: as in `bpf`; returns 0 or -1, no fd.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
-                &mut attr as *mut bpf_attr,
-                std::mem::size_of::<bpf_attr>(),
-            )
-        };
-        if rc < 0 || info.type_ != BPF_LINK_TYPE_UPROBE_MULTI {
+        let Ok(fd) = link_by_id(id) else { continue };
+        let Ok(info) = link_info(fd.as_fd()) else { continue };
+        if info.type_ != BPF_LINK_TYPE_UPROBE_MULTI {
             continue;
         }
         // SAFETY: the kernel filled the uprobe_multi member for a link of that type.
@@ -395,4 +378,61 @@ pub fn link_by_id(id: u32) -> std::io::Result<OwnedFd> {
     let mut attr = zeroed_attr();
     attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
     bpf(bpf_cmd::BPF_LINK_GET_FD_BY_ID, &mut attr)
+}
+
+/// (link id, program id) of every BPF link on the machine now, of any
+/// kind (BPF_LINK_GET_NEXT_ID; tests and diagnostics: cheaper than
+/// `bpftool link show`, and it holds each link only while it reads it).
+pub fn all_links() -> std::io::Result<Vec<(u32, u32)>> {
+    let mut out = Vec::new();
+    let mut id = 0u32;
+    loop {
+        let mut attr = zeroed_attr();
+        attr.__bindgen_anon_6.__bindgen_anon_1.start_id = id;
+        // SAFETY: as in `bpf`; GET_NEXT_ID returns 0 or -1 and writes next_id into attr.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                bpf_cmd::BPF_LINK_GET_NEXT_ID as libc::c_long,
+                &mut attr as *mut bpf_attr,
+                std::mem::size_of::<bpf_attr>(),
+            )
+        };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                return Ok(out);
+            }
+            return Err(e);
+        }
+        // SAFETY: the kernel wrote next_id, a plain integer.
+        id = unsafe { attr.__bindgen_anon_6.next_id };
+        let Ok(fd) = link_by_id(id) else { continue };
+        if let Ok(info) = link_info(fd.as_fd()) {
+            out.push((id, info.prog_id));
+        }
+    }
+}
+
+fn link_info(fd: BorrowedFd<'_>) -> std::io::Result<aya_obj::generated::bpf_link_info> {
+    // SAFETY: bpf_link_info is plain integers; all-zero is valid (and null
+    // pointers: the kernel fills in the counts only).
+    let mut info: aya_obj::generated::bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut attr = zeroed_attr();
+    attr.info.bpf_fd = fd.as_raw_fd() as u32;
+    attr.info.info_len = std::mem::size_of_val(&info) as u32;
+    attr.info.info = &mut info as *mut _ as u64;
+    // SAFETY: as in `bpf`; returns 0 or -1, no fd; `info` outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
+            &mut attr as *mut bpf_attr,
+            std::mem::size_of::<bpf_attr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(info)
 }

@@ -24,6 +24,11 @@ macro_rules! require_tls_tools {
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
+/// Taken by the tests that hold the kernel's trace-event mutex for seconds
+/// (tearing down perf-event uprobes) and by the test whose deadline would
+/// count that wait (the tracepoint attach behind another pidcap's lock).
+static KERNEL_EVENT_MUTEX: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A child process killed and reaped on drop.
 struct Proc(Child);
 
@@ -368,6 +373,8 @@ fn probes_are_detached_once_no_target_maps_the_library() {
 #[test]
 fn the_tracepoint_attach_waits_for_another_pidcaps_tracefs_lock() {
     require_tls_tools!();
+    // Its deadline is for the attach, not for another test's perf-event teardown.
+    let _one = KERNEL_EVENT_MUTEX.lock().unwrap_or_else(|e| e.into_inner());
     use pidcap_engine::{KernelBackend, Process};
     let (_certs, server) = https_server();
     let mut backend = tls_backend();
@@ -697,6 +704,8 @@ fn a_pid_targets_own_probes_go_at_once_when_it_is_removed() {
 fn a_held_childs_candidates_are_two_uprobe_multi_links_per_library_and_go_faster_than_perf_links() {
     require_tls_tools!();
     require!(Tool("bpftool"));
+    // Its perf-event half holds the kernel's event_mutex for seconds.
+    let _one = KERNEL_EVENT_MUTEX.lock().unwrap_or_else(|e| e.into_inner());
     use pidcap_ebpf::uprobe_multi::uprobe_multi_links;
     use pidcap_engine::Process;
     // (teardown time, files attached, our multi links, our perf links)
@@ -719,22 +728,26 @@ fn a_held_childs_candidates_are_two_uprobe_multi_links_per_library_and_go_faster
         let multi: Vec<_> =
             uprobe_multi_links().unwrap().into_iter().filter(|l| ids.contains(&u64::from(l.prog_id))).collect();
         let perf_links: Vec<_> = perf_links().into_iter().filter(|(_, p)| ids.contains(p)).collect();
+        // The teardown is done when the kernel's link list has none of
+        // them (whoever does the last close: a concurrent test's bpftool
+        // reading a link would do it for us, and make our close quick).
         let start = Instant::now();
         backend.remove_target(process.id()).unwrap();
-        let took = start.elapsed();
         assert_eq!(backend.tls_files_attached(), 0);
-        // Gone from the kernel's list (at once, unless another process, such
-        // as a concurrent test's `bpftool link show`, holds one for a moment).
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let left: Vec<_> =
-                uprobe_multi_links().unwrap().into_iter().filter(|l| ids.contains(&u64::from(l.prog_id))).collect();
+            let left: Vec<_> = pidcap_ebpf::uprobe_multi::all_links()
+                .unwrap()
+                .into_iter()
+                .filter(|(_, p)| ids.contains(&u64::from(*p)))
+                .collect();
             if left.is_empty() {
                 break;
             }
-            assert!(Instant::now() < deadline, "uprobe_multi links left after the teardown: {left:?}");
-            std::thread::sleep(Duration::from_millis(20));
+            assert!(Instant::now() < deadline, "links left after the teardown: {left:?}");
+            std::thread::sleep(Duration::from_millis(2));
         }
+        let took = start.elapsed();
         (took, files, multi, perf_links, held.pid)
     };
     let (perf_took, perf_files, perf_multi, perf_links, _) = run(true);
