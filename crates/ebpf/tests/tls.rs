@@ -18,16 +18,21 @@ use std::time::{Duration, Instant};
 
 macro_rules! require_tls_tools {
     () => {
-        require!(Root, Tool("curl"), Tool("openssl"), Tool("python3"), Tool("gnutls-cli"))
+        require!(Root, Tool("curl"), Tool("openssl"), Tool("python3"), Tool("gnutls-cli"));
+        // Shared with the other tests, exclusive for the one that tears
+        // down perf-event uprobes (see KERNEL_EVENT_MUTEX).
+        let _shared = KERNEL_EVENT_MUTEX.read().unwrap_or_else(|e| e.into_inner());
     };
 }
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Taken by the tests that hold the kernel's trace-event mutex for seconds
-/// (tearing down perf-event uprobes) and by the test whose deadline would
-/// count that wait (the tracepoint attach behind another pidcap's lock).
-static KERNEL_EVENT_MUTEX: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Every test here attaches probes, which takes the kernel's trace-event
+/// mutex (tracepoints, perf-event uprobes): shared by all of them, and
+/// taken exclusively by the one that tears down perf-event uprobes on
+/// purpose (it holds that mutex for seconds, which other tests' deadlines
+/// would count when many run at once).
+static KERNEL_EVENT_MUTEX: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// A child process killed and reaped on drop.
 struct Proc(Child);
@@ -373,8 +378,6 @@ fn probes_are_detached_once_no_target_maps_the_library() {
 #[test]
 fn the_tracepoint_attach_waits_for_another_pidcaps_tracefs_lock() {
     require_tls_tools!();
-    // Its deadline is for the attach, not for another test's perf-event teardown.
-    let _one = KERNEL_EVENT_MUTEX.lock().unwrap_or_else(|e| e.into_inner());
     use pidcap_engine::{KernelBackend, Process};
     let (_certs, server) = https_server();
     let mut backend = tls_backend();
@@ -702,10 +705,9 @@ fn a_pid_targets_own_probes_go_at_once_when_it_is_removed() {
 /// other under its global event_mutex; the multi links are closed in parallel).
 #[test]
 fn a_held_childs_candidates_are_two_uprobe_multi_links_per_library_and_go_faster_than_perf_links() {
-    require_tls_tools!();
-    require!(Tool("bpftool"));
-    // Its perf-event half holds the kernel's event_mutex for seconds.
-    let _one = KERNEL_EVENT_MUTEX.lock().unwrap_or_else(|e| e.into_inner());
+    require!(Root, Tool("curl"), Tool("openssl"), Tool("python3"), Tool("gnutls-cli"), Tool("bpftool"));
+    // Its perf-event half holds the kernel's event_mutex for seconds: alone.
+    let _alone = KERNEL_EVENT_MUTEX.write().unwrap_or_else(|e| e.into_inner());
     use pidcap_ebpf::uprobe_multi::uprobe_multi_links;
     use pidcap_engine::Process;
     // (teardown time, files attached, our multi links, our perf links)
