@@ -476,6 +476,8 @@ impl TlsProbes {
         };
         tracing::debug!(path = %lib.path.display(), pid, ?scope, links = links.kind(), "TLS library attached");
         self.files.insert(key, AttachedFile { links: Some(links), wanted: Instant::now(), failed: None });
+        // Not idle any more: the tracepoints' grace starts again when the last file goes.
+        self.idle_since = None;
         if scope == Scope::All {
             // Covered for everyone now: the per-process attachments go.
             let gone = self.take_files(|(s, dev, ino), _| *s != Scope::All && (*dev, *ino) == (lib.dev, lib.inode));
