@@ -234,16 +234,27 @@ fn gnutls_cli_is_decrypted_too() {
 /// The uprobes `pid` holds, as the kernel lists them: BPF links of type
 /// `perf_event` (`bpftool link show`) running its TLS probe programs
 /// (`pidcap_tls_ent`/`pidcap_tls_ret`; the perf event behind each link is
-/// held by the link alone, so `bpftool perf` does not list it). Their ids.
-fn uprobe_links_of(progs: &[(u64, String)]) -> Vec<u64> {
+/// held by the link alone, so `bpftool perf` does not list it), and its
+/// uprobe_multi links (`bpftool` 7.1 shows them as type 12 only). Their ids,
+/// and how many functions they probe (a perf link one, a multi link its
+/// offsets).
+fn uprobe_links_of(progs: &[(u64, String)]) -> (Vec<u64>, u32) {
     let tls_progs: Vec<u64> = progs.iter().filter(|(_, n)| n.starts_with("pidcap_tls_")).map(|(id, _)| *id).collect();
-    bpftool_json(&["link", "show"])
+    let mut ids: Vec<u64> = bpftool_json(&["link", "show"])
         .as_array()
         .unwrap()
         .iter()
         .filter(|l| l["type"] == "perf_event" && l["prog_id"].as_u64().is_some_and(|id| tls_progs.contains(&id)))
         .filter_map(|l| l["id"].as_u64())
-        .collect()
+        .collect();
+    let mut probes = ids.len() as u32;
+    for l in pidcap_ebpf::uprobe_multi::uprobe_multi_links().unwrap() {
+        if tls_progs.contains(&u64::from(l.prog_id)) {
+            ids.push(u64::from(l.id));
+            probes += l.count;
+        }
+    }
+    (ids, probes)
 }
 
 #[test]
@@ -268,9 +279,9 @@ fn sigkill_of_run_mid_capture_leaves_no_uprobe_and_no_program() {
     let held = programs_held_by(pid);
     let names: Vec<&str> = held.iter().map(|(_, n)| n.as_str()).collect();
     assert!(names.contains(&"pidcap_tls_ent") && names.contains(&"pidcap_tls_ret"), "{names:?}");
-    let links = uprobe_links_of(&held);
+    let (links, probes) = uprobe_links_of(&held);
     // Entry and return probes on libssl's four functions at least.
-    assert!(links.len() >= 8, "pidcap's uprobe links: {links:?}");
+    assert!(probes >= 8, "pidcap's uprobe links: {links:?} ({probes} probes)");
     let progs: std::collections::HashSet<u64> = held.iter().map(|(id, _)| *id).collect();
 
     pidcap.signal(libc::SIGKILL);
@@ -281,7 +292,7 @@ fn sigkill_of_run_mid_capture_leaves_no_uprobe_and_no_program() {
         let loaded: std::collections::HashSet<u64> =
             all_program_ids().union(&attached_program_ids()).copied().collect();
         let left: Vec<_> = progs.intersection(&loaded).collect();
-        let links_left: Vec<u64> = uprobe_links_of(&held);
+        let (links_left, _) = uprobe_links_of(&held);
         if left.is_empty() && links_left.is_empty() {
             break;
         }

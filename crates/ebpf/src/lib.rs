@@ -9,7 +9,9 @@
 //! - `cgroup`: finding (or mounting) the cgroup2 root; the attach point
 //!   ([`attach_for`], `pidcap run`'s own cgroup [`RunCgroup`]);
 //! - [`tls`]: the TLS libraries targets map, and attaching the uprobes and
-//!   syscall tracepoints that take their plaintext.
+//!   syscall tracepoints that take their plaintext;
+//! - [`uprobe_multi`]: the TLS uprobes as uprobe_multi links (the uprobe
+//!   programs loaded a second time for them), and the kernel's list of them.
 //!
 //! Every attachment is a `bpf_link` owned by a file descriptor of this
 //! process: when pidcap exits, however it exits (SIGKILL included), the kernel
@@ -19,6 +21,7 @@ pub mod abi;
 mod cgroup;
 pub mod sockdiag;
 pub mod tls;
+pub mod uprobe_multi;
 
 use crate::abi::{Config, Owner, PktHdr, PortKey, PortOwner, Target, TlsHdr};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
@@ -322,7 +325,55 @@ impl EbpfBackend {
         if self.tls_loaded {
             return Ok(());
         }
+        // The uprobes as uprobe_multi links when the kernel takes them (two
+        // links per library instead of one per function and program: their
+        // teardown is what `run`'s exit waited for); aya's programs for
+        // perf-event links otherwise, loaded when first needed.
+        // PIDCAP_TLS_PERF_LINKS=1: the perf-event links, for comparisons
+        // (docs/PERFORMANCE.md, start-up) and kernels that misbehave.
+        if std::env::var_os("PIDCAP_TLS_PERF_LINKS").is_some_and(|v| v == "1") {
+            self.tls.set_perf_only();
+        }
+        let multi = if self.tls.perf_only() {
+            Err(None)
+        } else {
+            use aya::maps::IterableMap;
+            use std::os::fd::AsFd;
+            let mut fds: Vec<(&str, std::os::fd::BorrowedFd<'_>)> = vec![
+                ("ring", self.ring.as_fd()),
+                ("targets", self.targets.map().fd().as_fd()),
+                ("config", self.config_map.map().fd().as_fd()),
+                ("counters", self.counters.map().fd().as_fd()),
+            ];
+            for name in ["tls_calls", "tls_socks"] {
+                match self.ebpf.map(name) {
+                    Some(aya::maps::Map::LruHashMap(m) | aya::maps::Map::HashMap(m)) => {
+                        fds.push((name, m.fd().as_fd()))
+                    }
+                    _ => return Err(EngineError::Unsupported(format!("map {name} missing from the object"))),
+                }
+            }
+            uprobe_multi::Programs::load(OBJECT, tls::ENTRY_PROGRAM, tls::RETURN_PROGRAM, &fds).map_err(Some)
+        };
+        let uprobes_done = match multi {
+            Ok(programs) => {
+                tracing::debug!("TLS uprobes: uprobe_multi links");
+                self.tls.set_multi(programs);
+                true
+            }
+            Err(Some(e)) => {
+                tracing::debug!(error = %tls::ErrorChain(&e), "TLS uprobes: perf-event links (uprobe_multi programs not loaded)");
+                false
+            }
+            Err(None) => {
+                tracing::debug!("TLS uprobes: perf-event links (asked for)");
+                false
+            }
+        };
         for name in TLS_PROGRAM_NAMES {
+            if uprobes_done && (*name == tls::ENTRY_PROGRAM || *name == tls::RETURN_PROGRAM) {
+                continue;
+            }
             let prog = self
                 .ebpf
                 .program_mut(name)
@@ -415,7 +466,7 @@ impl EbpfBackend {
             let covered = match self.tls.attach(&mut self.ebpf, pid, scope, &lib) {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(pid, error = %e, "TLS plaintext of this library will not be captured");
+                    tracing::warn!(pid, error = %tls::ErrorChain(&e), "TLS plaintext of this library is not captured (tried again later)");
                     false
                 }
             };
@@ -468,6 +519,17 @@ impl EbpfBackend {
     /// The kernel's id of one of the loaded programs (tests, diagnostics:
     /// `bpftool prog show id N`).
     pub fn program_id(&self, name: &str) -> Option<u32> {
+        if let Some(m) = self.tls.multi() {
+            use std::os::fd::AsFd;
+            let fd = match name {
+                tls::ENTRY_PROGRAM => Some(m.entry.as_fd()),
+                tls::RETURN_PROGRAM => Some(m.ret.as_fd()),
+                _ => None,
+            };
+            if let Some(fd) = fd {
+                return uprobe_multi::Programs::id_of(fd).ok();
+            }
+        }
         self.ebpf.program(name)?.info().ok().map(|i| i.id())
     }
 
@@ -484,6 +546,24 @@ impl EbpfBackend {
             self.ebpf.program(name).ok_or_else(|| EngineError::Unsupported(format!("program {name} missing")))?;
         let info = prog.info().map_err(|e| program_err(name, e))?;
         Ok(info.run_count())
+    }
+
+    /// Make the TLS uprobes perf-event links (one per function and
+    /// program), not uprobe_multi links: for comparisons and tests. Only
+    /// before TLS is first turned on.
+    pub fn tls_use_perf_links(&mut self) {
+        self.tls.set_perf_only();
+    }
+
+    /// How many attached TLS library files have (uprobe_multi, perf-event) links.
+    pub fn tls_link_kinds(&self) -> (usize, usize) {
+        self.tls.link_kinds()
+    }
+
+    /// The library files whose last attach failed (tried again at later
+    /// scans): scope, path, tries, the error with its sources.
+    pub fn tls_failures(&self) -> Vec<(tls::Scope, std::path::PathBuf, u32, String)> {
+        self.tls.failures()
     }
 }
 

@@ -13,10 +13,16 @@
 //! there every process mapping the file takes the breakpoint trap and the
 //! programs' target check. See [`TlsProbes`].
 //!
-//! Every uprobe is a perf-event link held by the [`aya::Ebpf`] of the
-//! backend: when pidcap exits, however it exits, the kernel removes them.
+//! A library file's probes are two uprobe_multi links (entry and return,
+//! every function in each: [`crate::uprobe_multi`]), or, where the kernel
+//! has none, a perf-event link per function and program held by the
+//! [`aya::Ebpf`] of the backend; links that go together are closed in
+//! parallel. When pidcap exits, however it exits, the kernel removes them.
+//! A failed attach is tried again at later scans ([`RETRY_MAX`]) and listed
+//! by [`TlsProbes::failures`].
 
 use crate::abi;
+use crate::uprobe_multi;
 use aya::programs::trace_point::TracePointLink;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeScope};
 use aya::programs::{ProgramError, TracePoint, UProbe};
@@ -25,6 +31,7 @@ use pidcap_engine::backend::TlsLibraryFile;
 use pidcap_packet::TlsLibrary;
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -204,23 +211,45 @@ pub fn runs_our_executable(pid: u32) -> bool {
 /// Why a library file could not be covered.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
-    #[error("no probe could be attached to {path} ({library}): {source}")]
+    #[error("no probe could be attached to {path} ({library})")]
     Uprobe {
         path: PathBuf,
         library: TlsLibrary,
         #[source]
         source: ProgramError,
     },
+    #[error("no uprobe_multi link could be attached to {path} ({library})")]
+    Multi {
+        path: PathBuf,
+        library: TlsLibrary,
+        #[source]
+        source: uprobe_multi::LinkError,
+    },
     #[error("eBPF program {0} missing from the object")]
     MissingProgram(&'static str),
-    #[error("eBPF program {name}: {source}")]
+    #[error("eBPF program {name}")]
     Program {
         name: &'static str,
         #[source]
         source: ProgramError,
     },
-    #[error("mounting tracefs on /sys/kernel/tracing: {0}")]
+    #[error("mounting tracefs on /sys/kernel/tracing")]
     Mount(#[source] std::io::Error),
+}
+
+/// An error and its sources on one line (`a: b: c`).
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
 }
 
 /// Which processes a library file's probes are installed in.
@@ -259,17 +288,96 @@ type FileKey = (Scope, u64, u64);
 #[derive(Debug, Default)]
 pub struct TlsProbes {
     /// (scope, dev, inode) -> the file's uprobe links, or None: tried and
-    /// failed (not tried again while it is wanted).
+    /// failed (tried again at a later scan, see [`Failed`]).
     files: HashMap<FileKey, AttachedFile>,
     tracepoints: Vec<TracePointLink>,
+    /// Since when no file has links (the tracepoints go [`DETACH_AFTER`] later).
+    idle_since: Option<Instant>,
+    /// The uprobe programs loaded for uprobe_multi links; None: the kernel
+    /// refused them, the perf-event links of aya's programs are used.
+    multi: Option<uprobe_multi::Programs>,
+    /// aya's uprobe programs (the perf-event fallback) are loaded.
+    perf_loaded: bool,
+    /// Perf-event links only, never uprobe_multi ([`TlsProbes::perf_only`]).
+    perf_only: bool,
+}
+
+impl Drop for TlsProbes {
+    fn drop(&mut self) {
+        let all = self.files.drain().filter_map(|(_, f)| f.links).collect();
+        close_links(all);
+    }
+}
+
+/// The uprobe links of one library file.
+#[derive(Debug)]
+enum Links {
+    /// Two uprobe_multi links (entry, return) with every function in them.
+    Multi(Vec<OwnedFd>),
+    /// The fallback: a perf-event link per function and program.
+    Perf(Vec<UProbeLink>),
+}
+
+impl Links {
+    fn kind(&self) -> &'static str {
+        match self {
+            Links::Multi(_) => "uprobe_multi",
+            Links::Perf(_) => "perf_event",
+        }
+    }
+}
+
+/// Close the links of several files at once: every uprobe_multi link on a
+/// thread of its own (their releases overlap; see [`crate::uprobe_multi`]),
+/// the perf-event ones in order (the kernel serializes them anyway).
+fn close_links(all: Vec<Links>) {
+    let mut multi = Vec::new();
+    let mut perf = Vec::new();
+    for l in all {
+        match l {
+            Links::Multi(v) => multi.extend(v),
+            Links::Perf(v) => perf.extend(v),
+        }
+    }
+    if multi.is_empty() {
+        drop(perf);
+        return;
+    }
+    std::thread::scope(|s| {
+        if !perf.is_empty() {
+            s.spawn(move || drop(perf));
+        }
+        uprobe_multi::close_all(multi);
+    });
 }
 
 #[derive(Debug)]
 struct AttachedFile {
-    links: Option<Vec<UProbeLink>>,
+    links: Option<Links>,
     /// When a live target last mapped it (or it was attached).
     wanted: Instant,
+    /// Why the last attach failed (with `links: None`), and when to try again.
+    failed: Option<Failed>,
 }
+
+/// A failed attach of one file: kept for [`TlsProbes::failures`], and tried
+/// again once `retry_at` has passed (the next scan after a first failure,
+/// then at doubling intervals up to [`RETRY_MAX`]), so that a transient
+/// refusal of the kernel does not leave a file uncovered while it is wanted.
+#[derive(Debug)]
+struct Failed {
+    /// The error and its sources, as text (the error itself went to the
+    /// caller of the first failed attach).
+    message: String,
+    path: PathBuf,
+    tries: u32,
+    retry_at: Instant,
+}
+
+/// The longest wait before a failed attach is tried again.
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
+/// The first wait (about one rescan).
+const RETRY_FIRST: Duration = Duration::from_millis(200);
 
 /// How long a library file stays attached after the last target that
 /// mapped it: a held child of `run` execs a shell that starts the real
@@ -304,20 +412,153 @@ impl TlsProbes {
         lib: &MappedLibrary,
     ) -> Result<bool, AttachError> {
         let key = (scope, lib.dev, lib.inode);
+        let mut tries = 0;
         if let Some(done) = self.files.get_mut(&key) {
             done.wanted = Instant::now();
-            if done.links.is_some() || scope == Scope::All {
-                return Ok(done.links.is_some());
+            if done.links.is_some() {
+                return Ok(true);
             }
         }
         if scope != Scope::All && self.covers(Scope::All, lib) {
             return Ok(true);
         }
-        if self.files.contains_key(&key) {
-            return Ok(false); // tried for this process and failed
+        if let Some(failed) = self.files.get(&key).and_then(|f| f.failed.as_ref()) {
+            if Instant::now() < failed.retry_at {
+                return Ok(false); // failed recently: tried again later
+            }
+            tries = failed.tries;
         }
+        let result = self.attach_now(ebpf, pid, scope, lib);
+        match result {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                // Nothing to attach and no error (no function of the list in the file).
+                self.files.insert(key, AttachedFile { links: None, wanted: Instant::now(), failed: None });
+                Ok(false)
+            }
+            Err(error) => {
+                let tries = tries + 1;
+                let wait = RETRY_FIRST.saturating_mul(1 << (tries - 1).min(8)).min(RETRY_MAX);
+                let message = ErrorChain(&error).to_string();
+                tracing::debug!(path = %lib.path.display(), ?scope, tries, error = %message, "TLS attach failed; tried again in {wait:?}");
+                let failed = Failed { message, path: lib.path.clone(), tries, retry_at: Instant::now() + wait };
+                self.files.insert(key, AttachedFile { links: None, wanted: Instant::now(), failed: Some(failed) });
+                if tries == 1 {
+                    // The caller warns once; later failures are in the debug log and `failures`.
+                    Err(error)
+                } else {
+                    Ok(false)
+                }
+            }
+        }
+    }
+
+    /// The attach of [`TlsProbes::attach`] once it is decided to try.
+    fn attach_now(
+        &mut self,
+        ebpf: &mut Ebpf,
+        pid: u32,
+        scope: Scope,
+        lib: &MappedLibrary,
+    ) -> Result<bool, AttachError> {
+        let key = (scope, lib.dev, lib.inode);
         if self.tracepoints.is_empty() {
             self.attach_tracepoints(ebpf)?;
+        }
+        let target = through_root(pid, &lib.path);
+        let links = match self.attach_multi(pid, scope, lib, &target) {
+            Some(Ok(links)) => links,
+            Some(Err(e)) => return Err(e),
+            None => match self.attach_perf(ebpf, scope, lib, &target)? {
+                Some(links) => links,
+                None => return Ok(false),
+            },
+        };
+        tracing::debug!(path = %lib.path.display(), pid, ?scope, links = links.kind(), "TLS library attached");
+        self.files.insert(key, AttachedFile { links: Some(links), wanted: Instant::now(), failed: None });
+        // Not idle any more: the tracepoints' grace starts again when the last file goes.
+        self.idle_since = None;
+        if scope == Scope::All {
+            // Covered for everyone now: the per-process attachments go.
+            let gone = self.take_files(|(s, dev, ino), _| *s != Scope::All && (*dev, *ino) == (lib.dev, lib.inode));
+            close_links(gone);
+        }
+        Ok(true)
+    }
+
+    /// The uprobe_multi links of `lib` (None: not available, use the
+    /// perf-event links; the kernel refusing them turns them off for good).
+    fn attach_multi(
+        &mut self,
+        pid: u32,
+        scope: Scope,
+        lib: &MappedLibrary,
+        target: &Path,
+    ) -> Option<Result<Links, AttachError>> {
+        let programs = self.multi.as_ref()?;
+        let multi_err = |source| AttachError::Multi { path: lib.path.clone(), library: lib.library, source };
+        let names: Vec<&str> = functions(lib.library).iter().map(|(n, _)| *n).collect();
+        let found = match uprobe_multi::symbol_offsets(target, &names) {
+            Ok(f) => f,
+            Err(e) => return Some(Err(multi_err(e))),
+        };
+        let mut offsets = Vec::new();
+        let mut cookies = Vec::new();
+        for ((symbol, bits), off) in functions(lib.library).iter().zip(found) {
+            match off {
+                Some(o) => {
+                    offsets.push(o);
+                    cookies.push(bits | lib_bits(lib.library));
+                }
+                // A function this build lacks (SSL_write_ex in OpenSSL 1.1.0): the others count.
+                None => tracing::debug!(%symbol, path = %target.display(), "function not in the library"),
+            }
+        }
+        if offsets.is_empty() {
+            return Some(Err(multi_err(uprobe_multi::LinkError::NoSymbol { path: target.display().to_string() })));
+        }
+        let pid_filter = match scope {
+            Scope::All => 0,
+            Scope::Process { pid, .. } => pid,
+        };
+        let _ = pid;
+        let both = programs
+            .attach(false, target, &offsets, &cookies, pid_filter)
+            .and_then(|entry| Ok(vec![entry, programs.attach(true, target, &offsets, &cookies, pid_filter)?]));
+        match both {
+            Ok(links) => Some(Ok(Links::Multi(links))),
+            Err(e) if e.refused() => {
+                tracing::debug!(path = %target.display(), error = %ErrorChain(&e), "uprobe_multi refused: perf-event uprobes");
+                if e.unsupported() {
+                    self.multi = None;
+                }
+                None
+            }
+            Err(e) => Some(Err(multi_err(e))),
+        }
+    }
+
+    /// The perf-event links of `lib` (aya's uprobe programs, loaded the
+    /// first time they are needed); None: nothing attached and no error.
+    fn attach_perf(
+        &mut self,
+        ebpf: &mut Ebpf,
+        scope: Scope,
+        lib: &MappedLibrary,
+        target: &Path,
+    ) -> Result<Option<Links>, AttachError> {
+        if !self.perf_loaded {
+            for name in [ENTRY_PROGRAM, RETURN_PROGRAM] {
+                let prog: &mut UProbe = ebpf
+                    .program_mut(name)
+                    .ok_or(AttachError::MissingProgram(name))?
+                    .try_into()
+                    .map_err(|source| AttachError::Program { name, source })?;
+                if prog.fd().is_err() {
+                    prog.load().map_err(|source| AttachError::Program { name, source })?;
+                }
+            }
+            self.perf_loaded = true;
         }
         let uprobe_scope = match scope {
             Scope::All => UProbeScope::AllProcesses,
@@ -326,7 +567,6 @@ impl TlsProbes {
                 None => UProbeScope::AllProcesses,
             },
         };
-        let target = through_root(pid, &lib.path);
         let mut links = Vec::new();
         let mut attached = 0;
         let mut last_err = None;
@@ -340,7 +580,7 @@ impl TlsProbes {
                     .try_into()
                     .map_err(|source| AttachError::Program { name, source })?;
                 let point = UProbeAttachPoint { location: UProbeAttachLocation::Symbol(symbol), cookie: Some(cookie) };
-                match prog.attach(point, &target, uprobe_scope).and_then(|id| prog.take_link(id)) {
+                match prog.attach(point, target, uprobe_scope).and_then(|id| prog.take_link(id)) {
                     Ok(link) => pair.push(link),
                     Err(e) => {
                         // A function this build of the library lacks (SSL_write_ex in
@@ -358,19 +598,13 @@ impl TlsProbes {
             }
         }
         if attached == 0 {
-            self.files.insert(key, AttachedFile { links: None, wanted: Instant::now() });
             return match last_err {
                 Some(source) => Err(AttachError::Uprobe { path: lib.path.clone(), library: lib.library, source }),
-                None => Ok(false),
+                None => Ok(None),
             };
         }
-        tracing::debug!(path = %lib.path.display(), pid, ?scope, functions = attached, "TLS library attached");
-        self.files.insert(key, AttachedFile { links: Some(links), wanted: Instant::now() });
-        if scope == Scope::All {
-            // Covered for everyone now: the per-process attachments go.
-            self.files.retain(|(s, dev, ino), _| *s == Scope::All || (*dev, *ino) != (lib.dev, lib.inode));
-        }
-        Ok(true)
+        tracing::debug!(path = %target.display(), functions = attached, "perf-event uprobes attached");
+        Ok(Some(Links::Perf(links)))
     }
 
     /// Detach what no live target needs any more: per-process attachments
@@ -384,38 +618,104 @@ impl TlsProbes {
         let before = self.files.len();
         let now = Instant::now();
         let mut all_gone = false;
-        self.files.retain(|k, f| {
+        let gone = self.take_files(|k, f| {
             if let Scope::Process { pid, key } = k.0 {
                 if !live.contains(&(pid, key)) {
-                    return false;
+                    return true;
                 }
             }
             if wanted.contains(k) && !at_once {
                 f.wanted = now;
-                return true;
+                return false;
             }
             let keep = !at_once && now.duration_since(f.wanted) < DETACH_AFTER;
             if !keep && k.0 == Scope::All && f.links.is_some() {
                 all_gone = true;
             }
-            keep
+            !keep
         });
+        close_links(gone);
         if self.files.len() != before {
             tracing::debug!(detached = before - self.files.len(), "TLS library files no target needs");
         }
-        if !self.files.values().any(|f| f.links.is_some()) {
-            self.tracepoints.clear();
-        }
+        self.tracepoints_idle(now, at_once);
         all_gone
+    }
+
+    /// Remove the files `take` says (it may update the others) and return
+    /// their links, to be closed together ([`close_links`]).
+    fn take_files(&mut self, mut take: impl FnMut(&FileKey, &mut AttachedFile) -> bool) -> Vec<Links> {
+        let keys: Vec<FileKey> = self.files.iter_mut().filter_map(|(k, f)| take(k, f).then_some(*k)).collect();
+        keys.iter().filter_map(|k| self.files.remove(k)).filter_map(|f| f.links).collect()
+    }
+
+    /// Detach the tracepoints once no file has had links for
+    /// [`DETACH_AFTER`] (at once with `at_once`). Not at the moment the last
+    /// file goes: the same programs attached again to the same tracepoints
+    /// soon after fail with EEXIST while the kernel still holds the old
+    /// attachment (any process holding a reference to the old link, such as
+    /// `bpftool link show` reading it, keeps the program in the
+    /// tracepoint's program array until it lets go), which made a target
+    /// removed and added again find nothing attached.
+    fn tracepoints_idle(&mut self, now: Instant, at_once: bool) {
+        if self.files.values().any(|f| f.links.is_some()) {
+            self.idle_since = None;
+            return;
+        }
+        let since = *self.idle_since.get_or_insert(now);
+        if at_once || now.duration_since(since) >= DETACH_AFTER {
+            self.tracepoints.clear();
+            self.idle_since = None;
+        }
     }
 
     /// Detach the per-process attachments of this process at once (it is no
     /// longer a target).
     pub fn forget_process(&mut self, pid: u32, key: u64) {
-        self.files.retain(|k, _| k.0 != Scope::Process { pid, key });
-        if !self.files.values().any(|f| f.links.is_some()) {
-            self.tracepoints.clear();
-        }
+        let gone = self.take_files(|k, _| k.0 == Scope::Process { pid, key });
+        close_links(gone);
+        // The tracepoints stay for DETACH_AFTER (the next `retain` takes them).
+        self.tracepoints_idle(Instant::now(), false);
+    }
+
+    /// The files whose last attach failed, wanted now: (scope, path as the
+    /// target sees it, tries so far, the error with its sources).
+    pub fn failures(&self) -> Vec<(Scope, PathBuf, u32, String)> {
+        self.files
+            .iter()
+            .filter_map(|(k, f)| f.failed.as_ref().map(|x| (k.0, x.path.clone(), x.tries, x.message.clone())))
+            .collect()
+    }
+
+    /// Use perf-event links only (tests and comparisons; before the TLS
+    /// programs are loaded).
+    pub fn set_perf_only(&mut self) {
+        self.perf_only = true;
+        self.multi = None;
+    }
+
+    /// [`TlsProbes::set_perf_only`] was called.
+    pub fn perf_only(&self) -> bool {
+        self.perf_only
+    }
+
+    /// Use uprobe_multi links made with these programs (loaded by the
+    /// caller; see [`crate::uprobe_multi::Programs::load`]).
+    pub fn set_multi(&mut self, programs: uprobe_multi::Programs) {
+        self.multi = Some(programs);
+    }
+
+    /// The uprobe programs are loaded for uprobe_multi links (else aya's,
+    /// for perf-event links, are used).
+    pub fn multi(&self) -> Option<&uprobe_multi::Programs> {
+        self.multi.as_ref()
+    }
+
+    /// How many attached files have each kind of links: (uprobe_multi, perf_event).
+    pub fn link_kinds(&self) -> (usize, usize) {
+        let multi = self.files.values().filter(|f| matches!(f.links, Some(Links::Multi(_)))).count();
+        let perf = self.files.values().filter(|f| matches!(f.links, Some(Links::Perf(_)))).count();
+        (multi, perf)
     }
 
     /// How many (scope, library file) attachments have probes attached.

@@ -18,11 +18,21 @@ use std::time::{Duration, Instant};
 
 macro_rules! require_tls_tools {
     () => {
-        require!(Root, Tool("curl"), Tool("openssl"), Tool("python3"), Tool("gnutls-cli"))
+        require!(Root, Tool("curl"), Tool("openssl"), Tool("python3"), Tool("gnutls-cli"));
+        // Shared with the other tests, exclusive for the one that tears
+        // down perf-event uprobes (see KERNEL_EVENT_MUTEX).
+        let _shared = KERNEL_EVENT_MUTEX.read().unwrap_or_else(|e| e.into_inner());
     };
 }
 
 const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Every test here attaches probes, which takes the kernel's trace-event
+/// mutex (tracepoints, perf-event uprobes): shared by all of them, and
+/// taken exclusively by the one that tears down perf-event uprobes on
+/// purpose (it holds that mutex for seconds, which other tests' deadlines
+/// would count when many run at once).
+static KERNEL_EVENT_MUTEX: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 /// A child process killed and reaped on drop.
 struct Proc(Child);
@@ -511,9 +521,16 @@ fn sigkill_of_the_holder_leaves_no_uprobe_and_no_program() {
     let id_of = |name: &str| progs.iter().find(|(_, n)| n == name).map(|(id, _)| *id).unwrap();
     let (entry, ret) = (id_of(pidcap_ebpf::tls::ENTRY_PROGRAM), id_of(pidcap_ebpf::tls::RETURN_PROGRAM));
     let links = perf_links();
-    // OpenSSL's four functions, entry and return.
+    let multi = pidcap_ebpf::uprobe_multi::uprobe_multi_links().unwrap();
+    // OpenSSL's four functions, entry and return: a perf-event link each, or
+    // two uprobe_multi links (entry, return) with the four in each.
     let uprobes = links.iter().filter(|(_, p)| *p == entry || *p == ret).count();
-    assert!(uprobes >= 8, "the holder's uprobe links: {links:?} (programs {entry}, {ret})");
+    let offsets: u32 =
+        multi.iter().filter(|l| u64::from(l.prog_id) == entry || u64::from(l.prog_id) == ret).map(|l| l.count).sum();
+    assert!(
+        uprobes >= 8 || offsets >= 8,
+        "the holder's uprobe links: perf {links:?}, uprobe_multi {multi:?} (programs {entry}, {ret})"
+    );
 
     // SAFETY: kill(2) on our own child, not yet reaped.
     unsafe { libc::kill(hpid as libc::pid_t, libc::SIGKILL) };
@@ -523,7 +540,9 @@ fn sigkill_of_the_holder_leaves_no_uprobe_and_no_program() {
         let loaded = all_program_ids();
         let linked = linked_program_ids();
         let left: Vec<_> = ids.iter().filter(|id| loaded.contains(id) || linked.contains(id)).collect();
-        let probes: Vec<_> = perf_links().into_iter().filter(|(_, p)| ids.contains(p)).collect();
+        let mut probes: Vec<_> = perf_links().into_iter().filter(|(_, p)| ids.contains(p)).collect();
+        let multi = pidcap_ebpf::uprobe_multi::uprobe_multi_links().unwrap();
+        probes.extend(multi.iter().map(|l| (u64::from(l.id), u64::from(l.prog_id))).filter(|(_, p)| ids.contains(p)));
         if left.is_empty() && probes.is_empty() {
             break;
         }
@@ -666,6 +685,126 @@ fn a_pid_targets_own_probes_go_at_once_when_it_is_removed() {
     // Following its children: system-wide, and no per-process probe beside it.
     backend.add_target(&process, true).unwrap();
     let n = backend.tls_files_attached();
-    assert!(n >= 1);
+    assert!(
+        n >= 1,
+        "nothing attached system-wide; failures: {:?}; coverage: {:?}",
+        backend.tls_failures(),
+        backend.tls_coverage()
+    );
     assert_eq!(backend.tls_files_attached_system_wide(), n);
+}
+
+// ---- uprobe_multi links: few, and quick to tear down ----
+
+/// What `run` does for its held child (the standard candidates attached
+/// before its exec), once with uprobe_multi links and once with perf-event
+/// links: the kernel's link list has two uprobe_multi links per library
+/// file (entry and return, each with every function found, for the child
+/// alone), and removing the target tears them down in under a third of the
+/// time the perf-event links take (those wait for the kernel one after the
+/// other under its global event_mutex; the multi links are closed in parallel).
+#[test]
+fn a_held_childs_candidates_are_two_uprobe_multi_links_per_library_and_go_faster_than_perf_links() {
+    require!(Root, Tool("curl"), Tool("openssl"), Tool("python3"), Tool("gnutls-cli"), Tool("bpftool"));
+    // Its perf-event half holds the kernel's event_mutex for seconds: alone.
+    let _alone = KERNEL_EVENT_MUTEX.write().unwrap_or_else(|e| e.into_inner());
+    use pidcap_ebpf::uprobe_multi::uprobe_multi_links;
+    use pidcap_engine::Process;
+    // (teardown time, files attached, our multi links, our perf links)
+    let run = |perf: bool| {
+        let mut backend = EbpfBackend::load(LoadOptions::with_ring(1 << 20)).unwrap();
+        if perf {
+            backend.tls_use_perf_links();
+        }
+        backend.configure(&KernelConfig { snaplen: 1500, capture: true, tls: true }).unwrap();
+        let held = gated(&["true"]);
+        let process = Process::open(held.pid).unwrap();
+        backend.add_target(&process, false).unwrap();
+        let files = backend.tls_files_attached();
+        assert!(files >= 1, "no standard candidate attached: {:?}", backend.tls_failures());
+        assert_eq!(backend.tls_link_kinds(), if perf { (0, files) } else { (files, 0) });
+        let ids: Vec<u64> = [pidcap_ebpf::tls::ENTRY_PROGRAM, pidcap_ebpf::tls::RETURN_PROGRAM]
+            .iter()
+            .map(|n| u64::from(backend.program_id(n).expect("the uprobe programs are loaded")))
+            .collect();
+        let multi: Vec<_> =
+            uprobe_multi_links().unwrap().into_iter().filter(|l| ids.contains(&u64::from(l.prog_id))).collect();
+        let perf_links: Vec<_> = perf_links().into_iter().filter(|(_, p)| ids.contains(p)).collect();
+        // The teardown is done when the kernel's link list has none of
+        // them (whoever does the last close: a concurrent test's bpftool
+        // reading a link would do it for us, and make our close quick).
+        let start = Instant::now();
+        backend.remove_target(process.id()).unwrap();
+        assert_eq!(backend.tls_files_attached(), 0);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left: Vec<_> = pidcap_ebpf::uprobe_multi::all_links()
+                .unwrap()
+                .into_iter()
+                .filter(|(_, p)| ids.contains(&u64::from(*p)))
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "links left after the teardown: {left:?}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let took = start.elapsed();
+        (took, files, multi, perf_links, held.pid)
+    };
+    let (perf_took, perf_files, perf_multi, perf_links, _) = run(true);
+    let (multi_took, files, multi, multi_perf, pid) = run(false);
+    eprintln!(
+        "teardown of {files} files: uprobe_multi {multi_took:?}, perf-event ({} links) {perf_took:?}",
+        perf_links.len()
+    );
+    assert_eq!(files, perf_files, "the same files either way");
+    assert!(perf_multi.is_empty() && multi_perf.is_empty(), "one kind of link per run");
+    // Two links per file, entry and return, for the child alone.
+    assert_eq!(multi.len(), 2 * files, "{multi:?}");
+    assert_eq!(multi.iter().filter(|l| l.ret).count(), files, "{multi:?}");
+    assert!(multi.iter().all(|l| l.pid == pid && l.count >= 1), "{multi:?}");
+    // Every function the perf-event path attached, in them.
+    let offsets: u32 = multi.iter().map(|l| l.count).sum();
+    assert_eq!(offsets as usize, perf_links.len(), "{multi:?} vs {perf_links:?}");
+    assert!(
+        multi_took * 3 < perf_took,
+        "uprobe_multi teardown {multi_took:?} not under a third of the perf-event links' {perf_took:?}"
+    );
+}
+
+/// The cause of a flaky `a_pid_targets_own_probes_go_at_once_when_it_is_removed`:
+/// the syscall tracepoints went with the last library file, and attaching
+/// the same programs to them again while anything still held a reference
+/// to an old tracepoint link (here this test, as `bpftool link show` does
+/// while it reads a link) failed with EEXIST, so nothing was attached.
+#[test]
+fn a_target_removed_and_added_again_is_attached_while_the_old_tracepoint_links_are_held() {
+    require_tls_tools!();
+    require!(Tool("bpftool"));
+    use pidcap_engine::Process;
+    let (_cert, server) = https_server();
+    let mut backend = tls_backend();
+    let process = Process::open(server.pid()).unwrap();
+    backend.add_target(&process, false).unwrap();
+    assert!(backend.tls_files_attached() >= 1, "the server's libssl is attached");
+    let tp: Vec<u64> = pidcap_ebpf::tls::TRACEPOINTS
+        .iter()
+        .map(|(name, _)| u64::from(backend.program_id(name).expect("the tracepoint programs are loaded")))
+        .collect();
+    let held: Vec<_> = perf_links()
+        .into_iter()
+        .filter(|(_, p)| tp.contains(p))
+        .map(|(id, _)| pidcap_ebpf::uprobe_multi::link_by_id(id as u32).unwrap())
+        .collect();
+    assert_eq!(held.len(), tp.len(), "one link per tracepoint program");
+    backend.remove_target(process.id()).unwrap();
+    assert_eq!(backend.tls_files_attached(), 0);
+    backend.add_target(&process, true).unwrap();
+    assert!(
+        backend.tls_files_attached_system_wide() >= 1,
+        "nothing attached again; failures: {:?}",
+        backend.tls_failures()
+    );
+    drop(held);
 }
