@@ -989,16 +989,16 @@ SEC("raw_tracepoint/sched_process_fork")
 int pidcap_fork(struct bpf_raw_tracepoint_args *ctx)
 {
 	/* The parent is current (kernel_clone traces it before waking the
-	 * child): its entry first, before any read of the tasks. */
+	 * child): its tgid without a read of the task. */
 	__u32 ptgid = bpf_get_current_pid_tgid() >> 32;
-	struct pidcap_target *t = bpf_map_lookup_elem(&targets, &ptgid);
-	if (!t || !(t->flags & PIDCAP_TARGET_FOLLOW_CHILDREN))
-		return 0;
 	struct task_struct *parent = (struct task_struct *)ctx->args[0];
 	struct task_struct *child = (struct task_struct *)ctx->args[1];
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
 	if (ptgid == ctgid)
-		return 0; /* a new thread, not a new process */
+		return 0; /* a new thread, not a new process: no lookup */
+	struct pidcap_target *t = bpf_map_lookup_elem(&targets, &ptgid);
+	if (!t || !(t->flags & PIDCAP_TARGET_FOLLOW_CHILDREN))
+		return 0;
 	if (!same_process(t, task_key(parent)))
 		return 0; /* the entry of an exited process that had this tgid */
 	if (add_target(ctgid, task_key(child), t->flags))

@@ -244,7 +244,12 @@ impl Maps {
             }
         }
         let mut take = |n: &str| by_name.remove(n).unwrap_or_else(|| panic!("map {n} not used by pidcap_egress"));
-        Maps { sk_owners: take("sk_owners"), gens: take("gens"), owners: take("owners"), port_owners: take("port_owners") }
+        Maps {
+            sk_owners: take("sk_owners"),
+            gens: take("gens"),
+            owners: take("owners"),
+            port_owners: take("port_owners"),
+        }
     }
 
     /// The target set's generation, shifted as a verdict is (bit 0 clear).
