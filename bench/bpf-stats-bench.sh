@@ -31,6 +31,10 @@
 # ingress during the udp64 flood, no pidcap running: what bpf_stats itself adds to
 # every run (two clock reads around the program) plus the least a program costs.
 # "above floor" = ns per run - floor: the programs' own work.
+# rates (RATES=1, the default): with bpf_stats OFF, the udp64 flood's own rate
+# alone, under the empty programs, and under each binary's capture of an idle
+# process: what any program body can at best give back (alone vs empty) and what
+# these do. Rates need a quiet machine; the ns per run above do not.
 #
 # Printed: per workload and program, runs per workload unit (datagram, socket,
 # process...) and ns per run, old and new (medians over the reps), and the total
@@ -45,6 +49,7 @@ REPS=${REPS:-3}
 WORKLOADS=${WORKLOADS:-"udp64 udp64x2 early udpu tcp sockets procs"}
 BINS=${BINS:-"old new"}
 FLOOR=${FLOOR:-1}
+RATES=${RATES:-1}
 OUTDIR=${OUTDIR:-/tmp/pidcap-bpfstats}
 PORT_BASE=${PORT_BASE:-21600} # ports PORT_BASE .. +4000, below the ephemeral range
 
@@ -272,8 +277,8 @@ run_bin() { # run_bin REP BIN
     BG_PIDS=()
 }
 
-run_floor() { # run_floor REP: the empty program's ns per run during udp64
-    local rep=$1 obj=$OUTDIR/floor.bpf.o
+attach_floor() { # load and attach the empty programs (egress, ingress) to the cgroup2 root
+    local obj=$OUTDIR/floor.bpf.o
     if [ ! -f "$obj" ]; then
         cat >"$OUTDIR/floor.bpf.c" <<'EOF'
 #include <linux/bpf.h>
@@ -288,13 +293,52 @@ EOF
     bpftool prog loadall "$obj" "$PIN" type cgroup/skb || die "loading the floor program"
     bpftool cgroup attach "$CGROOT" egress pinned "$PIN/bench_floor_eg" multi
     bpftool cgroup attach "$CGROOT" ingress pinned "$PIN/bench_floor_in" multi
+}
+detach_floor() {
+    bpftool cgroup detach "$CGROOT" egress pinned "$PIN/bench_floor_eg"
+    bpftool cgroup detach "$CGROOT" ingress pinned "$PIN/bench_floor_in"
+    rm -rf "$PIN"
+}
+
+run_rates() { # run_rates REP: udp64 pps with bpf_stats off: alone, empty programs, each binary
+    local rep=$1 cfg exe pc idle err=$OUTDIR/pidcap.err out=$OUTDIR/rate.out order="base empty $BINS" pps
+    [ $((rep % 2)) = 0 ] && order=$(tr ' ' '\n' <<<"$order" | tac | tr '\n' ' ')
+    sysctl -qw kernel.bpf_stats_enabled=0
+    for cfg in $order; do
+        case $cfg in
+            empty) attach_floor ;;
+            old | new)
+                exe=$OLD; [ "$cfg" = new ] && exe=$NEW
+                sleep 3600 &
+                idle=$!
+                "$exe" capture -q --pid "$idle" 2>"$err" &
+                pc=$!
+                BG_PIDS=("$pc" "$idle")
+                wait_capturing "$pc" "$err" || die "$cfg pidcap did not attach: $(cat "$err")" ;;
+        esac
+        "$FLOOD" udp --size 64 --senders 1 --secs "$SECS" --port "$(free_port)" >"$out"
+        case $cfg in
+            empty) detach_floor ;;
+            old | new)
+                kill -INT "$pc"; wait "$pc" || true
+                kill "$idle" 2>/dev/null; wait "$idle" 2>/dev/null || true
+                BG_PIDS=() ;;
+        esac
+        pps=$(sed -n 's/.*"pps":\([0-9.]*\).*/\1/p' "$out")
+        printf 'rate\t%s\t%s\t%s\n' "$rep" "$cfg" "$pps" >>"$RESULTS"
+        printf '  rep %s rate %-5s %s pps\n' "$rep" "$cfg" "$pps" >&2
+    done
+    sysctl -qw kernel.bpf_stats_enabled=1
+}
+
+run_floor() { # run_floor REP: the empty program's ns per run during udp64
+    local rep=$1
+    attach_floor
     local p before after
     before=$(for p in eg in; do bpftool -j prog show pinned "$PIN/bench_floor_$p"; echo; done)
     run_workload udp64 $(free_port) >/dev/null
     after=$(for p in eg in; do bpftool -j prog show pinned "$PIN/bench_floor_$p"; echo; done)
-    bpftool cgroup detach "$CGROOT" egress pinned "$PIN/bench_floor_eg"
-    bpftool cgroup detach "$CGROOT" ingress pinned "$PIN/bench_floor_in"
-    rm -rf "$PIN"
+    detach_floor
     python3 -c '
 import json, sys
 rep, before, after = sys.argv[1], sys.argv[2].split("\n"), sys.argv[3].split("\n")
@@ -321,6 +365,7 @@ for rep in $(seq 1 "$REPS"); do
     [ $((rep % 2)) = 0 ] && order=$(tr ' ' '\n' <<<"$BINS" | tac | tr '\n' ' ')
     [ "$FLOOR" = 1 ] && run_floor "$rep"
     for bin in $order; do run_bin "$rep" "$bin"; done
+    [ "$RATES" = 1 ] && run_rates "$rep"
 done
 printf 'meta\tend\t%s\t%s\t%s\n' "$(nproc)" "$(uname -r)" "$(uptime | sed 's/.*load average: //')" >>"$RESULTS"
 echo "== done; raw figures in $RESULTS ==" >&2
@@ -343,6 +388,10 @@ for r in rows:
     elif r[0] == "floor":
         floor[r[4]].append(int(r[6]) / int(r[5]))
 med = statistics.median
+rates = defaultdict(list)   # cfg -> [pps]
+for r in rows:
+    if r[0] == "rate" and len(r) > 3 and r[3]:
+        rates[r[2]].append(float(r[3]))
 fl = {k: med(v) for k, v in floor.items()}
 fl_all = med([x for v in floor.values() for x in v]) if floor else None
 s = meta.get("start", [""] * 7)
@@ -428,4 +477,13 @@ for w in workloads:
         print("  total %s: %s" % (label, "; ".join(tot) if tot else "-"))
     ucounts = {b: med([u for (bb, ww, p), v in runs.items() if bb == b and ww == w for _, _, u in v] or [0]) for b in bins}
     print("  %s: %s (the workload's own rate on this machine; noisy)" % (units.get(w, "units"), ", ".join("%s %d in %s s" % (b, ucounts[b], s[6]) for b in bins)))
+if rates:
+    base = med(rates["base"]) if rates.get("base") else None
+    print()
+    print("udp64 flood rate with bpf_stats off (medians; these need a quiet machine, the ns per run above do not):")
+    for cfg, what in (("base", "alone"), ("empty", "empty programs on egress + ingress"),
+                      ("old", "old pidcap capturing an idle process"), ("new", "new pidcap capturing an idle process")):
+        if rates.get(cfg):
+            m = med(rates[cfg])
+            print("  %-38s %10.0f pps  %s" % (what, m, "" if not base else "%.3f of alone (runs: %s)" % (m / base, " ".join("%.0f" % x for x in rates[cfg]))))
 EOF
