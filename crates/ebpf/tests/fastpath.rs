@@ -7,7 +7,8 @@
 //! stamps it again. A socket older than the capture that has no known owner
 //! caches that as well (`pidcap_sk_owner.unowned`, so its packets stop looking
 //! in the cookie and port maps), and is still captured once its process becomes
-//! a target. The storage is read from userspace (a socket storage map's key is
+//! a target. A bystander's socket taken over by a target is the target's at
+//! its first send. The storage is read from userspace (a socket storage map's key is
 //! a file descriptor of the socket: the agents' sockets are duplicated into
 //! this process with pidfd_getfd).
 //!
@@ -27,7 +28,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const AGENT: &str = r#"
-import ctypes, socket, sys, threading
+import ctypes, os, socket, sys, threading
 socks = {}
 lst = None
 conns = []
@@ -90,6 +91,12 @@ for line in sys.stdin:
         out(t.fileno())
     elif c == "tcpsend":
         socks["t"].sendall(w[1].encode())
+        out("ok")
+    elif c == "takeover":     # another process's socket (pidfd_getfd), then a sendto on it
+        fd = ctypes.CDLL(None, use_errno=True).syscall(438, os.pidfd_open(int(w[1])), int(w[2]), 0)
+        s = socket.socket(fileno=fd)
+        socks["taken"] = s
+        s.sendto(w[4].encode(), ("127.0.0.1", int(w[3])))
         out("ok")
     elif c == "exit":
         break
@@ -308,7 +315,7 @@ fn every_bystander_socket_caches_no_target_at_the_current_generation() {
     let mut b = load();
     let maps = Maps::of(&b);
     // The capture of another process, an idle one.
-    let target = Agent::start();
+    let mut target = Agent::start();
     b.add_target(&target.process(), false).unwrap();
     let gen = maps.generation();
 
@@ -322,7 +329,8 @@ fn every_bystander_socket_caches_no_target_at_the_current_generation() {
     let rport: u16 = words[0].parse().unwrap();
     let (conn, _) = by.socket(&format!("udp {rport}"));
     assert_eq!(by.ask("send c-1"), "ok");
-    let (uncon, _) = by.socket("usock");
+    let uncon_no: RawFd = by.ask("usock").parse().unwrap();
+    let uncon = getfd(by.pid(), uncon_no);
     assert_eq!(by.ask(&format!("sendto {rport} u-1")), "ok");
     let mut got = vec![peer.ask("recvfrom"), peer.ask("recvfrom")];
     got.sort();
@@ -382,11 +390,21 @@ fn every_bystander_socket_caches_no_target_at_the_current_generation() {
     for (what, sock, who) in [socks[0], socks[1], socks[2], socks[4], socks[5]] {
         storage_until(&maps, sock, what, |st| is_bystanders(st, who, gen2));
     }
-    // Nothing of theirs was captured.
-    b.poll(Duration::from_millis(10), &mut |raw| {
-        assert!(raw.pid != by_who.pid && raw.pid != peer_who.pid, "a bystander's packet was captured: pid {}", raw.pid);
-    })
-    .unwrap();
+
+    // The target takes the bystander's unconnected socket over (the fast
+    // path's "is the caller the owner" fails): its first send on it is its
+    // own, and captured; nothing of the bystanders' before it was.
+    let cmd = format!("takeover {} {uncon_no} {rport} taken-1", by_who.pid);
+    assert_eq!(target.ask(&cmd), "ok");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut captured: Vec<(u32, Vec<u8>)> = Vec::new();
+    while !captured.iter().any(|(_, d)| d.windows(7).any(|w| w == b"taken-1")) {
+        assert!(Instant::now() < deadline, "never captured taken-1: {captured:?}");
+        b.poll(Duration::from_millis(10), &mut |raw| captured.push((raw.pid, raw.data.to_vec()))).unwrap();
+    }
+    assert!(captured.iter().all(|(pid, _)| *pid == target.pid()), "{captured:?}");
+    let st = maps.storage(&uncon).unwrap();
+    assert!(st.valid == 1 && st.owner.tgid == target.pid() && st.verdict == gen2 | 1, "{st:?}");
 }
 
 #[test]
