@@ -195,6 +195,8 @@ struct task_struct {
 	int tgid;
 	struct signal_struct *signal;
 	struct files_struct *files;
+	struct task_struct *group_leader;
+	__u64 start_time;
 } __attribute__((preserve_access_index));
 
 /* The key of a task's process (pidcap_target.key): the pidfs inode number of
@@ -215,6 +217,17 @@ static __always_inline __u64 current_key(void)
 		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
 	return task->signal->pids[PIDTYPE_TGID]->ino;
+}
+
+/* When the current process started (its thread-group leader's start_time,
+ * CLOCK_MONOTONIC ns; exec keeps it, also when a thread other than the leader
+ * execs). With the tgid it names the process as exactly as the key does: a
+ * process given the tgid of an exited one started after it. Two loads from
+ * the current task, where the key's chain reaches the pid's own struct. */
+static __always_inline __u64 current_start(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	return task->group_leader->start_time;
 }
 
 /* Does target entry t stand for the process with this key? With a key, only
@@ -342,6 +355,7 @@ static __always_inline struct pidcap_sk_owner *remember_owner(struct bpf_sock *s
 	}
 	if (st->valid && st->owner.tgid == tgid && st->owner.key == key) {
 		/* hot path of sendmsg: nothing changed, or only the thread */
+		st->start = current_start(); /* (0 for an owner given by sockops or seeding) */
 		if (st->owner.tid != tid) {
 			st->owner.tid = tid;
 			bpf_get_current_comm(st->owner.comm, sizeof(st->owner.comm));
@@ -364,6 +378,7 @@ static __always_inline struct pidcap_sk_owner *remember_owner(struct bpf_sock *s
 	st->owner.tgid = tgid;
 	st->owner.tid = tid;
 	st->owner.key = key;
+	st->start = current_start();
 	__builtin_memcpy(st->owner.comm, comm, PIDCAP_COMM_LEN);
 	st->valid = 1;
 	decide(st, gen);
@@ -381,9 +396,9 @@ static __always_inline int current_is_target(struct pidcap_sk_owner *st, __u32 t
 
 /* The fast path of a socket operation in process context: the socket's
  * storage says, at the current generation, that its owner is no target, that
- * owner is the caller (tgid and key: a socket handed to another process, or
- * kept by a process given the old owner's tgid, takes the full path and
- * changes hands there), and there are no target cgroups the caller could have
+ * owner is the caller (tgid and start time, recorded with the owner by
+ * remember_owner: a socket handed to another process, or kept by a process
+ * given the old owner's tgid, takes the full path and changes hands there), and there are no target cgroups the caller could have
  * moved into since. Returns the storage then (its thread brought up to date,
  * as remember_owner does), else 0: the caller takes the full path. */
 static __always_inline struct pidcap_sk_owner *bystander_socket(struct bpf_sock *sk)
@@ -392,7 +407,7 @@ static __always_inline struct pidcap_sk_owner *bystander_socket(struct bpf_sock 
 	if (!st || st->verdict != targets_gen() || !st->valid)
 		return 0;
 	__u64 pt = bpf_get_current_pid_tgid();
-	if (st->owner.tgid != (__u32)(pt >> 32) || st->owner.key != current_key())
+	if (st->owner.tgid != (__u32)(pt >> 32) || !st->start || st->start != current_start())
 		return 0;
 	struct pidcap_config *cfg = get_config();
 	if (!cfg || *(volatile const __u32 *)&cfg->cgroup_levels)

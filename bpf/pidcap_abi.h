@@ -83,6 +83,11 @@ struct pidcap_sk_owner {
 	 * than the capture, not seeded by userspace): until the target set
 	 * changes they are not looked for again. 0: not looked for yet. */
 	__u64 unowned;
+	/* The owner's start time (its thread-group leader's start_time), set
+	 * with the owner in process context: the fast path's cheap "is the
+	 * caller the owner" beside the tgid. 0: not known (the owner came from
+	 * sockops or seeding): the full path sets it. */
+	__u64 start;
 };
 
 /* Key of the "port_owners" map: a bound local port. */
