@@ -18,8 +18,13 @@
  *  - Each socket's storage also caches whether its owner is a target, with
  *    the generation of the target set it was decided at ("gens": one word
  *    userspace bumps when it changes targets, names or cgroups, one the
- *    programs bump when they add a target). A packet of a socket whose
- *    verdict is current and negative costs one storage lookup and a compare.
+ *    programs bump when they add a target). The fast path, the first thing
+ *    every socket hook does: a socket whose verdict is current and negative
+ *    (a bystander's) costs one storage lookup and a compare in the packet
+ *    programs, and those plus "is its owner the caller" in the process-context
+ *    ones (bystander_socket), before any counter, map or config read the
+ *    bystander does not need. A socket older than the capture that has no
+ *    known owner caches that too (pidcap_sk_owner.unowned).
  *  - Packets (the part of WFP's transport callouts): cgroup_skb/ingress and
  *    egress find the owner (storage, else the seeded cookie map, else the
  *    local port's owner), check it against "targets", evaluate the filter
@@ -190,6 +195,8 @@ struct task_struct {
 	int tgid;
 	struct signal_struct *signal;
 	struct files_struct *files;
+	struct task_struct *group_leader;
+	__u64 start_time;
 } __attribute__((preserve_access_index));
 
 /* The key of a task's process (pidcap_target.key): the pidfs inode number of
@@ -210,6 +217,17 @@ static __always_inline __u64 current_key(void)
 		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
 	return task->signal->pids[PIDTYPE_TGID]->ino;
+}
+
+/* When the current process started (its thread-group leader's start_time,
+ * CLOCK_MONOTONIC ns; exec keeps it, also when a thread other than the leader
+ * execs). With the tgid it names the process as exactly as the key does: a
+ * process given the tgid of an exited one started after it. Two loads from
+ * the current task, where the key's chain reaches the pid's own struct. */
+static __always_inline __u64 current_start(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	return task->group_leader->start_time;
 }
 
 /* Does target entry t stand for the process with this key? With a key, only
@@ -337,6 +355,7 @@ static __always_inline struct pidcap_sk_owner *remember_owner(struct bpf_sock *s
 	}
 	if (st->valid && st->owner.tgid == tgid && st->owner.key == key) {
 		/* hot path of sendmsg: nothing changed, or only the thread */
+		st->start = current_start(); /* (0 for an owner given by sockops or seeding) */
 		if (st->owner.tid != tid) {
 			st->owner.tid = tid;
 			bpf_get_current_comm(st->owner.comm, sizeof(st->owner.comm));
@@ -359,6 +378,7 @@ static __always_inline struct pidcap_sk_owner *remember_owner(struct bpf_sock *s
 	st->owner.tgid = tgid;
 	st->owner.tid = tid;
 	st->owner.key = key;
+	st->start = current_start();
 	__builtin_memcpy(st->owner.comm, comm, PIDCAP_COMM_LEN);
 	st->valid = 1;
 	decide(st, gen);
@@ -374,6 +394,32 @@ static __always_inline int current_is_target(struct pidcap_sk_owner *st, __u32 t
 	return target_of(tgid, key) != 0;
 }
 
+/* The fast path of a socket operation in process context: the socket's
+ * storage says, at the current generation, that its owner is no target, that
+ * owner is the caller (tgid and start time, recorded with the owner by
+ * remember_owner: a socket handed to another process, or kept by a process
+ * given the old owner's tgid, takes the full path and changes hands there), and there are no target cgroups the caller could have
+ * moved into since. Returns the storage then (its thread brought up to date,
+ * as remember_owner does), else 0: the caller takes the full path. */
+static __always_inline struct pidcap_sk_owner *bystander_socket(struct bpf_sock *sk)
+{
+	struct pidcap_sk_owner *st = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
+	if (!st || st->verdict != targets_gen() || !st->valid)
+		return 0;
+	__u64 pt = bpf_get_current_pid_tgid();
+	if (st->owner.tgid != (__u32)(pt >> 32) || !st->start || st->start != current_start())
+		return 0;
+	struct pidcap_config *cfg = get_config();
+	if (!cfg || *(volatile const __u32 *)&cfg->cgroup_levels)
+		return 0;
+	if (st->owner.tid != (__u32)pt) {
+		st->owner.tid = (__u32)pt;
+		bpf_get_current_comm(st->owner.comm, sizeof(st->owner.comm));
+	}
+	return st;
+}
+
+/* (A new socket has no storage yet: no fast path to try.) */
 SEC("cgroup/sock_create")
 int pidcap_sock_create(struct bpf_sock *sk)
 {
@@ -382,10 +428,16 @@ int pidcap_sock_create(struct bpf_sock *sk)
 	return 1;
 }
 
+/* Every bound port gets its owner's entry in port_owners, a bystander's too:
+ * its accepted connections (sockops) and request sockets find their owner
+ * there, also once that process becomes a target in the kernel (a name,
+ * a cgroup). */
 static __always_inline void remember_port(struct bpf_sock *sk)
 {
 	__u64 key;
-	struct pidcap_sk_owner *st = remember_owner(sk, &key);
+	struct pidcap_sk_owner *st = bystander_socket(sk);
+	if (!st)
+		st = remember_owner(sk, &key);
 	if (!st || !st->valid)
 		return;
 	__u64 cookie = bpf_get_socket_cookie(sk);
@@ -417,15 +469,16 @@ int pidcap_sock_release(struct bpf_sock *sk)
 	struct pidcap_port_key key = {};
 	__u64 cookie;
 	struct pidcap_sk_owner *st = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
-	if (st) {
-		/* A socket of this capture: its storage says what it bound. */
+	if (st && st->valid) {
+		/* A socket with an owner: its storage says what it bound. */
 		if (!st->bound)
 			return 1;
 		key.port = st->port.port;
 		key.proto = st->port.proto;
 		cookie = bpf_get_socket_cookie(sk);
 	} else {
-		/* One that existed before (seeded by userspace, by cookie). */
+		/* One that existed before (seeded by userspace, by cookie), with no
+		 * storage or with no owner in it yet (unowned). */
 		cookie = bpf_get_socket_cookie(sk);
 		struct pidcap_port_key *k = bpf_map_lookup_elem(&bound_ports, &cookie);
 		if (!k)
@@ -720,37 +773,31 @@ static __always_inline struct pidcap_owner *owner_by_port(const struct flow *f)
 }
 
 /*
- * The owner of a packet's socket, and whether it is a target's:
- *  1. a full socket with a verdict of the current generation in its storage:
- *     that verdict (a bystander's packet costs this one lookup and a compare);
- *  2. its storage with an older verdict: decided again, and cached;
- *  3. a socket with no storage yet that existed before the capture: its
- *     seeded owner (by cookie), moved into its storage;
- *  4. no full socket (a request socket's SYN-ACK, a timewait socket's last
- *     ACK, a reset) or no known owner: the owner of the local port.
+ * The owner of a packet's socket, and whether it is a target's, when the fast
+ * path (handle_skb) could not tell:
+ *  1. its storage with an older verdict: decided again, and cached;
+ *  2. a socket with no owner in its storage that existed before the capture:
+ *     its seeded owner (by cookie), moved into its storage;
+ *  3. no full socket (a request socket's SYN-ACK, a timewait socket's last
+ *     ACK, a reset) or no known owner: the owner of the local port;
+ *  4. none: a full socket caches that it has no known owner (unowned) at
+ *     generation gen, read before the lookups (userspace bumps it after
+ *     seeding a new target's sockets, so a seeded owner is found then).
  */
-static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
+static __always_inline int handle_skb_slow(struct __sk_buff *skb, __u8 dir, struct bpf_sock *sk,
+					   struct pidcap_sk_owner *st)
 {
 	struct flow f = {};
 	int parsed = -1;
 	struct pidcap_owner *o = 0;
-	struct pidcap_sk_owner *st = 0;
-	/* Per-CPU, and the verifier inlines the lookup: about a nanosecond. */
-	count(PIDCAP_CNT_SEEN);
 	__u64 gen = targets_gen();
-	/* bpf_sk_storage_get takes the socket as skb->sk gives it and answers
-	 * NULL for one that is not a full socket: no bpf_sk_fullsock call. */
-	struct bpf_sock *sk = skb->sk;
-	if (sk) {
-		st = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
-		if (st && st->valid) {
-			__u64 v = st->verdict;
-			if ((v & ~1ULL) != gen)
-				v = decide(st, gen);
-			if (!(v & 1))
-				return 1; /* not a target's */
-			o = &st->owner;
-		}
+	if (st && st->valid) {
+		__u64 v = st->verdict;
+		if ((v & ~1ULL) != gen)
+			v = decide(st, gen);
+		if (!(v & 1))
+			return 1; /* not a target's */
+		o = &st->owner;
 	}
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	if (!o) {
@@ -759,6 +806,15 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
 			st = bpf_sk_storage_get(&sk_owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 			if (st) {
 				st->owner = *seeded;
+				/* Its seeded port too: sock_release then clears it
+				 * from the storage, as for a socket of this capture. */
+				struct pidcap_port_key *bp = bpf_map_lookup_elem(&bound_ports, &cookie);
+				if (bp) {
+					st->port.port = bp->port;
+					st->port.proto = bp->proto;
+					st->bound = 1;
+					bpf_map_delete_elem(&bound_ports, &cookie);
+				}
 				st->valid = 1;
 				bpf_map_delete_elem(&owners, &cookie);
 				if (!(decide(st, gen) & 1))
@@ -771,14 +827,19 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
 			o = seeded;
 		}
 		if (!o) {
-			st = 0;
 			parsed = parse_flow(skb, dir, &f);
 			if (parsed == 0)
 				o = owner_by_port(&f);
 			if (!o) {
 				count(PIDCAP_CNT_UNATTRIBUTED);
+				/* (NULL for a socket that is not a full one) */
+				if (!st && sk)
+					st = bpf_sk_storage_get(&sk_owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+				if (st && !st->valid)
+					st->unowned = gen;
 				return 1;
 			}
+			st = 0; /* the port's owner, not the socket's */
 		}
 		if (!st && !target_of(o->tgid, o->key))
 			return 1;
@@ -820,6 +881,37 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
 	return 1;
 }
 
+/*
+ * Every packet of every process: first the fast path, a full socket whose
+ * storage holds a verdict of the current generation that its owner is no
+ * target, or that it has no known owner: one storage lookup, a compare and
+ * the "seen" counter (the system-wide counts of `-v`). Everything else in
+ * handle_skb_slow. bpf_sk_storage_get takes the socket as skb->sk gives it
+ * and answers NULL for one that is not a full socket: no bpf_sk_fullsock.
+ */
+static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
+{
+	struct pidcap_sk_owner *st = 0;
+	struct bpf_sock *sk = skb->sk;
+	if (sk) {
+		st = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
+		if (st) {
+			__u64 gen = targets_gen();
+			if (st->verdict == gen) { /* bit 0 clear: not a target's */
+				count(PIDCAP_CNT_SEEN);
+				return 1;
+			}
+			if (st->unowned == gen && !st->valid) {
+				count(PIDCAP_CNT_SEEN);
+				count(PIDCAP_CNT_UNATTRIBUTED);
+				return 1;
+			}
+		}
+	}
+	count(PIDCAP_CNT_SEEN);
+	return handle_skb_slow(skb, dir, sk, st);
+}
+
 SEC("cgroup_skb/ingress")
 int pidcap_ingress(struct __sk_buff *skb)
 {
@@ -839,6 +931,8 @@ static __always_inline int sock_addr_check(struct bpf_sock_addr *ctx, int v6)
 	__u64 key = 0;
 	struct pidcap_sk_owner *st = 0;
 	struct bpf_sock *sk = ctx->sk;
+	if (sk && bystander_socket(sk))
+		return 1; /* the fast path: a bystander's socket */
 	if (sk)
 		st = remember_owner(sk, &key);
 	else
@@ -885,7 +979,7 @@ static __always_inline void sock_addr_owner(struct bpf_sock_addr *ctx)
 {
 	__u64 key;
 	struct bpf_sock *sk = ctx->sk;
-	if (sk)
+	if (sk && !bystander_socket(sk))
 		remember_owner(sk, &key);
 }
 
@@ -909,14 +1003,15 @@ int pidcap_recvmsg6(struct bpf_sock_addr *ctx)
 SEC("raw_tracepoint/sched_process_fork")
 int pidcap_fork(struct bpf_raw_tracepoint_args *ctx)
 {
+	/* The parent is current (kernel_clone traces it before waking the
+	 * child): its tgid without a read of the task. */
+	__u32 ptgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_struct *parent = (struct task_struct *)ctx->args[0];
 	struct task_struct *child = (struct task_struct *)ctx->args[1];
-	int ptgid = BPF_CORE_READ(parent, tgid);
-	int ctgid = BPF_CORE_READ(child, tgid);
+	__u32 ctgid = BPF_CORE_READ(child, tgid);
 	if (ptgid == ctgid)
-		return 0; /* a new thread, not a new process */
-	__u32 pkey = ptgid;
-	struct pidcap_target *t = bpf_map_lookup_elem(&targets, &pkey);
+		return 0; /* a new thread, not a new process: no lookup */
+	struct pidcap_target *t = bpf_map_lookup_elem(&targets, &ptgid);
 	if (!t || !(t->flags & PIDCAP_TARGET_FOLLOW_CHILDREN))
 		return 0;
 	if (!same_process(t, task_key(parent)))

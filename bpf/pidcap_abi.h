@@ -73,11 +73,21 @@ struct pidcap_owner {
 #define PIDCAP_GEN_KERNEL 1 /* __sync_fetch_and_add by the programs (a target added in the kernel) */
 struct pidcap_sk_owner {
 	struct pidcap_owner owner;
-	__u64 verdict;   /* generation << 1 | is-a-target */
+	__u64 verdict;   /* generation << 1 | is-a-target (only when valid) */
 	__u32 valid;     /* owner is set */
 	__u32 bound;     /* port (below) is the socket's entry of port_owners */
 	struct { __u16 port; __u8 proto; __u8 _pad; } port; /* as pidcap_port_key */
 	__u32 _pad;
+	/* While valid is 0: the generation (shifted as verdict) at which the
+	 * socket's packets were found to have no known owner (a socket older
+	 * than the capture, not seeded by userspace): until the target set
+	 * changes they are not looked for again. 0: not looked for yet. */
+	__u64 unowned;
+	/* The owner's start time (its thread-group leader's start_time), set
+	 * with the owner in process context: the fast path's cheap "is the
+	 * caller the owner" beside the tgid. 0: not known (the owner came from
+	 * sockops or seeding): the full path sets it. */
+	__u64 start;
 };
 
 /* Key of the "port_owners" map: a bound local port. */

@@ -84,6 +84,11 @@ pub struct SkOwner {
     pub bound: u32,
     pub port: PortKey,
     pub _pad: u32,
+    /// While `valid` is 0: the generation (shifted as `verdict`) at which the
+    /// socket was found to have no known owner; 0: not looked for yet.
+    pub unowned: u64,
+    /// The owner's start time (thread-group leader's `start_time`); 0: not known.
+    pub start: u64,
 }
 
 #[repr(C)]
@@ -205,11 +210,13 @@ const _: () = {
     assert!(offset_of!(Owner, key) == 8);
     assert!(offset_of!(Owner, comm) == 16);
     assert!(size_of::<PortKey>() == 4);
-    assert!(size_of::<SkOwner>() == 56);
+    assert!(size_of::<SkOwner>() == 72);
     assert!(offset_of!(SkOwner, verdict) == 32);
     assert!(offset_of!(SkOwner, valid) == 40);
     assert!(offset_of!(SkOwner, bound) == 44);
     assert!(offset_of!(SkOwner, port) == 48);
+    assert!(offset_of!(SkOwner, unowned) == 56);
+    assert!(offset_of!(SkOwner, start) == 64);
     assert!(offset_of!(PortKey, proto) == 2);
     assert!(size_of::<PortOwner>() == 40);
     assert!(offset_of!(PortOwner, owner) == 0);

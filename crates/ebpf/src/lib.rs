@@ -750,6 +750,11 @@ impl KernelBackend for EbpfBackend {
             let _ = self.remove_target(process.id());
         }
         let n = seeded?;
+        if n > 0 {
+            // A seeded socket whose packets found no owner meanwhile cached
+            // that (pidcap_sk_owner.unowned): it looks again, and finds this one.
+            self.targets_changed()?;
+        }
         if self.config.tls != 0 {
             // Before the caller lets a held child go: its first TLS call is covered.
             self.scan_tls(pid, process.key());
