@@ -44,7 +44,7 @@ use crate::tls::{
     client_hello, conn_key, looks_like_http, pdu_tags, ConnKey, PduProto, LINKTYPE_UPPER_PDU, TLS_IF_DESCRIPTION,
     TLS_IF_NAME,
 };
-use crate::{captured, PcapError, RecordRef, Sink, WriterOptions, LINKTYPE_RAW};
+use crate::{captured, PcapError, RecordRef, Sink, WriterOptions};
 use pidcap_packet::{decode, CapturedPacket, Direction, ProcessMeta, TlsInfo};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -69,6 +69,15 @@ const IF_NAME: u16 = 2;
 const IF_DESCRIPTION: u16 = 3;
 const IF_TSRESOL: u16 = 9;
 const EPB_FLAGS: u16 = 2;
+
+/// The link type of the packets' interfaces: raw IP as 12 (`DLT_RAW` on
+/// Linux and every platform but OpenBSD; Wireshark and pidcap's reader read
+/// it as raw IP), not `LINKTYPE_RAW` (101). libpcap (1.10.3) compares each
+/// later IDB's link type with the *DLT* it made of the first one's, so a
+/// second IDB of 101 after a first of 101 makes tcpdump refuse the file
+/// ("an interface has a type 101 different from the type of the first
+/// interface"); 12 after 12 reads. Classic pcap keeps 101.
+pub(crate) const LINKTYPE_RAW_IDB: u16 = 12;
 
 /// `epb_flags` direction bits.
 pub(crate) const FLAG_INBOUND: u32 = 0b01;
@@ -252,7 +261,7 @@ impl<W: Write> PcapngWriter<W> {
         self.out.w.write_all(shb.finish())?;
 
         let mut idb = Block::new(BT_IDB);
-        idb.u16(LINKTYPE_RAW).u16(0).u32(self.out.snaplen);
+        idb.u16(LINKTYPE_RAW_IDB).u16(0).u32(self.out.snaplen);
         idb.option(IF_NAME, b"pidcap").option(IF_TSRESOL, &[9]);
         self.out.w.write_all(idb.finish())?;
 
@@ -747,7 +756,7 @@ fn dsb(text: &str) -> Vec<u8> {
 /// The IDB of a process interface: as the packets' (id 0), named and described.
 fn process_idb(name: &str, desc: &str, snaplen: u32) -> Vec<u8> {
     let mut idb = Block::new(BT_IDB);
-    idb.u16(LINKTYPE_RAW).u16(0).u32(snaplen);
+    idb.u16(LINKTYPE_RAW_IDB).u16(0).u32(snaplen);
     idb.option(IF_NAME, name.as_bytes()).option(IF_DESCRIPTION, desc.as_bytes()).option(IF_TSRESOL, &[9]);
     idb.finish().to_vec()
 }
