@@ -1,26 +1,36 @@
 //! The pcapng writer (little-endian).
 //!
 //! Hand-written on purpose: no crate writes exactly these blocks and options
-//! (`opt_comment` + `epb_flags` on every EPB, `if_tsresol` = 9), the format is
-//! a few dozen lines of `std::io::Write`, and owning every byte keeps the
-//! output deterministic and golden-testable.
+//! (`opt_comment` + `epb_flags` on EPBs, `if_tsresol` = 9, an IDB per
+//! process), the format is a few dozen lines of `std::io::Write`, and owning
+//! every byte keeps the output deterministic and golden-testable.
 //!
 //! Layout: SHB (byte-order magic, version 1.0, section length -1,
-//! `shb_os`, `shb_userappl`), one IDB (`LINKTYPE_RAW`, snaplen, `if_name` =
-//! `pidcap`, `if_tsresol` = 9), then one EPB per packet with the timestamp in
-//! nanoseconds, the data padded to 32 bits, `opt_comment` (see
-//! [`crate::comment`]) and `epb_flags` (bits 0-1: 01 inbound, 10 outbound).
-//! The verdict travels only in the comment: the flags stay honest. A
-//! comment is formatted once per socket and thread and kept (`Comments`),
-//! not per packet.
+//! `shb_os`, `shb_userappl`), IDB 0 (link type 12 = raw IP, see
+//! [`LINKTYPE_RAW_IDB`], snaplen, `if_name` = `pidcap`, `if_tsresol` = 9),
+//! then one EPB per packet with the timestamp in nanoseconds, the data
+//! padded to 32 bits, `opt_comment` and `epb_flags` (bits 0-1: 01 inbound,
+//! 10 outbound). The verdict travels only in the comment: the flags stay
+//! honest.
+//!
+//! Processes (issue 13): a packet with a process goes on that process's
+//! interface, an IDB like IDB 0 with `if_name` `comm[pid]` and
+//! `if_description` the process ([`crate::comment::format_process`]),
+//! written just before the first packet that needs it: once per
+//! description and file (a new one after an exec, a reused pid or a rename;
+//! [`Interfaces`]). Its comment holds only the packet's own fields
+//! ([`crate::comment::format_packet_comment`], often none: then no comment
+//! option). A packet with no process (pid 0) stays on IDB 0 with the whole
+//! comment ([`crate::comment::format_comment`]). Comments are formatted once
+//! per socket and thread and kept (`Comments`), not per packet.
 //!
 //! TLS (see [`crate::tls`] and [`crate::keylog`]):
-//! * A TLS plaintext record is written on a second interface (id 1,
-//!   `LINKTYPE_WIRESHARK_UPPER_PDU`, `if_name` = `pidcap-tls-plaintext`,
+//! * A TLS plaintext record is written on an interface of its own
+//!   (`LINKTYPE_WIRESHARK_UPPER_PDU`, `if_name` = `pidcap-tls-plaintext`,
 //!   described as taken from the TLS library, not the wire), described by an
-//!   IDB just before the first record, as an Exported PDU: tshark dissects
-//!   the plaintext (`-Y http.request`). Its comment adds `tls=LIBRARY
-//!   offset=N` to the process (the calling thread is its `tid=`) ([`crate::comment::TlsComment`]).
+//!   IDB just before the file's first record, as an Exported PDU: tshark dissects
+//!   the plaintext (`-Y http.request`). Its comment is the whole process plus
+//!   `tls=LIBRARY offset=N` (the calling thread is its `tid=`) ([`crate::comment::TlsComment`]).
 //! * Key log lines ([`PcapngWriter::add_keys`]) go into Decryption Secrets
 //!   Blocks (`TLSK`), each line once, only for connections whose ClientHello
 //!   is in the file, and before the packets that need them: with
@@ -34,7 +44,8 @@
 //!   like HTTP/1.x. The choice is made when the record's block goes out.
 //! * Rotation ([`crate::rotate`]): [`PcapngWriter::start_file`] goes on in a
 //!   new file; `write_preamble` is the one place that writes what every file
-//!   says for itself and resets what is per file.
+//!   says for itself and resets what is per file (the interfaces: blocks held
+//!   back over the change are renumbered to the new file's).
 
 use crate::comment::{
     format_comment, format_packet_comment, format_process, format_tls, process_if_name, ProcessInfo, TlsComment,
