@@ -185,7 +185,10 @@ fn write_keeps_the_selection_and_its_process_for_tshark() {
     let comments: Vec<String> = text(&t.stdout).lines().map(str::to_owned).collect();
     assert_eq!(comments.len(), 2, "{comments:?}");
     // The process in its interface's description, the packet's own fields in its comment (issue 13).
-    assert!(comments.iter().all(|c| c.starts_with("pid=200 comm=beta\t") && c.split(['\t', ' ']).any(|t| t == "cookie=7")), "{comments:?}");
+    assert!(
+        comments.iter().all(|c| c.starts_with("pid=200 comm=beta\t") && c.split(['\t', ' ']).any(|t| t == "cookie=7")),
+        "{comments:?}"
+    );
 
     // And pidcap reads its own output back the same.
     let back = read(&[s(&o)]);

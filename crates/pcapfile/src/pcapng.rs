@@ -354,7 +354,7 @@ impl<W: Write> PcapngWriter<W> {
                 }
             }
             let full = match self.ifaces.lookup(p) {
-                Lookup::Unattributed => true,
+                Lookup::Whole => true,
                 Lookup::Known(_) => false,
                 Lookup::New { name, desc } => {
                     extra += process_idb(&name, &desc, self.out.snaplen).len() as u64;
@@ -457,7 +457,7 @@ impl<W: Write> PcapngWriter<W> {
             hold.waiting.insert(random);
         }
         let iface = match self.ifaces.lookup(p) {
-            Lookup::Unattributed => None,
+            Lookup::Whole => None,
             Lookup::Known(id) => Some(id),
             Lookup::New { name, desc } => Some(self.describe_process(name, desc)?),
         };
@@ -805,8 +805,9 @@ struct Recent {
 
 /// Where a packet goes ([`Interfaces::lookup`]).
 enum Lookup {
-    /// No process: interface 0, the whole comment.
-    Unattributed,
+    /// No process, or a file that has [`Interfaces::MAX`] already:
+    /// interface 0, the whole comment.
+    Whole,
     /// A process interface this file has.
     Known(u32),
     /// A process this file has not described (yet).
@@ -815,6 +816,10 @@ enum Lookup {
 
 impl Interfaces {
     const RECENT: usize = 64;
+    /// Most interfaces a file describes (pidcap's reader takes 65536 a
+    /// section; this also bounds the descriptions kept): the processes seen
+    /// after that in the file go on interface 0 with the whole comment.
+    const MAX: usize = 16384;
 
     fn slot(pid: u32) -> usize {
         (pid.wrapping_mul(0x9e37_79b9) >> (32 - Self::RECENT.trailing_zeros())) as usize
@@ -822,7 +827,7 @@ impl Interfaces {
 
     fn lookup(&mut self, p: &RecordRef<'_>) -> Lookup {
         if p.pid == 0 {
-            return Lookup::Unattributed;
+            return Lookup::Whole;
         }
         if let Some(r) = &self.recent[Self::slot(p.pid)] {
             let same_process = match (&r.process, p.process) {
@@ -831,7 +836,8 @@ impl Interfaces {
                 _ => false,
             };
             if r.pid == p.pid && r.comm == p.comm && same_process {
-                return Lookup::Known(r.id);
+                // Id 0 is never a process's: it marks one seen once the file was full.
+                return if r.id == 0 { Lookup::Whole } else { Lookup::Known(r.id) };
             }
         }
         let desc = format_process(p.pid, p.comm, p.process.map(|m| &**m));
@@ -839,6 +845,10 @@ impl Interfaces {
             Some(&id) => {
                 self.remember(p, id);
                 Lookup::Known(id)
+            }
+            None if self.table.len() >= Self::MAX => {
+                self.remember(p, 0);
+                Lookup::Whole
             }
             None => Lookup::New { name: process_if_name(p.pid, p.comm), desc },
         }

@@ -66,7 +66,7 @@ fn meta(pid: u32, comm: &str, exe: &str, cmdline: &[&str]) -> Arc<ProcessMeta> {
 fn packet(id: u64, process: &Arc<ProcessMeta>, payload: usize) -> CapturedPacket {
     let mut data = Vec::new();
     let body = vec![0x61; payload];
-    let out = id % 2 == 0;
+    let out = id.is_multiple_of(2);
     let (src, dst) = if out { ([127, 0, 0, 1], [127, 0, 0, 2]) } else { ([127, 0, 0, 2], [127, 0, 0, 1]) };
     let (sport, dport) = if out { (40000, 9) } else { (9, 40000) };
     PacketBuilder::ipv4(src, dst, 64).udp(sport, dport).write(&mut data, &body).unwrap();
@@ -357,5 +357,36 @@ fn per_packet_fields_ride_in_the_comment() {
     assert_eq!(ifaces, [1, 1, 1, 1, 1, 0]);
     // The packet of the socket with no cookie, tid = pid, thread = comm: no comment at all.
     assert_eq!(epbs[3].len(), 28 + 40 + 8 + 4 + 4);
+    assert_eq!(read_packets(&bytes[..]).unwrap(), sent);
+}
+
+/// A file describes at most 16384 interfaces (pidcap's reader takes 65536 a
+/// section): the processes after that go on interface 0 with the whole
+/// comment, and read back the same.
+#[test]
+fn a_file_full_of_processes_writes_the_rest_whole() {
+    let processes: Vec<Arc<ProcessMeta>> =
+        (1..=16400u32).map(|pid| meta(pid, "cc1", "/usr/lib/gcc/cc1", &["cc1", "-quiet"])).collect();
+    let mut sent: Vec<CapturedPacket> = processes.iter().enumerate().map(|(i, m)| packet(i as u64 + 1, m, 0)).collect();
+    // The first process again, and the last twice: on their interface, and whole.
+    for m in [&processes[0], &processes[16399], &processes[16399]] {
+        let id = sent.len() as u64 + 1;
+        sent.push(packet(id, m, 0));
+    }
+    let mut w = PcapngWriter::with_os(Vec::new(), &WriterOptions::default(), None).unwrap();
+    for p in &sent {
+        w.write_packet(p).unwrap();
+    }
+    let bytes = w.into_inner().unwrap();
+    assert_eq!(descriptions(&bytes).len(), 16384);
+    let ifaces: Vec<u32> = blocks(&bytes)
+        .into_iter()
+        .filter(|(t, _)| *t == 6)
+        .map(|(_, b)| u32::from_le_bytes(b[8..12].try_into().unwrap()))
+        .collect();
+    assert_eq!(ifaces[..3], [1, 2, 3]);
+    assert_eq!(ifaces[16382], 16383);
+    assert!(ifaces[16383..16400].iter().all(|&i| i == 0), "{:?}", &ifaces[16380..]);
+    assert_eq!(ifaces[16400..], [1, 0, 0]);
     assert_eq!(read_packets(&bytes[..]).unwrap(), sent);
 }
