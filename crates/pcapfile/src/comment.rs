@@ -506,6 +506,47 @@ mod tests {
     }
 
     #[test]
+    fn a_process_interface_and_its_packets_comments_make_the_whole_comment() {
+        let m = meta();
+        let desc = format_process(1234, "curl", Some(&m));
+        assert_eq!(
+            desc,
+            "pid=1234 comm=curl exe=/usr/bin/curl cmdline=curl -s a\\x20b  k\\x3dv tls \
+             ppid=1200 pcomm=sh uid=1000 user=alice cgroup=/system.slice/docker-ab.scope container=docker:ab"
+        );
+        assert_eq!(process_if_name(1234, "Web Content"), "Web Content[1234]");
+        let base = parse_process(&desc).unwrap();
+        let whole = ProcessInfo { process: Some(Arc::new(m)), ..info("curl", Verdict::Pass, None) };
+        // With no comment: the process's own thread, cookie 0, pass.
+        assert_eq!(base, ProcessInfo { tid: 1234, thread: "curl".into(), socket_cookie: 0, ..whole.clone() });
+        for (tid, thread, cookie, verdict, rule, comment) in [
+            (1234, "curl", 8812, Verdict::Pass, None, "cookie=8812"),
+            (1234, "curl", 0, Verdict::Pass, None, ""),
+            (
+                1240,
+                "worker 1",
+                8812,
+                Verdict::Blocked,
+                Some(3),
+                "tid=1240 thread=worker\\x201 cookie=8812 verdict=blocked rule=3",
+            ),
+            (0, "", 1, Verdict::Pass, Some(0), "tid=0 thread= cookie=1 rule=0"),
+        ] {
+            let i = ProcessInfo { tid, thread: thread.into(), socket_cookie: cookie, verdict, rule, ..whole.clone() };
+            assert_eq!(format_packet_comment(&i), comment);
+            assert_eq!(parse_packet_comment(&base, comment), Some(i.clone()), "{comment:?}");
+            // The same as the whole comment says.
+            assert_eq!(parse_comment(&format_comment(&i)), Some(i));
+        }
+        // A whole comment stands alone wherever it is; a malformed value of ours is not ours.
+        let old = format_comment(&info("wget", Verdict::Blocked, Some(1)));
+        assert_eq!(parse_packet_comment(&base, &old), parse_comment(&old));
+        assert_eq!(parse_packet_comment(&base, "cookie=x"), None);
+        assert_eq!(parse_packet_comment(&base, "future=1 cookie=5").unwrap().socket_cookie, 5);
+        assert_eq!(parse_process("tls plaintext"), None);
+    }
+
+    #[test]
     fn lenient_and_strict_parts() {
         let p = parse_comment("pid=7 comm=sh").unwrap();
         assert_eq!((p.pid, p.comm.as_str(), p.socket_cookie, p.verdict, p.rule), (7, "sh", 0, Verdict::Pass, None));
