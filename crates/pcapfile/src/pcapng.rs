@@ -846,7 +846,9 @@ impl Interfaces {
                 self.remember(p, id);
                 Lookup::Known(id)
             }
-            None if self.table.len() >= Self::MAX => {
+            // A description too long for an option (65535 bytes) would be cut: the whole comment
+            // on interface 0 instead, cut as any long comment is.
+            None if self.table.len() >= Self::MAX || desc.len() > usize::from(u16::MAX) => {
                 self.remember(p, 0);
                 Lookup::Whole
             }

@@ -390,3 +390,29 @@ fn a_file_full_of_processes_writes_the_rest_whole() {
     assert_eq!(ifaces[16400..], [1, 0, 0]);
     assert_eq!(read_packets(&bytes[..]).unwrap(), sent);
 }
+
+/// A process whose description does not fit an option (65535 bytes) is not
+/// cut into a wrong one: its packets go whole on interface 0, as before.
+#[test]
+fn a_description_too_long_for_an_option_is_not_an_interface() {
+    let long = "x".repeat(70_000);
+    let m = meta(4242, "flood", "/usr/bin/python3.11", &["python3", &long]);
+    let short = meta(77, "dig", "/usr/bin/dig", &["dig"]);
+    let sent = [packet(1, &m, 0), packet(2, &short, 0), packet(3, &m, 0)];
+    let mut w = PcapngWriter::with_os(Vec::new(), &WriterOptions::default(), None).unwrap();
+    for p in &sent {
+        w.write_packet(p).unwrap();
+    }
+    let bytes = w.into_inner().unwrap();
+    assert_eq!(descriptions(&bytes).len(), 2, "interface 0 and dig's");
+    let ifaces: Vec<u32> = blocks(&bytes)
+        .into_iter()
+        .filter(|(t, _)| *t == 6)
+        .map(|(_, b)| u32::from_le_bytes(b[8..12].try_into().unwrap()))
+        .collect();
+    assert_eq!(ifaces, [0, 1, 0]);
+    let back = read_packets(&bytes[..]).unwrap();
+    assert_eq!(back[1], sent[1]);
+    // The whole comment, cut at 65535 bytes, gives the process back no more than it did before.
+    assert!(back[0].process.as_ref().is_none_or(|p| p.cmdline != m.cmdline));
+}
