@@ -24,8 +24,10 @@
 //! `cmdline` is the arguments, each escaped, joined by single spaces: the
 //! tokens after `cmdline=` that have no `=` are its next arguments (a space
 //! inside an argument stays `\x20`). `pid=N comm=NAME` are always the first
-//! two tokens, so `frame.comment contains "pid=1234"` works in tshark
-//! (`pidcap.pid == 1234` with the Lua plugin in `wireshark/` is exact).
+//! two tokens, so `frame.comment contains "pid=1234"` works in tshark on
+//! the whole form, and `frame.interface_description contains "pid=1234"` on
+//! a process interface (below) (`pidcap.pid == 1234` with the Lua plugin in
+//! `wireshark/` is exact on both).
 //! `comm` is the thread-group leader's name, `thread` the name of the thread
 //! that sent (or last sent on) the socket; `tid`/`thread` are left out when
 //! unknown, the process fields (`exe` to `container`) when pidcap could not
