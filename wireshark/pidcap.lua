@@ -1,12 +1,22 @@
 -- pidcap.lua: Wireshark/tshark fields for pidcap's per-packet process.
 --
--- pidcap writes the process of every packet into the packet's pcapng
--- comment (`frame.comment`), in a stable key=value grammar (documented in
+-- pidcap describes each process once, in a pcapng interface of its own
+-- (`frame.interface_name` `curl[4242]`, `frame.interface_description` the
+-- process), and writes on each packet's comment (`frame.comment`) only what
+-- is the packet's, in a stable key=value grammar (documented in
 -- crates/pcapfile/src/comment.rs and README.md):
 --
---   pid=4242 comm=curl tid=4243 thread=curl exe=/usr/bin/curl cmdline=curl -s http://x/
---   ppid=4200 pcomm=sh uid=1000 user=alice cgroup=/user.slice/... container=docker:0123...
---   cookie=8812 verdict=pass [rule=N] [tls=openssl offset=N]
+--   interface: pid=4242 comm=curl exe=/usr/bin/curl cmdline=curl -s http://x/
+--              ppid=4200 pcomm=sh uid=1000 user=alice cgroup=/user.slice/... container=docker:0123...
+--   comment:   [tid=4243] [thread=NAME] [cookie=8812] [verdict=blocked] [rule=N]
+--              (no tid: the pid; no thread: comm; no cookie: 0; no verdict: pass)
+--
+-- Older files (and TLS plaintext records, and packets with no process) carry
+-- the whole of it in the comment:
+--
+--   pid=4242 comm=curl tid=4243 thread=curl exe=... cgroup=... cookie=8812 verdict=pass [rule=N] [tls=openssl offset=N]
+--
+-- Both give the same fields on every packet.
 --
 -- This postdissector turns it into fields you can filter on and show as
 -- columns: `pidcap.pid == 3207` is exact (it does not match 32078, which
@@ -43,6 +53,7 @@ pidcap.fields = {
 }
 
 local comment_field = Field.new("frame.comment")
+local interface_field = Field.new("frame.interface_description")
 
 -- `\xHH` escapes back to bytes.
 local function unescape(s)
@@ -63,12 +74,10 @@ local strings = {
     verdict = true, tls = true,
 }
 
--- The tokens of a comment of ours, or nil (it must start with `pid=N comm=`).
-local function parse(text)
-    if not text:match("^pid=%d+ comm=") then
-        return nil
-    end
-    local out, args, in_cmdline = {}, nil, false
+-- The tokens of `text` into `out` (a key already there is kept), the
+-- command line's arguments into out.args.
+local function tokens(text, out)
+    local args, in_cmdline = out.args, false
     for tok in (text .. " "):gmatch("([^ ]*) ") do
         local key, value = tok:match("^([^=]+)=(.*)$")
         if key == nil then
@@ -90,14 +99,55 @@ local function parse(text)
     return out
 end
 
-function pidcap.dissector(tvb, pinfo, tree)
+-- The tokens of a comment or description of ours, or nil (it must start with `pid=N comm=`).
+local function parse(text)
+    if not text:match("^pid=%d+ comm=") then
+        return nil
+    end
+    return tokens(text, {})
+end
+
+-- The process of this packet: the whole comment (older files, TLS records,
+-- packets with no process), or its interface's description with the
+-- comment's per-packet tokens over it and their defaults.
+local function process_of()
     local comments = { comment_field() }
     for _, fi in ipairs(comments) do
         local c = parse(tostring(fi.value))
         if c then
+            return c
+        end
+    end
+    local desc = interface_field()
+    local c = desc and parse(tostring(desc.value))
+    if not c then
+        return nil
+    end
+    local own = {}
+    if comments[1] then
+        tokens(tostring(comments[1].value), own)
+    end
+    for _, key in ipairs({ "tid", "thread", "cookie", "verdict", "rule" }) do
+        c[key] = own[key]
+    end
+    c.tid = c.tid or c.pid
+    c.thread = c.thread or c.comm
+    c.cookie = c.cookie or "0"
+    c.verdict = c.verdict or "pass"
+    return c
+end
+
+function pidcap.dissector(tvb, pinfo, tree)
+    local c = process_of()
+    if c then
+        do
             local t = tree:add(pidcap, "pidcap: " .. c.pid .. "/" .. unescape(c.comm or ""))
             for _, key in ipairs({ "pid", "comm", "tid", "thread", "exe" }) do
                 local v = c[key]
+                -- tid 0 and an empty thread: unknown (they are written only so on a process interface).
+                if key == "tid" and v == "0" or key == "thread" and v == "" then
+                    v = nil
+                end
                 if v and numbers[key] and v:match("^%d+$") then
                     t:add(F[key], tonumber(v))
                 elseif v and strings[key] then

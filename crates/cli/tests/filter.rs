@@ -103,10 +103,16 @@ fn an_expression_before_the_command_keeps_only_its_packets() {
     assert_eq!(captured(&err), (6, 6), "{err}");
     let dropped = not_matched(&err);
     assert!(dropped >= 4 + 6, "the 9002 datagrams and the TCP connection did not match: {dropped}\n{err}");
-    // The process is still on every kept packet.
-    let comments =
-        Command::new("tshark").arg("-r").arg(&kept).args(["-T", "fields", "-e", "frame.comment"]).output().unwrap();
-    assert!(text(&comments.stdout).lines().all(|c| c.contains("pid=")), "{}", text(&comments.stdout));
+    // The process is still on every kept packet (its interface's description, issue 13).
+    let described = Command::new("tshark")
+        .arg("-r")
+        .arg(&kept)
+        .args(["-T", "fields", "-e", "frame.interface_description"])
+        .output()
+        .unwrap();
+    let described = text(&described.stdout);
+    assert_eq!(described.lines().count(), 6, "{described}");
+    assert!(described.lines().all(|c| c.contains("pid=")), "{described}");
 
     // In one word, on the text lines: only the 9001 datagrams are printed.
     let out = run_traffic(&ns, &["-n", "tcp or udp dst port 9002"], "4");

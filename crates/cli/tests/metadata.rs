@@ -300,8 +300,11 @@ fn the_lua_plugin_filters_pids_exactly_and_unescapes_strings() {
     };
     assert_eq!(tshark_fields(&file, "pidcap.pid == 3207", &all), [row(3207), row(3207)].join("\n"));
     assert_eq!(tshark_fields(&file, "pidcap.pid == 32078", &["pidcap.pid"]), "32078");
-    // What the plugin fixes: the comment's text matches both.
-    assert_eq!(tshark_fields(&file, "frame.comment contains \"pid=3207\"", &["pidcap.pid"]), "3207\n32078\n3207");
+    // What the plugin fixes: the text of the process's interface description (issue 13) matches both.
+    assert_eq!(
+        tshark_fields(&file, "frame.interface_description contains \"pid=3207\"", &["pidcap.pid"]),
+        "3207\n32078\n3207"
+    );
     assert_eq!(tshark_fields(&file, "pidcap.user == \"alice\" && pidcap.tid == 32079", &["pidcap.pid"]), "32078");
 }
 

@@ -171,7 +171,12 @@ fn write_keeps_the_selection_and_its_process_for_tshark() {
     assert!(err.contains(&format!("2 written to {}", o.display())), "{err}");
     assert_eq!(std::fs::metadata(&o).unwrap().permissions().mode() & 0o777, 0o600);
 
-    let t = Command::new("tshark").arg("-r").arg(&o).args(["-T", "fields", "-e", "frame.comment"]).output().unwrap();
+    let t = Command::new("tshark")
+        .arg("-r")
+        .arg(&o)
+        .args(["-T", "fields", "-e", "frame.interface_description", "-e", "frame.comment"])
+        .output()
+        .unwrap();
     assert!(t.status.success(), "{}", text(&t.stderr));
     // tshark's note about running as root is not a warning about the file.
     let warnings: Vec<String> =
@@ -179,7 +184,11 @@ fn write_keeps_the_selection_and_its_process_for_tshark() {
     assert!(warnings.is_empty(), "tshark warns: {warnings:?}");
     let comments: Vec<String> = text(&t.stdout).lines().map(str::to_owned).collect();
     assert_eq!(comments.len(), 2, "{comments:?}");
-    assert!(comments.iter().all(|c| c.starts_with("pid=200 comm=beta cookie=7 ")), "{comments:?}");
+    // The process in its interface's description, the packet's own fields in its comment (issue 13).
+    assert!(
+        comments.iter().all(|c| c.starts_with("pid=200 comm=beta\t") && c.split(['\t', ' ']).any(|t| t == "cookie=7")),
+        "{comments:?}"
+    );
 
     // And pidcap reads its own output back the same.
     let back = read(&[s(&o)]);

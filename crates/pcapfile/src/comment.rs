@@ -24,8 +24,10 @@
 //! `cmdline` is the arguments, each escaped, joined by single spaces: the
 //! tokens after `cmdline=` that have no `=` are its next arguments (a space
 //! inside an argument stays `\x20`). `pid=N comm=NAME` are always the first
-//! two tokens, so `frame.comment contains "pid=1234"` works in tshark
-//! (`pidcap.pid == 1234` with the Lua plugin in `wireshark/` is exact).
+//! two tokens, so `frame.comment contains "pid=1234"` works in tshark on
+//! the whole form, and `frame.interface_description contains "pid=1234"` on
+//! a process interface (below) (`pidcap.pid == 1234` with the Lua plugin in
+//! `wireshark/` is exact on both).
 //! `comm` is the thread-group leader's name, `thread` the name of the thread
 //! that sent (or last sent on) the socket; `tid`/`thread` are left out when
 //! unknown, the process fields (`exe` to `container`) when pidcap could not
@@ -37,6 +39,25 @@
 //! process), unknown `key=value` tokens are ignored, and unescaped non-space
 //! bytes in a value are taken literally. A malformed number, verdict or
 //! escape means "not ours". Files written before these fields read as they did.
+//!
+//! # Process interfaces (files since issue 13)
+//!
+//! pidcap's pcapng describes each process once, in an Interface
+//! Description Block of its own (same link type and snap length as the
+//! first), and its packets name that interface: `if_name` is
+//! [`process_if_name`] (`curl[1234]`), `if_description` is
+//! [`format_process`], the grammar above from `pid=` to `container=`
+//! without the per-packet tokens (`pid=1234 comm=curl exe=/usr/bin/curl
+//! cmdline=curl -s http://x/ ppid=1200 ... `). A packet's comment on such an
+//! interface holds only what is not the interface's
+//! ([`format_packet_comment`]): ` `-separated `tid=` (when not the pid),
+//! `thread=` (when not comm), `cookie=` (when not 0), `verdict=blocked`,
+//! `rule=`, in that order; a packet with nothing of these has no comment.
+//! Read back ([`parse_process`], [`parse_packet_comment`]): no `tid` means
+//! tid = pid, no `thread` means thread = comm, no `cookie` 0, no `verdict`
+//! pass. Packets with no process (pid 0) stay on interface 0 with the whole
+//! comment, and so do TLS records on their interface; a comment with `pid=`
+//! first is the whole form wherever it is (older files).
 //!
 //! A TLS plaintext record's comment adds ` tls=LIBRARY offset=N`
 //! ([`TlsComment`], [`format_tls`], [`parse_tls`]); its thread is the
@@ -140,7 +161,8 @@ pub fn unescape_comm(s: &str) -> Option<String> {
 }
 
 /// The comment written on a packet (the grammar in the module doc), e.g.
-/// `pid=1234 comm=curl cookie=8812 verdict=pass`.
+/// `pid=1234 comm=curl cookie=8812 verdict=pass`: the whole form, on
+/// interface 0 (packets with no process) and on TLS records.
 pub fn format_comment(info: &ProcessInfo) -> String {
     use std::fmt::Write;
     let mut s = format!("pid={} comm={}", info.pid, escape_comm(&info.comm));
@@ -151,34 +173,134 @@ pub fn format_comment(info: &ProcessInfo) -> String {
         let _ = write!(s, " thread={}", escape_comm(&info.thread));
     }
     if let Some(m) = &info.process {
-        if !m.exe.is_empty() {
-            let _ = write!(s, " exe={}", escape_comm(&m.exe));
-        }
-        if !m.cmdline.is_empty() {
-            s.push_str(" cmdline=");
-            let args: Vec<String> = m.cmdline.iter().map(|a| escape_comm(a)).collect();
-            s.push_str(&args.join(" "));
-        }
-        let _ = write!(s, " ppid={}", m.ppid);
-        if !m.parent_comm.is_empty() {
-            let _ = write!(s, " pcomm={}", escape_comm(&m.parent_comm));
-        }
-        let _ = write!(s, " uid={}", m.uid);
-        if !m.user.is_empty() {
-            let _ = write!(s, " user={}", escape_comm(&m.user));
-        }
-        if !m.cgroup.is_empty() {
-            let _ = write!(s, " cgroup={}", escape_comm(&m.cgroup));
-        }
-        if let Some(c) = &m.container {
-            let _ = write!(s, " container={}:{}", escape_comm(&c.runtime), escape_comm(&c.id));
-        }
+        push_process(&mut s, m);
     }
     let _ = write!(s, " cookie={} verdict={}", info.socket_cookie, info.verdict);
     if let Some(rule) = info.rule {
         let _ = write!(s, " rule={rule}");
     }
     s
+}
+
+/// The process fields (`exe` to `container`) onto the end of `s`, each with its leading space.
+fn push_process(s: &mut String, m: &ProcessMeta) {
+    use std::fmt::Write;
+    if !m.exe.is_empty() {
+        let _ = write!(s, " exe={}", escape_comm(&m.exe));
+    }
+    if !m.cmdline.is_empty() {
+        s.push_str(" cmdline=");
+        for (i, a) in m.cmdline.iter().enumerate() {
+            if i > 0 {
+                s.push(' ');
+            }
+            push_escaped(s, a);
+        }
+    }
+    let _ = write!(s, " ppid={}", m.ppid);
+    if !m.parent_comm.is_empty() {
+        let _ = write!(s, " pcomm={}", escape_comm(&m.parent_comm));
+    }
+    let _ = write!(s, " uid={}", m.uid);
+    if !m.user.is_empty() {
+        let _ = write!(s, " user={}", escape_comm(&m.user));
+    }
+    if !m.cgroup.is_empty() {
+        let _ = write!(s, " cgroup={}", escape_comm(&m.cgroup));
+    }
+    if let Some(c) = &m.container {
+        let _ = write!(s, " container={}:{}", escape_comm(&c.runtime), escape_comm(&c.id));
+    }
+}
+
+/// A process interface's `if_description`: `pid=N comm=NAME` and the
+/// process fields (`exe` to `container`) of the whole comment, in its order
+/// and escaping (see the module doc, "Process interfaces").
+pub fn format_process(pid: u32, comm: &str, process: Option<&ProcessMeta>) -> String {
+    let mut s = format!("pid={pid} comm={}", escape_comm(comm));
+    if let Some(m) = process {
+        push_process(&mut s, m);
+    }
+    s
+}
+
+/// A process interface's `if_name`: `comm[pid]`, e.g. `curl[1234]`.
+pub fn process_if_name(pid: u32, comm: &str) -> String {
+    format!("{comm}[{pid}]")
+}
+
+/// The process an `if_description` written by [`format_process`]
+/// describes, as the [`ProcessInfo`] of a packet on that interface with no
+/// comment: thread = the process (`tid` = pid, `thread` = comm), cookie 0,
+/// verdict pass, no rule. `None` if it is not ours.
+pub fn parse_process(desc: &str) -> Option<ProcessInfo> {
+    let mut info = parse_comment(desc)?;
+    if info.tid == 0 {
+        info.tid = info.pid;
+    }
+    if info.thread.is_empty() {
+        info.thread = info.comm.clone();
+    }
+    Some(info)
+}
+
+/// The comment of a packet on a process interface: only what differs from
+/// [`parse_process`]'s defaults, e.g. `cookie=8812` (see the module doc,
+/// "Process interfaces"); empty when nothing does (no comment is written).
+pub fn format_packet_comment(info: &ProcessInfo) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let sep = |s: &mut String| {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+    };
+    if info.tid != info.pid {
+        sep(&mut s);
+        let _ = write!(s, "tid={}", info.tid);
+    }
+    if info.thread != info.comm {
+        sep(&mut s);
+        s.push_str("thread=");
+        push_escaped(&mut s, &info.thread);
+    }
+    if info.socket_cookie != 0 {
+        sep(&mut s);
+        let _ = write!(s, "cookie={}", info.socket_cookie);
+    }
+    if info.verdict != Verdict::Pass {
+        sep(&mut s);
+        let _ = write!(s, "verdict={}", info.verdict);
+    }
+    if let Some(rule) = info.rule {
+        sep(&mut s);
+        let _ = write!(s, "rule={rule}");
+    }
+    s
+}
+
+/// A packet on the process interface described by `base`
+/// ([`parse_process`]) with comment `comment` ([`format_packet_comment`]):
+/// the base with the comment's per-packet tokens over it. A comment of the
+/// whole form (`pid=` first) stands alone, as in older files. `None` when
+/// the comment has a malformed value of ours (the caller keeps the base).
+pub fn parse_packet_comment(base: &ProcessInfo, comment: &str) -> Option<ProcessInfo> {
+    if comment.starts_with("pid=") {
+        return parse_comment(comment);
+    }
+    let mut info = base.clone();
+    for tok in comment.split(' ') {
+        let Some((key, value)) = tok.split_once('=') else { continue };
+        match key {
+            "cookie" => info.socket_cookie = value.parse().ok()?,
+            "verdict" => info.verdict = value.parse().ok()?,
+            "rule" => info.rule = Some(value.parse().ok()?),
+            "tid" => info.tid = value.parse().ok()?,
+            "thread" => info.thread = unescape_comm(value)?,
+            _ => {}
+        }
+    }
+    Some(info)
 }
 
 /// Parse a comment written by [`format_comment`]; `None` if it is not ours.
@@ -383,6 +505,47 @@ mod tests {
         assert_eq!(parse_tls("pid=1 comm=x tls=nss tid=-1"), None);
         // A process named "tls=openssl" is not a record.
         assert_eq!(parse_tls(&format_comment(&info("tls=openssl", Verdict::Pass, None))), None);
+    }
+
+    #[test]
+    fn a_process_interface_and_its_packets_comments_make_the_whole_comment() {
+        let m = meta();
+        let desc = format_process(1234, "curl", Some(&m));
+        assert_eq!(
+            desc,
+            "pid=1234 comm=curl exe=/usr/bin/curl cmdline=curl -s a\\x20b  k\\x3dv tls \
+             ppid=1200 pcomm=sh uid=1000 user=alice cgroup=/system.slice/docker-ab.scope container=docker:ab"
+        );
+        assert_eq!(process_if_name(1234, "Web Content"), "Web Content[1234]");
+        let base = parse_process(&desc).unwrap();
+        let whole = ProcessInfo { process: Some(Arc::new(m)), ..info("curl", Verdict::Pass, None) };
+        // With no comment: the process's own thread, cookie 0, pass.
+        assert_eq!(base, ProcessInfo { tid: 1234, thread: "curl".into(), socket_cookie: 0, ..whole.clone() });
+        for (tid, thread, cookie, verdict, rule, comment) in [
+            (1234, "curl", 8812, Verdict::Pass, None, "cookie=8812"),
+            (1234, "curl", 0, Verdict::Pass, None, ""),
+            (
+                1240,
+                "worker 1",
+                8812,
+                Verdict::Blocked,
+                Some(3),
+                "tid=1240 thread=worker\\x201 cookie=8812 verdict=blocked rule=3",
+            ),
+            (0, "", 1, Verdict::Pass, Some(0), "tid=0 thread= cookie=1 rule=0"),
+        ] {
+            let i = ProcessInfo { tid, thread: thread.into(), socket_cookie: cookie, verdict, rule, ..whole.clone() };
+            assert_eq!(format_packet_comment(&i), comment);
+            assert_eq!(parse_packet_comment(&base, comment), Some(i.clone()), "{comment:?}");
+            // The same as the whole comment says.
+            assert_eq!(parse_comment(&format_comment(&i)), Some(i));
+        }
+        // A whole comment stands alone wherever it is; a malformed value of ours is not ours.
+        let old = format_comment(&info("wget", Verdict::Blocked, Some(1)));
+        assert_eq!(parse_packet_comment(&base, &old), parse_comment(&old));
+        assert_eq!(parse_packet_comment(&base, "cookie=x"), None);
+        assert_eq!(parse_packet_comment(&base, "future=1 cookie=5").unwrap().socket_cookie, 5);
+        assert_eq!(parse_process("tls plaintext"), None);
     }
 
     #[test]

@@ -2,11 +2,14 @@
 //! from and read back into [`CapturedPacket`]s.
 //!
 //! * [`PcapngWriter`] writes one Section Header Block, one Interface
-//!   Description Block (`LINKTYPE_RAW`, nanosecond timestamps) and one
-//!   Enhanced Packet Block per packet. Every packet carries the process in an
-//!   `opt_comment` (grammar in [`comment`]) and its direction in `epb_flags`,
-//!   so Wireshark/tshark users can filter with
-//!   `frame.comment contains "pid=1234"` and `frame.packet_flags_direction`.
+//!   Description Block (raw IP, nanosecond timestamps), an IDB per process
+//!   (`if_name` `curl[1234]`, `if_description` the whole process, grammar in
+//!   [`comment`]) before its first packet, and one Enhanced Packet Block per
+//!   packet on its process's interface, with the packet's own fields (thread,
+//!   cookie, verdict, rule) in an `opt_comment` and its direction in
+//!   `epb_flags`, so Wireshark/tshark users can filter with
+//!   `frame.interface_description contains "pid=1234"` and
+//!   `frame.packet_flags_direction`.
 //! * [`PcapWriter`] writes classic pcap (nanosecond magic, `LINKTYPE_RAW`).
 //!   Classic pcap has no per-packet metadata: **`-F pcap` loses the process,
 //!   the socket cookie, the verdict, the rule and the direction**; only
@@ -31,8 +34,8 @@
 //! Structured Apple "Darwin process event blocks" are deliberately *not*
 //! written: tshark 4.0 (Debian 12) reads them silently but only exposes their
 //! fields in the file-structure view (`-X read_format:"MIME Files Format"`),
-//! never on the frames, so the comment is the only process field that a
-//! `tshark -r` user can see and filter on.
+//! never on the frames; an interface's name and description are on every
+//! frame (`frame.interface_name`, `frame.interface_description`).
 
 pub mod comment;
 pub mod file;

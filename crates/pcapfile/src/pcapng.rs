@@ -1,26 +1,36 @@
 //! The pcapng writer (little-endian).
 //!
 //! Hand-written on purpose: no crate writes exactly these blocks and options
-//! (`opt_comment` + `epb_flags` on every EPB, `if_tsresol` = 9), the format is
-//! a few dozen lines of `std::io::Write`, and owning every byte keeps the
-//! output deterministic and golden-testable.
+//! (`opt_comment` + `epb_flags` on EPBs, `if_tsresol` = 9, an IDB per
+//! process), the format is a few dozen lines of `std::io::Write`, and owning
+//! every byte keeps the output deterministic and golden-testable.
 //!
 //! Layout: SHB (byte-order magic, version 1.0, section length -1,
-//! `shb_os`, `shb_userappl`), one IDB (`LINKTYPE_RAW`, snaplen, `if_name` =
-//! `pidcap`, `if_tsresol` = 9), then one EPB per packet with the timestamp in
-//! nanoseconds, the data padded to 32 bits, `opt_comment` (see
-//! [`crate::comment`]) and `epb_flags` (bits 0-1: 01 inbound, 10 outbound).
-//! The verdict travels only in the comment: the flags stay honest. A
-//! comment is formatted once per socket and thread and kept (`Comments`),
-//! not per packet.
+//! `shb_os`, `shb_userappl`), IDB 0 (link type 12 = raw IP, see
+//! [`LINKTYPE_RAW_IDB`], snaplen, `if_name` = `pidcap`, `if_tsresol` = 9),
+//! then one EPB per packet with the timestamp in nanoseconds, the data
+//! padded to 32 bits, `opt_comment` and `epb_flags` (bits 0-1: 01 inbound,
+//! 10 outbound). The verdict travels only in the comment: the flags stay
+//! honest.
+//!
+//! Processes (issue 13): a packet with a process goes on that process's
+//! interface, an IDB like IDB 0 with `if_name` `comm[pid]` and
+//! `if_description` the process ([`crate::comment::format_process`]),
+//! written just before the first packet that needs it: once per
+//! description and file (a new one after an exec, a reused pid or a rename;
+//! [`Interfaces`]). Its comment holds only the packet's own fields
+//! ([`crate::comment::format_packet_comment`], often none: then no comment
+//! option). A packet with no process (pid 0) stays on IDB 0 with the whole
+//! comment ([`crate::comment::format_comment`]). Comments are formatted once
+//! per socket and thread and kept (`Comments`), not per packet.
 //!
 //! TLS (see [`crate::tls`] and [`crate::keylog`]):
-//! * A TLS plaintext record is written on a second interface (id 1,
-//!   `LINKTYPE_WIRESHARK_UPPER_PDU`, `if_name` = `pidcap-tls-plaintext`,
+//! * A TLS plaintext record is written on an interface of its own
+//!   (`LINKTYPE_WIRESHARK_UPPER_PDU`, `if_name` = `pidcap-tls-plaintext`,
 //!   described as taken from the TLS library, not the wire), described by an
-//!   IDB just before the first record, as an Exported PDU: tshark dissects
-//!   the plaintext (`-Y http.request`). Its comment adds `tls=LIBRARY
-//!   offset=N` to the process (the calling thread is its `tid=`) ([`crate::comment::TlsComment`]).
+//!   IDB just before the file's first record, as an Exported PDU: tshark dissects
+//!   the plaintext (`-Y http.request`). Its comment is the whole process plus
+//!   `tls=LIBRARY offset=N` (the calling thread is its `tid=`) ([`crate::comment::TlsComment`]).
 //! * Key log lines ([`PcapngWriter::add_keys`]) go into Decryption Secrets
 //!   Blocks (`TLSK`), each line once, only for connections whose ClientHello
 //!   is in the file, and before the packets that need them: with
@@ -34,16 +44,19 @@
 //!   like HTTP/1.x. The choice is made when the record's block goes out.
 //! * Rotation ([`crate::rotate`]): [`PcapngWriter::start_file`] goes on in a
 //!   new file; `write_preamble` is the one place that writes what every file
-//!   says for itself and resets what is per file.
+//!   says for itself and resets what is per file (the interfaces: blocks held
+//!   back over the change are renumbered to the new file's).
 
-use crate::comment::{format_comment, format_tls, ProcessInfo, TlsComment};
+use crate::comment::{
+    format_comment, format_packet_comment, format_process, format_tls, process_if_name, ProcessInfo, TlsComment,
+};
 use crate::keylog::{covers_connection, KeyLogLine};
 use crate::tls::{
     client_hello, conn_key, looks_like_http, pdu_tags, ConnKey, PduProto, LINKTYPE_UPPER_PDU, TLS_IF_DESCRIPTION,
     TLS_IF_NAME,
 };
-use crate::{captured, PcapError, RecordRef, Sink, WriterOptions, LINKTYPE_RAW};
-use pidcap_packet::{decode, CapturedPacket, Direction, TlsInfo};
+use crate::{captured, PcapError, RecordRef, Sink, WriterOptions};
+use pidcap_packet::{decode, CapturedPacket, Direction, ProcessMeta, TlsInfo};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -67,6 +80,15 @@ const IF_NAME: u16 = 2;
 const IF_DESCRIPTION: u16 = 3;
 const IF_TSRESOL: u16 = 9;
 const EPB_FLAGS: u16 = 2;
+
+/// The link type of the packets' interfaces: raw IP as 12 (`DLT_RAW` on
+/// Linux and every platform but OpenBSD; Wireshark and pidcap's reader read
+/// it as raw IP), not `LINKTYPE_RAW` (101). libpcap (1.10.3) compares each
+/// later IDB's link type with the *DLT* it made of the first one's, so a
+/// second IDB of 101 after a first of 101 makes tcpdump refuse the file
+/// ("an interface has a type 101 different from the type of the first
+/// interface"); 12 after 12 reads. Classic pcap keeps 101.
+pub(crate) const LINKTYPE_RAW_IDB: u16 = 12;
 
 /// `epb_flags` direction bits.
 pub(crate) const FLAG_INBOUND: u32 = 0b01;
@@ -188,8 +210,8 @@ pub struct PcapngWriter<W: Write> {
     /// The comments formatted so far, by socket and thread ([`Comments`]):
     /// formatted once per socket, not per packet.
     comments: Comments,
-    /// The TLS plaintext interface (id 1) has been described.
-    tls_interface: bool,
+    /// The interfaces this file has described ([`Interfaces`]).
+    ifaces: Interfaces,
     /// Boxed: most files never see a key.
     keys: Box<Keys>,
     /// Hold handshakes back for their keys ([`PcapngWriter::hold_for_keys`]).
@@ -216,7 +238,7 @@ impl<W: Write> PcapngWriter<W> {
             out: Sink { w, snaplen: opts.snaplen },
             block: Vec::new(),
             comments: Comments::default(),
-            tls_interface: false,
+            ifaces: Interfaces::default(),
             keys: Box::default(),
             hold_for_keys: false,
             hold: None,
@@ -250,7 +272,7 @@ impl<W: Write> PcapngWriter<W> {
         self.out.w.write_all(shb.finish())?;
 
         let mut idb = Block::new(BT_IDB);
-        idb.u16(LINKTYPE_RAW).u16(0).u32(self.out.snaplen);
+        idb.u16(LINKTYPE_RAW_IDB).u16(0).u32(self.out.snaplen);
         idb.option(IF_NAME, b"pidcap").option(IF_TSRESOL, &[9]);
         self.out.w.write_all(idb.finish())?;
 
@@ -259,8 +281,33 @@ impl<W: Write> PcapngWriter<W> {
         self.not_packets.clear();
         // The handshakes this file has: those held back, which go into it.
         self.keys.hellos_here = self.hold.iter().flat_map(|h| h.blocks.iter().filter_map(|b| b.hello)).collect();
-        if self.tls_interface {
-            self.write_tls_interface()?;
+        // This file's interfaces: the packets' (id 0), then the ones the
+        // blocks held back over the change of file name, described again
+        // here and renumbered in those blocks.
+        let old = std::mem::take(&mut self.ifaces);
+        if let Some(mut hold) = self.hold.take() {
+            let mut remap = HashMap::new();
+            for held in &mut hold.blocks {
+                let Some(id_bytes) = held.bytes.get_mut(8..12) else { continue };
+                let id = u32::from_le_bytes(id_bytes.try_into().unwrap_or_default());
+                let new = match remap.get(&id) {
+                    Some(&new) => new,
+                    None => {
+                        let new = match old.table.get(id as usize) {
+                            Some(Iface::Process { name, desc }) => {
+                                let (name, desc) = (name.clone(), desc.clone());
+                                self.describe_process(name, desc)?
+                            }
+                            Some(Iface::Tls) => self.tls_iface()?,
+                            _ => 0,
+                        };
+                        remap.insert(id, new);
+                        new
+                    }
+                };
+                held.bytes[8..12].copy_from_slice(&new.to_le_bytes());
+            }
+            self.hold = Some(hold);
         }
         let mut lines: Vec<&String> = self.keys.written.iter().collect();
         if !lines.is_empty() {
@@ -273,7 +320,7 @@ impl<W: Write> PcapngWriter<W> {
     }
 
     /// Blocks at the start of every file that are not counted by
-    /// [`PcapngWriter::packets_in`]: the SHB and the packets' IDB.
+    /// [`PcapngWriter::packets_in`]: the SHB and the packets' IDB (id 0).
     pub const HEADER_BLOCKS: u64 = 2;
 
     /// Go on in a new file `w` (rotation): flush the current one, write the
@@ -298,8 +345,6 @@ impl<W: Write> PcapngWriter<W> {
     /// DSB of keys waiting for its ClientHello that would go in before it.
     /// For rotation by size ([`crate::rotate`]).
     pub fn bytes_for(&mut self, p: &RecordRef<'_>) -> u64 {
-        self.cache_comment(p);
-        let comment = self.comments.text().len();
         let (data, _) = captured(p, self.out.snaplen);
         let Some(info) = p.tls else {
             let mut extra = 0;
@@ -308,14 +353,25 @@ impl<W: Write> PcapngWriter<W> {
                     extra = self.dsb_len(lines);
                 }
             }
-            return epb_len(data.len(), comment) + extra;
+            let full = match self.ifaces.lookup(p) {
+                Lookup::Whole => true,
+                Lookup::Known(_) => false,
+                Lookup::New { name, desc } => {
+                    extra += process_idb(&name, &desc, self.out.snaplen).len() as u64;
+                    false
+                }
+            };
+            self.cache_comment(p, full);
+            return epb_len(data.len(), self.comments.text().len()) + extra;
         };
+        self.cache_comment(p, true);
+        let comment = self.comments.text().len();
         let d = decode(p.data, p.direction);
         let header_len = (d.payload_offset as usize).min(p.data.len());
         let kept = (p.data.len() - header_len).min(self.out.snaplen as usize).min(crate::MAX_BLOCK_LEN as usize - 8192);
         let tags = if d.local_addr.is_ipv4() && d.remote_addr.is_ipv4() { TAGS_V4 } else { TAGS_V6 };
         let suffix = format_tls(&TlsComment { info, offset: d.tcp_seq.unwrap_or(0) }).len();
-        let idb = if self.tls_interface { 0 } else { tls_idb().len() as u64 };
+        let idb = if self.ifaces.tls.is_some() { 0 } else { tls_idb().len() as u64 };
         idb + epb_len(tags + kept, comment + suffix)
     }
 
@@ -400,33 +456,61 @@ impl<W: Write> PcapngWriter<W> {
             });
             hold.waiting.insert(random);
         }
-        self.cache_comment(p);
+        let iface = match self.ifaces.lookup(p) {
+            Lookup::Whole => None,
+            Lookup::Known(id) => Some(id),
+            Lookup::New { name, desc } => Some(self.describe_process(name, desc)?),
+        };
+        if let Some(id) = iface {
+            self.ifaces.remember(p, id);
+        }
+        self.cache_comment(p, iface.is_none());
         let comment = self.comments.text();
         let (data, orig_len) = captured(p, self.out.snaplen);
         let mut epb = Block::reuse(std::mem::take(&mut self.block), BT_EPB);
-        epb.u32(0) // interface id
+        epb.u32(iface.unwrap_or(0))
             .u32((p.timestamp_ns >> 32) as u32)
             .u32(p.timestamp_ns as u32)
             .u32(data.len() as u32)
             .u32(orig_len)
-            .padded(data)
-            .option(OPT_COMMENT, comment.as_bytes())
-            .option(EPB_FLAGS, &flags(p.direction).to_le_bytes());
+            .padded(data);
+        if !comment.is_empty() {
+            epb.option(OPT_COMMENT, comment.as_bytes());
+        }
+        epb.option(EPB_FLAGS, &flags(p.direction).to_le_bytes());
         epb.finish();
         self.emit_packet(epb.buf, None, hello)
     }
 
-    /// Make the current comment ([`Comments::text`]) the comment of `p`'s process.
-    fn cache_comment(&mut self, p: &RecordRef<'_>) {
-        self.comments.select(p);
+    /// Make the current comment ([`Comments::text`]) `p`'s: the whole
+    /// form (`full`: interface 0, TLS records) or the per-packet one (on its
+    /// process's interface).
+    fn cache_comment(&mut self, p: &RecordRef<'_>, full: bool) {
+        self.comments.select(p, full);
     }
 
-    /// A TLS plaintext record: an Exported PDU on interface 1.
-    fn write_tls(&mut self, p: &RecordRef<'_>, info: TlsInfo) -> Result<(), PcapError> {
-        if !self.tls_interface {
-            self.write_tls_interface()?;
-            self.tls_interface = true;
+    /// Write the IDB of a process interface (not held: an interface must
+    /// come before its packets, and may come early); its id.
+    fn describe_process(&mut self, name: String, desc: String) -> Result<u32, PcapError> {
+        self.write_now(&process_idb(&name, &desc, self.out.snaplen), false)?;
+        Ok(self.ifaces.add(Iface::Process { name, desc }))
+    }
+
+    /// The TLS plaintext interface's id, describing it first if this file has not.
+    fn tls_iface(&mut self) -> Result<u32, PcapError> {
+        if let Some(id) = self.ifaces.tls {
+            return Ok(id);
         }
+        // Not held: an interface must come before its packets, and may come early.
+        self.write_now(&tls_idb(), false)?;
+        let id = self.ifaces.add(Iface::Tls);
+        self.ifaces.tls = Some(id);
+        Ok(id)
+    }
+
+    /// A TLS plaintext record: an Exported PDU on the TLS plaintext interface.
+    fn write_tls(&mut self, p: &RecordRef<'_>, info: TlsInfo) -> Result<(), PcapError> {
+        let iface = self.tls_iface()?;
         let d = decode(p.data, p.direction);
         let header_len = (d.payload_offset as usize).min(p.data.len());
         let plaintext = &p.data[header_len..];
@@ -445,11 +529,11 @@ impl<W: Write> PcapngWriter<W> {
         let true_len = u64::from(p.orig_len).saturating_sub(header_len as u64).max(kept as u64);
         let caplen = tags.len() + kept;
         let orig_len = u32::try_from(tags.len() as u64 + true_len).unwrap_or(u32::MAX);
-        self.cache_comment(p);
+        self.cache_comment(p, true);
         let base = self.comments.text();
         let comment = format!("{base}{}", format_tls(&TlsComment { info, offset: d.tcp_seq.unwrap_or(0) }));
         let mut epb = Block::reuse(std::mem::take(&mut self.block), BT_EPB);
-        epb.u32(1).u32((p.timestamp_ns >> 32) as u32).u32(p.timestamp_ns as u32).u32(caplen as u32).u32(orig_len);
+        epb.u32(iface).u32((p.timestamp_ns >> 32) as u32).u32(p.timestamp_ns as u32).u32(caplen as u32).u32(orig_len);
         epb.buf.extend_from_slice(&tags);
         epb.padded(&plaintext[..kept])
             .option(OPT_COMMENT, comment.as_bytes())
@@ -464,12 +548,6 @@ impl<W: Write> PcapngWriter<W> {
     /// file: its ClientHello is here and some of its keys are written.
     fn decrypts_here(&self, random: &[u8; 32]) -> bool {
         self.keys.hellos_here.contains(random) && self.keys.labels.get(random).is_some_and(|&l| l != 0)
-    }
-
-    /// The TLS plaintext interface's IDB (id 1).
-    fn write_tls_interface(&mut self) -> Result<(), PcapError> {
-        // Not held: an interface must come before its packets, and may come early.
-        self.write_now(&tls_idb(), false)
     }
 
     /// Write a packet's block, or hold it back; the buffer comes back for reuse.
@@ -615,7 +693,8 @@ impl<W: Write> PcapngWriter<W> {
 /// taken only when every field the comment says is the packet's.
 #[derive(Debug)]
 struct Comments {
-    slots: Vec<Option<(ProcessInfo, String)>>,
+    /// The packet's fields, whether the comment is the whole form, the text.
+    slots: Vec<Option<(ProcessInfo, bool, String)>>,
     current: usize,
 }
 
@@ -629,24 +708,26 @@ impl Comments {
     }
 
     /// Make `p`'s comment the current one, formatting it if its slot holds another.
-    fn select(&mut self, p: &RecordRef<'_>) {
+    fn select(&mut self, p: &RecordRef<'_>, full: bool) {
         // A TLS record's thread is its call's (one `tid` in the comment).
         let tid = if p.tid != 0 { p.tid } else { p.tls.map_or(0, |t| t.tid) };
         let slot = Self::slot_of(p.pid, p.socket_cookie, tid);
         self.current = slot;
-        let same = self.slots[slot].as_ref().is_some_and(|(i, _)| {
-            i.pid == p.pid
+        let same = self.slots[slot].as_ref().is_some_and(|(i, f, _)| {
+            *f == full
+                && i.pid == p.pid
                 && i.socket_cookie == p.socket_cookie
                 && i.verdict == p.verdict
                 && i.rule == p.rule
                 && i.tid == tid
                 && i.comm == p.comm
                 && i.thread == p.thread
-                && match (&i.process, p.process) {
-                    (None, None) => true,
-                    (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
-                    _ => false,
-                }
+                && (!full
+                    || match (&i.process, p.process) {
+                        (None, None) => true,
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                        _ => false,
+                    })
         });
         if !same {
             let info = ProcessInfo {
@@ -659,14 +740,14 @@ impl Comments {
                 thread: p.thread.to_string(),
                 process: p.process.cloned(),
             };
-            let text = format_comment(&info);
-            self.slots[slot] = Some((info, text));
+            let text = if full { format_comment(&info) } else { format_packet_comment(&info) };
+            self.slots[slot] = Some((info, full, text));
         }
     }
 
     /// The comment [`Comments::select`] chose last.
     fn text(&self) -> &str {
-        self.slots[self.current].as_ref().map_or("", |(_, t)| t.as_str())
+        self.slots[self.current].as_ref().map_or("", |(_, _, t)| t.as_str())
     }
 }
 
@@ -681,6 +762,134 @@ fn dsb(text: &str) -> Vec<u8> {
     let mut dsb = Block::new(BT_DSB);
     dsb.u32(SECRETS_TLS_KEY_LOG).u32(text.len() as u32).padded(text.as_bytes());
     dsb.finish().to_vec()
+}
+
+/// The IDB of a process interface: as the packets' (id 0), named and described.
+fn process_idb(name: &str, desc: &str, snaplen: u32) -> Vec<u8> {
+    let mut idb = Block::new(BT_IDB);
+    idb.u16(LINKTYPE_RAW_IDB).u16(0).u32(snaplen);
+    idb.option(IF_NAME, name.as_bytes()).option(IF_DESCRIPTION, desc.as_bytes()).option(IF_TSRESOL, &[9]);
+    idb.finish().to_vec()
+}
+
+/// An interface of the current file.
+#[derive(Debug, Clone)]
+enum Iface {
+    /// Id 0: the packets with no process.
+    Capture,
+    /// A process ([`crate::comment::format_process`]).
+    Process { name: String, desc: String },
+    /// The TLS plaintext records.
+    Tls,
+}
+
+/// The interfaces of the current file (index = interface id), the process
+/// ones by description, and the last interface of each pid seen
+/// (direct-mapped: a packet of a process already described costs a compare
+/// of its name and metadata, pointer first, and no formatting).
+#[derive(Debug)]
+struct Interfaces {
+    table: Vec<Iface>,
+    by_desc: HashMap<String, u32>,
+    tls: Option<u32>,
+    recent: Vec<Option<Recent>>,
+}
+
+#[derive(Debug)]
+struct Recent {
+    pid: u32,
+    comm: String,
+    process: Option<Arc<ProcessMeta>>,
+    id: u32,
+}
+
+/// Where a packet goes ([`Interfaces::lookup`]).
+enum Lookup {
+    /// No process, or a file that has [`Interfaces::MAX`] already:
+    /// interface 0, the whole comment.
+    Whole,
+    /// A process interface this file has.
+    Known(u32),
+    /// A process this file has not described (yet).
+    New { name: String, desc: String },
+}
+
+impl Interfaces {
+    const RECENT: usize = 64;
+    /// Most interfaces a file describes (pidcap's reader takes 65536 a
+    /// section; this also bounds the descriptions kept): the processes seen
+    /// after that in the file go on interface 0 with the whole comment.
+    const MAX: usize = 16384;
+
+    fn slot(pid: u32) -> usize {
+        (pid.wrapping_mul(0x9e37_79b9) >> (32 - Self::RECENT.trailing_zeros())) as usize
+    }
+
+    fn lookup(&mut self, p: &RecordRef<'_>) -> Lookup {
+        if p.pid == 0 {
+            return Lookup::Whole;
+        }
+        if let Some(r) = &self.recent[Self::slot(p.pid)] {
+            let same_process = match (&r.process, p.process) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                _ => false,
+            };
+            if r.pid == p.pid && r.comm == p.comm && same_process {
+                // Id 0 is never a process's: it marks one seen once the file was full.
+                return if r.id == 0 { Lookup::Whole } else { Lookup::Known(r.id) };
+            }
+        }
+        let desc = format_process(p.pid, p.comm, p.process.map(|m| &**m));
+        match self.by_desc.get(&desc) {
+            Some(&id) => {
+                self.remember(p, id);
+                Lookup::Known(id)
+            }
+            // A description too long for an option (65535 bytes) would be cut: the whole comment
+            // on interface 0 instead, cut as any long comment is.
+            None if self.table.len() >= Self::MAX || desc.len() > usize::from(u16::MAX) => {
+                self.remember(p, 0);
+                Lookup::Whole
+            }
+            None => Lookup::New { name: process_if_name(p.pid, p.comm), desc },
+        }
+    }
+
+    /// `p`'s process is interface `id`.
+    fn remember(&mut self, p: &RecordRef<'_>, id: u32) {
+        let slot = &mut self.recent[Self::slot(p.pid)];
+        let cached = |r: &Recent| match (&r.process, p.process) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if slot.as_ref().is_some_and(|r| r.id == id && r.pid == p.pid && r.comm == p.comm && cached(r)) {
+            return;
+        }
+        *slot = Some(Recent { pid: p.pid, comm: p.comm.to_string(), process: p.process.cloned(), id });
+    }
+
+    /// A new interface; its id.
+    fn add(&mut self, iface: Iface) -> u32 {
+        let id = self.table.len() as u32;
+        if let Iface::Process { desc, .. } = &iface {
+            self.by_desc.insert(desc.clone(), id);
+        }
+        self.table.push(iface);
+        id
+    }
+}
+
+impl Default for Interfaces {
+    fn default() -> Interfaces {
+        Interfaces {
+            table: vec![Iface::Capture],
+            by_desc: HashMap::new(),
+            tls: None,
+            recent: (0..Self::RECENT).map(|_| None).collect(),
+        }
+    }
 }
 
 /// The IDB of the TLS plaintext interface.
@@ -702,8 +911,9 @@ const TAGS_V6: usize = TAGS_V4 + 2 * 12;
 fn epb_len(data: usize, comment: usize) -> u64 {
     // Type, length, interface, timestamp (2), captured and original length: 28;
     // the comment option, the flags option (8), end of options (4), length (4).
-    let comment = comment.min(usize::from(u16::MAX));
-    (28 + data.next_multiple_of(4) + 4 + comment.next_multiple_of(4) + 8 + 4 + 4) as u64
+    // No comment (a packet on its process's interface with nothing of its own): no option.
+    let comment = if comment == 0 { 0 } else { 4 + comment.min(usize::from(u16::MAX)).next_multiple_of(4) };
+    (28 + data.next_multiple_of(4) + comment + 8 + 4 + 4) as u64
 }
 
 fn flags(d: Direction) -> u32 {

@@ -23,7 +23,10 @@
 //!   too, so it matches Wireshark's `frame.number`.
 //! * pid, comm, socket cookie, verdict and rule come from the first
 //!   `opt_comment` that parses as ours (grammar in [`crate::comment`]);
-//!   without one they are 0, `""`, 0, pass and none.
+//!   without one they are 0, `""`, 0, pass and none. On an interface whose
+//!   `if_description` is a pidcap process ([`crate::comment::parse_process`],
+//!   files since issue 13) the process is the interface's and the comment
+//!   adds the per-packet fields ([`crate::comment::parse_packet_comment`]).
 //! * The direction comes from `epb_flags` bits 0-1 (01 inbound, 10 outbound);
 //!   without them from the LINUX_SLL/SLL2 packet type (host, broadcast,
 //!   multicast: inbound; outgoing: outbound); otherwise it is **Outbound**
@@ -60,7 +63,7 @@
 //! keeps what is complete and says where the file was cut ([`Contents::cut`]),
 //! as tshark does.
 
-use crate::comment::{parse_comment, parse_tls, ProcessInfo, TlsComment};
+use crate::comment::{parse_comment, parse_packet_comment, parse_process, parse_tls, ProcessInfo, TlsComment};
 use crate::keylog::{parse_text, KeyLogLine};
 use crate::pcap::{MAGIC_NS, MAGIC_US};
 use crate::pcapng::{
@@ -317,6 +320,9 @@ struct Interface {
     resol: TsResol,
     /// `if_tsoffset`, seconds.
     offset_s: i64,
+    /// The process a pidcap process interface describes (its
+    /// `if_description`, [`crate::comment::parse_process`]).
+    process: Option<ProcessInfo>,
 }
 
 impl Interface {
@@ -630,12 +636,15 @@ impl<R: Read> PacketReader<R> {
             BT_IDB => {
                 let linktype = endian.u16(&body, 0).ok_or_else(short)?;
                 let snaplen = endian.u32(&body, 4).ok_or_else(short)?;
-                let mut iface = Interface { linktype, snaplen, resol: TsResol::Pow10(6), offset_s: 0 };
+                let mut iface = Interface { linktype, snaplen, resol: TsResol::Pow10(6), offset_s: 0, process: None };
                 for (code, value) in options(endian, &body[8.min(body.len())..], body_offset + 8).map_err(malformed)? {
                     match (code, value) {
                         (9, [v, ..]) if v & 0x80 != 0 => iface.resol = TsResol::Pow2(v & 0x7f),
                         (9, [v, ..]) => iface.resol = TsResol::Pow10(*v),
                         (14, _) => iface.offset_s = endian.u64(value, 0).map_or(0, |v| v as i64),
+                        (3, _) if linktype != LINKTYPE_UPPER_PDU && iface.process.is_none() => {
+                            iface.process = std::str::from_utf8(value).ok().and_then(parse_process);
+                        }
                         _ => {}
                     }
                 }
@@ -688,13 +697,24 @@ impl<R: Read> PacketReader<R> {
                         match code {
                             1 if info.is_none() => {
                                 let text = std::str::from_utf8(value).ok();
-                                info = text.and_then(parse_comment);
+                                info = match (&iface.process, text) {
+                                    // On a process interface: the process, and the comment's per-packet fields.
+                                    (Some(base), Some(text)) => {
+                                        Some(parse_packet_comment(base, text).unwrap_or_else(|| base.clone()))
+                                    }
+                                    (Some(base), None) => Some(base.clone()),
+                                    (None, text) => text.and_then(parse_comment),
+                                };
                                 tls = info.as_ref().and(text).and_then(parse_tls);
                             }
                             2 => flags = endian.u32(value, 0),
                             _ => {}
                         }
                     }
+                }
+                if info.is_none() {
+                    // A packet on a process interface with no comment: the process alone.
+                    info = iface.process.clone();
                 }
                 let frame =
                     Frame { linktype: iface.linktype, timestamp_ns: iface.to_ns(ts), orig_len, data, info, tls, flags };

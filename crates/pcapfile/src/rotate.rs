@@ -512,7 +512,11 @@ mod tests {
             udp(1, 5, 0),
             udp(2, 6, 1),
             udp(3, 7, 3),
-            udp(4, 8, 500),           // cut to the snap length
+            udp(4, 8, 500),                                                  // cut to the snap length
+            CapturedPacket { pid: 77, ..udp(11, 8, 2) },                     // a new process: its IDB first
+            CapturedPacket { pid: 0, comm: String::new(), ..udp(12, 8, 2) }, // no process: the whole comment
+            // Nothing of its own (cookie 0, its thread the process's): no comment.
+            CapturedPacket { socket_cookie: 0, tid: 4242, thread: "python3".into(), ..udp(13, 8, 2) },
             tls_record(5, false, 10), // the TLS interface's IDB first
             tls_record(6, false, 11),
             tls_record(7, true, 1000),

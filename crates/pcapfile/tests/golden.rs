@@ -76,18 +76,32 @@ fn pcapng_layout_is_as_documented() {
     assert_eq!(&b[16..24], &[0xff; 8], "section length -1");
     let text = String::from_utf8_lossy(&b);
     assert!(text.contains("pidcap 0.1.0") && text.contains(GOLDEN_OS));
-    assert!(text.contains("pid=4242 comm=curl cookie=8812 verdict=pass"));
-    assert!(text.contains("pid=555 comm=wget cookie=9000 verdict=blocked rule=3"));
-    assert!(text.contains("pid=9001 comm=Web\\x20Content cookie=1 verdict=pass rule=0"));
+    // Each process once, in its interface's name and description; on each packet what is its own.
+    for (name, desc) in [
+        ("curl[4242]", "pid=4242 comm=curl"),
+        ("wget[555]", "pid=555 comm=wget"),
+        ("Web Content[9001]", "pid=9001 comm=Web\\x20Content"),
+    ] {
+        assert_eq!(text.matches(name).count(), 1, "{name}");
+        assert_eq!(text.matches(desc).count(), 1, "{desc}");
+    }
+    assert_eq!(text.matches("tid=0 thread= cookie=8812").count(), 3, "the thread unknown, on every packet of curl");
+    assert!(text.contains("tid=0 thread= cookie=9000 verdict=blocked rule=3"));
+    assert!(text.contains("tid=0 thread= cookie=1 rule=0"));
+    assert!(!text.contains("verdict=pass"), "pass is the default");
 }
 
 #[test]
 fn pcapng_round_trip_keeps_every_field() {
     let back = read_packets(&write_pcapng()[..]).expect("read back");
     assert_eq!(back, golden_packets());
-    // The golden file itself reads back the same.
-    let file = std::fs::read(golden_path("golden.pcapng")).expect("golden file");
-    assert_eq!(read_packets(&file[..]).expect("read golden"), golden_packets());
+    // The golden file itself reads back the same, and so does the file of
+    // the same packets in the older form (the whole process in every
+    // packet's comment, one interface: pidcap before issue 13).
+    for name in ["golden.pcapng", "golden-v1.pcapng"] {
+        let file = std::fs::read(golden_path(name)).expect("golden file");
+        assert_eq!(read_packets(&file[..]).expect("read golden"), golden_packets(), "{name}");
+    }
 }
 
 #[test]
@@ -154,8 +168,9 @@ fn errors_name_the_block_and_offset() {
         }
         offsets.push(o + len);
     }
-    assert_eq!(offsets.len(), 8, "SHB, IDB and 6 EPBs");
-    let third_epb = offsets[4];
+    assert_eq!(offsets.len(), 12, "SHB, IDB, 6 EPBs and the IDBs of their 4 processes");
+    // SHB, IDB 0, curl's IDB, EPB, EPB, resolved's IDB, EPB.
+    let third_epb = offsets[6];
     let e = read_packets(&b[..third_epb + 30]).expect_err("truncated");
     assert!(matches!(e, PcapError::Truncated { .. }), "{e:?}");
     let msg = e.to_string();

@@ -34,17 +34,89 @@ fn tshark_reads_pcapng_cleanly_with_every_frame() {
 #[test]
 fn tshark_filters_by_pid_in_the_comment() {
     pidcap_testkit::require!(Tool("tshark"));
-    let frames =
-        tshark("golden.pcapng", &["-Y", "frame.comment contains \"pid=4242\"", "-T", "fields", "-e", "frame.number"]);
     let want: Vec<String> = golden_packets().iter().filter(|p| p.pid == 4242).map(|p| p.id.to_string()).collect();
+    // Files since issue 13: the process in its interface's description, per-packet fields in the comment.
+    let frames = tshark(
+        "golden.pcapng",
+        &["-Y", "frame.interface_description contains \"pid=4242\"", "-T", "fields", "-e", "frame.number"],
+    );
+    assert_eq!(frames, want);
+    let frames = tshark(
+        "golden.pcapng",
+        &["-Y", "frame.interface_name == \"curl[4242]\"", "-T", "fields", "-e", "frame.number"],
+    );
     assert_eq!(frames, want);
     let blocked = tshark(
         "golden.pcapng",
         &["-Y", "frame.comment contains \"verdict=blocked\"", "-T", "fields", "-e", "frame.number"],
     );
     assert_eq!(blocked, ["5"]);
-    let comments = tshark("golden.pcapng", &["-T", "fields", "-e", "frame.comment"]);
+    let described = tshark(
+        "golden.pcapng",
+        &["-T", "fields", "-E", "separator=|", "-e", "frame.interface_description", "-e", "frame.comment"],
+    );
+    assert_eq!(described[5], "pid=9001 comm=Web\\x20Content|tid=0 thread= cookie=1 rule=0");
+    // Older files: the whole process in the comment.
+    let frames = tshark(
+        "golden-v1.pcapng",
+        &["-Y", "frame.comment contains \"pid=4242\"", "-T", "fields", "-e", "frame.number"],
+    );
+    assert_eq!(frames, want);
+    let blocked = tshark(
+        "golden-v1.pcapng",
+        &["-Y", "frame.comment contains \"verdict=blocked\"", "-T", "fields", "-e", "frame.number"],
+    );
+    assert_eq!(blocked, ["5"]);
+    let comments = tshark("golden-v1.pcapng", &["-T", "fields", "-e", "frame.comment"]);
     assert_eq!(comments[5], "pid=9001 comm=Web\\x20Content cookie=1 verdict=pass rule=0");
+}
+
+/// Every field of `wireshark/pidcap.lua`, per packet.
+const LUA_FIELDS: [&str; 17] = [
+    "pidcap.pid",
+    "pidcap.comm",
+    "pidcap.tid",
+    "pidcap.thread",
+    "pidcap.exe",
+    "pidcap.cmdline",
+    "pidcap.arg",
+    "pidcap.ppid",
+    "pidcap.pcomm",
+    "pidcap.uid",
+    "pidcap.user",
+    "pidcap.cgroup",
+    "pidcap.container",
+    "pidcap.cookie",
+    "pidcap.verdict",
+    "pidcap.rule",
+    "pidcap.tls",
+];
+
+fn lua_fields(file: &str, filter: &str) -> Vec<String> {
+    let lua = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wireshark/pidcap.lua");
+    let mut args = vec!["-X".to_string(), format!("lua_script:{}", lua.display()), "-Y".into(), filter.into()];
+    args.extend(["-T", "fields", "-E", "separator=|"].map(String::from));
+    for f in LUA_FIELDS {
+        args.extend(["-e".to_string(), f.to_string()]);
+    }
+    tshark(file, &args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn the_plugin_gives_the_same_fields_from_the_interface_as_from_the_whole_comment() {
+    pidcap_testkit::require!(Tool("tshark"));
+    let old = lua_fields("golden-v1.pcapng", "pidcap");
+    assert_eq!(old.len(), golden_packets().len(), "{old:?}");
+    assert!(old[0].starts_with("4242|curl|"), "{old:?}");
+    assert!(old[4].contains("|9000|blocked|3|"), "{old:?}");
+    assert_eq!(lua_fields("golden.pcapng", "pidcap"), old);
+    for filter in
+        ["pidcap.pid == 4242", "pidcap.comm == \"Web Content\"", "pidcap.verdict == \"blocked\"", "pidcap.rule == 0"]
+    {
+        let (old, new) = (lua_fields("golden-v1.pcapng", filter), lua_fields("golden.pcapng", filter));
+        assert!(!old.is_empty(), "{filter}");
+        assert_eq!(new, old, "{filter}");
+    }
 }
 
 #[test]
