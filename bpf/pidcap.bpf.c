@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * pidcap kernel layer: per-process packet capture and filtering with cgroup
- * eBPF programs attached to a cgroup (the cgroup2 root, or where the targets live: see crates/ebpf/src/cgroup.rs; they see the processes of that subtree).
+ * eBPF programs attached to a cgroup: the cgroup2 root, or the cgroup the
+ * targets live in (crates/ebpf/src/cgroup.rs); they see that subtree's sockets.
  *
  *  - Socket ownership (the part WFP's ALE layers play on Windows), recorded
  *    in process context where "current" is the socket's user, in the
