@@ -327,63 +327,10 @@ pub struct MultiLinkInfo {
     pub pid: u32,
 }
 
-/// The uprobe_multi links on the machine now (BPF_LINK_GET_NEXT_ID, then
-/// each link's info; a link gone in between is skipped).
-pub fn uprobe_multi_links() -> std::io::Result<Vec<MultiLinkInfo>> {
-    const BPF_LINK_TYPE_UPROBE_MULTI: u32 = 12;
-    let mut out = Vec::new();
-    let mut id = 0u32;
-    loop {
-        let mut attr = zeroed_attr();
-        attr.__bindgen_anon_6.__bindgen_anon_1.start_id = id;
-        // SAFETY: as in `bpf`; GET_NEXT_ID returns 0 or -1 and writes next_id into attr.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                bpf_cmd::BPF_LINK_GET_NEXT_ID as libc::c_long,
-                &mut attr as *mut bpf_attr,
-                std::mem::size_of::<bpf_attr>(),
-            )
-        };
-        if rc < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENOENT) {
-                return Ok(out);
-            }
-            return Err(e);
-        }
-        // SAFETY: the kernel wrote next_id, a plain integer.
-        id = unsafe { attr.__bindgen_anon_6.next_id };
-        let Ok(fd) = link_by_id(id) else { continue };
-        let Ok(info) = link_info(fd.as_fd()) else { continue };
-        if info.type_ != BPF_LINK_TYPE_UPROBE_MULTI {
-            continue;
-        }
-        // SAFETY: the kernel filled the uprobe_multi member for a link of that type.
-        let u = unsafe { info.__bindgen_anon_1.uprobe_multi };
-        out.push(MultiLinkInfo {
-            id,
-            prog_id: info.prog_id,
-            count: u.count,
-            ret: u.flags & BPF_F_UPROBE_MULTI_RETURN != 0,
-            pid: u.pid,
-        });
-    }
-}
-
-/// A descriptor of the kernel's link `id` (BPF_LINK_GET_FD_BY_ID): a
-/// reference that keeps it alive, as `bpftool link show` holds one while it
-/// reads it (tests).
-pub fn link_by_id(id: u32) -> std::io::Result<OwnedFd> {
-    let mut attr = zeroed_attr();
-    attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
-    bpf(bpf_cmd::BPF_LINK_GET_FD_BY_ID, &mut attr)
-}
-
-/// (link id, program id) of every BPF link on the machine now, of any
-/// kind (BPF_LINK_GET_NEXT_ID; tests and diagnostics: cheaper than
-/// `bpftool link show`, and it holds each link only while it reads it).
-pub fn all_links() -> std::io::Result<Vec<(u32, u32)>> {
+/// Every BPF link on the machine now, with its info
+/// (BPF_LINK_GET_NEXT_ID, then each link's info; a link gone in between is
+/// skipped). Each link is held only while its info is read.
+fn each_link() -> std::io::Result<Vec<(u32, aya_obj::generated::bpf_link_info)>> {
     let mut out = Vec::new();
     let mut id = 0u32;
     loop {
@@ -409,9 +356,44 @@ pub fn all_links() -> std::io::Result<Vec<(u32, u32)>> {
         id = unsafe { attr.__bindgen_anon_6.next_id };
         let Ok(fd) = link_by_id(id) else { continue };
         if let Ok(info) = link_info(fd.as_fd()) {
-            out.push((id, info.prog_id));
+            out.push((id, info));
         }
     }
+}
+
+/// The uprobe_multi links on the machine now.
+pub fn uprobe_multi_links() -> std::io::Result<Vec<MultiLinkInfo>> {
+    const BPF_LINK_TYPE_UPROBE_MULTI: u32 = 12;
+    Ok(each_link()?
+        .into_iter()
+        .filter(|(_, info)| info.type_ == BPF_LINK_TYPE_UPROBE_MULTI)
+        .map(|(id, info)| {
+            // SAFETY: the kernel filled the uprobe_multi member for a link of that type.
+            let u = unsafe { info.__bindgen_anon_1.uprobe_multi };
+            MultiLinkInfo {
+                id,
+                prog_id: info.prog_id,
+                count: u.count,
+                ret: u.flags & BPF_F_UPROBE_MULTI_RETURN != 0,
+                pid: u.pid,
+            }
+        })
+        .collect())
+}
+
+/// A descriptor of the kernel's link `id` (BPF_LINK_GET_FD_BY_ID): a
+/// reference that keeps it alive, as `bpftool link show` holds one while it
+/// reads it (tests).
+pub fn link_by_id(id: u32) -> std::io::Result<OwnedFd> {
+    let mut attr = zeroed_attr();
+    attr.__bindgen_anon_6.__bindgen_anon_1.link_id = id;
+    bpf(bpf_cmd::BPF_LINK_GET_FD_BY_ID, &mut attr)
+}
+
+/// (link id, program id) of every BPF link on the machine now, of any
+/// kind (tests and diagnostics: cheaper than `bpftool link show`).
+pub fn all_links() -> std::io::Result<Vec<(u32, u32)>> {
+    Ok(each_link()?.into_iter().map(|(id, info)| (id, info.prog_id)).collect())
 }
 
 fn link_info(fd: BorrowedFd<'_>) -> std::io::Result<aya_obj::generated::bpf_link_info> {

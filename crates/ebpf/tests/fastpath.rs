@@ -15,16 +15,15 @@
 //! Each test drives python3 "agents" (one socket operation per line on their
 //! stdin) and the backend directly.
 
+mod common;
 use aya::programs::loaded_programs;
+use common::Agent;
 use pidcap_ebpf::abi::{Owner, PortKey, PortOwner, SkOwner, GEN_KERNEL, GEN_USER};
 use pidcap_ebpf::{EbpfBackend, LoadOptions};
-use pidcap_engine::process::Process;
 use pidcap_engine::{KernelBackend, KernelConfig};
 use pidcap_testkit::require;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const AGENT: &str = r#"
@@ -102,60 +101,12 @@ for line in sys.stdin:
         break
 "#;
 
-/// A python3 process doing one socket operation per command.
-struct Agent {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
 impl Agent {
-    fn start() -> Agent {
-        let mut child =
-            Command::new("python3").args(["-c", AGENT]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Agent { child, stdin, stdout }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn process(&self) -> Process {
-        Process::open(self.pid()).unwrap()
-    }
-
-    /// Send a command without waiting for its answer.
-    fn tell(&mut self, cmd: &str) {
-        writeln!(self.stdin, "{cmd}").unwrap();
-    }
-
-    /// The answer to the last command told.
-    fn answer(&mut self) -> String {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        assert!(!line.is_empty(), "the agent exited");
-        line.trim().to_string()
-    }
-
-    fn ask(&mut self, cmd: &str) -> String {
-        self.tell(cmd);
-        self.answer()
-    }
-
     /// Run a command that answers with a descriptor, and take a duplicate of it.
     fn socket(&mut self, cmd: &str) -> (OwnedFd, Vec<String>) {
         let words: Vec<String> = self.ask(cmd).split_whitespace().map(String::from).collect();
         let fd: RawFd = words[0].parse().unwrap_or_else(|_| panic!("{cmd}: {words:?}"));
         (getfd(self.pid(), fd), words[1..].to_vec())
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -315,15 +266,15 @@ fn every_bystander_socket_caches_no_target_at_the_current_generation() {
     let mut b = load();
     let maps = Maps::of(&b);
     // The capture of another process, an idle one.
-    let mut target = Agent::start();
+    let mut target = Agent::start(AGENT);
     b.add_target(&target.process(), false).unwrap();
     let gen = maps.generation();
 
     // Two bystanders: UDP connected and unconnected to a socket that reads
     // with recvfrom, TCP connected to a listener (the accepted socket's owner
     // comes from sockops).
-    let mut by = Agent::start();
-    let mut peer = Agent::start();
+    let mut by = Agent::start(AGENT);
+    let mut peer = Agent::start(AGENT);
     let (by_who, peer_who) = (Who::of(&by), Who::of(&peer));
     let (recv, words) = peer.socket("recvsock");
     let rport: u16 = words[0].parse().unwrap();
@@ -379,7 +330,7 @@ fn every_bystander_socket_caches_no_target_at_the_current_generation() {
 
     // The target set changes (another target): every verdict is stale, and
     // each socket's next packet decides again and stamps the new generation.
-    let other = Agent::start();
+    let other = Agent::start(AGENT);
     b.add_target(&other.process(), false).unwrap();
     let gen2 = maps.generation();
     assert_ne!(gen2, gen);
@@ -410,10 +361,10 @@ fn every_bystander_socket_caches_no_target_at_the_current_generation() {
 #[test]
 fn a_socket_older_than_the_capture_caches_that_it_has_no_owner_and_is_captured_once_its_process_is_a_target() {
     require!(Root, Tool("python3"));
-    let mut peer = Agent::start();
+    let mut peer = Agent::start(AGENT);
     let (_recv, words) = peer.socket("recvsock");
     let rport: u16 = words[0].parse().unwrap();
-    let mut early = Agent::start();
+    let mut early = Agent::start(AGENT);
     let (sock, _) = early.socket(&format!("udp {rport}"));
     assert_eq!(early.ask("send before-load"), "ok");
     assert_eq!(peer.ask("recvfrom"), "before-load");
@@ -421,7 +372,7 @@ fn a_socket_older_than_the_capture_caches_that_it_has_no_owner_and_is_captured_o
     // Loaded now: this backend's programs have never seen the socket.
     let mut b = load();
     let maps = Maps::of(&b);
-    let idle = Agent::start();
+    let idle = Agent::start(AGENT);
     b.add_target(&idle.process(), false).unwrap();
     assert!(maps.storage(&sock).is_none(), "{:?}", maps.storage(&sock));
 
@@ -434,7 +385,7 @@ fn a_socket_older_than_the_capture_caches_that_it_has_no_owner_and_is_captured_o
     assert_eq!(st.verdict, 0, "{st:?}");
 
     // The target set changes: the next packet looks again, and caches again.
-    let other = Agent::start();
+    let other = Agent::start(AGENT);
     b.add_target(&other.process(), false).unwrap();
     let gen2 = maps.generation();
     assert_eq!(early.ask("send e-2"), "ok");

@@ -11,14 +11,13 @@
 //! stdin) and the backend directly. "Not captured" is checked against a later
 //! packet that is captured: the ring is read until that one arrives.
 
+mod common;
+use common::Agent;
 use pidcap_ebpf::{EbpfBackend, LoadOptions};
-use pidcap_engine::process::Process;
 use pidcap_engine::{KernelBackend, KernelConfig};
 use pidcap_packet::Direction;
 use pidcap_testkit::require;
-use std::io::{BufRead, BufReader, Write};
 use std::net::UdpSocket;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const AGENT: &str = r#"
@@ -65,48 +64,9 @@ for line in sys.stdin:
         break
 "#;
 
-/// A python3 process doing one socket operation per command.
-struct Agent {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
 impl Agent {
-    fn start() -> Agent {
-        let mut child =
-            Command::new("python3").args(["-c", AGENT]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Agent { child, stdin, stdout }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn process(&self) -> Process {
-        Process::open(self.pid()).unwrap()
-    }
-
-    /// Send a command, return the agent's answer (once the operation is done).
-    fn ask(&mut self, cmd: &str) -> String {
-        writeln!(self.stdin, "{cmd}").unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        assert!(!line.is_empty(), "the agent exited on {cmd:?}");
-        line.trim().to_string()
-    }
-
     fn send(&mut self, text: &str) {
         assert_eq!(self.ask(&format!("send {text}")), "ok");
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -170,12 +130,12 @@ fn a_sockets_cached_verdict_follows_every_change_of_the_target_set() {
     let (_sink, port) = sink();
     let mut b = load();
     // The marker: a target from the start, whose packets show how far the ring was read.
-    let mut marker = Agent::start();
+    let mut marker = Agent::start(AGENT);
     b.add_target(&marker.process(), false).unwrap();
     assert_eq!(marker.ask(&format!("udp {port}")), "ok");
 
     // The socket is made while its process is no target: its storage caches "not a target's".
-    let mut a = Agent::start();
+    let mut a = Agent::start(AGENT);
     assert_eq!(a.ask(&format!("udp {port}")), "ok");
     a.send("a-before-1");
     a.send("a-before-2");
@@ -219,10 +179,10 @@ fn a_bystanders_packets_never_reach_the_ring_nor_the_target_counter() {
     require!(Root, Tool("python3"));
     let (_sink, port) = sink();
     let mut b = load();
-    let mut target = Agent::start();
+    let mut target = Agent::start(AGENT);
     b.add_target(&target.process(), false).unwrap();
     assert_eq!(target.ask(&format!("udp {port}")), "ok");
-    let mut bystander = Agent::start();
+    let mut bystander = Agent::start(AGENT);
     assert_eq!(bystander.ask(&format!("udp {port}")), "ok");
     let before = b.counters().unwrap();
     for i in 0..50 {
@@ -241,12 +201,12 @@ fn a_bystanders_packets_never_reach_the_ring_nor_the_target_counter() {
 fn a_socket_opened_before_the_capture_is_captured_and_released_with_its_process() {
     require!(Root, Tool("python3"));
     let (_sink, port) = sink();
-    let mut early = Agent::start();
+    let mut early = Agent::start(AGENT);
     assert_eq!(early.ask(&format!("udp {port}")), "ok");
     early.send("early-before-load");
     // Loaded now: this backend's programs have never seen the socket.
     let mut b = load();
-    let mut marker = Agent::start();
+    let mut marker = Agent::start(AGENT);
     b.add_target(&marker.process(), false).unwrap();
     assert_eq!(marker.ask(&format!("udp {port}")), "ok");
     early.send("early-untargeted");
@@ -271,15 +231,13 @@ fn a_socket_opened_before_the_capture_is_captured_and_released_with_its_process(
 fn an_accepted_connection_and_its_handshake_belong_to_the_listeners_process() {
     require!(Root, Tool("python3"));
     let mut b = load();
-    let mut server = Agent::start();
+    let mut server = Agent::start(AGENT);
     b.add_target(&server.process(), false).unwrap();
     let port = server.ask("listen");
-    let mut client = Agent::start(); // a bystander
-    writeln!(server.stdin, "serve").unwrap();
+    let mut client = Agent::start(AGENT); // a bystander
+    server.tell("serve");
     assert_eq!(client.ask(&format!("request {port} hello-server")), "reply-hello-server");
-    let mut line = String::new();
-    server.stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ok");
+    assert_eq!(server.answer(), "ok");
     let got = drain_until(&mut b, "the reply", |p| p.carries("reply-hello-server"));
     assert!(got.iter().all(|p| p.pid == server.pid()), "only the server's: {got:?}");
     let has = |dir: Direction, flags: u8, payload: bool| {
@@ -300,17 +258,15 @@ fn an_accepted_connection_and_its_handshake_belong_to_the_listeners_process() {
 fn a_closed_sockets_last_packets_are_still_its_owners() {
     require!(Root, Tool("python3"));
     let mut b = load();
-    let mut server = Agent::start(); // a bystander
+    let mut server = Agent::start(AGENT); // a bystander
     let port = server.ask("listen");
-    let mut client = Agent::start();
+    let mut client = Agent::start(AGENT);
     b.add_target(&client.process(), false).unwrap();
-    writeln!(server.stdin, "serve").unwrap();
+    server.tell("serve");
     // The client connects, sends, reads the reply and closes: its FIN is sent
     // by close(), after the process let go of the socket.
     assert_eq!(client.ask(&format!("request {port} bye-server")), "reply-bye-server");
-    let mut line = String::new();
-    server.stdout.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ok");
+    assert_eq!(server.answer(), "ok");
     const FIN: u8 = 0x01;
     let got = drain_until(&mut b, "the client's FIN", |p| {
         p.dir == Direction::Outbound && p.tcp_flags().is_some_and(|f| f & FIN != 0)
