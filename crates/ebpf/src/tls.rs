@@ -305,8 +305,22 @@ pub struct TlsProbes {
 impl Drop for TlsProbes {
     fn drop(&mut self) {
         let all = self.files.drain().filter_map(|(_, f)| f.links).collect();
-        close_links(all);
+        close_links_and(all, std::mem::take(&mut self.tracepoints));
     }
+}
+
+/// [`close_links`], and the tracepoint links `tracepoints` on a thread of
+/// their own meanwhile: their releases are serialized by the kernel's
+/// event_mutex, the uprobe_multi links' take none, so the caller waits for
+/// the longer of the two, not their sum.
+fn close_links_and(all: Vec<Links>, tracepoints: Vec<TracePointLink>) {
+    if tracepoints.is_empty() {
+        return close_links(all);
+    }
+    std::thread::scope(|s| {
+        s.spawn(move || drop(tracepoints));
+        close_links(all);
+    });
 }
 
 /// The uprobe links of one library file.
@@ -634,11 +648,11 @@ impl TlsProbes {
             }
             !keep
         });
-        close_links(gone);
         if self.files.len() != before {
             tracing::debug!(detached = before - self.files.len(), "TLS library files no target needs");
         }
-        self.tracepoints_idle(now, at_once);
+        let tracepoints = self.tracepoints_idle(now, at_once);
+        close_links_and(gone, tracepoints);
         all_gone
     }
 
@@ -657,25 +671,28 @@ impl TlsProbes {
     /// `bpftool link show` reading it, keeps the program in the
     /// tracepoint's program array until it lets go), which made a target
     /// removed and added again find nothing attached.
-    fn tracepoints_idle(&mut self, now: Instant, at_once: bool) {
+    /// Returns the tracepoint links to close (none while they stay).
+    #[must_use = "the links returned are to be closed"]
+    fn tracepoints_idle(&mut self, now: Instant, at_once: bool) -> Vec<TracePointLink> {
         if self.files.values().any(|f| f.links.is_some()) {
             self.idle_since = None;
-            return;
+            return Vec::new();
         }
         let since = *self.idle_since.get_or_insert(now);
         if at_once || now.duration_since(since) >= DETACH_AFTER {
-            self.tracepoints.clear();
             self.idle_since = None;
+            return std::mem::take(&mut self.tracepoints);
         }
+        Vec::new()
     }
 
     /// Detach the per-process attachments of this process at once (it is no
     /// longer a target).
     pub fn forget_process(&mut self, pid: u32, key: u64) {
         let gone = self.take_files(|k, _| k.0 == Scope::Process { pid, key });
-        close_links(gone);
         // The tracepoints stay for DETACH_AFTER (the next `retain` takes them).
-        self.tracepoints_idle(Instant::now(), false);
+        let tracepoints = self.tracepoints_idle(Instant::now(), false);
+        close_links_and(gone, tracepoints);
     }
 
     /// The files whose last attach failed, wanted now: (scope, path as the
