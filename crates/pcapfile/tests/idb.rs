@@ -17,33 +17,13 @@ use pidcap_pcapfile::rotate::Clock;
 use pidcap_pcapfile::{
     read_packets, CaptureFile, FileOutput, Format, PacketOutput, PcapngWriter, RotatingOutput, Rotation, WriterOptions,
 };
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
 const ROOT_NOTE: &str = "Running as user \"root\" and group \"root\". This could be dangerous.";
 
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!("pidcap-idb-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use pidcap_testkit::Scratch;
 
 /// A process as pidcap reads it from /proc.
 fn meta(pid: u32, comm: &str, exe: &str, cmdline: &[&str]) -> Arc<ProcessMeta> {

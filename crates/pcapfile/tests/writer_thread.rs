@@ -11,28 +11,8 @@ use common::golden_packets;
 use pidcap_packet::{CapturedPacket, Direction, Verdict};
 use pidcap_pcapfile::{read_packets, CaptureFile, FileOutput, Format, PacketOutput, PcapError, WriterOptions};
 use std::io::Write;
-use std::path::PathBuf;
 
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!("pidcap-writer-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use pidcap_testkit::Scratch;
 
 /// Packet `id` of `size` bytes, its id in the payload's first eight bytes.
 fn packet(id: u64, size: usize) -> CapturedPacket {

@@ -8,6 +8,7 @@
 //!   on drop. Test traffic stays inside it.
 //! - [`cgroup`]: a cgroup2 directory of the test's own, removed on drop.
 //! - [`tmpfs`]: a small tmpfs of the test's own (a disk that fills), unmounted on drop.
+//! - [`Scratch`]: a scratch directory of the test's own, removed on drop.
 //! - [`tls`]: test certificates, the Python HTTPS peer script and guards for
 //!   its processes.
 
@@ -133,6 +134,31 @@ impl Drop for NetNs {
 fn run_ip(args: &[&str]) {
     let st = Command::new("ip").args(args).status().unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
     assert!(st.success(), "ip {args:?} failed: {st}");
+}
+
+/// A scratch directory, `$TMPDIR/pidcap-TAG-PID` (emptied first: a test
+/// binary that died left it), removed on drop. Tags are unique within a
+/// test binary; the pid keeps binaries apart.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!("pidcap-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("creating {}: {e}", p.display()));
+        Scratch(p)
+    }
+
+    /// `name` in the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[cfg(test)]
