@@ -95,19 +95,47 @@ pub struct Programs {
     pub ret: OwnedFd,
 }
 
-fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<OwnedFd> {
+/// The bpf(2) syscall with `attr`: its non-negative return value, or the error.
+fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<i64> {
     // SAFETY: `attr` is a valid, zero-initialised-then-filled bpf_attr that
     // lives for the call; every pointer in it points to memory the caller
-    // keeps alive for the call. The syscall returns a new fd or -1.
+    // keeps alive for the call.
     let rc = unsafe {
         libc::syscall(libc::SYS_bpf, cmd as libc::c_long, attr as *mut bpf_attr, std::mem::size_of::<bpf_attr>())
     };
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: a non-negative return of BPF_PROG_LOAD / BPF_LINK_CREATE is a
-    // new file descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(rc as i32) })
+    Ok(rc)
+}
+
+/// [`sys_bpf`] for a command that returns a new file descriptor.
+fn bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<OwnedFd> {
+    let fd = sys_bpf(cmd, attr)?;
+    // SAFETY: a non-negative return of BPF_PROG_LOAD / BPF_LINK_CREATE /
+    // BPF_LINK_GET_FD_BY_ID is a new file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// BPF_OBJ_GET_INFO_BY_FD into `T` (`bpf_prog_info`, `bpf_link_info`).
+///
+/// # Safety
+/// `T` must be one of the kernel's plain info structs (integers and
+/// pointers, all-zero valid) matching the kind of object `fd` is.
+unsafe fn obj_info<T>(fd: BorrowedFd<'_>) -> std::io::Result<T> {
+    // SAFETY: the caller's contract: T is valid all-zero (null pointers:
+    // the kernel fills in counts only).
+    let mut info: T = unsafe { std::mem::zeroed() };
+    let mut attr = zeroed_attr();
+    // SAFETY: writing plain integer fields of the BPF_OBJ_GET_INFO_BY_FD
+    // member of a zeroed union.
+    let i = unsafe { &mut attr.info };
+    i.bpf_fd = fd.as_raw_fd() as u32;
+    i.info_len = std::mem::size_of::<T>() as u32;
+    i.info = &mut info as *mut T as u64;
+    // `info` outlives the call; the command returns 0, no fd.
+    sys_bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(info)
 }
 
 fn zeroed_attr() -> bpf_attr {
@@ -227,28 +255,8 @@ fn load_program(
 }
 
 fn program_id(fd: BorrowedFd<'_>) -> std::io::Result<u32> {
-    // SAFETY: bpf_prog_info is plain integers and pointers; all-zero is valid.
-    let mut info: aya_obj::generated::bpf_prog_info = unsafe { std::mem::zeroed() };
-    let mut attr = zeroed_attr();
-    // SAFETY: writing plain integer fields of the BPF_OBJ_GET_INFO_BY_FD
-    // member of a zeroed union; `info` outlives the call.
-    let i = unsafe { &mut attr.info };
-    i.bpf_fd = fd.as_raw_fd() as u32;
-    i.info_len = std::mem::size_of_val(&info) as u32;
-    i.info = &mut info as *mut _ as u64;
-    // SAFETY: as in `bpf`; BPF_OBJ_GET_INFO_BY_FD returns 0 or -1, no fd.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
-            &mut attr as *mut bpf_attr,
-            std::mem::size_of::<bpf_attr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(info.id)
+    // SAFETY: fd is a program's: bpf_prog_info is its info struct.
+    Ok(unsafe { obj_info::<aya_obj::generated::bpf_prog_info>(fd) }?.id)
 }
 
 fn link_create(
@@ -336,21 +344,10 @@ fn each_link() -> std::io::Result<Vec<(u32, aya_obj::generated::bpf_link_info)>>
     loop {
         let mut attr = zeroed_attr();
         attr.__bindgen_anon_6.__bindgen_anon_1.start_id = id;
-        // SAFETY: as in `bpf`; GET_NEXT_ID returns 0 or -1 and writes next_id into attr.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                bpf_cmd::BPF_LINK_GET_NEXT_ID as libc::c_long,
-                &mut attr as *mut bpf_attr,
-                std::mem::size_of::<bpf_attr>(),
-            )
-        };
-        if rc < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENOENT) {
-                return Ok(out);
-            }
-            return Err(e);
+        match sys_bpf(bpf_cmd::BPF_LINK_GET_NEXT_ID, &mut attr) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
+            Err(e) => return Err(e),
         }
         // SAFETY: the kernel wrote next_id, a plain integer.
         id = unsafe { attr.__bindgen_anon_6.next_id };
@@ -397,24 +394,6 @@ pub fn all_links() -> std::io::Result<Vec<(u32, u32)>> {
 }
 
 fn link_info(fd: BorrowedFd<'_>) -> std::io::Result<aya_obj::generated::bpf_link_info> {
-    // SAFETY: bpf_link_info is plain integers; all-zero is valid (and null
-    // pointers: the kernel fills in the counts only).
-    let mut info: aya_obj::generated::bpf_link_info = unsafe { std::mem::zeroed() };
-    let mut attr = zeroed_attr();
-    attr.info.bpf_fd = fd.as_raw_fd() as u32;
-    attr.info.info_len = std::mem::size_of_val(&info) as u32;
-    attr.info.info = &mut info as *mut _ as u64;
-    // SAFETY: as in `bpf`; returns 0 or -1, no fd; `info` outlives the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            bpf_cmd::BPF_OBJ_GET_INFO_BY_FD as libc::c_long,
-            &mut attr as *mut bpf_attr,
-            std::mem::size_of::<bpf_attr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(info)
+    // SAFETY: fd is a link's: bpf_link_info is its info struct.
+    unsafe { obj_info(fd) }
 }
