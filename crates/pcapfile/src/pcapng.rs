@@ -271,10 +271,7 @@ impl<W: Write> PcapngWriter<W> {
         }
         self.out.w.write_all(shb.finish())?;
 
-        let mut idb = Block::new(BT_IDB);
-        idb.u16(LINKTYPE_RAW_IDB).u16(0).u32(self.out.snaplen);
-        idb.option(IF_NAME, b"pidcap").option(IF_TSRESOL, &[9]);
-        self.out.w.write_all(idb.finish())?;
+        self.out.w.write_all(&packets_idb("pidcap", None, self.out.snaplen))?;
 
         // Counted from here: the blocks after the headers.
         self.blocks_out = 0;
@@ -357,7 +354,7 @@ impl<W: Write> PcapngWriter<W> {
                 Lookup::Whole => true,
                 Lookup::Known(_) => false,
                 Lookup::New { name, desc } => {
-                    extra += process_idb(&name, &desc, self.out.snaplen).len() as u64;
+                    extra += packets_idb(&name, Some(&desc), self.out.snaplen).len() as u64;
                     false
                 }
             };
@@ -456,14 +453,16 @@ impl<W: Write> PcapngWriter<W> {
             });
             hold.waiting.insert(random);
         }
+        // A known process is remembered by `lookup` already; a new one here.
         let iface = match self.ifaces.lookup(p) {
             Lookup::Whole => None,
             Lookup::Known(id) => Some(id),
-            Lookup::New { name, desc } => Some(self.describe_process(name, desc)?),
+            Lookup::New { name, desc } => {
+                let id = self.describe_process(name, desc)?;
+                self.ifaces.remember(p, id);
+                Some(id)
+            }
         };
-        if let Some(id) = iface {
-            self.ifaces.remember(p, id);
-        }
         self.cache_comment(p, iface.is_none());
         let comment = self.comments.text();
         let (data, orig_len) = captured(p, self.out.snaplen);
@@ -492,7 +491,7 @@ impl<W: Write> PcapngWriter<W> {
     /// Write the IDB of a process interface (not held: an interface must
     /// come before its packets, and may come early); its id.
     fn describe_process(&mut self, name: String, desc: String) -> Result<u32, PcapError> {
-        self.write_now(&process_idb(&name, &desc, self.out.snaplen), false)?;
+        self.write_now(&packets_idb(&name, Some(&desc), self.out.snaplen), false)?;
         Ok(self.ifaces.add(Iface::Process { name, desc }))
     }
 
@@ -722,12 +721,7 @@ impl Comments {
                 && i.tid == tid
                 && i.comm == p.comm
                 && i.thread == p.thread
-                && (!full
-                    || match (&i.process, p.process) {
-                        (None, None) => true,
-                        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
-                        _ => false,
-                    })
+                && (!full || same_meta(i.process.as_ref(), p.process))
         });
         if !same {
             let info = ProcessInfo {
@@ -764,12 +758,27 @@ fn dsb(text: &str) -> Vec<u8> {
     dsb.finish().to_vec()
 }
 
-/// The IDB of a process interface: as the packets' (id 0), named and described.
-fn process_idb(name: &str, desc: &str, snaplen: u32) -> Vec<u8> {
+/// The IDB of a packets' interface: id 0 (`pidcap`, no description) or a
+/// process's (`comm[pid]`, described).
+fn packets_idb(name: &str, desc: Option<&str>, snaplen: u32) -> Vec<u8> {
     let mut idb = Block::new(BT_IDB);
     idb.u16(LINKTYPE_RAW_IDB).u16(0).u32(snaplen);
-    idb.option(IF_NAME, name.as_bytes()).option(IF_DESCRIPTION, desc.as_bytes()).option(IF_TSRESOL, &[9]);
+    idb.option(IF_NAME, name.as_bytes());
+    if let Some(desc) = desc {
+        idb.option(IF_DESCRIPTION, desc.as_bytes());
+    }
+    idb.option(IF_TSRESOL, &[9]);
     idb.finish().to_vec()
+}
+
+/// Do two packets carry the same process metadata (the same `Arc` first,
+/// then by value)?
+fn same_meta(a: Option<&Arc<ProcessMeta>>, b: Option<&Arc<ProcessMeta>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+        _ => false,
+    }
 }
 
 /// An interface of the current file.
@@ -830,12 +839,7 @@ impl Interfaces {
             return Lookup::Whole;
         }
         if let Some(r) = &self.recent[Self::slot(p.pid)] {
-            let same_process = match (&r.process, p.process) {
-                (None, None) => true,
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
-                _ => false,
-            };
-            if r.pid == p.pid && r.comm == p.comm && same_process {
+            if r.pid == p.pid && r.comm == p.comm && same_meta(r.process.as_ref(), p.process) {
                 // Id 0 is never a process's: it marks one seen once the file was full.
                 return if r.id == 0 { Lookup::Whole } else { Lookup::Known(r.id) };
             }
@@ -856,18 +860,10 @@ impl Interfaces {
         }
     }
 
-    /// `p`'s process is interface `id`.
+    /// `p`'s process is interface `id` (what [`Interfaces::lookup`] looks at first).
     fn remember(&mut self, p: &RecordRef<'_>, id: u32) {
-        let slot = &mut self.recent[Self::slot(p.pid)];
-        let cached = |r: &Recent| match (&r.process, p.process) {
-            (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        };
-        if slot.as_ref().is_some_and(|r| r.id == id && r.pid == p.pid && r.comm == p.comm && cached(r)) {
-            return;
-        }
-        *slot = Some(Recent { pid: p.pid, comm: p.comm.to_string(), process: p.process.cloned(), id });
+        self.recent[Self::slot(p.pid)] =
+            Some(Recent { pid: p.pid, comm: p.comm.to_string(), process: p.process.cloned(), id });
     }
 
     /// A new interface; its id.
