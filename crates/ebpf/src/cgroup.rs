@@ -5,7 +5,6 @@
 
 pub use pidcap_engine::cgroup::find_cgroup2;
 use pidcap_engine::cgroup::{CgroupError, Cgroupfs};
-use pidcap_engine::container::cgroup2_path;
 use pidcap_engine::error::{EngineError, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -112,8 +111,8 @@ pub enum ScopeError {
 /// Process `pid`'s cgroup2 path as `/proc/PID/cgroup` shows it (`/` for the
 /// root); None when it cannot be read or names a removed cgroup.
 pub fn cgroup_of(pid: u32) -> Option<String> {
-    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let path = cgroup2_path(&text)?.trim_end();
+    let path = pidcap_engine::procfs::Procfs::default().cgroup(pid).ok()?;
+    let path = path.trim_end();
     (path.starts_with('/') && !path.ends_with(" (deleted)")).then(|| path.to_string())
 }
 
