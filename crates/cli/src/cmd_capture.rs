@@ -860,7 +860,7 @@ impl Coverage {
         self.last = Some(Instant::now());
         let Ok(all) = session.capture_mut().tls_coverage() else { return lines };
         for t in all {
-            if spawn_held(t.pid) {
+            if pidcap_ebpf::tls::runs_our_executable(t.pid) {
                 continue;
             }
             let first = *self.first_seen.entry(t.pid).or_insert_with(Instant::now);
@@ -904,7 +904,7 @@ impl Watch {
 
     fn look(&mut self, live: &[u32]) {
         for &pid in live.iter().take(Self::TARGETS) {
-            if spawn_held(pid) {
+            if pidcap_ebpf::tls::runs_our_executable(pid) {
                 continue;
             }
             self.hints.targets_seen = true;
@@ -939,7 +939,6 @@ impl Watch {
     }
 }
 
-/// Is `pid` still pidcap's own image (`run`'s held command before its exec)?
 /// `run`'s targets that moved out of the command's cgroup (where the
 /// programs are attached): the sockets they make from there are charged to
 /// their new cgroup and not seen, so that is said once per process. Looks at
@@ -975,21 +974,13 @@ impl ScopeWatch {
                 continue;
             }
             self.said.insert(pid);
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let comm = Procfs::default().comm(pid).unwrap_or_default();
             eprintln!(
-                "pidcap: warning: pid {pid} ({}) left the command's cgroup for {now}: the sockets it makes there are not \
-                 captured",
-                comm.trim_end()
+                "pidcap: warning: pid {pid} ({comm}) left the command's cgroup for {now}: the sockets it makes there are \
+                 not captured"
             );
         }
         self.next = (self.next + Self::PER_LOOK) % live.len();
-    }
-}
-
-fn spawn_held(pid: u32) -> bool {
-    match (std::fs::read_link(format!("/proc/{pid}/exe")), std::fs::read_link("/proc/self/exe")) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
     }
 }
 

@@ -235,12 +235,10 @@ fn sweep(parent: &Path) {
 }
 
 /// Is process `pid` a pidcap: named so, or running our executable (a copy
-/// under another name)?
+/// under another name, or a held `run` child before its exec)?
 fn is_pidcap(pid: u32) -> bool {
-    let named = fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end().starts_with("pidcap"));
-    named
-        || fs::read_link(format!("/proc/{pid}/exe"))
-            .is_ok_and(|e| fs::read_link("/proc/self/exe").is_ok_and(|me| me == e))
+    let named = pidcap_engine::procfs::Procfs::default().comm(pid).is_some_and(|c| c.starts_with("pidcap"));
+    named || crate::tls::runs_our_executable(pid)
 }
 
 /// How long removing a run's cgroup retries while processes leave it.
