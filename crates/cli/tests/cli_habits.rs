@@ -17,10 +17,6 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// The pids of the packets of `run --json`'s stdout.
 fn packet_pids(stdout: &[u8]) -> Vec<u64> {
     text(stdout)

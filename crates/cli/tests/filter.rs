@@ -30,10 +30,6 @@ c = socket.create_connection((host, l.getsockname()[1])); k, _ = l.accept()
 c.sendall(b'tcp'); k.recv(10); c.close(); k.recv(10); k.close()
 ";
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// `pidcap run ARGS -- ip netns exec NS python3 -c TRAFFIC VERSION`.
 fn run_traffic(ns: &NetNs, args: &[&str], version: &str) -> Output {
     let out = pidcap()

@@ -31,10 +31,6 @@ for i in range(n):
 const PORT: &str = "40404";
 const ROOT_NOTE: &str = "Running as user \"root\" and group \"root\". This could be dangerous.";
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// `pidcap run ARGS -- python3 SEND n size gap` in `ns`, in `dir`.
 fn run_sender(ns: &NetNs, dir: &Path, args: &[&str], n: u32, size: u32, gap: f64) -> Output {
     let out = pidcap()
