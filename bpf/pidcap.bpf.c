@@ -782,16 +782,15 @@ static __always_inline struct pidcap_owner *owner_by_port(const struct flow *f)
  *  3. no full socket (a request socket's SYN-ACK, a timewait socket's last
  *     ACK, a reset) or no known owner: the owner of the local port;
  *  4. none: a full socket caches that it has no known owner (unowned) at
- *     generation gen, read before the lookups (userspace bumps it after
+ *     generation gen, read by handle_skb before the lookups (userspace bumps it after
  *     seeding a new target's sockets, so a seeded owner is found then).
  */
 static __always_inline int handle_skb_slow(struct __sk_buff *skb, __u8 dir, struct bpf_sock *sk,
-					   struct pidcap_sk_owner *st)
+					   struct pidcap_sk_owner *st, __u64 gen)
 {
 	struct flow f = {};
 	int parsed = -1;
 	struct pidcap_owner *o = 0;
-	__u64 gen = targets_gen();
 	if (st && st->valid) {
 		__u64 v = st->verdict;
 		if ((v & ~1ULL) != gen)
@@ -894,10 +893,11 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
 {
 	struct pidcap_sk_owner *st = 0;
 	struct bpf_sock *sk = skb->sk;
+	/* Read once, before any lookup (the slow path's too: see its step 4). */
+	__u64 gen = targets_gen();
 	if (sk) {
 		st = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
 		if (st) {
-			__u64 gen = targets_gen();
 			if (st->verdict == gen) { /* bit 0 clear: not a target's */
 				count(PIDCAP_CNT_SEEN);
 				return 1;
@@ -910,7 +910,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
 		}
 	}
 	count(PIDCAP_CNT_SEEN);
-	return handle_skb_slow(skb, dir, sk, st);
+	return handle_skb_slow(skb, dir, sk, st, gen);
 }
 
 SEC("cgroup_skb/ingress")
