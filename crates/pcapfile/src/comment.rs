@@ -291,16 +291,24 @@ pub fn parse_packet_comment(base: &ProcessInfo, comment: &str) -> Option<Process
     let mut info = base.clone();
     for tok in comment.split(' ') {
         let Some((key, value)) = tok.split_once('=') else { continue };
-        match key {
-            "cookie" => info.socket_cookie = value.parse().ok()?,
-            "verdict" => info.verdict = value.parse().ok()?,
-            "rule" => info.rule = Some(value.parse().ok()?),
-            "tid" => info.tid = value.parse().ok()?,
-            "thread" => info.thread = unescape_comm(value)?,
-            _ => {}
-        }
+        packet_field(&mut info, key, value)?;
     }
     Some(info)
+}
+
+/// Set `info`'s per-packet field `key` (`cookie`, `verdict`, `rule`, `tid`,
+/// `thread`) from `value`: Some(true) when it is one, Some(false) when `key`
+/// is another, None when the value is malformed.
+fn packet_field(info: &mut ProcessInfo, key: &str, value: &str) -> Option<bool> {
+    match key {
+        "cookie" => info.socket_cookie = value.parse().ok()?,
+        "verdict" => info.verdict = value.parse().ok()?,
+        "rule" => info.rule = Some(value.parse().ok()?),
+        "tid" => info.tid = value.parse().ok()?,
+        "thread" => info.thread = unescape_comm(value)?,
+        _ => return Some(false),
+    }
+    Some(true)
 }
 
 /// Parse a comment written by [`format_comment`]; `None` if it is not ours.
@@ -320,12 +328,10 @@ pub fn parse_comment(s: &str) -> Option<ProcessInfo> {
             continue;
         };
         in_cmdline = false;
+        if packet_field(&mut info, key, value)? {
+            continue;
+        }
         match key {
-            "cookie" => info.socket_cookie = value.parse().ok()?,
-            "verdict" => info.verdict = value.parse().ok()?,
-            "rule" => info.rule = Some(value.parse().ok()?),
-            "tid" => info.tid = value.parse().ok()?,
-            "thread" => info.thread = unescape_comm(value)?,
             "exe" => meta.exe = unescape_comm(value)?,
             "cmdline" => {
                 meta.cmdline = vec![unescape_comm(value)?];
