@@ -161,7 +161,7 @@ impl<W: Write> PacketOutput for Lines<W> {
     }
 
     fn write_packet(&mut self, p: &CapturedPacket) -> Result<(), PcapError> {
-        let line = match self.format {
+        let mut line = match self.format {
             LineFormat::Text => {
                 let ts = p.timestamp_ns;
                 let since = match self.text.time {
@@ -174,7 +174,11 @@ impl<W: Write> PacketOutput for Lines<W> {
             }
             LineFormat::Json => packet_json(p),
         };
-        writeln!(self.out, "{line}")?;
+        // One write of the whole line, newline included: a buffered `out`
+        // then flushes only between lines, so on a stdout shared with the
+        // command (`run`) no line of ours is cut by one of its.
+        line.push('\n');
+        self.out.write_all(line.as_bytes())?;
         if self.text.flush_each {
             self.out.flush()?;
         }
@@ -961,6 +965,40 @@ mod tests {
             assert_eq!(text, format!("{want}\n{want}\n"), "{format:?}");
         }
         assert!(packet_line(&p).ends_with("BLOCKED (rule 1)"));
+    }
+
+    #[test]
+    fn a_buffered_stdout_is_written_in_whole_lines_only() {
+        /// Each write that reaches the stream, as the pipe would see it.
+        struct Writes(Vec<Vec<u8>>);
+        impl std::io::Write for Writes {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.push(b.to_vec());
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let p = udp();
+        for format in [LineFormat::Text, LineFormat::Json] {
+            let len = match format {
+                LineFormat::Text => packet_line(&p).len(),
+                LineFormat::Json => packet_json(&p).len(),
+            };
+            // Room for two lines and a third without its newline: the
+            // newline written apart would flush the third one cut.
+            let out = std::io::BufWriter::with_capacity(3 * len + 2, Writes(Vec::new()));
+            let mut lines = Lines::new(out, format);
+            for _ in 0..7 {
+                lines.write_packet(&p).unwrap();
+            }
+            lines.flush().unwrap();
+            let writes = lines.out.into_inner().map_err(|_| "flush").unwrap().0;
+            assert!(writes.len() > 1, "{format:?}: the buffer was flushed between lines");
+            assert!(writes.iter().all(|w| w.ends_with(b"\n")), "{format:?}: a write ends mid-line");
+            assert_eq!(writes.concat().iter().filter(|&&b| b == b'\n').count(), 7);
+        }
     }
 
     fn record(text: &[u8], true_len: u64) -> CapturedPacket {
