@@ -51,6 +51,7 @@
 #include <linux/in.h>
 #include <linux/in6.h>
 #include <linux/ptrace.h>
+#include <asm/unistd.h> /* the syscall numbers of pidcap_sys_enter */
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_core_read.h>
@@ -211,8 +212,18 @@ static __always_inline __u64 task_key(struct task_struct *task)
 	return BPF_CORE_READ(task, signal, pids[PIDTYPE_TGID], ino);
 }
 
+/*
+ * current_key and current_start load through the task's BTF pointer (no
+ * probe_read helper call on the hooks' fast path). They are global
+ * functions, not inlined: the verifier checks a global function once per
+ * program, on its own, where an inlined copy was checked again on every path
+ * through its caller, and each of these loads costs the verifier a search of
+ * the kernel's whole BTF by name (btf_nested_type_is_trusted, linear in
+ * 6.18): inlined, a quarter of pidcap's start-up CPU went there.
+ */
+
 /* The key of the current process (cgroup hooks run in the caller's context). */
-static __always_inline __u64 current_key(void)
+__attribute__((noinline)) __u64 pidcap_current_key(void)
 {
 	if (!bpf_core_field_exists(struct pid, ino))
 		return 0;
@@ -225,7 +236,7 @@ static __always_inline __u64 current_key(void)
  * execs). With the tgid it names the process as exactly as the key does: a
  * process given the tgid of an exited one started after it. Two loads from
  * the current task, where the key's chain reaches the pid's own struct. */
-static __always_inline __u64 current_start(void)
+__attribute__((noinline)) __u64 pidcap_current_start(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	return task->group_leader->start_time;
@@ -343,7 +354,7 @@ static __always_inline struct pidcap_sk_owner *remember_owner(struct bpf_sock *s
 	__u64 pt = bpf_get_current_pid_tgid();
 	__u32 tgid = pt >> 32;
 	__u32 tid = (__u32)pt;
-	__u64 key = current_key();
+	__u64 key = pidcap_current_key();
 	*keyp = key;
 	/* Before the hot path: a process that moved into a target cgroup is
 	 * taken at its next socket operation, also on a socket it already owns. */
@@ -356,7 +367,7 @@ static __always_inline struct pidcap_sk_owner *remember_owner(struct bpf_sock *s
 	}
 	if (st->valid && st->owner.tgid == tgid && st->owner.key == key) {
 		/* hot path of sendmsg: nothing changed, or only the thread */
-		st->start = current_start(); /* (0 for an owner given by sockops or seeding) */
+		st->start = pidcap_current_start(); /* (0 for an owner given by sockops or seeding) */
 		if (st->owner.tid != tid) {
 			st->owner.tid = tid;
 			bpf_get_current_comm(st->owner.comm, sizeof(st->owner.comm));
@@ -379,7 +390,7 @@ static __always_inline struct pidcap_sk_owner *remember_owner(struct bpf_sock *s
 	st->owner.tgid = tgid;
 	st->owner.tid = tid;
 	st->owner.key = key;
-	st->start = current_start();
+	st->start = pidcap_current_start();
 	__builtin_memcpy(st->owner.comm, comm, PIDCAP_COMM_LEN);
 	st->valid = 1;
 	decide(st, gen);
@@ -408,7 +419,7 @@ static __always_inline struct pidcap_sk_owner *bystander_socket(struct bpf_sock 
 	if (!st || st->verdict != targets_gen() || !st->valid)
 		return 0;
 	__u64 pt = bpf_get_current_pid_tgid();
-	if (st->owner.tgid != (__u32)(pt >> 32) || !st->start || st->start != current_start())
+	if (st->owner.tgid != (__u32)(pt >> 32) || !st->start || st->start != pidcap_current_start())
 		return 0;
 	struct pidcap_config *cfg = get_config();
 	if (!cfg || *(volatile const __u32 *)&cfg->cgroup_levels)
@@ -937,7 +948,7 @@ static __always_inline int sock_addr_check(struct bpf_sock_addr *ctx, int v6)
 	if (sk)
 		st = remember_owner(sk, &key);
 	else
-		key = current_key();
+		key = pidcap_current_key();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!current_is_target(st, tgid, key))
 		return 1;

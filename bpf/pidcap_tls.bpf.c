@@ -12,9 +12,10 @@
  *    so a process that is not a target pays one hash lookup. A target's call
  *    is remembered per thread in tls_calls (buffer, length pointer, the
  *    library's connection pointer).
- *  - pidcap_tp_* (syscall tracepoints, write/read families): a thread inside
- *    a remembered call that uses a socket fd records that socket (cookie,
- *    addresses) into the call. One lookup for every other thread.
+ *  - pidcap_sys_enter (raw tracepoint on sys_enter, write/read families): a
+ *    thread inside a remembered call that uses a socket fd records that
+ *    socket (cookie, addresses) into the call. One compare for every other
+ *    syscall, one lookup for every other thread's write or read.
  *  - pidcap_tls_ret (uretprobe): when the call returns data (> 0 bytes), the
  *    plaintext goes into the ring as a pidcap_tls_hdr record, with the socket
  *    the call used, or the one last seen for the same connection pointer
@@ -183,51 +184,56 @@ int pidcap_tls_ent(struct pt_regs *ctx)
 
 /* ---- the socket a call uses ---- */
 
-struct sys_enter_args {
-	__u64 common;
-	__s32 nr;
-	__u32 _pad;
-	__u64 args[6];
-};
-
-static __always_inline int tls_syscall(struct sys_enter_args *ctx, int out)
+/*
+ * One raw tracepoint on sys_enter, not the eight syscall tracepoints
+ * (sys_enter_write, ...) as perf events: both put every task of the machine
+ * on the syscall tracing path (TIF_SYSCALL_TRACEPOINT), so a bystander's
+ * syscall pays the tracepoint call either way; here a syscall outside the
+ * eight returns after one compare, where a perf event's syscall built a
+ * trace record before the program ran. And a perf-event tracepoint's release
+ * waits for an RCU grace period under the kernel's global event_mutex (70-80
+ * ms each, one after the other: 0.6 s at the end of every `run` with TLS),
+ * where a raw tracepoint link's does not wait; it needs no tracefs either.
+ */
+SEC("raw_tracepoint/sys_enter")
+int pidcap_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
+	int out;
+	switch (ctx->args[1]) {
+	case __NR_write:
+	case __NR_writev:
+	case __NR_sendto:
+	case __NR_sendmsg:
+		out = 1;
+		break;
+	case __NR_read:
+	case __NR_readv:
+	case __NR_recvfrom:
+	case __NR_recvmsg:
+		out = 0;
+		break;
+	default:
+		return 0;
+	}
 	__u64 id = bpf_get_current_pid_tgid();
 	struct tls_call *c = bpf_map_lookup_elem(&tls_calls, &id);
 	if (!c)
 		return 0;
 	if (!(c->cookie & TLS_COOKIE_OUT) != !out)
 		return 0; /* a read inside a write call (or the reverse): not the data's way */
+	/* The first argument as the syscall got it: the user registers saved at
+	 * entry (a kernel pointer, so read, not dereferenced; the uapi layout of
+	 * the first argument's register is the kernel's). */
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	__u64 fd = 0;
+	if (bpf_probe_read_kernel(&fd, sizeof(fd), &PT_REGS_PARM1(regs)))
+		return 0;
 	struct tls_sock s = {};
-	if (sock_of_fd(ctx->args[0], &s))
+	if (sock_of_fd(fd, &s))
 		return 0;
 	c->sock = s;
 	return 0;
 }
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int pidcap_tp_wr(struct sys_enter_args *ctx) { return tls_syscall(ctx, 1); }
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int pidcap_tp_wrv(struct sys_enter_args *ctx) { return tls_syscall(ctx, 1); }
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int pidcap_tp_sndto(struct sys_enter_args *ctx) { return tls_syscall(ctx, 1); }
-
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int pidcap_tp_sndmsg(struct sys_enter_args *ctx) { return tls_syscall(ctx, 1); }
-
-SEC("tracepoint/syscalls/sys_enter_read")
-int pidcap_tp_rd(struct sys_enter_args *ctx) { return tls_syscall(ctx, 0); }
-
-SEC("tracepoint/syscalls/sys_enter_readv")
-int pidcap_tp_rdv(struct sys_enter_args *ctx) { return tls_syscall(ctx, 0); }
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int pidcap_tp_rcvfrom(struct sys_enter_args *ctx) { return tls_syscall(ctx, 0); }
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int pidcap_tp_rcvmsg(struct sys_enter_args *ctx) { return tls_syscall(ctx, 0); }
 
 /* ---- return: the record ---- */
 

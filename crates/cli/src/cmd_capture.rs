@@ -327,7 +327,8 @@ fn load_capture(
     filter: Option<Arc<pidcap_filter::Filter>>,
     attach: AttachPoint,
 ) -> Result<Session> {
-    let load = LoadOptions { ring_bytes: opts.buffer_mib << 20, attach, ..LoadOptions::default() };
+    let load =
+        LoadOptions { ring_bytes: opts.buffer_mib << 20, attach, prepare_tls: !opts.no_tls, ..LoadOptions::default() };
     let backend = EbpfBackend::load(load).map_err(|e| match e {
         EngineError::Permission { .. } => anyhow::Error::new(e),
         e => anyhow::Error::new(e).context("cannot load the kernel layer"),

@@ -9,7 +9,7 @@
 //! - `cgroup`: finding (or mounting) the cgroup2 root; the attach point
 //!   ([`attach_for`], `pidcap run`'s own cgroup [`RunCgroup`]);
 //! - [`tls`]: the TLS libraries targets map, and attaching the uprobes and
-//!   syscall tracepoints that take their plaintext;
+//!   the raw `sys_enter` tracepoint program that take their plaintext;
 //! - [`uprobe_multi`]: the TLS uprobes as uprobe_multi links (the uprobe
 //!   programs loaded a second time for them), and the kernel's list of them.
 //!
@@ -73,18 +73,7 @@ pub const PROGRAM_NAMES: &[&str] = &[
 
 /// The TLS programs: loaded with the others, attached when a target maps a
 /// supported TLS library (see [`tls`]).
-pub const TLS_PROGRAM_NAMES: &[&str] = &[
-    tls::ENTRY_PROGRAM,
-    tls::RETURN_PROGRAM,
-    "pidcap_tp_wr",
-    "pidcap_tp_wrv",
-    "pidcap_tp_sndto",
-    "pidcap_tp_sndmsg",
-    "pidcap_tp_rd",
-    "pidcap_tp_rdv",
-    "pidcap_tp_rcvfrom",
-    "pidcap_tp_rcvmsg",
-];
+pub const TLS_PROGRAM_NAMES: &[&str] = &[tls::ENTRY_PROGRAM, tls::RETURN_PROGRAM, tls::SYSCALL_PROGRAM];
 
 /// How often the live targets' maps are read again for TLS libraries
 /// (exec, dlopen, followed children, name matches).
@@ -106,6 +95,13 @@ pub struct LoadOptions {
     /// sockets do. Not part of the engine's [`KernelBackend`]: a backend
     /// with no cgroups would have none.
     pub attach: AttachPoint,
+    // -- TLS start-up (issue 13) --
+    /// TLS will be turned on (`run` and `capture` with TLS): the uprobe
+    /// programs' object is parsed and relocated against the kernel's BTF on a
+    /// thread of its own while aya loads the other programs (a second core's
+    /// work: ~40 ms off the start of `run` on two cores), instead of when TLS
+    /// is first turned on. Only a share of the work: wasted when TLS stays off.
+    pub prepare_tls: bool,
 }
 
 /// The wakeup threshold of a large ring: about 5,000 small records or 650
@@ -118,7 +114,7 @@ pub const WAKEUP_SHARE: u32 = 4;
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { ring_bytes: 16 << 20, wakeup_bytes: None, attach: AttachPoint::Root }
+        LoadOptions { ring_bytes: 16 << 20, wakeup_bytes: None, attach: AttachPoint::Root, prepare_tls: false }
     }
 }
 
@@ -182,6 +178,8 @@ pub struct EbpfBackend {
     tls_cookies: StdHashMap<(u32, u16, u16), u64>,
     /// The TLS programs have been loaded (verified) into the kernel.
     tls_loaded: bool,
+    /// The uprobe_multi programs, prepared at load ([`LoadOptions::prepare_tls`]).
+    tls_prepared: Option<std::result::Result<uprobe_multi::Prepared, uprobe_multi::LoadError>>,
     /// Holds the programs and their links; dropping it detaches everything.
     ebpf: Ebpf,
 }
@@ -213,6 +211,12 @@ fn program_err(program: &str, e: ProgramError) -> EngineError {
     }
 }
 
+/// PIDCAP_TLS_PERF_LINKS=1: the TLS uprobes as perf-event links, never
+/// uprobe_multi (comparisons, docs/PERFORMANCE.md; kernels that misbehave).
+fn perf_links_asked() -> bool {
+    std::env::var_os("PIDCAP_TLS_PERF_LINKS").is_some_and(|v| v == "1")
+}
+
 impl EbpfBackend {
     /// Load the programs, attach them at `opts.attach` (the cgroup2 root
     /// or a cgroup), and return the backend.
@@ -229,6 +233,11 @@ impl EbpfBackend {
         if let Err(e) = std::fs::metadata(VMLINUX_BTF) {
             return Err(EngineError::Unsupported(format!("no kernel BTF at {VMLINUX_BTF} ({e})")));
         }
+        // The uprobe programs' CPU work beside aya's (joined before the ring
+        // is mapped, so that the two parses of the kernel's BTF are freed by then).
+        let prepare = (opts.prepare_tls && !perf_links_asked()).then(|| {
+            std::thread::spawn(|| uprobe_multi::Prepared::new(OBJECT, tls::ENTRY_PROGRAM, tls::RETURN_PROGRAM))
+        });
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("ring", opts.ring_bytes)
             .load(OBJECT)
@@ -250,6 +259,7 @@ impl EbpfBackend {
         }
         // The TLS programs are verified when TLS is first turned on
         // (configure), not here: most captures never need them.
+        let tls_prepared = prepare.and_then(|h| h.join().ok());
         // The parsed BTF is freed: the heap goes back to the system before
         // the ring is mapped.
         // SAFETY: malloc_trim only returns free heap memory to the system.
@@ -303,6 +313,7 @@ impl EbpfBackend {
             tls_scanned: None,
             tls_cookies: StdHashMap::new(),
             tls_loaded: false,
+            tls_prepared,
             ebpf,
         };
         backend.write_config()?;
@@ -329,9 +340,7 @@ impl EbpfBackend {
         // links per library instead of one per function and program: their
         // teardown is what `run`'s exit waited for); aya's programs for
         // perf-event links otherwise, loaded when first needed.
-        // PIDCAP_TLS_PERF_LINKS=1: the perf-event links, for comparisons
-        // (docs/PERFORMANCE.md, start-up) and kernels that misbehave.
-        if std::env::var_os("PIDCAP_TLS_PERF_LINKS").is_some_and(|v| v == "1") {
+        if perf_links_asked() {
             self.tls.set_perf_only();
         }
         let multi = if self.tls.perf_only() {
@@ -353,7 +362,11 @@ impl EbpfBackend {
                     _ => return Err(EngineError::Unsupported(format!("map {name} missing from the object"))),
                 }
             }
-            uprobe_multi::Programs::load(OBJECT, tls::ENTRY_PROGRAM, tls::RETURN_PROGRAM, &fds).map_err(Some)
+            let prepared = match self.tls_prepared.take() {
+                Some(p) => p,
+                None => uprobe_multi::Prepared::new(OBJECT, tls::ENTRY_PROGRAM, tls::RETURN_PROGRAM),
+            };
+            prepared.and_then(|p| p.load(&fds)).map_err(Some)
         };
         let uprobes_done = match multi {
             Ok(programs) => {
@@ -380,7 +393,7 @@ impl EbpfBackend {
                 .ok_or_else(|| EngineError::Unsupported(format!("program {name} missing from the object")))?;
             let loaded = match prog {
                 Program::UProbe(p) => p.load(),
-                Program::TracePoint(p) => p.load(),
+                Program::RawTracePoint(p) => p.load(),
                 _ => Err(ProgramError::UnexpectedProgramType),
             };
             loaded.map_err(|e| program_err(name, e))?;

@@ -1,9 +1,8 @@
 //! TLS plaintext, the userspace half: which TLS library files the targets
 //! map (from `/proc/PID/maps`, opened through `/proc/PID/root` so another
 //! mount namespace works), attaching `pidcap_tls_ent`/`pidcap_tls_ret` to
-//! their read and write functions, and the syscall tracepoints that tie a
-//! call to its socket (mounting tracefs for the attach when it is not
-//! mounted).
+//! their read and write functions, and the raw `sys_enter` tracepoint
+//! program that ties a call to its socket ([`SYSCALL_PROGRAM`]).
 //!
 //! Probes are attached per process where the process is known in advance
 //! ([`Scope::Process`]: the kernel then installs the breakpoints only in that
@@ -23,9 +22,9 @@
 
 use crate::abi;
 use crate::uprobe_multi;
-use aya::programs::trace_point::TracePointLink;
+use aya::programs::raw_trace_point::RawTracePointLink;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeScope};
-use aya::programs::{ProgramError, TracePoint, UProbe};
+use aya::programs::{ProgramError, RawTracePoint, UProbe};
 use aya::Ebpf;
 use pidcap_engine::backend::TlsLibraryFile;
 use pidcap_packet::TlsLibrary;
@@ -33,25 +32,19 @@ use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The uprobe programs (loaded with the others, attached per library file).
 pub const ENTRY_PROGRAM: &str = "pidcap_tls_ent";
 pub const RETURN_PROGRAM: &str = "pidcap_tls_ret";
 
-/// The syscall tracepoint programs and their tracepoints (attached together,
-/// the first time a library is attached).
-pub const TRACEPOINTS: &[(&str, &str)] = &[
-    ("pidcap_tp_wr", "sys_enter_write"),
-    ("pidcap_tp_wrv", "sys_enter_writev"),
-    ("pidcap_tp_sndto", "sys_enter_sendto"),
-    ("pidcap_tp_sndmsg", "sys_enter_sendmsg"),
-    ("pidcap_tp_rd", "sys_enter_read"),
-    ("pidcap_tp_rdv", "sys_enter_readv"),
-    ("pidcap_tp_rcvfrom", "sys_enter_recvfrom"),
-    ("pidcap_tp_rcvmsg", "sys_enter_recvmsg"),
-];
+/// The program that ties a TLS call to its socket: a raw tracepoint on
+/// `sys_enter` (attached the first time a library is attached). One link,
+/// released without the wait a perf-event tracepoint's release has (see
+/// bpf/pidcap_tls.bpf.c), and no tracefs needed for the attach.
+pub const SYSCALL_PROGRAM: &str = "pidcap_sys_enter";
+/// The raw tracepoint it is attached to.
+const SYSCALL_TRACEPOINT: &str = "sys_enter";
 
 // The attach cookie of the uprobes (bpf/pidcap_tls.bpf.c TLS_COOKIE_*).
 const OUT: u64 = 0x4;
@@ -233,8 +226,6 @@ pub enum AttachError {
         #[source]
         source: ProgramError,
     },
-    #[error("mounting tracefs on /sys/kernel/tracing")]
-    Mount(#[source] std::io::Error),
 }
 
 /// An error and its sources on one line (`a: b: c`).
@@ -276,7 +267,7 @@ pub enum Scope {
 /// The key of one attachment: scope, then the file's (dev, inode).
 type FileKey = (Scope, u64, u64);
 
-/// The library files attached now and the tracepoints. The links are owned
+/// The library files attached now and the syscall program's link. The links are owned
 /// here: dropping one detaches its probe (and the kernel drops them all
 /// when the process exits).
 ///
@@ -290,8 +281,8 @@ pub struct TlsProbes {
     /// (scope, dev, inode) -> the file's uprobe links, or None: tried and
     /// failed (tried again at a later scan, see [`Failed`]).
     files: HashMap<FileKey, AttachedFile>,
-    tracepoints: Vec<TracePointLink>,
-    /// Since when no file has links (the tracepoints go [`DETACH_AFTER`] later).
+    syscalls: Option<RawTracePointLink>,
+    /// Since when no file has links (the syscall link goes [`DETACH_AFTER`] later).
     idle_since: Option<Instant>,
     /// The uprobe programs loaded for uprobe_multi links; None: the kernel
     /// refused them, the perf-event links of aya's programs are used.
@@ -305,22 +296,9 @@ pub struct TlsProbes {
 impl Drop for TlsProbes {
     fn drop(&mut self) {
         let all = self.files.drain().filter_map(|(_, f)| f.links).collect();
-        close_links_and(all, std::mem::take(&mut self.tracepoints));
-    }
-}
-
-/// [`close_links`], and the tracepoint links `tracepoints` on a thread of
-/// their own meanwhile: their releases are serialized by the kernel's
-/// event_mutex, the uprobe_multi links' take none, so the caller waits for
-/// the longer of the two, not their sum.
-fn close_links_and(all: Vec<Links>, tracepoints: Vec<TracePointLink>) {
-    if tracepoints.is_empty() {
-        return close_links(all);
-    }
-    std::thread::scope(|s| {
-        s.spawn(move || drop(tracepoints));
+        drop(self.syscalls.take());
         close_links(all);
-    });
+    }
 }
 
 /// The uprobe links of one library file.
@@ -398,15 +376,6 @@ const RETRY_FIRST: Duration = Duration::from_millis(200);
 /// client, and between the two no target maps anything.
 pub const DETACH_AFTER: Duration = Duration::from_secs(5);
 
-/// tracefs mounting and the attach that needs it, one at a time in the process.
-static TRACEFS: Mutex<()> = Mutex::new(());
-
-const TRACEFS_DIR: &str = "/sys/kernel/tracing";
-
-fn tracefs_mounted() -> bool {
-    std::fs::read_dir(TRACEFS_DIR).map(|mut d| d.next().is_some()).unwrap_or(false)
-}
-
 impl TlsProbes {
     /// Is this library file covered for `scope` (its probes attached for it,
     /// or for everyone)?
@@ -417,7 +386,7 @@ impl TlsProbes {
 
     /// Attach the probes to `lib` (as `pid` sees it) for `scope` unless
     /// done already (or covered by a system-wide attachment); the syscall
-    /// tracepoints with the first one. Returns true when it is covered.
+    /// program with the first one. Returns true when it is covered.
     pub fn attach(
         &mut self,
         ebpf: &mut Ebpf,
@@ -476,8 +445,8 @@ impl TlsProbes {
         lib: &MappedLibrary,
     ) -> Result<bool, AttachError> {
         let key = (scope, lib.dev, lib.inode);
-        if self.tracepoints.is_empty() {
-            self.attach_tracepoints(ebpf)?;
+        if self.syscalls.is_none() {
+            self.attach_syscalls(ebpf)?;
         }
         let target = through_root(pid, &lib.path);
         let links = match self.attach_multi(pid, scope, lib, &target) {
@@ -490,7 +459,7 @@ impl TlsProbes {
         };
         tracing::debug!(path = %lib.path.display(), pid, ?scope, links = links.kind(), "TLS library attached");
         self.files.insert(key, AttachedFile { links: Some(links), wanted: Instant::now(), failed: None });
-        // Not idle any more: the tracepoints' grace starts again when the last file goes.
+        // Not idle any more: the syscall link's grace starts again when the last file goes.
         self.idle_since = None;
         if scope == Scope::All {
             // Covered for everyone now: the per-process attachments go.
@@ -625,7 +594,7 @@ impl TlsProbes {
     /// of processes that are not live targets (`live`: their pid and key) at
     /// once, the others when `wanted` (what the live targets map now, and
     /// the candidates of held children) has not had them for
-    /// [`DETACH_AFTER`]; the tracepoints with the last file. `at_once`:
+    /// [`DETACH_AFTER`]; the syscall program [`DETACH_AFTER`] after the last file. `at_once`:
     /// detach everything now (TLS turned off). Returns true when a
     /// system-wide attachment went (its files may need per-process ones).
     pub fn retain(&mut self, wanted: &HashSet<FileKey>, live: &HashSet<(u32, u64)>, at_once: bool) -> bool {
@@ -651,8 +620,8 @@ impl TlsProbes {
         if self.files.len() != before {
             tracing::debug!(detached = before - self.files.len(), "TLS library files no target needs");
         }
-        let tracepoints = self.tracepoints_idle(now, at_once);
-        close_links_and(gone, tracepoints);
+        drop(self.syscalls_idle(now, at_once));
+        close_links(gone);
         all_gone
     }
 
@@ -663,36 +632,35 @@ impl TlsProbes {
         keys.iter().filter_map(|k| self.files.remove(k)).filter_map(|f| f.links).collect()
     }
 
-    /// Detach the tracepoints once no file has had links for
+    /// Detach the syscall program once no file has had links for
     /// [`DETACH_AFTER`] (at once with `at_once`). Not at the moment the last
-    /// file goes: the same programs attached again to the same tracepoints
-    /// soon after fail with EEXIST while the kernel still holds the old
-    /// attachment (any process holding a reference to the old link, such as
-    /// `bpftool link show` reading it, keeps the program in the
-    /// tracepoint's program array until it lets go), which made a target
-    /// removed and added again find nothing attached.
-    /// Returns the tracepoint links to close (none while they stay).
-    #[must_use = "the links returned are to be closed"]
-    fn tracepoints_idle(&mut self, now: Instant, at_once: bool) -> Vec<TracePointLink> {
+    /// file goes: a target removed and added again (a held child's shell,
+    /// then its client) would pay a detach and an attach for nothing; and
+    /// when these were perf-event tracepoints, the same programs attached
+    /// again soon after failed with EEXIST while anything still held a
+    /// reference to the old link (`bpftool link show` reading it).
+    /// Returns the link to close (None while it stays).
+    #[must_use = "the link returned is to be closed"]
+    fn syscalls_idle(&mut self, now: Instant, at_once: bool) -> Option<RawTracePointLink> {
         if self.files.values().any(|f| f.links.is_some()) {
             self.idle_since = None;
-            return Vec::new();
+            return None;
         }
         let since = *self.idle_since.get_or_insert(now);
         if at_once || now.duration_since(since) >= DETACH_AFTER {
             self.idle_since = None;
-            return std::mem::take(&mut self.tracepoints);
+            return self.syscalls.take();
         }
-        Vec::new()
+        None
     }
 
     /// Detach the per-process attachments of this process at once (it is no
     /// longer a target).
     pub fn forget_process(&mut self, pid: u32, key: u64) {
         let gone = self.take_files(|k, _| k.0 == Scope::Process { pid, key });
-        // The tracepoints stay for DETACH_AFTER (the next `retain` takes them).
-        let tracepoints = self.tracepoints_idle(Instant::now(), false);
-        close_links_and(gone, tracepoints);
+        // The syscall link stays for DETACH_AFTER (the next `retain` takes it).
+        drop(self.syscalls_idle(Instant::now(), false));
+        close_links(gone);
     }
 
     /// The files whose last attach failed, wanted now: (scope, path as the
@@ -745,118 +713,25 @@ impl TlsProbes {
         self.files.iter().filter(|(k, f)| k.0 == Scope::All && f.links.is_some()).count()
     }
 
-    fn attach_tracepoints(&mut self, ebpf: &mut Ebpf) -> Result<(), AttachError> {
-        let _guard = TRACEFS.lock().unwrap_or_else(|e| e.into_inner());
-        // And one pidcap process at a time: another one's unmount must not
-        // fall between our look at the mount and our attach.
-        let _lock = TracefsLock::take();
-        let mounted_here = if tracefs_mounted() {
-            false
-        } else {
-            mount_tracefs().map_err(AttachError::Mount)?;
-            true
-        };
-        let result = (|| {
-            let mut links = Vec::new();
-            for (name, tp) in TRACEPOINTS {
-                let prog: &mut TracePoint = ebpf
-                    .program_mut(name)
-                    .ok_or(AttachError::MissingProgram(name))?
-                    .try_into()
-                    .map_err(|source| AttachError::Program { name, source })?;
-                let link = prog
-                    .attach("syscalls", tp)
-                    .and_then(|id| prog.take_link(id))
-                    .map_err(|source| AttachError::Program { name, source })?;
-                links.push(link);
-            }
-            Ok(links)
-        })();
-        if mounted_here {
-            // The links hold the tracepoints; the mount was only for their ids.
-            if let Err(e) = umount_tracefs() {
-                tracing::warn!(error = %e, "could not unmount the tracefs pidcap mounted on {TRACEFS_DIR}");
-            }
-        }
-        self.tracepoints = result?;
+    fn attach_syscalls(&mut self, ebpf: &mut Ebpf) -> Result<(), AttachError> {
+        let name = SYSCALL_PROGRAM;
+        let prog: &mut RawTracePoint = ebpf
+            .program_mut(name)
+            .ok_or(AttachError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| AttachError::Program { name, source })?;
+        let link = prog
+            .attach(SYSCALL_TRACEPOINT)
+            .and_then(|id| prog.take_link(id))
+            .map_err(|source| AttachError::Program { name, source })?;
+        self.syscalls = Some(link);
         Ok(())
     }
-}
 
-/// An exclusive lock on [`TRACEFS_LOCK`] for the mount, attach and
-/// unmount of the syscall tracepoints, so that two pidcap processes (two
-/// captures, the daemon and a `run`) do not unmount tracefs under each
-/// other. A POSIX record lock (`fcntl(F_SETLKW)`), not `flock`: a child
-/// forked meanwhile by another thread (a held `run` child waiting for this
-/// very attach) does not inherit it, where it would keep an `flock` held
-/// until its exec. Threads of one process are kept apart by [`TRACEFS`].
-/// Released when dropped (the file is closed). Without the file (a
-/// read-only /run), no lock: the race is back, the attach still works alone.
-struct TracefsLock(#[allow(dead_code)] Option<std::fs::File>); // held for its Drop (the close releases the lock)
-
-/// The lock file (root's; created 0600, never through a link).
-const TRACEFS_LOCK: &str = "/run/pidcap-tracefs.lock";
-
-impl TracefsLock {
-    fn take() -> TracefsLock {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(TRACEFS_LOCK);
-        match file {
-            Ok(f) => {
-                // SAFETY: an all-zero `flock` is a valid value (l_start and
-                // l_len 0: the whole file); the fields are set below.
-                let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-                lock.l_type = libc::F_WRLCK as libc::c_short;
-                lock.l_whence = libc::SEEK_SET as libc::c_short;
-                loop {
-                    // SAFETY: `f` is an open descriptor and `lock` a valid
-                    // `flock` for the duration of the call.
-                    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLKW, &lock) };
-                    let err = std::io::Error::last_os_error();
-                    if rc == 0 || err.raw_os_error() != Some(libc::EINTR) {
-                        if rc != 0 {
-                            tracing::debug!(error = %err, "no lock on {TRACEFS_LOCK}");
-                        }
-                        break;
-                    }
-                }
-                TracefsLock(Some(f))
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "no lock file {TRACEFS_LOCK}: attaching without it");
-                TracefsLock(None)
-            }
-        }
+    /// Is the syscall program attached (tests, diagnostics)?
+    pub fn syscalls_attached(&self) -> bool {
+        self.syscalls.is_some()
     }
-}
-
-fn mount_tracefs() -> std::io::Result<()> {
-    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
-    let (src, dir, fs) = (c("nodev"), c(TRACEFS_DIR), c("tracefs"));
-    // SAFETY: all pointers are valid NUL-terminated strings for the call; data is NULL.
-    let rc = unsafe { libc::mount(src.as_ptr(), dir.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn umount_tracefs() -> std::io::Result<()> {
-    let dir = std::ffi::CString::new(TRACEFS_DIR).expect("no NUL");
-    // SAFETY: `dir` is a valid NUL-terminated string for the call.
-    let rc = unsafe { libc::umount2(dir.as_ptr(), libc::MNT_DETACH) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// A library as [`pidcap_engine::backend::TlsCoverage`] lists it.

@@ -144,25 +144,33 @@ fn zeroed_attr() -> bpf_attr {
     unsafe { std::mem::zeroed() }
 }
 
-impl Programs {
-    /// The id the kernel gave a loaded program (BPF_OBJ_GET_INFO_BY_FD).
-    pub fn id_of(fd: BorrowedFd<'_>) -> std::io::Result<u32> {
-        program_id(fd)
-    }
+/// The uprobe programs of the object, parsed and relocated against the
+/// kernel's BTF: the CPU work of [`Programs::load`] (most of it the parse of
+/// the kernel's BTF, ~40 ms and ~18 MiB while it lasts), with no kernel
+/// object made, so that it can run on a thread of its own while aya loads
+/// the other programs ([`crate::LoadOptions::prepare_tls`]), and the BTF is
+/// freed before the ring is mapped.
+pub struct Prepared {
+    obj: aya_obj::Object,
+    text_sections: std::collections::HashSet<usize>,
+    entry: &'static str,
+    ret: &'static str,
+}
 
-    /// Load `entry` and `ret` (program names) from `object` with the
-    /// uprobe_multi attach type, their maps relocated to `maps` (name, fd of
-    /// the map aya created).
-    pub fn load(
-        object: &[u8],
-        entry: &'static str,
-        ret: &'static str,
-        maps: &[(&str, BorrowedFd<'_>)],
-    ) -> Result<Programs, LoadError> {
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared").field("entry", &self.entry).field("ret", &self.ret).finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// Parse `object`, relocate it against the kernel's BTF and keep only
+    /// `entry` and `ret` (program names) and their functions.
+    pub fn new(object: &[u8], entry: &'static str, ret: &'static str) -> Result<Prepared, LoadError> {
         let mut obj = aya_obj::Object::parse(object).map_err(LoadError::Parse)?;
         // The entry program reads the task's pidfs key with CO-RE (task_key):
         // relocate against the kernel's BTF (parsed here, once, only when the
-        // object has CO-RE relocations).
+        // object has CO-RE relocations; freed on return).
         if obj.has_btf_relocations() {
             let btf = aya_obj::btf::Btf::from_sys_fs().map_err(LoadError::Btf)?;
             obj.relocate_btf(&btf).map_err(LoadError::Core)?;
@@ -171,6 +179,13 @@ impl Programs {
         obj.programs.retain(|name, _| name == entry || name == ret);
         let keys: Vec<(usize, u64)> = obj.programs.values().map(|p| p.function_key()).collect();
         obj.functions.retain(|k, _| keys.contains(k));
+        Ok(Prepared { obj, text_sections, entry, ret })
+    }
+
+    /// Relocate the programs' maps to `maps` (name, fd of the map aya
+    /// created) and load them with the uprobe_multi attach type.
+    pub fn load(self, maps: &[(&str, BorrowedFd<'_>)]) -> Result<Programs, LoadError> {
+        let Prepared { mut obj, text_sections, entry, ret } = self;
         let mut with_fds = Vec::new();
         for (name, fd) in maps {
             let map = obj.maps.get(*name).ok_or_else(|| LoadError::Missing((*name).to_string()))?;
@@ -190,6 +205,25 @@ impl Programs {
             load_program(name, &function.instructions, &license)
         };
         Ok(Programs { entry: load(entry)?, ret: load(ret)? })
+    }
+}
+
+impl Programs {
+    /// The id the kernel gave a loaded program (BPF_OBJ_GET_INFO_BY_FD).
+    pub fn id_of(fd: BorrowedFd<'_>) -> std::io::Result<u32> {
+        program_id(fd)
+    }
+
+    /// Load `entry` and `ret` (program names) from `object` with the
+    /// uprobe_multi attach type, their maps relocated to `maps` (name, fd of
+    /// the map aya created): [`Prepared::new`], then [`Prepared::load`].
+    pub fn load(
+        object: &[u8],
+        entry: &'static str,
+        ret: &'static str,
+        maps: &[(&str, BorrowedFd<'_>)],
+    ) -> Result<Programs, LoadError> {
+        Prepared::new(object, entry, ret)?.load(maps)
     }
 
     /// One link of `prog` (entry: [`Programs::entry`], return: with
