@@ -91,9 +91,18 @@ struct {
 	__type(value, __u32);
 } gens SEC(".maps");
 
+/*
+ * The plain hash maps are not preallocated (BPF_F_NO_PREALLOC: an element is
+ * allocated from the kernel's per-CPU BPF allocator when it is added): a
+ * preallocated map initializes every element when it is created, which was
+ * a few milliseconds of every start-up for maps that hold a few entries, and
+ * their memory. Lookups cost the same; additions happen on socket and target
+ * changes, never per packet. (LRU maps are always preallocated.)
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 16);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct pidcap_port_key);
 	__type(value, struct pidcap_port_owner);
 } port_owners SEC(".maps");
@@ -103,6 +112,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 16);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct pidcap_port_key);
 } bound_ports SEC(".maps");
@@ -110,6 +120,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u32);
 	__type(value, struct pidcap_target);
 } targets SEC(".maps");

@@ -56,14 +56,14 @@ struct tls_conn_key {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 4096); /* calls in progress: one per target thread */
 	__type(key, __u64);
 	__type(value, struct tls_call);
 } tls_calls SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 16384); /* (LRU, preallocated: each entry costs start-up) */
 	__type(key, struct tls_conn_key);
 	__type(value, struct tls_sock);
 } tls_socks SEC(".maps");

@@ -406,22 +406,49 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     // -- attach point (issue 13) --
     let scope = run_cgroup();
     let attach = scope.as_ref().map_or(AttachPoint::Root, |s| AttachPoint::Cgroup(s.dir().to_path_buf()));
-    let mut session = load_capture(&args.opts, filter, attach)?;
-    // Every output is open before the command exists: if one cannot be written, the command never runs.
-    let mut sink = Sink::open(&args.opts)?;
-    if let Some(keylog) = keylog {
-        sink.take_keys(keylog)?;
-    }
     let to_stdout = args.opts.write.as_ref().is_some_and(|p| p.as_os_str() == "-");
     // When our stdout carries the capture file, the command's goes to stderr.
     let stdio = Stdio { stdout: if to_stdout { Output::Stderr } else { Output::Inherit }, ..Stdio::default() };
+    // The command is held (it has not exec'd) until everything below is in
+    // place, and killed if any of it fails: it never runs then. Forked
+    // before the programs load (a smaller process to copy), and moved into
+    // its cgroup on a thread of its own meanwhile: the move waits for the
+    // kernel (an RCU grace period for the cgroup lock, ~10 ms here), which
+    // overlaps the load instead of adding to it.
     let gated = spawn::spawn_gated(&args.command, &stdio)
         .with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
-    // Into its cgroup while held: its sockets, and its children's, are charged there.
-    if let Some(Err(e)) = scope.as_ref().map(|s| s.adopt(gated.pid)) {
+    let (loaded, adopted) = std::thread::scope(|s| {
+        // Into its cgroup while held: its sockets, and its children's, are charged there.
+        let adopting = scope.as_ref().map(|sc| s.spawn(|| sc.adopt(gated.pid)));
+        let loaded = load_capture(&args.opts, filter, attach);
+        let adopted = adopting.map(|h| h.join().unwrap_or_else(|_| panic!("the cgroup move panicked")));
+        (loaded, adopted)
+    });
+    if let Some(Err(e)) = adopted {
         gated.abort();
         return Err(e).context("cannot move the command into its cgroup");
     }
+    let mut session = match loaded {
+        Ok(s) => s,
+        Err(e) => {
+            gated.abort();
+            return Err(e);
+        }
+    };
+    // Every output is open before the command runs: if one cannot be written, the command never runs.
+    let sink = Sink::open(&args.opts).and_then(|mut sink| {
+        if let Some(keylog) = keylog {
+            sink.take_keys(keylog)?;
+        }
+        Ok(sink)
+    });
+    let sink = match sink {
+        Ok(s) => s,
+        Err(e) => {
+            gated.abort();
+            return Err(e);
+        }
+    };
     if let Err(e) = session.capture_mut().add_pid(gated.pid) {
         gated.abort();
         return Err(e).context("cannot register the command as a target");

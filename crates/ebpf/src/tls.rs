@@ -445,8 +445,10 @@ impl TlsProbes {
         lib: &MappedLibrary,
     ) -> Result<bool, AttachError> {
         let key = (scope, lib.dev, lib.inode);
+        let began = Instant::now();
         if self.syscalls.is_none() {
             self.attach_syscalls(ebpf)?;
+            tracing::debug!(took = ?began.elapsed(), "TLS syscall program attached");
         }
         let target = through_root(pid, &lib.path);
         let links = match self.attach_multi(pid, scope, lib, &target) {
@@ -457,7 +459,7 @@ impl TlsProbes {
                 None => return Ok(false),
             },
         };
-        tracing::debug!(path = %lib.path.display(), pid, ?scope, links = links.kind(), "TLS library attached");
+        tracing::debug!(path = %lib.path.display(), pid, ?scope, links = links.kind(), took = ?began.elapsed(), "TLS library attached");
         self.files.insert(key, AttachedFile { links: Some(links), wanted: Instant::now(), failed: None });
         // Not idle any more: the syscall link's grace starts again when the last file goes.
         self.idle_since = None;
@@ -481,10 +483,12 @@ impl TlsProbes {
         let programs = self.multi.as_ref()?;
         let multi_err = |source| AttachError::Multi { path: lib.path.clone(), library: lib.library, source };
         let names: Vec<&str> = functions(lib.library).iter().map(|(n, _)| *n).collect();
+        let began = Instant::now();
         let found = match uprobe_multi::symbol_offsets(target, &names) {
             Ok(f) => f,
             Err(e) => return Some(Err(multi_err(e))),
         };
+        tracing::trace!(path = %target.display(), took = ?began.elapsed(), "symbol offsets");
         let mut offsets = Vec::new();
         let mut cookies = Vec::new();
         for ((symbol, bits), off) in functions(lib.library).iter().zip(found) {
