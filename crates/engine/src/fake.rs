@@ -6,7 +6,7 @@
 //! kernel's own part (a followed child, an exit) through the handle.
 
 use crate::backend::{KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket, RawTls, TlsCoverage};
-use crate::cgroup::CgroupTarget;
+use crate::cgroup::{AttachPoint, CgroupTarget};
 use crate::error::{EngineError, Result};
 use crate::process::{Process, TargetId};
 use crate::rules::{self, Rule};
@@ -101,12 +101,27 @@ pub struct FakeState {
     /// What [`KernelBackend::tls_coverage`] answers (None: nothing, as a
     /// kernel layer without TLS support); see [`FakeHandle::set_tls_coverage`].
     pub tls_coverage: Option<Vec<TlsCoverage>>,
+    // -- attach point (issue 13) --
+    /// Where the programs are attached now ([`KernelBackend::set_attach`];
+    /// None: nowhere). A fake starts attached at the root, as a kernel
+    /// layer loaded with the default options.
+    pub attached: Option<AttachPoint>,
+    /// Every change of `attached`, in order (a call that sets the point in
+    /// force again is no change).
+    pub attach_changes: Vec<Option<AttachPoint>>,
 }
 
 /// The scripted [`KernelBackend`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FakeKernel {
     state: Arc<Mutex<FakeState>>,
+}
+
+impl Default for FakeKernel {
+    fn default() -> Self {
+        let state = FakeState { attached: Some(AttachPoint::Root), ..FakeState::default() };
+        FakeKernel { state: Arc::new(Mutex::new(state)) }
+    }
 }
 
 /// A test's view of a [`FakeKernel`] that has been handed to the engine.
@@ -269,5 +284,14 @@ impl KernelBackend for FakeKernel {
 
     fn tls_coverage(&mut self) -> Result<Vec<TlsCoverage>> {
         Ok(lock(&self.state).tls_coverage.clone().unwrap_or_default())
+    }
+
+    fn set_attach(&mut self, at: Option<&AttachPoint>) -> Result<()> {
+        let mut s = lock(&self.state);
+        if s.attached.as_ref() != at {
+            s.attached = at.cloned();
+            s.attach_changes.push(at.cloned());
+        }
+        Ok(())
     }
 }
