@@ -136,7 +136,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 fn enable_stats() -> OwnedFd {
     const BPF_ENABLE_STATS: libc::c_long = 32;
     let attr = [0u8; 8]; // union bpf_attr { struct { __u32 type; } enable_stats; }: type 0, run time
-    // SAFETY: the bpf syscall reads `attr.len()` bytes from a live buffer; it returns a new descriptor or -1.
+                         // SAFETY: the bpf syscall reads `attr.len()` bytes from a live buffer; it returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_ENABLE_STATS, attr.as_ptr(), attr.len()) };
     assert!(fd >= 0, "BPF_ENABLE_STATS: {}", std::io::Error::last_os_error());
     // SAFETY: fd is a descriptor the kernel just gave this process, owned by nothing else.
@@ -253,9 +253,10 @@ fn the_daemon_attaches_only_while_it_captures_and_only_where_its_target_lives() 
     target.send(bystander_port, 3, "dscope-old-socket");
     wait_until("the target's 3 datagrams are captured", || {
         let page = c.get_packets(0, Some(1000)).unwrap();
-        let ours = page.packets.iter().filter(|p| {
-            p.pid == target.pid() && p.data.windows(17).any(|w| w == b"dscope-old-socket")
-        });
+        let ours = page
+            .packets
+            .iter()
+            .filter(|p| p.pid == target.pid() && p.data.windows(17).any(|w| w == b"dscope-old-socket"));
         ours.count() == 3
     });
     assert!(packet_program_runs(&progs) >= before + 3, "the target's sends ran pidcap_egress");
