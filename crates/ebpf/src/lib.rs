@@ -682,7 +682,6 @@ impl Attachments {
         let cg = open_point(at)?;
         tracing::debug!(at = %at, from = ?self.at, "attaching the cgroup programs");
         let fresh = self.cgroup.is_empty();
-        let mut moved = Vec::new();
         let mut tracepoints = Vec::new();
         let mut i = 0;
         for name in PROGRAM_NAMES {
@@ -696,20 +695,20 @@ impl Attachments {
                     if fresh {
                         self.cgroup.push(link);
                     } else {
-                        moved.push(std::mem::replace(&mut self.cgroup[i], link));
+                        // The old link goes now (detached), right after the new one is in.
+                        drop(std::mem::replace(&mut self.cgroup[i], link));
                     }
                     i += 1;
                 }),
             };
             if let Err(e) = r {
                 match (&self.at, fresh) {
-                    (Some(old), false) => self.roll_back(ebpf, old.clone(), moved.len()),
+                    (Some(old), false) => self.roll_back(ebpf, old.clone(), i),
                     _ => self.cgroup.clear(),
                 }
                 return Err(e);
             }
         }
-        drop(moved); // detached, though each was already replaced at the new point
         self.tracepoints.extend(tracepoints);
         self.at = Some(at.clone());
         Ok(())
