@@ -389,15 +389,15 @@ impl Cgroupfs {
     /// cgroup cannot be read. None for no pid and no name or cgroup: nothing
     /// to capture, nothing to attach.
     pub fn attach_point(&self, pids: impl IntoIterator<Item = u32>, by_name_or_cgroup: bool) -> Option<AttachPoint> {
+        if by_name_or_cgroup {
+            return Some(AttachPoint::Root);
+        }
         let mut paths = Vec::new();
         for pid in pids {
             match self.cgroup_of(pid) {
                 Some(p) => paths.push(p),
                 None => return Some(AttachPoint::Root),
             }
-        }
-        if by_name_or_cgroup {
-            return Some(AttachPoint::Root);
         }
         if paths.is_empty() {
             return None;
