@@ -1,7 +1,8 @@
 //! A scripted kernel layer (feature `fake`): the whole core, the daemon and
 //! its protocol run on it without root, eBPF or a network. Tests keep a
 //! [`FakeHandle`] to push packets in and to look at what the engine asked
-//! the kernel for (targets, configuration, rules). Like the real kernel
+//! the kernel for (targets, configuration, rules, where the programs are
+//! attached: it starts attached at the root). Like the real kernel
 //! layer, it keeps one entry per pid with its key, and a test plays the
 //! kernel's own part (a followed child, an exit) through the handle.
 
