@@ -7,8 +7,12 @@
 #               the cgroup2 root: what every idle daemon cost before issue 13)
 #   cg          the daemon capturing an idle sleep in a cgroup of its own
 #               (its programs on that cgroup)
-# Prints per config the median packets/s, the ratio to base, and the daemon's
-# links on the root and elsewhere (bpftool), which say where it was attached.
+# Prints per config the median packets/s, the ratio to base, the daemon's
+# links on the root and elsewhere (bpftool), which say where it was attached,
+# and what its packet programs (pidcap_ingress + pidcap_egress) cost per
+# datagram of the flood: runs and ns (kernel.bpf_stats_enabled is set to 1
+# for the run and restored after; these do not depend on a quiet machine,
+# the rates do).
 #
 #   sudo bench/daemon-scope-bench.sh
 #   SECS=5 REPS=5 SENDERS=2 bench/daemon-scope-bench.sh
@@ -43,7 +47,10 @@ CG2=$(awk '{ for (i = 1; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2
 [ -n "$CG2" ] || die "no cgroup2 mount"
 IDLE_CG=$CG2/pidcap-dscope-bench-$$
 DAEMON= IDLE=
+STATS_WAS=$(cat /proc/sys/kernel/bpf_stats_enabled)
+echo 1 >/proc/sys/kernel/bpf_stats_enabled
 cleanup() {
+    echo "$STATS_WAS" >/proc/sys/kernel/bpf_stats_enabled
     [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
     [ -n "$IDLE" ] && kill "$IDLE" 2>/dev/null || true
     if [ -d "$IDLE_CG" ]; then
@@ -75,6 +82,18 @@ print(sum(1 for l in links if l["cgroup_id"] == root), sum(1 for l in links if l
 ' "$progs" "$root_id"
 }
 
+# The daemon's packet programs' run count and run time: "RUNS NS".
+packet_runs() {
+    local progs
+    progs=$(grep -h '^prog_id:' /proc/"$DAEMON"/fdinfo/* 2>/dev/null | awk '{print $2}' | sort -u | tr '\n' ' ')
+    bpftool --json prog show | python3 -c '
+import json, sys
+progs = set(int(p) for p in sys.argv[1].split())
+ps = [p for p in json.load(sys.stdin) if p["id"] in progs and p.get("name") in ("pidcap_ingress", "pidcap_egress")]
+print(sum(p.get("run_cnt", 0) for p in ps), sum(p.get("run_time_ns", 0) for p in ps))
+' "$progs"
+}
+
 start_daemon() {
     "$PIDCAP" daemon --socket "$SOCK" --group pidcap-bench-no-such-group 2>"$OUT/daemon.err" &
     DAEMON=$!
@@ -90,17 +109,23 @@ stop_daemon() { kill "$DAEMON"; wait "$DAEMON" 2>/dev/null || true; DAEMON=; }
 RESULTS=$OUT/results
 : >"$RESULTS"
 run_one() { # run_one CONFIG
-    local cfg=$1 links="- -" pps
+    local cfg=$1 links="- -" pps sent flood_out=$OUT/flood.json r0 r1 per="- -"
     case $cfg in
         base) ;;
         idle) start_daemon ;;
         root) start_daemon; ctl start --name pidcap-bench-nomatch ;;
         cg) start_daemon; ctl start --pid "$IDLE" ;;
     esac
-    [ "$cfg" = base ] || links=$(daemon_links)
-    pps=$("$FLOOD" udp --size "$SIZE" --senders "$SENDERS" --secs "$SECS" --port "$PORT" | sed -n 's/.*"pps":\([0-9.]*\).*/\1/p')
-    [ "$cfg" = base ] || stop_daemon
-    echo "$cfg $pps $links" >>"$RESULTS"
+    [ "$cfg" = base ] || { links=$(daemon_links); r0=$(packet_runs); }
+    "$FLOOD" udp --size "$SIZE" --senders "$SENDERS" --secs "$SECS" --port "$PORT" >"$flood_out"
+    pps=$(sed -n 's/.*"pps":\([0-9.]*\).*/\1/p' "$flood_out")
+    sent=$(sed -n 's/.*"sent_packets":\([0-9]*\).*/\1/p' "$flood_out")
+    if [ "$cfg" != base ]; then
+        r1=$(packet_runs)
+        per=$(awk -v a="$r0" -v b="$r1" -v n="$sent" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.2f %.0f", (y[1] - x[1]) / n, (y[2] - x[2]) / n }')
+        stop_daemon
+    fi
+    echo "$cfg $pps $links $per" >>"$RESULTS"
 }
 
 echo "load before: $(uptime)"
@@ -110,9 +135,10 @@ for rep in $(seq 1 "$REPS"); do
     for cfg in "${order[@]}"; do run_one "$cfg"; done
 done
 echo "load after:  $(uptime)"
-echo "${SIZE} B UDP flood, $SENDERS sender(s), ${SECS} s x $REPS, medians; links = the daemon's cgroup links on the root / elsewhere"
+echo "${SIZE} B UDP flood, $SENDERS sender(s), ${SECS} s x $REPS, medians; links = the daemon's cgroup links on the root / elsewhere;"
+echo "runs/pkt, ns/pkt = its pidcap_ingress + pidcap_egress runs and run time per datagram sent (last run; bpf_stats' own clock reads included)"
 awk -v configs="$CONFIGS" '
-{ n[$1]++; v[$1, n[$1]] = $2; lr[$1] = $3; lo[$1] = $4 }
+{ n[$1]++; v[$1, n[$1]] = $2; lr[$1] = $3; lo[$1] = $4; rr[$1] = $5; rn[$1] = $6 }
 function median(c,   i, j, t, a, k) {
     k = n[c]; for (i = 1; i <= k; i++) a[i] = v[c, i]
     for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
@@ -120,6 +146,10 @@ function median(c,   i, j, t, a, k) {
 }
 END {
     split(configs, cs, " "); base = median("base")
-    printf "%-6s %12s %8s %12s\n", "config", "pps", "/base", "links r/else"
-    for (i = 1; cs[i] != ""; i++) { c = cs[i]; m = median(c); printf "%-6s %12.0f %8.3f %12s\n", c, m, base ? m / base : 0, lr[c] "/" lo[c] }
+    printf "%-6s %12s %8s %12s %9s %8s   %s\n", "config", "pps", "/base", "links r/else", "runs/pkt", "ns/pkt", "every run (pps)"
+    for (i = 1; cs[i] != ""; i++) {
+        c = cs[i]; m = median(c); runs = ""
+        for (j = 1; j <= n[c]; j++) runs = runs " " sprintf("%.0f", v[c, j])
+        printf "%-6s %12.0f %8.3f %12s %9s %8s  %s\n", c, m, base ? m / base : 0, lr[c] "/" lo[c], rr[c], rn[c], runs
+    }
 }' "$RESULTS"

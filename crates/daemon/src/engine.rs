@@ -529,8 +529,16 @@ impl Engine {
         // Attached before the targets are added: a socket a target makes
         // from then on is seen by the hooks, those it has already by sock_diag.
         let by_name_or_cgroup = !names.is_empty() || cgroups.as_ref().is_some_and(|(_, c)| !c.is_empty());
-        let at = self.attach_point(&pids, by_name_or_cgroup);
-        self.session.capture_mut().set_attach(at.as_ref()).map_err(engine_err)?;
+        let mut at = self.attach_point(&pids, by_name_or_cgroup);
+        if let Err(e) = self.session.capture_mut().set_attach(at.as_ref()) {
+            // The targets' cgroup went meanwhile (or refuses): the root holds them all.
+            if at.is_none() || at == Some(AttachPoint::Root) {
+                return Err(engine_err(e));
+            }
+            tracing::warn!("attaching at {}: {e}; attaching at the cgroup2 root", describe(at.as_ref()));
+            at = Some(AttachPoint::Root);
+            self.session.capture_mut().set_attach(at.as_ref()).map_err(engine_err)?;
+        }
         tracing::info!("capture programs attached at {}", describe(at.as_ref()));
         self.by_name_or_cgroup = by_name_or_cgroup;
         // Same kernel layer: fresh ring and counters, ids continuing where
