@@ -366,10 +366,18 @@ impl Engine {
     }
 
     /// Move the programs to where the live targets `live` are (nothing
-    /// attached when there are none). A move that fails keeps the old point.
+    /// attached when there are none). A move to a cgroup that fails goes to
+    /// the root instead (which holds every target); one that fails there
+    /// keeps the old point.
     fn rescope(&mut self, live: Vec<u32>) {
-        let at = self.attach_point(&live, self.by_name_or_cgroup);
-        match self.session.capture_mut().set_attach(at.as_ref()) {
+        let mut at = self.attach_point(&live, self.by_name_or_cgroup);
+        let mut moved = self.session.capture_mut().set_attach(at.as_ref());
+        if let (Err(e), Some(AttachPoint::Cgroup(_))) = (&moved, &at) {
+            tracing::warn!("moving the programs to {}: {e}; moving them to the cgroup2 root", describe(at.as_ref()));
+            at = Some(AttachPoint::Root);
+            moved = self.session.capture_mut().set_attach(at.as_ref());
+        }
+        match moved {
             Ok(()) => {
                 tracing::debug!(at = ?at, targets = live.len(), "the programs follow the live targets");
                 self.scoped = live;
@@ -860,6 +868,26 @@ mod tests {
             e.op(EngineOp::StopCapture).unwrap();
             assert_eq!(attached(&fake), None);
         }
+    }
+
+    #[test]
+    fn a_cgroup_that_cannot_be_attached_to_gives_the_root() {
+        let tree = Tree::new("refused", &["/svc/a", "/svc/b"]);
+        let (a, mut b) = (Proc::start(), Proc::start());
+        tree.place(a.pid(), "/svc/a");
+        tree.place(b.pid(), "/svc/b");
+        let (mut e, fake) = engine(&tree);
+        fake.state().refuse_attach = vec![AttachPoint::Cgroup(tree.dir("/svc/a"))];
+        e.op(start(vec![a.pid()], vec![])).unwrap();
+        assert_eq!(attached(&fake), Some(AttachPoint::Root), "a start falls back to the root");
+        e.op(EngineOp::StopCapture).unwrap();
+
+        e.op(start(vec![a.pid(), b.pid()], vec![])).unwrap();
+        assert_eq!(attached(&fake), at(&tree.dir("/svc")));
+        b.end();
+        let live = e.session.capture_mut().live_targets().unwrap();
+        e.live_targets_seen(live);
+        assert_eq!(attached(&fake), Some(AttachPoint::Root), "so does a move");
     }
 
     #[test]

@@ -110,6 +110,9 @@ pub struct FakeState {
     /// Every change of `attached`, in order (a call that sets the point in
     /// force again is no change).
     pub attach_changes: Vec<Option<AttachPoint>>,
+    /// Points [`KernelBackend::set_attach`] refuses (as a cgroup removed
+    /// meanwhile): it fails and keeps the point in force.
+    pub refuse_attach: Vec<AttachPoint>,
 }
 
 /// The scripted [`KernelBackend`].
@@ -289,6 +292,10 @@ impl KernelBackend for FakeKernel {
 
     fn set_attach(&mut self, at: Option<&AttachPoint>) -> Result<()> {
         let mut s = lock(&self.state);
+        if let Some(AttachPoint::Cgroup(dir)) = at.filter(|p| s.refuse_attach.contains(p)) {
+            let source = std::io::Error::from(std::io::ErrorKind::NotFound);
+            return Err(EngineError::Cgroup { what: "opening the cgroup to attach to", path: dir.clone(), source });
+        }
         if s.attached.as_ref() != at {
             s.attached = at.cloned();
             s.attach_changes.push(at.cloned());
