@@ -327,8 +327,12 @@ fn load_capture(
     filter: Option<Arc<pidcap_filter::Filter>>,
     attach: AttachPoint,
 ) -> Result<Session> {
-    let load =
-        LoadOptions { ring_bytes: opts.buffer_mib << 20, attach, prepare_tls: !opts.no_tls, ..LoadOptions::default() };
+    let load = LoadOptions {
+        ring_bytes: opts.buffer_mib << 20,
+        attach: Some(attach),
+        prepare_tls: !opts.no_tls,
+        ..LoadOptions::default()
+    };
     let backend = EbpfBackend::load(load).map_err(|e| match e {
         EngineError::Permission { .. } => anyhow::Error::new(e),
         e => anyhow::Error::new(e).context("cannot load the kernel layer"),
@@ -600,28 +604,15 @@ fn run_cgroup() -> Option<RunCgroup> {
 /// The same limit for a pid: a socket is charged to the cgroup its creator
 /// was in when it made it, so one a target made before it moved into its
 /// current cgroup is charged to the old one and not seen from there (rare:
-/// systemd places processes when they start); see [`pidcap_ebpf::attach_for`].
+/// systemd places processes when they start). The one computation, shared
+/// with the daemon: [`pidcap_engine::cgroup::Cgroupfs::attach_point`].
 fn capture_attach(
     args: &CaptureArgs,
     processes: &[Process],
     cgroups: Option<&(Cgroupfs, Vec<CgroupTarget>)>,
 ) -> AttachPoint {
-    if !args.names.is_empty() || cgroups.is_some_and(|(_, c)| !c.is_empty()) {
-        return AttachPoint::Root;
-    }
-    let mut paths = Vec::new();
-    for p in processes {
-        match pidcap_ebpf::cgroup_of(p.pid()) {
-            Some(path) => paths.push(path),
-            None => return AttachPoint::Root,
-        }
-    }
-    let attach = match pidcap_ebpf::hierarchy() {
-        Ok(fs) => pidcap_ebpf::attach_for(&fs, paths.iter().map(String::as_str)),
-        Err(_) => AttachPoint::Root,
-    };
-    tracing::debug!(at = %attach, "the capture's programs attach point");
-    attach
+    let by_name_or_cgroup = !args.names.is_empty() || cgroups.is_some_and(|(_, c)| !c.is_empty());
+    pidcap_ebpf::attach_for_targets(processes.iter().map(Process::pid), by_name_or_cgroup).unwrap_or_default()
 }
 
 /// Say on stderr that the capture is live (tests wait for this line).

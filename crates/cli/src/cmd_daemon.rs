@@ -21,9 +21,12 @@ pub struct DaemonArgs {
     pub max_clients: usize,
 }
 
-/// The kernel layer of `pidcap daemon` (and of the daemon `pidcap ui` starts).
+/// The kernel layer of `pidcap daemon` (and of the daemon `pidcap ui` starts):
+/// loaded with nothing attached; the daemon attaches its programs where each
+/// capture's targets live while it runs, and takes them off when it stops.
 pub fn load_ebpf() -> Result<Box<dyn pidcap_engine::KernelBackend>, pidcap_engine::EngineError> {
-    Ok(Box::new(pidcap_ebpf::EbpfBackend::load(pidcap_ebpf::LoadOptions::default())?))
+    let opts = pidcap_ebpf::LoadOptions { attach: None, ..pidcap_ebpf::LoadOptions::default() };
+    Ok(Box::new(pidcap_ebpf::EbpfBackend::load(opts)?))
 }
 
 pub fn run(args: DaemonArgs) -> Result<u8> {

@@ -7,13 +7,21 @@
 //! counts packets only). Requests ([`EngineOp`]s, nothing else) reach it over a channel
 //! and are answered between two drains with a typed [`EngineReply`], so a
 //! slow client never holds up capture.
+//!
+//! Where the programs are ([`KernelBackend::set_attach`]): nowhere while no
+//! capture runs or the running one has no live target, so an idle daemon
+//! costs the machine's other processes nothing; while capturing, at the
+//! deepest cgroup holding every live target when all targets are pids
+//! ([`Cgroupfs::attach_point`], the computation `pidcap capture --pid`
+//! uses), else at the root. The point follows the live targets (a target's
+//! exit, a followed child that moved elsewhere), new point first.
 
 use pidcap_api::protocol::CgroupSpec;
 use pidcap_api::protocol::{
     ApiError, CaptureSettings, Cleared, EngineOp, ErrorCode, FilterInfo, Filters, Started, State, TargetInfo,
     DEFAULT_PAGE, MAX_PAGE, PAGE_BYTES, VERSION,
 };
-use pidcap_engine::cgroup::{CgroupTarget, Cgroupfs};
+use pidcap_engine::cgroup::{AttachPoint, CgroupTarget, Cgroupfs};
 use pidcap_engine::procfs::Procfs;
 use pidcap_engine::rules::{self, Action, Rule, RuleError};
 use pidcap_engine::{Capture, CaptureOptions, CaptureStats, Drain, EngineError, KernelBackend, Schedule, Session};
@@ -142,6 +150,14 @@ struct Engine {
     counters: watch::Sender<Option<Counters>>,
     subscribers: Arc<AtomicUsize>,
     procfs: Procfs,
+    // -- attach point (issue 13) --
+    /// The hierarchy attach points are computed in (None: the system's,
+    /// looked up at each computation; tests give a fake tree).
+    hierarchy: Option<Cgroupfs>,
+    /// The running capture has name or cgroup targets (the programs stay at the root).
+    by_name_or_cgroup: bool,
+    /// The live targets the attach point was last computed for.
+    scoped: Vec<u32>,
 }
 
 fn err(code: ErrorCode, msg: impl Into<String>) -> ApiError {
@@ -191,6 +207,11 @@ fn resolve_cgroups(specs: &[CgroupSpec]) -> Result<Option<(Cgroupfs, Vec<CgroupT
     Ok(Some((fs, out)))
 }
 
+/// Where the programs are, for messages.
+fn describe(at: Option<&AttachPoint>) -> String {
+    at.map_or_else(|| "nowhere".to_string(), ToString::to_string)
+}
+
 /// The longest part of a client's input an error message quotes.
 pub use pidcap_engine::rules::QUOTE_CHARS;
 
@@ -206,22 +227,8 @@ pub fn spawn(
     counters: watch::Sender<Option<Counters>>,
     subscribers: Arc<AtomicUsize>,
 ) -> Result<(mpsc::Sender<Msg>, std::thread::JoinHandle<()>), EngineError> {
-    let session = Session::new(Capture::new(backend, CaptureOptions::default())?, Schedule::DAEMON);
+    let mut engine = Engine::new(backend, tx, counters, subscribers)?;
     let (cmd_tx, cmd_rx) = mpsc::channel();
-    let mut engine = Engine {
-        session,
-        running: false,
-        captures: 0,
-        settings: None,
-        requested: Vec::new(),
-        names: Vec::new(),
-        filters: Vec::new(),
-        next_filter: 1,
-        tx,
-        counters,
-        subscribers,
-        procfs: Procfs::default(),
-    };
     let handle = std::thread::Builder::new()
         .name("pidcap-engine".into())
         .spawn(move || {
@@ -230,6 +237,37 @@ pub fn spawn(
         })
         .map_err(|e| EngineError::Io { what: "starting the engine thread".into(), source: e })?;
     Ok((cmd_tx, handle))
+}
+
+impl Engine {
+    /// An engine on `backend`, idle: nothing attached, whatever the backend was loaded with.
+    fn new(
+        backend: Box<dyn KernelBackend>,
+        tx: broadcast::Sender<Published>,
+        counters: watch::Sender<Option<Counters>>,
+        subscribers: Arc<AtomicUsize>,
+    ) -> Result<Engine, EngineError> {
+        let session = Session::new(Capture::new(backend, CaptureOptions::default())?, Schedule::DAEMON);
+        let mut engine = Engine {
+            session,
+            running: false,
+            captures: 0,
+            settings: None,
+            requested: Vec::new(),
+            names: Vec::new(),
+            filters: Vec::new(),
+            next_filter: 1,
+            tx,
+            counters,
+            subscribers,
+            procfs: Procfs::default(),
+            hierarchy: None,
+            by_name_or_cgroup: false,
+            scoped: Vec::new(),
+        };
+        engine.session.capture_mut().set_attach(None)?;
+        Ok(engine)
+    }
 }
 
 /// Give the calling thread [`ENGINE_NICE`], when allowed (root, CAP_SYS_NICE).
@@ -285,8 +323,10 @@ impl Engine {
                 tracing::error!("reading the kernel ring: {e}");
                 std::thread::sleep(self.session.schedule().drain);
             }
-            if let Some(Err(e)) = tick.live {
-                tracing::warn!("pruning dead targets: {e}");
+            match tick.live {
+                Some(Err(e)) => tracing::warn!("pruning dead targets: {e}"),
+                Some(Ok(live)) => self.live_targets_seen(live),
+                _ => {}
             }
             if tick.counters_due && self.subscribers.load(Ordering::Relaxed) > 0 {
                 if let Ok(stats) = self.session.capture().stats() {
@@ -300,6 +340,58 @@ impl Engine {
         if self.running {
             let _ = self.session.capture_mut().stop();
         }
+        self.detach();
+    }
+
+    /// Where a capture of `pids` (with names or cgroups when `by_name_or_cgroup`)
+    /// puts the programs; None: no target, nothing attached.
+    fn attach_point(&self, pids: &[u32], by_name_or_cgroup: bool) -> Option<AttachPoint> {
+        let pids = pids.iter().copied();
+        match &self.hierarchy {
+            Some(fs) => fs.attach_point(pids, by_name_or_cgroup),
+            None => match Cgroupfs::system() {
+                Ok(fs) => fs.attach_point(pids, by_name_or_cgroup),
+                // No hierarchy of ours to look in (the kernel layer finds or mounts one for the root).
+                Err(_) => (pids.len() != 0 || by_name_or_cgroup).then_some(AttachPoint::Root),
+            },
+        }
+    }
+
+    /// The session's liveness check found `live` (sorted): the programs
+    /// follow them when they changed.
+    fn live_targets_seen(&mut self, live: Vec<u32>) {
+        if self.running && live != self.scoped {
+            self.rescope(live);
+        }
+    }
+
+    /// Move the programs to where the live targets `live` are (nothing
+    /// attached when there are none). A move to a cgroup that fails goes to
+    /// the root instead (which holds every target); one that fails there
+    /// keeps the old point.
+    fn rescope(&mut self, live: Vec<u32>) {
+        let mut at = self.attach_point(&live, self.by_name_or_cgroup);
+        let mut moved = self.session.capture_mut().set_attach(at.as_ref());
+        if let (Err(e), Some(AttachPoint::Cgroup(_))) = (&moved, &at) {
+            tracing::warn!("moving the programs to {}: {e}; moving them to the cgroup2 root", describe(at.as_ref()));
+            at = Some(AttachPoint::Root);
+            moved = self.session.capture_mut().set_attach(at.as_ref());
+        }
+        match moved {
+            Ok(()) => {
+                tracing::debug!(at = ?at, targets = live.len(), "the programs follow the live targets");
+                self.scoped = live;
+            }
+            Err(e) => tracing::warn!("moving the programs to {}: {e}", describe(at.as_ref())),
+        }
+    }
+
+    /// Take every program off (no capture, or one with no target left).
+    fn detach(&mut self) {
+        if let Err(e) = self.session.capture_mut().set_attach(None) {
+            tracing::warn!("detaching the programs: {e}");
+        }
+        self.scoped.clear();
     }
 
     /// Take what the kernel has pushed so far (before answering a request).
@@ -346,6 +438,7 @@ impl Engine {
                 drop(publish);
                 finished.map_err(engine_err)?;
                 self.running = false;
+                self.detach();
                 Ok(EngineReply::State(Box::new(self.state()?)))
             }
             EngineOp::GetPackets { since, limit } => {
@@ -440,6 +533,22 @@ impl Engine {
             }
             None => None,
         };
+        // -- attach point (issue 13) --
+        // Attached before the targets are added: a socket a target makes
+        // from then on is seen by the hooks, those it has already by sock_diag.
+        let by_name_or_cgroup = !names.is_empty() || cgroups.as_ref().is_some_and(|(_, c)| !c.is_empty());
+        let mut at = self.attach_point(&pids, by_name_or_cgroup);
+        if let Err(e) = self.session.capture_mut().set_attach(at.as_ref()) {
+            // The targets' cgroup went meanwhile (or refuses): the root holds them all.
+            if at.is_none() || at == Some(AttachPoint::Root) {
+                return Err(engine_err(e));
+            }
+            tracing::warn!("attaching at {}: {e}; attaching at the cgroup2 root", describe(at.as_ref()));
+            at = Some(AttachPoint::Root);
+            self.session.capture_mut().set_attach(at.as_ref()).map_err(engine_err)?;
+        }
+        tracing::info!("capture programs attached at {}", describe(at.as_ref()));
+        self.by_name_or_cgroup = by_name_or_cgroup;
         // Same kernel layer: fresh ring and counters, ids continuing where
         // the previous capture stopped.
         let first_id = self.session.capture().next_id();
@@ -450,7 +559,10 @@ impl Engine {
             tls: true,
             filter: filter.map(|f| Arc::new(f) as Arc<dyn pidcap_engine::PacketFilter>),
         };
-        self.session.capture_mut().restart(opts).map_err(engine_err)?;
+        if let Err(e) = self.session.capture_mut().restart(opts) {
+            self.detach();
+            return Err(engine_err(e));
+        }
         self.session.resume();
         let added = pids
             .iter()
@@ -464,11 +576,15 @@ impl Engine {
             });
         if let Err(e) = added {
             let _ = self.session.capture_mut().stop();
+            self.detach();
             return Err(engine_err(e));
         }
         self.captures += 1;
         self.running = true;
         self.settings = Some(settings);
+        let mut scoped = pids.clone();
+        scoped.sort_unstable();
+        self.scoped = scoped;
         self.requested = pids;
         self.names = names;
         let targets = self.session.capture_mut().live_targets().map_err(engine_err)?;
@@ -599,5 +715,223 @@ impl Engine {
             daemon_pid: std::process::id(),
             protocol: VERSION,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Where the engine puts the kernel layer's programs, on the fake kernel
+    //! (no root): a fake cgroup tree and a fake /proc place real processes
+    //! (`sleep`, held by pidfds as the real daemon holds its targets).
+    use super::*;
+    use pidcap_engine::fake::{FakeHandle, FakeKernel};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command};
+
+    /// A fake hierarchy (`root/<dir>` with a cgroup.procs each) and a fake
+    /// /proc (`proc/<pid>/cgroup`); removed on drop.
+    struct Tree(PathBuf);
+
+    impl Tree {
+        fn new(tag: &str, dirs: &[&str]) -> Tree {
+            let base = std::env::temp_dir().join(format!("pidcap-daemon-attach-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&base);
+            for d in dirs.iter().chain(&["/"]) {
+                let dir = base.join("root").join(d.trim_start_matches('/'));
+                std::fs::create_dir_all(&dir).unwrap();
+                // Every directory of a cgroup2 tree is a cgroup.
+                for a in dir.ancestors().take_while(|a| a.starts_with(base.join("root"))) {
+                    std::fs::write(a.join("cgroup.procs"), "").unwrap();
+                }
+            }
+            Tree(base)
+        }
+        fn dir(&self, path: &str) -> PathBuf {
+            self.0.join("root").join(path.trim_start_matches('/'))
+        }
+        /// Say that `pid` is in cgroup `path`.
+        fn place(&self, pid: u32, path: &str) {
+            let d = self.0.join("proc").join(pid.to_string());
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("cgroup"), format!("0::{path}\n")).unwrap();
+        }
+        fn fs(&self) -> Cgroupfs {
+            Cgroupfs::at(self.0.join("root")).with_proc(self.0.join("proc"))
+        }
+    }
+
+    impl Drop for Tree {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A process to capture; killed on drop.
+    struct Proc(Child);
+
+    impl Proc {
+        fn start() -> Proc {
+            Proc(Command::new("sleep").arg("60").spawn().expect("sleep"))
+        }
+        fn pid(&self) -> u32 {
+            self.0.id()
+        }
+        fn end(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            self.end();
+        }
+    }
+
+    fn engine(tree: &Tree) -> (Engine, FakeHandle) {
+        let kernel = FakeKernel::default();
+        let fake = kernel.handle();
+        let (tx, _) = broadcast::channel(16);
+        let (counters, _) = watch::channel(None);
+        let mut e = Engine::new(Box::new(kernel), tx, counters, Arc::new(AtomicUsize::new(0))).unwrap();
+        e.hierarchy = Some(tree.fs());
+        (e, fake)
+    }
+
+    fn start(pids: Vec<u32>, names: Vec<String>) -> EngineOp {
+        EngineOp::StartCapture {
+            pids,
+            names,
+            snaplen: None,
+            ring_size: None,
+            follow_children: false,
+            filter: None,
+            cgroups: Vec::new(),
+        }
+    }
+
+    fn attached(fake: &FakeHandle) -> Option<AttachPoint> {
+        fake.state().attached.clone()
+    }
+
+    fn at(dir: &Path) -> Option<AttachPoint> {
+        Some(AttachPoint::Cgroup(dir.to_path_buf()))
+    }
+
+    #[test]
+    fn an_idle_daemon_has_nothing_attached_even_on_a_backend_loaded_attached() {
+        let tree = Tree::new("idle", &[]);
+        let kernel = FakeKernel::default();
+        assert_eq!(kernel.handle().state().attached, Some(AttachPoint::Root), "the fake starts attached");
+        let (_e, fake) = engine(&tree);
+        assert_eq!(attached(&fake), None);
+        assert_eq!(fake.state().attach_changes, [None]);
+    }
+
+    #[test]
+    fn a_capture_attaches_at_its_pids_deepest_common_cgroup_and_stop_detaches() {
+        let tree = Tree::new("start", &["/svc/a", "/svc/b", "/other"]);
+        let (a, b) = (Proc::start(), Proc::start());
+        tree.place(a.pid(), "/svc/a");
+        tree.place(b.pid(), "/svc/b");
+        let (mut e, fake) = engine(&tree);
+
+        e.op(start(vec![a.pid()], vec![])).unwrap();
+        assert_eq!(attached(&fake), at(&tree.dir("/svc/a")), "one pid: its own cgroup");
+        e.op(EngineOp::StopCapture).unwrap();
+        assert_eq!(attached(&fake), None, "stopped: nothing attached");
+
+        e.op(start(vec![a.pid(), b.pid()], vec![])).unwrap();
+        assert_eq!(attached(&fake), at(&tree.dir("/svc")), "two pids: the cgroup holding both");
+        e.op(EngineOp::StopCapture).unwrap();
+        assert_eq!(attached(&fake), None);
+        let svc_a = at(&tree.dir("/svc/a"));
+        let svc = at(&tree.dir("/svc"));
+        assert_eq!(fake.state().attach_changes, [None, svc_a, None, svc, None]);
+    }
+
+    #[test]
+    fn names_cgroups_and_pids_in_the_root_cgroup_attach_at_the_root() {
+        let tree = Tree::new("root", &["/svc/a", "/other"]);
+        let (a, b, r) = (Proc::start(), Proc::start(), Proc::start());
+        tree.place(a.pid(), "/svc/a");
+        tree.place(b.pid(), "/other");
+        tree.place(r.pid(), "/");
+        let (mut e, fake) = engine(&tree);
+        for op in [
+            start(vec![a.pid()], vec!["nginx".into()]),
+            start(vec![a.pid(), b.pid()], vec![]),
+            start(vec![r.pid()], vec![]),
+        ] {
+            e.op(op).unwrap();
+            assert_eq!(attached(&fake), Some(AttachPoint::Root));
+            e.op(EngineOp::StopCapture).unwrap();
+            assert_eq!(attached(&fake), None);
+        }
+    }
+
+    #[test]
+    fn a_cgroup_that_cannot_be_attached_to_gives_the_root() {
+        let tree = Tree::new("refused", &["/svc/a", "/svc/b"]);
+        let (a, mut b) = (Proc::start(), Proc::start());
+        tree.place(a.pid(), "/svc/a");
+        tree.place(b.pid(), "/svc/b");
+        let (mut e, fake) = engine(&tree);
+        fake.state().refuse_attach = vec![AttachPoint::Cgroup(tree.dir("/svc/a"))];
+        e.op(start(vec![a.pid()], vec![])).unwrap();
+        assert_eq!(attached(&fake), Some(AttachPoint::Root), "a start falls back to the root");
+        e.op(EngineOp::StopCapture).unwrap();
+
+        e.op(start(vec![a.pid(), b.pid()], vec![])).unwrap();
+        assert_eq!(attached(&fake), at(&tree.dir("/svc")));
+        b.end();
+        let live = e.session.capture_mut().live_targets().unwrap();
+        e.live_targets_seen(live);
+        assert_eq!(attached(&fake), Some(AttachPoint::Root), "so does a move");
+    }
+
+    #[test]
+    fn the_programs_follow_the_live_targets_and_go_when_none_is_left() {
+        let tree = Tree::new("follow", &["/svc/a", "/svc/b"]);
+        let (mut a, mut b) = (Proc::start(), Proc::start());
+        tree.place(a.pid(), "/svc/a");
+        tree.place(b.pid(), "/svc/b");
+        let (mut e, fake) = engine(&tree);
+        e.op(start(vec![a.pid(), b.pid()], vec![])).unwrap();
+        assert_eq!(attached(&fake), at(&tree.dir("/svc")));
+
+        // The same live set: no move.
+        let live = e.session.capture_mut().live_targets().unwrap();
+        e.live_targets_seen(live);
+        assert_eq!(fake.state().attach_changes.len(), 2);
+
+        // b exits: the programs narrow to a's cgroup.
+        b.end();
+        let live = e.session.capture_mut().live_targets().unwrap();
+        assert_eq!(live, [a.pid()]);
+        e.live_targets_seen(live);
+        assert_eq!(attached(&fake), at(&tree.dir("/svc/a")));
+
+        // A followed child (the kernel added it) in another cgroup: widened to hold it.
+        let child = Proc::start();
+        tree.place(child.pid(), "/elsewhere");
+        fake.insert_target(child.pid());
+        let live = e.session.capture_mut().live_targets().unwrap();
+        e.live_targets_seen(live);
+        assert_eq!(attached(&fake), Some(AttachPoint::Root));
+        fake.exit(child.pid());
+        let live = e.session.capture_mut().live_targets().unwrap();
+        e.live_targets_seen(live);
+        assert_eq!(attached(&fake), at(&tree.dir("/svc/a")));
+
+        // The last target exits: the capture still runs, with nothing attached.
+        a.end();
+        let live = e.session.capture_mut().live_targets().unwrap();
+        assert!(live.is_empty());
+        e.live_targets_seen(live);
+        assert_eq!(attached(&fake), None);
+        assert!(e.running);
+        e.op(EngineOp::StopCapture).unwrap();
+        assert_eq!(attached(&fake), None);
     }
 }

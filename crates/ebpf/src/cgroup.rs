@@ -1,7 +1,8 @@
 //! Finding (or mounting) the cgroup2 hierarchy, and where in it the
 //! programs attach ([`AttachPoint`]): the root, the deepest cgroup holding a
-//! capture's targets ([`attach_for`]), or `pidcap run`'s own cgroup for its
-//! command ([`RunCgroup`]: made, swept after a killed run, dissolved).
+//! capture's targets ([`attach_for_targets`], the engine's computation in
+//! this hierarchy), or `pidcap run`'s own cgroup for its command
+//! ([`RunCgroup`]: made, swept after a killed run, dissolved).
 
 pub use pidcap_engine::cgroup::find_cgroup2;
 use pidcap_engine::cgroup::{CgroupError, Cgroupfs};
@@ -49,35 +50,16 @@ fn mount_cgroup2(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Where [`crate::EbpfBackend::load`] attaches the cgroup programs
-/// ([`crate::LoadOptions::attach`]). A cgroup program runs for the sockets
-/// of its cgroup and of the cgroups below it (a socket is charged to the
-/// cgroup of the process that created it, `sock_create`/`connect`/`sendmsg`
-/// to the socket's, `cgroup_skb` ingress and egress to the socket a packet
-/// is received on or sent from), so a capture attached where its targets
-/// live costs the rest of the machine nothing: a bystander's packets never
-/// run a program of ours. The ownership and cgroup-target logic work from
-/// any attach point (`match_cgroup` reads the task's ancestors at absolute
-/// levels, `bpf_get_current_ancestor_cgroup_id`); the tracepoints (fork,
-/// exit, TLS) are global either way.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum AttachPoint {
-    /// The cgroup2 root: every process's packets run the programs (the
-    /// daemon, whose jobs come and go; captures by name).
-    #[default]
-    Root,
-    /// A cgroup2 directory: only the sockets of processes in it and below it.
-    Cgroup(PathBuf),
-}
-
-impl std::fmt::Display for AttachPoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AttachPoint::Root => f.write_str("the cgroup2 root"),
-            AttachPoint::Cgroup(dir) => write!(f, "cgroup {}", dir.display()),
-        }
-    }
-}
+// The attach point: a cgroup program runs for the sockets of its cgroup and
+// of the cgroups below it (`sock_create`/`connect`/`sendmsg` for the socket's
+// cgroup, `cgroup_skb` ingress and egress for the socket a packet is received
+// on or sent from). The ownership and cgroup-target logic work from any
+// attach point (`match_cgroup` reads the task's ancestors at absolute levels,
+// `bpf_get_current_ancestor_cgroup_id`); the tracepoints (fork, exit, TLS)
+// are global either way. The type and the deepest-common-cgroup computation
+// are the engine's ([`pidcap_engine::cgroup::Cgroupfs::attach_point`]), shared
+// with the daemon.
+pub use pidcap_engine::cgroup::{common_ancestor, AttachPoint};
 
 /// The cgroup2 hierarchy to resolve attach points in: the system's, or
 /// (none mounted in this mount namespace, as under `ip netns exec`, which
@@ -111,45 +93,24 @@ pub enum ScopeError {
 /// Process `pid`'s cgroup2 path as `/proc/PID/cgroup` shows it (`/` for the
 /// root); None when it cannot be read or names a removed cgroup.
 pub fn cgroup_of(pid: u32) -> Option<String> {
-    let path = pidcap_engine::procfs::Procfs::default().cgroup(pid).ok()?;
-    let path = path.trim_end();
-    (path.starts_with('/') && !path.ends_with(" (deleted)")).then(|| path.to_string())
+    Cgroupfs::at("/").cgroup_of(pid)
 }
 
-/// The deepest cgroup path that holds every one of `paths` (whole
-/// components: `/a/b` and `/a/bc` share `/a`); None for no path.
-pub fn common_ancestor<'a>(paths: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    let mut common: Option<Vec<&str>> = None;
-    for p in paths {
-        let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty()).collect();
-        common = Some(match common {
-            None => parts,
-            Some(c) => c.iter().zip(&parts).take_while(|(a, b)| a == b).map(|(a, _)| *a).collect(),
-        });
-    }
-    common.map(|c| format!("/{}", c.join("/")))
-}
-
-/// The attach point for targets in cgroups `paths` (hierarchy paths): the
-/// deepest cgroup holding them all, the root when that is the root or it
-/// cannot be resolved in `fs`.
-///
-/// Limit: a socket is charged to the cgroup of the process that created it,
-/// when it created it; a socket a target made before it moved into its
-/// current cgroup stays charged to the old one and is not seen from here
-/// (rare: systemd places a service's processes in its cgroup when they
-/// start). So is a socket another process created and passed to a target.
-pub fn attach_for<'a>(fs: &Cgroupfs, paths: impl IntoIterator<Item = &'a str>) -> AttachPoint {
-    match common_ancestor(paths) {
-        Some(p) if p != "/" => match fs.resolve(&p) {
-            Ok(t) => AttachPoint::Cgroup(t.dir),
-            Err(e) => {
-                tracing::debug!(cgroup = %p, error = %e, "the targets' cgroup cannot be attached to: attaching at the root");
-                AttachPoint::Root
-            }
-        },
-        _ => AttachPoint::Root,
-    }
+/// Where a capture of `pids` (and of names or cgroups, when
+/// `by_name_or_cgroup`) attaches, in [`hierarchy`]:
+/// [`Cgroupfs::attach_point`] (the deepest cgroup holding every pid; the
+/// root for names and cgroups), the root when no hierarchy can be had.
+/// None: no target at all.
+pub fn attach_for_targets(pids: impl IntoIterator<Item = u32>, by_name_or_cgroup: bool) -> Option<AttachPoint> {
+    let at = match hierarchy() {
+        Ok(fs) => fs.attach_point(pids, by_name_or_cgroup),
+        Err(e) => {
+            tracing::debug!(error = %e, "no cgroup2 hierarchy to place the programs in: attaching at the root");
+            Some(AttachPoint::Root)
+        }
+    };
+    tracing::debug!(at = ?at, "the capture's programs attach point");
+    at
 }
 
 /// The prefix of a run's cgroup directory name; the rest is pidcap's pid.
@@ -283,21 +244,5 @@ fn dissolve(dir: &Path, to: &Path) -> Result<usize, ScopeError> {
             Some(e) if std::time::Instant::now() >= deadline => return Err(e),
             Some(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_common_ancestor_is_taken_by_whole_components() {
-        assert_eq!(common_ancestor(["/a/b/c", "/a/b/d"]).as_deref(), Some("/a/b"));
-        assert_eq!(common_ancestor(["/a/b", "/a/bc"]).as_deref(), Some("/a"));
-        assert_eq!(common_ancestor(["/a/b/c"]).as_deref(), Some("/a/b/c"));
-        assert_eq!(common_ancestor(["/a/b/c", "/a/b"]).as_deref(), Some("/a/b"));
-        assert_eq!(common_ancestor(["/a", "/x"]).as_deref(), Some("/"));
-        assert_eq!(common_ancestor(["/", "/a"]).as_deref(), Some("/"));
-        assert_eq!(common_ancestor(std::iter::empty::<&str>()), None);
     }
 }

@@ -1,13 +1,14 @@
 //! The Linux kernel layer of pidcap: loads `bpf/pidcap.bpf.c` (compiled by
 //! build.rs), attaches its programs with BPF links to the cgroup2 root or to
-//! the cgroup its targets live in ([`AttachPoint`]), and
+//! the cgroup its targets live in ([`AttachPoint`], moved or taken off while
+//! loaded: [`KernelBackend::set_attach`]), and
 //! implements the engine's [`KernelBackend`] over its maps and ring buffer.
 //! The only crate of the workspace that depends on aya (and needs clang).
 //!
 //! - [`abi`]: the Rust mirror of `bpf/pidcap_abi.h`, with compile-time size asserts;
 //! - [`sockdiag`]: NETLINK_SOCK_DIAG, for sockets opened before capture started;
 //! - `cgroup`: finding (or mounting) the cgroup2 root; the attach point
-//!   ([`attach_for`], `pidcap run`'s own cgroup [`RunCgroup`]);
+//!   ([`attach_for_targets`], `pidcap run`'s own cgroup [`RunCgroup`]);
 //! - [`tls`]: the TLS libraries targets map, and attaching the uprobes and
 //!   the raw `sys_enter` tracepoint program that take their plaintext;
 //! - [`uprobe_multi`]: the TLS uprobes as uprobe_multi links (the uprobe
@@ -25,6 +26,7 @@ pub mod uprobe_multi;
 
 use crate::abi::{Config, Owner, PktHdr, PortKey, PortOwner, Target, TlsHdr};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::links::FdLink;
 use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, Program, ProgramError};
 use aya::{Ebpf, EbpfLoader};
 use pidcap_engine::backend::{
@@ -42,7 +44,8 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 pub use cgroup::{
-    attach_for, cgroup2_root, cgroup_of, common_ancestor, find_cgroup2, hierarchy, AttachPoint, RunCgroup, ScopeError,
+    attach_for_targets, cgroup2_root, cgroup_of, common_ancestor, find_cgroup2, hierarchy, AttachPoint, RunCgroup,
+    ScopeError,
 };
 
 /// The kernel's own BTF, which the CO-RE relocations of the programs need.
@@ -51,8 +54,9 @@ const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 /// The compiled eBPF object, aligned as aya requires.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pidcap.bpf.o"));
 
-/// Names of the programs in the object, all of which are attached. Integration
-/// tests look for these names in the kernel's program list.
+/// Names of the programs in the object, all of which are attached (the
+/// last two, raw tracepoints, system-wide; the others at the attach point).
+/// Integration tests look for these names in the kernel's program list.
 pub const PROGRAM_NAMES: &[&str] = &[
     "pidcap_sock_create",
     "pidcap_post_bind4",
@@ -92,9 +96,9 @@ pub struct LoadOptions {
     // -- attach point (issue 13) --
     /// Where the cgroup programs attach: the root (the default: every
     /// process's packets run them), or a cgroup, so that only its processes'
-    /// sockets do. Not part of the engine's [`KernelBackend`]: a backend
-    /// with no cgroups would have none.
-    pub attach: AttachPoint,
+    /// sockets do; None: nowhere, no program of ours runs until
+    /// [`KernelBackend::set_attach`] (the daemon, idle until a capture starts).
+    pub attach: Option<AttachPoint>,
     // -- TLS start-up (issue 13) --
     /// TLS will be turned on (`run` and `capture` with TLS): the uprobe
     /// programs' object is parsed and relocated against the kernel's BTF on a
@@ -114,7 +118,7 @@ pub const WAKEUP_SHARE: u32 = 4;
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { ring_bytes: 16 << 20, wakeup_bytes: None, attach: AttachPoint::Root, prepare_tls: false }
+        LoadOptions { ring_bytes: 16 << 20, wakeup_bytes: None, attach: Some(AttachPoint::Root), prepare_tls: false }
     }
 }
 
@@ -180,6 +184,9 @@ pub struct EbpfBackend {
     tls_loaded: bool,
     /// The uprobe_multi programs, prepared at load ([`LoadOptions::prepare_tls`]).
     tls_prepared: Option<std::result::Result<uprobe_multi::Prepared, uprobe_multi::LoadError>>,
+    // -- attach point (issue 13) --
+    /// The links of the programs of [`PROGRAM_NAMES`] (dropping one detaches it).
+    attached: Attachments,
     /// Holds the programs and their links; dropping it detaches everything.
     ebpf: Ebpf,
 }
@@ -243,19 +250,10 @@ impl EbpfBackend {
             .load(OBJECT)
             .map_err(|e| EngineError::kernel("loading the eBPF object", e))?;
 
-        let (at, what) = match &opts.attach {
-            AttachPoint::Root => (cgroup2_root()?, "opening the root"),
-            AttachPoint::Cgroup(dir) => (dir.clone(), "opening the cgroup to attach to"),
-        };
-        let cg = File::open(&at).map_err(|e| EngineError::Cgroup { what, path: at.clone(), source: e })?;
-        tracing::debug!(at = %opts.attach, "attaching the cgroup programs");
-
         load_programs(&mut ebpf)?;
-        for name in PROGRAM_NAMES {
-            let prog = ebpf
-                .program_mut(name)
-                .ok_or_else(|| EngineError::Unsupported(format!("program {name} missing from the object")))?;
-            attach(name, prog, &cg).map_err(|e| program_err(name, e))?;
+        let mut attached = Attachments::default();
+        if let Some(at) = &opts.attach {
+            attached.move_to(&mut ebpf, at)?;
         }
         // The TLS programs are verified when TLS is first turned on
         // (configure), not here: most captures never need them.
@@ -314,6 +312,7 @@ impl EbpfBackend {
             tls_cookies: StdHashMap::new(),
             tls_loaded: false,
             tls_prepared,
+            attached,
             ebpf,
         };
         backend.write_config()?;
@@ -524,6 +523,11 @@ impl EbpfBackend {
         }
     }
 
+    /// Where the programs are attached now (None: nowhere); see [`KernelBackend::set_attach`].
+    pub fn attached_at(&self) -> Option<&AttachPoint> {
+        self.attached.at.as_ref()
+    }
+
     /// How many TLS library files have probes attached now (tests, diagnostics).
     pub fn tls_files_attached(&self) -> usize {
         self.tls.attached_files()
@@ -663,30 +667,143 @@ fn load_program(prog: &mut Program) -> Result<(), ProgramError> {
     }
 }
 
-/// Attach one program loaded by [`load_programs`].
-fn attach(name: &str, prog: &mut Program, cg: &File) -> Result<(), ProgramError> {
+// -- attach point (issue 13) --
+
+/// Where the programs of [`PROGRAM_NAMES`] are attached, and their links:
+/// the cgroup programs at one [`AttachPoint`], the raw tracepoints (fork,
+/// exit) system-wide while any point is set. Nothing attached: no program
+/// of ours runs on this machine (the maps, the ring and the loaded programs
+/// stay; their owners' sockets are found again by sock_diag when a target
+/// is added).
+#[derive(Default)]
+struct Attachments {
+    at: Option<AttachPoint>,
+    cgroup: Vec<FdLink>,
+    tracepoints: Vec<FdLink>,
+}
+
+impl Attachments {
+    /// Attach the cgroup programs at `at` (the tracepoints too, if they are
+    /// not), one program at a time: its link at the new point first, then
+    /// its old link dropped (detached), so a socket both points cover never
+    /// goes without it (and runs it twice for the few microseconds between
+    /// the two calls). On an error the programs already moved go back.
+    fn move_to(&mut self, ebpf: &mut Ebpf, at: &AttachPoint) -> Result<()> {
+        if self.at.as_ref() == Some(at) {
+            return Ok(());
+        }
+        let cg = open_point(at)?;
+        tracing::debug!(at = %at, from = ?self.at, "attaching the cgroup programs");
+        let fresh = self.cgroup.is_empty();
+        let mut tracepoints = Vec::new();
+        let mut i = 0;
+        for name in PROGRAM_NAMES {
+            let prog = ebpf
+                .program_mut(name)
+                .ok_or_else(|| EngineError::Unsupported(format!("program {name} missing from the object")))?;
+            let r = match prog {
+                Program::RawTracePoint(_) if !self.tracepoints.is_empty() => continue,
+                Program::RawTracePoint(_) => attach(name, prog, &cg).map(|l| tracepoints.push(l)),
+                _ => attach(name, prog, &cg).map(|link| {
+                    if fresh {
+                        self.cgroup.push(link);
+                    } else {
+                        // The old link goes now (detached), right after the new one is in.
+                        drop(std::mem::replace(&mut self.cgroup[i], link));
+                    }
+                    i += 1;
+                }),
+            };
+            if let Err(e) = r {
+                match (&self.at, fresh) {
+                    (Some(old), false) => self.roll_back(ebpf, old.clone(), i),
+                    _ => self.cgroup.clear(),
+                }
+                return Err(e);
+            }
+        }
+        self.tracepoints.extend(tracepoints);
+        self.at = Some(at.clone());
+        Ok(())
+    }
+
+    /// Put the first `n` cgroup programs back at `old` (a move that failed
+    /// after them); if that fails too, detach everything.
+    fn roll_back(&mut self, ebpf: &mut Ebpf, old: AttachPoint, n: usize) {
+        let back = open_point(&old).and_then(|cg| {
+            let cgroup_programs = PROGRAM_NAMES.iter().filter(|n| !TRACEPOINT_NAMES.contains(n));
+            for (i, name) in cgroup_programs.take(n).enumerate() {
+                let prog = ebpf
+                    .program_mut(name)
+                    .ok_or_else(|| EngineError::Unsupported(format!("program {name} missing from the object")))?;
+                self.cgroup[i] = attach(name, prog, &cg)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = back {
+            tracing::warn!(error = %e, at = %old, "the programs could not be put back: every program detached");
+            self.clear();
+        }
+    }
+
+    /// Detach every program.
+    fn clear(&mut self) {
+        if self.at.is_some() {
+            tracing::debug!(from = ?self.at, "detaching every program");
+        }
+        self.cgroup.clear();
+        self.tracepoints.clear();
+        self.at = None;
+    }
+}
+
+/// The raw tracepoints of [`PROGRAM_NAMES`] (attached system-wide).
+const TRACEPOINT_NAMES: &[&str] = &["pidcap_fork", "pidcap_exit"];
+
+/// The cgroup directory of `at`, opened for attaching.
+fn open_point(at: &AttachPoint) -> Result<File> {
+    let (dir, what) = match at {
+        AttachPoint::Root => (cgroup2_root()?, "opening the root"),
+        AttachPoint::Cgroup(dir) => (dir.clone(), "opening the cgroup to attach to"),
+    };
+    File::open(&dir).map_err(|e| EngineError::Cgroup { what, path: dir, source: e })
+}
+
+/// Attach one program loaded by [`load_programs`]: a cgroup program to `cg`,
+/// a raw tracepoint system-wide. Its link is the caller's (dropping it detaches).
+fn attach(name: &str, prog: &mut Program, cg: &File) -> Result<FdLink> {
     let mode = CgroupAttachMode::Single; // with bpf_link this still coexists with other programs
+    let err = |e| program_err(name, e);
+    let link = |r: std::result::Result<FdLink, aya::programs::links::LinkError>| {
+        r.map_err(|e| EngineError::kernel(format!("eBPF program `{name}`: not attached with a bpf_link"), e))
+    };
     match prog {
         Program::CgroupSkb(p) => {
             let kind =
                 if name.ends_with("ingress") { CgroupSkbAttachType::Ingress } else { CgroupSkbAttachType::Egress };
-            p.attach(cg, kind, mode)?;
+            let id = p.attach(cg, kind, mode).map_err(err)?;
+            link(p.take_link(id).map_err(err)?.try_into())
         }
         Program::CgroupSock(p) => {
-            p.attach(cg, mode)?;
+            let id = p.attach(cg, mode).map_err(err)?;
+            link(p.take_link(id).map_err(err)?.try_into())
         }
         Program::CgroupSockAddr(p) => {
-            p.attach(cg, mode)?;
+            let id = p.attach(cg, mode).map_err(err)?;
+            link(p.take_link(id).map_err(err)?.try_into())
         }
         Program::SockOps(p) => {
-            p.attach(cg, mode)?;
+            let id = p.attach(cg, mode).map_err(err)?;
+            link(p.take_link(id).map_err(err)?.try_into())
         }
         Program::RawTracePoint(p) => {
-            p.attach(if name == "pidcap_exit" { "sched_process_exit" } else { "sched_process_fork" })?;
+            let id = p
+                .attach(if name == "pidcap_exit" { "sched_process_exit" } else { "sched_process_fork" })
+                .map_err(err)?;
+            Ok(p.take_link(id).map_err(err)?.into())
         }
-        _ => return Err(ProgramError::UnexpectedProgramType),
+        _ => Err(err(ProgramError::UnexpectedProgramType)),
     }
-    Ok(())
 }
 
 /// The inode number of the initial cgroup namespace (PROC_CGROUP_INIT_INO, a
@@ -721,6 +838,17 @@ fn comm_bytes(comm: &str) -> [u8; abi::COMM_LEN] {
 }
 
 impl KernelBackend for EbpfBackend {
+    // -- attach point (issue 13) --
+    fn set_attach(&mut self, at: Option<&AttachPoint>) -> Result<()> {
+        match at {
+            Some(at) => self.attached.move_to(&mut self.ebpf, at),
+            None => {
+                self.attached.clear();
+                Ok(())
+            }
+        }
+    }
+
     fn configure(&mut self, config: &KernelConfig) -> Result<()> {
         // abi::MAX_SNAPLEN is the engine's (asserted in abi.rs).
         pidcap_engine::capture::check_snaplen(config.snaplen)?;

@@ -58,7 +58,8 @@ impl Drop for Sender {
 }
 
 fn load(attach: AttachPoint) -> EbpfBackend {
-    let mut b = EbpfBackend::load(LoadOptions { attach, ..LoadOptions::with_ring(1 << 20) }).expect("load");
+    let mut b =
+        EbpfBackend::load(LoadOptions { attach: Some(attach), ..LoadOptions::with_ring(1 << 20) }).expect("load");
     b.configure(&KernelConfig { snaplen: 1500, capture: true, tls: false }).unwrap();
     b
 }

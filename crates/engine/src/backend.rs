@@ -10,7 +10,7 @@
 //! never by pid alone: a pid is given to another process once its holder is
 //! gone.
 
-use crate::cgroup::CgroupTarget;
+use crate::cgroup::{AttachPoint, CgroupTarget};
 use crate::error::{EngineError, Result};
 use crate::process::{Process, TargetId};
 use crate::rules::Rule;
@@ -200,5 +200,24 @@ pub trait KernelBackend: Send {
     /// (a kernel layer without TLS support reports none).
     fn tls_coverage(&mut self) -> Result<Vec<TlsCoverage>> {
         Ok(Vec::new())
+    }
+
+    // -- attach point (issue 13) --
+    /// Put the per-socket and per-packet programs at `at` (`Some`), or take
+    /// every program off the system (`None`: a daemon with no capture, whose
+    /// idle hooks would tax every other process's packets). Moving from one
+    /// point to another attaches at the new point before it detaches from
+    /// the old one, so no packet of a socket both cover is missed in
+    /// between; on an error the old attachment stays. Setting the point in
+    /// force again changes nothing. Maps, ring and loaded programs stay:
+    /// targets, rules and sockets' owners are kept (sockets made while
+    /// nothing was attached are found again when a target is added, as
+    /// for a capture's older sockets).
+    ///
+    /// The default ignores it: a kernel layer whose hooks have no place to
+    /// choose (one attached once, for the whole system, when loaded).
+    fn set_attach(&mut self, at: Option<&AttachPoint>) -> Result<()> {
+        let _ = at;
+        Ok(())
     }
 }

@@ -707,6 +707,12 @@ impl Capture {
         self.ring.clear();
     }
 
+    // -- attach point (issue 13, daemon) --
+    /// Where the kernel layer's programs are ([`KernelBackend::set_attach`]; None: nowhere).
+    pub fn set_attach(&mut self, at: Option<&crate::cgroup::AttachPoint>) -> Result<()> {
+        self.backend.set_attach(at)
+    }
+
     /// Stop pushing packets to userspace and forget every target (names and cgroups too).
     pub fn stop(&mut self) -> Result<()> {
         self.backend.configure(&KernelConfig { snaplen: self.snaplen, capture: false, tls: false })?;

@@ -5,7 +5,10 @@
 //! ([`crate::KernelBackend::add_target_cgroup`]): a process in the cgroup's
 //! subtree becomes a target at its next socket operation.
 //!
-//! Also the one reader of mountinfo for the cgroup2 mount ([`find_cgroup2`]).
+//! Also the one reader of mountinfo for the cgroup2 mount ([`find_cgroup2`]),
+//! and the one owner of where a capture's programs go ([`AttachPoint`],
+//! [`Cgroupfs::attach_point`]: the deepest cgroup holding every pid
+//! target), shared by the CLI's `capture` and the daemon.
 //! Container cgroup names are parsed by [`crate::container`] only.
 
 use crate::container::{container_of, Container};
@@ -306,6 +309,103 @@ impl Cgroupfs {
     }
 }
 
+// -- attach point (issue 13) --
+
+/// Where a kernel layer's per-socket programs go
+/// ([`crate::KernelBackend::set_attach`]). A cgroup program runs for the
+/// sockets of its cgroup and of the cgroups below it (a socket is charged to
+/// the cgroup of the process that created it, when it created it), so a
+/// capture attached where its targets live costs the rest of the machine
+/// nothing: a bystander's packets never run a program of pidcap's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AttachPoint {
+    /// The cgroup2 root: every process's packets run the programs (captures
+    /// by name or cgroup, targets in the root cgroup).
+    #[default]
+    Root,
+    /// A cgroup2 directory: only the sockets of processes in it and below it.
+    Cgroup(PathBuf),
+}
+
+impl fmt::Display for AttachPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttachPoint::Root => f.write_str("the cgroup2 root"),
+            AttachPoint::Cgroup(dir) => write!(f, "cgroup {}", dir.display()),
+        }
+    }
+}
+
+/// The deepest cgroup path that holds every one of `paths` (whole
+/// components: `/a/b` and `/a/bc` share `/a`); None for no path.
+pub fn common_ancestor<'a>(paths: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut common: Option<Vec<&str>> = None;
+    for p in paths {
+        let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty()).collect();
+        common = Some(match common {
+            None => parts,
+            Some(c) => c.iter().zip(&parts).take_while(|(a, b)| a == b).map(|(a, _)| *a).collect(),
+        });
+    }
+    common.map(|c| format!("/{}", c.join("/")))
+}
+
+impl Cgroupfs {
+    /// Process `pid`'s cgroup2 path as its `/proc/PID/cgroup` shows it (`/`
+    /// for the root); None when it cannot be read or names a removed cgroup.
+    pub fn cgroup_of(&self, pid: u32) -> Option<String> {
+        let text = fs::read_to_string(self.proc_root.join(pid.to_string()).join("cgroup")).ok()?;
+        let path = crate::container::cgroup2_path(&text)?.trim_end();
+        (path.starts_with('/') && !path.ends_with(" (deleted)")).then(|| path.to_string())
+    }
+
+    /// The attach point for targets in cgroups `paths` (hierarchy paths):
+    /// the deepest cgroup holding them all; the root when that is the root
+    /// or it cannot be resolved here.
+    ///
+    /// Limit: a socket is charged to the cgroup of the process that created
+    /// it, when it created it; a socket a target made before it moved into
+    /// its current cgroup stays charged to the old one and is not seen from
+    /// here (rare: systemd places a service's processes in its cgroup when
+    /// they start). So is a socket another process created and passed to a target.
+    pub fn attach_for<'a>(&self, paths: impl IntoIterator<Item = &'a str>) -> AttachPoint {
+        match common_ancestor(paths) {
+            Some(p) if p != "/" => match self.resolve(&p) {
+                Ok(t) => AttachPoint::Cgroup(t.dir),
+                Err(e) => {
+                    tracing::debug!(cgroup = %p, error = %e, "the targets' cgroup cannot be attached to: attaching at the root");
+                    AttachPoint::Root
+                }
+            },
+            _ => AttachPoint::Root,
+        }
+    }
+
+    /// Where a capture of `pids` goes: the deepest cgroup holding every one
+    /// of them now (their children inherit it); the root when
+    /// `by_name_or_cgroup` (a process of that name may start anywhere; a
+    /// process joining a target cgroup is captured with the sockets it made
+    /// outside), when the pids are in the root cgroup, or when a pid's
+    /// cgroup cannot be read. None for no pid and no name or cgroup: nothing
+    /// to capture, nothing to attach.
+    pub fn attach_point(&self, pids: impl IntoIterator<Item = u32>, by_name_or_cgroup: bool) -> Option<AttachPoint> {
+        if by_name_or_cgroup {
+            return Some(AttachPoint::Root);
+        }
+        let mut paths = Vec::new();
+        for pid in pids {
+            match self.cgroup_of(pid) {
+                Some(p) => paths.push(p),
+                None => return Some(AttachPoint::Root),
+            }
+        }
+        if paths.is_empty() {
+            return None;
+        }
+        Some(self.attach_for(paths.iter().map(String::as_str)))
+    }
+}
+
 /// Is cgroup path `path` `dir` or below it (whole components: `/a` holds `/a/b`, not `/ab`)?
 fn within(path: &str, dir: &str) -> bool {
     let dir = dir.trim_end_matches('/');
@@ -434,6 +534,43 @@ mod tests {
 
     const ID: &str = "3f4e2b1c0d9a8f7e6d5c4b3a29181716f5e4d3c2b1a0998877665544332211ff";
     const ID2: &str = "3f4e2b1c0d9bffffffffffffffffffffffffffffffffffffffffffffffffffff";
+
+    #[test]
+    fn the_common_ancestor_is_taken_by_whole_components() {
+        assert_eq!(common_ancestor(["/a/b/c", "/a/b/d"]).as_deref(), Some("/a/b"));
+        assert_eq!(common_ancestor(["/a/b", "/a/bc"]).as_deref(), Some("/a"));
+        assert_eq!(common_ancestor(["/a/b/c"]).as_deref(), Some("/a/b/c"));
+        assert_eq!(common_ancestor(["/a/b/c", "/a/b"]).as_deref(), Some("/a/b"));
+        assert_eq!(common_ancestor(["/a", "/x"]).as_deref(), Some("/"));
+        assert_eq!(common_ancestor(["/", "/a"]).as_deref(), Some("/"));
+        assert_eq!(common_ancestor(std::iter::empty::<&str>()), None);
+    }
+
+    #[test]
+    fn the_attach_point_is_the_deepest_cgroup_holding_every_pid() {
+        let t = Tree::new("attach", &[("/a/b", &[11]), ("/a/c", &[12]), ("/d", &[20])]);
+        let procs = t.0.join("proc");
+        let put = |pid: u32, text: &str| {
+            fs::create_dir_all(procs.join(pid.to_string())).unwrap();
+            fs::write(procs.join(pid.to_string()).join("cgroup"), text).unwrap();
+        };
+        put(11, "0::/a/b\n");
+        put(12, "12:cpu:/x\n0::/a/c\n");
+        put(20, "0::/d\n");
+        put(1, "0::/\n");
+        put(30, "0::/a/gone (deleted)\n");
+        let fs = t.fs().with_proc(&procs);
+        let at = |dir: &str| Some(AttachPoint::Cgroup(t.0.join(dir)));
+        assert_eq!(fs.attach_point([11], false), at("a/b"));
+        assert_eq!(fs.attach_point([11, 12], false), at("a"));
+        assert_eq!(fs.attach_point([11, 20], false), Some(AttachPoint::Root), "only the root holds both");
+        assert_eq!(fs.attach_point([1], false), Some(AttachPoint::Root), "a pid in the root cgroup");
+        assert_eq!(fs.attach_point([11], true), Some(AttachPoint::Root), "a name or cgroup target");
+        assert_eq!(fs.attach_point([], true), Some(AttachPoint::Root));
+        assert_eq!(fs.attach_point([11, 30], false), Some(AttachPoint::Root), "a removed cgroup");
+        assert_eq!(fs.attach_point([11, 99], false), Some(AttachPoint::Root), "a cgroup that cannot be read");
+        assert_eq!(fs.attach_point([], false), None, "nothing to capture");
+    }
 
     #[test]
     fn paths_under_the_mount_or_in_the_hierarchy() {

@@ -1,12 +1,13 @@
 //! A scripted kernel layer (feature `fake`): the whole core, the daemon and
 //! its protocol run on it without root, eBPF or a network. Tests keep a
 //! [`FakeHandle`] to push packets in and to look at what the engine asked
-//! the kernel for (targets, configuration, rules). Like the real kernel
+//! the kernel for (targets, configuration, rules, where the programs are
+//! attached: it starts attached at the root). Like the real kernel
 //! layer, it keeps one entry per pid with its key, and a test plays the
 //! kernel's own part (a followed child, an exit) through the handle.
 
 use crate::backend::{KernelBackend, KernelConfig, KernelCounters, KernelTarget, RawPacket, RawTls, TlsCoverage};
-use crate::cgroup::CgroupTarget;
+use crate::cgroup::{AttachPoint, CgroupTarget};
 use crate::error::{EngineError, Result};
 use crate::process::{Process, TargetId};
 use crate::rules::{self, Rule};
@@ -101,12 +102,30 @@ pub struct FakeState {
     /// What [`KernelBackend::tls_coverage`] answers (None: nothing, as a
     /// kernel layer without TLS support); see [`FakeHandle::set_tls_coverage`].
     pub tls_coverage: Option<Vec<TlsCoverage>>,
+    // -- attach point (issue 13) --
+    /// Where the programs are attached now ([`KernelBackend::set_attach`];
+    /// None: nowhere). A fake starts attached at the root, as a kernel
+    /// layer loaded with the default options.
+    pub attached: Option<AttachPoint>,
+    /// Every change of `attached`, in order (a call that sets the point in
+    /// force again is no change).
+    pub attach_changes: Vec<Option<AttachPoint>>,
+    /// Points [`KernelBackend::set_attach`] refuses (as a cgroup removed
+    /// meanwhile): it fails and keeps the point in force.
+    pub refuse_attach: Vec<AttachPoint>,
 }
 
 /// The scripted [`KernelBackend`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FakeKernel {
     state: Arc<Mutex<FakeState>>,
+}
+
+impl Default for FakeKernel {
+    fn default() -> Self {
+        let state = FakeState { attached: Some(AttachPoint::Root), ..FakeState::default() };
+        FakeKernel { state: Arc::new(Mutex::new(state)) }
+    }
 }
 
 /// A test's view of a [`FakeKernel`] that has been handed to the engine.
@@ -269,5 +288,18 @@ impl KernelBackend for FakeKernel {
 
     fn tls_coverage(&mut self) -> Result<Vec<TlsCoverage>> {
         Ok(lock(&self.state).tls_coverage.clone().unwrap_or_default())
+    }
+
+    fn set_attach(&mut self, at: Option<&AttachPoint>) -> Result<()> {
+        let mut s = lock(&self.state);
+        if let Some(AttachPoint::Cgroup(dir)) = at.filter(|p| s.refuse_attach.contains(p)) {
+            let source = std::io::Error::from(std::io::ErrorKind::NotFound);
+            return Err(EngineError::Cgroup { what: "opening the cgroup to attach to", path: dir.clone(), source });
+        }
+        if s.attached.as_ref() != at {
+            s.attached = at.cloned();
+            s.attach_changes.push(at.cloned());
+        }
+        Ok(())
     }
 }

@@ -16,7 +16,8 @@ fn main() -> ExitCode {
     };
     let config = DaemonConfig { socket: socket.into(), group: None, ..Default::default() };
     let load = || -> Result<Box<dyn pidcap_engine::KernelBackend>, pidcap_engine::EngineError> {
-        Ok(Box::new(EbpfBackend::load(LoadOptions::with_ring(1 << 20))?))
+        // Nothing attached until a capture starts, as `pidcap daemon`.
+        Ok(Box::new(EbpfBackend::load(LoadOptions { attach: None, ..LoadOptions::with_ring(1 << 20) })?))
     };
     let daemon = match Daemon::bind(config, load) {
         Ok(d) => d,
