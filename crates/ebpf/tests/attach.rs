@@ -30,12 +30,22 @@ const SENDER: &str = "import socket, sys\n\
     \x20       for i in range(int(w[1])): s.sendto(('%s-%d' % (w[3], i)).encode(), ('127.0.0.1', int(w[2])))\n\
     \x20       print('sent', flush=True)\n";
 
-/// The ids of the links the kernel lists for programs of this process.
-fn our_links() -> usize {
+/// How many links this process holds for the programs of backend `b`
+/// (`/proc/self/fdinfo`: a link's `prog_id`). By program, not by process:
+/// the other tests of this binary run at the same time in the same process,
+/// with backends and links of their own.
+fn our_links(b: &EbpfBackend) -> usize {
+    let ids: HashSet<u64> = pidcap_ebpf::PROGRAM_NAMES.iter().filter_map(|n| b.program_id(n)).map(u64::from).collect();
+    assert_eq!(ids.len(), pidcap_ebpf::PROGRAM_NAMES.len(), "every program of the backend has an id");
     let mine: HashSet<u64> = std::fs::read_dir("/proc/self/fdinfo")
         .unwrap()
         .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
         .filter(|info| info.contains("link_type:"))
+        .filter(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("prog_id:")?.trim().parse::<u64>().ok())
+                .is_some_and(|p| ids.contains(&p))
+        })
         .filter_map(|info| info.lines().find_map(|l| l.strip_prefix("link_id:")?.trim().parse().ok()))
         .collect();
     mine.len()
@@ -72,16 +82,16 @@ fn drain(b: &mut EbpfBackend, pid: u32, seen: &mut Seen) {
 #[test]
 fn loaded_detached_it_holds_no_link_and_set_attach_puts_them_on_and_off() {
     require!(Root);
-    let before = our_links();
     let mut b = EbpfBackend::load(LoadOptions { attach: None, ..LoadOptions::with_ring(1 << 20) }).unwrap();
-    assert_eq!((b.attached_at(), our_links()), (None, before), "loaded with nothing attached");
+    let before = 0;
+    assert_eq!((b.attached_at(), our_links(&b)), (None, before), "loaded with nothing attached");
     b.set_attach(Some(&AttachPoint::Root)).unwrap();
     assert_eq!(b.attached_at(), Some(&AttachPoint::Root));
-    assert_eq!(our_links(), before + pidcap_ebpf::PROGRAM_NAMES.len(), "every program attached");
+    assert_eq!(our_links(&b), before + pidcap_ebpf::PROGRAM_NAMES.len(), "every program attached");
     b.set_attach(Some(&AttachPoint::Root)).unwrap();
-    assert_eq!(our_links(), before + pidcap_ebpf::PROGRAM_NAMES.len(), "the same point again: no new link");
+    assert_eq!(our_links(&b), before + pidcap_ebpf::PROGRAM_NAMES.len(), "the same point again: no new link");
     b.set_attach(None).unwrap();
-    assert_eq!((b.attached_at(), our_links()), (None, before), "every link gone");
+    assert_eq!((b.attached_at(), our_links(&b)), (None, before), "every link gone");
 }
 
 #[test]
@@ -148,8 +158,8 @@ fn a_move_to_a_cgroup_that_does_not_exist_fails_and_leaves_the_programs_where_th
     let mut b = EbpfBackend::load(LoadOptions { attach: None, ..LoadOptions::with_ring(1 << 20) }).unwrap();
     let at = AttachPoint::Cgroup(cg.dir().to_path_buf());
     b.set_attach(Some(&at)).unwrap();
-    let links = our_links();
+    let links = our_links(&b);
     let gone = AttachPoint::Cgroup(cg.dir().join("no-such-cgroup"));
     assert!(b.set_attach(Some(&gone)).is_err());
-    assert_eq!((b.attached_at(), our_links()), (Some(&at), links), "still attached where it was");
+    assert_eq!((b.attached_at(), our_links(&b)), (Some(&at), links), "still attached where it was");
 }

@@ -662,11 +662,12 @@ fn a_pid_targets_own_probes_go_at_once_when_it_is_removed() {
 /// before its exec), once with uprobe_multi links and once with perf-event
 /// links: the kernel's link list has two uprobe_multi links per library
 /// file (entry and return, each with every function found, for the child
-/// alone), and removing the target tears them down in under a third of the
-/// time the perf-event links take (those wait for the kernel one after the
-/// other under its global event_mutex; the multi links are closed in parallel).
+/// alone), holding every function the perf-event links had, and removing
+/// the target leaves none of them. (The perf-event links wait for the kernel
+/// one after the other under its global event_mutex at teardown, the multi
+/// links once each, in parallel: both times are printed.)
 #[test]
-fn a_held_childs_candidates_are_two_uprobe_multi_links_per_library_and_go_faster_than_perf_links() {
+fn a_held_childs_candidates_are_two_uprobe_multi_links_per_library_with_every_function_in_them() {
     require!(Root, Tool("curl"), Tool("openssl"), Tool("python3"), Tool("gnutls-cli"), Tool("bpftool"));
     // Its perf-event half holds the kernel's event_mutex for seconds: alone.
     let _alone = KERNEL_EVENT_MUTEX.write().unwrap_or_else(|e| e.into_inner());
@@ -729,10 +730,9 @@ fn a_held_childs_candidates_are_two_uprobe_multi_links_per_library_and_go_faster
     // Every function the perf-event path attached, in them.
     let offsets: u32 = multi.iter().map(|l| l.count).sum();
     assert_eq!(offsets as usize, perf_links.len(), "{multi:?} vs {perf_links:?}");
-    assert!(
-        multi_took * 3 < perf_took,
-        "uprobe_multi teardown {multi_took:?} not under a third of the perf-event links' {perf_took:?}"
-    );
+    // (The teardown times are printed, not compared: a timed assertion fails
+    // at random on a loaded machine. Speed is the benchmarks' job:
+    // docs/PERFORMANCE.md, "Start-up".)
 }
 
 /// The cause of a flaky `a_pid_targets_own_probes_go_at_once_when_it_is_removed`
