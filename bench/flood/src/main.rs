@@ -3,6 +3,7 @@
 //!   flood udp --size N --secs S --port P [--senders K] [--batch B] [--packets N] [--pps R]
 //!   flood tcp --secs S --port P [--write-size N]
 //!   flood sink udp|tcp --port P        (started by the modes above)
+//!   flood syscalls --secs S            (bench/syscall-bench.sh: no traffic)
 //!
 //! The udp and tcp modes start the sink as a separate process (this binary,
 //! `sink` mode) so that a capture tool following the sender sees only the
@@ -17,6 +18,10 @@
 //! UDP: packets = datagrams accepted by sendmmsg, bytes = UDP payload bytes.
 //! TCP: packets = the socket's tcpi_segs_out (segments it sent, data + ACKs),
 //!      bytes = bytes written; tcpi_segs_in (segments it received) is also printed.
+//! syscalls: {"mode":"syscalls","getppid_ns":..,"write_ns":..}: the time of one
+//!      getppid (a syscall no capture tool looks at) and of one 1-byte write
+//!      to /dev/null (one pidcap's TLS syscall program looks at), each looped
+//!      for half of --secs.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -44,7 +49,7 @@ fn stop_on_signals() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage:\n  flood udp --size N --secs S --port P [--senders K] [--batch B] [--packets N] [--pps R]\n  flood tcp --secs S --port P [--write-size N]\n  flood sink udp|tcp --port P"
+        "usage:\n  flood udp --size N --secs S --port P [--senders K] [--batch B] [--packets N] [--pps R]\n  flood tcp --secs S --port P [--write-size N]\n  flood sink udp|tcp --port P\n  flood syscalls --secs S"
     );
     std::process::exit(2)
 }
@@ -100,6 +105,7 @@ fn main() {
             stop_on_signals();
             tcp(parse(&args[1..]))
         }
+        Some("syscalls") => syscalls(parse_secs(&args[1..])),
         Some("sink") => match args.get(1).map(String::as_str) {
             Some(proto @ ("udp" | "tcp")) => sink(proto, parse(&args[2..]).port),
             _ => usage(),
@@ -288,4 +294,41 @@ fn tcp(o: Opts) {
     drop(s);
     stop_sink(sink);
     report("tcp", segs_out, bytes, secs, &format!(",\"segs_in\":{segs_in},\"write_size\":{}", o.write_size));
+}
+
+/// `--secs S` alone (the syscalls mode has no port).
+fn parse_secs(args: &[String]) -> f64 {
+    match args {
+        [flag, v] if flag == "--secs" => match v.parse::<f64>() {
+            Ok(s) if s > 0.0 && s <= MAX_SECS => s,
+            _ => usage(),
+        },
+        _ => usage(),
+    }
+}
+
+/// The syscalls mode: ns per getppid, then per 1-byte write to /dev/null.
+fn syscalls(secs: f64) {
+    let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null").expect("/dev/null");
+    let fd = devnull.as_raw_fd();
+    let byte = [0u8; 1];
+    let time = |f: &dyn Fn()| {
+        let (start, mut n) = (Instant::now(), 0u64);
+        while start.elapsed().as_secs_f64() < secs / 2.0 {
+            for _ in 0..1000 {
+                f();
+            }
+            n += 1000;
+        }
+        start.elapsed().as_nanos() as f64 / n as f64
+    };
+    // SAFETY: getppid has no arguments and cannot fail.
+    let getppid = time(&|| unsafe {
+        libc::syscall(libc::SYS_getppid);
+    });
+    // SAFETY: `fd` is open for the closure's whole life, `byte` is 1 valid byte.
+    let write = time(&|| unsafe {
+        libc::write(fd, byte.as_ptr().cast(), 1);
+    });
+    println!("{{\"mode\":\"syscalls\",\"getppid_ns\":{getppid:.1},\"write_ns\":{write:.1}}}");
 }
