@@ -731,11 +731,6 @@ impl TlsProbes {
         self.syscalls = Some(link);
         Ok(())
     }
-
-    /// Is the syscall program attached (tests, diagnostics)?
-    pub fn syscalls_attached(&self) -> bool {
-        self.syscalls.is_some()
-    }
 }
 
 /// A library as [`pidcap_engine::backend::TlsCoverage`] lists it.
