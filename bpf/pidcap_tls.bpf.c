@@ -194,6 +194,10 @@ int pidcap_tls_ent(struct pt_regs *ctx)
  * waits for an RCU grace period under the kernel's global event_mutex (70-80
  * ms each, one after the other: 0.6 s at the end of every `run` with TLS),
  * where a raw tracepoint link's does not wait; it needs no tracefs either.
+ * The numbers are the build architecture's (asm/unistd.h): a 32-bit
+ * process's compat syscalls have other numbers, and its TLS calls are not
+ * read right by the uprobes either (their arguments are on the stack), so
+ * 32-bit targets are not supported.
  */
 SEC("raw_tracepoint/sys_enter")
 int pidcap_sys_enter(struct bpf_raw_tracepoint_args *ctx)
