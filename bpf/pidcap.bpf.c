@@ -655,10 +655,16 @@ static __always_inline __u32 evaluate(const struct flow *f, __u16 *rule)
 	return c.verdict;
 }
 
-/* Parse the IP and transport headers of a packet (skb data starts at IP). */
-static __always_inline int parse_flow(struct __sk_buff *skb, __u8 dir, struct flow *f)
+/* Parse the IP and transport headers of a packet (skb data starts at IP).
+ * A global function (see pidcap_current_key): the verifier walks it once per
+ * program instead of at each of its two call sites in every path of the
+ * packet hooks (cgroup_skb: 8,700 -> 7,900 instructions processed). Only the
+ * slow path calls it (no owner known, or rules on). */
+__attribute__((noinline)) int parse_flow(struct __sk_buff *skb, __u32 dir, struct flow *f)
 {
 	__u8 first;
+	if (!f)
+		return -1;
 	__u32 l4off;
 	__u16 ports[2] = {0, 0};
 	__u8 src[16], dst[16];
@@ -693,7 +699,7 @@ static __always_inline int parse_flow(struct __sk_buff *skb, __u8 dir, struct fl
 	} else {
 		return -1;
 	}
-	f->dir = dir;
+	f->dir = (__u8)dir;
 	if (dir == PIDCAP_DIR_OUT) {
 		__builtin_memcpy(f->laddr, src, 16);
 		__builtin_memcpy(f->raddr, dst, 16);

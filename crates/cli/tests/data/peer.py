@@ -25,7 +25,12 @@ def family(host):
 
 
 def say(**kw):
-    print(json.dumps(kw), flush=True)
+    # One write for the line and its newline: its stdout is often pidcap
+    # run's, shared with pidcap's own lines, and print() writes the text and
+    # the newline apart when unbuffered (PYTHONUNBUFFERED=1, as on the CI
+    # machines), so a pidcap line could land between the two.
+    sys.stdout.write(json.dumps(kw) + "\n")
+    sys.stdout.flush()
 
 
 def read_to_end(c):
