@@ -1029,7 +1029,7 @@ mod tests {
         while at < parts.len() {
             let word = |i: usize| u32::from_le_bytes(parts[i..i + 4].try_into().unwrap());
             let len = word(at + 4) as usize;
-            assert!(len % 4 == 0 && word(at + len - 4) as usize == len, "block at {at}");
+            assert!(len.is_multiple_of(4) && word(at + len - 4) as usize == len, "block at {at}");
             epbs += usize::from(word(at) == BT_EPB);
             at += len;
         }
