@@ -33,30 +33,12 @@
 //! its errno) from its next `write`, `flush` or `sync`, and "an earlier
 //! write failed" after that; [`CaptureFile::blocks`] (which waits for the
 //! writer) says how many blocks the file holds.
-//!
-//! # Direct writes
-//!
-//! A regular file written from its start, on a file system that takes
-//! `O_DIRECT`, is written around the page cache: each batch goes in whole
-//! 4 KiB pages from the aligned offset where the file's last partial page
-//! starts (that page's bytes and the batch, copied into an aligned buffer),
-//! and what is left over (less than a page) through the page cache, so that
-//! the file holds every byte handed over at once (a reader of a growing
-//! file, `-U`); those bytes go again, direct, with the next batch. The page
-//! cache's copy, its block allocation per page and the writeback of dirty
-//! pages were most of what writing a capture cost the machine. A direct
-//! write that fails makes the writer go on through the page cache at
-//! explicit offsets, from the same place, so a full disk is reported and
-//! the file cut back as above. FIFOs, devices, a file opened elsewhere at
-//! another position, a file system without direct I/O, or
-//! `PIDCAP_NO_DIRECT_IO` set in the environment: the page cache, as before.
 
 use crate::keylog::KeyLogLine;
 use crate::{Format, PacketOutput, PacketWriter, PcapError, RecordRef, TlsFileStats, WriterOptions};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, ErrorKind, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -277,7 +259,6 @@ fn lock(shared: &Shared) -> MutexGuard<'_, State> {
 /// The writer thread: writes the batches in order; after a failure, cuts
 /// the file back to its last complete block and drops what comes next.
 fn write_batches(file: Arc<File>, shared: Arc<Shared>) {
-    let mut how = How::of(&file);
     let mut state = lock(&shared);
     loop {
         let Some(mut batch) = state.queue.pop_front() else {
@@ -290,7 +271,7 @@ fn write_batches(file: Arc<File>, shared: Arc<Shared>) {
         state.writing = true;
         let len = state.len;
         drop(state);
-        let outcome = (!shared.failed.load(Ordering::Acquire)).then(|| how.write(&file, &batch, len));
+        let outcome = (!shared.failed.load(Ordering::Acquire)).then(|| write_batch(&file, &batch, len));
         batch.clear();
         state = lock(&shared);
         state.writing = false;
@@ -307,130 +288,16 @@ fn write_batches(file: Arc<File>, shared: Arc<Shared>) {
     }
 }
 
-/// The alignment of direct writes: their file offset, length and memory.
-const PAGE: usize = 4096;
-
-/// How the writer thread writes: see the module doc ("Direct writes").
-#[derive(Debug)]
-enum How {
-    /// `write` at the descriptor's position: a FIFO, a device, or a file
-    /// whose file system takes no direct I/O.
-    Stream,
-    /// A regular file, written from offset 0 with `O_DIRECT` in whole
-    /// pages; `tail` bytes of the last, partial page are also in the file
-    /// through the page cache, and wait at the start of `buf` (`at`: where
-    /// `buf`'s first aligned byte is) to go again with the next batch.
-    Direct { buf: Vec<u8>, at: usize, tail: usize },
-    /// After a direct write failed: through the page cache, at explicit offsets.
-    Positioned,
-}
-
-impl How {
-    fn of(file: &File) -> How {
-        let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
-        // SAFETY: lseek on a descriptor we hold; SEEK_CUR with 0 only reads the position.
-        let at_start = unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_CUR) } == 0;
-        if !regular || !at_start || std::env::var_os("PIDCAP_NO_DIRECT_IO").is_some() {
-            return How::Stream;
-        }
-        // A file system without direct I/O (or that refuses it for this file) says so here.
-        if set_direct(file, true).is_err() || set_direct(file, false).is_err() {
-            return How::Stream;
-        }
-        How::Direct { buf: Vec::new(), at: 0, tail: 0 }
-    }
-
-    /// Write one batch at the end of a file that holds `len` bytes of whole
-    /// blocks: the blocks and bytes it now holds more, and how the write went
-    /// (on an error, the file is cut back to its last complete block).
-    fn write(&mut self, file: &File, batch: &Batch, len: u64) -> (u64, u64, io::Result<()>) {
-        match self {
-            How::Stream => write_batch(file, batch, len, false),
-            How::Positioned => write_batch(file, batch, len, true),
-            How::Direct { buf, at, tail } => match write_direct(file, buf, at, tail, &batch.buf, len) {
-                Ok(()) => (batch.ends.len() as u64, batch.buf.len() as u64, Ok(())),
-                Err(_) => {
-                    // Whatever the direct write left past `len` is written again
-                    // (or cut back) by the page-cache path, which reports the error.
-                    let _ = set_direct(file, false);
-                    *self = How::Positioned;
-                    write_batch(file, batch, len, true)
-                }
-            },
-        }
-    }
-}
-
-/// `O_DIRECT` on or off for the file's descriptor (the writer thread is the only one writing to it).
-fn set_direct(file: &File, on: bool) -> io::Result<()> {
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl F_GETFL/F_SETFL on a descriptor we hold.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let flags = if on { flags | libc::O_DIRECT } else { flags & !libc::O_DIRECT };
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// The direct write of `data` after `len` bytes: the last page's `tail`
-/// bytes and `data` in whole pages from the aligned offset `len - tail`, the
-/// rest (less than a page) through the page cache, so that the file holds
-/// every byte at once (a reader, `-U`), and kept as the next `tail`.
-fn write_direct(
-    file: &File,
-    buf: &mut Vec<u8>,
-    at: &mut usize,
-    tail: &mut usize,
-    data: &[u8],
-    len: u64,
-) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let start = len - *tail as u64;
-    let total = *tail + data.len();
-    let need = total.next_multiple_of(PAGE);
-    if buf.len() < *at + need {
-        let mut bigger = vec![0u8; need + PAGE];
-        let a = bigger.as_ptr().align_offset(PAGE);
-        bigger[a..a + *tail].copy_from_slice(&buf[*at..*at + *tail]);
-        (*buf, *at) = (bigger, a);
-    }
-    let aligned = &mut buf[*at..*at + need];
-    aligned[*tail..total].copy_from_slice(data);
-    let whole = total / PAGE * PAGE;
-    if whole > 0 {
-        set_direct(file, true)?;
-        let r = file.write_all_at(&aligned[..whole], start);
-        set_direct(file, false)?;
-        r?;
-    }
-    file.write_all_at(&aligned[whole..total], start + whole as u64)?;
-    aligned.copy_within(whole..total, 0);
-    *tail = total - whole;
-    Ok(())
-}
-
 /// Write one batch at the end of a file that holds `len` bytes of whole
-/// blocks (`positioned`: at that offset, else at the descriptor's position):
-/// the blocks and bytes it now holds more, and how the write went (on an
-/// error, the file is cut back to its last complete block).
-fn write_batch(file: &File, batch: &Batch, len: u64, positioned: bool) -> (u64, u64, io::Result<()>) {
-    use std::os::unix::fs::FileExt;
+/// blocks: the blocks and bytes it now holds more, and how the write went
+/// (on an error, the file is cut back to its last complete block).
+fn write_batch(file: &File, batch: &Batch, len: u64) -> (u64, u64, io::Result<()>) {
     let mut done = 0;
     let result = loop {
         if done == batch.buf.len() {
             break Ok(());
         }
-        let wrote = if positioned {
-            file.write_at(&batch.buf[done..], len + done as u64)
-        } else {
-            (&*file).write(&batch.buf[done..])
-        };
-        match wrote {
+        match (&*file).write(&batch.buf[done..]) {
             Ok(0) => break Err(io::Error::from(ErrorKind::WriteZero)),
             Ok(n) => done += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -691,54 +558,6 @@ pub(crate) fn sync(w: &mut PacketWriter<CaptureFile>) -> Result<(), PcapError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Batches of `sizes` bytes (blocks of 1-300 bytes), each a different byte pattern.
-    fn batches(sizes: &[usize]) -> Vec<Batch> {
-        let mut n = 0u32;
-        sizes
-            .iter()
-            .map(|&size| {
-                let mut b = Batch::default();
-                while b.buf.len() < size {
-                    let block = ((n * 37) % 300 + 1) as usize;
-                    let block = block.min(size - b.buf.len());
-                    b.buf.extend((0..block).map(|i| (n as usize * 7 + i) as u8));
-                    b.ends.push(b.buf.len());
-                    n += 1;
-                }
-                b
-            })
-            .collect()
-    }
-
-    #[test]
-    fn direct_writes_put_every_byte_in_the_file_at_each_batch_and_the_same_as_the_page_cache() {
-        let dir = pidcap_testkit::Scratch::new("direct-io");
-        // Less than a page, across a page, exactly pages, a page less one, large.
-        let sizes = [100, 4000, 4096, 8192, 8191, 1, 70_000, 3, 1 << 20, 5000];
-        let mut files = Vec::new();
-        for direct in [true, false] {
-            let path = dir.path(if direct { "direct" } else { "cached" });
-            let file = File::create(&path).unwrap();
-            let mut how = if direct { How::of(&file) } else { How::Stream };
-            if direct {
-                // /tmp here (ext4 or tmpfs) takes O_DIRECT; a file system that does not falls back to Stream.
-                assert!(matches!(how, How::Direct { .. }), "{how:?}");
-            }
-            let (mut len, mut want) = (0u64, Vec::new());
-            for b in batches(&sizes) {
-                let (blocks, bytes, r) = how.write(&file, &b, len);
-                r.unwrap();
-                assert_eq!((blocks, bytes), (b.ends.len() as u64, b.buf.len() as u64));
-                len += bytes;
-                want.extend_from_slice(&b.buf);
-                // A reader sees the whole batch at once, its partial last page included.
-                assert_eq!(std::fs::read(&path).unwrap(), want, "after a batch of {}", b.buf.len());
-            }
-            files.push(std::fs::read(&path).unwrap());
-        }
-        assert_eq!(files[0], files[1]);
-    }
 
     #[test]
     fn file_modes_parse_as_octal_permission_bits() {
