@@ -146,9 +146,42 @@ impl LoadOptions {
     }
 }
 
+/// An epoll instance watching the ring buffer `ring` edge-triggered.
+///
+/// A ring buffer's fd is readable as long as any record is pending, so a
+/// level-triggered `poll` on it returns at once whenever the programs have
+/// pushed anything: under a flood the consumer went round its loop (poll,
+/// a few records, a hand-over to the file writer, the timers' syscalls)
+/// thousands of times a second, a few dozen packets each. Edge-triggered,
+/// `epoll_wait` returns only for a wakeup the programs asked for (their
+/// record took the pending bytes across the threshold, `config.wakeup_bytes`)
+/// or one the kernel gives a ring that was empty (a record submitted without
+/// `BPF_RB_NO_WAKEUP`), else at its timeout; what is pending then is
+/// drained whole. Registration reports a ring that already holds data.
+fn ring_waiter(ring: std::os::fd::RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: epoll_create1 takes flags only; a non-negative result is a new fd we own.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else.
+    let epoll = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLET) as u32, u64: 0 };
+    // SAFETY: both fds are open; `ev` is a valid event for the call.
+    if unsafe { libc::epoll_ctl(fd, libc::EPOLL_CTL_ADD, ring, &mut ev) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(epoll)
+}
+
 /// The eBPF implementation of [`KernelBackend`].
 pub struct EbpfBackend {
     ring: RingBuf<MapData>,
+    /// An epoll instance watching `ring` edge-triggered: [`EbpfBackend::poll`]
+    /// sleeps until the programs wake it (the threshold crossed) or its
+    /// timeout, not merely until one record is pending (see [`ring_waiter`]).
+    ring_wait: std::os::fd::OwnedFd,
     targets: HashMap<MapData, u32, Target>,
     target_comms: HashMap<MapData, [u8; abi::COMM_LEN], Target>,
     /// Target cgroups by id ([`abi::CgroupTarget`]); their levels are in `config.cgroup_levels`.
@@ -267,6 +300,7 @@ impl EbpfBackend {
             ebpf.take_map(name).ok_or_else(|| EngineError::Unsupported(format!("map {name} missing from the object")))
         };
         let ring = RingBuf::try_from(take("ring")?).map_err(map_err("ring"))?;
+        let ring_wait = ring_waiter(ring.as_raw_fd()).map_err(|e| EngineError::io("epoll on the ring buffer", e))?;
         let targets = HashMap::try_from(take("targets")?).map_err(map_err("targets"))?;
         let target_comms = HashMap::try_from(take("target_comms")?).map_err(map_err("target_comms"))?;
         let target_cgroups = HashMap::try_from(take("target_cgroups")?).map_err(map_err("target_cgroups"))?;
@@ -285,6 +319,7 @@ impl EbpfBackend {
 
         let mut backend = EbpfBackend {
             ring,
+            ring_wait,
             targets,
             target_comms,
             target_cgroups,
@@ -989,20 +1024,22 @@ impl KernelBackend for EbpfBackend {
     }
 
     fn poll(&mut self, timeout: Duration, sink: &mut dyn FnMut(RawPacket<'_>)) -> Result<usize> {
-        let mut pfd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: `pfd` is a valid pollfd for the duration of the call and nfds is 1.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        // SAFETY: `ring_wait` is an epoll fd this backend owns, `ev` a valid buffer for one event.
+        let rc = unsafe { libc::epoll_wait(self.ring_wait.as_raw_fd(), &mut ev, 1, ms) };
         if rc < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(EngineError::io("poll on the ring buffer", e));
+                return Err(EngineError::io("waiting on the ring buffer", e));
             }
         }
         // Exec, dlopen, children and name matches: new TLS libraries to attach.
         self.rescan_tls(false);
         // Drain whatever is there: the programs wake us only when a lot is
-        // pending, so the timeout is the usual way in.
+        // pending, so the timeout is the usual way in (under a flood, every
+        // `timeout`: one batch of thousands of records, not a loop round
+        // per few records).
         let mut n = 0;
         let tls_cookies = &mut self.tls_cookies;
         while let Some(item) = self.ring.next() {

@@ -460,6 +460,21 @@ impl Write for CaptureFile {
         Ok(b.len())
     }
 
+    /// Take all of `bufs` as one block (a block given in parts: the
+    /// pcapng writer's packet fields and the packet's bytes from the ring).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.check()?;
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if !self.batch.buf.is_empty() && self.batch.buf.len() + len > BUFFER {
+            self.hand_over()?;
+        }
+        for b in bufs {
+            self.batch.buf.extend_from_slice(b);
+        }
+        self.batch.ends.push(self.batch.buf.len());
+        Ok(len)
+    }
+
     /// Hand the gathered blocks to the writer, without waiting for it to
     /// write them ([`CaptureFile::sync`] waits); fails if a write has failed.
     fn flush(&mut self) -> io::Result<()> {

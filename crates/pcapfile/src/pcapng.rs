@@ -466,6 +466,33 @@ impl<W: Write> PcapngWriter<W> {
         self.cache_comment(p, iface.is_none());
         let comment = self.comments.text();
         let (data, orig_len) = captured(p, self.out.snaplen);
+        if self.hold.is_none() {
+            // Written now: the packet's bytes go to the output straight from
+            // the record (the kernel's ring), beside the block's own fields,
+            // in one vectored write (one block: see [`write_block`]).
+            let total = epb_len(data.len(), comment.len()) as u32;
+            let mut head = [0u8; 28];
+            for (at, v) in [BT_EPB, total, iface.unwrap_or(0), (p.timestamp_ns >> 32) as u32, p.timestamp_ns as u32]
+                .into_iter()
+                .chain([data.len() as u32, orig_len])
+                .enumerate()
+            {
+                head[at * 4..at * 4 + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            let pad = &[0u8; 3][..data.len().next_multiple_of(4) - data.len()];
+            // The options start aligned (after the padding): built as a block's tail.
+            let mut tail = Block { buf: std::mem::take(&mut self.block) };
+            tail.buf.clear();
+            if !comment.is_empty() {
+                tail.option(OPT_COMMENT, comment.as_bytes());
+            }
+            tail.option(EPB_FLAGS, &flags(p.direction).to_le_bytes()).u32(OPT_ENDOFOPT.into()).u32(total);
+            let r = write_block(&mut self.out.w, &head, data, pad, &tail.buf);
+            self.block = tail.buf;
+            r?;
+            self.blocks_out += 1;
+            return Ok(());
+        }
         let mut epb = Block::reuse(std::mem::take(&mut self.block), BT_EPB);
         epb.u32(iface.unwrap_or(0))
             .u32((p.timestamp_ns >> 32) as u32)
@@ -912,9 +939,124 @@ fn epb_len(data: usize, comment: usize) -> u64 {
     (28 + data.next_multiple_of(4) + comment + 8 + 4 + 4) as u64
 }
 
+/// One block given in parts, to `w` with vectored writes: a writer that
+/// takes every write whole ([`crate::CaptureFile`]) takes the block in one
+/// call, as one block; any other writer gets it all, in as many calls as it takes.
+fn write_block<W: Write>(w: &mut W, head: &[u8], data: &[u8], pad: &[u8], tail: &[u8]) -> std::io::Result<()> {
+    use std::io::{ErrorKind, IoSlice};
+    let mut parts = [IoSlice::new(head), IoSlice::new(data), IoSlice::new(pad), IoSlice::new(tail)];
+    let mut bufs = &mut parts[..];
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn flags(d: Direction) -> u32 {
     match d {
         Direction::Inbound => FLAG_INBOUND,
         Direction::Outbound => FLAG_OUTBOUND,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pidcap_packet::Verdict;
+
+    fn record<'a>(pid: u32, data: &'a [u8], direction: Direction, cookie: u64) -> RecordRef<'a> {
+        RecordRef {
+            id: 1,
+            timestamp_ns: 1_700_000_000_123_456_789 + data.len() as u64,
+            pid,
+            comm: "flood",
+            tid: pid + 1,
+            thread: "flood",
+            process: None,
+            socket_cookie: cookie,
+            direction,
+            verdict: Verdict::Pass,
+            rule: None,
+            orig_len: data.len() as u32 + 7,
+            data,
+            tls: None,
+        }
+    }
+
+    /// Every packet of `records` through a writer; `held`: with every block
+    /// held back first (the path that builds a block whole), released at the end.
+    fn file(records: &[RecordRef<'_>], held: bool) -> Vec<u8> {
+        let opts = WriterOptions { snaplen: 61, ..WriterOptions::default() };
+        let mut w = PcapngWriter::with_os(Vec::new(), &opts, Some("Linux test")).unwrap();
+        for r in records {
+            if held {
+                w.hold.get_or_insert_with(|| {
+                    Box::new(Hold { blocks: Vec::new(), bytes: 0, waiting: HashSet::new(), since: Instant::now() })
+                });
+            }
+            w.write_record(r).unwrap();
+            if held {
+                w.release().unwrap();
+            }
+        }
+        w.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_packet_written_from_the_record_in_parts_is_the_block_built_whole() {
+        let bytes: Vec<u8> = (0..=70u8).collect();
+        let mut records = Vec::new();
+        // Every padding (0-3), cut by the snap length (61) or not, on
+        // interface 0 (pid 0: the whole comment) and on a process's own
+        // interface (the per-packet comment), both directions.
+        for len in (0..=9).chain(60..=66) {
+            for (pid, cookie) in [(0, 7), (4242, 1_000_544), (4242, 0)] {
+                for dir in [Direction::Outbound, Direction::Inbound] {
+                    records.push(record(pid, &bytes[..len], dir, cookie));
+                }
+            }
+        }
+        let parts = file(&records, false);
+        assert_eq!(parts, file(&records, true));
+        // Whole blocks, each length at both ends: one EPB per record.
+        let (mut at, mut epbs) = (0, 0);
+        while at < parts.len() {
+            let word = |i: usize| u32::from_le_bytes(parts[i..i + 4].try_into().unwrap());
+            let len = word(at + 4) as usize;
+            assert!(len.is_multiple_of(4) && word(at + len - 4) as usize == len, "block at {at}");
+            epbs += usize::from(word(at) == BT_EPB);
+            at += len;
+        }
+        assert_eq!((at, epbs), (parts.len(), records.len()));
+    }
+
+    /// A writer that takes at most 3 bytes a call, and one part at a time.
+    struct Dribble(Vec<u8>);
+
+    impl Write for Dribble {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let n = b.len().min(3);
+            self.0.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_block_in_parts_reaches_a_writer_that_takes_a_little_at_a_time_whole() {
+        let mut w = Dribble(Vec::new());
+        write_block(&mut w, b"head", b"packet", &[0, 0], b"tail").unwrap();
+        assert_eq!(w.0, b"headpacket\0\0tail");
+        let mut w = Dribble(Vec::new());
+        write_block(&mut w, b"", b"", &[], b"x").unwrap();
+        assert_eq!(w.0, b"x");
     }
 }

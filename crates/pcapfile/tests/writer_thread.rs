@@ -177,3 +177,17 @@ fn a_write_error_on_the_writer_reaches_the_caller_with_its_source_and_stops_the_
     let back = read_packets(std::fs::File::open(&path).unwrap()).expect("cut back: it reads");
     assert!(!back.is_empty() && back.len() < 100 && back.iter().map(id_of).eq(1..=back.len() as u64));
 }
+
+#[test]
+fn a_vectored_write_is_one_block_whatever_its_parts() {
+    let dir = Scratch::new("vectored");
+    let path = dir.path("v.bin");
+    let mut file = CaptureFile::create(&path, 0o600).unwrap();
+    let parts = [std::io::IoSlice::new(b"head"), std::io::IoSlice::new(b""), std::io::IoSlice::new(b"data!!")];
+    assert_eq!(file.write_vectored(&parts).unwrap(), 10);
+    file.write_all(b"next").unwrap();
+    file.sync().unwrap();
+    assert_eq!(file.blocks(), 2, "the three parts are one block, the write after it another");
+    file.close().unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"headdata!!next");
+}
