@@ -74,7 +74,8 @@ fn poll_sleeps_through_records_below_the_threshold_and_wakes_when_it_is_crossed(
     let mut b = EbpfBackend::load(LoadOptions {
         ring_bytes: 1 << 20,
         wakeup_bytes: Some(THRESHOLD),
-        attach: AttachPoint::Cgroup(cg.dir().to_path_buf()),
+        attach: Some(AttachPoint::Cgroup(cg.dir().to_path_buf())),
+        ..LoadOptions::default()
     })
     .expect("load");
     b.configure(&KernelConfig { snaplen: 1500, capture: true, tls: false }).unwrap();
