@@ -5,56 +5,18 @@
 //! record was pending: under a flood the consumer went round its loop for
 //! every few packets); a crossing does.
 
+mod common;
+
+use common::Agent;
 use pidcap_ebpf::{AttachPoint, EbpfBackend, LoadOptions};
 use pidcap_engine::{KernelBackend, KernelConfig, Process};
 use pidcap_testkit::cgroup::Cgroup;
 use pidcap_testkit::require;
-use std::io::{BufRead, BufReader, Write};
 use std::net::UdpSocket;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The wakeup threshold of the test's ring: about 90 records of a small datagram.
 const THRESHOLD: u32 = 16 << 10;
-
-/// A python3 that sends `n` UDP datagrams `payload` to 127.0.0.1:PORT when
-/// told (`send PORT N PAYLOAD` on stdin) and says `sent` once it has (the
-/// egress program runs in the send, so the records are in the ring by then).
-struct Sender {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Sender {
-    fn start() -> Sender {
-        let script = "import socket, sys\n\
-                      s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-                      for line in sys.stdin:\n\
-                      \x20   _, port, n, payload = line.split()\n\
-                      \x20   for _ in range(int(n)): s.sendto(payload.encode(), ('127.0.0.1', int(port)))\n\
-                      \x20   print('sent', flush=True)\n";
-        let mut child =
-            Command::new("python3").args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Sender { child, stdin, stdout }
-    }
-
-    fn send(&mut self, port: u16, n: u32, payload: &str) {
-        writeln!(self.stdin, "send {port} {n} {payload}").unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "sent");
-    }
-}
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One poll of up to `timeout`: the target's datagrams carrying `mark` it
 /// took, and how long it waited.
@@ -69,8 +31,8 @@ fn poll_once(b: &mut EbpfBackend, timeout: Duration, mark: &[u8]) -> (usize, Dur
 fn poll_sleeps_through_records_below_the_threshold_and_wakes_when_it_is_crossed() {
     require!(Root, Tool("python3"));
     let cg = Cgroup::new("ringwait-target");
-    let mut target = Sender::start();
-    cg.add(target.child.id());
+    let mut target = Agent::start(common::UDP_SENDER);
+    cg.add(target.pid());
     let mut b = EbpfBackend::load(LoadOptions {
         ring_bytes: 1 << 20,
         wakeup_bytes: Some(THRESHOLD),
@@ -79,13 +41,13 @@ fn poll_sleeps_through_records_below_the_threshold_and_wakes_when_it_is_crossed(
     })
     .expect("load");
     b.configure(&KernelConfig { snaplen: 1500, capture: true, tls: false }).unwrap();
-    b.add_target(&Process::open(target.child.id()).unwrap(), false).unwrap();
+    b.add_target(&Process::open(target.pid()).unwrap(), false).unwrap();
     let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = rx.local_addr().unwrap().port();
 
     // Three records pending, far below the threshold: the wait goes on to
     // its timeout, then takes them.
-    target.send(port, 3, "below-threshold");
+    target.send_udp(port, 3, "below-threshold");
     let timeout = Duration::from_millis(300);
     let (got, waited) = poll_once(&mut b, timeout, b"below-threshold");
     assert_eq!(got, 3, "the pending records are drained at the timeout");
@@ -93,7 +55,7 @@ fn poll_sleeps_through_records_below_the_threshold_and_wakes_when_it_is_crossed(
 
     // Enough to cross it (a record of a small datagram is about 190 bytes):
     // woken at once, long before the timeout.
-    target.send(port, 400, "above-threshold");
+    target.send_udp(port, 400, "above-threshold");
     let (got, waited) = poll_once(&mut b, Duration::from_secs(30), b"above-threshold");
     assert_eq!(got, 400, "one drain takes every pending record");
     assert!(waited < Duration::from_secs(10), "a crossing of the threshold did not wake the wait ({waited:?})");
@@ -101,7 +63,7 @@ fn poll_sleeps_through_records_below_the_threshold_and_wakes_when_it_is_crossed(
     // And after a wakeup, records below the threshold again do not end the
     // next wait (a level-triggered epoll would report the ring again as
     // long as anything is pending).
-    target.send(port, 3, "below-again");
+    target.send_udp(port, 3, "below-again");
     let (got, waited) = poll_once(&mut b, timeout, b"below-again");
     assert_eq!(got, 3);
     assert!(

@@ -5,57 +5,20 @@
 //! bystander are captured; attached to the root, the same flood runs them
 //! (what makes the first half able to fail).
 
+mod common;
+
 use aya::sys::{enable_stats, Stats};
+use common::Agent;
 use pidcap_ebpf::{AttachPoint, EbpfBackend, LoadOptions};
 use pidcap_engine::{KernelBackend, KernelConfig, Process};
 use pidcap_packet::Direction;
 use pidcap_testkit::cgroup::Cgroup;
 use pidcap_testkit::require;
-use std::io::{BufRead, BufReader, Write};
 use std::net::UdpSocket;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Datagrams the bystander (this test process, in its own cgroup) floods with.
 const FLOOD: u64 = 5_000;
-
-/// A python3 that sends `n` UDP datagrams `payload` to 127.0.0.1:PORT when
-/// told (`send PORT N PAYLOAD` on stdin) and says `sent`.
-struct Sender {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Sender {
-    fn start() -> Sender {
-        let script = "import socket, sys\n\
-                      s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-                      for line in sys.stdin:\n\
-                      \x20   _, port, n, payload = line.split()\n\
-                      \x20   for _ in range(int(n)): s.sendto(payload.encode(), ('127.0.0.1', int(port)))\n\
-                      \x20   print('sent', flush=True)\n";
-        let mut child =
-            Command::new("python3").args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Sender { child, stdin, stdout }
-    }
-
-    fn send(&mut self, port: u16, n: u32, payload: &str) {
-        writeln!(self.stdin, "send {port} {n} {payload}").unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "sent");
-    }
-}
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn load(attach: AttachPoint) -> EbpfBackend {
     let mut b =
@@ -92,8 +55,8 @@ fn attached_to_the_targets_cgroup_a_bystanders_flood_runs_no_program_of_ours() {
     let bystander = Cgroup::new("scope-bystander");
     bystander.add(std::process::id());
     let target_cg = Cgroup::new("scope-target");
-    let mut target = Sender::start();
-    target_cg.add(target.child.id());
+    let mut target = Agent::start(common::UDP_SENDER);
+    target_cg.add(target.pid());
 
     // Control: at the root, the flood runs both programs about once a datagram.
     {
@@ -108,7 +71,7 @@ fn attached_to_the_targets_cgroup_a_bystanders_flood_runs_no_program_of_ours() {
     }
 
     let mut b = load(AttachPoint::Cgroup(target_cg.dir().to_path_buf()));
-    b.add_target(&Process::open(target.child.id()).unwrap(), false).unwrap();
+    b.add_target(&Process::open(target.pid()).unwrap(), false).unwrap();
     let before = runs(&b);
     flood();
     let after = runs(&b);
@@ -116,13 +79,13 @@ fn attached_to_the_targets_cgroup_a_bystanders_flood_runs_no_program_of_ours() {
 
     // The target's datagrams to the bystander's socket are seen (egress at the target's socket).
     let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
-    target.send(rx.local_addr().unwrap().port(), 3, "scope-target");
+    target.send_udp(rx.local_addr().unwrap().port(), 3, "scope-target");
     let mut got = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
     while got < 3 {
         b.poll(Duration::from_millis(10), &mut |raw| {
             let carries = raw.data.windows(12).any(|w| w == b"scope-target");
-            if carries && raw.pid == target.child.id() && raw.direction == Direction::Outbound {
+            if carries && raw.pid == target.pid() && raw.direction == Direction::Outbound {
                 got += 1;
             }
         })

@@ -60,3 +60,20 @@ impl Drop for Agent {
         let _ = self.child.wait();
     }
 }
+
+/// An agent script that sends `N` UDP datagrams `PAYLOAD` to 127.0.0.1:PORT
+/// from one socket at `send PORT N PAYLOAD`, and says `sent` once it has
+/// (the egress program runs in the send, so the records are in the ring by then).
+pub const UDP_SENDER: &str = "import socket, sys\n\
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+    for line in sys.stdin:\n\
+    \x20   _, port, n, payload = line.split()\n\
+    \x20   for _ in range(int(n)): s.sendto(payload.encode(), ('127.0.0.1', int(port)))\n\
+    \x20   print('sent', flush=True)\n";
+
+impl Agent {
+    /// [`UDP_SENDER`]'s `send`: `n` datagrams `payload` to 127.0.0.1:`port`, sent when it returns.
+    pub fn send_udp(&mut self, port: u16, n: u32, payload: &str) {
+        assert_eq!(self.ask(&format!("send {port} {n} {payload}")), "sent");
+    }
+}
