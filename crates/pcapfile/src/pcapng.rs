@@ -466,46 +466,37 @@ impl<W: Write> PcapngWriter<W> {
         self.cache_comment(p, iface.is_none());
         let comment = self.comments.text();
         let (data, orig_len) = captured(p, self.out.snaplen);
-        if self.hold.is_none() {
-            // Written now: the packet's bytes go to the output straight from
-            // the record (the kernel's ring), beside the block's own fields,
-            // in one vectored write (one block: see [`write_block`]).
-            let total = epb_len(data.len(), comment.len()) as u32;
-            let mut head = [0u8; 28];
-            for (at, v) in [BT_EPB, total, iface.unwrap_or(0), (p.timestamp_ns >> 32) as u32, p.timestamp_ns as u32]
-                .into_iter()
-                .chain([data.len() as u32, orig_len])
-                .enumerate()
-            {
-                head[at * 4..at * 4 + 4].copy_from_slice(&v.to_le_bytes());
-            }
-            let pad = &[0u8; 3][..data.len().next_multiple_of(4) - data.len()];
-            // The options start aligned (after the padding): built as a block's tail.
-            let mut tail = Block { buf: std::mem::take(&mut self.block) };
-            tail.buf.clear();
-            if !comment.is_empty() {
-                tail.option(OPT_COMMENT, comment.as_bytes());
-            }
-            tail.option(EPB_FLAGS, &flags(p.direction).to_le_bytes()).u32(OPT_ENDOFOPT.into()).u32(total);
-            let r = write_block(&mut self.out.w, &head, data, pad, &tail.buf);
-            self.block = tail.buf;
-            r?;
-            self.blocks_out += 1;
-            return Ok(());
+        // The block in parts: its fields, the packet's bytes (straight from
+        // the record, the kernel's ring), their padding, and the options.
+        let total = epb_len(data.len(), comment.len()) as u32;
+        let mut head = [0u8; 28];
+        for (at, v) in [BT_EPB, total, iface.unwrap_or(0), (p.timestamp_ns >> 32) as u32, p.timestamp_ns as u32]
+            .into_iter()
+            .chain([data.len() as u32, orig_len])
+            .enumerate()
+        {
+            head[at * 4..at * 4 + 4].copy_from_slice(&v.to_le_bytes());
         }
-        let mut epb = Block::reuse(std::mem::take(&mut self.block), BT_EPB);
-        epb.u32(iface.unwrap_or(0))
-            .u32((p.timestamp_ns >> 32) as u32)
-            .u32(p.timestamp_ns as u32)
-            .u32(data.len() as u32)
-            .u32(orig_len)
-            .padded(data);
+        let pad = &[0u8; 3][..data.len().next_multiple_of(4) - data.len()];
+        // The options start aligned (after the padding): built as a block's tail.
+        let mut tail = Block { buf: std::mem::take(&mut self.block) };
+        tail.buf.clear();
         if !comment.is_empty() {
-            epb.option(OPT_COMMENT, comment.as_bytes());
+            tail.option(OPT_COMMENT, comment.as_bytes());
         }
-        epb.option(EPB_FLAGS, &flags(p.direction).to_le_bytes());
-        epb.finish();
-        self.emit_packet(epb.buf, None, hello)
+        tail.option(EPB_FLAGS, &flags(p.direction).to_le_bytes()).u32(OPT_ENDOFOPT.into()).u32(total);
+        if self.hold.is_some() {
+            // Held back (keys awaited): the block whole, in a buffer of its own.
+            let bytes = [&head[..], data, pad, &tail.buf].concat();
+            self.block = tail.buf;
+            return self.emit_packet(bytes, None, hello);
+        }
+        // Written now, in one vectored write (one block: see [`write_block`]).
+        let r = write_block(&mut self.out.w, &head, data, pad, &tail.buf);
+        self.block = tail.buf;
+        r?;
+        self.blocks_out += 1;
+        Ok(())
     }
 
     /// Make the current comment ([`Comments::text`]) `p`'s: the whole
