@@ -354,8 +354,8 @@ impl Cgroupfs {
     /// Process `pid`'s cgroup2 path as its `/proc/PID/cgroup` shows it (`/`
     /// for the root); None when it cannot be read or names a removed cgroup.
     pub fn cgroup_of(&self, pid: u32) -> Option<String> {
-        let text = fs::read_to_string(self.proc_root.join(pid.to_string()).join("cgroup")).ok()?;
-        let path = crate::container::cgroup2_path(&text)?.trim_end();
+        let path = crate::procfs::Procfs::at(&self.proc_root).cgroup(pid).ok()?;
+        let path = path.trim_end();
         (path.starts_with('/') && !path.ends_with(" (deleted)")).then(|| path.to_string())
     }
 
