@@ -766,12 +766,19 @@ impl Attachments {
     /// after them); if that fails too, detach everything.
     fn roll_back(&mut self, ebpf: &mut Ebpf, old: AttachPoint, n: usize) {
         let back = open_point(&old).and_then(|cg| {
-            let cgroup_programs = PROGRAM_NAMES.iter().filter(|n| !TRACEPOINT_NAMES.contains(n));
-            for (i, name) in cgroup_programs.take(n).enumerate() {
+            let mut i = 0;
+            for name in PROGRAM_NAMES {
                 let prog = ebpf
                     .program_mut(name)
                     .ok_or_else(|| EngineError::Unsupported(format!("program {name} missing from the object")))?;
+                if matches!(prog, Program::RawTracePoint(_)) {
+                    continue; // (system-wide: not moved)
+                }
+                if i == n {
+                    break;
+                }
                 self.cgroup[i] = attach(name, prog, &cg)?;
+                i += 1;
             }
             Ok(())
         });
@@ -791,9 +798,6 @@ impl Attachments {
         self.at = None;
     }
 }
-
-/// The raw tracepoints of [`PROGRAM_NAMES`] (attached system-wide).
-const TRACEPOINT_NAMES: &[&str] = &["pidcap_fork", "pidcap_exit"];
 
 /// The cgroup directory of `at`, opened for attaching.
 fn open_point(at: &AttachPoint) -> Result<File> {
