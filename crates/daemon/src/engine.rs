@@ -370,19 +370,28 @@ impl Engine {
     /// the root instead (which holds every target); one that fails there
     /// keeps the old point.
     fn rescope(&mut self, live: Vec<u32>) {
-        let mut at = self.attach_point(&live, self.by_name_or_cgroup);
-        let mut moved = self.session.capture_mut().set_attach(at.as_ref());
-        if let (Err(e), Some(AttachPoint::Cgroup(_))) = (&moved, &at) {
-            tracing::warn!("moving the programs to {}: {e}; moving them to the cgroup2 root", describe(at.as_ref()));
-            at = Some(AttachPoint::Root);
-            moved = self.session.capture_mut().set_attach(at.as_ref());
-        }
-        match moved {
-            Ok(()) => {
+        let at = self.attach_point(&live, self.by_name_or_cgroup);
+        match self.attach_or_root(at) {
+            Ok(at) => {
                 tracing::debug!(at = ?at, targets = live.len(), "the programs follow the live targets");
                 self.scoped = live;
             }
-            Err(e) => tracing::warn!("moving the programs to {}: {e}", describe(at.as_ref())),
+            Err(e) => tracing::warn!("moving the programs: {e}"),
+        }
+    }
+
+    /// Put the programs at `at`; if that is a cgroup that refuses (it went
+    /// meanwhile), at the root, which holds every target. Where they are now.
+    fn attach_or_root(&mut self, at: Option<AttachPoint>) -> Result<Option<AttachPoint>, EngineError> {
+        match self.session.capture_mut().set_attach(at.as_ref()) {
+            Err(e) if matches!(at, Some(AttachPoint::Cgroup(_))) => {
+                tracing::warn!("attaching at {}: {e}; attaching at the cgroup2 root", describe(at.as_ref()));
+                let root = Some(AttachPoint::Root);
+                self.session.capture_mut().set_attach(root.as_ref())?;
+                Ok(root)
+            }
+            Err(e) => Err(e),
+            Ok(()) => Ok(at),
         }
     }
 
@@ -537,16 +546,8 @@ impl Engine {
         // Attached before the targets are added: a socket a target makes
         // from then on is seen by the hooks, those it has already by sock_diag.
         let by_name_or_cgroup = !names.is_empty() || cgroups.as_ref().is_some_and(|(_, c)| !c.is_empty());
-        let mut at = self.attach_point(&pids, by_name_or_cgroup);
-        if let Err(e) = self.session.capture_mut().set_attach(at.as_ref()) {
-            // The targets' cgroup went meanwhile (or refuses): the root holds them all.
-            if at.is_none() || at == Some(AttachPoint::Root) {
-                return Err(engine_err(e));
-            }
-            tracing::warn!("attaching at {}: {e}; attaching at the cgroup2 root", describe(at.as_ref()));
-            at = Some(AttachPoint::Root);
-            self.session.capture_mut().set_attach(at.as_ref()).map_err(engine_err)?;
-        }
+        let at = self.attach_point(&pids, by_name_or_cgroup);
+        let at = self.attach_or_root(at).map_err(engine_err)?;
         tracing::info!("capture programs attached at {}", describe(at.as_ref()));
         self.by_name_or_cgroup = by_name_or_cgroup;
         // Same kernel layer: fresh ring and counters, ids continuing where
