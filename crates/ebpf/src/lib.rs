@@ -251,6 +251,11 @@ fn program_err(program: &str, e: ProgramError) -> EngineError {
     }
 }
 
+/// The TLS uprobe programs of [`OBJECT`], prepared for uprobe_multi links.
+fn prepare_multi() -> std::result::Result<uprobe_multi::Prepared, uprobe_multi::LoadError> {
+    uprobe_multi::Prepared::new(OBJECT, tls::ENTRY_PROGRAM, tls::RETURN_PROGRAM)
+}
+
 /// PIDCAP_TLS_PERF_LINKS=1: the TLS uprobes as perf-event links, never
 /// uprobe_multi (comparisons, docs/PERFORMANCE.md; kernels that misbehave).
 fn perf_links_asked() -> bool {
@@ -275,9 +280,7 @@ impl EbpfBackend {
         }
         // The uprobe programs' CPU work beside aya's (joined before the ring
         // is mapped, so that the two parses of the kernel's BTF are freed by then).
-        let prepare = (opts.prepare_tls && !perf_links_asked()).then(|| {
-            std::thread::spawn(|| uprobe_multi::Prepared::new(OBJECT, tls::ENTRY_PROGRAM, tls::RETURN_PROGRAM))
-        });
+        let prepare = (opts.prepare_tls && !perf_links_asked()).then(|| std::thread::spawn(prepare_multi));
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("ring", opts.ring_bytes)
             .load(OBJECT)
@@ -398,7 +401,7 @@ impl EbpfBackend {
             }
             let prepared = match self.tls_prepared.take() {
                 Some(p) => p,
-                None => uprobe_multi::Prepared::new(OBJECT, tls::ENTRY_PROGRAM, tls::RETURN_PROGRAM),
+                None => prepare_multi(),
             };
             prepared.and_then(|p| p.load(&fds)).map_err(Some)
         };

@@ -689,7 +689,7 @@ impl TlsProbes {
     }
 
     /// Use uprobe_multi links made with these programs (loaded by the
-    /// caller; see [`crate::uprobe_multi::Programs::load`]).
+    /// caller; see [`crate::uprobe_multi::Prepared`]).
     pub fn set_multi(&mut self, programs: uprobe_multi::Programs) {
         self.multi = Some(programs);
     }

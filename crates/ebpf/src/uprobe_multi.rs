@@ -11,7 +11,7 @@
 //!
 //! aya 0.14 cannot make these links, and the kernel wants the programs
 //! loaded with `expected_attach_type = BPF_TRACE_UPROBE_MULTI`, which aya's
-//! `UProbe::load` does not set. So [`Programs::load`] loads `pidcap_tls_ent`
+//! `UProbe::load` does not set. So [`Prepared`] loads `pidcap_tls_ent`
 //! and `pidcap_tls_ret` a second time from the same object through the
 //! `bpf` syscall (aya-obj's relocations: the maps aya created, CO-RE against
 //! the kernel's BTF), and [`Programs::attach`] makes the links.
@@ -145,7 +145,7 @@ fn zeroed_attr() -> bpf_attr {
 }
 
 /// The uprobe programs of the object, parsed and relocated against the
-/// kernel's BTF: the CPU work of [`Programs::load`] (most of it the parse of
+/// kernel's BTF: the CPU work of loading them (most of it the parse of
 /// the kernel's BTF, ~40 ms and ~18 MiB while it lasts), with no kernel
 /// object made, so that it can run on a thread of its own while aya loads
 /// the other programs ([`crate::LoadOptions::prepare_tls`]), and the BTF is
@@ -212,18 +212,6 @@ impl Programs {
     /// The id the kernel gave a loaded program (BPF_OBJ_GET_INFO_BY_FD).
     pub fn id_of(fd: BorrowedFd<'_>) -> std::io::Result<u32> {
         program_id(fd)
-    }
-
-    /// Load `entry` and `ret` (program names) from `object` with the
-    /// uprobe_multi attach type, their maps relocated to `maps` (name, fd of
-    /// the map aya created): [`Prepared::new`], then [`Prepared::load`].
-    pub fn load(
-        object: &[u8],
-        entry: &'static str,
-        ret: &'static str,
-        maps: &[(&str, BorrowedFd<'_>)],
-    ) -> Result<Programs, LoadError> {
-        Prepared::new(object, entry, ret)?.load(maps)
     }
 
     /// One link of `prog` (entry: [`Programs::entry`], return: with
