@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const PORT: u16 = 8080;
@@ -201,7 +201,7 @@ fn only_root_and_the_group_may_connect() {
 
 /// The daemon process of the SIGKILL test (the helper binary
 /// `pidcap-daemon-test-child`), killed on drop if the test fails first.
-struct DaemonChild(Child);
+struct DaemonChild(pidcap_testkit::KillOnDrop);
 
 impl DaemonChild {
     fn start(socket: &Path) -> DaemonChild {
@@ -217,14 +217,7 @@ impl DaemonChild {
             line.clear();
             assert!(out.read_line(&mut line).unwrap() > 0, "the daemon process exited early: {:?}", child.wait());
         }
-        DaemonChild(child)
-    }
-}
-
-impl Drop for DaemonChild {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        DaemonChild(pidcap_testkit::KillOnDrop(child))
     }
 }
 

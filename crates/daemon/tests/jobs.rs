@@ -34,7 +34,7 @@ fn count_datagrams(s: &UdpSocket, quiet: Duration) -> Vec<Vec<u8>> {
 /// A python UDP client (one of the scripts below) that has sent "hello" to
 /// `port` while captured by the daemon; it waits on stdin until killed.
 struct UdpClient {
-    child: std::process::Child,
+    child: pidcap_testkit::KillOnDrop,
     port: u16,
     _stdin: std::process::ChildStdin,
 }
@@ -62,18 +62,11 @@ impl UdpClient {
         let mut buf = [0u8; 64];
         let (n, from) = srv.recv_from(&mut buf).unwrap();
         assert_eq!((&buf[..n], from.port()), (&b"hello"[..], client_port));
-        UdpClient { child, port: client_port, _stdin: stdin }
+        UdpClient { child: pidcap_testkit::KillOnDrop(child), port: client_port, _stdin: stdin }
     }
 
     fn pid(&self) -> u32 {
         self.child.id()
-    }
-}
-
-impl Drop for UdpClient {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

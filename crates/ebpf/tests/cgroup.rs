@@ -10,11 +10,11 @@ use pidcap_engine::{KernelBackend, KernelConfig};
 use pidcap_testkit::cgroup::{cgroup2_root, Cgroup};
 use pidcap_testkit::require;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 
 /// A python3 that makes a UDP socket when told (a line on stdin) and says `made`.
 struct SocketMaker {
-    child: Child,
+    child: pidcap_testkit::KillOnDrop,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
 }
@@ -30,7 +30,7 @@ impl SocketMaker {
             Command::new("python3").args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        SocketMaker { child, stdin, stdout }
+        SocketMaker { child: pidcap_testkit::KillOnDrop(child), stdin, stdout }
     }
 
     fn pid(&self) -> u32 {
@@ -43,13 +43,6 @@ impl SocketMaker {
         let mut line = String::new();
         self.stdout.read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "made");
-    }
-}
-
-impl Drop for SocketMaker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -12,7 +12,7 @@ use pidcap_testkit::tls::{Certs, HttpsServer, Peer};
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,15 +34,7 @@ const DEADLINE: Duration = Duration::from_secs(20);
 /// would count when many run at once).
 static KERNEL_EVENT_MUTEX: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
-/// A child process killed and reaped on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use pidcap_testkit::KillOnDrop as Proc;
 
 /// Certificates made for the test and the keep-alive HTTPS server (`https.py
 /// server`: answers `path=<path>`) on the host's loopback.

@@ -6,13 +6,13 @@
 use pidcap_resend::{prepare, run_job, EndReason, ErrorKind, InjectArgs, Mode, SendStatus};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, UdpSocket};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// A python3 client: runs `script`, says its first stdout line, then obeys stdin.
 struct Py {
-    child: Child,
+    child: pidcap_testkit::KillOnDrop,
     stdin: ChildStdin,
     out: BufReader<std::process::ChildStdout>,
 }
@@ -29,7 +29,7 @@ impl Py {
             .expect("python3");
         let stdin = child.stdin.take().unwrap();
         let out = BufReader::new(child.stdout.take().unwrap());
-        Py { child, stdin, out }
+        Py { child: pidcap_testkit::KillOnDrop(child), stdin, out }
     }
     fn line(&mut self) -> String {
         let mut l = String::new();
@@ -42,13 +42,6 @@ impl Py {
     }
     fn pid(&self) -> u32 {
         self.child.id()
-    }
-}
-
-impl Drop for Py {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -9,6 +9,8 @@
 //! - [`cgroup`]: a cgroup2 directory of the test's own, removed on drop.
 //! - [`tmpfs`]: a small tmpfs of the test's own (a disk that fills), unmounted on drop.
 //! - [`Scratch`]: a scratch directory of the test's own, removed on drop.
+//! - [`KillOnDrop`]: a child process killed and reaped on drop (a failed
+//!   assertion leaves no helper process behind).
 //! - [`tls`]: test certificates, the Python HTTPS peer script and guards for
 //!   its processes.
 
@@ -158,6 +160,32 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process, killed (SIGKILL) and reaped when dropped: a test that
+/// fails half-way leaves no helper process running. Derefs to the
+/// [`std::process::Child`].
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

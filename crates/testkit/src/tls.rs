@@ -120,7 +120,7 @@ impl Certs {
 /// and reaped on drop.
 #[derive(Debug)]
 pub struct Peer {
-    child: Child,
+    child: crate::KillOnDrop,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
 }
@@ -140,7 +140,7 @@ impl Peer {
                 }
             }
         });
-        Peer { child, stdin, lines }
+        Peer { child: crate::KillOnDrop(child), stdin, lines }
     }
 
     /// `python3 https.py MODE ARGS...`, `python3` being `Command::new("python3")`
@@ -204,13 +204,6 @@ impl Peer {
     pub fn finish(&mut self) -> std::process::ExitStatus {
         drop(self.stdin.take());
         self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

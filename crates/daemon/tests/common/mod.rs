@@ -16,7 +16,7 @@ pub use pidcap_testkit::NetNs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -67,7 +67,7 @@ for line in sys.stdin:
 
 /// A python process with a line protocol on stdin/stdout; killed on drop.
 pub struct Py {
-    child: Child,
+    child: pidcap_testkit::KillOnDrop,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
 }
@@ -81,18 +81,11 @@ impl Py {
         let mut line = String::new();
         stdout.read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "ready", "helper did not start");
-        Py { child, stdin, stdout }
+        Py { child: pidcap_testkit::KillOnDrop(child), stdin, stdout }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-}
-
-impl Drop for Py {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -5,11 +5,11 @@
 
 use pidcap_engine::process::Process;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 
 /// A python3 process running `script`, one socket operation per command.
 pub struct Agent {
-    child: Child,
+    child: pidcap_testkit::KillOnDrop,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
 }
@@ -20,7 +20,7 @@ impl Agent {
             Command::new("python3").args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        Agent { child, stdin, stdout }
+        Agent { child: pidcap_testkit::KillOnDrop(child), stdin, stdout }
     }
 
     pub fn pid(&self) -> u32 {
@@ -51,13 +51,6 @@ impl Agent {
         self.stdout.read_line(&mut line).unwrap();
         assert!(!line.is_empty(), "the agent exited on {cmd:?}");
         line.trim().to_string()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
