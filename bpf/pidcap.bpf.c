@@ -366,8 +366,11 @@ __attribute__((noinline)) int match_cgroup(__u32 tgid, __u64 key)
 /* Record the current process as the owner of socket sk (a pointer the
  * program may hand to bpf_sk_storage_get) in the socket's storage; returns
  * the storage (0: it could not be had), with a verdict of the current
- * generation when the owner is set. *keyp gets the current process's key. */
-static __always_inline struct pidcap_sk_owner *remember_owner(struct bpf_sock *sk, __u64 *keyp)
+ * generation when the owner is set. *keyp gets the current process's key.
+ * ctx is the program's context, for the socket's cookie (a socket older than
+ * the capture may have entries seeded by cookie); 0 for a socket being
+ * created (nothing can be seeded for it). */
+static __always_inline struct pidcap_sk_owner *remember_owner(struct bpf_sock *sk, void *ctx, __u64 *keyp)
 {
 	__u64 pt = bpf_get_current_pid_tgid();
 	__u32 tgid = pt >> 32;
@@ -405,6 +408,23 @@ static __always_inline struct pidcap_sk_owner *remember_owner(struct bpf_sock *s
 	struct pidcap_target *by_comm = bpf_map_lookup_elem(&target_comms, comm);
 	if (by_comm && add_target(tgid, key, by_comm->flags))
 		gen = targets_gen();
+	if (ctx && !st->valid) {
+		/* A socket older than the capture whose first operation in process
+		 * context comes before its first packet: its seeded entries move
+		 * into its storage, as handle_skb_slow moves them at a first
+		 * packet. Left in the maps they outlived the socket, and its
+		 * port_owners entry too (sock_release reads the port of a socket
+		 * with an owner from its storage). */
+		__u64 cookie = bpf_get_socket_cookie(ctx);
+		bpf_map_delete_elem(&owners, &cookie);
+		struct pidcap_port_key *bp = bpf_map_lookup_elem(&bound_ports, &cookie);
+		if (bp) {
+			st->port.port = bp->port;
+			st->port.proto = bp->proto;
+			st->bound = 1;
+			bpf_map_delete_elem(&bound_ports, &cookie);
+		}
+	}
 	st->owner.tgid = tgid;
 	st->owner.tid = tid;
 	st->owner.key = key;
@@ -454,7 +474,7 @@ SEC("cgroup/sock_create")
 int pidcap_sock_create(struct bpf_sock *sk)
 {
 	__u64 key;
-	remember_owner(sk, &key);
+	remember_owner(sk, 0, &key);
 	return 1;
 }
 
@@ -467,7 +487,7 @@ static __always_inline void remember_port(struct bpf_sock *sk)
 	__u64 key;
 	struct pidcap_sk_owner *st = bystander_socket(sk);
 	if (!st)
-		st = remember_owner(sk, &key);
+		st = remember_owner(sk, sk, &key);
 	if (!st || !st->valid)
 		return;
 	__u64 cookie = bpf_get_socket_cookie(sk);
@@ -970,7 +990,7 @@ static __always_inline int sock_addr_check(struct bpf_sock_addr *ctx, int v6)
 	if (sk && bystander_socket(sk))
 		return 1; /* the fast path: a bystander's socket */
 	if (sk)
-		st = remember_owner(sk, &key);
+		st = remember_owner(sk, ctx, &key);
 	else
 		key = pidcap_current_key();
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -1016,7 +1036,7 @@ static __always_inline void sock_addr_owner(struct bpf_sock_addr *ctx)
 	__u64 key;
 	struct bpf_sock *sk = ctx->sk;
 	if (sk && !bystander_socket(sk))
-		remember_owner(sk, &key);
+		remember_owner(sk, ctx, &key);
 }
 
 SEC("cgroup/recvmsg4")

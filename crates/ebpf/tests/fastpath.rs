@@ -188,6 +188,7 @@ struct Maps {
     gens: aya::maps::MapFd,
     owners: aya::maps::MapFd,
     port_owners: aya::maps::MapFd,
+    bound_ports: aya::maps::MapFd,
 }
 
 impl Maps {
@@ -207,6 +208,7 @@ impl Maps {
             gens: take("gens"),
             owners: take("owners"),
             port_owners: take("port_owners"),
+            bound_ports: take("bound_ports"),
         }
     }
 
@@ -405,4 +407,46 @@ fn a_socket_older_than_the_capture_caches_that_it_has_no_owner_and_is_captured_o
     assert!(captured.iter().all(|(pid, _)| *pid == early.pid()), "{captured:?}");
     let st = maps.storage(&sock).unwrap();
     assert!(st.valid == 1 && st.owner.tgid == early.pid() && st.verdict & 1 == 1, "{st:?}");
+}
+
+#[test]
+fn a_seeded_socket_whose_first_operation_is_a_send_takes_its_seeded_entries_into_its_storage_and_leaves_none_behind() {
+    require!(Root, Tool("python3"));
+    let mut peer = Agent::start(AGENT);
+    let (_recv, words) = peer.socket("recvsock");
+    let rport: u16 = words[0].parse().unwrap();
+    // An unconnected UDP socket, bound (by its first sendto) before the load.
+    let mut early = Agent::start(AGENT);
+    let (uncon, _) = early.socket("usock");
+    assert_eq!(early.ask(&format!("sendto {rport} before-load")), "ok");
+    assert_eq!(peer.ask("recvfrom"), "before-load");
+    let (c, key) = (cookie(&uncon), PortKey { port: local_port(&uncon), proto: 17, _pad: 0 });
+
+    let mut b = load();
+    let maps = Maps::of(&b);
+    b.add_target(&early.process(), false).unwrap();
+    assert!(lookup::<u64, Owner>(&maps.owners, &c).is_some(), "the socket was not seeded");
+    assert_eq!(lookup::<u64, PortKey>(&maps.bound_ports, &c), Some(key));
+    assert_eq!(lookup::<PortKey, PortOwner>(&maps.port_owners, &key).map(|po| po.cookie), Some(c));
+
+    // Its first operation since: a sendto, whose sendmsg4 hook (process
+    // context) comes before the datagram's egress. The socket's storage has
+    // its owner and its port; the maps of seeded sockets keep nothing of it.
+    assert_eq!(early.ask(&format!("sendto {rport} e-1")), "ok");
+    assert_eq!(peer.ask("recvfrom"), "e-1");
+    let st = maps.storage(&uncon).expect("the socket's storage");
+    assert!(st.valid == 1 && st.owner.tgid == early.pid() && st.verdict & 1 == 1, "{st:?}");
+    assert_eq!((st.bound, st.port), (1, key), "{st:?}");
+    assert!(lookup::<u64, Owner>(&maps.owners, &c).is_none(), "its seeded owner is left in owners");
+    assert!(lookup::<u64, PortKey>(&maps.bound_ports, &c).is_none(), "its seeded port is left in bound_ports");
+
+    // Closed (the agent's descriptor and this test's duplicate): its port
+    // has no owner left.
+    early.tell("exit");
+    drop(uncon);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Some(po) = lookup::<PortKey, PortOwner>(&maps.port_owners, &key) {
+        assert!(Instant::now() < deadline, "the closed socket's port still has an owner: {po:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
