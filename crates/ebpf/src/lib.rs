@@ -1131,7 +1131,7 @@ impl KernelBackend for EbpfBackend {
     /// by the old list or the new one, never by a half-written one. The
     /// bank written next may still be read by a program that loaded the
     /// previous word just before the switch: a change less than
-    /// [`BANK_REUSE_DELAY`] after the previous one waits out the rest (a
+    /// `BANK_REUSE_DELAY` (5 ms) after the previous one waits out the rest (a
     /// program runs for microseconds).
     fn set_rules(&mut self, list: &[Rule]) -> Result<()> {
         rules::check_list(list).map_err(EngineError::Invalid)?;
