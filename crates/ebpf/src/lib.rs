@@ -8,7 +8,7 @@
 //! - [`abi`]: the Rust mirror of `bpf/pidcap_abi.h`, with compile-time size asserts;
 //! - [`sockdiag`]: NETLINK_SOCK_DIAG, for sockets opened before capture started;
 //! - `cgroup`: finding (or mounting) the cgroup2 root; the attach point
-//!   ([`attach_for_targets`], `pidcap run`'s own cgroup [`RunCgroup`]);
+//!   ([`attach_for_targets`], `pidcap run`'s own cgroup [`RunCgroup`], `capture --isolate`'s [`Isolation`]);
 //! - [`tls`]: the TLS libraries targets map, and attaching the uprobes and
 //!   the raw `sys_enter` tracepoint program that take their plaintext;
 //! - [`uprobe_multi`]: the TLS uprobes as uprobe_multi links (the uprobe
@@ -47,6 +47,8 @@ pub use cgroup::{
     attach_for_targets, cgroup2_root, cgroup_of, common_ancestor, find_cgroup2, hierarchy, AttachPoint, RunCgroup,
     ScopeError,
 };
+// -- isolate (issue 13) --
+pub use cgroup::{sweep_isolations, Isolation, OwnCgroup, ISO_PREFIX, ISO_RECORDS};
 
 /// The kernel's own BTF, which the CO-RE relocations of the programs need.
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
