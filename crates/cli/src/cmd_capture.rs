@@ -474,6 +474,7 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
     // it. Checked first, with the filter expression: a typo should not need
     // root to be reported.
     let filter = args.opts.filter.compile()?;
+    check_isolate(&args)?;
     let mut processes = Vec::with_capacity(args.pids.len());
     for &pid in &args.pids {
         match Process::open(pid) {
@@ -486,7 +487,16 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
     }
     // -- capture by cgroup: resolved before anything is attached --
     let cgroups = resolve_cgroups(&args)?;
-    let attach = capture_attach(&args, &processes, cgroups.as_ref());
+    // -- isolate (issue 13): what a SIGKILLed pidcap left is put back first --
+    pidcap_ebpf::sweep_isolations();
+    // From the move on, a signal ends the capture through its end (which
+    // moves the targets back) instead of killing pidcap.
+    let early_signals = if args.isolate { Some(install_signals()?) } else { None };
+    let isolation = if args.isolate { Some(isolate(&processes)?) } else { None };
+    let attach = match &isolation {
+        Some(iso) => isolated_attach(iso),
+        None => capture_attach(&args, &processes, cgroups.as_ref()),
+    };
     let mut session = load_capture(&args.opts, filter, attach)?;
     let mut sink = Sink::open(&args.opts)?;
     if let Some(path) = &args.opts.keylog {
@@ -522,7 +532,10 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
             eprintln!("pidcap: {cg}: {n} process{} now, and those that join it", if n == 1 { "" } else { "es" });
         }
     }
-    let signals = install_signals()?;
+    let signals = match early_signals {
+        Some(s) => s,
+        None => install_signals()?,
+    };
     let what: Vec<String> = args
         .pids
         .iter()
@@ -533,7 +546,83 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
     announce(&args.opts, &what.join(", "));
     // More processes may come by name or into a cgroup: only a signal or -c ends those.
     let mut ended = if args.names.is_empty() && cgroups.is_none() { Ended::AllTargets } else { Ended::Never };
-    capture_loop(session, sink, &args.opts, &signals, &mut ended, Watch::new(false))
+    let code = capture_loop(session, sink, &args.opts, &signals, &mut ended, Watch::new(false));
+    // The programs are detached (the session is gone): the targets go back.
+    drop(isolation);
+    code
+}
+
+// -- isolate (issue 13) --
+
+/// `--isolate` takes `--pid` targets only: a name or cgroup target's
+/// processes are not known in advance (nor are they ours to move).
+fn check_isolate(args: &CaptureArgs) -> Result<()> {
+    if !args.isolate {
+        return Ok(());
+    }
+    if !args.names.is_empty() || !args.cgroups.is_empty() || !args.units.is_empty() || !args.containers.is_empty() {
+        bail!(
+            "--isolate moves --pid targets only: it cannot be used with --name, --cgroup, --unit or --container \
+             (their processes are not known in advance); nothing was moved"
+        );
+    }
+    if args.pids.is_empty() {
+        bail!("--isolate needs --pid targets to move");
+    }
+    Ok(())
+}
+
+/// Move the targets into their iso cgroups (refused, with nothing moved,
+/// when one cannot be made or a target cannot be moved), and say what the
+/// move does not cover: the sockets a target already had.
+fn isolate(processes: &[Process]) -> Result<pidcap_ebpf::Isolation> {
+    let pids: Vec<u32> = processes.iter().map(Process::pid).collect();
+    let iso = pidcap_ebpf::Isolation::create(&pids)
+        .context("--isolate: cannot isolate the targets (nothing was moved; capture without --isolate)")?;
+    for (dir, original) in iso.dirs().zip(iso.originals()) {
+        eprintln!("pidcap: --isolate: moved into {} (from cgroup {original}) while captured", dir.display());
+    }
+    let procfs = Procfs::default();
+    for &pid in &pids {
+        let n = ip_sockets(&procfs, pid);
+        if n > 0 {
+            eprintln!(
+                "pidcap: --isolate: pid {pid} had {n} TCP/UDP socket{} open before its move: they stay charged to \
+                 its old cgroup, and their packets are not captured (only the sockets it opens from now on are)",
+                if n == 1 { "" } else { "s" }
+            );
+        }
+    }
+    Ok(iso)
+}
+
+/// How many TCP/UDP sockets `pid` holds (its socket descriptors found in
+/// its network namespace's IP tables).
+fn ip_sockets(procfs: &Procfs, pid: u32) -> usize {
+    let Ok(mine) = procfs.socket_inodes(pid) else { return 0 };
+    let ip: HashSet<u64> = NetTable::IP
+        .iter()
+        .flat_map(|&t| procfs.net_sockets(pid, t).unwrap_or_default())
+        .map(|s| s.inode)
+        .collect();
+    mine.intersection(&ip).count()
+}
+
+/// Where an isolated capture attaches: its iso cgroup; with targets from
+/// several cgroups, the cgroup holding every iso cgroup (the attach code
+/// takes one point), said with what it costs.
+fn isolated_attach(iso: &pidcap_ebpf::Isolation) -> AttachPoint {
+    let at = iso.attach_point();
+    let n = iso.dirs().count();
+    if n > 1 {
+        eprintln!(
+            "pidcap: warning: --isolate: the targets came from {n} cgroups ({}): the programs attach at {at}, which \
+             holds them all, so every other process below it runs them on each of its packets, as without \
+             --isolate (capture each cgroup's targets with a pidcap of its own to spare them)",
+            iso.originals().collect::<Vec<_>>().join(", ")
+        );
+    }
+    at
 }
 
 /// tcpdump's habit `pidcap run -- curl URL 'tcp port 80'` hands the
