@@ -1,0 +1,336 @@
+//! `pidcap capture --isolate` (the real binary, as root): a target and a
+//! bystander share a test-made cgroup; the target is moved into
+//! `<cgroup>/pidcap-iso-<pidcap's pid>` while it is captured (its
+//! /proc/PID/cgroup says so), its datagrams are captured with the ORIGINAL
+//! cgroup in their metadata (pcapng and JSON), and the bystander's flood runs
+//! none of pidcap's packet programs (the kernel's run counts, BPF statistics
+//! on while the test holds a `BPF_ENABLE_STATS` descriptor); the same flood
+//! beside a capture without --isolate runs them (what makes that assertion
+//! able to fail). After SIGINT the target is back and the iso cgroup gone;
+//! after a SIGKILL the next pidcap (`run`, `capture`) puts it back. Refused,
+//! with nothing moved: name or cgroup targets, a threaded cgroup, a cgroup
+//! that cannot take a child (and then a target already moved goes back).
+
+mod common;
+
+use common::{bpf_ids_held_by, bpftool_json, pidcap, read_capture, require, start_pidcap, Scratch};
+use pidcap_testkit::cgroup::Cgroup;
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Datagrams of the bystander's flood.
+const FLOOD: u64 = 2_000;
+
+/// One test at a time: every pidcap start sweeps the isolations of dead
+/// pidcaps, which would undo the SIGKILL test's before it looks.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// BPF run-time statistics on while this lives (BPF_ENABLE_STATS, BPF_STATS_RUN_TIME).
+fn enable_stats() -> OwnedFd {
+    const BPF_ENABLE_STATS: libc::c_long = 32;
+    let attr = [0u8; 8]; // union bpf_attr { struct { __u32 type; } enable_stats; }: type 0, run time
+                         // SAFETY: the bpf syscall reads `attr.len()` bytes from a live buffer; it returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_ENABLE_STATS, attr.as_ptr(), attr.len()) };
+    assert!(fd >= 0, "BPF_ENABLE_STATS: {}", std::io::Error::last_os_error());
+    // SAFETY: fd is a descriptor the kernel just gave this process, owned by nothing else.
+    unsafe { OwnedFd::from_raw_fd(fd as i32) }
+}
+
+/// The run counts of `progs`' packet programs (ingress + egress).
+fn packet_program_runs(progs: &HashSet<u64>) -> u64 {
+    bpftool_json(&["prog", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["id"].as_u64().is_some_and(|id| progs.contains(&id)))
+        .filter(|p| matches!(p["name"].as_str(), Some("pidcap_ingress" | "pidcap_egress")))
+        .map(|p| p["run_cnt"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// The programs pidcap `pid` holds.
+fn programs_of(pid: u32) -> HashSet<u64> {
+    let (progs, _) = bpf_ids_held_by(pid);
+    assert!(!progs.is_empty(), "pidcap {pid} holds no BPF program: did it load?");
+    progs
+}
+
+/// Process `pid`'s cgroup2 path now.
+fn cgroup_of(pid: u32) -> String {
+    pidcap_ebpf::cgroup_of(pid).unwrap_or_else(|| panic!("the cgroup of {pid}"))
+}
+
+/// The iso cgroup pidcap `pidcap` makes below `cg`.
+fn iso_dir(cg: &Cgroup, pidcap: u32) -> PathBuf {
+    cg.dir().join(format!("pidcap-iso-{pidcap}"))
+}
+
+fn record(pidcap: u32) -> PathBuf {
+    PathBuf::from(pidcap_ebpf::ISO_RECORDS).join(pidcap.to_string())
+}
+
+/// A python3 that opens a UDP socket when told (`open`, answering its port),
+/// and sends on it (`send PORT N PAYLOAD`, answering `sent`); killed on drop.
+struct Udp {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Udp {
+    const SCRIPT: &'static str = "import socket, sys\n\
+        s = None\n\
+        for line in sys.stdin:\n\
+        \x20   w = line.split()\n\
+        \x20   if w[0] == 'open':\n\
+        \x20       s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0))\n\
+        \x20       print(s.getsockname()[1], flush=True)\n\
+        \x20   else:\n\
+        \x20       for _ in range(int(w[2])): s.sendto(w[3].encode(), ('127.0.0.1', int(w[1])))\n\
+        \x20       print('sent', flush=True)\n";
+
+    /// Started, moved into `cg` before it opens anything.
+    fn start_in(cg: &Cgroup) -> Udp {
+        let mut child = Command::new("python3")
+            .args(["-c", Self::SCRIPT])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        cg.add(child.id());
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Udp { child, stdin, stdout }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn ask(&mut self, line: &str) -> String {
+        writeln!(self.stdin, "{line}").unwrap();
+        let mut out = String::new();
+        self.stdout.read_line(&mut out).unwrap();
+        out.trim().to_string()
+    }
+
+    fn open(&mut self) -> u16 {
+        self.ask("open").parse().expect("a port")
+    }
+
+    fn send(&mut self, port: u16, n: u64, payload: &str) {
+        assert_eq!(self.ask(&format!("send {port} {n} {payload}")), "sent");
+    }
+}
+
+impl Drop for Udp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `sleep` in `cg`; killed on drop.
+struct Sleeper(Child);
+
+impl Sleeper {
+    fn start_in(cg: &Cgroup) -> Sleeper {
+        let child = Command::new("sleep").arg("120").spawn().expect("sleep");
+        cg.add(child.id());
+        Sleeper(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_isolated_target_is_captured_its_cgroup_sibling_runs_nothing_and_it_goes_back_on_sigint() {
+    require!(Root, Tool("bpftool"), Tool("python3"));
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _stats = enable_stats();
+    let cg = Cgroup::new("iso");
+    let scratch = Scratch::new("iso");
+    let file = scratch.path("iso.pcapng");
+    let mut target = Udp::start_in(&cg);
+    let mut bystander = Udp::start_in(&cg);
+    let port = bystander.open();
+
+    let (pidcap_run, lines) = start_pidcap(
+        pidcap().args(["capture", "--isolate", "--no-tls", "-U", "-w"]).arg(&file).args([
+            "--pid",
+            &target.pid().to_string(),
+        ]),
+    );
+    let me = pidcap_run.id();
+    assert!(lines.seen.iter().any(|l| l.contains("--isolate: moved into")), "{:?}", lines.seen);
+    let iso = iso_dir(&cg, me);
+    assert_eq!(cgroup_of(target.pid()), format!("{}/pidcap-iso-{me}", cg.path()), "moved during the capture");
+    assert_eq!(cgroup_of(bystander.pid()), cg.path(), "the bystander is not moved");
+    assert!(record(me).is_file(), "a record of the live isolation");
+
+    // The bystander's flood (both ends its own socket, in the target's old cgroup) runs none of them.
+    let progs = programs_of(me);
+    let before = packet_program_runs(&progs);
+    bystander.send(port, FLOOD, "bystander");
+    assert_eq!(packet_program_runs(&progs), before, "the bystander's datagrams ran pidcap's programs");
+
+    // The target's datagrams, on a socket it opens now, are captured.
+    target.open();
+    target.send(port, 3, "iso-target");
+    common::wait_for_capture(&file, "the target's 3 datagrams", |p| {
+        p.iter().filter(|p| p.pid == target.pid() && p.payload() == b"iso-target").count() == 3
+    });
+
+    signal(&pidcap_run, libc::SIGINT);
+    let out = pidcap_run.wait_with_output();
+    assert!(out.status.success(), "{:?}", lines.seen);
+    assert_eq!(cgroup_of(target.pid()), cg.path(), "back in its cgroup after SIGINT");
+    assert!(!iso.exists(), "the iso cgroup is removed");
+    assert!(!record(me).exists(), "the record is removed");
+
+    // The metadata names the cgroup the target came from (pcapng, and JSON read back).
+    let packets = read_capture(&file);
+    let mine: Vec<_> = packets.iter().filter(|p| p.pid == target.pid()).collect();
+    assert!(!mine.is_empty());
+    for p in &mine {
+        assert_eq!(p.process.as_ref().expect("metadata").cgroup, cg.path(), "{p:?}");
+    }
+    let out = pidcap().args(["read", "--json"]).arg(&file).output().unwrap();
+    common::ok(&out);
+    let text = common::text(&out.stdout);
+    let line = text.lines().find(|l| l.contains(&format!("\"pid\":{},", target.pid()))).expect("a JSON line");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["process"]["cgroup"], cg.path().as_str());
+
+    // Control: without --isolate the programs sit on the shared cgroup, and the same flood runs them.
+    let (plain, _lines) =
+        start_pidcap(pidcap().args(["capture", "-q", "--no-tls", "--pid", &target.pid().to_string()]));
+    let progs = programs_of(plain.id());
+    let before = packet_program_runs(&progs);
+    bystander.send(port, FLOOD, "bystander");
+    let after = packet_program_runs(&progs);
+    assert!(after >= before + FLOOD, "beside a plain capture the flood runs the programs: {before} -> {after}");
+    assert_eq!(cgroup_of(target.pid()), cg.path(), "no --isolate: not moved");
+    signal(&plain, libc::SIGINT);
+    plain.wait();
+}
+
+fn signal(child: &common::Running, sig: libc::c_int) {
+    child.signal(sig);
+}
+
+/// `capture --isolate --pid T`, then SIGKILL: T is left in the iso cgroup.
+fn killed_isolation(cg: &Cgroup, t: &Sleeper) -> (u32, PathBuf) {
+    let (running, _lines) =
+        start_pidcap(pidcap().args(["capture", "-q", "--no-tls", "--isolate", "--pid", &t.pid().to_string()]));
+    let me = running.id();
+    let iso = iso_dir(cg, me);
+    assert_eq!(cgroup_of(t.pid()), format!("{}/pidcap-iso-{me}", cg.path()));
+    running.signal(libc::SIGKILL);
+    running.wait();
+    assert_eq!(cgroup_of(t.pid()), format!("{}/pidcap-iso-{me}", cg.path()), "a SIGKILL leaves it moved");
+    assert!(iso.is_dir() && record(me).is_file());
+    (me, iso)
+}
+
+#[test]
+fn after_a_sigkill_the_next_pidcap_puts_the_target_back() {
+    require!(Root, Tool("python3"));
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cg = Cgroup::new("iso-kill");
+    let t = Sleeper::start_in(&cg);
+
+    // The next `run` sweeps it...
+    let (me, iso) = killed_isolation(&cg, &t);
+    let out = pidcap().args(["run", "-q", "--no-tls", "--", "true"]).output().unwrap();
+    common::ok(&out);
+    assert_eq!(cgroup_of(t.pid()), cg.path(), "run put it back");
+    assert!(!iso.exists() && !record(me).exists(), "iso cgroup and record removed");
+    assert!(common::text(&out.stderr).contains(&format!("a killed pidcap's (pid {me}) isolation undone")));
+
+    // ...and so does the next `capture` (of something else).
+    let (me, iso) = killed_isolation(&cg, &t);
+    let other = Sleeper::start_in(&cg);
+    let (c, _lines) = start_pidcap(pidcap().args(["capture", "-q", "--no-tls", "--pid", &other.pid().to_string()]));
+    assert_eq!(cgroup_of(t.pid()), cg.path(), "capture put it back");
+    assert!(!iso.exists() && !record(me).exists());
+    c.signal(libc::SIGINT);
+    c.wait();
+}
+
+/// `pidcap capture ARGS` must fail with exit status 2 and a message containing `needle`.
+fn refused(args: &[&str], needle: &str) -> String {
+    let out = pidcap().args(["capture", "-q", "--no-tls"]).args(args).stdin(Stdio::null()).output().unwrap();
+    let err = common::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err}");
+    err
+}
+
+#[test]
+fn isolation_is_refused_before_anything_moves_and_a_half_move_is_undone() {
+    require!(Root);
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cg = Cgroup::new("iso-refuse");
+    let t = Sleeper::start_in(&cg);
+    let pid = t.pid().to_string();
+    let untouched = |what: &str| {
+        assert_eq!(cgroup_of(t.pid()), cg.path(), "{what}: the target was not moved");
+        let left: Vec<_> = std::fs::read_dir(cg.dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("pidcap-iso-"))
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "{what}: no iso cgroup is left: {left:?}");
+    };
+
+    // Name, cgroup, unit and container targets.
+    refused(&["--isolate", "--pid", &pid, "--name", "iso-nobody"], "--isolate moves --pid targets only");
+    refused(&["--isolate", "--pid", &pid, "--cgroup", &cg.path()], "--isolate moves --pid targets only");
+    refused(&["--isolate", "--unit", "iso-nobody"], "--isolate moves --pid targets only");
+    refused(&["--isolate", "--container", "abcdef12"], "--isolate moves --pid targets only");
+    untouched("name or cgroup targets");
+
+    // A threaded subtree: a process in a "domain threaded" cgroup cannot be moved into a new child.
+    let thr = Cgroup::new("iso-threaded");
+    let t2 = Sleeper::start_in(&thr);
+    let sub = thr.child("t");
+    std::fs::write(sub.dir().join("cgroup.type"), "threaded").unwrap();
+    let err = refused(&["--isolate", "--pid", &t2.pid().to_string()], "threaded");
+    assert!(err.contains(&thr.dir().display().to_string()), "names the cgroup: {err}");
+    assert_eq!(cgroup_of(t2.pid()), thr.path(), "not moved");
+    assert_eq!(std::fs::read_dir(thr.dir()).unwrap().flatten().filter(|e| e.path().is_dir()).count(), 1, "only t");
+
+    // A cgroup that cannot take a child: the first target (in cg) was moved
+    // before the second's iso cgroup failed, and goes back.
+    let full = Cgroup::new("iso-full");
+    std::fs::write(full.dir().join("cgroup.max.descendants"), "0").unwrap();
+    let t3 = Sleeper::start_in(&full);
+    let err = refused(&["--isolate", "--pid", &pid, "--pid", &t3.pid().to_string()], "cannot isolate");
+    assert!(err.contains(&full.dir().display().to_string()), "names the cgroup: {err}");
+    assert!(err.contains("Resource temporarily unavailable"), "names the cause: {err}");
+    untouched("a half move");
+    assert_eq!(cgroup_of(t3.pid()), full.path());
+    let ours: Vec<_> = std::fs::read_dir(pidcap_ebpf::ISO_RECORDS)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    for r in ours {
+        let text = std::fs::read_to_string(&r).unwrap_or_default();
+        assert!(!text.contains(&cg.dir().display().to_string()), "no record is left for it: {}", r.display());
+    }
+}
