@@ -494,7 +494,8 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
     let early_signals = if args.isolate { Some(install_signals()?) } else { None };
     let isolation = if args.isolate { Some(isolate(&processes)?) } else { None };
     let attach = match &isolation {
-        Some(iso) => isolated_attach(iso),
+        // Its iso cgroup, or each of them (targets from several cgroups).
+        Some(iso) => iso.attach_point(),
         None => capture_attach(&args, &processes, cgroups.as_ref()),
     };
     let mut session = load_capture(&args.opts, filter, attach)?;
@@ -600,29 +601,9 @@ fn isolate(processes: &[Process]) -> Result<pidcap_ebpf::Isolation> {
 /// its network namespace's IP tables).
 fn ip_sockets(procfs: &Procfs, pid: u32) -> usize {
     let Ok(mine) = procfs.socket_inodes(pid) else { return 0 };
-    let ip: HashSet<u64> = NetTable::IP
-        .iter()
-        .flat_map(|&t| procfs.net_sockets(pid, t).unwrap_or_default())
-        .map(|s| s.inode)
-        .collect();
+    let ip: HashSet<u64> =
+        NetTable::IP.iter().flat_map(|&t| procfs.net_sockets(pid, t).unwrap_or_default()).map(|s| s.inode).collect();
     mine.intersection(&ip).count()
-}
-
-/// Where an isolated capture attaches: its iso cgroup; with targets from
-/// several cgroups, the cgroup holding every iso cgroup (the attach code
-/// takes one point), said with what it costs.
-fn isolated_attach(iso: &pidcap_ebpf::Isolation) -> AttachPoint {
-    let at = iso.attach_point();
-    let n = iso.dirs().count();
-    if n > 1 {
-        eprintln!(
-            "pidcap: warning: --isolate: the targets came from {n} cgroups ({}): the programs attach at {at}, which \
-             holds them all, so every other process below it runs them on each of its packets, as without \
-             --isolate (capture each cgroup's targets with a pidcap of its own to spare them)",
-            iso.originals().collect::<Vec<_>>().join(", ")
-        );
-    }
-    at
 }
 
 /// tcpdump's habit `pidcap run -- curl URL 'tcp port 80'` hands the

@@ -10,6 +10,8 @@
 //! after a SIGKILL the next pidcap (`run`, `capture`) puts it back. Refused,
 //! with nothing moved: name or cgroup targets, a threaded cgroup, a cgroup
 //! that cannot take a child (and then a target already moved goes back).
+//! Targets from two cgroups: each program is linked at both iso cgroups
+//! (the kernel's link list) and nowhere else.
 
 mod common;
 
@@ -21,7 +23,6 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 /// Datagrams of the bystander's flood.
 const FLOOD: u64 = 2_000;
@@ -170,10 +171,10 @@ fn an_isolated_target_is_captured_its_cgroup_sibling_runs_nothing_and_it_goes_ba
     let port = bystander.open();
 
     let (pidcap_run, lines) = start_pidcap(
-        pidcap().args(["capture", "--isolate", "--no-tls", "-U", "-w"]).arg(&file).args([
-            "--pid",
-            &target.pid().to_string(),
-        ]),
+        pidcap()
+            .args(["capture", "--isolate", "--no-tls", "-U", "-w"])
+            .arg(&file)
+            .args(["--pid", &target.pid().to_string()]),
     );
     let me = pidcap_run.id();
     assert!(lines.seen.iter().any(|l| l.contains("--isolate: moved into")), "{:?}", lines.seen);
@@ -227,6 +228,70 @@ fn an_isolated_target_is_captured_its_cgroup_sibling_runs_nothing_and_it_goes_ba
     assert_eq!(cgroup_of(target.pid()), cg.path(), "no --isolate: not moved");
     signal(&plain, libc::SIGINT);
     plain.wait();
+}
+
+/// The cgroup ids (directory inodes) the cgroup links of `progs` are attached to, one entry per link.
+fn cgroup_links(progs: &HashSet<u64>) -> Vec<u64> {
+    let mut ids: Vec<u64> = bpftool_json(&["link", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["prog_id"].as_u64().is_some_and(|id| progs.contains(&id)))
+        .filter_map(|l| l["cgroup_id"].as_u64())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+fn cgroup_id(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).ino()
+}
+
+#[test]
+fn targets_from_two_cgroups_get_the_programs_at_each_iso_cgroup_and_nowhere_else() {
+    require!(Root, Tool("bpftool"), Tool("python3"));
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _stats = enable_stats();
+    let (cg_a, cg_b) = (Cgroup::new("iso-a"), Cgroup::new("iso-b"));
+    let scratch = Scratch::new("iso-two");
+    let file = scratch.path("two.pcapng");
+    let mut a = Udp::start_in(&cg_a);
+    let mut b = Udp::start_in(&cg_b);
+    let mut bystander = Udp::start_in(&cg_a);
+    let port = bystander.open();
+    let (running, lines) =
+        start_pidcap(pidcap().args(["capture", "--isolate", "--no-tls", "-U", "-w"]).arg(&file).args([
+            "--pid",
+            &a.pid().to_string(),
+            "--pid",
+            &b.pid().to_string(),
+        ]));
+    let me = running.id();
+    let (iso_a, iso_b) = (iso_dir(&cg_a, me), iso_dir(&cg_b, me));
+    assert_eq!(cgroup_of(a.pid()), format!("{}/pidcap-iso-{me}", cg_a.path()));
+    assert_eq!(cgroup_of(b.pid()), format!("{}/pidcap-iso-{me}", cg_b.path()));
+    let progs = programs_of(me);
+    let per_point = pidcap_ebpf::PROGRAM_NAMES.len() - 2; // all but the fork and exit raw tracepoints
+    let mut want: Vec<u64> = [cgroup_id(&iso_a), cgroup_id(&iso_b)].repeat(per_point);
+    want.sort_unstable();
+    assert_eq!(cgroup_links(&progs), want, "each cgroup program at both iso cgroups, nowhere else: {:?}", lines.seen);
+
+    let before = packet_program_runs(&progs);
+    bystander.send(port, FLOOD, "bystander");
+    assert_eq!(packet_program_runs(&progs), before, "the bystander beside a ran pidcap's programs");
+    a.open();
+    b.open();
+    a.send(port, 2, "iso-a");
+    b.send(port, 2, "iso-b");
+    common::wait_for_capture(&file, "both targets' datagrams", |p| {
+        let n = |pid: u32, payload: &[u8]| p.iter().filter(|p| p.pid == pid && p.payload() == payload).count();
+        n(a.pid(), b"iso-a") == 2 && n(b.pid(), b"iso-b") == 2
+    });
+    running.signal(libc::SIGINT);
+    assert!(running.wait().success());
+    assert_eq!((cgroup_of(a.pid()), cgroup_of(b.pid())), (cg_a.path(), cg_b.path()), "both back");
+    assert!(!iso_a.exists() && !iso_b.exists() && !record(me).exists());
 }
 
 fn signal(child: &common::Running, sig: libc::c_int) {

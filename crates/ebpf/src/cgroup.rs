@@ -328,7 +328,6 @@ pub const ISO_RECORDS: &str = "/run/pidcap/iso";
 /// pidcap's [`sweep_isolations`] does the same.
 #[derive(Debug)]
 pub struct Isolation {
-    fs: Cgroupfs,
     groups: Vec<IsoGroup>,
     record: Option<PathBuf>,
 }
@@ -371,7 +370,7 @@ impl Isolation {
             .start_time(me)
             .ok_or_else(|| ScopeError::NoOwnCgroup("/proc/self/stat has no start time".into()))?;
         let record = write_record(records, me, start, &dirs)?;
-        let mut iso = Isolation { fs: fs.clone(), groups: Vec::new(), record: Some(record) };
+        let mut iso = Isolation { groups: Vec::new(), record: Some(record) };
         for p in plan {
             let cgroup = OwnCgroup::make(&p.dir, &name)?;
             iso.groups.push(IsoGroup { original: p.original, cgroup });
@@ -395,18 +394,12 @@ impl Isolation {
     }
 
     /// Where the programs go: the iso cgroup; with targets from several
-    /// cgroups, the deepest cgroup holding every iso cgroup (the attach code
-    /// takes one point), which every process below it pays for.
+    /// cgroups, every iso cgroup (each program attached at each: none is
+    /// below another, as each is a new child of a different cgroup).
     pub fn attach_point(&self) -> AttachPoint {
         match &self.groups[..] {
             [one] => AttachPoint::Cgroup(one.cgroup.dir().to_path_buf()),
-            groups => {
-                let paths: Vec<String> = groups
-                    .iter()
-                    .map(|g| format!("{}/{}", g.original.trim_end_matches('/'), dir_name(g.cgroup.dir())))
-                    .collect();
-                self.fs.attach_for(paths.iter().map(String::as_str))
-            }
+            groups => AttachPoint::Cgroups(groups.iter().map(|g| g.cgroup.dir().to_path_buf()).collect()),
         }
     }
 }

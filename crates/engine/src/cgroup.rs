@@ -324,6 +324,11 @@ pub enum AttachPoint {
     Root,
     /// A cgroup2 directory: only the sockets of processes in it and below it.
     Cgroup(PathBuf),
+    // -- isolate (issue 13) --
+    /// Several cgroup2 directories (none below another), each program
+    /// attached at every one: `capture --isolate` with targets from several
+    /// cgroups.
+    Cgroups(Vec<PathBuf>),
 }
 
 impl fmt::Display for AttachPoint {
@@ -331,6 +336,10 @@ impl fmt::Display for AttachPoint {
         match self {
             AttachPoint::Root => f.write_str("the cgroup2 root"),
             AttachPoint::Cgroup(dir) => write!(f, "cgroup {}", dir.display()),
+            AttachPoint::Cgroups(dirs) => {
+                let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+                write!(f, "cgroups {}", dirs.join(", "))
+            }
         }
     }
 }
