@@ -107,6 +107,8 @@ pub enum ScopeError {
     Threaded { pid: u32, dir: PathBuf, kind: String },
     #[error("pid {pid}: its cgroup {} has a newline in its name (not recordable)", dir.display())]
     Unrecordable { pid: u32, dir: PathBuf },
+    #[error("no target to move (pidcap itself is never one)")]
+    NothingToMove,
     #[error("the isolation records' directory {}: {why}", path.display())]
     Records { path: PathBuf, why: &'static str },
 }
@@ -363,6 +365,9 @@ impl Isolation {
         let me = std::process::id();
         let name = format!("{ISO_PREFIX}{me}");
         let plan = plan(fs, pids)?;
+        if plan.is_empty() {
+            return Err(ScopeError::NothingToMove);
+        }
         let dirs: Vec<PathBuf> = plan.iter().map(|p| p.dir.join(&name)).collect();
         // The record first: a pidcap killed between the mkdir and its end is
         // found by it.
@@ -431,7 +436,8 @@ impl Drop for Isolation {
 /// record), targets of one cgroup together; nothing is made.
 fn plan(fs: &Cgroupfs, pids: &[u32]) -> Result<Vec<Planned>, ScopeError> {
     let mut plan: Vec<Planned> = Vec::new();
-    for &pid in pids {
+    // pidcap itself is never a target: it is not moved either.
+    for &pid in pids.iter().filter(|&&p| p != std::process::id()) {
         let path = fs.cgroup_of(pid).ok_or(ScopeError::UnknownCgroup { pid })?;
         if let Some(p) = plan.iter_mut().find(|p| p.original == path) {
             p.pids.push(pid);
@@ -565,9 +571,15 @@ fn read_record(path: &Path) -> Option<Record> {
 /// removed, then their records. Run at the start of `capture`, `run` and
 /// `daemon`; a live pidcap's isolation (same pid and start time) is kept.
 pub fn sweep_isolations() {
+    let records = Path::new(ISO_RECORDS);
+    // Nothing to do (the common case): no hierarchy looked for, none mounted.
+    let procfs = pidcap_engine::procfs::Procfs::default();
+    if dead_records(records, |pid| procfs.start_time(pid)).is_empty() {
+        return;
+    }
     match hierarchy() {
-        Ok(fs) => sweep_isolations_in(&fs, Path::new(ISO_RECORDS)),
-        Err(e) => tracing::debug!(error = %e, "no cgroup2 hierarchy: no isolation to sweep"),
+        Ok(fs) => sweep_isolations_in(&fs, records),
+        Err(e) => tracing::warn!(error = %e, "no cgroup2 hierarchy: a killed pidcap's isolation cannot be undone"),
     }
 }
 
@@ -576,6 +588,9 @@ fn sweep_isolations_in(fs: &Cgroupfs, records: &Path) {
     for (path, record) in dead_records(records, |pid| procfs.start_time(pid)) {
         let mut all = true;
         for dir in &record.dirs {
+            if fs::symlink_metadata(dir).is_err() {
+                continue; // never made (killed before its mkdir), or removed since
+            }
             let Some(rec) = record_dir(fs, dir, record.pid) else {
                 tracing::warn!(cgroup = %dir.display(), "an isolation record names no iso cgroup of its pidcap: ignored");
                 continue;
