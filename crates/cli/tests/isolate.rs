@@ -15,13 +15,14 @@
 
 mod common;
 
-use common::{bpf_ids_held_by, bpftool_json, pidcap, read_capture, require, start_pidcap, Scratch};
+use common::{
+    bpf_ids_held_by, bpftool_json, enable_stats, packet_program_runs, pidcap, read_capture, require, start_pidcap,
+    Scratch, Udp,
+};
 use pidcap_testkit::cgroup::Cgroup;
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 /// Datagrams of the bystander's flood.
@@ -30,29 +31,6 @@ const FLOOD: u64 = 2_000;
 /// One test at a time: every pidcap start sweeps the isolations of dead
 /// pidcaps, which would undo the SIGKILL test's before it looks.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// BPF run-time statistics on while this lives (BPF_ENABLE_STATS, BPF_STATS_RUN_TIME).
-fn enable_stats() -> OwnedFd {
-    const BPF_ENABLE_STATS: libc::c_long = 32;
-    let attr = [0u8; 8]; // union bpf_attr { struct { __u32 type; } enable_stats; }: type 0, run time
-                         // SAFETY: the bpf syscall reads `attr.len()` bytes from a live buffer; it returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_ENABLE_STATS, attr.as_ptr(), attr.len()) };
-    assert!(fd >= 0, "BPF_ENABLE_STATS: {}", std::io::Error::last_os_error());
-    // SAFETY: fd is a descriptor the kernel just gave this process, owned by nothing else.
-    unsafe { OwnedFd::from_raw_fd(fd as i32) }
-}
-
-/// The run counts of `progs`' packet programs (ingress + egress).
-fn packet_program_runs(progs: &HashSet<u64>) -> u64 {
-    bpftool_json(&["prog", "show"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["id"].as_u64().is_some_and(|id| progs.contains(&id)))
-        .filter(|p| matches!(p["name"].as_str(), Some("pidcap_ingress" | "pidcap_egress")))
-        .map(|p| p["run_cnt"].as_u64().unwrap_or(0))
-        .sum()
-}
 
 /// The programs pidcap `pid` holds.
 fn programs_of(pid: u32) -> HashSet<u64> {
@@ -73,67 +51,6 @@ fn iso_dir(cg: &Cgroup, pidcap: u32) -> PathBuf {
 
 fn record(pidcap: u32) -> PathBuf {
     PathBuf::from(pidcap_ebpf::ISO_RECORDS).join(pidcap.to_string())
-}
-
-/// A python3 that opens a UDP socket when told (`open`, answering its port),
-/// and sends on it (`send PORT N PAYLOAD`, answering `sent`); killed on drop.
-struct Udp {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Udp {
-    const SCRIPT: &'static str = "import socket, sys\n\
-        s = None\n\
-        for line in sys.stdin:\n\
-        \x20   w = line.split()\n\
-        \x20   if w[0] == 'open':\n\
-        \x20       s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0))\n\
-        \x20       print(s.getsockname()[1], flush=True)\n\
-        \x20   else:\n\
-        \x20       for _ in range(int(w[2])): s.sendto(w[3].encode(), ('127.0.0.1', int(w[1])))\n\
-        \x20       print('sent', flush=True)\n";
-
-    /// Started, moved into `cg` before it opens anything.
-    fn start_in(cg: &Cgroup) -> Udp {
-        let mut child = Command::new("python3")
-            .args(["-c", Self::SCRIPT])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        cg.add(child.id());
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Udp { child, stdin, stdout }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn ask(&mut self, line: &str) -> String {
-        writeln!(self.stdin, "{line}").unwrap();
-        let mut out = String::new();
-        self.stdout.read_line(&mut out).unwrap();
-        out.trim().to_string()
-    }
-
-    fn open(&mut self) -> u16 {
-        self.ask("open").parse().expect("a port")
-    }
-
-    fn send(&mut self, port: u16, n: u64, payload: &str) {
-        assert_eq!(self.ask(&format!("send {port} {n} {payload}")), "sent");
-    }
-}
-
-impl Drop for Udp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A `sleep` in `cg`; killed on drop.

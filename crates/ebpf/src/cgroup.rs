@@ -493,43 +493,34 @@ impl Record {
 
 /// The records directory, made if missing (0700), and checked: a
 /// directory (not a link), ours, no access for anyone else; its parent
-/// too is a directory of ours, not a link.
+/// too is a directory of ours, not a link, that no one else can write.
 fn records_dir(records: &Path) -> Result<(), ScopeError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
-    let bad = |path: &Path, why: &'static str| ScopeError::Records { path: path.to_path_buf(), why };
-    if let Some(parent) = records.parent() {
-        if !parent.exists() {
-            fs::DirBuilder::new().recursive(true).mode(0o755).create(parent).map_err(|source| ScopeError::Io {
-                what: "creating",
-                path: parent.to_path_buf(),
-                source,
-            })?;
+    let made = |r: std::io::Result<()>, dir: &Path| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(ScopeError::Io { what: "creating", path: dir.to_path_buf(), source: e })
         }
-        let m = fs::symlink_metadata(parent).map_err(|source| ScopeError::Io {
+        _ => Ok(()),
+    };
+    let check = |dir: &Path, forbidden: u32, why: &'static str| {
+        let m = fs::symlink_metadata(dir).map_err(|source| ScopeError::Io {
             what: "reading",
-            path: parent.to_path_buf(),
+            path: dir.to_path_buf(),
             source,
         })?;
-        if !m.is_dir() || m.uid() != me || m.permissions().mode() & 0o022 != 0 {
-            return Err(bad(parent, "is not a directory of pidcap's user that only it can write"));
+        if !m.is_dir() || m.uid() != me || m.permissions().mode() & forbidden != 0 {
+            return Err(ScopeError::Records { path: dir.to_path_buf(), why });
         }
+        Ok(())
+    };
+    if let Some(parent) = records.parent() {
+        made(fs::DirBuilder::new().recursive(true).mode(0o755).create(parent), parent)?;
+        check(parent, 0o022, "is not a directory of pidcap's user that only it can write")?;
     }
-    match fs::DirBuilder::new().mode(0o700).create(records) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(source) => return Err(ScopeError::Io { what: "creating", path: records.to_path_buf(), source }),
-    }
-    let m = fs::symlink_metadata(records).map_err(|source| ScopeError::Io {
-        what: "reading",
-        path: records.to_path_buf(),
-        source,
-    })?;
-    if !m.is_dir() || m.uid() != me || m.permissions().mode() & 0o077 != 0 {
-        return Err(bad(records, "is not a directory of pidcap's user with mode 0700"));
-    }
-    Ok(())
+    made(fs::DirBuilder::new().mode(0o700).create(records), records)?;
+    check(records, 0o077, "is not a directory of pidcap's user with mode 0700")
 }
 
 /// Write this pidcap's record (a new file, 0600, not through a link).
@@ -655,23 +646,7 @@ mod iso_tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    /// A scratch directory under the temp dir, removed on drop.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(tag: &str) -> Scratch {
-            let d = std::env::temp_dir().join(format!("pidcap-iso-unit-{tag}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&d);
-            fs::create_dir_all(&d).unwrap();
-            Scratch(d)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use pidcap_testkit::Scratch;
 
     /// A fake hierarchy at `root` (every dir a cgroup) and a fake /proc with each (pid, cgroup path).
     fn tree(root: &Path, dirs: &[&str], procs: &[(u32, &str)]) -> Cgroupfs {
@@ -690,7 +665,7 @@ mod iso_tests {
 
     #[test]
     fn targets_of_one_cgroup_share_a_plan_and_threaded_or_unreadable_cgroups_are_refused() {
-        let s = Scratch::new("plan");
+        let s = Scratch::new("iso-unit-plan");
         let fs = tree(&s.0, &["/a", "/b", "/t"], &[(10, "/a"), (11, "/b"), (12, "/a"), (13, "/t"), (14, "/gone")]);
         let plan = plan(&fs, &[10, 11, 12]).unwrap();
         let got: Vec<(&str, &[u32])> = plan.iter().map(|p| (p.original.as_str(), &p.pids[..])).collect();
@@ -709,7 +684,7 @@ mod iso_tests {
 
     #[test]
     fn a_refused_isolation_makes_nothing_and_writes_no_record() {
-        let s = Scratch::new("refused");
+        let s = Scratch::new("iso-unit-refused");
         let fs = tree(&s.0, &["/a", "/t"], &[(10, "/a"), (13, "/t")]);
         fs::write(fs.root().join("t/cgroup.type"), "domain threaded\n").unwrap();
         let records = s.0.join("run/iso");
@@ -721,7 +696,7 @@ mod iso_tests {
 
     #[test]
     fn records_round_trip_and_only_dead_pidcaps_records_are_taken() {
-        let s = Scratch::new("records");
+        let s = Scratch::new("iso-unit-records");
         let records = s.0.join("run/iso");
         let dirs = vec![PathBuf::from("/sys/fs/cgroup/a/pidcap-iso-7")];
         let path = write_record(&records, 7, 1234, &dirs).unwrap();
@@ -750,7 +725,7 @@ mod iso_tests {
 
     #[test]
     fn records_are_refused_in_a_directory_others_can_reach() {
-        let s = Scratch::new("perms");
+        let s = Scratch::new("iso-unit-perms");
         let records = s.0.join("run/iso");
         fs::create_dir_all(&records).unwrap();
         fs::set_permissions(&records, fs::Permissions::from_mode(0o755)).unwrap();
@@ -762,7 +737,7 @@ mod iso_tests {
 
     #[test]
     fn a_record_dissolves_only_an_iso_cgroup_of_its_own_pidcap() {
-        let s = Scratch::new("recdir");
+        let s = Scratch::new("iso-unit-recdir");
         let fs = tree(&s.0, &["/a/pidcap-iso-7", "/a/other"], &[]);
         let root = fs.root().to_path_buf();
         assert_eq!(record_dir(&fs, &root.join("a/pidcap-iso-7"), 7), Some(root.join("a/pidcap-iso-7")));
