@@ -549,7 +549,15 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
     let mut ended = if args.names.is_empty() && cgroups.is_none() { Ended::AllTargets } else { Ended::Never };
     let code = capture_loop(session, sink, &args.opts, &signals, &mut ended, Watch::new(false));
     // The programs are detached (the session is gone): the targets go back.
-    drop(isolation);
+    for (original, r) in isolation.map(pidcap_ebpf::Isolation::end).unwrap_or_default() {
+        match r {
+            Ok(n) => eprintln!(
+                "pidcap: --isolate: {n} process{} moved back to cgroup {original}",
+                if n == 1 { "" } else { "es" }
+            ),
+            Err(e) => eprintln!("pidcap: warning: --isolate: {e} (the next pidcap retries)"),
+        }
+    }
     code
 }
 

@@ -11,7 +11,8 @@
 //! with nothing moved: name or cgroup targets, a threaded cgroup, a cgroup
 //! that cannot take a child (and then a target already moved goes back).
 //! Targets from two cgroups: each program is linked at both iso cgroups
-//! (the kernel's link list) and nowhere else.
+//! (the kernel's link list) and nowhere else, and a socket a target opened
+//! before its move is said not to be captured.
 
 mod common;
 
@@ -24,6 +25,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Datagrams of the bystander's flood.
 const FLOOD: u64 = 2_000;
@@ -87,7 +89,7 @@ fn an_isolated_target_is_captured_its_cgroup_sibling_runs_nothing_and_it_goes_ba
     let mut bystander = Udp::start_in(&cg);
     let port = bystander.open();
 
-    let (pidcap_run, lines) = start_pidcap(
+    let (pidcap_run, mut lines) = start_pidcap(
         pidcap()
             .args(["capture", "--isolate", "--no-tls", "-U", "-w"])
             .arg(&file)
@@ -116,6 +118,7 @@ fn an_isolated_target_is_captured_its_cgroup_sibling_runs_nothing_and_it_goes_ba
     signal(&pidcap_run, libc::SIGINT);
     let out = pidcap_run.wait_with_output();
     assert!(out.status.success(), "{:?}", lines.seen);
+    lines.wait_for(&format!("--isolate: 1 process moved back to cgroup {}", cg.path()), Duration::from_secs(10));
     assert_eq!(cgroup_of(target.pid()), cg.path(), "back in its cgroup after SIGINT");
     assert!(!iso.exists(), "the iso cgroup is removed");
     assert!(!record(me).exists(), "the record is removed");
@@ -177,6 +180,7 @@ fn targets_from_two_cgroups_get_the_programs_at_each_iso_cgroup_and_nowhere_else
     let mut b = Udp::start_in(&cg_b);
     let mut bystander = Udp::start_in(&cg_a);
     let port = bystander.open();
+    a.open(); // a socket older than the move: said not to be captured
     let (running, lines) =
         start_pidcap(pidcap().args(["capture", "--isolate", "--no-tls", "-U", "-w"]).arg(&file).args([
             "--pid",
@@ -193,6 +197,9 @@ fn targets_from_two_cgroups_get_the_programs_at_each_iso_cgroup_and_nowhere_else
     let mut want: Vec<u64> = [cgroup_id(&iso_a), cgroup_id(&iso_b)].repeat(per_point);
     want.sort_unstable();
     assert_eq!(cgroup_links(&progs), want, "each cgroup program at both iso cgroups, nowhere else: {:?}", lines.seen);
+    let older = format!("pid {} had 1 TCP/UDP socket open before its move", a.pid());
+    assert!(lines.seen.iter().any(|l| l.contains(&older)), "{older:?} in {:?}", lines.seen);
+    assert!(!lines.seen.iter().any(|l| l.contains(&format!("pid {} had", b.pid()))), "{:?}", lines.seen);
 
     let before = packet_program_runs(&progs);
     bystander.send(port, FLOOD, "bystander");

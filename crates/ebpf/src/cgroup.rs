@@ -180,7 +180,9 @@ impl OwnCgroup {
     /// Move what is left back to the parent and remove the directory;
     /// how many processes were moved back. Dropping does it too.
     pub fn close(&mut self) -> Result<usize, ScopeError> {
-        self.closed = true;
+        if std::mem::replace(&mut self.closed, true) {
+            return Ok(0);
+        }
         dissolve(&self.dir, &self.parent)
     }
 }
@@ -413,21 +415,31 @@ fn dir_name(dir: &Path) -> String {
     dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
+impl Isolation {
+    /// Undo it: every process still in an iso cgroup back to the cgroup it
+    /// came from, the directories removed, then the record (kept while an
+    /// iso cgroup is left: the next pidcap sweeps it). Per iso cgroup, its
+    /// original cgroup and how many processes went back (or why it is left).
+    pub fn end(mut self) -> Vec<(String, Result<usize, ScopeError>)> {
+        self.undo()
+    }
+
+    fn undo(&mut self) -> Vec<(String, Result<usize, ScopeError>)> {
+        let done: Vec<_> = self.groups.drain(..).map(|mut g| (g.original, g.cgroup.close())).collect();
+        if let (true, Some(record)) = (done.iter().all(|(_, r)| r.is_ok()), self.record.take()) {
+            let _ = fs::remove_file(record);
+        }
+        done
+    }
+}
+
 impl Drop for Isolation {
     fn drop(&mut self) {
-        let mut all = true;
-        for g in &mut self.groups {
-            match g.cgroup.close() {
-                Ok(n) => tracing::debug!(cgroup = %g.cgroup.dir().display(), moved = n, "iso cgroup dissolved"),
-                Err(e) => {
-                    all = false;
-                    eprintln!("pidcap: warning: --isolate: {e} (the next pidcap retries)");
-                }
+        for (original, r) in self.undo() {
+            match r {
+                Ok(n) => tracing::debug!(cgroup = %original, moved = n, "iso cgroup dissolved"),
+                Err(e) => eprintln!("pidcap: warning: --isolate: {e} (the next pidcap retries)"),
             }
-        }
-        // Kept while an iso cgroup is left: the next pidcap sweeps it.
-        if let (true, Some(record)) = (all, self.record.take()) {
-            let _ = fs::remove_file(record);
         }
     }
 }
@@ -495,32 +507,37 @@ impl Record {
 /// directory (not a link), ours, no access for anyone else; its parent
 /// too is a directory of ours, not a link, that no one else can write.
 fn records_dir(records: &Path) -> Result<(), ScopeError> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    use std::os::unix::fs::DirBuilderExt;
     let made = |r: std::io::Result<()>, dir: &Path| match r {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
             Err(ScopeError::Io { what: "creating", path: dir.to_path_buf(), source: e })
         }
         _ => Ok(()),
     };
-    let check = |dir: &Path, forbidden: u32, why: &'static str| {
-        let m = fs::symlink_metadata(dir).map_err(|source| ScopeError::Io {
-            what: "reading",
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        if !m.is_dir() || m.uid() != me || m.permissions().mode() & forbidden != 0 {
-            return Err(ScopeError::Records { path: dir.to_path_buf(), why });
-        }
-        Ok(())
-    };
     if let Some(parent) = records.parent() {
         made(fs::DirBuilder::new().recursive(true).mode(0o755).create(parent), parent)?;
-        check(parent, 0o022, "is not a directory of pidcap's user that only it can write")?;
+        check_dir(parent, 0o022, "is not a directory of pidcap's user that only it can write")?;
     }
     made(fs::DirBuilder::new().mode(0o700).create(records), records)?;
-    check(records, 0o077, "is not a directory of pidcap's user with mode 0700")
+    check_dir(records, 0o077, RECORDS_WHY)
+}
+
+const RECORDS_WHY: &str = "is not a directory of pidcap's user with mode 0700";
+
+/// `dir` is a directory (not a link) of pidcap's user with none of the `forbidden` mode bits.
+fn check_dir(dir: &Path, forbidden: u32, why: &'static str) -> Result<(), ScopeError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let m = fs::symlink_metadata(dir).map_err(|source| ScopeError::Io {
+        what: "reading",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if !m.is_dir() || m.uid() != me || m.permissions().mode() & forbidden != 0 {
+        return Err(ScopeError::Records { path: dir.to_path_buf(), why });
+    }
+    Ok(())
 }
 
 /// Write this pidcap's record (a new file, 0600, not through a link).
@@ -610,6 +627,14 @@ fn sweep_isolations_in(fs: &Cgroupfs, records: &Path) {
 /// not the record's), with their files; unreadable or foreign files are
 /// skipped.
 fn dead_records(records: &Path, start_time: impl Fn(u32) -> Option<u64>) -> Vec<(PathBuf, Record)> {
+    match check_dir(records, 0o077, RECORDS_WHY) {
+        Ok(()) => {}
+        Err(ScopeError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the isolation records are not read");
+            return Vec::new();
+        }
+    }
     let Ok(entries) = fs::read_dir(records) else { return Vec::new() };
     let mut dead = Vec::new();
     for e in entries.flatten() {
@@ -731,8 +756,12 @@ mod iso_tests {
         fs::set_permissions(&records, fs::Permissions::from_mode(0o755)).unwrap();
         assert!(matches!(write_record(&records, 7, 1, &[]), Err(ScopeError::Records { .. })));
         fs::remove_dir(&records).unwrap();
-        std::os::unix::fs::symlink(&s.0, &records).unwrap();
-        assert!(matches!(write_record(&records, 7, 1, &[]), Err(ScopeError::Records { .. })), "a link");
+        let real = s.0.join("real");
+        write_record(&real, 7, 1, &[]).unwrap();
+        std::os::unix::fs::symlink(&real, &records).unwrap();
+        assert!(matches!(write_record(&records, 8, 1, &[]), Err(ScopeError::Records { .. })), "a link");
+        assert_eq!(dead_records(&real, |_| None).len(), 1);
+        assert!(dead_records(&records, |_| None).is_empty(), "records behind a link are not read");
     }
 
     #[test]
