@@ -25,6 +25,9 @@
 //! moved in while held) and attaches there; `capture --pid` at the deepest
 //! cgroup holding its targets ([`capture_attach`]); the root when a name or a
 //! cgroup is a target, the targets are in the root cgroup, or no cgroup can be made.
+//! `capture --isolate` first moves each target into a cgroup of its own below
+//! its cgroup ([`pidcap_ebpf::Isolation`]) and attaches there (at each, for
+//! targets from several cgroups); they go back when the capture ends.
 use crate::cli::{CaptureArgs, CaptureOpts, RunArgs};
 use crate::keylog::KeyLog;
 use crate::output;

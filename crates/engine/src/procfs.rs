@@ -2,8 +2,10 @@
 //! `/proc/PID/status` ([`Status`]: ids, uids, groups, capabilities), socket
 //! inodes of open file descriptors and the socket tables of a process's
 //! network namespace ([`NetTable`]), processes by name, and what a packet's
-//! process metadata needs (executable, command line, cgroup2 path). The root is a
-//! parameter ([`Procfs::at`]) so tests run on a fake tree.
+//! process metadata needs (executable, command line, cgroup2 path: the one a
+//! process `capture --isolate` moved came from, [`original_cgroup`]), and a
+//! process's start time. The root is a parameter ([`Procfs::at`]) so tests
+//! run on a fake tree.
 
 use std::collections::HashSet;
 use std::fs;
