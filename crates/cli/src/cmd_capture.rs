@@ -323,19 +323,16 @@ fn record<'a>(
     }
 }
 
-/// Load the programs, with errors that say what to do; `filter` (compiled
-/// before anything started) decides which packets are kept.
+/// Load the programs, with errors that say what to do, attached at
+/// `attach` (None: nowhere yet); `filter` (compiled before anything
+/// started) decides which packets are kept.
 fn load_capture(
     opts: &CaptureOpts,
     filter: Option<Arc<pidcap_filter::Filter>>,
-    attach: AttachPoint,
+    attach: Option<AttachPoint>,
 ) -> Result<Session> {
-    let load = LoadOptions {
-        ring_bytes: opts.buffer_mib << 20,
-        attach: Some(attach),
-        prepare_tls: !opts.no_tls,
-        ..LoadOptions::default()
-    };
+    let load =
+        LoadOptions { ring_bytes: opts.buffer_mib << 20, attach, prepare_tls: !opts.no_tls, ..LoadOptions::default() };
     let backend = EbpfBackend::load(load).map_err(|e| match e {
         EngineError::Permission { .. } => anyhow::Error::new(e),
         e => anyhow::Error::new(e).context("cannot load the kernel layer"),
@@ -427,7 +424,7 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     let (loaded, adopted) = std::thread::scope(|s| {
         // Into its cgroup while held: its sockets, and its children's, are charged there.
         let adopting = scope.as_ref().map(|sc| s.spawn(|| sc.adopt(gated.pid)));
-        let loaded = load_capture(&args.opts, filter, attach);
+        let loaded = load_capture(&args.opts, filter, Some(attach));
         let adopted = adopting.map(|h| h.join().unwrap_or_else(|_| panic!("the cgroup move panicked")));
         (loaded, adopted)
     });
@@ -495,13 +492,16 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
     // From the move on, a signal ends the capture through its end (which
     // moves the targets back) instead of killing pidcap.
     let early_signals = if args.isolate { Some(install_signals()?) } else { None };
-    let isolation = if args.isolate { Some(isolate(&processes)?) } else { None };
-    let attach = match &isolation {
-        // Its iso cgroup, or each of them (targets from several cgroups).
-        Some(iso) => iso.attach_point(),
-        None => capture_attach(&args, &processes, cgroups.as_ref()),
-    };
+    // With --isolate, loaded with nothing attached (a missing capability is
+    // said before anything moves), attached once the targets are moved.
+    let attach = (!args.isolate).then(|| capture_attach(&args, &processes, cgroups.as_ref()));
     let mut session = load_capture(&args.opts, filter, attach)?;
+    let isolation = if args.isolate { Some(isolate(&processes)?) } else { None };
+    if let Some(iso) = &isolation {
+        // Its iso cgroup, or each of them (targets from several cgroups).
+        let at = iso.attach_point();
+        session.capture_mut().set_attach(Some(&at)).with_context(|| format!("cannot attach the programs at {at}"))?;
+    }
     let mut sink = Sink::open(&args.opts)?;
     if let Some(path) = &args.opts.keylog {
         if sink.keeps_keys() {

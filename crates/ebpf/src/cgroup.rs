@@ -627,9 +627,21 @@ fn sweep_isolations_in(fs: &Cgroupfs, records: &Path) {
 /// not the record's), with their files; unreadable or foreign files are
 /// skipped.
 fn dead_records(records: &Path, start_time: impl Fn(u32) -> Option<u64>) -> Vec<(PathBuf, Record)> {
+    // Another user's (pidcap run without root): not ours to read or undo.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if fs::symlink_metadata(records)
+        .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) != unsafe { libc::geteuid() })
+    {
+        return Vec::new();
+    }
     match check_dir(records, 0o077, RECORDS_WHY) {
         Ok(()) => {}
-        Err(ScopeError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        // None yet; or not ours to read (a user without root: nothing it could undo either).
+        Err(ScopeError::Io { source, .. })
+            if matches!(source.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied) =>
+        {
+            return Vec::new()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "the isolation records are not read");
             return Vec::new();
