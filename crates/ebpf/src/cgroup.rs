@@ -629,9 +629,8 @@ fn sweep_isolations_in(fs: &Cgroupfs, records: &Path) {
 fn dead_records(records: &Path, start_time: impl Fn(u32) -> Option<u64>) -> Vec<(PathBuf, Record)> {
     // Another user's (pidcap run without root): not ours to read or undo.
     // SAFETY: geteuid has no preconditions and cannot fail.
-    if fs::symlink_metadata(records)
-        .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) != unsafe { libc::geteuid() })
-    {
+    let me = unsafe { libc::geteuid() };
+    if fs::symlink_metadata(records).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) != me) {
         return Vec::new();
     }
     match check_dir(records, 0o077, RECORDS_WHY) {
