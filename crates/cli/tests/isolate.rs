@@ -10,6 +10,7 @@
 //! after a SIGKILL the next pidcap (`run`, `capture`) puts it back. Refused,
 //! with nothing moved: name or cgroup targets, a threaded cgroup, a cgroup
 //! that cannot take a child (and then a target already moved goes back).
+//! A child the target forks is in the iso cgroup and captured with -f.
 //! Targets from two cgroups: each program is linked at both iso cgroups
 //! (the kernel's link list) and nowhere else, and a socket a target opened
 //! before its move is said not to be captured.
@@ -220,6 +221,51 @@ fn targets_from_two_cgroups_get_the_programs_at_each_iso_cgroup_and_nowhere_else
 
 fn signal(child: &common::Running, sig: libc::c_int) {
     child.signal(sig);
+}
+
+#[test]
+fn a_child_the_isolated_target_forks_is_in_its_iso_cgroup_and_captured_with_follow() {
+    require!(Root, Tool("python3"));
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cg = Cgroup::new("iso-fork");
+    let scratch = Scratch::new("iso-fork");
+    let (file, seen) = (scratch.path("fork.pcapng"), scratch.path("cgroup"));
+    let mut sink = Udp::start_in(&cg);
+    let port = sink.open();
+    // The target waits for a line, then starts a python3 that says where it is and sends one datagram.
+    let send = format!(
+        "import socket; open('{}', 'w').write(open('/proc/self/cgroup').read()); \
+         socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'iso-child', ('127.0.0.1', {port}))",
+        seen.display()
+    );
+    let mut target = Command::new("sh")
+        .args(["-c", "read line; python3 -c \"$0\"; true", &send])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sh");
+    cg.add(target.id());
+    let (running, _lines) = start_pidcap(
+        pidcap()
+            .args(["capture", "--isolate", "-f", "--no-tls", "-U", "-w"])
+            .arg(&file)
+            .args(["--pid", &target.id().to_string()]),
+    );
+    let me = running.id();
+    {
+        use std::io::Write;
+        writeln!(target.stdin.take().unwrap(), "go").unwrap();
+    }
+    common::wait_for_capture(&file, "the child's datagram", |p| p.iter().any(|p| p.payload() == b"iso-child"));
+    let inside = std::fs::read_to_string(&seen).unwrap();
+    assert!(inside.lines().any(|l| l == format!("0::{}/pidcap-iso-{me}", cg.path())), "{inside:?}");
+    let packets = read_capture(&file);
+    let child = packets.iter().find(|p| p.payload() == b"iso-child").unwrap();
+    assert_ne!(child.pid, target.id(), "sent by the target's child");
+    assert_eq!(child.process.as_ref().expect("metadata").cgroup, cg.path(), "the original cgroup");
+    let _ = target.wait();
+    running.signal(libc::SIGINT);
+    running.wait();
+    assert!(!iso_dir(&cg, me).exists());
 }
 
 /// `capture --isolate --pid T`, then SIGKILL: T is left in the iso cgroup.
