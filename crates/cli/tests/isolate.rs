@@ -9,7 +9,8 @@
 //! able to fail). After SIGINT the target is back and the iso cgroup gone;
 //! after a SIGKILL the next pidcap (`run`, `capture`) puts it back. Refused,
 //! with nothing moved: name or cgroup targets, a threaded cgroup, a cgroup
-//! that cannot take a child (and then a target already moved goes back).
+//! that cannot take a child (and then a target already moved goes back), a
+//! target another pidcap isolates.
 //! A child the target forks is in the iso cgroup and captured with -f.
 //! Targets from two cgroups: each program is linked at both iso cgroups
 //! (the kernel's link list) and nowhere else, and a socket a target opened
@@ -368,4 +369,14 @@ fn isolation_is_refused_before_anything_moves_and_a_half_move_is_undone() {
         let text = std::fs::read_to_string(&r).unwrap_or_default();
         assert!(!text.contains(&cg.dir().display().to_string()), "no record is left for it: {}", r.display());
     }
+
+    // A target another pidcap isolates: refused (that one's end would take it out of ours), left where it is.
+    let (first, _lines) = start_pidcap(pidcap().args(["capture", "-q", "--no-tls", "--isolate", "--pid", &pid]));
+    let theirs = format!("{}/pidcap-iso-{}", cg.path(), first.id());
+    assert_eq!(cgroup_of(t.pid()), theirs);
+    refused(&["--isolate", "--pid", &pid], "isolated by another pidcap already");
+    assert_eq!(cgroup_of(t.pid()), theirs, "still in the first one's iso cgroup");
+    first.signal(libc::SIGINT);
+    first.wait();
+    untouched("after the first isolation ended");
 }

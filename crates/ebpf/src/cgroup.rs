@@ -107,6 +107,8 @@ pub enum ScopeError {
     Threaded { pid: u32, dir: PathBuf, kind: String },
     #[error("pid {pid}: its cgroup {} has a newline in its name (not recordable)", dir.display())]
     Unrecordable { pid: u32, dir: PathBuf },
+    #[error("pid {pid} is isolated by another pidcap already (in {})", dir.display())]
+    Isolated { pid: u32, dir: PathBuf },
     #[error("no target to move (pidcap itself is never one)")]
     NothingToMove,
     #[error("the isolation records' directory {}: {why}", path.display())]
@@ -456,6 +458,10 @@ fn plan(fs: &Cgroupfs, pids: &[u32]) -> Result<Vec<Planned>, ScopeError> {
             continue;
         }
         let dir = fs.resolve(&path)?.dir;
+        // Another pidcap's iso cgroup: its end would move the target out of ours.
+        if dir_name(&dir).starts_with(ISO_PREFIX) {
+            return Err(ScopeError::Isolated { pid, dir });
+        }
         if dir.as_os_str().as_encoded_bytes().contains(&b'\n') {
             return Err(ScopeError::Unrecordable { pid, dir });
         }
@@ -702,7 +708,8 @@ mod iso_tests {
     #[test]
     fn targets_of_one_cgroup_share_a_plan_and_threaded_or_unreadable_cgroups_are_refused() {
         let s = Scratch::new("iso-unit-plan");
-        let fs = tree(&s.0, &["/a", "/b", "/t"], &[(10, "/a"), (11, "/b"), (12, "/a"), (13, "/t"), (14, "/gone")]);
+        let procs = [(10, "/a"), (11, "/b"), (12, "/a"), (13, "/t"), (14, "/gone"), (15, "/a/pidcap-iso-1")];
+        let fs = tree(&s.0, &["/a", "/b", "/t", "/a/pidcap-iso-1"], &procs);
         let plan = plan(&fs, &[10, 11, 12]).unwrap();
         let got: Vec<(&str, &[u32])> = plan.iter().map(|p| (p.original.as_str(), &p.pids[..])).collect();
         assert_eq!(got, [("/a", &[10, 12][..]), ("/b", &[11][..])]);
@@ -716,6 +723,7 @@ mod iso_tests {
         let e = super::plan(&fs, &[14]).unwrap_err();
         assert!(matches!(e, ScopeError::Hierarchy(CgroupError::NotFound { .. })), "{e}");
         assert!(matches!(super::plan(&fs, &[99]), Err(ScopeError::UnknownCgroup { pid: 99 })));
+        assert!(matches!(super::plan(&fs, &[15]), Err(ScopeError::Isolated { pid: 15, .. })), "nested");
     }
 
     #[test]
