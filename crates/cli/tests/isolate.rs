@@ -309,8 +309,25 @@ fn after_a_sigkill_the_next_pidcap_puts_the_target_back() {
 }
 
 /// `pidcap capture ARGS` must fail with exit status 2 and a message containing `needle`.
+/// A capture that is not refused runs until stopped: killed after 30 s, and the test fails.
 fn refused(args: &[&str], needle: &str) -> String {
-    let out = pidcap().args(["capture", "-q", "--no-tls"]).args(args).stdin(Stdio::null()).output().unwrap();
+    let mut child = pidcap()
+        .args(["capture", "-q", "--no-tls"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("{args:?} was not refused: {}", common::text(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
     let err = common::text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
     assert!(err.contains(needle), "{args:?}: {err}");
