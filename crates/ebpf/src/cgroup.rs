@@ -109,6 +109,8 @@ pub enum ScopeError {
     Unrecordable { pid: u32, dir: PathBuf },
     #[error("pid {pid} is isolated by another pidcap already (in {})", dir.display())]
     Isolated { pid: u32, dir: PathBuf },
+    #[error("pidcap's own start time cannot be read (/proc/self/stat): an isolation record needs it")]
+    NoStartTime,
     #[error("no target to move (pidcap itself is never one)")]
     NothingToMove,
     #[error("the isolation records' directory {}: {why}", path.display())]
@@ -375,9 +377,7 @@ impl Isolation {
         let dirs: Vec<PathBuf> = plan.iter().map(|p| p.dir.join(&name)).collect();
         // The record first: a pidcap killed between the mkdir and its end is
         // found by it.
-        let start = pidcap_engine::procfs::Procfs::default()
-            .start_time(me)
-            .ok_or_else(|| ScopeError::NoOwnCgroup("/proc/self/stat has no start time".into()))?;
+        let start = pidcap_engine::procfs::Procfs::default().start_time(me).ok_or(ScopeError::NoStartTime)?;
         let record = write_record(records, me, start, &dirs)?;
         let mut iso = Isolation { groups: Vec::new(), record: Some(record) };
         for p in plan {
