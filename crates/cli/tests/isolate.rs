@@ -7,7 +7,7 @@
 //! on while the test holds a `BPF_ENABLE_STATS` descriptor); the same flood
 //! beside a capture without --isolate runs them (what makes that assertion
 //! able to fail). After SIGINT the target is back and the iso cgroup gone;
-//! after a SIGKILL the next pidcap (`run`, `capture`) puts it back. Refused,
+//! after a SIGKILL the next pidcap (`run`, `capture`, `daemon`) puts it back. Refused,
 //! with nothing moved: name or cgroup targets, a threaded cgroup, a cgroup
 //! that cannot take a child (and then a target already moved goes back), a
 //! target another pidcap isolates.
@@ -306,6 +306,23 @@ fn after_a_sigkill_the_next_pidcap_puts_the_target_back() {
     assert!(!iso.exists() && !record(me).exists());
     c.signal(libc::SIGINT);
     c.wait();
+
+    // ...and so does the daemon's start.
+    let (me, iso) = killed_isolation(&cg, &t);
+    let scratch = Scratch::new("iso-daemon");
+    let mut daemon = pidcap()
+        .args(["daemon", "--group", "pidcap-test-no-such-group", "--socket"])
+        .arg(scratch.path("pidcap.sock"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pidcap daemon");
+    let mut lines = common::StderrLines::new(daemon.stderr.take().unwrap());
+    lines.wait_for("pidcap daemon: listening on", Duration::from_secs(30));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(cgroup_of(t.pid()), cg.path(), "the daemon put it back: {:?}", lines.seen);
+    assert!(!iso.exists() && !record(me).exists());
 }
 
 /// `pidcap capture ARGS` must fail with exit status 2 and a message containing `needle`.
