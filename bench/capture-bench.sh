@@ -20,6 +20,9 @@
 #   hooks-cg the bystander while `pidcap capture --pid <idle sleep>` captures a
 #            sleep first moved into a cgroup of its own (as systemd puts every
 #            service): the programs attach at that cgroup
+#   hooks-iso the bystander while `pidcap capture --isolate --pid <idle sleep>`
+#            captures the same idle sleep in the root cgroup as `hooks`, moved by
+#            pidcap into a cgroup of its own below it (the programs attach there)
 #   pidcap   pidcap run -q --no-follow -s SNAP -w FILE -- flood ...   (the flood is the target, not its sink)
 #   tcpdump  tcpdump -i lo -w FILE -B 4096 -s 1514 'udp|tcp port P', started before the flood
 # Scenarios: udp64, udp64x2 (64 B UDP, 1 and 2 senders), udp1400x2 (1400 B,
@@ -55,7 +58,7 @@ set -euo pipefail
 SECS=${SECS:-3}
 REPS=${REPS:-3}
 SCENARIOS=${SCENARIOS:-"udp64 udp64x2 udp1400x2 udp1400x2s128 tcp"}
-CONFIGS=${CONFIGS:-"base hooks hooks-run hooks-cg pidcap tcpdump"}
+CONFIGS=${CONFIGS:-"base hooks hooks-run hooks-cg hooks-iso pidcap tcpdump"}
 OUTDIR=${OUTDIR:-/tmp/pidcap-bench}
 PORT_BASE=${PORT_BASE:-42100}
 TCPDUMP_SNAPLEN=${TCPDUMP_SNAPLEN:-1514}
@@ -256,6 +259,22 @@ run_one() {
             kill "$idle" 2>/dev/null; wait "$idle" 2>/dev/null || true
             BG_PIDS=()
             remove_idle_cg
+            ;;
+        hooks-iso)
+            # The idle sleep of `hooks` (root cgroup), moved by pidcap into
+            # <its cgroup>/pidcap-iso-<pid> for the capture and back at its end.
+            sleep 600 &
+            local idle=$!
+            "$PIDCAP" capture -q --isolate --pid "$idle" 2>"$err" &
+            local pc=$!
+            BG_PIDS=("$idle" "$pc")
+            wait_capturing "$pc" "$err" || die "pidcap --isolate did not attach: $(cat "$err")"
+            grep -q "pidcap-iso-$pc" "/proc/$idle/cgroup" || die "the idle sleep was not isolated: $(cat "$err")"
+            # shellcheck disable=SC2086
+            "$FLOOD" $args --secs "$SECS" --port "$port" >"$out"
+            kill -INT "$pc"; wait "$pc" || true
+            kill "$idle" 2>/dev/null; wait "$idle" 2>/dev/null || true
+            BG_PIDS=()
             ;;
         pidcap)
             # shellcheck disable=SC2086
@@ -463,13 +482,17 @@ END {
     # The bystander, by where pidcap attaches its programs.
     printf "\nBystanders (the flood is not a target; medians): hooks = capture --pid <idle sleep in the root cgroup> (programs on\n"
     printf "the root); hooks-run = run -q -- sleep (programs on run'\''s own cgroup); hooks-cg = capture --pid <idle sleep in a\n"
-    printf "cgroup of its own> (programs on that cgroup).\n"
-    printf "%-13s | %8s %8s %9s %8s | %7s %7s %7s\n", "scenario", "base", "hooks", "hooks-run", "hooks-cg", "hooks/b", "run/b", "cg/b"
+    printf "cgroup of its own> (programs on that cgroup); hooks-iso = capture --isolate --pid <the idle sleep in the root cgroup>\n"
+    printf "(moved into a pidcap-iso cgroup below the root; programs there).\n"
+    printf "%-13s | %8s %8s %9s %8s %9s | %7s %7s %7s %7s\n", "scenario", "base", "hooks", "hooks-run", "hooks-cg", "hooks-iso", \
+        "hooks/b", "run/b", "cg/b", "iso/b"
     for (i = 1; i <= nsc; i++) {
         sc = order[i]; tf = (sc ~ /^tcp/) ? "bps" : "pps"
         b = get(sc, "base", tf); h = get(sc, "hooks", tf); hr = get(sc, "hooks-run", tf); hc = get(sc, "hooks-cg", tf)
-        HR[sc] = ratio(hr, b); HC[sc] = ratio(hc, b)
-        printf "%-13s | %8s %8s %9s %8s | %7s %7s %7s\n", sc, si(b), si(h), si(hr), si(hc), pct(h, b), pct(hr, b), pct(hc, b)
+        hi = get(sc, "hooks-iso", tf)
+        HR[sc] = ratio(hr, b); HC[sc] = ratio(hc, b); HI[sc] = ratio(hi, b)
+        printf "%-13s | %8s %8s %9s %8s %9s | %7s %7s %7s %7s\n", sc, si(b), si(h), si(hr), si(hc), si(hi), \
+            pct(h, b), pct(hr, b), pct(hc, b), pct(hi, b)
     }
 
     # The file written, against what the file system takes.
@@ -506,6 +529,8 @@ END {
             goal("  ... beside run'\''s own cgroup", sc, "hooks-run/base " r2(HR[sc]), ">= 0.98", HR[sc] == "-" ? "-" : HR[sc] >= 0.98)
         if (sc == "udp64" || sc == "udp64x2" || sc == "tcp")
             goal("  ... beside the target'\''s cgroup", sc, "hooks-cg/base " r2(HC[sc]), ">= 0.98", HC[sc] == "-" ? "-" : HC[sc] >= 0.98)
+        if (sc == "udp64" || sc == "udp64x2" || sc == "tcp")
+            goal("  ... beside capture --isolate", sc, "hooks-iso/base " r2(HI[sc]), ">= 0.98", HI[sc] == "-" ? "-" : HI[sc] >= 0.98)
     }
     for (i = 1; i <= nsc; i++) {
         sc = order[i]; want = (sc == "tcp") ? 0.95 : (sc ~ /^udp64/) ? 0.90 : 0

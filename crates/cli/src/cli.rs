@@ -169,6 +169,26 @@ pub struct CaptureArgs {
     #[arg(long = "container", value_name = "ID", group = "target")]
     pub containers: Vec<String>,
 
+    // -- isolate (issue 13) --
+    /// Move each --pid target into a cgroup of its own while it is captured,
+    /// so that no other process runs pidcap's programs (a target in the
+    /// root cgroup, or one sharing its cgroup, otherwise puts them where
+    /// the others' packets run them too).
+    ///
+    /// The cgroup is `<its cgroup>/pidcap-iso-<pidcap's pid>` (targets of
+    /// one cgroup share one): a child of the cgroup it was in, so its
+    /// limits still apply and its service manager still stops it. Its
+    /// /proc/PID/cgroup shows the new cgroup during the capture (the
+    /// packets' metadata names the original); what it forks stays in it.
+    /// At the end (also on Ctrl-C, SIGTERM, an error) every process still
+    /// there goes back to the original cgroup; after a SIGKILL the next
+    /// pidcap puts them back. Sockets a target opened before the move stay
+    /// charged to its old cgroup and are not captured (pidcap says how many).
+    /// Only with --pid targets; refused when a cgroup cannot be made or a
+    /// process moved (threaded cgroups, permissions), before anything moves.
+    #[arg(long)]
+    pub isolate: bool,
+
     #[command(flatten)]
     pub opts: CaptureOpts,
 }

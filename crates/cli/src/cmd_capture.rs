@@ -25,6 +25,9 @@
 //! moved in while held) and attaches there; `capture --pid` at the deepest
 //! cgroup holding its targets ([`capture_attach`]); the root when a name or a
 //! cgroup is a target, the targets are in the root cgroup, or no cgroup can be made.
+//! `capture --isolate` first moves each target into a cgroup of its own below
+//! its cgroup ([`pidcap_ebpf::Isolation`]) and attaches there (at each, for
+//! targets from several cgroups); they go back when the capture ends.
 use crate::cli::{CaptureArgs, CaptureOpts, RunArgs};
 use crate::keylog::KeyLog;
 use crate::output;
@@ -320,19 +323,16 @@ fn record<'a>(
     }
 }
 
-/// Load the programs, with errors that say what to do; `filter` (compiled
-/// before anything started) decides which packets are kept.
+/// Load the programs, with errors that say what to do, attached at
+/// `attach` (None: nowhere yet); `filter` (compiled before anything
+/// started) decides which packets are kept.
 fn load_capture(
     opts: &CaptureOpts,
     filter: Option<Arc<pidcap_filter::Filter>>,
-    attach: AttachPoint,
+    attach: Option<AttachPoint>,
 ) -> Result<Session> {
-    let load = LoadOptions {
-        ring_bytes: opts.buffer_mib << 20,
-        attach: Some(attach),
-        prepare_tls: !opts.no_tls,
-        ..LoadOptions::default()
-    };
+    let load =
+        LoadOptions { ring_bytes: opts.buffer_mib << 20, attach, prepare_tls: !opts.no_tls, ..LoadOptions::default() };
     let backend = EbpfBackend::load(load).map_err(|e| match e {
         EngineError::Permission { .. } => anyhow::Error::new(e),
         e => anyhow::Error::new(e).context("cannot load the kernel layer"),
@@ -424,7 +424,7 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     let (loaded, adopted) = std::thread::scope(|s| {
         // Into its cgroup while held: its sockets, and its children's, are charged there.
         let adopting = scope.as_ref().map(|sc| s.spawn(|| sc.adopt(gated.pid)));
-        let loaded = load_capture(&args.opts, filter, attach);
+        let loaded = load_capture(&args.opts, filter, Some(attach));
         let adopted = adopting.map(|h| h.join().unwrap_or_else(|_| panic!("the cgroup move panicked")));
         (loaded, adopted)
     });
@@ -474,6 +474,7 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
     // it. Checked first, with the filter expression: a typo should not need
     // root to be reported.
     let filter = args.opts.filter.compile()?;
+    check_isolate(&args)?;
     let mut processes = Vec::with_capacity(args.pids.len());
     for &pid in &args.pids {
         match Process::open(pid) {
@@ -486,8 +487,21 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
     }
     // -- capture by cgroup: resolved before anything is attached --
     let cgroups = resolve_cgroups(&args)?;
-    let attach = capture_attach(&args, &processes, cgroups.as_ref());
+    // -- isolate (issue 13): what a SIGKILLed pidcap left is put back first --
+    pidcap_ebpf::sweep_isolations();
+    // From the move on, a signal ends the capture through its end (which
+    // moves the targets back) instead of killing pidcap.
+    let early_signals = if args.isolate { Some(install_signals()?) } else { None };
+    // With --isolate, loaded with nothing attached (a missing capability is
+    // said before anything moves), attached once the targets are moved.
+    let attach = (!args.isolate).then(|| capture_attach(&args, &processes, cgroups.as_ref()));
     let mut session = load_capture(&args.opts, filter, attach)?;
+    let isolation = if args.isolate { Some(isolate(&processes)?) } else { None };
+    if let Some(iso) = &isolation {
+        // Its iso cgroup, or each of them (targets from several cgroups).
+        let at = iso.attach_point();
+        session.capture_mut().set_attach(Some(&at)).with_context(|| format!("cannot attach the programs at {at}"))?;
+    }
     let mut sink = Sink::open(&args.opts)?;
     if let Some(path) = &args.opts.keylog {
         if sink.keeps_keys() {
@@ -522,7 +536,10 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
             eprintln!("pidcap: {cg}: {n} process{} now, and those that join it", if n == 1 { "" } else { "es" });
         }
     }
-    let signals = install_signals()?;
+    let signals = match early_signals {
+        Some(s) => s,
+        None => install_signals()?,
+    };
     let what: Vec<String> = args
         .pids
         .iter()
@@ -533,7 +550,71 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
     announce(&args.opts, &what.join(", "));
     // More processes may come by name or into a cgroup: only a signal or -c ends those.
     let mut ended = if args.names.is_empty() && cgroups.is_none() { Ended::AllTargets } else { Ended::Never };
-    capture_loop(session, sink, &args.opts, &signals, &mut ended, Watch::new(false))
+    let code = capture_loop(session, sink, &args.opts, &signals, &mut ended, Watch::new(false));
+    // The programs are detached (the session is gone): the targets go back.
+    for (original, r) in isolation.map(pidcap_ebpf::Isolation::end).unwrap_or_default() {
+        match r {
+            Ok(n) => eprintln!(
+                "pidcap: --isolate: {n} process{} moved back to cgroup {original}",
+                if n == 1 { "" } else { "es" }
+            ),
+            Err(e) => eprintln!("pidcap: warning: --isolate: {e} (the next pidcap retries)"),
+        }
+    }
+    code
+}
+
+// -- isolate (issue 13) --
+
+/// `--isolate` takes `--pid` targets only: a name or cgroup target's
+/// processes are not known in advance (nor are they ours to move).
+fn check_isolate(args: &CaptureArgs) -> Result<()> {
+    if !args.isolate {
+        return Ok(());
+    }
+    if !args.names.is_empty() || !args.cgroups.is_empty() || !args.units.is_empty() || !args.containers.is_empty() {
+        bail!(
+            "--isolate moves --pid targets only: it cannot be used with --name, --cgroup, --unit or --container \
+             (their processes are not known in advance); nothing was moved"
+        );
+    }
+    if args.pids.is_empty() {
+        bail!("--isolate needs --pid targets to move");
+    }
+    Ok(())
+}
+
+/// Move the targets into their iso cgroups (refused, with nothing moved,
+/// when one cannot be made or a target cannot be moved), and say what the
+/// move does not cover: the sockets a target already had.
+fn isolate(processes: &[Process]) -> Result<pidcap_ebpf::Isolation> {
+    let pids: Vec<u32> = processes.iter().map(Process::pid).collect();
+    let iso = pidcap_ebpf::Isolation::create(&pids)
+        .context("--isolate: cannot isolate the targets (nothing was moved; capture without --isolate)")?;
+    for (dir, original) in iso.dirs().zip(iso.originals()) {
+        eprintln!("pidcap: --isolate: moved into {} (from cgroup {original}) while captured", dir.display());
+    }
+    let procfs = Procfs::default();
+    for &pid in &pids {
+        let n = ip_sockets(&procfs, pid);
+        if n > 0 {
+            eprintln!(
+                "pidcap: --isolate: pid {pid} had {n} TCP/UDP socket{} open before its move: they stay charged to \
+                 its old cgroup, and their packets are not captured (only the sockets it opens from now on are)",
+                if n == 1 { "" } else { "s" }
+            );
+        }
+    }
+    Ok(iso)
+}
+
+/// How many TCP/UDP sockets `pid` holds (its socket descriptors found in
+/// its network namespace's IP tables).
+fn ip_sockets(procfs: &Procfs, pid: u32) -> usize {
+    let Ok(mine) = procfs.socket_inodes(pid) else { return 0 };
+    let ip: HashSet<u64> =
+        NetTable::IP.iter().flat_map(|&t| procfs.net_sockets(pid, t).unwrap_or_default()).map(|s| s.inode).collect();
+    mine.intersection(&ip).count()
 }
 
 /// tcpdump's habit `pidcap run -- curl URL 'tcp port 80'` hands the

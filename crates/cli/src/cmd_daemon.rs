@@ -30,6 +30,8 @@ pub fn load_ebpf() -> Result<Box<dyn pidcap_engine::KernelBackend>, pidcap_engin
 }
 
 pub fn run(args: DaemonArgs) -> Result<u8> {
+    // -- isolate (issue 13): what a SIGKILLed `capture --isolate` left is put back --
+    pidcap_ebpf::sweep_isolations();
     let config = DaemonConfig {
         socket: args.socket.clone(),
         group: Some(args.group.clone()),

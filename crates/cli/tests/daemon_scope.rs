@@ -13,15 +13,13 @@
 
 mod common;
 
-use common::{bpf_ids_held_by, bpftool_json, pidcap, require, Scratch};
+use common::{bpf_ids_held_by, bpftool_json, enable_stats, packet_program_runs, pidcap, require, Scratch, Udp};
 use pidcap_api::Client;
 use pidcap_testkit::cgroup::Cgroup;
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// Datagrams of the bystander's flood.
@@ -129,95 +127,6 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// BPF run-time statistics on while this lives (BPF_ENABLE_STATS, BPF_STATS_RUN_TIME).
-fn enable_stats() -> OwnedFd {
-    const BPF_ENABLE_STATS: libc::c_long = 32;
-    let attr = [0u8; 8]; // union bpf_attr { struct { __u32 type; } enable_stats; }: type 0, run time
-                         // SAFETY: the bpf syscall reads `attr.len()` bytes from a live buffer; it returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_ENABLE_STATS, attr.as_ptr(), attr.len()) };
-    assert!(fd >= 0, "BPF_ENABLE_STATS: {}", std::io::Error::last_os_error());
-    // SAFETY: fd is a descriptor the kernel just gave this process, owned by nothing else.
-    unsafe { OwnedFd::from_raw_fd(fd as i32) }
-}
-
-/// The run counts of the daemon's packet programs (ingress + egress).
-fn packet_program_runs(progs: &HashSet<u64>) -> u64 {
-    bpftool_json(&["prog", "show"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["id"].as_u64().is_some_and(|id| progs.contains(&id)))
-        .filter(|p| matches!(p["name"].as_str(), Some("pidcap_ingress" | "pidcap_egress")))
-        .map(|p| p["run_cnt"].as_u64().unwrap_or(0))
-        .sum()
-}
-
-/// A python3 that opens a UDP socket when told (`open`, answering its port),
-/// and sends on it (`send PORT N PAYLOAD`, answering `sent`); killed on drop.
-struct Udp {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Udp {
-    const SCRIPT: &'static str = "import socket, sys\n\
-        s = None\n\
-        for line in sys.stdin:\n\
-        \x20   w = line.split()\n\
-        \x20   if w[0] == 'open':\n\
-        \x20       s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0))\n\
-        \x20       print(s.getsockname()[1], flush=True)\n\
-        \x20   else:\n\
-        \x20       for _ in range(int(w[2])): s.sendto(w[3].encode(), ('127.0.0.1', int(w[1])))\n\
-        \x20       print('sent', flush=True)\n";
-
-    /// Started, moved into `cg` before it opens anything.
-    fn start_in(cg: &Cgroup) -> Udp {
-        let mut child = Command::new("python3")
-            .args(["-c", Self::SCRIPT])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3");
-        cg.add(child.id());
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Udp { child, stdin, stdout }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn ask(&mut self, line: &str) -> String {
-        writeln!(self.stdin, "{line}").unwrap();
-        let mut out = String::new();
-        self.stdout.read_line(&mut out).unwrap();
-        out.trim().to_string()
-    }
-
-    /// Open its socket; returns its port.
-    fn open(&mut self) -> u16 {
-        self.ask("open").parse().expect("a port")
-    }
-
-    fn send(&mut self, port: u16, n: u64, payload: &str) {
-        assert_eq!(self.ask(&format!("send {port} {n} {payload}")), "sent");
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Udp {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

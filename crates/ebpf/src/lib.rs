@@ -8,7 +8,7 @@
 //! - [`abi`]: the Rust mirror of `bpf/pidcap_abi.h`, with compile-time size asserts;
 //! - [`sockdiag`]: NETLINK_SOCK_DIAG, for sockets opened before capture started;
 //! - `cgroup`: finding (or mounting) the cgroup2 root; the attach point
-//!   ([`attach_for_targets`], `pidcap run`'s own cgroup [`RunCgroup`]);
+//!   ([`attach_for_targets`], `pidcap run`'s own cgroup [`RunCgroup`], `capture --isolate`'s [`Isolation`]);
 //! - [`tls`]: the TLS libraries targets map, and attaching the uprobes and
 //!   the raw `sys_enter` tracepoint program that take their plaintext;
 //! - [`uprobe_multi`]: the TLS uprobes as uprobe_multi links (the uprobe
@@ -47,6 +47,8 @@ pub use cgroup::{
     attach_for_targets, cgroup2_root, cgroup_of, common_ancestor, find_cgroup2, hierarchy, AttachPoint, RunCgroup,
     ScopeError,
 };
+// -- isolate (issue 13) --
+pub use cgroup::{sweep_isolations, Isolation, OwnCgroup, ISO_PREFIX, ISO_RECORDS};
 
 /// The kernel's own BTF, which the CO-RE relocations of the programs need.
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -708,7 +710,8 @@ fn load_program(prog: &mut Program) -> Result<(), ProgramError> {
 // -- attach point (issue 13) --
 
 /// Where the programs of [`PROGRAM_NAMES`] are attached, and their links:
-/// the cgroup programs at one [`AttachPoint`], the raw tracepoints (fork,
+/// the cgroup programs at one [`AttachPoint`] (each program once per cgroup
+/// of it: [`AttachPoint::Cgroups`] has several), the raw tracepoints (fork,
 /// exit) system-wide while any point is set. Nothing attached: no program
 /// of ours runs on this machine (the maps, the ring and the loaded programs
 /// stay; their owners' sockets are found again by sock_diag when a target
@@ -716,7 +719,8 @@ fn load_program(prog: &mut Program) -> Result<(), ProgramError> {
 #[derive(Default)]
 struct Attachments {
     at: Option<AttachPoint>,
-    cgroup: Vec<FdLink>,
+    /// Per cgroup program (in [`PROGRAM_NAMES`] order), its link at each cgroup of `at`.
+    cgroup: Vec<Vec<FdLink>>,
     tracepoints: Vec<FdLink>,
 }
 
@@ -730,7 +734,7 @@ impl Attachments {
         if self.at.as_ref() == Some(at) {
             return Ok(());
         }
-        let cg = open_point(at)?;
+        let cgs = open_points(at)?;
         tracing::debug!(at = %at, from = ?self.at, "attaching the cgroup programs");
         let fresh = self.cgroup.is_empty();
         let mut tracepoints = Vec::new();
@@ -741,13 +745,13 @@ impl Attachments {
                 .ok_or_else(|| EngineError::Unsupported(format!("program {name} missing from the object")))?;
             let r = match prog {
                 Program::RawTracePoint(_) if !self.tracepoints.is_empty() => continue,
-                Program::RawTracePoint(_) => attach(name, prog, &cg).map(|l| tracepoints.push(l)),
-                _ => attach(name, prog, &cg).map(|link| {
+                Program::RawTracePoint(_) => attach(name, prog, &cgs[0]).map(|l| tracepoints.push(l)),
+                _ => cgs.iter().map(|cg| attach(name, prog, cg)).collect::<Result<Vec<_>>>().map(|links| {
                     if fresh {
-                        self.cgroup.push(link);
+                        self.cgroup.push(links);
                     } else {
-                        // The old link goes now (detached), right after the new one is in.
-                        drop(std::mem::replace(&mut self.cgroup[i], link));
+                        // The old links go now (detached), right after the new ones are in.
+                        drop(std::mem::replace(&mut self.cgroup[i], links));
                     }
                     i += 1;
                 }),
@@ -768,7 +772,7 @@ impl Attachments {
     /// Put the first `n` cgroup programs back at `old` (a move that failed
     /// after them); if that fails too, detach everything.
     fn roll_back(&mut self, ebpf: &mut Ebpf, old: AttachPoint, n: usize) {
-        let back = open_point(&old).and_then(|cg| {
+        let back = open_points(&old).and_then(|cgs| {
             let mut i = 0;
             for name in PROGRAM_NAMES {
                 let prog = ebpf
@@ -780,7 +784,7 @@ impl Attachments {
                 if i == n {
                     break;
                 }
-                self.cgroup[i] = attach(name, prog, &cg)?;
+                self.cgroup[i] = cgs.iter().map(|cg| attach(name, prog, cg)).collect::<Result<Vec<_>>>()?;
                 i += 1;
             }
             Ok(())
@@ -802,13 +806,19 @@ impl Attachments {
     }
 }
 
-/// The cgroup directory of `at`, opened for attaching.
-fn open_point(at: &AttachPoint) -> Result<File> {
-    let (dir, what) = match at {
-        AttachPoint::Root => (cgroup2_root()?, "opening the root"),
-        AttachPoint::Cgroup(dir) => (dir.clone(), "opening the cgroup to attach to"),
+/// The cgroup directories of `at`, opened for attaching (at least one).
+fn open_points(at: &AttachPoint) -> Result<Vec<File>> {
+    let open = |dir: std::path::PathBuf, what| {
+        File::open(&dir).map_err(|e| EngineError::Cgroup { what, path: dir, source: e })
     };
-    File::open(&dir).map_err(|e| EngineError::Cgroup { what, path: dir, source: e })
+    match at {
+        AttachPoint::Root => Ok(vec![open(cgroup2_root()?, "opening the root")?]),
+        AttachPoint::Cgroup(dir) => Ok(vec![open(dir.clone(), "opening the cgroup to attach to")?]),
+        AttachPoint::Cgroups(dirs) if dirs.is_empty() => {
+            Err(EngineError::Unsupported("an attach point of no cgroup".into()))
+        }
+        AttachPoint::Cgroups(dirs) => dirs.iter().map(|d| open(d.clone(), "opening a cgroup to attach to")).collect(),
+    }
 }
 
 /// Attach one program loaded by [`load_programs`]: a cgroup program to `cg`,

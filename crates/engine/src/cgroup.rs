@@ -130,8 +130,7 @@ impl Cgroupfs {
     /// Asked after a pid read from `cgroup.procs` has been opened (a pidfd):
     /// the pid may have been given to another process in between.
     pub fn holds(&self, target: &CgroupTarget, pid: u32) -> bool {
-        let Ok(text) = fs::read_to_string(self.proc_root.join(pid.to_string()).join("cgroup")) else { return false };
-        let Some(path) = crate::container::cgroup2_path(&text) else { return false };
+        let Ok(path) = crate::procfs::Procfs::at(&self.proc_root).cgroup_now(pid) else { return false };
         let path = path.trim_end().trim_end_matches(" (deleted)");
         within(path, &target.path)
     }
@@ -325,6 +324,11 @@ pub enum AttachPoint {
     Root,
     /// A cgroup2 directory: only the sockets of processes in it and below it.
     Cgroup(PathBuf),
+    // -- isolate (issue 13) --
+    /// Several cgroup2 directories (none below another), each program
+    /// attached at every one: `capture --isolate` with targets from several
+    /// cgroups.
+    Cgroups(Vec<PathBuf>),
 }
 
 impl fmt::Display for AttachPoint {
@@ -332,6 +336,10 @@ impl fmt::Display for AttachPoint {
         match self {
             AttachPoint::Root => f.write_str("the cgroup2 root"),
             AttachPoint::Cgroup(dir) => write!(f, "cgroup {}", dir.display()),
+            AttachPoint::Cgroups(dirs) => {
+                let dirs: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+                write!(f, "cgroups {}", dirs.join(", "))
+            }
         }
     }
 }
@@ -351,10 +359,12 @@ pub fn common_ancestor<'a>(paths: impl IntoIterator<Item = &'a str>) -> Option<S
 }
 
 impl Cgroupfs {
-    /// Process `pid`'s cgroup2 path as its `/proc/PID/cgroup` shows it (`/`
-    /// for the root); None when it cannot be read or names a removed cgroup.
+    /// Process `pid`'s cgroup2 path as its `/proc/PID/cgroup` shows it now
+    /// (`/` for the root; an isolated process's `pidcap-iso-*` cgroup, not
+    /// the one the metadata names); None when it cannot be read or names a
+    /// removed cgroup.
     pub fn cgroup_of(&self, pid: u32) -> Option<String> {
-        let path = crate::procfs::Procfs::at(&self.proc_root).cgroup(pid).ok()?;
+        let path = crate::procfs::Procfs::at(&self.proc_root).cgroup_now(pid).ok()?;
         let path = path.trim_end();
         (path.starts_with('/') && !path.ends_with(" (deleted)")).then(|| path.to_string())
     }
@@ -559,8 +569,13 @@ mod tests {
         put(20, "0::/d\n");
         put(1, "0::/\n");
         put(30, "0::/a/gone (deleted)\n");
+        let iso = format!("a/b/{}{}", crate::procfs::ISO_PREFIX, std::process::id());
+        fs::create_dir_all(t.0.join(&iso)).unwrap();
+        fs::write(t.0.join(&iso).join("cgroup.procs"), "").unwrap();
+        put(40, &format!("0::/{iso}\n"));
         let fs = t.fs().with_proc(&procs);
         let at = |dir: &str| Some(AttachPoint::Cgroup(t.0.join(dir)));
+        assert_eq!(fs.attach_point([40], false), at(&iso), "an isolated pid: its iso cgroup, where it is now");
         assert_eq!(fs.attach_point([11], false), at("a/b"));
         assert_eq!(fs.attach_point([11, 12], false), at("a"));
         assert_eq!(fs.attach_point([11, 20], false), Some(AttachPoint::Root), "only the root holds both");

@@ -2,8 +2,10 @@
 //! `/proc/PID/status` ([`Status`]: ids, uids, groups, capabilities), socket
 //! inodes of open file descriptors and the socket tables of a process's
 //! network namespace ([`NetTable`]), processes by name, and what a packet's
-//! process metadata needs (executable, command line, cgroup2 path). The root is a
-//! parameter ([`Procfs::at`]) so tests run on a fake tree.
+//! process metadata needs (executable, command line, cgroup2 path: the one a
+//! process `capture --isolate` moved came from, [`original_cgroup`]), and a
+//! process's start time. The root is a parameter ([`Procfs::at`]) so tests
+//! run on a fake tree.
 
 use std::collections::HashSet;
 use std::fs;
@@ -149,12 +151,31 @@ impl Procfs {
         Ok(raw.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
     }
 
-    /// The cgroup2 path of `pid` (the `0::` line of `/proc/PID/cgroup`), e.g. `/user.slice/...`.
+    /// The cgroup2 path of `pid` as pidcap records it in a packet's process
+    /// metadata (e.g. `/user.slice/...`): where it is now, except that a
+    /// process this pidcap isolated (`capture --isolate`: moved into
+    /// `<its cgroup>/pidcap-iso-<pidcap's pid>`, or forked there) is given
+    /// the cgroup it came from ([`original_cgroup`]).
     pub fn cgroup(&self, pid: u32) -> io::Result<String> {
+        self.cgroup_now(pid).map(|p| original_cgroup(&p, std::process::id()).to_string())
+    }
+
+    /// The cgroup2 path of `pid` now (the `0::` line of `/proc/PID/cgroup`):
+    /// where its sockets are charged, what attach points are computed from.
+    pub fn cgroup_now(&self, pid: u32) -> io::Result<String> {
         let text = fs::read_to_string(self.root.join(pid.to_string()).join("cgroup"))?;
         crate::container::cgroup2_path(&text)
             .map(str::to_string)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "/proc cgroup: no cgroup2 (0::) line"))
+    }
+
+    /// The start time of `pid` (`/proc/PID/stat` field 22, clock ticks
+    /// since boot): with the pid, it names one process (a pid given to
+    /// another process has another start time).
+    pub fn start_time(&self, pid: u32) -> Option<u64> {
+        let stat = fs::read_to_string(self.root.join(pid.to_string()).join("stat")).ok()?;
+        // Fields after the ")" that closes comm start at field 3 (the state).
+        stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
     }
 
     /// Inodes of the sockets among `pid`'s open file descriptors.
@@ -266,6 +287,22 @@ pub fn parse_net_table(text: &str, table: NetTable) -> Vec<NetSocket> {
 }
 
 /// `socket:[12345]` -> 12345.
+/// The name prefix of the cgroup `capture --isolate` moves a target into,
+/// below the target's own; the rest is the isolating pidcap's pid.
+pub const ISO_PREFIX: &str = "pidcap-iso-";
+
+/// `path` without a last component `pidcap-iso-<pidcap>` (the cgroup a
+/// pidcap with pid `pidcap` isolated the process in): the cgroup the
+/// process came from. Any other path is returned as it is.
+pub fn original_cgroup(path: &str, pidcap: u32) -> &str {
+    let iso = format!("/{ISO_PREFIX}{pidcap}");
+    match path.strip_suffix(&iso) {
+        Some("") => "/",
+        Some(parent) => parent,
+        None => path,
+    }
+}
+
 pub fn parse_socket_link(link: &str) -> Option<u64> {
     link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
 }
@@ -428,7 +465,30 @@ mod tests {
         assert_eq!(p.exe(42).unwrap(), Path::new("/usr/bin/my proc"));
         assert_eq!(p.cmdline(42).unwrap(), ["my proc", "-x", "a b", ""]);
         assert_eq!(p.cgroup(42).unwrap(), "/user.slice/docker-ab.scope");
+        assert_eq!(p.start_time(42), None, "a short stat line");
+        assert!(p.start_time(9).is_none());
         assert!(p.exe(8).is_err() && p.cmdline(8).is_err() && p.cgroup(8).is_err());
+    }
+
+    #[test]
+    fn an_isolated_process_is_given_the_cgroup_it_came_from() {
+        let me = std::process::id();
+        let iso = format!("/system.slice/x.service/pidcap-iso-{me}");
+        assert_eq!(original_cgroup(&iso, me), "/system.slice/x.service");
+        assert_eq!(original_cgroup(&format!("/pidcap-iso-{me}"), me), "/", "isolated from the root cgroup");
+        assert_eq!(original_cgroup(&format!("/a/pidcap-iso-{}", me + 1), me), format!("/a/pidcap-iso-{}", me + 1));
+        assert_eq!(original_cgroup(&format!("/a/pidcap-iso-{me}0"), me), format!("/a/pidcap-iso-{me}0"));
+        assert_eq!(original_cgroup(&format!("/a/pidcap-iso-{me}/b"), me), format!("/a/pidcap-iso-{me}/b"));
+        assert_eq!(original_cgroup("/a/b", me), "/a/b");
+        // Through the reader: the metadata's path, and where the process is now.
+        let fake = FakeProc::new("iso");
+        let cgroup = format!("0::{iso}\n");
+        let stat = "5 (a (b)) S 1 5 5 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 4242 0";
+        fake.process("5", &[("cgroup", &cgroup), ("stat", stat)]);
+        let p = fake.procfs();
+        assert_eq!(p.cgroup(5).unwrap(), "/system.slice/x.service");
+        assert_eq!(p.cgroup_now(5).unwrap(), iso);
+        assert_eq!(p.start_time(5), Some(4242));
     }
 
     #[test]

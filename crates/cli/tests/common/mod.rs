@@ -312,3 +312,96 @@ impl Running {
         self.child.as_mut().and_then(|c| c.try_wait().unwrap())
     }
 }
+
+// -- kernel run counts and a UDP process (daemon_scope.rs, isolate.rs) --
+
+/// BPF run-time statistics on while this lives (BPF_ENABLE_STATS, BPF_STATS_RUN_TIME).
+pub fn enable_stats() -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    const BPF_ENABLE_STATS: libc::c_long = 32;
+    let attr = [0u8; 8]; // union bpf_attr { struct { __u32 type; } enable_stats; }: type 0, run time
+                         // SAFETY: the bpf syscall reads `attr.len()` bytes from a live buffer; it returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_ENABLE_STATS, attr.as_ptr(), attr.len()) };
+    assert!(fd >= 0, "BPF_ENABLE_STATS: {}", std::io::Error::last_os_error());
+    // SAFETY: fd is a descriptor the kernel just gave this process, owned by nothing else.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+}
+
+/// The run counts of the packet programs (ingress + egress) among `progs`.
+pub fn packet_program_runs(progs: &HashSet<u64>) -> u64 {
+    bpftool_json(&["prog", "show"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["id"].as_u64().is_some_and(|id| progs.contains(&id)))
+        .filter(|p| matches!(p["name"].as_str(), Some("pidcap_ingress" | "pidcap_egress")))
+        .map(|p| p["run_cnt"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// A python3 that opens a UDP socket when told (`open`, answering its port),
+/// and sends on it (`send PORT N PAYLOAD`, answering `sent`); killed on drop.
+pub struct Udp {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Udp {
+    const SCRIPT: &'static str = "import socket, sys\n\
+        s = None\n\
+        for line in sys.stdin:\n\
+        \x20   w = line.split()\n\
+        \x20   if w[0] == 'open':\n\
+        \x20       s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0))\n\
+        \x20       print(s.getsockname()[1], flush=True)\n\
+        \x20   else:\n\
+        \x20       for _ in range(int(w[2])): s.sendto(w[3].encode(), ('127.0.0.1', int(w[1])))\n\
+        \x20       print('sent', flush=True)\n";
+
+    /// Started, moved into `cg` before it opens anything.
+    pub fn start_in(cg: &pidcap_testkit::cgroup::Cgroup) -> Udp {
+        let mut child = Command::new("python3")
+            .args(["-c", Self::SCRIPT])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        cg.add(child.id());
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Udp { child, stdin, stdout }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn ask(&mut self, line: &str) -> String {
+        use std::io::Write;
+        writeln!(self.stdin, "{line}").unwrap();
+        let mut out = String::new();
+        self.stdout.read_line(&mut out).unwrap();
+        out.trim().to_string()
+    }
+
+    /// Open its socket; returns its port.
+    pub fn open(&mut self) -> u16 {
+        self.ask("open").parse().expect("a port")
+    }
+
+    pub fn send(&mut self, port: u16, n: u64, payload: &str) {
+        assert_eq!(self.ask(&format!("send {port} {n} {payload}")), "sent");
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Udp {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
