@@ -495,6 +495,13 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
     // With --isolate, loaded with nothing attached (a missing capability is
     // said before anything moves), attached once the targets are moved.
     let attach = (!args.isolate).then(|| capture_attach(&args, &processes, cgroups.as_ref()));
+    if attach == Some(AttachPoint::Root) && args.names.is_empty() && cgroups.is_none() && !processes.is_empty() {
+        eprintln!(
+            "pidcap: the programs are attached at the cgroup2 root (the deepest cgroup holding every target), so \
+             every process's packets run them (a few percent of a small-packet flood's rate); --isolate moves the targets \
+             into a cgroup of their own for the capture (their sockets from before the move are then not captured)"
+        );
+    }
     let mut session = load_capture(&args.opts, filter, attach)?;
     let isolation = if args.isolate { Some(isolate(&processes)?) } else { None };
     if let Some(iso) = &isolation {

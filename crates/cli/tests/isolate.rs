@@ -14,7 +14,8 @@
 //! A child the target forks is in the iso cgroup and captured with -f.
 //! Targets from two cgroups: each program is linked at both iso cgroups
 //! (the kernel's link list) and nowhere else, and a socket a target opened
-//! before its move is said not to be captured.
+//! before its move is said not to be captured. A capture without
+//! --isolate whose programs go on the root says so and names --isolate.
 
 mod common;
 
@@ -413,4 +414,27 @@ fn isolation_is_refused_before_anything_moves_and_a_half_move_is_undone() {
     first.signal(libc::SIGINT);
     first.wait();
     untouched("after the first isolation ended");
+}
+
+#[test]
+fn a_capture_whose_programs_go_on_the_root_says_so_and_names_isolate_one_in_a_cgroup_of_its_own_does_not() {
+    require!(Root);
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let root = pidcap_testkit::cgroup::cgroup2_root();
+    let cg = Cgroup::new("iso-hint");
+    let in_cg = Sleeper::start_in(&cg);
+    let in_root = pidcap_testkit::KillOnDrop(Command::new("sleep").arg("120").spawn().expect("sleep"));
+    std::fs::write(root.join("cgroup.procs"), in_root.id().to_string()).expect("moving the sleep into the root cgroup");
+    let hint = "attached at the cgroup2 root";
+    for (pid, at_root) in [(in_root.id(), true), (in_cg.pid(), false)] {
+        let (running, lines) = start_pidcap(pidcap().args(["capture", "-q", "--no-tls", "--pid", &pid.to_string()]));
+        let said: Vec<&String> = lines.seen.iter().filter(|l| l.contains(hint)).collect();
+        signal(&running, libc::SIGINT);
+        assert!(running.wait_with_output().status.success(), "{:?}", lines.seen);
+        if at_root {
+            assert!(said.len() == 1 && said[0].contains("--isolate"), "{:?}", lines.seen);
+        } else {
+            assert!(said.is_empty(), "{:?}", lines.seen);
+        }
+    }
 }
