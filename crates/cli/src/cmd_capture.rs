@@ -424,7 +424,7 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     let (loaded, adopted) = std::thread::scope(|s| {
         // Into its cgroup while held: its sockets, and its children's, are charged there.
         let adopting = scope.as_ref().map(|sc| s.spawn(|| sc.adopt(gated.pid)));
-        let loaded = load_capture(&args.opts, filter, Some(attach));
+        let loaded = load_capture(&args.opts, filter, Some(attach.clone()));
         let adopted = adopting.map(|h| h.join().unwrap_or_else(|_| panic!("the cgroup move panicked")));
         (loaded, adopted)
     });
@@ -462,6 +462,7 @@ pub fn run(mut args: RunArgs) -> Result<u8> {
     let child = gated.release().with_context(|| format!("cannot run {}", args.command[0].to_string_lossy()))?;
     let mut watch = Watch::new(args.no_follow);
     watch.scope = scope.as_ref().and_then(|s| ScopeWatch::new(s.dir()));
+    watch.attached = attach;
     watch.hints.command = Some((child.pid, args.command[0].to_string_lossy().into_owned(), None));
     let mut ended = Ended::Child(child);
     capture_loop(session, sink, &args.opts, &signals, &mut ended, watch)
@@ -502,12 +503,15 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
              into a cgroup of their own for the capture (their sockets from before the move are then not captured)"
         );
     }
+    let mut watch = Watch::new(false);
+    watch.attached = attach.clone().unwrap_or_default();
     let mut session = load_capture(&args.opts, filter, attach)?;
     let isolation = if args.isolate { Some(isolate(&processes)?) } else { None };
     if let Some(iso) = &isolation {
         // Its iso cgroup, or each of them (targets from several cgroups).
         let at = iso.attach_point();
         session.capture_mut().set_attach(Some(&at)).with_context(|| format!("cannot attach the programs at {at}"))?;
+        watch.attached = at;
     }
     let mut sink = Sink::open(&args.opts)?;
     if let Some(path) = &args.opts.keylog {
@@ -557,7 +561,7 @@ pub fn capture(args: CaptureArgs) -> Result<u8> {
     announce(&args.opts, &what.join(", "));
     // More processes may come by name or into a cgroup: only a signal or -c ends those.
     let mut ended = if args.names.is_empty() && cgroups.is_none() { Ended::AllTargets } else { Ended::Never };
-    let code = capture_loop(session, sink, &args.opts, &signals, &mut ended, Watch::new(false));
+    let code = capture_loop(session, sink, &args.opts, &signals, &mut ended, watch);
     // The programs are detached (the session is gone): the targets go back.
     for (original, r) in isolation.map(pidcap_ebpf::Isolation::end).unwrap_or_default() {
         match r {
@@ -833,7 +837,7 @@ fn capture_loop(
             return Err(e);
         }
     }
-    for line in output::summary(&stats, written, opts.output.verbose) {
+    for line in output::summary(&stats, written, opts.output.verbose, &watch.attached) {
         eprintln!("{line}");
     }
     if filtering {
@@ -996,6 +1000,8 @@ struct Watch {
     // -- attach point (issue 13) --
     /// `run`: its targets that leave the command's cgroup.
     scope: Option<ScopeWatch>,
+    /// Where the programs are (the summary's counters of other processes cover that).
+    attached: AttachPoint,
 }
 
 impl Watch {
@@ -1006,7 +1012,12 @@ impl Watch {
 
     fn new(no_follow: bool) -> Watch {
         let hints = output::ZeroHints { no_follow, ..Default::default() };
-        Watch { hints, own_netns: std::fs::read_link("/proc/self/ns/net").ok(), scope: None }
+        Watch {
+            hints,
+            own_netns: std::fs::read_link("/proc/self/ns/net").ok(),
+            scope: None,
+            attached: AttachPoint::Root,
+        }
     }
 
     fn look(&mut self, live: &[u32]) {

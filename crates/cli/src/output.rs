@@ -9,6 +9,7 @@
 //! [`error_text`] is how every command prints an error and its causes.
 
 use pidcap_engine::backend::TlsLibraryFile;
+use pidcap_engine::cgroup::AttachPoint;
 use pidcap_engine::CaptureStats;
 use pidcap_packet::{CapturedPacket, Protocol, TlsInfo, Verdict};
 use pidcap_pcapfile::{PacketOutput, PcapError, RecordRef};
@@ -499,7 +500,9 @@ pub fn error_text(err: &anyhow::Error) -> String {
 /// (`verbose` > 0) a second line with the system-wide counts, which are
 /// not the targets': packets the kernel layer saw of other processes, and
 /// of sockets with no known owner (the kernel counts no finer reason).
-pub fn summary(stats: &CaptureStats, written: u64, verbose: u8) -> Vec<String> {
+/// `attached`: where the kernel layer's programs are, which is what the
+/// counters of other processes' packets (-v) cover.
+pub fn summary(stats: &CaptureStats, written: u64, verbose: u8, attached: &AttachPoint) -> Vec<String> {
     let k = &stats.kernel;
     let mut s = format!(
         "pidcap: {} packets captured ({} written), {} dropped in the kernel ring",
@@ -530,8 +533,12 @@ pub fn summary(stats: &CaptureStats, written: u64, verbose: u8) -> Vec<String> {
     let mut lines = vec![s];
     if verbose > 0 {
         let others = k.seen.saturating_sub(k.target).saturating_sub(k.unattributed);
+        let scope = match attached {
+            AttachPoint::Root => "system-wide".to_string(),
+            at => format!("in {at} (where the programs are attached)"),
+        };
         lines.push(format!(
-            "pidcap: system-wide, not the targets': {} packets seen by the kernel layer: {others} of other \
+            "pidcap: {scope}, not the targets': {} packets seen by the kernel layer: {others} of other \
              processes, {} of sockets with no known owner (sockets older than pidcap and idle since, or \
              packets the kernel sends itself, such as resets)",
             k.seen, k.unattributed
@@ -1091,14 +1098,27 @@ mod tests {
                 ..Default::default()
             };
         });
-        assert_eq!(summary(&s, 12, 0), ["pidcap: 12 packets captured (12 written), 2 dropped in the kernel ring"]);
-        let v = summary(&s, 12, 1);
-        assert_eq!(v[0], summary(&s, 12, 0)[0]);
+        assert_eq!(
+            summary(&s, 12, 0, &AttachPoint::Root),
+            ["pidcap: 12 packets captured (12 written), 2 dropped in the kernel ring"]
+        );
+        let v = summary(&s, 12, 1, &AttachPoint::Root);
+        assert_eq!(v[0], summary(&s, 12, 0, &AttachPoint::Root)[0]);
         assert_eq!(
             v[1],
             "pidcap: system-wide, not the targets': 500 packets seen by the kernel layer: 458 of other processes, 30 of \
              sockets with no known owner (sockets older than pidcap and idle since, or packets the kernel sends itself, \
              such as resets)"
+        );
+        // Programs on a cgroup see that cgroup's packets only: the line says where.
+        let at = AttachPoint::Cgroup("/sys/fs/cgroup/pidcap-run-9".into());
+        assert!(
+            summary(&s, 12, 1, &at)[1].starts_with(
+                "pidcap: in cgroup /sys/fs/cgroup/pidcap-run-9 (where the programs are attached), not the targets': 500 \
+                 packets seen"
+            ),
+            "{:?}",
+            summary(&s, 12, 1, &at)
         );
         // Each counter that concerns the targets, when it is not zero, in order.
         let s = stats(|s| {
@@ -1110,7 +1130,7 @@ mod tests {
             s.kernel.forked = 5;
             s.kernel.tls_records = 6;
         });
-        let line = &summary(&s, 7, 0)[0];
+        let line = &summary(&s, 7, 0, &AttachPoint::Root)[0];
         let order = [
             "9 packets captured (7 written)",
             "0 dropped in the kernel ring",

@@ -304,7 +304,7 @@ fn logging_is_log_level_or_pidcap_log_and_has_no_ansi_in_a_pipe() {
 }
 
 #[test]
-fn the_summary_puts_the_targets_first_and_the_system_wide_count_only_with_v() {
+fn the_summary_puts_the_targets_first_and_the_others_count_where_the_programs_are_only_with_v() {
     require!(Root, Tool("ip"), Tool("python3"));
     let ns = NetNs::new("habits-sum");
     let server = ns.server(&["udp-server", "127.0.0.1", "0"]);
@@ -332,13 +332,22 @@ fn the_summary_puts_the_targets_first_and_the_system_wide_count_only_with_v() {
         summary.starts_with(&format!("pidcap: {n} packets captured ({n} written), 0 dropped in the kernel ring")),
         "{summary}"
     );
-    assert!(!err.contains("not attributed") && !err.contains("system-wide"), "no system-wide count without -v: {err}");
+    assert!(
+        !err.contains("not attributed") && !err.contains("not the targets'"),
+        "no count of others without -v: {err}"
+    );
     assert!(!err.contains("pidcap: no packets"), "{err}");
 
     let (lines, err) = run(&["-v"]);
     let at = lines.iter().position(|l| l.contains(" packets captured (")).unwrap_or_else(|| panic!("{err}"));
     let wide = lines.get(at + 1).unwrap_or_else(|| panic!("{err}"));
-    assert!(wide.starts_with("pidcap: system-wide, not the targets': "), "the targets' line first, then: {wide}");
+    // `run` attaches at its command's own cgroup: the count is of that cgroup's packets, and says so.
+    assert!(
+        wide.starts_with("pidcap: in cgroup ")
+            && wide.contains("/pidcap-run-")
+            && wide.contains(" (where the programs are attached), not the targets': "),
+        "the targets' line first, then: {wide}"
+    );
     for part in [" packets seen by the kernel layer: ", " of other processes, ", " of sockets with no known owner"] {
         assert!(wide.contains(part), "{wide}");
     }
