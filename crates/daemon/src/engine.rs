@@ -36,12 +36,6 @@ use tokio::sync::{broadcast, oneshot, watch};
 /// How long the engine waits for a request while no capture runs (the
 /// session's timers, counters included, run after each wait).
 const IDLE_WAIT: Duration = Duration::from_millis(200);
-/// The longest a packet waits in the kernel ring while a client is
-/// subscribed (the packet-to-row latency of the UI, issue 13): the programs
-/// wake the drain only when a quarter of the ring is pending, so under a
-/// light load the drain's timeout is the wait ([`Schedule::DAEMON`]'s 10 ms
-/// otherwise, where nobody is waiting for a packet as it comes).
-pub const SUBSCRIBED_DRAIN: Duration = Duration::from_millis(2);
 /// The engine thread's nice value. It is woken when a quarter of the kernel
 /// ring is full; if the scheduler then keeps it waiting behind other work
 /// for as long as the rest takes to fill (tens of milliseconds on a busy
@@ -314,7 +308,6 @@ impl Engine {
                 }
             }
             let tick = if self.running {
-                self.follow_subscribers();
                 let tx = &self.tx;
                 let mut publish = publisher(tx);
                 self.session.step(Drain::Decoded(&mut publish))
@@ -340,17 +333,6 @@ impl Engine {
                     self.counters.send_replace(Some(Counters { stats, running: self.running }));
                 }
             }
-        }
-    }
-
-    /// The drain's timeout for who is listening: [`SUBSCRIBED_DRAIN`] with a
-    /// subscriber, [`Schedule::DAEMON`]'s without.
-    fn follow_subscribers(&mut self) {
-        let drain =
-            if self.subscribers.load(Ordering::Relaxed) > 0 { SUBSCRIBED_DRAIN } else { Schedule::DAEMON.drain };
-        let schedule = self.session.schedule();
-        if schedule.drain != drain {
-            self.session.set_schedule(Schedule { drain, ..schedule });
         }
     }
 
@@ -835,22 +817,6 @@ mod tests {
 
     fn at(dir: &Path) -> Option<AttachPoint> {
         Some(AttachPoint::Cgroup(dir.to_path_buf()))
-    }
-
-    #[test]
-    fn the_drain_waits_less_while_a_client_is_subscribed() {
-        let tree = Tree::new("drain", &[]);
-        let (mut e, _fake) = engine(&tree);
-        assert_eq!(e.session.schedule(), Schedule::DAEMON);
-        e.follow_subscribers();
-        assert_eq!(e.session.schedule().drain, Schedule::DAEMON.drain, "nobody subscribed");
-        e.subscribers.fetch_add(1, Ordering::Relaxed);
-        e.follow_subscribers();
-        assert_eq!(e.session.schedule(), Schedule { drain: SUBSCRIBED_DRAIN, ..Schedule::DAEMON });
-        assert!(SUBSCRIBED_DRAIN < Schedule::DAEMON.drain);
-        e.subscribers.fetch_sub(1, Ordering::Relaxed);
-        e.follow_subscribers();
-        assert_eq!(e.session.schedule(), Schedule::DAEMON, "the last subscriber gone");
     }
 
     #[test]

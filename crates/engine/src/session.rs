@@ -112,12 +112,6 @@ impl Session {
         self.schedule
     }
 
-    /// Change the schedule from the next step on (the daemon drains sooner
-    /// while a client is subscribed); the timers keep their last runs.
-    pub fn set_schedule(&mut self, schedule: Schedule) {
-        self.schedule = schedule;
-    }
-
     pub fn capture(&self) -> &Capture {
         &self.cap
     }
