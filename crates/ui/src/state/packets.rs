@@ -795,12 +795,39 @@ impl Rate {
         let start = self.now_s.saturating_sub(CHART_SECONDS as u64 - 1);
         (start..=self.now_s).map(|s| self.buckets.iter().find(|b| b.0 == s).map_or((0, 0), |b| (b.1, b.2))).collect()
     }
+
+    /// [`Rate::series`] without the second still counting: what the chart
+    /// draws, so that it changes once a second, not with every packet (its
+    /// points were a kilobyte of edits in every render: issue 13).
+    pub fn completed(&self) -> Vec<(u32, u32)> {
+        let mut s = self.series();
+        s.pop();
+        s
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::state::{update, CaptureMsg};
+
+    #[test]
+    fn the_charts_seconds_change_once_a_second_not_with_every_packet() {
+        let mut r = Rate::default();
+        let at = |id: u64, s: u64, dir: Direction| {
+            CapturedPacket::new(id, s * 1_000_000_000 + 5, 1, "x".into(), 1, dir, Verdict::Pass, 1, vec![0x45])
+        };
+        r.add(&at(1, 1000, Direction::Outbound));
+        r.add(&at(2, 1001, Direction::Outbound));
+        let before = r.completed();
+        assert_eq!(before.last(), Some(&(0, 1)), "second 1000 is complete");
+        assert_eq!(before.len(), CHART_SECONDS - 1);
+        r.add(&at(3, 1001, Direction::Inbound));
+        assert_eq!(r.completed(), before, "a packet of the second still counting");
+        assert_eq!(r.series().last(), Some(&(1, 1)));
+        r.tick(1002);
+        assert_eq!(r.completed().last(), Some(&(1, 1)), "second 1001, complete at the tick");
+    }
     use pidcap_api::protocol::Started;
     use pidcap_packet::build::{build, flags, TcpFields, Transport};
     use pidcap_packet::{TlsInfo, TlsLibrary, TlsRecord};

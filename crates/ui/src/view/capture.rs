@@ -40,7 +40,8 @@ pub(super) fn tls_coverage(app: &App) -> Element {
 }
 
 pub(super) fn chart(app: &App) -> Element {
-    let series = app.packets.rate.series();
+    // Complete seconds only: the chart's points change once a second.
+    let series = app.packets.rate.completed();
     let (w, h) = (360.0f64, 70.0f64);
     let max = series.iter().map(|(i, o)| (*i).max(*o)).max().unwrap_or(0).max(1) as f64;
     let n = series.len().max(2) as f64;
