@@ -26,7 +26,7 @@ use common::{
 use pidcap_testkit::cgroup::Cgroup;
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -59,24 +59,17 @@ fn record(pidcap: u32) -> PathBuf {
 }
 
 /// A `sleep` in `cg`; killed on drop.
-struct Sleeper(Child);
+struct Sleeper(pidcap_testkit::KillOnDrop);
 
 impl Sleeper {
     fn start_in(cg: &Cgroup) -> Sleeper {
         let child = Command::new("sleep").arg("120").spawn().expect("sleep");
         cg.add(child.id());
-        Sleeper(child)
+        Sleeper(pidcap_testkit::KillOnDrop(child))
     }
 
     fn pid(&self) -> u32 {
         self.0.id()
-    }
-}
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
