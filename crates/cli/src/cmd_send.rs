@@ -59,6 +59,8 @@ pub struct SendArgs {
     /// tcp or udp (default: the packet's, else tcp).
     #[arg(long, value_name = "PROTO")]
     pub proto: Option<Proto>,
+    // (The doc comment is --help's text, which shows "[V6]" as written.)
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// The remote end ADDR:PORT or [V6]:PORT (raw: the destination; with --tls also NAME:PORT).
     /// Default: the packet's peer; in connect mode the server side of its
     /// conversation (for a packet the target received: the target's own

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// Where pidcap mounts cgroup2 itself when the system has none mounted.
 pub const OWN_MOUNT: &str = "/run/pidcap/cgroup2";
 
-/// The cgroup2 root, mounting one at [`OWN_MOUNT`] if none is mounted.
+/// The cgroup2 root, mounting one at `/run/pidcap/cgroup2` (`OWN_MOUNT`) if none is mounted.
 pub fn cgroup2_root() -> Result<PathBuf> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|e| EngineError::Cgroup {
         what: "reading mounts",
@@ -67,7 +67,7 @@ pub use pidcap_engine::cgroup::{common_ancestor, AttachPoint};
 
 /// The cgroup2 hierarchy to resolve attach points in: the system's, or
 /// (none mounted in this mount namespace, as under `ip netns exec`, which
-/// mounts a fresh /sys) the one pidcap mounts at [`OWN_MOUNT`].
+/// mounts a fresh /sys) the one pidcap mounts at `/run/pidcap/cgroup2` (`OWN_MOUNT`).
 pub fn hierarchy() -> Result<Cgroupfs, ScopeError> {
     match Cgroupfs::system() {
         Ok(fs) => Ok(fs),

@@ -3,7 +3,7 @@
 //! it builds and is tested anywhere.
 //!
 //! - [`backend`]: the narrow interface to a kernel layer ([`KernelBackend`]);
-//!   `pidcap-ebpf` is its Linux implementation, [`fake`] (feature `fake`) a
+//!   `pidcap-ebpf` is its Linux implementation, `fake` (feature `fake`) a
 //!   scripted one for tests;
 //! - [`capture`]: turns kernel records into [`pidcap_packet::CapturedPacket`]s (those a [`PacketFilter`] keeps);
 //! - [`session`]: the one capture loop (drain, liveness, counters, grace) of the CLI and the daemon;

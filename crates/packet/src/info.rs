@@ -1,6 +1,6 @@
 //! What a packet says, in one line: the protocol decoding shared by the
 //! CLI's `-v` (tcpdump's verbose fields, [`verbose`]) and a Wireshark-like
-//! "Info" column ([`info`]; with the Protocol column, [`column`]): TCP flags, seq/ack, window and options; UDP
+//! "Info" column ([`info`]; with the Protocol column, [`column()`]): TCP flags, seq/ack, window and options; UDP
 //! length; IP ttl/hop limit, id and length; and, from the payload ([`app`]),
 //! DNS questions and answers ([`dns`]), an HTTP/1.x request or status line,
 //! TLS records and their handshake messages in clear, a ClientHello's SNI and

@@ -5,7 +5,7 @@
 //! direction, protocol, local/remote address and port, payload) plus what the
 //! seed lacks (IPv6, the process name, the socket cookie, the verdict of the
 //! filter rules, the length on the wire). The bytes always start at the IP
-//! header; the decoded fields are derived from them once, by [`decode`].
+//! header; the decoded fields are derived from them once, by [`decode()`].
 //!
 //! Nothing here touches the OS: the pcap writer, the library, the daemon and
 //! the UI all use this crate without pulling in the kernel layer.
@@ -236,7 +236,7 @@ pub struct CapturedPacket {
     /// The captured bytes, starting at the IP header.
     #[serde(with = "hex::serde_hex")]
     pub data: Vec<u8>,
-    /// Fields decoded from `data` (see [`decode`]).
+    /// Fields decoded from `data` (see [`decode()`]).
     #[serde(flatten)]
     pub decoded: Decoded,
     /// Set for a TLS plaintext record (see [`tls`]): `data` is then a

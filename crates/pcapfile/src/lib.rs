@@ -23,7 +23,7 @@
 //! * [`FileOutput`] writes one of them to a [`CaptureFile`]: created private
 //!   (0600), never through a symbolic link, written by a thread of its own
 //!   (the caller never waits for the file system), cut back to its last
-//!   complete block when the disk fills; see the [`file`] module.
+//!   complete block when the disk fills; see the [`mod@file`] module.
 //! * [`RotatingOutput`] rotates files as tcpdump's `-C`, `-W` and `-G` do,
 //!   every file complete on its own; see the [`rotate`] module.
 //! * [`PacketOutput`] is the one interface of every output of packets (these

@@ -317,11 +317,11 @@ impl<W: Write> PcapngWriter<W> {
     }
 
     /// Blocks at the start of every file that are not counted by
-    /// [`PcapngWriter::packets_in`]: the SHB and the packets' IDB (id 0).
+    /// `PcapngWriter::packets_in`: the SHB and the packets' IDB (id 0).
     pub const HEADER_BLOCKS: u64 = 2;
 
     /// Go on in a new file `w` (rotation): flush the current one, write the
-    /// new one's preamble ([`PcapngWriter::write_preamble`]: its own SHB, IDBs
+    /// new one's preamble (`PcapngWriter::write_preamble`: its own SHB, IDBs
     /// and the keys so far), and give back the old one. Blocks held back for
     /// a handshake's keys stay held and go into the new file (they start at
     /// its ClientHello, so the new file has the whole handshake).
@@ -400,7 +400,7 @@ impl<W: Write> PcapngWriter<W> {
 
     /// Keys will come ([`PcapngWriter::add_keys`]): from now on, the blocks
     /// after a ClientHello are held back until that handshake's keys are in
-    /// the file (at most [`HOLD_MAX`], 8 MiB), so that the Decryption Secrets
+    /// the file (at most `HOLD_MAX`, 8 MiB), so that the Decryption Secrets
     /// Block comes before the first packet that needs it, as tshark reads
     /// files in one pass. (TLS 1.3's handshake secrets are logged only once
     /// the server's encrypted flight has arrived.)

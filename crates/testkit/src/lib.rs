@@ -1,6 +1,6 @@
 //! Helpers shared by pidcap's integration tests (a dev-dependency only).
 //!
-//! - [`require`]: a test states what it needs (root, a tool on PATH). When
+//! - [`require!`]: a test states what it needs (root, a tool on PATH). When
 //!   something is missing it is skipped with a `SKIPPED` line, except under
 //!   `CI=true`, where it fails naming what is missing: a CI machine that lacks
 //!   root or tshark must not look green.
@@ -87,7 +87,7 @@ pub fn require(test: &str, needs: &[Need]) -> bool {
     false
 }
 
-/// Return from the calling test unless the machine has what it needs (see [`require`]).
+/// Return from the calling test unless the machine has what it needs (see [`require()`]).
 /// `require!(Root, Tool("tshark"))`.
 #[macro_export]
 macro_rules! require {

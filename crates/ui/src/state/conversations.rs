@@ -1,10 +1,10 @@
 //! Conversations and Follow stream (issue 14): the connections of the
 //! captured processes, counted as packets arrive
 //! ([`pidcap_packet::stream::ConversationTable`], fed one packet at a time by
-//! [`observe`] before the packet list takes them: nothing is recomputed from
+//! `observe` before the packet list takes them: nothing is recomputed from
 //! all packets), sorted by a column; choosing one sets the packet list's
 //! display filter to it (through `PacketsMsg::SetFilter`, with
-//! [`filter_text`]); following one shows its payload put back together
+//! `filter_text`); following one shows its payload put back together
 //! ([`pidcap_packet::stream::follow`]) from the packets the list holds, as
 //! ASCII, hex or both, its TLS plaintext records instead of the wire bytes
 //! when it has some, and sends one message to the payload editor.
