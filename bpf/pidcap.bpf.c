@@ -363,6 +363,20 @@ __attribute__((noinline)) int match_cgroup(__u32 tgid, __u64 key)
 
 /* ---- socket ownership, in process context ---- */
 
+/* The port userspace seeded for a socket older than the capture (by cookie),
+ * moved into the socket's storage: sock_release then clears its port_owners
+ * entry from there, as for a socket of this capture. */
+static __always_inline void take_seeded_port(struct pidcap_sk_owner *st, __u64 cookie)
+{
+	struct pidcap_port_key *bp = bpf_map_lookup_elem(&bound_ports, &cookie);
+	if (bp) {
+		st->port.port = bp->port;
+		st->port.proto = bp->proto;
+		st->bound = 1;
+		bpf_map_delete_elem(&bound_ports, &cookie);
+	}
+}
+
 /* Record the current process as the owner of socket sk (a pointer the
  * program may hand to bpf_sk_storage_get) in the socket's storage; returns
  * the storage (0: it could not be had), with a verdict of the current
@@ -417,13 +431,7 @@ static __always_inline struct pidcap_sk_owner *remember_owner(struct bpf_sock *s
 		 * with an owner from its storage). */
 		__u64 cookie = bpf_get_socket_cookie(ctx);
 		bpf_map_delete_elem(&owners, &cookie);
-		struct pidcap_port_key *bp = bpf_map_lookup_elem(&bound_ports, &cookie);
-		if (bp) {
-			st->port.port = bp->port;
-			st->port.proto = bp->proto;
-			st->bound = 1;
-			bpf_map_delete_elem(&bound_ports, &cookie);
-		}
+		take_seeded_port(st, cookie);
 	}
 	st->owner.tgid = tgid;
 	st->owner.tid = tid;
@@ -861,15 +869,7 @@ static __always_inline int handle_skb_slow(struct __sk_buff *skb, __u8 dir, stru
 			st = bpf_sk_storage_get(&sk_owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 			if (st) {
 				st->owner = *seeded;
-				/* Its seeded port too: sock_release then clears it
-				 * from the storage, as for a socket of this capture. */
-				struct pidcap_port_key *bp = bpf_map_lookup_elem(&bound_ports, &cookie);
-				if (bp) {
-					st->port.port = bp->port;
-					st->port.proto = bp->proto;
-					st->bound = 1;
-					bpf_map_delete_elem(&bound_ports, &cookie);
-				}
+				take_seeded_port(st, cookie);
 				st->valid = 1;
 				bpf_map_delete_elem(&owners, &cookie);
 				if (!(decide(st, gen) & 1))
