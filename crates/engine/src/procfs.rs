@@ -169,13 +169,16 @@ impl Procfs {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "/proc cgroup: no cgroup2 (0::) line"))
     }
 
+    /// `/proc/PID/stat`, the fields pidcap reads ([`Stat`]).
+    pub fn stat(&self, pid: u32) -> Option<Stat> {
+        Stat::parse(&fs::read_to_string(self.root.join(pid.to_string()).join("stat")).ok()?)
+    }
+
     /// The start time of `pid` (`/proc/PID/stat` field 22, clock ticks
     /// since boot): with the pid, it names one process (a pid given to
     /// another process has another start time).
     pub fn start_time(&self, pid: u32) -> Option<u64> {
-        let stat = fs::read_to_string(self.root.join(pid.to_string()).join("stat")).ok()?;
-        // Fields after the ")" that closes comm start at field 3 (the state).
-        stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+        self.stat(pid).map(|s| s.start)
     }
 
     /// Inodes of the sockets among `pid`'s open file descriptors.
@@ -286,7 +289,27 @@ pub fn parse_net_table(text: &str, table: NetTable) -> Vec<NetSocket> {
         .collect()
 }
 
-/// `socket:[12345]` -> 12345.
+/// The fields of `/proc/PID/stat` pidcap reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// The parent's pid (field 4).
+    pub ppid: u32,
+    /// The kernel's `PF_*` flags (field 9).
+    pub flags: u64,
+    /// Start time in clock ticks since boot (field 22).
+    pub start: u64,
+}
+
+impl Stat {
+    /// From the text of `/proc/PID/stat`; None when a field is missing.
+    pub fn parse(text: &str) -> Option<Stat> {
+        // comm may hold spaces and parentheses: the fields start after the last ')'.
+        let f: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+        // f[0] = state (field 3), f[1] = ppid (4), f[6] = flags (9), f[19] = starttime (22).
+        Some(Stat { ppid: f.get(1)?.parse().ok()?, flags: f.get(6)?.parse().ok()?, start: f.get(19)?.parse().ok()? })
+    }
+}
+
 /// The name prefix of the cgroup `capture --isolate` moves a target into,
 /// below the target's own; the rest is the isolating pidcap's pid.
 pub const ISO_PREFIX: &str = "pidcap-iso-";
@@ -303,6 +326,7 @@ pub fn original_cgroup(path: &str, pidcap: u32) -> &str {
     }
 }
 
+/// `socket:[12345]` -> 12345.
 pub fn parse_socket_link(link: &str) -> Option<u64> {
     link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
 }
@@ -489,6 +513,13 @@ mod tests {
         assert_eq!(p.cgroup(5).unwrap(), "/system.slice/x.service");
         assert_eq!(p.cgroup_now(5).unwrap(), iso);
         assert_eq!(p.start_time(5), Some(4242));
+    }
+
+    #[test]
+    fn parses_stat() {
+        let stat = "42 (a (b) c) S 7 42 42 0 -1 2097216 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0";
+        assert_eq!(Stat::parse(stat), Some(Stat { ppid: 7, flags: 2097216, start: 12345 }));
+        assert_eq!(Stat::parse("garbage"), None);
     }
 
     #[test]

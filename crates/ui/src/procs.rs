@@ -6,7 +6,7 @@
 //! namespace (read once per namespace per listing): TCP sockets in state
 //! LISTEN, UDP sockets bound and unconnected.
 
-use pidcap_engine::procfs::{NetTable, Procfs};
+use pidcap_engine::procfs::{NetTable, Procfs, Stat};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
@@ -64,15 +64,6 @@ fn users() -> HashMap<u32, String> {
         .collect()
 }
 
-/// (ppid, flags, start time) from the text of `/proc/PID/stat`.
-pub fn parse_stat(text: &str) -> Option<(u32, u64, u64)> {
-    // comm may hold spaces and parentheses: the fields start after the last ')'.
-    let rest = text.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // f[0] = state (field 3), f[1] = ppid (4), f[6] = flags (9), f[19] = starttime (22).
-    Some((f.get(1)?.parse().ok()?, f.get(6)?.parse().ok()?, f.get(19)?.parse().ok()?))
-}
-
 /// Inode -> port of the listening sockets of the network namespace `pid` lives in.
 fn listening_sockets_seen_by(procfs: &Procfs, pid: u32) -> HashMap<u64, Listen> {
     let mut out = HashMap::new();
@@ -99,7 +90,7 @@ pub fn list_processes() -> Vec<ProcInfo> {
         .filter_map(|pid| {
             let base = format!("/proc/{pid}");
             let name = procfs.comm(pid)?;
-            let (ppid, flags, start) = parse_stat(&std::fs::read_to_string(format!("{base}/stat")).ok()?)?;
+            let Stat { ppid, flags, start } = procfs.stat(pid)?;
             let user = procfs
                 .status(pid)
                 .map(|s| users.get(&s.uid.real).cloned().unwrap_or_else(|| s.uid.real.to_string()))
@@ -191,12 +182,5 @@ mod tests {
         assert!(p.listening.contains(&Listen { tcp: false, port: uport }), "{:?}", p.listening);
         assert!(matches(p, &port.to_string()));
         assert!(matches(p, &format!("tcp/{port}")));
-    }
-
-    #[test]
-    fn parses_stat() {
-        let stat = "42 (a (b) c) S 7 42 42 0 -1 2097216 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0";
-        assert_eq!(parse_stat(stat), Some((7, 2097216, 12345)));
-        assert_eq!(parse_stat("garbage"), None);
     }
 }
