@@ -224,7 +224,7 @@ impl RunCgroup {
     /// that does not show it).
     pub fn create() -> Result<RunCgroup, ScopeError> {
         let fs = hierarchy()?;
-        sweep_isolations_in(&fs, Path::new(ISO_RECORDS));
+        undo_dead(&fs, dead_isolations(Path::new(ISO_RECORDS)));
         let own = cgroup_of(std::process::id()).ok_or_else(|| ScopeError::NoOwnCgroup("/proc/self/cgroup".into()))?;
         let parent = fs.resolve(&own)?.dir;
         sweep(&parent);
@@ -357,14 +357,13 @@ struct Planned {
 }
 
 impl Isolation {
-    /// Isolate `pids` in the system's hierarchy (sweeping dead pidcaps'
-    /// isolations first). Nothing is moved unless every target's cgroup can
-    /// take a child; a failure while moving moves back what was moved.
+    /// Isolate `pids` in the system's hierarchy. Nothing is moved unless
+    /// every target's cgroup can take a child; a failure while moving moves
+    /// back what was moved. The caller has run [`sweep_isolations`] (every
+    /// command does at its start): a dead pidcap's iso cgroup still holding
+    /// a target would otherwise refuse it as isolated by another pidcap.
     pub fn create(pids: &[u32]) -> Result<Isolation, ScopeError> {
-        let fs = hierarchy()?;
-        let records = Path::new(ISO_RECORDS);
-        sweep_isolations_in(&fs, records);
-        Isolation::create_in(&fs, records, pids)
+        Isolation::create_in(&hierarchy()?, Path::new(ISO_RECORDS), pids)
     }
 
     fn create_in(fs: &Cgroupfs, records: &Path, pids: &[u32]) -> Result<Isolation, ScopeError> {
@@ -411,13 +410,7 @@ impl Isolation {
             groups => AttachPoint::Cgroups(groups.iter().map(|g| g.cgroup.dir().to_path_buf()).collect()),
         }
     }
-}
 
-fn dir_name(dir: &Path) -> String {
-    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-}
-
-impl Isolation {
     /// Undo it: every process still in an iso cgroup back to the cgroup it
     /// came from, the directories removed, then the record (kept while an
     /// iso cgroup is left: the next pidcap sweeps it). Per iso cgroup, its
@@ -433,6 +426,10 @@ impl Isolation {
         }
         done
     }
+}
+
+fn dir_name(dir: &Path) -> String {
+    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 impl Drop for Isolation {
@@ -585,21 +582,27 @@ fn read_record(path: &Path) -> Option<Record> {
 /// removed, then their records. Run at the start of `capture`, `run` and
 /// `daemon`; a live pidcap's isolation (same pid and start time) is kept.
 pub fn sweep_isolations() {
-    let records = Path::new(ISO_RECORDS);
+    let dead = dead_isolations(Path::new(ISO_RECORDS));
     // Nothing to do (the common case): no hierarchy looked for, none mounted.
-    let procfs = pidcap_engine::procfs::Procfs::default();
-    if dead_records(records, |pid| procfs.start_time(pid)).is_empty() {
+    if dead.is_empty() {
         return;
     }
     match hierarchy() {
-        Ok(fs) => sweep_isolations_in(&fs, records),
+        Ok(fs) => undo_dead(&fs, dead),
         Err(e) => tracing::warn!(error = %e, "no cgroup2 hierarchy: a killed pidcap's isolation cannot be undone"),
     }
 }
 
-fn sweep_isolations_in(fs: &Cgroupfs, records: &Path) {
+/// The records in `records` of pidcaps no longer running, by /proc.
+fn dead_isolations(records: &Path) -> Vec<(PathBuf, Record)> {
     let procfs = pidcap_engine::procfs::Procfs::default();
-    for (path, record) in dead_records(records, |pid| procfs.start_time(pid)) {
+    dead_records(records, |pid| procfs.start_time(pid))
+}
+
+/// Undo the isolations of `dead` (records and their files), then remove each
+/// record whose iso cgroups are all gone.
+fn undo_dead(fs: &Cgroupfs, dead: Vec<(PathBuf, Record)>) {
+    for (path, record) in dead {
         let mut all = true;
         for dir in &record.dirs {
             if fs::symlink_metadata(dir).is_err() {
