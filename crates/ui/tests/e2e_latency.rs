@@ -1,20 +1,22 @@
 //! The packet list under a flood (issue 13, packet-to-row latency), end to
 //! end in headless Chromium against a real daemon and a flooding process in
 //! a network namespace of the test's own: each row is inserted once however
-//! far the list slides (rows are keyed, never re-created), and its cells clip
-//! without being scroll containers (`overflow: clip`: a `hidden` box is a
-//! scroll container, eleven per row a thousand times a second). Every step
+//! far the list slides (rows are keyed, never re-created), and each is one
+//! line of text whose columns start under their headers, clipped without
+//! being a scroll container (`overflow: clip`: a `hidden` box is one). Every step
 //! waits for the state it needs, never for time. Screenshots:
 //! target/ui-screenshots/latency-*.png.
 
 mod common;
 use common::*;
 use pidcap_testkit::NetNs;
+use pidcap_ui::state::packets::Column;
+use pidcap_ui::view::rowline;
 use serde_json::json;
 use std::time::Duration;
 
 #[test]
-fn rows_are_inserted_once_as_the_list_slides_and_their_cells_clip_without_scrolling() {
+fn rows_are_inserted_once_as_the_list_slides_and_each_is_one_line_under_its_headers() {
     pidcap_testkit::require!(Root, Tool("chromium"), Tool("chromedriver"), Tool("ip"), Tool("python3"));
     let ns = NetNs::new("ui-slide");
     let (_stack, b) = open_ui();
@@ -48,24 +50,32 @@ fn rows_are_inserted_once_as_the_list_slides_and_their_cells_clip_without_scroll
     assert!(inserted.len() as u64 >= removed, "{} rows inserted, {removed} removed", inserted.len());
     eprintln!("{} rows inserted once each, {removed} removed", inserted.len());
 
-    // No row nor cell is a scroll container, and a cell whose text is wider
-    // than its column is cut at its column (the next cell starts after it).
+    // Each row is one text node (nothing else for the browser to lay out),
+    // clipped without being a scroll container, and each of its columns
+    // starts under its header: the header's cells are placed from the same
+    // widths that pad the rows' text.
     let styles = b.js(
         "const rows = [...document.querySelectorAll('#packet-list .pkt')];
-         return [rows.length, rows.flatMap(r => [r, ...r.children]).map(e => getComputedStyle(e).overflowX)
-           .filter(o => o !== 'clip')]",
+         return [rows.length, rows.filter(r => r.childNodes.length !== 1 || r.firstChild.nodeType !== 3).length,
+                 rows.map(r => getComputedStyle(r).overflowX).filter(o => o !== 'clip')]",
         json!([]),
     );
     assert!(styles[0].as_u64().unwrap_or(0) > 0, "{styles}");
-    assert_eq!(styles[1], json!([]), "rows or cells that are scroll containers: {styles}");
-    let cut = b.js(
-        "const r = document.querySelector('#packet-list .pkt'); const [src, dst] = [r.children[5], r.children[6]];
-         src.textContent = '[2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:65535';
-         const a = src.getBoundingClientRect(), d = dst.getBoundingClientRect();
-         return [src.scrollWidth > src.clientWidth, a.right <= d.left + 0.5, src.innerText];",
-        json!([]),
+    assert_eq!(styles[1], json!(0), "rows that are more than one text node: {styles}");
+    assert_eq!(styles[2], json!([]), "rows that are scroll containers: {styles}");
+    let columns: Vec<(String, usize)> =
+        Column::ALL.iter().map(|c| (format!("col-{}", c.key()), rowline::offset(*c))).collect();
+    let misplaced = b.js(
+        "const row = document.querySelector('#packet-list .pkt'), text = row.firstChild, out = [];
+         for (const [id, at] of arguments[0]) {
+           const h = document.getElementById(id), range = document.createRange();
+           range.setStart(text, at); range.setEnd(text, at + 1);
+           const x = range.getBoundingClientRect().left, hx = h.getBoundingClientRect().left;
+           if (Math.abs(x - hx) > 0.5) out.push([id, x, hx]);
+         }
+         return out;",
+        json!([columns]),
     );
-    b.screenshot("latency-clipped-cell");
-    assert_eq!(cut[0], true, "the long text overflows its cell: {cut}");
-    assert_eq!(cut[1], true, "a cell spills into the next column: {cut}");
+    b.screenshot("latency-row-lines");
+    assert_eq!(misplaced, json!([]), "columns that do not start under their header (id, x, header x): {misplaced}");
 }

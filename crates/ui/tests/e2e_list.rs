@@ -65,7 +65,7 @@ struct Row {
 fn rows(b: &Browser) -> Vec<Row> {
     let v = b.js(
         "return [...document.querySelectorAll('#packet-list .pkt')]
-           .map(r => [r.dataset.id, r.className, [...r.children].map(c => c.innerText)])",
+           .map(r => [r.dataset.id, r.className, r.textContent])",
         json!([]),
     );
     v.as_array()
@@ -75,13 +75,8 @@ fn rows(b: &Browser) -> Vec<Row> {
         .map(|r| Row {
             id: r[0].as_str().and_then(|s| s.parse().ok()).unwrap_or(0),
             class: r[1].as_str().unwrap_or("").to_string(),
-            cells: r[2]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|c| c.as_str().unwrap_or("").into())
-                .collect(),
+            // A row is one line of text, its cells at their columns.
+            cells: pidcap_ui::view::rowline::cells(r[2].as_str().unwrap_or("")),
         })
         .collect()
 }

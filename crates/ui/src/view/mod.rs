@@ -21,6 +21,7 @@ mod edit;
 mod library;
 mod packets;
 mod processes;
+pub mod rowline;
 mod rules;
 use capture::*;
 use edit::*;

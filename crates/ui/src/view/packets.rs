@@ -16,19 +16,8 @@ pub(super) struct RowView {
     class: String,
     ts: u64,
     library: String,
-    time: String,
-    process: String,
-    dir: &'static str,
-    /// A TLS record's badge; else the application protocol, if any, and the transport.
-    record: bool,
-    app_proto: Option<String>,
-    transport: String,
-    src: String,
-    dst: String,
-    length: u64,
-    payload: u32,
-    verdict: &'static str,
-    info: String,
+    /// Its cells as one line ([`rowline`]).
+    line: String,
 }
 
 pub(super) fn row_view(row: Row<'_>, app: &App) -> RowView {
@@ -53,24 +42,30 @@ pub(super) fn row_view(row: Row<'_>, app: &App) -> RowView {
     }
     let (src, dst) = source_destination(p);
     let transport = p.decoded.protocol.name();
-    RowView {
-        id,
-        class,
-        ts: p.timestamp_ns,
-        library: p.tls.map(|t| t.library.to_string()).unwrap_or_default(),
-        time: time_text(packets.time_format, p.timestamp_ns, packets.first_ts, row.previous_ts),
-        process: format!("{}/{}", p.pid, p.comm),
-        dir: p.direction.as_str(),
-        record: p.is_tls(),
-        app_proto: (row.info.protocol != transport).then(|| row.info.protocol.clone()),
-        transport,
-        src: endpoint(src.0, src.1),
-        dst: endpoint(dst.0, dst.1),
-        length: length(p),
-        payload: p.decoded.payload_size,
-        verdict: p.verdict.as_str(),
-        info: row.info.info.clone(),
-    }
+    let library = p.tls.map(|t| t.library.to_string()).unwrap_or_default();
+    // A TLS record says so (its row is coloured as one too); else the
+    // application protocol, when one is recognised, and the transport.
+    let protocol = if p.is_tls() {
+        format!("TLS {library}")
+    } else if row.info.protocol != transport {
+        format!("{} {transport}", row.info.protocol)
+    } else {
+        transport
+    };
+    let line = rowline::line(&[
+        &id.to_string(),
+        &time_text(packets.time_format, p.timestamp_ns, packets.first_ts, row.previous_ts),
+        &format!("{}/{}", p.pid, p.comm),
+        p.direction.as_str(),
+        &protocol,
+        &endpoint(src.0, src.1),
+        &endpoint(dst.0, dst.1),
+        &length(p).to_string(),
+        &p.decoded.payload_size.to_string(),
+        p.verdict.as_str(),
+        &row.info.info,
+    ]);
+    RowView { id, class, ts: p.timestamp_ns, library, line }
 }
 
 /// The Time column's text for a packet at `ts`.
@@ -139,6 +134,7 @@ pub(super) fn packet_list(app: &App, d: D) -> Element {
                     for (c, order, arrow) in Column::ALL.map(|c| header_order(sort, c)) {
                         span { id: "col-{c.key()}",
                             class: if order.is_empty() { "" } else { "sorted" },
+                            style: "{header_place(c)}",
                             "data-order": "{order}",
                             title: "{column_help(c)}",
                             onclick: move |_| d.call(PacketsMsg::SortBy(c)),
@@ -152,23 +148,7 @@ pub(super) fn packet_list(app: &App, d: D) -> Element {
                             let m = e.modifiers();
                             d.call(PacketsMsg::Select { id, extend: m.ctrl() || m.shift() || m.meta() })
                         } },
-                        span { class: "c-no", "{r.id}" }
-                        span { class: "c-time", "{r.time}" }
-                        span { "{r.process}" }
-                        span { "{r.dir}" }
-                        if r.record {
-                            span { span { class: "badge tls", title: "TLS plaintext ({r.library}), decrypted: taken from the TLS library, not the wire", "TLS {r.library}" } }
-                        } else if let Some(a) = &r.app_proto {
-                            span { b { "{a}" } span { class: "via", " {r.transport}" } }
-                        } else {
-                            span { "{r.transport}" }
-                        }
-                        span { "{r.src}" }
-                        span { "{r.dst}" }
-                        span { class: "c-num", "{r.length}" }
-                        span { class: "c-num", "{r.payload}" }
-                        span { "{r.verdict}" }
-                        span { class: "c-info", "{r.info}" }
+                        "{r.line}"
                     }
                 }
                 if packets.shown.is_empty() {
@@ -179,6 +159,16 @@ pub(super) fn packet_list(app: &App, d: D) -> Element {
                 oninput: move |e: FormEvent| d.call(PacketsMsg::ScrollTo(e.value().parse().unwrap_or(0))) }
         }
         div { class: "muted", id: "list-info", "rows {packets.scroll + 1}–{(packets.scroll + VISIBLE_ROWS).min(packets.shown.len())} of {packets.shown.len()} shown ({packets.held.len()} held)" }
+    }
+}
+
+/// Where a header's cell sits: over its column of the rows' lines.
+fn header_place(c: Column) -> String {
+    let at = rowline::offset(c);
+    let align = if rowline::right_aligned(c) { "text-align:right;" } else { "" };
+    match rowline::width(c) {
+        Some(w) => format!("{align}left:calc(6px + {at}ch);width:{w}ch"),
+        None => format!("left:calc(6px + {at}ch);right:6px"),
     }
 }
 

@@ -178,6 +178,13 @@ impl Browser {
         .iter()
         .map(|s| s.to_string())
         .chain([format!("--user-data-dir={}", b._profile.path().display())])
+        // Flags of one's own for a run (a trace: docs/PERFORMANCE.md, "UI latency").
+        .chain(
+            std::env::var("EXTRA_CHROME_ARGS")
+                .ok()
+                .into_iter()
+                .flat_map(|a| a.split(' ').map(String::from).collect::<Vec<_>>()),
+        )
         .collect::<Vec<_>>();
         let caps = json!({"capabilities":{"alwaysMatch":{"browserName":"chrome","goog:chromeOptions":{"binary":chromium,"args":args}}}});
         let v = b.call("POST", "/session", Some(caps));
