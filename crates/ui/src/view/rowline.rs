@@ -73,7 +73,7 @@ pub fn line(texts: &[&str; 11]) -> String {
     out
 }
 
-/// A line's cells, trimmed (what [`line`] made of them; a cut one ends in `…`).
+/// A line's cells, trimmed (what [`line()`] made of them; a cut one ends in `…`).
 pub fn cells(line: &str) -> Vec<String> {
     let chars: Vec<char> = line.chars().collect();
     Column::ALL
