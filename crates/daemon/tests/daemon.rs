@@ -246,14 +246,19 @@ fn sigkill_of_the_daemon_leaves_no_rule_in_force() {
     drop(d);
 }
 
-/// Sends this many datagrams to 127.0.0.1:PORT as fast as it can, then waits for stdin.
+/// Sends this many datagrams to 127.0.0.1:PORT in bursts of 100 (a
+/// millisecond apart: a debug build's drain on a loaded CI machine keeps up
+/// with that, while a capture stalled behind a subscriber still receives
+/// nothing past what it had), then waits for stdin.
 const FLOOD: &str = r#"
-import socket, sys
+import socket, sys, time
 n, port = int(sys.argv[1]), int(sys.argv[2])
 sys.stdin.readline()
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for i in range(n):
     s.sendto(b"x" * 32, ("127.0.0.1", port))
+    if i % 100 == 99:
+        time.sleep(0.001)
 print("done", flush=True)
 sys.stdin.readline()
 "#;
